@@ -1,0 +1,260 @@
+//! The gateway's durable store: delivery ledger, per-destination dossier versions, the
+//! attempt trail and the dead letters. SQLite (the default, one file under the data
+//! directory) and PostgreSQL (when several gateway instances share the work).
+//!
+//! # Invariants (`tests/store_suite.rs` runs the same checks against both)
+//!
+//! 1. **One outcome per (route, envelope id).** [`Store::record`] writes a whole batch in one
+//!    transaction: either every row of the batch is durable or none is. Recording the same
+//!    (route, envelope id) twice keeps the first final outcome (idempotent).
+//! 2. **Natural-key idempotency.** When an outcome carries a natural key (e.g. dossier code +
+//!    version), [`Store::natural_key_done`] answers `true` for it afterwards, whatever the
+//!    envelope id was (two envelopes carrying the same effect are delivered once).
+//! 3. **Versions only move forward.** The version stored for (destination, key) is the maximum
+//!    of every delivered version; a lower one never overwrites a higher one.
+//! 4. **Dead letters keep the original envelope bytes** exactly as received, with the reason,
+//!    the attempts, the last answer and timestamps. Replay and drop are recorded with who did it;
+//!    replaying an already replayed (or dropped) dead letter is a no-op that says so.
+//! 5. Migrations are idempotent and run at open.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub mod sqlite;
+pub mod postgres;
+
+/// Final outcome of one envelope on one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The destination accepted it.
+    Delivered,
+    /// Not sent: the destination already has this dossier at the same or a newer version.
+    Superseded,
+    /// Moved to the dead letters (permanent refusal or retry budget exhausted).
+    DeadLettered,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Superseded => "superseded",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delivered" => Some(Outcome::Delivered),
+            "superseded" => Some(Outcome::Superseded),
+            "dead_lettered" => Some(Outcome::DeadLettered),
+            _ => None,
+        }
+    }
+}
+
+/// A final outcome to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub route: String,
+    /// The destination adapter (versions are tracked per destination).
+    pub destination: String,
+    pub envelope_id: String,
+    /// Ordering key (dossier code).
+    pub key: String,
+    /// Envelope kind, e.g. `dossier.upserted`.
+    pub kind: String,
+    /// The party's natural key of the effect, e.g. `DOSSIER-CODE@7`.
+    pub natural_key: Option<String>,
+    /// Dossier version delivered (moves the destination's version forward when delivered).
+    pub version: Option<i64>,
+    pub outcome: Outcome,
+    /// Attempts made, including the last one.
+    pub attempts: u32,
+    /// HTTP status of the last answer, if there was one.
+    pub status: Option<u16>,
+    /// Reason / last answer summary (no personal data).
+    pub detail: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// One attempt (for the trail): every try, failed or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub route: String,
+    pub envelope_id: String,
+    pub key: String,
+    pub attempt: u32,
+    /// `delivered`, `retry`, `permanent`, `superseded`, `skipped_duplicate` …
+    pub result: String,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub latency_ms: u32,
+    pub at_ms: i64,
+}
+
+/// A dead letter to store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDeadLetter {
+    /// Dead-letter id (a UUIDv7 as text).
+    pub id: String,
+    pub route: String,
+    /// The queue the original came from (replay publishes there).
+    pub queue: String,
+    pub envelope_id: String,
+    pub key: String,
+    pub kind: String,
+    /// The original envelope, byte for byte.
+    pub envelope: Vec<u8>,
+    pub reason: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    /// The last answer, truncated by the caller, no personal data.
+    pub last_answer: String,
+    pub first_attempt_ms: i64,
+    pub dead_at_ms: i64,
+}
+
+/// State of a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterState {
+    Open,
+    Replayed,
+    Dropped,
+}
+
+impl DeadLetterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterState::Open => "open",
+            DeadLetterState::Replayed => "replayed",
+            DeadLetterState::Dropped => "dropped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "replayed" => Some(Self::Replayed),
+            "dropped" => Some(Self::Dropped),
+            _ => None,
+        }
+    }
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    #[serde(flatten)]
+    pub letter: NewDeadLetter,
+    pub state: DeadLetterState,
+    /// Who replayed or dropped it, and when (unix ms).
+    pub settled_by: Option<String>,
+    pub settled_at_ms: Option<i64>,
+}
+
+/// Filter for listing dead letters. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    pub route: Option<String>,
+    pub key: Option<String>,
+    pub state: Option<DeadLetterState>,
+    pub limit: u32,
+}
+
+/// What happened when settling (replay / drop) a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// This call changed the state; the caller must now do the effect (publish for replay).
+    Changed(DeadLetter),
+    /// It was already replayed or dropped: nothing changed.
+    AlreadySettled(DeadLetter),
+    NotFound,
+}
+
+/// A ledger row as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    #[serde(flatten)]
+    pub record: OutcomeRecord,
+}
+
+/// Everything recorded in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub outcomes: Vec<OutcomeRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    pub dead_letters: Vec<NewDeadLetter>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.attempts.is_empty() && self.dead_letters.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store: {0}")]
+    Open(String),
+    #[error("store migration failed: {0}")]
+    Migrate(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("stored data is malformed: {0}")]
+    Malformed(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Write a batch in one transaction (see invariants 1-3).
+    async fn record(&self, batch: Batch) -> Result<()>;
+
+    /// The final outcome already recorded for (route, envelope id), if any.
+    async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>>;
+
+    /// Whether an effect with this natural key was already delivered to `destination`.
+    async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool>;
+
+    /// The highest version delivered to `destination` for `key`.
+    async fn delivered_version(&self, destination: &str, key: &str) -> Result<Option<i64>>;
+
+    /// Every outcome recorded for a key (a dossier's trail), oldest first.
+    async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>>;
+
+    /// Every attempt recorded for a key, oldest first.
+    async fn attempts_by_key(&self, key: &str) -> Result<Vec<AttemptRecord>>;
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>>;
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>>;
+    /// Mark open → replayed by `who`. Only the call that changes the state gets `Changed`.
+    async fn mark_replayed(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled>;
+    /// Mark open → dropped by `who`.
+    async fn mark_dropped(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled>;
+    /// Count of open dead letters (for metrics).
+    async fn open_dead_letters(&self) -> Result<u64>;
+
+    /// Whether the store answers now (for `/readyz`).
+    async fn ready(&self) -> bool;
+}
+
+/// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`
+/// (or a bare path) for SQLite. Runs migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let _ = postgres::PgStore::connect(url).await?;
+        Err(StoreError::Open("postgres store not yet written".into()))
+    } else {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        let _ = sqlite::SqliteStore::open(path)?;
+        Err(StoreError::Open("sqlite store not yet written".into()))
+    }
+}
