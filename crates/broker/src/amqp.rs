@@ -1,19 +1,668 @@
-//! RabbitMQ through lapin (placeholder: being written).
+//! RabbitMQ implementation of [`Broker`] on lapin 4 (tokio runtime).
+//!
+//! # Invariants (how this module keeps the ones of the crate)
+//!
+//! 1. **A publish is `Ok` only on the broker's confirm.** Every channel that publishes is in
+//!    confirm mode (`confirm.select`); every publish is `mandatory` and persistent
+//!    (`delivery_mode = 2`). Ack → `Ok`; nack → [`BrokerError::Nack`]; returned
+//!    (unroutable) → [`BrokerError::Unroutable`]; no confirm within
+//!    [`AmqpOptions::confirm_timeout`] → [`BrokerError::ConfirmTimeout`]; a connection lost
+//!    with the confirm outstanding → [`BrokerError::ChannelClosed`]. A publish is never
+//!    reported as done without its confirm, so the caller retries (at-least-once).
+//! 2. **Manual acks, bounded prefetch.** `basic.qos(prefetch)` precedes `basic.consume`.
+//!    Acks are coalesced per channel: completed delivery tags are recorded, and a small
+//!    task per channel acks the contiguous completed prefix with one `multiple` ack (on a
+//!    short timer, or at once when [`AmqpOptions::ack_batch`] tags wait). Tags completed
+//!    out of order behind a gap are acked one by one so a held delivery never stalls the
+//!    others. [`Broker::close`] and dropping a consumer flush the queued acks.
+//! 3. **Delayed redelivery is durable without the delayed-message plugin.** A retry is a
+//!    confirmed publish of the copy into a delay tier, and only then the original's ack.
+//! 4. **Nothing dropped past the delivery limit.** Work queues are quorum queues with
+//!    `x-delivery-limit`, dead-lettering `at-least-once` (which needs
+//!    `x-overflow: reject-publish` on RabbitMQ 3.10+) to `<queue>.dlq`.
+//! 5. **Reconnection.** One connection per broker (a publish channel plus one channel per
+//!    consumer). When it dies (broker restart, network), the next publish reconnects (one
+//!    attempt, the caller retries), consumers reconnect with capped exponential backoff and
+//!    jitter ([`Backoff`]), re-declare the topology and resume. Deliveries of a dead
+//!    channel cannot be settled any more: their settle calls return
+//!    [`BrokerError::ChannelClosed`] and RabbitMQ delivers them again. A consumer never
+//!    waits forever on a dead connection (lapin #389): heartbeats are on
+//!    ([`AmqpOptions::heartbeat`]) and the consumer checks the connection and channel state
+//!    every second while it waits.
+//!
+//! # Topology (also shipped as `deploy/rabbitmq/definitions.json`)
+//!
+//! ```text
+//! publish(q) ──> gw.work (direct, key = q) ──> q   (quorum, x-delivery-limit,
+//!                                                    DLX gw.dlx, at-least-once, reject-publish)
+//! q past its delivery limit / reject() ──> gw.dlx (direct, key = q) ──> q.dlq (quorum)
+//! retry(q, d) ──> gw.delay.<tier> (fanout, key = q) ──> gw.delay.<tier> (quorum,
+//!                 x-message-ttl = tier, DLX gw.work, at-least-once, reject-publish)
+//!                 ── TTL expires, dead-lettered with its routing key q ──> gw.work ──> q
+//! ```
+//!
+//! Tiers: 250ms, 1s, 5s, 30s, 2m, 10m, 1h ([`DELAY_TIERS`]). A retry goes to the smallest
+//! tier not shorter than the delay (so it is visible no earlier than asked, and at most one
+//! tier step later). A delay longer than the largest tier carries [`HDR_NOT_BEFORE`] (unix
+//! ms); a consumer receiving such a message early re-delays it transparently (confirmed
+//! publish, then ack) instead of handing it out. Each queue is also bound to `gw.work`
+//! under its `.dlq` name, so a dead-letter queue can be consumed and published to like any
+//! other queue (for replay tooling).
+//!
+//! # Choices
+//!
+//! - `reject` publishes the original message to `gw.dlx` (routing key = queue) with the
+//!   [`HDR_DEAD_REASON`] header, awaits the confirm, then acks. `basic.reject` through the
+//!   DLX would carry no reason (only `x-death` with `rejected`).
+//! - `requeue` is `basic.nack(requeue = true)`. On a quorum queue this counts toward the
+//!   delivery limit.
+//! - `delivery_count` is the quorum queue's `x-delivery-count` header + 1. RabbitMQ's
+//!   `x-delivery-limit = n` dead-letters after `n` *returns*, that is on the attempt after the
+//!   `n + 1`-th delivery; we declare `x-delivery-limit = delivery_limit - 1` so a message is
+//!   delivered at most `delivery_limit` times, as [`QueueSpec::delivery_limit`] says.
+//! - [`Broker::stats`] is a passive `queue.declare`: `ready` is the message count; `unacked`
+//!   is not known without the management plugin and is reported as 0; `delayed` is `None`
+//!   (the delay tiers are shared by every queue).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
 use crate::*;
 
+/// Header carrying "not visible before" (unix milliseconds) for delays longer than the
+/// largest delay tier.
+pub const HDR_NOT_BEFORE: &str = "x-gw-not-before";
+
+/// The delay tiers: name suffix and TTL. Keep in sync with `deploy/rabbitmq/definitions.json`.
+pub const DELAY_TIERS: &[(&str, Duration)] = &[
+    ("250ms", Duration::from_millis(250)),
+    ("1s", Duration::from_secs(1)),
+    ("5s", Duration::from_secs(5)),
+    ("30s", Duration::from_secs(30)),
+    ("2m", Duration::from_secs(120)),
+    ("10m", Duration::from_secs(600)),
+    ("1h", Duration::from_secs(3600)),
+];
+
+/// Headers the gateway or RabbitMQ set for their own use; not copied into `Message.headers`.
+fn is_control_header(name: &str) -> bool {
+    name == HDR_MESSAGE_ID
+        || name == HDR_KEY
+        || name == HDR_ATTEMPT
+        || name == HDR_NOT_BEFORE
+        || name == "x-delivery-count"
+        || name == "x-death"
+        || name.starts_with("x-first-death-")
+        || name.starts_with("x-last-death-")
+        || name.starts_with("x-opt-")
+}
+
+/// Tuning of [`AmqpBroker`]. Every default is stated here.
 #[derive(Debug, Clone)]
-pub struct AmqpOptions {}
+pub struct AmqpOptions {
+    /// Direct exchange every work queue is bound to by its name. Default `gw.work`.
+    pub work_exchange: String,
+    /// Direct exchange routing dead letters to `<queue>.dlq` by queue name. Default `gw.dlx`.
+    pub dead_letter_exchange: String,
+    /// Prefix of the delay tier exchanges and queues. Default `gw.delay`.
+    pub delay_prefix: String,
+    /// How long a publish waits for its confirm. Default 15 s.
+    pub confirm_timeout: Duration,
+    /// How long one connection attempt may take. Default 10 s.
+    pub connect_timeout: Duration,
+    /// AMQP heartbeat asked for, in seconds, unless the URL sets `heartbeat=`. Default 10.
+    pub heartbeat: u16,
+    /// How often a channel's queued acks are flushed. Default 5 ms.
+    pub ack_interval: Duration,
+    /// Flush queued acks at once when this many wait. Default 64.
+    pub ack_batch: usize,
+    /// Reconnection backoff: first delay. Default 100 ms.
+    pub reconnect_min: Duration,
+    /// Reconnection backoff: cap. Default 10 s.
+    pub reconnect_max: Duration,
+    /// Connection name shown by `rabbitmqctl list_connections`. Default `gateway`.
+    pub connection_name: String,
+}
+
 impl Default for AmqpOptions {
     fn default() -> Self {
-        Self {}
+        Self {
+            work_exchange: "gw.work".into(),
+            dead_letter_exchange: "gw.dlx".into(),
+            delay_prefix: "gw.delay".into(),
+            confirm_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: 10,
+            ack_interval: Duration::from_millis(5),
+            ack_batch: 64,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            connection_name: "gateway".into(),
+        }
     }
 }
 
-pub struct AmqpBroker {}
+/// Capped exponential backoff with jitter: attempt `n` waits a random time in
+/// `[d/2, d]` where `d = min(max, min * 2^n)` ("equal jitter": never zero, never in step
+/// with other clients).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next attempt; each call doubles the ceiling up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        let ceiling = self.min.saturating_mul(factor).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = ceiling / 2;
+        let jitter_ms = rand::random_range(0..=half.as_millis() as u64);
+        half + Duration::from_millis(jitter_ms)
+    }
+
+    /// Back to the first delay (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// The RabbitMQ broker. Cheap to share behind an `Arc`.
+pub struct AmqpBroker {
+    inner: Arc<Inner>,
+}
+
+/// State shared by the broker, its consumers and their settle handles.
+struct Inner {
+    /// The URL with the heartbeat query set.
+    url: String,
+    opts: AmqpOptions,
+    /// The live connection and its publish channel; replaced on reconnect.
+    link: RwLock<Option<Arc<Link>>>,
+    /// Serialises reconnects so one dead connection is replaced once.
+    reconnect: tokio::sync::Mutex<()>,
+    /// Every queue declared so far, re-declared after a reconnect.
+    declared: Mutex<BTreeMap<String, QueueSpec>>,
+    /// Ack books of live consumer channels, flushed by `close`.
+    books: Mutex<Vec<Weak<AckBook>>>,
+    closed: AtomicBool,
+}
+
+/// One connection with its confirm-mode publish channel.
+struct Link {
+    conn: Arc<Connection>,
+    publish: Channel,
+}
+
+impl Link {
+    fn alive(&self) -> bool {
+        self.conn.status().connected() && self.publish.status().connected()
+    }
+}
+
+fn ss(s: &str) -> Result<ShortString> {
+    ShortString::try_new(s)
+        .map_err(|_| BrokerError::Malformed(format!("name longer than 255 bytes: {s:.40}…")))
+}
+
+fn closed_err(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::ChannelClosed(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn with_heartbeat(url: &str, heartbeat: u16) -> String {
+    if url.contains("heartbeat=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&heartbeat={heartbeat}")
+    } else {
+        format!("{url}?heartbeat={heartbeat}")
+    }
+}
+
+fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(k.into(), v);
+    }
+    t
+}
+
+fn lstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+impl Inner {
+    fn current(&self) -> Option<Arc<Link>> {
+        self.link.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The live link, reconnecting once if it is dead. Never loops: callers that must
+    /// persist (consumers) loop with [`Backoff`] around it.
+    async fn link(&self) -> Result<Arc<Link>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(BrokerError::Closed);
+        }
+        if let Some(l) = self.current().filter(|l| l.alive()) {
+            return Ok(l);
+        }
+        let _guard = self.reconnect.lock().await;
+        if let Some(l) = self.current().filter(|l| l.alive()) {
+            return Ok(l);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(BrokerError::Closed);
+        }
+        let old = self.current();
+        let conn = match old.as_ref().filter(|l| l.conn.status().connected()) {
+            // Only the publish channel died (a channel-level error): keep the connection.
+            Some(l) => l.conn.clone(),
+            None => Arc::new(self.connect().await?),
+        };
+        let publish = conn.create_channel().await.map_err(closed_err)?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(closed_err)?;
+        let link = Arc::new(Link { conn, publish });
+        let reconnected = old.is_some();
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
+        if reconnected {
+            let specs: Vec<QueueSpec> = self
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            if !specs.is_empty() {
+                self.declare_on(&link, &specs).await?;
+            }
+            info!(
+                queues = specs.len(),
+                "rabbitmq: reconnected and re-declared the topology"
+            );
+        }
+        Ok(link)
+    }
+
+    async fn connect(&self) -> Result<Connection> {
+        let props = ConnectionProperties::default()
+            .with_connection_name(LongString::from(self.opts.connection_name.as_str()));
+        match tokio::time::timeout(
+            self.opts.connect_timeout,
+            Connection::connect(&self.url, props),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(BrokerError::ConnectFailed(e.to_string())),
+            Err(_) => Err(BrokerError::ConnectFailed(format!(
+                "no connection within {:?}",
+                self.opts.connect_timeout
+            ))),
+        }
+    }
+
+    fn tier_name(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.opts.delay_prefix)
+    }
+
+    /// Declare the shared exchanges, the delay tiers and the given queues on a fresh
+    /// channel (a refused declare closes its channel; the publish channel must survive).
+    async fn declare_on(&self, link: &Link, specs: &[QueueSpec]) -> Result<()> {
+        let ch = link.conn.create_channel().await.map_err(closed_err)?;
+        let topo = |e: lapin::Error| BrokerError::Topology(e.to_string());
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let work = ss(&self.opts.work_exchange)?;
+        let dlx = ss(&self.opts.dead_letter_exchange)?;
+        ch.exchange_declare(
+            work.clone(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topo)?;
+        ch.exchange_declare(
+            dlx.clone(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topo)?;
+        for (suffix, ttl) in DELAY_TIERS {
+            let name = ss(&self.tier_name(suffix))?;
+            ch.exchange_declare(
+                name.clone(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo)?;
+            let args = table(vec![
+                ("x-queue-type", lstr("quorum")),
+                (
+                    "x-message-ttl",
+                    AMQPValue::LongLongInt(ttl.as_millis() as i64),
+                ),
+                ("x-dead-letter-exchange", lstr(&self.opts.work_exchange)),
+                ("x-dead-letter-strategy", lstr("at-least-once")),
+                ("x-overflow", lstr("reject-publish")),
+            ]);
+            ch.queue_declare(name.clone(), QueueDeclareOptions::durable(), args)
+                .await
+                .map_err(topo)?;
+            ch.queue_bind(
+                name.clone(),
+                name,
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo)?;
+        }
+        for spec in specs {
+            let q = ss(&spec.name)?;
+            let dlq = ss(&dead_letter_queue(&spec.name))?;
+            let args = table(vec![
+                ("x-queue-type", lstr("quorum")),
+                (
+                    "x-delivery-limit",
+                    AMQPValue::LongLongInt(spec.delivery_limit.saturating_sub(1) as i64),
+                ),
+                (
+                    "x-dead-letter-exchange",
+                    lstr(&self.opts.dead_letter_exchange),
+                ),
+                ("x-dead-letter-strategy", lstr("at-least-once")),
+                ("x-overflow", lstr("reject-publish")),
+            ]);
+            ch.queue_declare(q.clone(), QueueDeclareOptions::durable(), args)
+                .await
+                .map_err(topo)?;
+            let dlq_args = table(vec![("x-queue-type", lstr("quorum"))]);
+            ch.queue_declare(dlq.clone(), QueueDeclareOptions::durable(), dlq_args)
+                .await
+                .map_err(topo)?;
+            let none = FieldTable::default;
+            let opts = QueueBindOptions::default();
+            ch.queue_bind(q.clone(), work.clone(), q.clone(), opts, none())
+                .await
+                .map_err(topo)?;
+            ch.queue_bind(dlq.clone(), dlx.clone(), q.clone(), opts, none())
+                .await
+                .map_err(topo)?;
+            ch.queue_bind(dlq.clone(), work.clone(), dlq.clone(), opts, none())
+                .await
+                .map_err(topo)?;
+        }
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    /// Send one mandatory persistent publish; returns its (not yet awaited) confirm.
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        msg: &Message,
+        extra: Vec<(&str, AMQPValue)>,
+    ) -> Result<lapin::PublisherConfirm> {
+        let props = properties(msg, extra)?;
+        let link = self.link().await?;
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        link.publish
+            .basic_publish(ss(exchange)?, ss(routing_key)?, opts, &msg.body, props)
+            .await
+            .map_err(closed_err)
+    }
+
+    /// Await a confirm and map it to the crate's outcome.
+    async fn confirmed(&self, queue: &str, confirm: lapin::PublisherConfirm) -> Result<()> {
+        match tokio::time::timeout(self.opts.confirm_timeout, confirm).await {
+            Err(_) => Err(BrokerError::ConfirmTimeout(self.opts.confirm_timeout)),
+            Ok(Err(e)) => Err(closed_err(format!("confirm lost: {e}"))),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(BrokerError::Unroutable {
+                queue: queue.to_string(),
+            }),
+            Ok(Ok(Confirmation::Nack(_))) => Err(BrokerError::Nack {
+                queue: queue.to_string(),
+            }),
+            Ok(Ok(Confirmation::NotRequested)) => {
+                Err(closed_err("the publish channel is not in confirm mode"))
+            }
+        }
+    }
+
+    async fn publish_work(&self, queue: &str, msg: &Message) -> Result<()> {
+        let c = self
+            .send(&self.opts.work_exchange, queue, msg, Vec::new())
+            .await?;
+        self.confirmed(queue, c).await
+    }
+
+    /// Durably schedule `msg` for `queue` no earlier than `delay` from now.
+    async fn publish_delayed(&self, queue: &str, msg: &Message, delay: Duration) -> Result<()> {
+        if delay.is_zero() {
+            return self.publish_work(queue, msg).await;
+        }
+        let (suffix, tier) = DELAY_TIERS
+            .iter()
+            .find(|(_, d)| *d >= delay)
+            .copied()
+            .unwrap_or(DELAY_TIERS[DELAY_TIERS.len() - 1]);
+        let mut extra = Vec::new();
+        if delay > tier {
+            extra.push((
+                HDR_NOT_BEFORE,
+                AMQPValue::LongLongInt((now_ms() + delay.as_millis() as u64) as i64),
+            ));
+        }
+        let c = self
+            .send(&self.tier_name(suffix), queue, msg, extra)
+            .await?;
+        self.confirmed(queue, c).await
+    }
+
+    async fn publish_dead(&self, queue: &str, msg: &Message, reason: &str) -> Result<()> {
+        let extra = vec![(HDR_DEAD_REASON, lstr(reason))];
+        let c = self
+            .send(&self.opts.dead_letter_exchange, queue, msg, extra)
+            .await?;
+        self.confirmed(&dead_letter_queue(queue), c).await
+    }
+}
+
+/// AMQP properties of a message: persistent, id/key/attempt as headers, user headers as
+/// long strings (the gateway's own headers win over a user header of the same name).
+fn properties(msg: &Message, extra: Vec<(&str, AMQPValue)>) -> Result<BasicProperties> {
+    let mut headers = FieldTable::default();
+    for (k, v) in &msg.headers {
+        if is_control_header(k) {
+            continue;
+        }
+        headers.insert(ss(k)?, lstr(v));
+    }
+    headers.insert(HDR_MESSAGE_ID.into(), lstr(&msg.id));
+    headers.insert(HDR_KEY.into(), lstr(&msg.key));
+    headers.insert(HDR_ATTEMPT.into(), AMQPValue::LongUInt(msg.attempt));
+    for (k, v) in extra {
+        headers.insert(k.into(), v);
+    }
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/octet-stream".into())
+        .with_timestamp(now_ms() / 1000)
+        .with_headers(headers);
+    if let Ok(id) = ShortString::try_new(msg.id.as_str()) {
+        props = props.with_message_id(id);
+    }
+    Ok(props)
+}
+
+fn value_str(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn value_u64(v: &AMQPValue) -> Option<u64> {
+    match *v {
+        AMQPValue::ShortShortInt(n) => u64::try_from(n).ok(),
+        AMQPValue::ShortShortUInt(n) => Some(n.into()),
+        AMQPValue::ShortInt(n) => u64::try_from(n).ok(),
+        AMQPValue::ShortUInt(n) => Some(n.into()),
+        AMQPValue::LongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::LongUInt(n) => Some(n.into()),
+        AMQPValue::LongLongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::Timestamp(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// What a consumer got from the wire, decoded.
+struct Incoming {
+    message: Message,
+    delivery_count: u32,
+    not_before: Option<u64>,
+}
+
+fn decode(d: &lapin::message::Delivery) -> Result<Incoming> {
+    let empty = BTreeMap::new();
+    let table = d
+        .properties
+        .headers()
+        .as_ref()
+        .map(|t| t.inner())
+        .unwrap_or(&empty);
+    let get = |k: &str| table.get(k);
+    let id = get(HDR_MESSAGE_ID)
+        .and_then(value_str)
+        .or_else(|| {
+            d.properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+        })
+        .ok_or_else(|| {
+            BrokerError::Malformed(format!(
+                "delivery {} has no {HDR_MESSAGE_ID}",
+                d.delivery_tag
+            ))
+        })?;
+    let key = get(HDR_KEY).and_then(value_str).unwrap_or_default();
+    let attempt = match get(HDR_ATTEMPT) {
+        None => 0,
+        Some(v) => value_u64(v)
+            .or_else(|| value_str(v).and_then(|s| s.parse().ok()))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| BrokerError::Malformed(format!("message {id}: bad {HDR_ATTEMPT}")))?,
+    };
+    let mut headers = BTreeMap::new();
+    for (k, v) in table {
+        if is_control_header(k.as_str()) {
+            continue;
+        }
+        if let Some(s) = value_str(v) {
+            headers.insert(k.as_str().to_string(), s);
+        }
+    }
+    let returns = get("x-delivery-count").and_then(value_u64).unwrap_or(0);
+    Ok(Incoming {
+        message: Message {
+            id,
+            key,
+            headers,
+            attempt,
+            body: Bytes::from(d.data.clone()),
+        },
+        delivery_count: u32::try_from(returns)
+            .unwrap_or(u32::MAX - 1)
+            .saturating_add(1),
+        not_before: get(HDR_NOT_BEFORE).and_then(value_u64),
+    })
+}
 
 impl AmqpBroker {
-    pub async fn connect(_url: &str, _opts: AmqpOptions) -> Result<Self> {
-        Err(BrokerError::Storage("not yet written".into()))
+    /// Connect to `url` (`amqp://user:pass@host:port/vhost`). Fails if the first connection
+    /// cannot be made; later losses are recovered.
+    pub async fn connect(url: &str, opts: AmqpOptions) -> Result<Self> {
+        let inner = Arc::new(Inner {
+            url: with_heartbeat(url, opts.heartbeat),
+            opts,
+            link: RwLock::new(None),
+            reconnect: tokio::sync::Mutex::new(()),
+            declared: Mutex::new(BTreeMap::new()),
+            books: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        inner.link().await?;
+        Ok(Self { inner })
+    }
+
+    /// Delete a queue and its dead-letter queue (tests and operators' tooling). Returns
+    /// how many messages the two held.
+    pub async fn delete_queue(&self, queue: &str) -> Result<u64> {
+        let link = self.inner.link().await?;
+        let ch = link.conn.create_channel().await.map_err(closed_err)?;
+        let mut n = 0u64;
+        for q in [queue.to_string(), dead_letter_queue(queue)] {
+            n += ch
+                .queue_delete(ss(&q)?, QueueDeleteOptions::default())
+                .await
+                .map_err(|e| BrokerError::Topology(e.to_string()))? as u64;
+        }
+        self.inner
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(queue);
+        let _ = ch.close(200, "deleted".into()).await;
+        Ok(n)
     }
 }
 
@@ -22,20 +671,476 @@ impl Broker for AmqpBroker {
     fn kind(&self) -> &'static str {
         "rabbitmq"
     }
-    async fn declare(&self, _q: &[QueueSpec]) -> Result<()> {
-        Err(BrokerError::Closed)
+
+    async fn declare(&self, queues: &[QueueSpec]) -> Result<()> {
+        let link = self.inner.link().await?;
+        self.inner.declare_on(&link, queues).await?;
+        let mut declared = self
+            .inner
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for q in queues {
+            declared.insert(q.name.clone(), q.clone());
+        }
+        Ok(())
     }
-    async fn publish(&self, _queue: &str, _msg: Message) -> Result<()> {
-        Err(BrokerError::Closed)
+
+    async fn publish(&self, queue: &str, msg: Message) -> Result<()> {
+        self.inner.publish_work(queue, &msg).await
     }
-    async fn consume(&self, _queue: &str, _prefetch: u16) -> Result<Box<dyn Consumer>> {
-        Err(BrokerError::Closed)
+
+    /// Pipelined: every publish is sent, then every confirm awaited. The first failure in
+    /// batch order is returned (after all confirms were awaited).
+    async fn publish_batch(&self, queue: &str, msgs: Vec<Message>) -> Result<()> {
+        let mut confirms = Vec::with_capacity(msgs.len());
+        let mut first_err = None;
+        for m in &msgs {
+            match self
+                .inner
+                .send(&self.inner.opts.work_exchange, queue, m, Vec::new())
+                .await
+            {
+                Ok(c) => confirms.push(c),
+                Err(e) => {
+                    first_err = Some(e);
+                    break;
+                }
+            }
+        }
+        let outcomes = futures_util::future::join_all(
+            confirms.into_iter().map(|c| self.inner.confirmed(queue, c)),
+        )
+        .await;
+        match outcomes.into_iter().find_map(|r| r.err()) {
+            Some(e) => Err(e),
+            None => first_err.map_or(Ok(()), Err),
+        }
     }
-    async fn stats(&self, _queue: &str) -> Result<QueueStats> {
-        Err(BrokerError::Closed)
+
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>> {
+        let mut c = AmqpConsumer {
+            inner: self.inner.clone(),
+            queue: queue.to_string(),
+            prefetch: prefetch.max(1),
+            state: None,
+            backoff: Backoff::new(self.inner.opts.reconnect_min, self.inner.opts.reconnect_max),
+        };
+        // The first subscription is made here so that a missing queue is an error now.
+        c.state = Some(c.subscribe().await?);
+        Ok(Box::new(c))
     }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let link = self.inner.link().await?;
+        let ch = link.conn.create_channel().await.map_err(closed_err)?;
+        let q = ch
+            .queue_declare(
+                ss(queue)?,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| BrokerError::Topology(format!("queue {queue}: {e}")))?;
+        let _ = ch.close(200, "stats".into()).await;
+        Ok(QueueStats {
+            ready: q.message_count() as u64,
+            unacked: 0,
+            delayed: None,
+        })
+    }
+
     async fn ready(&self) -> bool {
-        false
+        !self.inner.closed.load(Ordering::SeqCst)
+            && self
+                .inner
+                .current()
+                .is_some_and(|l| l.conn.status().connected())
     }
-    async fn close(&self) {}
+
+    async fn close(&self) {
+        let books: Vec<Arc<AckBook>> = {
+            let mut b = self.inner.books.lock().unwrap_or_else(|e| e.into_inner());
+            b.retain(|w| w.strong_count() > 0);
+            b.iter().filter_map(Weak::upgrade).collect()
+        };
+        for book in books {
+            book.flush().await;
+        }
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let link = self
+            .inner
+            .link
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(link) = link {
+            let _ = link.publish.wait_for_confirms().await;
+            if link.conn.status().connected() {
+                let _ = link.conn.close(200, "gateway closing".into()).await;
+            }
+        }
+    }
+}
+
+/// Completed delivery tags of one consumer channel, waiting to be acked.
+struct AckBook {
+    channel: Channel,
+    state: Mutex<AckState>,
+    /// Serialises flushes so acks go out in tag order.
+    flushing: tokio::sync::Mutex<()>,
+    wake: Notify,
+    batch: usize,
+    stopped: AtomicBool,
+}
+
+#[derive(Default)]
+struct AckState {
+    /// Every tag <= this one is settled (acked, or nacked before).
+    settled_upto: u64,
+    /// Completed tags above `settled_upto`; `true` = still needs its ack sent.
+    done: BTreeMap<u64, bool>,
+}
+
+impl AckBook {
+    fn complete(&self, tag: u64, needs_ack: bool) {
+        let pending = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if tag > s.settled_upto {
+                s.done.insert(tag, needs_ack);
+            }
+            s.done.len()
+        };
+        if pending >= self.batch {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Send the acks: one `multiple` ack for the contiguous completed prefix, single acks
+    /// for tags completed behind a gap.
+    async fn flush(&self) {
+        let _order = self.flushing.lock().await;
+        let (multiple, singles) = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last_ack = None;
+            while let Some((&tag, &needs)) = s.done.first_key_value() {
+                if tag != s.settled_upto + 1 {
+                    break;
+                }
+                s.done.pop_first();
+                s.settled_upto = tag;
+                if needs {
+                    last_ack = Some(tag);
+                }
+            }
+            let singles: Vec<u64> = s
+                .done
+                .iter()
+                .filter(|(_, n)| **n)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in &singles {
+                s.done.insert(*t, false);
+            }
+            (last_ack, singles)
+        };
+        if let Some(tag) = multiple {
+            if let Err(e) = self
+                .channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+            {
+                debug!(tag, error = %e, "rabbitmq: ack lost with its channel (the broker redelivers)");
+            }
+        }
+        for tag in singles {
+            if let Err(e) = self
+                .channel
+                .basic_ack(tag, BasicAckOptions { multiple: false })
+                .await
+            {
+                debug!(tag, error = %e, "rabbitmq: ack lost with its channel (the broker redelivers)");
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .done
+            .values()
+            .all(|n| !n)
+    }
+
+    /// The per-channel ack task: flush on a short timer or when woken by a full batch.
+    fn spawn(self: &Arc<Self>, interval: Duration) {
+        let book = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(b) = book.upgrade() else { return };
+                tokio::select! {
+                    _ = b.wake.notified() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                if !b.channel.status().connected() || (b.stopped.load(Ordering::SeqCst) && b.idle())
+                {
+                    return;
+                }
+                b.flush().await;
+            }
+        });
+    }
+}
+
+/// Settles deliveries of one consumer channel.
+struct ChannelSettle {
+    inner: Arc<Inner>,
+    queue: String,
+    book: Arc<AckBook>,
+}
+
+impl ChannelSettle {
+    fn ensure_open(&self) -> Result<()> {
+        if self.book.channel.status().connected() {
+            Ok(())
+        } else {
+            Err(closed_err(format!(
+                "the channel of this delivery from {} is gone; RabbitMQ delivers it again",
+                self.queue
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl Settle for ChannelSettle {
+    async fn ack(&self, tag: u64) -> Result<()> {
+        self.ensure_open()?;
+        self.book.complete(tag, true);
+        Ok(())
+    }
+
+    async fn retry(&self, tag: u64, msg: Message, delay: Duration) -> Result<()> {
+        self.ensure_open()?;
+        self.inner.publish_delayed(&self.queue, &msg, delay).await?;
+        self.ensure_open()?;
+        self.book.complete(tag, true);
+        Ok(())
+    }
+
+    async fn reject(&self, tag: u64, msg: Message, reason: &str) -> Result<()> {
+        self.ensure_open()?;
+        self.inner.publish_dead(&self.queue, &msg, reason).await?;
+        self.ensure_open()?;
+        self.book.complete(tag, true);
+        Ok(())
+    }
+
+    async fn requeue(&self, tag: u64) -> Result<()> {
+        self.ensure_open()?;
+        self.book
+            .channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                },
+            )
+            .await
+            .map_err(closed_err)?;
+        self.book.complete(tag, false);
+        Ok(())
+    }
+}
+
+/// One subscription: a channel, its lapin consumer and its settle handle.
+struct Subscription {
+    conn: Arc<Connection>,
+    stream: lapin::Consumer,
+    settle: Arc<ChannelSettle>,
+}
+
+impl Subscription {
+    fn alive(&self) -> bool {
+        self.conn.status().connected() && self.settle.book.channel.status().connected()
+    }
+}
+
+impl Drop for Subscription {
+    /// Flush the queued acks, then close the channel so RabbitMQ hands the unacked
+    /// deliveries to another consumer.
+    fn drop(&mut self) {
+        let book = self.settle.book.clone();
+        book.stopped.store(true, Ordering::SeqCst);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if book.channel.status().connected() {
+                    book.flush().await;
+                    let _ = book.channel.close(200, "consumer closed".into()).await;
+                }
+            });
+        }
+    }
+}
+
+struct AmqpConsumer {
+    inner: Arc<Inner>,
+    queue: String,
+    prefetch: u16,
+    state: Option<Subscription>,
+    backoff: Backoff,
+}
+
+impl AmqpConsumer {
+    async fn subscribe(&self) -> Result<Subscription> {
+        let link = self.inner.link().await?;
+        let ch = link.conn.create_channel().await.map_err(closed_err)?;
+        ch.basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(closed_err)?;
+        // The publish of a transparent re-delay goes through the broker's publish channel.
+        let stream = ch
+            .basic_consume(
+                ss(&self.queue)?,
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| BrokerError::Topology(format!("cannot consume {}: {e}", self.queue)))?;
+        let book = Arc::new(AckBook {
+            channel: ch,
+            state: Mutex::new(AckState::default()),
+            flushing: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            batch: self.inner.opts.ack_batch.max(1),
+            stopped: AtomicBool::new(false),
+        });
+        book.spawn(self.inner.opts.ack_interval);
+        {
+            let mut books = self.inner.books.lock().unwrap_or_else(|e| e.into_inner());
+            books.retain(|w| w.strong_count() > 0);
+            books.push(Arc::downgrade(&book));
+        }
+        let settle = Arc::new(ChannelSettle {
+            inner: self.inner.clone(),
+            queue: self.queue.clone(),
+            book,
+        });
+        Ok(Subscription {
+            conn: link.conn.clone(),
+            stream,
+            settle,
+        })
+    }
+
+    /// Turn a wire delivery into a [`Delivery`], or `None` when it was handled here (a
+    /// message that arrived before its not-before time is re-delayed).
+    async fn accept(
+        &self,
+        sub: &Subscription,
+        d: lapin::message::Delivery,
+    ) -> Result<Option<Delivery>> {
+        let tag = d.delivery_tag;
+        let incoming = match decode(&d) {
+            Ok(i) => i,
+            Err(e) => {
+                // Not ours to interpret: dead-letter it with the reason rather than loop.
+                warn!(queue = %self.queue, tag, error = %e, "rabbitmq: malformed delivery moved to the dead-letter queue");
+                let msg = Message {
+                    id: String::new(),
+                    key: String::new(),
+                    headers: BTreeMap::new(),
+                    attempt: 0,
+                    body: Bytes::from(d.data.clone()),
+                };
+                sub.settle.reject(tag, msg, &e.to_string()).await?;
+                return Ok(None);
+            }
+        };
+        if let Some(nb) = incoming.not_before {
+            let now = now_ms();
+            if nb > now + 20 {
+                let rest = Duration::from_millis(nb - now);
+                debug!(queue = %self.queue, id = %incoming.message.id, ?rest, "rabbitmq: early delivery re-delayed");
+                sub.settle.retry(tag, incoming.message, rest).await?;
+                return Ok(None);
+            }
+        }
+        let settle: Arc<dyn Settle> = sub.settle.clone();
+        Ok(Some(Delivery::new(
+            incoming.message,
+            d.redelivered || incoming.delivery_count > 1,
+            incoming.delivery_count,
+            self.queue.clone(),
+            tag,
+            settle,
+        )))
+    }
+}
+
+#[async_trait]
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            if self.inner.closed.load(Ordering::SeqCst) {
+                self.state = None;
+                return None;
+            }
+            let Some(sub) = self.state.as_mut() else {
+                match self.subscribe().await {
+                    Ok(s) => {
+                        self.backoff.reset();
+                        self.state = Some(s);
+                    }
+                    Err(BrokerError::Closed) => return None,
+                    Err(e) => {
+                        let wait = self.backoff.next_delay();
+                        warn!(queue = %self.queue, error = %e, ?wait, "rabbitmq: consumer cannot subscribe, retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                continue;
+            };
+            let item = tokio::select! {
+                item = sub.stream.next() => item,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if !sub.alive() {
+                        warn!(queue = %self.queue, "rabbitmq: consumer connection is gone, reconnecting");
+                        self.state = None;
+                    }
+                    continue;
+                }
+            };
+            match item {
+                Some(Ok(d)) => {
+                    let sub = self.state.as_ref().expect("subscription present");
+                    match self.accept(sub, d).await {
+                        Ok(Some(delivery)) => return Some(Ok(delivery)),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            // The delivery stays unacked; a fresh channel gets it again.
+                            warn!(queue = %self.queue, error = %e, "rabbitmq: handling a delivery failed, resubscribing");
+                            self.state = None;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(queue = %self.queue, error = %e, "rabbitmq: consumer channel failed, reconnecting");
+                    self.state = None;
+                }
+                None => {
+                    if !self.inner.closed.load(Ordering::SeqCst) {
+                        warn!(queue = %self.queue, "rabbitmq: consumer cancelled by the broker, resubscribing");
+                    }
+                    self.state = None;
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,437 @@
+//! The RabbitMQ broker against a real RabbitMQ at `127.0.0.1:5672` (guest/guest, or
+//! `GW_TEST_AMQP_URL`).
+//!
+//! Every test uses its own queue names and deletes them afterwards. Without a RabbitMQ the
+//! tests print why and pass, except under `CI=true`, where they fail loudly. Only
+//! `broker_restart_loses_nothing` stops and starts the broker (`rabbitmqctl stop_app` /
+//! `start_app`), and a drop guard starts it again even when that test fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gw_broker::amqp::{AmqpBroker, AmqpOptions, HDR_NOT_BEFORE};
+use gw_broker::{
+    dead_letter_queue, Broker, BrokerError, Consumer, Message, QueueSpec, HDR_DEAD_REASON,
+};
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+fn url() -> String {
+    std::env::var("GW_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// `Some(broker)` when RabbitMQ answers; `None` (with a printed reason) when it does not,
+/// unless `CI=true`, where a missing RabbitMQ is a failure.
+async fn broker() -> Option<Arc<AmqpBroker>> {
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !reachable && std::env::var("GW_TEST_AMQP_URL").is_err() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("RabbitMQ does not answer on 127.0.0.1:5672 and CI=true: start it (rabbitmq-server -detached)");
+        }
+        eprintln!("skipping: RabbitMQ does not answer on 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
+        return None;
+    }
+    Some(Arc::new(
+        AmqpBroker::connect(&url(), AmqpOptions::default())
+            .await
+            .expect("connect to RabbitMQ"),
+    ))
+}
+
+fn unique(name: &str) -> String {
+    format!("gw.test.{name}.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Deletes the test's queues (and their `.dlq`) when the test ends, pass or fail.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut self.0);
+        // A fresh runtime on its own thread: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let Ok(Ok(b)) = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    AmqpBroker::connect(&url(), AmqpOptions::default()),
+                )
+                .await
+                else {
+                    return;
+                };
+                for q in queues {
+                    let _ = b.delete_queue(&q).await;
+                }
+                b.close().await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn declared(b: &AmqpBroker, name: &str, limit: u32) -> (String, Cleanup) {
+    let q = unique(name);
+    b.declare(&[QueueSpec {
+        name: q.clone(),
+        delivery_limit: limit,
+    }])
+    .await
+    .expect("declare");
+    (q.clone(), Cleanup(vec![q]))
+}
+
+fn msg(id: &str) -> Message {
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_string(), format!("00-{id}-01"));
+    Message {
+        id: id.to_string(),
+        key: "K-1".into(),
+        headers,
+        attempt: 0,
+        body: Bytes::from(format!("body {id}")),
+    }
+}
+
+async fn next(c: &mut Box<dyn Consumer>, within: Duration) -> Option<gw_broker::Delivery> {
+    match tokio::time::timeout(within, c.next()).await {
+        Ok(Some(Ok(d))) => Some(d),
+        Ok(Some(Err(e))) => panic!("consumer error: {e}"),
+        Ok(None) => None,
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn publish_consume_ack_roundtrip() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "roundtrip", 5).await;
+    // Declare is idempotent.
+    b.declare(&[QueueSpec {
+        name: q.clone(),
+        delivery_limit: 5,
+    }])
+    .await
+    .unwrap();
+    b.publish(&q, msg("m1")).await.unwrap();
+    b.publish_batch(&q, vec![msg("m2"), msg("m3")])
+        .await
+        .unwrap();
+    assert_eq!(b.stats(&q).await.unwrap().ready, 3);
+    let mut c = b.consume(&q, 10).await.unwrap();
+    for id in ["m1", "m2", "m3"] {
+        let d = next(&mut c, Duration::from_secs(5))
+            .await
+            .expect("delivery");
+        assert_eq!(d.message, msg(id), "FIFO and the message intact");
+        assert!(!d.redelivered);
+        assert_eq!(d.delivery_count, 1);
+        d.ack().await.unwrap();
+    }
+    drop(c);
+    b.close().await;
+    let b2 = broker().await.unwrap();
+    assert_eq!(
+        b2.stats(&q).await.unwrap().ready,
+        0,
+        "acks were flushed on close"
+    );
+    let mut c = b2.consume(&q, 10).await.unwrap();
+    assert!(
+        next(&mut c, Duration::from_millis(500)).await.is_none(),
+        "nothing comes back after the acks"
+    );
+    b2.close().await;
+}
+
+#[tokio::test]
+async fn unroutable_publish_is_an_error() {
+    let Some(b) = broker().await else { return };
+    let q = unique("undeclared");
+    match b.publish(&q, msg("x")).await {
+        Err(BrokerError::Unroutable { queue }) => assert_eq!(queue, q),
+        other => panic!("expected Unroutable, got {other:?}"),
+    }
+    b.close().await;
+}
+
+#[tokio::test]
+async fn retry_is_delayed_and_carries_attempt_and_headers() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "retry", 5).await;
+    b.publish(&q, msg("r1")).await.unwrap();
+    let mut c = b.consume(&q, 10).await.unwrap();
+    let d = next(&mut c, Duration::from_secs(5)).await.unwrap();
+    let mut h = BTreeMap::new();
+    h.insert("why".to_string(), "HTTP 503".to_string());
+    let t0 = Instant::now();
+    d.retry(h.clone(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    let d = next(&mut c, Duration::from_secs(10))
+        .await
+        .expect("the retried copy");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "not before the delay: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(d.message.attempt, 1);
+    assert_eq!(d.message.headers, h);
+    assert_eq!(d.message.id, "r1");
+    d.ack().await.unwrap();
+    b.close().await;
+}
+
+/// A message carrying a not-before time (delays past the largest tier) that arrives early is
+/// re-delayed by the consumer, not handed out.
+#[tokio::test]
+async fn early_not_before_is_redelayed_transparently() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "notbefore", 5).await;
+    let conn = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let not_before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 1500;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        gw_broker::HDR_MESSAGE_ID.into(),
+        AMQPValue::LongString(LongString::from("nb1")),
+    );
+    headers.insert(gw_broker::HDR_ATTEMPT.into(), AMQPValue::LongUInt(3));
+    headers.insert(HDR_NOT_BEFORE.into(), AMQPValue::LongLongInt(not_before));
+    ch.basic_publish(
+        "gw.work".into(),
+        q.as_str().into(),
+        BasicPublishOptions::default(),
+        b"early",
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers),
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let mut c = b.consume(&q, 10).await.unwrap();
+    let d = next(&mut c, Duration::from_secs(15))
+        .await
+        .expect("delivered after its not-before");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1400),
+        "handed out early after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(d.message.id, "nb1");
+    assert_eq!(d.message.attempt, 3, "a re-delay is not a new attempt");
+    d.ack().await.unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn reject_moves_to_dlq_with_reason() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "reject", 5).await;
+    b.publish(&q, msg("bad")).await.unwrap();
+    let mut c = b.consume(&q, 10).await.unwrap();
+    next(&mut c, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .reject("schema: field X missing")
+        .await
+        .unwrap();
+    let mut dl = b.consume(&dead_letter_queue(&q), 10).await.unwrap();
+    let d = next(&mut dl, Duration::from_secs(5))
+        .await
+        .expect("in the dlq");
+    assert_eq!(d.message.id, "bad");
+    assert_eq!(
+        d.message.headers.get(HDR_DEAD_REASON).map(String::as_str),
+        Some("schema: field X missing")
+    );
+    d.ack().await.unwrap();
+    assert!(next(&mut c, Duration::from_millis(300)).await.is_none());
+    b.close().await;
+}
+
+/// A message nacked (requeued) past the delivery limit lands in `.dlq`, not on the floor.
+#[tokio::test]
+async fn past_delivery_limit_lands_in_dlq() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "limit", 3).await;
+    b.publish(&q, msg("loop")).await.unwrap();
+    let mut c = b.consume(&q, 10).await.unwrap();
+    let mut deliveries = 0;
+    while let Some(d) = next(&mut c, Duration::from_secs(2)).await {
+        deliveries += 1;
+        assert_eq!(d.delivery_count, deliveries);
+        d.requeue().await.unwrap();
+    }
+    assert_eq!(deliveries, 3, "delivered delivery_limit times");
+    let mut dl = b.consume(&dead_letter_queue(&q), 10).await.unwrap();
+    let d = next(&mut dl, Duration::from_secs(5))
+        .await
+        .expect("dead-lettered, not dropped");
+    assert_eq!(d.message.id, "loop");
+    d.ack().await.unwrap();
+    b.close().await;
+}
+
+/// A consumer that goes away without acking: the message comes back, marked redelivered.
+#[tokio::test]
+async fn dropped_consumer_redelivers() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "drop", 5).await;
+    b.publish(&q, msg("d1")).await.unwrap();
+    let mut c = b.consume(&q, 10).await.unwrap();
+    let d = next(&mut c, Duration::from_secs(5)).await.unwrap();
+    drop(d);
+    drop(c);
+    let mut c = b.consume(&q, 10).await.unwrap();
+    let d = next(&mut c, Duration::from_secs(5))
+        .await
+        .expect("redelivered");
+    assert!(d.redelivered);
+    assert_eq!(d.delivery_count, 2);
+    d.ack().await.unwrap();
+    b.close().await;
+}
+
+/// Starts the RabbitMQ app again when dropped, so a failing restart test does not leave
+/// the shared broker down.
+struct StartAppGuard;
+
+impl Drop for StartAppGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status();
+    }
+}
+
+fn rabbitmqctl(cmd: &str) {
+    let st = std::process::Command::new("rabbitmqctl")
+        .arg(cmd)
+        .status()
+        .expect("run rabbitmqctl");
+    assert!(st.success(), "rabbitmqctl {cmd} failed");
+}
+
+/// Publish and consume 2,000 messages while the broker app is stopped and started; the
+/// publisher retries every error; every id is consumed at least once; a delivery of the
+/// old channel cannot be settled any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_loses_nothing() {
+    let Some(b) = broker().await else { return };
+    if std::process::Command::new("rabbitmqctl")
+        .arg("status")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("rabbitmqctl is not usable and CI=true");
+        }
+        eprintln!("skipping: rabbitmqctl is not usable here");
+        return;
+    }
+    const N: usize = 2000;
+    let (q, _c) = declared(&b, "restart", 50).await;
+    let _guard = StartAppGuard;
+
+    // Hold one delivery across the restart to check that settling it fails.
+    b.publish(&q, msg("held")).await.unwrap();
+    let mut c = b.consume(&q, 50).await.unwrap();
+    let held = next(&mut c, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(held.message.id, "held");
+
+    let publisher = {
+        let b = b.clone();
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut errors = 0usize;
+            for i in 0..N {
+                let m = msg(&format!("m{i:05}"));
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    match b.publish(&q, m.clone()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            errors += 1;
+                            assert!(
+                                Instant::now() < deadline,
+                                "publish of {} kept failing: {e}",
+                                m.id
+                            );
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                if i % 200 == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            errors
+        })
+    };
+    let restarter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::task::spawn_blocking(|| {
+            rabbitmqctl("stop_app");
+            std::thread::sleep(Duration::from_secs(2));
+            rabbitmqctl("start_app");
+        })
+        .await
+        .unwrap();
+    });
+
+    let mut seen = BTreeSet::new();
+    let mut redelivered = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while seen.len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {N} ids consumed",
+            seen.len()
+        );
+        let Some(d) = next(&mut c, Duration::from_secs(5)).await else {
+            continue;
+        };
+        if d.redelivered {
+            redelivered += 1;
+        }
+        if d.message.id.starts_with('m') {
+            seen.insert(d.message.id.clone());
+        }
+        // An ack of a channel that died may fail: the broker redelivers, nothing is lost.
+        let _ = d.ack().await;
+    }
+    restarter.await.unwrap();
+    let errors = publisher.await.unwrap();
+    match held.ack().await {
+        Err(BrokerError::ChannelClosed(_)) => {}
+        other => panic!("a delivery of the dead channel must not settle: {other:?}"),
+    }
+    eprintln!(
+        "restart: {N} ids consumed, {redelivered} redeliveries, {errors} publish errors retried"
+    );
+    assert!(b.ready().await);
+    drop(c);
+    b.close().await;
+}
