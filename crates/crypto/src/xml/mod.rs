@@ -1,0 +1,597 @@
+//! Safe XML parsing into a small owned tree, the input of canonicalization and XML-DSig.
+//!
+//! Invariants (every [`Document`] returned by [`parse_safe`] satisfies them):
+//! - No DTD: any `<!DOCTYPE` is refused with [`XmlError::DtdForbidden`], so there are no entity
+//!   declarations, no external entities (XXE) and no entity expansion bombs ("billion laughs").
+//!   Entity references other than the five predefined ones and character references are refused
+//!   with [`XmlError::UndefinedEntity`].
+//! - Size, nesting depth, node count and attribute count are capped by [`ParseLimits`].
+//! - Input is UTF-8 (a declaration naming another encoding is refused).
+//! - Namespace well-formed: every prefix used by an element or attribute is declared, attributes are
+//!   unique; the tree keeps each element's own namespace declarations so canonicalization can decide
+//!   which ones to render.
+//! - Text is stored decoded: entities resolved, line ends normalised to `\n` (XML 1.0 §2.11), CDATA
+//!   merged into text; attribute values normalised as CDATA attributes (XML 1.0 §3.3.3).
+//!
+//! Elements are addressed by a [`NodePath`]: the child indexes from the root element down. Paths are
+//! stable as long as the tree is not modified, and are how XML-DSig reports *which* element was signed.
+
+pub mod c14n;
+
+use std::collections::BTreeMap;
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
+
+/// Namespace bound to the `xml` prefix by definition.
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// Namespace of `xmlns` declarations (never declared explicitly).
+pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Resource caps applied while parsing untrusted XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Maximum input length in bytes.
+    pub max_bytes: usize,
+    /// Maximum element nesting depth (the root is depth 1).
+    pub max_depth: usize,
+    /// Maximum number of nodes (elements, text runs, comments, PIs).
+    pub max_nodes: usize,
+    /// Maximum number of attributes (including namespace declarations) on one element.
+    pub max_attributes: usize,
+}
+
+/// Default caps: 16 MiB, depth 128, one million nodes, 256 attributes per element.
+pub const DEFAULT_LIMITS: ParseLimits = ParseLimits {
+    max_bytes: 16 * 1024 * 1024,
+    max_depth: 128,
+    max_nodes: 1_000_000,
+    max_attributes: 256,
+};
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        DEFAULT_LIMITS
+    }
+}
+
+/// Everything that can go wrong while parsing or addressing XML.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum XmlError {
+    #[error("XML is not well-formed: {0}")]
+    Malformed(String),
+    #[error("DOCTYPE/DTD is forbidden (no entity declarations, no external entities)")]
+    DtdForbidden,
+    #[error("entity reference &{0}; is not predefined (DTDs and entity declarations are refused)")]
+    UndefinedEntity(String),
+    #[error("document is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("elements nested deeper than the limit of {limit}")]
+    TooDeep { limit: usize },
+    #[error("more than {limit} nodes")]
+    TooManyNodes { limit: usize },
+    #[error("more than {limit} attributes on one element")]
+    TooManyAttributes { limit: usize },
+    #[error("undeclared namespace prefix {0:?}")]
+    UndeclaredPrefix(String),
+    #[error("encoding {0:?} is not supported, only UTF-8")]
+    UnsupportedEncoding(String),
+    #[error("no element has Id {0:?}")]
+    IdNotFound(String),
+    #[error("Id {0:?} appears on more than one element")]
+    DuplicateId(String),
+}
+
+/// A parsed document: the root element plus comments and processing instructions around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Comments and PIs before the root element.
+    pub prolog: Vec<Node>,
+    pub root: Element,
+    /// Comments and PIs after the root element.
+    pub epilog: Vec<Node>,
+}
+
+/// One node of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    /// Decoded character data (adjacent text and CDATA are merged).
+    Text(String),
+    Comment(String),
+    Pi { target: String, data: String },
+}
+
+/// An element with its own namespace declarations and attributes, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub prefix: Option<String>,
+    pub local: String,
+    /// Declarations made on this element: (prefix, URI); the prefix is `""` for the default namespace.
+    pub ns_decls: Vec<(String, String)>,
+    /// Attributes other than namespace declarations.
+    pub attrs: Vec<Attribute>,
+    pub children: Vec<Node>,
+}
+
+/// A (non-`xmlns`) attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub prefix: Option<String>,
+    pub local: String,
+    pub value: String,
+}
+
+/// Child indexes from the root element down to an element; the empty path is the root.
+pub type NodePath = Vec<usize>;
+
+/// In-scope namespaces: prefix (`""` = default) to URI; an empty URI means "no default namespace".
+pub type NsScope = BTreeMap<String, String>;
+
+impl Element {
+    /// A new element without namespace declarations, attributes or children.
+    pub fn new(prefix: Option<&str>, local: &str) -> Self {
+        Element {
+            prefix: prefix.map(str::to_owned),
+            local: local.to_owned(),
+            ..Element::default()
+        }
+    }
+
+    /// The qualified name as written (`prefix:local` or `local`).
+    pub fn qname(&self) -> String {
+        match &self.prefix {
+            Some(p) => format!("{p}:{}", self.local),
+            None => self.local.clone(),
+        }
+    }
+
+    /// Value of the unprefixed attribute `local`.
+    pub fn attr(&self, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.prefix.is_none() && a.local == local)
+            .map(|a| a.value.as_str())
+    }
+
+    /// Child elements, in order, with their index among `children`.
+    pub fn child_elements(&self) -> impl Iterator<Item = (usize, &Element)> {
+        self.children.iter().enumerate().filter_map(|(i, n)| match n {
+            Node::Element(e) => Some((i, e)),
+            _ => None,
+        })
+    }
+
+    /// Concatenated text of the direct text children.
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The value of an identifier attribute: unprefixed `Id`, `ID` or `id`.
+    pub fn id_attr(&self) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.prefix.is_none() && matches!(a.local.as_str(), "Id" | "ID" | "id"))
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// Namespace scope after applying `decls` on top of `parent`.
+pub(crate) fn push_scope(parent: &NsScope, decls: &[(String, String)]) -> NsScope {
+    let mut scope = parent.clone();
+    for (p, uri) in decls {
+        scope.insert(p.clone(), uri.clone());
+    }
+    scope
+}
+
+/// The scope in force outside the root element.
+pub(crate) fn initial_scope() -> NsScope {
+    let mut s = NsScope::new();
+    s.insert("xml".to_owned(), XML_NS.to_owned());
+    s
+}
+
+impl Document {
+    /// The element at `path`, if any.
+    pub fn element_at(&self, path: &[usize]) -> Option<&Element> {
+        let mut el = &self.root;
+        for &i in path {
+            el = match el.children.get(i)? {
+                Node::Element(e) => e,
+                _ => return None,
+            };
+        }
+        Some(el)
+    }
+
+    /// Mutable access to the element at `path`, if any.
+    pub fn element_at_mut(&mut self, path: &[usize]) -> Option<&mut Element> {
+        let mut el = &mut self.root;
+        for &i in path {
+            el = match el.children.get_mut(i)? {
+                Node::Element(e) => e,
+                _ => return None,
+            };
+        }
+        Some(el)
+    }
+
+    /// Namespaces in scope *on* the element at `path` (its own declarations included).
+    pub fn scope_at(&self, path: &[usize]) -> Option<NsScope> {
+        let mut scope = push_scope(&initial_scope(), &self.root.ns_decls);
+        let mut el = &self.root;
+        for &i in path {
+            el = match el.children.get(i)? {
+                Node::Element(e) => e,
+                _ => return None,
+            };
+            scope = push_scope(&scope, &el.ns_decls);
+        }
+        Some(scope)
+    }
+
+    /// Namespace URI of the element at `path` (`""` when it has none).
+    pub fn namespace_of(&self, path: &[usize]) -> Option<String> {
+        let el = self.element_at(path)?;
+        let scope = self.scope_at(path)?;
+        let key = el.prefix.clone().unwrap_or_default();
+        Some(scope.get(&key).cloned().unwrap_or_default())
+    }
+
+    /// Paths of all elements with namespace `ns` and local name `local`, in document order.
+    pub fn find_all(&self, ns: &str, local: &str) -> Vec<NodePath> {
+        fn walk(el: &Element, scope: &NsScope, path: &mut NodePath, ns: &str, local: &str, out: &mut Vec<NodePath>) {
+            let scope = push_scope(scope, &el.ns_decls);
+            let el_ns = scope.get(el.prefix.as_deref().unwrap_or("")).map(String::as_str).unwrap_or("");
+            if el.local == local && el_ns == ns {
+                out.push(path.clone());
+            }
+            for (i, child) in el.child_elements() {
+                path.push(i);
+                walk(child, &scope, path, ns, local, out);
+                path.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &initial_scope(), &mut Vec::new(), ns, local, &mut out);
+        out
+    }
+
+    /// The single element whose `Id`, `ID` or `id` attribute equals `id`.
+    ///
+    /// Refuses an Id carried by more than one element ([`XmlError::DuplicateId`]): with duplicates, which
+    /// element a reference means is ambiguous, the classic signature-wrapping opening.
+    pub fn find_by_id(&self, id: &str) -> Result<NodePath, XmlError> {
+        fn walk(el: &Element, path: &mut NodePath, id: &str, out: &mut Vec<NodePath>) {
+            let hits = el
+                .attrs
+                .iter()
+                .filter(|a| a.prefix.is_none() && matches!(a.local.as_str(), "Id" | "ID" | "id") && a.value == id)
+                .count();
+            for _ in 0..hits {
+                out.push(path.clone());
+            }
+            for (i, child) in el.child_elements() {
+                path.push(i);
+                walk(child, path, id, out);
+                path.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut Vec::new(), id, &mut out);
+        match out.len() {
+            0 => Err(XmlError::IdNotFound(id.to_owned())),
+            1 => Ok(out.remove(0)),
+            _ => Err(XmlError::DuplicateId(id.to_owned())),
+        }
+    }
+
+    /// Serialises the document (canonical form with comments, preceded by an XML declaration).
+    pub fn to_xml(&self) -> String {
+        let body = c14n::canonicalize_document(self, c14n::Algorithm::InclusiveWithComments)
+            .expect("inclusive canonicalization of a whole document cannot fail");
+        let mut out = String::with_capacity(body.len() + 40);
+        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        out.push_str(&String::from_utf8(body).expect("canonical form of a str is UTF-8"));
+        out
+    }
+}
+
+/// Parses untrusted XML with [`DEFAULT_LIMITS`].
+pub fn parse_safe(input: &str) -> Result<Document, XmlError> {
+    parse_with_limits(input, &DEFAULT_LIMITS)
+}
+
+/// Parses untrusted XML with explicit limits.
+pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, XmlError> {
+    if input.len() > limits.max_bytes {
+        return Err(XmlError::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let mut reader = Reader::from_str(input);
+    {
+        let cfg = reader.config_mut();
+        cfg.expand_empty_elements = true;
+        cfg.check_end_names = true;
+        cfg.check_comments = true;
+        cfg.trim_text(false);
+    }
+
+    let mut prolog = Vec::new();
+    let mut epilog = Vec::new();
+    let mut root: Option<Element> = None;
+    // Open elements with the scope in force inside each.
+    let mut stack: Vec<(Element, NsScope)> = Vec::new();
+    let mut nodes = 0usize;
+
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| XmlError::Malformed(format!("{e} at byte {}", reader.error_position())))?;
+        nodes += 1;
+        if nodes > limits.max_nodes {
+            return Err(XmlError::TooManyNodes {
+                limit: limits.max_nodes,
+            });
+        }
+        match ev {
+            Event::DocType(_) => return Err(XmlError::DtdForbidden),
+            Event::Decl(d) => {
+                if let Some(enc) = d.encoding() {
+                    let enc = enc.map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    if !enc.eq_ignore_ascii_case("utf-8") && !enc.eq_ignore_ascii_case("utf8") {
+                        return Err(XmlError::UnsupportedEncoding(enc.into_owned()));
+                    }
+                }
+            }
+            Event::Start(s) => {
+                if stack.len() >= limits.max_depth {
+                    return Err(XmlError::TooDeep {
+                        limit: limits.max_depth,
+                    });
+                }
+                if stack.is_empty() && root.is_some() {
+                    return Err(XmlError::Malformed("more than one root element".into()));
+                }
+                let parent_scope = stack.last().map(|(_, s)| s.clone()).unwrap_or_else(initial_scope);
+                let (el, scope) = build_element(&s, &parent_scope, limits)?;
+                stack.push((el, scope));
+            }
+            Event::End(_) => {
+                let (el, _) = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
+                match stack.last_mut() {
+                    Some((parent, _)) => parent.children.push(Node::Element(el)),
+                    None => root = Some(el),
+                }
+            }
+            Event::Empty(_) => unreachable!("expand_empty_elements is on"),
+            Event::Text(t) => {
+                let text = t.xml10_content();
+                append_text(&mut stack, &text)?;
+            }
+            Event::CData(t) => {
+                let text = t.xml10_content();
+                append_text(&mut stack, &text)?;
+            }
+            Event::GeneralRef(r) => {
+                let resolved: String = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => {
+                        let name = r.xml10_content();
+                        resolve_predefined_entity(&name)
+                            .ok_or_else(|| XmlError::UndefinedEntity(name.to_string()))?
+                            .to_owned()
+                    }
+                    Err(e) => return Err(XmlError::Malformed(e.to_string())),
+                };
+                append_text(&mut stack, &resolved)?;
+            }
+            Event::Comment(c) => {
+                let node = Node::Comment(c.xml10_content().into_owned());
+                push_misc(&mut stack, &root, &mut prolog, &mut epilog, node);
+            }
+            Event::PI(p) => {
+                let target = p.target().to_owned();
+                if target.eq_ignore_ascii_case("xml") {
+                    return Err(XmlError::Malformed("misplaced XML declaration".into()));
+                }
+                let data = normalize_eol(p.content().trim_start());
+                push_misc(&mut stack, &root, &mut prolog, &mut epilog, Node::Pi { target, data });
+            }
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError::Malformed("unclosed element at end of input".into()));
+    }
+    let root = root.ok_or_else(|| XmlError::Malformed("no root element".into()))?;
+    Ok(Document { prolog, root, epilog })
+}
+
+fn normalize_eol(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+fn push_misc(
+    stack: &mut [(Element, NsScope)],
+    root: &Option<Element>,
+    prolog: &mut Vec<Node>,
+    epilog: &mut Vec<Node>,
+    node: Node,
+) {
+    match stack.last_mut() {
+        Some((el, _)) => el.children.push(node),
+        None if root.is_none() => prolog.push(node),
+        None => epilog.push(node),
+    }
+}
+
+fn append_text(stack: &mut [(Element, NsScope)], text: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some((el, _)) => {
+            if let Some(Node::Text(prev)) = el.children.last_mut() {
+                prev.push_str(text);
+            } else if !text.is_empty() {
+                el.children.push(Node::Text(text.to_owned()));
+            }
+            Ok(())
+        }
+        None if text.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) => Ok(()),
+        None => Err(XmlError::Malformed("character data outside the root element".into())),
+    }
+}
+
+fn split_qname(name: &str) -> Result<(Option<String>, String), XmlError> {
+    match name.split_once(':') {
+        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok((Some(p.to_owned()), l.to_owned())),
+        Some(_) => Err(XmlError::Malformed(format!("invalid qualified name {name:?}"))),
+        None => Ok((None, name.to_owned())),
+    }
+}
+
+fn build_element(
+    s: &quick_xml::events::BytesStart<'_>,
+    parent_scope: &NsScope,
+    limits: &ParseLimits,
+) -> Result<(Element, NsScope), XmlError> {
+    let (prefix, local) = split_qname(s.name().as_ref())?;
+    let mut el = Element {
+        prefix,
+        local,
+        ..Element::default()
+    };
+    let mut raw_attrs = Vec::new();
+    for (n, attr) in s.attributes().with_checks(true).enumerate() {
+        if n >= limits.max_attributes {
+            return Err(XmlError::TooManyAttributes {
+                limit: limits.max_attributes,
+            });
+        }
+        let attr = attr.map_err(|e| XmlError::Malformed(e.to_string()))?;
+        let mut unknown: Option<String> = None;
+        let value = attr
+            .normalized_value_with(XmlVersion::Implicit1_0, 1, |name| {
+                let r = resolve_predefined_entity(name);
+                if r.is_none() {
+                    unknown = Some(name.to_owned());
+                }
+                r
+            })
+            .map_err(|e| match unknown.take() {
+                Some(name) => XmlError::UndefinedEntity(name),
+                None => XmlError::Malformed(e.to_string()),
+            })?
+            .into_owned();
+        let key: &str = attr.key.as_ref();
+        if key == "xmlns" {
+            el.ns_decls.push((String::new(), value));
+        } else if let Some(p) = key.strip_prefix("xmlns:") {
+            if value.is_empty() {
+                return Err(XmlError::Malformed(format!("prefix {p:?} undeclared with an empty URI")));
+            }
+            if p == "xmlns" || (p == "xml" && value != XML_NS) || (p != "xml" && value == XML_NS) {
+                return Err(XmlError::Malformed(format!("reserved prefix misuse: xmlns:{p}")));
+            }
+            el.ns_decls.push((p.to_owned(), value));
+        } else {
+            let (prefix, local) = split_qname(key)?;
+            raw_attrs.push(Attribute { prefix, local, value });
+        }
+    }
+    let scope = push_scope(parent_scope, &el.ns_decls);
+    if let Some(p) = &el.prefix {
+        if !scope.contains_key(p) {
+            return Err(XmlError::UndeclaredPrefix(p.clone()));
+        }
+    }
+    // Attributes must also be unique by (namespace URI, local name), not just by qualified name.
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &raw_attrs {
+        let ns = match &a.prefix {
+            Some(p) => scope.get(p).cloned().ok_or_else(|| XmlError::UndeclaredPrefix(p.clone()))?,
+            None => String::new(),
+        };
+        if !seen.insert((ns, a.local.clone())) {
+            return Err(XmlError::Malformed(format!("duplicate attribute {}", a.local)));
+        }
+    }
+    el.attrs = raw_attrs;
+    Ok((el, scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_namespaces_text_and_entities() {
+        let doc = parse_safe("<?xml version=\"1.0\"?><a xmlns=\"urn:a\" xmlns:b=\"urn:b\"><b:c x=\"1&amp;2\">t&lt;&#x41;<![CDATA[<z>]]></b:c></a>").unwrap();
+        assert_eq!(doc.root.local, "a");
+        let c = doc.element_at(&[0]).unwrap();
+        assert_eq!(c.qname(), "b:c");
+        assert_eq!(c.attr("x"), Some("1&2"));
+        assert_eq!(c.text(), "t<A<z>");
+        assert_eq!(doc.namespace_of(&[0]).unwrap(), "urn:b");
+        assert_eq!(doc.find_all("urn:b", "c"), vec![vec![0]]);
+    }
+
+    #[test]
+    fn refuses_doctype_and_entities() {
+        let bomb = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]><lolz>&lol2;</lolz>";
+        assert_eq!(parse_safe(bomb), Err(XmlError::DtdForbidden));
+        let xxe = "<!DOCTYPE foo [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><foo>&xxe;</foo>";
+        assert_eq!(parse_safe(xxe), Err(XmlError::DtdForbidden));
+        assert_eq!(parse_safe("<foo>&xxe;</foo>"), Err(XmlError::UndefinedEntity("xxe".into())));
+        assert_eq!(parse_safe("<foo a=\"&xxe;\"/>"), Err(XmlError::UndefinedEntity("xxe".into())));
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let limits = ParseLimits {
+            max_depth: 3,
+            ..ParseLimits::default()
+        };
+        assert_eq!(parse_with_limits("<a><b><c><d/></c></b></a>", &limits), Err(XmlError::TooDeep { limit: 3 }));
+        let limits = ParseLimits {
+            max_bytes: 10,
+            ..ParseLimits::default()
+        };
+        assert_eq!(parse_with_limits("<a>0123456789</a>", &limits), Err(XmlError::TooLarge { limit: 10 }));
+    }
+
+    #[test]
+    fn refuses_malformed_and_undeclared() {
+        assert!(matches!(parse_safe("<a><b></a>"), Err(XmlError::Malformed(_))));
+        assert_eq!(parse_safe("<p:a/>"), Err(XmlError::UndeclaredPrefix("p".into())));
+        assert!(matches!(parse_safe("<a x=\"1\" x=\"2\"/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse_safe("<a xmlns:p=\"u\" xmlns:q=\"u\" p:x=\"1\" q:x=\"2\"/>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(parse_safe("<a/><b/>"), Err(XmlError::Malformed(_))));
+        assert_eq!(
+            parse_safe("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>"),
+            Err(XmlError::UnsupportedEncoding("ISO-8859-1".into()))
+        );
+    }
+
+    #[test]
+    fn ids_must_be_unique() {
+        let doc = parse_safe("<r><a Id=\"x\"/><b ID=\"y\"/><c id=\"y\"/></r>").unwrap();
+        assert_eq!(doc.find_by_id("x"), Ok(vec![0]));
+        assert_eq!(doc.find_by_id("y"), Err(XmlError::DuplicateId("y".into())));
+        assert_eq!(doc.find_by_id("z"), Err(XmlError::IdNotFound("z".into())));
+    }
+}
