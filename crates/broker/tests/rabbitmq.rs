@@ -435,3 +435,71 @@ async fn broker_restart_loses_nothing() {
     drop(c);
     b.close().await;
 }
+
+/// `deploy/rabbitmq/definitions.json` describes the same topology the code declares:
+/// after importing it, declaring its example queue (delivery limit 10) is accepted as
+/// equivalent (RabbitMQ refuses a re-declare with different arguments).
+#[tokio::test]
+async fn definitions_file_matches_declared_topology() {
+    let Some(b) = broker().await else { return };
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/rabbitmq/definitions.json");
+    let file = file.canonicalize().expect("definitions.json exists");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let defs: serde_json::Value = serde_json::from_str(&text).expect("definitions.json is JSON");
+    let example = "gw.route.example.p0";
+    assert!(defs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["name"] == example));
+    for (suffix, ttl) in gw_broker::amqp::DELAY_TIERS {
+        let name = format!("gw.delay.{suffix}");
+        let q = defs["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name.as_str())
+            .expect("tier in definitions");
+        assert_eq!(
+            q["arguments"]["x-message-ttl"].as_u64(),
+            Some(ttl.as_millis() as u64),
+            "{name}"
+        );
+    }
+    let _c = Cleanup(vec![example.to_string()]);
+    let out = std::process::Command::new("rabbitmqctl")
+        .arg("import_definitions")
+        .arg(&file)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("rabbitmqctl import_definitions failed and CI=true");
+            }
+            eprintln!(
+                "skipping the import half: rabbitmqctl import_definitions is not usable here"
+            );
+            return;
+        }
+    }
+    // The import is asynchronous.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.stats(example).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the example queue never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.declare(&[QueueSpec {
+        name: example.to_string(),
+        delivery_limit: 10,
+    }])
+    .await
+    .expect("the imported topology is equivalent to the declared one");
+    b.publish(example, msg("via-definitions")).await.unwrap();
+    assert_eq!(b.stats(example).await.unwrap().ready, 1);
+    b.close().await;
+}
