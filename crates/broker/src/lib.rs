@@ -33,6 +33,8 @@ use bytes::Bytes;
 
 pub mod embedded;
 pub mod amqp;
+#[doc(hidden)]
+pub mod conformance;
 
 /// Header carrying the message id (the envelope id).
 pub const HDR_MESSAGE_ID: &str = "x-gw-id";
