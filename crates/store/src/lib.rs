@@ -2,7 +2,7 @@
 //! attempt trail and the dead letters. SQLite (the default, one file under the data
 //! directory) and PostgreSQL (when several gateway instances share the work).
 //!
-//! # Invariants (`tests/store_suite.rs` runs the same checks against both)
+//! # Invariants ([`suite`] holds the checks; `tests/sqlite.rs` and `tests/postgres.rs` run them)
 //!
 //! 1. **One outcome per (route, envelope id).** [`Store::record`] writes a whole batch in one
 //!    transaction: either every row of the batch is durable or none is. Recording the same
@@ -16,14 +16,22 @@
 //!    the attempts, the last answer and timestamps. Replay and drop are recorded with who did it;
 //!    replaying an already replayed (or dropped) dead letter is a no-op that says so.
 //! 5. Migrations are idempotent and run at open.
+//! 6. **A duplicate dead-letter id is an error.** Dead-letter ids are UUIDv7, so a second letter
+//!    with an existing id is a bug upstream: [`Store::record`] returns [`StoreError::Query`] and
+//!    no row of that batch is written.
+//!
+//! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
+//! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub mod sqlite;
 pub mod postgres;
+pub mod sqlite;
+#[doc(hidden)]
+pub mod suite;
 
 /// Final outcome of one envelope on one route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +164,7 @@ pub struct DeadLetter {
     pub settled_at_ms: Option<i64>,
 }
 
-/// Filter for listing dead letters. Empty fields match everything.
+/// Filter for listing dead letters. Empty fields match everything; `limit: 0` means no limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterFilter {
     pub route: Option<String>,
@@ -248,13 +256,24 @@ pub trait Store: Send + Sync + 'static {
 
 /// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`
 /// (or a bare path) for SQLite. Runs migrations.
+///
+/// A PostgreSQL URL may carry `schema=NAME` among its query parameters: the store then lives in
+/// that schema (created if missing), see [`postgres::PgStore::connect`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let _ = postgres::PgStore::connect(url).await?;
-        Err(StoreError::Open("postgres store not yet written".into()))
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
     } else {
-        let path = url.strip_prefix("sqlite:").unwrap_or(url);
-        let _ = sqlite::SqliteStore::open(path)?;
-        Err(StoreError::Open("sqlite store not yet written".into()))
+        let path = url.strip_prefix("sqlite:").unwrap_or(url).to_owned();
+        // Opening creates the file and migrates it: keep that disk work off the async threads.
+        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(path))
+            .await
+            .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
+        Ok(Arc::new(store))
     }
+}
+
+/// Now as unix milliseconds (for `applied_at_ms` in the migration tables).
+pub(crate) fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
 }

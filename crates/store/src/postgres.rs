@@ -1,10 +1,743 @@
-//! PostgreSQL store (placeholder: being written).
-use crate::*;
+//! PostgreSQL store: for several gateway instances sharing the work.
+//!
+//! # Schema (version 1, `schema_version` records what was applied)
+//!
+//! The same tables and semantics as the SQLite store (see [`crate::sqlite`]):
+//!
+//! ```text
+//! schema_version         (version PK, applied_at_ms)
+//! ledger                 PK (route, envelope_id); seq identity; index (key, at_ms, seq)
+//! delivered_natural_keys PK (destination, natural_key)
+//! delivered_versions     PK (destination, key) → version, only ever raised
+//! attempts               seq identity PK; index (key, at_ms, seq)
+//! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
+//!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! ```
+//!
+//! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.
+//!
+//! # Guarantees
+//!
+//! - [`Store::record`] is one transaction. Ledger rows use `ON CONFLICT DO NOTHING` (the first
+//!   final outcome wins, even between instances racing on the same envelope); each `Delivered`
+//!   outcome adds its natural key (`ON CONFLICT DO NOTHING`) and raises the destination's version
+//!   (`ON CONFLICT DO UPDATE … WHERE excluded.version > version`, i.e. `GREATEST` without a
+//!   pointless write). A duplicate dead-letter id violates the primary key and rolls the whole
+//!   batch back ([`StoreError::Query`]).
+//! - Replay / drop: `UPDATE … WHERE id = $1 AND state = 'open' RETURNING …`. PostgreSQL re-checks
+//!   the `WHERE` after waiting on a concurrent update's row lock, so exactly one caller, across
+//!   every instance, gets [`Settled::Changed`].
+//! - Migrations run at connect in one transaction holding an advisory lock, so instances starting
+//!   together migrate once; a database migrated by a newer binary is refused.
+//! - Connections come from a `deadpool-postgres` pool. A connection the server closed is
+//!   discarded when it comes back to the pool and a new one is made on demand, so the store heals
+//!   by itself after an outage; an operation during the outage fails with
+//!   [`StoreError::Query`] and the caller retries.
+//! - Isolation by schema: [`PgStore::connect_with_schema`] (or `schema=NAME` in the URL) creates
+//!   the schema if missing and pins `search_path` on every pooled connection at startup.
 
-pub struct PgStore {}
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::{
+    AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
+    OutcomeRecord, Result, Settled, Store, StoreError,
+};
+
+/// Connections per instance: enough for the workers' batches plus the ops API.
+const POOL_SIZE: usize = 16;
+/// How long an operation waits for a free connection / a new connection before failing.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/readyz` must answer quickly, even when the database does not.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Advisory lock serialising migrations between instances ("gwstore" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0067_7773_746f_7265;
+
+/// Ordered migrations: (version, SQL). Append only; never edit an applied one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE ledger (
+    seq          BIGINT  GENERATED ALWAYS AS IDENTITY,
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    destination  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    natural_key  TEXT,
+    version      BIGINT,
+    outcome      TEXT    NOT NULL CHECK (outcome IN ('delivered', 'superseded', 'dead_lettered')),
+    attempts     BIGINT  NOT NULL,
+    status       INTEGER,
+    detail       TEXT    NOT NULL,
+    at_ms        BIGINT  NOT NULL,
+    PRIMARY KEY (route, envelope_id)
+);
+CREATE INDEX ledger_by_key ON ledger (key, at_ms, seq);
+
+CREATE TABLE delivered_natural_keys (
+    destination  TEXT    NOT NULL,
+    natural_key  TEXT    NOT NULL,
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    at_ms        BIGINT  NOT NULL,
+    PRIMARY KEY (destination, natural_key)
+);
+
+CREATE TABLE delivered_versions (
+    destination  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    version      BIGINT  NOT NULL,
+    at_ms        BIGINT  NOT NULL,
+    PRIMARY KEY (destination, key)
+);
+
+CREATE TABLE attempts (
+    seq          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    attempt      BIGINT  NOT NULL,
+    result       TEXT    NOT NULL,
+    status       INTEGER,
+    reason       TEXT    NOT NULL,
+    latency_ms   BIGINT  NOT NULL,
+    at_ms        BIGINT  NOT NULL
+);
+CREATE INDEX attempts_by_key ON attempts (key, at_ms, seq);
+
+CREATE TABLE dead_letters (
+    id               TEXT    NOT NULL PRIMARY KEY,
+    route            TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    envelope_id      TEXT    NOT NULL,
+    key              TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    envelope         BYTEA   NOT NULL,
+    reason           TEXT    NOT NULL,
+    attempts         BIGINT  NOT NULL,
+    last_status      INTEGER,
+    last_answer      TEXT    NOT NULL,
+    first_attempt_ms BIGINT  NOT NULL,
+    dead_at_ms       BIGINT  NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'replayed', 'dropped')),
+    settled_by       TEXT,
+    settled_at_ms    BIGINT
+);
+CREATE INDEX dead_letters_by_route ON dead_letters (route, state, dead_at_ms);
+CREATE INDEX dead_letters_by_key ON dead_letters (key, dead_at_ms);
+CREATE INDEX dead_letters_by_state ON dead_letters (state, dead_at_ms);
+";
+
+const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
+                           outcome, attempts, status, detail, at_ms";
+const ATTEMPT_COLS: &str =
+    "route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms";
+const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelope, reason, \
+                                attempts, last_status, last_answer, first_attempt_ms, dead_at_ms, \
+                                state, settled_by, settled_at_ms";
+
+const INSERT_LEDGER: &str = "INSERT INTO ledger (route, destination, envelope_id, key, kind, \
+     natural_key, version, outcome, attempts, status, detail, at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (route, envelope_id) DO NOTHING";
+const INSERT_NATURAL_KEY: &str = "INSERT INTO delivered_natural_keys \
+     (destination, natural_key, route, envelope_id, at_ms) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (destination, natural_key) DO NOTHING";
+const RAISE_VERSION: &str = "INSERT INTO delivered_versions (destination, key, version, at_ms) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (destination, key) DO UPDATE SET version = excluded.version, at_ms = excluded.at_ms \
+     WHERE excluded.version > delivered_versions.version";
+const INSERT_ATTEMPT: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
+     status, reason, latency_ms, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, envelope_id, key, \
+     kind, envelope, reason, attempts, last_status, last_answer, first_attempt_ms, dead_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// The PostgreSQL store: a pool of connections, cheap to share behind an `Arc`.
+pub struct PgStore {
+    pool: Pool,
+    /// The schema the tables live in, when not the server's default `search_path`.
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
 
 impl PgStore {
-    pub async fn connect(_url: &str) -> Result<Self> {
-        Err(StoreError::Open("not yet written".into()))
+    /// Connect to `url` (`postgres://user@host:port/db?…`) and run the migrations. A `schema=NAME`
+    /// query parameter (not a libpq one: it is removed before connecting) does what
+    /// [`PgStore::connect_with_schema`] does.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (url, schema) = split_schema_param(url);
+        Self::build(&url, schema).await
+    }
+
+    /// Connect to `url`, keeping every table in `schema`: created if missing, and pinned as the
+    /// `search_path` of every pooled connection. `schema` must be a lowercase SQL identifier
+    /// (`[a-z_][a-z0-9_]*`, at most 63 bytes), so that it means the same thing quoted or not.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self> {
+        let (url, _) = split_schema_param(url);
+        Self::build(&url, Some(schema.to_owned())).await
+    }
+
+    /// The schema given at connect, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    async fn build(url: &str, schema: Option<String>) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("bad PostgreSQL URL: {e}")))?;
+        if let Some(schema) = &schema {
+            check_schema_name(schema)?;
+            let pin = format!("-c search_path={schema}");
+            let options = match config.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {pin}"),
+                _ => pin,
+            };
+            config.options(options);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("gw-store");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // `is_closed` is enough to drop connections the server ended; a connection that
+                // died silently fails its next query, which the caller retries.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .recycle_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
+        let store = Self { pool, schema };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Query(format!("no database connection: {e}")))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mig = |e: tokio_postgres::Error| StoreError::Migrate(describe(&e));
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Open(format!("cannot connect: {e}")))?;
+        let tx = client.transaction().await.map_err(mig)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(mig)?;
+        if let Some(schema) = &self.schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+                .map_err(mig)?;
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version       BIGINT PRIMARY KEY,
+                 applied_at_ms BIGINT NOT NULL
+             )",
+        )
+        .await
+        .map_err(mig)?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(mig)?
+            .get(0);
+        let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > latest {
+            return Err(StoreError::Migrate(format!(
+                "the database is at schema version {current}, this binary knows up to {latest}"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await.map_err(|e| {
+                StoreError::Migrate(format!("migration {version}: {}", describe(&e)))
+            })?;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at_ms) VALUES ($1, $2)",
+                &[version, &crate::now_ms()],
+            )
+            .await
+            .map_err(mig)?;
+        }
+        tx.commit().await.map_err(mig)
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        to: DeadLetterState,
+        who: &str,
+        at_ms: i64,
+    ) -> Result<Settled> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "UPDATE dead_letters SET state = $2, settled_by = $3, settled_at_ms = $4 \
+                 WHERE id = $1 AND state = 'open' RETURNING {DEAD_LETTER_COLS}"
+            ))
+            .await
+            .map_err(query)?;
+        let changed = client
+            .query_opt(&stmt, &[&id, &to.as_str(), &who, &at_ms])
+            .await
+            .map_err(query)?;
+        if let Some(row) = changed {
+            return Ok(Settled::Changed(dead_letter_row(&row)?));
+        }
+        // Not open (a settled letter never reopens, so this read cannot go stale) or absent.
+        drop(client);
+        Ok(match self.dead_letter(id).await? {
+            Some(letter) => Settled::AlreadySettled(letter),
+            None => Settled::NotFound,
+        })
+    }
+}
+
+/// Remove a `schema=NAME` query parameter from `url`, returning the rest and the name.
+fn split_schema_param(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|param| match param.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => !param.is_empty(),
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_owned(), schema)
+    } else {
+        (format!("{base}?{}", kept.join("&")), schema)
+    }
+}
+
+fn check_schema_name(schema: &str) -> Result<()> {
+    let mut chars = schema.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && schema.len() <= 63 {
+        Ok(())
+    } else {
+        Err(StoreError::Open(format!(
+            "schema name {schema:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
+        )))
+    }
+}
+
+/// A readable message: tokio-postgres' `Display` alone says little more than "db error".
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn query(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Query(describe(&e))
+}
+
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
+    row.try_get(idx)
+        .map_err(|e| StoreError::Malformed(format!("column {idx}: {}", describe(&e))))
+}
+
+fn col_u32(row: &Row, idx: usize) -> Result<u32> {
+    let v: i64 = col(row, idx)?;
+    u32::try_from(v).map_err(|_| StoreError::Malformed(format!("column {idx}: {v} is not a u32")))
+}
+
+fn col_status(row: &Row, idx: usize) -> Result<Option<u16>> {
+    let v: Option<i32> = col(row, idx)?;
+    v.map(|v| {
+        u16::try_from(v)
+            .map_err(|_| StoreError::Malformed(format!("column {idx}: {v} is not a status")))
+    })
+    .transpose()
+}
+
+fn ledger_row(r: &Row) -> Result<OutcomeRecord> {
+    let outcome: String = col(r, 7)?;
+    Ok(OutcomeRecord {
+        route: col(r, 0)?,
+        destination: col(r, 1)?,
+        envelope_id: col(r, 2)?,
+        key: col(r, 3)?,
+        kind: col(r, 4)?,
+        natural_key: col(r, 5)?,
+        version: col(r, 6)?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Malformed(format!("unknown outcome {outcome:?}")))?,
+        attempts: col_u32(r, 8)?,
+        status: col_status(r, 9)?,
+        detail: col(r, 10)?,
+        at_ms: col(r, 11)?,
+    })
+}
+
+fn attempt_row(r: &Row) -> Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        route: col(r, 0)?,
+        envelope_id: col(r, 1)?,
+        key: col(r, 2)?,
+        attempt: col_u32(r, 3)?,
+        result: col(r, 4)?,
+        status: col_status(r, 5)?,
+        reason: col(r, 6)?,
+        latency_ms: col_u32(r, 7)?,
+        at_ms: col(r, 8)?,
+    })
+}
+
+fn dead_letter_row(r: &Row) -> Result<DeadLetter> {
+    let state: String = col(r, 13)?;
+    Ok(DeadLetter {
+        letter: NewDeadLetter {
+            id: col(r, 0)?,
+            route: col(r, 1)?,
+            queue: col(r, 2)?,
+            envelope_id: col(r, 3)?,
+            key: col(r, 4)?,
+            kind: col(r, 5)?,
+            envelope: col(r, 6)?,
+            reason: col(r, 7)?,
+            attempts: col_u32(r, 8)?,
+            last_status: col_status(r, 9)?,
+            last_answer: col(r, 10)?,
+            first_attempt_ms: col(r, 11)?,
+            dead_at_ms: col(r, 12)?,
+        },
+        state: DeadLetterState::parse(&state)
+            .ok_or_else(|| StoreError::Malformed(format!("unknown dead-letter state {state:?}")))?,
+        settled_by: col(r, 14)?,
+        settled_at_ms: col(r, 15)?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn record(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(query)?;
+        let ledger = tx.prepare_cached(INSERT_LEDGER).await.map_err(query)?;
+        let natural = tx.prepare_cached(INSERT_NATURAL_KEY).await.map_err(query)?;
+        let version = tx.prepare_cached(RAISE_VERSION).await.map_err(query)?;
+        for o in &batch.outcomes {
+            let status = o.status.map(i32::from);
+            tx.execute(
+                &ledger,
+                &[
+                    &o.route,
+                    &o.destination,
+                    &o.envelope_id,
+                    &o.key,
+                    &o.kind,
+                    &o.natural_key,
+                    &o.version,
+                    &o.outcome.as_str(),
+                    &i64::from(o.attempts),
+                    &status,
+                    &o.detail,
+                    &o.at_ms,
+                ],
+            )
+            .await
+            .map_err(query)?;
+            if o.outcome != Outcome::Delivered {
+                continue;
+            }
+            if let Some(nk) = &o.natural_key {
+                tx.execute(
+                    &natural,
+                    &[&o.destination, nk, &o.route, &o.envelope_id, &o.at_ms],
+                )
+                .await
+                .map_err(query)?;
+            }
+            if let Some(v) = o.version {
+                tx.execute(&version, &[&o.destination, &o.key, &v, &o.at_ms])
+                    .await
+                    .map_err(query)?;
+            }
+        }
+        if !batch.attempts.is_empty() {
+            let attempt = tx.prepare_cached(INSERT_ATTEMPT).await.map_err(query)?;
+            for a in &batch.attempts {
+                let status = a.status.map(i32::from);
+                tx.execute(
+                    &attempt,
+                    &[
+                        &a.route,
+                        &a.envelope_id,
+                        &a.key,
+                        &i64::from(a.attempt),
+                        &a.result,
+                        &status,
+                        &a.reason,
+                        &i64::from(a.latency_ms),
+                        &a.at_ms,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+            }
+        }
+        if !batch.dead_letters.is_empty() {
+            let dead = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(query)?;
+            for d in &batch.dead_letters {
+                let status = d.last_status.map(i32::from);
+                tx.execute(
+                    &dead,
+                    &[
+                        &d.id,
+                        &d.route,
+                        &d.queue,
+                        &d.envelope_id,
+                        &d.key,
+                        &d.kind,
+                        &d.envelope,
+                        &d.reason,
+                        &i64::from(d.attempts),
+                        &status,
+                        &d.last_answer,
+                        &d.first_attempt_ms,
+                        &d.dead_at_ms,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+            }
+        }
+        // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.
+        tx.commit().await.map_err(query)
+    }
+
+    async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLS} FROM ledger WHERE route = $1 AND envelope_id = $2"
+            ))
+            .await
+            .map_err(query)?;
+        client
+            .query_opt(&stmt, &[&route, &envelope_id])
+            .await
+            .map_err(query)?
+            .as_ref()
+            .map(ledger_row)
+            .transpose()
+    }
+
+    async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM delivered_natural_keys \
+                 WHERE destination = $1 AND natural_key = $2)",
+            )
+            .await
+            .map_err(query)?;
+        let row = client
+            .query_one(&stmt, &[&destination, &natural_key])
+            .await
+            .map_err(query)?;
+        col(&row, 0)
+    }
+
+    async fn delivered_version(&self, destination: &str, key: &str) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT version FROM delivered_versions WHERE destination = $1 AND key = $2",
+            )
+            .await
+            .map_err(query)?;
+        client
+            .query_opt(&stmt, &[&destination, &key])
+            .await
+            .map_err(query)?
+            .map(|row| col(&row, 0))
+            .transpose()
+    }
+
+    async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {LEDGER_COLS} FROM ledger WHERE key = $1 ORDER BY at_ms, seq"
+            ))
+            .await
+            .map_err(query)?;
+        let rows = client.query(&stmt, &[&key]).await.map_err(query)?;
+        rows.iter().map(ledger_row).collect()
+    }
+
+    async fn attempts_by_key(&self, key: &str) -> Result<Vec<AttemptRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE key = $1 ORDER BY at_ms, seq"
+            ))
+            .await
+            .map_err(query)?;
+        let rows = client.query(&stmt, &[&key]).await.map_err(query)?;
+        rows.iter().map(attempt_row).collect()
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>> {
+        let mut conds = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(route) = &filter.route {
+            args.push(route.clone());
+            conds.push(format!("route = ${}", args.len()));
+        }
+        if let Some(key) = &filter.key {
+            args.push(key.clone());
+            conds.push(format!("key = ${}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            args.push(state.as_str().to_owned());
+            conds.push(format!("state = ${}", args.len()));
+        }
+        let mut sql = format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters");
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        sql.push_str(" ORDER BY dead_at_ms, id");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(query)?;
+        let rows = client.query(&stmt, &params).await.map_err(query)?;
+        rows.iter().map(dead_letter_row).collect()
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"
+            ))
+            .await
+            .map_err(query)?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await
+            .map_err(query)?
+            .as_ref()
+            .map(dead_letter_row)
+            .transpose()
+    }
+
+    async fn mark_replayed(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled> {
+        self.settle(id, DeadLetterState::Replayed, who, at_ms).await
+    }
+
+    async fn mark_dropped(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled> {
+        self.settle(id, DeadLetterState::Dropped, who, at_ms).await
+    }
+
+    async fn open_dead_letters(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT COUNT(*) FROM dead_letters WHERE state = 'open'")
+            .await
+            .map_err(query)?;
+        let row = client.query_one(&stmt, &[]).await.map_err(query)?;
+        let n: i64 = col(&row, 0)?;
+        u64::try_from(n).map_err(|_| StoreError::Malformed(format!("negative count {n}")))
+    }
+
+    async fn ready(&self) -> bool {
+        let probe = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(query)
+        };
+        matches!(tokio::time::timeout(READY_TIMEOUT, probe).await, Ok(Ok(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_param_is_split_from_the_url() {
+        assert_eq!(
+            split_schema_param("postgres://u@h/db?schema=s1"),
+            ("postgres://u@h/db".to_owned(), Some("s1".to_owned()))
+        );
+        assert_eq!(
+            split_schema_param("postgres://u@h/db?sslmode=disable&schema=s1&application_name=x"),
+            (
+                "postgres://u@h/db?sslmode=disable&application_name=x".to_owned(),
+                Some("s1".to_owned())
+            )
+        );
+        assert_eq!(
+            split_schema_param("postgres://u@h/db"),
+            ("postgres://u@h/db".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn schema_names_are_plain_lowercase_identifiers() {
+        assert!(check_schema_name("gw_test_1").is_ok());
+        assert!(check_schema_name("_x").is_ok());
+        for bad in ["", "1abc", "Upper", "a-b", "a\"b", "a b", &"x".repeat(64)] {
+            assert!(check_schema_name(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -1,10 +1,626 @@
-//! SQLite store (placeholder: being written).
-use crate::*;
+//! SQLite store: one file under the data directory, the default.
+//!
+//! # Schema (version 1, `schema_version` records what was applied)
+//!
+//! ```text
+//! schema_version         (version PK, applied_at_ms)
+//! ledger                 PK (route, envelope_id); the first final outcome wins
+//!                        index (key, at_ms) for a dossier's trail
+//! delivered_natural_keys PK (destination, natural_key); one row per delivered effect
+//! delivered_versions     PK (destination, key) → version, only ever raised
+//! attempts               seq (insertion order), index (key, at_ms, seq)
+//! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
+//!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! ```
+//!
+//! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
+//!
+//! # Guarantees
+//!
+//! - The file is opened with `journal_mode=WAL`, `synchronous=FULL` (a committed batch survives
+//!   a power cut), `foreign_keys=ON` and a busy timeout, so another process holding the write lock
+//!   briefly makes us wait instead of failing.
+//! - One connection lives on one dedicated thread; every operation is a closure sent to it, so
+//!   the async runtime never blocks on disk and operations are serialised (SQLite has a single
+//!   writer anyway). [`Store::record`] runs as one `BEGIN IMMEDIATE` transaction.
+//! - Ledger rows: `INSERT … ON CONFLICT DO NOTHING`, so the first final outcome for
+//!   (route, envelope id) wins, also inside one batch.
+//! - Each `Delivered` outcome, whether or not its ledger row was new, adds its natural key to
+//!   `delivered_natural_keys` and raises `delivered_versions` to max(old, new). Both are
+//!   idempotent, and a destination that accepted an effect does have it.
+//! - A dead letter whose id already exists fails the whole batch (`StoreError::Query`) and
+//!   nothing of that batch is written: ids are UUIDv7, so a duplicate is a bug upstream and
+//!   must not be hidden.
+//! - Replay / drop: `UPDATE … WHERE id = ? AND state = 'open'`; only the caller whose update
+//!   changed a row gets [`Settled::Changed`].
+//! - Migrations run in one `BEGIN IMMEDIATE` transaction at open; opening twice is a no-op, and a
+//!   file migrated by a newer binary is refused rather than misread.
 
-pub struct SqliteStore {}
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::{
+    AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
+    OutcomeRecord, Result, Settled, Store, StoreError,
+};
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ordered migrations: (version, SQL). Append only; never edit an applied one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE ledger (
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    destination  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    natural_key  TEXT,
+    version      INTEGER,
+    outcome      TEXT    NOT NULL CHECK (outcome IN ('delivered', 'superseded', 'dead_lettered')),
+    attempts     INTEGER NOT NULL,
+    status       INTEGER,
+    detail       TEXT    NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (route, envelope_id)
+) STRICT;
+CREATE INDEX ledger_by_key ON ledger (key, at_ms);
+
+CREATE TABLE delivered_natural_keys (
+    destination  TEXT    NOT NULL,
+    natural_key  TEXT    NOT NULL,
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (destination, natural_key)
+) STRICT;
+
+CREATE TABLE delivered_versions (
+    destination  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (destination, key)
+) STRICT;
+
+CREATE TABLE attempts (
+    seq          INTEGER PRIMARY KEY,
+    route        TEXT    NOT NULL,
+    envelope_id  TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    attempt      INTEGER NOT NULL,
+    result       TEXT    NOT NULL,
+    status       INTEGER,
+    reason       TEXT    NOT NULL,
+    latency_ms   INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX attempts_by_key ON attempts (key, at_ms, seq);
+
+CREATE TABLE dead_letters (
+    id               TEXT    NOT NULL PRIMARY KEY,
+    route            TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    envelope_id      TEXT    NOT NULL,
+    key              TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    envelope         BLOB    NOT NULL,
+    reason           TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL,
+    last_status      INTEGER,
+    last_answer      TEXT    NOT NULL,
+    first_attempt_ms INTEGER NOT NULL,
+    dead_at_ms       INTEGER NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'replayed', 'dropped')),
+    settled_by       TEXT,
+    settled_at_ms    INTEGER
+) STRICT;
+CREATE INDEX dead_letters_by_route ON dead_letters (route, state, dead_at_ms);
+CREATE INDEX dead_letters_by_key ON dead_letters (key, dead_at_ms);
+CREATE INDEX dead_letters_by_state ON dead_letters (state, dead_at_ms);
+";
+
+const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
+                           outcome, attempts, status, detail, at_ms";
+const ATTEMPT_COLS: &str =
+    "route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms";
+const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelope, reason, \
+                                attempts, last_status, last_answer, first_attempt_ms, dead_at_ms, \
+                                state, settled_by, settled_at_ms";
+
+/// Failure inside the worker thread, turned into a [`StoreError`] at the boundary.
+enum Fail {
+    Sql(rusqlite::Error),
+    Migrate(String),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            // A value that does not decode into our types is bad data, not a failed query.
+            Fail::Sql(
+                e @ (rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)),
+            ) => StoreError::Malformed(e.to_string()),
+            Fail::Sql(e) => StoreError::Query(e.to_string()),
+            Fail::Migrate(m) => StoreError::Migrate(m),
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite store. Cheap to share behind an `Arc`; dropping it stops the worker thread.
+pub struct SqliteStore {
+    /// Jobs for the thread that owns the connection.
+    jobs: mpsc::Sender<Job>,
+    /// The database file, for messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
 
 impl SqliteStore {
-    pub fn open(_path: &str) -> Result<Self> {
-        Err(StoreError::Open("not yet written".into()))
+    /// Open (creating if needed, parent directories included) the database at `path`, configure
+    /// it and run the migrations. Blocks the calling thread until the file is ready.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Open(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let thread_path = path.clone();
+        thread::Builder::new()
+            .name("gw-store-sqlite".into())
+            .spawn(move || {
+                let mut conn = match open_connection(&thread_path) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                // Ends when every sender (the store) is gone; the connection closes with it.
+                while let Ok(job) = inbox.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the sqlite thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| StoreError::Open("the sqlite thread stopped while opening".into()))??;
+        Ok(Self { jobs, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on the connection's thread and await its answer.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> std::result::Result<T, Fail> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn: &mut Connection| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Query("the sqlite thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Query("the sqlite thread dropped the operation".into()))?
+            .map_err(StoreError::from)
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let open_err = |e: rusqlite::Error| StoreError::Open(format!("{}: {e}", path.display()));
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(open_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open(format!(
+            "{}: journal_mode is {mode}, WAL is required",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    migrate(&mut conn).map_err(|f| match StoreError::from(f) {
+        StoreError::Migrate(m) => StoreError::Migrate(m),
+        other => StoreError::Migrate(other.to_string()),
+    })?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> std::result::Result<(), Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version       INTEGER PRIMARY KEY,
+             applied_at_ms INTEGER NOT NULL
+         ) STRICT;",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > latest {
+        return Err(Fail::Migrate(format!(
+            "the database is at schema version {current}, this binary knows up to {latest}"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| Fail::Migrate(format!("migration {version}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)",
+            params![version, crate::now_ms()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl FromSql for Outcome {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        Outcome::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown outcome {s:?}").into()))
+    }
+}
+
+impl FromSql for DeadLetterState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DeadLetterState::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown dead-letter state {s:?}").into()))
+    }
+}
+
+fn ledger_row(r: &Row<'_>) -> rusqlite::Result<OutcomeRecord> {
+    Ok(OutcomeRecord {
+        route: r.get(0)?,
+        destination: r.get(1)?,
+        envelope_id: r.get(2)?,
+        key: r.get(3)?,
+        kind: r.get(4)?,
+        natural_key: r.get(5)?,
+        version: r.get(6)?,
+        outcome: r.get(7)?,
+        attempts: r.get(8)?,
+        status: r.get(9)?,
+        detail: r.get(10)?,
+        at_ms: r.get(11)?,
+    })
+}
+
+fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        route: r.get(0)?,
+        envelope_id: r.get(1)?,
+        key: r.get(2)?,
+        attempt: r.get(3)?,
+        result: r.get(4)?,
+        status: r.get(5)?,
+        reason: r.get(6)?,
+        latency_ms: r.get(7)?,
+        at_ms: r.get(8)?,
+    })
+}
+
+fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        letter: NewDeadLetter {
+            id: r.get(0)?,
+            route: r.get(1)?,
+            queue: r.get(2)?,
+            envelope_id: r.get(3)?,
+            key: r.get(4)?,
+            kind: r.get(5)?,
+            envelope: r.get(6)?,
+            reason: r.get(7)?,
+            attempts: r.get(8)?,
+            last_status: r.get(9)?,
+            last_answer: r.get(10)?,
+            first_attempt_ms: r.get(11)?,
+            dead_at_ms: r.get(12)?,
+        },
+        state: r.get(13)?,
+        settled_by: r.get(14)?,
+        settled_at_ms: r.get(15)?,
+    })
+}
+
+fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(), Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut ledger = tx.prepare_cached(&format!(
+            "INSERT INTO ledger ({LEDGER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (route, envelope_id) DO NOTHING"
+        ))?;
+        let mut natural = tx.prepare_cached(
+            "INSERT INTO delivered_natural_keys (destination, natural_key, route, envelope_id, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (destination, natural_key) DO NOTHING",
+        )?;
+        let mut version = tx.prepare_cached(
+            "INSERT INTO delivered_versions (destination, key, version, at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (destination, key) DO UPDATE
+                 SET version = excluded.version, at_ms = excluded.at_ms
+                 WHERE excluded.version > delivered_versions.version",
+        )?;
+        for o in &batch.outcomes {
+            ledger.execute(params![
+                o.route,
+                o.destination,
+                o.envelope_id,
+                o.key,
+                o.kind,
+                o.natural_key,
+                o.version,
+                o.outcome.as_str(),
+                o.attempts,
+                o.status,
+                o.detail,
+                o.at_ms,
+            ])?;
+            if o.outcome != Outcome::Delivered {
+                continue;
+            }
+            if let Some(nk) = &o.natural_key {
+                natural.execute(params![o.destination, nk, o.route, o.envelope_id, o.at_ms])?;
+            }
+            if let Some(v) = o.version {
+                version.execute(params![o.destination, o.key, v, o.at_ms])?;
+            }
+        }
+        let mut attempt = tx.prepare_cached(&format!(
+            "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
+        for a in &batch.attempts {
+            attempt.execute(params![
+                a.route,
+                a.envelope_id,
+                a.key,
+                a.attempt,
+                a.result,
+                a.status,
+                a.reason,
+                a.latency_ms,
+                a.at_ms,
+            ])?;
+        }
+        let mut dead = tx.prepare_cached(
+            "INSERT INTO dead_letters (id, route, queue, envelope_id, key, kind, envelope, reason,
+                 attempts, last_status, last_answer, first_attempt_ms, dead_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for d in &batch.dead_letters {
+            dead.execute(params![
+                d.id,
+                d.route,
+                d.queue,
+                d.envelope_id,
+                d.key,
+                d.kind,
+                d.envelope,
+                d.reason,
+                d.attempts,
+                d.last_status,
+                d.last_answer,
+                d.first_attempt_ms,
+                d.dead_at_ms,
+            ])?;
+        }
+    }
+    // Any `?` above drops `tx`, which rolls the whole batch back.
+    tx.commit()?;
+    Ok(())
+}
+
+fn get_dead_letter(conn: &Connection, id: &str) -> rusqlite::Result<Option<DeadLetter>> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = ?1"
+    ))?
+    .query_row([id], dead_letter_row)
+    .optional()
+}
+
+fn settle(
+    conn: &mut Connection,
+    id: &str,
+    to: DeadLetterState,
+    who: &str,
+    at_ms: i64,
+) -> std::result::Result<Settled, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE dead_letters SET state = ?2, settled_by = ?3, settled_at_ms = ?4
+             WHERE id = ?1 AND state = 'open'",
+        )?
+        .execute(params![id, to.as_str(), who, at_ms])?;
+    let letter = get_dead_letter(&tx, id)?;
+    tx.commit()?;
+    Ok(match (changed, letter) {
+        (_, None) => Settled::NotFound,
+        (1, Some(l)) => Settled::Changed(l),
+        (_, Some(l)) => Settled::AlreadySettled(l),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn record(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.call(move |conn| record_batch(conn, &batch)).await
+    }
+
+    async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>> {
+        let (route, envelope_id) = (route.to_owned(), envelope_id.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {LEDGER_COLS} FROM ledger WHERE route = ?1 AND envelope_id = ?2"
+                ))?
+                .query_row([route, envelope_id], ledger_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool> {
+        let (destination, natural_key) = (destination.to_owned(), natural_key.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM delivered_natural_keys
+                                    WHERE destination = ?1 AND natural_key = ?2)",
+                )?
+                .query_row([destination, natural_key], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn delivered_version(&self, destination: &str, key: &str) -> Result<Option<i64>> {
+        let (destination, key) = (destination.to_owned(), key.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT version FROM delivered_versions WHERE destination = ?1 AND key = ?2",
+                )?
+                .query_row([destination, key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>> {
+        let key = key.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LEDGER_COLS} FROM ledger WHERE key = ?1 ORDER BY at_ms, rowid"
+            ))?;
+            let rows = stmt.query_map([key], ledger_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn attempts_by_key(&self, key: &str) -> Result<Vec<AttemptRecord>> {
+        let key = key.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE key = ?1 ORDER BY at_ms, seq"
+            ))?;
+            let rows = stmt.query_map([key], attempt_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>> {
+        let mut conds = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(route) = &filter.route {
+            args.push(Value::Text(route.clone()));
+            conds.push(format!("route = ?{}", args.len()));
+        }
+        if let Some(key) = &filter.key {
+            args.push(Value::Text(key.clone()));
+            conds.push(format!("key = ?{}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            args.push(Value::Text(state.as_str().to_owned()));
+            conds.push(format!("state = ?{}", args.len()));
+        }
+        let mut sql = format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters");
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        sql.push_str(" ORDER BY dead_at_ms, id");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args), dead_letter_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>> {
+        let id = id.to_owned();
+        self.call(move |conn| Ok(get_dead_letter(conn, &id)?)).await
+    }
+
+    async fn mark_replayed(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled> {
+        let (id, who) = (id.to_owned(), who.to_owned());
+        self.call(move |conn| settle(conn, &id, DeadLetterState::Replayed, &who, at_ms))
+            .await
+    }
+
+    async fn mark_dropped(&self, id: &str, who: &str, at_ms: i64) -> Result<Settled> {
+        let (id, who) = (id.to_owned(), who.to_owned());
+        self.call(move |conn| settle(conn, &id, DeadLetterState::Dropped, &who, at_ms))
+            .await
+    }
+
+    async fn open_dead_letters(&self) -> Result<u64> {
+        self.call(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT COUNT(*) FROM dead_letters WHERE state = 'open'")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn ready(&self) -> bool {
+        self.call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .is_ok()
     }
 }

@@ -1,0 +1,662 @@
+//! The conformance suite every [`Store`] must pass: one `pub async fn` per scenario, each taking
+//! a fresh, empty store. `tests/sqlite.rs` and `tests/postgres.rs` run all of them through
+//! [`store_suite!`](crate::store_suite), which lists every scenario once so no backend can skip
+//! one. Scenarios panic on failure (they are tests).
+//!
+//! What the scenarios pin down, beyond the invariants in the crate docs:
+//! - a duplicate dead-letter id fails the batch and leaves no row of it (atomicity);
+//! - replay and drop race: of 10 concurrent calls exactly one gets [`Settled::Changed`];
+//! - envelopes are returned byte for byte, non-UTF-8 included; Vietnamese text round-trips.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{
+    AttemptRecord, Batch, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome, OutcomeRecord,
+    Settled, Store,
+};
+
+/// A scenario, boxed so a harness can take any of them.
+pub type Scenario = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Generate one `#[tokio::test]` per scenario. `$run` is an async fn in the calling test file,
+/// `async fn run(name: &'static str, scenario: gw_store::suite::Scenario)`, that makes a fresh
+/// store, runs the scenario and cleans up.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_suite {
+    ($run:ident) => {
+        $crate::store_suite!(@tests $run:
+            record_and_read_back,
+            empty_batch_is_a_no_op,
+            first_outcome_wins,
+            natural_key_idempotency,
+            versions_only_move_forward,
+            batch_is_atomic,
+            dead_letters_list_and_get,
+            replay_exactly_once_under_concurrency,
+            drop_exactly_once_under_concurrency,
+            trail_by_key_is_ordered,
+            open_dead_letters_count,
+            vietnamese_text_round_trips,
+            ready_answers,
+        );
+    };
+    (@tests $run:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $run(stringify!($name), |store| Box::pin($crate::suite::$name(store))).await;
+            }
+        )*
+    };
+}
+
+/// A delivered outcome with every optional field empty; tests adjust what they need.
+pub fn outcome(route: &str, envelope_id: &str, key: &str, at_ms: i64) -> OutcomeRecord {
+    OutcomeRecord {
+        route: route.into(),
+        destination: "national".into(),
+        envelope_id: envelope_id.into(),
+        key: key.into(),
+        kind: "dossier.upserted".into(),
+        natural_key: None,
+        version: None,
+        outcome: Outcome::Delivered,
+        attempts: 1,
+        status: Some(200),
+        detail: "accepted".into(),
+        at_ms,
+    }
+}
+
+pub fn attempt(route: &str, envelope_id: &str, key: &str, n: u32, at_ms: i64) -> AttemptRecord {
+    AttemptRecord {
+        route: route.into(),
+        envelope_id: envelope_id.into(),
+        key: key.into(),
+        attempt: n,
+        result: "retry".into(),
+        status: Some(503),
+        reason: "service unavailable".into(),
+        latency_ms: 120 + n,
+        at_ms,
+    }
+}
+
+pub fn dead_letter(route: &str, envelope_id: &str, key: &str, dead_at_ms: i64) -> NewDeadLetter {
+    NewDeadLetter {
+        id: uuid::Uuid::now_v7().to_string(),
+        route: route.into(),
+        queue: format!("{route}.in"),
+        envelope_id: envelope_id.into(),
+        key: key.into(),
+        kind: "dossier.upserted".into(),
+        envelope: format!("{{\"id\":\"{envelope_id}\"}}").into_bytes(),
+        reason: "permanent refusal".into(),
+        attempts: 3,
+        last_status: Some(422),
+        last_answer: "{\"error\":\"invalid\"}".into(),
+        first_attempt_ms: dead_at_ms - 1_000,
+        dead_at_ms,
+    }
+}
+
+fn batch(
+    outcomes: Vec<OutcomeRecord>,
+    attempts: Vec<AttemptRecord>,
+    dead_letters: Vec<NewDeadLetter>,
+) -> Batch {
+    Batch {
+        outcomes,
+        attempts,
+        dead_letters,
+    }
+}
+
+async fn record(store: &Arc<dyn Store>, b: Batch) {
+    store.record(b).await.expect("record");
+}
+
+/// Everything written comes back identical, and absent things are absent.
+pub async fn record_and_read_back(store: Arc<dyn Store>) {
+    let mut o = outcome("r1", "env-1", "DOSSIER-1", 1_000);
+    o.natural_key = Some("DOSSIER-1@3".into());
+    o.version = Some(3);
+    o.attempts = 2;
+    let mut refused = outcome("r1", "env-2", "DOSSIER-2", 1_001);
+    refused.outcome = Outcome::DeadLettered;
+    refused.status = None;
+    refused.detail = "retry budget exhausted".into();
+    let a1 = attempt("r1", "env-1", "DOSSIER-1", 1, 900);
+    let mut a2 = attempt("r1", "env-1", "DOSSIER-1", 2, 1_000);
+    a2.result = "delivered".into();
+    a2.status = None;
+    let d = dead_letter("r1", "env-2", "DOSSIER-2", 1_001);
+    record(
+        &store,
+        batch(
+            vec![o.clone(), refused.clone()],
+            vec![a1.clone(), a2.clone()],
+            vec![d.clone()],
+        ),
+    )
+    .await;
+
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(o.clone()));
+    assert_eq!(store.outcome("r1", "env-2").await.unwrap(), Some(refused));
+    assert_eq!(store.outcome("r2", "env-1").await.unwrap(), None);
+    assert_eq!(store.outcome("r1", "env-3").await.unwrap(), None);
+    assert!(store
+        .natural_key_done("national", "DOSSIER-1@3")
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .delivered_version("national", "DOSSIER-1")
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        store
+            .delivered_version("national", "DOSSIER-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.delivered_version("other", "DOSSIER-1").await.unwrap(),
+        None
+    );
+    assert_eq!(store.outcomes_by_key("DOSSIER-1").await.unwrap(), vec![o]);
+    assert_eq!(
+        store.attempts_by_key("DOSSIER-1").await.unwrap(),
+        vec![a1, a2]
+    );
+    assert!(store.attempts_by_key("DOSSIER-2").await.unwrap().is_empty());
+    let got = store
+        .dead_letter(&d.id)
+        .await
+        .unwrap()
+        .expect("dead letter");
+    assert_eq!(got.letter, d);
+    assert_eq!(got.state, DeadLetterState::Open);
+    assert_eq!((got.settled_by, got.settled_at_ms), (None, None));
+    assert_eq!(store.dead_letter("no-such-id").await.unwrap(), None);
+}
+
+pub async fn empty_batch_is_a_no_op(store: Arc<dyn Store>) {
+    store.record(Batch::default()).await.unwrap();
+    assert!(store.outcomes_by_key("anything").await.unwrap().is_empty());
+    assert_eq!(store.open_dead_letters().await.unwrap(), 0);
+}
+
+/// A second record for the same (route, envelope id), in a later batch or the same one, is
+/// ignored; the same envelope id on another route is another row.
+pub async fn first_outcome_wins(store: Arc<dyn Store>) {
+    let mut first = outcome("r1", "env-1", "K", 1_000);
+    first.outcome = Outcome::Superseded;
+    first.detail = "destination has version 4".into();
+    record(&store, batch(vec![first.clone()], vec![], vec![])).await;
+
+    let mut second = outcome("r1", "env-1", "K", 2_000);
+    second.detail = "delivered again".into();
+    record(&store, batch(vec![second.clone()], vec![], vec![])).await;
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(first));
+
+    // Inside one batch the first of the two wins too.
+    let a = outcome("r1", "env-2", "K", 3_000);
+    let mut b = a.clone();
+    b.outcome = Outcome::DeadLettered;
+    record(&store, batch(vec![a.clone(), b], vec![], vec![])).await;
+    assert_eq!(store.outcome("r1", "env-2").await.unwrap(), Some(a));
+
+    let other_route = outcome("r2", "env-1", "K", 4_000);
+    record(&store, batch(vec![other_route.clone()], vec![], vec![])).await;
+    assert_eq!(
+        store.outcome("r2", "env-1").await.unwrap(),
+        Some(other_route)
+    );
+    assert_eq!(store.outcomes_by_key("K").await.unwrap().len(), 3);
+}
+
+/// Only delivered effects count, per destination, whatever the envelope id.
+pub async fn natural_key_idempotency(store: Arc<dyn Store>) {
+    assert!(!store.natural_key_done("national", "D@1").await.unwrap());
+
+    let mut superseded = outcome("r1", "env-1", "D", 1_000);
+    superseded.outcome = Outcome::Superseded;
+    superseded.natural_key = Some("D@1".into());
+    let mut dead = outcome("r1", "env-2", "D", 1_001);
+    dead.outcome = Outcome::DeadLettered;
+    dead.natural_key = Some("D@1".into());
+    record(&store, batch(vec![superseded, dead], vec![], vec![])).await;
+    assert!(!store.natural_key_done("national", "D@1").await.unwrap());
+
+    let mut delivered = outcome("r1", "env-3", "D", 1_002);
+    delivered.natural_key = Some("D@1".into());
+    record(&store, batch(vec![delivered], vec![], vec![])).await;
+    assert!(store.natural_key_done("national", "D@1").await.unwrap());
+    assert!(!store.natural_key_done("other", "D@1").await.unwrap());
+    assert!(!store.natural_key_done("national", "D@2").await.unwrap());
+
+    // Another envelope carrying the same effect, delivered too (a race): no error, still done.
+    let mut again = outcome("r2", "env-4", "D", 1_003);
+    again.natural_key = Some("D@1".into());
+    record(&store, batch(vec![again], vec![], vec![])).await;
+    assert!(store.natural_key_done("national", "D@1").await.unwrap());
+}
+
+/// max(old, new) for delivered outcomes carrying a version; nothing else moves it.
+pub async fn versions_only_move_forward(store: Arc<dyn Store>) {
+    let at = |env: &str, v: i64, ms: i64| {
+        let mut o = outcome("r1", env, "D", ms);
+        o.version = Some(v);
+        o
+    };
+    record(&store, batch(vec![at("e5", 5, 1)], vec![], vec![])).await;
+    record(&store, batch(vec![at("e3", 3, 2)], vec![], vec![])).await;
+    assert_eq!(
+        store.delivered_version("national", "D").await.unwrap(),
+        Some(5)
+    );
+
+    // Lower then higher in one batch.
+    record(
+        &store,
+        batch(vec![at("e4", 4, 3), at("e7", 7, 4)], vec![], vec![]),
+    )
+    .await;
+    assert_eq!(
+        store.delivered_version("national", "D").await.unwrap(),
+        Some(7)
+    );
+
+    let mut superseded = at("e9", 9, 5);
+    superseded.outcome = Outcome::Superseded;
+    let mut dead = at("e10", 10, 6);
+    dead.outcome = Outcome::DeadLettered;
+    let unversioned = outcome("r1", "e11", "D", 7);
+    record(
+        &store,
+        batch(vec![superseded, dead, unversioned], vec![], vec![]),
+    )
+    .await;
+    assert_eq!(
+        store.delivered_version("national", "D").await.unwrap(),
+        Some(7)
+    );
+
+    // Per destination.
+    let mut elsewhere = at("e1", 1, 8);
+    elsewhere.destination = "other".into();
+    record(&store, batch(vec![elsewhere], vec![], vec![])).await;
+    assert_eq!(
+        store.delivered_version("other", "D").await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store.delivered_version("national", "D").await.unwrap(),
+        Some(7)
+    );
+}
+
+/// A batch that fails half-way (its last row is a dead letter whose id already exists) leaves
+/// no row of it: no outcome, no attempt, no natural key, no version, no dead letter.
+pub async fn batch_is_atomic(store: Arc<dyn Store>) {
+    let existing = dead_letter("r1", "env-0", "OLD", 1_000);
+    record(&store, batch(vec![], vec![], vec![existing.clone()])).await;
+
+    let mut o = outcome("r1", "env-1", "NEW", 2_000);
+    o.version = Some(9);
+    o.natural_key = Some("NEW@9".into());
+    let fresh = dead_letter("r1", "env-2", "NEW", 2_001);
+    let mut duplicate = dead_letter("r1", "env-3", "NEW", 2_002);
+    duplicate.id = existing.id.clone();
+    let result = store
+        .record(batch(
+            vec![o],
+            vec![attempt("r1", "env-1", "NEW", 1, 1_999)],
+            vec![fresh.clone(), duplicate],
+        ))
+        .await;
+    assert!(
+        matches!(result, Err(crate::StoreError::Query(_))),
+        "a duplicate dead-letter id must fail the batch, got {result:?}"
+    );
+
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), None);
+    assert!(store.outcomes_by_key("NEW").await.unwrap().is_empty());
+    assert!(store.attempts_by_key("NEW").await.unwrap().is_empty());
+    assert!(!store.natural_key_done("national", "NEW@9").await.unwrap());
+    assert_eq!(
+        store.delivered_version("national", "NEW").await.unwrap(),
+        None
+    );
+    assert_eq!(store.dead_letter(&fresh.id).await.unwrap(), None);
+    let kept = store.dead_letter(&existing.id).await.unwrap().unwrap();
+    assert_eq!(kept.letter, existing, "the existing letter is untouched");
+    assert_eq!(store.open_dead_letters().await.unwrap(), 1);
+
+    // The store still works after the failed batch.
+    let ok = outcome("r1", "env-1", "NEW", 3_000);
+    record(&store, batch(vec![ok.clone()], vec![], vec![])).await;
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(ok));
+}
+
+/// Listing by route, key and state (combined), limit, oldest first; `get` returns the original
+/// bytes exactly, non-UTF-8 included.
+pub async fn dead_letters_list_and_get(store: Arc<dyn Store>) {
+    let mut binary = dead_letter("r1", "env-1", "A", 1_000);
+    binary.envelope = vec![0xff, 0x00, 0xfe, b'{', 0xc3, 0x28, 0x80, b'}', 0x00];
+    let b = dead_letter("r1", "env-2", "B", 2_000);
+    let c = dead_letter("r2", "env-3", "A", 3_000);
+    let mut empty = dead_letter("r2", "env-4", "C", 4_000);
+    empty.envelope = Vec::new();
+    empty.last_status = None;
+    // Stored out of order: listing sorts by dead_at_ms.
+    record(
+        &store,
+        batch(
+            vec![],
+            vec![],
+            vec![c.clone(), binary.clone(), empty.clone()],
+        ),
+    )
+    .await;
+    record(&store, batch(vec![], vec![], vec![b.clone()])).await;
+
+    let ids = |v: Vec<crate::DeadLetter>| v.into_iter().map(|d| d.letter.id).collect::<Vec<_>>();
+    let all = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(all),
+        vec![
+            binary.id.clone(),
+            b.id.clone(),
+            c.id.clone(),
+            empty.id.clone()
+        ]
+    );
+    let by_route = DeadLetterFilter {
+        route: Some("r1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.dead_letters(&by_route).await.unwrap()),
+        vec![binary.id.clone(), b.id.clone()]
+    );
+    let by_key = DeadLetterFilter {
+        key: Some("A".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.dead_letters(&by_key).await.unwrap()),
+        vec![binary.id.clone(), c.id.clone()]
+    );
+    let route_and_key = DeadLetterFilter {
+        route: Some("r2".into()),
+        key: Some("A".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.dead_letters(&route_and_key).await.unwrap()),
+        vec![c.id.clone()]
+    );
+    let limited = DeadLetterFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.dead_letters(&limited).await.unwrap()),
+        vec![binary.id.clone(), b.id.clone()]
+    );
+
+    assert!(matches!(
+        store
+            .mark_dropped(&b.id, "ops@example", 5_000)
+            .await
+            .unwrap(),
+        Settled::Changed(_)
+    ));
+    let open = DeadLetterFilter {
+        state: Some(DeadLetterState::Open),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.dead_letters(&open).await.unwrap()),
+        vec![binary.id.clone(), c.id.clone(), empty.id.clone()]
+    );
+    let dropped_in_r1 = DeadLetterFilter {
+        route: Some("r1".into()),
+        state: Some(DeadLetterState::Dropped),
+        ..Default::default()
+    };
+    let dropped = store.dead_letters(&dropped_in_r1).await.unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].letter, b);
+    assert_eq!(dropped[0].state, DeadLetterState::Dropped);
+    assert_eq!(dropped[0].settled_by.as_deref(), Some("ops@example"));
+    assert_eq!(dropped[0].settled_at_ms, Some(5_000));
+    let none = DeadLetterFilter {
+        route: Some("r9".into()),
+        ..Default::default()
+    };
+    assert!(store.dead_letters(&none).await.unwrap().is_empty());
+
+    let got = store.dead_letter(&binary.id).await.unwrap().unwrap();
+    assert_eq!(got.letter.envelope, binary.envelope, "bytes must be exact");
+    assert_eq!(got.letter, binary);
+    assert_eq!(
+        store.dead_letter(&empty.id).await.unwrap().unwrap().letter,
+        empty
+    );
+}
+
+async fn settle_concurrently(store: &Arc<dyn Store>, id: &str, replay: bool) -> Vec<Settled> {
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let id = id.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let who = format!("operator-{i}");
+            if replay {
+                store.mark_replayed(&id, &who, 10_000 + i).await
+            } else {
+                store.mark_dropped(&id, &who, 10_000 + i).await
+            }
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task").expect("settle"));
+    }
+    results
+}
+
+fn check_exactly_one(results: &[Settled], state: DeadLetterState) {
+    let changed: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            Settled::Changed(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed.len(), 1, "exactly one Changed: {results:?}");
+    let winner = changed[0];
+    assert_eq!(winner.state, state);
+    for r in results {
+        match r {
+            Settled::Changed(_) => {}
+            Settled::AlreadySettled(d) => {
+                assert_eq!(d.state, state);
+                assert_eq!(d.settled_by, winner.settled_by, "the winner is recorded");
+                assert_eq!(d.settled_at_ms, winner.settled_at_ms);
+            }
+            Settled::NotFound => panic!("NotFound for an existing letter"),
+        }
+    }
+}
+
+/// 10 concurrent replays: one `Changed`, nine `AlreadySettled`; a drop afterwards is a no-op.
+pub async fn replay_exactly_once_under_concurrency(store: Arc<dyn Store>) {
+    let d = dead_letter("r1", "env-1", "K", 1_000);
+    record(&store, batch(vec![], vec![], vec![d.clone()])).await;
+    let results = settle_concurrently(&store, &d.id, true).await;
+    check_exactly_one(&results, DeadLetterState::Replayed);
+
+    match store.mark_dropped(&d.id, "late", 20_000).await.unwrap() {
+        Settled::AlreadySettled(l) => assert_eq!(l.state, DeadLetterState::Replayed),
+        other => panic!("drop after replay must be a no-op, got {other:?}"),
+    }
+    let stored = store.dead_letter(&d.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, DeadLetterState::Replayed);
+    assert_eq!(stored.letter, d, "settling keeps the original");
+    assert_eq!(
+        store.mark_replayed("missing", "x", 1).await.unwrap(),
+        Settled::NotFound
+    );
+    assert_eq!(store.open_dead_letters().await.unwrap(), 0);
+}
+
+/// 10 concurrent drops: one `Changed`; a replay afterwards is a no-op.
+pub async fn drop_exactly_once_under_concurrency(store: Arc<dyn Store>) {
+    let d = dead_letter("r1", "env-1", "K", 1_000);
+    record(&store, batch(vec![], vec![], vec![d.clone()])).await;
+    let results = settle_concurrently(&store, &d.id, false).await;
+    check_exactly_one(&results, DeadLetterState::Dropped);
+    match store.mark_replayed(&d.id, "late", 20_000).await.unwrap() {
+        Settled::AlreadySettled(l) => assert_eq!(l.state, DeadLetterState::Dropped),
+        other => panic!("replay after drop must be a no-op, got {other:?}"),
+    }
+    assert_eq!(
+        store.mark_dropped("missing", "x", 1).await.unwrap(),
+        Settled::NotFound
+    );
+}
+
+/// A key's outcomes and attempts come back oldest first by `at_ms`, ties in insertion order,
+/// whatever the batches and routes; other keys stay out.
+pub async fn trail_by_key_is_ordered(store: Arc<dyn Store>) {
+    let o3 = outcome("r1", "e3", "K", 3_000);
+    let o1 = outcome("r2", "e1", "K", 1_000);
+    let o2a = outcome("r1", "e2a", "K", 2_000);
+    let o2b = outcome("r1", "e2b", "K", 2_000);
+    let noise = outcome("r1", "e9", "OTHER", 1_500);
+    record(&store, batch(vec![o3.clone(), noise], vec![], vec![])).await;
+    record(
+        &store,
+        batch(vec![o1.clone(), o2a.clone(), o2b.clone()], vec![], vec![]),
+    )
+    .await;
+    assert_eq!(
+        store.outcomes_by_key("K").await.unwrap(),
+        vec![o1, o2a, o2b, o3]
+    );
+
+    let a2 = attempt("r1", "e1", "K", 2, 2_000);
+    let a1 = attempt("r1", "e1", "K", 1, 1_000);
+    let a3 = attempt("r1", "e1", "K", 3, 3_000);
+    let a3_again = attempt("r2", "e1", "K", 1, 3_000);
+    record(&store, batch(vec![], vec![a3.clone(), a2.clone()], vec![])).await;
+    record(
+        &store,
+        batch(
+            vec![],
+            vec![
+                a1.clone(),
+                a3_again.clone(),
+                attempt("r1", "x", "OTHER", 1, 1),
+            ],
+            vec![],
+        ),
+    )
+    .await;
+    assert_eq!(
+        store.attempts_by_key("K").await.unwrap(),
+        vec![a1, a2, a3, a3_again]
+    );
+}
+
+pub async fn open_dead_letters_count(store: Arc<dyn Store>) {
+    assert_eq!(store.open_dead_letters().await.unwrap(), 0);
+    let letters: Vec<_> = (0..5)
+        .map(|i| dead_letter("r1", &format!("e{i}"), "K", 1_000 + i))
+        .collect();
+    record(&store, batch(vec![], vec![], letters.clone())).await;
+    assert_eq!(store.open_dead_letters().await.unwrap(), 5);
+    store
+        .mark_replayed(&letters[0].id, "ops", 2_000)
+        .await
+        .unwrap();
+    store
+        .mark_dropped(&letters[1].id, "ops", 2_000)
+        .await
+        .unwrap();
+    store
+        .mark_dropped(&letters[1].id, "ops", 2_001)
+        .await
+        .unwrap();
+    assert_eq!(store.open_dead_letters().await.unwrap(), 3);
+}
+
+/// Vietnamese (NFC and NFD forms kept apart) survives every text column.
+pub async fn vietnamese_text_round_trips(store: Arc<dyn Store>) {
+    let key = "HỒ-SƠ-ĐÀ-NẴNG-000.00.12.H17-241124-0001";
+    // "Nguyễn" with a combining tilde and dot (NFD) must not be normalised into NFC.
+    let nfd = "Nguye\u{0302}\u{0303}n";
+    let mut o = outcome("tiếp-nhận", "env-ư", key, 1_000);
+    o.destination = "cổng-dịch-vụ-công".into();
+    o.natural_key = Some(format!("{key}@1"));
+    o.version = Some(1);
+    o.detail = format!("Đã tiếp nhận hồ sơ của {nfd}; trạng thái: Chờ bổ sung");
+    let mut a = attempt("tiếp-nhận", "env-ư", key, 1, 999);
+    a.reason = "Máy chủ đang bận, thử lại sau".into();
+    a.result = "thử_lại".into();
+    let mut d = dead_letter("tiếp-nhận", "env-ư", key, 1_001);
+    d.reason = "Từ chối vĩnh viễn: mã thủ tục không hợp lệ".into();
+    d.last_answer = "{\"thongBao\":\"Hồ sơ đã tồn tại\"}".into();
+    d.envelope = "{\"hoTen\":\"Trần Thị Ánh Tuyết\"}".as_bytes().to_vec();
+    record(
+        &store,
+        batch(vec![o.clone()], vec![a.clone()], vec![d.clone()]),
+    )
+    .await;
+
+    let got = store.outcome("tiếp-nhận", "env-ư").await.unwrap().unwrap();
+    assert_eq!(got, o);
+    assert!(got.detail.contains(nfd) && !got.detail.contains("Nguyễn"));
+    assert_eq!(store.outcomes_by_key(key).await.unwrap(), vec![o.clone()]);
+    assert_eq!(store.attempts_by_key(key).await.unwrap(), vec![a]);
+    assert!(store
+        .natural_key_done("cổng-dịch-vụ-công", &format!("{key}@1"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .delivered_version("cổng-dịch-vụ-công", key)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let filter = DeadLetterFilter {
+        route: Some("tiếp-nhận".into()),
+        key: Some(key.into()),
+        ..Default::default()
+    };
+    let listed = store.dead_letters(&filter).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].letter, d);
+    // Different normalisation forms are different keys: no silent folding.
+    let nfc_key = key.replace("Ồ", "O\u{0302}\u{0300}");
+    assert!(store.outcomes_by_key(&nfc_key).await.unwrap().is_empty());
+}
+
+pub async fn ready_answers(store: Arc<dyn Store>) {
+    assert!(store.ready().await);
+    assert!(["sqlite", "postgres"].contains(&store.kind()));
+}

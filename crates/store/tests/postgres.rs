@@ -1,0 +1,191 @@
+//! The shared store suite against PostgreSQL, each scenario in a fresh schema dropped at the
+//! end, plus what only PostgreSQL has: schemas, concurrent migrations, reconnection.
+//!
+//! Needs PostgreSQL at `GW_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! When it does not answer the tests print why and pass, unless `CI=true`: then they fail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gw_store::postgres::PgStore;
+use gw_store::suite::{self, Scenario};
+use gw_store::{Batch, Store, StoreError};
+use tokio_postgres::NoTls;
+
+fn url() -> String {
+    std::env::var("GW_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// An admin connection, or `None` (after saying why) when PostgreSQL is not there.
+async fn admin() -> Option<tokio_postgres::Client> {
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&url(), NoTls),
+    )
+    .await;
+    let reason = match attempt {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            return Some(client);
+        }
+        Ok(Err(e)) => format!("cannot connect to {}: {e}", url()),
+        Err(_) => format!("no answer from {} within 5 s", url()),
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("PostgreSQL is required when CI=true: {reason}");
+    }
+    eprintln!("skipping: PostgreSQL is not available ({reason})");
+    None
+}
+
+fn fresh_schema(name: &str) -> String {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let mut schema = format!("gwt_{}_{}", &tag[tag.len() - 8..], name);
+    schema.truncate(63);
+    schema
+}
+
+async fn drop_schema(admin: &tokio_postgres::Client, schema: &str) {
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .expect("drop schema");
+}
+
+/// Run `body` and drop `schema` afterwards, even when `body` panics.
+async fn in_schema<F, Fut>(admin: &tokio_postgres::Client, schema: &str, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let result = tokio::spawn(body(schema.to_owned())).await;
+    drop_schema(admin, schema).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn run(name: &'static str, scenario: Scenario) {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema(name);
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema)
+            .await
+            .expect("connect");
+        scenario(Arc::new(store)).await;
+    })
+    .await;
+}
+
+gw_store::store_suite!(run);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_connects_migrate_once() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("migrate");
+    in_schema(&admin, &schema, |schema| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let schema = schema.clone();
+            tasks.push(tokio::spawn(async move {
+                PgStore::connect_with_schema(&url(), &schema).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().expect("connect");
+        }
+        // Once more, and through `open` with the schema in the URL.
+        let store = gw_store::open(&format!("{}?schema={schema}", url()))
+            .await
+            .unwrap();
+        assert_eq!(store.kind(), "postgres");
+        let o = suite::outcome("r1", "env-1", "K", 1);
+        store
+            .record(Batch {
+                outcomes: vec![o.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let versions: Vec<i64> = client
+            .query(
+                &format!("SELECT version FROM \"{schema}\".schema_version ORDER BY version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, vec![1]);
+        let rows: i64 = client
+            .query_one(&format!("SELECT COUNT(*) FROM \"{schema}\".ledger"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 1, "the row went into the schema");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pool_reconnects_after_the_server_drops_connections() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("reconnect");
+    in_schema(&admin, &schema, |schema| async move {
+        let app = format!("{schema}_app");
+        let store = PgStore::connect_with_schema(&format!("{}?application_name={app}", url()), &schema)
+            .await
+            .unwrap();
+        assert!(store.ready().await);
+        let (killer, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let killed = killer
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        assert!(!killed.is_empty(), "the store had a connection to kill");
+
+        // The outage is over at once: within a few tries (each failure a Query error the caller
+        // would retry) the store answers again.
+        let o = suite::outcome("r1", "env-1", "K", 1);
+        let mut failures = 0;
+        loop {
+            let batch = Batch {
+                outcomes: vec![o.clone()],
+                ..Default::default()
+            };
+            match store.record(batch).await {
+                Ok(()) => break,
+                Err(StoreError::Query(_)) if failures < 5 => failures += 1,
+                Err(e) => panic!("after {failures} failures: {e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(o));
+        assert!(store.ready().await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_open_error() {
+    match PgStore::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=2").await {
+        Err(StoreError::Open(_)) => {}
+        other => panic!("expected an open error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_schema_name_is_refused() {
+    match PgStore::connect_with_schema(&url(), "Robert'); DROP TABLE x;--").await {
+        Err(StoreError::Open(m)) => assert!(m.contains("schema name")),
+        other => panic!("expected an open error, got {other:?}"),
+    }
+}

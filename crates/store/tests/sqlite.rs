@@ -1,0 +1,84 @@
+//! The shared store suite against SQLite (a fresh file in a temporary directory per scenario),
+//! plus what only SQLite has: the file's settings and its migrations on reopen.
+
+use std::sync::Arc;
+
+use gw_store::sqlite::SqliteStore;
+use gw_store::suite::{self, Scenario};
+use gw_store::{Batch, Store, StoreError};
+
+async fn run(_name: &'static str, scenario: Scenario) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path().join("store.db")).expect("open"));
+    scenario(store).await;
+}
+
+gw_store::store_suite!(run);
+
+#[tokio::test]
+async fn reopening_keeps_data_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/store.db");
+    let o = suite::outcome("r1", "env-1", "K", 1_000);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .record(Batch {
+                outcomes: vec![o.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Through the URL form this time.
+    let store = gw_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(store.kind(), "sqlite");
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(o));
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let versions: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_version ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, vec![1]);
+    // WAL is a property of the file: it must have stuck.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_version (version, applied_at_ms) VALUES (99, 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(StoreError::Migrate(m)) => assert!(m.contains("99"), "{m}"),
+        other => panic!("expected a migration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unopenable_path_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be.
+    match SqliteStore::open(dir.path()) {
+        Err(StoreError::Open(_)) => {}
+        other => panic!("expected an open error, got {other:?}"),
+    }
+}
