@@ -57,12 +57,18 @@
 //! - `requeue` is `basic.nack(requeue = true)`. On a quorum queue this counts toward the
 //!   delivery limit.
 //! - `delivery_count` is the quorum queue's `x-delivery-count` header + 1. RabbitMQ's
-//!   `x-delivery-limit = n` dead-letters after `n` *returns*, that is on the attempt after the
-//!   `n + 1`-th delivery; we declare `x-delivery-limit = delivery_limit - 1` so a message is
-//!   delivered at most `delivery_limit` times, as [`QueueSpec::delivery_limit`] says.
-//! - [`Broker::stats`] is a passive `queue.declare`: `ready` is the message count; `unacked`
-//!   is not known without the management plugin and is reported as 0; `delayed` is `None`
-//!   (the delay tiers are shared by every queue).
+//!   `x-delivery-limit = n` dead-letters a message once it was returned more than `n` times,
+//!   i.e. after its `n + 1`-th delivery; we declare `x-delivery-limit = delivery_limit - 1`
+//!   so a message is delivered at most `delivery_limit` times, as
+//!   [`QueueSpec::delivery_limit`] says.
+//! - A message RabbitMQ dead-lettered itself (past the delivery limit) carries no
+//!   [`HDR_DEAD_REASON`]; the consumer fills it in from the newest `x-death` entry that is not
+//!   a delay-tier expiry (`delivery_limit: dead-lettered by RabbitMQ from queue …`).
+//! - [`Broker::stats`] is a passive `queue.declare`: `ready` is its message count. `unacked`
+//!   cannot be read over AMQP without the management plugin: it is **best effort**, the
+//!   deliveries this process's consumers hold unsettled (pulled from the channel and not yet
+//!   acked/nacked at the broker); other processes' are not counted. `delayed` is `None` (the
+//!   delay tiers are shared by every queue).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,6 +270,17 @@ fn lstr(s: &str) -> AMQPValue {
 }
 
 impl Inner {
+    /// Deliveries of `queue` held unsettled by this process's consumers.
+    fn unacked(&self, queue: &str) -> u64 {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|b| b.queue == queue)
+            .map(|b| b.unacked())
+            .sum()
+    }
+
     fn current(&self) -> Option<Arc<Link>> {
         self.link.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -564,6 +581,30 @@ fn value_u64(v: &AMQPValue) -> Option<u64> {
     }
 }
 
+/// Why RabbitMQ itself dead-lettered a message (past the delivery limit: `delivery_limit`),
+/// from the newest `x-death` entry that is not the expiry of a delay tier (every retried
+/// message carries one of those).
+fn broker_death_reason(x_death: &AMQPValue) -> Option<String> {
+    let AMQPValue::FieldArray(deaths) = x_death else {
+        return None;
+    };
+    deaths.as_slice().iter().find_map(|death| {
+        let AMQPValue::FieldTable(t) = death else {
+            return None;
+        };
+        let field = |k: &str| t.inner().get(k).and_then(value_str).unwrap_or_default();
+        let reason = field("reason");
+        if reason.is_empty() || reason == "expired" {
+            return None;
+        }
+        let count = t.inner().get("count").and_then(value_u64).unwrap_or(1);
+        Some(format!(
+            "{reason}: dead-lettered by RabbitMQ from queue {} ({count} time(s))",
+            field("queue")
+        ))
+    })
+}
+
 /// What a consumer got from the wire, decoded.
 struct Incoming {
     message: Message,
@@ -609,6 +650,11 @@ fn decode(d: &lapin::message::Delivery) -> Result<Incoming> {
         }
         if let Some(s) = value_str(v) {
             headers.insert(k.as_str().to_string(), s);
+        }
+    }
+    if !headers.contains_key(HDR_DEAD_REASON) {
+        if let Some(reason) = get("x-death").and_then(broker_death_reason) {
+            headers.insert(HDR_DEAD_REASON.to_string(), reason);
         }
     }
     let returns = get("x-delivery-count").and_then(value_u64).unwrap_or(0);
@@ -748,7 +794,7 @@ impl Broker for AmqpBroker {
         let _ = ch.close(200, "stats".into()).await;
         Ok(QueueStats {
             ready: q.message_count() as u64,
-            unacked: 0,
+            unacked: self.inner.unacked(queue),
             delayed: None,
         })
     }
@@ -788,6 +834,8 @@ impl Broker for AmqpBroker {
 
 /// Completed delivery tags of one consumer channel, waiting to be acked.
 struct AckBook {
+    /// The queue consumed, for [`Broker::stats`]' `unacked`.
+    queue: String,
     channel: Channel,
     state: Mutex<AckState>,
     /// Serialises flushes so acks go out in tag order.
@@ -799,6 +847,8 @@ struct AckBook {
 
 #[derive(Default)]
 struct AckState {
+    /// The highest delivery tag handed to this process (tags count up from 1 per channel).
+    delivered_upto: u64,
     /// Every tag <= this one is settled (acked, or nacked before).
     settled_upto: u64,
     /// Completed tags above `settled_upto`; `true` = still needs its ack sent.
@@ -865,6 +915,24 @@ impl AckBook {
                 debug!(tag, error = %e, "rabbitmq: ack lost with its channel (the broker redelivers)");
             }
         }
+    }
+
+    fn delivered(&self, tag: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.delivered_upto = s.delivered_upto.max(tag);
+    }
+
+    /// Deliveries of this channel not yet settled at the broker (0 once the channel is gone:
+    /// RabbitMQ has taken them back).
+    fn unacked(&self) -> u64 {
+        if !self.channel.status().connected() {
+            return 0;
+        }
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let settled_apart = s.done.values().filter(|needs_ack| !**needs_ack).count() as u64;
+        s.delivered_upto
+            .saturating_sub(s.settled_upto)
+            .saturating_sub(settled_apart)
     }
 
     fn idle(&self) -> bool {
@@ -1014,6 +1082,7 @@ impl AmqpConsumer {
             .await
             .map_err(|e| BrokerError::Topology(format!("cannot consume {}: {e}", self.queue)))?;
         let book = Arc::new(AckBook {
+            queue: self.queue.clone(),
             channel: ch,
             state: Mutex::new(AckState::default()),
             flushing: tokio::sync::Mutex::new(()),
@@ -1047,6 +1116,7 @@ impl AmqpConsumer {
         d: lapin::message::Delivery,
     ) -> Result<Option<Delivery>> {
         let tag = d.delivery_tag;
+        sub.settle.book.delivered(tag);
         let incoming = match decode(&d) {
             Ok(i) => i,
             Err(e) => {

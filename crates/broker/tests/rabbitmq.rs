@@ -503,3 +503,58 @@ async fn definitions_file_matches_declared_topology() {
     assert_eq!(b.stats(example).await.unwrap().ready, 1);
     b.close().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The shared conformance suite (`gw_broker::conformance`), one test per scenario, each on its
+// own queue, deleted afterwards.
+// ---------------------------------------------------------------------------------------------
+
+/// Run one conformance scenario against RabbitMQ on a fresh queue and delete it afterwards.
+async fn conformance(name: &str) {
+    let Some(b) = broker().await else { return };
+    let queue = gw_broker::conformance::unique_queue(name);
+    let _cleanup = Cleanup(vec![queue.clone()]);
+    let dyn_broker: Arc<dyn Broker> = b.clone();
+    gw_broker::conformance::run(name, dyn_broker, &queue).await;
+    b.close().await;
+}
+
+macro_rules! rabbitmq_conformance {
+    ($($name:ident),+ $(,)?) => {
+        /// The scenarios this file runs, checked against the suite's own list.
+        const RUN_HERE: &[&str] = &[$(stringify!($name)),+];
+        mod conformance_suite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::conformance(stringify!($name)).await;
+                }
+            )+
+        }
+    };
+}
+
+rabbitmq_conformance!(
+    publish_consume_ack,
+    publish_to_undeclared_queue_fails,
+    publish_batch_keeps_order,
+    fifo_single_key,
+    fifo_interleaved_keys,
+    retry_redelivers_after_delay,
+    reject_moves_to_dead_letter_queue,
+    dead_consumer_redelivers,
+    delivery_limit_dead_letters,
+    prefetch_bounds_unacked,
+    requeue_redelivers_at_once,
+);
+
+/// A scenario added to the suite must be added above too.
+#[test]
+fn every_conformance_scenario_runs_against_rabbitmq() {
+    let here: BTreeSet<&str> = RUN_HERE.iter().copied().collect();
+    let suite: BTreeSet<&str> = gw_broker::conformance::SCENARIOS.iter().copied().collect();
+    assert_eq!(
+        here, suite,
+        "tests/rabbitmq.rs must run every scenario of gw_broker::conformance"
+    );
+}
