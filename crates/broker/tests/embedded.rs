@@ -1,0 +1,341 @@
+//! The embedded SQLite queue: the shared conformance suite, then what only a file-backed
+//! queue must show (durability across reopen and a hard crash, lease expiry, one owner).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gw_broker::conformance::message;
+use gw_broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+use gw_broker::{Broker, Consumer, Delivery, QueueSpec};
+use tempfile::TempDir;
+
+const STEP: Duration = Duration::from_secs(10);
+
+fn opts(lease_ttl: Duration) -> EmbeddedOptions {
+    EmbeddedOptions {
+        lease_ttl,
+        ..EmbeddedOptions::default()
+    }
+}
+
+/// A fresh broker on a temp dir; the dir lives as long as the test holds the guard.
+async fn embedded() -> (Arc<dyn Broker>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = EmbeddedBroker::open(dir.path().join("queue.db"), opts(Duration::from_secs(2)))
+        .expect("open");
+    (Arc::new(broker), dir)
+}
+
+gw_broker::conformance_tests!(embedded);
+
+async fn next(c: &mut Box<dyn Consumer>, what: &str) -> Delivery {
+    match tokio::time::timeout(STEP, c.next()).await {
+        Ok(Some(Ok(d))) => d,
+        Ok(Some(Err(e))) => panic!("{what}: consumer error: {e}"),
+        Ok(None) => panic!("{what}: consumer closed"),
+        Err(_) => panic!("{what}: nothing delivered within {STEP:?}"),
+    }
+}
+
+async fn quiet(c: &mut Box<dyn Consumer>, within: Duration, why: &str) {
+    if let Ok(got) = tokio::time::timeout(within, c.next()).await {
+        panic!("{why}, yet the consumer returned {got:?}");
+    }
+}
+
+fn spec(q: &str) -> QueueSpec {
+    QueueSpec {
+        name: q.to_string(),
+        delivery_limit: 5,
+    }
+}
+
+#[tokio::test]
+async fn reopen_after_drop_redelivers_everything_in_order() {
+    const N: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let q = "gw.route.dossier-sync.p0";
+    {
+        let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+        b.declare(&[spec(q)]).await.unwrap();
+        for i in 0..N {
+            b.publish(q, message(&format!("m-{i:03}"), "K"))
+                .await
+                .unwrap();
+        }
+        // Lease some without settling, then the whole broker goes away (no close).
+        let mut c = b.consume(q, 10).await.unwrap();
+        for i in 0..10 {
+            let d = next(&mut c, "before the drop").await;
+            assert_eq!(d.message.id, format!("m-{i:03}"));
+            std::mem::forget(d);
+        }
+        std::mem::forget(c);
+        drop(b);
+    }
+    let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+    let s = b.stats(q).await.unwrap();
+    assert_eq!(
+        (s.ready, s.unacked),
+        (N as u64, 0),
+        "the previous process's leases were released at open"
+    );
+    let mut c = b.consume(q, 32).await.unwrap();
+    for i in 0..N {
+        let d = next(&mut c, "after reopen").await;
+        assert_eq!(
+            d.message,
+            message(&format!("m-{i:03}"), "K"),
+            "message #{i} after reopen, in order"
+        );
+        if i < 10 {
+            assert!(
+                d.redelivered && d.delivery_count == 2,
+                "leased before the drop: {d:?}"
+            );
+        } else {
+            assert!(
+                !d.redelivered && d.delivery_count == 1,
+                "never delivered before: {d:?}"
+            );
+        }
+        d.ack().await.unwrap();
+    }
+    quiet(
+        &mut c,
+        Duration::from_millis(300),
+        "every message came back exactly once",
+    )
+    .await;
+    drop(c);
+    b.close().await;
+    // Acks were flushed by close.
+    let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+    let s = b.stats(q).await.unwrap();
+    assert_eq!(
+        (s.ready, s.unacked),
+        (0, 0),
+        "close flushed the acks: {s:?}"
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn delayed_retry_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let q = "retry.restart";
+    let asked;
+    {
+        let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+        b.declare(&[spec(q)]).await.unwrap();
+        b.publish(q, message("r", "K")).await.unwrap();
+        let mut c = b.consume(q, 1).await.unwrap();
+        let d = next(&mut c, "first attempt").await;
+        asked = Instant::now();
+        d.retry(Default::default(), Duration::from_millis(800))
+            .await
+            .unwrap();
+        drop(c);
+        b.close().await;
+    }
+    let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+    let s = b.stats(q).await.unwrap();
+    if asked.elapsed() < Duration::from_millis(700) {
+        assert_eq!(s.delayed, Some(1), "the retry is scheduled on disk: {s:?}");
+    }
+    let mut c = b.consume(q, 1).await.unwrap();
+    let d = next(&mut c, "the retry after restart").await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(780),
+        "not before its delay"
+    );
+    assert_eq!(d.message.attempt, 1);
+    d.ack().await.unwrap();
+    drop(c);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn expired_lease_of_a_silent_consumer_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(600);
+    let b = EmbeddedBroker::open(dir.path().join("q.db"), opts(ttl)).unwrap();
+    let q = "lease.expiry";
+    b.declare(&[spec(q)]).await.unwrap();
+    b.publish(q, message("l", "K")).await.unwrap();
+    // A consumer that hangs: alive, holding the delivery, never settling nor asking again.
+    let mut hung = b.consume(q, 1).await.unwrap();
+    let leased_at = Instant::now();
+    let held = next(&mut hung, "the hung consumer's delivery").await;
+    let mut other = b.consume(q, 1).await.unwrap();
+    let d = next(&mut other, "the expired lease").await;
+    assert!(
+        leased_at.elapsed() + Duration::from_millis(20) >= ttl,
+        "not before the lease expired"
+    );
+    assert!(d.redelivered && d.delivery_count == 2, "{d:?}");
+    d.ack().await.unwrap();
+    drop(held);
+    drop(hung);
+    drop(other);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_active_consumer_keeps_its_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(400);
+    let b = EmbeddedBroker::open(dir.path().join("q.db"), opts(ttl)).unwrap();
+    let q = "lease.renewal";
+    b.declare(&[spec(q)]).await.unwrap();
+    b.publish(q, message("a", "K")).await.unwrap();
+    let mut busy = b.consume(q, 1).await.unwrap();
+    let held = next(&mut busy, "the busy consumer's delivery").await;
+    let mut other = b.consume(q, 1).await.unwrap();
+    // The busy consumer shows life (asks for more, at prefetch) for several lease terms.
+    let started = Instant::now();
+    while started.elapsed() < ttl * 3 {
+        quiet(&mut busy, ttl / 8, "prefetch 1 is in use").await;
+        if let Ok(got) = tokio::time::timeout(Duration::from_millis(1), other.next()).await {
+            panic!("the busy consumer's lease was taken over: {got:?}");
+        }
+    }
+    held.ack().await.unwrap();
+    quiet(
+        &mut other,
+        Duration::from_millis(300),
+        "the busy consumer acked it",
+    )
+    .await;
+    drop(busy);
+    drop(other);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_second_owner_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+    match EmbeddedBroker::open(&path, EmbeddedOptions::default()) {
+        Ok(_) => panic!("a second open of a queue file in use must fail"),
+        Err(e) => assert!(e.to_string().contains("in use"), "{e}"),
+    }
+    b.close().await;
+    // Once closed, it can be opened again.
+    EmbeddedBroker::open(&path, EmbeddedOptions::default())
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn closed_broker_refuses_and_ends_consumers() {
+    let (b, _dir) = embedded().await;
+    b.declare(&[spec("c")]).await.unwrap();
+    let mut c = b.consume("c", 1).await.unwrap();
+    let waiter = tokio::spawn(async move { c.next().await.is_none() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.close().await;
+    assert!(
+        tokio::time::timeout(STEP, waiter).await.unwrap().unwrap(),
+        "a waiting consumer ends on close"
+    );
+    assert!(matches!(
+        b.publish("c", message("x", "K")).await,
+        Err(gw_broker::BrokerError::Closed)
+    ));
+    assert!(!b.ready().await);
+}
+
+// --- crash: a child process publishes, leases, then aborts (no destructor runs) ---------------
+
+const CRASH_ENV: &str = "GW_EMBEDDED_CRASH_PATH";
+const CRASH_N: usize = 300;
+const CRASH_LEASED: usize = 5;
+
+/// The child half of `hard_crash_loses_nothing`; does nothing unless the env var is set.
+#[tokio::test]
+async fn crash_child() {
+    let Ok(path) = std::env::var(CRASH_ENV) else {
+        return;
+    };
+    let b = Arc::new(EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap());
+    b.declare(&[spec("crash")]).await.unwrap();
+    // Concurrent publishers (group commit), each publishing its own key in order.
+    let mut tasks = Vec::new();
+    for t in 0..3 {
+        let b = b.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..CRASH_N / 3 {
+                b.publish("crash", message(&format!("t{t}-{i:04}"), &format!("K{t}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut c = b.consume("crash", CRASH_LEASED as u16).await.unwrap();
+    for _ in 0..CRASH_LEASED {
+        let d = next(&mut c, "child lease").await;
+        std::mem::forget(d);
+    }
+    println!("CHILD-PUBLISHED");
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn hard_crash_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_ENV, &path)
+        .output()
+        .expect("spawn the child test process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CHILD-PUBLISHED") && !out.status.success(),
+        "the child must publish then abort; status {:?}, stdout {stdout}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let b = EmbeddedBroker::open(&path, EmbeddedOptions::default()).unwrap();
+    let s = b.stats("crash").await.unwrap();
+    assert_eq!(
+        (s.ready, s.unacked),
+        (CRASH_N as u64, 0),
+        "every confirmed publish survived: {s:?}"
+    );
+    let mut c = b.consume("crash", 64).await.unwrap();
+    let mut next_of_key = [0usize; 3];
+    for n in 0..CRASH_N {
+        let d = next(&mut c, "after the crash").await;
+        let t: usize = d.message.id[1..2].parse().unwrap();
+        let i: usize = d.message.id[3..].parse().unwrap();
+        assert_eq!(i, next_of_key[t], "per-key order after the crash: {d:?}");
+        next_of_key[t] += 1;
+        if n < CRASH_LEASED {
+            assert!(
+                d.redelivered && d.delivery_count == 2,
+                "leased by the crashed process: {d:?}"
+            );
+        } else {
+            assert!(!d.redelivered, "{d:?}");
+        }
+        d.ack().await.unwrap();
+    }
+    quiet(
+        &mut c,
+        Duration::from_millis(300),
+        "nothing beyond what was published",
+    )
+    .await;
+    drop(c);
+    b.close().await;
+}
