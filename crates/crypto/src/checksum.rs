@@ -1,1 +1,295 @@
-//! (being written)
+//! The payment parties' checksum schemes, each a named type with `sign`/`verify`.
+//!
+//! Invariants:
+//! - Each scheme's input string is built by one function (`*_data`), public so a mismatch with a
+//!   party can be diagnosed by comparing strings, never by guessing.
+//! - Checksums are produced as lower-case hex; verification accepts either case and compares the
+//!   decoded bytes in constant time (`openssl::memcmp::eq`).
+//! - Secrets are held as [`Secret`] and never printed.
+//!
+//! | Type | Scheme |
+//! |------|--------|
+//! | [`VnPay`] | hex HMAC-SHA512 over the key-sorted, form-urlencoded (space as `+`) query, without `vnp_SecureHash` / `vnp_SecureHashType` and empty values |
+//! | [`MoMo`] | hex HMAC-SHA256 over `k1=v1&k2=v2...` in the order MoMo prescribes for the message type, values raw |
+//! | [`PaymentPlatform`] | `MaXacThuc`: hex SHA-256 (plain hash, not HMAC) of the fields joined with `\|`, the shared key as last element |
+//! | [`PayGov`] | hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount` |
+
+use openssl::hash::{hash, MessageDigest};
+use openssl::pkey::PKey;
+use openssl::sign::Signer;
+
+use crate::keys::Secret;
+use crate::util::{ct_eq, hex};
+
+/// Checksum verification errors.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChecksumError {
+    #[error("checksum field {0} is missing")]
+    Missing(&'static str),
+    #[error("checksum is not hex")]
+    NotHex,
+    #[error("checksum does not match")]
+    Mismatch,
+    #[error("OpenSSL: {0}")]
+    Crypto(String),
+}
+
+impl From<openssl::error::ErrorStack> for ChecksumError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        ChecksumError::Crypto(e.to_string())
+    }
+}
+
+fn hmac_hex(md: MessageDigest, key: &[u8], data: &[u8]) -> Result<String, ChecksumError> {
+    let pkey = PKey::hmac(key)?;
+    let mut signer = Signer::new(md, &pkey)?;
+    signer.update(data)?;
+    Ok(hex(&signer.sign_to_vec()?))
+}
+
+fn sha256_hex(data: &[u8]) -> Result<String, ChecksumError> {
+    Ok(hex(&hash(MessageDigest::sha256(), data)?))
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, ChecksumError> {
+    let s = s.trim().as_bytes();
+    if s.len() % 2 != 0 {
+        return Err(ChecksumError::NotHex);
+    }
+    let nib = |c: u8| -> Result<u8, ChecksumError> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(ChecksumError::NotHex),
+        }
+    };
+    s.chunks(2).map(|p| Ok(nib(p[0])? << 4 | nib(p[1])?)).collect()
+}
+
+/// Compares an expected hex checksum with a received one, case-insensitively, in constant time.
+fn hex_matches(expected_hex: &str, received_hex: &str) -> Result<(), ChecksumError> {
+    let expected = unhex(expected_hex)?;
+    let received = unhex(received_hex)?;
+    if ct_eq(&expected, &received) {
+        Ok(())
+    } else {
+        Err(ChecksumError::Mismatch)
+    }
+}
+
+/// `application/x-www-form-urlencoded` byte serialisation (WHATWG URL §5.2): alphanumerics and
+/// `*-._` kept, space as `+`, everything else `%XX` upper-case, as VNPay's Java sample produces.
+pub fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// VNPay payment gateway: `vnp_SecureHash`.
+pub struct VnPay {
+    hash_secret: Secret,
+}
+
+impl VnPay {
+    pub const HASH_FIELD: &'static str = "vnp_SecureHash";
+    pub const HASH_TYPE_FIELD: &'static str = "vnp_SecureHashType";
+
+    pub fn new(hash_secret: Secret) -> Self {
+        VnPay { hash_secret }
+    }
+
+    /// The signed string: fields sorted by name (byte order), without the hash fields and empty
+    /// values, each `urlencode(name)=urlencode(value)`, joined with `&`.
+    pub fn hash_data(params: &[(String, String)]) -> String {
+        let mut fields: Vec<&(String, String)> = params
+            .iter()
+            .filter(|(k, v)| k != Self::HASH_FIELD && k != Self::HASH_TYPE_FIELD && !v.is_empty())
+            .collect();
+        fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Hex HMAC-SHA512 of [`VnPay::hash_data`].
+    pub fn sign(&self, params: &[(String, String)]) -> Result<String, ChecksumError> {
+        hmac_hex(
+            MessageDigest::sha512(),
+            self.hash_secret.expose().as_bytes(),
+            Self::hash_data(params).as_bytes(),
+        )
+    }
+
+    /// Verifies the `vnp_SecureHash` carried in `params` (e.g. a return URL or IPN query).
+    pub fn verify(&self, params: &[(String, String)]) -> Result<(), ChecksumError> {
+        let received = params
+            .iter()
+            .find(|(k, _)| k == Self::HASH_FIELD)
+            .map(|(_, v)| v.as_str())
+            .ok_or(ChecksumError::Missing(Self::HASH_FIELD))?;
+        hex_matches(&self.sign(params)?, received)
+    }
+}
+
+/// MoMo wallet: `signature`.
+pub struct MoMo {
+    secret_key: Secret,
+}
+
+impl MoMo {
+    pub fn new(secret_key: Secret) -> Self {
+        MoMo { secret_key }
+    }
+
+    /// `k1=v1&k2=v2...` in exactly the given order, values as-is (MoMo's raw signature string).
+    pub fn raw_data(fields: &[(&str, &str)]) -> String {
+        fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Hex HMAC-SHA256 of [`MoMo::raw_data`].
+    pub fn sign(&self, fields: &[(&str, &str)]) -> Result<String, ChecksumError> {
+        hmac_hex(
+            MessageDigest::sha256(),
+            self.secret_key.expose().as_bytes(),
+            Self::raw_data(fields).as_bytes(),
+        )
+    }
+
+    pub fn verify(&self, fields: &[(&str, &str)], signature: &str) -> Result<(), ChecksumError> {
+        hex_matches(&self.sign(fields)?, signature)
+    }
+}
+
+/// The national public-service portal's payment platform (DVCQG): `MaXacThuc`.
+pub struct PaymentPlatform {
+    key: Secret,
+}
+
+impl PaymentPlatform {
+    pub fn new(key: Secret) -> Self {
+        PaymentPlatform { key }
+    }
+
+    /// Fields joined with `|`, the key appended as the last element.
+    pub fn raw_data(&self, fields: &[&str]) -> String {
+        let mut s = fields.join("|");
+        s.push('|');
+        s.push_str(self.key.expose());
+        s
+    }
+
+    /// `MaXacThuc`: hex SHA-256 of [`PaymentPlatform::raw_data`] (a plain hash, not an HMAC).
+    pub fn ma_xac_thuc(&self, fields: &[&str]) -> Result<String, ChecksumError> {
+        sha256_hex(self.raw_data(fields).as_bytes())
+    }
+
+    pub fn verify(&self, fields: &[&str], ma_xac_thuc: &str) -> Result<(), ChecksumError> {
+        hex_matches(&self.ma_xac_thuc(fields)?, ma_xac_thuc)
+    }
+}
+
+/// PayGov request checksum.
+pub struct PayGov {
+    secret_key: Secret,
+    access_key: String,
+    partner_code: String,
+}
+
+impl PayGov {
+    pub fn new(secret_key: Secret, access_key: impl Into<String>, partner_code: impl Into<String>) -> Self {
+        PayGov {
+            secret_key,
+            access_key: access_key.into(),
+            partner_code: partner_code.into(),
+        }
+    }
+
+    /// hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount`.
+    pub fn checksum(&self, order_id: &str, request_code: &str, amount: &str) -> Result<String, ChecksumError> {
+        let data = [
+            self.secret_key.expose(),
+            &self.access_key,
+            &self.partner_code,
+            order_id,
+            request_code,
+            amount,
+        ]
+        .concat();
+        sha256_hex(data.as_bytes())
+    }
+
+    pub fn verify(&self, order_id: &str, request_code: &str, amount: &str, checksum: &str) -> Result<(), ChecksumError> {
+        hex_matches(&self.checksum(order_id, request_code, amount)?, checksum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn vnpay_hash_data_sorts_encodes_and_excludes() {
+        let params = p(&[
+            ("vnp_OrderInfo", "Thanh toan ho so: H00/1"),
+            ("vnp_Amount", "1000000"),
+            ("vnp_SecureHashType", "HmacSHA512"),
+            ("vnp_BankCode", ""),
+            ("vnp_SecureHash", "abc"),
+            ("vnp_Command", "pay"),
+        ]);
+        assert_eq!(
+            VnPay::hash_data(&params),
+            "vnp_Amount=1000000&vnp_Command=pay&vnp_OrderInfo=Thanh+toan+ho+so%3A+H00%2F1"
+        );
+        assert_eq!(form_urlencode("Nguyễn *a-b._~"), "Nguy%E1%BB%85n+*a-b._%7E");
+    }
+
+    #[test]
+    fn sign_verify_and_tamper_each_scheme() {
+        let vnp = VnPay::new(Secret::new("SECRET"));
+        let mut params = p(&[("vnp_Amount", "1000000"), ("vnp_TxnRef", "42")]);
+        let h = vnp.sign(&params).unwrap();
+        assert_eq!(h.len(), 128);
+        params.push(("vnp_SecureHash".into(), h.to_uppercase()));
+        vnp.verify(&params).unwrap();
+        params[0].1 = "1".into();
+        assert_eq!(vnp.verify(&params), Err(ChecksumError::Mismatch));
+        assert_eq!(vnp.verify(&params[..1]), Err(ChecksumError::Missing("vnp_SecureHash")));
+
+        let momo = MoMo::new(Secret::new("K"));
+        let fields = [("accessKey", "A"), ("amount", "1000"), ("orderId", "O1")];
+        let s = momo.sign(&fields).unwrap();
+        momo.verify(&fields, &s).unwrap();
+        assert_eq!(momo.verify(&fields[..2], &s), Err(ChecksumError::Mismatch));
+        assert_eq!(momo.verify(&fields, "zz"), Err(ChecksumError::NotHex));
+
+        let pp = PaymentPlatform::new(Secret::new("KEY"));
+        assert_eq!(pp.raw_data(&["a", "b"]), "a|b|KEY");
+        let m = pp.ma_xac_thuc(&["a", "b"]).unwrap();
+        pp.verify(&["a", "b"], &m).unwrap();
+        assert_eq!(pp.verify(&["a", "c"], &m), Err(ChecksumError::Mismatch));
+
+        let pg = PayGov::new(Secret::new("S"), "A", "P");
+        let c = pg.checksum("O", "R", "100").unwrap();
+        assert_eq!(c, sha256_hex(b"SAPOR100").unwrap());
+        pg.verify("O", "R", "100", &c).unwrap();
+        assert_eq!(pg.verify("O", "R", "101", &c), Err(ChecksumError::Mismatch));
+    }
+}
