@@ -18,7 +18,8 @@
 //!
 //! # Guarantees
 //!
-//! - [`Store::record`] is one transaction. Ledger rows use `ON CONFLICT DO NOTHING` (the first
+//! - [`Store::record`] is one transaction, one statement per table with the batch's rows as
+//!   arrays (`UNNEST … WITH ORDINALITY`, batch order kept), plus one per dead letter. Ledger rows use `ON CONFLICT DO NOTHING` (the first
 //!   final outcome wins, even between instances racing on the same envelope); each `Delivered`
 //!   outcome adds its natural key (`ON CONFLICT DO NOTHING`) and raises the destination's version
 //!   (`ON CONFLICT DO UPDATE … WHERE excluded.version > version`, i.e. `GREATEST` without a
@@ -36,6 +37,7 @@
 //! - Isolation by schema: [`PgStore::connect_with_schema`] (or `schema=NAME` in the URL) creates
 //!   the schema if missing and pins `search_path` on every pooled connection at startup.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -142,19 +144,40 @@ const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelo
                                 attempts, last_status, last_answer, first_attempt_ms, dead_at_ms, \
                                 state, settled_by, settled_at_ms";
 
+// The batch's rows go in as arrays, one statement per table, instead of one round trip per row.
+// `WITH ORDINALITY … ORDER BY ord` keeps the batch's order, so the first of two records for the
+// same (route, envelope id) in one batch is the one kept, and `seq` follows the batch.
 const INSERT_LEDGER: &str = "INSERT INTO ledger (route, destination, envelope_id, key, kind, \
      natural_key, version, outcome, attempts, status, detail, at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     SELECT route, destination, envelope_id, key, kind, natural_key, version, outcome, attempts, \
+            status, detail, at_ms \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::bigint[], $8::text[], $9::bigint[], $10::int[], $11::text[], $12::bigint[]) \
+          WITH ORDINALITY AS t(route, destination, envelope_id, key, kind, natural_key, version, \
+                               outcome, attempts, status, detail, at_ms, ord) \
+     ORDER BY ord \
      ON CONFLICT (route, envelope_id) DO NOTHING";
-const INSERT_NATURAL_KEY: &str = "INSERT INTO delivered_natural_keys \
-     (destination, natural_key, route, envelope_id, at_ms) VALUES ($1, $2, $3, $4, $5) \
+const INSERT_NATURAL_KEYS: &str = "INSERT INTO delivered_natural_keys \
+     (destination, natural_key, route, envelope_id, at_ms) \
+     SELECT destination, natural_key, route, envelope_id, at_ms \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+          WITH ORDINALITY AS t(destination, natural_key, route, envelope_id, at_ms, ord) \
+     ORDER BY ord \
      ON CONFLICT (destination, natural_key) DO NOTHING";
-const RAISE_VERSION: &str = "INSERT INTO delivered_versions (destination, key, version, at_ms) \
-     VALUES ($1, $2, $3, $4) \
+// One row per (destination, key), highest version first computed by the caller: `DO UPDATE`
+// may not touch a row twice in one statement. Sorted, so concurrent batches lock in one order.
+const RAISE_VERSIONS: &str = "INSERT INTO delivered_versions (destination, key, version, at_ms) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
      ON CONFLICT (destination, key) DO UPDATE SET version = excluded.version, at_ms = excluded.at_ms \
      WHERE excluded.version > delivered_versions.version";
-const INSERT_ATTEMPT: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
-     status, reason, latency_ms, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
+     status, reason, latency_ms, at_ms) \
+     SELECT route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
+                 $7::text[], $8::bigint[], $9::bigint[]) \
+          WITH ORDINALITY AS t(route, envelope_id, key, attempt, result, status, reason, \
+                               latency_ms, at_ms, ord) \
+     ORDER BY ord";
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, envelope_id, key, \
      kind, envelope, reason, attempts, last_status, last_answer, first_attempt_ms, dead_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -466,68 +489,111 @@ impl Store for PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(query)?;
-        let ledger = tx.prepare_cached(INSERT_LEDGER).await.map_err(query)?;
-        let natural = tx.prepare_cached(INSERT_NATURAL_KEY).await.map_err(query)?;
-        let version = tx.prepare_cached(RAISE_VERSION).await.map_err(query)?;
-        for o in &batch.outcomes {
-            let status = o.status.map(i32::from);
+        if !batch.outcomes.is_empty() {
+            let os = &batch.outcomes;
+            let text = |f: fn(&OutcomeRecord) -> &str| os.iter().map(f).collect::<Vec<&str>>();
+            let natural_key: Vec<Option<&str>> =
+                os.iter().map(|o| o.natural_key.as_deref()).collect();
+            let version: Vec<Option<i64>> = os.iter().map(|o| o.version).collect();
+            let outcome: Vec<&str> = os.iter().map(|o| o.outcome.as_str()).collect();
+            let attempts: Vec<i64> = os.iter().map(|o| i64::from(o.attempts)).collect();
+            let status: Vec<Option<i32>> = os.iter().map(|o| o.status.map(i32::from)).collect();
+            let at_ms: Vec<i64> = os.iter().map(|o| o.at_ms).collect();
+            let stmt = tx.prepare_cached(INSERT_LEDGER).await.map_err(query)?;
             tx.execute(
-                &ledger,
+                &stmt,
                 &[
-                    &o.route,
-                    &o.destination,
-                    &o.envelope_id,
-                    &o.key,
-                    &o.kind,
-                    &o.natural_key,
-                    &o.version,
-                    &o.outcome.as_str(),
-                    &i64::from(o.attempts),
+                    &text(|o| &o.route),
+                    &text(|o| &o.destination),
+                    &text(|o| &o.envelope_id),
+                    &text(|o| &o.key),
+                    &text(|o| &o.kind),
+                    &natural_key,
+                    &version,
+                    &outcome,
+                    &attempts,
                     &status,
-                    &o.detail,
-                    &o.at_ms,
+                    &text(|o| &o.detail),
+                    &at_ms,
                 ],
             )
             .await
             .map_err(query)?;
-            if o.outcome != Outcome::Delivered {
-                continue;
-            }
-            if let Some(nk) = &o.natural_key {
+
+            let delivered = || os.iter().filter(|o| o.outcome == Outcome::Delivered);
+            let effects: Vec<(&OutcomeRecord, &str)> = delivered()
+                .filter_map(|o| o.natural_key.as_deref().map(|nk| (o, nk)))
+                .collect();
+            if !effects.is_empty() {
+                let stmt = tx
+                    .prepare_cached(INSERT_NATURAL_KEYS)
+                    .await
+                    .map_err(query)?;
+                let destination: Vec<&str> = effects
+                    .iter()
+                    .map(|(o, _)| o.destination.as_str())
+                    .collect();
+                let natural_key: Vec<&str> = effects.iter().map(|(_, nk)| *nk).collect();
+                let route: Vec<&str> = effects.iter().map(|(o, _)| o.route.as_str()).collect();
+                let envelope_id: Vec<&str> = effects
+                    .iter()
+                    .map(|(o, _)| o.envelope_id.as_str())
+                    .collect();
+                let at_ms: Vec<i64> = effects.iter().map(|(o, _)| o.at_ms).collect();
                 tx.execute(
-                    &natural,
-                    &[&o.destination, nk, &o.route, &o.envelope_id, &o.at_ms],
+                    &stmt,
+                    &[&destination, &natural_key, &route, &envelope_id, &at_ms],
                 )
                 .await
                 .map_err(query)?;
             }
-            if let Some(v) = o.version {
-                tx.execute(&version, &[&o.destination, &o.key, &v, &o.at_ms])
+
+            let mut highest: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+            for o in delivered() {
+                if let Some(v) = o.version {
+                    let entry = highest
+                        .entry((o.destination.as_str(), o.key.as_str()))
+                        .or_insert((v, o.at_ms));
+                    if v > entry.0 {
+                        *entry = (v, o.at_ms);
+                    }
+                }
+            }
+            if !highest.is_empty() {
+                let stmt = tx.prepare_cached(RAISE_VERSIONS).await.map_err(query)?;
+                let destination: Vec<&str> = highest.keys().map(|(d, _)| *d).collect();
+                let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
+                let version: Vec<i64> = highest.values().map(|(v, _)| *v).collect();
+                let at_ms: Vec<i64> = highest.values().map(|(_, at)| *at).collect();
+                tx.execute(&stmt, &[&destination, &key, &version, &at_ms])
                     .await
                     .map_err(query)?;
             }
         }
         if !batch.attempts.is_empty() {
-            let attempt = tx.prepare_cached(INSERT_ATTEMPT).await.map_err(query)?;
-            for a in &batch.attempts {
-                let status = a.status.map(i32::from);
-                tx.execute(
+            let at = &batch.attempts;
+            let text = |f: fn(&AttemptRecord) -> &str| at.iter().map(f).collect::<Vec<&str>>();
+            let attempt: Vec<i64> = at.iter().map(|a| i64::from(a.attempt)).collect();
+            let status: Vec<Option<i32>> = at.iter().map(|a| a.status.map(i32::from)).collect();
+            let latency: Vec<i64> = at.iter().map(|a| i64::from(a.latency_ms)).collect();
+            let at_ms: Vec<i64> = at.iter().map(|a| a.at_ms).collect();
+            let stmt = tx.prepare_cached(INSERT_ATTEMPTS).await.map_err(query)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &text(|a| &a.route),
+                    &text(|a| &a.envelope_id),
+                    &text(|a| &a.key),
                     &attempt,
-                    &[
-                        &a.route,
-                        &a.envelope_id,
-                        &a.key,
-                        &i64::from(a.attempt),
-                        &a.result,
-                        &status,
-                        &a.reason,
-                        &i64::from(a.latency_ms),
-                        &a.at_ms,
-                    ],
-                )
-                .await
-                .map_err(query)?;
-            }
+                    &text(|a| &a.result),
+                    &status,
+                    &text(|a| &a.reason),
+                    &latency,
+                    &at_ms,
+                ],
+            )
+            .await
+            .map_err(query)?;
         }
         if !batch.dead_letters.is_empty() {
             let dead = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(query)?;
