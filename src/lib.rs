@@ -1,1 +1,21 @@
-//! The gateway engine.
+//! The gateway engine: configuration, envelope and canonical model, the route runtime over the
+//! broker and store crates, retries, transport, connectors and operations.
+//!
+//! Crates of the workspace: `gw-broker` (embedded SQLite queue and RabbitMQ behind one trait),
+//! `gw-store` (SQLite and PostgreSQL behind one trait), `gw-crypto` (signatures and trust),
+//! `gw-contract-tests` (the sandboxes). They are crates rather than modules so they build in
+//! parallel and can be tested (and reused) on their own.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod demo;
+pub mod envelope;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod pipeline;
+pub mod retry;
+pub mod signing;
+pub mod transport;

@@ -1,0 +1,242 @@
+//! Wiring: from a loaded configuration to a running gateway (broker, store, connectors, route
+//! runtime, inbound and ops listeners), and its graceful shutdown.
+//!
+//! Shutdown order (SIGTERM/SIGINT or the cancel token): stop accepting inbound requests, stop
+//! consuming, let each lane finish the message it is on (unstarted ones are handed back), then
+//! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gw_broker::{Broker, Message};
+use gw_store::{Settled, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Loaded;
+use crate::envelope::now_ms;
+use crate::metrics::Metrics;
+use crate::pipeline::{Engine, Route, HDR_REPLAY_OF};
+use crate::retry::Policy;
+use crate::transport::inbound::{self, InboundState, SourceRuntime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("broker: {0}")]
+    Broker(#[from] gw_broker::BrokerError),
+    #[error("store: {0}")]
+    Store(#[from] gw_store::StoreError),
+    #[error(transparent)]
+    Connector(#[from] crate::connectors::ConnectorError),
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen { addr: String, detail: String },
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, String),
+}
+
+/// Open the broker and store a configuration names.
+pub async fn open_backends(loaded: &Loaded) -> Result<(Arc<dyn Broker>, Arc<dyn Store>), AppError> {
+    let data = loaded.data_dir();
+    if loaded.config.broker.url.is_none() || loaded.config.store.url.is_none() {
+        std::fs::create_dir_all(&data)
+            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
+    }
+    let broker_url = loaded.broker_url().map_err(AppError::Config)?;
+    let store_url = loaded.store_url().map_err(AppError::Config)?;
+    let broker = gw_broker::open(&broker_url, &loaded.config.gateway.instance).await?;
+    let store = gw_store::open(&store_url).await?;
+    Ok((broker, store))
+}
+
+/// Build the engine (routes and connectors) over open backends.
+pub fn build_engine(
+    loaded: &Loaded,
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> Result<Engine, AppError> {
+    let c = &loaded.config;
+    let mut connectors = HashMap::new();
+    for (name, a) in &c.adapters {
+        connectors.insert(
+            name.clone(),
+            crate::connectors::build(name, a, &loaded.base)?,
+        );
+    }
+    let routes = c
+        .routes
+        .iter()
+        .map(|r| {
+            Arc::new(Route {
+                name: r.name.clone(),
+                source: r.from.clone(),
+                kinds: r.kinds.clone(),
+                destination: r.to.clone(),
+                partitions: c.broker.partitions,
+                connector: connectors[&r.to].clone(),
+                policy: Policy::from(r.retry_policy(&c.retry)),
+                concurrency: r.concurrency,
+            })
+        })
+        .collect();
+    Ok(Engine::new(
+        broker,
+        store,
+        routes,
+        metrics,
+        c.broker.prefetch,
+        c.broker.delivery_limit,
+    ))
+}
+
+/// A running gateway.
+pub struct Running {
+    pub engine: Arc<Engine>,
+    pub inbound_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub cancel: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Wait until shutdown completes (after `cancel`).
+    pub async fn wait(mut self) {
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                warn!(error = %e, "a gateway task ended abnormally");
+            }
+        }
+        self.engine.broker.close().await;
+        info!("gateway stopped");
+    }
+
+    /// Cancel and wait.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.wait().await
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|e| AppError::Listen {
+        addr: addr.into(),
+        detail: e.to_string(),
+    })
+}
+
+/// Start everything; returns once listening and consuming.
+pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running, AppError> {
+    let (broker, store) = open_backends(loaded).await?;
+    let metrics = Arc::new(Metrics::new());
+    let engine = Arc::new(build_engine(loaded, broker, store, metrics.clone())?);
+    engine.declare().await?;
+    let c = &loaded.config;
+    let mut sources = HashMap::new();
+    for (name, s) in &c.sources {
+        let token = match &s.token {
+            Some(r) => Some(
+                r.resolve(&loaded.base)
+                    .map_err(|e| AppError::Config(format!("sources.{name}.token: {e}")))?,
+            ),
+            None => None,
+        };
+        sources.insert(
+            name.clone(),
+            SourceRuntime {
+                token,
+                kinds: s.kinds.clone(),
+            },
+        );
+    }
+    let inbound_state = Arc::new(InboundState {
+        engine: engine.clone(),
+        sources,
+        metrics,
+    });
+    let inbound_l = bind(&c.inbound.listen).await?;
+    let ops_l = bind(&c.ops.listen).await?;
+    let inbound_addr = inbound_l.local_addr().expect("bound");
+    let ops_addr = ops_l.local_addr().expect("bound");
+    let mut tasks = tokio::task::JoinSet::new();
+    let app = inbound::router(inbound_state, c.inbound.max_body_bytes);
+    let cc = cancel.clone();
+    tasks.spawn(async move {
+        let _ = axum::serve(inbound_l, app)
+            .with_graceful_shutdown(async move { cc.cancelled().await })
+            .await;
+    });
+    let ops = crate::ops::router(engine.clone());
+    let cc = cancel.clone();
+    tasks.spawn(async move {
+        let _ = axum::serve(ops_l, ops)
+            .with_graceful_shutdown(async move { cc.cancelled().await })
+            .await;
+    });
+    let e = engine.clone();
+    let cc = cancel.clone();
+    let grace = c.gateway.shutdown_grace.0;
+    tasks.spawn(async move {
+        let run = e.run(cc.clone());
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => { if let Err(err) = r { warn!(error = %err, "route runtime stopped with an error"); } }
+            _ = async { cc.cancelled().await; tokio::time::sleep(grace).await } => {
+                warn!("in-flight work did not finish within the shutdown grace; unacked messages will be redelivered");
+            }
+        }
+    });
+    info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
+    Ok(Running {
+        engine,
+        inbound_addr,
+        ops_addr,
+        cancel,
+        tasks,
+    })
+}
+
+/// What a replay did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayResult {
+    /// Re-published to its route queue and marked replayed.
+    Replayed,
+    /// It was already replayed or dropped: nothing done.
+    AlreadySettled(String),
+    NotFound,
+}
+
+/// Replay one dead letter: publish the original envelope (confirmed), then mark it replayed
+/// by `who`. Publishing first means a crash in between leaves it open (replay again; the
+/// ledger recognises the duplicate), never marked replayed but not queued.
+pub async fn replay(
+    broker: &dyn Broker,
+    store: &dyn Store,
+    id: &str,
+    who: &str,
+) -> Result<ReplayResult, AppError> {
+    let Some(dl) = store.dead_letter(id).await? else {
+        return Ok(ReplayResult::NotFound);
+    };
+    if dl.state != gw_store::DeadLetterState::Open {
+        return Ok(ReplayResult::AlreadySettled(dl.state.as_str().into()));
+    }
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(HDR_REPLAY_OF.to_string(), dl.letter.id.clone());
+    let msg = Message {
+        id: dl.letter.envelope_id.clone(),
+        key: dl.letter.key.clone(),
+        headers,
+        attempt: 0,
+        body: dl.letter.envelope.clone().into(),
+    };
+    broker.publish(&dl.letter.queue, msg).await?;
+    match store.mark_replayed(id, who, now_ms()).await? {
+        Settled::Changed(_) => Ok(ReplayResult::Replayed),
+        Settled::AlreadySettled(d) => Ok(ReplayResult::AlreadySettled(d.state.as_str().into())),
+        Settled::NotFound => Ok(ReplayResult::NotFound),
+    }
+}

@@ -1,0 +1,337 @@
+//! The `gateway` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, ReplayResult};
+use crate::config::{self, Loaded};
+use crate::envelope::now_ms;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Integration gateway: one-stop system ↔ national platforms"
+)]
+pub struct Cli {
+    /// Log as JSON lines (for log collectors) instead of human-readable text.
+    #[arg(long, global = true, env = "GATEWAY_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// The demo: embedded queue and store, a recording sandbox and a traffic simulator, all
+    /// in-process; runs dossier events through and checks nothing is missing.
+    Demo(crate::demo::DemoArgs),
+    /// Validate a configuration file without starting; prints every problem.
+    CheckConfig { file: PathBuf },
+    /// Dead letters: list, show, replay, drop.
+    Dlq {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Run the recording HTTP sink sandbox standalone.
+    Sink {
+        #[arg(long, default_value_t = 8181)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List dead letters (open ones by default).
+    List {
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        /// open, replayed, dropped or all.
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one dead letter with its original envelope.
+    Show { id: String },
+    /// Re-publish dead letters to their route queue (recorded, idempotent).
+    Replay {
+        ids: Vec<String>,
+        /// Replay every open dead letter of `--route`.
+        #[arg(long, requires = "route")]
+        all: bool,
+        #[arg(long)]
+        route: Option<String>,
+        /// Who is replaying (recorded).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// Drop dead letters (recorded; the envelope is kept for the record).
+    Drop {
+        ids: Vec<String>,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+}
+
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = b.json().flatten_event(true).try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(cli.command))
+}
+
+fn load_or_exit(path: &std::path::Path) -> Result<Loaded, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn run(cmd: Command) -> ExitCode {
+    match cmd {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(l) => {
+                println!(
+                    "{}: ok ({} sources, {} adapters, {} routes; broker {}, store {})",
+                    l.origin,
+                    l.config.sources.len(),
+                    l.config.adapters.len(),
+                    l.config.routes.len(),
+                    if l.config.broker.url.is_some() {
+                        "rabbitmq"
+                    } else {
+                        "embedded"
+                    },
+                    if l.config.store.url.is_some() {
+                        "postgres"
+                    } else {
+                        "sqlite"
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{} problem(s) found", e.problems.len());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let loaded = match load_or_exit(&config) {
+                Ok(l) => l,
+                Err(c) => return c,
+            };
+            let cancel = CancellationToken::new();
+            let running = match app::start(&loaded, cancel.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "gateway running: inbound http://{} ops http://{}",
+                running.inbound_addr, running.ops_addr
+            );
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight work");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Sink { port } => {
+            let sink = match gw_contract_tests::sink::Sink::start(port, Default::default()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot start the sink: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "sink listening: POST {}  records: http://{}/_sink/records",
+                sink.url(),
+                sink.addr
+            );
+            wait_for_signal().await;
+            ExitCode::SUCCESS
+        }
+        Command::Dlq { config, action } => {
+            let loaded = match load_or_exit(&config) {
+                Ok(l) => l,
+                Err(c) => return c,
+            };
+            match dlq(&loaded, action).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppError> {
+    let (broker, store) = app::open_backends(loaded).await?;
+    let result = match action {
+        DlqAction::List {
+            route,
+            key,
+            state,
+            limit,
+        } => {
+            let state = match state.as_str() {
+                "all" => None,
+                s => match gw_store::DeadLetterState::parse(s) {
+                    Some(s) => Some(s),
+                    None => {
+                        eprintln!("--state {s}: use open, replayed, dropped or all");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+            };
+            let list = store
+                .dead_letters(&gw_store::DeadLetterFilter {
+                    route,
+                    key,
+                    state,
+                    limit,
+                })
+                .await?;
+            println!(
+                "{:<36}  {:<16}  {:<28}  {:>8}  {:<9}  reason",
+                "id", "route", "key", "attempts", "state"
+            );
+            for d in &list {
+                println!(
+                    "{:<36}  {:<16}  {:<28}  {:>8}  {:<9}  {}",
+                    d.letter.id,
+                    d.letter.route,
+                    d.letter.key,
+                    d.letter.attempts,
+                    d.state.as_str(),
+                    d.letter.reason
+                );
+            }
+            println!("{} dead letter(s)", list.len());
+            ExitCode::SUCCESS
+        }
+        DlqAction::Show { id } => match store.dead_letter(&id).await? {
+            Some(d) => {
+                let envelope = String::from_utf8_lossy(&d.letter.envelope).into_owned();
+                let mut v = serde_json::to_value(&d).unwrap_or_default();
+                v["envelope"] =
+                    serde_json::from_str(&envelope).unwrap_or(serde_json::Value::String(envelope));
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("no dead letter {id}");
+                ExitCode::from(1)
+            }
+        },
+        DlqAction::Replay {
+            ids,
+            all,
+            route,
+            by,
+        } => {
+            let ids = if all {
+                let f = gw_store::DeadLetterFilter {
+                    route,
+                    key: None,
+                    state: Some(gw_store::DeadLetterState::Open),
+                    limit: u32::MAX,
+                };
+                store
+                    .dead_letters(&f)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.letter.id)
+                    .collect()
+            } else {
+                ids
+            };
+            let total = ids.len();
+            let mut failed = 0;
+            for (i, id) in ids.iter().enumerate() {
+                match app::replay(broker.as_ref(), store.as_ref(), id, &by).await? {
+                    ReplayResult::Replayed => println!("[{}/{total}] {id}: replayed", i + 1),
+                    ReplayResult::AlreadySettled(s) => {
+                        println!("[{}/{total}] {id}: already {s}, nothing done", i + 1)
+                    }
+                    ReplayResult::NotFound => {
+                        failed += 1;
+                        println!("[{}/{total}] {id}: not found", i + 1)
+                    }
+                }
+            }
+            if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        DlqAction::Drop { ids, by } => {
+            let mut failed = 0;
+            for id in &ids {
+                match store.mark_dropped(id, &by, now_ms()).await? {
+                    gw_store::Settled::Changed(_) => println!("{id}: dropped"),
+                    gw_store::Settled::AlreadySettled(d) => {
+                        println!("{id}: already {}, nothing done", d.state.as_str())
+                    }
+                    gw_store::Settled::NotFound => {
+                        failed += 1;
+                        println!("{id}: not found")
+                    }
+                }
+            }
+            if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    broker.close().await;
+    Ok(result)
+}

@@ -1,0 +1,1032 @@
+//! Configuration: one TOML file, every field documented, named defaults, unknown keys
+//! rejected, secrets only by reference.
+//!
+//! # Invariants
+//! - Loading never stops at the first problem: [`load`] collects every unknown key (through
+//!   `serde_ignored`) and every semantic problem and reports each as
+//!   `file:key: what is wrong: how to fix it`. (A value of the wrong *type* stops serde at that
+//!   value; that one is reported with its key path the same way.)
+//! - A secret is only ever a reference (`{ env = "NAME" }` or `{ file = "path" }`); its value is
+//!   read when resolved and never printed: [`Secret`]'s `Debug` and `Display` redact it.
+//! - Every default is a named constant in [`defaults`], stated once.
+//! - The example file `gateway.example.toml` at the repository root is loaded by a test, so it
+//!   cannot drift from this module.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Every default value, in one place.
+pub mod defaults {
+    use std::time::Duration;
+    pub const INSTANCE: &str = "gw-1";
+    pub const DATA_DIR: &str = "./data";
+    pub const INBOUND_LISTEN: &str = "127.0.0.1:8080";
+    pub const OPS_LISTEN: &str = "127.0.0.1:9090";
+    /// Largest accepted inbound body. Dossier events carry attachments by reference, so 1 MiB
+    /// is generous.
+    pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+    pub const PREFETCH: u16 = 256;
+    pub const PARTITIONS: u16 = 1;
+    /// Redeliveries without an ack (a crash loop) before the broker dead-letters a message.
+    pub const DELIVERY_LIMIT: u32 = 20;
+    pub const ROUTE_CONCURRENCY: usize = 16;
+    pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
+    pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(3600);
+    /// A national portal can be down for days: retries go on for a week by default.
+    pub const RETRY_MAX_ELAPSED: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// No attempt cap by default beyond the elapsed limit (0 = unlimited).
+    pub const RETRY_MAX_ATTEMPTS: u32 = 0;
+    pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const HTTP_POOL_IDLE: usize = 64;
+    /// Largest part of a party's answer kept in the ledger / dead letters.
+    pub const ANSWER_SNIPPET_BYTES: usize = 2048;
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+}
+
+/// A problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub key: String,
+    pub what: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file, self.key, self.what, self.fix)
+    }
+}
+
+/// Every problem of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A reference to a secret. The value is read by [`SecretRef::resolve`].
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// Read from an environment variable.
+    Env { env: String },
+    /// Read from a file (trailing newline trimmed); relative to the config file.
+    File { file: PathBuf },
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env { env } => write!(f, "secret(env {env})"),
+            SecretRef::File { file } => write!(f, "secret(file {})", file.display()),
+        }
+    }
+}
+
+/// A resolved secret value. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Self {
+        Secret(v.into())
+    }
+    /// The value, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl SecretRef {
+    /// Read the secret. `base` is the config file's folder (for relative file paths).
+    pub fn resolve(&self, base: &Path) -> Result<Secret, String> {
+        match self {
+            SecretRef::Env { env } => std::env::var(env)
+                .map(Secret)
+                .map_err(|_| format!("environment variable {env} is not set")),
+            SecretRef::File { file } => {
+                let p = if file.is_absolute() {
+                    file.clone()
+                } else {
+                    base.join(file)
+                };
+                std::fs::read_to_string(&p)
+                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
+                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))
+            }
+        }
+    }
+}
+
+/// A duration written as `250ms`, `5s`, `2m`, `1h` or `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse `250ms`, `5s`, `2m`, `1h`, `7d` (one number, one unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!(
+            "`{s}` is not a duration: write a whole number and a unit, like 500ms, 5s, 2m, 1h, 7d"
+        )
+    })?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit `{unit}`: use ms, s, m, h or d, like 500ms or 5s"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    /// The message broker; absent = the embedded durable queue under `data_dir`.
+    #[serde(default)]
+    pub broker: BrokerSection,
+    /// The store; absent = SQLite under `data_dir`.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// The inbound HTTP listener that sources receive events on.
+    #[serde(default)]
+    pub inbound: InboundSection,
+    /// The operations listener (health, metrics).
+    #[serde(default)]
+    pub ops: OpsSection,
+    /// Default retry policy for every route (a route may override it).
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// Inbound sources by name: where events come from.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSection>,
+    /// Destination adapters by name: where events go.
+    #[serde(default)]
+    pub adapters: BTreeMap<String, AdapterSection>,
+    /// Routes: from a source and a kind pattern to an adapter.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySection {
+    /// This instance's name (logs, the embedded queue's lease owner). Default `gw-1`.
+    #[serde(default = "d_instance")]
+    pub instance: String,
+    /// Folder for the embedded queue and the SQLite store. Default `./data`.
+    #[serde(default = "d_data_dir")]
+    pub data_dir: PathBuf,
+    /// How long shutdown waits for in-flight work. Default 30s.
+    #[serde(default = "d_shutdown")]
+    pub shutdown_grace: Dur,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            instance: d_instance(),
+            data_dir: d_data_dir(),
+            shutdown_grace: d_shutdown(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BrokerSection {
+    /// `amqp://user@host:5672/vhost` for RabbitMQ (password by `password`); absent = embedded.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// RabbitMQ password, by reference; inserted into the URL at connect time.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Unacked deliveries per consumer. Default 256.
+    #[serde(default = "d_prefetch")]
+    pub prefetch: u16,
+    /// Queues per route; keys are hashed onto them, each consumed by one active consumer.
+    /// Default 1.
+    #[serde(default = "d_partitions")]
+    pub partitions: u16,
+    /// Redeliveries without an ack before the broker dead-letters a message. Default 20.
+    #[serde(default = "d_delivery_limit")]
+    pub delivery_limit: u32,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password: None,
+            prefetch: d_prefetch(),
+            partitions: d_partitions(),
+            delivery_limit: d_delivery_limit(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StoreSection {
+    /// `postgres://user@host/db` for PostgreSQL (password by `password`); absent = SQLite file
+    /// `store.db` under `data_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL password, by reference.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundSection {
+    /// Address the inbound listener binds. Default `127.0.0.1:8080`.
+    #[serde(default = "d_inbound")]
+    pub listen: String,
+    /// Largest accepted body in bytes; larger gets 413. Default 1 MiB.
+    #[serde(default = "d_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for InboundSection {
+    fn default() -> Self {
+        Self {
+            listen: d_inbound(),
+            max_body_bytes: d_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSection {
+    /// Address of the ops listener. Default `127.0.0.1:9090`.
+    #[serde(default = "d_ops")]
+    pub listen: String,
+}
+
+impl Default for OpsSection {
+    fn default() -> Self {
+        Self { listen: d_ops() }
+    }
+}
+
+/// Capped exponential backoff with full jitter, limited by attempts and by elapsed time.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct RetrySection {
+    /// First delay. Default 1s.
+    #[serde(default = "d_retry_initial")]
+    pub initial: Dur,
+    /// Largest delay between attempts. Default 1h.
+    #[serde(default = "d_retry_max_delay")]
+    pub max_delay: Dur,
+    /// Give up after this long since the first attempt. Default 7d.
+    #[serde(default = "d_retry_max_elapsed")]
+    pub max_elapsed: Dur,
+    /// Give up after this many attempts; 0 = no cap (the elapsed limit still applies).
+    #[serde(default)]
+    pub max_attempts: u32,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            initial: d_retry_initial(),
+            max_delay: d_retry_max_delay(),
+            max_elapsed: d_retry_max_elapsed(),
+            max_attempts: defaults::RETRY_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// Partial retry settings a route can override.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct RetryOverride {
+    pub initial: Option<Dur>,
+    pub max_delay: Option<Dur>,
+    pub max_elapsed: Option<Dur>,
+    pub max_attempts: Option<u32>,
+}
+
+/// An inbound source: events arrive at `POST /in/<name>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceSection {
+    /// Bearer token senders must present, by reference. Absent = no authentication
+    /// (allowed only on a loopback listener; `check-config` says so).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// Event kinds this source may send (patterns with a trailing `*`). Default: any.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+/// A destination adapter.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdapterSection {
+    /// Connector kind: `http` (a generic JSON POST).
+    pub connector: String,
+    /// Where to send.
+    pub url: String,
+    /// Whole request timeout. Default 30s.
+    #[serde(default = "d_http_timeout")]
+    pub timeout: Dur,
+    /// Connect timeout. Default 10s.
+    #[serde(default = "d_http_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Bearer token sent as `Authorization`, by reference.
+    #[serde(default)]
+    pub bearer: Option<SecretRef>,
+    /// TLS settings (server CA, client certificate for mTLS).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// Extra fixed headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSection {
+    /// PEM file of the CA(s) that issue the party's server certificate.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain for mTLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client private key for mTLS, by reference (it is a secret).
+    #[serde(default)]
+    pub client_key: Option<SecretRef>,
+}
+
+/// A route: from a source and kinds to a destination adapter.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteSection {
+    /// Unique name; it names the route's queues (`gw.route.<name>.p<N>`).
+    pub name: String,
+    /// Source name (a key of `[sources]`).
+    pub from: String,
+    /// Kind patterns (`dossier.*`, `payment.settled`); default: every kind.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Destination adapter (a key of `[adapters]`).
+    pub to: String,
+    /// Messages processed at once (distinct keys; one key is always one at a time). Default 16.
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+    /// Retry policy overrides for this route.
+    #[serde(default)]
+    pub retry: RetryOverride,
+}
+
+fn d_instance() -> String {
+    defaults::INSTANCE.into()
+}
+fn d_data_dir() -> PathBuf {
+    defaults::DATA_DIR.into()
+}
+fn d_shutdown() -> Dur {
+    Dur(defaults::SHUTDOWN_GRACE)
+}
+fn d_prefetch() -> u16 {
+    defaults::PREFETCH
+}
+fn d_partitions() -> u16 {
+    defaults::PARTITIONS
+}
+fn d_delivery_limit() -> u32 {
+    defaults::DELIVERY_LIMIT
+}
+fn d_inbound() -> String {
+    defaults::INBOUND_LISTEN.into()
+}
+fn d_max_body() -> usize {
+    defaults::MAX_BODY_BYTES
+}
+fn d_ops() -> String {
+    defaults::OPS_LISTEN.into()
+}
+fn d_retry_initial() -> Dur {
+    Dur(defaults::RETRY_INITIAL)
+}
+fn d_retry_max_delay() -> Dur {
+    Dur(defaults::RETRY_MAX_DELAY)
+}
+fn d_retry_max_elapsed() -> Dur {
+    Dur(defaults::RETRY_MAX_ELAPSED)
+}
+fn d_http_timeout() -> Dur {
+    Dur(defaults::HTTP_TIMEOUT)
+}
+fn d_http_connect_timeout() -> Dur {
+    Dur(defaults::HTTP_CONNECT_TIMEOUT)
+}
+fn d_concurrency() -> usize {
+    defaults::ROUTE_CONCURRENCY
+}
+
+/// A loaded, validated configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file (or `<embedded>`), for messages.
+    pub origin: String,
+    /// Folder relative paths and secret files resolve against.
+    pub base: PathBuf,
+}
+
+impl RouteSection {
+    /// This route's effective retry policy.
+    pub fn retry_policy(&self, defaults: &RetrySection) -> RetrySection {
+        RetrySection {
+            initial: self.retry.initial.unwrap_or(defaults.initial),
+            max_delay: self.retry.max_delay.unwrap_or(defaults.max_delay),
+            max_elapsed: self.retry.max_elapsed.unwrap_or(defaults.max_elapsed),
+            max_attempts: self.retry.max_attempts.unwrap_or(defaults.max_attempts),
+        }
+    }
+
+    /// Whether this route takes events of `kind`.
+    pub fn matches_kind(&self, kind: &str) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|p| kind_matches(p, kind))
+    }
+}
+
+/// `dossier.*` matches `dossier.upserted`; `*` matches everything; otherwise exact.
+pub fn kind_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+/// Load and validate a file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            file: origin.clone(),
+            key: "-".into(),
+            what: format!("cannot read the file: {e}"),
+            fix: "give the path of an existing, readable TOML file".into(),
+        }],
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &origin, base)
+}
+
+/// Parse and validate TOML text. `origin` names it in messages.
+pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let problem = |key: &str, what: String, fix: &str| Problem {
+        file: origin.to_string(),
+        key: key.to_string(),
+        what,
+        fix: fix.to_string(),
+    };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
+        problems: vec![problem(
+            "-",
+            format!("not valid TOML: {}", e.message()),
+            "fix the syntax at the position shown",
+        )],
+    });
+    let de = de?;
+    let mut unknown = Vec::new();
+    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    for key in unknown {
+        problems.push(problem(
+            &key,
+            "unknown key".into(),
+            "remove it or check its spelling against gateway.example.toml",
+        ));
+    }
+    let config = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = e.message().to_string();
+            let span_key = e
+                .span()
+                .map(|s| locate_key(text, s.start))
+                .unwrap_or_else(|| "-".to_string());
+            problems.push(problem(
+                &span_key,
+                format!("invalid value: {msg}"),
+                "see the field's documentation in gateway.example.toml",
+            ));
+            return Err(ConfigError { problems });
+        }
+    };
+    validate(&config, &mut problems, origin);
+    if problems.is_empty() {
+        Ok(Loaded {
+            config,
+            origin: origin.to_string(),
+            base,
+        })
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The `key = ` or `[table]` a byte offset falls in, for messages.
+fn locate_key(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let mut table = String::new();
+    for line in before.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').to_string();
+        }
+    }
+    let line = before.rsplit('\n').next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    match (
+        table.is_empty(),
+        key.is_empty() || line.trim_start().starts_with('['),
+    ) {
+        (true, _) => key.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
+    let mut p = |key: String, what: String, fix: &str| {
+        problems.push(Problem {
+            file: origin.to_string(),
+            key,
+            what,
+            fix: fix.to_string(),
+        })
+    };
+    if let Some(url) = &c.broker.url {
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            p(
+                "broker.url".into(),
+                format!("`{url}` is not an AMQP URL"),
+                "write amqp://user@host:5672/%2f, or remove it to use the embedded queue",
+            );
+        }
+        if url_has_password(url) {
+            p(
+                "broker.url".into(),
+                "the URL contains a password".into(),
+                "move it to broker.password = { env = \"NAME\" }",
+            );
+        }
+    }
+    if let Some(url) = &c.store.url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            p(
+                "store.url".into(),
+                format!("`{url}` is not a PostgreSQL URL"),
+                "write postgres://user@host/db, or remove it to use SQLite",
+            );
+        }
+        if url_has_password(url) {
+            p(
+                "store.url".into(),
+                "the URL contains a password".into(),
+                "move it to store.password = { env = \"NAME\" }",
+            );
+        }
+    }
+    if c.broker.prefetch == 0 {
+        p(
+            "broker.prefetch".into(),
+            "must be at least 1".into(),
+            "set a value such as 256",
+        );
+    }
+    if c.broker.partitions == 0 {
+        p(
+            "broker.partitions".into(),
+            "must be at least 1".into(),
+            "set 1, or more to spread keys over several queues",
+        );
+    }
+    if c.broker.delivery_limit < 2 {
+        p(
+            "broker.delivery_limit".into(),
+            "must be at least 2".into(),
+            "set a value such as 20",
+        );
+    }
+    for (key, addr) in [
+        ("inbound.listen", &c.inbound.listen),
+        ("ops.listen", &c.ops.listen),
+    ] {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            p(
+                key.into(),
+                format!("`{addr}` is not an address"),
+                "write IP:PORT, like 127.0.0.1:8080",
+            );
+        }
+    }
+    if c.inbound.listen == c.ops.listen {
+        p(
+            "ops.listen".into(),
+            "the same address as inbound.listen".into(),
+            "give the ops listener its own port",
+        );
+    }
+    if c.inbound.max_body_bytes == 0 {
+        p(
+            "inbound.max_body_bytes".into(),
+            "must be more than 0".into(),
+            "set a cap such as 1048576",
+        );
+    }
+    check_retry(&c.retry, "retry", &mut p);
+    let inbound_loopback = c
+        .inbound
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(true);
+    for (name, s) in &c.sources {
+        if !valid_name(name) {
+            p(
+                format!("sources.{name}"),
+                "the name has characters other than a-z, 0-9, - and _".into(),
+                "rename it",
+            );
+        }
+        if s.token.is_none() && !inbound_loopback {
+            p(
+                format!("sources.{name}.token"),
+                "no token on a non-loopback listener: anyone could inject events".into(),
+                "set token = { env = \"NAME\" }",
+            );
+        }
+    }
+    for (name, a) in &c.adapters {
+        if !valid_name(name) {
+            p(
+                format!("adapters.{name}"),
+                "the name has characters other than a-z, 0-9, - and _".into(),
+                "rename it",
+            );
+        }
+        if a.connector != "http" {
+            p(
+                format!("adapters.{name}.connector"),
+                format!("unknown connector `{}`", a.connector),
+                "use one of: http",
+            );
+        }
+        if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+            p(
+                format!("adapters.{name}.url"),
+                format!("`{}` is not an http(s) URL", a.url),
+                "write https://host/path",
+            );
+        }
+        if let Some(tls) = &a.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                p(
+                    format!("adapters.{name}.tls"),
+                    "client_cert and client_key go together".into(),
+                    "set both for mTLS, or neither",
+                );
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if !valid_name(&r.name) {
+            p(
+                format!("{at}.name"),
+                format!("`{}` has characters other than a-z, 0-9, - and _", r.name),
+                "rename it",
+            );
+        }
+        if !seen.insert(r.name.clone()) {
+            p(
+                format!("{at}.name"),
+                format!("route `{}` is defined twice", r.name),
+                "give each route its own name",
+            );
+        }
+        if !c.sources.contains_key(&r.from) {
+            p(
+                format!("{at}.from"),
+                format!("no source named `{}`", r.from),
+                "name a [sources.NAME] table",
+            );
+        }
+        if !c.adapters.contains_key(&r.to) {
+            p(
+                format!("{at}.to"),
+                format!("no adapter named `{}`", r.to),
+                "name an [adapters.NAME] table",
+            );
+        }
+        if r.concurrency == 0 {
+            p(
+                format!("{at}.concurrency"),
+                "must be at least 1".into(),
+                "set a value such as 16",
+            );
+        }
+        check_retry(&r.retry_policy(&c.retry), &format!("{at}.retry"), &mut p);
+    }
+}
+
+fn check_retry(r: &RetrySection, at: &str, p: &mut impl FnMut(String, String, &str)) {
+    if r.initial.0.is_zero() {
+        p(
+            format!("{at}.initial"),
+            "must be more than 0".into(),
+            "set a first delay such as 1s",
+        );
+    }
+    if r.max_delay.0 < r.initial.0 {
+        p(
+            format!("{at}.max_delay"),
+            "is smaller than initial".into(),
+            "make max_delay at least initial",
+        );
+    }
+    if r.max_elapsed.0 < Duration::from_secs(1) {
+        p(
+            format!("{at}.max_elapsed"),
+            "must be at least 1s".into(),
+            "set how long to keep retrying, such as 7d",
+        );
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn url_has_password(url: &str) -> bool {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|auth| auth.contains('@') && auth.split('@').next().is_some_and(|ui| ui.contains(':')))
+        .unwrap_or(false)
+}
+
+impl Loaded {
+    /// The embedded defaults: no file at all.
+    pub fn embedded_defaults() -> Loaded {
+        Loaded {
+            config: Config::default(),
+            origin: "<defaults>".into(),
+            base: PathBuf::from("."),
+        }
+    }
+
+    /// Broker URL with the password inserted, or the embedded queue's file.
+    pub fn broker_url(&self) -> Result<String, String> {
+        match &self.config.broker.url {
+            Some(url) => with_password(url, self.config.broker.password.as_ref(), &self.base),
+            None => Ok(format!(
+                "sqlite:{}",
+                self.data_dir().join("queue.db").display()
+            )),
+        }
+    }
+
+    /// Store URL with the password inserted, or the SQLite file.
+    pub fn store_url(&self) -> Result<String, String> {
+        match &self.config.store.url {
+            Some(url) => with_password(url, self.config.store.password.as_ref(), &self.base),
+            None => Ok(format!(
+                "sqlite:{}",
+                self.data_dir().join("store.db").display()
+            )),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        let d = &self.config.gateway.data_dir;
+        if d.is_absolute() {
+            d.clone()
+        } else {
+            self.base.join(d)
+        }
+    }
+}
+
+fn with_password(url: &str, password: Option<&SecretRef>, base: &Path) -> Result<String, String> {
+    let Some(secret) = password else {
+        return Ok(url.to_string());
+    };
+    let pw = secret.resolve(base)?;
+    let (scheme, rest) = url.split_once("://").ok_or("URL without scheme")?;
+    let (auth, tail) = match rest.split_once('@') {
+        Some((a, t)) => (a, t),
+        None => return Err("the URL names no user to attach the password to".into()),
+    };
+    Ok(format!(
+        "{scheme}://{auth}:{}@{tail}",
+        percent_encode(pw.expose())
+    ))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Loaded, ConfigError> {
+        parse(s, "test.toml", PathBuf::from("."))
+    }
+
+    #[test]
+    fn example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+        let loaded = load(&path).unwrap_or_else(|e| panic!("example config must load:\n{e}"));
+        assert!(
+            !loaded.config.routes.is_empty(),
+            "the example shows at least one route"
+        );
+        assert!(!loaded.config.adapters.is_empty());
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_defaults() {
+        let l = parse_str("").unwrap();
+        assert_eq!(l.config.broker.prefetch, defaults::PREFETCH);
+        assert!(l.broker_url().unwrap().starts_with("sqlite:"));
+        assert!(l.store_url().unwrap().starts_with("sqlite:"));
+        assert_eq!(l.config.retry.max_elapsed.0, defaults::RETRY_MAX_ELAPSED);
+    }
+
+    #[test]
+    fn every_unknown_key_and_problem_is_reported() {
+        let e = parse_str(
+            r#"
+[gateway]
+instanse = "x"
+[broker]
+prefetch = 0
+colour = "red"
+[[routes]]
+name = "r"
+from = "nowhere"
+to = "nobody"
+"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("test.toml:gateway.instanse: unknown key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:broker.colour: unknown key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:broker.prefetch: must be at least 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:routes[0].from: no source named `nowhere`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:routes[0].to: no adapter named `nobody`"),
+            "{text}"
+        );
+        assert_eq!(e.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse_str("[broker]\nprefetch = \"many\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("test.toml:broker.prefetch: invalid value"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let e = parse_str("[retry]\ninitial = \"5 parsecs\"\n").unwrap_err();
+        assert!(e.to_string().contains("retry.initial"), "{e}");
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+    }
+
+    #[test]
+    fn passwords_in_urls_are_refused_and_secrets_redacted() {
+        let e =
+            parse_str("[broker]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("broker.url: the URL contains a password"),
+            "{e}"
+        );
+        std::env::set_var("GW_TEST_SECRET_X", "s3cr3t-value");
+        let l = parse_str(
+            "[broker]\nurl = \"amqp://guest@127.0.0.1:5672/%2f\"\npassword = { env = \"GW_TEST_SECRET_X\" }\n",
+        )
+        .unwrap();
+        let dbg = format!("{:?}", l.config);
+        assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+        let s = l
+            .config
+            .broker
+            .password
+            .as_ref()
+            .unwrap()
+            .resolve(Path::new("."))
+            .unwrap();
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        assert_eq!(
+            l.broker_url().unwrap(),
+            "amqp://guest:s3cr3t-value@127.0.0.1:5672/%2f"
+        );
+    }
+
+    #[test]
+    fn missing_secret_is_a_clear_error() {
+        let r = SecretRef::Env {
+            env: "GW_TEST_SURELY_UNSET_42".into(),
+        };
+        assert_eq!(
+            r.resolve(Path::new(".")).unwrap_err(),
+            "environment variable GW_TEST_SURELY_UNSET_42 is not set"
+        );
+    }
+
+    #[test]
+    fn kinds_match_patterns() {
+        assert!(kind_matches("dossier.*", "dossier.upserted"));
+        assert!(!kind_matches("dossier.*", "payment.settled"));
+        assert!(kind_matches("*", "x"));
+        assert!(kind_matches("a.b", "a.b"));
+        assert!(!kind_matches("a.b", "a.bc"));
+    }
+}

@@ -1,0 +1,107 @@
+//! The generic HTTP connector: POST the envelope's payload as JSON to the adapter's URL.
+//!
+//! Request headers: `Content-Type: application/json`, `Idempotency-Key` (the envelope's
+//! natural key when versioned, else the envelope id: the receiver can drop duplicates),
+//! `X-Gateway-Envelope`, `X-Gateway-Kind`, `X-Gateway-Key`, `X-Gateway-Version` when versioned,
+//! and `traceparent`; then whatever the signing profile adds.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{Attempted, Connector, ConnectorError};
+use crate::config::AdapterSection;
+use crate::envelope::{child_traceparent, Envelope};
+use crate::retry::{classify, Answer, Decision, Reason, TransportFailure};
+use crate::signing::SigningProfile;
+use crate::transport::client::{HttpClient, OutRequest};
+
+pub struct HttpConnector {
+    name: String,
+    url: String,
+    client: HttpClient,
+    signing: Arc<dyn SigningProfile>,
+}
+
+impl HttpConnector {
+    pub fn new(
+        name: &str,
+        a: &AdapterSection,
+        base: &Path,
+        signing: Arc<dyn SigningProfile>,
+    ) -> Result<Self, ConnectorError> {
+        Ok(HttpConnector {
+            name: name.into(),
+            url: a.url.clone(),
+            client: HttpClient::build(name, a, base)?,
+            signing,
+        })
+    }
+
+    /// The request this connector sends for `env` (before signing).
+    pub fn request(&self, env: &Envelope) -> OutRequest {
+        let body = serde_json::to_vec(&env.payload).expect("JSON values serialize");
+        let mut headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "idempotency-key".to_string(),
+                env.natural_key().unwrap_or_else(|| env.id.to_string()),
+            ),
+            ("x-gateway-envelope".to_string(), env.id.to_string()),
+            ("x-gateway-kind".to_string(), env.kind.clone()),
+            ("x-gateway-key".to_string(), env.key.clone()),
+            (
+                "traceparent".to_string(),
+                child_traceparent(&env.traceparent),
+            ),
+        ];
+        if let Some(v) = env.version {
+            headers.push(("x-gateway-version".to_string(), v.to_string()));
+        }
+        OutRequest {
+            url: self.url.clone(),
+            headers,
+            body,
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for HttpConnector {
+    fn adapter(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(&self, env: &Envelope) -> Attempted {
+        let req = self.request(env);
+        let req = match self.signing.sign(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let answer = Answer::Transport {
+                    failure: TransportFailure::Request,
+                    detail: format!("signing failed: {e}"),
+                };
+                return Attempted {
+                    answer,
+                    decision: Decision::Retry {
+                        reason: Reason::RequestBuild,
+                        not_before: None,
+                    },
+                    latency: Default::default(),
+                    request_digest: String::new(),
+                };
+            }
+        };
+        let request_digest = hex::encode(Sha256::digest(&req.body));
+        let (answer, latency) = self.client.post(&req).await;
+        let decision = classify(&answer, |_| None);
+        Attempted {
+            answer,
+            decision,
+            latency,
+            request_digest,
+        }
+    }
+}

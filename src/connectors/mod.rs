@@ -1,0 +1,61 @@
+//! Connectors: Rust code for one protocol family each. A connector translates an envelope to
+//! the party's format, signs it with the adapter's signing profile, sends it and reads the
+//! answer; [`crate::retry::classify`] decides what the answer means, with the connector's
+//! reading of 2xx bodies for parties that answer "HTTP 200, but error".
+//!
+//! # Invariants
+//! - A connector never acks, retries or records: it returns a [`Attempted`] and the route
+//!   runtime does the rest (one place decides, one place records).
+//! - Connectors are built once at start (clients, keys, mappings) and shared by every lane.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::AdapterSection;
+use crate::envelope::Envelope;
+use crate::retry::{Answer, Decision};
+use crate::signing::SigningProfile;
+
+pub mod http;
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    pub answer: Answer,
+    pub decision: Decision,
+    pub latency: Duration,
+    /// Digest (SHA-256 hex) of what was sent, for the trail.
+    pub request_digest: String,
+}
+
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The adapter's name.
+    fn adapter(&self) -> &str;
+    /// Translate, sign, send, read the answer and classify it.
+    async fn deliver(&self, env: &Envelope) -> Attempted;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("adapter {0}: unknown connector kind `{1}`")]
+    UnknownKind(String, String),
+    #[error(transparent)]
+    Client(#[from] crate::transport::client::ClientError),
+}
+
+/// Build the connector an adapter's configuration names.
+pub fn build(
+    name: &str,
+    a: &AdapterSection,
+    base: &Path,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let signing: Arc<dyn SigningProfile> = Arc::new(crate::signing::Unsigned);
+    match a.connector.as_str() {
+        "http" => Ok(Arc::new(http::HttpConnector::new(name, a, base, signing)?)),
+        other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
+    }
+}

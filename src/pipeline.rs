@@ -1,0 +1,996 @@
+//! The route runtime: consume → skip if already settled → supersede if older → translate, sign,
+//! deliver (the connector) → classify → record → ack, retry or dead-letter.
+//!
+//! # Invariants
+//! - **Record, then ack.** A delivery is acked only after its outcome (or, for a retry, the
+//!   attempt and the durable re-publish) is stored. A crash anywhere before the ack redelivers
+//!   the message; the ledger then recognises it, so the only duplicates a destination can see
+//!   are those delivered and not yet recorded when the process died.
+//! - **One key at a time, in order.** Deliveries are dispatched to `concurrency` lanes by a
+//!   stable hash of their key; a lane handles its messages one after another, so two messages
+//!   of one key never run at once and keep their queue order.
+//! - **No older after newer.** A versioned envelope whose version is not above the version
+//!   already delivered to the destination is recorded as *superseded* and not sent. (A retry
+//!   that comes back after a newer version was delivered is therefore superseded too.)
+//! - **A poison message never blocks its queue.** Permanent failures go to the dead letters at
+//!   once; retryable ones are re-published with a delay (the queue moves on) until the route's
+//!   budget runs out; a panic while handling one message dead-letters that message; a message
+//!   that crash-loops the process is moved aside by the broker's delivery limit and drained
+//!   into the dead letters here.
+//! - **Ledger ids.** The ledger is keyed by (route, envelope id). A replay of a dead letter gets
+//!   the ledger id `<envelope id>/replay/<dead letter id>`, so it is a new delivery whose own
+//!   duplicates are still recognised.
+//! - Ledger writes from all lanes are merged into short transactions by one recorder task.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use gw_broker::{dead_letter_queue, Broker, Delivery, Message, QueueSpec, HDR_DEAD_REASON};
+use gw_store::{AttemptRecord, Batch, NewDeadLetter, Outcome, OutcomeRecord, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+use uuid::Uuid;
+
+use crate::connectors::{Attempted, Connector};
+use crate::envelope::{now_ms, trace_id, Envelope};
+use crate::metrics::Metrics;
+use crate::retry::{Decision, Policy, Reason};
+
+/// Header: unix ms of the first delivery attempt (for the elapsed retry budget).
+pub const HDR_FIRST_MS: &str = "x-gw-first-ms";
+/// Header: the dead letter this message replays.
+pub const HDR_REPLAY_OF: &str = "x-gw-replay-of";
+/// Header: why the last attempt failed (for the trail; bounded reason label).
+pub const HDR_LAST_REASON: &str = "x-gw-last-reason";
+
+/// A configured route, ready to run.
+pub struct Route {
+    pub name: String,
+    pub source: String,
+    pub kinds: Vec<String>,
+    pub destination: String,
+    pub partitions: u16,
+    pub connector: Arc<dyn Connector>,
+    pub policy: Policy,
+    pub concurrency: usize,
+}
+
+impl Route {
+    /// The queue of partition `p`.
+    pub fn queue(&self, p: u16) -> String {
+        route_queue(&self.name, p)
+    }
+    /// Every queue of this route.
+    pub fn queues(&self) -> Vec<String> {
+        (0..self.partitions).map(|p| self.queue(p)).collect()
+    }
+    /// The queue a key goes to.
+    pub fn queue_for_key(&self, key: &str) -> String {
+        self.queue((stable_hash(key) % self.partitions as u64) as u16)
+    }
+    pub fn matches(&self, source: &str, kind: &str) -> bool {
+        self.source == source
+            && (self.kinds.is_empty()
+                || self
+                    .kinds
+                    .iter()
+                    .any(|p| crate::config::kind_matches(p, kind)))
+    }
+}
+
+pub fn route_queue(route: &str, partition: u16) -> String {
+    format!("gw.route.{route}.p{partition}")
+}
+
+/// FNV-1a: stable across processes, versions and machines (partitioning must not move keys).
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// The broker message for an envelope on its first publish.
+pub fn message_for(env: &Envelope) -> Message {
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_string(), env.traceparent.clone());
+    Message {
+        id: env.id.to_string(),
+        key: env.key.clone(),
+        headers,
+        attempt: 0,
+        body: env.encode().into(),
+    }
+}
+
+struct RecordReq {
+    batch: Batch,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Merges ledger writes of all lanes into short transactions.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<RecordReq>,
+}
+
+impl Recorder {
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = mpsc::channel::<RecordReq>(4096);
+        tokio::spawn(recorder_loop(store, rx));
+        Recorder { tx }
+    }
+
+    /// Record a batch; resolves when it is durable.
+    pub async fn record(&self, batch: Batch) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(RecordReq { batch, done })
+            .await
+            .map_err(|_| "recorder stopped".to_string())?;
+        wait.await.map_err(|_| "recorder stopped".to_string())?
+    }
+}
+
+async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>) {
+    const MAX_MERGE: usize = 512;
+    while let Some(first) = rx.recv().await {
+        let mut reqs = vec![first];
+        while reqs.len() < MAX_MERGE {
+            match rx.try_recv() {
+                Ok(r) => reqs.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut merged = Batch::default();
+        for r in &reqs {
+            merged.outcomes.extend(r.batch.outcomes.iter().cloned());
+            merged.attempts.extend(r.batch.attempts.iter().cloned());
+            merged
+                .dead_letters
+                .extend(r.batch.dead_letters.iter().cloned());
+        }
+        match store.record(merged).await {
+            Ok(()) => {
+                for r in reqs {
+                    let _ = r.done.send(Ok(()));
+                }
+            }
+            Err(e) if reqs.len() > 1 => {
+                // One bad batch must not fail its neighbours: write them one by one.
+                debug!(error = %e, n = reqs.len(), "merged ledger write failed; writing one by one");
+                for r in reqs {
+                    let res = store.record(r.batch).await.map_err(|e| e.to_string());
+                    let _ = r.done.send(res);
+                }
+            }
+            Err(e) => {
+                for r in reqs {
+                    let _ = r.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// What to do with a delivery once handling is over. Handling borrows the delivery; the lane
+/// settles it, so even a panic in handling leaves the lane able to settle.
+enum Settlement {
+    Ack,
+    Retry(BTreeMap<String, String>, Duration),
+    /// Leave it unsettled (shutdown during a store outage): it comes back.
+    Leave,
+}
+
+/// Everything a lane needs.
+struct Ctx {
+    route: Arc<Route>,
+    store: Arc<dyn Store>,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+}
+
+/// The running engine of all routes.
+pub struct Engine {
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn Store>,
+    pub routes: Vec<Arc<Route>>,
+    pub metrics: Arc<Metrics>,
+    pub prefetch: u16,
+    pub delivery_limit: u32,
+    recorder: Recorder,
+}
+
+impl Engine {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        store: Arc<dyn Store>,
+        routes: Vec<Arc<Route>>,
+        metrics: Arc<Metrics>,
+        prefetch: u16,
+        delivery_limit: u32,
+    ) -> Self {
+        let recorder = Recorder::start(store.clone());
+        Engine {
+            broker,
+            store,
+            routes,
+            metrics,
+            prefetch,
+            delivery_limit,
+            recorder,
+        }
+    }
+
+    /// Declare every route queue (idempotent).
+    pub async fn declare(&self) -> Result<(), gw_broker::BrokerError> {
+        let specs: Vec<QueueSpec> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.queues())
+            .map(|name| QueueSpec {
+                name,
+                delivery_limit: self.delivery_limit,
+            })
+            .collect();
+        self.broker.declare(&specs).await
+    }
+
+    /// Publish an accepted envelope to every route that takes it. Returns the routes' names.
+    /// `Ok` only when every publish was confirmed.
+    pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
+        let mut routed = Vec::new();
+        let msg = message_for(env);
+        for r in self
+            .routes
+            .iter()
+            .filter(|r| r.matches(&env.source, &env.kind))
+        {
+            self.broker
+                .publish(&r.queue_for_key(&env.key), msg.clone())
+                .await?;
+            self.metrics.inc_in(&r.name);
+            routed.push(r.name.clone());
+        }
+        Ok(routed)
+    }
+
+    /// Routes that would take an envelope of this source and kind.
+    pub fn routes_for(&self, source: &str, kind: &str) -> Vec<Arc<Route>> {
+        self.routes
+            .iter()
+            .filter(|r| r.matches(source, kind))
+            .cloned()
+            .collect()
+    }
+
+    /// Run every route until `cancel`; returns after in-flight work finished.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<(), gw_broker::BrokerError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for route in &self.routes {
+            for queue in route.queues() {
+                let consumer = self.broker.consume(&queue, self.prefetch).await?;
+                let ctx = Arc::new(Ctx {
+                    route: route.clone(),
+                    store: self.store.clone(),
+                    recorder: self.recorder.clone(),
+                    metrics: self.metrics.clone(),
+                    cancel: cancel.clone(),
+                });
+                tasks.spawn(consume_queue(ctx.clone(), consumer, route.concurrency));
+                let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
+                tasks.spawn(drain_broker_dead_letters(ctx, dlq, queue.clone()));
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn consume_queue(
+    ctx: Arc<Ctx>,
+    mut consumer: Box<dyn gw_broker::Consumer>,
+    concurrency: usize,
+) {
+    let mut lanes = Vec::with_capacity(concurrency);
+    let mut lane_tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (tx, rx) = mpsc::channel::<Delivery>(64);
+        lanes.push(tx);
+        lane_tasks.spawn(run_lane(ctx.clone(), rx));
+    }
+    loop {
+        let next = tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            n = consumer.next() => n,
+        };
+        match next {
+            Some(Ok(d)) => {
+                let lane = (stable_hash(&d.message.key) % lanes.len() as u64) as usize;
+                if lanes[lane].send(d).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                warn!(route = %ctx.route.name, error = %e, "consumer error; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => break,
+        }
+    }
+    drop(lanes);
+    drop(consumer);
+    while lane_tasks.join_next().await.is_some() {}
+}
+
+async fn run_lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Delivery>) {
+    while let Some(d) = rx.recv().await {
+        if ctx.cancel.is_cancelled() {
+            // Shutting down: hand unstarted work back at once.
+            let _ = d.requeue().await;
+            continue;
+        }
+        let settlement = match AssertUnwindSafe(handle(&ctx, &d)).catch_unwind().await {
+            Ok(s) => s,
+            Err(panic) => {
+                // A bug met this message: dead-letter it (so the queue moves on and an operator
+                // sees it) instead of crash-looping on it.
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let (id, key, attempts) = (
+                    d.message.id.clone(),
+                    d.message.key.clone(),
+                    d.message.attempt + 1,
+                );
+                error!(route = %ctx.route.name, key = %key, envelope = %id, "handling panicked: {what}");
+                let dl = dead_letter(
+                    &ctx.route,
+                    &d.queue,
+                    &id,
+                    &key,
+                    "",
+                    d.message.body.to_vec(),
+                    format!("the gateway panicked while handling it: {what}"),
+                    attempts,
+                    None,
+                    String::new(),
+                    now_ms(),
+                );
+                let outcome = outcome_record(
+                    &ctx.route,
+                    &id,
+                    &key,
+                    "",
+                    None,
+                    None,
+                    Outcome::DeadLettered,
+                    attempts,
+                    None,
+                    "panic".into(),
+                );
+                if record_patiently(
+                    &ctx,
+                    Batch {
+                        outcomes: vec![outcome],
+                        attempts: vec![],
+                        dead_letters: vec![dl],
+                    },
+                )
+                .await
+                {
+                    ctx.metrics
+                        .inc_outcome(&ctx.route.name, "dead_lettered", "panic");
+                    Settlement::Ack
+                } else {
+                    Settlement::Leave
+                }
+            }
+        };
+        let res = match settlement {
+            Settlement::Ack => d.ack().await,
+            Settlement::Retry(headers, delay) => d.retry(headers, delay).await,
+            Settlement::Leave => Ok(()),
+        };
+        if let Err(e) = res {
+            warn!(route = %ctx.route.name, error = %e, "settling a delivery failed; the broker will redeliver it");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn outcome_record(
+    route: &Route,
+    ledger_id: &str,
+    key: &str,
+    kind: &str,
+    natural_key: Option<String>,
+    version: Option<i64>,
+    outcome: Outcome,
+    attempts: u32,
+    status: Option<u16>,
+    detail: String,
+) -> OutcomeRecord {
+    OutcomeRecord {
+        route: route.name.clone(),
+        destination: route.destination.clone(),
+        envelope_id: ledger_id.to_string(),
+        key: key.to_string(),
+        kind: kind.to_string(),
+        natural_key,
+        version,
+        outcome,
+        attempts,
+        status,
+        detail,
+        at_ms: now_ms(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dead_letter(
+    route: &Route,
+    queue: &str,
+    envelope_id: &str,
+    key: &str,
+    kind: &str,
+    envelope: Vec<u8>,
+    reason: String,
+    attempts: u32,
+    last_status: Option<u16>,
+    last_answer: String,
+    first_ms: i64,
+) -> NewDeadLetter {
+    NewDeadLetter {
+        id: Uuid::now_v7().to_string(),
+        route: route.name.clone(),
+        queue: queue.to_string(),
+        envelope_id: envelope_id.to_string(),
+        key: key.to_string(),
+        kind: kind.to_string(),
+        envelope,
+        reason,
+        attempts,
+        last_status,
+        last_answer,
+        first_attempt_ms: first_ms,
+        dead_at_ms: now_ms(),
+    }
+}
+
+/// Record with patience: a store outage delays the ack, never loses the outcome. Gives up only
+/// on shutdown (the delivery then stays unacked and comes back).
+async fn record_patiently(ctx: &Ctx, batch: Batch) -> bool {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match ctx.recorder.record(batch.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                warn!(route = %ctx.route.name, error = %e, "ledger write failed; will retry");
+                if ctx.cancel.is_cancelled() {
+                    return false;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn store_read<T>(
+    ctx: &Ctx,
+    f: impl Fn() -> futures::future::BoxFuture<'static, Result<T, StoreError>>,
+) -> Option<T> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                warn!(route = %ctx.route.name, error = %e, "store read failed; will retry");
+                if ctx.cancel.is_cancelled() {
+                    return None;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
+    let route = &ctx.route;
+    let env = match Envelope::decode(&d.message.body) {
+        Ok(e) => e,
+        Err(e) => {
+            let id = d.message.id.clone();
+            let key = d.message.key.clone();
+            let dl = dead_letter(
+                route,
+                &d.queue,
+                &id,
+                &key,
+                "",
+                d.message.body.to_vec(),
+                format!("malformed envelope: {e}"),
+                d.message.attempt + 1,
+                None,
+                String::new(),
+                now_ms(),
+            );
+            let out = outcome_record(
+                route,
+                &id,
+                &key,
+                "",
+                None,
+                None,
+                Outcome::DeadLettered,
+                d.message.attempt + 1,
+                None,
+                Reason::MalformedEnvelope.as_str().into(),
+            );
+            if record_patiently(
+                ctx,
+                Batch {
+                    outcomes: vec![out],
+                    attempts: vec![],
+                    dead_letters: vec![dl],
+                },
+            )
+            .await
+            {
+                ctx.metrics.inc_outcome(
+                    &route.name,
+                    "dead_lettered",
+                    Reason::MalformedEnvelope.as_str(),
+                );
+                return Settlement::Ack;
+            }
+            return Settlement::Leave;
+        }
+    };
+    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), attempt = d.message.attempt);
+    handle_envelope(ctx, d, env).instrument(span).await
+}
+
+async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
+    let route = &ctx.route;
+    let replay_of = d.message.headers.get(HDR_REPLAY_OF).cloned();
+    let ledger_id = match &replay_of {
+        Some(dl) => format!("{}/replay/{dl}", env.id),
+        None => env.id.to_string(),
+    };
+    let first_ms: i64 = d
+        .message
+        .headers
+        .get(HDR_FIRST_MS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(now_ms);
+    let failed_before = d.message.attempt;
+
+    // 1. Already settled? Only a copy that may have been seen before needs the look-up.
+    if d.redelivered || failed_before > 0 || d.delivery_count > 1 || replay_of.is_some() {
+        let store = ctx.store.clone();
+        let (r, id) = (route.name.clone(), ledger_id.clone());
+        let Some(done) = store_read(ctx, || {
+            let (store, r, id) = (store.clone(), r.clone(), id.clone());
+            Box::pin(async move { store.outcome(&r, &id).await })
+        })
+        .await
+        else {
+            return Settlement::Leave;
+        };
+        if let Some(prev) = done {
+            debug!(
+                outcome = prev.outcome.as_str(),
+                "already settled; acking the duplicate"
+            );
+            ctx.metrics
+                .inc_outcome(&route.name, "duplicate_skipped", prev.outcome.as_str());
+            return Settlement::Ack;
+        }
+    }
+
+    // 2. Superseded or the same effect already delivered?
+    if let Some(version) = env.version {
+        let store = ctx.store.clone();
+        let (dest, key) = (route.destination.clone(), env.key.clone());
+        let Some(current) = store_read(ctx, || {
+            let (store, dest, key) = (store.clone(), dest.clone(), key.clone());
+            Box::pin(async move { store.delivered_version(&dest, &key).await })
+        })
+        .await
+        else {
+            return Settlement::Leave;
+        };
+        if let Some(cur) = current.filter(|cur| *cur >= version) {
+            let detail = format!("destination already has version {cur}");
+            let out = outcome_record(
+                route,
+                &ledger_id,
+                &env.key,
+                &env.kind,
+                env.natural_key(),
+                Some(version),
+                Outcome::Superseded,
+                failed_before,
+                None,
+                detail,
+            );
+            let att = attempt_record(
+                route,
+                &ledger_id,
+                &env.key,
+                failed_before + 1,
+                "superseded",
+                None,
+                Reason::Superseded.as_str(),
+                Duration::ZERO,
+            );
+            if record_patiently(
+                ctx,
+                Batch {
+                    outcomes: vec![out],
+                    attempts: vec![att],
+                    dead_letters: vec![],
+                },
+            )
+            .await
+            {
+                ctx.metrics
+                    .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
+                return Settlement::Ack;
+            }
+            return Settlement::Leave;
+        }
+    }
+
+    // 3. Deliver.
+    let attempted: Attempted = route.connector.deliver(&env).await;
+    let status = attempted.answer.status();
+    ctx.metrics.observe_latency(&route.name, attempted.latency);
+    let this_attempt = failed_before + 1;
+    match attempted.decision.clone() {
+        Decision::Delivered => {
+            let out = outcome_record(
+                route,
+                &ledger_id,
+                &env.key,
+                &env.kind,
+                env.natural_key(),
+                env.version,
+                Outcome::Delivered,
+                this_attempt,
+                status,
+                format!("digest sha256:{}", attempted.request_digest),
+            );
+            let att = attempt_record(
+                route,
+                &ledger_id,
+                &env.key,
+                this_attempt,
+                "delivered",
+                status,
+                Reason::Accepted.as_str(),
+                attempted.latency,
+            );
+            if record_patiently(
+                ctx,
+                Batch {
+                    outcomes: vec![out],
+                    attempts: vec![att],
+                    dead_letters: vec![],
+                },
+            )
+            .await
+            {
+                ctx.metrics
+                    .inc_outcome(&route.name, "delivered", Reason::Accepted.as_str());
+                return Settlement::Ack;
+            }
+            Settlement::Leave
+        }
+        Decision::Superseded => {
+            let out = outcome_record(
+                route,
+                &ledger_id,
+                &env.key,
+                &env.kind,
+                env.natural_key(),
+                env.version,
+                Outcome::Superseded,
+                this_attempt,
+                status,
+                attempted.answer.summary(),
+            );
+            let att = attempt_record(
+                route,
+                &ledger_id,
+                &env.key,
+                this_attempt,
+                "superseded",
+                status,
+                Reason::Superseded.as_str(),
+                attempted.latency,
+            );
+            if record_patiently(
+                ctx,
+                Batch {
+                    outcomes: vec![out],
+                    attempts: vec![att],
+                    dead_letters: vec![],
+                },
+            )
+            .await
+            {
+                ctx.metrics
+                    .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
+                return Settlement::Ack;
+            }
+            Settlement::Leave
+        }
+        Decision::Permanent { reason } => {
+            dead_letter_now(
+                ctx,
+                d,
+                &env,
+                &ledger_id,
+                reason,
+                this_attempt,
+                first_ms,
+                &attempted,
+                "permanent",
+            )
+            .await
+        }
+        Decision::Retry { reason, not_before } => {
+            let now = now_ms();
+            if route.policy.exhausted(this_attempt, first_ms, now) {
+                return dead_letter_now(
+                    ctx,
+                    d,
+                    &env,
+                    &ledger_id,
+                    Reason::RetriesExhausted,
+                    this_attempt,
+                    first_ms,
+                    &attempted,
+                    reason.as_str(),
+                )
+                .await;
+            }
+            let delay = route
+                .policy
+                .delay(this_attempt, not_before, &mut rand::rng());
+            let att = attempt_record(
+                route,
+                &ledger_id,
+                &env.key,
+                this_attempt,
+                "retry",
+                status,
+                reason.as_str(),
+                attempted.latency,
+            );
+            if !record_patiently(
+                ctx,
+                Batch {
+                    outcomes: vec![],
+                    attempts: vec![att],
+                    dead_letters: vec![],
+                },
+            )
+            .await
+            {
+                return Settlement::Leave;
+            }
+            let mut headers = d.message.headers.clone();
+            headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
+            headers.insert(HDR_LAST_REASON.into(), reason.as_str().into());
+            info!(reason = reason.as_str(), status = ?status, delay_ms = delay.as_millis() as u64, "retry scheduled");
+            ctx.metrics
+                .inc_outcome(&route.name, "retried", reason.as_str());
+            Settlement::Retry(headers, delay)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dead_letter_now(
+    ctx: &Ctx,
+    d: &Delivery,
+    env: &Envelope,
+    ledger_id: &str,
+    reason: Reason,
+    attempts: u32,
+    first_ms: i64,
+    attempted: &Attempted,
+    last_reason: &str,
+) -> Settlement {
+    let route = &ctx.route;
+    let status = attempted.answer.status();
+    let why = format!(
+        "{}: last answer was {} ({last_reason})",
+        reason.as_str(),
+        status
+            .map(|s| format!("HTTP {s}"))
+            .unwrap_or_else(|| "no HTTP answer".into())
+    );
+    let dl = dead_letter(
+        route,
+        &d.queue,
+        &env.id.to_string(),
+        &env.key,
+        &env.kind,
+        d.message.body.to_vec(),
+        why.clone(),
+        attempts,
+        status,
+        attempted.answer.summary(),
+        first_ms,
+    );
+    let out = outcome_record(
+        route,
+        ledger_id,
+        &env.key,
+        &env.kind,
+        env.natural_key(),
+        env.version,
+        Outcome::DeadLettered,
+        attempts,
+        status,
+        why,
+    );
+    let att = attempt_record(
+        route,
+        ledger_id,
+        &env.key,
+        attempts,
+        "dead_lettered",
+        status,
+        reason.as_str(),
+        attempted.latency,
+    );
+    if record_patiently(
+        ctx,
+        Batch {
+            outcomes: vec![out],
+            attempts: vec![att],
+            dead_letters: vec![dl],
+        },
+    )
+    .await
+    {
+        warn!(reason = reason.as_str(), attempts, "dead-lettered");
+        ctx.metrics
+            .inc_outcome(&route.name, "dead_lettered", reason.as_str());
+        return Settlement::Ack;
+    }
+    Settlement::Leave
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attempt_record(
+    route: &Route,
+    ledger_id: &str,
+    key: &str,
+    attempt: u32,
+    result: &str,
+    status: Option<u16>,
+    reason: &str,
+    latency: Duration,
+) -> AttemptRecord {
+    AttemptRecord {
+        route: route.name.clone(),
+        envelope_id: ledger_id.to_string(),
+        key: key.to_string(),
+        attempt,
+        result: result.to_string(),
+        status,
+        reason: reason.to_string(),
+        latency_ms: latency.as_millis().min(u32::MAX as u128) as u32,
+        at_ms: now_ms(),
+    }
+}
+
+/// Messages the broker moved aside (delivery limit, reject) become store dead letters.
+async fn drain_broker_dead_letters(
+    ctx: Arc<Ctx>,
+    mut consumer: Box<dyn gw_broker::Consumer>,
+    queue: String,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            n = consumer.next() => n,
+        };
+        let d = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                warn!(queue = %queue, error = %e, "dead-letter queue consumer error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            None => break,
+        };
+        let reason = d
+            .message
+            .headers
+            .get(HDR_DEAD_REASON)
+            .cloned()
+            .unwrap_or_else(|| {
+                format!(
+                    "{}: redelivered past the broker's delivery limit (a crash loop?)",
+                    Reason::BrokerDeliveryLimit.as_str()
+                )
+            });
+        let (kind, first_ms) = match Envelope::decode(&d.message.body) {
+            Ok(e) => (e.kind, e.created_ms),
+            Err(_) => (String::new(), now_ms()),
+        };
+        let dl = dead_letter(
+            &ctx.route,
+            &queue,
+            &d.message.id,
+            &d.message.key,
+            &kind,
+            d.message.body.to_vec(),
+            reason.clone(),
+            d.message.attempt + 1,
+            None,
+            String::new(),
+            first_ms,
+        );
+        let out = outcome_record(
+            &ctx.route,
+            &d.message.id,
+            &d.message.key,
+            &kind,
+            None,
+            None,
+            Outcome::DeadLettered,
+            d.message.attempt + 1,
+            None,
+            reason,
+        );
+        if record_patiently(
+            &ctx,
+            Batch {
+                outcomes: vec![out],
+                attempts: vec![],
+                dead_letters: vec![dl],
+            },
+        )
+        .await
+        {
+            ctx.metrics.inc_outcome(
+                &ctx.route.name,
+                "dead_lettered",
+                Reason::BrokerDeliveryLimit.as_str(),
+            );
+            let _ = d.ack().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_hash_is_stable() {
+        // FNV-1a reference values: partitioning must never move keys between releases.
+        assert_eq!(stable_hash(""), 0xcbf29ce484222325);
+        assert_eq!(stable_hash("a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(route_queue("sync", 3), "gw.route.sync.p3");
+    }
+}

@@ -1,0 +1,387 @@
+//! Classifying answers and scheduling retries.
+//!
+//! # Invariants
+//! - [`classify`] is the one function that decides what an answer means; every decision
+//!   carries a [`Reason`] from a bounded set (it is a metric label: no free text, no personal
+//!   data).
+//! - Retryable: timeouts, connection errors, 5xx, 408, 429 (honouring `Retry-After`), and a
+//!   body-level error a connector says is transient. Permanent: any other 4xx (the party
+//!   refused the content; retrying cannot help) and body-level refusals.
+//! - Backoff is capped exponential with full jitter: `uniform(0, min(max_delay, initial·2^n))`,
+//!   never earlier than a `Retry-After` the party gave.
+//! - A route gives up when attempts reach `max_attempts` (0 = no cap) or the time since the
+//!   first attempt exceeds `max_elapsed` (default 7 days: a portal outage of days is survived).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::config::RetrySection;
+
+/// How a transport attempt failed before any answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    Timeout,
+    Connect,
+    /// The connection broke mid-exchange (reset, closed).
+    Broken,
+    /// Building the request failed (a bug or a bad adapter setting).
+    Request,
+}
+
+/// What came back from one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Http {
+        status: u16,
+        /// Parsed `Retry-After` (seconds or HTTP date).
+        retry_after: Option<Duration>,
+        /// The start of the body, for the ledger (capped; no personal data is logged from it).
+        body: String,
+    },
+    Transport {
+        failure: TransportFailure,
+        detail: String,
+    },
+}
+
+impl Answer {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Answer::Http { status, .. } => Some(*status),
+            Answer::Transport { .. } => None,
+        }
+    }
+    pub fn summary(&self) -> String {
+        match self {
+            Answer::Http { status, body, .. } => format!("HTTP {status}: {body}"),
+            Answer::Transport { failure, detail } => format!("{failure:?}: {detail}"),
+        }
+    }
+}
+
+/// Bounded reasons (metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Accepted,
+    Timeout,
+    ConnectionError,
+    ServerError,
+    RateLimited,
+    /// HTTP 200 (or 2xx) whose body says error, transient.
+    BodyErrorRetryable,
+    /// HTTP 200 whose body says the content is refused.
+    BodyErrorPermanent,
+    ClientError,
+    Unauthorized,
+    RequestBuild,
+    MalformedEnvelope,
+    Superseded,
+    RetriesExhausted,
+    BrokerDeliveryLimit,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "accepted",
+            Reason::Timeout => "timeout",
+            Reason::ConnectionError => "connection_error",
+            Reason::ServerError => "server_error",
+            Reason::RateLimited => "rate_limited",
+            Reason::BodyErrorRetryable => "body_error_retryable",
+            Reason::BodyErrorPermanent => "body_error_permanent",
+            Reason::ClientError => "client_error",
+            Reason::Unauthorized => "unauthorized",
+            Reason::RequestBuild => "request_build",
+            Reason::MalformedEnvelope => "malformed_envelope",
+            Reason::Superseded => "superseded",
+            Reason::RetriesExhausted => "retries_exhausted",
+            Reason::BrokerDeliveryLimit => "broker_delivery_limit",
+        }
+    }
+}
+
+/// What to do with an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Delivered,
+    Retry {
+        reason: Reason,
+        not_before: Option<Duration>,
+    },
+    Permanent {
+        reason: Reason,
+    },
+    Superseded,
+}
+
+/// A connector's reading of a 2xx body: `None` = the body says success.
+pub type BodyVerdict = Option<Decision>;
+
+/// The one classification function. `body_verdict` is the connector's reading of a 2xx body
+/// (for parties that answer HTTP 200 with an error code inside).
+pub fn classify(answer: &Answer, body_verdict: impl FnOnce(&str) -> BodyVerdict) -> Decision {
+    match answer {
+        Answer::Transport { failure, .. } => match failure {
+            TransportFailure::Timeout => Decision::Retry {
+                reason: Reason::Timeout,
+                not_before: None,
+            },
+            TransportFailure::Connect | TransportFailure::Broken => Decision::Retry {
+                reason: Reason::ConnectionError,
+                not_before: None,
+            },
+            TransportFailure::Request => Decision::Permanent {
+                reason: Reason::RequestBuild,
+            },
+        },
+        Answer::Http {
+            status,
+            retry_after,
+            body,
+        } => match *status {
+            200..=299 => body_verdict(body).unwrap_or(Decision::Delivered),
+            429 => Decision::Retry {
+                reason: Reason::RateLimited,
+                not_before: *retry_after,
+            },
+            408 => Decision::Retry {
+                reason: Reason::Timeout,
+                not_before: *retry_after,
+            },
+            // 401/403 are usually a credential problem that a config fix cures: retry (within
+            // the budget) rather than throw the message away (Vector #10870).
+            401 | 403 => Decision::Retry {
+                reason: Reason::Unauthorized,
+                not_before: *retry_after,
+            },
+            500..=599 => Decision::Retry {
+                reason: Reason::ServerError,
+                not_before: *retry_after,
+            },
+            _ => Decision::Permanent {
+                reason: Reason::ClientError,
+            },
+        },
+    }
+}
+
+/// Parse a `Retry-After` value: delta seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(7 * 86400)));
+    }
+    let fmt = time::format_description::well_known::Rfc2822;
+    let when = time::OffsetDateTime::parse(v, &fmt).ok()?;
+    let now = time::OffsetDateTime::now_utc();
+    let d = when - now;
+    Some(if d.is_negative() {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(d.whole_milliseconds() as u64)
+    })
+}
+
+/// The retry policy of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub initial: Duration,
+    pub max_delay: Duration,
+    pub max_elapsed: Duration,
+    pub max_attempts: u32,
+}
+
+impl From<RetrySection> for Policy {
+    fn from(r: RetrySection) -> Self {
+        Policy {
+            initial: r.initial.0,
+            max_delay: r.max_delay.0,
+            max_elapsed: r.max_elapsed.0,
+            max_attempts: r.max_attempts,
+        }
+    }
+}
+
+impl Policy {
+    /// The delay before attempt number `failed + 1`, after `failed` failed attempts (>= 1).
+    pub fn delay(&self, failed: u32, not_before: Option<Duration>, rng: &mut impl Rng) -> Duration {
+        let exp = failed.saturating_sub(1).min(32);
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << exp.min(31))
+            .min(self.max_delay);
+        let jittered = Duration::from_millis(rng.random_range(0..=ceiling.as_millis() as u64));
+        // A party's Retry-After wins over the jitter (never earlier than it asked).
+        not_before.map_or(jittered, |nb| jittered.max(nb))
+    }
+
+    /// Whether to give up after `failed` failed attempts, the first made at `first_ms`.
+    pub fn exhausted(&self, failed: u32, first_ms: i64, now_ms: i64) -> bool {
+        (self.max_attempts > 0 && failed >= self.max_attempts)
+            || (now_ms - first_ms) as u128 >= self.max_elapsed.as_millis()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> Answer {
+        Answer::Http {
+            status,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        let ok = |_: &str| None;
+        assert_eq!(classify(&http(200), ok), Decision::Delivered);
+        assert_eq!(classify(&http(204), ok), Decision::Delivered);
+        assert!(matches!(
+            classify(&http(500), ok),
+            Decision::Retry {
+                reason: Reason::ServerError,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&http(503), ok),
+            Decision::Retry {
+                reason: Reason::ServerError,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&http(400), ok),
+            Decision::Permanent {
+                reason: Reason::ClientError
+            }
+        ));
+        assert!(matches!(
+            classify(&http(422), ok),
+            Decision::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(&http(401), ok),
+            Decision::Retry {
+                reason: Reason::Unauthorized,
+                ..
+            }
+        ));
+        let ra = Answer::Http {
+            status: 429,
+            retry_after: Some(Duration::from_secs(7)),
+            body: String::new(),
+        };
+        assert_eq!(
+            classify(&ra, ok),
+            Decision::Retry {
+                reason: Reason::RateLimited,
+                not_before: Some(Duration::from_secs(7))
+            }
+        );
+        let t = Answer::Transport {
+            failure: TransportFailure::Timeout,
+            detail: String::new(),
+        };
+        assert!(matches!(
+            classify(&t, ok),
+            Decision::Retry {
+                reason: Reason::Timeout,
+                ..
+            }
+        ));
+        let c = Answer::Transport {
+            failure: TransportFailure::Connect,
+            detail: String::new(),
+        };
+        assert!(matches!(
+            classify(&c, ok),
+            Decision::Retry {
+                reason: Reason::ConnectionError,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn http_200_with_error_body_is_not_delivered() {
+        let a = Answer::Http {
+            status: 200,
+            retry_after: None,
+            body: "{\"error_code\":\"-1\"}".into(),
+        };
+        let d = classify(&a, |b| {
+            b.contains("-1").then_some(Decision::Permanent {
+                reason: Reason::BodyErrorPermanent,
+            })
+        });
+        assert_eq!(
+            d,
+            Decision::Permanent {
+                reason: Reason::BodyErrorPermanent
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_jittered_and_honours_retry_after() {
+        let p = Policy {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(3600),
+            max_attempts: 0,
+        };
+        let mut rng = rand::rng();
+        let mut seen_distinct = std::collections::BTreeSet::new();
+        for failed in 1..40 {
+            let d = p.delay(failed, None, &mut rng);
+            assert!(d <= Duration::from_secs(60), "capped: {d:?}");
+            let ceiling =
+                Duration::from_secs(1u64 << (failed - 1).min(20)).min(Duration::from_secs(60));
+            assert!(d <= ceiling);
+            seen_distinct.insert(d);
+        }
+        assert!(seen_distinct.len() > 5, "jitter varies the delays");
+        for _ in 0..20 {
+            assert!(p.delay(1, Some(Duration::from_secs(30)), &mut rng) >= Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn budget_by_attempts_and_elapsed() {
+        let p = Policy {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(10),
+            max_attempts: 3,
+        };
+        assert!(!p.exhausted(2, 0, 1000));
+        assert!(p.exhausted(3, 0, 1000));
+        assert!(p.exhausted(1, 0, 10_000));
+        let unlimited = Policy {
+            max_attempts: 0,
+            ..p
+        };
+        assert!(!unlimited.exhausted(1000, 0, 9_999));
+        let d = Policy::from(RetrySection::default());
+        assert!(
+            !d.exhausted(10_000, 0, 24 * 3_600_000),
+            "the default does not give up within a day"
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The inbound HTTP server: sources POST events to `/in/<source>`.
+//!
+//! # The contract a sender sees
+//! - `202 Accepted` with `{"id": "<envelope id>", "routes": [...]}` only after the broker
+//!   confirmed the publish to every route that takes the event. The sender may forget it.
+//! - `503` (with `Retry-After`) when the broker could not confirm: nothing is acknowledged,
+//!   the sender retries. (A retry can duplicate what was published for some routes before the
+//!   failure; versioned events are deduplicated downstream by their natural key.)
+//! - `400` malformed body (not JSON, wrong shape, missing or empty `kind`/`key`), `401` missing
+//!   or wrong token, `404` unknown source, `413` body over the configured cap, `415` not JSON,
+//!   `422` valid but no route takes this kind from this source (or the source may not send it).
+//!   Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. Nothing is queued on any
+//!   error.
+//!
+//! Body shape: `{"kind": "...", "key": "...", "version": 7?, "payload": {...}}`; unknown
+//! top-level fields are refused so typos do not silently drop data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::config::Secret;
+use crate::envelope::{parse_traceparent, Envelope};
+use crate::metrics::Metrics;
+use crate::pipeline::Engine;
+
+/// One configured source.
+pub struct SourceRuntime {
+    pub token: Option<Secret>,
+    pub kinds: Vec<String>,
+}
+
+pub struct InboundState {
+    pub engine: Arc<Engine>,
+    pub sources: HashMap<String, SourceRuntime>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundEvent {
+    kind: String,
+    key: String,
+    #[serde(default)]
+    version: Option<i64>,
+    payload: serde_json::Value,
+}
+
+/// Longest accepted ordering key.
+const MAX_KEY_LEN: usize = 200;
+
+pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/in/{source}", post(accept))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+async fn accept(
+    State(st): State<Arc<InboundState>>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let resp = accept_inner(&st, &source, &headers, body).await;
+    let label = if st.sources.contains_key(&source) {
+        source.as_str()
+    } else {
+        "_unknown"
+    };
+    st.metrics.inc_inbound(label, resp.status().as_u16());
+    resp
+}
+
+async fn accept_inner(
+    st: &InboundState,
+    source: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let Some(src) = st.sources.get(source) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            format!("no source named `{source}` is configured"),
+        );
+    };
+    if let Some(token) = &src.token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            );
+        }
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) => {
+            let status = rej.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                return error(
+                    status,
+                    "body_too_large",
+                    "the body is larger than this gateway accepts (inbound.max_body_bytes)",
+                );
+            }
+            return error(status, "unreadable_body", rej.body_text());
+        }
+    };
+    if let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !ct.starts_with("application/json") {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                format!("Content-Type must be application/json, not {ct}"),
+            );
+        }
+    }
+    let ev: InboundEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the body is not a valid event: {e}"),
+            )
+        }
+    };
+    if ev.kind.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing_kind",
+            "`kind` must not be empty",
+        );
+    }
+    if ev.key.trim().is_empty()
+        || ev.key.len() > MAX_KEY_LEN
+        || ev.key.chars().any(char::is_control)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_key",
+            format!("`key` must be 1 to {MAX_KEY_LEN} printable characters"),
+        );
+    }
+    if !src.kinds.is_empty()
+        && !src
+            .kinds
+            .iter()
+            .any(|p| crate::config::kind_matches(p, &ev.kind))
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "kind_not_allowed",
+            format!("source `{source}` may not send kind `{}`", ev.kind),
+        );
+    }
+    if st.engine.routes_for(source, &ev.kind).is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_route",
+            format!("no route takes kind `{}` from source `{source}`", ev.kind),
+        );
+    }
+    let mut env = Envelope::new(ev.kind, ev.key, source, ev.payload);
+    env.version = ev.version;
+    if let Some(tp) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent)
+    {
+        env.traceparent = tp;
+    }
+    match st.engine.publish(&env).await {
+        Ok(routes) => {
+            info!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"id": env.id.to_string(), "routes": routes})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_queued",
+                "the event could not be queued durably; retry later",
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+    }
+}
+
+/// Compare secrets without leaking their length through timing of early exits.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0 && a.len() == b.len()
+}
