@@ -660,3 +660,66 @@ pub async fn ready_answers(store: Arc<dyn Store>) {
     assert!(store.ready().await);
     assert!(["sqlite", "postgres"].contains(&store.kind()));
 }
+
+/// Two stores on the same database (two gateway instances): settling races across them still
+/// has one winner, the first outcome wins across them, and concurrent version raises from both
+/// end at the maximum. Not part of [`store_suite!`](crate::store_suite): the harness must open
+/// the second store on the first one's database.
+pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let d = dead_letter("r1", "env-1", "K", 1_000);
+    record(&a, batch(vec![], vec![], vec![d.clone()])).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (store, id) = (if i % 2 == 0 { a.clone() } else { b.clone() }, d.id.clone());
+        tasks.push(tokio::spawn(async move {
+            store.mark_replayed(&id, &format!("operator-{i}"), i).await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task").expect("settle"));
+    }
+    check_exactly_one(&results, DeadLetterState::Replayed);
+
+    let first = outcome("r1", "env-1", "K", 1);
+    let mut second = first.clone();
+    second.outcome = Outcome::DeadLettered;
+    record(&a, batch(vec![first.clone()], vec![], vec![])).await;
+    record(&b, batch(vec![second], vec![], vec![])).await;
+    assert_eq!(b.outcome("r1", "env-1").await.unwrap(), Some(first));
+
+    // Both instances raise the same dossiers' versions at once, in batches.
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for round in 0..20_i64 {
+                let outcomes = (0..10)
+                    .map(|k| {
+                        let mut o =
+                            outcome("r1", &format!("v-{n}-{round}-{k}"), &format!("D{k}"), round);
+                        // Instance 1 runs 10 versions ahead of instance 0: its last round holds the maximum.
+                        o.version = Some(round * 10 - 9 + n as i64 * 10 + k % 2);
+                        o
+                    })
+                    .collect();
+                store.record(batch(outcomes, vec![], vec![])).await?;
+            }
+            Ok::<_, crate::StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("concurrent batches");
+    }
+    for k in 0..10 {
+        let want = 19 * 10 - 9 + 10 + k % 2;
+        for store in [&a, &b] {
+            assert_eq!(
+                store
+                    .delivered_version("national", &format!("D{k}"))
+                    .await
+                    .unwrap(),
+                Some(want)
+            );
+        }
+    }
+}

@@ -189,3 +189,15 @@ async fn a_bad_schema_name_is_refused() {
         other => panic!("expected an open error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_the_work() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("two_instances");
+    in_schema(&admin, &schema, |schema| async move {
+        let a = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let b = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        suite::two_instances_share_the_work(Arc::new(a), Arc::new(b)).await;
+    })
+    .await;
+}

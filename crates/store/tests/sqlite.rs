@@ -82,3 +82,12 @@ async fn an_unopenable_path_is_an_open_error() {
         other => panic!("expected an open error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    suite::two_instances_share_the_work(Arc::new(a), Arc::new(b)).await;
+}
