@@ -16,8 +16,10 @@
 //!    the attempts, the last answer and timestamps. Replay and drop are recorded with who did it;
 //!    replaying an already replayed (or dropped) dead letter is a no-op that says so.
 //! 5. Migrations are idempotent and run at open.
-//! 6. **A duplicate dead-letter id is an error.** Dead-letter ids are UUIDv7, so a second letter
-//!    with an existing id is a bug upstream: [`Store::record`] returns [`StoreError::Query`] and
+//! 6. **Recording the same batch twice is the same as once** (a retry after a commit whose
+//!    answer was lost): attempts are unique per (route, envelope id, attempt, at_ms), and a dead
+//!    letter identical to the stored one is skipped. A *different* dead letter under an existing
+//!    id is a bug upstream (ids are UUIDv7): [`Store::record`] returns [`StoreError::Query`] and
 //!    no row of that batch is written.
 //!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
@@ -270,6 +272,13 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
         Ok(Arc::new(store))
     }
+}
+
+/// The error for a different dead letter recorded under an existing id (invariant 6).
+pub(crate) fn duplicate_dead_letter(id: &str) -> StoreError {
+    StoreError::Query(format!(
+        "dead letter {id} already exists with different content; the batch was rolled back"
+    ))
 }
 
 /// Now as unix milliseconds (for `applied_at_ms` in the migration tables).

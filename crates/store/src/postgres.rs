@@ -1,6 +1,6 @@
 //! PostgreSQL store: for several gateway instances sharing the work.
 //!
-//! # Schema (version 1, `schema_version` records what was applied)
+//! # Schema (version 2, `schema_version` records what was applied)
 //!
 //! The same tables and semantics as the SQLite store (see [`crate::sqlite`]):
 //!
@@ -9,7 +9,8 @@
 //! ledger                 PK (route, envelope_id); seq identity; index (key, at_ms, seq)
 //! delivered_natural_keys PK (destination, natural_key)
 //! delivered_versions     PK (destination, key) → version, only ever raised
-//! attempts               seq identity PK; index (key, at_ms, seq)
+//! attempts               seq identity PK; index (key, at_ms, seq);
+//!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! ```
@@ -18,13 +19,19 @@
 //!
 //! # Guarantees
 //!
-//! - [`Store::record`] is one transaction, one statement per table with the batch's rows as
-//!   arrays (`UNNEST … WITH ORDINALITY`, batch order kept), plus one per dead letter. Ledger rows use `ON CONFLICT DO NOTHING` (the first
-//!   final outcome wins, even between instances racing on the same envelope); each `Delivered`
-//!   outcome adds its natural key (`ON CONFLICT DO NOTHING`) and raises the destination's version
-//!   (`ON CONFLICT DO UPDATE … WHERE excluded.version > version`, i.e. `GREATEST` without a
-//!   pointless write). A duplicate dead-letter id violates the primary key and rolls the whole
-//!   batch back ([`StoreError::Query`]).
+//! - [`Store::record`] is one transaction: one statement per table with the batch's rows as
+//!   arrays (`UNNEST … WITH ORDINALITY`, batch order kept), plus one per dead letter.
+//!   Ledger rows use `ON CONFLICT DO NOTHING` (the first final outcome wins, even between
+//!   instances racing on the same envelope); each `Delivered` outcome adds its natural key
+//!   (`ON CONFLICT DO NOTHING`) and raises the destination's version (`ON CONFLICT DO UPDATE …
+//!   WHERE excluded.version > version`, i.e. `GREATEST` without a pointless write).
+//! - Recording a batch again (after a commit whose answer was lost) changes nothing: attempts are
+//!   unique per (route, envelope id, attempt, at_ms) and a dead letter identical to the stored
+//!   one is skipped. A different letter under an existing id rolls the whole batch back
+//!   ([`StoreError::Query`]).
+//! - Two instances writing overlapping ledger rows in opposite orders can deadlock; PostgreSQL
+//!   aborts one transaction, which surfaces as [`StoreError::Query`] and is retried like any
+//!   other. Version rows are written in sorted order, so they never take part in one.
 //! - Replay / drop: `UPDATE … WHERE id = $1 AND state = 'open' RETURNING …`. PostgreSQL re-checks
 //!   the `WHERE` after waiting on a concurrent update's row lock, so exactly one caller, across
 //!   every instance, gets [`Settled::Changed`].
@@ -61,7 +68,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const MIGRATION_LOCK: i64 = 0x0067_7773_746f_7265;
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -136,6 +143,15 @@ CREATE INDEX dead_letters_by_key ON dead_letters (key, dead_at_ms);
 CREATE INDEX dead_letters_by_state ON dead_letters (state, dead_at_ms);
 ";
 
+/// One attempt row per (route, envelope id, attempt, at_ms), so that recording a batch again
+/// (after a commit whose answer was lost) does not double the trail.
+const SCHEMA_V2: &str = "
+DELETE FROM attempts WHERE seq NOT IN (
+    SELECT MIN(seq) FROM attempts GROUP BY route, envelope_id, attempt, at_ms
+);
+CREATE UNIQUE INDEX attempts_once ON attempts (route, envelope_id, attempt, at_ms);
+";
+
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
                            outcome, attempts, status, detail, at_ms";
 const ATTEMPT_COLS: &str =
@@ -177,10 +193,12 @@ const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, at
                  $7::text[], $8::bigint[], $9::bigint[]) \
           WITH ORDINALITY AS t(route, envelope_id, key, attempt, result, status, reason, \
                                latency_ms, at_ms, ord) \
-     ORDER BY ord";
+     ORDER BY ord \
+     ON CONFLICT (route, envelope_id, attempt, at_ms) DO NOTHING";
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, envelope_id, key, \
      kind, envelope, reason, attempts, last_status, last_answer, first_attempt_ms, dead_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (id) DO NOTHING";
 
 /// The PostgreSQL store: a pool of connections, cheap to share behind an `Arc`.
 pub struct PgStore {
@@ -599,26 +617,41 @@ impl Store for PgStore {
             let dead = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(query)?;
             for d in &batch.dead_letters {
                 let status = d.last_status.map(i32::from);
-                tx.execute(
-                    &dead,
-                    &[
-                        &d.id,
-                        &d.route,
-                        &d.queue,
-                        &d.envelope_id,
-                        &d.key,
-                        &d.kind,
-                        &d.envelope,
-                        &d.reason,
-                        &i64::from(d.attempts),
-                        &status,
-                        &d.last_answer,
-                        &d.first_attempt_ms,
-                        &d.dead_at_ms,
-                    ],
-                )
-                .await
-                .map_err(query)?;
+                let inserted = tx
+                    .execute(
+                        &dead,
+                        &[
+                            &d.id,
+                            &d.route,
+                            &d.queue,
+                            &d.envelope_id,
+                            &d.key,
+                            &d.kind,
+                            &d.envelope,
+                            &d.reason,
+                            &i64::from(d.attempts),
+                            &status,
+                            &d.last_answer,
+                            &d.first_attempt_ms,
+                            &d.dead_at_ms,
+                        ],
+                    )
+                    .await
+                    .map_err(query)?;
+                if inserted == 0 {
+                    // The id exists: the same letter again is a retried batch, anything else a
+                    // conflict that must not pass silently.
+                    let stmt = tx
+                        .prepare_cached(&format!(
+                            "SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"
+                        ))
+                        .await
+                        .map_err(query)?;
+                    let row = tx.query_one(&stmt, &[&d.id]).await.map_err(query)?;
+                    if dead_letter_row(&row)?.letter != *d {
+                        return Err(crate::duplicate_dead_letter(&d.id));
+                    }
+                }
             }
         }
         // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.

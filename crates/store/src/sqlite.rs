@@ -1,6 +1,6 @@
 //! SQLite store: one file under the data directory, the default.
 //!
-//! # Schema (version 1, `schema_version` records what was applied)
+//! # Schema (version 2, `schema_version` records what was applied)
 //!
 //! ```text
 //! schema_version         (version PK, applied_at_ms)
@@ -8,7 +8,8 @@
 //!                        index (key, at_ms) for a dossier's trail
 //! delivered_natural_keys PK (destination, natural_key); one row per delivered effect
 //! delivered_versions     PK (destination, key) → version, only ever raised
-//! attempts               seq (insertion order), index (key, at_ms, seq)
+//! attempts               seq (insertion order), index (key, at_ms, seq),
+//!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! ```
@@ -28,9 +29,11 @@
 //! - Each `Delivered` outcome, whether or not its ledger row was new, adds its natural key to
 //!   `delivered_natural_keys` and raises `delivered_versions` to max(old, new). Both are
 //!   idempotent, and a destination that accepted an effect does have it.
-//! - A dead letter whose id already exists fails the whole batch (`StoreError::Query`) and
-//!   nothing of that batch is written: ids are UUIDv7, so a duplicate is a bug upstream and
-//!   must not be hidden.
+//! - Recording a batch again changes nothing: attempts are unique per
+//!   (route, envelope id, attempt, at_ms) and a dead letter identical to the stored one is
+//!   skipped. A *different* dead letter under an existing id fails the whole batch
+//!   (`StoreError::Query`) and nothing of it is written: ids are UUIDv7, so that is a bug
+//!   upstream and must not be hidden.
 //! - Replay / drop: `UPDATE … WHERE id = ? AND state = 'open'`; only the caller whose update
 //!   changed a row gets [`Settled::Changed`].
 //! - Migrations run in one `BEGIN IMMEDIATE` transaction at open; opening twice is a no-op, and a
@@ -54,7 +57,7 @@ use crate::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -128,6 +131,15 @@ CREATE INDEX dead_letters_by_key ON dead_letters (key, dead_at_ms);
 CREATE INDEX dead_letters_by_state ON dead_letters (state, dead_at_ms);
 ";
 
+/// One attempt row per (route, envelope id, attempt, at_ms), so that recording a batch again
+/// does not double the trail.
+const SCHEMA_V2: &str = "
+DELETE FROM attempts WHERE seq NOT IN (
+    SELECT MIN(seq) FROM attempts GROUP BY route, envelope_id, attempt, at_ms
+);
+CREATE UNIQUE INDEX attempts_once ON attempts (route, envelope_id, attempt, at_ms);
+";
+
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
                            outcome, attempts, status, detail, at_ms";
 const ATTEMPT_COLS: &str =
@@ -140,6 +152,8 @@ const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelo
 enum Fail {
     Sql(rusqlite::Error),
     Migrate(String),
+    /// A different dead letter under an existing id.
+    Conflict(String),
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -159,6 +173,7 @@ impl From<Fail> for StoreError {
             ) => StoreError::Malformed(e.to_string()),
             Fail::Sql(e) => StoreError::Query(e.to_string()),
             Fail::Migrate(m) => StoreError::Migrate(m),
+            Fail::Conflict(id) => crate::duplicate_dead_letter(&id),
         }
     }
 }
@@ -410,7 +425,8 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
             }
         }
         let mut attempt = tx.prepare_cached(&format!(
-            "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (route, envelope_id, attempt, at_ms) DO NOTHING"
         ))?;
         for a in &batch.attempts {
             attempt.execute(params![
@@ -428,10 +444,11 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
         let mut dead = tx.prepare_cached(
             "INSERT INTO dead_letters (id, route, queue, envelope_id, key, kind, envelope, reason,
                  attempts, last_status, last_answer, first_attempt_ms, dead_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (id) DO NOTHING",
         )?;
         for d in &batch.dead_letters {
-            dead.execute(params![
+            let inserted = dead.execute(params![
                 d.id,
                 d.route,
                 d.queue,
@@ -446,6 +463,14 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
                 d.first_attempt_ms,
                 d.dead_at_ms,
             ])?;
+            if inserted == 0 {
+                // The id exists: the same letter again is a retried batch, anything else a
+                // conflict that must not pass silently.
+                let existing = get_dead_letter(&tx, &d.id)?;
+                if existing.map(|e| e.letter).as_ref() != Some(d) {
+                    return Err(Fail::Conflict(d.id.clone()));
+                }
+            }
         }
     }
     // Any `?` above drops `tx`, which rolls the whole batch back.

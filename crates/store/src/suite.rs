@@ -4,7 +4,8 @@
 //! one. Scenarios panic on failure (they are tests).
 //!
 //! What the scenarios pin down, beyond the invariants in the crate docs:
-//! - a duplicate dead-letter id fails the batch and leaves no row of it (atomicity);
+//! - a different dead letter under an existing id fails the batch and leaves no row of it
+//!   (atomicity), while recording the very same batch twice is a no-op;
 //! - replay and drop race: of 10 concurrent calls exactly one gets [`Settled::Changed`];
 //! - envelopes are returned byte for byte, non-UTF-8 included; Vietnamese text round-trips.
 
@@ -34,6 +35,7 @@ macro_rules! store_suite {
             natural_key_idempotency,
             versions_only_move_forward,
             batch_is_atomic,
+            recording_a_batch_twice_is_a_no_op,
             dead_letters_list_and_get,
             replay_exactly_once_under_concurrency,
             drop_exactly_once_under_concurrency,
@@ -344,6 +346,46 @@ pub async fn batch_is_atomic(store: Arc<dyn Store>) {
     let ok = outcome("r1", "env-1", "NEW", 3_000);
     record(&store, batch(vec![ok.clone()], vec![], vec![])).await;
     assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(ok));
+}
+
+/// A batch recorded again (the caller retrying after a commit whose answer was lost) leaves the
+/// store as if it had been recorded once, even after its dead letter was settled.
+pub async fn recording_a_batch_twice_is_a_no_op(store: Arc<dyn Store>) {
+    let mut o = outcome("r1", "env-1", "K", 2_000);
+    o.outcome = Outcome::DeadLettered;
+    let attempts = vec![
+        attempt("r1", "env-1", "K", 1, 1_000),
+        attempt("r1", "env-1", "K", 2, 2_000),
+    ];
+    let d = dead_letter("r1", "env-1", "K", 2_000);
+    let b = batch(vec![o.clone()], attempts.clone(), vec![d.clone()]);
+    record(&store, b.clone()).await;
+    record(&store, b.clone()).await;
+    assert_eq!(store.outcomes_by_key("K").await.unwrap(), vec![o]);
+    assert_eq!(store.attempts_by_key("K").await.unwrap(), attempts);
+    assert_eq!(
+        store
+            .dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.open_dead_letters().await.unwrap(), 1);
+
+    assert!(matches!(
+        store.mark_replayed(&d.id, "ops", 3_000).await.unwrap(),
+        Settled::Changed(_)
+    ));
+    record(&store, b).await;
+    let stored = store.dead_letter(&d.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.state,
+        DeadLetterState::Replayed,
+        "a retry does not reopen it"
+    );
+    assert_eq!(store.open_dead_letters().await.unwrap(), 0);
+    assert_eq!(store.attempts_by_key("K").await.unwrap().len(), 2);
 }
 
 /// Listing by route, key and state (combined), limit, oldest first; `get` returns the original

@@ -47,7 +47,7 @@ async fn reopening_keeps_data_and_migrates_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     // WAL is a property of the file: it must have stuck.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -90,4 +90,29 @@ async fn two_stores_on_one_file_share_the_work() {
     let a = SqliteStore::open(&path).unwrap();
     let b = SqliteStore::open(&path).unwrap();
     suite::two_instances_share_the_work(Arc::new(a), Arc::new(b)).await;
+}
+
+#[tokio::test]
+async fn migration_2_removes_duplicate_attempts_from_a_version_1_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // Turn the file back into version 1, holding a doubled attempt.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM schema_version WHERE version = 2;
+         DROP INDEX attempts_once;
+         INSERT INTO attempts (route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms)
+         VALUES ('r1', 'e1', 'K', 1, 'retry', 503, 'busy', 5, 10),
+                ('r1', 'e1', 'K', 1, 'retry', 503, 'busy', 5, 10),
+                ('r1', 'e1', 'K', 2, 'delivered', 200, '', 5, 20);",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    let trail = store.attempts_by_key("K").await.unwrap();
+    assert_eq!(
+        trail.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
