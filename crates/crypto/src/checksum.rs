@@ -53,7 +53,7 @@ fn sha256_hex(data: &[u8]) -> Result<String, ChecksumError> {
 
 fn unhex(s: &str) -> Result<Vec<u8>, ChecksumError> {
     let s = s.trim().as_bytes();
-    if s.len() % 2 != 0 {
+    if s.len() & 1 != 0 {
         return Err(ChecksumError::NotHex);
     }
     let nib = |c: u8| -> Result<u8, ChecksumError> {
@@ -64,7 +64,9 @@ fn unhex(s: &str) -> Result<Vec<u8>, ChecksumError> {
             _ => Err(ChecksumError::NotHex),
         }
     };
-    s.chunks(2).map(|p| Ok(nib(p[0])? << 4 | nib(p[1])?)).collect()
+    s.chunks(2)
+        .map(|p| Ok(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
 }
 
 /// Compares an expected hex checksum with a received one, case-insensitively, in constant time.
@@ -84,7 +86,9 @@ pub fn form_urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for b in s.bytes() {
         match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b as char),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -209,7 +213,11 @@ pub struct PayGov {
 }
 
 impl PayGov {
-    pub fn new(secret_key: Secret, access_key: impl Into<String>, partner_code: impl Into<String>) -> Self {
+    pub fn new(
+        secret_key: Secret,
+        access_key: impl Into<String>,
+        partner_code: impl Into<String>,
+    ) -> Self {
         PayGov {
             secret_key,
             access_key: access_key.into(),
@@ -218,7 +226,12 @@ impl PayGov {
     }
 
     /// hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount`.
-    pub fn checksum(&self, order_id: &str, request_code: &str, amount: &str) -> Result<String, ChecksumError> {
+    pub fn checksum(
+        &self,
+        order_id: &str,
+        request_code: &str,
+        amount: &str,
+    ) -> Result<String, ChecksumError> {
         let data = [
             self.secret_key.expose(),
             &self.access_key,
@@ -231,7 +244,13 @@ impl PayGov {
         sha256_hex(data.as_bytes())
     }
 
-    pub fn verify(&self, order_id: &str, request_code: &str, amount: &str, checksum: &str) -> Result<(), ChecksumError> {
+    pub fn verify(
+        &self,
+        order_id: &str,
+        request_code: &str,
+        amount: &str,
+        checksum: &str,
+    ) -> Result<(), ChecksumError> {
         hex_matches(&self.checksum(order_id, request_code, amount)?, checksum)
     }
 }
@@ -241,7 +260,10 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -271,7 +293,10 @@ mod tests {
         vnp.verify(&params).unwrap();
         params[0].1 = "1".into();
         assert_eq!(vnp.verify(&params), Err(ChecksumError::Mismatch));
-        assert_eq!(vnp.verify(&params[..1]), Err(ChecksumError::Missing("vnp_SecureHash")));
+        assert_eq!(
+            vnp.verify(&params[..1]),
+            Err(ChecksumError::Missing("vnp_SecureHash"))
+        );
 
         let momo = MoMo::new(Secret::new("K"));
         let fields = [("accessKey", "A"), ("amount", "1000"), ("orderId", "O1")];

@@ -195,7 +195,10 @@ impl SignatureHeaders {
 
 /// `sha-256=:BASE64(SHA-256(body)):` (RFC 9530).
 pub fn content_digest(body: &[u8]) -> Result<String, HttpSigError> {
-    Ok(format!("sha-256=:{}:", B64.encode(hash(MessageDigest::sha256(), body)?)))
+    Ok(format!(
+        "sha-256=:{}:",
+        B64.encode(hash(MessageDigest::sha256(), body)?)
+    ))
 }
 
 fn now_secs() -> u64 {
@@ -224,7 +227,14 @@ enum Item {
 impl SigParams {
     fn serialize(&self) -> String {
         let mut s = String::from("(");
-        s.push_str(&self.components.iter().map(|c| sf_string(c)).collect::<Vec<_>>().join(" "));
+        s.push_str(
+            &self
+                .components
+                .iter()
+                .map(|c| sf_string(c))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
         s.push(')');
         for (k, v) in &self.params {
             match v {
@@ -238,16 +248,22 @@ impl SigParams {
         s
     }
     fn int(&self, k: &str) -> Option<i64> {
-        self.params.iter().find(|(n, _)| n == k).and_then(|(_, v)| match v {
-            Item::Int(i) => Some(*i),
-            _ => None,
-        })
+        self.params
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| match v {
+                Item::Int(i) => Some(*i),
+                _ => None,
+            })
     }
     fn string(&self, k: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == k).and_then(|(_, v)| match v {
-            Item::Str(s) => Some(s.as_str()),
-            _ => None,
-        })
+        self.params
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| match v {
+                Item::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
     }
 }
 
@@ -283,12 +299,22 @@ fn component_value(req: &RequestParts<'_>, name: &str) -> Result<String, HttpSig
         "@method" => req.method.to_owned(),
         "@target-uri" => req.target_uri.to_owned(),
         "@authority" => authority.to_ascii_lowercase(),
-        "@path" => if path.is_empty() { "/".to_owned() } else { path.to_owned() },
+        "@path" => {
+            if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path.to_owned()
+            }
+        }
         "@query" => format!("?{}", query.unwrap_or("")),
-        n if n.starts_with('@') => return Err(HttpSigError::Malformed(format!("unsupported derived component {n}"))),
-        header => req
-            .header(header)
-            .ok_or_else(|| HttpSigError::MissingComponent(format!("header {header} is covered but absent")))?,
+        n if n.starts_with('@') => {
+            return Err(HttpSigError::Malformed(format!(
+                "unsupported derived component {n}"
+            )))
+        }
+        header => req.header(header).ok_or_else(|| {
+            HttpSigError::MissingComponent(format!("header {header} is covered but absent"))
+        })?,
     })
 }
 
@@ -296,7 +322,9 @@ fn signature_base(req: &RequestParts<'_>, params: &SigParams) -> Result<String, 
     let mut base = String::new();
     for c in &params.components {
         if c.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(HttpSigError::Malformed(format!("component {c:?} must be lower-case")));
+            return Err(HttpSigError::Malformed(format!(
+                "component {c:?} must be lower-case"
+            )));
         }
         base.push_str(&sf_string(c));
         base.push_str(": ");
@@ -308,7 +336,11 @@ fn signature_base(req: &RequestParts<'_>, params: &SigParams) -> Result<String, 
     Ok(base)
 }
 
-fn sign_bytes(key: &SigningKey, alg: HttpSigAlgorithm, data: &[u8]) -> Result<Vec<u8>, HttpSigError> {
+fn sign_bytes(
+    key: &SigningKey,
+    alg: HttpSigAlgorithm,
+    data: &[u8],
+) -> Result<Vec<u8>, HttpSigError> {
     let mut signer = Signer::new(alg.digest(), key.private_key())?;
     if alg == HttpSigAlgorithm::RsaPssSha512 {
         signer.set_rsa_padding(Padding::PKCS1_PSS)?;
@@ -323,7 +355,12 @@ fn sign_bytes(key: &SigningKey, alg: HttpSigAlgorithm, data: &[u8]) -> Result<Ve
     })
 }
 
-fn verify_bytes(pkey: &PKey<Public>, alg: HttpSigAlgorithm, data: &[u8], sig: &[u8]) -> Result<bool, HttpSigError> {
+fn verify_bytes(
+    pkey: &PKey<Public>,
+    alg: HttpSigAlgorithm,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<bool, HttpSigError> {
     let der;
     let sig = if alg == HttpSigAlgorithm::EcdsaP256Sha256 {
         match ecdsa_raw_to_der(sig, 32) {
@@ -348,10 +385,20 @@ fn verify_bytes(pkey: &PKey<Public>, alg: HttpSigAlgorithm, data: &[u8], sig: &[
 
 /// Signs a request: returns `Content-Digest`, `Signature-Input` and `Signature` header values.
 /// The `content-digest` header is covered with the value returned here (the caller must send it).
-pub fn sign_request(req: &RequestParts<'_>, key: &SigningKey, p: &SignParams) -> Result<SignatureHeaders, HttpSigError> {
-    let alg = p.algorithm.unwrap_or(HttpSigAlgorithm::default_for(key.kind()));
+pub fn sign_request(
+    req: &RequestParts<'_>,
+    key: &SigningKey,
+    p: &SignParams,
+) -> Result<SignatureHeaders, HttpSigError> {
+    let alg = p
+        .algorithm
+        .unwrap_or(HttpSigAlgorithm::default_for(key.kind()));
     if alg.kind() != key.kind() {
-        return Err(HttpSigError::WrongKey(format!("{} with a {:?} key", alg.name(), key.kind())));
+        return Err(HttpSigError::WrongKey(format!(
+            "{} with a {:?} key",
+            alg.name(),
+            key.kind()
+        )));
     }
     let digest = content_digest(req.body)?;
     // Cover the digest we computed, whatever the caller's headers say.
@@ -445,8 +492,17 @@ impl MemoryNonceStore {
         self.len() == 0
     }
 
-    fn check_at(&self, key_id: &str, nonce: &str, expires_at: u64, now: u64) -> Result<bool, String> {
-        let mut inner = self.inner.lock().map_err(|_| "nonce store lock poisoned".to_owned())?;
+    fn check_at(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, String> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| "nonce store lock poisoned".to_owned())?;
         let k = (key_id.to_owned(), nonce.to_owned());
         if let Some(&exp) = inner.seen.get(&k) {
             if exp > now {
@@ -516,23 +572,48 @@ pub struct VerifiedRequest {
 }
 
 /// Verifies the request's signature against `keys` (by `keyid`), the time window and the nonce store.
-pub fn verify_request(req: &RequestParts<'_>, keys: &[VerifyingKey], policy: &VerifyPolicy, nonces: &dyn NonceStore) -> Result<VerifiedRequest, HttpSigError> {
-    let input = req.header("signature-input").ok_or(HttpSigError::MissingHeader("Signature-Input"))?;
-    let sigs = req.header("signature").ok_or(HttpSigError::MissingHeader("Signature"))?;
+pub fn verify_request(
+    req: &RequestParts<'_>,
+    keys: &[VerifyingKey],
+    policy: &VerifyPolicy,
+    nonces: &dyn NonceStore,
+) -> Result<VerifiedRequest, HttpSigError> {
+    let input = req
+        .header("signature-input")
+        .ok_or(HttpSigError::MissingHeader("Signature-Input"))?;
+    let sigs = req
+        .header("signature")
+        .ok_or(HttpSigError::MissingHeader("Signature"))?;
     let inputs = parse_dictionary(&input)?;
     let label = match &policy.label {
         Some(l) => l.clone(),
         None if inputs.len() == 1 => inputs[0].0.clone(),
-        None => return Err(HttpSigError::Malformed(format!("{} signatures, name the label to verify", inputs.len()))),
+        None => {
+            return Err(HttpSigError::Malformed(format!(
+                "{} signatures, name the label to verify",
+                inputs.len()
+            )))
+        }
     };
     let params = match inputs.into_iter().find(|(l, _)| *l == label) {
         Some((_, Member::InnerList(p))) => p,
-        Some(_) => return Err(HttpSigError::Malformed("Signature-Input member is not an inner list".into())),
+        Some(_) => {
+            return Err(HttpSigError::Malformed(
+                "Signature-Input member is not an inner list".into(),
+            ))
+        }
         None => return Err(HttpSigError::UnknownLabel(label)),
     };
-    let sig = match parse_dictionary(&sigs)?.into_iter().find(|(l, _)| *l == label) {
+    let sig = match parse_dictionary(&sigs)?
+        .into_iter()
+        .find(|(l, _)| *l == label)
+    {
         Some((_, Member::Bytes(b))) => b,
-        Some(_) => return Err(HttpSigError::Malformed("Signature member is not a byte sequence".into())),
+        Some(_) => {
+            return Err(HttpSigError::Malformed(
+                "Signature member is not a byte sequence".into(),
+            ))
+        }
         None => return Err(HttpSigError::UnknownLabel(label)),
     };
 
@@ -543,12 +624,23 @@ pub fn verify_request(req: &RequestParts<'_>, keys: &[VerifyingKey], policy: &Ve
         }
     }
     if !has("@target-uri") && !has("@path") {
-        return Err(HttpSigError::MissingComponent("@target-uri or @path".to_owned()));
+        return Err(HttpSigError::MissingComponent(
+            "@target-uri or @path".to_owned(),
+        ));
     }
-    let created = params.int("created").ok_or(HttpSigError::MissingParameter("created"))?;
-    let key_id = params.string("keyid").ok_or(HttpSigError::MissingParameter("keyid"))?.to_owned();
-    let nonce = params.string("nonce").ok_or(HttpSigError::MissingParameter("nonce"))?.to_owned();
-    let created = u64::try_from(created).map_err(|_| HttpSigError::Malformed("negative created".into()))?;
+    let created = params
+        .int("created")
+        .ok_or(HttpSigError::MissingParameter("created"))?;
+    let key_id = params
+        .string("keyid")
+        .ok_or(HttpSigError::MissingParameter("keyid"))?
+        .to_owned();
+    let nonce = params
+        .string("nonce")
+        .ok_or(HttpSigError::MissingParameter("nonce"))?
+        .to_owned();
+    let created =
+        u64::try_from(created).map_err(|_| HttpSigError::Malformed("negative created".into()))?;
 
     // Time window, both directions.
     let now = policy.now.unwrap_or_else(now_secs);
@@ -580,15 +672,22 @@ pub fn verify_request(req: &RequestParts<'_>, keys: &[VerifyingKey], policy: &Ve
         .find(|k| k.id == key_id)
         .ok_or_else(|| HttpSigError::UnknownKey(key_id.clone()))?;
     let alg = match params.string("alg") {
-        Some(a) => HttpSigAlgorithm::from_name(a).ok_or_else(|| HttpSigError::UnsupportedAlgorithm(a.to_owned()))?,
+        Some(a) => HttpSigAlgorithm::from_name(a)
+            .ok_or_else(|| HttpSigError::UnsupportedAlgorithm(a.to_owned()))?,
         None => return Err(HttpSigError::MissingParameter("alg")),
     };
     if alg.kind() != key.kind {
-        return Err(HttpSigError::WrongKey(format!("{} with a {:?} key", alg.name(), key.kind)));
+        return Err(HttpSigError::WrongKey(format!(
+            "{} with a {:?} key",
+            alg.name(),
+            key.kind
+        )));
     }
 
     // Body digest.
-    let digest_header = req.header("content-digest").ok_or(HttpSigError::MissingHeader("Content-Digest"))?;
+    let digest_header = req
+        .header("content-digest")
+        .ok_or(HttpSigError::MissingHeader("Content-Digest"))?;
     let sha = parse_dictionary(&digest_header)?
         .into_iter()
         .find(|(k, _)| k == "sha-256")
@@ -668,7 +767,8 @@ impl P<'_> {
             Some(c) if c.is_ascii_lowercase() || c == b'*' => {}
             _ => return Err(self.err("key expected")),
         }
-        while matches!(self.peek(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c)) {
+        while matches!(self.peek(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c))
+        {
             self.i += 1;
         }
         Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
@@ -733,10 +833,13 @@ impl P<'_> {
             }
             Some(c) if c.is_ascii_alphabetic() || c == b'*' => {
                 let start = self.i;
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)) {
+                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c))
+                {
                     self.i += 1;
                 }
-                Ok(Item::Token(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
+                Ok(Item::Token(
+                    String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
+                ))
             }
             _ => Err(self.err("item expected")),
         }
@@ -746,7 +849,11 @@ impl P<'_> {
         while self.eat(b';') {
             self.skip_sp();
             let k = self.key()?;
-            let v = if self.eat(b'=') { self.bare_item()? } else { Item::Bool(true) };
+            let v = if self.eat(b'=') {
+                self.bare_item()?
+            } else {
+                Item::Bool(true)
+            };
             if let Some(slot) = out.iter_mut().find(|(n, _)| *n == k) {
                 slot.1 = v;
             } else {
@@ -765,12 +872,16 @@ impl P<'_> {
         if !self.eat(b':') {
             return Err(self.err("unterminated byte sequence"));
         }
-        B64.decode(b).map_err(|e| HttpSigError::Malformed(format!("byte sequence: {e}")))
+        B64.decode(b)
+            .map_err(|e| HttpSigError::Malformed(format!("byte sequence: {e}")))
     }
 }
 
 fn parse_dictionary(s: &str) -> Result<Vec<(String, Member)>, HttpSigError> {
-    let mut p = P { s: s.trim().as_bytes(), i: 0 };
+    let mut p = P {
+        s: s.trim().as_bytes(),
+        i: 0,
+    };
     let mut out: Vec<(String, Member)> = Vec::new();
     while p.peek().is_some() {
         let key = p.key()?;
@@ -870,12 +981,21 @@ mod tests {
             let h = signed(&key, body, NOW - 10, "n1");
             let v = verify_request(&request(&h, body), &keys, &policy(), &store).unwrap();
             assert_eq!(v.key_id, key.id());
-            assert_eq!(v.covered, ["@method", "@target-uri", "content-digest", "content-type"]);
+            assert_eq!(
+                v.covered,
+                ["@method", "@target-uri", "content-digest", "content-type"]
+            );
             // Same request again: replay.
-            assert_eq!(verify_request(&request(&h, body), &keys, &policy(), &store), Err(HttpSigError::Replayed));
+            assert_eq!(
+                verify_request(&request(&h, body), &keys, &policy(), &store),
+                Err(HttpSigError::Replayed)
+            );
             // Tampered body.
             let h = signed(&key, body, NOW, "n2");
-            assert_eq!(verify_request(&request(&h, b"{}"), &keys, &policy(), &store), Err(HttpSigError::DigestMismatch));
+            assert_eq!(
+                verify_request(&request(&h, b"{}"), &keys, &policy(), &store),
+                Err(HttpSigError::DigestMismatch)
+            );
             // Tampered body and digest header: the signature covers content-digest.
             let mut h2 = h.clone();
             for (n, v) in h2.iter_mut() {
@@ -883,16 +1003,28 @@ mod tests {
                     *v = content_digest(b"{}").unwrap();
                 }
             }
-            assert_eq!(verify_request(&request(&h2, b"{}"), &keys, &policy(), &store), Err(HttpSigError::SignatureMismatch));
+            assert_eq!(
+                verify_request(&request(&h2, b"{}"), &keys, &policy(), &store),
+                Err(HttpSigError::SignatureMismatch)
+            );
             // Method changed.
             let mut r = request(&h, body);
             r.method = "PUT";
-            assert_eq!(verify_request(&r, &keys, &policy(), &store), Err(HttpSigError::SignatureMismatch));
+            assert_eq!(
+                verify_request(&r, &keys, &policy(), &store),
+                Err(HttpSigError::SignatureMismatch)
+            );
             // Too old and too far in the future.
             let h = signed(&key, body, NOW - 301, "n3");
-            assert!(matches!(verify_request(&request(&h, body), &keys, &policy(), &store), Err(HttpSigError::Stale { .. })));
+            assert!(matches!(
+                verify_request(&request(&h, body), &keys, &policy(), &store),
+                Err(HttpSigError::Stale { .. })
+            ));
             let h = signed(&key, body, NOW + 61, "n4");
-            assert!(matches!(verify_request(&request(&h, body), &keys, &policy(), &store), Err(HttpSigError::FromFuture { .. })));
+            assert!(matches!(
+                verify_request(&request(&h, body), &keys, &policy(), &store),
+                Err(HttpSigError::FromFuture { .. })
+            ));
             let h = signed(&key, body, NOW + 30, "n5");
             verify_request(&request(&h, body), &keys, &policy(), &store).unwrap();
             // Unknown key.
@@ -925,7 +1057,10 @@ mod tests {
             vec![
                 ("Content-Digest".to_owned(), content_digest(body).unwrap()),
                 ("Signature-Input".to_owned(), input.to_owned()),
-                ("Signature".to_owned(), format!("sig1=:{}:", B64.encode(sig))),
+                (
+                    "Signature".to_owned(),
+                    format!("sig1=:{}:", B64.encode(sig)),
+                ),
             ]
         };
         let h = sig_for(&format!("sig1=(\"@method\" \"@target-uri\");created={NOW};keyid=\"ec-1\";nonce=\"a\";alg=\"ecdsa-p256-sha256\""));
@@ -950,12 +1085,24 @@ mod tests {
 
     #[test]
     fn signature_base_matches_rfc_9421_layout() {
-        let headers = vec![("Content-Digest".to_owned(), "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:".to_owned())];
+        let headers = vec![(
+            "Content-Digest".to_owned(),
+            "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:".to_owned(),
+        )];
         let body = br#"{"hello": "world"}"#;
         assert_eq!(content_digest(body).unwrap(), headers[0].1);
         let params = SigParams {
-            components: vec!["@method".into(), "@path".into(), "@authority".into(), "@query".into(), "content-digest".into()],
-            params: vec![("created".into(), Item::Int(1618884473)), ("keyid".into(), Item::Str("test-key".into()))],
+            components: vec![
+                "@method".into(),
+                "@path".into(),
+                "@authority".into(),
+                "@query".into(),
+                "content-digest".into(),
+            ],
+            params: vec![
+                ("created".into(), Item::Int(1618884473)),
+                ("keyid".into(), Item::Str("test-key".into())),
+            ],
         };
         let req = RequestParts {
             method: "POST",
@@ -975,8 +1122,15 @@ mod tests {
         assert_eq!(s.check_at("k", "a", 100, 10), Ok(true));
         assert_eq!(s.check_at("k", "a", 100, 10), Ok(false));
         assert_eq!(s.check_at("k2", "a", 100, 10), Ok(true));
-        assert!(s.check_at("k", "b", 100, 10).is_err(), "full of live nonces: refuse");
-        assert_eq!(s.check_at("k", "b", 200, 150), Ok(true), "expired entries purged");
+        assert!(
+            s.check_at("k", "b", 100, 10).is_err(),
+            "full of live nonces: refuse"
+        );
+        assert_eq!(
+            s.check_at("k", "b", 200, 150),
+            Ok(true),
+            "expired entries purged"
+        );
         assert_eq!(s.len(), 1);
     }
 }

@@ -11,8 +11,8 @@
 //!   confused with base64url.
 //! - Verification returns the header, the payload that was verified and the signer.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
@@ -124,13 +124,21 @@ pub struct VerifiedJws {
     pub signer: Option<X509>,
 }
 
-fn header_for(key: &SigningKey, opts: &JwsOptions, unencoded: bool) -> Result<(JwsAlgorithm, String), JwsError> {
+fn header_for(
+    key: &SigningKey,
+    opts: &JwsOptions,
+    unencoded: bool,
+) -> Result<(JwsAlgorithm, String), JwsError> {
     let alg = opts.algorithm.unwrap_or(match key.kind() {
         KeyKind::EcP256 => JwsAlgorithm::Es256,
         KeyKind::Rsa => JwsAlgorithm::Rs256,
     });
     if alg.key_kind() != key.kind() {
-        return Err(JwsError::WrongKey(format!("{} needs a {:?} key", alg.name(), alg.key_kind())));
+        return Err(JwsError::WrongKey(format!(
+            "{} needs a {:?} key",
+            alg.name(),
+            alg.key_kind()
+        )));
     }
     let mut h = Map::new();
     h.insert("alg".into(), json!(alg.name()));
@@ -139,9 +147,9 @@ fn header_for(key: &SigningKey, opts: &JwsOptions, unencoded: bool) -> Result<(J
             h.insert("kid".into(), json!(key.id()));
         }
         KeyHint::X5c => {
-            let cert = key
-                .certificate()
-                .ok_or_else(|| JwsError::Malformed("x5c requested but the key has no certificate".into()))?;
+            let cert = key.certificate().ok_or_else(|| {
+                JwsError::Malformed("x5c requested but the key has no certificate".into())
+            })?;
             let mut chain = vec![json!(B64.encode(cert.to_der()?))];
             for c in key.chain() {
                 chain.push(json!(B64.encode(c.to_der()?)));
@@ -154,7 +162,9 @@ fn header_for(key: &SigningKey, opts: &JwsOptions, unencoded: bool) -> Result<(J
     }
     for (k, v) in &opts.extra {
         if matches!(k.as_str(), "alg" | "kid" | "x5c" | "b64" | "crit") {
-            return Err(JwsError::Malformed(format!("extra header may not set {k:?}")));
+            return Err(JwsError::Malformed(format!(
+                "extra header may not set {k:?}"
+            )));
         }
         h.insert(k.clone(), v.clone());
     }
@@ -181,7 +191,12 @@ fn sign_input(key: &SigningKey, alg: JwsAlgorithm, input: &[u8]) -> Result<Vec<u
     })
 }
 
-fn verify_input(pkey: &PKey<Public>, alg: JwsAlgorithm, input: &[u8], sig: &[u8]) -> Result<bool, JwsError> {
+fn verify_input(
+    pkey: &PKey<Public>,
+    alg: JwsAlgorithm,
+    input: &[u8],
+    sig: &[u8],
+) -> Result<bool, JwsError> {
     let der;
     let sig = if alg == JwsAlgorithm::Es256 {
         match ecdsa_raw_to_der(sig, 32) {
@@ -205,7 +220,11 @@ fn verify_input(pkey: &PKey<Public>, alg: JwsAlgorithm, input: &[u8], sig: &[u8]
 }
 
 /// Compact JWS: `BASE64URL(header).BASE64URL(payload).BASE64URL(signature)`.
-pub fn sign_compact(payload: &[u8], key: &SigningKey, opts: &JwsOptions) -> Result<String, JwsError> {
+pub fn sign_compact(
+    payload: &[u8],
+    key: &SigningKey,
+    opts: &JwsOptions,
+) -> Result<String, JwsError> {
     let (alg, h) = header_for(key, opts, false)?;
     let p = B64URL.encode(payload);
     let input = format!("{h}.{p}");
@@ -215,7 +234,11 @@ pub fn sign_compact(payload: &[u8], key: &SigningKey, opts: &JwsOptions) -> Resu
 
 /// Detached JWS with unencoded payload (RFC 7797): `BASE64URL(header)..BASE64URL(signature)`, header
 /// `{"b64":false,"crit":["b64"]}`; the signing input is `BASE64URL(header) || '.' || payload`.
-pub fn sign_detached(payload: &[u8], key: &SigningKey, opts: &JwsOptions) -> Result<String, JwsError> {
+pub fn sign_detached(
+    payload: &[u8],
+    key: &SigningKey,
+    opts: &JwsOptions,
+) -> Result<String, JwsError> {
     let (alg, h) = header_for(key, opts, true)?;
     let mut input = Vec::with_capacity(h.len() + 1 + payload.len());
     input.extend_from_slice(h.as_bytes());
@@ -233,10 +256,17 @@ fn b64url(part: &str, what: &str) -> Result<Vec<u8>, JwsError> {
 
 /// Verifies a compact JWS, or a detached one when `detached_payload` is given (either RFC 7797
 /// unencoded, or a regular detached JWS whose payload is base64url-encoded for the signing input).
-pub fn verify(jws: &str, detached_payload: Option<&[u8]>, trust: JwsTrust<'_>) -> Result<VerifiedJws, JwsError> {
+pub fn verify(
+    jws: &str,
+    detached_payload: Option<&[u8]>,
+    trust: JwsTrust<'_>,
+) -> Result<VerifiedJws, JwsError> {
     let parts: Vec<&str> = jws.trim().split('.').collect();
     let [h_b64, p_b64, s_b64] = parts.as_slice() else {
-        return Err(JwsError::Malformed(format!("{} parts, expected 3", parts.len())));
+        return Err(JwsError::Malformed(format!(
+            "{} parts, expected 3",
+            parts.len()
+        )));
     };
     let header: Map<String, Value> = serde_json::from_slice(&b64url(h_b64, "header")?)
         .map_err(|e| JwsError::Malformed(format!("header JSON: {e}")))?;
@@ -244,14 +274,18 @@ pub fn verify(jws: &str, detached_payload: Option<&[u8]>, trust: JwsTrust<'_>) -
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| JwsError::Malformed("no alg".into()))?;
-    let alg = JwsAlgorithm::from_name(alg_name).ok_or_else(|| JwsError::UnsupportedAlgorithm(alg_name.to_owned()))?;
+    let alg = JwsAlgorithm::from_name(alg_name)
+        .ok_or_else(|| JwsError::UnsupportedAlgorithm(alg_name.to_owned()))?;
 
     // crit / b64 (RFC 7515 §4.1.11, RFC 7797 §3, §6)
     let crit: Vec<&str> = match header.get("crit") {
         None => Vec::new(),
         Some(Value::Array(a)) if !a.is_empty() => a
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| JwsError::Malformed("crit entries must be strings".into())))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| JwsError::Malformed("crit entries must be strings".into()))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(JwsError::Malformed("crit must be a non-empty array".into())),
     };
@@ -260,27 +294,41 @@ pub fn verify(jws: &str, detached_payload: Option<&[u8]>, trust: JwsTrust<'_>) -
             return Err(JwsError::UnsupportedCritical((*c).to_owned()));
         }
         if !header.contains_key(*c) {
-            return Err(JwsError::Malformed(format!("crit names {c:?} but the header lacks it")));
+            return Err(JwsError::Malformed(format!(
+                "crit names {c:?} but the header lacks it"
+            )));
         }
     }
     let encoded = match header.get("b64") {
         None => true,
         Some(Value::Bool(b)) if crit.contains(&"b64") => *b,
-        Some(Value::Bool(_)) => return Err(JwsError::Malformed("b64 present but not critical".into())),
+        Some(Value::Bool(_)) => {
+            return Err(JwsError::Malformed("b64 present but not critical".into()))
+        }
         Some(_) => return Err(JwsError::Malformed("b64 must be a boolean".into())),
     };
 
     let (payload, input): (Vec<u8>, Vec<u8>) = match (encoded, detached_payload) {
-        (true, None) => (b64url(p_b64, "payload")?, format!("{h_b64}.{p_b64}").into_bytes()),
+        (true, None) => (
+            b64url(p_b64, "payload")?,
+            format!("{h_b64}.{p_b64}").into_bytes(),
+        ),
         (true, Some(p)) => {
             if !p_b64.is_empty() {
-                return Err(JwsError::Malformed("payload both attached and detached".into()));
+                return Err(JwsError::Malformed(
+                    "payload both attached and detached".into(),
+                ));
             }
-            (p.to_vec(), format!("{h_b64}.{}", B64URL.encode(p)).into_bytes())
+            (
+                p.to_vec(),
+                format!("{h_b64}.{}", B64URL.encode(p)).into_bytes(),
+            )
         }
         (false, Some(p)) => {
             if !p_b64.is_empty() {
-                return Err(JwsError::Malformed("payload both attached and detached".into()));
+                return Err(JwsError::Malformed(
+                    "payload both attached and detached".into(),
+                ));
             }
             let mut input = Vec::with_capacity(h_b64.len() + 1 + p.len());
             input.extend_from_slice(h_b64.as_bytes());
@@ -318,14 +366,19 @@ pub fn verify(jws: &str, detached_payload: Option<&[u8]>, trust: JwsTrust<'_>) -
                     X509::from_der(&der).map_err(|e| JwsError::Malformed(format!("x5c: {e}")))
                 })
                 .collect::<Result<_, _>>()?;
-            let leaf = certs.first().ok_or_else(|| JwsError::Malformed("empty x5c".into()))?;
+            let leaf = certs
+                .first()
+                .ok_or_else(|| JwsError::Malformed("empty x5c".into()))?;
             store.verify(leaf, &certs[1..], Usage::Signing)?;
             let vk = VerifyingKey::from_certificate("x5c", leaf.clone())?;
             (vk.pkey, vk.kind, None, Some(leaf.clone()))
         }
     };
     if kind != alg.key_kind() {
-        return Err(JwsError::WrongKey(format!("{} with a {kind:?} key", alg.name())));
+        return Err(JwsError::WrongKey(format!(
+            "{} with a {kind:?} key",
+            alg.name()
+        )));
     }
     if !verify_input(&pkey, alg, &input, &sig)? {
         return Err(JwsError::SignatureMismatch);
@@ -365,8 +418,14 @@ mod tests {
             assert!(d.contains(".."));
             let v = verify(&d, Some(b"raw $.payload"), JwsTrust::Keys(&keys)).unwrap();
             assert_eq!(v.key_id.as_deref(), Some(key.id()));
-            assert!(matches!(verify(&d, Some(b"raw $.payloaD"), JwsTrust::Keys(&keys)), Err(JwsError::SignatureMismatch)));
-            assert!(matches!(verify(&d, None, JwsTrust::Keys(&keys)), Err(JwsError::DetachedPayloadRequired)));
+            assert!(matches!(
+                verify(&d, Some(b"raw $.payloaD"), JwsTrust::Keys(&keys)),
+                Err(JwsError::SignatureMismatch)
+            ));
+            assert!(matches!(
+                verify(&d, None, JwsTrust::Keys(&keys)),
+                Err(JwsError::DetachedPayloadRequired)
+            ));
             let x = JwsOptions {
                 algorithm: Some(alg),
                 key_hint: KeyHint::X5c,
@@ -374,7 +433,10 @@ mod tests {
             };
             let c = sign_compact(b"x", &key, &x).unwrap();
             let v = verify(&c, None, JwsTrust::Chain(&t)).unwrap();
-            assert_eq!(v.signer.unwrap().to_der().unwrap(), key.certificate().unwrap().to_der().unwrap());
+            assert_eq!(
+                v.signer.unwrap().to_der().unwrap(),
+                key.certificate().unwrap().to_der().unwrap()
+            );
         }
     }
 
@@ -386,37 +448,71 @@ mod tests {
         let parts: Vec<&str> = c.split('.').collect();
         let forge = |h: &str| format!("{}.{}.{}", B64URL.encode(h), parts[1], parts[2]);
         assert!(matches!(
-            verify(&forge("{\"alg\":\"none\",\"kid\":\"ec-1\"}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"none\",\"kid\":\"ec-1\"}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::UnsupportedAlgorithm(_))
         ));
         assert!(matches!(
-            verify(&forge("{\"alg\":\"HS256\",\"kid\":\"ec-1\"}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"HS256\",\"kid\":\"ec-1\"}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::UnsupportedAlgorithm(_))
         ));
         assert!(matches!(
-            verify(&forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"crit\":[\"exp\"],\"exp\":1}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"crit\":[\"exp\"],\"exp\":1}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::UnsupportedCritical(_))
         ));
         assert!(matches!(
-            verify(&forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"b64\":false}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"b64\":false}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::Malformed(_))
         ));
         assert!(matches!(
-            verify(&forge("{\"alg\":\"RS256\",\"kid\":\"ec-1\"}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"RS256\",\"kid\":\"ec-1\"}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::WrongKey(_))
         ));
         assert!(matches!(
-            verify(&forge("{\"alg\":\"ES256\",\"kid\":\"other\"}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"ES256\",\"kid\":\"other\"}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::UnknownKey(_))
         ));
         // Header changed (kid kept): signature no longer verifies.
         assert!(matches!(
-            verify(&forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"typ\":\"x\"}"), None, JwsTrust::Keys(&keys)),
+            verify(
+                &forge("{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"typ\":\"x\"}"),
+                None,
+                JwsTrust::Keys(&keys)
+            ),
             Err(JwsError::SignatureMismatch)
         ));
         let rsa = [rsa_key().verifying_key().unwrap()];
         let c2 = sign_compact(b"x", &rsa_key(), &JwsOptions::default()).unwrap();
-        let forged_kid = c2.replace(c2.split('.').next().unwrap(), &B64URL.encode("{\"alg\":\"RS256\",\"kid\":\"ec-1\"}"));
-        assert!(matches!(verify(&forged_kid, None, JwsTrust::Keys(&rsa)), Err(JwsError::UnknownKey(_))));
+        let forged_kid = c2.replace(
+            c2.split('.').next().unwrap(),
+            &B64URL.encode("{\"alg\":\"RS256\",\"kid\":\"ec-1\"}"),
+        );
+        assert!(matches!(
+            verify(&forged_kid, None, JwsTrust::Keys(&rsa)),
+            Err(JwsError::UnknownKey(_))
+        ));
     }
 }

@@ -48,7 +48,10 @@ pub enum KeyError {
     #[error("certificate chain is not trusted: {0}")]
     Untrusted(String),
     #[error("certificate {subject} does not allow {needed}")]
-    KeyUsage { subject: String, needed: &'static str },
+    KeyUsage {
+        subject: String,
+        needed: &'static str,
+    },
     #[error("no key with id {0:?} in the key ring")]
     UnknownKeyId(String),
     #[error("OpenSSL: {0}")]
@@ -130,7 +133,12 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Builds a key; checks the key type and that `cert` (if any) carries this key's public half.
-    pub fn new(id: impl Into<String>, pkey: PKey<Private>, cert: Option<X509>, chain: Vec<X509>) -> Result<Self, KeyError> {
+    pub fn new(
+        id: impl Into<String>,
+        pkey: PKey<Private>,
+        cert: Option<X509>,
+        chain: Vec<X509>,
+    ) -> Result<Self, KeyError> {
         let kind = key_kind(&pkey)?;
         if let Some(c) = &cert {
             if !c.public_key()?.public_eq(&pkey) {
@@ -227,7 +235,12 @@ impl VerifyingKey {
 
 /// Loads a private key (PEM, optionally encrypted with `password`) and an optional certificate PEM
 /// (leaf first, then its chain).
-pub fn load_pem(id: impl Into<String>, key_pem: &[u8], cert_pem: Option<&[u8]>, password: Option<&Secret>) -> Result<SigningKey, KeyError> {
+pub fn load_pem(
+    id: impl Into<String>,
+    key_pem: &[u8],
+    cert_pem: Option<&[u8]>,
+    password: Option<&Secret>,
+) -> Result<SigningKey, KeyError> {
     let pkey = match password {
         Some(p) => PKey::private_key_from_pem_passphrase(key_pem, p.expose().as_bytes()),
         None => PKey::private_key_from_pem(key_pem),
@@ -235,7 +248,8 @@ pub fn load_pem(id: impl Into<String>, key_pem: &[u8], cert_pem: Option<&[u8]>, 
     .map_err(|e| KeyError::Parse(e.to_string()))?;
     let (cert, chain) = match cert_pem {
         Some(pem) => {
-            let mut certs = X509::stack_from_pem(pem).map_err(|e| KeyError::Parse(e.to_string()))?;
+            let mut certs =
+                X509::stack_from_pem(pem).map_err(|e| KeyError::Parse(e.to_string()))?;
             if certs.is_empty() {
                 return Err(KeyError::Parse("no certificate in PEM".into()));
             }
@@ -248,11 +262,22 @@ pub fn load_pem(id: impl Into<String>, key_pem: &[u8], cert_pem: Option<&[u8]>, 
 }
 
 /// Loads key, certificate and chain from a PKCS#12 bundle.
-pub fn load_pkcs12(id: impl Into<String>, der: &[u8], password: &Secret) -> Result<SigningKey, KeyError> {
+pub fn load_pkcs12(
+    id: impl Into<String>,
+    der: &[u8],
+    password: &Secret,
+) -> Result<SigningKey, KeyError> {
     let p12 = Pkcs12::from_der(der).map_err(|e| KeyError::Pkcs12(e.to_string()))?;
-    let parsed = p12.parse2(password.expose()).map_err(|e| KeyError::Pkcs12(e.to_string()))?;
-    let pkey = parsed.pkey.ok_or_else(|| KeyError::Pkcs12("no private key in bundle".into()))?;
-    let chain = parsed.ca.map(|s| s.into_iter().collect()).unwrap_or_default();
+    let parsed = p12
+        .parse2(password.expose())
+        .map_err(|e| KeyError::Pkcs12(e.to_string()))?;
+    let pkey = parsed
+        .pkey
+        .ok_or_else(|| KeyError::Pkcs12("no private key in bundle".into()))?;
+    let chain = parsed
+        .ca
+        .map(|s| s.into_iter().collect())
+        .unwrap_or_default();
     SigningKey::new(id, pkey, parsed.cert, chain)
 }
 
@@ -301,7 +326,8 @@ impl KeyRing {
     }
     /// Makes `next` current; the previous key stays trusted for verification.
     pub fn rotate(&mut self, next: SigningKey) -> Result<(), KeyError> {
-        self.verifiers.insert(next.id().to_owned(), next.verifying_key()?);
+        self.verifiers
+            .insert(next.id().to_owned(), next.verifying_key()?);
         self.current = next;
         Ok(())
     }
@@ -314,13 +340,20 @@ impl KeyRing {
     }
     /// The verification key with this id.
     pub fn verifier(&self, id: &str) -> Result<&VerifyingKey, KeyError> {
-        self.verifiers.get(id).ok_or_else(|| KeyError::UnknownKeyId(id.to_owned()))
+        self.verifiers
+            .get(id)
+            .ok_or_else(|| KeyError::UnknownKeyId(id.to_owned()))
     }
     /// Days to expiry of every key that has a certificate, for monitoring.
     pub fn expiry_report(&self) -> Vec<(String, i64)> {
         self.verifiers
             .values()
-            .filter_map(|v| v.cert.as_ref().and_then(|c| days_to_expiry(c).ok()).map(|d| (v.id.clone(), d)))
+            .filter_map(|v| {
+                v.cert
+                    .as_ref()
+                    .and_then(|c| days_to_expiry(c).ok())
+                    .map(|d| (v.id.clone(), d))
+            })
             .collect()
     }
 }
@@ -345,7 +378,10 @@ pub struct TrustStore {
 impl fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustStore")
-            .field("anchors", &self.anchors.iter().map(subject_of).collect::<Vec<_>>())
+            .field(
+                "anchors",
+                &self.anchors.iter().map(subject_of).collect::<Vec<_>>(),
+            )
             .field("intermediates", &self.intermediates.len())
             .field("crls", &self.crls.len())
             .finish()
@@ -355,7 +391,8 @@ impl fmt::Debug for TrustStore {
 impl TrustStore {
     /// A store trusting the certificates in `anchors_pem` (one or more PEM certificates).
     pub fn from_pem(anchors_pem: &[u8]) -> Result<Self, KeyError> {
-        let anchors = X509::stack_from_pem(anchors_pem).map_err(|e| KeyError::Parse(e.to_string()))?;
+        let anchors =
+            X509::stack_from_pem(anchors_pem).map_err(|e| KeyError::Parse(e.to_string()))?;
         if anchors.is_empty() {
             return Err(KeyError::Parse("no trust anchor in PEM".into()));
         }
@@ -372,8 +409,9 @@ impl TrustStore {
     }
     /// Adds a CRL; from then on the leaf's issuer must have a current CRL.
     pub fn add_crl_pem(&mut self, pem: &[u8]) -> Result<(), KeyError> {
-        self.crls
-            .push(Arc::new(X509Crl::from_pem(pem).map_err(|e| KeyError::Parse(e.to_string()))?));
+        self.crls.push(Arc::new(
+            X509Crl::from_pem(pem).map_err(|e| KeyError::Parse(e.to_string()))?,
+        ));
         Ok(())
     }
     /// The configured anchors.
@@ -440,13 +478,22 @@ impl TrustStore {
             });
             let Some(crl) = crl else {
                 if i == 0 {
-                    return Err(KeyError::Untrusted(format!("no CRL configured for issuer {}", subject_of(issuer))));
+                    return Err(KeyError::Untrusted(format!(
+                        "no CRL configured for issuer {}",
+                        subject_of(issuer)
+                    )));
                 }
                 continue;
             };
-            let fresh = crl.next_update().map(|next| is_after(next, &now)).unwrap_or(true);
+            let fresh = crl
+                .next_update()
+                .map(|next| is_after(next, &now))
+                .unwrap_or(true);
             if !fresh {
-                return Err(KeyError::Untrusted(format!("CRL of {} is out of date", subject_of(issuer))));
+                return Err(KeyError::Untrusted(format!(
+                    "CRL of {} is out of date",
+                    subject_of(issuer)
+                )));
             }
             if let CrlStatus::Revoked(_) = crl.get_by_cert(cert) {
                 return Err(KeyError::Revoked {
@@ -459,7 +506,9 @@ impl TrustStore {
 }
 
 fn is_after(t: &Asn1TimeRef, now: &Asn1TimeRef) -> bool {
-    now.diff(t).map(|d| d.days > 0 || (d.days == 0 && d.secs > 0)).unwrap_or(false)
+    now.diff(t)
+        .map(|d| d.days > 0 || (d.days == 0 && d.secs > 0))
+        .unwrap_or(false)
 }
 
 fn check_key_usage(leaf: &X509, usage: Usage) -> Result<(), KeyError> {
@@ -494,14 +543,27 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn rsa_key() -> SigningKey {
-        load_pem("rsa-1", &example("sign-rsa.key"), Some(&example("sign-rsa.pem")), None).unwrap()
+        load_pem(
+            "rsa-1",
+            &example("sign-rsa.key"),
+            Some(&example("sign-rsa.pem")),
+            None,
+        )
+        .unwrap()
     }
     pub(crate) fn ec_key() -> SigningKey {
-        load_pem("ec-1", &example("sign-ec.key"), Some(&example("sign-ec.pem")), None).unwrap()
+        load_pem(
+            "ec-1",
+            &example("sign-ec.key"),
+            Some(&example("sign-ec.pem")),
+            None,
+        )
+        .unwrap()
     }
     pub(crate) fn trust() -> TrustStore {
         let mut t = TrustStore::from_pem(&example("root-ca.pem")).unwrap();
-        t.add_intermediates_pem(&example("intermediate-ca.pem")).unwrap();
+        t.add_intermediates_pem(&example("intermediate-ca.pem"))
+            .unwrap();
         t
     }
 
@@ -518,7 +580,12 @@ pub(crate) mod tests {
             Err(KeyError::Pkcs12(_))
         ));
         assert!(matches!(
-            load_pem("x", &example("sign-rsa.key"), Some(&example("sign-ec.pem")), None),
+            load_pem(
+                "x",
+                &example("sign-rsa.key"),
+                Some(&example("sign-ec.pem")),
+                None
+            ),
             Err(KeyError::KeyCertificateMismatch)
         ));
         assert_eq!(format!("{:?}", Secret::new("example")), "Secret(***)");
@@ -528,21 +595,43 @@ pub(crate) mod tests {
     fn chain_validation_distinguishes_failures() {
         let mut t = trust();
         let cert = |n: &str| X509::from_pem(&example(n)).unwrap();
-        assert_eq!(t.verify(&cert("sign-rsa.pem"), &[], Usage::Signing).unwrap().len(), 3);
-        assert!(matches!(t.verify(&cert("sign-expired.pem"), &[], Usage::Signing), Err(KeyError::Expired { .. })));
+        assert_eq!(
+            t.verify(&cert("sign-rsa.pem"), &[], Usage::Signing)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(matches!(
+            t.verify(&cert("sign-expired.pem"), &[], Usage::Signing),
+            Err(KeyError::Expired { .. })
+        ));
         // Without CRLs the revoked certificate passes; with them it does not.
-        t.verify(&cert("sign-revoked.pem"), &[], Usage::Signing).unwrap();
+        t.verify(&cert("sign-revoked.pem"), &[], Usage::Signing)
+            .unwrap();
         t.add_crl_pem(&example("intermediate-ca.crl.pem")).unwrap();
-        assert!(matches!(t.verify(&cert("sign-revoked.pem"), &[], Usage::Signing), Err(KeyError::Revoked { .. })));
+        assert!(matches!(
+            t.verify(&cert("sign-revoked.pem"), &[], Usage::Signing),
+            Err(KeyError::Revoked { .. })
+        ));
         t.verify(&cert("sign-ec.pem"), &[], Usage::Signing).unwrap();
         // The TLS server certificate may not sign documents... it has digitalSignature, but no timeStamping.
-        assert!(matches!(t.verify(&cert("sign-rsa.pem"), &[], Usage::TimeStamping), Err(KeyError::Untrusted(_)) | Err(KeyError::KeyUsage { .. })));
-        t.verify(&cert("tsa.pem"), &[], Usage::TimeStamping).unwrap();
+        assert!(matches!(
+            t.verify(&cert("sign-rsa.pem"), &[], Usage::TimeStamping),
+            Err(KeyError::Untrusted(_)) | Err(KeyError::KeyUsage { .. })
+        ));
+        t.verify(&cert("tsa.pem"), &[], Usage::TimeStamping)
+            .unwrap();
         // A chain to an unconfigured root.
         let only_int = TrustStore::from_pem(&example("server.pem")).unwrap();
-        assert!(matches!(only_int.verify(&cert("sign-rsa.pem"), &[], Usage::Signing), Err(KeyError::Untrusted(_))));
+        assert!(matches!(
+            only_int.verify(&cert("sign-rsa.pem"), &[], Usage::Signing),
+            Err(KeyError::Untrusted(_))
+        ));
         // The root CA's key usage does not allow signing documents.
-        assert!(matches!(t.verify(&cert("root-ca.pem"), &[], Usage::Signing), Err(KeyError::KeyUsage { .. })));
+        assert!(matches!(
+            t.verify(&cert("root-ca.pem"), &[], Usage::Signing),
+            Err(KeyError::KeyUsage { .. })
+        ));
     }
 
     #[test]
@@ -553,8 +642,14 @@ pub(crate) mod tests {
         assert_eq!(ring.current().id(), "ec-1");
         assert!(ring.verifier("rsa-1").is_ok());
         ring.retire("rsa-1").unwrap();
-        assert!(matches!(ring.verifier("rsa-1"), Err(KeyError::UnknownKeyId(_))));
-        assert!(matches!(ring.retire("ec-1"), Err(KeyError::UnknownKeyId(_))));
+        assert!(matches!(
+            ring.verifier("rsa-1"),
+            Err(KeyError::UnknownKeyId(_))
+        ));
+        assert!(matches!(
+            ring.retire("ec-1"),
+            Err(KeyError::UnknownKeyId(_))
+        ));
         assert_eq!(ring.expiry_report().len(), 1);
     }
 }

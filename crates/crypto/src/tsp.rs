@@ -28,7 +28,9 @@ const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01
 /// DER of OID 1.2.840.113549.1.7.2 (signedData).
 const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 /// DER of OID 1.2.840.113549.1.9.16.1.4 (id-ct-TSTInfo).
-const OID_TST_INFO: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x04];
+const OID_TST_INFO: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x04,
+];
 
 const TAG_INTEGER: u8 = 0x02;
 const TAG_BOOLEAN: u8 = 0x01;
@@ -108,18 +110,29 @@ impl<'a> Reader<'a> {
             if n == 0 || n > 4 {
                 return Err(bad("unsupported length form"));
             }
-            let bytes = self.buf.get(2..2 + n).ok_or_else(|| bad("truncated length"))?;
-            (bytes.iter().fold(0usize, |acc, b| acc << 8 | *b as usize), 2 + n)
+            let bytes = self
+                .buf
+                .get(2..2 + n)
+                .ok_or_else(|| bad("truncated length"))?;
+            (
+                bytes.iter().fold(0usize, |acc, b| acc << 8 | *b as usize),
+                2 + n,
+            )
         };
         let end = hdr.checked_add(len).ok_or_else(|| bad("length overflow"))?;
-        let content = self.buf.get(hdr..end).ok_or_else(|| bad("truncated content"))?;
+        let content = self
+            .buf
+            .get(hdr..end)
+            .ok_or_else(|| bad("truncated content"))?;
         self.buf = &self.buf[end..];
         Ok((tag, content))
     }
     fn expect(&mut self, tag: u8, what: &str) -> Result<&'a [u8], TspError> {
         let (t, c) = self.any()?;
         if t != tag {
-            return Err(TspError::Malformed(format!("{what}: tag {t:#04x}, expected {tag:#04x}")));
+            return Err(TspError::Malformed(format!(
+                "{what}: tag {t:#04x}, expected {tag:#04x}"
+            )));
         }
         Ok(c)
     }
@@ -141,11 +154,22 @@ fn oid_to_string(der: &[u8]) -> String {
             acc = 0;
         }
     }
-    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+    parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn int_value(content: &[u8]) -> i64 {
-    content.iter().fold(if content.first().is_some_and(|b| b & 0x80 != 0) { -1 } else { 0 }, |acc, b| acc << 8 | *b as i64)
+    content.iter().fold(
+        if content.first().is_some_and(|b| b & 0x80 != 0) {
+            -1
+        } else {
+            0
+        },
+        |acc, b| acc << 8 | *b as i64,
+    )
 }
 
 // ---------------------------------------------------------------- request
@@ -164,7 +188,10 @@ pub struct TimeStampRequest {
 /// Builds a request for a SHA-256 `digest` (32 bytes).
 pub fn request(digest: &[u8]) -> Result<TimeStampRequest, TspError> {
     if digest.len() != 32 {
-        return Err(TspError::Malformed(format!("SHA-256 digest must be 32 bytes, got {}", digest.len())));
+        return Err(TspError::Malformed(format!(
+            "SHA-256 digest must be 32 bytes, got {}",
+            digest.len()
+        )));
     }
     let mut nonce = [0u8; 8];
     openssl::rand::rand_bytes(&mut nonce)?;
@@ -214,11 +241,17 @@ pub struct TimeStamp {
 }
 
 /// Verifies a `TimeStampResp` answering `req`: status granted, token valid for `req.digest`, nonce ours.
-pub fn verify_response(resp_der: &[u8], req: &TimeStampRequest, trust: &TrustStore) -> Result<TimeStamp, TspError> {
+pub fn verify_response(
+    resp_der: &[u8],
+    req: &TimeStampRequest,
+    trust: &TrustStore,
+) -> Result<TimeStamp, TspError> {
     let mut outer = Reader::new(resp_der);
     let resp = outer.expect(TAG_SEQUENCE, "TimeStampResp")?;
     if !outer.is_empty() {
-        return Err(TspError::Malformed("trailing data after TimeStampResp".into()));
+        return Err(TspError::Malformed(
+            "trailing data after TimeStampResp".into(),
+        ));
     }
     let mut r = Reader::new(resp);
     let status_info = r.expect(TAG_SEQUENCE, "PKIStatusInfo")?;
@@ -236,7 +269,9 @@ pub fn verify_response(resp_der: &[u8], req: &TimeStampRequest, trust: &TrustSto
         return Err(TspError::Rejected { status, text });
     }
     if r.is_empty() {
-        return Err(TspError::Malformed("granted response without a token".into()));
+        return Err(TspError::Malformed(
+            "granted response without a token".into(),
+        ));
     }
     let token_start = resp.len() - r.buf.len();
     r.expect(TAG_SEQUENCE, "TimeStampToken")?;
@@ -249,7 +284,11 @@ pub fn verify_response(resp_der: &[u8], req: &TimeStampRequest, trust: &TrustSto
 }
 
 /// Verifies a `TimeStampToken` (CMS ContentInfo DER) for the SHA-256 `digest`.
-pub fn verify_token(token_der: &[u8], digest: &[u8], trust: &TrustStore) -> Result<TimeStamp, TspError> {
+pub fn verify_token(
+    token_der: &[u8],
+    digest: &[u8],
+    trust: &TrustStore,
+) -> Result<TimeStamp, TspError> {
     check_content_type(token_der)?;
     let p7 = Pkcs7::from_der(token_der).map_err(|e| TspError::Malformed(format!("CMS: {e}")))?;
     let no_certs = Stack::<X509>::new()?;
@@ -258,14 +297,24 @@ pub fn verify_token(token_der: &[u8], digest: &[u8], trust: &TrustStore) -> Resu
         .map_err(|e| TspError::SignatureInvalid(format!("signer certificate not in token: {e}")))?;
     let tsa = match signers.iter().collect::<Vec<_>>().as_slice() {
         [one] => (*one).to_owned(),
-        _ => return Err(TspError::Malformed("a time-stamp token has exactly one signer".into())),
+        _ => {
+            return Err(TspError::Malformed(
+                "a time-stamp token has exactly one signer".into(),
+            ))
+        }
     };
     // Signature only here (NOVERIFY): the chain is validated by our TrustStore, with the
     // timeStamping purpose and CRLs, below.
     let empty_store = X509StoreBuilder::new()?.build();
     let mut tst_info = Vec::new();
-    p7.verify(&no_certs, &empty_store, None, Some(&mut tst_info), Pkcs7Flags::NOVERIFY)
-        .map_err(|e| TspError::SignatureInvalid(e.to_string()))?;
+    p7.verify(
+        &no_certs,
+        &empty_store,
+        None,
+        Some(&mut tst_info),
+        Pkcs7Flags::NOVERIFY,
+    )
+    .map_err(|e| TspError::SignatureInvalid(e.to_string()))?;
     let extra: Vec<X509> = p7
         .signed()
         .and_then(|s| s.certificates())
@@ -302,7 +351,9 @@ fn check_content_type(token: &[u8]) -> Result<(), TspError> {
     sd.expect(TAG_SET, "digestAlgorithms")?;
     let mut encap = Reader::new(sd.expect(TAG_SEQUENCE, "encapContentInfo")?);
     if encap.expect(TAG_OID, "eContentType")? != OID_TST_INFO {
-        return Err(TspError::Malformed("eContentType is not id-ct-TSTInfo".into()));
+        return Err(TspError::Malformed(
+            "eContentType is not id-ct-TSTInfo".into(),
+        ));
     }
     Ok(())
 }
@@ -360,9 +411,15 @@ mod tests {
         assert_eq!(body.expect(TAG_INTEGER, "v").unwrap(), &[1]);
         let mut mi = Reader::new(body.expect(TAG_SEQUENCE, "mi").unwrap());
         let mut alg = Reader::new(mi.expect(TAG_SEQUENCE, "alg").unwrap());
-        assert_eq!(oid_to_string(alg.expect(TAG_OID, "oid").unwrap()), "2.16.840.1.101.3.4.2.1");
+        assert_eq!(
+            oid_to_string(alg.expect(TAG_OID, "oid").unwrap()),
+            "2.16.840.1.101.3.4.2.1"
+        );
         assert_eq!(mi.expect(TAG_OCTET_STRING, "h").unwrap(), &d);
-        assert_eq!(body.expect(TAG_INTEGER, "nonce").unwrap(), r.nonce.as_slice());
+        assert_eq!(
+            body.expect(TAG_INTEGER, "nonce").unwrap(),
+            r.nonce.as_slice()
+        );
         assert_eq!(body.expect(TAG_BOOLEAN, "certReq").unwrap(), &[0xff]);
         assert!(matches!(request(&[0u8; 20]), Err(TspError::Malformed(_))));
     }
@@ -374,7 +431,10 @@ mod tests {
         let mut r = Reader::new(&long);
         assert_eq!(r.expect(TAG_OCTET_STRING, "x").unwrap().len(), 300);
         assert_eq!(oid_to_string(OID_TST_INFO), "1.2.840.113549.1.9.16.1.4");
-        assert!(matches!(Reader::new(&[0x30, 0x05, 0x00]).any(), Err(TspError::Malformed(_))));
+        assert!(matches!(
+            Reader::new(&[0x30, 0x05, 0x00]).any(),
+            Err(TspError::Malformed(_))
+        ));
         assert_eq!(int_value(&[0x00, 0x80]), 128);
         assert_eq!(int_value(&[0xff]), -1);
     }

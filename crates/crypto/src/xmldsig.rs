@@ -216,14 +216,22 @@ fn with_children(mut el: Element, children: Vec<Element>) -> Element {
 ///
 /// The output is the input in canonical form (attributes sorted, empty elements expanded, XML
 /// declaration normalised) with the `Signature` element inserted.
-pub fn sign_enveloped(xml: &str, key: &SigningKey, opts: &SignOptions) -> Result<String, DsigError> {
+pub fn sign_enveloped(
+    xml: &str,
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<String, DsigError> {
     let mut doc = parse_safe(xml)?;
     sign_document(&mut doc, key, opts)?;
     Ok(doc.to_xml())
 }
 
 /// Signs a parsed document in place (see [`sign_enveloped`]).
-pub fn sign_document(doc: &mut Document, key: &SigningKey, opts: &SignOptions) -> Result<(), DsigError> {
+pub fn sign_document(
+    doc: &mut Document,
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<(), DsigError> {
     let (target, uri) = match &opts.reference {
         Reference::WholeDocument => (Vec::new(), String::new()),
         Reference::Id(id) => (
@@ -248,7 +256,11 @@ pub fn sign_document(doc: &mut Document, key: &SigningKey, opts: &SignOptions) -
     );
     let reference = with_children(
         reference,
-        vec![transforms, with_alg(ds(opts, "DigestMethod"), SHA256), ds(opts, "DigestValue")],
+        vec![
+            transforms,
+            with_alg(ds(opts, "DigestMethod"), SHA256),
+            ds(opts, "DigestValue"),
+        ],
     );
     let signed_info = with_children(
         ds(opts, "SignedInfo"),
@@ -260,16 +272,23 @@ pub fn sign_document(doc: &mut Document, key: &SigningKey, opts: &SignOptions) -
     );
     let mut children = vec![signed_info, ds(opts, "SignatureValue")];
     if opts.include_certificate {
-        let cert = key
-            .certificate()
-            .ok_or(DsigError::MissingCertificate)?;
-        let mut certs = vec![with_text(ds(opts, "X509Certificate"), &B64.encode(cert.to_der()?))];
+        let cert = key.certificate().ok_or(DsigError::MissingCertificate)?;
+        let mut certs = vec![with_text(
+            ds(opts, "X509Certificate"),
+            &B64.encode(cert.to_der()?),
+        )];
         if opts.include_chain {
             for c in key.chain() {
-                certs.push(with_text(ds(opts, "X509Certificate"), &B64.encode(c.to_der()?)));
+                certs.push(with_text(
+                    ds(opts, "X509Certificate"),
+                    &B64.encode(c.to_der()?),
+                ));
             }
         }
-        children.push(with_children(ds(opts, "KeyInfo"), vec![with_children(ds(opts, "X509Data"), certs)]));
+        children.push(with_children(
+            ds(opts, "KeyInfo"),
+            vec![with_children(ds(opts, "X509Data"), certs)],
+        ));
     }
     let mut signature = with_children(ds(opts, "Signature"), children);
     signature
@@ -311,7 +330,9 @@ fn set_text(doc: &mut Document, path: &[usize], text: &str) {
 
 fn reference_error(e: XmlError) -> DsigError {
     match e {
-        XmlError::DuplicateId(id) => DsigError::Wrapping(format!("Id {id:?} is carried by more than one element")),
+        XmlError::DuplicateId(id) => {
+            DsigError::Wrapping(format!("Id {id:?} is carried by more than one element"))
+        }
         XmlError::IdNotFound(id) => DsigError::ReferenceNotFound(format!("#{id}")),
         other => DsigError::Xml(other),
     }
@@ -319,7 +340,13 @@ fn reference_error(e: XmlError) -> DsigError {
 
 /// Octets the reference digest is computed on: comments are never part of a same-document reference
 /// (XML-DSig §4.4.3.3), whatever the C14N variant.
-fn reference_octets(doc: &Document, target: &[usize], reference: &Reference, alg: Algorithm, opts: &Options<'_>) -> Result<Vec<u8>, DsigError> {
+fn reference_octets(
+    doc: &Document,
+    target: &[usize],
+    reference: &Reference,
+    alg: Algorithm,
+    opts: &Options<'_>,
+) -> Result<Vec<u8>, DsigError> {
     let alg = alg.without_comments();
     Ok(match reference {
         Reference::WholeDocument => canonicalize_document_with(doc, alg, opts)?,
@@ -328,7 +355,10 @@ fn reference_octets(doc: &Document, target: &[usize], reference: &Reference, alg
 }
 
 /// Signs with SHA-256; ECDSA output converted to raw `r || s`.
-pub(crate) fn sign_octets(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+pub(crate) fn sign_octets(
+    key: &SigningKey,
+    data: &[u8],
+) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     let mut signer = Signer::new(MessageDigest::sha256(), key.private_key())?;
     signer.update(data)?;
     let sig = signer.sign_to_vec()?;
@@ -339,7 +369,12 @@ pub(crate) fn sign_octets(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, open
 }
 
 /// Verifies a SHA-256 signature (ECDSA given as raw `r || s`). `Ok(false)` on mismatch.
-pub(crate) fn verify_octets(pkey: &PKey<Public>, kind: KeyKind, data: &[u8], sig: &[u8]) -> Result<bool, openssl::error::ErrorStack> {
+pub(crate) fn verify_octets(
+    pkey: &PKey<Public>,
+    kind: KeyKind,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<bool, openssl::error::ErrorStack> {
     let der;
     let sig = match kind {
         KeyKind::Rsa => sig,
@@ -364,7 +399,10 @@ fn ds_children<'d>(doc: &'d Document, path: &[usize]) -> Vec<(usize, &'d Element
     el.child_elements()
         .map(|(i, c)| {
             let s = push_scope(&scope, &c.ns_decls);
-            let ns = s.get(c.prefix.as_deref().unwrap_or("")).cloned().unwrap_or_default();
+            let ns = s
+                .get(c.prefix.as_deref().unwrap_or(""))
+                .cloned()
+                .unwrap_or_default();
             (i, c, ns)
         })
         .collect()
@@ -405,8 +443,13 @@ fn b64_decode(text: &str) -> Result<Vec<u8>, DsigError> {
 fn prefix_list(doc: &Document, path: &[usize]) -> Vec<String> {
     ds_children(doc, path)
         .into_iter()
-        .find(|(_, c, ns)| c.local == "InclusiveNamespaces" && ns == "http://www.w3.org/2001/10/xml-exc-c14n#")
-        .and_then(|(_, c, _)| c.attr("PrefixList").map(|l| l.split_ascii_whitespace().map(str::to_owned).collect()))
+        .find(|(_, c, ns)| {
+            c.local == "InclusiveNamespaces" && ns == "http://www.w3.org/2001/10/xml-exc-c14n#"
+        })
+        .and_then(|(_, c, _)| {
+            c.attr("PrefixList")
+                .map(|l| l.split_ascii_whitespace().map(str::to_owned).collect())
+        })
         .unwrap_or_default()
 }
 
@@ -422,10 +465,17 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     let sig_path = match sigs.as_slice() {
         [] => return Err(DsigError::NoSignature),
         [p] => p.clone(),
-        _ => return Err(DsigError::Wrapping(format!("{} Signature elements; exactly one is accepted", sigs.len()))),
+        _ => {
+            return Err(DsigError::Wrapping(format!(
+                "{} Signature elements; exactly one is accepted",
+                sigs.len()
+            )))
+        }
     };
     if sig_path.is_empty() {
-        return Err(DsigError::Unsupported("Signature as the root element (enveloping)".into()));
+        return Err(DsigError::Unsupported(
+            "Signature as the root element (enveloping)".into(),
+        ));
     }
 
     // --- SignedInfo ---
@@ -441,26 +491,33 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         ECDSA_SHA256 => SignatureAlgorithm::EcdsaSha256,
         other => return Err(DsigError::Unsupported(format!("SignatureMethod {other}"))),
     };
-    let ref_path = ds_child(&doc, &si_path, "Reference")
-        .map_err(|e| match e {
-            DsigError::Malformed(m) if m.starts_with("more than one") => DsigError::Unsupported("more than one Reference".into()),
-            other => other,
-        })?;
+    let ref_path = ds_child(&doc, &si_path, "Reference").map_err(|e| match e {
+        DsigError::Malformed(m) if m.starts_with("more than one") => {
+            DsigError::Unsupported("more than one Reference".into())
+        }
+        other => other,
+    })?;
     let reference_el = doc.element_at(&ref_path).expect("resolved");
     let uri = reference_el
         .attr("URI")
         .ok_or_else(|| DsigError::Unsupported("Reference without URI".into()))?;
     let reference = if uri.is_empty() {
         Reference::WholeDocument
-    } else if let Some(id) = uri.strip_prefix('#').filter(|id| !id.starts_with("xpointer(")) {
+    } else if let Some(id) = uri
+        .strip_prefix('#')
+        .filter(|id| !id.starts_with("xpointer("))
+    {
         Reference::Id(id.to_owned())
     } else {
-        return Err(DsigError::Unsupported(format!("Reference URI {uri:?} (only \"\" and \"#id\")")));
+        return Err(DsigError::Unsupported(format!(
+            "Reference URI {uri:?} (only \"\" and \"#id\")"
+        )));
     };
 
     // Transforms: enveloped-signature, then at most one C14N.
-    let tr_path = ds_child(&doc, &ref_path, "Transforms")
-        .map_err(|_| DsigError::Unsupported("Reference without the enveloped-signature transform".into()))?;
+    let tr_path = ds_child(&doc, &ref_path, "Transforms").map_err(|_| {
+        DsigError::Unsupported("Reference without the enveloped-signature transform".into())
+    })?;
     let transforms: Vec<(NodePath, String)> = ds_children(&doc, &tr_path)
         .into_iter()
         .filter(|(_, c, ns)| c.local == "Transform" && ns == DSIG_NS)
@@ -473,7 +530,8 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     let (ref_c14n, ref_prefixes) = match transforms.as_slice() {
         [(_, t)] if t == ENVELOPED => (Algorithm::Inclusive, Vec::new()),
         [(_, t), (p, c)] if t == ENVELOPED => (
-            Algorithm::from_uri(c).ok_or_else(|| DsigError::Unsupported(format!("Transform {c}")))?,
+            Algorithm::from_uri(c)
+                .ok_or_else(|| DsigError::Unsupported(format!("Transform {c}")))?,
             prefix_list(&doc, p),
         ),
         _ => {
@@ -487,16 +545,29 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     if dm != SHA256 {
         return Err(DsigError::Unsupported(format!("DigestMethod {dm}")));
     }
-    let digest_value = b64_decode(&doc.element_at(&ds_child(&doc, &ref_path, "DigestValue")?).expect("resolved").text())?;
-    let signature_value = b64_decode(&doc.element_at(&ds_child(&doc, &sig_path, "SignatureValue")?).expect("resolved").text())?;
+    let digest_value = b64_decode(
+        &doc.element_at(&ds_child(&doc, &ref_path, "DigestValue")?)
+            .expect("resolved")
+            .text(),
+    )?;
+    let signature_value = b64_decode(
+        &doc.element_at(&ds_child(&doc, &sig_path, "SignatureValue")?)
+            .expect("resolved")
+            .text(),
+    )?;
 
     // --- Which element is signed, and is the signature enveloped by it? ---
     let (target, signed_id) = match &reference {
         Reference::WholeDocument => (Vec::new(), None),
-        Reference::Id(id) => (doc.find_by_id(id).map_err(reference_error)?, Some(id.clone())),
+        Reference::Id(id) => (
+            doc.find_by_id(id).map_err(reference_error)?,
+            Some(id.clone()),
+        ),
     };
     if sig_path[..sig_path.len() - 1] != target[..] {
-        return Err(DsigError::Wrapping("the Signature is not a child of the element it references".into()));
+        return Err(DsigError::Wrapping(
+            "the Signature is not a child of the element it references".into(),
+        ));
     }
     if let Some(expected) = &opts.expected_path {
         if *expected != target {
@@ -514,7 +585,8 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
                 .filter(|(_, c, ns)| c.local == "X509Certificate" && ns == DSIG_NS)
                 .map(|(_, c, _)| {
                     let der = b64_decode(&c.text())?;
-                    X509::from_der(&der).map_err(|e| DsigError::Malformed(format!("X509Certificate: {e}")))
+                    X509::from_der(&der)
+                        .map_err(|e| DsigError::Malformed(format!("X509Certificate: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
             Err(_) => Vec::new(),
@@ -537,7 +609,11 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
             store.verify(leaf, &certs[1..], Usage::Signing)?;
             let vk = VerifyingKey::from_certificate("x509", leaf.clone())?;
             if vk.kind != kind_needed {
-                return Err(DsigError::WrongKey(format!("{:?} key for {}", vk.kind, algorithm.uri())));
+                return Err(DsigError::WrongKey(format!(
+                    "{:?} key for {}",
+                    vk.kind,
+                    algorithm.uri()
+                )));
             }
             if !verify_octets(&vk.pkey, vk.kind, &si_octets, &signature_value)? {
                 return Err(DsigError::SignatureMismatch);
@@ -548,17 +624,26 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
             let candidates: Vec<&VerifyingKey> = match certs.first() {
                 Some(leaf) => {
                     let pk = leaf.public_key()?;
-                    let found: Vec<&VerifyingKey> = keys.iter().filter(|k| k.pkey.public_eq(&pk)).collect();
+                    let found: Vec<&VerifyingKey> =
+                        keys.iter().filter(|k| k.pkey.public_eq(&pk)).collect();
                     if found.is_empty() {
-                        return Err(DsigError::WrongKey("the KeyInfo certificate is not one of the pinned keys".into()));
+                        return Err(DsigError::WrongKey(
+                            "the KeyInfo certificate is not one of the pinned keys".into(),
+                        ));
                     }
                     found
                 }
                 None => keys.iter().collect(),
             };
-            let candidates: Vec<&VerifyingKey> = candidates.into_iter().filter(|k| k.kind == kind_needed).collect();
+            let candidates: Vec<&VerifyingKey> = candidates
+                .into_iter()
+                .filter(|k| k.kind == kind_needed)
+                .collect();
             if candidates.is_empty() {
-                return Err(DsigError::WrongKey(format!("no pinned key fits {}", algorithm.uri())));
+                return Err(DsigError::WrongKey(format!(
+                    "no pinned key fits {}",
+                    algorithm.uri()
+                )));
             }
             let mut hit = None;
             for k in candidates {
@@ -596,8 +681,8 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::tests::{ec_key, example, rsa_key, trust};
     use crate::keys::load_pem;
+    use crate::keys::tests::{ec_key, example, rsa_key, trust};
 
     const DOSSIER: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HoSo xmlns=\"urn:vn:dvc:hoso\" xmlns:x=\"urn:x\">\n  <MaHoSo>000.00.00.H00-260101-0001</MaHoSo>\n  <NoiDung Id=\"nd1\" x:loai=\"1\">\n    <TenThuTuc>Cấp giấy phép xây dựng</TenThuTuc>\n    <!-- note -->\n  </NoiDung>\n</HoSo>";
 
@@ -614,16 +699,28 @@ mod tests {
     fn round_trip_all_variants() {
         let t = trust();
         for key in [rsa_key(), ec_key()] {
-            for c14n in [Algorithm::Exclusive, Algorithm::Inclusive, Algorithm::ExclusiveWithComments] {
+            for c14n in [
+                Algorithm::Exclusive,
+                Algorithm::Inclusive,
+                Algorithm::ExclusiveWithComments,
+            ] {
                 for reference in [Reference::WholeDocument, Reference::Id("nd1".into())] {
                     let signed = sign(&key, c14n, reference.clone());
                     let v = verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Chain(&t)))
                         .unwrap_or_else(|e| panic!("{:?} {c14n:?} {reference:?}: {e}", key.kind()));
-                    let expected: NodePath = if reference == Reference::WholeDocument { vec![] } else { vec![3] };
+                    let expected: NodePath = if reference == Reference::WholeDocument {
+                        vec![]
+                    } else {
+                        vec![3]
+                    };
                     assert_eq!(v.signed_path, expected);
                     assert_eq!(v.signer.as_ref().unwrap(), key.certificate().unwrap());
                     let pinned = [key.verifying_key().unwrap()];
-                    let v = verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Pinned(&pinned))).unwrap();
+                    let v = verify_enveloped(
+                        &signed,
+                        &VerifyOptions::new(SignerTrust::Pinned(&pinned)),
+                    )
+                    .unwrap();
                     assert_eq!(v.key_id.as_deref(), Some(key.id()));
                 }
             }
@@ -634,19 +731,38 @@ mod tests {
     fn negative_cases_have_distinct_errors() {
         let t = trust();
         let opts = VerifyOptions::new(SignerTrust::Chain(&t));
-        let signed = sign(&rsa_key(), Algorithm::Exclusive, Reference::Id("nd1".into()));
+        let signed = sign(
+            &rsa_key(),
+            Algorithm::Exclusive,
+            Reference::Id("nd1".into()),
+        );
 
         let tampered = signed.replace("xây dựng", "xây dựng nhà");
-        assert!(matches!(verify_enveloped(&tampered, &opts), Err(DsigError::DigestMismatch)));
+        assert!(matches!(
+            verify_enveloped(&tampered, &opts),
+            Err(DsigError::DigestMismatch)
+        ));
 
-        let tampered = signed.replace("rsa-sha256\"></ds:SignatureMethod>", "rsa-sha256\"></ds:SignatureMethod><!---->");
+        let tampered = signed.replace(
+            "rsa-sha256\"></ds:SignatureMethod>",
+            "rsa-sha256\"></ds:SignatureMethod><!---->",
+        );
         // a comment in SignedInfo is dropped by C14N without comments: still valid
         verify_enveloped(&tampered, &opts).unwrap();
-        let tampered = signed.replace("<ds:Reference URI=\"#nd1\">", "<ds:Reference URI=\"#nd1\" Id=\"r\">");
-        assert!(matches!(verify_enveloped(&tampered, &opts), Err(DsigError::SignatureMismatch)));
+        let tampered = signed.replace(
+            "<ds:Reference URI=\"#nd1\">",
+            "<ds:Reference URI=\"#nd1\" Id=\"r\">",
+        );
+        assert!(matches!(
+            verify_enveloped(&tampered, &opts),
+            Err(DsigError::SignatureMismatch)
+        ));
 
         let dup = signed.replace("<MaHoSo>", "<MaHoSo><NoiDung Id=\"nd1\"></NoiDung>");
-        assert!(matches!(verify_enveloped(&dup, &opts), Err(DsigError::Wrapping(_))));
+        assert!(matches!(
+            verify_enveloped(&dup, &opts),
+            Err(DsigError::Wrapping(_))
+        ));
 
         // Move the signed element (with its signature) under a wrapper; plant a fake in its place.
         let doc = parse_safe(&signed).unwrap();
@@ -658,23 +774,44 @@ mod tests {
         moved.root.children.push(Node::Element(wrapper));
         let mut fake = Element::new(None, "NoiDung");
         fake.children.push(Node::Text("fake".into()));
-        moved.root.children.insert(v.signed_path[0], Node::Element(fake));
+        moved
+            .root
+            .children
+            .insert(v.signed_path[0], Node::Element(fake));
         let moved_xml = moved.to_xml();
         let v2 = verify_enveloped(&moved_xml, &opts).unwrap();
-        assert_ne!(v2.signed_path, v.signed_path, "the caller sees where the signed element really is");
+        assert_ne!(
+            v2.signed_path, v.signed_path,
+            "the caller sees where the signed element really is"
+        );
         let strict = VerifyOptions {
             expected_path: Some(v.signed_path.clone()),
             ..opts.clone()
         };
-        assert!(matches!(verify_enveloped(&moved_xml, &strict), Err(DsigError::Wrapping(_))));
+        assert!(matches!(
+            verify_enveloped(&moved_xml, &strict),
+            Err(DsigError::Wrapping(_))
+        ));
 
-        let with_dtd = format!("<!DOCTYPE HoSo [<!ENTITY e \"x\">]>{}", &signed[signed.find("<HoSo").unwrap()..]);
-        assert!(matches!(verify_enveloped(&with_dtd, &opts), Err(DsigError::Xml(XmlError::DtdForbidden))));
+        let with_dtd = format!(
+            "<!DOCTYPE HoSo [<!ENTITY e \"x\">]>{}",
+            &signed[signed.find("<HoSo").unwrap()..]
+        );
+        assert!(matches!(
+            verify_enveloped(&with_dtd, &opts),
+            Err(DsigError::Xml(XmlError::DtdForbidden))
+        ));
 
         let xpath = signed.replace(ENVELOPED, "http://www.w3.org/TR/1999/REC-xpath-19991116");
-        assert!(matches!(verify_enveloped(&xpath, &opts), Err(DsigError::Unsupported(_))));
+        assert!(matches!(
+            verify_enveloped(&xpath, &opts),
+            Err(DsigError::Unsupported(_))
+        ));
 
-        assert!(matches!(verify_enveloped(DOSSIER, &opts), Err(DsigError::NoSignature)));
+        assert!(matches!(
+            verify_enveloped(DOSSIER, &opts),
+            Err(DsigError::NoSignature)
+        ));
 
         let other = [ec_key().verifying_key().unwrap()];
         assert!(matches!(
@@ -688,16 +825,37 @@ mod tests {
         let mut t = trust();
         t.add_crl_pem(&example("intermediate-ca.crl.pem")).unwrap();
         let opts = VerifyOptions::new(SignerTrust::Chain(&t));
-        let expired = load_pem("exp", &example("sign-expired.key"), Some(&example("sign-expired.pem")), None).unwrap();
+        let expired = load_pem(
+            "exp",
+            &example("sign-expired.key"),
+            Some(&example("sign-expired.pem")),
+            None,
+        )
+        .unwrap();
         let signed = sign(&expired, Algorithm::Exclusive, Reference::WholeDocument);
-        assert!(matches!(verify_enveloped(&signed, &opts), Err(DsigError::Certificate(KeyError::Expired { .. }))));
-        let revoked = load_pem("rev", &example("sign-revoked.key"), Some(&example("sign-revoked.pem")), None).unwrap();
+        assert!(matches!(
+            verify_enveloped(&signed, &opts),
+            Err(DsigError::Certificate(KeyError::Expired { .. }))
+        ));
+        let revoked = load_pem(
+            "rev",
+            &example("sign-revoked.key"),
+            Some(&example("sign-revoked.pem")),
+            None,
+        )
+        .unwrap();
         let signed = sign(&revoked, Algorithm::Exclusive, Reference::WholeDocument);
-        assert!(matches!(verify_enveloped(&signed, &opts), Err(DsigError::Certificate(KeyError::Revoked { .. }))));
+        assert!(matches!(
+            verify_enveloped(&signed, &opts),
+            Err(DsigError::Certificate(KeyError::Revoked { .. }))
+        ));
         let other_root = TrustStore::from_pem(&example("server.pem")).unwrap();
         let signed = sign(&rsa_key(), Algorithm::Exclusive, Reference::WholeDocument);
         assert!(matches!(
-            verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Chain(&other_root))),
+            verify_enveloped(
+                &signed,
+                &VerifyOptions::new(SignerTrust::Chain(&other_root))
+            ),
             Err(DsigError::Certificate(KeyError::Untrusted(_)))
         ));
     }

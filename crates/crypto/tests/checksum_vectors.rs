@@ -15,11 +15,26 @@ fn openssl_dgst(md: &str, hmac_key: Option<&str>, data: &str) -> String {
     if let Some(k) = hmac_key {
         cmd.arg("-hmac").arg(k);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(data.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().rsplit(' ').next().unwrap().to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -39,7 +54,10 @@ fn vnpay_matches_openssl_hmac_sha512() {
         ("vnp_Locale", "vn"),
         ("vnp_OrderInfo", "Nop phi ho so H00.01-260101-0001"),
         ("vnp_OrderType", "other"),
-        ("vnp_ReturnUrl", "https://dvc.example.gov.vn/vnpay/return?a=1&b=2"),
+        (
+            "vnp_ReturnUrl",
+            "https://dvc.example.gov.vn/vnpay/return?a=1&b=2",
+        ),
         ("vnp_TxnRef", "5"),
     ]
     .iter()
@@ -84,10 +102,19 @@ fn payment_platform_and_paygov_match_openssl_sha256() {
         return;
     }
     let pp = PaymentPlatform::new(Secret::new("khoa-bi-mat"));
-    let fields = ["000.00.00.H00", "H00-260101-0001", "150000", "20260101120000"];
+    let fields = [
+        "000.00.00.H00",
+        "H00-260101-0001",
+        "150000",
+        "20260101120000",
+    ];
     assert_eq!(
         pp.ma_xac_thuc(&fields).unwrap(),
-        openssl_dgst("sha256", None, "000.00.00.H00|H00-260101-0001|150000|20260101120000|khoa-bi-mat")
+        openssl_dgst(
+            "sha256",
+            None,
+            "000.00.00.H00|H00-260101-0001|150000|20260101120000|khoa-bi-mat"
+        )
     );
     let pg = PayGov::new(Secret::new("sk"), "ak", "PARTNER");
     assert_eq!(

@@ -6,7 +6,9 @@ mod common;
 use std::process::Command;
 
 use common::{example, jwcrypto, read_example, TempDir};
-use gw_crypto::jws::{sign_compact, sign_detached, verify, JwsAlgorithm, JwsError, JwsOptions, JwsTrust};
+use gw_crypto::jws::{
+    sign_compact, sign_detached, verify, JwsAlgorithm, JwsError, JwsOptions, JwsTrust,
+};
 use gw_crypto::keys::{load_pem, SigningKey};
 
 const PAYLOAD: &[u8] = b"{\"maHoSo\":\"000.00.00.H00-260101-0001\",\"trangThai\":\"DA_TIEP_NHAN\",\"ghiChu\":\"ti\xe1\xba\xbfp nh\xe1\xba\xadn $ ok\"}";
@@ -45,7 +47,13 @@ fn python_verifies(dir: &TempDir, k: &SigningKey, token: &str, detached: Option<
     }
     let out = cmd.output().unwrap();
     if !out.status.success() {
-        eprintln!("jwcrypto: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+        eprintln!(
+            "jwcrypto: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
     }
     out.status.success()
 }
@@ -65,8 +73,14 @@ fn ours_verify_in_jwcrypto() {
         let compact = sign_compact(PAYLOAD, &k, &opts).unwrap();
         assert!(python_verifies(&dir, &k, &compact, None), "{alg:?} compact");
         let detached = sign_detached(PAYLOAD, &k, &opts).unwrap();
-        assert!(python_verifies(&dir, &k, &detached, Some(PAYLOAD)), "{alg:?} detached");
-        assert!(!python_verifies(&dir, &k, &detached, Some(b"tampered")), "{alg:?} tampered detached");
+        assert!(
+            python_verifies(&dir, &k, &detached, Some(PAYLOAD)),
+            "{alg:?} detached"
+        );
+        assert!(
+            !python_verifies(&dir, &k, &detached, Some(b"tampered")),
+            "{alg:?} tampered detached"
+        );
     }
 }
 
@@ -93,9 +107,14 @@ fn jwcrypto_signed_verify_here() {
                 cmd.arg("detached");
             }
             let out = cmd.output().unwrap();
-            assert!(out.status.success(), "jwcrypto sign: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "jwcrypto sign: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let token = String::from_utf8(out.stdout).unwrap();
-            let v = verify(&token, detached.then_some(PAYLOAD), JwsTrust::Keys(&keys)).unwrap_or_else(|e| panic!("{alg:?} detached={detached}: {e}"));
+            let v = verify(&token, detached.then_some(PAYLOAD), JwsTrust::Keys(&keys))
+                .unwrap_or_else(|e| panic!("{alg:?} detached={detached}: {e}"));
             assert_eq!(v.payload, PAYLOAD);
             assert_eq!(v.algorithm, alg);
             if detached {
@@ -106,7 +125,10 @@ fn jwcrypto_signed_verify_here() {
             } else {
                 let parts: Vec<&str> = token.trim().split('.').collect();
                 let tampered = format!("{}.{}.{}", parts[0], "eyJ4IjoxfQ", parts[2]);
-                assert!(matches!(verify(&tampered, None, JwsTrust::Keys(&keys)), Err(JwsError::SignatureMismatch)));
+                assert!(matches!(
+                    verify(&tampered, None, JwsTrust::Keys(&keys)),
+                    Err(JwsError::SignatureMismatch)
+                ));
             }
         }
     }

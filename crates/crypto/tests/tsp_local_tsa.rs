@@ -10,7 +10,8 @@ use gw_crypto::tsp::{request_for_data, verify_response, verify_token, TimeStampR
 
 fn trust() -> TrustStore {
     let mut t = TrustStore::from_pem(&read_example("root-ca.pem")).unwrap();
-    t.add_intermediates_pem(&read_example("intermediate-ca.pem")).unwrap();
+    t.add_intermediates_pem(&read_example("intermediate-ca.pem"))
+        .unwrap();
     t
 }
 
@@ -22,10 +23,23 @@ fn local_tsa(dir: &TempDir, req: &TimeStampRequest) -> Vec<u8> {
     std::fs::write(dir.path("req.tsq"), &req.der).unwrap();
     let out = Command::new("openssl")
         .current_dir(&dir.0)
-        .args(["ts", "-reply", "-config", "tsa.cnf", "-queryfile", "req.tsq", "-out", "resp.tsr"])
+        .args([
+            "ts",
+            "-reply",
+            "-config",
+            "tsa.cnf",
+            "-queryfile",
+            "req.tsq",
+            "-out",
+            "resp.tsr",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl ts -reply: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl ts -reply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read(dir.path("resp.tsr")).unwrap()
 }
 
@@ -42,25 +56,51 @@ fn local_tsa_round_trip_and_failures() {
     // OpenSSL itself agrees the response answers our request.
     let check = Command::new("openssl")
         .current_dir(&dir.0)
-        .args(["ts", "-verify", "-in", "resp.tsr", "-queryfile", "req.tsq", "-CAfile"])
+        .args([
+            "ts",
+            "-verify",
+            "-in",
+            "resp.tsr",
+            "-queryfile",
+            "req.tsq",
+            "-CAfile",
+        ])
         .arg(example("root-ca.pem"))
         .arg("-untrusted")
         .arg(example("intermediate-ca.pem"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "openssl ts -verify: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "openssl ts -verify: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     let ts = verify_response(&resp, &req, &trust()).unwrap();
     assert_eq!(ts.policy, "1.3.6.1.4.1.99999.1.1");
-    assert!(ts.gen_time.ends_with('Z') && ts.gen_time.len() >= 15, "{}", ts.gen_time);
-    assert!(ts.tsa.subject_name().entries().any(|e| e.data().as_slice() == b"Example TSA"));
+    assert!(
+        ts.gen_time.ends_with('Z') && ts.gen_time.len() >= 15,
+        "{}",
+        ts.gen_time
+    );
+    assert!(ts
+        .tsa
+        .subject_name()
+        .entries()
+        .any(|e| e.data().as_slice() == b"Example TSA"));
     // The bare token verifies on its own for the same digest, not for another.
     verify_token(&ts.token_der, &req.digest, &trust()).unwrap();
-    assert!(matches!(verify_token(&ts.token_der, &[0u8; 32], &trust()), Err(TspError::ImprintMismatch)));
+    assert!(matches!(
+        verify_token(&ts.token_der, &[0u8; 32], &trust()),
+        Err(TspError::ImprintMismatch)
+    ));
 
     // A response to another request (other nonce).
     let other = request_for_data(evidence).unwrap();
-    assert!(matches!(verify_response(&resp, &other, &trust()), Err(TspError::NonceMismatch)));
+    assert!(matches!(
+        verify_response(&resp, &other, &trust()),
+        Err(TspError::NonceMismatch)
+    ));
 
     // TSA not trusted.
     let strangers = TrustStore::from_pem(&read_example("server.pem")).unwrap();
@@ -70,12 +110,21 @@ fn local_tsa_round_trip_and_failures() {
     ));
 
     // A flipped byte inside the signed TSTInfo (the genTime digits) breaks the signature.
-    let pos = resp.windows(ts.gen_time.len()).position(|w| w == ts.gen_time.as_bytes()).unwrap();
+    let pos = resp
+        .windows(ts.gen_time.len())
+        .position(|w| w == ts.gen_time.as_bytes())
+        .unwrap();
     let mut tampered = resp.clone();
     tampered[pos] ^= 0x01;
-    assert!(matches!(verify_response(&tampered, &req, &trust()), Err(TspError::SignatureInvalid(_))));
+    assert!(matches!(
+        verify_response(&tampered, &req, &trust()),
+        Err(TspError::SignatureInvalid(_))
+    ));
 
     // A rejection status (2 = rejection) is reported as such.
     let rejected = [0x30u8, 0x05, 0x30, 0x03, 0x02, 0x01, 0x02];
-    assert!(matches!(verify_response(&rejected, &req, &trust()), Err(TspError::Rejected { status: 2, .. })));
+    assert!(matches!(
+        verify_response(&rejected, &req, &trust()),
+        Err(TspError::Rejected { status: 2, .. })
+    ));
 }

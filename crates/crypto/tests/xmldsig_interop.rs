@@ -8,7 +8,9 @@ use std::process::Command;
 use common::{example, read_example, xmlsec1, TempDir};
 use gw_crypto::keys::{load_pem, SigningKey, TrustStore};
 use gw_crypto::xml::c14n::Algorithm;
-use gw_crypto::xmldsig::{sign_enveloped, verify_enveloped, DsigError, Reference, SignOptions, SignerTrust, VerifyOptions};
+use gw_crypto::xmldsig::{
+    sign_enveloped, verify_enveloped, DsigError, Reference, SignOptions, SignerTrust, VerifyOptions,
+};
 
 const NS: &str = "urn:vn:dvc:hoso";
 
@@ -30,7 +32,8 @@ fn key(name: &str) -> SigningKey {
 
 fn trust() -> TrustStore {
     let mut t = TrustStore::from_pem(&read_example("root-ca.pem")).unwrap();
-    t.add_intermediates_pem(&read_example("intermediate-ca.pem")).unwrap();
+    t.add_intermediates_pem(&read_example("intermediate-ca.pem"))
+        .unwrap();
     t
 }
 
@@ -50,7 +53,10 @@ fn xmlsec_verify(xml: &str, id_ref: bool) -> bool {
     }
     let out = cmd.arg(&file).output().unwrap();
     if !out.status.success() {
-        eprintln!("xmlsec1 --verify said: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "xmlsec1 --verify said: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     out.status.success()
 }
@@ -71,9 +77,15 @@ fn ours_signed_verifies_in_xmlsec1_and_tampering_fails_there() {
                     ..SignOptions::default()
                 };
                 let signed = sign_enveloped(&dossier(), &k, &opts).unwrap();
-                assert!(xmlsec_verify(&signed, id_ref), "{name} {c14n:?} {reference:?}:\n{signed}");
+                assert!(
+                    xmlsec_verify(&signed, id_ref),
+                    "{name} {c14n:?} {reference:?}:\n{signed}"
+                );
                 let tampered = signed.replace("sửa chữa", "phá dỡ");
-                assert!(!xmlsec_verify(&tampered, id_ref), "xmlsec1 accepted tampered {name} {c14n:?} {reference:?}");
+                assert!(
+                    !xmlsec_verify(&tampered, id_ref),
+                    "xmlsec1 accepted tampered {name} {c14n:?} {reference:?}"
+                );
             }
         }
     }
@@ -87,7 +99,10 @@ fn template(c14n: Algorithm, sig_alg: &str, id_ref: bool) -> String {
     );
     let doc = dossier();
     if id_ref {
-        doc.replace("    <!-- note -->\n  </NoiDung>", &format!("    <!-- note -->\n  {sig}</NoiDung>"))
+        doc.replace(
+            "    <!-- note -->\n  </NoiDung>",
+            &format!("    <!-- note -->\n  {sig}</NoiDung>"),
+        )
     } else {
         doc.replace("</HoSo>", &format!("{sig}\n</HoSo>"))
     }
@@ -108,8 +123,17 @@ fn xmlsec_sign(tmpl: &str, name: &str, id_ref: bool) -> String {
     if id_ref {
         cmd.arg("--id-attr:Id").arg(format!("{NS}:NoiDung"));
     }
-    let out = cmd.arg("--output").arg(&output).arg(&input).output().unwrap();
-    assert!(out.status.success(), "xmlsec1 --sign failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .arg("--output")
+        .arg(&output)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xmlsec1 --sign failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(&output).unwrap()
 }
 
@@ -121,23 +145,43 @@ fn xmlsec1_signed_verifies_here_and_tampering_fails_here() {
     let t = trust();
     let opts = VerifyOptions::new(SignerTrust::Chain(&t));
     for (name, sig_alg) in [
-        ("sign-rsa", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"),
-        ("sign-ec", "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"),
+        (
+            "sign-rsa",
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        ),
+        (
+            "sign-ec",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+        ),
     ] {
-        for c14n in [Algorithm::Exclusive, Algorithm::Inclusive, Algorithm::InclusiveWithComments] {
+        for c14n in [
+            Algorithm::Exclusive,
+            Algorithm::Inclusive,
+            Algorithm::InclusiveWithComments,
+        ] {
             for id_ref in [false, true] {
                 let signed = xmlsec_sign(&template(c14n, sig_alg, id_ref), name, id_ref);
-                let v = verify_enveloped(&signed, &opts).unwrap_or_else(|e| panic!("{name} {c14n:?} id={id_ref}: {e}\n{signed}"));
+                let v = verify_enveloped(&signed, &opts)
+                    .unwrap_or_else(|e| panic!("{name} {c14n:?} id={id_ref}: {e}\n{signed}"));
                 assert_eq!(v.signed_id.is_some(), id_ref);
-                assert_eq!(v.signer.unwrap().to_der().unwrap(), key(name).certificate().unwrap().to_der().unwrap());
+                assert_eq!(
+                    v.signer.unwrap().to_der().unwrap(),
+                    key(name).certificate().unwrap().to_der().unwrap()
+                );
                 let tampered = signed.replace("sửa chữa", "phá dỡ");
                 assert!(
-                    matches!(verify_enveloped(&tampered, &opts), Err(DsigError::DigestMismatch)),
+                    matches!(
+                        verify_enveloped(&tampered, &opts),
+                        Err(DsigError::DigestMismatch)
+                    ),
                     "{name} {c14n:?} id={id_ref}"
                 );
                 let tampered = signed.replace("<Reference URI=", "<Reference Type=\"urn:t\" URI=");
                 assert!(
-                    matches!(verify_enveloped(&tampered, &opts), Err(DsigError::SignatureMismatch)),
+                    matches!(
+                        verify_enveloped(&tampered, &opts),
+                        Err(DsigError::SignatureMismatch)
+                    ),
                     "{name} {c14n:?} id={id_ref}"
                 );
             }

@@ -11,7 +11,11 @@
 //!   attributes inherited from ancestors; exclusive C14N renders only visibly utilised namespaces
 //!   plus those named in the InclusiveNamespaces `PrefixList`.
 
-use super::{initial_scope, push_scope, Attribute, Document, Element, Node, NsScope, XmlError, XML_NS};
+use std::borrow::Cow;
+
+use super::{
+    initial_scope, push_scope, Attribute, Document, Element, Node, NsScope, XmlError, XML_NS,
+};
 
 /// The canonicalization algorithms, by their XML-DSig identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,9 +35,13 @@ impl Algorithm {
     pub fn uri(self) -> &'static str {
         match self {
             Algorithm::Inclusive => "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
-            Algorithm::InclusiveWithComments => "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+            Algorithm::InclusiveWithComments => {
+                "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments"
+            }
             Algorithm::Exclusive => "http://www.w3.org/2001/10/xml-exc-c14n#",
-            Algorithm::ExclusiveWithComments => "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+            Algorithm::ExclusiveWithComments => {
+                "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
+            }
         }
     }
 
@@ -51,12 +59,18 @@ impl Algorithm {
 
     /// Whether comments are kept.
     pub fn with_comments(self) -> bool {
-        matches!(self, Algorithm::InclusiveWithComments | Algorithm::ExclusiveWithComments)
+        matches!(
+            self,
+            Algorithm::InclusiveWithComments | Algorithm::ExclusiveWithComments
+        )
     }
 
     /// Whether this is exclusive canonicalization.
     pub fn is_exclusive(self) -> bool {
-        matches!(self, Algorithm::Exclusive | Algorithm::ExclusiveWithComments)
+        matches!(
+            self,
+            Algorithm::Exclusive | Algorithm::ExclusiveWithComments
+        )
     }
 
     /// The same algorithm without comments (what a same-document reference yields: XML-DSig §4.4.3.3).
@@ -89,7 +103,11 @@ pub fn canonicalize_document(doc: &Document, algorithm: Algorithm) -> Result<Vec
 }
 
 /// Canonicalizes a whole document with [`Options`].
-pub fn canonicalize_document_with(doc: &Document, algorithm: Algorithm, opts: &Options<'_>) -> Result<Vec<u8>, XmlError> {
+pub fn canonicalize_document_with(
+    doc: &Document,
+    algorithm: Algorithm,
+    opts: &Options<'_>,
+) -> Result<Vec<u8>, XmlError> {
     let mut w = Writer::new(algorithm, opts);
     for n in &doc.prolog {
         if w.write_misc(n) {
@@ -108,7 +126,12 @@ pub fn canonicalize_document_with(doc: &Document, algorithm: Algorithm, opts: &O
 }
 
 /// Canonicalizes the subtree rooted at the element at `path`, in the context of its ancestors.
-pub fn canonicalize_subtree(doc: &Document, path: &[usize], algorithm: Algorithm, opts: &Options<'_>) -> Result<Vec<u8>, XmlError> {
+pub fn canonicalize_subtree(
+    doc: &Document,
+    path: &[usize],
+    algorithm: Algorithm,
+    opts: &Options<'_>,
+) -> Result<Vec<u8>, XmlError> {
     let el = doc
         .element_at(path)
         .ok_or_else(|| XmlError::Malformed(format!("no element at path {path:?}")))?;
@@ -120,7 +143,11 @@ pub fn canonicalize_subtree(doc: &Document, path: &[usize], algorithm: Algorithm
     if !algorithm.is_exclusive() {
         let mut cur = &doc.root;
         for &i in path {
-            for a in cur.attrs.iter().filter(|a| a.prefix.as_deref() == Some("xml")) {
+            for a in cur
+                .attrs
+                .iter()
+                .filter(|a| a.prefix.as_deref() == Some("xml"))
+            {
                 inherited.retain(|b| b.local != a.local);
                 inherited.push(a.clone());
             }
@@ -129,7 +156,11 @@ pub fn canonicalize_subtree(doc: &Document, path: &[usize], algorithm: Algorithm
                 _ => unreachable!("path checked by element_at"),
             };
         }
-        inherited.retain(|a| !el.attrs.iter().any(|b| b.prefix.as_deref() == Some("xml") && b.local == a.local));
+        inherited.retain(|a| {
+            !el.attrs
+                .iter()
+                .any(|b| b.prefix.as_deref() == Some("xml") && b.local == a.local)
+        });
     }
     let mut w = Writer::new(algorithm, opts);
     w.element(el, &mut path.to_vec(), &scope, &NsScope::new(), &inherited);
@@ -152,7 +183,13 @@ impl<'a> Writer<'a> {
             inclusive_prefixes: opts
                 .inclusive_prefixes
                 .iter()
-                .map(|p| if p == "#default" { String::new() } else { p.clone() })
+                .map(|p| {
+                    if p == "#default" {
+                        String::new()
+                    } else {
+                        p.clone()
+                    }
+                })
                 .collect(),
             exclude: opts.exclude,
             out: Vec::with_capacity(4096),
@@ -191,39 +228,58 @@ impl<'a> Writer<'a> {
     }
 
     /// `scope`: namespaces in scope on `el`; `rendered`: namespaces rendered by output ancestors.
-    fn element(&mut self, el: &Element, path: &mut Vec<usize>, scope: &NsScope, rendered: &NsScope, extra: &[Attribute]) {
-        let qname = el.qname();
+    fn qname(&mut self, el: &Element) {
+        if let Some(p) = &el.prefix {
+            self.out.extend_from_slice(p.as_bytes());
+            self.out.push(b':');
+        }
+        self.out.extend_from_slice(el.local.as_bytes());
+    }
+
+    fn element(
+        &mut self,
+        el: &Element,
+        path: &mut Vec<usize>,
+        scope: &NsScope,
+        rendered: &NsScope,
+        extra: &[Attribute],
+    ) {
         self.out.push(b'<');
-        self.out.extend_from_slice(qname.as_bytes());
+        self.qname(el);
 
         // Namespace declarations to render, sorted by prefix ("" sorts first).
-        let candidates: Vec<String> = if self.exclusive {
-            let mut v: Vec<String> = Vec::new();
-            v.push(el.prefix.clone().unwrap_or_default());
+        let candidates: Vec<&str> = if self.exclusive {
+            let mut v: Vec<&str> = Vec::with_capacity(4);
+            v.push(el.prefix.as_deref().unwrap_or(""));
             for a in el.attrs.iter().chain(extra) {
                 if let Some(p) = &a.prefix {
-                    v.push(p.clone());
+                    v.push(p);
                 }
             }
-            v.extend(self.inclusive_prefixes.iter().cloned());
-            v.sort();
+            v.extend(self.inclusive_prefixes.iter().map(String::as_str));
+            v.sort_unstable();
             v.dedup();
             v
         } else {
-            scope.keys().cloned().collect()
+            scope.keys().map(String::as_str).collect()
         };
-        let mut now_rendered = rendered.clone();
+        // Copied only when this element renders a declaration.
+        let mut now_rendered: Cow<'_, NsScope> = Cow::Borrowed(rendered);
         for p in candidates {
             if p == "xml" {
                 continue;
             }
-            let uri = match scope.get(&p) {
+            let uri = match scope.get(p) {
                 Some(u) => u.as_str(),
                 None if p.is_empty() => "",
                 None => continue, // PrefixList entry not in scope
             };
-            let before = rendered.get(&p).map(String::as_str).unwrap_or("");
-            let already = if p.is_empty() { before == uri } else { rendered.get(&p).map(String::as_str) == Some(uri) };
+            let before = rendered.get(p).map(String::as_str);
+            let already = if p.is_empty() {
+                before.unwrap_or("") == uri
+            } else {
+                before == Some(uri)
+            };
             if already {
                 continue;
             }
@@ -235,7 +291,7 @@ impl<'a> Writer<'a> {
             self.out.extend_from_slice(b"=\"");
             escape_attr(uri, &mut self.out);
             self.out.push(b'"');
-            now_rendered.insert(p, uri.to_owned());
+            now_rendered.to_mut().insert(p.to_owned(), uri.to_owned());
         }
 
         // Attributes sorted by (namespace URI, local name); unqualified ones have the empty URI.
@@ -271,8 +327,12 @@ impl<'a> Writer<'a> {
                 Node::Element(c) => {
                     path.push(i);
                     if self.exclude != Some(path.as_slice()) {
-                        let child_scope = push_scope(scope, &c.ns_decls);
-                        self.element(c, path, &child_scope, &now_rendered, &[]);
+                        if c.ns_decls.is_empty() {
+                            self.element(c, path, scope, &now_rendered, &[]);
+                        } else {
+                            let child_scope = push_scope(scope, &c.ns_decls);
+                            self.element(c, path, &child_scope, &now_rendered, &[]);
+                        }
                     }
                     path.pop();
                 }
@@ -283,7 +343,7 @@ impl<'a> Writer<'a> {
             }
         }
         self.out.extend_from_slice(b"</");
-        self.out.extend_from_slice(qname.as_bytes());
+        self.qname(el);
         self.out.push(b'>');
     }
 }
@@ -351,12 +411,14 @@ mod tests {
         )
         .unwrap();
         let path = doc.find_by_id("s").unwrap();
-        let inc = canonicalize_subtree(&doc, &path, Algorithm::Inclusive, &Options::default()).unwrap();
+        let inc =
+            canonicalize_subtree(&doc, &path, Algorithm::Inclusive, &Options::default()).unwrap();
         assert_eq!(
             String::from_utf8(inc).unwrap(),
             "<a:x xmlns=\"urn:d\" xmlns:a=\"urn:a\" xmlns:u=\"urn:unused\" Id=\"s\" xml:lang=\"vi\"><y a:k=\"1\"></y></a:x>"
         );
-        let exc = canonicalize_subtree(&doc, &path, Algorithm::Exclusive, &Options::default()).unwrap();
+        let exc =
+            canonicalize_subtree(&doc, &path, Algorithm::Exclusive, &Options::default()).unwrap();
         assert_eq!(
             String::from_utf8(exc).unwrap(),
             "<a:x xmlns:a=\"urn:a\" Id=\"s\"><y xmlns=\"urn:d\" a:k=\"1\"></y></a:x>"
@@ -394,6 +456,9 @@ mod tests {
         ] {
             assert_eq!(Algorithm::from_uri(a.uri()), Some(a));
         }
-        assert_eq!(Algorithm::from_uri("http://www.w3.org/2006/12/xml-c14n11"), None);
+        assert_eq!(
+            Algorithm::from_uri("http://www.w3.org/2006/12/xml-c14n11"),
+            None
+        );
     }
 }

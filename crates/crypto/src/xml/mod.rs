@@ -19,6 +19,7 @@
 pub mod c14n;
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
@@ -100,7 +101,10 @@ pub enum Node {
     /// Decoded character data (adjacent text and CDATA are merged).
     Text(String),
     Comment(String),
-    Pi { target: String, data: String },
+    Pi {
+        target: String,
+        data: String,
+    },
 }
 
 /// An element with its own namespace declarations and attributes, in document order.
@@ -157,10 +161,13 @@ impl Element {
 
     /// Child elements, in order, with their index among `children`.
     pub fn child_elements(&self) -> impl Iterator<Item = (usize, &Element)> {
-        self.children.iter().enumerate().filter_map(|(i, n)| match n {
-            Node::Element(e) => Some((i, e)),
-            _ => None,
-        })
+        self.children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match n {
+                Node::Element(e) => Some((i, e)),
+                _ => None,
+            })
     }
 
     /// Concatenated text of the direct text children.
@@ -248,9 +255,19 @@ impl Document {
 
     /// Paths of all elements with namespace `ns` and local name `local`, in document order.
     pub fn find_all(&self, ns: &str, local: &str) -> Vec<NodePath> {
-        fn walk(el: &Element, scope: &NsScope, path: &mut NodePath, ns: &str, local: &str, out: &mut Vec<NodePath>) {
+        fn walk(
+            el: &Element,
+            scope: &NsScope,
+            path: &mut NodePath,
+            ns: &str,
+            local: &str,
+            out: &mut Vec<NodePath>,
+        ) {
             let scope = push_scope(scope, &el.ns_decls);
-            let el_ns = scope.get(el.prefix.as_deref().unwrap_or("")).map(String::as_str).unwrap_or("");
+            let el_ns = scope
+                .get(el.prefix.as_deref().unwrap_or(""))
+                .map(String::as_str)
+                .unwrap_or("");
             if el.local == local && el_ns == ns {
                 out.push(path.clone());
             }
@@ -261,7 +278,14 @@ impl Document {
             }
         }
         let mut out = Vec::new();
-        walk(&self.root, &initial_scope(), &mut Vec::new(), ns, local, &mut out);
+        walk(
+            &self.root,
+            &initial_scope(),
+            &mut Vec::new(),
+            ns,
+            local,
+            &mut out,
+        );
         out
     }
 
@@ -274,7 +298,11 @@ impl Document {
             let hits = el
                 .attrs
                 .iter()
-                .filter(|a| a.prefix.is_none() && matches!(a.local.as_str(), "Id" | "ID" | "id") && a.value == id)
+                .filter(|a| {
+                    a.prefix.is_none()
+                        && matches!(a.local.as_str(), "Id" | "ID" | "id")
+                        && a.value == id
+                })
                 .count();
             for _ in 0..hits {
                 out.push(path.clone());
@@ -330,8 +358,9 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
     let mut prolog = Vec::new();
     let mut epilog = Vec::new();
     let mut root: Option<Element> = None;
-    // Open elements with the scope in force inside each.
-    let mut stack: Vec<(Element, NsScope)> = Vec::new();
+    // Open elements with the scope in force inside each (shared until an element declares something).
+    let mut stack: Vec<(Element, Rc<NsScope>)> = Vec::new();
+    let outer_scope = Rc::new(initial_scope());
     let mut nodes = 0usize;
 
     loop {
@@ -363,7 +392,10 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                 if stack.is_empty() && root.is_some() {
                     return Err(XmlError::Malformed("more than one root element".into()));
                 }
-                let parent_scope = stack.last().map(|(_, s)| s.clone()).unwrap_or_else(initial_scope);
+                let parent_scope = stack
+                    .last()
+                    .map(|(_, s)| Rc::clone(s))
+                    .unwrap_or_else(|| Rc::clone(&outer_scope));
                 let (el, scope) = build_element(&s, &parent_scope, limits)?;
                 stack.push((el, scope));
             }
@@ -408,16 +440,28 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                     return Err(XmlError::Malformed("misplaced XML declaration".into()));
                 }
                 let data = normalize_eol(p.content().trim_start());
-                push_misc(&mut stack, &root, &mut prolog, &mut epilog, Node::Pi { target, data });
+                push_misc(
+                    &mut stack,
+                    &root,
+                    &mut prolog,
+                    &mut epilog,
+                    Node::Pi { target, data },
+                );
             }
             Event::Eof => break,
         }
     }
     if !stack.is_empty() {
-        return Err(XmlError::Malformed("unclosed element at end of input".into()));
+        return Err(XmlError::Malformed(
+            "unclosed element at end of input".into(),
+        ));
     }
     let root = root.ok_or_else(|| XmlError::Malformed("no root element".into()))?;
-    Ok(Document { prolog, root, epilog })
+    Ok(Document {
+        prolog,
+        root,
+        epilog,
+    })
 }
 
 fn normalize_eol(s: &str) -> String {
@@ -425,7 +469,7 @@ fn normalize_eol(s: &str) -> String {
 }
 
 fn push_misc(
-    stack: &mut [(Element, NsScope)],
+    stack: &mut [(Element, Rc<NsScope>)],
     root: &Option<Element>,
     prolog: &mut Vec<Node>,
     epilog: &mut Vec<Node>,
@@ -438,7 +482,7 @@ fn push_misc(
     }
 }
 
-fn append_text(stack: &mut [(Element, NsScope)], text: &str) -> Result<(), XmlError> {
+fn append_text(stack: &mut [(Element, Rc<NsScope>)], text: &str) -> Result<(), XmlError> {
     match stack.last_mut() {
         Some((el, _)) => {
             if let Some(Node::Text(prev)) = el.children.last_mut() {
@@ -449,23 +493,29 @@ fn append_text(stack: &mut [(Element, NsScope)], text: &str) -> Result<(), XmlEr
             Ok(())
         }
         None if text.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) => Ok(()),
-        None => Err(XmlError::Malformed("character data outside the root element".into())),
+        None => Err(XmlError::Malformed(
+            "character data outside the root element".into(),
+        )),
     }
 }
 
 fn split_qname(name: &str) -> Result<(Option<String>, String), XmlError> {
     match name.split_once(':') {
-        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok((Some(p.to_owned()), l.to_owned())),
-        Some(_) => Err(XmlError::Malformed(format!("invalid qualified name {name:?}"))),
+        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => {
+            Ok((Some(p.to_owned()), l.to_owned()))
+        }
+        Some(_) => Err(XmlError::Malformed(format!(
+            "invalid qualified name {name:?}"
+        ))),
         None => Ok((None, name.to_owned())),
     }
 }
 
 fn build_element(
     s: &quick_xml::events::BytesStart<'_>,
-    parent_scope: &NsScope,
+    parent_scope: &Rc<NsScope>,
     limits: &ParseLimits,
-) -> Result<(Element, NsScope), XmlError> {
+) -> Result<(Element, Rc<NsScope>), XmlError> {
     let (prefix, local) = split_qname(s.name().as_ref())?;
     let mut el = Element {
         prefix,
@@ -499,34 +549,54 @@ fn build_element(
             el.ns_decls.push((String::new(), value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
             if value.is_empty() {
-                return Err(XmlError::Malformed(format!("prefix {p:?} undeclared with an empty URI")));
+                return Err(XmlError::Malformed(format!(
+                    "prefix {p:?} undeclared with an empty URI"
+                )));
             }
             if p == "xmlns" || (p == "xml" && value != XML_NS) || (p != "xml" && value == XML_NS) {
-                return Err(XmlError::Malformed(format!("reserved prefix misuse: xmlns:{p}")));
+                return Err(XmlError::Malformed(format!(
+                    "reserved prefix misuse: xmlns:{p}"
+                )));
             }
             el.ns_decls.push((p.to_owned(), value));
         } else {
             let (prefix, local) = split_qname(key)?;
-            raw_attrs.push(Attribute { prefix, local, value });
+            raw_attrs.push(Attribute {
+                prefix,
+                local,
+                value,
+            });
         }
     }
-    let scope = push_scope(parent_scope, &el.ns_decls);
+    let scope = if el.ns_decls.is_empty() {
+        Rc::clone(parent_scope)
+    } else {
+        Rc::new(push_scope(parent_scope, &el.ns_decls))
+    };
     if let Some(p) = &el.prefix {
         if !scope.contains_key(p) {
             return Err(XmlError::UndeclaredPrefix(p.clone()));
         }
     }
     // Attributes must also be unique by (namespace URI, local name), not just by qualified name.
-    let mut seen = std::collections::BTreeSet::new();
+    let mut resolved: Vec<(&str, &str)> = Vec::with_capacity(raw_attrs.len());
     for a in &raw_attrs {
         let ns = match &a.prefix {
-            Some(p) => scope.get(p).cloned().ok_or_else(|| XmlError::UndeclaredPrefix(p.clone()))?,
-            None => String::new(),
+            Some(p) => scope
+                .get(p)
+                .map(String::as_str)
+                .ok_or_else(|| XmlError::UndeclaredPrefix(p.clone()))?,
+            None => "",
         };
-        if !seen.insert((ns, a.local.clone())) {
-            return Err(XmlError::Malformed(format!("duplicate attribute {}", a.local)));
+        if resolved.contains(&(ns, a.local.as_str())) {
+            return Err(XmlError::Malformed(format!(
+                "duplicate attribute {}",
+                a.local
+            )));
         }
+        resolved.push((ns, a.local.as_str()));
     }
+    drop(resolved);
     el.attrs = raw_attrs;
     Ok((el, scope))
 }
@@ -553,8 +623,14 @@ mod tests {
         assert_eq!(parse_safe(bomb), Err(XmlError::DtdForbidden));
         let xxe = "<!DOCTYPE foo [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><foo>&xxe;</foo>";
         assert_eq!(parse_safe(xxe), Err(XmlError::DtdForbidden));
-        assert_eq!(parse_safe("<foo>&xxe;</foo>"), Err(XmlError::UndefinedEntity("xxe".into())));
-        assert_eq!(parse_safe("<foo a=\"&xxe;\"/>"), Err(XmlError::UndefinedEntity("xxe".into())));
+        assert_eq!(
+            parse_safe("<foo>&xxe;</foo>"),
+            Err(XmlError::UndefinedEntity("xxe".into()))
+        );
+        assert_eq!(
+            parse_safe("<foo a=\"&xxe;\"/>"),
+            Err(XmlError::UndefinedEntity("xxe".into()))
+        );
     }
 
     #[test]
@@ -563,24 +639,42 @@ mod tests {
             max_depth: 3,
             ..ParseLimits::default()
         };
-        assert_eq!(parse_with_limits("<a><b><c><d/></c></b></a>", &limits), Err(XmlError::TooDeep { limit: 3 }));
+        assert_eq!(
+            parse_with_limits("<a><b><c><d/></c></b></a>", &limits),
+            Err(XmlError::TooDeep { limit: 3 })
+        );
         let limits = ParseLimits {
             max_bytes: 10,
             ..ParseLimits::default()
         };
-        assert_eq!(parse_with_limits("<a>0123456789</a>", &limits), Err(XmlError::TooLarge { limit: 10 }));
+        assert_eq!(
+            parse_with_limits("<a>0123456789</a>", &limits),
+            Err(XmlError::TooLarge { limit: 10 })
+        );
     }
 
     #[test]
     fn refuses_malformed_and_undeclared() {
-        assert!(matches!(parse_safe("<a><b></a>"), Err(XmlError::Malformed(_))));
-        assert_eq!(parse_safe("<p:a/>"), Err(XmlError::UndeclaredPrefix("p".into())));
-        assert!(matches!(parse_safe("<a x=\"1\" x=\"2\"/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse_safe("<a><b></a>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_safe("<p:a/>"),
+            Err(XmlError::UndeclaredPrefix("p".into()))
+        );
+        assert!(matches!(
+            parse_safe("<a x=\"1\" x=\"2\"/>"),
+            Err(XmlError::Malformed(_))
+        ));
         assert!(matches!(
             parse_safe("<a xmlns:p=\"u\" xmlns:q=\"u\" p:x=\"1\" q:x=\"2\"/>"),
             Err(XmlError::Malformed(_))
         ));
-        assert!(matches!(parse_safe("<a/><b/>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse_safe("<a/><b/>"),
+            Err(XmlError::Malformed(_))
+        ));
         assert_eq!(
             parse_safe("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>"),
             Err(XmlError::UnsupportedEncoding("ISO-8859-1".into()))

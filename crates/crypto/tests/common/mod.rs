@@ -33,7 +33,10 @@ pub fn tool_available(what: &str, probe: &mut Command) -> bool {
 }
 
 pub fn xmlsec1() -> bool {
-    tool_available("xmlsec1 (apt-get install xmlsec1)", Command::new("xmlsec1").arg("--version"))
+    tool_available(
+        "xmlsec1 (apt-get install xmlsec1)",
+        Command::new("xmlsec1").arg("--version"),
+    )
 }
 
 pub fn jwcrypto() -> bool {
@@ -44,7 +47,10 @@ pub fn jwcrypto() -> bool {
 }
 
 pub fn openssl_cli() -> bool {
-    tool_available("openssl command line", Command::new("openssl").arg("version"))
+    tool_available(
+        "openssl command line",
+        Command::new("openssl").arg("version"),
+    )
 }
 
 /// A fresh temporary directory, removed on drop.
