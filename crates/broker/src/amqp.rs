@@ -313,9 +313,9 @@ impl Inner {
             .await
             .map_err(closed_err)?;
         let link = Arc::new(Link { conn, publish });
-        let reconnected = old.is_some();
-        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
-        if reconnected {
+        if old.is_some() {
+            // Re-declare before the link is handed out: a broker that lost non-durable state
+            // (or a new node) gets the topology back before the first publish.
             let specs: Vec<QueueSpec> = self
                 .declared
                 .lock()
@@ -331,6 +331,7 @@ impl Inner {
                 "rabbitmq: reconnected and re-declared the topology"
             );
         }
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
         Ok(link)
     }
 

@@ -24,9 +24,42 @@ fn url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-/// `Some(broker)` when RabbitMQ answers; `None` (with a printed reason) when it does not,
-/// unless `CI=true`, where a missing RabbitMQ is a failure.
-async fn broker() -> Option<Arc<AmqpBroker>> {
+/// Tests that disrupt the broker for everyone (stop/start, closing every connection) hold
+/// this exclusively; every other test holds it shared, so they never overlap in this binary.
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+#[allow(dead_code)] // the guards are held for their Drop
+enum Gate {
+    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
+/// A connected broker plus this test's hold on [`GATE`]. Take one per test only (a second
+/// shared hold can deadlock behind a waiting exclusive one).
+struct Rabbit {
+    broker: Arc<AmqpBroker>,
+    _gate: Gate,
+}
+
+impl std::ops::Deref for Rabbit {
+    type Target = Arc<AmqpBroker>;
+    fn deref(&self) -> &Arc<AmqpBroker> {
+        &self.broker
+    }
+}
+
+/// `Some` when RabbitMQ answers; `None` (with a printed reason) when it does not, unless
+/// `CI=true`, where a missing RabbitMQ is a failure.
+async fn broker() -> Option<Rabbit> {
+    rabbit(false).await
+}
+
+/// Like [`broker`], for a test that disrupts the broker.
+async fn broker_exclusive() -> Option<Rabbit> {
+    rabbit(true).await
+}
+
+async fn rabbit(exclusive: bool) -> Option<Rabbit> {
     let reachable = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5672".parse().unwrap(),
         Duration::from_secs(2),
@@ -39,11 +72,39 @@ async fn broker() -> Option<Arc<AmqpBroker>> {
         eprintln!("skipping: RabbitMQ does not answer on 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
         return None;
     }
-    Some(Arc::new(
+    let gate = if exclusive {
+        Gate::Exclusive(GATE.write().await)
+    } else {
+        Gate::Shared(GATE.read().await)
+    };
+    Some(Rabbit {
+        broker: connect().await,
+        _gate: gate,
+    })
+}
+
+async fn connect() -> Arc<AmqpBroker> {
+    Arc::new(
         AmqpBroker::connect(&url(), AmqpOptions::default())
             .await
             .expect("connect to RabbitMQ"),
-    ))
+    )
+}
+
+/// `rabbitmqctl` works here; if not, a disruptive test is skipped (a failure under `CI=true`).
+fn rabbitmqctl_usable() -> bool {
+    let ok = std::process::Command::new("rabbitmqctl")
+        .arg("status")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("rabbitmqctl is not usable and CI=true");
+        }
+        eprintln!("skipping: rabbitmqctl is not usable here");
+    }
+    ok
 }
 
 fn unique(name: &str) -> String {
@@ -141,7 +202,7 @@ async fn publish_consume_ack_roundtrip() {
     }
     drop(c);
     b.close().await;
-    let b2 = broker().await.unwrap();
+    let b2 = connect().await;
     assert_eq!(
         b2.stats(&q).await.unwrap().ready,
         0,
@@ -313,6 +374,145 @@ async fn dropped_consumer_redelivers() {
     b.close().await;
 }
 
+/// A publish the broker refuses (here: a full queue with `x-overflow: reject-publish`) is
+/// `Err(Nack)`, not a silent drop.
+#[tokio::test]
+async fn refused_publish_is_a_nack() {
+    let Some(b) = broker().await else { return };
+    let q = unique("full");
+    let _c = Cleanup(vec![q.clone()]);
+    let conn = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    ch.queue_declare(
+        q.as_str().into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        args,
+    )
+    .await
+    .unwrap();
+    // The work exchange exists once anything was declared through the broker.
+    b.declare(&[]).await.unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        "gw.work".into(),
+        q.as_str().into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // A quorum queue applies its length limit a little late (it may take one message
+    // past it), so publish until it refuses.
+    let mut nacked = false;
+    for i in 0..10 {
+        match b.publish(&q, msg(&format!("o{i}"))).await {
+            Ok(()) => {}
+            Err(BrokerError::Nack { queue }) => {
+                assert_eq!(queue, q);
+                nacked = true;
+                break;
+            }
+            Err(e) => panic!("expected Ok or Nack, got {e:?}"),
+        }
+    }
+    assert!(nacked, "a full reject-publish queue must nack");
+    match b
+        .publish_batch(&q, vec![msg("b1"), msg("b2"), msg("b3")])
+        .await
+    {
+        Err(BrokerError::Nack { .. }) => {}
+        other => panic!("expected Nack from the batch, got {other:?}"),
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    b.close().await;
+}
+
+/// RabbitMQ closes every connection (as on a node maintenance or a network cut seen by the
+/// server): the consumer resumes on its own, the publisher's errors are retried, every
+/// message arrives, and a delivery of the closed channel refuses to settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_broker_recover() {
+    let Some(b) = broker_exclusive().await else {
+        return;
+    };
+    if !rabbitmqctl_usable() {
+        return;
+    }
+    const N: usize = 300;
+    let (q, _c) = declared(&b, "closeall", 50).await;
+    b.publish(&q, msg("held")).await.unwrap();
+    let mut c = b.consume(&q, 50).await.unwrap();
+    let held = next(&mut c, Duration::from_secs(5)).await.unwrap();
+    let publisher = {
+        let b = b.clone();
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut errors = 0usize;
+            for i in 0..N {
+                let m = msg(&format!("c{i:04}"));
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while let Err(e) = b.publish(&q, m.clone()).await {
+                    errors += 1;
+                    assert!(Instant::now() < deadline, "publish kept failing: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            errors
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(|| {
+        let st = std::process::Command::new("rabbitmqctl")
+            .args([
+                "close_all_connections",
+                "gateway test: connections closed on purpose",
+            ])
+            .status()
+            .expect("run rabbitmqctl");
+        assert!(st.success());
+    })
+    .await
+    .unwrap();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {N} consumed",
+            seen.len()
+        );
+        let Some(d) = next(&mut c, Duration::from_secs(5)).await else {
+            continue;
+        };
+        if d.message.id.starts_with('c') {
+            seen.insert(d.message.id.clone());
+        }
+        let _ = d.ack().await;
+    }
+    let errors = publisher.await.unwrap();
+    assert!(
+        matches!(held.ack().await, Err(BrokerError::ChannelClosed(_))),
+        "a delivery of the closed channel must not settle"
+    );
+    eprintln!("close_all_connections: {N} consumed, {errors} publish errors retried");
+    assert!(b.ready().await);
+    drop(c);
+    b.close().await;
+}
+
 /// Starts the RabbitMQ app again when dropped, so a failing restart test does not leave
 /// the shared broker down.
 struct StartAppGuard;
@@ -338,17 +538,10 @@ fn rabbitmqctl(cmd: &str) {
 /// old channel cannot be settled any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_loses_nothing() {
-    let Some(b) = broker().await else { return };
-    if std::process::Command::new("rabbitmqctl")
-        .arg("status")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("rabbitmqctl is not usable and CI=true");
-        }
-        eprintln!("skipping: rabbitmqctl is not usable here");
+    let Some(b) = broker_exclusive().await else {
+        return;
+    };
+    if !rabbitmqctl_usable() {
         return;
     }
     const N: usize = 2000;
