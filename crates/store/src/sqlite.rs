@@ -222,7 +222,12 @@ impl SqliteStore {
                 let _ = ready_tx.send(Ok(()));
                 // Ends when every sender (the store) is gone; the connection closes with it.
                 while let Ok(job) = inbox.recv() {
-                    job(&mut conn);
+                    // A panicking job (a bug) fails its own call (its reply is dropped, any open
+                    // transaction rolls back while unwinding) but must not take the store down.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("a sqlite store operation panicked; it was rolled back");
+                    }
                 }
             })
             .map_err(|e| StoreError::Open(format!("cannot start the sqlite thread: {e}")))?;
@@ -647,5 +652,52 @@ impl Store for SqliteStore {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_connection_is_configured_for_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let (sync, fk, mode): (i64, i64, String) = store
+            .call(|conn| {
+                let sync = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                let fk = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+                let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                Ok((sync, fk, mode))
+            })
+            .await
+            .unwrap();
+        assert_eq!((sync, fk, mode.as_str()), (2, 1, "wal"), "FULL, ON, WAL");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let failed = store
+            .call(|conn| -> std::result::Result<(), Fail> {
+                let tx = conn.transaction()?;
+                tx.execute_batch("CREATE TABLE half_done (x INTEGER)")?;
+                panic!("a bug in an operation");
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Query(_))));
+        assert!(store.ready().await);
+        let tables: i64 = store
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'half_done'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(tables, 0, "the panicking transaction was rolled back");
     }
 }
