@@ -1116,6 +1116,56 @@ mod tests {
         );
     }
 
+    /// RFC 9421 Appendix B.2.3 (full coverage, rsa-pss-sha512): the RFC's own signature, made by the
+    /// RFC's test-key-rsa-pss, verifies over the signature base we build.
+    #[test]
+    fn rfc_9421_b_2_3_test_vector_verifies() {
+        const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAr4tmm3r20Wd/PbqvP1s2
++QEtvpuRaV8Yq40gjUR8y2Rjxa6dpG2GXHbPfvMs8ct+Lh1GH45x28Rw3Ry53mm+
+oAXjyQ86OnDkZ5N8lYbggD4O3w6M6pAvLkhk95AndTrifbIFPNU8PPMO7OyrFAHq
+gDsznjPFmTOtCEcN2Z1FpWgchwuYLPL+Wokqltd11nqqzi+bJ9cvSKADYdUAAN5W
+Utzdpiy6LbTgSxP7ociU4Tn0g5I6aDZJ7A8Lzo0KSyZYoA485mqcO0GVAdVw9lq4
+aOT9v6d+nb4bnNkQVklLQ3fVAvJm+xdDOp9LCNCN48V2pnDOkFV6+U9nV5oyc6XI
+2wIDAQAB
+-----END PUBLIC KEY-----
+";
+        const SIG: &str = concat!(
+            "bbN8oArOxYoyylQQUU6QYwrTuaxLwjAC9fbY2F6SVWvh0yBiMIRGOnMYwZ/5MR6fb0Kh1rIRASVxFkeGt683+qRpRRU5p2voTp768",
+            "ZrCUb38K0fUxN0O0iC59DzYx8DFll5GmydPxSmme9v6ULbMFkl+V5B1TP/yPViV7KsLNmvKiLJH1pFkh/aYA2HXXZzNBXmIkoQoL",
+            "d7YfW91kE9o/CCoC1xMy7JA1ipwvKvfrs65ldmlu9bpG6A9BmzhuzF8Eim5f8ui9eH8LZH896+QIF61ka39VBrohr9iyMUJpvRX2Z",
+            "bhl5ZJzSRxpJyoEZAFL2FUo5fTIztsDZKEgM4cUA=="
+        );
+        let headers: Vec<(String, String)> = [
+            ("Host", "example.com"),
+            ("Date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+            ("Content-Type", "application/json"),
+            ("Content-Digest", "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"),
+            ("Content-Length", "18"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let req = RequestParts {
+            method: "POST",
+            target_uri: "https://example.com/foo?param=Value&Pet=dog",
+            headers: &headers,
+            body: br#"{"hello": "world"}"#,
+        };
+        let input = "sig-b23=(\"date\" \"@method\" \"@path\" \"@query\" \"@authority\" \"content-type\" \"content-digest\" \"content-length\");created=1618884473;keyid=\"test-key-rsa-pss\"";
+        let params = match parse_dictionary(input).unwrap().remove(0).1 {
+            Member::InnerList(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(format!("sig-b23={}", params.serialize()), input);
+        let base = signature_base(&req, &params).unwrap();
+        let key = VerifyingKey::from_pem("test-key-rsa-pss", PUBLIC.as_bytes()).unwrap();
+        let sig = B64.decode(SIG).unwrap();
+        assert!(verify_bytes(&key.pkey, HttpSigAlgorithm::RsaPssSha512, base.as_bytes(), &sig).unwrap());
+        let tampered = base.replace("POST", "PUT");
+        assert!(!verify_bytes(&key.pkey, HttpSigAlgorithm::RsaPssSha512, tampered.as_bytes(), &sig).unwrap());
+    }
+
     #[test]
     fn memory_nonce_store_is_bounded_and_fails_closed() {
         let s = MemoryNonceStore::new(2);
