@@ -1161,9 +1161,21 @@ aOT9v6d+nb4bnNkQVklLQ3fVAvJm+xdDOp9LCNCN48V2pnDOkFV6+U9nV5oyc6XI
         let base = signature_base(&req, &params).unwrap();
         let key = VerifyingKey::from_pem("test-key-rsa-pss", PUBLIC.as_bytes()).unwrap();
         let sig = B64.decode(SIG).unwrap();
-        assert!(verify_bytes(&key.pkey, HttpSigAlgorithm::RsaPssSha512, base.as_bytes(), &sig).unwrap());
+        assert!(verify_bytes(
+            &key.pkey,
+            HttpSigAlgorithm::RsaPssSha512,
+            base.as_bytes(),
+            &sig
+        )
+        .unwrap());
         let tampered = base.replace("POST", "PUT");
-        assert!(!verify_bytes(&key.pkey, HttpSigAlgorithm::RsaPssSha512, tampered.as_bytes(), &sig).unwrap());
+        assert!(!verify_bytes(
+            &key.pkey,
+            HttpSigAlgorithm::RsaPssSha512,
+            tampered.as_bytes(),
+            &sig
+        )
+        .unwrap());
     }
 
     #[test]

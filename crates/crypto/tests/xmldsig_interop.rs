@@ -14,9 +14,12 @@ use gw_crypto::xmldsig::{
 
 const NS: &str = "urn:vn:dvc:hoso";
 
+/// A dossier exercising the C14N corners: prolog/epilog comments and PIs, unsorted and namespaced
+/// attributes, unused and undeclared (`xmlns=""`) namespaces, `xml:lang` on an ancestor, characters
+/// that must be escaped in attributes and text, CDATA, a character reference to CR, empty elements.
 fn dossier() -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HoSo xmlns=\"{NS}\" xmlns:x=\"urn:x\">\n  <MaHoSo>000.00.00.H00-260101-0001</MaHoSo>\n  <NoiDung Id=\"nd1\" x:loai=\"1\">\n    <TenThuTuc>Cấp giấy phép xây dựng &amp; sửa chữa</TenThuTuc>\n    <!-- note -->\n  </NoiDung>\n</HoSo>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- prolog comment -->\n<?pi-before data?>\n<HoSo xmlns=\"{NS}\" xmlns:x=\"urn:x\" xmlns:unused=\"urn:unused\" xml:lang=\"vi\">\n  <MaHoSo   b=\"2\"  a=\"1\" x:c=\"3\">000.00.00.H00-260101-0001</MaHoSo>\n  <NoiDung Id=\"nd1\" x:loai=\"1\" note=\"tab&#9;nl&#10;cr&#13;q&quot;lt&lt;gt>amp&amp;\">\n    <TenThuTuc>Cấp giấy phép xây dựng &amp; sửa chữa</TenThuTuc>\n    <!-- note -->\n    <Empty/>\n    <Data><![CDATA[<raw> & \"stuff\"]]>&#13;</Data>\n    <y:Inner xmlns:y=\"urn:y\" xmlns=\"\"><Plain attr=\"v\"/></y:Inner>\n    <?pi-inside some data?>\n  </NoiDung>\n</HoSo>\n<!-- trailing -->\n"
     )
 }
 
@@ -97,15 +100,14 @@ fn template(c14n: Algorithm, sig_alg: &str, id_ref: bool) -> String {
         "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n<SignedInfo>\n<CanonicalizationMethod Algorithm=\"{c}\"/>\n<SignatureMethod Algorithm=\"{sig_alg}\"/>\n<Reference URI=\"{uri}\">\n<Transforms>\n<Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\n<Transform Algorithm=\"{c}\"/>\n</Transforms>\n<DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n<DigestValue></DigestValue>\n</Reference>\n</SignedInfo>\n<SignatureValue/>\n<KeyInfo><X509Data><X509Certificate/></X509Data></KeyInfo>\n</Signature>",
         c = c14n.uri()
     );
-    let doc = dossier();
-    if id_ref {
-        doc.replace(
-            "    <!-- note -->\n  </NoiDung>",
-            &format!("    <!-- note -->\n  {sig}</NoiDung>"),
-        )
+    let mut doc = dossier();
+    let at = if id_ref {
+        doc.rfind("</NoiDung>")
     } else {
-        doc.replace("</HoSo>", &format!("{sig}\n</HoSo>"))
-    }
+        doc.rfind("</HoSo>")
+    };
+    doc.insert_str(at.expect("closing tag present"), &sig);
+    doc
 }
 
 /// Runs `xmlsec1 --sign` on a template; returns the signed document.
@@ -131,7 +133,7 @@ fn xmlsec_sign(tmpl: &str, name: &str, id_ref: bool) -> String {
         .unwrap();
     assert!(
         out.status.success(),
-        "xmlsec1 --sign failed: {}",
+        "xmlsec1 --sign failed: {}\n{tmpl}",
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::read_to_string(&output).unwrap()
