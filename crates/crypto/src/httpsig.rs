@@ -26,7 +26,7 @@ use openssl::pkey::{PKey, Public};
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 
-use crate::keys::{KeyKind, SigningKey, VerifyingKey};
+use crate::keys::{KeyKind, KeyResolver, SigningKey};
 use crate::util::{ct_eq, ecdsa_der_to_raw, ecdsa_raw_to_der};
 
 /// Errors of HTTP message signing and verification, one variant per failing check.
@@ -574,7 +574,7 @@ pub struct VerifiedRequest {
 /// Verifies the request's signature against `keys` (by `keyid`), the time window and the nonce store.
 pub fn verify_request(
     req: &RequestParts<'_>,
-    keys: &[VerifyingKey],
+    keys: &dyn KeyResolver,
     policy: &VerifyPolicy,
     nonces: &dyn NonceStore,
 ) -> Result<VerifiedRequest, HttpSigError> {
@@ -668,8 +668,7 @@ pub fn verify_request(
     }
 
     let key = keys
-        .iter()
-        .find(|k| k.id == key_id)
+        .resolve(&key_id)
         .ok_or_else(|| HttpSigError::UnknownKey(key_id.clone()))?;
     let alg = match params.string("alg") {
         Some(a) => HttpSigAlgorithm::from_name(a)
@@ -940,6 +939,7 @@ fn parse_dictionary(s: &str) -> Result<Vec<(String, Member)>, HttpSigError> {
 mod tests {
     use super::*;
     use crate::keys::tests::{ec_key, rsa_key};
+    use crate::keys::VerifyingKey;
 
     const NOW: u64 = 1_800_000_000;
 

@@ -21,7 +21,7 @@ use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 use openssl::x509::X509;
 use serde_json::{json, Map, Value};
 
-use crate::keys::{KeyError, KeyKind, SigningKey, TrustStore, Usage, VerifyingKey};
+use crate::keys::{KeyError, KeyKind, KeyResolver, SigningKey, TrustStore, Usage, VerifyingKey};
 use crate::util::{ecdsa_der_to_raw, ecdsa_raw_to_der};
 
 /// Errors of JWS signing and verification.
@@ -104,10 +104,10 @@ pub struct JwsOptions {
 }
 
 /// Which keys may have signed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum JwsTrust<'a> {
-    /// Header `kid` selects one of these keys.
-    Keys(&'a [VerifyingKey]),
+    /// Header `kid` selects a key (a `KeyRing`, a `Vec` or an array of `VerifyingKey`).
+    Keys(&'a dyn KeyResolver),
     /// Header `x5c` must chain to this store.
     Chain(&'a TrustStore),
 }
@@ -347,8 +347,7 @@ pub fn verify(
                 .and_then(Value::as_str)
                 .ok_or(JwsError::NoKeyHint)?;
             let k = keys
-                .iter()
-                .find(|k| k.id == kid)
+                .resolve(kid)
                 .ok_or_else(|| JwsError::UnknownKey(kid.to_owned()))?;
             (k.pkey.clone(), k.kind, Some(kid.to_owned()), None)
         }
@@ -413,6 +412,8 @@ mod tests {
             let c = sign_compact(b"{\"a\":1}", &key, &opts).unwrap();
             let v = verify(&c, None, JwsTrust::Keys(&keys)).unwrap();
             assert_eq!(v.payload, b"{\"a\":1}");
+            let ring = crate::keys::KeyRing::new(key.clone()).unwrap();
+            verify(&c, None, JwsTrust::Keys(&ring)).unwrap();
             assert_eq!(v.algorithm, alg);
             let d = sign_detached(b"raw $.payload", &key, &opts).unwrap();
             assert!(d.contains(".."));

@@ -233,6 +233,29 @@ impl VerifyingKey {
     }
 }
 
+/// Finds a verification key by id (JWS `kid`, HTTP signature `keyid`).
+pub trait KeyResolver {
+    fn resolve(&self, key_id: &str) -> Option<&VerifyingKey>;
+}
+
+impl KeyResolver for Vec<VerifyingKey> {
+    fn resolve(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.iter().find(|k| k.id == key_id)
+    }
+}
+
+impl<const N: usize> KeyResolver for [VerifyingKey; N] {
+    fn resolve(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.iter().find(|k| k.id == key_id)
+    }
+}
+
+impl KeyResolver for KeyRing {
+    fn resolve(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.verifiers.get(key_id)
+    }
+}
+
 /// Loads a private key (PEM, optionally encrypted with `password`) and an optional certificate PEM
 /// (leaf first, then its chain).
 pub fn load_pem(
@@ -651,5 +674,7 @@ pub(crate) mod tests {
             Err(KeyError::UnknownKeyId(_))
         ));
         assert_eq!(ring.expiry_report().len(), 1);
+        assert!(ring.resolve("ec-1").is_some());
+        assert!(ring.resolve("rsa-1").is_none());
     }
 }
