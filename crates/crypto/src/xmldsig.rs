@@ -100,6 +100,9 @@ pub struct SignOptions {
     pub include_chain: bool,
     /// Namespace prefix of the signature elements (`None`: default namespace).
     pub prefix: Option<String>,
+    /// Exclusive C14N only: `InclusiveNamespaces PrefixList` for both SignedInfo and the reference
+    /// (`#default` names the default namespace). Ignored for inclusive C14N.
+    pub inclusive_prefixes: Vec<String>,
 }
 
 impl Default for SignOptions {
@@ -110,6 +113,7 @@ impl Default for SignOptions {
             include_certificate: true,
             include_chain: false,
             prefix: Some("ds".to_owned()),
+            inclusive_prefixes: Vec::new(),
         }
     }
 }
@@ -212,6 +216,25 @@ fn with_children(mut el: Element, children: Vec<Element>) -> Element {
     el
 }
 
+/// Namespace of the `InclusiveNamespaces` element (exclusive C14N §4).
+pub const EXC_C14N_NS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+
+/// `CanonicalizationMethod` or `Transform` naming the C14N algorithm, with a `PrefixList` if any.
+fn c14n_method(opts: &SignOptions, local: &str, prefixes: &[String]) -> Element {
+    let mut el = with_alg(ds(opts, local), opts.c14n.uri());
+    if !prefixes.is_empty() {
+        let mut inc = Element::new(Some("ec"), "InclusiveNamespaces");
+        inc.ns_decls.push(("ec".to_owned(), EXC_C14N_NS.to_owned()));
+        inc.attrs.push(crate::xml::Attribute {
+            prefix: None,
+            local: "PrefixList".to_owned(),
+            value: prefixes.join(" "),
+        });
+        el.children.push(Node::Element(inc));
+    }
+    el
+}
+
 /// Signs `xml` with an enveloped signature and returns the signed document.
 ///
 /// The output is the input in canonical form (attributes sorted, empty elements expanded, XML
@@ -240,6 +263,11 @@ pub fn sign_document(
         ),
     };
     let alg = SignatureAlgorithm::for_kind(key.kind());
+    let prefixes: Vec<String> = if opts.c14n.is_exclusive() {
+        opts.inclusive_prefixes.clone()
+    } else {
+        Vec::new()
+    };
 
     let mut reference = ds(opts, "Reference");
     reference.attrs.push(crate::xml::Attribute {
@@ -251,7 +279,7 @@ pub fn sign_document(
         ds(opts, "Transforms"),
         vec![
             with_alg(ds(opts, "Transform"), ENVELOPED),
-            with_alg(ds(opts, "Transform"), opts.c14n.uri()),
+            c14n_method(opts, "Transform", &prefixes),
         ],
     );
     let reference = with_children(
@@ -265,7 +293,7 @@ pub fn sign_document(
     let signed_info = with_children(
         ds(opts, "SignedInfo"),
         vec![
-            with_alg(ds(opts, "CanonicalizationMethod"), opts.c14n.uri()),
+            c14n_method(opts, "CanonicalizationMethod", &prefixes),
             with_alg(ds(opts, "SignatureMethod"), alg.uri()),
             reference,
         ],
@@ -304,7 +332,7 @@ pub fn sign_document(
 
     // Digest of the referenced content without the signature (enveloped-signature transform).
     let c14n_opts = Options {
-        inclusive_prefixes: &[],
+        inclusive_prefixes: &prefixes,
         exclude: Some(&sig_path),
     };
     let digest_input = reference_octets(doc, &target, &opts.reference, opts.c14n, &c14n_opts)?;
@@ -315,7 +343,11 @@ pub fn sign_document(
 
     let mut si_path = sig_path.clone();
     si_path.push(0);
-    let si_octets = canonicalize_subtree(doc, &si_path, opts.c14n, &Options::default())?;
+    let si_opts = Options {
+        inclusive_prefixes: &prefixes,
+        exclude: None,
+    };
+    let si_octets = canonicalize_subtree(doc, &si_path, opts.c14n, &si_opts)?;
     let value = sign_octets(key, &si_octets)?;
     let mut sv_path = sig_path;
     sv_path.push(1);

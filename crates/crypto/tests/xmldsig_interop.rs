@@ -94,10 +94,19 @@ fn ours_signed_verifies_in_xmlsec1_and_tampering_fails_there() {
     }
 }
 
-fn template(c14n: Algorithm, sig_alg: &str, id_ref: bool) -> String {
+/// An xmlsec1 signing template; `prefix_list` adds an exclusive-C14N `InclusiveNamespaces` to the
+/// reference's C14N transform.
+fn template(c14n: Algorithm, sig_alg: &str, id_ref: bool, prefix_list: Option<&str>) -> String {
+    let transform = match prefix_list {
+        Some(list) => format!(
+            "<Transform Algorithm=\"{}\"><InclusiveNamespaces xmlns=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"{list}\"/></Transform>",
+            c14n.uri()
+        ),
+        None => format!("<Transform Algorithm=\"{}\"/>", c14n.uri()),
+    };
     let uri = if id_ref { "#nd1" } else { "" };
     let sig = format!(
-        "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n<SignedInfo>\n<CanonicalizationMethod Algorithm=\"{c}\"/>\n<SignatureMethod Algorithm=\"{sig_alg}\"/>\n<Reference URI=\"{uri}\">\n<Transforms>\n<Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\n<Transform Algorithm=\"{c}\"/>\n</Transforms>\n<DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n<DigestValue></DigestValue>\n</Reference>\n</SignedInfo>\n<SignatureValue/>\n<KeyInfo><X509Data><X509Certificate/></X509Data></KeyInfo>\n</Signature>",
+        "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n<SignedInfo>\n<CanonicalizationMethod Algorithm=\"{c}\"/>\n<SignatureMethod Algorithm=\"{sig_alg}\"/>\n<Reference URI=\"{uri}\">\n<Transforms>\n<Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\n{transform}\n</Transforms>\n<DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n<DigestValue></DigestValue>\n</Reference>\n</SignedInfo>\n<SignatureValue/>\n<KeyInfo><X509Data><X509Certificate/></X509Data></KeyInfo>\n</Signature>",
         c = c14n.uri()
     );
     let mut doc = dossier();
@@ -161,8 +170,12 @@ fn xmlsec1_signed_verifies_here_and_tampering_fails_here() {
             Algorithm::Inclusive,
             Algorithm::InclusiveWithComments,
         ] {
-            for id_ref in [false, true] {
-                let signed = xmlsec_sign(&template(c14n, sig_alg, id_ref), name, id_ref);
+            for (id_ref, prefix_list) in [(false, None), (true, None), (true, Some("unused x"))] {
+                if prefix_list.is_some() && !c14n.is_exclusive() {
+                    continue;
+                }
+                let signed =
+                    xmlsec_sign(&template(c14n, sig_alg, id_ref, prefix_list), name, id_ref);
                 let v = verify_enveloped(&signed, &opts)
                     .unwrap_or_else(|e| panic!("{name} {c14n:?} id={id_ref}: {e}\n{signed}"));
                 assert_eq!(v.signed_id.is_some(), id_ref);
