@@ -505,6 +505,29 @@ mod tests {
             ),
             Err(JwsError::SignatureMismatch)
         ));
+        // x5c with an expired certificate, and with one from outside the trust store.
+        let expired = crate::keys::load_pem(
+            "exp",
+            &crate::keys::tests::example("sign-expired.key"),
+            Some(&crate::keys::tests::example("sign-expired.pem")),
+            None,
+        )
+        .unwrap();
+        let x5c = JwsOptions {
+            key_hint: KeyHint::X5c,
+            ..JwsOptions::default()
+        };
+        let c = sign_compact(b"x", &expired, &x5c).unwrap();
+        assert!(matches!(
+            verify(&c, None, JwsTrust::Chain(&trust())),
+            Err(JwsError::Certificate(KeyError::Expired { .. }))
+        ));
+        let c = sign_compact(b"x", &key, &x5c).unwrap();
+        assert!(matches!(
+            verify(&c, None, JwsTrust::Keys(&keys)),
+            Err(JwsError::NoKeyHint)
+        ));
+
         let rsa = [rsa_key().verifying_key().unwrap()];
         let c2 = sign_compact(b"x", &rsa_key(), &JwsOptions::default()).unwrap();
         let forged_kid = c2.replace(

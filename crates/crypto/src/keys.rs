@@ -22,6 +22,7 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{CrlStatus, X509Crl, X509KeyUsage, X509PurposeId, X509StoreContext, X509};
 
 // X509_V_ERR_* codes (stable since OpenSSL 0.9.x) that get their own error variant.
@@ -453,7 +454,24 @@ impl TrustStore {
     /// Validates `leaf` (with untrusted `extra` certificates, e.g. from KeyInfo or x5c) for `usage`.
     /// Returns the validated chain, leaf first.
     pub fn verify(&self, leaf: &X509, extra: &[X509], usage: Usage) -> Result<Vec<X509>, KeyError> {
+        self.verify_at(leaf, extra, usage, None)
+    }
+
+    /// Like [`TrustStore::verify`], but validity periods and CRL freshness are judged at `at` (Unix
+    /// seconds) instead of now: for a signature whose signing time is proven by a time-stamp.
+    pub fn verify_at(
+        &self,
+        leaf: &X509,
+        extra: &[X509],
+        usage: Usage,
+        at: Option<i64>,
+    ) -> Result<Vec<X509>, KeyError> {
         let mut builder = X509StoreBuilder::new()?;
+        if let Some(t) = at {
+            let mut param = X509VerifyParam::new()?;
+            param.set_time(t as _);
+            builder.set_param(&param)?;
+        }
         for a in &self.anchors {
             builder.add_cert(a.clone())?;
         }
@@ -484,13 +502,16 @@ impl TrustStore {
         }
         check_key_usage(leaf, usage)?;
         if !self.crls.is_empty() {
-            self.check_revocation(&chain)?;
+            self.check_revocation(&chain, at)?;
         }
         Ok(chain)
     }
 
-    fn check_revocation(&self, chain: &[X509]) -> Result<(), KeyError> {
-        let now = Asn1Time::days_from_now(0)?;
+    fn check_revocation(&self, chain: &[X509], at: Option<i64>) -> Result<(), KeyError> {
+        let now = match at {
+            Some(t) => Asn1Time::from_unix(t as _)?,
+            None => Asn1Time::days_from_now(0)?,
+        };
         for (i, pair) in chain.windows(2).enumerate() {
             let (cert, issuer) = (&pair[0], &pair[1]);
             let issuer_key = issuer.public_key()?;
@@ -654,6 +675,26 @@ pub(crate) mod tests {
         assert!(matches!(
             t.verify(&cert("root-ca.pem"), &[], Usage::Signing),
             Err(KeyError::KeyUsage { .. })
+        ));
+    }
+
+    #[test]
+    fn encrypted_pem_needs_the_password() {
+        let key = rsa_key();
+        let pem = key
+            .private_key()
+            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
+            .unwrap();
+        let cert = example("sign-rsa.pem");
+        load_pem("enc", &pem, Some(&cert), Some(&Secret::new("pw"))).unwrap();
+        assert!(matches!(
+            load_pem("enc", &pem, Some(&cert), Some(&Secret::new("no"))),
+            Err(KeyError::Parse(_))
+        ));
+        let small = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        assert!(matches!(
+            SigningKey::new("small", small, None, vec![]),
+            Err(KeyError::UnsupportedKey(_))
         ));
     }
 
