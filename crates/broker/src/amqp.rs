@@ -13,8 +13,9 @@
 //!    Acks are coalesced per channel: completed delivery tags are recorded, and a small
 //!    task per channel acks the contiguous completed prefix with one `multiple` ack (on a
 //!    short timer, or at once when [`AmqpOptions::ack_batch`] tags wait). Tags completed
-//!    out of order behind a gap are acked one by one so a held delivery never stalls the
-//!    others. [`Broker::close`] and dropping a consumer flush the queued acks.
+//!    behind a gap (a delivery still held) are acked one by one once the gap has lasted
+//!    100 ms, so a held delivery never stalls the others' prefetch slots. [`Broker::close`]
+//!    and dropping a consumer flush the queued acks.
 //! 3. **Delayed redelivery is durable without the delayed-message plugin.** A retry is a
 //!    confirmed publish of the copy into a delay tier, and only then the original's ack.
 //! 4. **Nothing dropped past the delivery limit.** Work queues are quorum queues with
@@ -73,7 +74,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -800,12 +801,16 @@ impl Broker for AmqpBroker {
         })
     }
 
+    /// Connected now; a dead connection is re-established here (bounded by 3 s) so that
+    /// readiness recovers without waiting for traffic.
     async fn ready(&self) -> bool {
-        !self.inner.closed.load(Ordering::SeqCst)
-            && self
-                .inner
-                .current()
-                .is_some_and(|l| l.conn.status().connected())
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_secs(3), self.inner.link()).await {
+            Ok(Ok(link)) => link.conn.status().connected(),
+            _ => false,
+        }
     }
 
     async fn close(&self) {
@@ -815,7 +820,7 @@ impl Broker for AmqpBroker {
             b.iter().filter_map(Weak::upgrade).collect()
         };
         for book in books {
-            book.flush().await;
+            book.flush(true).await;
         }
         self.inner.closed.store(true, Ordering::SeqCst);
         let link = self
@@ -832,6 +837,9 @@ impl Broker for AmqpBroker {
         }
     }
 }
+
+/// How long acks may wait behind a delivery still held before they are sent one by one.
+const GAP_GRACE: Duration = Duration::from_millis(100);
 
 /// Completed delivery tags of one consumer channel, waiting to be acked.
 struct AckBook {
@@ -854,25 +862,36 @@ struct AckState {
     settled_upto: u64,
     /// Completed tags above `settled_upto`; `true` = still needs its ack sent.
     done: BTreeMap<u64, bool>,
+    /// How many entries of `done` are `true`.
+    to_send: usize,
+    /// The first unsettled tag at the last flush and since when it has been the first.
+    gap_since: Option<(u64, Instant)>,
 }
 
 impl AckBook {
     fn complete(&self, tag: u64, needs_ack: bool) {
-        let pending = {
+        let to_send = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if tag > s.settled_upto {
-                s.done.insert(tag, needs_ack);
+            if tag > s.settled_upto && s.done.insert(tag, needs_ack).is_none() && needs_ack {
+                s.to_send += 1;
             }
-            s.done.len()
+            s.to_send
         };
-        if pending >= self.batch {
+        // Wake the ack task for the first ack to send (it then waits `ack_interval` for
+        // more) and again when a full batch waits.
+        if to_send == 1 || to_send >= self.batch {
             self.wake.notify_one();
         }
     }
 
-    /// Send the acks: one `multiple` ack for the contiguous completed prefix, single acks
-    /// for tags completed behind a gap.
-    async fn flush(&self) {
+    fn to_send(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).to_send
+    }
+
+    /// Send the acks: one `multiple` ack for the contiguous completed prefix; tags completed
+    /// behind a gap (a delivery still held) are acked one by one once the gap has lasted
+    /// [`GAP_GRACE`], or at once when `force` (closing).
+    async fn flush(&self, force: bool) {
         let _order = self.flushing.lock().await;
         let (multiple, singles) = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -887,15 +906,27 @@ impl AckBook {
                     last_ack = Some(tag);
                 }
             }
-            let singles: Vec<u64> = s
-                .done
-                .iter()
-                .filter(|(_, n)| **n)
-                .map(|(t, _)| *t)
-                .collect();
+            let gap = s.settled_upto + 1;
+            let stale = match s.gap_since {
+                Some((g, since)) if g == gap => since.elapsed() >= GAP_GRACE,
+                _ => {
+                    s.gap_since = Some((gap, Instant::now()));
+                    false
+                }
+            };
+            let singles: Vec<u64> = if s.done.is_empty() || !(force || stale) {
+                Vec::new()
+            } else {
+                s.done
+                    .iter()
+                    .filter(|(_, n)| **n)
+                    .map(|(t, _)| *t)
+                    .collect()
+            };
             for t in &singles {
                 s.done.insert(*t, false);
             }
+            s.to_send = s.done.values().filter(|n| **n).count();
             (last_ack, singles)
         };
         if let Some(tag) = multiple {
@@ -951,15 +982,29 @@ impl AckBook {
         tokio::spawn(async move {
             loop {
                 let Some(b) = book.upgrade() else { return };
+                // Idle channels cost one wake-up a second (to notice a dead channel); acks
+                // waiting behind a held delivery are looked at again after `GAP_GRACE`.
+                let wait = if b.idle() {
+                    Duration::from_secs(1)
+                } else {
+                    GAP_GRACE
+                };
                 tokio::select! {
                     _ = b.wake.notified() => {}
-                    _ = tokio::time::sleep(interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 if !b.channel.status().connected() || (b.stopped.load(Ordering::SeqCst) && b.idle())
                 {
                     return;
                 }
-                b.flush().await;
+                if b.idle() {
+                    continue;
+                }
+                if b.to_send() < b.batch {
+                    // Let more acks join this one.
+                    tokio::time::sleep(interval).await;
+                }
+                b.flush(false).await;
             }
         });
     }
@@ -1049,7 +1094,7 @@ impl Drop for Subscription {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if book.channel.status().connected() {
-                    book.flush().await;
+                    book.flush(true).await;
                     let _ = book.channel.close(200, "consumer closed".into()).await;
                 }
             });

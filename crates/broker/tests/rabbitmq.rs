@@ -354,6 +354,48 @@ async fn past_delivery_limit_lands_in_dlq() {
     b.close().await;
 }
 
+/// Acks are coalesced over the contiguous completed prefix; a delivery held back must not
+/// keep the acks of later ones from reaching RabbitMQ (else the prefetch window stalls).
+#[tokio::test]
+async fn held_delivery_does_not_stall_later_acks() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "gap", 5).await;
+    for i in 0..4 {
+        b.publish(&q, msg(&format!("g{i}"))).await.unwrap();
+    }
+    let mut c = b.consume(&q, 4).await.unwrap();
+    let held = next(&mut c, Duration::from_secs(5)).await.unwrap();
+    for _ in 1..4 {
+        next(&mut c, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .ack()
+            .await
+            .unwrap();
+    }
+    for i in 4..7 {
+        b.publish(&q, msg(&format!("g{i}"))).await.unwrap();
+    }
+    // Only possible if the three acks behind the held delivery were sent.
+    for i in 4..7 {
+        let d = next(&mut c, Duration::from_secs(5))
+            .await
+            .expect("prefetch slots were freed");
+        assert_eq!(d.message.id, format!("g{i}"));
+        d.ack().await.unwrap();
+    }
+    held.ack().await.unwrap();
+    drop(c);
+    b.close().await;
+    let b2 = connect().await;
+    assert_eq!(
+        b2.stats(&q).await.unwrap().ready,
+        0,
+        "every ack reached RabbitMQ"
+    );
+    b2.close().await;
+}
+
 /// A consumer that goes away without acking: the message comes back, marked redelivered.
 #[tokio::test]
 async fn dropped_consumer_redelivers() {
@@ -439,17 +481,23 @@ async fn refused_publish_is_a_nack() {
     b.close().await;
 }
 
-/// RabbitMQ closes every connection (as on a node maintenance or a network cut seen by the
-/// server): the consumer resumes on its own, the publisher's errors are retried, every
-/// message arrives, and a delivery of the closed channel refuses to settle.
+/// RabbitMQ closes our connection (`rabbitmqctl close_connection`, as on a node maintenance
+/// or a network cut seen by the server): the consumer resumes on its own, the publisher's
+/// errors are retried, every message arrives, and a delivery of the closed channel refuses
+/// to settle. Only this test's connection is closed (found by its connection name), so other
+/// users of the shared RabbitMQ are not disturbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_closed_by_broker_recover() {
-    let Some(b) = broker_exclusive().await else {
-        return;
-    };
+async fn connection_closed_by_broker_recovers() {
+    let Some(_gate) = broker().await else { return };
     if !rabbitmqctl_usable() {
         return;
     }
+    let name = unique("conn");
+    let opts = AmqpOptions {
+        connection_name: name.clone(),
+        ..AmqpOptions::default()
+    };
+    let b = Arc::new(AmqpBroker::connect(&url(), opts).await.unwrap());
     const N: usize = 300;
     let (q, _c) = declared(&b, "closeall", 50).await;
     b.publish(&q, msg("held")).await.unwrap();
@@ -474,18 +522,9 @@ async fn connections_closed_by_broker_recover() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::spawn_blocking(|| {
-        let st = std::process::Command::new("rabbitmqctl")
-            .args([
-                "close_all_connections",
-                "gateway test: connections closed on purpose",
-            ])
-            .status()
-            .expect("run rabbitmqctl");
-        assert!(st.success());
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || close_connection_named(&name))
+        .await
+        .unwrap();
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while seen.len() < N {
@@ -507,10 +546,35 @@ async fn connections_closed_by_broker_recover() {
         matches!(held.ack().await, Err(BrokerError::ChannelClosed(_))),
         "a delivery of the closed channel must not settle"
     );
-    eprintln!("close_all_connections: {N} consumed, {errors} publish errors retried");
+    eprintln!("close_connection: {N} consumed, {errors} publish errors retried");
     assert!(b.ready().await);
     drop(c);
     b.close().await;
+}
+
+/// `rabbitmqctl close_connection` for the connection whose `connection_name` is `name`.
+fn close_connection_named(name: &str) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("run rabbitmqctl");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("{{\"connection_name\",\"{name}\"}}");
+    let pid = listing
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("connection {name} not listed by rabbitmqctl"))
+        .to_string();
+    let st = std::process::Command::new("rabbitmqctl")
+        .args([
+            "close_connection",
+            &pid,
+            "gateway test: connection closed on purpose",
+        ])
+        .status()
+        .expect("run rabbitmqctl");
+    assert!(st.success(), "rabbitmqctl close_connection {pid} failed");
 }
 
 /// Starts the RabbitMQ app again when dropped, so a failing restart test does not leave
