@@ -68,7 +68,22 @@
 //!
 //! `examples/embedded_bench.rs` measures it. Sequential publishes are bound by one fsync
 //! each; concurrent publishers and `publish_batch` share fsyncs, and so do the acks of a
-//! consumer, which are coalesced into the writer's next batch.
+//! consumer, which are coalesced into the writer's next batch. On the development VM (2
+//! shared cores, virtio disk, other builds running; 1 KiB bodies, release build):
+//!
+//! ```text
+//! publish, sequential            ~320 msg/s   (one fsync each, ~3 ms)
+//! publish, 64 concurrent        ~8 500 msg/s  (group commit)
+//! publish_batch of 100         ~16 000 msg/s
+//! consume + ack, prefetch 256  ~15 500 msg/s
+//! ```
+//!
+//! # Known limits
+//!
+//! - An ack, retry or reject deletes the row by `seq` whoever holds its lease now: a holder
+//!   whose lease expired and was taken over can still settle it (the work was done; the
+//!   other holder's settle becomes a no-op). At-least-once either way.
+//! - Freed pages are reused but the file does not shrink after a large backlog drains.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
