@@ -542,7 +542,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
     for key in unknown {
         problems.push(problem(
-            &key,
+            &bracket_indices(&key),
             "unknown key".into(),
             "remove it or check its spelling against gateway.example.toml",
         ));
@@ -573,6 +573,22 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     } else {
         Err(ConfigError { problems })
     }
+}
+
+/// `routes.0.name` → `routes[0].name`, the way validation messages name array items.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('.') {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// The `key = ` or `[table]` a byte offset falls in, for messages.
@@ -671,7 +687,7 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             );
         }
     }
-    if c.inbound.listen == c.ops.listen {
+    if c.inbound.listen == c.ops.listen && !c.inbound.listen.ends_with(":0") {
         p(
             "ops.listen".into(),
             "the same address as inbound.listen".into(),

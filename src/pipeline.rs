@@ -32,7 +32,7 @@ use gw_broker::{dead_letter_queue, Broker, Delivery, Message, QueueSpec, HDR_DEA
 use gw_store::{AttemptRecord, Batch, NewDeadLetter, Outcome, OutcomeRecord, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, error, warn, Instrument};
 use uuid::Uuid;
 
 use crate::connectors::{Attempted, Connector};
@@ -796,7 +796,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
             let mut headers = d.message.headers.clone();
             headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
             headers.insert(HDR_LAST_REASON.into(), reason.as_str().into());
-            info!(reason = reason.as_str(), status = ?status, delay_ms = delay.as_millis() as u64, "retry scheduled");
+            debug!(reason = reason.as_str(), status = ?status, delay_ms = delay.as_millis() as u64, "retry scheduled");
             ctx.metrics
                 .inc_outcome(&route.name, "retried", reason.as_str());
             Settlement::Retry(headers, delay)

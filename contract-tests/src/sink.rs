@@ -47,6 +47,8 @@ pub struct Faults {
     pub delay_ms: u64,
     /// Keys always refused with 400 (poison).
     pub poison_keys: BTreeSet<String>,
+    /// Keys always answered 500 (a destination that keeps failing on them).
+    pub failing_keys: BTreeSet<String>,
     /// Refuse everything with 503 (an outage).
     pub down: bool,
 }
@@ -212,6 +214,16 @@ async fn deliver(
         return refuse(
             &inner,
             (StatusCode::BAD_REQUEST, "refused: this dossier is invalid").into_response(),
+        );
+    }
+    if faults.failing_keys.contains(&key) {
+        return refuse(
+            &inner,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error for this dossier",
+            )
+                .into_response(),
         );
     }
     let roll: f64 = rand::rng().random();

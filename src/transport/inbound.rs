@@ -26,7 +26,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::Secret;
 use crate::envelope::{parse_traceparent, Envelope};
@@ -199,7 +199,7 @@ async fn accept_inner(
     }
     match st.engine.publish(&env).await {
         Ok(routes) => {
-            info!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
+            tracing::debug!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"id": env.id.to_string(), "routes": routes})),

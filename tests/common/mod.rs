@@ -1,0 +1,142 @@
+//! Shared helpers of the gateway's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gateway::config::{self, Loaded};
+
+/// Which broker and store a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite queue + SQLite store.
+    Embedded,
+    /// RabbitMQ + PostgreSQL on 127.0.0.1.
+    RabbitPg,
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+        .is_ok()
+}
+
+/// Whether RabbitMQ and PostgreSQL answer. In CI (`CI=true`) their absence fails the test
+/// loudly; elsewhere the test is skipped with a printed reason.
+pub fn services_available(test: &str) -> bool {
+    let rabbit = answers(5672);
+    let pg = answers(5432);
+    if rabbit && pg {
+        return true;
+    }
+    let msg = format!("{test}: needs RabbitMQ on 127.0.0.1:5672 ({rabbit}) and PostgreSQL on 127.0.0.1:5432 ({pg})");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}: they must run in CI");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+/// A unique lowercase suffix for queue, route and schema names.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple()).to_lowercase()
+}
+
+/// The TOML of a one-route gateway that sends to `sink_url`.
+pub fn config_text(
+    backend: Backend,
+    data_dir: &Path,
+    route: &str,
+    sink_url: &str,
+    extra_retry: &str,
+) -> String {
+    let (broker, store) = match backend {
+        Backend::Embedded => (String::new(), String::new()),
+        Backend::RabbitPg => (
+            "url = \"amqp://guest@127.0.0.1:5672/%2f\"\npassword = { env = \"GW_TEST_AMQP_PASSWORD\" }\n".to_string(),
+            format!("url = \"postgres://postgres@127.0.0.1:5432/test?schema={route}\"\n"),
+        ),
+    };
+    format!(
+        r#"
+[gateway]
+instance = "test"
+data_dir = "{data}"
+shutdown_grace = "5s"
+
+[broker]
+{broker}
+prefetch = 64
+
+[store]
+{store}
+
+[inbound]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+
+[ops]
+listen = "127.0.0.1:0"
+
+[retry]
+initial = "50ms"
+max_delay = "300ms"
+max_elapsed = "1h"
+{extra_retry}
+
+[sources.onestop]
+token = {{ env = "GW_TEST_SOURCE_TOKEN" }}
+kinds = ["dossier.*"]
+
+[adapters.sink]
+connector = "http"
+url = "{sink_url}"
+timeout = "2s"
+
+[[routes]]
+name = "{route}"
+from = "onestop"
+kinds = ["dossier.*"]
+to = "sink"
+concurrency = 8
+"#,
+        data = data_dir.display()
+    )
+}
+
+pub const TOKEN: &str = "test-source-token";
+
+pub fn load(text: &str) -> Loaded {
+    std::env::set_var("GW_TEST_AMQP_PASSWORD", "guest");
+    std::env::set_var("GW_TEST_SOURCE_TOKEN", TOKEN);
+    config::parse(text, "<test>", PathBuf::from("."))
+        .unwrap_or_else(|e| panic!("test config must load:\n{e}"))
+}
+
+/// Poll `f` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// POST an event to the inbound listener.
+pub async fn post_event(
+    client: &reqwest::Client,
+    inbound: std::net::SocketAddr,
+    key: &str,
+    version: i64,
+) -> reqwest::StatusCode {
+    let body = serde_json::json!({"kind": "dossier.upserted", "key": key, "version": version, "payload": {"code": key, "version": version}});
+    client
+        .post(format!("http://{inbound}/in/onestop"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("inbound answers")
+        .status()
+}
