@@ -11,8 +11,9 @@
 //! - `DigestMethod` SHA-256; `KeyInfo/X509Data/X509Certificate` (leaf first).
 //!
 //! Verification invariants:
-//! - The document holds exactly one `Signature`; it is a direct child of the element it signs
-//!   (enveloped). A referenced Id carried by two elements is refused ([`DsigError::Wrapping`]).
+//! - The document holds exactly one `Signature`, and it lies inside the element it signs (enveloped:
+//!   anywhere below the root for `URI=""`, below the `#id` element otherwise). A referenced Id carried
+//!   by two elements is refused ([`DsigError::Wrapping`]).
 //! - The signature over `SignedInfo` is checked before the reference digest, so a changed
 //!   `SignedInfo` reports [`DsigError::SignatureMismatch`] and changed content reports
 //!   [`DsigError::DigestMismatch`].
@@ -596,9 +597,9 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
             Some(id.clone()),
         ),
     };
-    if sig_path[..sig_path.len() - 1] != target[..] {
+    if !sig_path.starts_with(&target) {
         return Err(DsigError::Wrapping(
-            "the Signature is not a child of the element it references".into(),
+            "the Signature is not inside the element it references (not enveloped)".into(),
         ));
     }
     if let Some(expected) = &opts.expected_path {
@@ -824,6 +825,27 @@ mod tests {
             verify_enveloped(&moved_xml, &strict),
             Err(DsigError::Wrapping(_))
         ));
+
+        // The Signature moved out of the element it references: refused even though digests still match.
+        let mut out_of_place = doc.clone();
+        let sig_pos = out_of_place.find_all(DSIG_NS, "Signature").remove(0);
+        let parent = out_of_place
+            .element_at_mut(&sig_pos[..sig_pos.len() - 1])
+            .unwrap();
+        let sig_node = parent.children.remove(sig_pos[sig_pos.len() - 1]);
+        out_of_place.root.children.push(sig_node);
+        assert!(matches!(
+            verify_enveloped(&out_of_place.to_xml(), &opts),
+            Err(DsigError::Wrapping(_))
+        ));
+        // For URI="" the Signature may sit anywhere below the root.
+        let whole = sign(&rsa_key(), Algorithm::Exclusive, Reference::WholeDocument);
+        let mut nested = parse_safe(&whole).unwrap();
+        let sig_pos = nested.find_all(DSIG_NS, "Signature").remove(0);
+        let sig_node = nested.root.children.remove(sig_pos[0]);
+        nested.element_at_mut(&[1]).unwrap().children.push(sig_node);
+        let v = verify_enveloped(&nested.to_xml(), &opts).unwrap();
+        assert!(v.signed_path.is_empty());
 
         let with_dtd = format!(
             "<!DOCTYPE HoSo [<!ENTITY e \"x\">]>{}",

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -27,7 +28,11 @@ pub fn tool_available(what: &str, probe: &mut Command) -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{what} is required under CI=true but is not available");
         }
-        eprintln!("SKIPPED: {what} is not available (install it to run this interop test)");
+        // Written to the stderr handle directly: libtest captures `eprintln!`, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what} is not available (install it to run this interop test)"
+        );
     }
     ok
 }
