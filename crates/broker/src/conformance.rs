@@ -444,22 +444,32 @@ pub async fn retry_redelivers_after_delay(broker: Arc<dyn Broker>, queue: &str) 
     let asked = Instant::now();
     settle(S, "retry", || d.retry(headers.clone(), RETRY_DELAY)).await;
 
-    let stats = stats_until(
-        &broker,
-        S,
-        queue,
-        "ready = 0 and unacked = 0 while the retry waits",
-        |s| s.ready == 0 && s.unacked == 0,
-    )
-    .await;
-    if let Some(delayed) = stats.delayed {
-        // Only meaningful while the delay runs; skip if this machine was too slow to look.
-        if asked.elapsed() + TIMER_SLACK < RETRY_DELAY {
-            assert_eq!(
-                delayed, 1,
-                "{S}: stats.delayed counts the scheduled retry: {stats:?}"
-            );
+    // While the delay runs the queue shows nothing ready or unacked (the original is gone,
+    // the copy waits). Once the delay is over the copy may legitimately be ready, so a slow
+    // machine that could not look in time skips the check rather than fail it.
+    loop {
+        let s = match timeout(STEP, broker.stats(queue)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => panic!("{S}: stats of {queue}: {e}"),
+            Err(_) => panic!("{S}: stats of {queue} did not return within {STEP:?}"),
+        };
+        if asked.elapsed() + TIMER_SLACK >= RETRY_DELAY {
+            break;
         }
+        if s.ready == 0 && s.unacked == 0 {
+            if let Some(delayed) = s.delayed {
+                assert_eq!(
+                    delayed, 1,
+                    "{S}: stats.delayed counts the scheduled retry: {s:?}"
+                );
+            }
+            break;
+        }
+        assert_eq!(
+            s.ready, 0,
+            "{S}: the retried copy is ready before its delay: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let d = next(&mut c, S, "the retried copy").await;

@@ -186,7 +186,7 @@ async fn expired_lease_of_a_silent_consumer_comes_back() {
 #[tokio::test]
 async fn an_active_consumer_keeps_its_leases() {
     let dir = tempfile::tempdir().unwrap();
-    let ttl = Duration::from_millis(400);
+    let ttl = Duration::from_millis(800);
     let b = EmbeddedBroker::open(dir.path().join("q.db"), opts(ttl)).unwrap();
     let q = "lease.renewal";
     b.declare(&[spec(q)]).await.unwrap();
