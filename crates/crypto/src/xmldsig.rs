@@ -31,7 +31,7 @@ use openssl::x509::X509;
 use crate::keys::{KeyError, KeyKind, SigningKey, TrustStore, Usage, VerifyingKey};
 use crate::util::{ct_eq, ecdsa_der_to_raw, ecdsa_raw_to_der};
 use crate::xml::c14n::{canonicalize_document_with, canonicalize_subtree, Algorithm, Options};
-use crate::xml::{parse_safe, push_scope, Document, Element, Node, NodePath, XmlError};
+use crate::xml::{parse_safe, push_scope, Document, Element, Node, NodePath, SourceEnd, XmlError};
 
 /// The XML-DSig namespace.
 pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
@@ -238,24 +238,62 @@ fn c14n_method(opts: &SignOptions, local: &str, prefixes: &[String]) -> Element 
 
 /// Signs `xml` with an enveloped signature and returns the signed document.
 ///
-/// The output is the input in canonical form (attributes sorted, empty elements expanded, XML
-/// declaration normalised) with the `Signature` element inserted.
+/// The output is the input text, byte for byte, with the `Signature` element inserted as the last
+/// child of the signed element (the root for [`Reference::WholeDocument`]); an empty-element tag
+/// `<x/>` of the signed element becomes `<x>...</x>`.
 pub fn sign_enveloped(
     xml: &str,
     key: &SigningKey,
     opts: &SignOptions,
 ) -> Result<String, DsigError> {
     let mut doc = parse_safe(xml)?;
-    sign_document(&mut doc, key, opts)?;
-    Ok(doc.to_xml())
+    let sig_path = sign_in_place(&mut doc, key, opts)?;
+    let target = &sig_path[..sig_path.len() - 1];
+    let Some(end) = doc.source_end(target, xml.len()) else {
+        return Ok(doc.to_xml());
+    };
+    // The signature's own text: exclusive C14N of its subtree declares exactly the namespaces it uses.
+    let sig_xml = canonicalize_subtree(&doc, &sig_path, Algorithm::Exclusive, &Options::default())?;
+    let sig_xml = String::from_utf8(sig_xml).expect("canonical form of a str is UTF-8");
+    let mut out = String::with_capacity(xml.len() + sig_xml.len() + 32);
+    match end {
+        SourceEnd::EndTag(at) => {
+            out.push_str(&xml[..at]);
+            out.push_str(&sig_xml);
+            out.push_str(&xml[at..]);
+        }
+        SourceEnd::SelfClosing(after) => {
+            let slash = xml[..after]
+                .rfind("/>")
+                .expect("an empty-element tag ends with />");
+            let qname = doc.element_at(target).expect("signed element").qname();
+            out.push_str(&xml[..slash]);
+            out.push('>');
+            out.push_str(&sig_xml);
+            out.push_str("</");
+            out.push_str(&qname);
+            out.push('>');
+            out.push_str(&xml[after..]);
+        }
+    }
+    Ok(out)
 }
 
-/// Signs a parsed document in place (see [`sign_enveloped`]).
+/// Signs a parsed document in place; serialise it with [`Document::to_xml`].
 pub fn sign_document(
     doc: &mut Document,
     key: &SigningKey,
     opts: &SignOptions,
 ) -> Result<(), DsigError> {
+    sign_in_place(doc, key, opts).map(|_| ())
+}
+
+/// Inserts and computes the signature; returns the Signature element's path.
+fn sign_in_place(
+    doc: &mut Document,
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<NodePath, DsigError> {
     let (target, uri) = match &opts.reference {
         Reference::WholeDocument => (Vec::new(), String::new()),
         Reference::Id(id) => (
@@ -350,10 +388,10 @@ pub fn sign_document(
     };
     let si_octets = canonicalize_subtree(doc, &si_path, opts.c14n, &si_opts)?;
     let value = sign_octets(key, &si_octets)?;
-    let mut sv_path = sig_path;
+    let mut sv_path = sig_path.clone();
     sv_path.push(1);
     set_text(doc, &sv_path, &B64.encode(value));
-    Ok(())
+    Ok(sig_path)
 }
 
 fn set_text(doc: &mut Document, path: &[usize], text: &str) {
@@ -758,6 +796,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn output_keeps_the_input_text() {
+        let t = trust();
+        let opts = VerifyOptions::new(SignerTrust::Chain(&t));
+        let crlf = DOSSIER.replace('\n', "\r\n");
+        for input in [DOSSIER.to_owned(), crlf, format!("\u{feff}{DOSSIER}")] {
+            for reference in [Reference::WholeDocument, Reference::Id("nd1".into())] {
+                let o = SignOptions {
+                    reference: reference.clone(),
+                    ..SignOptions::default()
+                };
+                let signed = sign_enveloped(&input, &rsa_key(), &o).unwrap();
+                let at = signed.find("<ds:Signature").unwrap();
+                let end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+                assert_eq!(
+                    format!("{}{}", &signed[..at], &signed[end..]),
+                    input,
+                    "{reference:?}"
+                );
+                verify_enveloped(&signed, &opts).unwrap();
+            }
+        }
+        // A self-closing signed element is opened up.
+        let signed = sign_enveloped(
+            "<r><a Id=\"x\" k=\"v\" /></r>",
+            &ec_key(),
+            &SignOptions {
+                reference: Reference::Id("x".into()),
+                ..SignOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            signed.starts_with("<r><a Id=\"x\" k=\"v\" ><ds:Signature xmlns:ds="),
+            "{signed}"
+        );
+        assert!(signed.ends_with("</ds:Signature></a></r>"), "{signed}");
+        verify_enveloped(&signed, &opts).unwrap();
+        let signed = sign_enveloped("<r/>", &ec_key(), &SignOptions::default()).unwrap();
+        assert!(signed.starts_with("<r><ds:Signature") && signed.ends_with("</r>"));
+        verify_enveloped(&signed, &opts).unwrap();
     }
 
     #[test]

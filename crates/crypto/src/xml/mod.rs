@@ -92,6 +92,26 @@ pub struct Document {
     pub root: Element,
     /// Comments and PIs after the root element.
     pub epilog: Vec<Node>,
+    /// Where the root and every element carrying an Id end in the parsed input, so a signature can be
+    /// spliced into the original text instead of re-serialising the document.
+    pub(crate) source: Option<SourceMap>,
+}
+
+/// Byte positions in the parsed input (see [`Document::source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SourceMap {
+    /// Length of the input the positions refer to.
+    pub(crate) len: usize,
+    pub(crate) ends: Vec<(NodePath, SourceEnd)>,
+}
+
+/// How an element ends in the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceEnd {
+    /// Offset of the `</` of its end tag.
+    EndTag(usize),
+    /// Offset just after the `/>` of its empty-element tag.
+    SelfClosing(usize),
 }
 
 /// One node of the tree.
@@ -322,6 +342,13 @@ impl Document {
         }
     }
 
+    /// Where the element at `path` (the root, or one carrying an Id) ends in the text it was parsed
+    /// from, if this document was parsed from text of `len` bytes.
+    pub(crate) fn source_end(&self, path: &[usize], len: usize) -> Option<SourceEnd> {
+        let map = self.source.as_ref().filter(|m| m.len == len)?;
+        map.ends.iter().find(|(p, _)| p == path).map(|(_, e)| *e)
+    }
+
     /// Serialises the document (canonical form with comments, preceded by an XML declaration).
     pub fn to_xml(&self) -> String {
         let body = c14n::canonicalize_document(self, c14n::Algorithm::InclusiveWithComments)
@@ -345,7 +372,10 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
             limit: limits.max_bytes,
         });
     }
+    let full_len = input.len();
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let base = full_len - input.len();
+    let mut ends: Vec<(NodePath, SourceEnd)> = Vec::new();
     let mut reader = Reader::from_str(input);
     {
         let cfg = reader.config_mut();
@@ -360,10 +390,13 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
     let mut root: Option<Element> = None;
     // Open elements with the scope in force inside each (shared until an element declares something).
     let mut stack: Vec<(Element, Rc<NsScope>)> = Vec::new();
+    // Parallel to `stack`: whether each open element was written as an empty-element tag `<x/>`.
+    let mut empty_tag: Vec<bool> = Vec::new();
     let outer_scope = Rc::new(initial_scope());
     let mut nodes = 0usize;
 
     loop {
+        let ev_start = reader.buffer_position() as usize;
         let ev = reader
             .read_event()
             .map_err(|e| XmlError::Malformed(format!("{e} at byte {}", reader.error_position())))?;
@@ -398,11 +431,23 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                     .unwrap_or_else(|| Rc::clone(&outer_scope));
                 let (el, scope) = build_element(&s, &parent_scope, limits)?;
                 stack.push((el, scope));
+                empty_tag.push(input[..reader.buffer_position() as usize].ends_with("/>"));
             }
             Event::End(_) => {
                 let (el, _) = stack
                     .pop()
                     .ok_or_else(|| XmlError::Malformed("unexpected end tag".into()))?;
+                if stack.is_empty() || el.id_attr().is_some() {
+                    // The path this element gets: each open ancestor's next child index.
+                    let path: NodePath = stack.iter().map(|(p, _)| p.children.len()).collect();
+                    let end = if empty_tag.last() == Some(&true) {
+                        SourceEnd::SelfClosing(base + ev_start)
+                    } else {
+                        SourceEnd::EndTag(base + ev_start)
+                    };
+                    ends.push((path, end));
+                }
+                empty_tag.pop();
                 match stack.last_mut() {
                     Some((parent, _)) => parent.children.push(Node::Element(el)),
                     None => root = Some(el),
@@ -461,6 +506,10 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
         prolog,
         root,
         epilog,
+        source: Some(SourceMap {
+            len: full_len,
+            ends,
+        }),
     })
 }
 
