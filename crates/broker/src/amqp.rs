@@ -335,13 +335,18 @@ impl Inner {
                 .values()
                 .cloned()
                 .collect();
-            if !specs.is_empty() {
-                self.declare_on(&link, &specs).await?;
+            match self.declare_on(&link, &specs).await {
+                Ok(()) => info!(
+                    queues = specs.len(),
+                    "rabbitmq: reconnected and re-declared the topology"
+                ),
+                // Refused (e.g. an operator changed a queue's arguments): the topology that
+                // exists is used; reconnecting again would not change the answer.
+                Err(BrokerError::Topology(e)) => {
+                    warn!(error = %e, "rabbitmq: reconnected; re-declaring the topology was refused")
+                }
+                Err(e) => return Err(e),
             }
-            info!(
-                queues = specs.len(),
-                "rabbitmq: reconnected and re-declared the topology"
-            );
         }
         *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
         Ok(link)
@@ -1124,7 +1129,6 @@ impl AmqpConsumer {
         ch.basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .map_err(closed_err)?;
-        // The publish of a transparent re-delay goes through the broker's publish channel.
         let stream = ch
             .basic_consume(
                 ss(&self.queue)?,
