@@ -339,3 +339,130 @@ async fn hard_crash_loses_nothing() {
     drop(c);
     b.close().await;
 }
+
+// --- wake-ups: no polling, so a missed notification would show as a lease-term delay -----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_consumer_wakes_on_publish_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long lease term: the consumer's fallback timer never fires during this test.
+    let b = Arc::new(
+        EmbeddedBroker::open(dir.path().join("q.db"), opts(Duration::from_secs(60))).unwrap(),
+    );
+    let q = "wake";
+    b.declare(&[spec(q)]).await.unwrap();
+    let mut c = b.consume(q, 4).await.unwrap();
+    for i in 0..50 {
+        // Publish while the consumer is (about to be) waiting: races registration with commit.
+        let publisher = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                b.publish(q, message(&format!("w-{i}"), "K")).await.unwrap();
+            })
+        };
+        let asked = Instant::now();
+        let d = match tokio::time::timeout(Duration::from_secs(2), c.next()).await {
+            Ok(Some(Ok(d))) => d,
+            other => {
+                panic!("round {i}: a publish did not wake the idle consumer within 2 s: {other:?}")
+            }
+        };
+        assert_eq!(d.message.id, format!("w-{i}"));
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "round {i}: woke late ({:?})",
+            asked.elapsed()
+        );
+        d.ack().await.unwrap();
+        publisher.await.unwrap();
+    }
+    drop(c);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn delayed_message_wakes_its_consumer_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = EmbeddedBroker::open(dir.path().join("q.db"), opts(Duration::from_secs(60))).unwrap();
+    let q = "delay.timer";
+    b.declare(&[spec(q)]).await.unwrap();
+    b.publish(q, message("t", "K")).await.unwrap();
+    let mut c = b.consume(q, 1).await.unwrap();
+    let d = next(&mut c, "first attempt").await;
+    let asked = Instant::now();
+    d.retry(Default::default(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    let d = next(&mut c, "the retry").await;
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(280) && waited < Duration::from_millis(1500),
+        "the retry came after {waited:?}: the consumer must sleep until it is due, not a lease term"
+    );
+    d.ack().await.unwrap();
+    drop(c);
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_consumers_get_each_message_once() {
+    const N: usize = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(
+        EmbeddedBroker::open(dir.path().join("q.db"), opts(Duration::from_secs(60))).unwrap(),
+    );
+    let q = "compete";
+    b.declare(&[spec(q)]).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut consumers = Vec::new();
+    for _ in 0..3 {
+        let mut c = b.consume(q, 16).await.unwrap();
+        let seen = seen.clone();
+        consumers.push(tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(Duration::from_millis(1500), c.next()).await {
+                    Ok(Some(Ok(d))) => {
+                        assert_eq!(
+                            d.delivery_count, 1,
+                            "no redelivery without a failure: {d:?}"
+                        );
+                        seen.lock().unwrap().push(d.message.id.clone());
+                        d.ack().await.unwrap();
+                    }
+                    Ok(other) => panic!("consumer ended: {other:?}"),
+                    Err(_) => return, // drained
+                }
+            }
+        }));
+    }
+    let mut publishers = Vec::new();
+    for p in 0..3 {
+        let b = b.clone();
+        publishers.push(tokio::spawn(async move {
+            for i in 0..N / 3 {
+                b.publish(q, message(&format!("c{p}-{i}"), "K"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (N, N),
+        "each message delivered exactly once"
+    );
+    let s = b.stats(q).await.unwrap();
+    assert_eq!((s.ready, s.unacked), (0, 0), "{s:?}");
+    b.close().await;
+}
