@@ -21,3 +21,19 @@ pub mod xml;
 pub mod xmldsig;
 
 mod util;
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// Keys, trust stores and nonce stores are built once and shared across tasks.
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        assert_send_sync::<crate::keys::SigningKey>();
+        assert_send_sync::<crate::keys::VerifyingKey>();
+        assert_send_sync::<crate::keys::KeyRing>();
+        assert_send_sync::<crate::keys::TrustStore>();
+        assert_send_sync::<crate::httpsig::MemoryNonceStore>();
+        assert_send_sync::<crate::checksum::VnPay>();
+    }
+}

@@ -228,6 +228,8 @@ pub fn request_for_data(data: &[u8]) -> Result<TimeStampRequest, TspError> {
 pub struct TimeStamp {
     /// `genTime` as sent, e.g. `20260101120000Z`.
     pub gen_time: String,
+    /// `genTime` as Unix seconds (fractions dropped).
+    pub gen_unix: i64,
     /// TSA policy OID (dotted).
     pub policy: String,
     /// Serial number content octets.
@@ -289,6 +291,26 @@ pub fn verify_token(
     digest: &[u8],
     trust: &TrustStore,
 ) -> Result<TimeStamp, TspError> {
+    verify_token_at(token_der, digest, trust, CertificateTime::Now)
+}
+
+/// When the TSA certificate must have been valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateTime {
+    /// Now (what `openssl ts -verify` does): for fresh tokens.
+    Now,
+    /// At the token's own `genTime`: for archived evidence whose TSA certificate has expired since
+    /// (the archive must then protect the token itself, e.g. by a later time-stamp over it).
+    GenTime,
+}
+
+/// [`verify_token`] with a choice of when the TSA certificate is judged.
+pub fn verify_token_at(
+    token_der: &[u8],
+    digest: &[u8],
+    trust: &TrustStore,
+    when: CertificateTime,
+) -> Result<TimeStamp, TspError> {
     check_content_type(token_der)?;
     let p7 = Pkcs7::from_der(token_der).map_err(|e| TspError::Malformed(format!("CMS: {e}")))?;
     let no_certs = Stack::<X509>::new()?;
@@ -320,9 +342,15 @@ pub fn verify_token(
         .and_then(|s| s.certificates())
         .map(|c| c.iter().map(|x| x.to_owned()).collect())
         .unwrap_or_default();
-    trust.verify(&tsa, &extra, Usage::TimeStamping)?;
 
     let info = parse_tst_info(&tst_info)?;
+    let gen_unix = generalized_time_to_unix(&info.gen_time)
+        .ok_or_else(|| TspError::Malformed(format!("genTime {:?}", info.gen_time)))?;
+    let at = match when {
+        CertificateTime::Now => None,
+        CertificateTime::GenTime => Some(gen_unix),
+    };
+    trust.verify_at(&tsa, &extra, Usage::TimeStamping, at)?;
     if info.hash_oid != OID_SHA256 {
         return Err(TspError::UnsupportedHash);
     }
@@ -331,6 +359,7 @@ pub fn verify_token(
     }
     Ok(TimeStamp {
         gen_time: info.gen_time,
+        gen_unix,
         policy: info.policy,
         serial: info.serial,
         nonce: info.nonce,
@@ -398,9 +427,61 @@ fn parse_tst_info(der_bytes: &[u8]) -> Result<TstInfo, TspError> {
     })
 }
 
+/// `YYYYMMDDHHMMSS[.f*]Z` (DER GeneralizedTime, UTC) to Unix seconds.
+fn generalized_time_to_unix(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 15 || *b.last()? != b'Z' || !b[..14].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let rest = &s[14..s.len() - 1];
+    if !(rest.is_empty()
+        || (rest.starts_with('.')
+            && rest.len() > 1
+            && rest[1..].bytes().all(|c| c.is_ascii_digit())))
+    {
+        return None;
+    }
+    let n = |from: usize, to: usize| s[from..to].parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        n(0, 4)?,
+        n(4, 6)?,
+        n(6, 8)?,
+        n(8, 10)?,
+        n(10, 12)?,
+        n(12, 14)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from civil (H. Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3_600 + mi * 60 + sec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generalized_time() {
+        assert_eq!(generalized_time_to_unix("19700101000000Z"), Some(0));
+        assert_eq!(
+            generalized_time_to_unix("20000301000000Z"),
+            Some(951_868_800)
+        );
+        assert_eq!(
+            generalized_time_to_unix("20261124143211.5Z"),
+            Some(1_795_530_731)
+        );
+        assert_eq!(generalized_time_to_unix("20261124143211"), None);
+        assert_eq!(generalized_time_to_unix("2026112414321xZ"), None);
+    }
 
     #[test]
     fn request_layout() {

@@ -6,7 +6,10 @@ use std::process::Command;
 
 use common::{example, openssl_cli, read_example, TempDir};
 use gw_crypto::keys::{KeyError, TrustStore};
-use gw_crypto::tsp::{request_for_data, verify_response, verify_token, TimeStampRequest, TspError};
+use gw_crypto::tsp::{
+    request_for_data, verify_response, verify_token, verify_token_at, CertificateTime,
+    TimeStampRequest, TspError,
+};
 
 fn trust() -> TrustStore {
     let mut t = TrustStore::from_pem(&read_example("root-ca.pem")).unwrap();
@@ -88,8 +91,24 @@ fn local_tsa_round_trip_and_failures() {
         .subject_name()
         .entries()
         .any(|e| e.data().as_slice() == b"Example TSA"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (ts.gen_unix - now).abs() < 3600,
+        "genTime {} vs now {now}",
+        ts.gen_time
+    );
     // The bare token verifies on its own for the same digest, not for another.
     verify_token(&ts.token_der, &req.digest, &trust()).unwrap();
+    verify_token_at(
+        &ts.token_der,
+        &req.digest,
+        &trust(),
+        CertificateTime::GenTime,
+    )
+    .unwrap();
     assert!(matches!(
         verify_token(&ts.token_der, &[0u8; 32], &trust()),
         Err(TspError::ImprintMismatch)
