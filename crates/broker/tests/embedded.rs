@@ -455,7 +455,7 @@ async fn competing_consumers_get_each_message_once() {
     for c in consumers {
         c.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let unique: std::collections::HashSet<_> = seen.iter().collect();
     assert_eq!(
         (seen.len(), unique.len()),
