@@ -524,6 +524,22 @@ fn prefix_list(doc: &Document, path: &[usize]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Reorders KeyInfo certificates so the end-entity one (issuer of none of the others) comes first:
+/// XML-DSig does not fix the order of `X509Certificate` elements.
+fn leaf_first(mut certs: Vec<X509>) -> Vec<X509> {
+    use openssl::x509::X509VerifyResult;
+    let is_issuer_of_another = |i: usize, certs: &[X509]| {
+        certs
+            .iter()
+            .enumerate()
+            .any(|(j, other)| i != j && certs[i].issued(other) == X509VerifyResult::OK)
+    };
+    if let Some(i) = (0..certs.len()).find(|&i| !is_issuer_of_another(i, &certs)) {
+        certs.swap(0, i);
+    }
+    certs
+}
+
 /// Verifies the single enveloped signature in `xml`.
 pub fn verify_enveloped(xml: &str, opts: &VerifyOptions<'_>) -> Result<Verified, DsigError> {
     let doc = parse_safe(xml)?;
@@ -664,6 +680,7 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         },
         Err(_) => Vec::new(),
     };
+    let certs = leaf_first(certs);
     let kind_needed = match algorithm {
         SignatureAlgorithm::RsaSha256 => KeyKind::Rsa,
         SignatureAlgorithm::EcdsaSha256 => KeyKind::EcP256,
@@ -677,7 +694,7 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     let (signer, key_id) = match opts.trust {
         SignerTrust::Chain(store) => {
             let leaf = certs.first().ok_or(DsigError::MissingCertificate)?;
-            store.verify(leaf, &certs[1..], Usage::Signing)?;
+            store.verify(leaf, &certs, Usage::Signing)?;
             let vk = VerifyingKey::from_certificate("x509", leaf.clone())?;
             if vk.kind != kind_needed {
                 return Err(DsigError::WrongKey(format!(
@@ -953,6 +970,38 @@ mod tests {
             verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Pinned(&other))),
             Err(DsigError::WrongKey(_))
         ));
+    }
+
+    #[test]
+    fn keyinfo_chain_in_any_order() {
+        let t = TrustStore::from_pem(&example("root-ca.pem")).unwrap(); // no intermediates configured
+        let key = crate::keys::load_pkcs12(
+            "p12",
+            &example("sign-rsa.p12"),
+            &crate::keys::Secret::new("example"),
+        )
+        .unwrap();
+        let opts = SignOptions {
+            include_chain: true,
+            ..SignOptions::default()
+        };
+        let signed = sign_enveloped(DOSSIER, &key, &opts).unwrap();
+        assert_eq!(signed.matches("<ds:X509Certificate>").count(), 3);
+        let v = verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Chain(&t))).unwrap();
+        assert_eq!(
+            v.signer.unwrap().to_der().unwrap(),
+            key.certificate().unwrap().to_der().unwrap()
+        );
+        // Leaf last instead of first: still found.
+        let mut doc = parse_safe(&signed).unwrap();
+        let xd = doc.find_all(DSIG_NS, "X509Data").remove(0);
+        doc.element_at_mut(&xd).unwrap().children.reverse();
+        let v =
+            verify_enveloped(&doc.to_xml(), &VerifyOptions::new(SignerTrust::Chain(&t))).unwrap();
+        assert_eq!(
+            v.signer.unwrap().to_der().unwrap(),
+            key.certificate().unwrap().to_der().unwrap()
+        );
     }
 
     #[test]
