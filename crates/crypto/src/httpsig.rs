@@ -15,7 +15,7 @@
 //! - The `@signature-params` line is re-serialised canonically (RFC 8941) from the parsed
 //!   `Signature-Input`, never copied from the wire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -465,27 +465,21 @@ pub trait NonceStore: Send + Sync {
 #[derive(Debug)]
 pub struct MemoryNonceStore {
     capacity: usize,
-    inner: Mutex<NonceInner>,
-}
-
-#[derive(Debug, Default)]
-struct NonceInner {
-    seen: HashMap<(String, String), u64>,
-    /// Insertion order, to purge expired entries oldest first.
-    order: VecDeque<((String, String), u64)>,
+    /// (key id, nonce) -> Unix second until which the entry is kept.
+    seen: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl MemoryNonceStore {
     pub fn new(capacity: usize) -> Self {
         MemoryNonceStore {
             capacity,
-            inner: Mutex::new(NonceInner::default()),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// Number of live entries.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.seen.len()).unwrap_or(0)
+        self.seen.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -499,29 +493,22 @@ impl MemoryNonceStore {
         expires_at: u64,
         now: u64,
     ) -> Result<bool, String> {
-        let mut inner = self
-            .inner
+        let mut seen = self
+            .seen
             .lock()
             .map_err(|_| "nonce store lock poisoned".to_owned())?;
         let k = (key_id.to_owned(), nonce.to_owned());
-        if let Some(&exp) = inner.seen.get(&k) {
-            if exp > now {
-                return Ok(false);
-            }
+        if seen.get(&k).is_some_and(|&exp| exp > now) {
+            return Ok(false);
         }
-        if inner.seen.len() >= self.capacity {
-            // Purge everything expired (entries are not strictly ordered by expiry, so scan all).
-            inner.seen.retain(|_, exp| *exp > now);
-            inner.order.retain(|(_, exp)| *exp > now);
-            if inner.seen.len() >= self.capacity {
+        if seen.len() >= self.capacity {
+            // Purge the expired entries; a full scan, paid only when the store is full.
+            seen.retain(|_, exp| *exp > now);
+            if seen.len() >= self.capacity {
                 return Err(format!("full ({} live nonces)", self.capacity));
             }
         }
-        inner.seen.insert(k.clone(), expires_at);
-        inner.order.push_back((k, expires_at));
-        while inner.order.len() > 2 * self.capacity {
-            inner.order.pop_front();
-        }
+        seen.insert(k, expires_at);
         Ok(true)
     }
 }
@@ -617,6 +604,13 @@ pub fn verify_request(
         None => return Err(HttpSigError::UnknownLabel(label)),
     };
 
+    for (i, c) in params.components.iter().enumerate() {
+        if params.components[..i].contains(c) {
+            return Err(HttpSigError::Malformed(format!(
+                "component {c:?} covered twice"
+            )));
+        }
+    }
     let has = |c: &str| params.components.iter().any(|x| x == c);
     for required in ["@method", "content-digest"] {
         if !has(required) {
