@@ -12,6 +12,10 @@
 //!    envelope id was (two envelopes carrying the same effect are delivered once).
 //! 3. **Versions only move forward.** The version stored for (destination, key) is the maximum
 //!    of every delivered version; a lower one never overwrites a higher one.
+//!    Likewise the **accepted version** stored for (route, key) is the maximum of every
+//!    [`AcceptedVersion`] recorded (several for one key in one batch: the highest wins); it is
+//!    written in the same transaction as the rest of the batch. [`Store::versions`] reads both
+//!    (delivered for the destination, accepted for the route) in one round trip.
 //! 4. **Dead letters keep the original envelope bytes** exactly as received, with the reason,
 //!    the attempts, the last answer and timestamps. Replay and drop are recorded with who did it;
 //!    replaying an already replayed (or dropped) dead letter is a no-op that says so.
@@ -192,17 +196,41 @@ pub struct LedgerRow {
     pub record: OutcomeRecord,
 }
 
+/// A version of a key that was accepted (durably queued) for a route: the newest one queued.
+/// Used to coalesce a backlog: an older queued snapshot is superseded by a newer one that is
+/// already queued for the same route, without being sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedVersion {
+    pub route: String,
+    pub key: String,
+    pub version: i64,
+}
+
+/// What is known of a key's versions for one route and its destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// The highest version delivered to the destination.
+    pub delivered: Option<i64>,
+    /// The highest version accepted (queued) for the route.
+    pub accepted: Option<i64>,
+}
+
 /// Everything recorded in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub outcomes: Vec<OutcomeRecord>,
     pub attempts: Vec<AttemptRecord>,
     pub dead_letters: Vec<NewDeadLetter>,
+    /// Accepted versions: each raises (route, key) to max(old, new), like delivered versions.
+    pub accepted: Vec<AcceptedVersion>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.outcomes.is_empty() && self.attempts.is_empty() && self.dead_letters.is_empty()
+        self.outcomes.is_empty()
+            && self.attempts.is_empty()
+            && self.dead_letters.is_empty()
+            && self.accepted.is_empty()
     }
 }
 
@@ -225,7 +253,7 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 
-    /// Write a batch in one transaction (see invariants 1-3).
+    /// Write a batch in one transaction (see invariants 1-3 and 6), accepted versions included.
     async fn record(&self, batch: Batch) -> Result<()>;
 
     /// The final outcome already recorded for (route, envelope id), if any.
@@ -236,6 +264,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest version delivered to `destination` for `key`.
     async fn delivered_version(&self, destination: &str, key: &str) -> Result<Option<i64>>;
+
+    /// The delivered version (for `destination`) and the accepted version (for `route`) of a
+    /// key, in one read. The default reads only the delivered version; both stores override it.
+    async fn versions(&self, route: &str, destination: &str, key: &str) -> Result<Versions> {
+        let _ = route;
+        Ok(Versions {
+            delivered: self.delivered_version(destination, key).await?,
+            accepted: None,
+        })
+    }
 
     /// Every outcome recorded for a key (a dossier's trail), oldest first.
     async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>>;

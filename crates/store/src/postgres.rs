@@ -1,6 +1,6 @@
 //! PostgreSQL store: for several gateway instances sharing the work.
 //!
-//! # Schema (version 2, `schema_version` records what was applied)
+//! # Schema (version 3, `schema_version` records what was applied)
 //!
 //! The same tables and semantics as the SQLite store (see [`crate::sqlite`]):
 //!
@@ -9,6 +9,8 @@
 //! ledger                 PK (route, envelope_id); seq identity; index (key, at_ms, seq)
 //! delivered_natural_keys PK (destination, natural_key)
 //! delivered_versions     PK (destination, key) → version, only ever raised
+//! accepted_versions      PK (route, key) → version, only ever raised; at_ms = store clock at
+//!                        the last raise (version 3)
 //! attempts               seq identity PK; index (key, at_ms, seq);
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
@@ -25,13 +27,19 @@
 //!   instances racing on the same envelope); each `Delivered` outcome adds its natural key
 //!   (`ON CONFLICT DO NOTHING`) and raises the destination's version (`ON CONFLICT DO UPDATE …
 //!   WHERE excluded.version > version`, i.e. `GREATEST` without a pointless write).
+//! - The batch's accepted versions raise `accepted_versions` for (route, key) the same way, in
+//!   the same transaction. `ON CONFLICT DO UPDATE` may not touch one row twice in a statement,
+//!   so the highest version per (route, key) is computed in Rust first (several entries for one
+//!   key in a batch: the highest wins). [`Store::versions`] reads the delivered and the accepted
+//!   version in one round trip (two scalar subqueries).
 //! - Recording a batch again (after a commit whose answer was lost) changes nothing: attempts are
 //!   unique per (route, envelope id, attempt, at_ms) and a dead letter identical to the stored
 //!   one is skipped. A different letter under an existing id rolls the whole batch back
 //!   ([`StoreError::Query`]).
 //! - Two instances writing overlapping ledger rows in opposite orders can deadlock; PostgreSQL
 //!   aborts one transaction, which surfaces as [`StoreError::Query`] and is retried like any
-//!   other. Version rows are written in sorted order, so they never take part in one.
+//!   other. Version rows (delivered and accepted) are written in sorted order, so they never
+//!   take part in one.
 //! - Replay / drop: `UPDATE … WHERE id = $1 AND state = 'open' RETURNING …`. PostgreSQL re-checks
 //!   the `WHERE` after waiting on a concurrent update's row lock, so exactly one caller, across
 //!   every instance, gets [`Settled::Changed`].
@@ -54,7 +62,7 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
-    OutcomeRecord, Result, Settled, Store, StoreError,
+    OutcomeRecord, Result, Settled, Store, StoreError, Versions,
 };
 
 /// Connections per instance: enough for the workers' batches plus the ops API.
@@ -68,7 +76,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const MIGRATION_LOCK: i64 = 0x0067_7773_746f_7265;
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -152,6 +160,17 @@ DELETE FROM attempts WHERE seq NOT IN (
 CREATE UNIQUE INDEX attempts_once ON attempts (route, envelope_id, attempt, at_ms);
 ";
 
+/// The highest version accepted (durably queued) per (route, key), for backlog coalescing.
+const SCHEMA_V3: &str = "
+CREATE TABLE accepted_versions (
+    route        TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    version      BIGINT  NOT NULL,
+    at_ms        BIGINT  NOT NULL,
+    PRIMARY KEY (route, key)
+);
+";
+
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
                            outcome, attempts, status, detail, at_ms";
 const ATTEMPT_COLS: &str =
@@ -186,6 +205,15 @@ const RAISE_VERSIONS: &str = "INSERT INTO delivered_versions (destination, key, 
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
      ON CONFLICT (destination, key) DO UPDATE SET version = excluded.version, at_ms = excluded.at_ms \
      WHERE excluded.version > delivered_versions.version";
+// Like `RAISE_VERSIONS`: one row per (route, key), the highest version, sorted by the caller.
+const RAISE_ACCEPTED: &str = "INSERT INTO accepted_versions (route, key, version, at_ms) \
+     SELECT route, key, version, $4::bigint \
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS t(route, key, version) \
+     ON CONFLICT (route, key) DO UPDATE SET version = excluded.version, at_ms = excluded.at_ms \
+     WHERE excluded.version > accepted_versions.version";
+const VERSIONS: &str = "SELECT \
+     (SELECT version FROM delivered_versions WHERE destination = $1 AND key = $3), \
+     (SELECT version FROM accepted_versions WHERE route = $2 AND key = $3)";
 const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
      status, reason, latency_ms, at_ms) \
      SELECT route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms \
@@ -654,6 +682,22 @@ impl Store for PgStore {
                 }
             }
         }
+        if !batch.accepted.is_empty() {
+            let mut highest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+            for a in &batch.accepted {
+                let v = highest
+                    .entry((a.route.as_str(), a.key.as_str()))
+                    .or_insert(a.version);
+                *v = (*v).max(a.version);
+            }
+            let stmt = tx.prepare_cached(RAISE_ACCEPTED).await.map_err(query)?;
+            let route: Vec<&str> = highest.keys().map(|(r, _)| *r).collect();
+            let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
+            let version: Vec<i64> = highest.values().copied().collect();
+            tx.execute(&stmt, &[&route, &key, &version, &crate::now_ms()])
+                .await
+                .map_err(query)?;
+        }
         // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.
         tx.commit().await.map_err(query)
     }
@@ -705,6 +749,19 @@ impl Store for PgStore {
             .map_err(query)?
             .map(|row| col(&row, 0))
             .transpose()
+    }
+
+    async fn versions(&self, route: &str, destination: &str, key: &str) -> Result<Versions> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(VERSIONS).await.map_err(query)?;
+        let row = client
+            .query_one(&stmt, &[&destination, &route, &key])
+            .await
+            .map_err(query)?;
+        Ok(Versions {
+            delivered: col(&row, 0)?,
+            accepted: col(&row, 1)?,
+        })
     }
 
     async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>> {

@@ -1,6 +1,6 @@
 //! SQLite store: one file under the data directory, the default.
 //!
-//! # Schema (version 2, `schema_version` records what was applied)
+//! # Schema (version 3, `schema_version` records what was applied)
 //!
 //! ```text
 //! schema_version         (version PK, applied_at_ms)
@@ -8,6 +8,8 @@
 //!                        index (key, at_ms) for a dossier's trail
 //! delivered_natural_keys PK (destination, natural_key); one row per delivered effect
 //! delivered_versions     PK (destination, key) → version, only ever raised
+//! accepted_versions      PK (route, key) → version, only ever raised; at_ms = store clock at
+//!                        the last raise (version 3)
 //! attempts               seq (insertion order), index (key, at_ms, seq),
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
@@ -29,6 +31,10 @@
 //! - Each `Delivered` outcome, whether or not its ledger row was new, adds its natural key to
 //!   `delivered_natural_keys` and raises `delivered_versions` to max(old, new). Both are
 //!   idempotent, and a destination that accepted an effect does have it.
+//! - Each [`AcceptedVersion`](crate::AcceptedVersion) of the batch raises `accepted_versions`
+//!   for (route, key) to max(old, new) in the same transaction (several for one key in a batch:
+//!   the highest wins). [`Store::versions`] reads the delivered and the accepted version in one
+//!   statement (two scalar subqueries).
 //! - Recording a batch again changes nothing: attempts are unique per
 //!   (route, envelope id, attempt, at_ms) and a dead letter identical to the stored one is
 //!   skipped. A *different* dead letter under an existing id fails the whole batch
@@ -50,14 +56,14 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 
 use crate::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
-    OutcomeRecord, Result, Settled, Store, StoreError,
+    OutcomeRecord, Result, Settled, Store, StoreError, Versions,
 };
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -138,6 +144,17 @@ DELETE FROM attempts WHERE seq NOT IN (
     SELECT MIN(seq) FROM attempts GROUP BY route, envelope_id, attempt, at_ms
 );
 CREATE UNIQUE INDEX attempts_once ON attempts (route, envelope_id, attempt, at_ms);
+";
+
+/// The highest version accepted (durably queued) per (route, key), for backlog coalescing.
+const SCHEMA_V3: &str = "
+CREATE TABLE accepted_versions (
+    route        TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (route, key)
+) STRICT;
 ";
 
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
@@ -478,6 +495,19 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
             }
         }
     }
+    {
+        // Several entries for one (route, key) each raise it: the highest one wins.
+        let mut accepted = tx.prepare_cached(
+            "INSERT INTO accepted_versions (route, key, version, at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (route, key) DO UPDATE
+                 SET version = excluded.version, at_ms = excluded.at_ms
+                 WHERE excluded.version > accepted_versions.version",
+        )?;
+        let now = crate::now_ms();
+        for a in &batch.accepted {
+            accepted.execute(params![a.route, a.key, a.version, now])?;
+        }
+    }
     // Any `?` above drops `tx`, which rolls the whole batch back.
     tx.commit()?;
     Ok(())
@@ -562,6 +592,26 @@ impl Store for SqliteStore {
                 )?
                 .query_row([destination, key], |r| r.get(0))
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn versions(&self, route: &str, destination: &str, key: &str) -> Result<Versions> {
+        let (route, destination, key) = (route.to_owned(), destination.to_owned(), key.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT (SELECT version FROM delivered_versions
+                             WHERE destination = ?1 AND key = ?3),
+                            (SELECT version FROM accepted_versions
+                             WHERE route = ?2 AND key = ?3)",
+                )?
+                .query_row([destination, route, key], |r| {
+                    Ok(Versions {
+                        delivered: r.get(0)?,
+                        accepted: r.get(1)?,
+                    })
+                })?)
         })
         .await
     }

@@ -7,15 +7,18 @@
 //! - a different dead letter under an existing id fails the batch and leaves no row of it
 //!   (atomicity), while recording the very same batch twice is a no-op;
 //! - replay and drop race: of 10 concurrent calls exactly one gets [`Settled::Changed`];
-//! - envelopes are returned byte for byte, non-UTF-8 included; Vietnamese text round-trips.
+//! - envelopes are returned byte for byte, non-UTF-8 included; Vietnamese text round-trips;
+//! - accepted versions are per (route, key), only move forward (within a batch too) and are
+//!   written or rolled back with the rest of their batch; [`Store::versions`] reads the
+//!   destination's delivered version and the route's accepted version independently.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::{
-    AttemptRecord, Batch, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome, OutcomeRecord,
-    Settled, Store,
+    AcceptedVersion, AttemptRecord, Batch, DeadLetterFilter, DeadLetterState, NewDeadLetter,
+    Outcome, OutcomeRecord, Settled, Store, Versions,
 };
 
 /// A scenario, boxed so a harness can take any of them.
@@ -43,6 +46,10 @@ macro_rules! store_suite {
             open_dead_letters_count,
             vietnamese_text_round_trips,
             ready_answers,
+            accepted_versions_only_move_forward,
+            accepted_duplicates_in_a_batch_resolve_to_the_max,
+            batch_with_outcomes_and_accepted_versions_is_atomic,
+            versions_reads_both_per_route_and_destination,
         );
     };
     (@tests $run:ident: $($name:ident),* $(,)?) => {
@@ -114,6 +121,30 @@ fn batch(
         outcomes,
         attempts,
         dead_letters,
+        accepted: vec![],
+    }
+}
+
+/// An accepted version of `key` for `route`.
+pub fn accepted(route: &str, key: &str, version: i64) -> AcceptedVersion {
+    AcceptedVersion {
+        route: route.into(),
+        key: key.into(),
+        version,
+    }
+}
+
+fn accepting(accepted: Vec<AcceptedVersion>) -> Batch {
+    Batch {
+        accepted,
+        ..Default::default()
+    }
+}
+
+fn both(delivered: Option<i64>, accepted: Option<i64>) -> Versions {
+    Versions {
+        delivered,
+        accepted,
     }
 }
 
@@ -698,14 +729,295 @@ pub async fn vietnamese_text_round_trips(store: Arc<dyn Store>) {
     assert!(store.outcomes_by_key(&nfc_key).await.unwrap().is_empty());
 }
 
+/// max(old, new) per (route, key), across batches; a batch of accepted versions alone is
+/// recorded (it is not an empty batch), and other keys and routes are untouched.
+pub async fn accepted_versions_only_move_forward(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, None)
+    );
+    record(&store, accepting(vec![accepted("r1", "D", 5)])).await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, Some(5))
+    );
+    record(&store, accepting(vec![accepted("r1", "D", 3)])).await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, Some(5))
+    );
+    record(&store, accepting(vec![accepted("r1", "D", 5)])).await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, Some(5))
+    );
+    record(&store, accepting(vec![accepted("r1", "D", 8)])).await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, Some(8))
+    );
+
+    // Another route and another key start from nothing, and do not move "r1"/"D".
+    record(
+        &store,
+        accepting(vec![accepted("r2", "D", 2), accepted("r1", "E", 1)]),
+    )
+    .await;
+    assert_eq!(
+        store.versions("r2", "national", "D").await.unwrap(),
+        both(None, Some(2))
+    );
+    assert_eq!(
+        store.versions("r1", "national", "E").await.unwrap(),
+        both(None, Some(1))
+    );
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(None, Some(8))
+    );
+    assert_eq!(
+        store.versions("r3", "national", "D").await.unwrap(),
+        both(None, None)
+    );
+
+    // Accepting is not delivering.
+    assert_eq!(
+        store.delivered_version("national", "D").await.unwrap(),
+        None
+    );
+    assert!(store.outcomes_by_key("D").await.unwrap().is_empty());
+}
+
+/// Several accepted versions of one (route, key) in one batch, in any order: the highest wins,
+/// also against a stored one (higher or lower), and several keys go in one batch.
+pub async fn accepted_duplicates_in_a_batch_resolve_to_the_max(store: Arc<dyn Store>) {
+    record(
+        &store,
+        accepting(vec![
+            accepted("r1", "D", 4),
+            accepted("r1", "D", 9),
+            accepted("r1", "E", 2),
+            accepted("r1", "D", 7),
+            accepted("r2", "D", 1),
+            accepted("r1", "E", 2),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        store.versions("r1", "x", "D").await.unwrap(),
+        both(None, Some(9))
+    );
+    assert_eq!(
+        store.versions("r1", "x", "E").await.unwrap(),
+        both(None, Some(2))
+    );
+    assert_eq!(
+        store.versions("r2", "x", "D").await.unwrap(),
+        both(None, Some(1))
+    );
+
+    // Duplicates all below the stored version: it stays.
+    record(
+        &store,
+        accepting(vec![accepted("r1", "D", 8), accepted("r1", "D", 6)]),
+    )
+    .await;
+    assert_eq!(
+        store.versions("r1", "x", "D").await.unwrap(),
+        both(None, Some(9))
+    );
+
+    // Duplicates straddling it: the highest of the batch wins.
+    record(
+        &store,
+        accepting(vec![
+            accepted("r1", "D", 12),
+            accepted("r1", "D", 3),
+            accepted("r1", "D", 11),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        store.versions("r1", "x", "D").await.unwrap(),
+        both(None, Some(12))
+    );
+
+    // The same batch recorded twice (a retry) changes nothing.
+    let again = accepting(vec![accepted("r1", "D", 12), accepted("r1", "E", 2)]);
+    record(&store, again.clone()).await;
+    record(&store, again).await;
+    assert_eq!(
+        store.versions("r1", "x", "D").await.unwrap(),
+        both(None, Some(12))
+    );
+    assert_eq!(
+        store.versions("r1", "x", "E").await.unwrap(),
+        both(None, Some(2))
+    );
+}
+
+/// Accepted versions go in or out with the rest of their batch: a batch that fails on a
+/// conflicting dead letter writes none of them, the same batch without the conflict writes all.
+pub async fn batch_with_outcomes_and_accepted_versions_is_atomic(store: Arc<dyn Store>) {
+    let existing = dead_letter("r1", "env-0", "OLD", 1_000);
+    record(
+        &store,
+        Batch {
+            dead_letters: vec![existing.clone()],
+            accepted: vec![accepted("r1", "NEW", 2)],
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let mut o = outcome("r1", "env-1", "NEW", 2_000);
+    o.version = Some(3);
+    let mut duplicate = dead_letter("r1", "env-3", "NEW", 2_002);
+    duplicate.id = existing.id.clone();
+    let mut failing = Batch {
+        outcomes: vec![o.clone()],
+        attempts: vec![attempt("r1", "env-1", "NEW", 1, 1_999)],
+        dead_letters: vec![duplicate],
+        accepted: vec![
+            accepted("r1", "NEW", 7),
+            accepted("r1", "NEW", 5),
+            accepted("r2", "NEW", 7),
+            accepted("r1", "OTHER", 1),
+        ],
+    };
+    let result = store.record(failing.clone()).await;
+    assert!(
+        matches!(result, Err(crate::StoreError::Query(_))),
+        "a duplicate dead-letter id must fail the batch, got {result:?}"
+    );
+    assert_eq!(
+        store.versions("r1", "national", "NEW").await.unwrap(),
+        both(None, Some(2)),
+        "neither the delivered nor the accepted version moved"
+    );
+    assert_eq!(
+        store.versions("r2", "national", "NEW").await.unwrap(),
+        both(None, None)
+    );
+    assert_eq!(
+        store.versions("r1", "national", "OTHER").await.unwrap(),
+        both(None, None)
+    );
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), None);
+    assert!(store.attempts_by_key("NEW").await.unwrap().is_empty());
+
+    // Without the conflict, everything of the batch is there.
+    failing.dead_letters.clear();
+    record(&store, failing).await;
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(o));
+    assert_eq!(
+        store.versions("r1", "national", "NEW").await.unwrap(),
+        both(Some(3), Some(7))
+    );
+    assert_eq!(
+        store.versions("r2", "national", "NEW").await.unwrap(),
+        both(Some(3), Some(7))
+    );
+    assert_eq!(
+        store.versions("r1", "national", "OTHER").await.unwrap(),
+        both(None, Some(1))
+    );
+    assert_eq!(store.attempts_by_key("NEW").await.unwrap().len(), 1);
+}
+
+/// `versions(route, destination, key)`: delivered is per (destination, key) whatever the route,
+/// accepted is per (route, key) whatever the destination; each may be absent alone.
+pub async fn versions_reads_both_per_route_and_destination(store: Arc<dyn Store>) {
+    let delivered = |route: &str, destination: &str, env: &str, key: &str, v: i64| {
+        let mut o = outcome(route, env, key, v);
+        o.destination = destination.into();
+        o.version = Some(v);
+        o
+    };
+    record(
+        &store,
+        Batch {
+            outcomes: vec![
+                delivered("r1", "national", "e1", "D", 4),
+                delivered("r1", "provincial", "e2", "D", 2),
+            ],
+            accepted: vec![accepted("r1", "D", 6), accepted("r2", "D", 3)],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(Some(4), Some(6))
+    );
+    assert_eq!(
+        store.versions("r1", "provincial", "D").await.unwrap(),
+        both(Some(2), Some(6))
+    );
+    assert_eq!(
+        store.versions("r2", "national", "D").await.unwrap(),
+        both(Some(4), Some(3))
+    );
+    assert_eq!(
+        store.versions("r2", "provincial", "D").await.unwrap(),
+        both(Some(2), Some(3))
+    );
+    // Only one side known.
+    assert_eq!(
+        store.versions("r3", "national", "D").await.unwrap(),
+        both(Some(4), None)
+    );
+    assert_eq!(
+        store.versions("r1", "elsewhere", "D").await.unwrap(),
+        both(None, Some(6))
+    );
+    assert_eq!(
+        store.versions("r1", "national", "E").await.unwrap(),
+        both(None, None)
+    );
+    // The same as the single reads.
+    assert_eq!(
+        store.delivered_version("provincial", "D").await.unwrap(),
+        Some(2)
+    );
+
+    // Each moves on its own.
+    record(
+        &store,
+        batch(
+            vec![delivered("r2", "national", "e3", "D", 9)],
+            vec![],
+            vec![],
+        ),
+    )
+    .await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(Some(9), Some(6))
+    );
+    record(&store, accepting(vec![accepted("r1", "D", 10)])).await;
+    assert_eq!(
+        store.versions("r1", "national", "D").await.unwrap(),
+        both(Some(9), Some(10))
+    );
+    assert_eq!(
+        store.versions("r2", "national", "D").await.unwrap(),
+        both(Some(9), Some(3))
+    );
+    assert_eq!(
+        store.versions("r1", "provincial", "D").await.unwrap(),
+        both(Some(2), Some(10))
+    );
+}
+
 pub async fn ready_answers(store: Arc<dyn Store>) {
     assert!(store.ready().await);
     assert!(["sqlite", "postgres"].contains(&store.kind()));
 }
 
 /// Two stores on the same database (two gateway instances): settling races across them still
-/// has one winner, the first outcome wins across them, and concurrent version raises from both
-/// end at the maximum. Not part of [`store_suite!`](crate::store_suite): the harness must open
+/// has one winner, the first outcome wins across them, and concurrent version raises (delivered
+/// and accepted) from both end at the maximum. Not part of [`store_suite!`](crate::store_suite): the harness must open
 /// the second store on the first one's database.
 pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let d = dead_letter("r1", "env-1", "K", 1_000);
@@ -744,7 +1056,17 @@ pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) 
                         o
                     })
                     .collect();
-                store.record(batch(outcomes, vec![], vec![])).await?;
+                let raised = (0..10)
+                    .rev()
+                    .map(|k| accepted("r1", &format!("D{k}"), round * 10 + n as i64 * 10 + k % 2))
+                    .collect();
+                store
+                    .record(Batch {
+                        outcomes,
+                        accepted: raised,
+                        ..Default::default()
+                    })
+                    .await?;
             }
             Ok::<_, crate::StoreError>(())
         }));
@@ -761,6 +1083,16 @@ pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) 
                     .await
                     .unwrap(),
                 Some(want)
+            );
+            assert_eq!(
+                store
+                    .versions("r1", "national", &format!("D{k}"))
+                    .await
+                    .unwrap(),
+                Versions {
+                    delivered: Some(want),
+                    accepted: Some(19 * 10 + 10 + k % 2),
+                }
             );
         }
     }

@@ -47,7 +47,7 @@ async fn reopening_keeps_data_and_migrates_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     // WAL is a property of the file: it must have stuck.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -100,7 +100,8 @@ async fn migration_2_removes_duplicate_attempts_from_a_version_1_file() {
     // Turn the file back into version 1, holding a doubled attempt.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DELETE FROM schema_version WHERE version = 2;
+        "DELETE FROM schema_version WHERE version >= 2;
+         DROP TABLE accepted_versions;
          DROP INDEX attempts_once;
          INSERT INTO attempts (route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms)
          VALUES ('r1', 'e1', 'K', 1, 'retry', 503, 'busy', 5, 10),
@@ -115,4 +116,40 @@ async fn migration_2_removes_duplicate_attempts_from_a_version_1_file() {
         trail.iter().map(|a| a.attempt).collect::<Vec<_>>(),
         vec![1, 2]
     );
+}
+
+#[tokio::test]
+async fn migration_3_adds_accepted_versions_to_a_version_2_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let o = suite::outcome("r1", "env-1", "K", 1_000);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .record(Batch {
+                outcomes: vec![o.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Turn the file back into version 2.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM schema_version WHERE version = 3;
+         DROP TABLE accepted_versions;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.outcome("r1", "env-1").await.unwrap(), Some(o));
+    store
+        .record(Batch {
+            accepted: vec![suite::accepted("r1", "K", 4)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let versions = store.versions("r1", "national", "K").await.unwrap();
+    assert_eq!((versions.delivered, versions.accepted), (None, Some(4)));
 }
