@@ -13,6 +13,8 @@ export CA_DIR="$WORK/root"  # `openssl req` also reads ca.cnf, which needs the v
 
 DAYS=7300           # 20 years
 PASS=example        # PKCS#12 password
+# The CAs predate the expired signer (2020), so "valid at signing time" can be tested with it.
+CA_START=20190101000000Z
 SUBJ_BASE="/C=VN/O=Example Province Gateway (EXAMPLE ONLY)"
 
 rm -f ./*.pem ./*.key ./*.p12 ./*.crl ./tsa.cnf
@@ -119,7 +121,7 @@ rsa_key root-ca.key
 cp root-ca.key "$WORK/root/ca.key"
 openssl req -new -config "$WORK/ca.cnf" -key root-ca.key -subj "$SUBJ_BASE/CN=Example Root CA" -out "$WORK/root.csr"
 CA_DIR="$WORK/root" openssl ca -batch -notext -selfsign -config "$WORK/ca.cnf" -keyfile root-ca.key \
-    -extensions v3_root -in "$WORK/root.csr" -out root-ca.pem 2>/dev/null
+    -startdate "$CA_START" -extensions v3_root -in "$WORK/root.csr" -out root-ca.pem 2>/dev/null
 cp root-ca.pem "$WORK/root/ca.pem"
 
 # --- intermediate CA ---
@@ -128,7 +130,7 @@ rsa_key intermediate-ca.key
 openssl req -new -config "$WORK/ca.cnf" -key intermediate-ca.key -subj "$SUBJ_BASE/CN=Example Intermediate CA" \
     -out "$WORK/int.csr"
 CA_DIR="$WORK/root" openssl ca -batch -notext -config "$WORK/ca.cnf" -extensions v3_intermediate \
-    -in "$WORK/int.csr" -out intermediate-ca.pem 2>/dev/null
+    -startdate "$CA_START" -in "$WORK/int.csr" -out intermediate-ca.pem 2>/dev/null
 cp intermediate-ca.key "$WORK/int/ca.key"
 cp intermediate-ca.pem "$WORK/int/ca.pem"
 cat intermediate-ca.pem root-ca.pem > chain.pem

@@ -649,6 +649,23 @@ pub(crate) mod tests {
             t.verify(&cert("sign-expired.pem"), &[], Usage::Signing),
             Err(KeyError::Expired { .. })
         ));
+        // ...but it was valid on 2020-06-01, which a time-stamp could prove the signature is from.
+        t.verify_at(
+            &cert("sign-expired.pem"),
+            &[],
+            Usage::Signing,
+            Some(1_590_969_600),
+        )
+        .unwrap();
+        assert!(matches!(
+            t.verify_at(
+                &cert("sign-rsa.pem"),
+                &[],
+                Usage::Signing,
+                Some(1_590_969_600)
+            ),
+            Err(KeyError::NotYetValid { .. })
+        ));
         // Without CRLs the revoked certificate passes; with them it does not.
         t.verify(&cert("sign-revoked.pem"), &[], Usage::Signing)
             .unwrap();

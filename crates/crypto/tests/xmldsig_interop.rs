@@ -89,6 +89,35 @@ fn ours_signed_verifies_in_xmlsec1_and_tampering_fails_there() {
                     !xmlsec_verify(&tampered, id_ref),
                     "xmlsec1 accepted tampered {name} {c14n:?} {reference:?}"
                 );
+                if c14n != Algorithm::Exclusive {
+                    continue;
+                }
+                let t = trust();
+                // Signature elements in the default namespace instead of `ds:`.
+                let unprefixed = SignOptions {
+                    prefix: None,
+                    ..opts.clone()
+                };
+                let signed = sign_enveloped(&dossier(), &k, &unprefixed).unwrap();
+                assert!(signed.contains("<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">"));
+                assert!(
+                    xmlsec_verify(&signed, id_ref),
+                    "unprefixed {name} {reference:?}:\n{signed}"
+                );
+                verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Chain(&t))).unwrap();
+                // An InclusiveNamespaces PrefixList naming an otherwise unused prefix and the default
+                // namespace: the canonical form changes, both sides must agree on it.
+                let with_list = SignOptions {
+                    inclusive_prefixes: vec!["unused".into(), "#default".into()],
+                    ..opts.clone()
+                };
+                let signed = sign_enveloped(&dossier(), &k, &with_list).unwrap();
+                assert_eq!(signed.matches("PrefixList=\"unused #default\"").count(), 2);
+                assert!(
+                    xmlsec_verify(&signed, id_ref),
+                    "PrefixList {name} {reference:?}:\n{signed}"
+                );
+                verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Chain(&t))).unwrap();
             }
         }
     }

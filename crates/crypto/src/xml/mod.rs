@@ -700,6 +700,22 @@ mod tests {
             parse_with_limits("<a>0123456789</a>", &limits),
             Err(XmlError::TooLarge { limit: 10 })
         );
+        let limits = ParseLimits {
+            max_nodes: 5,
+            ..ParseLimits::default()
+        };
+        assert_eq!(
+            parse_with_limits("<a><b/><b/><b/><b/></a>", &limits),
+            Err(XmlError::TooManyNodes { limit: 5 })
+        );
+        let limits = ParseLimits {
+            max_attributes: 2,
+            ..ParseLimits::default()
+        };
+        assert_eq!(
+            parse_with_limits("<a x=\"1\" y=\"2\" z=\"3\"/>", &limits),
+            Err(XmlError::TooManyAttributes { limit: 2 })
+        );
     }
 
     #[test]
