@@ -368,7 +368,8 @@ pub fn verify_token_at(
     })
 }
 
-/// ContentInfo { signedData, [0] SignedData { version, digestAlgorithms, encapContentInfo { id-ct-TSTInfo ... } } }
+/// Checks the token's shape: `ContentInfo { signedData, [0] SignedData { version, digestAlgorithms,
+/// encapContentInfo { id-ct-TSTInfo, ... } } }`.
 fn check_content_type(token: &[u8]) -> Result<(), TspError> {
     let mut r = Reader::new(Reader::new(token).expect(TAG_SEQUENCE, "ContentInfo")?);
     if r.expect(TAG_OID, "contentType")? != OID_SIGNED_DATA {
