@@ -46,6 +46,20 @@ pub mod defaults {
     /// Largest part of a party's answer kept in the ledger / dead letters.
     pub const ANSWER_SNIPPET_BYTES: usize = 2048;
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// DVCQG: the `service` of the login call.
+    pub const DVCQG_LOGIN_SERVICE: &str = "DangNhap";
+    /// DVCQG: codes meaning the session expired. The portal's code list is not public
+    /// ([open] in CONTRACTS.md): these match the portal sandbox and are configurable.
+    pub const DVCQG_SESSION_EXPIRED_CODES: &[&str] = &["-2"];
+    /// DVCQG: codes worth retrying (the portal's own transient faults).
+    pub const DVCQG_RETRYABLE_CODES: &[&str] = &["-9", "-99", "500", "503"];
+    /// DVCQG: "already exists" (to isUpdating=false).
+    pub const DVCQG_EXISTS_CODES: &[&str] = &["-3"];
+    /// DVCQG: "no such dossier" (to isUpdating=true).
+    pub const DVCQG_NOT_FOUND_CODES: &[&str] = &["-4"];
+    pub const DVCQG_BATCH_ITEMS: usize = 20;
+    pub const DVCQG_BATCH_BYTES: usize = 256 * 1024;
+    pub const DVCQG_BATCH_LINGER: Duration = Duration::from_millis(5);
 }
 
 /// A problem found in a configuration file.
@@ -387,6 +401,78 @@ pub struct AdapterSection {
     /// Extra fixed headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Settings of the `dvcqg` connector (the national public service portal).
+    #[serde(default)]
+    pub dvcqg: Option<DvcqgSection>,
+}
+
+/// The national public service portal (DVCQG). `url` of the adapter is the integration
+/// endpoint (sync operations); `sharing_url` the sharing endpoint (catalogue, look-ups).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DvcqgSection {
+    /// Sharing endpoint (catalogue, `TraCuuHoSo`). Default: the integration `url`.
+    #[serde(default)]
+    pub sharing_url: Option<String>,
+    /// The unit's code, sent as `madonvi` and the `dstcode` header, e.g. `000.00.01.H22`.
+    pub unit_code: String,
+    /// `session` (login with username/password, session in every body) or `oauth2` (client
+    /// credentials at the provincial integration platform, bearer token). Default `session`.
+    #[serde(default = "d_dvcqg_auth")]
+    pub auth: String,
+    /// Session login: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Session login: password, by reference.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Session login: URL of the login call. Default: the integration `url`.
+    #[serde(default)]
+    pub login_url: Option<String>,
+    /// Session login: the `service` value of the login body. Default `DangNhap`.
+    #[serde(default = "d_dvcqg_login_service")]
+    pub login_service: String,
+    /// OAuth2: token endpoint (`POST {token_url}` with `grant_type=client_credentials`).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// OAuth2: client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth2: client secret, by reference.
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// Table of local procedure codes → national codes (`MaTTHC`), a TOML file
+    /// `[codes] "LOCAL" = "1.001234"`. A code already national (`d.dddddd`) passes as is.
+    #[serde(default)]
+    pub procedures: Option<PathBuf>,
+    /// How `isUpdating` is decided: `ledger` (true when the gateway delivered a version of the
+    /// dossier before) or `lookup` (ask the portal with `TraCuuHoSo` when the ledger does not
+    /// know it). Default `ledger`.
+    #[serde(default = "d_dvcqg_is_updating")]
+    pub is_updating: String,
+    /// `error_code` values that mean the session expired (renewed once, transparently).
+    #[serde(default = "d_dvcqg_expired_codes")]
+    pub session_expired_codes: Vec<String>,
+    /// `error_code` values worth retrying (the portal's transient faults). Every other
+    /// non-zero code is a refusal of the content: dead-lettered with the portal's message.
+    #[serde(default = "d_dvcqg_retryable_codes")]
+    pub retryable_codes: Vec<String>,
+    /// `error_code` values meaning "this dossier already exists" (answered to isUpdating=false):
+    /// the call is repeated once with isUpdating=true.
+    #[serde(default = "d_dvcqg_exists_codes")]
+    pub exists_codes: Vec<String>,
+    /// `error_code` values meaning "no such dossier" (answered to isUpdating=true): repeated
+    /// once with isUpdating=false.
+    #[serde(default = "d_dvcqg_not_found_codes")]
+    pub not_found_codes: Vec<String>,
+    /// Most dossiers in one `data` array. Default 20.
+    #[serde(default = "d_dvcqg_batch_items")]
+    pub batch_max_items: usize,
+    /// Most bytes of one batch body. Default 256 KiB.
+    #[serde(default = "d_dvcqg_batch_bytes")]
+    pub batch_max_bytes: usize,
+    /// How long a batch waits for companions. Default 5ms.
+    #[serde(default = "d_dvcqg_linger")]
+    pub batch_linger: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -463,6 +549,39 @@ fn d_http_timeout() -> Dur {
 }
 fn d_http_connect_timeout() -> Dur {
     Dur(defaults::HTTP_CONNECT_TIMEOUT)
+}
+fn d_dvcqg_auth() -> String {
+    "session".into()
+}
+fn d_dvcqg_login_service() -> String {
+    defaults::DVCQG_LOGIN_SERVICE.into()
+}
+fn d_dvcqg_is_updating() -> String {
+    "ledger".into()
+}
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+fn d_dvcqg_expired_codes() -> Vec<String> {
+    strings(defaults::DVCQG_SESSION_EXPIRED_CODES)
+}
+fn d_dvcqg_retryable_codes() -> Vec<String> {
+    strings(defaults::DVCQG_RETRYABLE_CODES)
+}
+fn d_dvcqg_exists_codes() -> Vec<String> {
+    strings(defaults::DVCQG_EXISTS_CODES)
+}
+fn d_dvcqg_not_found_codes() -> Vec<String> {
+    strings(defaults::DVCQG_NOT_FOUND_CODES)
+}
+fn d_dvcqg_batch_items() -> usize {
+    defaults::DVCQG_BATCH_ITEMS
+}
+fn d_dvcqg_batch_bytes() -> usize {
+    defaults::DVCQG_BATCH_BYTES
+}
+fn d_dvcqg_linger() -> Dur {
+    Dur(defaults::DVCQG_BATCH_LINGER)
 }
 fn d_concurrency() -> usize {
     defaults::ROUTE_CONCURRENCY

@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gw_broker::{dead_letter_queue, Broker, Delivery, Message, QueueSpec, HDR_DEAD_REASON};
-use gw_store::{AttemptRecord, Batch, NewDeadLetter, Outcome, OutcomeRecord, Store, StoreError};
+use gw_store::{
+    AcceptedVersion, AttemptRecord, Batch, NewDeadLetter, Outcome, OutcomeRecord, Store, StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn, Instrument};
@@ -112,6 +114,19 @@ pub fn message_for(env: &Envelope) -> Message {
 struct RecordReq {
     batch: Batch,
     done: oneshot::Sender<Result<(), String>>,
+}
+
+fn batch(
+    outcomes: Vec<OutcomeRecord>,
+    attempts: Vec<AttemptRecord>,
+    dead_letters: Vec<NewDeadLetter>,
+) -> Batch {
+    Batch {
+        outcomes,
+        attempts,
+        dead_letters,
+        accepted: vec![],
+    }
 }
 
 /// Merges ledger writes of all lanes into short transactions.
@@ -259,6 +274,30 @@ impl Engine {
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
         }
+        if let Some(version) = env.version {
+            // Note the newest queued version for coalescing. Not awaited: it only lets older
+            // queued snapshots be skipped; missing it costs a redundant send, never a loss.
+            let accepted = routed
+                .iter()
+                .map(|r| AcceptedVersion {
+                    route: r.clone(),
+                    key: env.key.clone(),
+                    version,
+                })
+                .collect();
+            let recorder = self.recorder.clone();
+            tokio::spawn(async move {
+                if let Err(e) = recorder
+                    .record(Batch {
+                        accepted,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    debug!(error = %e, "noting the accepted version failed");
+                }
+            });
+        }
         Ok(routed)
     }
 
@@ -378,16 +417,7 @@ async fn run_lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Delivery>) {
                     None,
                     "panic".into(),
                 );
-                if record_patiently(
-                    &ctx,
-                    Batch {
-                        outcomes: vec![outcome],
-                        attempts: vec![],
-                        dead_letters: vec![dl],
-                    },
-                )
-                .await
-                {
+                if record_patiently(&ctx, batch(vec![outcome], vec![], vec![dl])).await {
                     ctx.metrics
                         .inc_outcome(&ctx.route.name, "dead_lettered", "panic");
                     Settlement::Ack
@@ -538,16 +568,7 @@ async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
                 None,
                 Reason::MalformedEnvelope.as_str().into(),
             );
-            if record_patiently(
-                ctx,
-                Batch {
-                    outcomes: vec![out],
-                    attempts: vec![],
-                    dead_letters: vec![dl],
-                },
-            )
-            .await
-            {
+            if record_patiently(ctx, batch(vec![out], vec![], vec![dl])).await {
                 ctx.metrics.inc_outcome(
                     &route.name,
                     "dead_lettered",
@@ -600,20 +621,35 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         }
     }
 
-    // 2. Superseded or the same effect already delivered?
+    // 2. Superseded (the destination has this version or newer), or coalesced (a newer
+    //    version of this key is already queued for this route: send that one instead)?
+    let mut prior = None;
     if let Some(version) = env.version {
         let store = ctx.store.clone();
-        let (dest, key) = (route.destination.clone(), env.key.clone());
-        let Some(current) = store_read(ctx, || {
-            let (store, dest, key) = (store.clone(), dest.clone(), key.clone());
-            Box::pin(async move { store.delivered_version(&dest, &key).await })
+        let (r, dest, key) = (
+            route.name.clone(),
+            route.destination.clone(),
+            env.key.clone(),
+        );
+        let Some(versions) = store_read(ctx, || {
+            let (store, r, dest, key) = (store.clone(), r.clone(), dest.clone(), key.clone());
+            Box::pin(async move { store.versions(&r, &dest, &key).await })
         })
         .await
         else {
             return Settlement::Leave;
         };
-        if let Some(cur) = current.filter(|cur| *cur >= version) {
-            let detail = format!("destination already has version {cur}");
+        prior = versions.delivered;
+        let why = match (versions.delivered, versions.accepted) {
+            (Some(cur), _) if cur >= version => {
+                Some(format!("destination already has version {cur}"))
+            }
+            (_, Some(newer)) if newer > version => {
+                Some(format!("coalesced: version {newer} is queued"))
+            }
+            _ => None,
+        };
+        if let Some(detail) = why {
             let out = outcome_record(
                 route,
                 &ledger_id,
@@ -636,16 +672,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 Reason::Superseded.as_str(),
                 Duration::ZERO,
             );
-            if record_patiently(
-                ctx,
-                Batch {
-                    outcomes: vec![out],
-                    attempts: vec![att],
-                    dead_letters: vec![],
-                },
-            )
-            .await
-            {
+            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -655,7 +682,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
     }
 
     // 3. Deliver.
-    let attempted: Attempted = route.connector.deliver(&env).await;
+    let attempted: Attempted = route.connector.deliver(&env, prior).await;
     let status = attempted.answer.status();
     ctx.metrics.observe_latency(&route.name, attempted.latency);
     let this_attempt = failed_before + 1;
@@ -683,16 +710,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 Reason::Accepted.as_str(),
                 attempted.latency,
             );
-            if record_patiently(
-                ctx,
-                Batch {
-                    outcomes: vec![out],
-                    attempts: vec![att],
-                    dead_letters: vec![],
-                },
-            )
-            .await
-            {
+            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "delivered", Reason::Accepted.as_str());
                 return Settlement::Ack;
@@ -722,16 +740,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 Reason::Superseded.as_str(),
                 attempted.latency,
             );
-            if record_patiently(
-                ctx,
-                Batch {
-                    outcomes: vec![out],
-                    attempts: vec![att],
-                    dead_letters: vec![],
-                },
-            )
-            .await
-            {
+            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -781,16 +790,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 reason.as_str(),
                 attempted.latency,
             );
-            if !record_patiently(
-                ctx,
-                Batch {
-                    outcomes: vec![],
-                    attempts: vec![att],
-                    dead_letters: vec![],
-                },
-            )
-            .await
-            {
+            if !record_patiently(ctx, batch(vec![], vec![att], vec![])).await {
                 return Settlement::Leave;
             }
             let mut headers = d.message.headers.clone();
@@ -860,16 +860,7 @@ async fn dead_letter_now(
         reason.as_str(),
         attempted.latency,
     );
-    if record_patiently(
-        ctx,
-        Batch {
-            outcomes: vec![out],
-            attempts: vec![att],
-            dead_letters: vec![dl],
-        },
-    )
-    .await
-    {
+    if record_patiently(ctx, batch(vec![out], vec![att], vec![dl])).await {
         warn!(reason = reason.as_str(), attempts, "dead-lettered");
         ctx.metrics
             .inc_outcome(&route.name, "dead_lettered", reason.as_str());
@@ -962,16 +953,7 @@ async fn drain_broker_dead_letters(
             None,
             reason,
         );
-        if record_patiently(
-            &ctx,
-            Batch {
-                outcomes: vec![out],
-                attempts: vec![],
-                dead_letters: vec![dl],
-            },
-        )
-        .await
-        {
+        if record_patiently(&ctx, batch(vec![out], vec![], vec![dl])).await {
             ctx.metrics.inc_outcome(
                 &ctx.route.name,
                 "dead_lettered",

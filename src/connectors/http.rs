@@ -74,7 +74,7 @@ impl Connector for HttpConnector {
         &self.name
     }
 
-    async fn deliver(&self, env: &Envelope) -> Attempted {
+    async fn deliver(&self, env: &Envelope, _prior: Option<i64>) -> Attempted {
         let req = self.request(env);
         let req = match self.signing.sign(req).await {
             Ok(r) => r,

@@ -19,6 +19,7 @@ use crate::envelope::Envelope;
 use crate::retry::{Answer, Decision};
 use crate::signing::SigningProfile;
 
+pub mod dvcqg;
 pub mod http;
 
 /// The result of one delivery attempt.
@@ -35,8 +36,9 @@ pub struct Attempted {
 pub trait Connector: Send + Sync + 'static {
     /// The adapter's name.
     fn adapter(&self) -> &str;
-    /// Translate, sign, send, read the answer and classify it.
-    async fn deliver(&self, env: &Envelope) -> Attempted;
+    /// Translate, sign, send, read the answer and classify it. `prior` is the version of this
+    /// key the destination already has (from the ledger), when the envelope is versioned.
+    async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum ConnectorError {
     UnknownKind(String, String),
     #[error(transparent)]
     Client(#[from] crate::transport::client::ClientError),
+    #[error("adapter {adapter}: {what}")]
+    Settings { adapter: String, what: String },
 }
 
 /// Build the connector an adapter's configuration names.
@@ -56,6 +60,9 @@ pub fn build(
     let signing: Arc<dyn SigningProfile> = Arc::new(crate::signing::Unsigned);
     match a.connector.as_str() {
         "http" => Ok(Arc::new(http::HttpConnector::new(name, a, base, signing)?)),
+        "dvcqg" => Ok(Arc::new(dvcqg::DvcqgConnector::new(
+            name, a, base, signing,
+        )?)),
         other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
     }
 }

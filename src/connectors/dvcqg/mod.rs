@@ -1,0 +1,713 @@
+//! The national public service portal (DVCQG) connector. Contract: `shared/CONTRACTS.md` §1-2.
+//!
+//! # What it does
+//! - `dossier.upserted` → `DongBoHoSoMC` (`isUpdating` from the ledger: true when a version of
+//!   this dossier was delivered before; or, in `lookup` mode, asked with `TraCuuHoSo` when the
+//!   ledger does not know it). Batched: concurrent deliveries of distinct dossiers share one
+//!   `data` array, bounded by count and bytes; each lane still waits for its own dossier's
+//!   answer, so one dossier's versions stay in order.
+//! - `dossier.progress` → `CapNhatTienDoHoSoMC` (batched the same way; never coalesced).
+//! - `dossier.status` → `DongBoTrangThaiHoSo`.
+//!
+//! # Invariants
+//! - Every body carries `session` (session auth), `madonvi` and `service`; every request the
+//!   `dstcode` header. Dates are `yyyyMMddHHmmss` in Vietnam time (UTC+7).
+//! - The session is cached and shared: concurrent callers wait for one login. When the portal
+//!   answers "session expired", the session is renewed and the call repeated **once**; a second
+//!   expiry is a retryable failure, never a loop. OAuth2 tokens (LGSP) are refreshed a minute
+//!   before expiry, one refresh for all waiters.
+//! - `error_code` 0 / "0" / "00" (number or string) is success; HTTP 200 with any other code is
+//!   an error: retryable if configured so (`retryable_codes`), otherwise a refusal of the
+//!   content (dead-lettered with the portal's message).
+//! - A batch refused as a whole is split and each dossier sent alone, so one bad dossier cannot
+//!   take its neighbours to the dead letters.
+//! - Translation errors (unknown procedure code, a malformed canonical payload) are refusals:
+//!   retrying cannot fix them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{Attempted, Connector, ConnectorError};
+use crate::config::{AdapterSection, DvcqgSection, Secret};
+use crate::envelope::Envelope;
+use crate::model::{Dossier, ProgressStep};
+use crate::retry::{classify, Answer, Decision, Reason, TransportFailure};
+use crate::signing::SigningProfile;
+use crate::transport::client::{HttpClient, OutRequest};
+
+pub mod translate;
+
+use translate::{ProcedureTable, TranslateError};
+
+/// Portal operations used here.
+pub mod service {
+    pub const SYNC_DOSSIERS: &str = "DongBoHoSoMC";
+    pub const SYNC_PROGRESS: &str = "CapNhatTienDoHoSoMC";
+    pub const SYNC_STATUS: &str = "DongBoTrangThaiHoSo";
+    pub const LOOKUP: &str = "TraCuuHoSo";
+}
+
+/// How the connector authenticates.
+enum Auth {
+    Session {
+        login_url: String,
+        login_service: String,
+        username: String,
+        password: Secret,
+        current: Mutex<Option<String>>,
+    },
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        current: Mutex<Option<(String, Instant)>>,
+    },
+}
+
+/// Settings, resolved once.
+struct Settings {
+    url: String,
+    sharing_url: String,
+    unit_code: String,
+    lookup: bool,
+    expired: Vec<String>,
+    retryable: Vec<String>,
+    exists: Vec<String>,
+    not_found: Vec<String>,
+    max_items: usize,
+    max_bytes: usize,
+    linger: Duration,
+}
+
+struct Inner {
+    name: String,
+    settings: Settings,
+    client: HttpClient,
+    raw: reqwest::Client,
+    auth: Auth,
+    procedures: ProcedureTable,
+    signing: Arc<dyn SigningProfile>,
+    logins: std::sync::atomic::AtomicU64,
+}
+
+/// A batch slot: which call the item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Upsert { updating: bool },
+    Progress,
+}
+
+impl Op {
+    fn service(self) -> &'static str {
+        match self {
+            Op::Upsert { .. } => service::SYNC_DOSSIERS,
+            Op::Progress => service::SYNC_PROGRESS,
+        }
+    }
+}
+
+struct Item {
+    value: Value,
+    done: oneshot::Sender<Attempted>,
+}
+
+pub struct DvcqgConnector {
+    inner: Arc<Inner>,
+    batchers: HashMap<Op, mpsc::Sender<Item>>,
+}
+
+impl DvcqgConnector {
+    pub fn new(
+        name: &str,
+        a: &AdapterSection,
+        base: &Path,
+        signing: Arc<dyn SigningProfile>,
+    ) -> Result<Self, ConnectorError> {
+        let settings_err = |what: String| ConnectorError::Settings {
+            adapter: name.into(),
+            what,
+        };
+        let d: &DvcqgSection = a
+            .dvcqg
+            .as_ref()
+            .ok_or_else(|| settings_err("missing [dvcqg] settings".into()))?;
+        let resolve = |r: &crate::config::SecretRef| r.resolve(base).map_err(&settings_err);
+        let auth = match d.auth.as_str() {
+            "oauth2" => Auth::OAuth2 {
+                token_url: d
+                    .token_url
+                    .clone()
+                    .ok_or_else(|| settings_err("oauth2 needs token_url".into()))?,
+                client_id: d
+                    .client_id
+                    .clone()
+                    .ok_or_else(|| settings_err("oauth2 needs client_id".into()))?,
+                client_secret: resolve(
+                    d.client_secret
+                        .as_ref()
+                        .ok_or_else(|| settings_err("oauth2 needs client_secret".into()))?,
+                )?,
+                current: Mutex::new(None),
+            },
+            _ => Auth::Session {
+                login_url: d.login_url.clone().unwrap_or_else(|| a.url.clone()),
+                login_service: d.login_service.clone(),
+                username: d
+                    .username
+                    .clone()
+                    .ok_or_else(|| settings_err("session auth needs username".into()))?,
+                password: resolve(
+                    d.password
+                        .as_ref()
+                        .ok_or_else(|| settings_err("session auth needs password".into()))?,
+                )?,
+                current: Mutex::new(None),
+            },
+        };
+        let procedures = match &d.procedures {
+            Some(p) => {
+                let p = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base.join(p)
+                };
+                ProcedureTable::load(&p).map_err(settings_err)?
+            }
+            None => ProcedureTable::default(),
+        };
+        let settings = Settings {
+            url: a.url.clone(),
+            sharing_url: d.sharing_url.clone().unwrap_or_else(|| a.url.clone()),
+            unit_code: d.unit_code.clone(),
+            lookup: d.is_updating == "lookup",
+            expired: d.session_expired_codes.clone(),
+            retryable: d.retryable_codes.clone(),
+            exists: d.exists_codes.clone(),
+            not_found: d.not_found_codes.clone(),
+            max_items: d.batch_max_items,
+            max_bytes: d.batch_max_bytes,
+            linger: d.batch_linger.0,
+        };
+        let client = HttpClient::build(name, a, base)?;
+        let raw = reqwest::Client::builder()
+            .timeout(a.timeout.0)
+            .build()
+            .map_err(|e| settings_err(format!("cannot build the token client: {e}")))?;
+        let inner = Arc::new(Inner {
+            name: name.into(),
+            settings,
+            client,
+            raw,
+            auth,
+            procedures,
+            signing,
+            logins: Default::default(),
+        });
+        let mut batchers = HashMap::new();
+        for op in [
+            Op::Upsert { updating: false },
+            Op::Upsert { updating: true },
+            Op::Progress,
+        ] {
+            let (tx, rx) = mpsc::channel(1024);
+            tokio::spawn(run_batcher(inner.clone(), op, rx));
+            batchers.insert(op, tx);
+        }
+        Ok(DvcqgConnector { inner, batchers })
+    }
+
+    /// Logins made so far (a client must renew once per expiry, never loop).
+    pub fn logins(&self) -> u64 {
+        self.inner.logins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn submit(&self, op: Op, value: Value) -> Attempted {
+        let (done, wait) = oneshot::channel();
+        if self.batchers[&op].send(Item { value, done }).await.is_err() {
+            return failed(
+                Decision::Retry {
+                    reason: Reason::RequestBuild,
+                    not_before: None,
+                },
+                "batcher stopped",
+            );
+        }
+        wait.await.unwrap_or_else(|_| {
+            failed(
+                Decision::Retry {
+                    reason: Reason::RequestBuild,
+                    not_before: None,
+                },
+                "batcher dropped the item",
+            )
+        })
+    }
+}
+
+fn failed(decision: Decision, detail: &str) -> Attempted {
+    Attempted {
+        answer: Answer::Transport {
+            failure: TransportFailure::Request,
+            detail: detail.to_string(),
+        },
+        decision,
+        latency: Duration::ZERO,
+        request_digest: String::new(),
+    }
+}
+
+fn refused(e: TranslateError) -> Attempted {
+    failed(
+        Decision::Permanent {
+            reason: Reason::ClientError,
+        },
+        &e.to_string(),
+    )
+}
+
+#[async_trait]
+impl Connector for DvcqgConnector {
+    fn adapter(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
+        match env.kind.as_str() {
+            "dossier.upserted" => {
+                let dossier: Dossier = match serde_json::from_value(env.payload.clone()) {
+                    Ok(d) => d,
+                    Err(e) => return refused(TranslateError::Canonical(e.to_string())),
+                };
+                let item = match translate::dossier_item(&dossier, &self.inner.procedures) {
+                    Ok(v) => v,
+                    Err(e) => return refused(e),
+                };
+                let updating = match prior {
+                    Some(_) => true,
+                    None if self.inner.settings.lookup => {
+                        match self.inner.lookup(&dossier.code).await {
+                            Ok(found) => found,
+                            Err(a) => return a,
+                        }
+                    }
+                    None => false,
+                };
+                self.submit(Op::Upsert { updating }, item).await
+            }
+            "dossier.progress" => {
+                #[derive(serde::Deserialize)]
+                struct Progress {
+                    code: String,
+                    step: ProgressStep,
+                }
+                let p: Progress = match serde_json::from_value(env.payload.clone()) {
+                    Ok(p) => p,
+                    Err(e) => return refused(TranslateError::Canonical(e.to_string())),
+                };
+                match translate::progress_item(&p.code, &p.step) {
+                    Ok(v) => self.submit(Op::Progress, v).await,
+                    Err(e) => refused(e),
+                }
+            }
+            "dossier.status" => {
+                let dossier: Dossier = match serde_json::from_value(env.payload.clone()) {
+                    Ok(d) => d,
+                    Err(e) => return refused(TranslateError::Canonical(e.to_string())),
+                };
+                match translate::status_body(&dossier) {
+                    Ok(fields) => {
+                        self.inner
+                            .call(
+                                service::SYNC_STATUS,
+                                &self.inner.settings.url.clone(),
+                                fields,
+                            )
+                            .await
+                            .0
+                    }
+                    Err(e) => refused(e),
+                }
+            }
+            other => refused(TranslateError::UnknownKind(other.to_string())),
+        }
+    }
+}
+
+/// Collect items of one operation into batches and send them.
+async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
+    while let Some(first) = rx.recv().await {
+        let mut items = vec![first];
+        let mut bytes = items[0].value.to_string().len();
+        let deadline = tokio::time::Instant::now() + inner.settings.linger;
+        while items.len() < inner.settings.max_items {
+            let next = match rx.try_recv() {
+                Ok(i) => Some(i),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(i) => i,
+                        Err(_) => None,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            let Some(item) = next else { break };
+            let size = item.value.to_string().len();
+            if bytes + size > inner.settings.max_bytes {
+                // Too big to join: send what we have, then this one starts the next batch.
+                let batch = std::mem::replace(&mut items, vec![item]);
+                let inner2 = inner.clone();
+                send_batch(&inner2, op, batch).await;
+                bytes = size;
+                continue;
+            }
+            bytes += size;
+            items.push(item);
+        }
+        send_batch(&inner, op, items).await;
+    }
+}
+
+async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
+    let values: Vec<Value> = items.iter().map(|i| i.value.clone()).collect();
+    let attempted = inner.sync(op, values).await;
+    if items.len() > 1 && matches!(attempted.decision, Decision::Permanent { .. }) {
+        // Refused as a whole: find the bad one(s) by sending each alone.
+        for item in items {
+            let alone = inner.sync(op, vec![item.value.clone()]).await;
+            let _ = item.done.send(alone);
+        }
+        return;
+    }
+    for item in items {
+        let _ = item.done.send(attempted.clone());
+    }
+}
+
+/// What an answer's `error_code` says.
+fn error_code(body: &Value) -> Option<String> {
+    match body.get("error_code")? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+fn is_success(code: &str) -> bool {
+    matches!(code, "0" | "00")
+}
+
+impl Inner {
+    /// Send one sync call for `op`, flipping `isUpdating` once if the portal says the dossier
+    /// exists / does not exist.
+    async fn sync(&self, op: Op, data: Vec<Value>) -> Attempted {
+        let mut updating = matches!(op, Op::Upsert { updating: true });
+        let mut flipped = false;
+        loop {
+            let mut fields = serde_json::Map::new();
+            if let Op::Upsert { .. } = op {
+                fields.insert("isUpdating".into(), Value::Bool(updating));
+            }
+            fields.insert("data".into(), Value::Array(data.clone()));
+            let (attempted, code) = self.call(op.service(), &self.settings.url, fields).await;
+            if let (Op::Upsert { .. }, Some(code), false) = (op, code.as_deref(), flipped) {
+                let flip = (!updating && self.settings.exists.iter().any(|c| c == code))
+                    || (updating && self.settings.not_found.iter().any(|c| c == code));
+                if flip {
+                    updating = !updating;
+                    flipped = true;
+                    continue;
+                }
+            }
+            return attempted;
+        }
+    }
+
+    /// `TraCuuHoSo`: does the portal know this dossier?
+    async fn lookup(&self, code: &str) -> Result<bool, Attempted> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("mahoso".into(), Value::String(code.to_string()));
+        let (attempted, err) = self
+            .call(service::LOOKUP, &self.settings.sharing_url, fields)
+            .await;
+        match (&attempted.decision, err.as_deref()) {
+            (Decision::Delivered, _) => Ok(true),
+            (_, Some(c)) if self.settings.not_found.iter().any(|n| n == c) => Ok(false),
+            _ => Err(attempted),
+        }
+    }
+
+    /// One call with authentication; renews an expired session once. Returns the attempt and
+    /// the portal's `error_code` when it gave one.
+    async fn call(
+        &self,
+        service: &str,
+        url: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> (Attempted, Option<String>) {
+        let mut renewed = false;
+        loop {
+            let token = match self.credential().await {
+                Ok(t) => t,
+                Err(a) => return (a, None),
+            };
+            let mut body = serde_json::Map::new();
+            if let Auth::Session { .. } = self.auth {
+                body.insert("session".into(), Value::String(token.clone()));
+            }
+            body.insert(
+                "madonvi".into(),
+                Value::String(self.settings.unit_code.clone()),
+            );
+            body.insert("service".into(), Value::String(service.into()));
+            body.extend(fields.clone());
+            let bytes = serde_json::to_vec(&Value::Object(body)).expect("JSON serializes");
+            let mut headers = vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("dstcode".to_string(), self.settings.unit_code.clone()),
+            ];
+            if let Auth::OAuth2 { .. } = self.auth {
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            let req = OutRequest {
+                url: url.to_string(),
+                headers,
+                body: bytes,
+            };
+            let req = match self.signing.sign(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return (
+                        failed(
+                            Decision::Retry {
+                                reason: Reason::RequestBuild,
+                                not_before: None,
+                            },
+                            &format!("signing failed: {e}"),
+                        ),
+                        None,
+                    )
+                }
+            };
+            let request_digest = hex::encode(Sha256::digest(&req.body));
+            let (answer, latency) = self.client.post(&req).await;
+            let parsed: Option<Value> = match &answer {
+                Answer::Http { body, .. } => serde_json::from_str(body).ok(),
+                _ => None,
+            };
+            let code = parsed.as_ref().and_then(error_code);
+            if let Some(c) = &code {
+                if self.settings.expired.iter().any(|e| e == c) {
+                    self.invalidate(&token).await;
+                    if !renewed {
+                        renewed = true;
+                        continue;
+                    }
+                }
+            }
+            let decision = classify(&answer, |_| match (&parsed, &code) {
+                (None, _) => Some(Decision::Retry {
+                    reason: Reason::BodyErrorRetryable,
+                    not_before: None,
+                }),
+                (Some(_), None) => Some(Decision::Retry {
+                    reason: Reason::BodyErrorRetryable,
+                    not_before: None,
+                }),
+                (Some(_), Some(c)) if is_success(c) => None,
+                (Some(_), Some(c))
+                    if self.settings.retryable.iter().any(|r| r == c)
+                        || self.settings.expired.iter().any(|r| r == c) =>
+                {
+                    Some(Decision::Retry {
+                        reason: Reason::BodyErrorRetryable,
+                        not_before: None,
+                    })
+                }
+                (Some(_), Some(_)) => Some(Decision::Permanent {
+                    reason: Reason::BodyErrorPermanent,
+                }),
+            });
+            return (
+                Attempted {
+                    answer,
+                    decision,
+                    latency,
+                    request_digest,
+                },
+                code,
+            );
+        }
+    }
+
+    /// The current session or token, logging in / refreshing when needed (one at a time).
+    async fn credential(&self) -> Result<String, Attempted> {
+        match &self.auth {
+            Auth::Session {
+                login_url,
+                login_service,
+                username,
+                password,
+                current,
+            } => {
+                let mut cur = current.lock().await;
+                if let Some(s) = cur.as_ref() {
+                    return Ok(s.clone());
+                }
+                let body = json!({"service": login_service, "username": username, "password": password.expose()});
+                let req = OutRequest {
+                    url: login_url.clone(),
+                    headers: vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("dstcode".into(), self.settings.unit_code.clone()),
+                    ],
+                    body: serde_json::to_vec(&body).expect("JSON serializes"),
+                };
+                self.logins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (answer, latency) = self.client.post(&req).await;
+                let session = match &answer {
+                    Answer::Http {
+                        status: 200, body, ..
+                    } => serde_json::from_str::<Value>(body).ok().and_then(|v| {
+                        let ok = error_code(&v).map(|c| is_success(&c)).unwrap_or(false);
+                        v.get("session")
+                            .and_then(Value::as_str)
+                            .filter(|_| ok)
+                            .map(str::to_string)
+                    }),
+                    _ => None,
+                };
+                match session {
+                    Some(s) => {
+                        *cur = Some(s.clone());
+                        Ok(s)
+                    }
+                    None => {
+                        let decision = match classify(&answer, |_| {
+                            Some(Decision::Retry {
+                                reason: Reason::Unauthorized,
+                                not_before: None,
+                            })
+                        }) {
+                            Decision::Permanent { .. } => Decision::Retry {
+                                reason: Reason::Unauthorized,
+                                not_before: None,
+                            },
+                            d => d,
+                        };
+                        tracing::warn!(adapter = %self.name, "portal login failed: {}", answer.status().map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into()));
+                        Err(Attempted {
+                            answer,
+                            decision,
+                            latency,
+                            request_digest: String::new(),
+                        })
+                    }
+                }
+            }
+            Auth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                current,
+            } => {
+                let mut cur = current.lock().await;
+                if let Some((tok, expires)) = cur.as_ref() {
+                    if Instant::now() + Duration::from_secs(60) < *expires {
+                        return Ok(tok.clone());
+                    }
+                }
+                self.logins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let started = Instant::now();
+                let res = self
+                    .raw
+                    .post(token_url)
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id.as_str()),
+                        ("client_secret", client_secret.expose()),
+                    ])
+                    .send()
+                    .await;
+                let parsed = match res {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let decision = Decision::Retry {
+                            reason: Reason::Unauthorized,
+                            not_before: None,
+                        };
+                        return Err(Attempted {
+                            answer: Answer::Http {
+                                status,
+                                retry_after: None,
+                                body: "token endpoint refused".into(),
+                            },
+                            decision,
+                            latency: started.elapsed(),
+                            request_digest: String::new(),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(failed(
+                            Decision::Retry {
+                                reason: Reason::ConnectionError,
+                                not_before: None,
+                            },
+                            &format!("token endpoint: {e}"),
+                        ));
+                    }
+                };
+                let tok = parsed
+                    .as_ref()
+                    .and_then(|v| v.get("access_token"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let ttl = parsed
+                    .as_ref()
+                    .and_then(|v| v.get("expires_in"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(300);
+                match tok {
+                    Some(t) => {
+                        *cur = Some((t.clone(), Instant::now() + Duration::from_secs(ttl)));
+                        Ok(t)
+                    }
+                    None => Err(failed(
+                        Decision::Retry {
+                            reason: Reason::Unauthorized,
+                            not_before: None,
+                        },
+                        "token endpoint answered without access_token",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Forget a credential the portal said expired (only if nobody renewed it meanwhile).
+    async fn invalidate(&self, stale: &str) {
+        match &self.auth {
+            Auth::Session { current, .. } => {
+                let mut cur = current.lock().await;
+                if cur.as_deref() == Some(stale) {
+                    *cur = None;
+                }
+            }
+            Auth::OAuth2 { current, .. } => {
+                let mut cur = current.lock().await;
+                if cur.as_ref().map(|(t, _)| t.as_str()) == Some(stale) {
+                    *cur = None;
+                }
+            }
+        }
+    }
+}
