@@ -2,4 +2,5 @@
 //! party's contract, records every effect for assertions and can inject faults. They back the
 //! contract tests, the crash tests, the benchmarks and the demo, and run standalone.
 
+pub mod portal;
 pub mod sink;
