@@ -123,6 +123,20 @@ fn progress(code: &str) -> Value {
     })
 }
 
+/// Whether an error's cause chain holds an OS "connection reset" (a real TCP RST).
+fn is_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionReset {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
 fn msg(v: &Value) -> String {
     v["message"].as_str().unwrap_or("").to_string()
 }
@@ -686,6 +700,7 @@ async fn each_fault_kind_is_observable() {
     t.portal.fail_next(FaultKind::Reset, 1);
     let e = t.raw(&url, &b).await.unwrap_err();
     assert!(!e.is_timeout() && e.status().is_none(), "{e:?}");
+    assert!(is_reset(&e), "expected a TCP reset: {e:?}");
     // The next call on a new connection is answered.
     assert_eq!(t.post(&url, &b).await.1["error_code"], json!(0));
 

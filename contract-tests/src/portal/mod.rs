@@ -29,7 +29,9 @@
 //!   `{session, error_code: 0}`". The sandbox accepts both
 //!   `POST {integration_path}` with `{"service": "DangNhap", "username": "…", "password": "…"}`
 //!   and `POST {login_path}` (default `/api/login`) with `{"username": "…", "password": "…"}`
-//!   (a `service` field there is ignored). Both need the `dstcode` header. The answer is
+//!   (a `service` field there is ignored); the login service name is also accepted on the
+//!   sharing endpoint. All need the `dstcode` header and count in [`Records::logins`] when
+//!   they succeed (so a test can check a client renews once, not in a loop). The answer is
 //!   `{"session": "<token>", "error_code": 0, "message": "…"}` (session at top level).
 //! - **Error codes** [open]: [`ErrorCodes`], default `-1` malformed, `-2` session expired,
 //!   `-3` login failed, `-4` unknown unit, `-5` unknown service, `-6` invalid data,
@@ -691,9 +693,14 @@ impl Portal {
     }
 }
 
-/// Run a sandbox portal until Ctrl-C, printing its endpoints (`gateway sandbox portal`).
+/// Run a sandbox portal with the default settings until Ctrl-C, printing its endpoints
+/// (`gateway sandbox portal`).
 pub async fn run_standalone(port: u16) -> std::io::Result<()> {
-    let cfg = PortalConfig::default();
+    run_standalone_with(port, PortalConfig::default()).await
+}
+
+/// [`run_standalone`] with chosen settings.
+pub async fn run_standalone_with(port: u16, cfg: PortalConfig) -> std::io::Result<()> {
     let p = Portal::start(port, cfg.clone()).await?;
     println!("DVCQG portal sandbox listening on {}", p.base_url());
     println!(
@@ -710,7 +717,10 @@ pub async fn run_standalone(port: u16) -> std::io::Result<()> {
         p.sharing_url(),
         SHARING_SERVICES.join(", ")
     );
-    println!("  headers      dstcode: {DEFAULT_UNIT}, Content-Type: application/json");
+    println!(
+        "  headers      dstcode: {}, Content-Type: application/json",
+        cfg.units.join(" | ")
+    );
     println!(
         "  credentials  username {:?}, password {:?}",
         cfg.username, cfg.password
