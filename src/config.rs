@@ -52,14 +52,26 @@ pub mod defaults {
     /// ([open] in CONTRACTS.md): these match the portal sandbox and are configurable.
     pub const DVCQG_SESSION_EXPIRED_CODES: &[&str] = &["-2"];
     /// DVCQG: codes worth retrying (the portal's own transient faults).
-    pub const DVCQG_RETRYABLE_CODES: &[&str] = &["-9", "-99", "500", "503"];
+    pub const DVCQG_RETRYABLE_CODES: &[&str] = &["-10"];
     /// DVCQG: "already exists" (to isUpdating=false).
-    pub const DVCQG_EXISTS_CODES: &[&str] = &["-3"];
+    pub const DVCQG_EXISTS_CODES: &[&str] = &["-7"];
     /// DVCQG: "no such dossier" (to isUpdating=true).
-    pub const DVCQG_NOT_FOUND_CODES: &[&str] = &["-4"];
+    pub const DVCQG_NOT_FOUND_CODES: &[&str] = &["-8"];
     pub const DVCQG_BATCH_ITEMS: usize = 20;
     pub const DVCQG_BATCH_BYTES: usize = 256 * 1024;
     pub const DVCQG_BATCH_LINGER: Duration = Duration::from_millis(5);
+    /// Signing: oldest accepted `created` of an HTTP message signature.
+    pub const SIGNATURE_MAX_AGE: Duration = Duration::from_secs(300);
+    /// Signing: furthest accepted `created` in the future (clock skew).
+    pub const SIGNATURE_MAX_SKEW: Duration = Duration::from_secs(60);
+    /// Signing: the header carrying a detached JWS (RFC 7797).
+    pub const JWS_DETACHED_HEADER: &str = "x-jws-signature";
+    /// Signing: HTTP message signatures cover these headers besides the method, target and
+    /// content-digest.
+    pub const SIGNATURE_COVERED_HEADERS: &[&str] = &["content-type"];
+    /// Signing: live nonces remembered per verifying profile (replay protection); when full
+    /// and none has expired, new requests are refused rather than old nonces forgotten.
+    pub const NONCE_CAPACITY: usize = 100_000;
 }
 
 /// A problem found in a configuration file.
@@ -230,6 +242,10 @@ pub struct Config {
     /// Routes: from a source and a kind pattern to an adapter.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// Signing profiles by name: how an adapter signs what it sends (`signing = "NAME"`) and
+    /// how a source's requests are verified (`verify = "NAME"`).
+    #[serde(default)]
+    pub signing: BTreeMap<String, SigningSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,12 +338,40 @@ pub struct OpsSection {
     /// Address of the ops listener. Default `127.0.0.1:9090`.
     #[serde(default = "d_ops")]
     pub listen: String,
+    /// Bearer tokens of the ops API and dashboard (`/api/v1/…`, `/`). None = the API and the
+    /// dashboard are off; `/healthz`, `/readyz` and `/metrics` answer either way.
+    #[serde(default)]
+    pub tokens: Vec<OpsTokenSection>,
 }
 
 impl Default for OpsSection {
     fn default() -> Self {
-        Self { listen: d_ops() }
+        Self {
+            listen: d_ops(),
+            tokens: Vec::new(),
+        }
     }
+}
+
+/// One ops API token: `{ name = "alice", role = "operator", token = { env = "NAME" } }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsTokenSection {
+    /// Who holds it: recorded as `settled_by` on every replay and drop made with it.
+    pub name: String,
+    /// `viewer` (read only) or `operator` (may also replay and drop dead letters).
+    pub role: OpsRole,
+    /// The token value, by reference.
+    pub token: SecretRef,
+}
+
+/// What an ops token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsRole {
+    /// Read the API and the dashboard.
+    Viewer,
+    /// Read, and replay or drop dead letters.
+    Operator,
 }
 
 /// Capped exponential backoff with full jitter, limited by attempts and by elapsed time.
@@ -377,6 +421,10 @@ pub struct SourceSection {
     /// Event kinds this source may send (patterns with a trailing `*`). Default: any.
     #[serde(default)]
     pub kinds: Vec<String>,
+    /// Signing profile whose keys must have signed every request (`jws-detached` or
+    /// `http-signature`), checked before the body is read as an event. Default: none.
+    #[serde(default)]
+    pub verify: Option<String>,
 }
 
 /// A destination adapter.
@@ -404,6 +452,9 @@ pub struct AdapterSection {
     /// Settings of the `dvcqg` connector (the national public service portal).
     #[serde(default)]
     pub dvcqg: Option<DvcqgSection>,
+    /// Signing profile (a `[signing.NAME]` table) applied to every request. Default: unsigned.
+    #[serde(default)]
+    pub signing: Option<String>,
 }
 
 /// The national public service portal (DVCQG). `url` of the adapter is the integration
@@ -683,6 +734,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
         }
     };
     validate(&config, &mut problems, origin);
+    validate_signing(&config, &base, &mut problems, origin);
     if problems.is_empty() {
         Ok(Loaded {
             config,
@@ -812,6 +864,23 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             "the same address as inbound.listen".into(),
             "give the ops listener its own port",
         );
+    }
+    let mut token_names = std::collections::BTreeSet::new();
+    for (i, t) in c.ops.tokens.iter().enumerate() {
+        if !valid_name(&t.name) {
+            p(
+                format!("ops.tokens[{i}].name"),
+                format!("`{}` has characters other than a-z, 0-9, - and _", t.name),
+                "name the token after its holder, like alice",
+            );
+        }
+        if !token_names.insert(t.name.clone()) {
+            p(
+                format!("ops.tokens[{i}].name"),
+                format!("token `{}` is defined twice", t.name),
+                "give each token its own name: replays and drops are recorded under it",
+            );
+        }
     }
     if c.inbound.max_body_bytes == 0 {
         p(
@@ -1022,6 +1091,352 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A signing profile: one scheme with its keys, used to sign what an adapter sends and to
+/// verify what a source receives. Keys are loaded once at start (`crate::signing`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SigningSection {
+    /// required: `jws-compact` (the body becomes a compact JWS, `application/jose`),
+    /// `jws-detached` (RFC 7797 detached JWS in a header, body unchanged), `xmldsig-enveloped`
+    /// (XML bodies), `http-signature` (RFC 9421 with `content-digest`, `created`, `keyid`,
+    /// `nonce`) or `none`.
+    pub scheme: String,
+    /// JWS: `ES256`, `RS256` or `PS256`; XML-DSig: `ES256`/`RS256` (must fit the key);
+    /// HTTP signatures: `ecdsa-p256-sha256`, `rsa-pss-sha512` or `rsa-v1_5-sha256`.
+    /// Default: from the key (ES256 / RS256; ecdsa-p256-sha256 / rsa-pss-sha512).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// PEM private key (RSA >= 2048 or P-256), with `certificate`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// PEM certificate of `key`, leaf first, then its chain.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// Password of an encrypted `key`, by reference.
+    #[serde(default)]
+    pub key_password: Option<SecretRef>,
+    /// PKCS#12 bundle (key, certificate, chain) instead of `key` + `certificate`.
+    #[serde(default)]
+    pub pkcs12: Option<PathBuf>,
+    /// Password of `pkcs12`, by reference (required with it).
+    #[serde(default)]
+    pub pkcs12_password: Option<SecretRef>,
+    /// The key's id: JWS `kid`, HTTP signature `keyid`. Default: the profile's name.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// JWS: send the certificate chain as `x5c` instead of `kid`; XML-DSig: add the chain to
+    /// `KeyInfo/X509Data` after the signer certificate. Default false.
+    #[serde(default)]
+    pub embed_chain: bool,
+    /// `jws-detached`: the header that carries the JWS. Default `x-jws-signature`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// `http-signature`: headers covered besides `@method`, `@target-uri` and
+    /// `content-digest`. Default `["content-type"]`.
+    #[serde(default)]
+    pub cover_headers: Option<Vec<String>>,
+    /// Keys of ours still accepted when verifying after a rotation (certificates only).
+    #[serde(default)]
+    pub previous: Vec<KeyCertificate>,
+    /// Verification: PEM file of the CA certificates signers must chain to.
+    #[serde(default)]
+    pub trust_anchors: Option<PathBuf>,
+    /// Verification: PEM CRLs; with them the signer's issuer must have a current CRL.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Verification: the peers' certificates, pinned, by key id.
+    #[serde(default)]
+    pub trusted_keys: Vec<KeyCertificate>,
+    /// `http-signature` verification: oldest accepted `created`. Default 5m.
+    #[serde(default)]
+    pub max_age: Option<Dur>,
+    /// `http-signature` verification: furthest accepted `created` ahead (clock skew). Default 1m.
+    #[serde(default)]
+    pub max_skew: Option<Dur>,
+}
+
+/// A key id and the PEM certificate (leaf first, then its chain) carrying that key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCertificate {
+    /// The id signers put in `kid` / `keyid`.
+    pub key_id: String,
+    /// PEM certificate file.
+    pub certificate: PathBuf,
+}
+
+/// The signing schemes a profile may name.
+pub const SIGNING_SCHEMES: &[&str] = &[
+    "jws-compact",
+    "jws-detached",
+    "xmldsig-enveloped",
+    "http-signature",
+    "none",
+];
+
+fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin: &str) {
+    let mut p = |key: String, what: String, fix: &str| {
+        problems.push(Problem {
+            file: origin.to_string(),
+            key,
+            what,
+            fix: fix.to_string(),
+        })
+    };
+    let resolve = |f: &Path| {
+        if f.is_absolute() {
+            f.to_path_buf()
+        } else {
+            base.join(f)
+        }
+    };
+    for (name, s) in &c.signing {
+        let at = format!("signing.{name}");
+        if !valid_name(name) {
+            p(
+                at.clone(),
+                "the name has characters other than a-z, 0-9, - and _".into(),
+                "rename it",
+            );
+        }
+        let scheme = s.scheme.as_str();
+        if !SIGNING_SCHEMES.contains(&scheme) {
+            p(
+                format!("{at}.scheme"),
+                format!("unknown scheme `{scheme}`"),
+                "use one of: jws-compact, jws-detached, xmldsig-enveloped, http-signature, none",
+            );
+            continue;
+        }
+        if let Some(alg) = &s.algorithm {
+            let ok: &[&str] = match scheme {
+                "jws-compact" | "jws-detached" => &["ES256", "RS256", "PS256"],
+                "xmldsig-enveloped" => &["ES256", "RS256"],
+                "http-signature" => &["ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256"],
+                _ => &[],
+            };
+            if !ok.contains(&alg.as_str()) {
+                p(
+                    format!("{at}.algorithm"),
+                    format!("`{alg}` is not an algorithm of scheme {scheme}"),
+                    &if ok.is_empty() {
+                        "remove it".to_string()
+                    } else {
+                        format!("use one of: {}, or remove it to follow the key", ok.join(", "))
+                    },
+                );
+            }
+        }
+        let mut check_file = |key: String, f: &Path, p: &mut dyn FnMut(String, String, &str)| {
+            let full = resolve(f);
+            if !full.is_file() {
+                p(
+                    key,
+                    format!("file {} does not exist", full.display()),
+                    "give the path of a readable PEM file (relative to this config file)",
+                );
+            }
+        };
+        if let Some(f) = &s.key {
+            check_file(format!("{at}.key"), f, &mut p);
+        }
+        if let Some(f) = &s.certificate {
+            check_file(format!("{at}.certificate"), f, &mut p);
+        }
+        if let Some(f) = &s.pkcs12 {
+            check_file(format!("{at}.pkcs12"), f, &mut p);
+        }
+        if let Some(f) = &s.trust_anchors {
+            check_file(format!("{at}.trust_anchors"), f, &mut p);
+        }
+        for (i, f) in s.crls.iter().enumerate() {
+            check_file(format!("{at}.crls[{i}]"), f, &mut p);
+        }
+        for (list, keys) in [("previous", &s.previous), ("trusted_keys", &s.trusted_keys)] {
+            for (i, k) in keys.iter().enumerate() {
+                check_file(format!("{at}.{list}[{i}].certificate"), &k.certificate, &mut p);
+                if k.key_id.trim().is_empty() {
+                    p(
+                        format!("{at}.{list}[{i}].key_id"),
+                        "is empty".into(),
+                        "give the id signers put in kid / keyid",
+                    );
+                }
+            }
+        }
+        if s.key.is_some() && s.pkcs12.is_some() {
+            p(
+                format!("{at}.pkcs12"),
+                "both key and pkcs12 are set".into(),
+                "use key + certificate, or pkcs12, not both",
+            );
+        }
+        if s.key.is_some() != s.certificate.is_some() && s.pkcs12.is_none() {
+            p(
+                format!("{at}.certificate"),
+                "key and certificate go together".into(),
+                "set both (PEM files), or use pkcs12",
+            );
+        }
+        if s.key_password.is_some() && s.key.is_none() {
+            p(
+                format!("{at}.key_password"),
+                "set without key".into(),
+                "remove it, or set key",
+            );
+        }
+        if s.pkcs12.is_some() != s.pkcs12_password.is_some() {
+            p(
+                format!("{at}.pkcs12_password"),
+                "pkcs12 and pkcs12_password go together".into(),
+                "set pkcs12_password = { env = \"NAME\" } with pkcs12",
+            );
+        }
+        if !s.crls.is_empty() && s.trust_anchors.is_none() {
+            p(
+                format!("{at}.crls"),
+                "CRLs without trust_anchors are never consulted".into(),
+                "set trust_anchors, or remove crls",
+            );
+        }
+        if scheme != "http-signature" {
+            for (k, set) in [
+                ("max_age", s.max_age.is_some()),
+                ("max_skew", s.max_skew.is_some()),
+                ("cover_headers", s.cover_headers.is_some()),
+            ] {
+                if set {
+                    p(
+                        format!("{at}.{k}"),
+                        format!("only http-signature uses it, this profile is {scheme}"),
+                        "remove it",
+                    );
+                }
+            }
+        }
+        if s.header.is_some() && scheme != "jws-detached" {
+            p(
+                format!("{at}.header"),
+                format!("only jws-detached uses it, this profile is {scheme}"),
+                "remove it",
+            );
+        }
+        if s.embed_chain && matches!(scheme, "http-signature" | "none") {
+            p(
+                format!("{at}.embed_chain"),
+                format!("{scheme} carries no certificates"),
+                "remove it",
+            );
+        }
+        if let Some(h) = &s.header {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                p(
+                    format!("{at}.header"),
+                    format!("`{h}` is not a header name"),
+                    "use letters, digits and -, like x-jws-signature",
+                );
+            }
+        }
+        if let Some(Dur(d)) = s.max_age {
+            if d.is_zero() {
+                p(
+                    format!("{at}.max_age"),
+                    "must be more than 0".into(),
+                    "set a window such as 5m",
+                );
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        ids.insert(s.key_id.clone().unwrap_or_else(|| name.clone()));
+        for (list, keys) in [("previous", &s.previous), ("trusted_keys", &s.trusted_keys)] {
+            for (i, k) in keys.iter().enumerate() {
+                if !ids.insert(k.key_id.clone()) {
+                    p(
+                        format!("{at}.{list}[{i}].key_id"),
+                        format!("key id `{}` is used twice in this profile", k.key_id),
+                        "give every key its own id",
+                    );
+                }
+            }
+        }
+    }
+    let has_key = |s: &SigningSection| s.key.is_some() || s.pkcs12.is_some();
+    for (name, a) in &c.adapters {
+        let Some(prof) = &a.signing else { continue };
+        let at = format!("adapters.{name}.signing");
+        let Some(s) = c.signing.get(prof) else {
+            p(
+                at,
+                format!("no signing profile named `{prof}`"),
+                "name a [signing.NAME] table",
+            );
+            continue;
+        };
+        let scheme = s.scheme.as_str();
+        if scheme != "none" && !has_key(s) {
+            p(
+                at.clone(),
+                format!("profile `{prof}` has no key to sign with"),
+                &format!("set key + certificate (or pkcs12) in [signing.{prof}]"),
+            );
+        }
+        // Both connectors send JSON and their parties read it as such.
+        if scheme == "xmldsig-enveloped" {
+            p(
+                at.clone(),
+                format!(
+                    "profile `{prof}` signs XML, but connector `{}` sends JSON",
+                    a.connector
+                ),
+                "use jws-compact, jws-detached or http-signature for this adapter",
+            );
+        }
+        if scheme == "jws-compact" && a.connector == "dvcqg" {
+            p(
+                at,
+                format!("profile `{prof}` replaces the body by a JWS, which the portal cannot read"),
+                "use jws-detached or http-signature for this adapter",
+            );
+        }
+    }
+    for (name, src) in &c.sources {
+        let Some(prof) = &src.verify else { continue };
+        let at = format!("sources.{name}.verify");
+        let Some(s) = c.signing.get(prof) else {
+            p(
+                at,
+                format!("no signing profile named `{prof}`"),
+                "name a [signing.NAME] table",
+            );
+            continue;
+        };
+        let scheme = s.scheme.as_str();
+        if !matches!(scheme, "jws-detached" | "http-signature") {
+            p(
+                at.clone(),
+                format!("profile `{prof}` is {scheme}: inbound requests can be verified with jws-detached or http-signature only"),
+                "name a jws-detached or http-signature profile",
+            );
+            continue;
+        }
+        let pinned = has_key(s) || !s.previous.is_empty() || !s.trusted_keys.is_empty();
+        let chain_ok = scheme == "jws-detached" && s.trust_anchors.is_some();
+        if !pinned && !chain_ok {
+            p(
+                at,
+                format!("profile `{prof}` trusts no key"),
+                &format!(
+                    "list the senders' certificates in [signing.{prof}] trusted_keys{}",
+                    if scheme == "jws-detached" {
+                        ", or set trust_anchors for x5c"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

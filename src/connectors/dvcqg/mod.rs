@@ -321,18 +321,20 @@ impl Connector for DvcqgConnector {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };
-                match translate::status_body(&dossier) {
-                    Ok(fields) => {
-                        self.inner
-                            .call(
-                                service::SYNC_STATUS,
-                                &self.inner.settings.url.clone(),
-                                fields,
-                            )
-                            .await
-                            .0
-                    }
-                    Err(e) => refused(e),
+                let item = match translate::status_body(&dossier) {
+                    Ok(fields) => Value::Object(fields),
+                    Err(e) => return refused(e),
+                };
+                let mut fields = serde_json::Map::new();
+                fields.insert("data".into(), Value::Array(vec![item]));
+                let (attempted, code) = self.inner.call(service::SYNC_STATUS, &self.inner.settings.url, fields).await;
+                match code {
+                    // The dossier is not at the portal yet: wait for its snapshot.
+                    Some(c) if self.inner.settings.not_found.contains(&c) => Attempted {
+                        decision: Decision::Retry { reason: Reason::BodyErrorRetryable, not_before: None },
+                        ..attempted
+                    },
+                    _ => attempted,
                 }
             }
             other => refused(TranslateError::UnknownKind(other.to_string())),
@@ -423,6 +425,13 @@ impl Inner {
                     updating = !updating;
                     flipped = true;
                     continue;
+                }
+            }
+            if let (Op::Progress, Some(code)) = (op, code.as_deref()) {
+                if self.settings.not_found.iter().any(|c| c == code) {
+                    // The dossier is not at the portal yet (its snapshot is still being retried):
+                    // wait for it rather than dead-letter the step.
+                    return Attempted { decision: Decision::Retry { reason: Reason::BodyErrorRetryable, not_before: None }, ..attempted };
                 }
             }
             return attempted;
