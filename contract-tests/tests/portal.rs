@@ -245,6 +245,18 @@ async fn service_endpoint_unit_and_session_are_checked() {
     assert_eq!((s2, v["error_code"].clone()), (200, json!(-2)));
     assert_eq!(t.portal.calls("TraCuuHoSo"), 1);
     assert_eq!(t.portal.calls("LayDanhMucLinhVuc"), 4);
+
+    // Relaxed endpoints: a look-up on the integration endpoint is served; unknown services not.
+    let t = T::new(PortalConfig {
+        strict_endpoints: false,
+        ..Default::default()
+    })
+    .await;
+    let s = t.login().await;
+    let (_, v) = t.integ(&s, "LayDanhMucLinhVuc", json!({})).await;
+    assert_eq!(v["error_code"], json!(0), "{v}");
+    let (_, v) = t.integ(&s, "XoaHoSo", json!({})).await;
+    assert_eq!(v["error_code"], json!(-5));
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 //!   `service` field, never the path. A service sent to the wrong endpoint is refused.
 //!   Every call needs `Content-Type: application/json` (HTTP 415 otherwise) and a `dstcode`
 //!   header naming a configured unit (missing: HTTP 400; unknown: HTTP 200 + `unknown_unit`).
-//!   A body that is not a JSON object: HTTP 400 + `malformed`.
+//!   A body that is not a JSON object: HTTP 400 + `malformed`. (Serving each service on its
+//!   own endpoint only is the default; `strict_endpoints: false` accepts either.)
 //! - **Session**: every non-login body carries `session`, `madonvi` (a configured unit code) and
 //!   `service`. An unknown or expired session answers HTTP 200 with `error_code`
 //!   `session_expired` (default `-2`) and a message; a fresh login then works.
@@ -210,6 +211,9 @@ pub struct PortalConfig {
     pub statuses: BTreeMap<u32, String>,
     /// Refuse (not only report) fields the contract does not know.
     pub strict_unknown_fields: bool,
+    /// Refuse a service sent to the other endpoint (a look-up on the integration endpoint, a
+    /// sync on the sharing one) with `unknown_service` (default true).
+    pub strict_endpoints: bool,
     /// `isUpdating=false` for a stored dossier code → `duplicate`.
     pub refuse_duplicate_create: bool,
     /// `isUpdating=true` for an unknown dossier code → `not_found`.
@@ -236,6 +240,7 @@ impl Default for PortalConfig {
             codes: ErrorCodes::default(),
             statuses: default_statuses(),
             strict_unknown_fields: false,
+            strict_endpoints: true,
             refuse_duplicate_create: true,
             refuse_update_unknown: true,
             refuse_progress_unknown: true,
@@ -1075,7 +1080,9 @@ fn serve(
     if service.is_empty() {
         return Answer::err(&codes.malformed, "field service is required".into());
     }
-    if !allowed.contains(&service) {
+    let known_elsewhere =
+        INTEGRATION_SERVICES.contains(&service) || SHARING_SERVICES.contains(&service);
+    if !allowed.contains(&service) && (cfg.strict_endpoints || !known_elsewhere) {
         let other = if INTEGRATION_SERVICES.contains(&service) {
             " (it is served on the integration endpoint)"
         } else if SHARING_SERVICES.contains(&service) {
