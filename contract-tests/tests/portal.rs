@@ -812,7 +812,8 @@ async fn rate_limit_answers_429_beyond_the_rate_and_counts_it() {
     }));
     let url = t.portal.sharing_url();
     let b = T::body(&s, "LayDanhMucLinhVuc", json!({}));
-    let (mut ok, mut limited) = (0, 0);
+    let (mut ok, mut limited) = (0u64, 0u64);
+    let start = Instant::now();
     for _ in 0..20 {
         let r = t.raw(&url, &b).await.unwrap();
         match r.status().as_u16() {
@@ -824,7 +825,10 @@ async fn rate_limit_answers_429_beyond_the_rate_and_counts_it() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!((5..=9).contains(&ok), "{ok} passed");
+    // The burst, plus what refilled meanwhile (a slow machine refills more), never more.
+    let refill = (start.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(ok >= 5 && ok <= 5 + refill, "{ok} passed, refill {refill}");
+    assert!(limited > 0);
     assert_eq!(t.portal.rate_limited(), limited);
 
     // A client pacing itself at the rate is never limited.
