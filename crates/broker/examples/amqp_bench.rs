@@ -107,6 +107,14 @@ async fn raw_consume(conn: &Connection, queue: &str, n: usize, batched: bool) ->
         }
     }
     let elapsed = t.elapsed();
+    // Cancel before closing: on a quorum queue the cancel is ordered after the settles, so
+    // once it is confirmed every ack was applied (closing at once can lose the last acks).
+    let _ = ch
+        .basic_cancel(
+            consumer.tag(),
+            lapin::options::BasicCancelOptions::default(),
+        )
+        .await;
     let _ = ch.close(200, "bench".into()).await;
     elapsed
 }
@@ -153,6 +161,7 @@ async fn main() {
     );
     raw_publish(&pch, &queue, n, &body).await;
     let d = raw_consume(&conn, &queue, n, true).await;
+
     println!(
         "raw consume, multiple ack every {ACK_EVERY}:        {}",
         rate(n, d)
@@ -189,6 +198,28 @@ async fn main() {
         d.ack().await.expect("ack");
     }
     let dc = t.elapsed();
+
+    // One publish at a time, each awaiting its confirm (the latency-bound path).
+    let single = (n / 10).max(1);
+    let t = Instant::now();
+    for j in 0..single {
+        let m = Message {
+            id: format!("single-{j}"),
+            key: "K".into(),
+            headers: Default::default(),
+            attempt: 0,
+            body: Bytes::from(body.clone()),
+        };
+        broker.publish(&queue, m).await.expect("publish");
+    }
+    println!(
+        "AmqpBroker publish, one at a time awaited:    {}",
+        rate(single, t.elapsed())
+    );
+    for _ in 0..single {
+        let d = consumer.next().await.expect("open").expect("delivery");
+        d.ack().await.expect("ack");
+    }
     println!(
         "AmqpBroker consume + ack (prefetch {PREFETCH}):   {}",
         rate(n, dc)
