@@ -12,6 +12,7 @@ pub mod config;
 pub mod connectors;
 pub mod demo;
 pub mod envelope;
+pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod ops;
