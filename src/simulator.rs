@@ -126,6 +126,7 @@ pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots:
         if *status == DossierStatus::ResultReturned {
             d.returned_at = Some(fmt(at));
         }
+        events.push(Event { kind: "dossier.upserted", key: code.clone(), version: Some(d.version), payload: serde_json::to_value(&d).expect("serializes") });
         if i > 0 {
             let step = ProgressStep {
                 handler: format!("Cán bộ {}", GIVEN.choose(rng).unwrap()),
@@ -139,7 +140,6 @@ pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots:
             };
             events.push(Event { kind: "dossier.progress", key: code.clone(), version: None, payload: serde_json::json!({"code": code, "step": step}) });
         }
-        events.push(Event { kind: "dossier.upserted", key: code.clone(), version: Some(d.version), payload: serde_json::to_value(&d).expect("serializes") });
     }
     events
 }

@@ -1,0 +1,321 @@
+//! Dossier synchronization with the national portal, end to end against the strict portal
+//! sandbox: the happy path, every fault kind, a long outage with coalescing, refusals, on the
+//! embedded defaults and on RabbitMQ + PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gateway::app;
+use gateway::simulator::{self, Event};
+use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig, Scripted};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn portal_config(backend: Backend, data: &Path, route: &str, portal: &Portal, extra_retry: &str, batch_items: usize) -> String {
+    let cfg = portal.config();
+    let (broker, store) = match backend {
+        Backend::Embedded => (String::new(), String::new()),
+        Backend::RabbitPg => (
+            "url = \"amqp://guest@127.0.0.1:5672/%2f\"\npassword = { env = \"GW_TEST_AMQP_PASSWORD\" }\n".to_string(),
+            format!("url = \"postgres://postgres@127.0.0.1:5432/test?schema={route}\"\n"),
+        ),
+    };
+    std::env::set_var("GW_TEST_PORTAL_PASSWORD", &cfg.password);
+    format!(
+        r#"
+[gateway]
+instance = "test"
+data_dir = "{data}"
+shutdown_grace = "5s"
+
+[broker]
+{broker}
+prefetch = 128
+
+[store]
+{store}
+
+[inbound]
+listen = "127.0.0.1:0"
+
+[ops]
+listen = "127.0.0.1:0"
+
+[retry]
+initial = "50ms"
+max_delay = "500ms"
+max_elapsed = "1h"
+{extra_retry}
+
+[sources.onestop]
+token = {{ env = "GW_TEST_SOURCE_TOKEN" }}
+kinds = ["dossier.*"]
+
+[adapters.dvcqg]
+connector = "dvcqg"
+url = "{integration}"
+timeout = "2s"
+
+[adapters.dvcqg.dvcqg]
+sharing_url = "{sharing}"
+unit_code = "{unit}"
+auth = "session"
+username = "{user}"
+password = {{ env = "GW_TEST_PORTAL_PASSWORD" }}
+batch_max_items = {batch_items}
+
+[[routes]]
+name = "{route}"
+from = "onestop"
+kinds = ["dossier.*"]
+to = "dvcqg"
+concurrency = 16
+"#,
+        data = data.display(),
+        integration = portal.integration_url(),
+        sharing = portal.sharing_url(),
+        unit = cfg.units[0],
+        user = cfg.username,
+    )
+}
+
+async fn post(client: &reqwest::Client, inbound: std::net::SocketAddr, e: &Event) -> u16 {
+    let mut body = serde_json::json!({"kind": e.kind, "key": e.key, "payload": e.payload});
+    if let Some(v) = e.version {
+        body["version"] = v.into();
+    }
+    for _ in 0..50 {
+        match client.post(format!("http://{inbound}/in/onestop")).bearer_auth(TOKEN).json(&body).send().await {
+            Ok(r) if r.status().as_u16() == 202 => return 202,
+            Ok(r) if r.status().is_client_error() => return r.status().as_u16(),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("inbound never accepted {}", e.key);
+}
+
+/// Generate `n` dossiers and send every event in order per dossier, dossiers concurrently.
+async fn send_dossiers(inbound: std::net::SocketAddr, first: usize, n: usize, max_snapshots: usize) -> (BTreeMap<String, i64>, BTreeMap<String, usize>, usize) {
+    let mut plan = Vec::new();
+    let mut rng = rand::rng();
+    for seq in first..first + n {
+        plan.push(simulator::dossier_events(&mut rng, "000.00.01.H22", seq, max_snapshots));
+    }
+    let mut newest = BTreeMap::new();
+    let mut steps = BTreeMap::new();
+    let mut events = 0;
+    for evs in &plan {
+        for e in evs {
+            events += 1;
+            if let Some(v) = e.version {
+                newest.insert(e.key.clone(), v);
+            } else {
+                *steps.entry(e.key.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    let client = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for evs in plan {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for e in evs {
+                assert_eq!(post(&client, inbound, &e).await, 202, "{}", e.key);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    (newest, steps, events)
+}
+
+fn version_of(item: &Value) -> Option<i64> {
+    item.get("GhiChu")?.as_str()?.strip_prefix('v')?.parse().ok()
+}
+
+/// Wait until the portal holds the newest version of every dossier and every progress step.
+async fn wait_synced(portal: &Portal, newest: &BTreeMap<String, i64>, steps: &BTreeMap<String, usize>, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let r = portal.records();
+        let behind: Vec<&String> = newest.iter().filter(|(k, v)| r.latest(k).and_then(version_of) != Some(**v)).map(|(k, _)| k).collect();
+        let steps_missing: Vec<&String> = steps.iter().filter(|(k, n)| r.progress.get(*k).map(Vec::len).unwrap_or(0) < **n).map(|(k, _)| k).collect();
+        if behind.is_empty() && steps_missing.is_empty() {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "portal not in sync after {timeout:?}: {} dossiers behind (e.g. {:?}), {} missing progress (e.g. {:?}); refusals: {:?}",
+                behind.len(),
+                behind.iter().take(3).collect::<Vec<_>>(),
+                steps_missing.len(),
+                steps_missing.iter().take(3).collect::<Vec<_>>(),
+                r.refused.iter().filter(|x| !x.injected).take(3).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// No dossier ever went back to an older version at the portal, and nothing was refused by
+/// the portal's rules (only injected faults).
+fn assert_clean(portal: &Portal) {
+    let r = portal.records();
+    let violations = r.ordering_violations(|_, item| version_of(item));
+    assert!(violations.is_empty(), "older after newer at the portal: {violations:?}");
+    // Refusals the gateway handles by design: an expired session (renewed once) and a progress
+    // step that arrived while its dossier's snapshot was still being retried (retried too).
+    let handled = |x: &&gw_contract_tests::portal::Refusal| {
+        x.injected || x.error_code == "-2" || (x.error_code == "-8" && x.service == "CapNhatTienDoHoSoMC")
+    };
+    let refusals: Vec<_> = r.refused.iter().filter(|x| !handled(x)).collect();
+    assert!(refusals.is_empty(), "the portal refused content: {refusals:?}");
+    assert!(r.unknown_fields.is_empty(), "unknown fields sent: {:?}", r.unknown_fields);
+}
+
+async fn happy_path(backend: Backend) {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("portal");
+    let loaded = load(&portal_config(backend, dir.path(), &route, &portal, "", 20));
+    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 60, 6).await;
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(90)).await;
+    assert_clean(&portal);
+    let r = portal.records();
+    // isUpdating: false for the first version the portal got, true afterwards.
+    for (code, versions) in &r.dossiers {
+        assert!(!versions[0].is_updating, "{code}: first sync must create");
+        assert!(versions[1..].iter().all(|v| v.is_updating), "{code}: later syncs update");
+    }
+    assert_eq!(r.logins, 1, "one session shared by all calls");
+    println!("happy path ({backend:?}): {events} events, {} portal sync calls", r.calls.get("DongBoHoSoMC").copied().unwrap_or(0) + r.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn portal_happy_path_embedded() {
+    happy_path(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn portal_happy_path_rabbitmq_postgres() {
+    if services_available("portal_happy_path_rabbitmq_postgres") {
+        happy_path(Backend::RabbitPg).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_fault_kind_is_survived() {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("faults");
+    let loaded = load(&portal_config(Backend::Embedded, dir.path(), &route, &portal, "", 5));
+    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    // Each fault kind, scripted for the next calls, then rates of everything at once.
+    portal.set_faults(Faults {
+        hold_ms: 3000,
+        script: vec![
+            Scripted { kind: FaultKind::ServerError, count: 3 },
+            Scripted { kind: FaultKind::ErrorCode, count: 3 },
+            Scripted { kind: FaultKind::TooManyRequests, count: 3 },
+            Scripted { kind: FaultKind::Timeout, count: 2 },
+            Scripted { kind: FaultKind::Reset, count: 3 },
+            Scripted { kind: FaultKind::SessionExpired, count: 2 },
+            Scripted { kind: FaultKind::Down, count: 3 },
+        ],
+        ..Default::default()
+    });
+    let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 20, 4).await;
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(90)).await;
+    portal.set_faults(Faults { server_error_rate: 0.15, error_code_rate: 0.1, too_many_rate: 0.05, reset_rate: 0.05, retry_after_secs: 1, ..Default::default() });
+    let (newest2, steps2, _) = send_dossiers(running.inbound_addr, 100, 30, 4).await;
+    wait_synced(&portal, &newest2, &steps2, Duration::from_secs(120)).await;
+    assert_clean(&portal);
+    let r = portal.records();
+    for kind in ["server_error", "error_code", "too_many_requests", "timeout", "reset", "session_expired", "down"] {
+        assert!(r.injected.get(kind).copied().unwrap_or(0) > 0, "fault {kind} was not exercised: {:?}", r.injected);
+    }
+    // Session expiry renews once per expiry, never in a loop.
+    assert!(r.logins >= 2 && r.logins <= 6, "logins: {}", r.logins);
+    let m = &running.engine.metrics;
+    assert!(m.outcome_total("retried") > 0);
+    assert_eq!(m.outcome_total("dead_lettered"), 0, "faults are retried, not dead-lettered");
+    running.shutdown().await;
+}
+
+async fn outage_then_recovery(backend: Backend) {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("outage");
+    let loaded = load(&portal_config(backend, dir.path(), &route, &portal, "", 20));
+    portal.set_down(true);
+    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 80, 6).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls_during = portal.records().requests;
+    portal.set_down(false);
+    let t = Instant::now();
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(120)).await;
+    assert_clean(&portal);
+    let r = portal.records();
+    let accepted_versions: usize = r.dossiers.values().map(Vec::len).sum();
+    let snapshots: usize = newest.values().map(|v| *v as usize).sum();
+    let sync_calls = r.calls.get("DongBoHoSoMC").copied().unwrap_or(0);
+    println!(
+        "outage ({backend:?}): {events} events ({snapshots} snapshots); portal calls during the outage {calls_during}; after recovery {sync_calls} DongBoHoSoMC calls carrying {accepted_versions} dossier versions, drained in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    // Coalescing: far fewer snapshot deliveries than snapshots, and batches on top of that.
+    assert!(accepted_versions < snapshots, "queued snapshots were coalesced: {accepted_versions} < {snapshots}");
+    assert!((sync_calls as usize) < snapshots / 2, "portal calls far below events: {sync_calls} vs {snapshots}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_then_recovery_embedded() {
+    outage_then_recovery(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_then_recovery_rabbitmq_postgres() {
+    if services_available("outage_then_recovery_rabbitmq_postgres") {
+        outage_then_recovery(Backend::RabbitPg).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_content_is_dead_lettered_with_the_portals_message_and_neighbours_pass() {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("refused");
+    let loaded = load(&portal_config(Backend::Embedded, dir.path(), &route, &portal, "", 20));
+    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let mut rng = rand::rng();
+    // A national procedure code the portal's catalogue does not know: the portal refuses it.
+    let mut bad = simulator::dossier_events(&mut rng, "000.00.01.H22", 9000, 1).remove(0);
+    bad.payload["procedure_code"] = "9.999999".into();
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, running.inbound_addr, &bad).await, 202);
+    let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 20, 3).await;
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(60)).await;
+    let store = running.engine.store.clone();
+    let start = Instant::now();
+    let dl = loop {
+        let dls = store.dead_letters(&gw_store::DeadLetterFilter { key: Some(bad.key.clone()), limit: 5, ..Default::default() }).await.unwrap();
+        if let Some(d) = dls.into_iter().next() {
+            break d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the refused dossier never reached the dead letters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(dl.letter.reason.contains("body_error_permanent"), "{}", dl.letter.reason);
+    assert!(dl.letter.last_answer.contains("-9"), "the portal's code is kept: {}", dl.letter.last_answer);
+    assert_eq!(dl.letter.attempts, 1);
+    running.shutdown().await;
+}
