@@ -170,6 +170,7 @@ async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>)
             merged
                 .dead_letters
                 .extend(r.batch.dead_letters.iter().cloned());
+            merged.accepted.extend(r.batch.accepted.iter().cloned());
         }
         match store.record(merged).await {
             Ok(()) => {
@@ -233,6 +234,9 @@ impl Engine {
         delivery_limit: u32,
     ) -> Self {
         let recorder = Recorder::start(store.clone());
+        for r in &routes {
+            metrics.register_route(&r.name, &r.destination);
+        }
         Engine {
             broker,
             store,
@@ -597,6 +601,10 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(now_ms);
     let failed_before = d.message.attempt;
+    ctx.metrics.observe_age(
+        &route.name,
+        Duration::from_millis(now_ms().saturating_sub(env.created_ms).max(0) as u64),
+    );
 
     // 1. Already settled? Only a copy that may have been seen before needs the look-up.
     if d.redelivered || failed_before > 0 || d.delivery_count > 1 || replay_of.is_some() {

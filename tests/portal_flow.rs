@@ -271,8 +271,18 @@ async fn outage_then_recovery(backend: Backend) {
         "outage ({backend:?}): {events} events ({snapshots} snapshots); portal calls during the outage {calls_during}; after recovery {sync_calls} DongBoHoSoMC calls carrying {accepted_versions} dossier versions, drained in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    if std::env::var("GW_TEST_DEBUG").is_ok() {
+        for (code, vs) in r.dossiers.iter().filter(|(_, v)| v.len() > 1).take(2) {
+            println!("{code}: portal got {:?}", vs.iter().map(|v| version_of(&v.item)).collect::<Vec<_>>());
+            for o in running.engine.store.outcomes_by_key(code).await.unwrap() {
+                println!("   {:?} v{:?} {}", o.outcome, o.version, o.detail);
+            }
+        }
+    }
     // Coalescing: far fewer snapshot deliveries than snapshots, and batches on top of that.
     assert!(accepted_versions < snapshots, "queued snapshots were coalesced: {accepted_versions} < {snapshots}");
+    // All snapshots were queued before the portal came back: nearly one delivery per dossier.
+    assert!(accepted_versions <= newest.len() * 5 / 4, "coalescing left {accepted_versions} deliveries for {} dossiers", newest.len());
     assert!((sync_calls as usize) < snapshots / 2, "portal calls far below events: {sync_calls} vs {snapshots}");
     running.shutdown().await;
 }
