@@ -36,6 +36,8 @@ pub enum AppError {
     Listen { addr: String, detail: String },
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, String),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 /// Open the broker and store a configuration names.
@@ -52,19 +54,31 @@ pub async fn open_backends(loaded: &Loaded) -> Result<(Arc<dyn Broker>, Arc<dyn 
     Ok((broker, store))
 }
 
-/// Build the engine (routes and connectors) over open backends.
+/// Build the engine (routes and connectors) over open backends; loads the signing profiles.
 pub fn build_engine(
     loaded: &Loaded,
     broker: Arc<dyn Broker>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
 ) -> Result<Engine, AppError> {
+    let profiles = crate::signing::Profiles::load(loaded)?;
+    build_engine_with(loaded, broker, store, metrics, &profiles)
+}
+
+/// Build the engine with signing profiles already loaded (keys are read once, at start).
+pub fn build_engine_with(
+    loaded: &Loaded,
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    profiles: &crate::signing::Profiles,
+) -> Result<Engine, AppError> {
     let c = &loaded.config;
     let mut connectors = HashMap::new();
     for (name, a) in &c.adapters {
         connectors.insert(
             name.clone(),
-            crate::connectors::build(name, a, &loaded.base)?,
+            crate::connectors::build(name, a, &loaded.base, profiles.for_adapter(a)?)?,
         );
     }
     let routes = c
@@ -132,7 +146,14 @@ async fn bind(addr: &str) -> Result<TcpListener, AppError> {
 pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running, AppError> {
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
-    let engine = Arc::new(build_engine(loaded, broker, store, metrics.clone())?);
+    let profiles = crate::signing::Profiles::load(loaded)?;
+    let engine = Arc::new(build_engine_with(
+        loaded,
+        broker,
+        store,
+        metrics.clone(),
+        &profiles,
+    )?);
     engine.declare().await?;
     let c = &loaded.config;
     let mut sources = HashMap::new();
@@ -149,6 +170,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             SourceRuntime {
                 token,
                 kinds: s.kinds.clone(),
+                verify: profiles.for_source(s)?,
             },
         );
     }

@@ -43,6 +43,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Sign a file with a profile or a key: XML → XML-DSig enveloped, JSON → JWS compact
+    /// (`--detached`: RFC 7797). Exit 2 on usage/config errors.
+    Sign(crate::sigcli::SignArgs),
+    /// Verify a signed file (XML-DSig, compact or detached JWS) with a profile, a pinned
+    /// certificate or trust anchors; says by whom, or exactly why not. Exit 1 when it fails.
+    Verify(crate::sigcli::VerifyArgs),
     /// Run the recording HTTP sink sandbox standalone.
     Sink {
         #[arg(long, default_value_t = 8181)]
@@ -168,6 +174,8 @@ async fn run(cmd: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Sign(args) => crate::sigcli::sign(args),
+        Command::Verify(args) => crate::sigcli::verify(args),
         Command::Sink { port } => {
             let sink = match gw_contract_tests::sink::Sink::start(port, Default::default()).await {
                 Ok(s) => s,

@@ -1139,7 +1139,8 @@ pub struct SigningSection {
     /// Keys of ours still accepted when verifying after a rotation (certificates only).
     #[serde(default)]
     pub previous: Vec<KeyCertificate>,
-    /// Verification: PEM file of the CA certificates signers must chain to.
+    /// Verification: PEM file of the CA certificates signers must chain to: the root and the
+    /// intermediates that issue signers (a peer sending only its leaf needs them here).
     #[serde(default)]
     pub trust_anchors: Option<PathBuf>,
     /// Verification: PEM CRLs; with them the signer's issuer must have a current CRL.
@@ -1228,7 +1229,7 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
                 );
             }
         }
-        let mut check_file = |key: String, f: &Path, p: &mut dyn FnMut(String, String, &str)| {
+        let check_file = |key: String, f: &Path, p: &mut dyn FnMut(String, String, &str)| {
             let full = resolve(f);
             if !full.is_file() {
                 p(

@@ -18,5 +18,6 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod retry;
+pub mod sigcli;
 pub mod signing;
 pub mod transport;

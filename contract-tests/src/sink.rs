@@ -7,6 +7,10 @@
 //!
 //! Endpoints: `POST /deliver` (the destination), `GET /_sink/records` (JSON), and
 //! `POST /_sink/faults` (JSON [`Faults`]) to change faults while running.
+//!
+//! Capture ([`Sink::set_capture`], off by default): every accepted request's headers and exact
+//! body bytes are kept too ([`Sink::captured`]), and bodies need not be JSON (a signed body may
+//! be a JWS or XML), so a test can check what was signed is what arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -53,8 +57,28 @@ pub struct Faults {
     pub down: bool,
 }
 
+/// One accepted request, as received (with capture on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Header names lower-case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Captured {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Default)]
 struct Inner {
+    capture: bool,
+    captured: Vec<Captured>,
     records: Vec<Record>,
     refused: u64,
     faults: Faults,
@@ -102,6 +126,16 @@ impl Sink {
 
     pub fn set_faults(&self, f: Faults) {
         self.inner.lock().unwrap().faults = f;
+    }
+
+    /// Keep every accepted request's headers and body, and accept non-JSON bodies.
+    pub fn set_capture(&self, on: bool) {
+        self.inner.lock().unwrap().capture = on;
+    }
+
+    /// The accepted requests, as received (with capture on).
+    pub fn captured(&self) -> Vec<Captured> {
+        self.inner.lock().unwrap().captured.clone()
     }
 
     /// Check the records against what was sent: `expected` maps each key to its versions.
@@ -168,7 +202,10 @@ async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let faults = inner.lock().unwrap().faults.clone();
+    let (faults, capture) = {
+        let g = inner.lock().unwrap();
+        (g.faults.clone(), g.capture)
+    };
     if faults.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
     }
@@ -183,7 +220,9 @@ async fn deliver(
             (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response(),
         );
     }
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+    if !capture
+        && headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json")
+    {
         return refuse(
             &inner,
             (
@@ -204,7 +243,7 @@ async fn deliver(
                 .into_response(),
         );
     }
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+    if !capture && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         return refuse(
             &inner,
             (StatusCode::BAD_REQUEST, "body is not JSON").into_response(),
@@ -243,6 +282,20 @@ async fn deliver(
     }
     let version = header(&headers, "x-gateway-version").parse().ok();
     let mut g = inner.lock().unwrap();
+    if capture {
+        g.captured.push(Captured {
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
     g.seq += 1;
     let seq = g.seq;
     g.records.push(Record {

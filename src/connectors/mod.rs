@@ -51,13 +51,14 @@ pub enum ConnectorError {
     Settings { adapter: String, what: String },
 }
 
-/// Build the connector an adapter's configuration names.
+/// Build the connector an adapter's configuration names, signing with `signing` (the
+/// adapter's profile, loaded once by [`crate::signing::Profiles::load`]).
 pub fn build(
     name: &str,
     a: &AdapterSection,
     base: &Path,
+    signing: Arc<dyn SigningProfile>,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let signing: Arc<dyn SigningProfile> = Arc::new(crate::signing::Unsigned);
     match a.connector.as_str() {
         "http" => Ok(Arc::new(http::HttpConnector::new(name, a, base, signing)?)),
         "dvcqg" => Ok(Arc::new(dvcqg::DvcqgConnector::new(

@@ -1,15 +1,52 @@
-//! The signing hook of a route: what an adapter's signing profile does to an outgoing request
-//! just before it is sent. The `gw-crypto` crate provides the schemes; a profile wires one of
-//! them to an adapter's keys (loaded once at start).
+//! Signing profiles: what an adapter's profile does to an outgoing request just before it is
+//! sent, and how a source's profile checks an incoming request before it is read. The
+//! `gw-crypto` crate provides the schemes; a profile (`[signing.NAME]` in the configuration)
+//! wires one of them to keys loaded once at start.
 //!
 //! # Invariants
-//! - Signing happens after translation and before sending, on the exact bytes that are sent.
+//! - Signing happens after translation and before sending, on the exact bytes that are sent:
+//!   the profile returns the request the client sends, body and headers included, and nothing
+//!   changes them afterwards.
 //! - A signing failure is never "send unsigned": the attempt fails and is retried (a key that
 //!   cannot be read is a configuration fault an operator can fix).
+//! - Keys, certificates, trust anchors and CRLs are read once, by [`Profiles::load`], at start;
+//!   never per message. A profile that cannot load stops the start with `signing.NAME.FIELD:`
+//!   and the reason.
+//! - Signing and verifying are CPU work (an RSA-2048 signature takes about a millisecond): they
+//!   run on tokio's blocking pool (`spawn_blocking`), never on the reactor threads.
+//! - Inbound verification fails closed with one stable code per cause ([`codes`]); a request
+//!   that does not verify is never parsed, let alone queued.
+//!
+//! # Schemes
+//! | scheme | outgoing request | inbound check |
+//! |---|---|---|
+//! | `jws-compact` | body = compact JWS of the body, `Content-Type: application/jose` | — |
+//! | `jws-detached` | body unchanged, RFC 7797 JWS (`b64:false`) in `header` | yes |
+//! | `xmldsig-enveloped` | XML body with an enveloped `ds:Signature` (exclusive C14N) | — |
+//! | `http-signature` | RFC 9421 `Signature-Input`/`Signature` + RFC 9530 `Content-Digest` | yes |
+//! | `none` | unchanged | — |
+//!
+//! Replay protection of inbound HTTP signatures uses gw-crypto's in-memory nonce store, one per
+//! profile: it is per process and forgotten on restart (a replay within `max_age` of a restart,
+//! or to another instance, is not detected). A durable, shared store behind
+//! `gw_crypto::httpsig::NonceStore` is follow-up work. Detached JWS carries no nonce or time:
+//! it proves origin and integrity, not freshness.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::{AdapterSection, Loaded, SourceSection};
 use crate::transport::client::OutRequest;
+
+mod inbound;
+mod material;
+mod outbound;
+
+pub use inbound::{codes, InboundRequest, InboundVerifier, Rejection, Verified};
+pub use material::{describe_certificate, CertificateInfo, KeyMaterial, Scheme};
+pub use outbound::SchemeProfile;
 
 #[async_trait]
 pub trait SigningProfile: Send + Sync + 'static {
@@ -30,4 +67,159 @@ impl SigningProfile for Unsigned {
     async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
         Ok(req)
     }
+}
+
+/// Errors of loading a profile, one variant per failing step; each names the config key.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("signing.{profile}.{field}: cannot read {path}: {detail}")]
+    Read {
+        profile: String,
+        field: String,
+        path: String,
+        detail: String,
+    },
+    #[error("signing.{profile}.{field}: {detail}")]
+    Secret {
+        profile: String,
+        field: String,
+        detail: String,
+    },
+    #[error("signing.{profile}.{field}: {source}")]
+    Key {
+        profile: String,
+        field: String,
+        #[source]
+        source: gw_crypto::keys::KeyError,
+    },
+    #[error("signing.{profile}: {what}")]
+    Settings { profile: String, what: String },
+    #[error("no signing profile named `{0}`")]
+    UnknownProfile(String),
+}
+
+/// Every configured profile, loaded once: outgoing signers and inbound verifiers share the
+/// keys of their profile.
+pub struct Profiles {
+    material: BTreeMap<String, Arc<KeyMaterial>>,
+    signers: BTreeMap<String, Arc<dyn SigningProfile>>,
+    verifiers: BTreeMap<String, Arc<InboundVerifier>>,
+}
+
+impl std::fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiles")
+            .field("profiles", &self.material.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Profiles {
+    /// No profile at all.
+    pub fn empty() -> Self {
+        Profiles {
+            material: BTreeMap::new(),
+            signers: BTreeMap::new(),
+            verifiers: BTreeMap::new(),
+        }
+    }
+
+    /// Load every `[signing.NAME]` profile of the configuration (keys, certificates, trust
+    /// anchors, CRLs, secrets): the one place keys are read.
+    pub fn load(loaded: &Loaded) -> Result<Self, SigningError> {
+        let mut p = Profiles::empty();
+        for (name, section) in &loaded.config.signing {
+            let m = Arc::new(KeyMaterial::from_section(name, section, &loaded.base)?);
+            if m.scheme != Scheme::None && m.key.is_some() {
+                p.signers
+                    .insert(name.clone(), Arc::new(SchemeProfile::new(m.clone())?));
+            }
+            if matches!(m.scheme, Scheme::JwsDetached | Scheme::HttpSignature) {
+                p.verifiers
+                    .insert(name.clone(), Arc::new(InboundVerifier::new(m.clone())));
+            }
+            p.material.insert(name.clone(), m);
+        }
+        Ok(p)
+    }
+
+    /// The signer an adapter names (`signing = "NAME"`), or [`Unsigned`].
+    pub fn for_adapter(&self, a: &AdapterSection) -> Result<Arc<dyn SigningProfile>, SigningError> {
+        let Some(name) = &a.signing else {
+            return Ok(Arc::new(Unsigned));
+        };
+        match (self.material.get(name), self.signers.get(name)) {
+            (Some(_), Some(s)) => Ok(s.clone()),
+            (Some(m), None) if m.scheme == Scheme::None => Ok(Arc::new(Unsigned)),
+            (Some(_), None) => Err(SigningError::Settings {
+                profile: name.clone(),
+                what: "no key to sign with (set key + certificate, or pkcs12)".into(),
+            }),
+            (None, _) => Err(SigningError::UnknownProfile(name.clone())),
+        }
+    }
+
+    /// The verifier a source names (`verify = "NAME"`), if any.
+    pub fn for_source(
+        &self,
+        s: &SourceSection,
+    ) -> Result<Option<Arc<InboundVerifier>>, SigningError> {
+        let Some(name) = &s.verify else {
+            return Ok(None);
+        };
+        match self.verifiers.get(name) {
+            Some(v) => Ok(Some(v.clone())),
+            None if self.material.contains_key(name) => Err(SigningError::Settings {
+                profile: name.clone(),
+                what: "inbound requests can be verified with jws-detached or http-signature only"
+                    .into(),
+            }),
+            None => Err(SigningError::UnknownProfile(name.clone())),
+        }
+    }
+
+    /// The loaded keys of a profile.
+    pub fn material(&self, name: &str) -> Option<&Arc<KeyMaterial>> {
+        self.material.get(name)
+    }
+
+    /// Days to expiry of every certificate the profiles hold, for monitoring (see
+    /// [`certs_days_to_expiry`]).
+    pub fn certs_days_to_expiry(&self) -> Vec<CertExpiry> {
+        certs_days_to_expiry(self)
+    }
+}
+
+/// One certificate's remaining validity, for the metrics (`profile`, `role`, days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertExpiry {
+    pub profile: String,
+    /// `signing` (the key we sign with), `previous` (our rotated-out keys), `trusted` (a
+    /// pinned peer) or `anchor` (a trust anchor).
+    pub role: &'static str,
+    /// The key id (`kid`/`keyid`); for anchors, the subject.
+    pub key_id: String,
+    pub subject: String,
+    pub serial: String,
+    /// Negative once expired.
+    pub days: i64,
+}
+
+/// Profile → certificate → days to expiry, for every certificate of every profile.
+pub fn certs_days_to_expiry(p: &Profiles) -> Vec<CertExpiry> {
+    let mut out = Vec::new();
+    for (name, m) in &p.material {
+        for (role, key_id, cert) in m.certificates() {
+            let info = describe_certificate(cert);
+            out.push(CertExpiry {
+                profile: name.clone(),
+                role,
+                key_id: key_id.to_string(),
+                subject: info.subject,
+                serial: info.serial,
+                days: info.days_to_expiry,
+            });
+        }
+    }
+    out
 }

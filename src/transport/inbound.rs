@@ -9,6 +9,10 @@
 //! - `400` malformed body (not JSON, wrong shape, missing or empty `kind`/`key`), `401` missing
 //!   or wrong token, `404` unknown source, `413` body over the configured cap, `415` not JSON,
 //!   `422` valid but no route takes this kind from this source (or the source may not send it).
+//!   A source with `verify = "PROFILE"` answers `401` with `bad_signature`, `stale_signature`,
+//!   `replayed_signature` or `untrusted_signer` when the request's signature (detached JWS
+//!   header or HTTP message signature) does not verify; that check runs on the raw body before
+//!   anything is parsed ([`crate::signing`]).
 //!   Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. Nothing is queued on any
 //!   error.
 //!
@@ -37,6 +41,8 @@ use crate::pipeline::Engine;
 pub struct SourceRuntime {
     pub token: Option<Secret>,
     pub kinds: Vec<String>,
+    /// The signature every request must carry (`verify = "NAME"`), checked before parsing.
+    pub verify: Option<Arc<crate::signing::InboundVerifier>>,
 }
 
 pub struct InboundState {
@@ -76,10 +82,12 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 async fn accept(
     State(st): State<Arc<InboundState>>,
     Path(source): Path<String>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let resp = accept_inner(&st, &source, &headers, body).await;
+    let resp = accept_inner(&st, &source, (&method, &uri), &headers, body).await;
     let label = if st.sources.contains_key(&source) {
         source.as_str()
     } else {
@@ -92,6 +100,7 @@ async fn accept(
 async fn accept_inner(
     st: &InboundState,
     source: &str,
+    (method, uri): (&axum::http::Method, &axum::http::Uri),
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -130,6 +139,11 @@ async fn accept_inner(
             return error(status, "unreadable_body", rej.body_text());
         }
     };
+    if let Some(v) = &src.verify {
+        if let Err(resp) = verify_signature(v, method, uri, headers, &body).await {
+            return resp;
+        }
+    }
     if let Some(ct) = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -218,6 +232,47 @@ async fn accept_inner(
                 axum::http::HeaderValue::from_static("5"),
             );
             r
+        }
+    }
+}
+
+/// Check the request's signature on the raw bytes; `Err` is the 401 to answer.
+async fn verify_signature(
+    v: &Arc<crate::signing::InboundVerifier>,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), Response> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    // A TLS-terminating proxy in front says so; a wrong claim only makes @target-uri differ.
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let req = crate::signing::InboundRequest {
+        method: method.as_str().to_string(),
+        target_uri: format!("{scheme}://{host}{path}"),
+        headers: headers
+            .iter()
+            .filter_map(|(n, val)| Some((n.as_str().to_string(), val.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.clone(),
+    };
+    match v.verify(req).await {
+        Ok(_) => Ok(()),
+        Err(r) => {
+            warn!(profile = v.profile(), code = r.code, reason = %r.message, "inbound signature refused");
+            let status = if r.code == crate::signing::codes::VERIFICATION_UNAVAILABLE {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            Err(error(status, r.code, r.message))
         }
     }
 }

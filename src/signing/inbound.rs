@@ -1,0 +1,209 @@
+//! Verifying incoming requests of a source (`verify = "NAME"`), before the body is parsed.
+//!
+//! Every refusal carries one stable code ([`codes`]), answered with 401:
+//! - `bad_signature`: no signature, a malformed one, one that does not verify over these bytes
+//!   (changed body, changed covered header), a wrong algorithm for the key;
+//! - `stale_signature`: `created` older than `max_age`, further ahead than `max_skew`, or past
+//!   `expires` (HTTP signatures);
+//! - `replayed_signature`: a nonce this key used before, within the window;
+//! - `untrusted_signer`: a key id nobody configured, or a signer certificate that does not
+//!   chain to `trust_anchors` (expired, revoked, unknown issuer).
+//!
+//! With `trust_anchors`, keys found by id are checked against the anchors on every request too
+//! (a pinned certificate can expire or be revoked while the gateway runs).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gw_crypto::httpsig::{self, HttpSigError, MemoryNonceStore, RequestParts, VerifyPolicy};
+use gw_crypto::jws::{self, JwsError, JwsTrust};
+use gw_crypto::keys::{KeyError, Usage, VerifyingKey};
+use openssl::x509::X509;
+
+use super::material::{KeyMaterial, Scheme};
+use crate::config::defaults;
+
+/// The error codes of a refused signature, defined once.
+pub mod codes {
+    pub const BAD_SIGNATURE: &str = "bad_signature";
+    pub const STALE_SIGNATURE: &str = "stale_signature";
+    pub const REPLAYED_SIGNATURE: &str = "replayed_signature";
+    pub const UNTRUSTED_SIGNER: &str = "untrusted_signer";
+    /// The nonce store could not record the nonce (full of live nonces): refused, retry later.
+    pub const VERIFICATION_UNAVAILABLE: &str = "verification_unavailable";
+}
+
+/// The request as received, owned so verification can run on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct InboundRequest {
+    pub method: String,
+    /// `scheme://host[:port]/path?query` as the sender addressed it.
+    pub target_uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// One of [`codes`].
+    pub code: &'static str,
+    /// The gw-crypto error, for the sender and the log.
+    pub message: String,
+}
+
+/// Who signed an accepted request.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub key_id: Option<String>,
+    pub signer: Option<X509>,
+}
+
+/// Verifies a source's requests with one profile's keys. Built once; holds the profile's
+/// nonce store.
+pub struct InboundVerifier {
+    material: Arc<KeyMaterial>,
+    nonces: MemoryNonceStore,
+}
+
+fn reject(code: &'static str, message: impl std::fmt::Display) -> Rejection {
+    Rejection {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn jws_code(e: &JwsError) -> &'static str {
+    match e {
+        JwsError::UnknownKey(_) | JwsError::NoKeyHint | JwsError::Certificate(_) => {
+            codes::UNTRUSTED_SIGNER
+        }
+        _ => codes::BAD_SIGNATURE,
+    }
+}
+
+fn httpsig_code(e: &HttpSigError) -> &'static str {
+    match e {
+        HttpSigError::Stale { .. } | HttpSigError::FromFuture { .. } => codes::STALE_SIGNATURE,
+        HttpSigError::Replayed => codes::REPLAYED_SIGNATURE,
+        HttpSigError::UnknownKey(_) => codes::UNTRUSTED_SIGNER,
+        HttpSigError::NonceStore(_) => codes::VERIFICATION_UNAVAILABLE,
+        _ => codes::BAD_SIGNATURE,
+    }
+}
+
+impl InboundVerifier {
+    pub fn new(material: Arc<KeyMaterial>) -> Self {
+        InboundVerifier {
+            material,
+            nonces: MemoryNonceStore::new(defaults::NONCE_CAPACITY),
+        }
+    }
+
+    /// The profile's name.
+    pub fn profile(&self) -> &str {
+        &self.material.profile
+    }
+
+    /// Verify on the blocking pool.
+    pub async fn verify(self: &Arc<Self>, req: InboundRequest) -> Result<Verified, Rejection> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.verify_now(&req))
+            .await
+            .unwrap_or_else(|e| {
+                Err(reject(
+                    codes::VERIFICATION_UNAVAILABLE,
+                    format!("verification task failed: {e}"),
+                ))
+            })
+    }
+
+    /// Verify on the calling thread.
+    pub fn verify_now(&self, req: &InboundRequest) -> Result<Verified, Rejection> {
+        let m = &self.material;
+        match m.scheme {
+            Scheme::JwsDetached => self.verify_jws(req),
+            Scheme::HttpSignature => {
+                let parts = RequestParts {
+                    method: &req.method,
+                    target_uri: &req.target_uri,
+                    headers: &req.headers,
+                    body: &req.body,
+                };
+                let policy = VerifyPolicy {
+                    max_age: m.max_age,
+                    max_future_skew: m.max_skew,
+                    ..VerifyPolicy::default()
+                };
+                let v = httpsig::verify_request(&parts, &m.verifiers, &policy, &self.nonces)
+                    .map_err(|e| reject(httpsig_code(&e), e))?;
+                let key = m.verifiers.iter().find(|k| k.id == v.key_id);
+                self.check_chain(key)?;
+                Ok(Verified {
+                    key_id: Some(v.key_id),
+                    signer: key.and_then(|k| k.cert.clone()),
+                })
+            }
+            other => Err(reject(
+                codes::BAD_SIGNATURE,
+                format!(
+                    "profile {} ({}) cannot verify requests",
+                    m.profile,
+                    other.name()
+                ),
+            )),
+        }
+    }
+
+    fn verify_jws(&self, req: &InboundRequest) -> Result<Verified, Rejection> {
+        let m = &self.material;
+        let token = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&m.header))
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| reject(codes::BAD_SIGNATURE, format!("missing header {}", m.header)))?;
+        let by_kid = jws::verify(token, Some(&req.body), JwsTrust::Keys(&m.verifiers));
+        let v = match (by_kid, &m.trust) {
+            // No kid: an x5c chain, judged by the anchors.
+            (Err(JwsError::NoKeyHint), Some(trust)) => {
+                jws::verify(token, Some(&req.body), JwsTrust::Chain(trust))
+                    .map_err(|e| reject(jws_code(&e), e))?
+            }
+            (Err(e), _) => return Err(reject(jws_code(&e), e)),
+            (Ok(v), _) => {
+                let key = v
+                    .key_id
+                    .as_deref()
+                    .and_then(|id| m.verifiers.iter().find(|k| k.id == id));
+                self.check_chain(key)?;
+                v
+            }
+        };
+        let signer = v.signer.clone().or_else(|| {
+            v.key_id
+                .as_deref()
+                .and_then(|id| m.verifiers.iter().find(|k| k.id == id))
+                .and_then(|k| k.cert.clone())
+        });
+        Ok(Verified {
+            key_id: v.key_id,
+            signer,
+        })
+    }
+
+    /// With anchors configured, a key found by id must still chain to them now.
+    fn check_chain(&self, key: Option<&VerifyingKey>) -> Result<(), Rejection> {
+        let (Some(trust), Some(cert)) = (&self.material.trust, key.and_then(|k| k.cert.as_ref()))
+        else {
+            return Ok(());
+        };
+        let chain = key.map(|k| self.material.chain_of(&k.id)).unwrap_or(&[]);
+        trust
+            .verify(cert, chain, Usage::Signing)
+            .map(|_| ())
+            .map_err(|e: KeyError| {
+                reject(codes::UNTRUSTED_SIGNER, format!("signer certificate: {e}"))
+            })
+    }
+}
