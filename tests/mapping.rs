@@ -586,3 +586,72 @@ fn map_command_prints_the_canonical_dossier_and_the_vendor_form() {
         "{err}"
     );
 }
+
+#[test]
+fn schema_errors_list_every_violation_with_its_path() {
+    let a = example();
+    let mut v = sample("04-to-chuc-dat-dai.json");
+    v["phiLePhi"][1]["soTien"] = json!("100000");
+    v["giayToNop"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("duongDan");
+    v["thongTinLa"] = json!(1);
+    let e = a
+        .validate_schema("hoso", &v, "request")
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "$.phiLePhi[1].soTien",
+        "$.giayToNop[0]",
+        "thongTinLa",
+        "violates schema hoso",
+    ] {
+        assert!(e.contains(part), "{part} missing in {e}");
+    }
+    assert!(a.validate_schema("khong-co", &v, "request").is_err());
+}
+
+#[test]
+fn the_reverse_direction_fails_on_values_it_cannot_express() {
+    let a = example();
+    let mut d = a
+        .to_canonical(&sample("01-tiep-nhan.json"), "s")
+        .unwrap()
+        .dossier;
+    d.fees[0].category = Some("donation".into());
+    let e = a.from_canonical(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("$.loaiPhi: canonical \"donation\" has no vendor code in table fee_category"),
+        "{e}"
+    );
+    assert!(
+        e.starts_with("reverse mapping of dossier H22.12-261124-0001: "),
+        "{e}"
+    );
+    // The produced message must satisfy the reverse schema.
+    let mut d = a
+        .to_canonical(&sample("01-tiep-nhan.json"), "s")
+        .unwrap()
+        .dossier;
+    d.owner.id_number = Some(gateway::model::Personal("not-a-number".into()));
+    let e = a.from_canonical(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("$.chuHoSo.soCCCD: violates schema hoso") && !e.contains("not-a-number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_body_above_the_adapter_limit_is_refused_before_parsing() {
+    let (_t, dir) = variant("adapter.toml", |s| {
+        s.replace("max_body_bytes = 1048576", "max_body_bytes = 100")
+    });
+    let a = Adapter::load(&dir).unwrap();
+    let body = std::fs::read(example_dir().join("samples/01-tiep-nhan.json")).unwrap();
+    let e = a
+        .parse_inbound(&body, "inbound request")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("above limits.max_body_bytes 100"), "{e}");
+}
