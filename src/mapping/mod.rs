@@ -7,7 +7,8 @@
 //!   converted, every schema compiled then. No message ever meets a rule that was not checked.
 //! - Loading reports **every** problem of the folder, each as
 //!   `adapters/x/mapping.toml:fields.owner.name.path: what is wrong: how to fix it`;
-//!   unknown keys are problems (like the gateway config).
+//!   unknown keys are problems (like the gateway config). As there, a value of the wrong
+//!   TOML type stops that one file at that value; it is reported at its key.
 //! - A mapping error names the origin (sample file name or `inbound request`), the JSON path
 //!   and the rule: `sample.json: $.trangThai: value "XYZ" is not in table status (known: …)
 //!   (rule fields.status)`. Values of personal fields (owner fields always, any rule marked
@@ -38,6 +39,8 @@
 //!
 //! [tables.status]                    # value tables: vendor code → canonical value
 //! DA_TIEP_NHAN = "received"          # status values: the snake_case names of DossierStatus
+//!                                    # (without a table a status field also takes those names
+//!                                    # or the national codes "1"…"10")
 //!
 //! [fields.code]                      # one rule per canonical field (names of model::Dossier)
 //! path = "maHoSo"                    # JSON path in the vendor message (see [`path`]): the rename
