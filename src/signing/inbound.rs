@@ -108,14 +108,9 @@ impl InboundVerifier {
     /// Verify on the blocking pool.
     pub async fn verify(self: &Arc<Self>, req: InboundRequest) -> Result<Verified, Rejection> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.verify_now(&req))
+        super::run_cpu(move || this.verify_now(&req))
             .await
-            .unwrap_or_else(|e| {
-                Err(reject(
-                    codes::VERIFICATION_UNAVAILABLE,
-                    format!("verification task failed: {e}"),
-                ))
-            })
+            .unwrap_or_else(|e| Err(reject(codes::VERIFICATION_UNAVAILABLE, e)))
     }
 
     /// Verify on the calling thread.

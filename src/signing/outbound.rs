@@ -198,8 +198,6 @@ impl SigningProfile for SchemeProfile {
 
     async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.sign_now(req))
-            .await
-            .map_err(|e| format!("signing task failed: {e}"))?
+        super::run_cpu(move || this.sign_now(req)).await?
     }
 }
