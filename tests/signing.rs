@@ -1012,3 +1012,85 @@ certificate = "certs-example/sign-ec.pem"
         );
     }
 }
+
+// ------------------------------------------------------------------ rotation, chains, CRLs
+
+fn inbound(headers: Vec<(String, String)>, body: &[u8]) -> gateway::signing::InboundRequest {
+    gateway::signing::InboundRequest {
+        method: "POST".into(),
+        target_uri: "http://gw.example/in/s".into(),
+        headers,
+        body: body.to_vec().into(),
+    }
+}
+
+fn source(verify: &str) -> config::SourceSection {
+    config::SourceSection {
+        token: None,
+        kinds: vec![],
+        verify: Some(verify.into()),
+    }
+}
+
+#[test]
+fn verifiers_accept_previous_keys_and_judge_chains_and_crls() {
+    let loaded = load(
+        r#"
+[signing.rotated]
+scheme = "jws-detached"
+key = "certs-example/sign-ec.key"
+certificate = "certs-example/sign-ec.pem"
+key_id = "k-2026"
+previous = [{ key_id = "k-2025", certificate = "certs-example/sign-rsa.pem" }]
+
+[signing.chained]
+scheme = "jws-detached"
+header = "x-sig"
+trust_anchors = "certs-example/chain.pem"
+crls = ["certs-example/intermediate-ca.crl.pem", "certs-example/root-ca.crl.pem"]
+"#,
+    );
+    let profiles = Profiles::load(&loaded).unwrap();
+    let body = b"{\"kind\":\"k\"}";
+    let opts = jws::JwsOptions::default();
+    let x5c = jws::JwsOptions {
+        key_hint: jws::KeyHint::X5c,
+        ..Default::default()
+    };
+    let hdr = |name: &str, t: String| vec![(name.to_string(), t)];
+
+    let rotated = profiles.for_source(&source("rotated")).unwrap().unwrap();
+    for k in [key("sign-ec", "k-2026"), key("sign-rsa", "k-2025")] {
+        let t = jws::sign_detached(body, &k, &opts).unwrap();
+        let v = rotated
+            .verify_now(&inbound(hdr("x-jws-signature", t), body))
+            .unwrap_or_else(|r| panic!("{} refused: {r:?}", k.id()));
+        assert_eq!(v.key_id.as_deref(), Some(k.id()));
+    }
+    let t = jws::sign_detached(body, &key("sign-rsa", "k-2024"), &opts).unwrap();
+    let r = rotated
+        .verify_now(&inbound(hdr("x-jws-signature", t), body))
+        .unwrap_err();
+    assert_eq!(r.code, "untrusted_signer");
+
+    let chained = profiles.for_source(&source("chained")).unwrap().unwrap();
+    let t = jws::sign_detached(body, &key("sign-ec", "any"), &x5c).unwrap();
+    let v = chained
+        .verify_now(&inbound(hdr("x-sig", t), body))
+        .expect("x5c chaining to the anchors, not revoked");
+    assert!(v.signer.is_some());
+    for (name, why) in [("sign-revoked", "revoked"), ("sign-expired", "expired")] {
+        let t = jws::sign_detached(body, &key(name, "any"), &x5c).unwrap();
+        let r = chained
+            .verify_now(&inbound(hdr("x-sig", t), body))
+            .unwrap_err();
+        assert_eq!(r.code, "untrusted_signer", "{name}");
+        assert!(r.message.contains(why), "{name}: {}", r.message);
+    }
+    // A scheme that cannot verify requests is refused when the source is built.
+    assert!(profiles.for_source(&source("nope")).is_err());
+    let expiry = profiles.certs_days_to_expiry();
+    assert!(expiry
+        .iter()
+        .any(|c| c.profile == "rotated" && c.role == "previous" && c.key_id == "k-2025"));
+}

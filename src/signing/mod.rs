@@ -16,9 +16,10 @@
 //!   run on tokio's blocking pool (`spawn_blocking`), never on the reactor threads, and at most
 //!   [`cpu_slots`] of them at once (the number of CPUs less one, at least one), so a burst of
 //!   RSA signatures cannot crowd the reactor threads off the CPUs either. Measured on 2 shared
-//!   cores (`tests/signing.rs`, `signing_cost_per_scheme`): with 8 tasks signing RSA a 1 ms
-//!   ticker's p99 lateness was 10-11 ms inline, 7-15 ms with unbounded `spawn_blocking` and
-//!   2-3 ms bounded, for the same throughput.
+//!   cores under load (`tests/signing.rs`, `signing_cost_per_scheme`): with 8 tasks signing RSA,
+//!   a 1 ms ticker's p99 lateness was 10-16 ms inline, 15-27 ms with unbounded `spawn_blocking`
+//!   (blocking threads outnumber the cores) and 2-3 ms bounded, for 20-25% less signing
+//!   throughput than inline.
 //! - Inbound verification fails closed with one stable code per cause ([`codes`]); a request
 //!   that does not verify is never parsed, let alone queued.
 //!
