@@ -191,7 +191,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             .with_graceful_shutdown(async move { cc.cancelled().await })
             .await;
     });
-    let ops = crate::ops::router(engine.clone());
+    let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
+    let ops = crate::ops::router(engine.clone(), ops_options);
     let cc = cancel.clone();
     tasks.spawn(async move {
         let _ = axum::serve(ops_l, ops)

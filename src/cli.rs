@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, ReplayResult};
+use crate::app;
 use crate::config::{self, Loaded};
 use crate::envelope::now_ms;
 
@@ -42,6 +42,18 @@ pub enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// A dossier's trail: every attempt and outcome on every route, as a table.
+    Trace {
+        /// The dossier code (the ordering key).
+        dossier: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Routes, queue depths and open dead letters.
+    Status {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
     },
     /// Sign a file with a profile or a key: XML → XML-DSig enveloped, JSON → JWS compact
     /// (`--detached`: RFC 7797). Exit 2 on usage/config errors.
@@ -143,6 +155,15 @@ async fn run(cmd: Command) -> ExitCode {
                         "sqlite"
                     }
                 );
+                if l.config.ops.tokens.is_empty() {
+                    println!("note: no [ops] tokens: the ops API and dashboard are off (/healthz, /readyz and /metrics answer)");
+                } else {
+                    println!(
+                        "ops API and dashboard on http://{}/ for {} token(s)",
+                        l.config.ops.listen,
+                        l.config.ops.tokens.len()
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -192,6 +213,28 @@ async fn run(cmd: Command) -> ExitCode {
             wait_for_signal().await;
             ExitCode::SUCCESS
         }
+        Command::Trace { dossier, config } => {
+            let loaded = match load_or_exit(&config) {
+                Ok(l) => l,
+                Err(c) => return c,
+            };
+            crate::opscli::trace(&loaded, &dossier)
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                })
+        }
+        Command::Status { config } => {
+            let loaded = match load_or_exit(&config) {
+                Ok(l) => l,
+                Err(c) => return c,
+            };
+            crate::opscli::status(&loaded).await.unwrap_or_else(|e| {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            })
+        }
         Command::Dlq { config, action } => {
             let loaded = match load_or_exit(&config) {
                 Ok(l) => l,
@@ -219,6 +262,15 @@ pub async fn wait_for_signal() {
 }
 
 async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppError> {
+    if let DlqAction::Replay {
+        ids,
+        all,
+        route,
+        by,
+    } = action
+    {
+        return crate::opscli::replay(loaded, ids, all, route, &by).await;
+    }
     let (broker, store) = app::open_backends(loaded).await?;
     let result = match action {
         DlqAction::List {
@@ -277,48 +329,7 @@ async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppErr
                 ExitCode::from(1)
             }
         },
-        DlqAction::Replay {
-            ids,
-            all,
-            route,
-            by,
-        } => {
-            let ids = if all {
-                let f = gw_store::DeadLetterFilter {
-                    route,
-                    key: None,
-                    state: Some(gw_store::DeadLetterState::Open),
-                    limit: u32::MAX,
-                };
-                store
-                    .dead_letters(&f)
-                    .await?
-                    .into_iter()
-                    .map(|d| d.letter.id)
-                    .collect()
-            } else {
-                ids
-            };
-            let total = ids.len();
-            let mut failed = 0;
-            for (i, id) in ids.iter().enumerate() {
-                match app::replay(broker.as_ref(), store.as_ref(), id, &by).await? {
-                    ReplayResult::Replayed => println!("[{}/{total}] {id}: replayed", i + 1),
-                    ReplayResult::AlreadySettled(s) => {
-                        println!("[{}/{total}] {id}: already {s}, nothing done", i + 1)
-                    }
-                    ReplayResult::NotFound => {
-                        failed += 1;
-                        println!("[{}/{total}] {id}: not found", i + 1)
-                    }
-                }
-            }
-            if failed > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+        DlqAction::Replay { .. } => unreachable!("handled above by opscli::replay"),
         DlqAction::Drop { ids, by } => {
             let mut failed = 0;
             for id in &ids {

@@ -16,6 +16,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod opscli;
 pub mod pipeline;
 pub mod retry;
 pub mod sigcli;

@@ -1,9 +1,19 @@
 //! Process metrics, rendered in the Prometheus text format on the ops listener.
 //!
 //! # Invariants
-//! - Label values come from bounded sets only: route and adapter names (configuration),
-//!   outcomes and [`crate::retry::Reason`] labels. Never a dossier code, never personal data.
-//! - Counters only go up; the render is a consistent snapshot per metric family.
+//! - Label values come from bounded sets only: route, adapter, signing profile and certificate
+//!   names (configuration), outcomes and [`crate::retry::Reason`] labels. Never a dossier code,
+//!   never personal data, never a token.
+//! - Counters only go up; the render is a consistent snapshot (one lock for all families).
+//! - Every family is rendered with its `# HELP` and `# TYPE` lines even before its first sample,
+//!   so dashboards and alert rules can rely on the names existing.
+//! - Gauges that need the broker or the store (queue depth, open dead letters) are rendered by
+//!   [`crate::ops`] at scrape time, not kept here.
+//!
+//! Families (all prefixed `gateway_`): `messages_in_total`, `messages_out_total`,
+//! `outcomes_total`, `inbound_requests_total`, `delivery_seconds` (histogram),
+//! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`; from ops:
+//! `queue_ready`, `queue_unacked`, `queue_delayed`, `dead_letters_open`, `build_info`, `up`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -24,6 +34,8 @@ struct Histogram {
 
 #[derive(Default)]
 struct Inner {
+    /// route → destination adapter (registered when the engine is built).
+    adapters: BTreeMap<String, String>,
     /// route → accepted count
     messages_in: BTreeMap<String, u64>,
     /// (route, outcome, reason) → count
@@ -31,6 +43,18 @@ struct Inner {
     /// (source, status) → count
     inbound: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
+    /// route → age in seconds of the last message it picked up (how far behind it runs).
+    age: BTreeMap<String, f64>,
+    /// adapter → failed token refreshes (OAuth2 / session logins).
+    token_refresh_failures: BTreeMap<String, u64>,
+    /// (signing profile, certificate) → days until the certificate expires.
+    cert_days: BTreeMap<(String, String), f64>,
+}
+
+impl Inner {
+    fn adapter(&self, route: &str) -> &str {
+        self.adapters.get(route).map(String::as_str).unwrap_or("")
+    }
 }
 
 #[derive(Default)]
@@ -38,9 +62,26 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
+/// Counts of one route since the process started, for the ops API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RouteCounts {
+    pub messages_in: u64,
+    /// outcome (`delivered`, `retried`, `dead_lettered`, …) → count, over all reasons.
+    pub outcomes: BTreeMap<String, u64>,
+}
+
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Name the destination adapter of a route (the `adapter` label of its samples).
+    pub fn register_route(&self, route: &str, adapter: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .adapters
+            .insert(route.to_string(), adapter.to_string());
     }
 
     pub fn inc_in(&self, route: &str) {
@@ -86,6 +127,37 @@ impl Metrics {
         h.count += 1;
     }
 
+    /// The age (since it was accepted) of the message a route just picked up. Retries keep
+    /// their original acceptance time, so a route stuck on an outage shows a growing age.
+    pub fn observe_age(&self, route: &str, age: Duration) {
+        self.inner
+            .lock()
+            .unwrap()
+            .age
+            .insert(route.to_string(), age.as_secs_f64());
+    }
+
+    /// A token refresh (OAuth2 client credentials, a session login) of `adapter` failed.
+    pub fn inc_token_refresh_failure(&self, adapter: &str) {
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .token_refresh_failures
+            .entry(adapter.to_string())
+            .or_default() += 1;
+    }
+
+    /// Days until a signing or TLS certificate expires (negative once expired). `profile` and
+    /// `cert` are configuration names, never a subject.
+    pub fn set_cert_days(&self, profile: &str, cert: &str, days: f64) {
+        self.inner
+            .lock()
+            .unwrap()
+            .cert_days
+            .insert((profile.to_string(), cert.to_string()), days);
+    }
+
     /// A counter's value, for tests and the demo summary.
     pub fn outcome_count(&self, route: &str, outcome: &str) -> u64 {
         self.inner
@@ -110,25 +182,81 @@ impl Metrics {
             .sum()
     }
 
+    /// A route's counts since start (for `/api/v1/routes`).
+    pub fn route_counts(&self, route: &str) -> RouteCounts {
+        let g = self.inner.lock().unwrap();
+        let mut c = RouteCounts {
+            messages_in: g.messages_in.get(route).copied().unwrap_or(0),
+            ..Default::default()
+        };
+        for ((r, o, _), v) in &g.outcomes {
+            if r == route {
+                *c.outcomes.entry(o.clone()).or_default() += v;
+            }
+        }
+        c
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let g = self.inner.lock().unwrap();
         let mut out = String::new();
-        out.push_str("# HELP gateway_messages_in_total Envelopes accepted and queued, per route.\n# TYPE gateway_messages_in_total counter\n");
+        family(
+            &mut out,
+            "gateway_messages_in_total",
+            "counter",
+            "Envelopes accepted and queued, per route and destination adapter.",
+        );
         for (r, v) in &g.messages_in {
-            let _ = writeln!(out, "gateway_messages_in_total{{route=\"{}\"}} {v}", esc(r));
+            let _ = writeln!(
+                out,
+                "gateway_messages_in_total{{route=\"{}\",adapter=\"{}\"}} {v}",
+                esc(r),
+                esc(g.adapter(r))
+            );
         }
-        out.push_str("# HELP gateway_outcomes_total Delivery outcomes per route, outcome and reason.\n# TYPE gateway_outcomes_total counter\n");
+        family(
+            &mut out,
+            "gateway_messages_out_total",
+            "counter",
+            "Envelopes delivered to (accepted by) the destination, per route and adapter.",
+        );
+        let mut out_counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((r, o, _), v) in &g.outcomes {
+            if o == "delivered" {
+                *out_counts.entry(r).or_default() += v;
+            }
+        }
+        for (r, v) in out_counts {
+            let _ = writeln!(
+                out,
+                "gateway_messages_out_total{{route=\"{}\",adapter=\"{}\"}} {v}",
+                esc(r),
+                esc(g.adapter(r))
+            );
+        }
+        family(
+            &mut out,
+            "gateway_outcomes_total",
+            "counter",
+            "Delivery outcomes per route, adapter, outcome and reason.",
+        );
         for ((r, o, why), v) in &g.outcomes {
             let _ = writeln!(
                 out,
-                "gateway_outcomes_total{{route=\"{}\",outcome=\"{}\",reason=\"{}\"}} {v}",
+                "gateway_outcomes_total{{route=\"{}\",adapter=\"{}\",outcome=\"{}\",reason=\"{}\"}} {v}",
                 esc(r),
+                esc(g.adapter(r)),
                 esc(o),
                 esc(why)
             );
         }
-        out.push_str("# HELP gateway_inbound_requests_total Inbound requests per source and HTTP status.\n# TYPE gateway_inbound_requests_total counter\n");
+        family(
+            &mut out,
+            "gateway_inbound_requests_total",
+            "counter",
+            "Inbound requests per source and HTTP status.",
+        );
         for ((s, st), v) in &g.inbound {
             let _ = writeln!(
                 out,
@@ -136,40 +264,86 @@ impl Metrics {
                 esc(s)
             );
         }
-        out.push_str("# HELP gateway_delivery_seconds Time of one delivery attempt to the destination.\n# TYPE gateway_delivery_seconds histogram\n");
+        family(
+            &mut out,
+            "gateway_delivery_seconds",
+            "histogram",
+            "Time of one delivery attempt to the destination.",
+        );
         for (r, h) in &g.latency {
+            let labels = format!("route=\"{}\",adapter=\"{}\"", esc(r), esc(g.adapter(r)));
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "gateway_delivery_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {}",
-                    esc(r),
+                    "gateway_delivery_seconds_bucket{{{labels},le=\"{b}\"}} {}",
                     h.counts[i]
                 );
             }
             let _ = writeln!(
                 out,
-                "gateway_delivery_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}",
-                esc(r),
+                "gateway_delivery_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 h.count
             );
+            let _ = writeln!(out, "gateway_delivery_seconds_sum{{{labels}}} {}", h.sum);
             let _ = writeln!(
                 out,
-                "gateway_delivery_seconds_sum{{route=\"{}\"}} {}",
-                esc(r),
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "gateway_delivery_seconds_count{{route=\"{}\"}} {}",
-                esc(r),
+                "gateway_delivery_seconds_count{{{labels}}} {}",
                 h.count
+            );
+        }
+        family(
+            &mut out,
+            "gateway_message_age_seconds",
+            "gauge",
+            "Age since acceptance of the last message each route picked up (how far behind it runs).",
+        );
+        for (r, v) in &g.age {
+            let _ = writeln!(
+                out,
+                "gateway_message_age_seconds{{route=\"{}\",adapter=\"{}\"}} {v}",
+                esc(r),
+                esc(g.adapter(r))
+            );
+        }
+        family(
+            &mut out,
+            "gateway_token_refresh_failures_total",
+            "counter",
+            "Failed token refreshes (OAuth2, session logins) per adapter.",
+        );
+        for (a, v) in &g.token_refresh_failures {
+            let _ = writeln!(
+                out,
+                "gateway_token_refresh_failures_total{{adapter=\"{}\"}} {v}",
+                esc(a)
+            );
+        }
+        family(
+            &mut out,
+            "gateway_certificate_expiry_days",
+            "gauge",
+            "Days until a configured certificate expires, per signing profile and certificate.",
+        );
+        for ((p, c), v) in &g.cert_days {
+            let _ = writeln!(
+                out,
+                "gateway_certificate_expiry_days{{profile=\"{}\",cert=\"{}\"}} {v}",
+                esc(p),
+                esc(c)
             );
         }
         out
     }
 }
 
-fn esc(s: &str) -> String {
+/// The `# HELP` and `# TYPE` lines of a family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escape a label value (backslash, quote, newline).
+pub fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -182,24 +356,55 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::new();
+        m.register_route("sync", "dvcqg");
         m.inc_in("sync");
         m.inc_outcome("sync", "delivered", "accepted");
         m.inc_outcome("sync", "delivered", "accepted");
         m.observe_latency("sync", Duration::from_millis(3));
         let t = m.render();
         assert!(
-            t.contains("gateway_messages_in_total{route=\"sync\"} 1"),
-            "{t}"
-        );
-        assert!(t.contains("gateway_outcomes_total{route=\"sync\",outcome=\"delivered\",reason=\"accepted\"} 2"), "{t}");
-        assert!(
-            t.contains("gateway_delivery_seconds_bucket{route=\"sync\",le=\"0.005\"} 1"),
+            t.contains("gateway_messages_in_total{route=\"sync\",adapter=\"dvcqg\"} 1"),
             "{t}"
         );
         assert!(
-            t.contains("gateway_delivery_seconds_bucket{route=\"sync\",le=\"0.001\"} 0"),
+            t.contains("gateway_messages_out_total{route=\"sync\",adapter=\"dvcqg\"} 2"),
+            "{t}"
+        );
+        assert!(t.contains("gateway_outcomes_total{route=\"sync\",adapter=\"dvcqg\",outcome=\"delivered\",reason=\"accepted\"} 2"), "{t}");
+        assert!(
+            t.contains(
+                "gateway_delivery_seconds_bucket{route=\"sync\",adapter=\"dvcqg\",le=\"0.005\"} 1"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "gateway_delivery_seconds_bucket{route=\"sync\",adapter=\"dvcqg\",le=\"0.001\"} 0"
+            ),
             "{t}"
         );
         assert_eq!(m.outcome_count("sync", "delivered"), 2);
+        assert_eq!(m.route_counts("sync").outcomes["delivered"], 2);
+    }
+
+    #[test]
+    fn token_and_certificate_gauges() {
+        let m = Metrics::new();
+        m.inc_token_refresh_failure("dvcqg");
+        m.set_cert_days("smartca", "signing", 12.5);
+        m.set_cert_days("smartca", "signing", 11.0);
+        let t = m.render();
+        assert!(
+            t.contains("gateway_token_refresh_failures_total{adapter=\"dvcqg\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("gateway_certificate_expiry_days{profile=\"smartca\",cert=\"signing\"} 11"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# TYPE gateway_message_age_seconds gauge"),
+            "{t}"
+        );
     }
 }

@@ -1,0 +1,500 @@
+//! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver as a
+//! child process on a free loopback port; a small W3C WebDriver client on reqwest below) against
+//! a gateway started in-process with traffic flowing and a dead letter waiting. It enters the
+//! token, finds a dossier's trail, replays the dead letter and sees it delivered, switches to
+//! Vietnamese, and saves a screenshot to `target/browser-artifacts/dashboard.png`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `chromium chromium-driver`). Without them the
+//! test fails under `CI=true` and is skipped with a printed reason elsewhere.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gateway::app;
+use gw_contract_tests::sink::{Faults, Sink};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const OPERATOR_TOKEN: &str = "browser-operator-token-3c1f0e9d";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_in_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// The browser and its driver, or `None` (skip) outside CI.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let chromium = find_in_path(&["chromium", "chromium-browser", "google-chrome"]);
+    let driver = find_in_path(&["chromedriver"]);
+    match (chromium, driver) {
+        (Some(c), Some(d)) => Some((c, d)),
+        (c, d) => {
+            let msg = format!(
+                "dashboard_in_a_real_browser: needs chromium ({}) and chromedriver ({}): apt-get install chromium chromium-driver",
+                c.is_some(),
+                d.is_some()
+            );
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{msg}: they must be installed in CI");
+            }
+            eprintln!("SKIPPED {msg}");
+            None
+        }
+    }
+}
+
+/// chromedriver as a child; killed when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal W3C WebDriver client: what this test needs and nothing more.
+struct WebDriver {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+impl WebDriver {
+    async fn start(chromium: &std::path::Path, base: String, profile: &std::path::Path) -> Self {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http
+                .get(format!("{base}/status"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.display().to_string(),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1366,1100",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_string();
+        WebDriver {
+            http,
+            base,
+            session,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut rb = self.http.request(method, url);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r: Value = rb.send().await.unwrap().json().await.unwrap();
+        if r["value"].get("error").is_some() {
+            panic!("webdriver {path}: {}", r["value"]);
+        }
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// The text of the first element matching `css` ("" when there is none).
+    async fn text(&self, css: &str) -> String {
+        self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        self.js(
+            "return document.querySelector(arguments[0]) !== null;",
+            json!([css]),
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+    }
+
+    async fn wait_until(&self, what: &str, timeout: Duration, css: &str, contains: &str) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.text(css).await.contains(contains) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let body = self.text("body").await;
+                panic!(
+                    "timed out waiting for {what}: `{contains}` in `{css}`; the page says:\n{body}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        base64_decode(b64.as_str().unwrap())
+    }
+
+    async fn quit(&self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().filter(|c| *c != b'=').collect();
+        let mut n = 0u32;
+        for (i, c) in data.iter().enumerate() {
+            n |= val(*c) << (18 - 6 * i);
+        }
+        for i in 0..data.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGk="), b"hi");
+    assert_eq!(base64_decode("YWJj"), b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    // A gateway with traffic flowing and one dossier the destination keeps failing on.
+    let sink = Sink::start(
+        0,
+        Faults {
+            failing_keys: ["H22.99-POISON".to_string()].into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("GW_BROWSER_OPERATOR", OPERATOR_TOKEN);
+    let route = "dossier-sync";
+    let text = config_text(Backend::Embedded, dir.path(), route, &sink.url(), "max_attempts = 2")
+        .replace(
+            "[ops]\nlisten = \"127.0.0.1:0\"\n",
+            "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"alice\", role = \"operator\", token = { env = \"GW_BROWSER_OPERATOR\" } }]\n",
+        );
+    let running = app::start(&load(&text), CancellationToken::new())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "H22.99-POISON", 1).await,
+        202
+    );
+    for d in 0..10 {
+        assert_eq!(
+            post_event(&client, running.inbound_addr, &format!("H22.01-{d:04}"), 1).await,
+            202
+        );
+    }
+    let m = running.engine.metrics.clone();
+    eventually(Duration::from_secs(60), "first traffic settled", || {
+        m.outcome_total("delivered") >= 10 && m.outcome_total("dead_lettered") >= 1
+    })
+    .await;
+    // Keep a trickle flowing while the page watches.
+    let stop = CancellationToken::new();
+    let trickle = {
+        let (stop, client, inbound) = (stop.clone(), client.clone(), running.inbound_addr);
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                let _ = post_event(&client, inbound, &format!("H22.02-{n:04}"), 1).await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let wd = WebDriver::start(
+        &chromium,
+        format!("http://127.0.0.1:{port}"),
+        profile.path(),
+    )
+    .await;
+    let page = format!("http://{}/", running.ops_addr);
+    wd.goto(&page).await;
+    wd.wait_until(
+        "the page",
+        Duration::from_secs(10),
+        "h1",
+        "Gateway operations",
+    )
+    .await;
+    assert!(wd.text("#notice").await.contains("Enter an ops token"));
+
+    // The token, then flows and the dead letter appear.
+    wd.type_into("#token", OPERATOR_TOKEN).await;
+    wd.click("#save-token").await;
+    wd.wait_until(
+        "the route's flow",
+        Duration::from_secs(15),
+        "#flows tbody",
+        route,
+    )
+    .await;
+    wd.wait_until(
+        "the status line",
+        Duration::from_secs(15),
+        "#status",
+        "alice",
+    )
+    .await;
+    wd.wait_until(
+        "the dead letter",
+        Duration::from_secs(15),
+        "#dead-letters tbody",
+        "H22.99-POISON",
+    )
+    .await;
+    assert!(wd
+        .text("#dead-letters tbody")
+        .await
+        .contains("retries_exhausted"));
+    // A second poll gives rates.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        wd.exists("#flows svg.spark polyline").await,
+        "history is drawn"
+    );
+
+    // A dossier's trail.
+    wd.type_into("#search-input", "H22.01-0003").await;
+    wd.click("#search-btn").await;
+    wd.wait_until("the trail", Duration::from_secs(10), "#trail", "delivered")
+        .await;
+    assert!(
+        wd.exists("#trail li[data-event='attempt'][data-result='delivered']")
+            .await
+    );
+    assert!(
+        wd.text("#trail").await.contains("sha256:"),
+        "the digest is shown"
+    );
+
+    // Fix the destination, replay from the page, see it delivered in the trail.
+    sink.set_faults(Faults::default());
+    wd.click("button.replay[data-key='H22.99-POISON']").await;
+    wd.wait_until(
+        "the replay notice",
+        Duration::from_secs(10),
+        "#notice",
+        "Replayed",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        wd.type_into("#search-input", "H22.99-POISON").await;
+        wd.click("#search-btn").await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if wd
+            .exists(&format!(
+                "#trail-routes .badge[data-route='{route}'][data-outcome='delivered']"
+            ))
+            .await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replayed dossier shows delivered: {}",
+            wd.text("#trail").await
+        );
+    }
+    assert!(
+        wd.text("#trail").await.contains("dead-lettered"),
+        "the earlier failure stays in the trail"
+    );
+    wd.wait_until(
+        "the dead letter list empties",
+        Duration::from_secs(10),
+        "#dead-letters tbody",
+        "No open dead letters",
+    )
+    .await;
+
+    // Vietnamese.
+    wd.click("#lang").await;
+    wd.wait_until(
+        "Vietnamese title",
+        Duration::from_secs(5),
+        "h1",
+        "Vận hành cổng tích hợp",
+    )
+    .await;
+    assert!(wd.text("#flows thead").await.contains("Tuyến"));
+    assert!(wd.text("#trail").await.contains("đã chuyển"));
+    assert_eq!(wd.text("#lang").await, "English");
+    assert_eq!(
+        wd.js("return document.documentElement.lang;", json!([]))
+            .await,
+        "vi"
+    );
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+
+    let png = wd.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("dashboard.png"), &png).unwrap();
+
+    // Back to English (the choice is remembered per browser).
+    wd.click("#lang").await;
+    wd.wait_until(
+        "English title",
+        Duration::from_secs(5),
+        "h1",
+        "Gateway operations",
+    )
+    .await;
+    wd.quit().await;
+    stop.cancel();
+    let _ = trickle.await;
+    running.shutdown().await;
+}
