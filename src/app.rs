@@ -193,6 +193,32 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     });
     let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
     let ops = crate::ops::router(engine.clone(), ops_options);
+    // Certificate days to expiry for `/metrics`, refreshed hourly (they count down).
+    let (certs, m, cc) = (
+        profiles.certs_days_to_expiry(),
+        engine.metrics.clone(),
+        cancel.clone(),
+    );
+    tasks.spawn(async move {
+        let started = std::time::Instant::now();
+        loop {
+            let elapsed_days = started.elapsed().as_secs_f64() / 86_400.0;
+            for c in &certs {
+                // Anchors are named by serial: a subject may name a person.
+                let id = if c.role == "anchor" {
+                    &c.serial
+                } else {
+                    &c.key_id
+                };
+                let cert = format!("{}/{id}", c.role);
+                m.set_cert_days(&c.profile, &cert, c.days as f64 - elapsed_days);
+            }
+            tokio::select! {
+                _ = cc.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            }
+        }
+    });
     let cc = cancel.clone();
     tasks.spawn(async move {
         let _ = axum::serve(ops_l, ops)

@@ -853,3 +853,165 @@ async fn deploy_alerts_and_dashboard_use_real_metric_names() {
     }
     gw.running.shutdown().await;
 }
+
+/// Run the `gateway` binary; (exit code, stdout, stderr).
+fn gateway_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_trace_status_and_interruptible_bulk_replay() {
+    // 60 dossiers the destination refuses, 5 it takes.
+    let poison: Vec<String> = (0..60).map(|i| format!("REFUSED-{i:03}")).collect();
+    let sink = Sink::start(
+        0,
+        Faults {
+            poison_keys: poison.iter().cloned().collect(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("cli");
+    let text = ops_config(dir.path(), &route, &sink.url(), "");
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &text).unwrap();
+    let running = app::start(&load(&text), CancellationToken::new())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    for key in poison
+        .iter()
+        .map(String::as_str)
+        .chain(["FINE-1", "FINE-2", "FINE-3", "FINE-4", "FINE-5"])
+    {
+        assert_eq!(post_event(&client, running.inbound_addr, key, 1).await, 202);
+    }
+    let m = running.engine.metrics.clone();
+    eventually(Duration::from_secs(60), "all settled", || {
+        m.outcome_total("delivered") >= 5 && m.outcome_total("dead_lettered") >= 60
+    })
+    .await;
+    // The embedded queue belongs to one process: stop the gateway before the commands.
+    running.shutdown().await;
+    let config = file.to_str().unwrap();
+
+    let (code, out, err) = gateway_cli(&["trace", "FINE-2", "--config", config]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("attempt") && out.contains("outcome"), "{out}");
+    assert!(
+        out.contains("delivered") && out.contains("sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 event(s), 1 outcome(s), 0 dead letter(s)"),
+        "{out}"
+    );
+    let (code, out, _) = gateway_cli(&["trace", "NOBODY", "--config", config]);
+    assert_eq!((code, out.trim()), (Some(1), "nothing recorded for NOBODY"));
+
+    let (code, out, err) = gateway_cli(&["status", "--config", config]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&route))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [route.as_str(), "onestop", "sink", "0", "0", "0", "60"],
+        "{out}"
+    );
+    assert!(out.contains("open dead letters: 60"), "{out}");
+
+    // Bulk replay, interrupted with SIGINT shortly after it starts: it stops between two
+    // replays, and what it says it replayed is exactly what the store shows.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "dlq",
+            "--config",
+            config,
+            "replay",
+            "--all",
+            "--route",
+            &route,
+            "--by",
+            "night-shift",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    // SIGINT, as Ctrl-C sends it, to the child only (by its pid).
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let replayed: usize = stdout
+        .split("replayed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "a count: {stdout} / {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("bulk replay said: {}", stdout.trim());
+    match out.status.code() {
+        Some(130) => assert!(
+            stdout.contains("interrupted") && stdout.contains("of 60"),
+            "{stdout}"
+        ),
+        Some(0) => {
+            eprintln!("note: the bulk replay finished before the interrupt arrived");
+            assert_eq!(replayed, 60, "{stdout}");
+        }
+        other => panic!(
+            "exit {other:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+    let store = gw_store::open(&format!("sqlite:{}", dir.path().join("store.db").display()))
+        .await
+        .unwrap();
+    let all = store
+        .dead_letters(&gw_store::DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let by_night: Vec<_> = all
+        .iter()
+        .filter(|d| d.state == DeadLetterState::Replayed)
+        .collect();
+    assert_eq!(by_night.len(), replayed, "printed count = store");
+    assert!(by_night
+        .iter()
+        .all(|d| d.settled_by.as_deref() == Some("night-shift")));
+    assert_eq!(
+        all.iter()
+            .filter(|d| d.state == DeadLetterState::Open)
+            .count(),
+        60 - replayed
+    );
+    // Running it again finishes the rest.
+    let (code, out, err) = gateway_cli(&[
+        "dlq", "--config", config, "replay", "--all", "--route", &route,
+    ]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(
+        out.contains(&format!("replayed {} of {}", 60 - replayed, 60 - replayed)),
+        "{out}"
+    );
+}
