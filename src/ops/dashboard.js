@@ -73,7 +73,9 @@ let noticeIsError = false;
 let noticeKey = null; // a dictionary key, re-translated when the language changes
 // Errors stay until a request succeeds again; information stays until replaced.
 function notice(msg, isError = true, key = null) {
-  $("#notice").textContent = msg || ""; noticeIsError = !!msg && isError; noticeKey = key;
+  const n = $("#notice");
+  n.textContent = msg || ""; n.className = "notice" + (isError ? "" : " info");
+  noticeIsError = !!msg && isError; noticeKey = key;
 }
 function noticeT(key, isError = true) { notice(t(key), isError, key); }
 function clearErrorNotice() { if (noticeIsError) notice(""); }
