@@ -583,7 +583,10 @@ async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
             return Settlement::Leave;
         }
     };
-    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), attempt = d.message.attempt);
+    // The span continues the envelope's W3C trace: its trace id, and the span that accepted
+    // the message as parent (the connector sends a child `traceparent` downstream).
+    let parent_span = env.traceparent.split('-').nth(2).unwrap_or_default();
+    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), parent_span_id = %parent_span, attempt = d.message.attempt);
     handle_envelope(ctx, d, env).instrument(span).await
 }
 

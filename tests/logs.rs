@@ -231,6 +231,9 @@ async fn logs_carry_dossier_and_trace_but_no_personal_data_or_tokens() {
             v["span"]["name"] == "deliver"
                 && v["span"]["key"] == key
                 && v["span"]["trace_id"] == TRACE_ID
+                && v["span"]["parent_span_id"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("00f067aa0ba902b"))
         })
     };
     assert!(
