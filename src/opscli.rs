@@ -206,15 +206,24 @@ pub async fn replay(
         ids
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // Registered here, before anything is replayed (a spawned `ctrl_c()` would only register
+    // when first polled): from now on Ctrl-C only raises the flag.
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let watcher = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
+            if let Some(sig) = interrupt.as_mut() {
+                if sig.recv().await.is_some() {
+                    stop.store(true, Ordering::SeqCst);
+                }
             }
         })
     };
     let total = ids.len();
+    println!("replaying {total} dead letter(s) as {by}; Ctrl-C stops after the current one");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

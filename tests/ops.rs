@@ -935,7 +935,7 @@ async fn cli_trace_status_and_interruptible_bulk_replay() {
 
     // Bulk replay, interrupted with SIGINT shortly after it starts: it stops between two
     // replays, and what it says it replayed is exactly what the store shows.
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args([
             "dlq",
             "--config",
@@ -951,13 +951,20 @@ async fn cli_trace_status_and_interruptible_bulk_replay() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(250));
-    // SIGINT, as Ctrl-C sends it, to the child only (by its pid).
+    // Wait for its first line (the interrupt handler is in place), then SIGINT, as Ctrl-C
+    // sends it, to the child only (by its pid).
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    assert!(first.starts_with("replaying 60 dead letter(s)"), "{first}");
+    std::thread::sleep(Duration::from_millis(20));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stdout = rest;
     let replayed: usize = stdout
         .split("replayed ")
         .nth(1)
@@ -1013,5 +1020,33 @@ async fn cli_trace_status_and_interruptible_bulk_replay() {
     assert!(
         out.contains(&format!("replayed {} of {}", 60 - replayed, 60 - replayed)),
         "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_or_missing_ops_token_stops_the_start_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = ops_config(dir.path(), "short", "http://127.0.0.1:9/", "");
+    std::env::set_var("GW_TEST_OPS_SHORT", "short");
+    let short = text.replace("GW_TEST_OPS_VICTOR", "GW_TEST_OPS_SHORT");
+    let err = app::start(&load(&short), CancellationToken::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("ops.tokens[1].token (victor): shorter than 16 characters"),
+        "{err}"
+    );
+    let missing = text.replace("GW_TEST_OPS_VICTOR", "GW_TEST_OPS_NOT_SET_ANYWHERE");
+    let err = app::start(&load(&missing), CancellationToken::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains(
+            "ops.tokens[1].token (victor): environment variable GW_TEST_OPS_NOT_SET_ANYWHERE is not set"
+        ),
+        "{err}"
     );
 }
