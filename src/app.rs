@@ -171,6 +171,10 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
                 token,
                 kinds: s.kinds.clone(),
                 verify: profiles.for_source(s)?,
+                adapter: match &s.adapter {
+                    Some(dir) => Some(Arc::new(load_adapter(&loaded.base, dir)?)),
+                    None => None,
+                },
             },
         );
     }
@@ -245,6 +249,27 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         ops_addr,
         cancel,
         tasks,
+    })
+}
+
+/// Load a one-stop adapter folder (relative to the config's folder), every problem reported.
+pub fn load_adapter(
+    base: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<crate::mapping::Adapter, AppError> {
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        base.join(dir)
+    };
+    crate::mapping::Adapter::load(&dir).map_err(|problems| {
+        AppError::Config(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })
 }
 

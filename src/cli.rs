@@ -66,6 +66,21 @@ pub enum Command {
         #[arg(long, default_value_t = 8181)]
         port: u16,
     },
+    /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
+    Sandbox {
+        /// Which party: portal.
+        party: String,
+        #[arg(long, default_value_t = 8282)]
+        port: u16,
+    },
+    /// Show what a one-stop adapter makes of a sample: the canonical dossier, the national
+    /// portal's payload and the vendor JSON it maps back to, schema-checked, without sending.
+    Map {
+        /// The adapter folder, e.g. adapters/onestop-example.
+        adapter: PathBuf,
+        /// A vendor JSON sample.
+        sample: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +212,39 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Sign(args) => crate::sigcli::sign(args),
         Command::Verify(args) => crate::sigcli::verify(args),
+        Command::Sandbox { party, port } => match party.as_str() {
+            "portal" => match gw_contract_tests::portal::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the portal sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            other => {
+                eprintln!("unknown sandbox `{other}`: use portal");
+                ExitCode::from(2)
+            }
+        },
+        Command::Map { adapter, sample } => match crate::mapping::map_command(&adapter, &sample) {
+            Ok(text) => {
+                print!("{text}");
+                match portal_payload(&adapter, &sample) {
+                    Ok(p) => {
+                        println!("\n== national portal payload (DongBoHoSoMC data item) ==");
+                        println!("{p}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Sink { port } => {
             let sink = match gw_contract_tests::sink::Sink::start(port, Default::default()).await {
                 Ok(s) => s,
@@ -249,6 +297,31 @@ async fn run(cmd: Command) -> ExitCode {
             }
         }
     }
+}
+
+/// The portal item a vendor sample becomes (local procedure code mapped to the national one
+/// through the adapter's table).
+fn portal_payload(adapter: &std::path::Path, sample: &std::path::Path) -> Result<String, String> {
+    let a = crate::mapping::Adapter::load(adapter).map_err(|p| {
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let text = std::fs::read(sample).map_err(|e| format!("{}: {e}", sample.display()))?;
+    let origin = sample
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let inb = a.parse_inbound(&text, &origin).map_err(|e| e.to_string())?;
+    let mut d = inb.dossier;
+    if let Some(n) = a.national_procedure_code(&d.procedure_code) {
+        d.procedure_code = n.to_string();
+    }
+    let table = crate::connectors::dvcqg::translate::ProcedureTable::default();
+    let item = crate::connectors::dvcqg::translate::dossier_item(&d, &table)
+        .map_err(|e| format!("{origin}: {e}"))?;
+    Ok(serde_json::to_string_pretty(&item).unwrap_or_default())
 }
 
 /// SIGTERM or SIGINT.

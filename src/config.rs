@@ -425,6 +425,12 @@ pub struct SourceSection {
     /// `http-signature`), checked before the body is read as an event. Default: none.
     #[serde(default)]
     pub verify: Option<String>,
+    /// A declarative one-stop adapter folder (`adapters/<name>/`, relative to this file): the
+    /// request body is then the vendor's own JSON, mapped to the canonical dossier by the
+    /// adapter's mapping (kind, key and version come from it). Absent: the body is a generic
+    /// event `{"kind", "key", "version"?, "payload"}`.
+    #[serde(default)]
+    pub adapter: Option<PathBuf>,
 }
 
 /// A destination adapter.
@@ -920,12 +926,14 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
                 "rename it",
             );
         }
-        if a.connector != "http" {
-            p(
+        match a.connector.as_str() {
+            "http" => {}
+            "dvcqg" => validate_dvcqg(name, a.dvcqg.as_ref(), &mut p),
+            other => p(
                 format!("adapters.{name}.connector"),
-                format!("unknown connector `{}`", a.connector),
-                "use one of: http",
-            );
+                format!("unknown connector `{other}`"),
+                "use one of: http, dvcqg",
+            ),
         }
         if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
             p(
@@ -983,6 +991,64 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             );
         }
         check_retry(&r.retry_policy(&c.retry), &format!("{at}.retry"), &mut p);
+    }
+}
+
+fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(String, String, &str)) {
+    let at = format!("adapters.{name}.dvcqg");
+    let Some(d) = d else {
+        p(
+            at,
+            "the dvcqg connector needs its settings".into(),
+            "add an [adapters.NAME.dvcqg] table with unit_code and auth",
+        );
+        return;
+    };
+    match d.auth.as_str() {
+        "session" => {
+            if d.username.is_none() || d.password.is_none() {
+                p(
+                    format!("{at}.username"),
+                    "session auth needs username and password".into(),
+                    "set username and password = { env = \"NAME\" }",
+                );
+            }
+        }
+        "oauth2" => {
+            if d.token_url.is_none() || d.client_id.is_none() || d.client_secret.is_none() {
+                p(
+                    format!("{at}.token_url"),
+                    "oauth2 auth needs token_url, client_id and client_secret".into(),
+                    "set all three (client_secret by reference)",
+                );
+            }
+        }
+        other => p(
+            format!("{at}.auth"),
+            format!("unknown auth `{other}`"),
+            "use session or oauth2",
+        ),
+    }
+    if !matches!(d.is_updating.as_str(), "ledger" | "lookup") {
+        p(
+            format!("{at}.is_updating"),
+            format!("unknown mode `{}`", d.is_updating),
+            "use ledger or lookup",
+        );
+    }
+    if d.unit_code.trim().is_empty() {
+        p(
+            format!("{at}.unit_code"),
+            "must not be empty".into(),
+            "set the unit's code, like 000.00.01.H22",
+        );
+    }
+    if d.batch_max_items == 0 || d.batch_max_bytes < 1024 {
+        p(
+            format!("{at}.batch_max_items"),
+            "batches must hold at least 1 item and 1 KiB".into(),
+            "raise batch_max_items / batch_max_bytes",
+        );
     }
 }
 
@@ -1224,7 +1290,10 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
                     &if ok.is_empty() {
                         "remove it".to_string()
                     } else {
-                        format!("use one of: {}, or remove it to follow the key", ok.join(", "))
+                        format!(
+                            "use one of: {}, or remove it to follow the key",
+                            ok.join(", ")
+                        )
                     },
                 );
             }
@@ -1256,7 +1325,11 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
         }
         for (list, keys) in [("previous", &s.previous), ("trusted_keys", &s.trusted_keys)] {
             for (i, k) in keys.iter().enumerate() {
-                check_file(format!("{at}.{list}[{i}].certificate"), &k.certificate, &mut p);
+                check_file(
+                    format!("{at}.{list}[{i}].certificate"),
+                    &k.certificate,
+                    &mut p,
+                );
                 if k.key_id.trim().is_empty() {
                     p(
                         format!("{at}.{list}[{i}].key_id"),
@@ -1396,7 +1469,9 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
         if scheme == "jws-compact" && a.connector == "dvcqg" {
             p(
                 at,
-                format!("profile `{prof}` replaces the body by a JWS, which the portal cannot read"),
+                format!(
+                    "profile `{prof}` replaces the body by a JWS, which the portal cannot read"
+                ),
                 "use jws-detached or http-signature for this adapter",
             );
         }

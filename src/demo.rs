@@ -1,12 +1,15 @@
 //! The demo: the gateway's main job on embedded defaults, on a fresh machine, with nothing
-//! else running. In one process: the recording sandbox (the destination), the gateway (embedded
-//! queue and SQLite store in a fresh data directory) and a traffic simulator that sends
-//! dossier events (several versions per dossier, in order per dossier) to the inbound listener.
-//! It shows progress, prints where the endpoints are and ends with a summary checked against
-//! the sandbox's records: nothing missing, no duplicate effect, no older version after a newer.
-//! With `--faults` the sandbox fails a share of requests, rate-limits some and refuses one
-//! poison dossier; the summary must still show nothing missing (the poison one is
-//! dead-lettered, and counted as such).
+//! else running. In one process: the strict sandbox of the national public service portal
+//! (DVCQG), the gateway (embedded queue and SQLite store in a fresh data directory, the `dvcqg`
+//! connector with session login and batching) and a one-stop traffic simulator that sends
+//! realistic dossiers through their lifecycle (snapshots and progress steps, in order per
+//! dossier) to the inbound listener. It shows progress, prints where the endpoints are and ends
+//! with a summary checked against the portal sandbox's records: every dossier in its newest
+//! version, every progress step present, no version older than one already accepted.
+//! With `--faults` the portal fails a share of calls (5xx, HTTP 200 with an error code, 429
+//! with Retry-After, connection resets), expires the session now and then, and one poison
+//! dossier carries a procedure code the portal does not know: the summary must still show
+//! nothing missing, with the poison dossier dead-lettered and counted as such.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,21 +18,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_contract_tests::sink::{Faults, Sink};
-use rand::Rng;
+use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
+use crate::simulator::{self, Event};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// How many dossiers to simulate.
     #[arg(long, default_value_t = 2000)]
     pub dossiers: usize,
-    /// Most versions (status changes) per dossier.
-    #[arg(long, default_value_t = 4)]
-    pub max_versions: i64,
-    /// Inject faults at the destination (errors, 429s, a poison dossier).
+    /// Most snapshots (status changes) per dossier, 1 to 6.
+    #[arg(long, default_value_t = 6)]
+    pub max_snapshots: usize,
+    /// Inject faults at the portal (errors, 429s, resets, session expiry, a poison dossier).
     #[arg(long)]
     pub faults: bool,
     /// Data directory (default: a fresh temporary directory).
@@ -42,17 +46,18 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub ops: String,
     /// Give up waiting for delivery after this many seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
     /// Keep running after the summary (to look at the ops endpoints) until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
 }
 
-pub const POISON_KEY: &str = "000.00.01.H22-POISON-0001";
+/// The unit (province one-stop system) the demo speaks for.
+pub const UNIT: &str = "000.00.01.H22";
 
 /// The demo's configuration, as TOML, so it goes through the same validation as any file.
-pub fn demo_config(sink_url: &str, data_dir: &str, inbound: &str, ops: &str) -> String {
+pub fn demo_config(portal: &Portal, data_dir: &str, inbound: &str, ops: &str) -> String {
     format!(
         r#"
 [gateway]
@@ -70,71 +75,63 @@ listen = "{ops}"
 initial = "100ms"
 max_delay = "2s"
 max_elapsed = "10m"
-max_attempts = 0
 
 [sources.onestop]
 kinds = ["dossier.*"]
 
-[adapters.portal-sandbox]
-connector = "http"
-url = "{sink_url}"
+[adapters.dvcqg]
+connector = "dvcqg"
+url = "{integration}"
 timeout = "5s"
+
+[adapters.dvcqg.dvcqg]
+sharing_url = "{sharing}"
+unit_code = "{UNIT}"
+auth = "session"
+username = "{user}"
+password = {{ env = "GATEWAY_DEMO_PORTAL_PASSWORD" }}
 
 [[routes]]
 name = "dossier-sync"
 from = "onestop"
 kinds = ["dossier.*"]
-to = "portal-sandbox"
+to = "dvcqg"
 concurrency = 32
-"#
+"#,
+        integration = portal.integration_url(),
+        sharing = portal.sharing_url(),
+        user = portal.config().username,
     )
 }
 
-fn dossier_code(i: usize) -> String {
-    // Province unit code + date + sequence, as one-stop systems number dossiers.
-    format!("000.00.01.H22-241124-{i:05}")
-}
-
-fn payload(code: &str, version: i64, rng: &mut impl Rng) -> serde_json::Value {
-    const STATUSES: [&str; 5] = [
-        "received",
-        "in_processing",
-        "supplement_requested",
-        "processed",
-        "result_returned",
-    ];
-    let commune = rng.random_range(1..=148);
-    serde_json::json!({
-        "code": code,
-        "version": version,
-        "procedure_code": format!("1.00{}", rng.random_range(1000..9999)),
-        "summary": "Đăng ký khai sinh",
-        "handling_unit": format!("UBND xã {commune}"),
-        "status": STATUSES[((version - 1) as usize).min(STATUSES.len() - 1)],
-        "owner": {"name": "Nguyễn Văn An", "kind": "citizen", "id_number": "001203004567", "phone": "0912345678"},
-        "fees": [{"code": "LP01", "name": "Lệ phí", "amount_vnd": 8000}],
-    })
+fn version_marker(item: &Value) -> Option<i64> {
+    item.get("GhiChu")?
+        .as_str()?
+        .strip_prefix('v')?
+        .parse()
+        .ok()
 }
 
 pub async fn run(args: DemoArgs) -> ExitCode {
-    let faults = if args.faults {
-        Faults {
-            error_rate: 0.2,
-            rate_limit_rate: 0.05,
-            retry_after_secs: 1,
-            poison_keys: [POISON_KEY.to_string()].into(),
-            ..Default::default()
-        }
-    } else {
-        Faults::default()
-    };
-    let sink = match Sink::start(0, faults).await {
-        Ok(s) => s,
+    let portal = match Portal::start(0, PortalConfig::default()).await {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("cannot start the sandbox: {e}");
+            eprintln!("cannot start the portal sandbox: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if args.faults {
+        portal.set_faults(Faults {
+            server_error_rate: 0.10,
+            error_code_rate: 0.05,
+            too_many_rate: 0.05,
+            reset_rate: 0.02,
+            retry_after_secs: 1,
+            ..Default::default()
+        });
+    }
+    // The sandbox's password reaches the gateway the way a real one would: by reference.
+    std::env::set_var("GATEWAY_DEMO_PORTAL_PASSWORD", &portal.config().password);
     let _tmp;
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -144,7 +141,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         }
     };
     let text = demo_config(
-        &sink.url(),
+        &portal,
         &data_dir.display().to_string(),
         &args.inbound,
         &args.ops,
@@ -164,7 +161,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("gateway demo");
+    println!("gateway demo: one-stop simulator → gateway (embedded queue + SQLite) → national portal sandbox");
     println!("  data directory  {}", data_dir.display());
     println!(
         "  inbound         POST http://{}/in/onestop",
@@ -175,62 +172,85 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         running.ops_addr
     );
     println!(
-        "  portal sandbox  {}  (records: http://{}/_sink/records)",
-        sink.url(),
-        sink.addr
+        "  portal sandbox  {}  (records: {}/_sandbox/records)",
+        portal.integration_url(),
+        portal.base_url()
     );
     println!(
         "  faults          {}",
         if args.faults {
-            "on: 20% errors, 5% rate-limited, one poison dossier"
+            "on: 10% HTTP 500, 5% error_code, 5% 429, 2% resets, session expiry, one poison dossier"
         } else {
             "off"
         }
     );
 
-    // The simulator: every dossier's versions in order, many dossiers at once.
+    // The plan: every dossier's events, in order.
+    let mut plan: Vec<Vec<Event>> = Vec::with_capacity(args.dossiers);
+    {
+        let mut rng = rand::rng();
+        for seq in 0..args.dossiers {
+            plan.push(simulator::dossier_events(
+                &mut rng,
+                UNIT,
+                seq,
+                args.max_snapshots,
+            ));
+        }
+    }
+    let poison = if args.faults && !plan.is_empty() {
+        let key = plan[0][0].key.clone();
+        for e in plan[0].iter_mut().filter(|e| e.kind == "dossier.upserted") {
+            e.payload["procedure_code"] = "9.999999".into();
+        }
+        Some(key)
+    } else {
+        None
+    };
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
+    for e in plan.iter().flatten() {
+        match e.version {
+            Some(v) => {
+                newest.insert(e.key.clone(), v);
+            }
+            None => *steps.entry(e.key.clone()).or_default() += 1,
+        }
+    }
+    let total_events: u64 = plan.iter().map(|p| p.len() as u64).sum();
+    // The poison dossier's progress steps wait (retrying) for a dossier the portal refused; an
+    // operator would fix and replay it. The demo does not wait for them.
+    let waiting_on_poison = match &poison {
+        Some(k) => steps.get(k).copied().unwrap_or(0) as u64,
+        None => 0,
+    };
+
     let started = Instant::now();
     let accepted = Arc::new(AtomicU64::new(0));
     let client = reqwest::Client::new();
     let url = format!("http://{}/in/onestop", running.inbound_addr);
-    let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut plan = Vec::new();
-    {
-        let mut rng = rand::rng();
-        for i in 0..args.dossiers {
-            let code = if args.faults && i == 0 {
-                POISON_KEY.to_string()
-            } else {
-                dossier_code(i)
-            };
-            let n = rng.random_range(1..=args.max_versions.max(1));
-            let versions: Vec<i64> = (1..=n).collect();
-            expected.insert(code.clone(), versions.clone());
-            plan.push((code, versions));
-        }
-    }
-    let total_events: u64 = plan.iter().map(|(_, v)| v.len() as u64).sum();
-    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut senders = tokio::task::JoinSet::new();
-    for (code, versions) in plan {
+    for events in plan {
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
         let (client, url, accepted) = (client.clone(), url.clone(), accepted.clone());
         senders.spawn(async move {
             let _permit = permit;
-            for v in versions {
-                let body = {
-                    let mut rng = rand::rng();
-                    serde_json::json!({"kind": "dossier.upserted", "key": code, "version": v, "payload": payload(&code, v, &mut rng)})
-                };
+            for e in events {
+                let mut body =
+                    serde_json::json!({"kind": e.kind, "key": e.key, "payload": e.payload});
+                if let Some(v) = e.version {
+                    body["version"] = v.into();
+                }
                 // The sender's side of the contract: retry until 202.
-                for _ in 0..50 {
+                for _ in 0..100 {
                     match client.post(&url).json(&body).send().await {
                         Ok(r) if r.status().as_u16() == 202 => {
                             accepted.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         Ok(r) if r.status().is_client_error() => {
-                            eprintln!("refused {code}@{v}: HTTP {}", r.status());
+                            eprintln!("refused {}: HTTP {}", e.key, r.status());
                             break;
                         }
                         _ => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -247,14 +267,13 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             + m.outcome_total("dead_lettered")
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let mut senders_done = false;
+    let mut last_expiry = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        while let Some(r) = senders.try_join_next() {
-            let _ = r;
-        }
-        if senders.is_empty() {
-            senders_done = true;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        while senders.try_join_next().is_some() {}
+        if args.faults && last_expiry.elapsed() > Duration::from_secs(3) {
+            portal.fail_next(FaultKind::SessionExpired, 1);
+            last_expiry = Instant::now();
         }
         let acc = accepted.load(Ordering::Relaxed);
         let s = settled();
@@ -268,7 +287,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             m.outcome_total("retried"),
             m.outcome_total("dead_lettered"),
         );
-        if senders_done && s >= acc {
+        if senders.is_empty() && s + waiting_on_poison >= acc {
             break;
         }
         if Instant::now() > deadline {
@@ -277,55 +296,93 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         }
     }
     let acc = accepted.load(Ordering::Relaxed);
-    let mut check = sink.check(&expected);
-    let dead = m.outcome_total("dead_lettered");
-    if args.faults {
-        check.missing.retain(|k| k != POISON_KEY);
+    let records = portal.records();
+    let mut missing = Vec::new();
+    for (code, v) in &newest {
+        if Some(code) == poison.as_ref() {
+            continue;
+        }
+        if records.latest(code).and_then(version_marker) != Some(*v) {
+            missing.push(code.clone());
+        }
     }
+    let mut steps_missing = 0usize;
+    for (code, n) in &steps {
+        if Some(code) == poison.as_ref() {
+            continue;
+        }
+        steps_missing += n.saturating_sub(records.progress.get(code).map(Vec::len).unwrap_or(0));
+    }
+    let violations = records.ordering_violations(|_, item| version_marker(item));
+    let versions_at_portal: usize = records.dossiers.values().map(Vec::len).sum();
+    let snapshots: i64 = newest.values().sum();
     let elapsed = started.elapsed();
+    let poison_dead = match &poison {
+        Some(k) => running
+            .engine
+            .store
+            .dead_letters(&gw_store::DeadLetterFilter {
+                key: Some(k.clone()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .map(|d| d.len())
+            .unwrap_or(0),
+        None => 0,
+    };
     println!();
     println!(
         "summary ({:.1}s, {:.0} events/s)",
         elapsed.as_secs_f64(),
         acc as f64 / elapsed.as_secs_f64().max(0.001)
     );
-    println!("  events sent       {total_events}");
-    println!("  accepted          {acc}");
-    println!("  delivered         {}", m.outcome_total("delivered"));
-    println!("  superseded        {}", m.outcome_total("superseded"));
-    println!("  retried           {}", m.outcome_total("retried"));
+    println!("  dossiers               {}", newest.len());
     println!(
-        "  dead-lettered     {dead}{}",
-        if args.faults {
-            " (the poison dossier's versions)"
+        "  events sent            {total_events} ({snapshots} snapshots, {} progress steps)",
+        steps.values().sum::<usize>()
+    );
+    println!("  accepted               {acc}");
+    println!("  delivered              {}", m.outcome_total("delivered"));
+    println!("  superseded / coalesced {}", m.outcome_total("superseded"));
+    println!("  retried                {}", m.outcome_total("retried"));
+    println!(
+        "  dead-lettered          {}{}",
+        m.outcome_total("dead_lettered"),
+        if poison.is_some() {
+            format!(" (the poison dossier's snapshots: {poison_dead}; its {waiting_on_poison} progress steps wait for it, retrying)")
         } else {
-            ""
+            String::new()
         }
     );
     println!(
-        "  sandbox records   {}  (refused {})",
-        check.delivered,
-        sink.refused()
+        "  portal                 {} sync calls, {} dossier versions accepted, {} logins, {} refused (injected {})",
+        records.calls.get("DongBoHoSoMC").copied().unwrap_or(0) + records.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0),
+        versions_at_portal,
+        records.logins,
+        records.refused.len(),
+        records.refused.iter().filter(|r| r.injected).count()
     );
-    println!("  missing           {}", check.missing.len());
-    println!("  duplicate effects {}", check.duplicates);
-    println!("  older-after-newer {}", check.older_after_newer);
+    println!("  dossiers not newest    {}", missing.len());
+    println!("  progress steps missing {steps_missing}");
+    println!("  older-after-newer      {}", violations.len());
     let ok = acc == total_events
-        && check.missing.is_empty()
-        && check.older_after_newer == 0
-        && check.duplicates == 0;
+        && missing.is_empty()
+        && steps_missing == 0
+        && violations.is_empty()
+        && (poison.is_none() || poison_dead > 0);
     println!(
-        "  result            {}",
+        "  result                 {}",
         if ok {
-            "OK: every dossier reached the sandbox in its newest version"
+            "OK: every dossier reached the portal in its newest version"
         } else {
             "FAILED"
         }
     );
-    if !check.missing.is_empty() {
+    if !missing.is_empty() {
         println!(
             "  first missing: {:?}",
-            check.missing.iter().take(5).collect::<Vec<_>>()
+            missing.iter().take(5).collect::<Vec<_>>()
         );
     }
     if args.keep_running {

@@ -21,4 +21,5 @@ pub mod pipeline;
 pub mod retry;
 pub mod sigcli;
 pub mod signing;
+pub mod simulator;
 pub mod transport;

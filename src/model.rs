@@ -163,7 +163,8 @@ pub struct Dossier {
     pub code: String,
     /// Version at the source; grows with each change.
     pub version: i64,
-    /// The province's local procedure code (mapped to the national one by the adapter).
+    /// The procedure code: national (`d.dddddd`) when the source adapter's table maps it,
+    /// otherwise the province's local code (the portal adapter's table maps it then).
     pub procedure_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub procedure_name: Option<String>,

@@ -655,7 +655,10 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
             (Some(cur), _) if cur >= version => {
                 Some(format!("destination already has version {cur}"))
             }
-            (_, Some(newer)) if newer > version => {
+            // Coalesce only once the destination has the dossier: its first snapshot goes
+            // through, so what depends on the dossier existing there (progress steps at the
+            // portal) does not bounce while the newest snapshot waits its turn.
+            (Some(_), Some(newer)) if newer > version => {
                 Some(format!("coalesced: version {newer} is queued"))
             }
             _ => None,

@@ -20,16 +20,35 @@ pub const PROCEDURES: &[(&str, &str, &str, &str)] = &[
     ("1.001193", "Đăng ký khai sinh", "HT", "Hộ tịch"),
     ("1.000894", "Đăng ký kết hôn", "HT", "Hộ tịch"),
     ("1.000656", "Đăng ký khai tử", "HT", "Hộ tịch"),
-    ("1.004884", "Chứng thực bản sao từ bản chính", "CT", "Chứng thực"),
+    (
+        "1.004884",
+        "Chứng thực bản sao từ bản chính",
+        "CT",
+        "Chứng thực",
+    ),
     ("1.004873", "Chứng thực chữ ký", "CT", "Chứng thực"),
-    ("1.003003", "Cấp giấy chứng nhận quyền sử dụng đất", "DD", "Đất đai"),
+    (
+        "1.003003",
+        "Cấp giấy chứng nhận quyền sử dụng đất",
+        "DD",
+        "Đất đai",
+    ),
     ("1.004227", "Đăng ký biến động đất đai", "DD", "Đất đai"),
 ];
 
-const FAMILY: &[&str] = &["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"];
+const FAMILY: &[&str] = &[
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
+];
 const MIDDLE: &[&str] = &["Văn", "Thị", "Hữu", "Minh", "Ngọc", "Thanh", "Đức", "Thu"];
-const GIVEN: &[&str] = &["An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hùng", "Lan", "Linh", "Nam", "Phương", "Quân", "Thảo", "Trang", "Tuấn"];
-const ORGS: &[&str] = &["Công ty TNHH Minh Phát", "Hợp tác xã Nông nghiệp Tân Lập", "Công ty CP Xây dựng Hòa Bình"];
+const GIVEN: &[&str] = &[
+    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hùng", "Lan", "Linh", "Nam", "Phương", "Quân",
+    "Thảo", "Trang", "Tuấn",
+];
+const ORGS: &[&str] = &[
+    "Công ty TNHH Minh Phát",
+    "Hợp tác xã Nông nghiệp Tân Lập",
+    "Công ty CP Xây dựng Hòa Bình",
+];
 
 /// One event as the one-stop system sends it.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +68,9 @@ fn fmt(t: OffsetDateTime) -> String {
 }
 
 fn digits(rng: &mut impl Rng, n: usize) -> String {
-    (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+    (0..n)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
 }
 
 /// The dossier code: unit code, date, commune and sequence.
@@ -59,23 +80,47 @@ pub fn dossier_code(unit: &str, seq: usize) -> String {
 
 /// Generate one dossier's events: snapshots (`dossier.upserted`, versioned) and progress steps
 /// (`dossier.progress`, one per step, never coalesced).
-pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots: usize) -> Vec<Event> {
-    let (proc_code, proc_name, field_code, field_name) = *PROCEDURES.choose(rng).expect("non-empty");
+pub fn dossier_events(
+    rng: &mut impl Rng,
+    unit: &str,
+    seq: usize,
+    max_snapshots: usize,
+) -> Vec<Event> {
+    let (proc_code, proc_name, field_code, field_name) =
+        *PROCEDURES.choose(rng).expect("non-empty");
     let commune = rng.random_range(1..=148);
     let citizen = rng.random_bool(0.85);
     let owner = Owner {
         name: Personal(if citizen {
-            format!("{} {} {}", FAMILY.choose(rng).unwrap(), MIDDLE.choose(rng).unwrap(), GIVEN.choose(rng).unwrap())
+            format!(
+                "{} {} {}",
+                FAMILY.choose(rng).unwrap(),
+                MIDDLE.choose(rng).unwrap(),
+                GIVEN.choose(rng).unwrap()
+            )
         } else {
             ORGS.choose(rng).unwrap().to_string()
         }),
-        kind: if citizen { OwnerKind::Citizen } else { OwnerKind::Organisation },
-        id_number: Some(Personal(if citizen { format!("0{}", digits(rng, 11)) } else { digits(rng, 10) })),
+        kind: if citizen {
+            OwnerKind::Citizen
+        } else {
+            OwnerKind::Organisation
+        },
+        id_number: Some(Personal(if citizen {
+            format!("0{}", digits(rng, 11))
+        } else {
+            digits(rng, 10)
+        })),
         phone: Some(Personal(format!("09{}", digits(rng, 8)))),
         email: None,
-        address: Some(Personal(format!("Thôn {}, xã số {commune}", rng.random_range(1..12)))),
+        address: Some(Personal(format!(
+            "Thôn {}, xã số {commune}",
+            rng.random_range(1..12)
+        ))),
     };
-    let received = OffsetDateTime::now_utc().to_offset(vn()) - TDuration::days(rng.random_range(0..5)) - TDuration::minutes(rng.random_range(0..600));
+    let received = OffsetDateTime::now_utc().to_offset(vn())
+        - TDuration::days(rng.random_range(0..5))
+        - TDuration::minutes(rng.random_range(0..600));
     let code = dossier_code(unit, seq);
     let lifecycle = [
         DossierStatus::Received,
@@ -103,7 +148,13 @@ pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots:
         status: DossierStatus::Received,
         handling_unit: format!("UBND xã số {commune}"),
         note: None,
-        fees: vec![Fee { code: "LP01".into(), name: "Lệ phí".into(), amount_vnd: [8000, 15000, 50000, 100000].choose(rng).copied().unwrap(), category: None, paid: false }],
+        fees: vec![Fee {
+            code: "LP01".into(),
+            name: "Lệ phí".into(),
+            amount_vnd: [8000, 15000, 50000, 100000].choose(rng).copied().unwrap(),
+            category: None,
+            paid: false,
+        }],
         attachments: vec![Attachment {
             id: format!("TL-{seq}-1"),
             name: "Tờ khai.pdf".into(),
@@ -126,7 +177,12 @@ pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots:
         if *status == DossierStatus::ResultReturned {
             d.returned_at = Some(fmt(at));
         }
-        events.push(Event { kind: "dossier.upserted", key: code.clone(), version: Some(d.version), payload: serde_json::to_value(&d).expect("serializes") });
+        events.push(Event {
+            kind: "dossier.upserted",
+            key: code.clone(),
+            version: Some(d.version),
+            payload: serde_json::to_value(&d).expect("serializes"),
+        });
         if i > 0 {
             let step = ProgressStep {
                 handler: format!("Cán bộ {}", GIVEN.choose(rng).unwrap()),
@@ -138,7 +194,12 @@ pub fn dossier_events(rng: &mut impl Rng, unit: &str, seq: usize, max_snapshots:
                 started_at: Some(fmt(at - TDuration::hours(1))),
                 due_at: Some(d.due_at.clone()),
             };
-            events.push(Event { kind: "dossier.progress", key: code.clone(), version: None, payload: serde_json::json!({"code": code, "step": step}) });
+            events.push(Event {
+                kind: "dossier.progress",
+                key: code.clone(),
+                version: None,
+                payload: serde_json::json!({"code": code, "step": step}),
+            });
         }
     }
     events
@@ -155,7 +216,10 @@ mod tests {
             let ev = dossier_events(&mut rng, "000.00.01.H22", seq, 6);
             let versions: Vec<i64> = ev.iter().filter_map(|e| e.version).collect();
             assert!(!versions.is_empty());
-            assert!(versions.windows(2).all(|w| w[1] == w[0] + 1), "{versions:?}");
+            assert!(
+                versions.windows(2).all(|w| w[1] == w[0] + 1),
+                "{versions:?}"
+            );
             for e in &ev {
                 if e.kind == "dossier.upserted" {
                     let d: Dossier = serde_json::from_value(e.payload.clone()).unwrap();

@@ -15,7 +15,14 @@ use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig, Scripte
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-fn portal_config(backend: Backend, data: &Path, route: &str, portal: &Portal, extra_retry: &str, batch_items: usize) -> String {
+fn portal_config(
+    backend: Backend,
+    data: &Path,
+    route: &str,
+    portal: &Portal,
+    extra_retry: &str,
+    batch_items: usize,
+) -> String {
     let cfg = portal.config();
     let (broker, store) = match backend {
         Backend::Embedded => (String::new(), String::new()),
@@ -89,7 +96,13 @@ async fn post(client: &reqwest::Client, inbound: std::net::SocketAddr, e: &Event
         body["version"] = v.into();
     }
     for _ in 0..50 {
-        match client.post(format!("http://{inbound}/in/onestop")).bearer_auth(TOKEN).json(&body).send().await {
+        match client
+            .post(format!("http://{inbound}/in/onestop"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+        {
             Ok(r) if r.status().as_u16() == 202 => return 202,
             Ok(r) if r.status().is_client_error() => return r.status().as_u16(),
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -99,11 +112,21 @@ async fn post(client: &reqwest::Client, inbound: std::net::SocketAddr, e: &Event
 }
 
 /// Generate `n` dossiers and send every event in order per dossier, dossiers concurrently.
-async fn send_dossiers(inbound: std::net::SocketAddr, first: usize, n: usize, max_snapshots: usize) -> (BTreeMap<String, i64>, BTreeMap<String, usize>, usize) {
+async fn send_dossiers(
+    inbound: std::net::SocketAddr,
+    first: usize,
+    n: usize,
+    max_snapshots: usize,
+) -> (BTreeMap<String, i64>, BTreeMap<String, usize>, usize) {
     let mut plan = Vec::new();
     let mut rng = rand::rng();
     for seq in first..first + n {
-        plan.push(simulator::dossier_events(&mut rng, "000.00.01.H22", seq, max_snapshots));
+        plan.push(simulator::dossier_events(
+            &mut rng,
+            "000.00.01.H22",
+            seq,
+            max_snapshots,
+        ));
     }
     let mut newest = BTreeMap::new();
     let mut steps = BTreeMap::new();
@@ -135,16 +158,33 @@ async fn send_dossiers(inbound: std::net::SocketAddr, first: usize, n: usize, ma
 }
 
 fn version_of(item: &Value) -> Option<i64> {
-    item.get("GhiChu")?.as_str()?.strip_prefix('v')?.parse().ok()
+    item.get("GhiChu")?
+        .as_str()?
+        .strip_prefix('v')?
+        .parse()
+        .ok()
 }
 
 /// Wait until the portal holds the newest version of every dossier and every progress step.
-async fn wait_synced(portal: &Portal, newest: &BTreeMap<String, i64>, steps: &BTreeMap<String, usize>, timeout: Duration) {
+async fn wait_synced(
+    portal: &Portal,
+    newest: &BTreeMap<String, i64>,
+    steps: &BTreeMap<String, usize>,
+    timeout: Duration,
+) {
     let start = Instant::now();
     loop {
         let r = portal.records();
-        let behind: Vec<&String> = newest.iter().filter(|(k, v)| r.latest(k).and_then(version_of) != Some(**v)).map(|(k, _)| k).collect();
-        let steps_missing: Vec<&String> = steps.iter().filter(|(k, n)| r.progress.get(*k).map(Vec::len).unwrap_or(0) < **n).map(|(k, _)| k).collect();
+        let behind: Vec<&String> = newest
+            .iter()
+            .filter(|(k, v)| r.latest(k).and_then(version_of) != Some(**v))
+            .map(|(k, _)| k)
+            .collect();
+        let steps_missing: Vec<&String> = steps
+            .iter()
+            .filter(|(k, n)| r.progress.get(*k).map(Vec::len).unwrap_or(0) < **n)
+            .map(|(k, _)| k)
+            .collect();
         if behind.is_empty() && steps_missing.is_empty() {
             return;
         }
@@ -167,15 +207,27 @@ async fn wait_synced(portal: &Portal, newest: &BTreeMap<String, i64>, steps: &BT
 fn assert_clean(portal: &Portal) {
     let r = portal.records();
     let violations = r.ordering_violations(|_, item| version_of(item));
-    assert!(violations.is_empty(), "older after newer at the portal: {violations:?}");
+    assert!(
+        violations.is_empty(),
+        "older after newer at the portal: {violations:?}"
+    );
     // Refusals the gateway handles by design: an expired session (renewed once) and a progress
     // step that arrived while its dossier's snapshot was still being retried (retried too).
     let handled = |x: &&gw_contract_tests::portal::Refusal| {
-        x.injected || x.error_code == "-2" || (x.error_code == "-8" && x.service == "CapNhatTienDoHoSoMC")
+        x.injected
+            || x.error_code == "-2"
+            || (x.error_code == "-8" && x.service == "CapNhatTienDoHoSoMC")
     };
     let refusals: Vec<_> = r.refused.iter().filter(|x| !handled(x)).collect();
-    assert!(refusals.is_empty(), "the portal refused content: {refusals:?}");
-    assert!(r.unknown_fields.is_empty(), "unknown fields sent: {:?}", r.unknown_fields);
+    assert!(
+        refusals.is_empty(),
+        "the portal refused content: {refusals:?}"
+    );
+    assert!(
+        r.unknown_fields.is_empty(),
+        "unknown fields sent: {:?}",
+        r.unknown_fields
+    );
 }
 
 async fn happy_path(backend: Backend) {
@@ -183,7 +235,9 @@ async fn happy_path(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let route = unique("portal");
     let loaded = load(&portal_config(backend, dir.path(), &route, &portal, "", 20));
-    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
     let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 60, 6).await;
     wait_synced(&portal, &newest, &steps, Duration::from_secs(90)).await;
     assert_clean(&portal);
@@ -191,10 +245,17 @@ async fn happy_path(backend: Backend) {
     // isUpdating: false for the first version the portal got, true afterwards.
     for (code, versions) in &r.dossiers {
         assert!(!versions[0].is_updating, "{code}: first sync must create");
-        assert!(versions[1..].iter().all(|v| v.is_updating), "{code}: later syncs update");
+        assert!(
+            versions[1..].iter().all(|v| v.is_updating),
+            "{code}: later syncs update"
+        );
     }
     assert_eq!(r.logins, 1, "one session shared by all calls");
-    println!("happy path ({backend:?}): {events} events, {} portal sync calls", r.calls.get("DongBoHoSoMC").copied().unwrap_or(0) + r.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0));
+    println!(
+        "happy path ({backend:?}): {events} events, {} portal sync calls",
+        r.calls.get("DongBoHoSoMC").copied().unwrap_or(0)
+            + r.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0)
+    );
     running.shutdown().await;
 }
 
@@ -215,37 +276,90 @@ async fn every_fault_kind_is_survived() {
     let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let route = unique("faults");
-    let loaded = load(&portal_config(Backend::Embedded, dir.path(), &route, &portal, "", 5));
-    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let loaded = load(&portal_config(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &portal,
+        "",
+        5,
+    ));
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
     // Each fault kind, scripted for the next calls, then rates of everything at once.
     portal.set_faults(Faults {
         hold_ms: 3000,
         script: vec![
-            Scripted { kind: FaultKind::ServerError, count: 3 },
-            Scripted { kind: FaultKind::ErrorCode, count: 3 },
-            Scripted { kind: FaultKind::TooManyRequests, count: 3 },
-            Scripted { kind: FaultKind::Timeout, count: 2 },
-            Scripted { kind: FaultKind::Reset, count: 3 },
-            Scripted { kind: FaultKind::SessionExpired, count: 2 },
-            Scripted { kind: FaultKind::Down, count: 3 },
+            Scripted {
+                kind: FaultKind::ServerError,
+                count: 3,
+            },
+            Scripted {
+                kind: FaultKind::ErrorCode,
+                count: 3,
+            },
+            Scripted {
+                kind: FaultKind::TooManyRequests,
+                count: 3,
+            },
+            Scripted {
+                kind: FaultKind::Timeout,
+                count: 2,
+            },
+            Scripted {
+                kind: FaultKind::Reset,
+                count: 3,
+            },
+            Scripted {
+                kind: FaultKind::SessionExpired,
+                count: 2,
+            },
+            Scripted {
+                kind: FaultKind::Down,
+                count: 3,
+            },
         ],
         ..Default::default()
     });
     let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 20, 4).await;
     wait_synced(&portal, &newest, &steps, Duration::from_secs(90)).await;
-    portal.set_faults(Faults { server_error_rate: 0.15, error_code_rate: 0.1, too_many_rate: 0.05, reset_rate: 0.05, retry_after_secs: 1, ..Default::default() });
+    portal.set_faults(Faults {
+        server_error_rate: 0.15,
+        error_code_rate: 0.1,
+        too_many_rate: 0.05,
+        reset_rate: 0.05,
+        retry_after_secs: 1,
+        ..Default::default()
+    });
     let (newest2, steps2, _) = send_dossiers(running.inbound_addr, 100, 30, 4).await;
     wait_synced(&portal, &newest2, &steps2, Duration::from_secs(120)).await;
     assert_clean(&portal);
     let r = portal.records();
-    for kind in ["server_error", "error_code", "too_many_requests", "timeout", "reset", "session_expired", "down"] {
-        assert!(r.injected.get(kind).copied().unwrap_or(0) > 0, "fault {kind} was not exercised: {:?}", r.injected);
+    for kind in [
+        "server_error",
+        "error_code",
+        "too_many_requests",
+        "timeout",
+        "reset",
+        "session_expired",
+        "down",
+    ] {
+        assert!(
+            r.injected.get(kind).copied().unwrap_or(0) > 0,
+            "fault {kind} was not exercised: {:?}",
+            r.injected
+        );
     }
     // Session expiry renews once per expiry, never in a loop.
     assert!(r.logins >= 2 && r.logins <= 6, "logins: {}", r.logins);
     let m = &running.engine.metrics;
     assert!(m.outcome_total("retried") > 0);
-    assert_eq!(m.outcome_total("dead_lettered"), 0, "faults are retried, not dead-lettered");
+    assert_eq!(
+        m.outcome_total("dead_lettered"),
+        0,
+        "faults are retried, not dead-lettered"
+    );
     running.shutdown().await;
 }
 
@@ -255,7 +369,9 @@ async fn outage_then_recovery(backend: Backend) {
     let route = unique("outage");
     let loaded = load(&portal_config(backend, dir.path(), &route, &portal, "", 20));
     portal.set_down(true);
-    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
     let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 80, 6).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls_during = portal.records().requests;
@@ -273,17 +389,31 @@ async fn outage_then_recovery(backend: Backend) {
     );
     if std::env::var("GW_TEST_DEBUG").is_ok() {
         for (code, vs) in r.dossiers.iter().filter(|(_, v)| v.len() > 1).take(2) {
-            println!("{code}: portal got {:?}", vs.iter().map(|v| version_of(&v.item)).collect::<Vec<_>>());
+            println!(
+                "{code}: portal got {:?}",
+                vs.iter().map(|v| version_of(&v.item)).collect::<Vec<_>>()
+            );
             for o in running.engine.store.outcomes_by_key(code).await.unwrap() {
                 println!("   {:?} v{:?} {}", o.outcome, o.version, o.detail);
             }
         }
     }
     // Coalescing: far fewer snapshot deliveries than snapshots, and batches on top of that.
-    assert!(accepted_versions < snapshots, "queued snapshots were coalesced: {accepted_versions} < {snapshots}");
-    // All snapshots were queued before the portal came back: nearly one delivery per dossier.
-    assert!(accepted_versions <= newest.len() * 5 / 4, "coalescing left {accepted_versions} deliveries for {} dossiers", newest.len());
-    assert!((sync_calls as usize) < snapshots / 2, "portal calls far below events: {sync_calls} vs {snapshots}");
+    assert!(
+        accepted_versions < snapshots,
+        "queued snapshots were coalesced: {accepted_versions} < {snapshots}"
+    );
+    // All snapshots were queued before the portal came back: the first snapshot of each dossier
+    // (which creates it) and then about one more.
+    assert!(
+        accepted_versions <= newest.len() * 5 / 2,
+        "coalescing left {accepted_versions} deliveries for {} dossiers",
+        newest.len()
+    );
+    assert!(
+        (sync_calls as usize) < snapshots / 2,
+        "portal calls far below events: {sync_calls} vs {snapshots}"
+    );
     running.shutdown().await;
 }
 
@@ -304,8 +434,17 @@ async fn refused_content_is_dead_lettered_with_the_portals_message_and_neighbour
     let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let route = unique("refused");
-    let loaded = load(&portal_config(Backend::Embedded, dir.path(), &route, &portal, "", 20));
-    let running = app::start(&loaded, CancellationToken::new()).await.expect("gateway starts");
+    let loaded = load(&portal_config(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &portal,
+        "",
+        20,
+    ));
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
     let mut rng = rand::rng();
     // A national procedure code the portal's catalogue does not know: the portal refuses it.
     let mut bad = simulator::dossier_events(&mut rng, "000.00.01.H22", 9000, 1).remove(0);
@@ -317,15 +456,33 @@ async fn refused_content_is_dead_lettered_with_the_portals_message_and_neighbour
     let store = running.engine.store.clone();
     let start = Instant::now();
     let dl = loop {
-        let dls = store.dead_letters(&gw_store::DeadLetterFilter { key: Some(bad.key.clone()), limit: 5, ..Default::default() }).await.unwrap();
+        let dls = store
+            .dead_letters(&gw_store::DeadLetterFilter {
+                key: Some(bad.key.clone()),
+                limit: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         if let Some(d) = dls.into_iter().next() {
             break d;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the refused dossier never reached the dead letters");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the refused dossier never reached the dead letters"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(dl.letter.reason.contains("body_error_permanent"), "{}", dl.letter.reason);
-    assert!(dl.letter.last_answer.contains("-9"), "the portal's code is kept: {}", dl.letter.last_answer);
+    assert!(
+        dl.letter.reason.contains("body_error_permanent"),
+        "{}",
+        dl.letter.reason
+    );
+    assert!(
+        dl.letter.last_answer.contains("-9"),
+        "the portal's code is kept: {}",
+        dl.letter.last_answer
+    );
     assert_eq!(dl.letter.attempts, 1);
     running.shutdown().await;
 }

@@ -1029,6 +1029,7 @@ fn source(verify: &str) -> config::SourceSection {
         token: None,
         kinds: vec![],
         verify: Some(verify.into()),
+        adapter: None,
     }
 }
 

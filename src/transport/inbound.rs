@@ -43,6 +43,8 @@ pub struct SourceRuntime {
     pub kinds: Vec<String>,
     /// The signature every request must carry (`verify = "NAME"`), checked before parsing.
     pub verify: Option<Arc<crate::signing::InboundVerifier>>,
+    /// The one-stop adapter whose mapping turns the vendor's JSON into the canonical dossier.
+    pub adapter: Option<Arc<crate::mapping::Adapter>>,
 }
 
 pub struct InboundState {
@@ -156,15 +158,51 @@ async fn accept_inner(
             );
         }
     }
-    let ev: InboundEvent = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "malformed_body",
-                format!("the body is not a valid event: {e}"),
-            )
+    let ev: InboundEvent = match &src.adapter {
+        Some(adapter) => {
+            let vendor: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_body",
+                        format!("the body is not JSON: {e}"),
+                    )
+                }
+            };
+            match adapter.to_canonical(&vendor, "inbound request") {
+                Ok(mut inb) => {
+                    // Local procedure codes become national ones at the edge when the source
+                    // adapter's table knows them (the portal adapter's table covers the rest).
+                    if let Some(n) = adapter.national_procedure_code(&inb.dossier.procedure_code) {
+                        inb.dossier.procedure_code = n.to_string();
+                    }
+                    match event_from_mapping(inb) {
+                        Ok(ev) => ev,
+                        Err(msg) => {
+                            return error(StatusCode::UNPROCESSABLE_ENTITY, "mapping_failed", msg)
+                        }
+                    }
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "mapping_failed",
+                        e.to_string(),
+                    )
+                }
+            }
         }
+        None => match serde_json::from_slice(&body) {
+            Ok(e) => e,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("the body is not a valid event: {e}"),
+                )
+            }
+        },
     };
     if ev.kind.trim().is_empty() {
         return error(
@@ -274,6 +312,36 @@ async fn verify_signature(
             };
             Err(error(status, r.code, r.message))
         }
+    }
+}
+
+/// The event a mapped vendor message becomes: a snapshot (`dossier.upserted` /
+/// `dossier.status`, versioned) or its newest progress step (`dossier.progress`, unversioned:
+/// steps are never coalesced).
+fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, String> {
+    let kind = inb.kind.envelope_kind().to_string();
+    let key = inb.dossier.code.clone();
+    match inb.kind {
+        crate::mapping::InboundKind::Progress => {
+            let step = inb
+                .dossier
+                .progress
+                .last()
+                .cloned()
+                .ok_or_else(|| "a progress message carries no progress step".to_string())?;
+            Ok(InboundEvent {
+                kind,
+                key: key.clone(),
+                version: None,
+                payload: serde_json::json!({"code": key, "step": step}),
+            })
+        }
+        _ => Ok(InboundEvent {
+            kind,
+            key,
+            version: Some(inb.version),
+            payload: serde_json::to_value(&inb.dossier).map_err(|e| e.to_string())?,
+        }),
     }
 }
 

@@ -31,10 +31,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub mod embedded;
 pub mod amqp;
 #[doc(hidden)]
 pub mod conformance;
+pub mod embedded;
 
 /// Header carrying the message id (the envelope id).
 pub const HDR_MESSAGE_ID: &str = "x-gw-id";
@@ -200,7 +200,14 @@ impl Delivery {
         tag: u64,
         settle: Arc<dyn Settle>,
     ) -> Self {
-        Self { message, redelivered, delivery_count, queue, tag, settle }
+        Self {
+            message,
+            redelivered,
+            delivery_count,
+            queue,
+            tag,
+            settle,
+        }
     }
 
     /// The implementation's delivery tag.
@@ -241,10 +248,15 @@ pub const HDR_DEAD_REASON: &str = "x-gw-dead-reason";
 /// embedded queue.
 pub async fn open(url: &str, instance: &str) -> Result<Arc<dyn Broker>> {
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        Ok(Arc::new(amqp::AmqpBroker::connect(url, amqp::AmqpOptions::default()).await?))
+        Ok(Arc::new(
+            amqp::AmqpBroker::connect(url, amqp::AmqpOptions::default()).await?,
+        ))
     } else {
         let path = url.strip_prefix("sqlite:").unwrap_or(url);
         let _ = instance;
-        Ok(Arc::new(embedded::EmbeddedBroker::open(path, embedded::EmbeddedOptions::default())?))
+        Ok(Arc::new(embedded::EmbeddedBroker::open(
+            path,
+            embedded::EmbeddedOptions::default(),
+        )?))
     }
 }

@@ -327,11 +327,17 @@ impl Connector for DvcqgConnector {
                 };
                 let mut fields = serde_json::Map::new();
                 fields.insert("data".into(), Value::Array(vec![item]));
-                let (attempted, code) = self.inner.call(service::SYNC_STATUS, &self.inner.settings.url, fields).await;
+                let (attempted, code) = self
+                    .inner
+                    .call(service::SYNC_STATUS, &self.inner.settings.url, fields)
+                    .await;
                 match code {
                     // The dossier is not at the portal yet: wait for its snapshot.
                     Some(c) if self.inner.settings.not_found.contains(&c) => Attempted {
-                        decision: Decision::Retry { reason: Reason::BodyErrorRetryable, not_before: None },
+                        decision: Decision::Retry {
+                            reason: Reason::BodyErrorRetryable,
+                            not_before: None,
+                        },
                         ..attempted
                     },
                     _ => attempted,
@@ -352,10 +358,10 @@ async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
             let next = match rx.try_recv() {
                 Ok(i) => Some(i),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(i) => i,
-                        Err(_) => None,
-                    }
+                    // Ok(None): the channel closed; Err: the linger ran out.
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .unwrap_or(None)
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
@@ -431,7 +437,13 @@ impl Inner {
                 if self.settings.not_found.iter().any(|c| c == code) {
                     // The dossier is not at the portal yet (its snapshot is still being retried):
                     // wait for it rather than dead-letter the step.
-                    return Attempted { decision: Decision::Retry { reason: Reason::BodyErrorRetryable, not_before: None }, ..attempted };
+                    return Attempted {
+                        decision: Decision::Retry {
+                            reason: Reason::BodyErrorRetryable,
+                            not_before: None,
+                        },
+                        ..attempted
+                    };
                 }
             }
             return attempted;

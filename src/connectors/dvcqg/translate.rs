@@ -212,7 +212,10 @@ pub fn progress_item(code: &str, s: &ProgressStep) -> Result<Value, TranslateErr
     m.insert("NguoiXuLy".into(), json!(s.handler));
     // The portal requires a non-empty title; "Cán bộ" (officer) when the source has none.
     let title = s.title.clone().filter(|t| !t.trim().is_empty());
-    m.insert("ChucDanh".into(), json!(title.unwrap_or_else(|| "Cán bộ".into())));
+    m.insert(
+        "ChucDanh".into(),
+        json!(title.unwrap_or_else(|| "Cán bộ".into())),
+    );
     m.insert("ThoiDiemXuLy".into(), json!(portal_date("step.at", &s.at)?));
     m.insert("PhongBanXuLy".into(), json!(s.department));
     m.insert("NoiDungXuLy".into(), json!(s.content));
@@ -220,8 +223,14 @@ pub fn progress_item(code: &str, s: &ProgressStep) -> Result<Value, TranslateErr
     // Both dates are required by the portal; a source without them gets the step's own time.
     let started = s.started_at.as_ref().unwrap_or(&s.at);
     let due = s.due_at.as_ref().unwrap_or(&s.at);
-    m.insert("NgayBatDau".into(), json!(portal_date("step.started_at", started)?));
-    m.insert("NgayKetThucTheoQuyDinh".into(), json!(portal_date("step.due_at", due)?));
+    m.insert(
+        "NgayBatDau".into(),
+        json!(portal_date("step.started_at", started)?),
+    );
+    m.insert(
+        "NgayKetThucTheoQuyDinh".into(),
+        json!(portal_date("step.due_at", due)?),
+    );
     Ok(Value::Object(m))
 }
 
