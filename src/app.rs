@@ -242,6 +242,17 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             }
         }
     });
+    // The periodic portal jobs ([catalogue], [online]); each run awaits the previous one.
+    if let Some(job) =
+        crate::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
+    {
+        let (e, cc) = (engine.clone(), cancel.clone());
+        tasks.spawn(job.run_periodic(e, cc));
+    }
+    if let Some(job) = crate::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)? {
+        let (e, cc) = (engine.clone(), cancel.clone());
+        tasks.spawn(job.run_periodic(e, cc));
+    }
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,
@@ -271,6 +282,40 @@ pub fn load_adapter(
                 .join("\n"),
         )
     })
+}
+
+/// Check the files a configuration refers to that `config::load` does not open: one-stop
+/// adapter folders (mapping, schemas, procedure tables) and the portal's procedure tables.
+/// Each problem as `file:key: what: fix`.
+pub fn check_files(loaded: &Loaded) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, s) in &loaded.config.sources {
+        if let Some(dir) = &s.adapter {
+            if let Err(AppError::Config(text)) = load_adapter(&loaded.base, dir) {
+                problems.push(format!(
+                    "{}:sources.{name}.adapter: the adapter folder has problems:",
+                    loaded.origin
+                ));
+                problems.extend(text.lines().map(|l| format!("  {l}")));
+            }
+        }
+    }
+    for (name, a) in &loaded.config.adapters {
+        if let Some(p) = a.dvcqg.as_ref().and_then(|d| d.procedures.as_ref()) {
+            let p = if p.is_absolute() {
+                p.clone()
+            } else {
+                loaded.base.join(p)
+            };
+            if let Err(e) = crate::connectors::dvcqg::translate::ProcedureTable::load(&p) {
+                problems.push(format!(
+                    "{}:adapters.{name}.dvcqg.procedures: {e}: fix the table or the path",
+                    loaded.origin
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// What a replay did.

@@ -61,6 +61,14 @@ pub enum Command {
     /// Verify a signed file (XML-DSig, compact or detached JWS) with a profile, a pinned
     /// certificate or trust anchors; says by whom, or exactly why not. Exit 1 when it fails.
     Verify(crate::sigcli::VerifyArgs),
+    /// The portal's catalogue: `sync` compares it with the last run once and publishes only
+    /// the changes (the `[catalogue]` section); prints added/changed/removed/unchanged.
+    Catalogue {
+        /// Only `sync`.
+        action: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Run the recording HTTP sink sandbox standalone.
     Sink {
         #[arg(long, default_value_t = 8181)]
@@ -152,6 +160,14 @@ fn load_or_exit(path: &std::path::Path) -> Result<Loaded, ExitCode> {
 async fn run(cmd: Command) -> ExitCode {
     match cmd {
         Command::CheckConfig { file } => match config::load(&file) {
+            Ok(l) if !crate::app::check_files(&l).is_empty() => {
+                let problems = crate::app::check_files(&l);
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                ExitCode::from(2)
+            }
             Ok(l) => {
                 println!(
                     "{}: ok ({} sources, {} adapters, {} routes; broker {}, store {})",
@@ -272,6 +288,26 @@ async fn run(cmd: Command) -> ExitCode {
                     eprintln!("{e}");
                     ExitCode::FAILURE
                 })
+        }
+        Command::Catalogue { action, config } => {
+            if action != "sync" {
+                eprintln!("unknown catalogue action `{action}`: use `gateway catalogue sync --config FILE`");
+                return ExitCode::from(2);
+            }
+            let loaded = match load_or_exit(&config) {
+                Ok(l) => l,
+                Err(c) => return c,
+            };
+            match crate::catalogue::sync_command(&loaded).await {
+                Ok(summary) => {
+                    println!("catalogue sync: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("catalogue sync failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Status { config } => {
             let loaded = match load_or_exit(&config) {

@@ -72,6 +72,20 @@ pub mod defaults {
     /// Signing: live nonces remembered per verifying profile (replay protection); when full
     /// and none has expired, new requests are refused rather than old nonces forgotten.
     pub const NONCE_CAPACITY: usize = 100_000;
+    /// Catalogue sync: how often the portal's catalogue is compared with the last run.
+    pub const CATALOGUE_INTERVAL: Duration = Duration::from_secs(3600);
+    /// Catalogue sync: the source name its change events carry (routes take `from` it).
+    pub const CATALOGUE_SOURCE: &str = "catalogue";
+    /// Online dossiers: how often the portal is polled.
+    pub const ONLINE_INTERVAL: Duration = Duration::from_secs(300);
+    /// Online dossiers: the source name their events carry.
+    pub const ONLINE_SOURCE: &str = "online";
+    /// Online dossiers: the body field carrying the cursor ([open]; the sandbox's).
+    pub const ONLINE_CURSOR_PARAM: &str = "tuNgay";
+    /// Online dossiers: the dossier field the cursor follows (a `yyyyMMddHHmmss` date).
+    pub const ONLINE_CURSOR_FIELD: &str = "NgayTiepNhan";
+    /// Online dossiers: the dossier field holding its code (the event key).
+    pub const ONLINE_CODE_FIELD: &str = "MaHoSo";
 }
 
 /// A problem found in a configuration file.
@@ -246,6 +260,14 @@ pub struct Config {
     /// how a source's requests are verified (`verify = "NAME"`).
     #[serde(default)]
     pub signing: BTreeMap<String, SigningSection>,
+    /// Periodic sync of the portal's catalogue (procedures, agencies, fields): only changes
+    /// are published, as events of source `catalogue.source_name`. Absent = off.
+    #[serde(default)]
+    pub catalogue: Option<CatalogueSection>,
+    /// Periodic poll of the dossiers citizens submitted on the portal, published as
+    /// `dossier.online` events of source `online.source_name`. Absent = off.
+    #[serde(default)]
+    pub online: Option<OnlineSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -969,11 +991,13 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
                 "give each route its own name",
             );
         }
-        if !c.sources.contains_key(&r.from) {
+        let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
+            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from);
+        if !c.sources.contains_key(&r.from) && !job_source {
             p(
                 format!("{at}.from"),
                 format!("no source named `{}`", r.from),
-                "name a [sources.NAME] table",
+                "name a [sources.NAME] table, or catalogue.source_name / online.source_name",
             );
         }
         if !c.adapters.contains_key(&r.to) {
@@ -992,6 +1016,7 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
         }
         check_retry(&r.retry_policy(&c.retry), &format!("{at}.retry"), &mut p);
     }
+    validate_jobs(c, &mut p);
 }
 
 fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(String, String, &str)) {
@@ -1511,6 +1536,141 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
                     }
                 ),
             );
+        }
+    }
+}
+
+/// `[catalogue]`: the periodic catalogue sync (`crate::catalogue`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogueSection {
+    /// required: the `dvcqg` adapter whose sharing endpoint serves `LayDanhSachTTHC`,
+    /// `LayDanhMucCoQuan` and `LayDanhMucLinhVuc` (a key of `[adapters]`).
+    pub from: String,
+    /// How often to sync; `0s` = never on its own, only `gateway catalogue sync`. Default 1h.
+    #[serde(default = "d_catalogue_interval")]
+    pub interval: Dur,
+    /// The source name of the change events (a route's `from`). Default `catalogue`.
+    #[serde(default = "d_catalogue_source")]
+    pub source_name: String,
+}
+
+/// `[online]`: the periodic poll of online dossiers (`crate::online`). The portal's listing
+/// operation is not public ([open] in CONTRACTS.md): its name and fields are configured.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OnlineSection {
+    /// required: the `dvcqg` adapter to poll on its sharing endpoint (a key of `[adapters]`).
+    pub from: String,
+    /// required: the `service` of the listing call, e.g. `LayDanhSachHoSoTrucTuyen`.
+    pub service: String,
+    /// How often to poll; `0s` = never on its own. Default 5m.
+    #[serde(default = "d_online_interval")]
+    pub interval: Dur,
+    /// The source name of the `dossier.online` events (a route's `from`). Default `online`.
+    #[serde(default = "d_online_source")]
+    pub source_name: String,
+    /// The body field carrying the cursor (the last seen `cursor_field` value; absent on the
+    /// first poll). Default `tuNgay`.
+    #[serde(default = "d_online_cursor_param")]
+    pub cursor_param: String,
+    /// The dossier field the cursor follows: a `yyyyMMddHHmmss` date, so later sorts higher.
+    /// Default `NgayTiepNhan`.
+    #[serde(default = "d_online_cursor_field")]
+    pub cursor_field: String,
+    /// The dossier field holding its code (the event key). Default `MaHoSo`.
+    #[serde(default = "d_online_code_field")]
+    pub code_field: String,
+    /// A dossier field holding a whole-number version (the event's version). Default: none.
+    #[serde(default)]
+    pub version_field: Option<String>,
+}
+
+fn d_catalogue_interval() -> Dur {
+    Dur(defaults::CATALOGUE_INTERVAL)
+}
+fn d_catalogue_source() -> String {
+    defaults::CATALOGUE_SOURCE.into()
+}
+fn d_online_interval() -> Dur {
+    Dur(defaults::ONLINE_INTERVAL)
+}
+fn d_online_source() -> String {
+    defaults::ONLINE_SOURCE.into()
+}
+fn d_online_cursor_param() -> String {
+    defaults::ONLINE_CURSOR_PARAM.into()
+}
+fn d_online_cursor_field() -> String {
+    defaults::ONLINE_CURSOR_FIELD.into()
+}
+fn d_online_code_field() -> String {
+    defaults::ONLINE_CODE_FIELD.into()
+}
+
+/// `[catalogue]` and `[online]`: the adapter is a `dvcqg` one, names are valid and distinct.
+fn validate_jobs(c: &Config, p: &mut impl FnMut(String, String, &str)) {
+    let jobs = [
+        (
+            "catalogue",
+            c.catalogue.as_ref().map(|j| (&j.from, &j.source_name)),
+        ),
+        (
+            "online",
+            c.online.as_ref().map(|j| (&j.from, &j.source_name)),
+        ),
+    ];
+    for (at, job) in jobs {
+        let Some((from, source)) = job else { continue };
+        match c.adapters.get(from) {
+            None => p(
+                format!("{at}.from"),
+                format!("no adapter named `{from}`"),
+                "name the [adapters.NAME] table of the portal (connector = \"dvcqg\")",
+            ),
+            Some(a) if a.connector != "dvcqg" => p(
+                format!("{at}.from"),
+                format!("adapter `{from}` is a {} adapter", a.connector),
+                "name an adapter with connector = \"dvcqg\"",
+            ),
+            Some(_) => {}
+        }
+        if !valid_name(source) {
+            p(
+                format!("{at}.source_name"),
+                format!("`{source}` has characters other than a-z, 0-9, - and _"),
+                "rename it",
+            );
+        }
+        if c.sources.contains_key(source) {
+            p(
+                format!("{at}.source_name"),
+                format!("`{source}` is also a [sources] name"),
+                "give the job its own source name, so its events cannot be posted from outside",
+            );
+        }
+    }
+    if let (Some(a), Some(b)) = (&c.catalogue, &c.online) {
+        if a.source_name == b.source_name {
+            p(
+                "online.source_name".into(),
+                format!("`{}` is also catalogue.source_name", b.source_name),
+                "give each job its own source name",
+            );
+        }
+    }
+    if let Some(o) = &c.online {
+        for (key, v) in [
+            ("service", &o.service),
+            ("cursor_param", &o.cursor_param),
+            ("cursor_field", &o.cursor_field),
+            ("code_field", &o.code_field),
+        ] {
+            if v.trim().is_empty() {
+                p(
+                    format!("online.{key}"),
+                    "must not be empty".into(),
+                    "set it, or remove the line to take the default",
+                );
+            }
         }
     }
 }

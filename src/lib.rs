@@ -7,6 +7,7 @@
 //! parallel and can be tested (and reused) on their own.
 
 pub mod app;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod connectors;
@@ -15,6 +16,7 @@ pub mod envelope;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod online;
 pub mod ops;
 pub mod opscli;
 pub mod pipeline;

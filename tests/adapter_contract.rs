@@ -154,13 +154,17 @@ async fn shipped_samples_reach_the_portal_and_invalid_ones_are_refused_at_the_ed
             "{}: HTTP {status}: {text}",
             s.display()
         );
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
         for line in expect
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
             assert!(
-                text.contains(line),
+                message.contains(line),
                 "{}: the refusal must say `{line}`, said: {text}",
                 s.display()
             );

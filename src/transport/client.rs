@@ -143,6 +143,14 @@ impl HttpClient {
 
     /// POST the request; every failure becomes an [`Answer`], never a panic or a hang.
     pub async fn post(&self, req: &OutRequest) -> (Answer, Duration) {
+        let (answer, latency, _) = self.post_full(req).await;
+        (answer, latency)
+    }
+
+    /// [`HttpClient::post`], also returning the whole body when one was read (the
+    /// [`Answer`] keeps only its start): for callers that need the data of a large answer.
+    pub async fn post_full(&self, req: &OutRequest) -> (Answer, Duration, Option<Vec<u8>>) {
+        let mut full = None;
         let started = Instant::now();
         let mut rb = self
             .client
@@ -164,11 +172,15 @@ impl HttpClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
                 match resp.bytes().await {
-                    Ok(body) => Answer::Http {
-                        status,
-                        retry_after,
-                        body: snippet(&body),
-                    },
+                    Ok(body) => {
+                        let answer = Answer::Http {
+                            status,
+                            retry_after,
+                            body: snippet(&body),
+                        };
+                        full = Some(body.to_vec());
+                        answer
+                    }
                     Err(e) => Answer::Transport {
                         failure: failure_of(&e),
                         detail: e.to_string(),
@@ -180,7 +192,7 @@ impl HttpClient {
                 detail: error_chain(&e),
             },
         };
-        (answer, started.elapsed())
+        (answer, started.elapsed(), full)
     }
 }
 

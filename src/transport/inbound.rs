@@ -160,17 +160,9 @@ async fn accept_inner(
     }
     let ev: InboundEvent = match &src.adapter {
         Some(adapter) => {
-            let vendor: serde_json::Value = match serde_json::from_slice(&body) {
-                Ok(v) => v,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_body",
-                        format!("the body is not JSON: {e}"),
-                    )
-                }
-            };
-            match adapter.to_canonical(&vendor, "inbound request") {
+            // A body that is not JSON at all is a 400; JSON that breaks a mapping rule is a 422.
+            let not_json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err();
+            match adapter.parse_inbound(&body, "inbound request") {
                 Ok(mut inb) => {
                     // Local procedure codes become national ones at the edge when the source
                     // adapter's table knows them (the portal adapter's table covers the rest).
@@ -183,6 +175,9 @@ async fn accept_inner(
                             return error(StatusCode::UNPROCESSABLE_ENTITY, "mapping_failed", msg)
                         }
                     }
+                }
+                Err(e) if not_json => {
+                    return error(StatusCode::BAD_REQUEST, "malformed_body", e.to_string())
                 }
                 Err(e) => {
                     return error(

@@ -228,6 +228,39 @@ impl DvcqgConnector {
         self.inner.logins.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// One authenticated call on the sharing endpoint (catalogue, look-ups, configured
+    /// listings): `fields` are added to `session`/`madonvi`/`service`; an expired session is
+    /// renewed once. Returns the answer's `result` (`null` when absent), or why it failed.
+    pub async fn sharing_call(
+        &self,
+        service: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<Value, String> {
+        let (attempted, code, parsed) = self
+            .inner
+            .call_full(service, &self.inner.settings.sharing_url, fields)
+            .await;
+        match attempted.decision {
+            Decision::Delivered => parsed
+                .map(|v| v.get("result").cloned().unwrap_or(Value::Null))
+                .ok_or_else(|| format!("{service}: the answer is not JSON")),
+            _ => Err(format!(
+                "{service}: {}{}",
+                code.map(|c| format!("error_code {c}: "))
+                    .unwrap_or_default(),
+                match &attempted.answer {
+                    Answer::Http { status, body, .. } => {
+                        format!(
+                            "HTTP {status}: {}",
+                            body.chars().take(300).collect::<String>()
+                        )
+                    }
+                    Answer::Transport { detail, .. } => detail.clone(),
+                }
+            )),
+        }
+    }
+
     async fn submit(&self, op: Op, value: Value) -> Attempted {
         let (done, wait) = oneshot::channel();
         if self.batchers[&op].send(Item { value, done }).await.is_err() {
@@ -472,11 +505,24 @@ impl Inner {
         url: &str,
         fields: serde_json::Map<String, Value>,
     ) -> (Attempted, Option<String>) {
+        let (attempted, code, _) = self.call_full(service, url, fields).await;
+        (attempted, code)
+    }
+
+    /// [`Inner::call`], also returning the whole answer body parsed (the attempt keeps only
+    /// its start, and the `error_code` is read from the whole body, so a large answer is not
+    /// mistaken for a malformed one).
+    async fn call_full(
+        &self,
+        service: &str,
+        url: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> (Attempted, Option<String>, Option<Value>) {
         let mut renewed = false;
         loop {
             let token = match self.credential().await {
                 Ok(t) => t,
-                Err(a) => return (a, None),
+                Err(a) => return (a, None, None),
             };
             let mut body = serde_json::Map::new();
             if let Auth::Session { .. } = self.auth {
@@ -513,15 +559,13 @@ impl Inner {
                             &format!("signing failed: {e}"),
                         ),
                         None,
+                        None,
                     )
                 }
             };
             let request_digest = hex::encode(Sha256::digest(&req.body));
-            let (answer, latency) = self.client.post(&req).await;
-            let parsed: Option<Value> = match &answer {
-                Answer::Http { body, .. } => serde_json::from_str(body).ok(),
-                _ => None,
-            };
+            let (answer, latency, full) = self.client.post_full(&req).await;
+            let parsed: Option<Value> = full.and_then(|b| serde_json::from_slice(&b).ok());
             let code = parsed.as_ref().and_then(error_code);
             if let Some(c) = &code {
                 if self.settings.expired.iter().any(|e| e == c) {
@@ -563,6 +607,7 @@ impl Inner {
                     request_digest,
                 },
                 code,
+                parsed,
             );
         }
     }

@@ -165,10 +165,17 @@ pub fn dossier_item(d: &Dossier, procedures: &ProcedureTable) -> Result<Value, T
     opt_date(&mut m, "NgayKetThucXuLy", "finished_at", &d.finished_at)?;
     m.insert("DonViXuLy".into(), json!(d.handling_unit));
     opt_str(&mut m, "GhiChu", d.note.as_ref());
+    // Files that fulfil a dossier component go to TaiLieuNop; others (no component code) are
+    // "other attached papers" (DanhSachTepDinhKemKhac): the portal requires the component code.
+    let (components, others): (Vec<_>, Vec<_>) = d.attachments.iter().partition(|a| {
+        a.component_code
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+    });
     m.insert(
         "TaiLieuNop".into(),
         Value::Array(
-            d.attachments
+            components
                 .iter()
                 .map(|a| {
                     json!({
@@ -179,6 +186,16 @@ pub fn dossier_item(d: &Dossier, procedures: &ProcedureTable) -> Result<Value, T
                         "DuongDanTaiTepTin": a.url,
                     })
                 })
+                .collect(),
+        ),
+    );
+    m.insert(
+        "DanhSachTepDinhKemKhac".into(),
+        Value::Array(
+            others
+                .iter()
+                .filter(|a| !a.deleted)
+                .map(|a| json!({"TenGiayTo": a.name, "SoLuong": 1, "LoaiGiayTo": "1"}))
                 .collect(),
         ),
     );
@@ -199,7 +216,6 @@ pub fn dossier_item(d: &Dossier, procedures: &ProcedureTable) -> Result<Value, T
                 .collect(),
         ),
     );
-    m.insert("DanhSachTepDinhKemKhac".into(), json!([]));
     m.insert("DanhSachHoSoBoSung".into(), json!([]));
     m.insert("DanhSachGiayToKetQua".into(), json!([]));
     Ok(Value::Object(m))
