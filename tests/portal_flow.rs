@@ -486,3 +486,53 @@ async fn refused_content_is_dead_lettered_with_the_portals_message_and_neighbour
     assert_eq!(dl.letter.attempts, 1);
     running.shutdown().await;
 }
+
+/// Through the provincial integration platform (LGSP): OAuth2 client-credentials tokens, one
+/// refresh shared by all waiters, refreshed when the platform stops accepting a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oauth2_tokens_through_the_integration_platform() {
+    use gw_contract_tests::portal::OAuth2Clients;
+    let clients = OAuth2Clients {
+        client_id: "gateway-h22".into(),
+        client_secret: "lgsp-secret".into(),
+        token_ttl_secs: 3600,
+    };
+    let portal = Portal::start(
+        0,
+        PortalConfig {
+            oauth2: Some(clients),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("oauth2");
+    std::env::set_var("GW_TEST_LGSP_SECRET", "lgsp-secret");
+    let text = portal_config(Backend::Embedded, dir.path(), &route, &portal, "", 20).replace(
+        "auth = \"session\"",
+        &format!("auth = \"oauth2\"\ntoken_url = \"{}/token\"\nclient_id = \"gateway-h22\"\nclient_secret = {{ env = \"GW_TEST_LGSP_SECRET\" }}", portal.base_url()),
+    );
+    let loaded = load(&text);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 30, 4).await;
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(60)).await;
+    assert_eq!(
+        portal.records().tokens_issued,
+        1,
+        "one token shared by every concurrent call"
+    );
+    // The platform forgets its tokens (restart, revocation): the next call refreshes once.
+    portal.expire_tokens();
+    let (newest2, steps2, _) = send_dossiers(running.inbound_addr, 100, 10, 2).await;
+    wait_synced(&portal, &newest2, &steps2, Duration::from_secs(60)).await;
+    assert_eq!(
+        portal.records().tokens_issued,
+        2,
+        "exactly one refresh after the tokens were dropped"
+    );
+    assert_clean(&portal);
+    running.shutdown().await;
+}

@@ -223,6 +223,20 @@ pub struct PortalConfig {
     pub faults: Faults,
     /// The catalogue at start; `None` = [`builtin_catalogue`].
     pub catalogue: Option<Catalogue>,
+    /// LGSP mode [seen in CONTRACTS.md §2]: when set, calls are authorized by
+    /// `Authorization: Bearer <token>` from `POST {token_path}` (OAuth2 client credentials)
+    /// instead of a session in the body.
+    pub oauth2: Option<OAuth2Clients>,
+    /// Path of the OAuth2 token endpoint (LGSP mode), default `/token`.
+    pub token_path: String,
+}
+
+/// The client allowed to get tokens in LGSP mode, and how long tokens live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuth2Clients {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_ttl_secs: u64,
 }
 
 impl Default for PortalConfig {
@@ -246,6 +260,8 @@ impl Default for PortalConfig {
             refuse_progress_unknown: true,
             faults: Faults::default(),
             catalogue: None,
+            oauth2: None,
+            token_path: "/token".into(),
         }
     }
 }
@@ -372,6 +388,9 @@ pub struct UnknownField {
 pub struct Records {
     /// Accepted versions by dossier code, in arrival order.
     pub dossiers: BTreeMap<String, Vec<DossierVersion>>,
+    /// OAuth2 tokens issued (LGSP mode).
+    #[serde(default)]
+    pub tokens_issued: u64,
     pub progress: BTreeMap<String, Vec<Entry>>,
     pub statuses: BTreeMap<String, Vec<Entry>>,
     pub refused: Vec<Refusal>,
@@ -498,6 +517,8 @@ struct Inner {
     script: VecDeque<Scripted>,
     bucket: Option<Bucket>,
     sessions: HashMap<String, Instant>,
+    /// LGSP mode: bearer tokens and their expiry.
+    tokens: HashMap<String, Instant>,
     catalogue: Catalogue,
 }
 
@@ -540,6 +561,7 @@ impl Portal {
             script: VecDeque::new(),
             bucket: None,
             sessions: HashMap::new(),
+            tokens: HashMap::new(),
             catalogue: cfg.catalogue.clone().unwrap_or_else(builtin_catalogue),
         };
         inner.set_faults(cfg.faults.clone());
@@ -552,6 +574,7 @@ impl Portal {
             .route(&c.login_path, post(login_ep))
             .route(&c.integration_path, post(integration_ep))
             .route(&c.sharing_path, post(sharing_ep))
+            .route(&c.token_path, post(token_ep))
             .route("/_sandbox/records", get(records_ep))
             .route("/_sandbox/faults", get(get_faults_ep).post(set_faults_ep))
             .route("/_sandbox/expire-sessions", post(expire_ep))
@@ -667,6 +690,11 @@ impl Portal {
         g.set_faults(f);
     }
 
+    /// Forget every OAuth2 token now (LGSP mode).
+    pub fn expire_tokens(&self) {
+        self.inner().tokens.clear();
+    }
+
     /// Expire every session now.
     pub fn expire_sessions(&self) {
         self.inner().sessions.clear();
@@ -743,6 +771,32 @@ pub async fn run_standalone_with(port: u16, cfg: PortalConfig) -> std::io::Resul
 // Request handling
 
 type St = State<Arc<Shared>>;
+
+/// `POST {token_path}`: OAuth2 client credentials (LGSP mode).
+async fn token_ep(st: St, form: axum::extract::Form<HashMap<String, String>>) -> Response {
+    let Some(clients) = st.cfg.oauth2.clone() else {
+        return (StatusCode::NOT_FOUND, "LGSP mode is off").into_response();
+    };
+    let f = &form.0;
+    let ok = f.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && f.get("client_id") == Some(&clients.client_id)
+        && f.get("client_secret") == Some(&clients.client_secret);
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let token = format!("{:032x}", rand::rng().random::<u128>());
+    let mut g = st.inner.lock().unwrap();
+    g.tokens.insert(
+        token.clone(),
+        Instant::now() + Duration::from_secs(clients.token_ttl_secs),
+    );
+    g.records.tokens_issued += 1;
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": clients.token_ttl_secs})).into_response()
+}
 
 async fn login_ep(st: St, ci: ConnectInfo<Conn>, h: HeaderMap, b: Bytes) -> Response {
     handle(Endpoint::Login, st.0, ci.0, h, b).await
@@ -1105,11 +1159,33 @@ fn serve(
         }
         Some(_) => {}
     }
-    let Some(session) = body.get("session").and_then(Value::as_str) else {
-        return Answer::err(&codes.malformed, "field session is required".into());
-    };
     let now = Instant::now();
+    if cfg.oauth2.is_some() {
+        // LGSP mode: the bearer token authorizes the call; no session in the body.
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        match g.tokens.get(bearer) {
+            Some(exp) if *exp > now => {}
+            _ => {
+                return Answer::err(
+                    &codes.session_expired,
+                    "invalid or expired bearer token".into(),
+                )
+                .http(StatusCode::UNAUTHORIZED)
+            }
+        }
+    }
+    let session = body.get("session").and_then(Value::as_str);
+    let session = match (session, cfg.oauth2.is_some()) {
+        (Some(s), _) => s,
+        (None, true) => "",
+        (None, false) => return Answer::err(&codes.malformed, "field session is required".into()),
+    };
     match g.sessions.get(session) {
+        _ if cfg.oauth2.is_some() => {}
         Some(exp) if *exp > now => {}
         Some(_) => {
             g.sessions.remove(session);

@@ -567,6 +567,16 @@ impl Inner {
             let (answer, latency, full) = self.client.post_full(&req).await;
             let parsed: Option<Value> = full.and_then(|b| serde_json::from_slice(&b).ok());
             let code = parsed.as_ref().and_then(error_code);
+            // A bearer token the platform no longer accepts: refresh it once, like a session.
+            let token_refused =
+                matches!(self.auth, Auth::OAuth2 { .. }) && answer.status() == Some(401);
+            if token_refused {
+                self.invalidate(&token).await;
+                if !renewed {
+                    renewed = true;
+                    continue;
+                }
+            }
             if let Some(c) = &code {
                 if self.settings.expired.iter().any(|e| e == c) {
                     self.invalidate(&token).await;
