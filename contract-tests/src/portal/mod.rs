@@ -56,6 +56,9 @@
 //!   `result` or `not_found`; `LayThuTuc` `{MaTTHC}` answers the procedure record or
 //!   `unknown_procedure`; `LayDanhSachTTHC` answers every full procedure record (so a client
 //!   can detect changes), `LayDanhMucCoQuan` the agencies, `LayDanhMucLinhVuc` the fields.
+//! - **Online dossiers** [open] (no operation is public): `LayDanhSachHoSoTrucTuyen`
+//!   `{tuNgay?}` on the sharing endpoint lists the dossiers seeded with
+//!   [`Portal::add_online_dossier`] from `NgayTiepNhan >= tuNgay` (see `online.rs`).
 //!
 //! # Records, faults, sandbox endpoints
 //!
@@ -78,6 +81,7 @@
 
 mod catalogue;
 mod net;
+mod online;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -96,6 +100,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use catalogue::{builtin as builtin_catalogue, Catalogue};
+pub use online::SVC_ONLINE_DOSSIERS;
 pub use validate::is_portal_date;
 
 use net::{Conn, KillableListener};
@@ -120,6 +125,7 @@ const SHARING_SERVICES: &[&str] = &[
     SVC_PROCEDURES,
     SVC_AGENCIES,
     SVC_FIELDS,
+    SVC_ONLINE_DOSSIERS,
 ];
 
 /// How `error_code` is written in answers.
@@ -520,6 +526,8 @@ struct Inner {
     /// LGSP mode: bearer tokens and their expiry.
     tokens: HashMap<String, Instant>,
     catalogue: Catalogue,
+    /// Online dossiers served by `LayDanhSachHoSoTrucTuyen` ([open], see `online.rs`).
+    online: Vec<Value>,
 }
 
 struct Shared {
@@ -563,6 +571,7 @@ impl Portal {
             sessions: HashMap::new(),
             tokens: HashMap::new(),
             catalogue: cfg.catalogue.clone().unwrap_or_else(builtin_catalogue),
+            online: Vec::new(),
         };
         inner.set_faults(cfg.faults.clone());
         let shared = Arc::new(Shared {
@@ -723,6 +732,12 @@ impl Portal {
             }
             None => false,
         }
+    }
+
+    /// Seed a dossier submitted online (served by `LayDanhSachHoSoTrucTuyen`, [open]); it
+    /// should carry `MaHoSo` and `NgayTiepNhan` (`yyyyMMddHHmmss`).
+    pub fn add_online_dossier(&self, dossier: Value) {
+        self.inner().online.push(dossier);
     }
 }
 
@@ -1208,6 +1223,7 @@ fn serve(
         SVC_PROGRESS | SVC_STATUS => &["data"],
         SVC_LOOKUP => &["mahoso"],
         SVC_PROCEDURE => &["MaTTHC"],
+        SVC_ONLINE_DOSSIERS => &["tuNgay"],
         _ => &[],
     };
     let mut issues = Issues::default();
@@ -1245,6 +1261,19 @@ fn serve(
                     format!("procedure {code:?} is not in the catalogue"),
                 ),
             }
+        }
+        SVC_ONLINE_DOSSIERS => {
+            if let Some(a) = unknown_refusal(cfg, g, seq, service, &issues) {
+                return a;
+            }
+            let from = match body.get("tuNgay") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if is_portal_date(s) => Some(s.as_str()),
+                Some(_) => {
+                    return Answer::err(&codes.invalid, "tuNgay: a yyyyMMddHHmmss date".into())
+                }
+            };
+            Answer::ok("Thành công", Value::Array(online::list(&g.online, from)))
         }
         _ => {
             if let Some(a) = unknown_refusal(cfg, g, seq, service, &issues) {
