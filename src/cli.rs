@@ -34,6 +34,8 @@ pub enum Command {
     /// The demo: embedded queue and store, a recording sandbox and a traffic simulator, all
     /// in-process; runs dossier events through and checks nothing is missing.
     Demo(crate::demo::DemoArgs),
+    /// Benchmark: raw RabbitMQ and OpenSSL limits beside the gateway end to end, in one run.
+    Bench(crate::bench::BenchArgs),
     /// Validate a configuration file without starting; prints every problem.
     CheckConfig { file: PathBuf },
     /// Dead letters: list, show, replay, drop.
@@ -226,6 +228,7 @@ async fn run(cmd: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Sign(args) => crate::sigcli::sign(args),
         Command::Verify(args) => crate::sigcli::verify(args),
         Command::Sandbox { party, port } => match party.as_str() {

@@ -7,6 +7,7 @@
 //! parallel and can be tested (and reused) on their own.
 
 pub mod app;
+pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
