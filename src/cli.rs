@@ -374,15 +374,6 @@ pub async fn wait_for_signal() {
 }
 
 async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppError> {
-    if let DlqAction::Replay {
-        ids,
-        all,
-        route,
-        by,
-    } = action
-    {
-        return crate::opscli::replay(loaded, ids, all, route, &by).await;
-    }
     let (broker, store) = app::open_backends(loaded).await?;
     let result = match action {
         DlqAction::List {
@@ -441,7 +432,17 @@ async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppErr
                 ExitCode::from(1)
             }
         },
-        DlqAction::Replay { .. } => unreachable!("handled above by opscli::replay"),
+        DlqAction::Replay {
+            ids,
+            all,
+            route,
+            by,
+        } => {
+            // The bulk replay opens its own backends (the embedded queue allows one opener).
+            broker.close().await;
+            drop((broker, store));
+            return crate::opscli::replay(loaded, ids, all, route, &by).await;
+        }
         DlqAction::Drop { ids, by } => {
             let mut failed = 0;
             for id in &ids {
