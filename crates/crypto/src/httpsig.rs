@@ -23,11 +23,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Public};
-use openssl::rsa::Padding;
-use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 
 use crate::keys::{KeyKind, KeyResolver, SigningKey};
-use crate::util::{ct_eq, ecdsa_der_to_raw, ecdsa_raw_to_der};
+use crate::util::{ct_eq, sign_with, verify_with, SigningScheme};
 
 /// Errors of HTTP message signing and verification, one variant per failing check.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -336,23 +334,20 @@ fn signature_base(req: &RequestParts<'_>, params: &SigParams) -> Result<String, 
     Ok(base)
 }
 
+fn scheme(alg: HttpSigAlgorithm) -> SigningScheme {
+    SigningScheme {
+        digest: alg.digest(),
+        pss: (alg == HttpSigAlgorithm::RsaPssSha512).then(|| (MessageDigest::sha512(), 64)),
+        ecdsa_raw: alg == HttpSigAlgorithm::EcdsaP256Sha256,
+    }
+}
+
 fn sign_bytes(
     key: &SigningKey,
     alg: HttpSigAlgorithm,
     data: &[u8],
 ) -> Result<Vec<u8>, HttpSigError> {
-    let mut signer = Signer::new(alg.digest(), key.private_key())?;
-    if alg == HttpSigAlgorithm::RsaPssSha512 {
-        signer.set_rsa_padding(Padding::PKCS1_PSS)?;
-        signer.set_rsa_mgf1_md(MessageDigest::sha512())?;
-        signer.set_rsa_pss_saltlen(RsaPssSaltlen::custom(64))?;
-    }
-    signer.update(data)?;
-    let sig = signer.sign_to_vec()?;
-    Ok(match alg {
-        HttpSigAlgorithm::EcdsaP256Sha256 => ecdsa_der_to_raw(&sig, 32)?,
-        _ => sig,
-    })
+    Ok(sign_with(key.private_key(), &scheme(alg), data)?)
 }
 
 fn verify_bytes(
@@ -361,26 +356,7 @@ fn verify_bytes(
     data: &[u8],
     sig: &[u8],
 ) -> Result<bool, HttpSigError> {
-    let der;
-    let sig = if alg == HttpSigAlgorithm::EcdsaP256Sha256 {
-        match ecdsa_raw_to_der(sig, 32) {
-            Some(d) => {
-                der = d;
-                der.as_slice()
-            }
-            None => return Ok(false),
-        }
-    } else {
-        sig
-    };
-    let mut v = Verifier::new(alg.digest(), pkey)?;
-    if alg == HttpSigAlgorithm::RsaPssSha512 {
-        v.set_rsa_padding(Padding::PKCS1_PSS)?;
-        v.set_rsa_mgf1_md(MessageDigest::sha512())?;
-        v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(64))?;
-    }
-    v.update(data)?;
-    Ok(v.verify(sig).unwrap_or(false))
+    Ok(verify_with(pkey, &scheme(alg), data, sig)?)
 }
 
 /// Signs a request: returns `Content-Digest`, `Signature-Input` and `Signature` header values.

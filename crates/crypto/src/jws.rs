@@ -16,13 +16,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
-use openssl::rsa::Padding;
-use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 use openssl::x509::X509;
 use serde_json::{json, Map, Value};
 
 use crate::keys::{KeyError, KeyKind, KeyResolver, SigningKey, TrustStore, Usage, VerifyingKey};
-use crate::util::{ecdsa_der_to_raw, ecdsa_raw_to_der};
+use crate::util::{sign_with, verify_with, SigningScheme};
 
 /// Errors of JWS signing and verification.
 #[derive(Debug, thiserror::Error)]
@@ -176,19 +174,16 @@ fn header_for(
     Ok((alg, B64URL.encode(header)))
 }
 
-fn sign_input(key: &SigningKey, alg: JwsAlgorithm, input: &[u8]) -> Result<Vec<u8>, JwsError> {
-    let mut signer = Signer::new(MessageDigest::sha256(), key.private_key())?;
-    if alg == JwsAlgorithm::Ps256 {
-        signer.set_rsa_padding(Padding::PKCS1_PSS)?;
-        signer.set_rsa_mgf1_md(MessageDigest::sha256())?;
-        signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
+fn scheme(alg: JwsAlgorithm) -> SigningScheme {
+    SigningScheme {
+        digest: MessageDigest::sha256(),
+        pss: (alg == JwsAlgorithm::Ps256).then(|| (MessageDigest::sha256(), -1)), // -1: salt length = digest length
+        ecdsa_raw: alg == JwsAlgorithm::Es256,
     }
-    signer.update(input)?;
-    let sig = signer.sign_to_vec()?;
-    Ok(match alg {
-        JwsAlgorithm::Es256 => ecdsa_der_to_raw(&sig, 32)?,
-        _ => sig,
-    })
+}
+
+fn sign_input(key: &SigningKey, alg: JwsAlgorithm, input: &[u8]) -> Result<Vec<u8>, JwsError> {
+    Ok(sign_with(key.private_key(), &scheme(alg), input)?)
 }
 
 fn verify_input(
@@ -197,26 +192,7 @@ fn verify_input(
     input: &[u8],
     sig: &[u8],
 ) -> Result<bool, JwsError> {
-    let der;
-    let sig = if alg == JwsAlgorithm::Es256 {
-        match ecdsa_raw_to_der(sig, 32) {
-            Some(d) => {
-                der = d;
-                der.as_slice()
-            }
-            None => return Ok(false),
-        }
-    } else {
-        sig
-    };
-    let mut verifier = Verifier::new(MessageDigest::sha256(), pkey)?;
-    if alg == JwsAlgorithm::Ps256 {
-        verifier.set_rsa_padding(Padding::PKCS1_PSS)?;
-        verifier.set_rsa_mgf1_md(MessageDigest::sha256())?;
-        verifier.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
-    }
-    verifier.update(input)?;
-    Ok(verifier.verify(sig).unwrap_or(false))
+    Ok(verify_with(pkey, &scheme(alg), input, sig)?)
 }
 
 /// Compact JWS: `BASE64URL(header).BASE64URL(payload).BASE64URL(signature)`.

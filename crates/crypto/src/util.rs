@@ -20,6 +20,66 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
 
+/// How a signature is made: the digest, RSA-PSS parameters when PSS is used, and whether an
+/// ECDSA signature travels as fixed-width `r || s` (JWS, XML-DSig, RFC 9421) instead of DER.
+pub(crate) struct SigningScheme {
+    pub digest: openssl::hash::MessageDigest,
+    /// MGF1 digest and salt length for RSA-PSS (OpenSSL's raw value: `-1` = digest length).
+    pub pss: Option<(openssl::hash::MessageDigest, i32)>,
+    pub ecdsa_raw: bool,
+}
+
+/// Sign `data`; the one place every scheme of this crate signs through.
+pub(crate) fn sign_with(
+    pkey: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    p: &SigningScheme,
+    data: &[u8],
+) -> Result<Vec<u8>, ErrorStack> {
+    let mut signer = openssl::sign::Signer::new(p.digest, pkey)?;
+    if let Some((mgf1, salt)) = p.pss {
+        signer.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+        signer.set_rsa_mgf1_md(mgf1)?;
+        signer.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+    }
+    signer.update(data)?;
+    let sig = signer.sign_to_vec()?;
+    if p.ecdsa_raw {
+        ecdsa_der_to_raw(&sig, 32)
+    } else {
+        Ok(sig)
+    }
+}
+
+/// Verify `sig` over `data`; `Ok(false)` on a mismatch or a malformed signature.
+pub(crate) fn verify_with(
+    pkey: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+    p: &SigningScheme,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<bool, ErrorStack> {
+    let der;
+    let sig = if p.ecdsa_raw {
+        match ecdsa_raw_to_der(sig, 32) {
+            Some(d) => {
+                der = d;
+                der.as_slice()
+            }
+            None => return Ok(false),
+        }
+    } else {
+        sig
+    };
+    let mut verifier = openssl::sign::Verifier::new(p.digest, pkey)?;
+    if let Some((mgf1, salt)) = p.pss {
+        verifier.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+        verifier.set_rsa_mgf1_md(mgf1)?;
+        verifier.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+    }
+    verifier.update(data)?;
+    // OpenSSL reports some malformed signatures as errors rather than `false`.
+    Ok(verifier.verify(sig).unwrap_or(false))
+}
+
 /// Converts an OpenSSL DER ECDSA signature into the fixed-width `r || s` form (JWS, XML-DSig).
 pub(crate) fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>, ErrorStack> {
     let sig = EcdsaSig::from_der(der)?;

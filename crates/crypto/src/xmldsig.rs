@@ -25,11 +25,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Public};
-use openssl::sign::{Signer, Verifier};
 use openssl::x509::X509;
 
 use crate::keys::{KeyError, KeyKind, SigningKey, TrustStore, Usage, VerifyingKey};
-use crate::util::{ct_eq, ecdsa_der_to_raw, ecdsa_raw_to_der};
+use crate::util::{ct_eq, sign_with, verify_with, SigningScheme};
 use crate::xml::c14n::{canonicalize_document_with, canonicalize_subtree, Algorithm, Options};
 use crate::xml::{parse_safe, push_scope, Document, Element, Node, NodePath, SourceEnd, XmlError};
 
@@ -425,18 +424,20 @@ fn reference_octets(
     })
 }
 
+fn scheme(kind: KeyKind) -> SigningScheme {
+    SigningScheme {
+        digest: MessageDigest::sha256(),
+        pss: None,
+        ecdsa_raw: kind == KeyKind::EcP256,
+    }
+}
+
 /// Signs with SHA-256; ECDSA output converted to raw `r || s`.
 pub(crate) fn sign_octets(
     key: &SigningKey,
     data: &[u8],
 ) -> Result<Vec<u8>, openssl::error::ErrorStack> {
-    let mut signer = Signer::new(MessageDigest::sha256(), key.private_key())?;
-    signer.update(data)?;
-    let sig = signer.sign_to_vec()?;
-    match key.kind() {
-        KeyKind::Rsa => Ok(sig),
-        KeyKind::EcP256 => ecdsa_der_to_raw(&sig, 32),
-    }
+    sign_with(key.private_key(), &scheme(key.kind()), data)
 }
 
 /// Verifies a SHA-256 signature (ECDSA given as raw `r || s`). `Ok(false)` on mismatch.
@@ -446,21 +447,7 @@ pub(crate) fn verify_octets(
     data: &[u8],
     sig: &[u8],
 ) -> Result<bool, openssl::error::ErrorStack> {
-    let der;
-    let sig = match kind {
-        KeyKind::Rsa => sig,
-        KeyKind::EcP256 => match ecdsa_raw_to_der(sig, 32) {
-            Some(d) => {
-                der = d;
-                &der
-            }
-            None => return Ok(false),
-        },
-    };
-    let mut verifier = Verifier::new(MessageDigest::sha256(), pkey)?;
-    verifier.update(data)?;
-    // OpenSSL reports some malformed signatures as errors rather than `false`.
-    Ok(verifier.verify(sig).unwrap_or(false))
+    verify_with(pkey, &scheme(kind), data, sig)
 }
 
 /// Children elements of the element at `path` with their namespace URI.
