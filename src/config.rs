@@ -686,11 +686,11 @@ impl RouteSection {
             max_attempts: self.retry.max_attempts.unwrap_or(defaults.max_attempts),
         }
     }
+}
 
-    /// Whether this route takes events of `kind`.
-    pub fn matches_kind(&self, kind: &str) -> bool {
-        self.kinds.is_empty() || self.kinds.iter().any(|p| kind_matches(p, kind))
-    }
+/// Whether a kind list (of a route or a source) admits `kind`: an empty list admits every kind.
+pub fn kinds_admit(patterns: &[String], kind: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| kind_matches(p, kind))
 }
 
 /// `dossier.*` matches `dossier.upserted`; `*` matches everything; otherwise exact.
@@ -1814,5 +1814,8 @@ to = "nobody"
         assert!(kind_matches("*", "x"));
         assert!(kind_matches("a.b", "a.b"));
         assert!(!kind_matches("a.b", "a.bc"));
+        assert!(kinds_admit(&[], "anything"));
+        assert!(kinds_admit(&["dossier.*".to_string()], "dossier.progress"));
+        assert!(!kinds_admit(&["dossier.*".to_string()], "payment.settled"));
     }
 }

@@ -75,12 +75,7 @@ impl Route {
         self.queue((stable_hash(key) % self.partitions as u64) as u16)
     }
     pub fn matches(&self, source: &str, kind: &str) -> bool {
-        self.source == source
-            && (self.kinds.is_empty()
-                || self
-                    .kinds
-                    .iter()
-                    .any(|p| crate::config::kind_matches(p, kind)))
+        self.source == source && crate::config::kinds_admit(&self.kinds, kind)
     }
 }
 

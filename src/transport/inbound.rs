@@ -216,12 +216,7 @@ async fn accept_inner(
             format!("`key` must be 1 to {MAX_KEY_LEN} printable characters"),
         );
     }
-    if !src.kinds.is_empty()
-        && !src
-            .kinds
-            .iter()
-            .any(|p| crate::config::kind_matches(p, &ev.kind))
-    {
+    if !crate::config::kinds_admit(&src.kinds, &ev.kind) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "kind_not_allowed",

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -314,7 +315,7 @@ impl Connector for DvcqgConnector {
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
         match env.kind.as_str() {
             "dossier.upserted" => {
-                let dossier: Dossier = match serde_json::from_value(env.payload.clone()) {
+                let dossier = match Dossier::deserialize(&env.payload) {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };
@@ -340,7 +341,7 @@ impl Connector for DvcqgConnector {
                     code: String,
                     step: ProgressStep,
                 }
-                let p: Progress = match serde_json::from_value(env.payload.clone()) {
+                let p = match Progress::deserialize(&env.payload) {
                     Ok(p) => p,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };
@@ -350,7 +351,7 @@ impl Connector for DvcqgConnector {
                 }
             }
             "dossier.status" => {
-                let dossier: Dossier = match serde_json::from_value(env.payload.clone()) {
+                let dossier = match Dossier::deserialize(&env.payload) {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };
