@@ -47,6 +47,8 @@ use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use tokio_util::sync::CancellationToken;
 
+mod drain;
+
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::pipeline::{message_for, Engine};
@@ -90,6 +92,22 @@ pub struct BenchArgs {
     /// Give up on one end-to-end run after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Run only the backlog-drain scenario (see `src/bench/drain.rs`).
+    #[arg(long)]
+    pub drain: bool,
+    /// Drain: events queued during the portal outage.
+    #[arg(long, default_value_t = 200_000)]
+    pub drain_events: usize,
+    /// Drain: the portal's call quota (calls a second), enforced by the sandbox and configured
+    /// on the gateway's adapter.
+    #[arg(long, default_value_t = 50.0)]
+    pub drain_rate: f64,
+    /// Drain: the sandbox's burst allowance.
+    #[arg(long, default_value_t = 5)]
+    pub drain_burst: u32,
+    /// Drain: seconds the outage lasts after the last event was queued.
+    #[arg(long, default_value_t = 10)]
+    pub drain_outage_secs: u64,
     /// Tiny counts, embedded only (the smoke test).
     #[arg(long)]
     pub smoke: bool,
@@ -785,6 +803,9 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.sign_secs = 0.2;
         args.latency_secs = 0.5;
         args.timeout_secs = 60;
+        args.drain_events = 2_000;
+        args.drain_rate = 100.0;
+        args.drain_outage_secs = 1;
     }
     if std::env::var("GW_BENCH_AMQP_PASSWORD").is_err() {
         std::env::set_var("GW_BENCH_AMQP_PASSWORD", "guest");
@@ -830,6 +851,10 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
     println!(
         "gateway bench: {cores} core(s); broker, portal sandbox and gateway share them; loopback only"
     );
+
+    if args.drain {
+        return run_drain(&args, &backends).await;
+    }
 
     // Raw broker.
     println!();
@@ -1070,6 +1095,40 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         goal(rss.map(|k| k < 64 * 1024))
     );
     if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--drain`: the backlog-drain scenario on each backend.
+async fn run_drain(args: &BenchArgs, backends: &[Backend]) -> ExitCode {
+    let portal = match Portal::start(0, PortalConfig::default()).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot start the portal sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::env::set_var("GATEWAY_BENCH_PORTAL_PASSWORD", &portal.config().password);
+    let mut failed = false;
+    for &b in backends {
+        println!();
+        println!(
+            "== backlog drain on {} ({} events queued during a portal outage, then drained at {:.0} calls/s) ==",
+            b.label(),
+            args.drain_events,
+            args.drain_rate
+        );
+        match drain::run(args, b, &portal).await {
+            Ok(d) => drain::print(&d, args),
+            Err(e) => {
+                println!("  failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

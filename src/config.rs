@@ -26,6 +26,8 @@ pub mod defaults {
     pub const DATA_DIR: &str = "./data";
     pub const INBOUND_LISTEN: &str = "127.0.0.1:8080";
     pub const OPS_LISTEN: &str = "127.0.0.1:9090";
+    /// An adapter's `rate_limit.burst` when not given: strictly paced calls.
+    pub const RATE_LIMIT_BURST: u32 = 1;
     /// Largest accepted inbound body. Dossier events carry attachments by reference, so 1 MiB
     /// is generous.
     pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -483,6 +485,25 @@ pub struct AdapterSection {
     /// Signing profile (a `[signing.NAME]` table) applied to every request. Default: unsigned.
     #[serde(default)]
     pub signing: Option<String>,
+    /// The party's call quota, e.g. `{ per_sec = 20.0, burst = 5 }`: every call of this adapter
+    /// (deliveries, batches, logins, look-ups) waits for a slot, so a backlog drains at the
+    /// quota instead of into 429s. Default: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSection>,
+}
+
+/// An adapter's outbound call quota (`crate::transport::ratelimit`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RateLimitSection {
+    /// Calls per second, > 0.
+    pub per_sec: f64,
+    /// Calls that may go back to back after a quiet time, ≥ 1. Default 1.
+    #[serde(default = "d_rate_burst")]
+    pub burst: u32,
+}
+
+fn d_rate_burst() -> u32 {
+    defaults::RATE_LIMIT_BURST
 }
 
 /// The national public service portal (DVCQG). `url` of the adapter is the integration
@@ -778,6 +799,10 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
 fn bracket_indices(path: &str) -> String {
     let mut out = String::new();
     for seg in path.split('.') {
+        // serde_ignored writes `?` for the inside of an `Option` (`tls.?.ca`): not a key.
+        if seg == "?" {
+            continue;
+        }
         if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{seg}]"));
         } else {
@@ -963,6 +988,22 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
                 format!("`{}` is not an http(s) URL", a.url),
                 "write https://host/path",
             );
+        }
+        if let Some(r) = &a.rate_limit {
+            if !(r.per_sec.is_finite() && r.per_sec > 0.0) {
+                p(
+                    format!("adapters.{name}.rate_limit.per_sec"),
+                    format!("{} is not a positive number of calls a second", r.per_sec),
+                    "write e.g. per_sec = 20.0, or remove rate_limit for no limit",
+                );
+            }
+            if r.burst == 0 {
+                p(
+                    format!("adapters.{name}.rate_limit.burst"),
+                    "0 would let no call through".into(),
+                    "write burst = 1 or more",
+                );
+            }
         }
         if let Some(tls) = &a.tls {
             if tls.client_cert.is_some() != tls.client_key.is_some() {
@@ -1741,6 +1782,31 @@ to = "nobody"
             "{text}"
         );
         assert_eq!(e.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn rate_limit_is_checked() {
+        let base = "[adapters.p]\nconnector = \"http\"\nurl = \"http://127.0.0.1:1/x\"\n";
+        let ok = parse_str(&format!("{base}rate_limit = {{ per_sec = 2.5 }}\n")).unwrap();
+        let r = ok.config.adapters["p"].rate_limit.expect("set");
+        assert_eq!((r.per_sec, r.burst), (2.5, defaults::RATE_LIMIT_BURST));
+        let e = parse_str(&format!(
+            "{base}rate_limit = {{ per_sec = 0.0, burst = 0, colour = 1 }}\n"
+        ))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("test.toml:adapters.p.rate_limit.per_sec: 0 is not a positive"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:adapters.p.rate_limit.burst: 0 would let no call"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test.toml:adapters.p.rate_limit.colour: unknown key"),
+            "{text}"
+        );
     }
 
     #[test]

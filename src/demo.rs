@@ -104,7 +104,7 @@ concurrency = 32
     )
 }
 
-fn version_marker(item: &Value) -> Option<i64> {
+pub(crate) fn version_marker(item: &Value) -> Option<i64> {
     item.get("GhiChu")?
         .as_str()?
         .strip_prefix('v')?

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::ratelimit::RateLimiter;
 use crate::config::{defaults, AdapterSection, Secret};
 use crate::retry::{parse_retry_after, Answer, TransportFailure};
 
@@ -38,6 +39,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     fixed_headers: HeaderMap,
     bearer: Option<Secret>,
+    /// The adapter's call quota (`rate_limit`), shared by every caller of this client.
+    limiter: Option<std::sync::Arc<RateLimiter>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -138,6 +141,9 @@ impl HttpClient {
             client,
             fixed_headers,
             bearer,
+            limiter: a
+                .rate_limit
+                .map(|r| std::sync::Arc::new(RateLimiter::new(r.per_sec, r.burst))),
         })
     }
 
@@ -151,6 +157,10 @@ impl HttpClient {
     /// [`Answer`] keeps only its start): for callers that need the data of a large answer.
     pub async fn post_full(&self, req: &OutRequest) -> (Answer, Duration, Option<Vec<u8>>) {
         let mut full = None;
+        // The quota wait is not the party's latency: the clock starts after it.
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
+        }
         let started = Instant::now();
         let mut rb = self
             .client

@@ -10,3 +10,4 @@
 
 pub mod client;
 pub mod inbound;
+pub mod ratelimit;

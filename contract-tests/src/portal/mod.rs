@@ -666,6 +666,11 @@ impl Portal {
     }
 
     /// Requests answered 429 by the rate limit.
+    /// Requests seen so far, every service and answer included.
+    pub fn requests(&self) -> u64 {
+        self.inner().records.requests
+    }
+
     pub fn rate_limited(&self) -> u64 {
         self.inner().records.rate_limited
     }
