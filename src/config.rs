@@ -61,7 +61,8 @@ pub mod defaults {
     pub const DVCQG_NOT_FOUND_CODES: &[&str] = &["-8"];
     pub const DVCQG_BATCH_ITEMS: usize = 20;
     pub const DVCQG_BATCH_BYTES: usize = 256 * 1024;
-    pub const DVCQG_BATCH_LINGER: Duration = Duration::from_millis(5);
+    pub const DVCQG_BATCH_LINGER: Duration = Duration::ZERO;
+    pub const DVCQG_BATCH_IN_FLIGHT: usize = 4;
     /// Signing: oldest accepted `created` of an HTTP message signature.
     pub const SIGNATURE_MAX_AGE: Duration = Duration::from_secs(300);
     /// Signing: furthest accepted `created` in the future (clock skew).
@@ -570,9 +571,15 @@ pub struct DvcqgSection {
     /// Most bytes of one batch body. Default 256 KiB.
     #[serde(default = "d_dvcqg_batch_bytes")]
     pub batch_max_bytes: usize,
-    /// How long a batch waits for companions. Default 5ms.
+    /// How long a batch that is not full waits for companions. Default 0: a batch goes as soon
+    /// as a call slot is free, and what arrives while the calls are in flight forms the next
+    /// one (batches grow with load without adding latency when the portal is idle).
     #[serde(default = "d_dvcqg_linger")]
     pub batch_linger: Dur,
+    /// Batch calls of one operation in flight at once. Default 4. (One dossier is never in two
+    /// at once: a route lane waits for a dossier's delivery before its next message.)
+    #[serde(default = "d_dvcqg_in_flight")]
+    pub batch_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -679,6 +686,9 @@ fn d_dvcqg_batch_items() -> usize {
 }
 fn d_dvcqg_batch_bytes() -> usize {
     defaults::DVCQG_BATCH_BYTES
+}
+fn d_dvcqg_in_flight() -> usize {
+    defaults::DVCQG_BATCH_IN_FLIGHT
 }
 fn d_dvcqg_linger() -> Dur {
     Dur(defaults::DVCQG_BATCH_LINGER)
@@ -1107,6 +1117,13 @@ fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(Strin
             format!("{at}.unit_code"),
             "must not be empty".into(),
             "set the unit's code, like 000.00.01.H22",
+        );
+    }
+    if d.batch_in_flight == 0 {
+        p(
+            format!("{at}.batch_in_flight"),
+            "0 would send nothing".into(),
+            "write batch_in_flight = 1 or more",
         );
     }
     if d.batch_max_items == 0 || d.batch_max_bytes < 1024 {

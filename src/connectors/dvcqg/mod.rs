@@ -85,6 +85,7 @@ struct Settings {
     max_items: usize,
     max_bytes: usize,
     linger: Duration,
+    in_flight: usize,
 }
 
 struct Inner {
@@ -195,6 +196,7 @@ impl DvcqgConnector {
             max_items: d.batch_max_items,
             max_bytes: d.batch_max_bytes,
             linger: d.batch_linger.0,
+            in_flight: d.batch_in_flight,
         };
         let client = HttpClient::build(name, a, base)?;
         let raw = reqwest::Client::builder()
@@ -382,15 +384,32 @@ impl Connector for DvcqgConnector {
     }
 }
 
-/// Collect items of one operation into batches and send them.
+/// Collect items of one operation into batches and send them, at most `in_flight` calls at
+/// once. A batch takes what is waiting when a call slot frees up (then lingers, if configured,
+/// for companions): under load the batches grow, and an idle portal sees each item at once.
 async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
-    while let Some(first) = rx.recv().await {
+    let slots = Arc::new(tokio::sync::Semaphore::new(inner.settings.in_flight.max(1)));
+    let mut calls = tokio::task::JoinSet::new();
+    // An item too big to join the previous batch: it starts the next one.
+    let mut carry: Option<Item> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let first = match carry.take() {
+            Some(i) => i,
+            None => match rx.recv().await {
+                Some(i) => i,
+                None => break,
+            },
+        };
         let mut items = vec![first];
         let mut bytes = items[0].value.to_string().len();
         let deadline = tokio::time::Instant::now() + inner.settings.linger;
         while items.len() < inner.settings.max_items {
             let next = match rx.try_recv() {
                 Ok(i) => Some(i),
+                Err(mpsc::error::TryRecvError::Empty) if inner.settings.linger.is_zero() => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     // Ok(None): the channel closed; Err: the linger ran out.
                     tokio::time::timeout_at(deadline, rx.recv())
@@ -402,18 +421,21 @@ async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
             let Some(item) = next else { break };
             let size = item.value.to_string().len();
             if bytes + size > inner.settings.max_bytes {
-                // Too big to join: send what we have, then this one starts the next batch.
-                let batch = std::mem::replace(&mut items, vec![item]);
-                let inner2 = inner.clone();
-                send_batch(&inner2, op, batch).await;
-                bytes = size;
-                continue;
+                // Too big to join: it starts the next batch.
+                carry = Some(item);
+                break;
             }
             bytes += size;
             items.push(item);
         }
-        send_batch(&inner, op, items).await;
+        let inner2 = inner.clone();
+        calls.spawn(async move {
+            send_batch(&inner2, op, items).await;
+            drop(slot);
+        });
+        while calls.try_join_next().is_some() {}
     }
+    while calls.join_next().await.is_some() {}
 }
 
 async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
