@@ -244,6 +244,7 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
     let mut ready = String::new();
     let mut unacked = String::new();
     let mut delayed = String::new();
+    let mut head_age = String::new();
     for r in &e.routes {
         for q in r.queues() {
             if let Ok(s) = e.broker.stats(&q).await {
@@ -260,6 +261,12 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
                 ));
                 if let Some(d) = s.delayed {
                     delayed.push_str(&format!("gateway_queue_delayed{{{labels}}} {d}\n"));
+                }
+                if let Some(a) = s.oldest_ready_age {
+                    head_age.push_str(&format!(
+                        "gateway_queue_oldest_ready_age_seconds{{{labels}}} {}\n",
+                        a.as_secs_f64()
+                    ));
                 }
             }
         }
@@ -285,6 +292,13 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
         "Retry backlog: messages waiting for a delayed redelivery, where the broker can tell.",
     );
     text.push_str(&delayed);
+    family(
+        &mut text,
+        "gateway_queue_oldest_ready_age_seconds",
+        "gauge",
+        "How long the oldest ready message of each route queue has waited since it became deliverable (0 when none waits; RabbitMQ: an upper bound seen by this process's consumer, absent until it took a message).",
+    );
+    text.push_str(&head_age);
     family(
         &mut text,
         "gateway_dead_letters_open",
