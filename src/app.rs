@@ -94,6 +94,7 @@ pub fn build_engine_with(
                 connector: connectors[&r.to].clone(),
                 policy: Policy::from(r.retry_policy(&c.retry)),
                 concurrency: r.concurrency,
+                circuit: crate::circuit::Circuit::new(&r.name, &r.to, &c.circuit, metrics.clone()),
             })
         })
         .collect();

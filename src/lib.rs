@@ -9,6 +9,7 @@
 pub mod app;
 pub mod bench;
 pub mod catalogue;
+pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod connectors;

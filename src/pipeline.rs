@@ -48,6 +48,9 @@ pub const HDR_FIRST_MS: &str = "x-gw-first-ms";
 pub const HDR_REPLAY_OF: &str = "x-gw-replay-of";
 /// Header: why the last attempt failed (for the trail; bounded reason label).
 pub const HDR_LAST_REASON: &str = "x-gw-last-reason";
+/// Header: how many of the message's redeliveries were circuit-breaker deferrals, not failed
+/// attempts (the broker's attempt count includes them; the retry budget does not).
+pub const HDR_DEFERRED: &str = "x-gw-deferred";
 
 /// A configured route, ready to run.
 pub struct Route {
@@ -59,6 +62,8 @@ pub struct Route {
     pub connector: Arc<dyn Connector>,
     pub policy: Policy,
     pub concurrency: usize,
+    /// The route's circuit breaker ([`crate::circuit`]).
+    pub circuit: crate::circuit::Circuit,
 }
 
 impl Route {
@@ -598,7 +603,13 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         .get(HDR_FIRST_MS)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(now_ms);
-    let failed_before = d.message.attempt;
+    let deferred: u32 = d
+        .message
+        .headers
+        .get(HDR_DEFERRED)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let failed_before = d.message.attempt.saturating_sub(deferred);
     ctx.metrics.observe_age(
         &route.name,
         Duration::from_millis(now_ms().saturating_sub(env.created_ms).max(0) as u64),
@@ -690,8 +701,33 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         }
     }
 
-    // 3. Deliver.
+    // 3. Deliver, unless the destination's circuit is open: then defer through the durable
+    //    retry path without calling it (not an attempt: no ledger record, no budget used).
+    let permit = match route.circuit.admit() {
+        Ok(p) => p,
+        Err(wait) => {
+            let jitter = Duration::from_millis(rand::Rng::random_range(
+                &mut rand::rng(),
+                0..=(wait.as_millis() as u64 / 10).max(1),
+            ));
+            let mut headers = d.message.headers.clone();
+            headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
+            headers.insert(HDR_DEFERRED.into(), (deferred + 1).to_string());
+            debug!(
+                delay_ms = (wait + jitter).as_millis() as u64,
+                "circuit open: delivery deferred"
+            );
+            ctx.metrics
+                .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
+            return Settlement::Retry(headers, wait + jitter);
+        }
+    };
     let attempted: Attempted = route.connector.deliver(&env, prior).await;
+    if matches!(attempted.decision, Decision::Retry { .. }) {
+        permit.failed();
+    } else {
+        permit.succeeded();
+    }
     let status = attempted.answer.status();
     ctx.metrics.observe_latency(&route.name, attempted.latency);
     let this_attempt = failed_before + 1;

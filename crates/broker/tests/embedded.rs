@@ -481,7 +481,10 @@ async fn oldest_ready_age_is_the_wait_of_the_head() {
     let s = b.stats(q).await.unwrap();
     let age = s.oldest_ready_age.expect("embedded always tells");
     assert!(age >= Duration::from_millis(300), "{age:?}");
-    assert!(age <= waited.elapsed() + Duration::from_millis(50), "{age:?}");
+    assert!(
+        age <= waited.elapsed() + Duration::from_millis(50),
+        "{age:?}"
+    );
     // The head taken (leased): the next one is the head now, and it waited as long.
     let mut c = b.consume(q, 1).await.unwrap();
     let d1 = next(&mut c, "head").await;

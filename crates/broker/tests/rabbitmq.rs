@@ -876,8 +876,16 @@ async fn oldest_ready_age_is_bounded_by_what_the_consumer_took() {
     assert_eq!(s.ready, 2, "prefetch 1: the rest waits at the broker");
     let age = s.oldest_ready_age.expect("the consumer took one");
     // An upper bound on the head's wait: at least as long as since the publish.
-    assert!(age >= published.elapsed().saturating_sub(Duration::from_millis(50)), "{age:?}");
-    assert!(age <= published.elapsed() + Duration::from_secs(2), "{age:?}");
+    assert!(
+        age >= published
+            .elapsed()
+            .saturating_sub(Duration::from_millis(50)),
+        "{age:?}"
+    );
+    assert!(
+        age <= published.elapsed() + Duration::from_secs(2),
+        "{age:?}"
+    );
     d1.ack().await.unwrap();
     for id in ["h2", "h3"] {
         let d = next(&mut c, Duration::from_secs(5)).await.expect(id);
