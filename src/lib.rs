@@ -26,4 +26,5 @@ pub mod retry;
 pub mod sigcli;
 pub mod signing;
 pub mod simulator;
+pub mod telemetry;
 pub mod transport;

@@ -584,13 +584,17 @@ async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
         }
     };
     // The span continues the envelope's W3C trace: its trace id, and the span that accepted
-    // the message as parent (the connector sends a child `traceparent` downstream).
-    let parent_span = env.traceparent.split('-').nth(2).unwrap_or_default();
-    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), parent_span_id = %parent_span, attempt = d.message.attempt);
+    // the message as parent. From here the envelope's traceparent names this span, so the
+    // `send` span (and the `traceparent` sent downstream) are its children.
+    let mut env = env;
+    let parent_span = crate::telemetry::span_id(&env.traceparent).to_string();
+    let deliver_span = crate::telemetry::new_span_id();
+    env.traceparent = crate::telemetry::with_span(&env.traceparent, &deliver_span);
+    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), span_id = %deliver_span, parent_span_id = %parent_span, attempt = d.message.attempt);
     handle_envelope(ctx, d, env).instrument(span).await
 }
 
-async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
+async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settlement {
     let route = &ctx.route;
     let replay_of = d.message.headers.get(HDR_REPLAY_OF).cloned();
     let ledger_id = match &replay_of {
@@ -722,7 +726,26 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
             return Settlement::Retry(headers, wait + jitter);
         }
     };
-    let attempted: Attempted = route.connector.deliver(&env, prior).await;
+    let deliver_span = crate::telemetry::span_id(&env.traceparent).to_string();
+    let send_span_id = crate::telemetry::new_span_id();
+    env.traceparent = crate::telemetry::with_span(&env.traceparent, &send_span_id);
+    let send_span = tracing::info_span!("send", route = %route.name, destination = %route.destination, key = %env.key, envelope = %env.id, trace_id = %trace_id(&env.traceparent), span_id = %send_span_id, parent_span_id = %deliver_span, http_status = tracing::field::Empty, outcome = tracing::field::Empty);
+    let attempted: Attempted = route
+        .connector
+        .deliver(&env, prior)
+        .instrument(send_span.clone())
+        .await;
+    if let Some(s) = attempted.answer.status() {
+        send_span.record("http_status", s);
+    }
+    let outcome = match &attempted.decision {
+        Decision::Delivered => "delivered",
+        Decision::Superseded => "superseded",
+        Decision::Permanent { .. } => "refused",
+        Decision::Retry { .. } => "retry",
+    };
+    send_span.record("outcome", outcome);
+    drop(send_span);
     if matches!(attempted.decision, Decision::Retry { .. }) {
         permit.failed();
     } else {

@@ -16,12 +16,13 @@
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
 //!   request; it only talks to this listener with the token the user typed.
 //!
-//! Traces: every message is handled in a `deliver` span carrying its route, dossier code
-//! (`key`), envelope id, kind, attempt, and the W3C `trace_id` and `parent_span_id` of the
-//! envelope's `traceparent` (which crossed the broker in a header); the connector sends a child
-//! `traceparent` downstream. `--log-json` writes those spans with every line, so a log
-//! collector joins them by trace id. There is no OTLP exporter: it would add a large
-//! dependency tree for what the JSON logs already carry.
+//! Traces: every message has an `accept` span (the inbound request), a `deliver` span per
+//! attempt carrying its route, dossier code (`key`), envelope id, kind, attempt, and a `send`
+//! span per call to the destination, all with the W3C `trace_id`, `span_id` and
+//! `parent_span_id` of the envelope's `traceparent` (which crosses the broker); the
+//! connector sends the `send` span's `traceparent` downstream. `--log-json` writes those
+//! spans with every line, and with `[ops] otlp_endpoint` they are exported over OTLP/HTTP
+//! ([`crate::telemetry`]).
 
 pub mod api;
 
