@@ -1806,6 +1806,32 @@ to = "nobody"
     }
 
     #[test]
+    fn circuit_and_otlp_settings_are_checked() {
+        let c = parse_str("").unwrap().config;
+        assert_eq!(c.circuit, CircuitSection::default());
+        assert_eq!(c.circuit.failures, defaults::CIRCUIT_FAILURES);
+        assert_eq!(c.ops.otlp_endpoint, None, "no export by default");
+        let e = parse_str(
+            "[ops]\notlp_endpoint = \"grpc://x:4317\"\n[circuit]\nopen_for = \"0s\"\nthreshold = 3\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("ops.otlp_endpoint: `grpc://x:4317` is not an http(s) URL"),
+            "{text}"
+        );
+        assert!(
+            text.contains("circuit.open_for: must be more than 0"),
+            "{text}"
+        );
+        assert!(text.contains("circuit.threshold: unknown key"), "{text}");
+        let ok = parse_str("[ops]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[circuit]\nfailures = 0\nopen_for = \"0s\"\n")
+            .unwrap()
+            .config;
+        assert_eq!(ok.circuit.failures, 0, "0 turns the breaker off");
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = parse_str("[broker]\nprefetch = \"many\"\n").unwrap_err();
         let text = e.to_string();
