@@ -710,20 +710,19 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     let permit = match route.circuit.admit() {
         Ok(p) => p,
         Err(wait) => {
-            let jitter = Duration::from_millis(rand::Rng::random_range(
-                &mut rand::rng(),
-                0..=(wait.as_millis() as u64 / 10).max(1),
-            ));
+            // Exactly until the probe may go (no jitter: RabbitMQ rounds a delay up to its
+            // next delay tier, so 30s plus a little would wait 2 minutes). Only one delivery
+            // becomes the probe; the others are deferred again briefly while it runs.
             let mut headers = d.message.headers.clone();
             headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
             headers.insert(HDR_DEFERRED.into(), (deferred + 1).to_string());
             debug!(
-                delay_ms = (wait + jitter).as_millis() as u64,
+                delay_ms = wait.as_millis() as u64,
                 "circuit open: delivery deferred"
             );
             ctx.metrics
                 .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
-            return Settlement::Retry(headers, wait + jitter);
+            return Settlement::Retry(headers, wait.max(Duration::from_millis(1)));
         }
     };
     let deliver_span = crate::telemetry::span_id(&env.traceparent).to_string();

@@ -42,7 +42,11 @@ async fn opens_defers_probes_and_closes(backend: Backend) {
     let route = unique("circuit");
     let text = config_text(backend, dir.path(), &route, &sink.url(), "")
         .replace("concurrency = 8", &format!("concurrency = {CONCURRENCY}"))
-        + "\n[circuit]\nfailures = 3\nopen_for = \"700ms\"\n";
+        .replace(
+            "[circuit]\nopen_for = \"500ms\"\n",
+            "[circuit]\nfailures = 3\nopen_for = \"700ms\"\n",
+        );
+    assert!(text.contains("failures = 3"));
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
@@ -80,6 +84,10 @@ async fn opens_defers_probes_and_closes(backend: Backend) {
     .await;
     let probes = transitions(&m.render(), &route, "half_open") - probes_at_open;
     let calls = sink.refused() - calls_at_open;
+    eprintln!(
+        "{backend:?}: while open, {calls} destination calls over {probes} probes; {} deliveries deferred",
+        m.outcome_count(&route, "deferred") - deferred_at_open
+    );
     assert!(
         calls <= probes + CONCURRENCY,
         "{calls} calls during {probes} probes: the open circuit must not call the destination"

@@ -207,6 +207,11 @@ async fn one_trace_in_broker_out(backend: Backend, tag: &str, url: &str, got: &R
     .await;
 
     let all = spans(got);
+    eprintln!(
+        "{backend:?}: {} spans in {} OTLP export requests so far",
+        all.len(),
+        got.lock().unwrap().len()
+    );
     let (_, sends) = chain(&all, &ok_key, &traces[0].1);
     let (delivers, retry_sends) = chain(&all, &retry_key, &traces[1].1);
     assert!(

@@ -241,9 +241,10 @@ struct Inner {
 ///
 /// RabbitMQ tells a queue's depth (passive declare) but not how old its head is, and peeking
 /// (`basic.get` + requeue) would reorder the queue and mark the head redelivered. So each
-/// consumer notes, for every message it takes, when that message became deliverable: its
-/// publish `timestamp` (whole seconds, rounded down), or its retry not-before time when that
-/// is later (a delayed retry enters the queue when its delay ends). The queue is FIFO, so
+/// consumer notes, for every message it takes, when that message became deliverable: the
+/// latest of its publish `timestamp`, the `x-death` time of its delay tier's expiry (a
+/// retry enters the queue then; both whole seconds, rounded down) and its not-before time
+/// (delays past the largest tier). The queue is FIFO, so
 /// whatever is ready now entered the queue after that message: while `ready > 0`, the head
 /// has been waiting **at most** `now - watermark`. The figure is an upper bound, exact to
 /// about a second when the consumer keeps up, and it grows while the consumer is stalled
@@ -252,9 +253,18 @@ struct Inner {
 struct HeadWatch(Mutex<HashMap<String, u64>>);
 
 impl HeadWatch {
-    fn took(&self, queue: &str, timestamp_s: Option<u64>, not_before_ms: Option<u64>) {
+    fn took(&self, queue: &str, d: &lapin::message::Delivery, not_before_ms: Option<u64>) {
         let now = now_ms();
-        let since = timestamp_s
+        // A retry comes back from its delay tier when the tier's TTL expires: RabbitMQ's
+        // `x-death` time of that expiry is when it entered this queue.
+        let died_s = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|t| t.inner().get("x-death"))
+            .and_then(death_time_s);
+        let since = (*d.properties.timestamp())
+            .max(died_s)
             .map(|s| s.saturating_mul(1000))
             .max(not_before_ms)
             .unwrap_or(now)
@@ -665,6 +675,21 @@ fn broker_death_reason(x_death: &AMQPValue) -> Option<String> {
             field("queue")
         ))
     })
+}
+
+/// The latest `time` (unix seconds) among a message's `x-death` entries.
+fn death_time_s(x_death: &AMQPValue) -> Option<u64> {
+    let AMQPValue::FieldArray(deaths) = x_death else {
+        return None;
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .filter_map(|death| match death {
+            AMQPValue::FieldTable(t) => t.inner().get("time").and_then(value_u64),
+            _ => None,
+        })
+        .max()
 }
 
 /// What a consumer got from the wire, decoded.
@@ -1263,9 +1288,7 @@ impl AmqpConsumer {
                 return Ok(None);
             }
         };
-        self.inner
-            .heads
-            .took(&self.queue, *d.properties.timestamp(), incoming.not_before);
+        self.inner.heads.took(&self.queue, &d, incoming.not_before);
         if let Some(nb) = incoming.not_before {
             let now = now_ms();
             if nb > now + 20 {
