@@ -94,6 +94,7 @@ pub fn build_engine_with(
                 connector: connectors[&r.to].clone(),
                 policy: Policy::from(r.retry_policy(&c.retry)),
                 concurrency: r.concurrency,
+                circuit: crate::circuit::Circuit::new(&r.name, &r.to, &c.circuit, metrics.clone()),
             })
         })
         .collect();
@@ -125,6 +126,11 @@ impl Running {
             }
         }
         self.engine.broker.close().await;
+        // The last spans (an exporter that is not running makes this a no-op).
+        let _ = tokio::task::spawn_blocking(|| {
+            crate::telemetry::flush(std::time::Duration::from_secs(5))
+        })
+        .await;
         info!("gateway stopped");
     }
 
@@ -196,6 +202,9 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             .await;
     });
     let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
+    if let Some(endpoint) = &c.ops.otlp_endpoint {
+        crate::telemetry::start(endpoint, &c.gateway.instance);
+    }
     let ops = crate::ops::router(engine.clone(), ops_options);
     // Certificate days to expiry for `/metrics`, refreshed hourly (they count down).
     let (certs, m, cc) = (

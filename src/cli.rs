@@ -130,16 +130,21 @@ pub enum DlqAction {
 }
 
 pub fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        let _ = b.json().flatten_event(true).try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        let _ = b.try_init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    // The OTLP layer has its own filter: spans are exported whatever the log level.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(crate::telemetry::layer())
+        .try_init();
 }
 
 pub fn main() -> ExitCode {

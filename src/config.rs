@@ -42,6 +42,14 @@ pub mod defaults {
     pub const RETRY_MAX_ELAPSED: Duration = Duration::from_secs(7 * 24 * 3600);
     /// No attempt cap by default beyond the elapsed limit (0 = unlimited).
     pub const RETRY_MAX_ATTEMPTS: u32 = 0;
+    /// Circuit breaker: consecutive retryable failures that open a route's circuit. High
+    /// enough that a destination failing a share of requests (20 % → 1e-7 odds of ten in a
+    /// row) keeps being called; an outage trips it within a second of traffic.
+    pub const CIRCUIT_FAILURES: u32 = 10;
+    /// Circuit breaker: how long an open circuit defers deliveries before one probe.
+    pub const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(30);
+    /// OTLP/HTTP export: how often finished spans are sent.
+    pub const OTLP_EXPORT_INTERVAL: Duration = Duration::from_secs(1);
     pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const HTTP_POOL_IDLE: usize = 64;
@@ -250,6 +258,9 @@ pub struct Config {
     /// Default retry policy for every route (a route may override it).
     #[serde(default)]
     pub retry: RetrySection,
+    /// Circuit breaker of every route (each route has its own; see `src/circuit.rs`).
+    #[serde(default)]
+    pub circuit: CircuitSection,
     /// Inbound sources by name: where events come from.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSection>,
@@ -367,6 +378,11 @@ pub struct OpsSection {
     /// dashboard are off; `/healthz`, `/readyz` and `/metrics` answer either way.
     #[serde(default)]
     pub tokens: Vec<OpsTokenSection>,
+    /// OpenTelemetry: the OTLP/HTTP endpoint (collector base URL, e.g.
+    /// `http://127.0.0.1:4318`) that per-message spans are exported to, as OTLP JSON at
+    /// `<endpoint>/v1/traces`. None (the default) = no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for OpsSection {
@@ -374,6 +390,7 @@ impl Default for OpsSection {
         Self {
             listen: d_ops(),
             tokens: Vec::new(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -425,6 +442,35 @@ impl Default for RetrySection {
             max_attempts: defaults::RETRY_MAX_ATTEMPTS,
         }
     }
+}
+
+/// The circuit breaker of each route: after `failures` consecutive retryable failures the
+/// route stops calling its destination for `open_for` (deliveries are deferred through the
+/// durable retry path, nothing is lost), then lets one probe through.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct CircuitSection {
+    /// Consecutive retryable failures that open the circuit; 0 = no breaker. Default 10.
+    #[serde(default = "d_circuit_failures")]
+    pub failures: u32,
+    /// How long an open circuit defers deliveries before a probe. Default 30s.
+    #[serde(default = "d_circuit_open_for")]
+    pub open_for: Dur,
+}
+
+impl Default for CircuitSection {
+    fn default() -> Self {
+        Self {
+            failures: d_circuit_failures(),
+            open_for: d_circuit_open_for(),
+        }
+    }
+}
+
+fn d_circuit_failures() -> u32 {
+    defaults::CIRCUIT_FAILURES
+}
+fn d_circuit_open_for() -> Dur {
+    Dur(defaults::CIRCUIT_OPEN_FOR)
 }
 
 /// Partial retry settings a route can override.
@@ -926,6 +972,22 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             "ops.listen".into(),
             "the same address as inbound.listen".into(),
             "give the ops listener its own port",
+        );
+    }
+    if let Some(u) = &c.ops.otlp_endpoint {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p(
+                "ops.otlp_endpoint".into(),
+                format!("`{u}` is not an http(s) URL"),
+                "write the collector's OTLP/HTTP base URL, like http://127.0.0.1:4318",
+            );
+        }
+    }
+    if c.circuit.failures > 0 && c.circuit.open_for.0.is_zero() {
+        p(
+            "circuit.open_for".into(),
+            "must be more than 0 while circuit.failures is set".into(),
+            "set a cool-down such as 30s, or circuit.failures = 0 to turn the breaker off",
         );
     }
     let mut token_names = std::collections::BTreeSet::new();
@@ -1824,6 +1886,32 @@ to = "nobody"
             text.contains("test.toml:adapters.p.rate_limit.colour: unknown key"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn circuit_and_otlp_settings_are_checked() {
+        let c = parse_str("").unwrap().config;
+        assert_eq!(c.circuit, CircuitSection::default());
+        assert_eq!(c.circuit.failures, defaults::CIRCUIT_FAILURES);
+        assert_eq!(c.ops.otlp_endpoint, None, "no export by default");
+        let e = parse_str(
+            "[ops]\notlp_endpoint = \"grpc://x:4317\"\n[circuit]\nopen_for = \"0s\"\nthreshold = 3\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("ops.otlp_endpoint: `grpc://x:4317` is not an http(s) URL"),
+            "{text}"
+        );
+        assert!(
+            text.contains("circuit.open_for: must be more than 0"),
+            "{text}"
+        );
+        assert!(text.contains("circuit.threshold: unknown key"), "{text}");
+        let ok = parse_str("[ops]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[circuit]\nfailures = 0\nopen_for = \"0s\"\n")
+            .unwrap()
+            .config;
+        assert_eq!(ok.circuit.failures, 0, "0 turns the breaker off");
     }
 
     #[test]

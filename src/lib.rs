@@ -9,6 +9,7 @@
 pub mod app;
 pub mod bench;
 pub mod catalogue;
+pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod connectors;
@@ -25,4 +26,5 @@ pub mod retry;
 pub mod sigcli;
 pub mod signing;
 pub mod simulator;
+pub mod telemetry;
 pub mod transport;

@@ -12,8 +12,9 @@
 //!
 //! Families (all prefixed `gateway_`): `messages_in_total`, `messages_out_total`,
 //! `outcomes_total`, `inbound_requests_total`, `delivery_seconds` (histogram),
-//! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`; from ops:
-//! `queue_ready`, `queue_unacked`, `queue_delayed`, `dead_letters_open`, `build_info`, `up`.
+//! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`,
+//! `circuit_state`, `circuit_transitions_total`; from ops: `queue_ready`, `queue_unacked`,
+//! `queue_delayed`, `queue_oldest_ready_age_seconds`, `dead_letters_open`, `build_info`, `up`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -49,6 +50,10 @@ struct Inner {
     token_refresh_failures: BTreeMap<String, u64>,
     /// (signing profile, certificate) → days until the certificate expires.
     cert_days: BTreeMap<(String, String), f64>,
+    /// (route, destination) → circuit state (0 closed, 1 half-open, 2 open).
+    circuit: BTreeMap<(String, String), u8>,
+    /// (route, destination, state entered) → transitions.
+    circuit_transitions: BTreeMap<(String, String, String), u64>,
 }
 
 impl Inner {
@@ -156,6 +161,25 @@ impl Metrics {
             .unwrap()
             .cert_days
             .insert((profile.to_string(), cert.to_string()), days);
+    }
+
+    /// The circuit breaker state of a route (0 closed, 1 half-open, 2 open).
+    pub fn set_circuit_state(&self, route: &str, destination: &str, state: u8) {
+        self.inner
+            .lock()
+            .unwrap()
+            .circuit
+            .insert((route.to_string(), destination.to_string()), state);
+    }
+
+    /// A route's circuit entered state `to` (`closed`, `half_open`, `open`; gauge `state`).
+    pub fn circuit_transition(&self, route: &str, destination: &str, state: u8, to: &str) {
+        let mut g = self.inner.lock().unwrap();
+        g.circuit
+            .insert((route.to_string(), destination.to_string()), state);
+        *g.circuit_transitions
+            .entry((route.to_string(), destination.to_string(), to.to_string()))
+            .or_default() += 1;
     }
 
     /// A counter's value, for tests and the demo summary.
@@ -330,6 +354,35 @@ impl Metrics {
                 "gateway_certificate_expiry_days{{profile=\"{}\",cert=\"{}\"}} {v}",
                 esc(p),
                 esc(c)
+            );
+        }
+        family(
+            &mut out,
+            "gateway_circuit_state",
+            "gauge",
+            "Circuit breaker state per route and destination: 0 closed, 1 half-open (probing), 2 open (deliveries deferred).",
+        );
+        for ((r, d), v) in &g.circuit {
+            let _ = writeln!(
+                out,
+                "gateway_circuit_state{{route=\"{}\",destination=\"{}\"}} {v}",
+                esc(r),
+                esc(d)
+            );
+        }
+        family(
+            &mut out,
+            "gateway_circuit_transitions_total",
+            "counter",
+            "Circuit breaker state changes per route, destination and state entered.",
+        );
+        for ((r, d, to), v) in &g.circuit_transitions {
+            let _ = writeln!(
+                out,
+                "gateway_circuit_transitions_total{{route=\"{}\",destination=\"{}\",to=\"{}\"}} {v}",
+                esc(r),
+                esc(d),
+                esc(to)
             );
         }
         out

@@ -48,6 +48,9 @@ pub const HDR_FIRST_MS: &str = "x-gw-first-ms";
 pub const HDR_REPLAY_OF: &str = "x-gw-replay-of";
 /// Header: why the last attempt failed (for the trail; bounded reason label).
 pub const HDR_LAST_REASON: &str = "x-gw-last-reason";
+/// Header: how many of the message's redeliveries were circuit-breaker deferrals, not failed
+/// attempts (the broker's attempt count includes them; the retry budget does not).
+pub const HDR_DEFERRED: &str = "x-gw-deferred";
 
 /// A configured route, ready to run.
 pub struct Route {
@@ -59,6 +62,8 @@ pub struct Route {
     pub connector: Arc<dyn Connector>,
     pub policy: Policy,
     pub concurrency: usize,
+    /// The route's circuit breaker ([`crate::circuit`]).
+    pub circuit: crate::circuit::Circuit,
 }
 
 impl Route {
@@ -579,13 +584,17 @@ async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
         }
     };
     // The span continues the envelope's W3C trace: its trace id, and the span that accepted
-    // the message as parent (the connector sends a child `traceparent` downstream).
-    let parent_span = env.traceparent.split('-').nth(2).unwrap_or_default();
-    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), parent_span_id = %parent_span, attempt = d.message.attempt);
+    // the message as parent. From here the envelope's traceparent names this span, so the
+    // `send` span (and the `traceparent` sent downstream) are its children.
+    let mut env = env;
+    let parent_span = crate::telemetry::span_id(&env.traceparent).to_string();
+    let deliver_span = crate::telemetry::new_span_id();
+    env.traceparent = crate::telemetry::with_span(&env.traceparent, &deliver_span);
+    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), span_id = %deliver_span, parent_span_id = %parent_span, attempt = d.message.attempt);
     handle_envelope(ctx, d, env).instrument(span).await
 }
 
-async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
+async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settlement {
     let route = &ctx.route;
     let replay_of = d.message.headers.get(HDR_REPLAY_OF).cloned();
     let ledger_id = match &replay_of {
@@ -598,7 +607,13 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         .get(HDR_FIRST_MS)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(now_ms);
-    let failed_before = d.message.attempt;
+    let deferred: u32 = d
+        .message
+        .headers
+        .get(HDR_DEFERRED)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let failed_before = d.message.attempt.saturating_sub(deferred);
     ctx.metrics.observe_age(
         &route.name,
         Duration::from_millis(now_ms().saturating_sub(env.created_ms).max(0) as u64),
@@ -690,8 +705,51 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         }
     }
 
-    // 3. Deliver.
-    let attempted: Attempted = route.connector.deliver(&env, prior).await;
+    // 3. Deliver, unless the destination's circuit is open: then defer through the durable
+    //    retry path without calling it (not an attempt: no ledger record, no budget used).
+    let permit = match route.circuit.admit() {
+        Ok(p) => p,
+        Err(wait) => {
+            // Exactly until the probe may go (no jitter: RabbitMQ rounds a delay up to its
+            // next delay tier, so 30s plus a little would wait 2 minutes). Only one delivery
+            // becomes the probe; the others are deferred again briefly while it runs.
+            let mut headers = d.message.headers.clone();
+            headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
+            headers.insert(HDR_DEFERRED.into(), (deferred + 1).to_string());
+            debug!(
+                delay_ms = wait.as_millis() as u64,
+                "circuit open: delivery deferred"
+            );
+            ctx.metrics
+                .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
+            return Settlement::Retry(headers, wait.max(Duration::from_millis(1)));
+        }
+    };
+    let deliver_span = crate::telemetry::span_id(&env.traceparent).to_string();
+    let send_span_id = crate::telemetry::new_span_id();
+    env.traceparent = crate::telemetry::with_span(&env.traceparent, &send_span_id);
+    let send_span = tracing::info_span!("send", route = %route.name, destination = %route.destination, key = %env.key, envelope = %env.id, trace_id = %trace_id(&env.traceparent), span_id = %send_span_id, parent_span_id = %deliver_span, http_status = tracing::field::Empty, outcome = tracing::field::Empty);
+    let attempted: Attempted = route
+        .connector
+        .deliver(&env, prior)
+        .instrument(send_span.clone())
+        .await;
+    if let Some(s) = attempted.answer.status() {
+        send_span.record("http_status", s);
+    }
+    let outcome = match &attempted.decision {
+        Decision::Delivered => "delivered",
+        Decision::Superseded => "superseded",
+        Decision::Permanent { .. } => "refused",
+        Decision::Retry { .. } => "retry",
+    };
+    send_span.record("outcome", outcome);
+    drop(send_span);
+    if matches!(attempted.decision, Decision::Retry { .. }) {
+        permit.failed();
+    } else {
+        permit.succeeded();
+    }
     let status = attempted.answer.status();
     ctx.metrics.observe_latency(&route.name, attempted.latency);
     let this_attempt = failed_before + 1;

@@ -79,6 +79,8 @@ pub enum Reason {
     Superseded,
     RetriesExhausted,
     BrokerDeliveryLimit,
+    /// Deferred without calling the destination: its circuit breaker is open.
+    CircuitOpen,
 }
 
 impl Reason {
@@ -98,6 +100,7 @@ impl Reason {
             Reason::Superseded => "superseded",
             Reason::RetriesExhausted => "retries_exhausted",
             Reason::BrokerDeliveryLimit => "broker_delivery_limit",
+            Reason::CircuitOpen => "circuit_open",
         }
     }
 }

@@ -224,16 +224,31 @@ async fn logs_carry_dossier_and_trace_but_no_personal_data_or_tokens() {
     }
     assert!(debug_lines > 0, "debug level was captured");
 
-    // Positive: the per-message span names the dossier code and continues the inbound trace.
+    // Positive: the per-message spans name the dossier code and continue the inbound trace:
+    // the `accept` span is the sender's span's child, each `deliver` span the accept span's.
+    let spans: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["span"].clone())
+        .collect();
     let in_span = |key: &str| {
-        lines.iter().any(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["span"]["name"] == "deliver"
-                && v["span"]["key"] == key
-                && v["span"]["trace_id"] == TRACE_ID
-                && v["span"]["parent_span_id"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("00f067aa0ba902b"))
+        let accepts: Vec<&Value> = spans
+            .iter()
+            .filter(|s| {
+                s["name"] == "accept"
+                    && s["key"] == key
+                    && s["trace_id"] == TRACE_ID
+                    && s["parent_span_id"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("00f067aa0ba902b"))
+            })
+            .collect();
+        spans.iter().any(|s| {
+            s["name"] == "deliver"
+                && s["key"] == key
+                && s["trace_id"] == TRACE_ID
+                && accepts
+                    .iter()
+                    .any(|a| a["span_id"] == s["parent_span_id"] && s["span_id"] != a["span_id"])
         })
     };
     assert!(

@@ -684,6 +684,14 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         before.value("gateway_queue_ready", &[("route", r), ("adapter", "sink")]),
         Some(0.0)
     );
+    assert_eq!(
+        before.value(
+            "gateway_queue_oldest_ready_age_seconds",
+            &[("route", r), ("adapter", "sink")]
+        ),
+        Some(0.0),
+        "nothing waits yet"
+    );
     for family in [
         "gateway_messages_in_total",
         "gateway_messages_out_total",
@@ -693,6 +701,9 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         "gateway_queue_ready",
         "gateway_queue_unacked",
         "gateway_queue_delayed",
+        "gateway_queue_oldest_ready_age_seconds",
+        "gateway_circuit_state",
+        "gateway_circuit_transitions_total",
         "gateway_dead_letters_open",
         "gateway_token_refresh_failures_total",
         "gateway_certificate_expiry_days",
@@ -753,6 +764,12 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         Some(23.0)
     );
     assert!(after.value("gateway_message_age_seconds", &lr).unwrap() >= 0.0);
+    assert!(
+        after
+            .value("gateway_queue_oldest_ready_age_seconds", &lr)
+            .is_some(),
+        "the embedded queue always tells its head's age"
+    );
     assert_eq!(after.value("gateway_dead_letters_open", &[]), Some(2.0));
     assert_eq!(
         after.value(

@@ -52,6 +52,10 @@ listen = "127.0.0.1:0"
 [ops]
 listen = "127.0.0.1:0"
 
+# A cool-down on the scale of the quick test retries (the default is 30s).
+[circuit]
+open_for = "500ms"
+
 [retry]
 initial = "50ms"
 max_delay = "500ms"

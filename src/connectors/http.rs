@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Attempted, Connector, ConnectorError};
 use crate::config::AdapterSection;
-use crate::envelope::{child_traceparent, Envelope};
+use crate::envelope::Envelope;
 use crate::retry::{classify, Answer, Decision, Reason, TransportFailure};
 use crate::signing::SigningProfile;
 use crate::transport::client::{HttpClient, OutRequest};
@@ -52,10 +52,8 @@ impl HttpConnector {
             ("x-gateway-envelope".to_string(), env.id.to_string()),
             ("x-gateway-kind".to_string(), env.kind.clone()),
             ("x-gateway-key".to_string(), env.key.clone()),
-            (
-                "traceparent".to_string(),
-                child_traceparent(&env.traceparent),
-            ),
+            // The pipeline's `send` span: the destination's spans become its children.
+            ("traceparent".to_string(), env.traceparent.clone()),
         ];
         if let Some(v) = env.version {
             headers.push(("x-gateway-version".to_string(), v.to_string()));

@@ -146,6 +146,9 @@ struct Depth {
     unacked: u64,
     /// `null` when the broker cannot tell.
     delayed: Option<u64>,
+    /// Seconds the oldest ready message has waited (the largest over the partitions);
+    /// `null` when the broker cannot tell yet (see `gw_broker::QueueStats`).
+    oldest_ready_age_seconds: Option<f64>,
 }
 
 async fn routes(State(st): State<S>) -> Response {
@@ -159,6 +162,11 @@ async fn routes(State(st): State<S>) -> Response {
                 depth.unacked += s.unacked;
                 if let Some(d) = s.delayed {
                     depth.delayed = Some(depth.delayed.unwrap_or(0) + d);
+                }
+                if let Some(a) = s.oldest_ready_age {
+                    let a = a.as_secs_f64();
+                    depth.oldest_ready_age_seconds =
+                        Some(depth.oldest_ready_age_seconds.map_or(a, |b| b.max(a)));
                 }
             }
         }
@@ -183,6 +191,7 @@ async fn routes(State(st): State<S>) -> Response {
             "partitions": r.partitions,
             "concurrency": r.concurrency,
             "queue": depth,
+            "circuit": r.circuit.state().as_str(),
             "counts": e.metrics.route_counts(&r.name),
             "dead_letters_open": open,
             "dead_letters_open_capped": open as u32 >= ROUTE_DL_SCAN,

@@ -22,6 +22,7 @@ const I18N = {
     version: "version", legend: "backlog (line), failures (red)",
     r_delivered: "delivered", r_retry: "retry", r_dead_lettered: "dead-lettered", r_superseded: "superseded",
     e_attempt: "attempt", e_outcome: "outcome", viewer: "viewer", operator: "operator",
+    circuit: "Circuit", c_closed: "closed", c_half_open: "probing", c_open: "open (deferring)",
   },
   vi: {
     title: "Vận hành cổng tích hợp", token: "Mã truy cập", use_token: "Dùng mã", lang_button: "English",
@@ -39,6 +40,7 @@ const I18N = {
     version: "phiên bản", legend: "tồn đọng (đường), lỗi (đỏ)",
     r_delivered: "đã chuyển", r_retry: "thử lại", r_dead_lettered: "vào hàng lỗi", r_superseded: "bị thay thế",
     e_attempt: "lần gửi", e_outcome: "kết quả", viewer: "người xem", operator: "người vận hành",
+    circuit: "Ngắt mạch", c_closed: "bình thường", c_half_open: "đang thử lại", c_open: "đang ngắt (hoãn gửi)",
   },
 };
 
@@ -232,6 +234,7 @@ function renderFlows() {
     body.append(el("tr", { "data-route": r.name },
       el("td", {}, r.name),
       el("td", {}, r.adapter),
+      el("td", { class: { open: "bad", half_open: "warn" }[r.circuit] || "ok" }, t("c_" + r.circuit)),
       el("td", { class: "num" }, fmtRate(rate(h, "inn"))),
       el("td", { class: "num" }, fmtRate(rate(h, "out"))),
       el("td", { class: "num" + (fr ? " bad" : "") }, fmtRate(fr)),

@@ -16,12 +16,13 @@
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
 //!   request; it only talks to this listener with the token the user typed.
 //!
-//! Traces: every message is handled in a `deliver` span carrying its route, dossier code
-//! (`key`), envelope id, kind, attempt, and the W3C `trace_id` and `parent_span_id` of the
-//! envelope's `traceparent` (which crossed the broker in a header); the connector sends a child
-//! `traceparent` downstream. `--log-json` writes those spans with every line, so a log
-//! collector joins them by trace id. There is no OTLP exporter: it would add a large
-//! dependency tree for what the JSON logs already carry.
+//! Traces: every message has an `accept` span (the inbound request), a `deliver` span per
+//! attempt carrying its route, dossier code (`key`), envelope id, kind, attempt, and a `send`
+//! span per call to the destination, all with the W3C `trace_id`, `span_id` and
+//! `parent_span_id` of the envelope's `traceparent` (which crosses the broker); the
+//! connector sends the `send` span's `traceparent` downstream. `--log-json` writes those
+//! spans with every line, and with `[ops] otlp_endpoint` they are exported over OTLP/HTTP
+//! ([`crate::telemetry`]).
 
 pub mod api;
 
@@ -244,6 +245,7 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
     let mut ready = String::new();
     let mut unacked = String::new();
     let mut delayed = String::new();
+    let mut head_age = String::new();
     for r in &e.routes {
         for q in r.queues() {
             if let Ok(s) = e.broker.stats(&q).await {
@@ -260,6 +262,12 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
                 ));
                 if let Some(d) = s.delayed {
                     delayed.push_str(&format!("gateway_queue_delayed{{{labels}}} {d}\n"));
+                }
+                if let Some(a) = s.oldest_ready_age {
+                    head_age.push_str(&format!(
+                        "gateway_queue_oldest_ready_age_seconds{{{labels}}} {}\n",
+                        a.as_secs_f64()
+                    ));
                 }
             }
         }
@@ -285,6 +293,13 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
         "Retry backlog: messages waiting for a delayed redelivery, where the broker can tell.",
     );
     text.push_str(&delayed);
+    family(
+        &mut text,
+        "gateway_queue_oldest_ready_age_seconds",
+        "gauge",
+        "How long the oldest ready message of each route queue has waited since it became deliverable (0 when none waits; RabbitMQ: an upper bound seen by this process's consumer, absent until it took a message).",
+    );
+    text.push_str(&head_age);
     family(
         &mut text,
         "gateway_dead_letters_open",

@@ -30,10 +30,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::config::Secret;
-use crate::envelope::{parse_traceparent, Envelope};
+use crate::envelope::{child_traceparent, parse_traceparent, trace_id, Envelope};
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
 
@@ -232,36 +232,45 @@ async fn accept_inner(
     }
     let mut env = Envelope::new(ev.kind, ev.key, source, ev.payload);
     env.version = ev.version;
+    // The `accept` span continues the sender's trace when it sent one (its span is the
+    // parent); the envelope's traceparent names the accept span, so every delivery is its child.
+    let mut parent_span = String::new();
     if let Some(tp) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent)
     {
-        env.traceparent = tp;
+        parent_span = crate::telemetry::span_id(&tp).to_string();
+        env.traceparent = child_traceparent(&tp);
     }
-    match st.engine.publish(&env).await {
-        Ok(routes) => {
-            tracing::debug!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"id": env.id.to_string(), "routes": routes})),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_queued",
-                "the event could not be queued durably; retry later",
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
-            r
+    let span = tracing::info_span!("accept", source, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), span_id = %crate::telemetry::span_id(&env.traceparent), parent_span_id = %parent_span);
+    async move {
+        match st.engine.publish(&env).await {
+            Ok(routes) => {
+                tracing::debug!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"id": env.id.to_string(), "routes": routes})),
+                )
+                    .into_response()
+            }
+            Err(e) => {
+                warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_queued",
+                    "the event could not be queued durably; retry later",
+                );
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                r
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 /// Check the request's signature on the raw bytes; `Err` is the 401 to answer.

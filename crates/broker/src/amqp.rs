@@ -74,7 +74,7 @@
 //!   acked/nacked at the broker); other processes' are not counted. `delayed` is `None` (the
 //!   delay tiers are shared by every queue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -231,7 +231,62 @@ struct Inner {
     declared: Mutex<BTreeMap<String, QueueSpec>>,
     /// Ack books of live consumer channels, flushed by `close`.
     books: Mutex<Vec<Weak<AckBook>>>,
+    /// Per queue, when the last message a consumer of this process took from it became
+    /// deliverable (unix ms): the age watermark of the queue's head (see [`HeadWatch`]).
+    heads: HeadWatch,
     closed: AtomicBool,
+}
+
+/// The age of a RabbitMQ queue's head, as its consumer observes it.
+///
+/// RabbitMQ tells a queue's depth (passive declare) but not how old its head is, and peeking
+/// (`basic.get` + requeue) would reorder the queue and mark the head redelivered. So each
+/// consumer notes, for every message it takes, when that message became deliverable: the
+/// latest of its publish `timestamp`, the `x-death` time of its delay tier's expiry (a
+/// retry enters the queue then; both whole seconds, rounded down) and its not-before time
+/// (delays past the largest tier). The queue is FIFO, so
+/// whatever is ready now entered the queue after that message: while `ready > 0`, the head
+/// has been waiting **at most** `now - watermark`. The figure is an upper bound, exact to
+/// about a second when the consumer keeps up, and it grows while the consumer is stalled
+/// (prefetch full, destination slow) — which is when the head really does wait.
+#[derive(Default)]
+struct HeadWatch(Mutex<HashMap<String, u64>>);
+
+impl HeadWatch {
+    fn took(&self, queue: &str, d: &lapin::message::Delivery, not_before_ms: Option<u64>) {
+        let now = now_ms();
+        // A retry comes back from its delay tier when the tier's TTL expires: RabbitMQ's
+        // `x-death` time of that expiry is when it entered this queue.
+        let died_s = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|t| t.inner().get("x-death"))
+            .and_then(death_time_s);
+        let since = (*d.properties.timestamp())
+            .max(died_s)
+            .map(|s| s.saturating_mul(1000))
+            .max(not_before_ms)
+            .unwrap_or(now)
+            .min(now);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_string(), since);
+    }
+
+    /// The head's age bound when `ready` messages wait (zero when none do).
+    fn age(&self, queue: &str, ready: u64) -> Option<Duration> {
+        if ready == 0 {
+            return Some(Duration::ZERO);
+        }
+        let since = *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)?;
+        Some(Duration::from_millis(now_ms().saturating_sub(since)))
+    }
 }
 
 /// One connection with its confirm-mode publish channel.
@@ -622,6 +677,21 @@ fn broker_death_reason(x_death: &AMQPValue) -> Option<String> {
     })
 }
 
+/// The latest `time` (unix seconds) among a message's `x-death` entries.
+fn death_time_s(x_death: &AMQPValue) -> Option<u64> {
+    let AMQPValue::FieldArray(deaths) = x_death else {
+        return None;
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .filter_map(|death| match death {
+            AMQPValue::FieldTable(t) => t.inner().get("time").and_then(value_u64),
+            _ => None,
+        })
+        .max()
+}
+
 /// What a consumer got from the wire, decoded.
 struct Incoming {
     message: Message,
@@ -701,6 +771,7 @@ impl AmqpBroker {
             reconnect: tokio::sync::Mutex::new(()),
             declared: Mutex::new(BTreeMap::new()),
             books: Mutex::new(Vec::new()),
+            heads: HeadWatch::default(),
             closed: AtomicBool::new(false),
         });
         inner.link().await?;
@@ -809,10 +880,12 @@ impl Broker for AmqpBroker {
             .await
             .map_err(|e| BrokerError::Topology(format!("queue {queue}: {e}")))?;
         let _ = ch.close(200, "stats".into()).await;
+        let ready = q.message_count() as u64;
         Ok(QueueStats {
-            ready: q.message_count() as u64,
+            ready,
             unacked: self.inner.unacked(queue),
             delayed: None,
+            oldest_ready_age: self.inner.heads.age(queue, ready),
         })
     }
 
@@ -1215,6 +1288,7 @@ impl AmqpConsumer {
                 return Ok(None);
             }
         };
+        self.inner.heads.took(&self.queue, &d, incoming.not_before);
         if let Some(nb) = incoming.not_before {
             let now = now_ms();
             if nb > now + 20 {

@@ -883,10 +883,19 @@ impl Ctx<'_> {
              WHERE queue = ?1 AND lease_owner IS NOT NULL",
             &[&queue],
         )?;
+        let oldest: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT MIN(available_at) FROM messages INDEXED BY messages_due
+                 WHERE queue = ?1 AND lease_owner IS NULL AND available_at <= ?2",
+            )?
+            .query_row(rusqlite::params![queue, self.now], |r| r.get(0))?;
+        let age_ms = oldest.map_or(0, |t| self.now.saturating_sub(t).max(0) as u64);
         Ok(Ok(QueueStats {
             ready,
             unacked,
             delayed: Some(delayed),
+            oldest_ready_age: Some(Duration::from_millis(age_ms)),
         }))
     }
 }

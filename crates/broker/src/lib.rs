@@ -82,6 +82,16 @@ pub struct QueueStats {
     pub unacked: u64,
     /// Messages scheduled for a delayed retry, when the implementation can tell.
     pub delayed: Option<u64>,
+    /// How long the oldest *ready* message (deliverable, not yet handed to a consumer) has
+    /// been waiting since it became deliverable (published, or its retry delay ended).
+    /// `Some(ZERO)` when nothing is ready; `None` when the implementation cannot tell yet.
+    ///
+    /// Embedded: exact, `now - MIN(available_at)` over the queue's ready rows. RabbitMQ: an
+    /// upper bound observed by this process's consumer (see `amqp::HeadWatch`): FIFO puts
+    /// the head behind the last message the consumer took, so the head has waited at most
+    /// as long as since that message became deliverable; `None` until a consumer of this
+    /// process took a message from the queue.
+    pub oldest_ready_age: Option<Duration>,
 }
 
 /// Every way a broker operation fails.

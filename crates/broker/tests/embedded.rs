@@ -466,3 +466,48 @@ async fn competing_consumers_get_each_message_once() {
     assert_eq!((s.ready, s.unacked), (0, 0), "{s:?}");
     b.close().await;
 }
+
+#[tokio::test]
+async fn oldest_ready_age_is_the_wait_of_the_head() {
+    let (b, _dir) = embedded().await;
+    let q = "gw.route.age.p0";
+    b.declare(&[spec(q)]).await.unwrap();
+    let s = b.stats(q).await.unwrap();
+    assert_eq!(s.oldest_ready_age, Some(Duration::ZERO), "empty queue");
+    b.publish(q, message("a-1", "K1")).await.unwrap();
+    b.publish(q, message("a-2", "K2")).await.unwrap();
+    let waited = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = b.stats(q).await.unwrap();
+    let age = s.oldest_ready_age.expect("embedded always tells");
+    assert!(age >= Duration::from_millis(300), "{age:?}");
+    assert!(
+        age <= waited.elapsed() + Duration::from_millis(50),
+        "{age:?}"
+    );
+    // The head taken (leased): the next one is the head now, and it waited as long.
+    let mut c = b.consume(q, 1).await.unwrap();
+    let d1 = next(&mut c, "head").await;
+    assert_eq!(d1.message.id, "a-1");
+    let s = b.stats(q).await.unwrap();
+    assert_eq!(s.ready, 1);
+    assert!(s.oldest_ready_age.unwrap() >= Duration::from_millis(300));
+    d1.ack().await.unwrap();
+    let d2 = next(&mut c, "second").await;
+    d2.ack().await.unwrap();
+    let s = b.stats(q).await.unwrap();
+    assert_eq!(
+        (s.ready, s.oldest_ready_age),
+        (0, Some(Duration::ZERO)),
+        "nothing waits"
+    );
+    // A retry scheduled later is not ready, so it does not count until its delay ends.
+    b.publish(q, message("a-3", "K3")).await.unwrap();
+    let d3 = next(&mut c, "third").await;
+    d3.retry(Default::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let s = b.stats(q).await.unwrap();
+    assert_eq!((s.ready, s.delayed), (0, Some(1)));
+    assert_eq!(s.oldest_ready_age, Some(Duration::ZERO));
+}

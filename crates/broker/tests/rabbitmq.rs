@@ -851,3 +851,54 @@ fn every_conformance_scenario_runs_against_rabbitmq() {
         "tests/rabbitmq.rs must run every scenario of gw_broker::conformance"
     );
 }
+
+#[tokio::test]
+async fn oldest_ready_age_is_bounded_by_what_the_consumer_took() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "headage", 5).await;
+    assert_eq!(
+        b.stats(&q).await.unwrap().oldest_ready_age,
+        Some(Duration::ZERO),
+        "empty queue"
+    );
+    let published = Instant::now();
+    b.publish_batch(&q, vec![msg("h1"), msg("h2"), msg("h3")])
+        .await
+        .unwrap();
+    let s = b.stats(&q).await.unwrap();
+    assert_eq!(s.ready, 3);
+    assert_eq!(s.oldest_ready_age, None, "no consumer took anything yet");
+    let mut c = b.consume(&q, 1).await.unwrap();
+    let d1 = next(&mut c, Duration::from_secs(5)).await.expect("h1");
+    assert_eq!(d1.message.id, "h1");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let s = b.stats(&q).await.unwrap();
+    assert_eq!(s.ready, 2, "prefetch 1: the rest waits at the broker");
+    let age = s.oldest_ready_age.expect("the consumer took one");
+    // An upper bound on the head's wait: at least as long as since the publish.
+    assert!(
+        age >= published
+            .elapsed()
+            .saturating_sub(Duration::from_millis(50)),
+        "{age:?}"
+    );
+    assert!(
+        age <= published.elapsed() + Duration::from_secs(2),
+        "{age:?}"
+    );
+    d1.ack().await.unwrap();
+    for id in ["h2", "h3"] {
+        let d = next(&mut c, Duration::from_secs(5)).await.expect(id);
+        d.ack().await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = b.stats(&q).await.unwrap();
+        if s.ready == 0 {
+            assert_eq!(s.oldest_ready_age, Some(Duration::ZERO));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue never emptied: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
