@@ -72,6 +72,11 @@ fn tune(text: &str, args: &BenchArgs) -> Result<String, String> {
         .ok_or("bench config has no [retry]")?;
     retry.insert("initial".into(), "500ms".into());
     retry.insert("max_delay".into(), "5s".into());
+    // The breaker opens during the outage; its cool-down matches the retry's longest wait, so
+    // recovery is noticed within 5 s either way.
+    let mut circuit = toml::Table::new();
+    circuit.insert("open_for".into(), "5s".into());
+    t.insert("circuit".into(), toml::Value::Table(circuit));
     Ok(t.to_string())
 }
 

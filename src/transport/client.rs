@@ -147,6 +147,14 @@ impl HttpClient {
         })
     }
 
+    /// Wait until the adapter's quota would let a call through at once (no wait without a
+    /// `rate_limit`); nothing is reserved.
+    pub async fn until_free(&self) {
+        if let Some(l) = &self.limiter {
+            l.until_free().await;
+        }
+    }
+
     /// POST the request; every failure becomes an [`Answer`], never a panic or a hang.
     pub async fn post(&self, req: &OutRequest) -> (Answer, Duration) {
         let (answer, latency, _) = self.post_full(req).await;

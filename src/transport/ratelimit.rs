@@ -42,6 +42,21 @@ impl RateLimiter {
         (t.checked_sub(self.tolerance).unwrap_or(now)).saturating_duration_since(now)
     }
 
+    /// Wait until a caller arriving now would be let through at once, without reserving
+    /// anything. A batcher waits here before it gathers a batch, so that what arrives while
+    /// the quota holds calls back joins the next call instead of waiting in a call of its own.
+    pub async fn until_free(&self) {
+        let now = tokio::time::Instant::now().into_std();
+        let wait = {
+            let tat = self.tat.lock().unwrap_or_else(|p| p.into_inner());
+            tat.and_then(|t| t.checked_sub(self.tolerance))
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Wait for a slot. Returns how long the caller waited.
     pub async fn acquire(&self) -> Duration {
         let wait = self.reserve(tokio::time::Instant::now().into_std());
@@ -115,6 +130,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_free_waits_for_the_next_slot_without_taking_it() {
+        let l = RateLimiter::new(2.0, 1);
+        let start = tokio::time::Instant::now();
+        l.acquire().await;
+        l.until_free().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        // The slot is still there: acquiring it now does not wait.
+        assert_eq!(l.acquire().await, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -403,6 +403,8 @@ async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
                 None => break,
             },
         };
+        // Under a quota, gather only once a call could go: what arrives meanwhile joins it.
+        inner.client.until_free().await;
         let mut items = vec![first];
         let mut bytes = items[0].value.to_string().len();
         let deadline = tokio::time::Instant::now() + inner.settings.linger;
