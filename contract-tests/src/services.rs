@@ -100,15 +100,29 @@ impl RabbitNode {
             node,
             port,
         };
-        n.ctl(&["await_startup", "--timeout", "90"])?;
-        wait_port(port, true, Duration::from_secs(30))?;
-        if let Some(c) = n.child.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
+        // The node registers with epmd a while after the start: until then the CLI cannot
+        // reach it, so wait for the AMQP listener first (bounded), then for the full boot.
+        let start = Instant::now();
+        while !answers(port) {
+            if let Some(Ok(Some(st))) = n.child.as_mut().map(Child::try_wait) {
+                let out =
+                    std::fs::read_to_string(n.dir.path().join("server.out")).unwrap_or_default();
+                let tail: String = out
+                    .chars()
+                    .skip(out.chars().count().saturating_sub(2000))
+                    .collect();
                 return Err(std::io::Error::other(format!(
-                    "rabbitmq-server exited: {st}"
+                    "rabbitmq-server exited ({st}): {tail}"
                 )));
             }
+            if start.elapsed() > Duration::from_secs(120) {
+                return Err(std::io::Error::other(
+                    "the private RabbitMQ node did not listen within 120 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
+        n.ctl(&["await_startup", "--timeout", "90"])?;
         Ok(n)
     }
 
