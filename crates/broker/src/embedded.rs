@@ -10,7 +10,9 @@
 //!    crash loop is counted durably. An ack deletes the row. A lease ends when the consumer
 //!    settles, when the [`Consumer`] is dropped (its leases are released at once), when it
 //!    expires ([`EmbeddedOptions::lease_ttl`] without any sign of life from its consumer:
-//!    a `next()` call or a settle renews all of its leases), and when the file is opened
+//!    a `next()` call or a settle renews the leases of its outstanding deliveries: a settle
+//!    lost in a rolled-back batch lets its lease expire instead of renewing it for the life
+//!    of the process), and when the file is opened
 //!    again (the previous process is gone: every lease is released on [`EmbeddedBroker::open`]).
 //! 3. **Retry is one transaction**: insert the copy (`attempt + 1`, new headers,
 //!    `available_at = now + delay`) and delete the original. Reject is one transaction too:
@@ -229,8 +231,11 @@ enum Op {
         owner: u64,
         queue: String,
     },
+    /// Extend the leases of `seqs` still held by `owner` (only those its consumer still
+    /// knows: see `ConsumerSettle::renew_if_due`).
     Renew {
         owner: u64,
+        seqs: Vec<u64>,
     },
     Release {
         owner: u64,
@@ -653,10 +658,17 @@ impl Ctx<'_> {
                     .execute(params![seq as i64, owner as i64])?;
                 self.touched.insert(queue);
             }
-            Op::Renew { owner } => {
-                self.tx
-                    .prepare_cached("UPDATE messages SET lease_until = ?1 WHERE lease_owner = ?2")?
-                    .execute(params![self.now + self.lease_ttl_ms, owner as i64])?;
+            Op::Renew { owner, seqs } => {
+                let mut stmt = self.tx.prepare_cached(
+                    "UPDATE messages SET lease_until = ?1 WHERE seq = ?2 AND lease_owner = ?3",
+                )?;
+                for seq in seqs {
+                    stmt.execute(params![
+                        self.now + self.lease_ttl_ms,
+                        seq as i64,
+                        owner as i64
+                    ])?;
+                }
             }
             Op::Release { owner, queue } => {
                 let n = self
@@ -1015,11 +1027,29 @@ impl ConsumerSettle {
     }
 
     /// A sign of life: renew this consumer's leases, at most a few times per lease term.
+    ///
+    /// Only the deliveries still outstanding are renewed. A settled one whose ack or requeue
+    /// was rolled back (a failed batch, e.g. a full disk) is still leased to this owner in the
+    /// file but no longer known here: renewing every row of the owner would keep it leased
+    /// for the life of the process, never delivered again. Left alone, its lease expires
+    /// after `lease_ttl` and it is delivered again.
     fn renew_if_due(&self) {
         let mut last = self.last_renew.lock().unwrap_or_else(|e| e.into_inner());
         if last.elapsed() >= self.shared.opts.lease_ttl / 4 {
             *last = Instant::now();
-            let _ = self.shared.send(Op::Renew { owner: self.owner });
+            let seqs: Vec<u64> = self
+                .outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            if !seqs.is_empty() {
+                let _ = self.shared.send(Op::Renew {
+                    owner: self.owner,
+                    seqs,
+                });
+            }
         }
     }
 
