@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -208,8 +209,40 @@ fn portal_plan(first: usize, dossiers: usize, max_snapshots: usize) -> Vec<Vec<E
 /// Where the senders post (None while the gateway is down).
 type Target = Arc<Mutex<Option<String>>>;
 
-/// The test's side of the ledger: every event offered, acked or indeterminate.
-type Log = Arc<Mutex<Vec<Sent>>>;
+/// The test's side of the ledger: every event offered (acked or indeterminate), and how the
+/// gateway's inbound answered the attempts.
+#[derive(Default)]
+struct Ledger {
+    sent: Mutex<Vec<Sent>>,
+    accepted: AtomicU64,
+    /// 5xx / 429 answers (retried).
+    unavailable: AtomicU64,
+    /// Connection refused (gateway down; retried, it never got the event).
+    unreachable: AtomicU64,
+    /// No answer (timeout, connection dropped; retried).
+    no_answer: AtomicU64,
+    /// Final 4xx refusals.
+    refused: AtomicU64,
+}
+
+impl Ledger {
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+    fn answers(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "202 {}, 5xx/429 {}, unreachable {}, no answer {}, refused {}",
+            g(&self.accepted),
+            g(&self.unavailable),
+            g(&self.unreachable),
+            g(&self.no_answer),
+            g(&self.refused)
+        )
+    }
+}
+
+type Log = Arc<Ledger>;
 
 /// Send one event: retried while the gateway is unreachable or answers 5xx (the one-stop
 /// system's behaviour), until `202` (acked) or `deadline` (indeterminate if any attempt may
@@ -224,7 +257,7 @@ async fn send_one(
     let body = json!({"kind": "dossier.upserted", "key": ev.key, "version": ev.version, "payload": ev.payload});
     let mut maybe = false;
     let record = |acked: bool| {
-        log.lock().unwrap().push(Sent {
+        log.sent.lock().unwrap().push(Sent {
             id: format!("{}#{}", ev.key, ev.version),
             dossier: ev.key.clone(),
             seq: ev.version,
@@ -232,6 +265,7 @@ async fn send_one(
             acked,
         })
     };
+    let count = |a: &AtomicU64| a.fetch_add(1, Ordering::Relaxed);
     while Instant::now() < deadline {
         let url = target.lock().unwrap().clone();
         let Some(url) = url else {
@@ -245,14 +279,26 @@ async fn send_one(
             .send()
             .await
         {
-            Ok(r) if r.status().as_u16() == 202 => return record(true),
+            Ok(r) if r.status().as_u16() == 202 => {
+                count(&log.accepted);
+                return record(true);
+            }
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                count(&log.refused);
                 eprintln!("refused {}@{}: {}", ev.key, ev.version, r.status());
                 return;
             }
-            Ok(_) => maybe = true,
-            Err(e) if e.is_connect() => {}
-            Err(_) => maybe = true,
+            Ok(_) => {
+                count(&log.unavailable);
+                maybe = true
+            }
+            Err(e) if e.is_connect() => {
+                count(&log.unreachable);
+            }
+            Err(_) => {
+                count(&log.no_answer);
+                maybe = true
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -262,8 +308,8 @@ async fn send_one(
 }
 
 /// Send `plan` with `workers` concurrent senders (each owns whole dossiers, so each dossier's
-/// versions go out in order), spread over about `spread`. Returns when everything was sent or
-/// `deadline` passed.
+/// versions go out in order), spread over about `spread`; each event is retried for at most
+/// `per_event`. Returns when everything was sent or `deadline` passed.
 async fn stream(
     target: Target,
     plan: Vec<Vec<Ev>>,
@@ -271,6 +317,27 @@ async fn stream(
     spread: Duration,
     log: Log,
     deadline: Instant,
+) {
+    stream_with(
+        target,
+        plan,
+        workers,
+        spread,
+        log,
+        deadline,
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+async fn stream_with(
+    target: Target,
+    plan: Vec<Vec<Ev>>,
+    workers: usize,
+    spread: Duration,
+    log: Log,
+    deadline: Instant,
+    per_event: Duration,
 ) {
     let events: usize = plan.iter().map(Vec::len).sum();
     let pause = spread * workers as u32 / events.max(1) as u32;
@@ -290,7 +357,8 @@ async fn stream(
             for round in 0..rounds {
                 for d in &dossiers {
                     if let Some(ev) = d.get(round) {
-                        send_one(&client, &target, ev, &log, deadline).await;
+                        let until = deadline.min(Instant::now() + per_event);
+                        send_one(&client, &target, ev, &log, until).await;
                         tokio::time::sleep(pause).await;
                     }
                 }
@@ -387,7 +455,7 @@ impl Party<'_> {
 async fn report(party: &Party<'_>, log: &Log, store: &dyn Store) -> Report {
     let (calls, refused_calls) = party.calls();
     let input = Input {
-        sent: log.lock().unwrap().clone(),
+        sent: log.sent(),
         calls,
         refused_calls,
         dead: dead_letters(store).await,
@@ -408,6 +476,16 @@ async fn settle(party: &Party<'_>, log: &Log, store: &dyn Store, timeout: Durati
     // Late retries of older versions would show up now.
     tokio::time::sleep(Duration::from_secs(1)).await;
     report(party, log, store).await
+}
+
+/// Print the inbound's answers and the gateway's outcomes, then the checker's figures; fail
+/// unless the checker is satisfied.
+fn verdict(scenario: &str, r: &Report, log: &Log, outcomes: &str) {
+    println!(
+        "FAULTS {scenario}: inbound answers: {}; gateway outcomes: {outcomes}",
+        log.answers()
+    );
+    r.print_and_assert(scenario);
 }
 
 async fn start_gateway(text: &str) -> app::Running {
@@ -530,13 +608,14 @@ async fn faults_sigkill_embedded() {
     let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
     let party = Party::Sink(&sink);
     let r = settle(&party, &log, store.as_ref(), Duration::from_secs(120)).await;
+    let outcomes = "(in the killed child processes)".to_string();
     drop(g);
     println!(
         "FAULTS sigkill (embedded): {kills} SIGKILLs ({after_answer} right after an answer), {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(r.acked > 100, "too little acked to mean anything: {r:?}");
-    r.print_and_assert("1 sigkill (embedded)");
+    verdict("1 sigkill (embedded)", &r, &log, &outcomes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -601,13 +680,14 @@ async fn faults_rabbitmq_stop_start() {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     println!(
         "FAULTS rabbitmq stop_app/start_app (private node, PostgreSQL store): {outages} outages of 3s, {:.1}s",
         started.elapsed().as_secs_f64()
     );
     running.shutdown().await;
     assert!(r.acked > 100, "too little acked: {r:?}");
-    r.print_and_assert("2 rabbitmq stop/start");
+    verdict("2 rabbitmq stop/start", &r, &log, &outcomes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,13 +753,14 @@ async fn faults_postgres_restart() {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     println!(
         "FAULTS postgres restart (private cluster, RabbitMQ broker): {restarts} immediate stops of 2s, {:.1}s",
         started.elapsed().as_secs_f64()
     );
     running.shutdown().await;
     assert!(r.acked > 100, "too little acked: {r:?}");
-    r.print_and_assert("3 postgres restart");
+    verdict("3 postgres restart", &r, &log, &outcomes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,6 +822,7 @@ async fn faults_portal_sandbox() {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     let rec = portal.records();
     println!(
         "FAULTS portal sandbox (embedded): injected {:?}, outage {outage:?}, {:.1}s",
@@ -749,7 +831,7 @@ async fn faults_portal_sandbox() {
     );
     running.shutdown().await;
     assert!(r.acked > 100, "too little acked: {r:?}");
-    r.print_and_assert("4 portal sandbox faults");
+    verdict("4 portal sandbox faults", &r, &log, &outcomes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -841,6 +923,7 @@ async fn faults_tcp_proxy() {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     println!(
         "FAULTS tcp proxy (RabbitMQ + PostgreSQL, portal): {} actions ({}), portal proxy {:?}, broker proxy {:?}, {:.1}s",
         actions.len(),
@@ -851,7 +934,7 @@ async fn faults_tcp_proxy() {
     );
     running.shutdown().await;
     assert!(r.acked > 100, "too little acked: {r:?}");
-    r.print_and_assert("5 tcp proxy");
+    verdict("5 tcp proxy", &r, &log, &outcomes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -932,6 +1015,7 @@ async fn poison(backend: Backend) {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     // Every garbage message and every poison dossier is a dead letter with a reason.
     let dead = dead_letters(st.as_ref()).await;
     let dead_keys: BTreeSet<&str> = dead.iter().map(|d| d.dossier.as_str()).collect();
@@ -962,8 +1046,7 @@ async fn poison(backend: Backend) {
     // Each version of a poison dossier is refused on its own (none coalesced away while the
     // previous one was being refused): exactly the poison dossiers' acked events are dead letters.
     let poison_acked = log
-        .lock()
-        .unwrap()
+        .sent()
         .iter()
         .filter(|s| s.acked && poison_keys.contains(&s.dossier))
         .count();
@@ -972,7 +1055,7 @@ async fn poison(backend: Backend) {
         poison_acked,
         "only the poison dossiers end as dead letters: {r:?}"
     );
-    r.print_and_assert(&format!("6 poison ({backend:?})"));
+    verdict(&format!("6 poison ({backend:?})"), &r, &log, &outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1088,24 +1171,23 @@ async fn faults_disk_full_embedded() {
         down: true,
         ..Default::default()
     });
-    let full_log: Log = Arc::default();
-    stream(
+    let before = log.sent().iter().filter(|s| s.acked).count();
+    stream_with(
         target.clone(),
         sink_plan("disk-b", 100 * n, 3),
         8,
         Duration::from_secs(4),
-        full_log.clone(),
-        Instant::now() + Duration::from_secs(8),
+        log.clone(),
+        Instant::now() + Duration::from_secs(20),
+        Duration::from_millis(300),
     )
     .await;
-    let acked_full = full_log.lock().unwrap().iter().filter(|s| s.acked).count();
+    let acked_full = log.sent().iter().filter(|s| s.acked).count() - before;
     let offered_full = 300 * n;
+    let answers_full = log.answers();
     // Space again, and the sink back.
     std::fs::remove_file(&filler).unwrap();
     sink.set_faults(Faults::default());
-    log.lock()
-        .unwrap()
-        .extend(full_log.lock().unwrap().drain(..));
     stream(
         target.clone(),
         sink_plan("disk-c", 40 * n, 3),
@@ -1123,9 +1205,10 @@ async fn faults_disk_full_embedded() {
         Duration::from_secs(120),
     )
     .await;
+    let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
     println!(
-        "FAULTS disk full (embedded on a 16 MiB tmpfs, {filled} bytes of filler): while full {acked_full} of {offered_full} events acked, the rest refused"
+        "FAULTS disk full (embedded on a 16 MiB tmpfs, {filled} bytes of filler): while full {acked_full} of {offered_full} events acked (inbound so far: {answers_full})"
     );
     running.shutdown().await;
-    r.print_and_assert("7 disk nearly full (embedded)");
+    verdict("7 disk nearly full (embedded)", &r, &log, &outcomes);
 }
