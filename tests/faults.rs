@@ -1188,6 +1188,7 @@ async fn faults_disk_full_embedded() {
     // Space again, and the sink back.
     std::fs::remove_file(&filler).unwrap();
     sink.set_faults(Faults::default());
+    let freed = Instant::now();
     stream(
         target.clone(),
         sink_plan("disk-c", 40 * n, 3),
@@ -1206,8 +1207,9 @@ async fn faults_disk_full_embedded() {
     )
     .await;
     let outcomes = format!("{:?}", running.engine.metrics.route_counts(&route).outcomes);
+    let recovered = freed.elapsed().as_secs_f64();
     println!(
-        "FAULTS disk full (embedded on a 16 MiB tmpfs, {filled} bytes of filler): while full {acked_full} of {offered_full} events acked (inbound so far: {answers_full})"
+        "FAULTS disk full (embedded on a 16 MiB tmpfs, {filled} bytes of filler): while full {acked_full} of {offered_full} events acked (inbound so far: {answers_full}); settled {recovered:.1}s after space was freed (a settle lost in a rolled-back batch waits for its lease to expire, 60s)"
     );
     running.shutdown().await;
     verdict("7 disk nearly full (embedded)", &r, &log, &outcomes);
