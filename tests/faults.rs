@@ -5,8 +5,9 @@
 //! and fails unless lost = 0, duplicate effects = 0, older-after-newer = 0 (and no phantom
 //! effects).
 //!
-//! 1. `faults_sigkill_embedded`: the gateway binary SIGKILLed at random points, half of them
-//!    right after the sandbox answered (before the ledger write and the ack).
+//! 1. `faults_sigkill_embedded`, `faults_sigkill_portal_embedded`: the gateway binary SIGKILLed
+//!    at random points, half of them right after the sink / the portal answered (before the
+//!    ledger write and the ack).
 //! 2. `faults_rabbitmq_stop_start`: a private RabbitMQ node `stop_app` / `start_app` twice
 //!    mid-stream (PostgreSQL store).
 //! 3. `faults_postgres_restart`: a private PostgreSQL cluster stopped (immediate) and started
@@ -543,11 +544,18 @@ fn spawn_gateway(config: &Path) -> (Child9, String) {
     (Child9 { child }, inbound)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn faults_sigkill_embedded() {
+/// How many effects the party has recorded (to kill right after one).
+fn effects_so_far(party: &Party<'_>) -> usize {
+    match party {
+        Party::Sink(s) => s.records().len(),
+        Party::Portal(p) => p.records().dossiers.values().map(Vec::len).sum(),
+    }
+}
+
+async fn sigkill(to_portal: bool) {
     let n = scale();
     let kills = 8 * n;
-    // A slow-ish sink keeps deliveries in flight when the kill lands.
+    // Slow-ish parties keep deliveries in flight when the kill lands.
     let sink = Sink::start(
         0,
         Faults {
@@ -557,19 +565,36 @@ async fn faults_sigkill_embedded() {
     )
     .await
     .unwrap();
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    portal.set_faults(PortalFaults {
+        delay_ms: 5,
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let route = unique("fk");
     let cfg = dir.path().join("gateway.toml");
     let data = dir.path().join("data");
-    std::fs::write(
-        &cfg,
-        config("", "", &data, &route, "sink", &sink_adapter(&sink.url())),
-    )
-    .unwrap();
+    let (to, adapter, plan, party, name) = if to_portal {
+        (
+            "dvcqg",
+            portal_adapter(&portal, &portal.integration_url(), &portal.sharing_url()),
+            portal_plan(0, 100 * n, 6),
+            Party::Portal(&portal),
+            "portal",
+        )
+    } else {
+        (
+            "sink",
+            sink_adapter(&sink.url()),
+            sink_plan("kill", 120 * n, 5),
+            Party::Sink(&sink),
+            "sink",
+        )
+    };
+    std::fs::write(&cfg, config("", "", &data, &route, to, &adapter)).unwrap();
     let log: Log = Arc::default();
     let target: Target = Arc::default();
     let started = Instant::now();
-    let plan = sink_plan("kill", 120 * n, 5);
     let sender = tokio::spawn(stream(
         target.clone(),
         plan,
@@ -585,14 +610,14 @@ async fn faults_sigkill_embedded() {
         let live = Duration::from_millis(rand::rng().random_range(300..1500));
         tokio::time::sleep(live).await;
         if round % 2 == 1 {
-            // Right after the sink answered: its record is written just before the answer
+            // Right after the party answered: its record is written just before the answer
             // leaves, so the gateway holds an answer it has neither recorded nor acked.
-            let before = sink.records().len();
+            let before = effects_so_far(&party);
             let wait = Instant::now() + Duration::from_secs(3);
-            while sink.records().len() == before && Instant::now() < wait {
+            while effects_so_far(&party) == before && Instant::now() < wait {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            if sink.records().len() > before {
+            if effects_so_far(&party) > before {
                 after_answer += 1;
             }
         }
@@ -606,16 +631,30 @@ async fn faults_sigkill_embedded() {
     sender.await.unwrap();
     let loaded = load(&std::fs::read_to_string(&cfg).unwrap());
     let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
-    let party = Party::Sink(&sink);
     let r = settle(&party, &log, store.as_ref(), Duration::from_secs(120)).await;
     let outcomes = "(in the killed child processes)".to_string();
     drop(g);
     println!(
-        "FAULTS sigkill (embedded): {kills} SIGKILLs ({after_answer} right after an answer), {:.1}s",
+        "FAULTS sigkill (embedded, {name}): {kills} SIGKILLs ({after_answer} right after an answer), {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(r.acked > 100, "too little acked to mean anything: {r:?}");
-    verdict("1 sigkill (embedded)", &r, &log, &outcomes);
+    verdict(
+        &format!("1 sigkill (embedded, {name})"),
+        &r,
+        &log,
+        &outcomes,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_sigkill_embedded() {
+    sigkill(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_sigkill_portal_embedded() {
+    sigkill(true).await;
 }
 
 // ---------------------------------------------------------------------------------------------
