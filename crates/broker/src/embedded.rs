@@ -10,7 +10,9 @@
 //!    crash loop is counted durably. An ack deletes the row. A lease ends when the consumer
 //!    settles, when the [`Consumer`] is dropped (its leases are released at once), when it
 //!    expires ([`EmbeddedOptions::lease_ttl`] without any sign of life from its consumer:
-//!    a `next()` call or a settle renews all of its leases), and when the file is opened
+//!    a `next()` call or a settle renews the leases of its outstanding deliveries: a settle
+//!    lost in a rolled-back batch lets its lease expire instead of renewing it for the life
+//!    of the process), and when the file is opened
 //!    again (the previous process is gone: every lease is released on [`EmbeddedBroker::open`]).
 //! 3. **Retry is one transaction**: insert the copy (`attempt + 1`, new headers,
 //!    `available_at = now + delay`) and delete the original. Reject is one transaction too:
@@ -229,8 +231,11 @@ enum Op {
         owner: u64,
         queue: String,
     },
+    /// Extend the leases of `seqs` still held by `owner` (only those its consumer still
+    /// knows: see `ConsumerSettle::renew_if_due`).
     Renew {
         owner: u64,
+        seqs: Vec<u64>,
     },
     Release {
         owner: u64,
@@ -653,10 +658,17 @@ impl Ctx<'_> {
                     .execute(params![seq as i64, owner as i64])?;
                 self.touched.insert(queue);
             }
-            Op::Renew { owner } => {
-                self.tx
-                    .prepare_cached("UPDATE messages SET lease_until = ?1 WHERE lease_owner = ?2")?
-                    .execute(params![self.now + self.lease_ttl_ms, owner as i64])?;
+            Op::Renew { owner, seqs } => {
+                let mut stmt = self.tx.prepare_cached(
+                    "UPDATE messages SET lease_until = ?1 WHERE seq = ?2 AND lease_owner = ?3",
+                )?;
+                for seq in seqs {
+                    stmt.execute(params![
+                        self.now + self.lease_ttl_ms,
+                        seq as i64,
+                        owner as i64
+                    ])?;
+                }
             }
             Op::Release { owner, queue } => {
                 let n = self
@@ -1024,11 +1036,29 @@ impl ConsumerSettle {
     }
 
     /// A sign of life: renew this consumer's leases, at most a few times per lease term.
+    ///
+    /// Only the deliveries still outstanding are renewed. A settled one whose ack or requeue
+    /// was rolled back (a failed batch, e.g. a full disk) is still leased to this owner in the
+    /// file but no longer known here: renewing every row of the owner would keep it leased
+    /// for the life of the process, never delivered again. Left alone, its lease expires
+    /// after `lease_ttl` and it is delivered again.
     fn renew_if_due(&self) {
         let mut last = self.last_renew.lock().unwrap_or_else(|e| e.into_inner());
         if last.elapsed() >= self.shared.opts.lease_ttl / 4 {
             *last = Instant::now();
-            let _ = self.shared.send(Op::Renew { owner: self.owner });
+            let seqs: Vec<u64> = self
+                .outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            if !seqs.is_empty() {
+                let _ = self.shared.send(Op::Renew {
+                    owner: self.owner,
+                    seqs,
+                });
+            }
         }
     }
 
@@ -1216,5 +1246,95 @@ impl Consumer for EmbeddedConsumer {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    /// A settle lost in a rolled-back batch (a full disk) leaves the row leased to a consumer
+    /// that no longer knows it. Its renewals must not keep that lease alive: the message comes
+    /// back after `lease_ttl` while the consumer lives on. (Found by `tests/faults.rs`.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forgotten_lease_is_not_renewed_and_the_message_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(400);
+        let b = EmbeddedBroker::open(
+            dir.path().join("q.db"),
+            EmbeddedOptions {
+                lease_ttl: ttl,
+                ..EmbeddedOptions::default()
+            },
+        )
+        .unwrap();
+        let spec = QueueSpec {
+            name: "q".into(),
+            delivery_limit: 10,
+        };
+        b.declare(std::slice::from_ref(&spec)).await.unwrap();
+        let msg = Message {
+            id: "m1".into(),
+            key: "k".into(),
+            headers: Default::default(),
+            attempt: 0,
+            body: bytes::Bytes::from_static(b"x"),
+        };
+        b.publish("q", msg).await.unwrap();
+
+        // A consumer leases the message, then forgets it as a rolled-back requeue would.
+        let shared = b.shared.clone();
+        let owner = shared
+            .call(|reply| Op::Subscribe {
+                queue: "q".into(),
+                reply,
+            })
+            .await
+            .unwrap();
+        let leased = shared
+            .call(|reply| Op::Lease {
+                queue: "q".into(),
+                owner,
+                max: 1,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(leased.rows.len(), 1);
+        let settle = Arc::new(ConsumerSettle {
+            shared: shared.clone(),
+            owner,
+            queue: "q".into(),
+            outstanding: Mutex::new(HashSet::new()),
+            room: Notify::new(),
+            last_renew: Mutex::new(Instant::now()),
+        });
+
+        // It keeps showing signs of life, all along.
+        let alive = Arc::new(AtomicBool::new(true));
+        let renewer = {
+            let (settle, alive) = (settle.clone(), alive.clone());
+            tokio::spawn(async move {
+                while alive.load(Ordering::Relaxed) {
+                    *settle.last_renew.lock().unwrap() = Instant::now() - ttl;
+                    settle.renew_if_due();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+
+        // Another consumer gets the message: the forgotten lease expired.
+        let mut c = b.consume("q", 1).await.unwrap();
+        let d = tokio::time::timeout(ttl * 10, c.next())
+            .await
+            .expect("the message comes back after its lease expired")
+            .unwrap()
+            .unwrap();
+        alive.store(false, Ordering::Relaxed);
+        renewer.await.unwrap();
+        assert_eq!(d.message.id, "m1");
+        d.ack().await.unwrap();
+        drop(c);
+        b.close().await;
     }
 }
