@@ -416,8 +416,10 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
 async fn graceful_shutdown_then_restart_loses_nothing() {
     let sink = Sink::start(
         0,
+        // Slow enough that 8 lanes need ~5 s for the 200 events, while posting them takes
+        // well under that even on a loaded machine: the shutdown comes mid-flow.
         Faults {
-            delay_ms: 20,
+            delay_ms: 200,
             ..Default::default()
         },
     )
