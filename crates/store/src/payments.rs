@@ -17,7 +17,8 @@
 //!    [`PaymentStore::unpublished_notices`] returns them (oldest first), so a crash between
 //!    publishing and marking re-publishes (at least once; consumers dedupe on the reference).
 //!
-//! Schema (version 5):
+//! Schema (version 5; its statements are `IF NOT EXISTS`, so a file taken back to an older
+//! version for a migration test re-runs it harmlessly):
 //! ```text
 //! payment_orders       reference PK, provider, dossier_code, fee_items (JSON array), amount
 //!                      (VND, integer), currency, state, provider_txn, pay_url, created_ms,
@@ -228,7 +229,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn PaymentStore>> {
 }
 
 pub(crate) const SQLITE_V5: &str = "
-CREATE TABLE payment_orders (
+CREATE TABLE IF NOT EXISTS payment_orders (
     reference    TEXT PRIMARY KEY,
     provider     TEXT NOT NULL,
     dossier_code TEXT NOT NULL,
@@ -242,10 +243,10 @@ CREATE TABLE payment_orders (
     deadline_ms  INTEGER NOT NULL,
     updated_ms   INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX payment_orders_dossier ON payment_orders (dossier_code);
-CREATE INDEX payment_orders_pending ON payment_orders (provider, state, deadline_ms);
-CREATE INDEX payment_orders_created ON payment_orders (provider, created_ms);
-CREATE TABLE payment_transitions (
+CREATE INDEX IF NOT EXISTS payment_orders_dossier ON payment_orders (dossier_code);
+CREATE INDEX IF NOT EXISTS payment_orders_pending ON payment_orders (provider, state, deadline_ms);
+CREATE INDEX IF NOT EXISTS payment_orders_created ON payment_orders (provider, created_ms);
+CREATE TABLE IF NOT EXISTS payment_transitions (
     reference    TEXT NOT NULL REFERENCES payment_orders (reference),
     seq          INTEGER NOT NULL,
     from_state   TEXT,
@@ -256,18 +257,18 @@ CREATE TABLE payment_transitions (
     at_ms        INTEGER NOT NULL,
     PRIMARY KEY (reference, seq)
 ) STRICT;
-CREATE TABLE payment_outbox (
+CREATE TABLE IF NOT EXISTS payment_outbox (
     id           TEXT PRIMARY KEY,
     reference    TEXT NOT NULL,
     body         TEXT NOT NULL,
     created_ms   INTEGER NOT NULL,
     published_ms INTEGER
 ) STRICT;
-CREATE INDEX payment_outbox_pending ON payment_outbox (published_ms, created_ms);
+CREATE INDEX IF NOT EXISTS payment_outbox_pending ON payment_outbox (published_ms, created_ms);
 ";
 
 pub(crate) const PG_V5: &str = "
-CREATE TABLE payment_orders (
+CREATE TABLE IF NOT EXISTS payment_orders (
     reference    TEXT PRIMARY KEY,
     provider     TEXT NOT NULL,
     dossier_code TEXT NOT NULL,
@@ -281,10 +282,10 @@ CREATE TABLE payment_orders (
     deadline_ms  BIGINT NOT NULL,
     updated_ms   BIGINT NOT NULL
 );
-CREATE INDEX payment_orders_dossier ON payment_orders (dossier_code);
-CREATE INDEX payment_orders_pending ON payment_orders (provider, state, deadline_ms);
-CREATE INDEX payment_orders_created ON payment_orders (provider, created_ms);
-CREATE TABLE payment_transitions (
+CREATE INDEX IF NOT EXISTS payment_orders_dossier ON payment_orders (dossier_code);
+CREATE INDEX IF NOT EXISTS payment_orders_pending ON payment_orders (provider, state, deadline_ms);
+CREATE INDEX IF NOT EXISTS payment_orders_created ON payment_orders (provider, created_ms);
+CREATE TABLE IF NOT EXISTS payment_transitions (
     reference    TEXT NOT NULL REFERENCES payment_orders (reference),
     seq          BIGINT NOT NULL,
     from_state   TEXT,
@@ -295,14 +296,14 @@ CREATE TABLE payment_transitions (
     at_ms        BIGINT NOT NULL,
     PRIMARY KEY (reference, seq)
 );
-CREATE TABLE payment_outbox (
+CREATE TABLE IF NOT EXISTS payment_outbox (
     id           TEXT PRIMARY KEY,
     reference    TEXT NOT NULL,
     body         TEXT NOT NULL,
     created_ms   BIGINT NOT NULL,
     published_ms BIGINT
 );
-CREATE INDEX payment_outbox_pending ON payment_outbox (published_ms, created_ms);
+CREATE INDEX IF NOT EXISTS payment_outbox_pending ON payment_outbox (published_ms, created_ms);
 ";
 
 const ORDER_COLS: &str = "reference, provider, dossier_code, fee_items, amount, currency, state, \
