@@ -133,6 +133,21 @@ impl VnPay {
         )
     }
 
+    /// Hex HMAC-SHA512 of a raw string: the transaction API (`querydr`, `refund`) signs its
+    /// fields joined with `|` in a fixed order, not the sorted query.
+    pub fn sign_raw(&self, data: &str) -> Result<String, ChecksumError> {
+        hmac_hex(
+            MessageDigest::sha512(),
+            self.hash_secret.expose().as_bytes(),
+            data.as_bytes(),
+        )
+    }
+
+    /// Verifies a [`VnPay::sign_raw`] checksum.
+    pub fn verify_raw(&self, data: &str, received: &str) -> Result<(), ChecksumError> {
+        hex_matches(&self.sign_raw(data)?, received)
+    }
+
     /// Verifies the `vnp_SecureHash` carried in `params` (e.g. a return URL or IPN query).
     pub fn verify(&self, params: &[(String, String)]) -> Result<(), ChecksumError> {
         let received = params
