@@ -268,6 +268,9 @@ pub struct Config {
     /// `dossier.online` events of source `online.source_name`. Absent = off.
     #[serde(default)]
     pub online: Option<OnlineSection>,
+    /// Online fee payment (`crate::payments`): providers, grouping, deadlines. Absent = off.
+    #[serde(default)]
+    pub payments: Option<crate::payments::config::PaymentsSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -992,7 +995,8 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             );
         }
         let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
-            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from);
+            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
+            || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from);
         if !c.sources.contains_key(&r.from) && !job_source {
             p(
                 format!("{at}.from"),
@@ -1017,6 +1021,9 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
         check_retry(&r.retry_policy(&c.retry), &format!("{at}.retry"), &mut p);
     }
     validate_jobs(c, &mut p);
+    if let Some(pay) = &c.payments {
+        crate::payments::config::validate(pay, &mut p);
+    }
 }
 
 fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(String, String, &str)) {

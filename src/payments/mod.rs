@@ -32,6 +32,8 @@ use tracing::{info, warn};
 
 use crate::envelope::{now_ms, Envelope};
 
+pub mod cli;
+pub mod config;
 pub mod ipn;
 pub mod reconcile;
 pub mod vnpay;
@@ -634,5 +636,57 @@ mod tests {
                 assert_eq!(from.allows(to), legal, "{from:?} → {to:?}");
             }
         }
+    }
+}
+
+/// The payment side of a running gateway (from `[payments]`).
+pub struct Wired {
+    pub http: Arc<ipn::PaymentsHttp>,
+    pub metrics: Arc<reconcile::ReconcileMetrics>,
+    interval: Duration,
+    sink: Arc<dyn NoticeSink>,
+}
+
+impl Wired {
+    /// Build from the configuration; `None` when there is no `[payments]` section.
+    pub async fn from_config(
+        loaded: &crate::config::Loaded,
+        engine: &Arc<crate::pipeline::Engine>,
+    ) -> Result<Option<Wired>, String> {
+        let Some(s) = &loaded.config.payments else {
+            return Ok(None);
+        };
+        let (payments, vnpay) = config::build(s, &loaded.base, &loaded.store_url()?).await?;
+        let token = match &s.token {
+            Some(r) => Some(
+                r.resolve(&loaded.base)
+                    .map_err(|e| format!("payments.token: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Some(Wired {
+            http: Arc::new(ipn::PaymentsHttp {
+                payments,
+                vnpay,
+                token,
+            }),
+            metrics: Arc::new(reconcile::ReconcileMetrics::default()),
+            interval: s.reconcile_interval.0,
+            sink: Arc::new(EngineSink(engine.clone())),
+        }))
+    }
+
+    /// The notice publisher and the scheduled reconciliation, until `cancel`.
+    pub fn scheduled(
+        &self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        reconcile::run_scheduled(
+            self.http.payments.clone(),
+            self.sink.clone(),
+            self.interval,
+            self.metrics.clone(),
+            cancel,
+        )
     }
 }

@@ -333,3 +333,47 @@ pub fn day_bounds(date: &str) -> Result<(i64, i64), String> {
     let ms = (start.unix_timestamp_nanos() / 1_000_000) as i64;
     Ok((ms, ms + 86_400_000))
 }
+
+/// The scheduled side: every second, publish queued `payment.settled` notices; every
+/// `interval` (when not zero), reconcile every provider's overdue orders. Ends on `cancel`.
+pub async fn run_scheduled(
+    payments: std::sync::Arc<Payments>,
+    sink: std::sync::Arc<dyn super::NoticeSink>,
+    interval: std::time::Duration,
+    metrics: std::sync::Arc<ReconcileMetrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let tick = std::time::Duration::from_secs(1);
+    let mut since_reconcile = std::time::Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if let Err(e) = payments.publish_notices(sink.as_ref(), 500).await {
+            warn!(error = %e, "publishing payment notices failed; retried next tick");
+        }
+        since_reconcile += tick;
+        if interval.is_zero() || since_reconcile < interval {
+            continue;
+        }
+        since_reconcile = std::time::Duration::ZERO;
+        let providers: Vec<_> = payments.providers().cloned().collect();
+        for p in providers {
+            match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), None).await {
+                Ok(r) => {
+                    metrics.observe(&r);
+                    if !r.mismatches.is_empty() || r.errors > 0 {
+                        warn!(
+                            provider = p.name(),
+                            mismatches = r.mismatches.len(),
+                            errors = r.errors,
+                            "payment reconciliation found problems"
+                        );
+                    }
+                }
+                Err(e) => warn!(provider = p.name(), error = %e, "payment reconciliation failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! `[payments]`: online fee payment (see `gateway.example.toml` for a commented example).
+//!
+//! ```toml
+//! [payments]
+//! grouping = "per_fee"              # or "per_dossier"
+//! deadline = "30m"                  # a requested order older than this is queried / expired
+//! reconcile_interval = "10m"        # the scheduled reconciliation; "0s" = only the command
+//! token = { env = "GW_PAYMENTS_TOKEN" }   # the one-stop system's bearer token (optional)
+//!
+//! [payments.vnpay.vnpay]            # a VNPay provider named `vnpay`
+//! tmn_code = "ABCD1234"
+//! hash_secret = { env = "GW_VNPAY_SECRET" }
+//! return_url = "https://motcua.example/payment/return"
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::vnpay::{VnPay, VnPaySettings};
+use super::{Grouping, Payments, Settings};
+use crate::config::{Dur, SecretRef};
+
+/// Default VNPay pay page (the sandbox of VNPay; production is `https://pay.vnpay.vn/vpcpay.html`).
+pub const VNPAY_PAY_URL: &str = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html";
+/// Default VNPay transaction API.
+pub const VNPAY_API_URL: &str = "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction";
+/// Default reconciliation interval.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(600);
+/// Default timeout of a provider call.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `vnp_IpAddr`.
+pub const IP_ADDR: &str = "127.0.0.1";
+
+/// `[payments]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentsSection {
+    /// `per_fee` (one order per fee item) or `per_dossier` (one order for all of a dossier's
+    /// fees). Default `per_fee`.
+    #[serde(default)]
+    pub grouping: Grouping,
+    /// A `requested` order older than this is queried at the provider by reconciliation and
+    /// expired when the provider never saw it. Default 30m.
+    #[serde(default = "d_deadline")]
+    pub deadline: Dur,
+    /// How often the scheduled reconciliation runs; `0s` = only `gateway payments reconcile`.
+    /// Default 10m.
+    #[serde(default = "d_interval")]
+    pub reconcile_interval: Dur,
+    /// Order reference prefix: up to 4 letters or digits. Default `GW`.
+    #[serde(default = "d_prefix")]
+    pub reference_prefix: String,
+    /// Source name of the `payment.settled` envelopes (a route's `from`). Default `payments`.
+    #[serde(default = "d_source")]
+    pub source_name: String,
+    /// Bearer token the one-stop system presents on `POST /payments/NAME/orders`. Default: none
+    /// (put the listener behind the province's network controls then).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// VNPay providers by name.
+    #[serde(default)]
+    pub vnpay: BTreeMap<String, VnPaySection>,
+}
+
+/// `[payments.vnpay.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VnPaySection {
+    /// required: `vnp_TmnCode`, the merchant code VNPay issued.
+    pub tmn_code: String,
+    /// required: the hash secret (`vnp_HashSecret`), by reference.
+    pub hash_secret: SecretRef,
+    /// required: where VNPay sends the citizen back after paying.
+    pub return_url: String,
+    /// The pay page. Default VNPay's sandbox ([`VNPAY_PAY_URL`]).
+    #[serde(default = "d_vnpay_pay")]
+    pub pay_url: String,
+    /// The transaction API (`querydr`). Default VNPay's sandbox ([`VNPAY_API_URL`]).
+    #[serde(default = "d_vnpay_api")]
+    pub api_url: String,
+    /// `vnp_IpAddr` sent with orders and queries. Default `127.0.0.1`.
+    #[serde(default = "d_ip")]
+    pub ip_addr: String,
+    /// Timeout of a call to VNPay. Default 30s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_deadline() -> Dur {
+    Dur(Duration::from_secs(super::DEFAULT_DEADLINE_SECS))
+}
+fn d_interval() -> Dur {
+    Dur(RECONCILE_INTERVAL)
+}
+fn d_prefix() -> String {
+    super::DEFAULT_REFERENCE_PREFIX.into()
+}
+fn d_source() -> String {
+    super::DEFAULT_SOURCE_NAME.into()
+}
+fn d_vnpay_pay() -> String {
+    VNPAY_PAY_URL.into()
+}
+fn d_vnpay_api() -> String {
+    VNPAY_API_URL.into()
+}
+fn d_ip() -> String {
+    IP_ADDR.into()
+}
+fn d_timeout() -> Dur {
+    Dur(PROVIDER_TIMEOUT)
+}
+
+/// Check `[payments]`; each problem is reported through `p(key, what, fix)`.
+pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
+    if s.reference_prefix.len() > 4
+        || !s
+            .reference_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    {
+        p(
+            "payments.reference_prefix".into(),
+            format!("`{}` is not 0 to 4 letters or digits", s.reference_prefix),
+            "use e.g. \"GW\"",
+        );
+    }
+    if s.source_name.trim().is_empty() {
+        p(
+            "payments.source_name".into(),
+            "is empty".into(),
+            "name the source of payment.settled, e.g. \"payments\"",
+        );
+    }
+    if s.deadline.0.is_zero() {
+        p(
+            "payments.deadline".into(),
+            "is zero".into(),
+            "give citizens time to pay, e.g. \"30m\"",
+        );
+    }
+    let mut names = BTreeSet::new();
+    for (name, v) in &s.vnpay {
+        names.insert(name.clone());
+        let at = format!("payments.vnpay.{name}");
+        if v.tmn_code.trim().is_empty() {
+            p(
+                format!("{at}.tmn_code"),
+                "is empty".into(),
+                "the merchant code VNPay issued",
+            );
+        }
+        for (k, url) in [
+            ("return_url", &v.return_url),
+            ("pay_url", &v.pay_url),
+            ("api_url", &v.api_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                p(
+                    format!("{at}.{k}"),
+                    format!("`{url}` is not an http(s) URL"),
+                    "write the full URL",
+                );
+            }
+        }
+    }
+    if names.is_empty() {
+        p(
+            "payments".into(),
+            "no provider is configured".into(),
+            "add a [payments.vnpay.NAME] table",
+        );
+    }
+}
+
+/// Build the payment service and the VNPay connectors from `[payments]`.
+pub async fn build(
+    s: &PaymentsSection,
+    base: &Path,
+    store_url: &str,
+) -> Result<(Arc<Payments>, BTreeMap<String, Arc<VnPay>>), String> {
+    let store = gw_store::payments::open(store_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut payments = Payments::new(
+        store,
+        Settings {
+            grouping: s.grouping,
+            deadline: s.deadline.0,
+            reference_prefix: s.reference_prefix.clone(),
+            source_name: s.source_name.clone(),
+        },
+    );
+    let mut vnpay = BTreeMap::new();
+    for (name, v) in &s.vnpay {
+        let secret = v
+            .hash_secret
+            .resolve(base)
+            .map_err(|e| format!("payments.vnpay.{name}.hash_secret: {e}"))?;
+        let c = Arc::new(VnPay::new(VnPaySettings {
+            name: name.clone(),
+            tmn_code: v.tmn_code.clone(),
+            hash_secret: secret.expose().to_string(),
+            pay_url: v.pay_url.clone(),
+            api_url: v.api_url.clone(),
+            return_url: v.return_url.clone(),
+            ip_addr: v.ip_addr.clone(),
+            timeout: v.timeout.0,
+        })?);
+        payments = payments.with_provider(c.clone());
+        vnpay.insert(name.clone(), c);
+    }
+    Ok((Arc::new(payments), vnpay))
+}
