@@ -92,7 +92,7 @@ pub enum Command {
     },
     /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
     Sandbox {
-        /// Which party: portal, vnpay.
+        /// Which party: portal, vnpay, payplatform.
         party: String,
         #[arg(long, default_value_t = 8282)]
         port: u16,
@@ -260,8 +260,15 @@ async fn run(cmd: Command) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            "payplatform" => match gw_contract_tests::payplatform::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the payment platform sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             other => {
-                eprintln!("unknown sandbox `{other}`: use portal or vnpay");
+                eprintln!("unknown sandbox `{other}`: use portal, vnpay or payplatform");
                 ExitCode::from(2)
             }
         },

@@ -72,6 +72,7 @@ async fn boot(
     let app = router(Arc::new(PaymentsHttp {
         payments: payments.clone(),
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
+        platform: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -63,6 +63,7 @@ async fn serve(payments: Arc<Payments>, v: Arc<VnPay>) -> (String, tokio::task::
     let app = router(Arc::new(PaymentsHttp {
         payments,
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
+        platform: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

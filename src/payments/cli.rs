@@ -39,8 +39,8 @@ pub async fn reconcile_command(
             return ExitCode::from(2);
         }
     };
-    let (payments, _) = match super::config::build(section, &loaded.base, &store_url).await {
-        Ok(p) => p,
+    let payments = match super::config::build(section, &loaded.base, &store_url).await {
+        Ok(b) => b.payments,
         Err(e) => {
             eprintln!("payments: {e}");
             return ExitCode::from(2);

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::platform::{Platform, PlatformSettings};
 use super::vnpay::{VnPay, VnPaySettings};
 use super::{Grouping, Payments, Settings};
 use crate::config::{Dur, SecretRef};
@@ -63,6 +64,38 @@ pub struct PaymentsSection {
     /// VNPay providers by name.
     #[serde(default)]
     pub vnpay: BTreeMap<String, VnPaySection>,
+    /// DVCQG payment platform providers by name.
+    #[serde(default)]
+    pub platform: BTreeMap<String, PlatformSection>,
+}
+
+/// `[payments.platform.NAME]`: the DVCQG payment platform (callback:
+/// `POST /payments/NAME/callback`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlatformSection {
+    /// required: `MaDoiTac`, our partner code.
+    pub partner_code: String,
+    /// required: the shared hash key of `MaXacThuc`, by reference.
+    pub hash_key: SecretRef,
+    /// required: the initiation endpoint.
+    pub init_url: String,
+    /// required: the transaction query endpoint.
+    pub query_url: String,
+    /// `MaKenhThanhToan` the platform assigned. Default "".
+    #[serde(default)]
+    pub channel: String,
+    /// `LoaiHinhThanhToan`. Default "".
+    #[serde(default)]
+    pub payment_type: String,
+    /// `MaThietBi`. Default "".
+    #[serde(default)]
+    pub device: String,
+    /// `Ip` sent with initiations. Default `127.0.0.1`.
+    #[serde(default = "d_ip")]
+    pub ip_addr: String,
+    /// Timeout of a call to the platform. Default 30s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
 }
 
 /// `[payments.vnpay.NAME]`.
@@ -166,21 +199,50 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
             }
         }
     }
+    for (name, v) in &s.platform {
+        let at = format!("payments.platform.{name}");
+        if !names.insert(name.clone()) {
+            p(
+                at.clone(),
+                "a provider of this name already exists".into(),
+                "give each provider its own name",
+            );
+        }
+        if v.partner_code.trim().is_empty() {
+            p(
+                format!("{at}.partner_code"),
+                "is empty".into(),
+                "the MaDoiTac the platform issued",
+            );
+        }
+        for (k, url) in [("init_url", &v.init_url), ("query_url", &v.query_url)] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                p(
+                    format!("{at}.{k}"),
+                    format!("`{url}` is not an http(s) URL"),
+                    "write the full URL",
+                );
+            }
+        }
+    }
     if names.is_empty() {
         p(
             "payments".into(),
             "no provider is configured".into(),
-            "add a [payments.vnpay.NAME] table",
+            "add a [payments.vnpay.NAME] or [payments.platform.NAME] table",
         );
     }
 }
 
-/// Build the payment service and the VNPay connectors from `[payments]`.
-pub async fn build(
-    s: &PaymentsSection,
-    base: &Path,
-    store_url: &str,
-) -> Result<(Arc<Payments>, BTreeMap<String, Arc<VnPay>>), String> {
+/// The service and the connectors `[payments]` describes.
+pub struct Built {
+    pub payments: Arc<Payments>,
+    pub vnpay: BTreeMap<String, Arc<VnPay>>,
+    pub platform: BTreeMap<String, Arc<Platform>>,
+}
+
+/// Build the payment service and its connectors from `[payments]`.
+pub async fn build(s: &PaymentsSection, base: &Path, store_url: &str) -> Result<Built, String> {
     let store = gw_store::payments::open(store_url)
         .await
         .map_err(|e| e.to_string())?;
@@ -212,5 +274,30 @@ pub async fn build(
         payments = payments.with_provider(c.clone());
         vnpay.insert(name.clone(), c);
     }
-    Ok((Arc::new(payments), vnpay))
+    let mut platform = BTreeMap::new();
+    for (name, v) in &s.platform {
+        let key = v
+            .hash_key
+            .resolve(base)
+            .map_err(|e| format!("payments.platform.{name}.hash_key: {e}"))?;
+        let c = Arc::new(Platform::new(PlatformSettings {
+            name: name.clone(),
+            partner_code: v.partner_code.clone(),
+            hash_key: key.expose().to_string(),
+            init_url: v.init_url.clone(),
+            query_url: v.query_url.clone(),
+            channel: v.channel.clone(),
+            payment_type: v.payment_type.clone(),
+            device: v.device.clone(),
+            ip_addr: v.ip_addr.clone(),
+            timeout: v.timeout.0,
+        })?);
+        payments = payments.with_provider(c.clone());
+        platform.insert(name.clone(), c);
+    }
+    Ok(Built {
+        payments: Arc::new(payments),
+        vnpay,
+        platform,
+    })
 }

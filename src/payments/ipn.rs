@@ -8,6 +8,8 @@
 //!   reused).
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
 //!   ([`super::vnpay::VnPay::handle_ipn`]).
+//! - `POST /payments/{provider}/callback`: the payment platform's result callback, answered
+//!   `{MaLoi, …}` ([`super::platform::Platform::handle_callback`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct PaymentsHttp {
     pub payments: Arc<Payments>,
     /// VNPay connectors by provider name (their IPNs arrive here).
     pub vnpay: BTreeMap<String, Arc<VnPay>>,
+    /// Payment platform connectors by provider name.
+    pub platform: BTreeMap<String, Arc<super::platform::Platform>>,
     /// Bearer token the one-stop system presents to create orders; `None` = no check.
     pub token: Option<Secret>,
 }
@@ -36,6 +40,7 @@ pub fn router(state: Arc<PaymentsHttp>) -> Router {
     Router::new()
         .route("/payments/{provider}/orders", post(create_orders))
         .route("/payments/{provider}/ipn", get(vnpay_ipn))
+        .route("/payments/{provider}/callback", post(json_callback))
         .with_state(state)
 }
 
@@ -117,4 +122,23 @@ async fn vnpay_ipn(
     let params = parse_query(query.as_deref().unwrap_or(""));
     let reply: IpnReply = v.handle_ipn(&st.payments, &params).await;
     (StatusCode::OK, Json(reply.body())).into_response()
+}
+
+async fn json_callback(
+    State(st): State<Arc<PaymentsHttp>>,
+    Path(provider): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(p) = st.platform.get(&provider) {
+        return (
+            StatusCode::OK,
+            Json(p.handle_callback(&st.payments, &body).await),
+        )
+            .into_response();
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_provider",
+        format!("no callback provider named `{provider}`"),
+    )
 }

@@ -35,6 +35,7 @@ use crate::envelope::{now_ms, Envelope};
 pub mod cli;
 pub mod config;
 pub mod ipn;
+pub mod platform;
 pub mod reconcile;
 pub mod vnpay;
 
@@ -656,7 +657,8 @@ impl Wired {
         let Some(s) = &loaded.config.payments else {
             return Ok(None);
         };
-        let (payments, vnpay) = config::build(s, &loaded.base, &loaded.store_url()?).await?;
+        let built = config::build(s, &loaded.base, &loaded.store_url()?).await?;
+        let payments = built.payments;
         let token = match &s.token {
             Some(r) => Some(
                 r.resolve(&loaded.base)
@@ -667,7 +669,8 @@ impl Wired {
         Ok(Some(Wired {
             http: Arc::new(ipn::PaymentsHttp {
                 payments,
-                vnpay,
+                vnpay: built.vnpay,
+                platform: built.platform,
                 token,
             }),
             metrics: Arc::new(reconcile::ReconcileMetrics::default()),
