@@ -92,7 +92,7 @@ pub enum Command {
     },
     /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
     Sandbox {
-        /// Which party: portal, vnpay, payplatform.
+        /// Which party: portal, vnpay, payplatform, paygov.
         party: String,
         #[arg(long, default_value_t = 8282)]
         port: u16,
@@ -267,8 +267,15 @@ async fn run(cmd: Command) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            "paygov" => match gw_contract_tests::paygov::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the PayGov sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             other => {
-                eprintln!("unknown sandbox `{other}`: use portal, vnpay or payplatform");
+                eprintln!("unknown sandbox `{other}`: use portal, vnpay, payplatform or paygov");
                 ExitCode::from(2)
             }
         },

@@ -73,6 +73,7 @@ async fn boot(
         payments: payments.clone(),
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
         platform: Default::default(),
+        paygov: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,6 +2,7 @@
 //! party's contract, records every effect for assertions and can inject faults. They back the
 //! contract tests, the crash tests, the benchmarks and the demo, and run standalone.
 
+pub mod paygov;
 pub mod payplatform;
 pub mod portal;
 pub mod sink;

@@ -67,6 +67,62 @@ pub struct PaymentsSection {
     /// DVCQG payment platform providers by name.
     #[serde(default)]
     pub platform: BTreeMap<String, PlatformSection>,
+    /// PayGov providers (through the LGSP) by name.
+    #[serde(default)]
+    pub paygov: BTreeMap<String, PayGovSection>,
+}
+
+/// `[payments.paygov.NAME]`: PayGov through the provincial integration platform (callback:
+/// `POST /payments/NAME/callback`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PayGovSection {
+    /// required: `partnerCode`.
+    pub partner_code: String,
+    /// required: `accessKey`.
+    pub access_key: String,
+    /// required: `secretKey`, by reference.
+    pub secret_key: SecretRef,
+    /// required: `serviceCode`.
+    pub service_code: String,
+    /// required: the creation endpoint (on the LGSP).
+    pub create_url: String,
+    /// required: the query endpoint (on the LGSP).
+    pub query_url: String,
+    /// required: the LGSP's OAuth2 token endpoint (client credentials).
+    pub token_url: String,
+    /// required: the LGSP client id.
+    pub client_id: String,
+    /// required: the LGSP client secret, by reference.
+    pub client_secret: SecretRef,
+    /// required: where PayGov sends the citizen back.
+    pub return_url: String,
+    /// `ipAddress`. Default `127.0.0.1`.
+    #[serde(default = "d_ip")]
+    pub ip_addr: String,
+    /// Default 30s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+    /// The callback checksum ([open]): `sha256`, `hmac-sha256` or `hmac-sha512`. Default
+    /// `sha256`.
+    #[serde(default = "d_cb_algo")]
+    pub callback_algorithm: String,
+    /// The callback fields hashed, in order (`secretKey`, `accessKey`, `partnerCode` are ours).
+    /// Default the creation formula: secretKey, accessKey, partnerCode, orderId, requestCode,
+    /// amount.
+    #[serde(default = "d_cb_fields")]
+    pub callback_fields: Vec<String>,
+    /// Joins the callback fields. Default "" (concatenated).
+    #[serde(default)]
+    pub callback_separator: String,
+}
+
+fn d_cb_algo() -> String {
+    "sha256".into()
+}
+fn d_cb_fields() -> Vec<String> {
+    super::paygov::DEFAULT_CALLBACK_FIELDS
+        .map(String::from)
+        .to_vec()
 }
 
 /// `[payments.platform.NAME]`: the DVCQG payment platform (callback:
@@ -225,17 +281,56 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
             }
         }
     }
+    for (name, v) in &s.paygov {
+        let at = format!("payments.paygov.{name}");
+        if !names.insert(name.clone()) {
+            p(
+                at.clone(),
+                "a provider of this name already exists".into(),
+                "give each provider its own name",
+            );
+        }
+        if gw_crypto::checksum::FieldAlgorithm::parse(&v.callback_algorithm).is_none() {
+            p(
+                format!("{at}.callback_algorithm"),
+                format!("`{}` is unknown", v.callback_algorithm),
+                "use sha256, hmac-sha256 or hmac-sha512",
+            );
+        }
+        if v.callback_fields.is_empty() {
+            p(
+                format!("{at}.callback_fields"),
+                "is empty".into(),
+                "list the fields PayGov's callback checksum covers",
+            );
+        }
+        for (k, url) in [
+            ("create_url", &v.create_url),
+            ("query_url", &v.query_url),
+            ("token_url", &v.token_url),
+            ("return_url", &v.return_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                p(
+                    format!("{at}.{k}"),
+                    format!("`{url}` is not an http(s) URL"),
+                    "write the full URL",
+                );
+            }
+        }
+    }
     if names.is_empty() {
         p(
             "payments".into(),
             "no provider is configured".into(),
-            "add a [payments.vnpay.NAME] or [payments.platform.NAME] table",
+            "add a [payments.vnpay.NAME], [payments.platform.NAME] or [payments.paygov.NAME] table",
         );
     }
 }
 
 /// The service and the connectors `[payments]` describes.
 pub struct Built {
+    pub paygov: BTreeMap<String, Arc<super::paygov::PayGov>>,
     pub payments: Arc<Payments>,
     pub vnpay: BTreeMap<String, Arc<VnPay>>,
     pub platform: BTreeMap<String, Arc<Platform>>,
@@ -295,7 +390,41 @@ pub async fn build(s: &PaymentsSection, base: &Path, store_url: &str) -> Result<
         payments = payments.with_provider(c.clone());
         platform.insert(name.clone(), c);
     }
+    let mut paygov = BTreeMap::new();
+    for (name, v) in &s.paygov {
+        let at = format!("payments.paygov.{name}");
+        let secret = v
+            .secret_key
+            .resolve(base)
+            .map_err(|e| format!("{at}.secret_key: {e}"))?;
+        let client_secret = v
+            .client_secret
+            .resolve(base)
+            .map_err(|e| format!("{at}.client_secret: {e}"))?;
+        let c = Arc::new(super::paygov::PayGov::new(super::paygov::PayGovSettings {
+            name: name.clone(),
+            partner_code: v.partner_code.clone(),
+            access_key: v.access_key.clone(),
+            secret_key: secret.expose().to_string(),
+            service_code: v.service_code.clone(),
+            create_url: v.create_url.clone(),
+            query_url: v.query_url.clone(),
+            token_url: v.token_url.clone(),
+            client_id: v.client_id.clone(),
+            client_secret: client_secret.expose().to_string(),
+            return_url: v.return_url.clone(),
+            ip_addr: v.ip_addr.clone(),
+            timeout: v.timeout.0,
+            callback_algorithm: gw_crypto::checksum::FieldAlgorithm::parse(&v.callback_algorithm)
+                .ok_or_else(|| format!("{at}.callback_algorithm is unknown"))?,
+            callback_fields: v.callback_fields.clone(),
+            callback_separator: v.callback_separator.clone(),
+        })?);
+        payments = payments.with_provider(c.clone());
+        paygov.insert(name.clone(), c);
+    }
     Ok(Built {
+        paygov,
         payments: Arc::new(payments),
         vnpay,
         platform,

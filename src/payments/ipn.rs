@@ -9,7 +9,8 @@
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
 //!   ([`super::vnpay::VnPay::handle_ipn`]).
 //! - `POST /payments/{provider}/callback`: the payment platform's result callback, answered
-//!   `{MaLoi, …}` ([`super::platform::Platform::handle_callback`]).
+//!   `{MaLoi, …}` ([`super::platform::Platform::handle_callback`]), or PayGov's, answered
+//!   `{"error_code", "error_message"}` ([`super::paygov::PayGov::handle_callback`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct PaymentsHttp {
     pub vnpay: BTreeMap<String, Arc<VnPay>>,
     /// Payment platform connectors by provider name.
     pub platform: BTreeMap<String, Arc<super::platform::Platform>>,
+    /// PayGov connectors by provider name.
+    pub paygov: BTreeMap<String, Arc<super::paygov::PayGov>>,
     /// Bearer token the one-stop system presents to create orders; `None` = no check.
     pub token: Option<Secret>,
 }
@@ -130,6 +133,13 @@ async fn json_callback(
     body: axum::body::Bytes,
 ) -> Response {
     if let Some(p) = st.platform.get(&provider) {
+        return (
+            StatusCode::OK,
+            Json(p.handle_callback(&st.payments, &body).await),
+        )
+            .into_response();
+    }
+    if let Some(p) = st.paygov.get(&provider) {
         return (
             StatusCode::OK,
             Json(p.handle_callback(&st.payments, &body).await),

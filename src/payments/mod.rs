@@ -35,6 +35,7 @@ use crate::envelope::{now_ms, Envelope};
 pub mod cli;
 pub mod config;
 pub mod ipn;
+pub mod paygov;
 pub mod platform;
 pub mod reconcile;
 pub mod vnpay;
@@ -671,6 +672,7 @@ impl Wired {
                 payments,
                 vnpay: built.vnpay,
                 platform: built.platform,
+                paygov: built.paygov,
                 token,
             }),
             metrics: Arc::new(reconcile::ReconcileMetrics::default()),
