@@ -10,6 +10,7 @@
 //!    a callback or a provider query;
 //! 3. every order the provider has paid is paid here, and its `payment.settled` reached the
 //!    one-stop queue.
+//!
 //! `GW_PAY_SCENARIOS=N` runs N seeds (default 8).
 
 mod common;

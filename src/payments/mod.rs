@@ -599,48 +599,6 @@ impl Payments {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_are_deterministic_short_and_distinct() {
-        let a = order_reference("GW", "H01.2-240101-0001", "LEPHI", 1);
-        assert_eq!(a, order_reference("GW", "H01.2-240101-0001", "LEPHI", 1));
-        assert_eq!(a.len(), MAX_REFERENCE_LEN);
-        assert!(a.starts_with("GW"));
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, order_reference("GW", "H01.2-240101-0001", "PHI", 1));
-        assert_ne!(a, order_reference("GW", "H01.2-240101-0001", "LEPHI", 2));
-        assert_ne!(a, order_reference("GW", "H01.2-240101-0002", "LEPHI", 1));
-        // Separator: ("ab", "c") and ("a", "bc") differ.
-        assert_ne!(
-            order_reference("", "ab", "c", 1),
-            order_reference("", "a", "bc", 1)
-        );
-        assert_eq!(order_reference("x-y!zz9", "D", "F", 1).len(), 20);
-        assert!(order_reference("x-y!zz9", "D", "F", 1).starts_with("XYZZ"));
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..20_000 {
-            assert!(seen.insert(order_reference("GW", &format!("D{i}"), "F", 1)));
-        }
-    }
-
-    #[test]
-    fn the_state_machine_refuses_illegal_moves() {
-        use OrderState::*;
-        for from in OrderState::ALL {
-            for to in OrderState::ALL {
-                let legal = matches!(
-                    (from, to),
-                    (Requested, Paid | Failed | Expired) | (Expired, Paid) | (Paid, Refunded)
-                );
-                assert_eq!(from.allows(to), legal, "{from:?} → {to:?}");
-            }
-        }
-    }
-}
-
 /// The payment side of a running gateway (from `[payments]`).
 pub struct Wired {
     pub http: Arc<ipn::PaymentsHttp>,
@@ -693,5 +651,47 @@ impl Wired {
             self.metrics.clone(),
             cancel,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_deterministic_short_and_distinct() {
+        let a = order_reference("GW", "H01.2-240101-0001", "LEPHI", 1);
+        assert_eq!(a, order_reference("GW", "H01.2-240101-0001", "LEPHI", 1));
+        assert_eq!(a.len(), MAX_REFERENCE_LEN);
+        assert!(a.starts_with("GW"));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, order_reference("GW", "H01.2-240101-0001", "PHI", 1));
+        assert_ne!(a, order_reference("GW", "H01.2-240101-0001", "LEPHI", 2));
+        assert_ne!(a, order_reference("GW", "H01.2-240101-0002", "LEPHI", 1));
+        // Separator: ("ab", "c") and ("a", "bc") differ.
+        assert_ne!(
+            order_reference("", "ab", "c", 1),
+            order_reference("", "a", "bc", 1)
+        );
+        assert_eq!(order_reference("x-y!zz9", "D", "F", 1).len(), 20);
+        assert!(order_reference("x-y!zz9", "D", "F", 1).starts_with("XYZZ"));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            assert!(seen.insert(order_reference("GW", &format!("D{i}"), "F", 1)));
+        }
+    }
+
+    #[test]
+    fn the_state_machine_refuses_illegal_moves() {
+        use OrderState::*;
+        for from in OrderState::ALL {
+            for to in OrderState::ALL {
+                let legal = matches!(
+                    (from, to),
+                    (Requested, Paid | Failed | Expired) | (Expired, Paid) | (Paid, Refunded)
+                );
+                assert_eq!(from.allows(to), legal, "{from:?} → {to:?}");
+            }
+        }
     }
 }
