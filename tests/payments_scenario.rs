@@ -427,5 +427,14 @@ to = "sink"
         },
     )
     .await;
+    let metrics = http
+        .get(format!("http://{}/metrics", running.ops_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("# TYPE gateway_payment_mismatches_total counter"));
     running.shutdown().await;
 }

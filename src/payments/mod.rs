@@ -625,6 +625,9 @@ impl Wired {
             ),
             None => None,
         };
+        let metrics = Arc::new(reconcile::ReconcileMetrics::default());
+        let m = metrics.clone();
+        engine.metrics.add_renderer(Arc::new(move || m.render()));
         Ok(Some(Wired {
             http: Arc::new(ipn::PaymentsHttp {
                 payments,
@@ -633,7 +636,7 @@ impl Wired {
                 paygov: built.paygov,
                 token,
             }),
-            metrics: Arc::new(reconcile::ReconcileMetrics::default()),
+            metrics,
             interval: s.reconcile_interval.0,
             sink: Arc::new(EngineSink(engine.clone())),
         }))
