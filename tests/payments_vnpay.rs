@@ -641,3 +641,140 @@ async fn the_day_report_lists_amount_mismatches_and_counts_them() {
     ));
     assert!(r.render().contains("amount_differs"));
 }
+
+/// `gateway payments reconcile`: the command settles a paid order whose IPN was lost and exits 0;
+/// when the provider cannot be asked it exits 1; a bad `--date` exits 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_command_settles_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = VnPaySandbox::start(0, TMN, SECRET).await.unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+data_dir = "{data}"
+
+[payments]
+deadline = "1s"
+reconcile_interval = "0s"
+
+[payments.vnpay.vnpay]
+tmn_code = "{TMN}"
+hash_secret = {{ env = "GW_TEST_CMD_VNPAY_SECRET" }}
+return_url = "https://motcua.example/return"
+pay_url = "{pay}"
+api_url = "{api}"
+"#,
+            data = dir.path().display(),
+            pay = sandbox.pay_url(),
+            api = sandbox.api_url()
+        ),
+    )
+    .unwrap();
+    // An order made by the gateway on that store; paid, its IPN lost.
+    let store = gw_store::payments::open(dir.path().join("store.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let payments = Payments::new(store, settings(Grouping::PerFee, Duration::ZERO))
+        .with_provider(vnpay(&sandbox));
+    let req = PaymentRequest {
+        dossier_code: "H01.01-0900".into(),
+        fees: vec![Fee {
+            code: "LEPHI".into(),
+            amount: 15_000,
+        }],
+        attempt: 1,
+    };
+    let o = payments.request("vnpay", &req).await.unwrap().remove(0);
+    sandbox.open(o.pay_url.as_deref().unwrap()).await.unwrap();
+    sandbox.pay(&o.reference);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .env("GW_TEST_CMD_VNPAY_SECRET", SECRET)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&["payments", "reconcile", "--config", &cfg_s]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("settled paid 1"), "{stdout}");
+    assert!(stdout.contains("# TYPE gateway_payment_mismatches_total counter"));
+    assert_eq!(
+        payments
+            .store
+            .order(&o.reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        OrderState::Paid
+    );
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let (code, stderr) = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args([
+                "payments",
+                "reconcile",
+                "--config",
+                &cfg_s,
+                "--date",
+                "2026-13-01",
+            ])
+            .env("GW_TEST_CMD_VNPAY_SECRET", SECRET)
+            .output()
+            .map(|o| {
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2), "{stderr}");
+    // Another overdue order while VNPay's API is down: reported, exit 1, nothing settled.
+    let mut req2 = req.clone();
+    req2.fees[0].code = "PHI".into();
+    let o2 = payments.request("vnpay", &req2).await.unwrap().remove(0);
+    sandbox.set_faults(VnPayFaults { query_down: true });
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let (code, stdout) = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["payments", "reconcile", "--config", &cfg_s])
+            .env("GW_TEST_CMD_VNPAY_SECRET", SECRET)
+            .output()
+            .map(|o| {
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                )
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("errors 1"), "{stdout}");
+    assert_eq!(
+        payments
+            .store
+            .order(&o2.reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        OrderState::Requested
+    );
+}
