@@ -740,7 +740,8 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     });
     let de = de?;
     let mut unknown = Vec::new();
-    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let parsed: Result<Config, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
     for key in unknown {
         problems.push(problem(
             &bracket_indices(&key),

@@ -430,3 +430,50 @@ pub async fn build(s: &PaymentsSection, base: &Path, store_url: &str) -> Result<
         platform,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    fn problems(text: &str) -> String {
+        match crate::config::parse(text, "t.toml", PathBuf::from(".")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const OK: &str = r#"
+[payments]
+[payments.vnpay.v]
+tmn_code = "T"
+hash_secret = { env = "X" }
+return_url = "https://r"
+"#;
+
+    #[test]
+    fn payments_section_defaults_and_problems() {
+        let l = crate::config::parse(OK, "t.toml", PathBuf::from(".")).unwrap();
+        let p = l.config.payments.unwrap();
+        assert_eq!(p.grouping, super::Grouping::PerFee);
+        assert_eq!(p.deadline.0.as_secs(), super::super::DEFAULT_DEADLINE_SECS);
+        assert_eq!(p.reconcile_interval.0, super::RECONCILE_INTERVAL);
+        assert_eq!(p.source_name, "payments");
+        assert_eq!(p.vnpay["v"].pay_url, super::VNPAY_PAY_URL);
+
+        let e = problems(&format!("{OK}bogus = 1\n"));
+        assert!(e.contains("payments.vnpay.v.bogus"), "{e}");
+        let e = problems("[payments]\nreference_prefix = \"TOOLONG\"\ndeadline = \"0s\"\n");
+        assert!(e.contains("payments.reference_prefix"), "{e}");
+        assert!(e.contains("payments.deadline"), "{e}");
+        assert!(e.contains("no provider is configured"), "{e}");
+        let e = problems(&format!(
+            "{OK}[payments.paygov.v]\npartner_code = \"P\"\naccess_key = \"A\"\nsecret_key = {{ env = \"S\" }}\nservice_code = \"S\"\ncreate_url = \"x\"\nquery_url = \"https://q\"\ntoken_url = \"https://t\"\nclient_id = \"c\"\nclient_secret = {{ env = \"C\" }}\nreturn_url = \"https://r\"\ncallback_algorithm = \"md5\"\n"
+        ));
+        assert!(
+            e.contains("payments.paygov.v: a provider of this name"),
+            "{e}"
+        );
+        assert!(e.contains("payments.paygov.v.callback_algorithm"), "{e}");
+        assert!(e.contains("payments.paygov.v.create_url"), "{e}");
+    }
+}
