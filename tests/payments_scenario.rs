@@ -99,10 +99,11 @@ fn request(dossier: usize, fees: usize) -> PaymentRequest {
 }
 
 /// Runs one seed; returns how many orders ended paid and how many callbacks were refused.
-async fn run_seed(seed: u64) -> (usize, usize) {
+async fn run_seed(seed: u64, store_url: Option<String>) -> (usize, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let store_path = dir.path().join("store.db").to_str().unwrap().to_string();
+    let store_path =
+        store_url.unwrap_or_else(|| dir.path().join("store.db").to_str().unwrap().to_string());
     let sandbox = VnPaySandbox::start(0, TMN, SECRET).await.unwrap();
     let (payments, ipn_url, server) = boot(&store_path, &sandbox).await;
     let mut w = World {
@@ -331,7 +332,7 @@ async fn random_interleavings_keep_the_payment_invariants() {
         .unwrap_or(8);
     let (mut paid, mut refused) = (0, 0);
     for seed in 0..seeds {
-        let (p, r) = run_seed(seed).await;
+        let (p, r) = run_seed(seed, None).await;
         paid += p;
         refused += r;
     }
@@ -437,4 +438,30 @@ to = "sink"
         .unwrap();
     assert!(metrics.contains("# TYPE gateway_payment_mismatches_total counter"));
     running.shutdown().await;
+}
+
+/// A few seeds with the payment store on PostgreSQL (a fresh schema per seed).
+#[tokio::test]
+async fn random_interleavings_on_postgresql() {
+    if !common::services_available("random_interleavings_on_postgresql") {
+        return;
+    }
+    let mut paid = 0;
+    for seed in 100..103 {
+        let schema = common::unique("gwpay");
+        let url = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
+        paid += run_seed(seed, Some(url)).await.0;
+        let (client, conn) = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:5432/test",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+    println!("PostgreSQL: {paid} orders paid and delivered");
 }

@@ -778,3 +778,78 @@ api_url = "{api}"
         OrderState::Requested
     );
 }
+
+/// Every transition reaches the evidence hooks after it is recorded; a failing hook does not
+/// undo it (the store's trail stays the durable record).
+#[tokio::test]
+async fn transitions_reach_the_evidence_hooks() {
+    use gateway::payments::{EvidenceEvent, EvidenceHook, Verdict};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Rec(Mutex<Vec<EvidenceEvent>>);
+    #[async_trait::async_trait]
+    impl EvidenceHook for Rec {
+        async fn record(&self, e: &EvidenceEvent) -> Result<(), String> {
+            self.0.lock().unwrap().push(e.clone());
+            Ok(())
+        }
+    }
+    struct Broken;
+    #[async_trait::async_trait]
+    impl EvidenceHook for Broken {
+        async fn record(&self, _: &EvidenceEvent) -> Result<(), String> {
+            Err("evidence log unavailable".into())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = gw_store::payments::open(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let sandbox = VnPaySandbox::start(0, TMN, SECRET).await.unwrap();
+    let rec = Arc::new(Rec::default());
+    let payments = Payments::new(store, settings(Grouping::PerFee, Duration::from_secs(60)))
+        .with_provider(vnpay(&sandbox))
+        .with_evidence(Arc::new(Broken))
+        .with_evidence(rec.clone());
+    let req = PaymentRequest {
+        dossier_code: "H01.01-0950".into(),
+        fees: vec![Fee {
+            code: "LEPHI".into(),
+            amount: 12_000,
+        }],
+        attempt: 1,
+    };
+    let o = payments.request("vnpay", &req).await.unwrap().remove(0);
+    payments.request("vnpay", &req).await.unwrap();
+    let v = Verdict {
+        reference: o.reference.clone(),
+        paid: true,
+        amount: 12_000,
+        provider_txn: Some("T9".into()),
+        code: "00/00".into(),
+        source: "callback",
+    };
+    payments.settle(&v).await.unwrap();
+    payments.settle(&v).await.unwrap();
+    let events = rec.0.lock().unwrap().clone();
+    assert_eq!(
+        events.iter().map(|e| (e.from, e.to)).collect::<Vec<_>>(),
+        vec![
+            (None, OrderState::Requested),
+            (Some(OrderState::Requested), OrderState::Paid)
+        ]
+    );
+    assert_eq!(events[1].provider_txn.as_deref(), Some("T9"));
+    assert_eq!(events[1].amount, 12_000);
+    assert_eq!(
+        payments
+            .store
+            .order(&o.reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        OrderState::Paid
+    );
+}
