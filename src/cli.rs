@@ -71,6 +71,20 @@ pub enum Command {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// Online fee payment: `reconcile` asks the providers about overdue orders (and, with
+    /// `--date`, that day's orders), settles what they say and prints the mismatches.
+    Payments {
+        /// Only `reconcile`.
+        action: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The day to reconcile, `yyyy-mm-dd` (GMT+7).
+        #[arg(long)]
+        date: Option<String>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+    },
     /// Run the recording HTTP sink sandbox standalone.
     Sink {
         #[arg(long, default_value_t = 8181)]
@@ -78,7 +92,7 @@ pub enum Command {
     },
     /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
     Sandbox {
-        /// Which party: portal.
+        /// Which party: portal, vnpay, payplatform, paygov.
         party: String,
         #[arg(long, default_value_t = 8282)]
         port: u16,
@@ -244,8 +258,29 @@ async fn run(cmd: Command) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            "vnpay" => match gw_contract_tests::vnpay::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the VNPay sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            "payplatform" => match gw_contract_tests::payplatform::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the payment platform sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            "paygov" => match gw_contract_tests::paygov::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the PayGov sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             other => {
-                eprintln!("unknown sandbox `{other}`: use portal");
+                eprintln!("unknown sandbox `{other}`: use portal, vnpay, payplatform or paygov");
                 ExitCode::from(2)
             }
         },
@@ -267,6 +302,25 @@ async fn run(cmd: Command) -> ExitCode {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Payments {
+            action,
+            config,
+            date,
+            provider,
+        } => match action.as_str() {
+            "reconcile" => {
+                crate::payments::cli::reconcile_command(
+                    &config,
+                    date.as_deref(),
+                    provider.as_deref(),
+                )
+                .await
+            }
+            other => {
+                eprintln!("unknown payments action `{other}`: use reconcile");
+                ExitCode::from(2)
             }
         },
         Command::Sink { port } => {

@@ -282,6 +282,9 @@ pub struct Config {
     /// `dossier.online` events of source `online.source_name`. Absent = off.
     #[serde(default)]
     pub online: Option<OnlineSection>,
+    /// Online fee payment (`crate::payments`): providers, grouping, deadlines. Absent = off.
+    #[serde(default)]
+    pub payments: Option<crate::payments::config::PaymentsSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -814,7 +817,8 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     });
     let de = de?;
     let mut unknown = Vec::new();
-    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let parsed: Result<Config, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
     for key in unknown {
         problems.push(problem(
             &bracket_indices(&key),
@@ -1105,7 +1109,8 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             );
         }
         let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
-            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from);
+            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
+            || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from);
         if !c.sources.contains_key(&r.from) && !job_source {
             p(
                 format!("{at}.from"),
@@ -1130,6 +1135,9 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
         check_retry(&r.retry_policy(&c.retry), &format!("{at}.retry"), &mut p);
     }
     validate_jobs(c, &mut p);
+    if let Some(pay) = &c.payments {
+        crate::payments::config::validate(pay, &mut p);
+    }
 }
 
 fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(String, String, &str)) {

@@ -21,6 +21,7 @@ pub mod model;
 pub mod online;
 pub mod ops;
 pub mod opscli;
+pub mod payments;
 pub mod pipeline;
 pub mod retry;
 pub mod sigcli;

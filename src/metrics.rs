@@ -62,9 +62,13 @@ impl Inner {
     }
 }
 
+/// Renders a family kept elsewhere (e.g. payment reconciliation), appended to [`Metrics::render`].
+pub type FamilyRenderer = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    extra: Mutex<Vec<FamilyRenderer>>,
 }
 
 /// Counts of one route since the process started, for the ops API.
@@ -78,6 +82,11 @@ pub struct RouteCounts {
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Append a family rendered by another module (its names and labels follow the same rules).
+    pub fn add_renderer(&self, r: FamilyRenderer) {
+        self.extra.lock().unwrap().push(r);
     }
 
     /// Name the destination adapter of a route (the `adapter` label of its samples).
@@ -384,6 +393,10 @@ impl Metrics {
                 esc(d),
                 esc(to)
             );
+        }
+        drop(g);
+        for r in self.extra.lock().unwrap().iter() {
+            out.push_str(&r());
         }
         out
     }

@@ -3,7 +3,10 @@
 //! contract tests, the crash tests, the benchmarks and the demo, and run standalone.
 
 pub mod checker;
+pub mod paygov;
+pub mod payplatform;
 pub mod portal;
 pub mod proxy;
 pub mod services;
 pub mod sink;
+pub mod vnpay;

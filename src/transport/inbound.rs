@@ -73,6 +73,18 @@ pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Add the payment endpoints (`POST /payments/NAME/orders`, the providers' callbacks, see
+/// [`crate::payments::ipn`]) when `[payments]` is configured.
+pub fn with_payments(
+    router: Router,
+    payments: Option<Arc<crate::payments::ipn::PaymentsHttp>>,
+) -> Router {
+    match payments {
+        Some(p) => router.merge(crate::payments::ipn::router(p)),
+        None => router,
+    }
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,

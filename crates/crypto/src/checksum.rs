@@ -133,6 +133,21 @@ impl VnPay {
         )
     }
 
+    /// Hex HMAC-SHA512 of a raw string: the transaction API (`querydr`, `refund`) signs its
+    /// fields joined with `|` in a fixed order, not the sorted query.
+    pub fn sign_raw(&self, data: &str) -> Result<String, ChecksumError> {
+        hmac_hex(
+            MessageDigest::sha512(),
+            self.hash_secret.expose().as_bytes(),
+            data.as_bytes(),
+        )
+    }
+
+    /// Verifies a [`VnPay::sign_raw`] checksum.
+    pub fn verify_raw(&self, data: &str, received: &str) -> Result<(), ChecksumError> {
+        hex_matches(&self.sign_raw(data)?, received)
+    }
+
     /// Verifies the `vnp_SecureHash` carried in `params` (e.g. a return URL or IPN query).
     pub fn verify(&self, params: &[(String, String)]) -> Result<(), ChecksumError> {
         let received = params
@@ -255,6 +270,85 @@ impl PayGov {
     }
 }
 
+/// A checksum whose formula is configured rather than known (PayGov's callback, [open]):
+/// the values of `fields` (in order) joined with `separator`, then hex SHA-256 of that string
+/// (the secret is then one of the fields), or hex HMAC-SHA256 / HMAC-SHA512 keyed with the
+/// secret.
+pub struct FieldChecksum {
+    pub algorithm: FieldAlgorithm,
+    pub fields: Vec<String>,
+    pub separator: String,
+    secret: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldAlgorithm {
+    Sha256,
+    HmacSha256,
+    HmacSha512,
+}
+
+impl FieldAlgorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sha256" => Some(Self::Sha256),
+            "hmac-sha256" => Some(Self::HmacSha256),
+            "hmac-sha512" => Some(Self::HmacSha512),
+            _ => None,
+        }
+    }
+}
+
+impl FieldChecksum {
+    pub fn new(
+        algorithm: FieldAlgorithm,
+        fields: Vec<String>,
+        separator: impl Into<String>,
+        secret: Secret,
+    ) -> Self {
+        FieldChecksum {
+            algorithm,
+            fields,
+            separator: separator.into(),
+            secret,
+        }
+    }
+
+    /// The signed string: `value(field)` for each field, joined. `value` receives the field
+    /// name; the pseudo-field `secretKey` is the secret itself.
+    pub fn data(&self, value: impl Fn(&str) -> String) -> String {
+        self.fields
+            .iter()
+            .map(|f| {
+                if f == "secretKey" {
+                    self.secret.expose().to_string()
+                } else {
+                    value(f)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(&self.separator)
+    }
+
+    pub fn sign(&self, value: impl Fn(&str) -> String) -> Result<String, ChecksumError> {
+        let data = self.data(value);
+        let key = self.secret.expose().as_bytes();
+        match self.algorithm {
+            FieldAlgorithm::Sha256 => sha256_hex(data.as_bytes()),
+            FieldAlgorithm::HmacSha256 => hmac_hex(MessageDigest::sha256(), key, data.as_bytes()),
+            FieldAlgorithm::HmacSha512 => hmac_hex(MessageDigest::sha512(), key, data.as_bytes()),
+        }
+    }
+
+    pub fn verify(
+        &self,
+        value: impl Fn(&str) -> String,
+        received: &str,
+    ) -> Result<(), ChecksumError> {
+        hex_matches(&self.sign(value)?, received)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +410,44 @@ mod tests {
         assert_eq!(c, sha256_hex(b"SAPOR100").unwrap());
         pg.verify("O", "R", "100", &c).unwrap();
         assert_eq!(pg.verify("O", "R", "101", &c), Err(ChecksumError::Mismatch));
+
+        // The configured scheme reproduces PayGov's request formula, and HMAC variants.
+        let fc = FieldChecksum::new(
+            FieldAlgorithm::Sha256,
+            [
+                "secretKey",
+                "accessKey",
+                "partnerCode",
+                "orderId",
+                "requestCode",
+                "amount",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "",
+            Secret::new("S"),
+        );
+        let get = |f: &str| {
+            match f {
+                "accessKey" => "A",
+                "partnerCode" => "P",
+                "orderId" => "O",
+                "requestCode" => "R",
+                "amount" => "100",
+                _ => "",
+            }
+            .to_string()
+        };
+        assert_eq!(fc.sign(get).unwrap(), c);
+        let h = FieldChecksum::new(
+            FieldAlgorithm::HmacSha256,
+            vec!["orderId".into(), "amount".into()],
+            "|",
+            Secret::new("S"),
+        );
+        assert_eq!(h.data(get), "O|100");
+        let sig = h.sign(get).unwrap();
+        h.verify(get, &sig).unwrap();
+        assert_eq!(h.verify(|_| "x".into(), &sig), Err(ChecksumError::Mismatch));
     }
 }

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod payments;
 pub mod postgres;
 pub mod sqlite;
 #[doc(hidden)]

@@ -76,7 +76,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const MIGRATION_LOCK: i64 = 0x0067_7773_746f_7265;
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (5, crate::payments::PG_V5),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -306,7 +311,7 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool
             .get()
             .await
@@ -442,7 +447,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn query(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn query(e: tokio_postgres::Error) -> StoreError {
     StoreError::Query(describe(&e))
 }
 

@@ -63,7 +63,12 @@ use crate::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (5, crate::payments::SQLITE_V5),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -166,7 +171,7 @@ const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelo
                                 state, settled_by, settled_at_ms";
 
 /// Failure inside the worker thread, turned into a [`StoreError`] at the boundary.
-enum Fail {
+pub(crate) enum Fail {
     Sql(rusqlite::Error),
     Migrate(String),
     /// A different dead letter under an existing id.
@@ -260,7 +265,7 @@ impl SqliteStore {
     }
 
     /// Run `f` on the connection's thread and await its answer.
-    async fn call<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> std::result::Result<T, Fail> + Send + 'static,

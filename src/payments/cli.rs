@@ -1,0 +1,81 @@
+//! `gateway payments …` commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::reconcile::{day_bounds, reconcile, ReconcileMetrics};
+
+/// `gateway payments reconcile`: reconcile every provider (or one) now: overdue orders, and
+/// with `date` (`yyyy-mm-dd`, GMT+7) that day's orders. Prints the report and the mismatch
+/// metric; exit 0 when everything agrees, 1 when there are mismatches or failed queries, 2 on
+/// configuration errors.
+pub async fn reconcile_command(
+    config: &Path,
+    date: Option<&str>,
+    provider: Option<&str>,
+) -> ExitCode {
+    let loaded = match crate::config::load(config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(section) = &loaded.config.payments else {
+        eprintln!("{}: no [payments] section", config.display());
+        return ExitCode::from(2);
+    };
+    let day = match date.map(day_bounds).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store_url = match loaded.store_url() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let payments = match super::config::build(section, &loaded.base, &store_url).await {
+        Ok(b) => b.payments,
+        Err(e) => {
+            eprintln!("payments: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(name) = provider {
+        if payments.provider(name).is_none() {
+            eprintln!("no payment provider named `{name}`");
+            return ExitCode::from(2);
+        }
+    }
+    let metrics = ReconcileMetrics::default();
+    let mut clean = true;
+    let providers: Vec<_> = payments
+        .providers()
+        .filter(|p| provider.is_none_or(|n| n == p.name()))
+        .cloned()
+        .collect();
+    for p in providers {
+        match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), day).await {
+            Ok(r) => {
+                print!("{}", r.render());
+                clean &= r.mismatches.is_empty() && r.errors == 0;
+                metrics.observe(&r);
+            }
+            Err(e) => {
+                eprintln!("provider {}: {e}", p.name());
+                clean = false;
+            }
+        }
+    }
+    print!("{}", metrics.render());
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

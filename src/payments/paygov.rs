@@ -1,0 +1,328 @@
+//! PayGov through the provincial integration platform (LGSP) (CONTRACTS.md §3).
+//!
+//! - Every call carries the LGSP's bearer token (OAuth2 client credentials at `token_url`,
+//!   cached until shortly before it expires, fetched again once on a `401`).
+//! - Creation [seen]: `partnerCode, returnUrl, orderId, amount (string), orderInfo (no
+//!   diacritics), requestCode, ipAddress, accessKey, serviceCode, checksum = SHA-256 hex of
+//!   secretKey+accessKey+partnerCode+orderId+requestCode+amount`; the answer's `data.url` is
+//!   where the citizen pays. `requestCode` is the dossier code.
+//! - Callback [seen fields, open checksum]: `amount, orderId, orderInfo, requestCode,
+//!   transactionNo, payDate, errorCode ("00" paid), transactionCode, checksum`; the checksum
+//!   formula is configured ([`gw_crypto::checksum::FieldChecksum`]: algorithm, fields,
+//!   separator; `secretKey`, `accessKey`, `partnerCode` name our own values). Reply
+//!   `{"error_code": "SUCCESSFUL" | "FAILED", "error_message"}`; a repeated callback for a
+//!   settled order is `SUCCESSFUL` ("already confirmed") and changes nothing.
+//! - Query [open]: `POST query_url {partnerCode, orderId, requestCode, accessKey, checksum}`
+//!   (the creation formula with an empty amount) → `{error_code: "00" | "01" (unknown),
+//!   data: {status: "00" paid | "01" pending | "02" failed, amount, transactionNo}}`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use gw_crypto::checksum::{FieldChecksum, PayGov as RequestChecksum};
+use gw_crypto::keys::Secret;
+use gw_store::payments::PaymentOrder;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use super::platform::field;
+use super::{Payments, Provider, ProviderError, ProviderStatus, Settle, Verdict};
+
+/// The default callback checksum fields: the creation formula.
+pub const DEFAULT_CALLBACK_FIELDS: [&str; 6] = [
+    "secretKey",
+    "accessKey",
+    "partnerCode",
+    "orderId",
+    "requestCode",
+    "amount",
+];
+
+#[derive(Clone)]
+pub struct PayGovSettings {
+    pub name: String,
+    pub partner_code: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub service_code: String,
+    pub create_url: String,
+    pub query_url: String,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub return_url: String,
+    pub ip_addr: String,
+    pub timeout: Duration,
+    /// `sha256`, `hmac-sha256` or `hmac-sha512`.
+    pub callback_algorithm: gw_crypto::checksum::FieldAlgorithm,
+    pub callback_fields: Vec<String>,
+    pub callback_separator: String,
+}
+
+pub struct PayGov {
+    s: PayGovSettings,
+    request_sum: RequestChecksum,
+    callback_sum: FieldChecksum,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+/// The parsed callback (after its checksum verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub order_id: String,
+    pub amount: i64,
+    pub error_code: String,
+    pub transaction_no: String,
+}
+
+/// Parse a callback body (no checksum check). `amount` is whole VND as text or number.
+pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
+    if !v.is_object() {
+        return Err("the callback is not a JSON object".into());
+    }
+    let amount = field(v, "amount");
+    if amount.is_empty() || !amount.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("amount is not a whole number".into());
+    }
+    let order_id = field(v, "orderId");
+    let error_code = field(v, "errorCode");
+    if order_id.is_empty() || error_code.is_empty() {
+        return Err("orderId and errorCode are required".into());
+    }
+    Ok(Callback {
+        order_id,
+        amount: amount
+            .parse()
+            .map_err(|_| "amount is too large".to_string())?,
+        error_code,
+        transaction_no: field(v, "transactionNo"),
+    })
+}
+
+fn reply(ok: bool, message: &str) -> serde_json::Value {
+    json!({"error_code": if ok { "SUCCESSFUL" } else { "FAILED" }, "error_message": message})
+}
+
+impl PayGov {
+    pub fn new(s: PayGovSettings) -> Result<Self, String> {
+        Ok(PayGov {
+            request_sum: RequestChecksum::new(
+                Secret::new(s.secret_key.clone()),
+                s.access_key.clone(),
+                s.partner_code.clone(),
+            ),
+            callback_sum: FieldChecksum::new(
+                s.callback_algorithm,
+                s.callback_fields.clone(),
+                s.callback_separator.clone(),
+                Secret::new(s.secret_key.clone()),
+            ),
+            http: reqwest::Client::builder()
+                .timeout(s.timeout)
+                .build()
+                .map_err(|e| e.to_string())?,
+            token: Mutex::new(None),
+            s,
+        })
+    }
+
+    fn our(&self, f: &str, v: &serde_json::Value) -> String {
+        match f {
+            "accessKey" => self.s.access_key.clone(),
+            "partnerCode" => self.s.partner_code.clone(),
+            other => field(v, other),
+        }
+    }
+
+    /// Handle a callback; the JSON reply (always HTTP 200).
+    pub async fn handle_callback(&self, payments: &Payments, body: &[u8]) -> serde_json::Value {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return reply(false, "malformed body");
+        };
+        if self
+            .callback_sum
+            .verify(|f| self.our(f, &v), &field(&v, "checksum"))
+            .is_err()
+        {
+            warn!(provider = %self.s.name, "PayGov callback with an invalid checksum refused");
+            return reply(false, "invalid checksum");
+        }
+        let cb = match parse_callback(&v) {
+            Ok(cb) => cb,
+            Err(e) => return reply(false, &e),
+        };
+        let verdict = Verdict {
+            reference: cb.order_id.clone(),
+            paid: cb.error_code == "00",
+            amount: cb.amount,
+            provider_txn: (!cb.transaction_no.is_empty()).then(|| cb.transaction_no.clone()),
+            code: cb.error_code.clone(),
+            source: "callback",
+        };
+        let (ok, msg) = match payments.settle(&verdict).await {
+            Ok(Settle::Applied(_)) => (true, "confirmed"),
+            Ok(Settle::AlreadySettled(_)) => (true, "already confirmed"),
+            Ok(Settle::NotFound) => (false, "order not found"),
+            Ok(Settle::AmountMismatch { .. }) => (false, "invalid amount"),
+            Err(e) => {
+                warn!(provider = %self.s.name, reference = %cb.order_id, error = %e, "PayGov callback not recorded");
+                (false, "temporary failure")
+            }
+        };
+        info!(provider = %self.s.name, reference = %cb.order_id, amount = cb.amount, ok, "PayGov callback answered");
+        reply(ok, msg)
+    }
+
+    async fn bearer(&self, fresh: bool) -> Result<String, ProviderError> {
+        let mut t = self.token.lock().await;
+        if !fresh {
+            if let Some((tok, until)) = t.as_ref() {
+                if Instant::now() < *until {
+                    return Ok(tok.clone());
+                }
+            }
+        }
+        let r = self
+            .http
+            .post(&self.s.token_url)
+            .basic_auth(&self.s.client_id, Some(&self.s.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(format!("LGSP token: {e}")))?;
+        if !r.status().is_success() {
+            return Err(ProviderError::Unavailable(format!(
+                "LGSP token: HTTP {}",
+                r.status()
+            )));
+        }
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| ProviderError::Refused(format!("LGSP token: {e}")))?;
+        let tok = field(&v, "access_token");
+        if tok.is_empty() {
+            return Err(ProviderError::Refused(
+                "LGSP token answer has no access_token".into(),
+            ));
+        }
+        let ttl = v["expires_in"].as_u64().unwrap_or(300).saturating_sub(30);
+        *t = Some((tok.clone(), Instant::now() + Duration::from_secs(ttl)));
+        Ok(tok)
+    }
+
+    /// POST with the bearer token; on 401 fetch a new token once.
+    async fn call(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ProviderError> {
+        for fresh in [false, true] {
+            let tok = self.bearer(fresh).await?;
+            let r = self
+                .http
+                .post(url)
+                .bearer_auth(tok)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+            if r.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
+                continue;
+            }
+            if r.status().is_server_error() {
+                return Err(ProviderError::Unavailable(format!("HTTP {}", r.status())));
+            }
+            if !r.status().is_success() {
+                return Err(ProviderError::Refused(format!("HTTP {}", r.status())));
+            }
+            return r
+                .json()
+                .await
+                .map_err(|e| ProviderError::Refused(format!("answer: {e}")));
+        }
+        Err(ProviderError::Refused(
+            "the LGSP refused a fresh token".into(),
+        ))
+    }
+}
+
+/// `orderInfo` without diacritics: ASCII letters, digits and spaces kept, the rest dropped.
+fn ascii_info(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == ' ' || *c == '-' || *c == '.')
+        .collect()
+}
+
+#[async_trait]
+impl Provider for PayGov {
+    fn name(&self) -> &str {
+        &self.s.name
+    }
+
+    async fn create(&self, o: &PaymentOrder) -> Result<String, ProviderError> {
+        let n = &o.order;
+        let amount = n.amount.to_string();
+        let checksum = self
+            .request_sum
+            .checksum(&n.reference, &n.dossier_code, &amount)
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = json!({
+            "partnerCode": self.s.partner_code,
+            "returnUrl": self.s.return_url,
+            "orderId": n.reference,
+            "amount": amount,
+            "orderInfo": ascii_info(&format!("Thanh toan le phi ho so {}", n.dossier_code)),
+            "requestCode": n.dossier_code,
+            "ipAddress": self.s.ip_addr,
+            "accessKey": self.s.access_key,
+            "serviceCode": self.s.service_code,
+            "checksum": checksum,
+        });
+        let a = self.call(&self.s.create_url, &body).await?;
+        match a["data"]["url"].as_str() {
+            Some(url) if !url.is_empty() => Ok(url.to_string()),
+            _ => Err(ProviderError::Refused(format!(
+                "creation refused: {} {}",
+                field(&a, "error_code"),
+                field(&a, "error_message")
+            ))),
+        }
+    }
+
+    async fn query(&self, o: &PaymentOrder) -> Result<ProviderStatus, ProviderError> {
+        let n = &o.order;
+        let checksum = self
+            .request_sum
+            .checksum(&n.reference, &n.dossier_code, "")
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = json!({
+            "partnerCode": self.s.partner_code,
+            "orderId": n.reference,
+            "requestCode": n.dossier_code,
+            "accessKey": self.s.access_key,
+            "checksum": checksum,
+        });
+        let a = self.call(&self.s.query_url, &body).await?;
+        let d = &a["data"];
+        Ok(
+            match (
+                field(&a, "error_code").as_str(),
+                field(d, "status").as_str(),
+            ) {
+                ("01", _) => ProviderStatus::Unknown,
+                ("00", "00") => ProviderStatus::Paid {
+                    amount: field(d, "amount")
+                        .parse()
+                        .map_err(|_| ProviderError::Refused("amount is not a number".into()))?,
+                    txn: field(d, "transactionNo"),
+                },
+                ("00", "01") => ProviderStatus::Pending,
+                ("00", code) => ProviderStatus::Failed { code: code.into() },
+                (code, _) => return Err(ProviderError::Refused(format!("query answered {code}"))),
+            },
+        )
+    }
+}

@@ -1,0 +1,346 @@
+//! The DVCQG payment platform (CONTRACTS.md §3): initiation with `MaXacThuc`, the result
+//! callback (checksum enforced), and a transaction query for reconciliation.
+//!
+//! `MaXacThuc` is the SHA-256 hex of the listed fields joined with `|`, the shared key last
+//! ([`gw_crypto::checksum::PaymentPlatform`]). Field orders [seen]: initiation
+//! [`INIT_FIELDS`], callback [`CALLBACK_FIELDS`]. [open] (not in the public material, so kept
+//! in one place here and mirrored by the sandbox): the initiation answer `{MaLoi, MoTaLoi,
+//! MaThamChieu, UrlThanhToan, MaXacThuc over MaLoi|MaThamChieu|UrlThanhToan}`, the reply's
+//! `MaXacThuc` over `MaLoi|MaDoiTac|MaThamChieu|ThoiGianGD`, and the query message
+//! `LoaiBanTin = "TraCuuGiaoDich"` ([`QUERY_FIELDS`], answer [`QUERY_ANSWER_FIELDS`]).
+//!
+//! Callback handling: checksum first (`99` and nothing recorded when it fails), then the
+//! partner code, order and amount (`99`), then the durable record, then `00`. A repeated
+//! callback for a settled order is answered `00` with `MoTaLoi` "already confirmed" and changes
+//! nothing (the platform knows only `00` / `99`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gw_crypto::checksum::PaymentPlatform as Checksum;
+use gw_crypto::keys::Secret;
+use gw_store::payments::PaymentOrder;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::vnpay::vnp_date;
+use super::{Payments, Provider, ProviderError, ProviderStatus, Settle, Verdict};
+
+pub const PHIEN_BAN: &str = "1.0.0";
+pub const LOAI_KHOI_TAO: &str = "KhoiTaoGiaoDich";
+pub const LOAI_TRA_CUU: &str = "TraCuuGiaoDich";
+
+/// Initiation checksum order.
+pub const INIT_FIELDS: [&str; 14] = [
+    "LoaiBanTin",
+    "PhienBan",
+    "MaDoiTac",
+    "MaThamChieu",
+    "SoTien",
+    "LoaiHinhThanhToan",
+    "MaKenhThanhToan",
+    "MaThietBi",
+    "NgonNgu",
+    "MaTienTe",
+    "MaNganHang",
+    "ThongTinGiaoDich",
+    "ThoiGianGD",
+    "Ip",
+];
+/// Callback checksum order.
+pub const CALLBACK_FIELDS: [&str; 10] = [
+    "LoaiBanTin",
+    "MaLoi",
+    "MaDoiTac",
+    "MaThamChieu",
+    "SoTien",
+    "MaTienTe",
+    "MaGiaoDich",
+    "MaNganHang",
+    "ThoiGianGD",
+    "ThongTinGiaoDich",
+];
+/// Query checksum order [open].
+pub const QUERY_FIELDS: [&str; 5] = [
+    "LoaiBanTin",
+    "PhienBan",
+    "MaDoiTac",
+    "MaThamChieu",
+    "ThoiGianGD",
+];
+/// Query answer checksum order [open]. `TrangThai`: `00` paid, `01` pending, `02` failed.
+pub const QUERY_ANSWER_FIELDS: [&str; 6] = [
+    "MaLoi",
+    "MaDoiTac",
+    "MaThamChieu",
+    "SoTien",
+    "TrangThai",
+    "MaGiaoDich",
+];
+
+/// The string value of `field` in a JSON object (numbers as their text; absent = "").
+pub fn field(v: &serde_json::Value, field: &str) -> String {
+    match v.get(field) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The values of `fields` in order, for a checksum.
+pub fn values(v: &serde_json::Value, fields: &[&str]) -> Vec<String> {
+    fields.iter().map(|f| field(v, f)).collect()
+}
+
+#[derive(Clone)]
+pub struct PlatformSettings {
+    pub name: String,
+    /// `MaDoiTac`.
+    pub partner_code: String,
+    pub hash_key: String,
+    /// Initiation endpoint.
+    pub init_url: String,
+    /// Query endpoint.
+    pub query_url: String,
+    /// `MaKenhThanhToan`, `LoaiHinhThanhToan`, `MaThietBi` as the platform assigned them.
+    pub channel: String,
+    pub payment_type: String,
+    pub device: String,
+    pub ip_addr: String,
+    pub timeout: Duration,
+}
+
+pub struct Platform {
+    s: PlatformSettings,
+    sum: Checksum,
+    http: reqwest::Client,
+}
+
+/// The parsed callback (after its checksum verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub ma_loi: String,
+    pub ma_doi_tac: String,
+    pub ma_tham_chieu: String,
+    pub so_tien: i64,
+    pub ma_tien_te: String,
+    pub ma_giao_dich: String,
+    pub thoi_gian_gd: String,
+}
+
+/// Parse a callback body (no checksum check). Amounts are whole VND, as text or number.
+pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
+    if !v.is_object() {
+        return Err("the callback is not a JSON object".into());
+    }
+    let need = |k: &str| -> Result<String, String> {
+        let s = field(v, k);
+        if s.is_empty() {
+            Err(format!("{k} is missing"))
+        } else {
+            Ok(s)
+        }
+    };
+    let so_tien = need("SoTien")?;
+    if !so_tien.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("SoTien is not a whole number".into());
+    }
+    Ok(Callback {
+        ma_loi: need("MaLoi")?,
+        ma_doi_tac: need("MaDoiTac")?,
+        ma_tham_chieu: need("MaThamChieu")?,
+        so_tien: so_tien
+            .parse()
+            .map_err(|_| "SoTien is too large".to_string())?,
+        ma_tien_te: need("MaTienTe")?,
+        ma_giao_dich: field(v, "MaGiaoDich"),
+        thoi_gian_gd: field(v, "ThoiGianGD"),
+    })
+}
+
+impl Platform {
+    pub fn new(s: PlatformSettings) -> Result<Self, String> {
+        Ok(Platform {
+            sum: Checksum::new(Secret::new(s.hash_key.clone())),
+            http: reqwest::Client::builder()
+                .timeout(s.timeout)
+                .build()
+                .map_err(|e| e.to_string())?,
+            s,
+        })
+    }
+
+    fn sign(&self, vals: &[String]) -> Result<String, ProviderError> {
+        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+        self.sum
+            .ma_xac_thuc(&refs)
+            .map_err(|e| ProviderError::Refused(e.to_string()))
+    }
+
+    fn verifies(&self, v: &serde_json::Value, fields: &[&str]) -> bool {
+        let vals = values(v, fields);
+        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+        self.sum.verify(&refs, &field(v, "MaXacThuc")).is_ok()
+    }
+
+    /// The reply to a callback: `{MaLoi, MoTaLoi, MaDoiTac, MaThamChieu, ThoiGianGD, MaXacThuc}`.
+    fn reply(&self, ok: bool, message: &str, reference: &str) -> serde_json::Value {
+        let ma_loi = if ok { "00" } else { "99" };
+        let t = vnp_date(crate::envelope::now_ms());
+        let vals = [ma_loi, &self.s.partner_code, reference, &t].map(str::to_string);
+        json!({
+            "MaLoi": ma_loi,
+            "MoTaLoi": message,
+            "MaDoiTac": self.s.partner_code,
+            "MaThamChieu": reference,
+            "ThoiGianGD": t,
+            "MaXacThuc": self.sign(&vals).unwrap_or_default(),
+        })
+    }
+
+    /// Handle a result callback; returns the JSON reply (always HTTP 200).
+    pub async fn handle_callback(&self, payments: &Payments, body: &[u8]) -> serde_json::Value {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return self.reply(false, "Du lieu khong hop le", "");
+        };
+        let reference = field(&v, "MaThamChieu");
+        if !self.verifies(&v, &CALLBACK_FIELDS) {
+            warn!(provider = %self.s.name, "payment platform callback with an invalid MaXacThuc refused");
+            return self.reply(false, "Sai ma xac thuc", &reference);
+        }
+        let cb = match parse_callback(&v) {
+            Ok(cb) => cb,
+            Err(e) => {
+                warn!(provider = %self.s.name, error = %e, "payment platform callback malformed");
+                return self.reply(false, "Du lieu khong hop le", &reference);
+            }
+        };
+        if cb.ma_doi_tac != self.s.partner_code || cb.ma_tien_te != "VND" {
+            return self.reply(false, "Sai ma doi tac hoac tien te", &reference);
+        }
+        let verdict = Verdict {
+            reference: cb.ma_tham_chieu.clone(),
+            paid: cb.ma_loi == "00",
+            amount: cb.so_tien,
+            provider_txn: (!cb.ma_giao_dich.is_empty()).then(|| cb.ma_giao_dich.clone()),
+            code: cb.ma_loi.clone(),
+            source: "callback",
+        };
+        let (ok, msg) = match payments.settle(&verdict).await {
+            Ok(Settle::Applied(_)) => (true, "Thanh cong"),
+            Ok(Settle::AlreadySettled(_)) => (true, "Giao dich da duoc xac nhan truoc do"),
+            Ok(Settle::NotFound) => (false, "Khong tim thay giao dich"),
+            Ok(Settle::AmountMismatch { .. }) => (false, "Sai so tien"),
+            Err(e) => {
+                warn!(provider = %self.s.name, reference = %reference, error = %e, "payment platform callback not recorded");
+                (false, "Loi he thong")
+            }
+        };
+        info!(provider = %self.s.name, reference = %reference, amount = cb.so_tien, ok, "payment platform callback answered");
+        self.reply(ok, msg, &reference)
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let r = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        if r.status().is_server_error() {
+            return Err(ProviderError::Unavailable(format!("HTTP {}", r.status())));
+        }
+        if !r.status().is_success() {
+            return Err(ProviderError::Refused(format!("HTTP {}", r.status())));
+        }
+        r.json()
+            .await
+            .map_err(|e| ProviderError::Refused(format!("answer: {e}")))
+    }
+}
+
+#[async_trait]
+impl Provider for Platform {
+    fn name(&self) -> &str {
+        &self.s.name
+    }
+
+    async fn create(&self, o: &PaymentOrder) -> Result<String, ProviderError> {
+        let n = &o.order;
+        let mut body = json!({
+            "LoaiBanTin": LOAI_KHOI_TAO,
+            "PhienBan": PHIEN_BAN,
+            "MaDoiTac": self.s.partner_code,
+            "MaThamChieu": n.reference,
+            "SoTien": n.amount.to_string(),
+            "LoaiHinhThanhToan": self.s.payment_type,
+            "MaKenhThanhToan": self.s.channel,
+            "MaThietBi": self.s.device,
+            "NgonNgu": "vi",
+            "MaTienTe": n.currency,
+            "MaNganHang": "",
+            "ThongTinGiaoDich": format!("Thanh toan le phi ho so {}", n.dossier_code),
+            "ThoiGianGD": vnp_date(n.created_ms),
+            "Ip": self.s.ip_addr,
+            "MaHoSo": n.dossier_code,
+        });
+        body["MaXacThuc"] = self.sign(&values(&body, &INIT_FIELDS))?.into();
+        let a = self.post(&self.s.init_url, &body).await?;
+        if !self.verifies(&a, &["MaLoi", "MaThamChieu", "UrlThanhToan"]) {
+            return Err(ProviderError::Refused(
+                "initiation answer MaXacThuc does not verify".into(),
+            ));
+        }
+        if field(&a, "MaLoi") != "00" || field(&a, "MaThamChieu") != n.reference {
+            return Err(ProviderError::Refused(format!(
+                "initiation refused: {} {}",
+                field(&a, "MaLoi"),
+                field(&a, "MoTaLoi")
+            )));
+        }
+        Ok(field(&a, "UrlThanhToan"))
+    }
+
+    async fn query(&self, o: &PaymentOrder) -> Result<ProviderStatus, ProviderError> {
+        let n = &o.order;
+        let mut body = json!({
+            "LoaiBanTin": LOAI_TRA_CUU,
+            "PhienBan": PHIEN_BAN,
+            "MaDoiTac": self.s.partner_code,
+            "MaThamChieu": n.reference,
+            "ThoiGianGD": vnp_date(crate::envelope::now_ms()),
+        });
+        body["MaXacThuc"] = self.sign(&values(&body, &QUERY_FIELDS))?.into();
+        let a = self.post(&self.s.query_url, &body).await?;
+        if !self.verifies(&a, &QUERY_ANSWER_FIELDS) {
+            return Err(ProviderError::Refused(
+                "query answer MaXacThuc does not verify".into(),
+            ));
+        }
+        if field(&a, "MaThamChieu") != n.reference {
+            return Err(ProviderError::Refused(
+                "query answered about another order".into(),
+            ));
+        }
+        Ok(
+            match (field(&a, "MaLoi").as_str(), field(&a, "TrangThai").as_str()) {
+                ("01", _) => ProviderStatus::Unknown,
+                ("00", "00") => ProviderStatus::Paid {
+                    amount: field(&a, "SoTien")
+                        .parse()
+                        .map_err(|_| ProviderError::Refused("SoTien is not a number".into()))?,
+                    txn: field(&a, "MaGiaoDich"),
+                },
+                ("00", "01") => ProviderStatus::Pending,
+                ("00", code) => ProviderStatus::Failed { code: code.into() },
+                (code, _) => return Err(ProviderError::Refused(format!("query answered {code}"))),
+            },
+        )
+    }
+}
