@@ -37,6 +37,8 @@ fn config(default_cases: u32) -> ProptestConfig {
         .unwrap_or(default_cases);
     ProptestConfig {
         cases,
+        // A failure prints its shrunk input; nothing is written into the source tree.
+        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
