@@ -11,11 +11,14 @@
 //!   count the retries gave it, and never of a copy the test holds under a live lease;
 //! - settling a copy that was already settled through another handle (a consumer whose lease
 //!   expired and was taken over, or a crashed one) changes nothing: the first settle wins.
+//!   The one duplicate allowed (at-least-once): a copy that a stale holder settled while the
+//!   current consumer had already leased it into its prefetch buffer may still be handed out
+//!   once (a "ghost"); it never changes the model and settling it does nothing.
 //!
 //! And at the end, after a final drain: every published id ended exactly once, acked or
 //! dead-lettered; the queue is empty; the dead-letter queue holds exactly the rejected ids.
 //!
-//! Cases: 32, or `PROPTEST_CASES` when set; at most 28 steps each.
+//! Cases: 24, or `PROPTEST_CASES` when set; at most 28 steps each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -93,6 +96,8 @@ struct Held {
 
 struct Model {
     state: BTreeMap<String, State>,
+    /// Copies settled through a stale handle: each may still come out of a buffer once.
+    ghosts: BTreeSet<u64>,
     attempts: BTreeMap<String, u32>,
     published: usize,
 }
@@ -109,6 +114,9 @@ impl Model {
     fn delivered(&mut self, d: &Delivery, held: &[Held]) -> Result<(), TestCaseError> {
         let id = &d.message.id;
         let tag = d.tag();
+        if self.ghosts.remove(&tag) {
+            return Ok(());
+        }
         let state = *self
             .state
             .get(id)
@@ -134,6 +142,13 @@ impl Model {
         prop_assert_eq!(d.message.attempt, self.attempts[id], "attempt of {}", id);
         self.state.insert(id.clone(), State::Pending(Some(tag)));
         Ok(())
+    }
+
+    /// A stale holder settles the current copy: a live consumer may have it buffered.
+    fn settled_by(&mut self, h: &Held) {
+        if !h.live {
+            self.ghosts.insert(h.d.tag());
+        }
     }
 
     /// Whether settling this handle takes effect: it holds the current copy of a pending id.
@@ -190,6 +205,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut m = Model {
         state: BTreeMap::new(),
         attempts: BTreeMap::new(),
+        ghosts: BTreeSet::new(),
         published: 0,
     };
     let mut consumer = broker.consume(QUEUE, PREFETCH).await.unwrap();
@@ -224,6 +240,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 };
                 if m.current(&h.d) {
+                    m.settled_by(&h);
                     m.state
                         .insert(h.d.message.id.clone(), State::Final(Final::Acked));
                 }
@@ -235,6 +252,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let id = h.d.message.id.clone();
                 if m.current(&h.d) {
+                    m.settled_by(&h);
                     m.state.insert(id.clone(), State::Pending(None));
                     *m.attempts.get_mut(&id).unwrap() += 1;
                 }
@@ -246,6 +264,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 };
                 if m.current(&h.d) {
+                    m.settled_by(&h);
                     m.state
                         .insert(h.d.message.id.clone(), State::Final(Final::Dead));
                 }
@@ -350,7 +369,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(24))]
 
     #[test]
     fn embedded_broker_matches_the_model(ops in prop::collection::vec(op(), 1..28)) {
