@@ -53,14 +53,31 @@ pub struct InboundState {
     pub metrics: Arc<Metrics>,
 }
 
+/// A body accepted by [`parse_event`]: what the envelope is built from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InboundEvent {
-    kind: String,
-    key: String,
+pub struct InboundEvent {
+    pub kind: String,
+    pub key: String,
     #[serde(default)]
-    version: Option<i64>,
-    payload: serde_json::Value,
+    pub version: Option<i64>,
+    pub payload: serde_json::Value,
+}
+
+/// Why [`parse_event`] refused a body: the HTTP status, the error code and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 /// Longest accepted ordering key.
@@ -170,64 +187,10 @@ async fn accept_inner(
             );
         }
     }
-    let ev: InboundEvent = match &src.adapter {
-        Some(adapter) => {
-            // A body that is not JSON at all is a 400; JSON that breaks a mapping rule is a 422.
-            let not_json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err();
-            match adapter.parse_inbound(&body, "inbound request") {
-                Ok(mut inb) => {
-                    // Local procedure codes become national ones at the edge when the source
-                    // adapter's table knows them (the portal adapter's table covers the rest).
-                    if let Some(n) = adapter.national_procedure_code(&inb.dossier.procedure_code) {
-                        inb.dossier.procedure_code = n.to_string();
-                    }
-                    match event_from_mapping(inb) {
-                        Ok(ev) => ev,
-                        Err(msg) => {
-                            return error(StatusCode::UNPROCESSABLE_ENTITY, "mapping_failed", msg)
-                        }
-                    }
-                }
-                Err(e) if not_json => {
-                    return error(StatusCode::BAD_REQUEST, "malformed_body", e.to_string())
-                }
-                Err(e) => {
-                    return error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "mapping_failed",
-                        e.to_string(),
-                    )
-                }
-            }
-        }
-        None => match serde_json::from_slice(&body) {
-            Ok(e) => e,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_body",
-                    format!("the body is not a valid event: {e}"),
-                )
-            }
-        },
+    let ev = match parse_event(src.adapter.as_deref(), &body) {
+        Ok(ev) => ev,
+        Err(r) => return error(r.status, r.code, r.message),
     };
-    if ev.kind.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "missing_kind",
-            "`kind` must not be empty",
-        );
-    }
-    if ev.key.trim().is_empty()
-        || ev.key.len() > MAX_KEY_LEN
-        || ev.key.chars().any(char::is_control)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_key",
-            format!("`key` must be 1 to {MAX_KEY_LEN} printable characters"),
-        );
-    }
     if !crate::config::kinds_admit(&src.kinds, &ev.kind) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -365,4 +328,71 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ y;
     }
     diff == 0 && a.len() == b.len()
+}
+
+/// Parse a request body into an event: through the source's adapter mapping when it has one,
+/// else as the generic `{"kind", "key", "version"?, "payload"}` shape; then check `kind` and
+/// `key`. Pure (no I/O): the part of the inbound contract that untrusted bytes reach first
+/// (fuzzed by `fuzz/fuzz_targets/inbound_event.rs`).
+pub fn parse_event(
+    adapter: Option<&crate::mapping::Adapter>,
+    body: &[u8],
+) -> Result<InboundEvent, Refusal> {
+    let ev: InboundEvent = match adapter {
+        Some(adapter) => {
+            // A body that is not JSON at all is a 400; JSON that breaks a mapping rule is a 422.
+            let not_json = serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err();
+            match adapter.parse_inbound(body, "inbound request") {
+                Ok(mut inb) => {
+                    // Local procedure codes become national ones at the edge when the source
+                    // adapter's table knows them (the portal adapter's table covers the rest).
+                    if let Some(n) = adapter.national_procedure_code(&inb.dossier.procedure_code) {
+                        inb.dossier.procedure_code = n.to_string();
+                    }
+                    event_from_mapping(inb).map_err(|msg| {
+                        refuse(StatusCode::UNPROCESSABLE_ENTITY, "mapping_failed", msg)
+                    })?
+                }
+                Err(e) if not_json => {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_body",
+                        e.to_string(),
+                    ))
+                }
+                Err(e) => {
+                    return Err(refuse(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "mapping_failed",
+                        e.to_string(),
+                    ))
+                }
+            }
+        }
+        None => serde_json::from_slice(body).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the body is not a valid event: {e}"),
+            )
+        })?,
+    };
+    if ev.kind.trim().is_empty() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing_kind",
+            "`kind` must not be empty",
+        ));
+    }
+    if ev.key.trim().is_empty()
+        || ev.key.len() > MAX_KEY_LEN
+        || ev.key.chars().any(char::is_control)
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_key",
+            format!("`key` must be 1 to {MAX_KEY_LEN} printable characters"),
+        ));
+    }
+    Ok(ev)
 }

@@ -84,7 +84,8 @@
 //!
 //! - An ack, retry or reject deletes the row by `seq` whoever holds its lease now: a holder
 //!   whose lease expired and was taken over can still settle it (the work was done; the
-//!   other holder's settle becomes a no-op). At-least-once either way.
+//!   other holder's settle becomes a no-op: a retry or reject of a row that is gone neither
+//!   schedules a copy nor dead-letters one). At-least-once either way.
 //! - Freed pages are reused but the file does not shrink after a large backlog drains.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -631,10 +632,16 @@ impl Ctx<'_> {
                 reply,
             } => {
                 let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                self.insert(&queue, &msg, self.now.saturating_add(delay_ms))?;
-                self.tx
+                // Only a copy that is still there is replaced: when another holder (one that
+                // took an expired lease over) settled it first, this retry is a no-op, or an
+                // acked message would come back.
+                let deleted = self
+                    .tx
                     .prepare_cached("DELETE FROM messages WHERE seq = ?1")?
                     .execute([seq as i64])?;
+                if deleted > 0 {
+                    self.insert(&queue, &msg, self.now.saturating_add(delay_ms))?;
+                }
                 // Waiting consumers recompute when to wake.
                 self.touched.insert(queue);
                 replies.push(Reply::Unit(reply, Ok(())));
@@ -744,14 +751,19 @@ impl Ctx<'_> {
         mut msg: Message,
         reason: &str,
     ) -> rusqlite::Result<()> {
+        // Settled first by another holder (see Op::Retry): nothing to move.
+        let deleted = self
+            .tx
+            .prepare_cached("DELETE FROM messages WHERE seq = ?1")?
+            .execute([seq as i64])?;
+        if deleted == 0 {
+            return Ok(());
+        }
         let dlq = dead_letter_queue(queue);
         self.ensure_dlq(&dlq)?;
         msg.headers
             .insert(HDR_DEAD_REASON.to_string(), reason.to_string());
         self.insert(&dlq, &msg, self.now)?;
-        self.tx
-            .prepare_cached("DELETE FROM messages WHERE seq = ?1")?
-            .execute([seq as i64])?;
         self.touched.insert(dlq);
         Ok(())
     }

@@ -183,6 +183,44 @@ async fn expired_lease_of_a_silent_consumer_comes_back() {
     b.close().await;
 }
 
+/// Found by the model test (tests/model.rs): a consumer whose lease expired and was taken over
+/// still holds its delivery; when the new holder acked the message first, the stale holder's
+/// retry scheduled a fresh copy (the acked message came back) and its reject dead-lettered an
+/// acked message. The first settle wins: later retries and rejects of a gone row do nothing.
+#[tokio::test]
+async fn settling_after_a_takeover_ack_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(300);
+    let b = EmbeddedBroker::open(dir.path().join("q.db"), opts(ttl)).unwrap();
+    let q = "lease.stale-settle";
+    b.declare(&[spec(q)]).await.unwrap();
+    b.publish(q, message("r", "K")).await.unwrap();
+    b.publish(q, message("j", "K")).await.unwrap();
+    let mut hung = b.consume(q, 2).await.unwrap();
+    let stale_r = next(&mut hung, "first delivery of r").await;
+    let stale_j = next(&mut hung, "first delivery of j").await;
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let mut other = b.consume(q, 2).await.unwrap();
+    for _ in 0..2 {
+        let d = next(&mut other, "the taken-over delivery").await;
+        assert!(d.redelivered, "{d:?}");
+        d.ack().await.unwrap();
+    }
+    stale_r
+        .retry(Default::default(), Duration::ZERO)
+        .await
+        .unwrap();
+    stale_j.reject("stale holder").await.unwrap();
+    quiet(&mut other, Duration::from_millis(300), "both were acked").await;
+    let s = b.stats(q).await.unwrap();
+    assert_eq!((s.ready, s.unacked), (0, 0), "{s:?}");
+    let dlq = b.stats(&gw_broker::dead_letter_queue(q)).await.unwrap();
+    assert_eq!(dlq.ready, 0, "an acked message was dead-lettered: {dlq:?}");
+    drop(hung);
+    drop(other);
+    b.close().await;
+}
+
 #[tokio::test]
 async fn an_active_consumer_keeps_its_leases() {
     let dir = tempfile::tempdir().unwrap();

@@ -476,7 +476,9 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                 append_text(&mut stack, &resolved)?;
             }
             Event::Comment(c) => {
-                let node = Node::Comment(c.xml10_content().into_owned());
+                let text = c.xml10_content().into_owned();
+                check_chars(&text, "comment")?;
+                let node = Node::Comment(text);
                 push_misc(&mut stack, &root, &mut prolog, &mut epilog, node);
             }
             Event::PI(p) => {
@@ -484,7 +486,18 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                 if target.eq_ignore_ascii_case("xml") {
                     return Err(XmlError::Malformed("misplaced XML declaration".into()));
                 }
+                let name_ok = target
+                    .chars()
+                    .next()
+                    .is_some_and(|c| is_name_start_char(c) || c == ':')
+                    && target.chars().all(|c| is_name_char(c) || c == ':');
+                if !name_ok {
+                    return Err(XmlError::Malformed(format!(
+                        "invalid processing instruction target {target:?}"
+                    )));
+                }
                 let data = normalize_eol(p.content().trim_start());
+                check_chars(&data, "processing instruction")?;
                 push_misc(
                     &mut stack,
                     &root,
@@ -532,6 +545,7 @@ fn push_misc(
 }
 
 fn append_text(stack: &mut [(Element, Rc<NsScope>)], text: &str) -> Result<(), XmlError> {
+    check_chars(text, "character data")?;
     match stack.last_mut() {
         Some((el, _)) => {
             if let Some(Node::Text(prev)) = el.children.last_mut() {
@@ -548,15 +562,51 @@ fn append_text(stack: &mut [(Element, Rc<NsScope>)], text: &str) -> Result<(), X
     }
 }
 
-fn split_qname(name: &str) -> Result<(Option<String>, String), XmlError> {
-    match name.split_once(':') {
-        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => {
-            Ok((Some(p.to_owned()), l.to_owned()))
-        }
-        Some(_) => Err(XmlError::Malformed(format!(
-            "invalid qualified name {name:?}"
+/// XML 1.0 (5th ed.) §2.3 `NameStartChar`, without `:` (Namespaces in XML §3 `NCName`).
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 §2.3 `NameChar`, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `s` is an `NCName` (a prefix or a local name).
+fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
+}
+
+/// Refuses characters outside XML 1.0's `Char` production (§2.2): C0 controls other than tab,
+/// LF and CR, and U+FFFE/U+FFFF. The reader passes them through; written back out (by
+/// canonicalization) they would make a document no other XML processor accepts.
+fn check_chars(s: &str, what: &str) -> Result<(), XmlError> {
+    match s.chars().find(|&c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    }) {
+        Some(c) => Err(XmlError::Malformed(format!(
+            "character U+{:04X} is not allowed in XML ({what})",
+            c as u32
         ))),
-        None => Ok((None, name.to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// Splits and checks a qualified name: `prefix:local` or `local`, each part an `NCName`.
+fn split_qname(name: &str) -> Result<(Option<String>, String), XmlError> {
+    let invalid = || XmlError::Malformed(format!("invalid qualified name {name:?}"));
+    match name.split_once(':') {
+        Some((p, l)) if is_ncname(p) && is_ncname(l) => Ok((Some(p.to_owned()), l.to_owned())),
+        Some(_) => Err(invalid()),
+        None if is_ncname(name) => Ok((None, name.to_owned())),
+        None => Err(invalid()),
     }
 }
 
@@ -593,10 +643,16 @@ fn build_element(
                 None => XmlError::Malformed(e.to_string()),
             })?
             .into_owned();
+        check_chars(&value, "attribute value")?;
         let key: &str = attr.key.as_ref();
         if key == "xmlns" {
             el.ns_decls.push((String::new(), value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
+            if !is_ncname(p) {
+                return Err(XmlError::Malformed(format!(
+                    "invalid namespace prefix {p:?}"
+                )));
+            }
             if value.is_empty() {
                 return Err(XmlError::Malformed(format!(
                     "prefix {p:?} undeclared with an empty URI"
@@ -664,6 +720,46 @@ mod tests {
         assert_eq!(c.text(), "t<A<z>");
         assert_eq!(doc.namespace_of(&[0]).unwrap(), "urn:b");
         assert_eq!(doc.find_all("urn:b", "c"), vec![vec![0]]);
+    }
+
+    /// Found by the `xml_c14n` fuzz target: `<<//>` was read as an empty element named `</`
+    /// and NUL bytes as text; canonicalized, they made output that no XML reader accepts (so
+    /// canonical bytes no other verifier could reproduce). Names must be NCNames and characters
+    /// XML 1.0 `Char`s.
+    #[test]
+    fn refuses_invalid_names_and_characters() {
+        let malformed = |x: &str| matches!(parse_safe(x), Err(XmlError::Malformed(_)));
+        let crash = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HoSo xmlns:x=\"urn:x\">\n -5202<<//>?1\0\0\0\0\0\0\0\0\n</HoSo>\n";
+        assert!(malformed(crash), "{:?}", parse_safe(crash));
+        for bad in [
+            "<a><<//></a>",
+            "<a>x\u{0}y</a>",
+            "<a>&#1;</a>",
+            "<a b=\"\u{1}\"/>",
+            "<a><!--\u{7}--></a>",
+            "<a>\u{FFFF}</a>",
+            "<1a/>",
+            "<a 1b=\"x\"/>",
+            "<-a/>",
+            "<p:/>",
+            "<a xmlns:1p=\"urn:p\"/>",
+            "<a><?1pi data?></a>",
+        ] {
+            assert!(
+                malformed(bad),
+                "{bad:?} was accepted: {:?}",
+                parse_safe(bad)
+            );
+        }
+        for good in [
+            "<a>\t\r\n ok</a>",
+            "<đơn_vị xmlns:p=\"urn:p\" p:mã-số.1=\"\u{10000}\"/>",
+            "<_a><?pi-x data?></_a>",
+        ] {
+            let doc = parse_safe(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            let c14n = c14n::canonicalize(&doc, c14n::Algorithm::Inclusive).unwrap();
+            parse_safe(std::str::from_utf8(&c14n).unwrap()).unwrap();
+        }
     }
 
     #[test]
