@@ -76,7 +76,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const MIGRATION_LOCK: i64 = 0x0067_7773_746f_7265;
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, crate::evidence_sql::PG_V4),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -699,6 +704,9 @@ impl Store for PgStore {
                 .map_err(query)?;
         }
         // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.
+        if !batch.evidence.is_empty() {
+            crate::evidence_sql::pg_append(&tx, &batch.evidence).await?;
+        }
         tx.commit().await.map_err(query)
     }
 
@@ -862,6 +870,36 @@ impl Store for PgStore {
             client.simple_query("SELECT 1").await.map_err(query)
         };
         matches!(tokio::time::timeout(READY_TIMEOUT, probe).await, Ok(Ok(_)))
+    }
+
+    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+        crate::evidence_sql::pg_heads(&*self.client().await?).await
+    }
+
+    async fn evidence_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredEvidence>> {
+        crate::evidence_sql::pg_chain(&*self.client().await?, chain, after_seq, limit).await
+    }
+
+    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+        crate::evidence_sql::pg_by_dossier(&*self.client().await?, dossier).await
+    }
+
+    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+        crate::evidence_sql::pg_add_timestamp(&*self.client().await?, &ts).await
+    }
+
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+        crate::evidence_sql::pg_timestamps(&*self.client().await?, chain).await
+    }
+
+    async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        crate::evidence_sql::pg_prune(&mut client, chain, through_seq).await
     }
 }
 

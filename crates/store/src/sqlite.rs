@@ -63,7 +63,12 @@ use crate::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Ordered migrations: (version, SQL). Append only; never edit an applied one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, crate::evidence_sql::SQLITE_V4),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
@@ -166,7 +171,7 @@ const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelo
                                 state, settled_by, settled_at_ms";
 
 /// Failure inside the worker thread, turned into a [`StoreError`] at the boundary.
-enum Fail {
+pub(crate) enum Fail {
     Sql(rusqlite::Error),
     Migrate(String),
     /// A different dead letter under an existing id.
@@ -508,6 +513,9 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
             accepted.execute(params![a.route, a.key, a.version, now])?;
         }
     }
+    if !batch.evidence.is_empty() {
+        crate::evidence_sql::sqlite_append(&tx, &batch.evidence)?;
+    }
     // Any `?` above drops `tx`, which rolls the whole batch back.
     tx.commit()?;
     Ok(())
@@ -702,6 +710,49 @@ impl Store for SqliteStore {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok()
+    }
+
+    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+        self.call(|conn| Ok(crate::evidence_sql::sqlite_heads(conn)?))
+            .await
+    }
+
+    async fn evidence_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredEvidence>> {
+        let chain = chain.to_owned();
+        self.call(move |conn| {
+            Ok(crate::evidence_sql::sqlite_chain(
+                conn, &chain, after_seq, limit,
+            )?)
+        })
+        .await
+    }
+
+    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+        let dossier = dossier.to_owned();
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_by_dossier(conn, &dossier)?))
+            .await
+    }
+
+    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_add_timestamp(conn, &ts)?))
+            .await
+    }
+
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+        let chain = chain.to_owned();
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_timestamps(conn, &chain)?))
+            .await
+    }
+
+    async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64> {
+        let chain = chain.to_owned();
+        self.call(move |conn| crate::evidence_sql::sqlite_prune(conn, &chain, through_seq))
+            .await
     }
 }
 
