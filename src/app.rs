@@ -97,6 +97,8 @@ pub fn build_engine_with(
             })
         })
         .collect();
+    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
+        .map_err(AppError::Config)?;
     Ok(Engine::new(
         broker,
         store,
@@ -104,7 +106,8 @@ pub fn build_engine_with(
         metrics,
         c.broker.prefetch,
         c.broker.delivery_limit,
-    ))
+    )
+    .with_evidence(Arc::new(log)))
 }
 
 /// A running gateway.
@@ -253,6 +256,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, cc));
     }
+    // Evidence log: time-stamping of this instance's chain head, retention.
+    crate::evidence::tsa::spawn(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,
@@ -314,6 +319,9 @@ pub fn check_files(loaded: &Loaded) -> Vec<String> {
                 ));
             }
         }
+    }
+    for (key, what) in loaded.config.evidence.problems(&loaded.base) {
+        problems.push(format!("{}:{key}: {what}", loaded.origin));
     }
     problems
 }

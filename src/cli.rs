@@ -52,6 +52,13 @@ pub enum Command {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// The evidence log: verify every chain and time-stamp, export a dossier's proof, prune.
+    Evidence {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: crate::evidence::cli::EvidenceAction,
+    },
     /// Routes, queue depths and open dead letters.
     Status {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
@@ -312,6 +319,10 @@ async fn run(cmd: Command) -> ExitCode {
                 }
             }
         }
+        Command::Evidence { config, action } => match load_or_exit(&config) {
+            Ok(loaded) => crate::evidence::cli::run(&loaded, action).await,
+            Err(c) => c,
+        },
         Command::Status { config } => {
             let loaded = match load_or_exit(&config) {
                 Ok(l) => l,

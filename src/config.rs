@@ -268,6 +268,10 @@ pub struct Config {
     /// `dossier.online` events of source `online.source_name`. Absent = off.
     #[serde(default)]
     pub online: Option<OnlineSection>,
+    /// The evidence log (`src/evidence`): mode per adapter, body key, time-stamping,
+    /// retention. Absent = every adapter in `metadata` mode, no time-stamping, kept forever.
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]

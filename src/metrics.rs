@@ -332,6 +332,7 @@ impl Metrics {
                 esc(c)
             );
         }
+        out.push_str(&crate::evidence::tsa::render_metrics());
         out
     }
 }

@@ -121,7 +121,14 @@ fn batch(
         attempts,
         dead_letters,
         accepted: vec![],
+        evidence: vec![],
     }
+}
+
+/// `b` with the evidence records of the attempt it settles (same transaction).
+fn with_evidence(mut b: Batch, evidence: &[gw_store::EvidenceRecord]) -> Batch {
+    b.evidence = evidence.to_vec();
+    b
 }
 
 /// Merges ledger writes of all lanes into short transactions.
@@ -206,6 +213,7 @@ struct Ctx {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
+    evidence: Option<Arc<crate::evidence::EvidenceLog>>,
 }
 
 /// The running engine of all routes.
@@ -217,6 +225,8 @@ pub struct Engine {
     pub prefetch: u16,
     pub delivery_limit: u32,
     recorder: Recorder,
+    /// The evidence log (absent: nothing recorded), see [`Engine::with_evidence`].
+    pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
 }
 
 impl Engine {
@@ -240,7 +250,14 @@ impl Engine {
             prefetch,
             delivery_limit,
             recorder,
+            evidence: None,
         }
+    }
+
+    /// Record every exchange of the routes' connectors in `log`.
+    pub fn with_evidence(mut self, log: Arc<crate::evidence::EvidenceLog>) -> Self {
+        self.evidence = Some(log);
+        self
     }
 
     /// Declare every route queue (idempotent).
@@ -321,6 +338,7 @@ impl Engine {
                     recorder: self.recorder.clone(),
                     metrics: self.metrics.clone(),
                     cancel: cancel.clone(),
+                    evidence: self.evidence.clone(),
                 });
                 tasks.spawn(consume_queue(ctx.clone(), consumer, route.concurrency));
                 let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
@@ -690,11 +708,30 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
         }
     }
 
-    // 3. Deliver.
-    let attempted: Attempted = route.connector.deliver(&env, prior).await;
+    // 3. Deliver, capturing the exchanges for the evidence log (recorded with the outcome).
+    let this_attempt = failed_before + 1;
+    let evidence_log = ctx.evidence.as_deref();
+    let capture = evidence_log.and_then(|e| e.capture_for(&route.destination));
+    let (attempted, exchanges): (Attempted, _) =
+        crate::evidence::capture::capture(capture, route.connector.deliver(&env, prior)).await;
+    let evidence = evidence_log
+        .map(|e| {
+            let exchange = format!("{}/{ledger_id}/{this_attempt}", route.name);
+            let id = env.id.to_string();
+            e.records(
+                &route.destination,
+                "out",
+                &route.name,
+                &exchange,
+                &id,
+                &env.key,
+                &env.kind,
+                exchanges,
+            )
+        })
+        .unwrap_or_default();
     let status = attempted.answer.status();
     ctx.metrics.observe_latency(&route.name, attempted.latency);
-    let this_attempt = failed_before + 1;
     match attempted.decision.clone() {
         Decision::Delivered => {
             let out = outcome_record(
@@ -719,7 +756,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 Reason::Accepted.as_str(),
                 attempted.latency,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "delivered", Reason::Accepted.as_str());
                 return Settlement::Ack;
@@ -749,7 +787,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 Reason::Superseded.as_str(),
                 attempted.latency,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -767,6 +806,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 first_ms,
                 &attempted,
                 "permanent",
+                evidence,
             )
             .await
         }
@@ -783,6 +823,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                     first_ms,
                     &attempted,
                     reason.as_str(),
+                    evidence,
                 )
                 .await;
             }
@@ -799,7 +840,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, env: Envelope) -> Settlement {
                 reason.as_str(),
                 attempted.latency,
             );
-            if !record_patiently(ctx, batch(vec![], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![], vec![att], vec![]), &evidence);
+            if !record_patiently(ctx, b).await {
                 return Settlement::Leave;
             }
             let mut headers = d.message.headers.clone();
@@ -824,6 +866,7 @@ async fn dead_letter_now(
     first_ms: i64,
     attempted: &Attempted,
     last_reason: &str,
+    evidence: Vec<gw_store::EvidenceRecord>,
 ) -> Settlement {
     let route = &ctx.route;
     let status = attempted.answer.status();
@@ -869,7 +912,8 @@ async fn dead_letter_now(
         reason.as_str(),
         attempted.latency,
     );
-    if record_patiently(ctx, batch(vec![out], vec![att], vec![dl])).await {
+    let b = with_evidence(batch(vec![out], vec![att], vec![dl]), &evidence);
+    if record_patiently(ctx, b).await {
         warn!(reason = reason.as_str(), attempts, "dead-lettered");
         ctx.metrics
             .inc_outcome(&route.name, "dead_lettered", reason.as_str());
