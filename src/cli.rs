@@ -54,8 +54,6 @@ pub enum Command {
     },
     /// The evidence log: verify every chain and time-stamp, export a dossier's proof, prune.
     Evidence {
-        #[arg(long, short, env = "GATEWAY_CONFIG")]
-        config: PathBuf,
         #[command(subcommand)]
         action: crate::evidence::cli::EvidenceAction,
     },
@@ -319,7 +317,7 @@ async fn run(cmd: Command) -> ExitCode {
                 }
             }
         }
-        Command::Evidence { config, action } => match load_or_exit(&config) {
+        Command::Evidence { action } => match load_or_exit(action.config()) {
             Ok(loaded) => crate::evidence::cli::run(&loaded, action).await,
             Err(c) => c,
         },

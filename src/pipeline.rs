@@ -173,6 +173,7 @@ async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>)
                 .dead_letters
                 .extend(r.batch.dead_letters.iter().cloned());
             merged.accepted.extend(r.batch.accepted.iter().cloned());
+            merged.evidence.extend(r.batch.evidence.iter().cloned());
         }
         match store.record(merged).await {
             Ok(()) => {

@@ -4,3 +4,4 @@
 
 pub mod portal;
 pub mod sink;
+pub mod tsa;

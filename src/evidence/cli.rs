@@ -17,7 +17,10 @@ pub enum EvidenceAction {
     /// Check every chain (each record commits to the previous one, nothing missing, inserted
     /// or reordered) and every time-stamp token; prints the first broken link of each chain
     /// with its record id. Exit status 1 on any problem.
-    Verify,
+    Verify {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Write a self-contained bundle of a dossier's evidence, verifiable with OpenSSL alone.
     Export {
         /// The dossier code.
@@ -25,10 +28,26 @@ pub enum EvidenceAction {
         /// Output directory. Default `evidence-DOSSIER`.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
     },
     /// Retention: archive records older than `evidence.retention` (a JSON-lines file per chain
     /// under `evidence.archive_dir`) and remove them from the live store.
-    Prune,
+    Prune {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+impl EvidenceAction {
+    /// The configuration file the action names.
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            EvidenceAction::Verify { config }
+            | EvidenceAction::Export { config, .. }
+            | EvidenceAction::Prune { config } => config,
+        }
+    }
 }
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
@@ -70,7 +89,7 @@ pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
 async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, String> {
     let store = open_store(loaded).await?;
     match action {
-        EvidenceAction::Verify => {
+        EvidenceAction::Verify { .. } => {
             let trust = tsa_trust(loaded)?;
             let report = verify(store.as_ref(), trust.as_ref()).await?;
             for h in store.evidence_heads().await.map_err(|e| e.to_string())? {
@@ -93,7 +112,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 Ok(ExitCode::FAILURE)
             }
         }
-        EvidenceAction::Export { dossier, out } => {
+        EvidenceAction::Export { dossier, out, .. } => {
             let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
             let log = super::EvidenceLog::new(
                 &loaded.config.evidence,
@@ -131,7 +150,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
             );
             Ok(ExitCode::SUCCESS)
         }
-        EvidenceAction::Prune => {
+        EvidenceAction::Prune { .. } => {
             let Some(keep) = loaded.config.evidence.retention else {
                 println!("evidence.retention is not set: nothing to prune");
                 return Ok(ExitCode::SUCCESS);
