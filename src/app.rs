@@ -97,8 +97,17 @@ pub fn build_engine_with(
             })
         })
         .collect();
-    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
+    let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(AppError::Config)?;
+    for (name, a) in &c.adapters {
+        if let Some(fp) = a
+            .signing
+            .as_deref()
+            .and_then(|p| profiles.signing_certificate_sha256(p))
+        {
+            log.set_certificate(name, fp);
+        }
+    }
     Ok(Engine::new(
         broker,
         store,

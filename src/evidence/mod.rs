@@ -173,6 +173,8 @@ pub struct EvidenceLog {
     section: EvidenceSection,
     chain: String,
     key: Option<seal::Key>,
+    /// SHA-256 of the certificate each adapter signs with.
+    certificates: BTreeMap<String, String>,
 }
 
 impl EvidenceLog {
@@ -192,7 +194,13 @@ impl EvidenceLog {
                 .clone()
                 .unwrap_or_else(|| instance.to_string()),
             key,
+            certificates: BTreeMap::new(),
         })
+    }
+
+    /// The fingerprint (SHA-256 hex of the DER) of the certificate `adapter` signs with.
+    pub fn set_certificate(&mut self, adapter: &str, sha256: String) {
+        self.certificates.insert(adapter.to_string(), sha256);
     }
 
     pub fn chain(&self) -> &str {
@@ -238,6 +246,11 @@ impl EvidenceLog {
                     (Some(k), Mode::Full, Some(b)) => Some(k.seal(b, id.as_bytes())),
                     _ => None,
                 };
+                // Our certificate, when the request carried our signature.
+                let certificate = x
+                    .signature_digest
+                    .as_ref()
+                    .and_then(|_| self.certificates.get(adapter).cloned());
                 EvidenceRecord {
                     request_body: seal(&x.request_body),
                     response_body: seal(&x.response_body),
@@ -254,7 +267,7 @@ impl EvidenceLog {
                     request_digest: x.request_digest,
                     response_digest: x.response_digest,
                     signature_digest: x.signature_digest,
-                    cert_fingerprint: x.cert_fingerprint,
+                    cert_fingerprint: x.cert_fingerprint.or(certificate),
                     http_status: x.status,
                     result_code: x.result_code,
                     mode: mode.as_str().to_string(),
