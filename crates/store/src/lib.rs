@@ -26,6 +26,10 @@
 //!    id is a bug upstream (ids are UUIDv7): [`Store::record`] returns [`StoreError::Query`] and
 //!    no row of that batch is written.
 //!
+//! 7. **Evidence records** ([`evidence`], migration 4) are appended to their hash chain in the
+//!    same transaction as the rest of the batch, once per exchange key; see
+//!    [`evidence::verify_chains`] for what verification detects.
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 

@@ -15,6 +15,9 @@
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
+//!                        `evidence_sql.rs`); a chain's head row is locked (`FOR UPDATE`) while
+//!                        its records are appended, so one chain never forks
 //! ```
 //!
 //! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.

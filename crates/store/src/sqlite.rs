@@ -14,6 +14,8 @@
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
+//!                        `evidence_sql.rs`)
 //! ```
 //!
 //! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
