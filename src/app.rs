@@ -266,7 +266,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         tasks.spawn(job.run_periodic(e, cc));
     }
     // Evidence log: time-stamping of this instance's chain head, retention.
-    crate::evidence::tsa::spawn(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
+    crate::evidence::spawn_tasks(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,

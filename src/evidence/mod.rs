@@ -286,3 +286,45 @@ impl EvidenceLog {
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
+
+/// Start the evidence log's background tasks: time-stamping (`[evidence.tsa]`) and hourly
+/// retention (`evidence.retention`).
+pub fn spawn_tasks(
+    loaded: &crate::config::Loaded,
+    engine: &crate::pipeline::Engine,
+    cancel: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), String> {
+    tsa::spawn(loaded, engine, cancel, tasks)?;
+    let ev = &loaded.config.evidence;
+    if let Some(keep) = ev.retention {
+        let dir = ev
+            .archive_dir
+            .as_ref()
+            .map(|d| loaded.base.join(d))
+            .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
+        let (store, cancel) = (engine.store.clone(), cancel.clone());
+        tasks.spawn(async move {
+            // First a minute after start (not in the middle of start-up), then hourly.
+            let mut wait = std::time::Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = std::time::Duration::from_secs(3600);
+                let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
+                match retention::prune(store.as_ref(), &dir, cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(records = n, "evidence retention: archived and removed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "evidence retention failed; retrying in an hour")
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}
