@@ -98,6 +98,17 @@ pub fn build_engine_with(
             })
         })
         .collect();
+    let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
+        .map_err(AppError::Config)?;
+    for (name, a) in &c.adapters {
+        if let Some(fp) = a
+            .signing
+            .as_deref()
+            .and_then(|p| profiles.signing_certificate_sha256(p))
+        {
+            log.set_certificate(name, fp);
+        }
+    }
     Ok(Engine::new(
         broker,
         store,
@@ -105,7 +116,8 @@ pub fn build_engine_with(
         metrics,
         c.broker.prefetch,
         c.broker.delivery_limit,
-    ))
+    )
+    .with_evidence(Arc::new(log)))
 }
 
 /// A running gateway.
@@ -269,6 +281,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, cc));
     }
+    // Evidence log: time-stamping of this instance's chain head, retention.
+    crate::evidence::spawn_tasks(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,
@@ -330,6 +344,9 @@ pub fn check_files(loaded: &Loaded) -> Vec<String> {
                 ));
             }
         }
+    }
+    for (key, what) in loaded.config.evidence.problems(&loaded.base) {
+        problems.push(format!("{}:{key}: {what}", loaded.origin));
     }
     problems
 }

@@ -1022,6 +1022,38 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         portal.clear_records();
     }
 
+    // The evidence log's cost: the same run with the log off, then in metadata mode.
+    println!();
+    println!(
+        "== evidence log cost (ES256; {} events per run; the table above ran in metadata mode, the default) ==",
+        args.events
+    );
+    for &b in &backends {
+        let mut rates = Vec::new();
+        for mode in ["off", "metadata"] {
+            let mut s = setup(&args, b, Sig::Ecdsa, &portal);
+            s.text
+                .push_str(&format!("\n[evidence]\nmode = \"{mode}\"\n"));
+            let mut first = 0usize;
+            match e2e(&args, &s, &portal, &mut first).await {
+                Ok(r) => rates.push(r.rate),
+                Err(e) => {
+                    failures += 1;
+                    println!("  {:<20} evidence {mode}: failed: {e}", b.label());
+                }
+            }
+            portal.clear_records();
+        }
+        if let [off, meta] = rates[..] {
+            let cost = (1.0 - meta / off) * 100.0;
+            println!(
+                "  {:<20} off {off:>8.0} msg/s   metadata {meta:>8.0} msg/s   cost {cost:>5.1} % (goal < 10 %: {})",
+                b.label(),
+                goal(Some(cost < 10.0))
+            );
+        }
+    }
+
     // Ratios and goals.
     let find = |b: Backend, s: Sig| runs.iter().find(|r| r.backend == b && r.sig == s);
     let main_backend = if backends.contains(&Backend::RabbitPg) {

@@ -52,6 +52,11 @@ pub enum Command {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// The evidence log: verify every chain and time-stamp, export a dossier's proof, prune.
+    Evidence {
+        #[command(subcommand)]
+        action: crate::evidence::cli::EvidenceAction,
+    },
     /// Routes, queue depths and open dead letters.
     Status {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
@@ -371,6 +376,10 @@ async fn run(cmd: Command) -> ExitCode {
                 }
             }
         }
+        Command::Evidence { action } => match load_or_exit(action.config()) {
+            Ok(loaded) => crate::evidence::cli::run(&loaded, action).await,
+            Err(c) => c,
+        },
         Command::Status { config } => {
             let loaded = match load_or_exit(&config) {
                 Ok(l) => l,

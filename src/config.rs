@@ -285,6 +285,10 @@ pub struct Config {
     /// Online fee payment (`crate::payments`): providers, grouping, deadlines. Absent = off.
     #[serde(default)]
     pub payments: Option<crate::payments::config::PaymentsSection>,
+    /// The evidence log (`src/evidence`): mode per adapter, body key, time-stamping,
+    /// retention. Absent = every adapter in `metadata` mode, no time-stamping, kept forever.
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -817,8 +821,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     });
     let de = de?;
     let mut unknown = Vec::new();
-    let parsed: Result<Config, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
     for key in unknown {
         problems.push(problem(
             &bracket_indices(&key),

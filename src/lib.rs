@@ -15,6 +15,7 @@ pub mod config;
 pub mod connectors;
 pub mod demo;
 pub mod envelope;
+pub mod evidence;
 pub mod mapping;
 pub mod metrics;
 pub mod model;

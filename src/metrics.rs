@@ -395,6 +395,7 @@ impl Metrics {
             );
         }
         drop(g);
+        out.push_str(&crate::evidence::tsa::render_metrics());
         for r in self.extra.lock().unwrap().iter() {
             out.push_str(&r());
         }

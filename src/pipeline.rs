@@ -126,7 +126,14 @@ fn batch(
         attempts,
         dead_letters,
         accepted: vec![],
+        evidence: vec![],
     }
+}
+
+/// `b` with the evidence records of the attempt it settles (same transaction).
+fn with_evidence(mut b: Batch, evidence: &[gw_store::EvidenceRecord]) -> Batch {
+    b.evidence = evidence.to_vec();
+    b
 }
 
 /// Merges ledger writes of all lanes into short transactions.
@@ -171,6 +178,7 @@ async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>)
                 .dead_letters
                 .extend(r.batch.dead_letters.iter().cloned());
             merged.accepted.extend(r.batch.accepted.iter().cloned());
+            merged.evidence.extend(r.batch.evidence.iter().cloned());
         }
         match store.record(merged).await {
             Ok(()) => {
@@ -211,6 +219,7 @@ struct Ctx {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
+    evidence: Option<Arc<crate::evidence::EvidenceLog>>,
 }
 
 /// The running engine of all routes.
@@ -222,6 +231,8 @@ pub struct Engine {
     pub prefetch: u16,
     pub delivery_limit: u32,
     recorder: Recorder,
+    /// The evidence log (absent: nothing recorded), see [`Engine::with_evidence`].
+    pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
 }
 
 impl Engine {
@@ -245,7 +256,14 @@ impl Engine {
             prefetch,
             delivery_limit,
             recorder,
+            evidence: None,
         }
+    }
+
+    /// Record every exchange of the routes' connectors in `log`.
+    pub fn with_evidence(mut self, log: Arc<crate::evidence::EvidenceLog>) -> Self {
+        self.evidence = Some(log);
+        self
     }
 
     /// Declare every route queue (idempotent).
@@ -326,6 +344,7 @@ impl Engine {
                     recorder: self.recorder.clone(),
                     metrics: self.metrics.clone(),
                     cancel: cancel.clone(),
+                    evidence: self.evidence.clone(),
                 });
                 tasks.spawn(consume_queue(ctx.clone(), consumer, route.concurrency));
                 let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
@@ -729,11 +748,18 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     let send_span_id = crate::telemetry::new_span_id();
     env.traceparent = crate::telemetry::with_span(&env.traceparent, &send_span_id);
     let send_span = tracing::info_span!("send", route = %route.name, destination = %route.destination, key = %env.key, envelope = %env.id, trace_id = %trace_id(&env.traceparent), span_id = %send_span_id, parent_span_id = %deliver_span, http_status = tracing::field::Empty, outcome = tracing::field::Empty);
-    let attempted: Attempted = route
-        .connector
-        .deliver(&env, prior)
-        .instrument(send_span.clone())
-        .await;
+    // The exchanges are captured for the evidence log (recorded with the outcome).
+    let this_attempt = failed_before + 1;
+    let evidence_log = ctx.evidence.as_deref();
+    let capture = evidence_log.and_then(|e| e.capture_for(&route.destination));
+    let (attempted, exchanges): (Attempted, _) = crate::evidence::capture::capture(
+        capture,
+        route
+            .connector
+            .deliver(&env, prior)
+            .instrument(send_span.clone()),
+    )
+    .await;
     if let Some(s) = attempted.answer.status() {
         send_span.record("http_status", s);
     }
@@ -750,9 +776,24 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     } else {
         permit.succeeded();
     }
+    let evidence = evidence_log
+        .map(|e| {
+            let exchange = format!("{}/{ledger_id}/{this_attempt}", route.name);
+            let id = env.id.to_string();
+            e.records(
+                &route.destination,
+                "out",
+                &route.name,
+                &exchange,
+                &id,
+                &env.key,
+                &env.kind,
+                exchanges,
+            )
+        })
+        .unwrap_or_default();
     let status = attempted.answer.status();
     ctx.metrics.observe_latency(&route.name, attempted.latency);
-    let this_attempt = failed_before + 1;
     match attempted.decision.clone() {
         Decision::Delivered => {
             let out = outcome_record(
@@ -777,7 +818,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Accepted.as_str(),
                 attempted.latency,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "delivered", Reason::Accepted.as_str());
                 return Settlement::Ack;
@@ -807,7 +849,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Superseded.as_str(),
                 attempted.latency,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -825,6 +868,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 first_ms,
                 &attempted,
                 "permanent",
+                evidence,
             )
             .await
         }
@@ -841,6 +885,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                     first_ms,
                     &attempted,
                     reason.as_str(),
+                    evidence,
                 )
                 .await;
             }
@@ -857,7 +902,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 reason.as_str(),
                 attempted.latency,
             );
-            if !record_patiently(ctx, batch(vec![], vec![att], vec![])).await {
+            let b = with_evidence(batch(vec![], vec![att], vec![]), &evidence);
+            if !record_patiently(ctx, b).await {
                 return Settlement::Leave;
             }
             let mut headers = d.message.headers.clone();
@@ -882,6 +928,7 @@ async fn dead_letter_now(
     first_ms: i64,
     attempted: &Attempted,
     last_reason: &str,
+    evidence: Vec<gw_store::EvidenceRecord>,
 ) -> Settlement {
     let route = &ctx.route;
     let status = attempted.answer.status();
@@ -927,7 +974,8 @@ async fn dead_letter_now(
         reason.as_str(),
         attempted.latency,
     );
-    if record_patiently(ctx, batch(vec![out], vec![att], vec![dl])).await {
+    let b = with_evidence(batch(vec![out], vec![att], vec![dl]), &evidence);
+    if record_patiently(ctx, b).await {
         warn!(reason = reason.as_str(), attempts, "dead-lettered");
         ctx.metrics
             .inc_outcome(&route.name, "dead_lettered", reason.as_str());

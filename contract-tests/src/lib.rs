@@ -9,4 +9,5 @@ pub mod portal;
 pub mod proxy;
 pub mod services;
 pub mod sink;
+pub mod tsa;
 pub mod vnpay;

@@ -218,6 +218,18 @@ impl Profiles {
     pub fn certs_days_to_expiry(&self) -> Vec<CertExpiry> {
         certs_days_to_expiry(self)
     }
+
+    /// SHA-256 (hex, lowercase, of the DER) of the certificate profile `name` signs with, if
+    /// it has one (for the evidence log).
+    pub fn signing_certificate_sha256(&self, name: &str) -> Option<String> {
+        let m = self.material.get(name)?;
+        let (_, _, cert) = m
+            .certificates()
+            .into_iter()
+            .find(|(role, _, _)| *role == "signing")?;
+        let der = cert.to_der().ok()?;
+        Some(crate::evidence::sha256_hex(&der))
+    }
 }
 
 /// One certificate's remaining validity, for the metrics (`profile`, `role`, days).

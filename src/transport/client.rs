@@ -210,6 +210,7 @@ impl HttpClient {
                 detail: error_chain(&e),
             },
         };
+        crate::evidence::capture::note(req, answer.status(), full.as_deref());
         (answer, started.elapsed(), full)
     }
 }

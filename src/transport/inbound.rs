@@ -135,6 +135,13 @@ async fn accept_inner(
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    if crate::evidence::inbound::refuse_new_messages() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_unavailable",
+            "time-stamping of the evidence log is failing; retry later",
+        );
+    }
     let Some(src) = st.sources.get(source) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -223,11 +230,20 @@ async fn accept_inner(
         match st.engine.publish(&env).await {
             Ok(routes) => {
                 tracing::debug!(source, key = %env.key, envelope = %env.id, kind = %env.kind, "accepted");
-                (
-                    StatusCode::ACCEPTED,
-                    Json(json!({"id": env.id.to_string(), "routes": routes})),
-                )
-                    .into_response()
+                let answer = json!({"id": env.id.to_string(), "routes": routes});
+                if src.verify.is_some() {
+                    let bytes = answer.to_string();
+                    crate::evidence::inbound::record(
+                        &st.engine,
+                        source,
+                        headers,
+                        &body,
+                        &env,
+                        bytes.as_bytes(),
+                    )
+                    .await;
+                }
+                (StatusCode::ACCEPTED, Json(answer)).into_response()
             }
             Err(e) => {
                 warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");

@@ -26,6 +26,10 @@
 //!    id is a bug upstream (ids are UUIDv7): [`Store::record`] returns [`StoreError::Query`] and
 //!    no row of that batch is written.
 //!
+//! 7. **Evidence records** ([`evidence`], migration 4) are appended to their hash chain in the
+//!    same transaction as the rest of the batch, once per exchange key; see
+//!    [`evidence::verify_chains`] for what verification detects.
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 
@@ -34,9 +38,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod evidence;
+mod evidence_sql;
+#[doc(hidden)]
+pub mod evidence_suite;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
+
+pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 #[doc(hidden)]
 pub mod suite;
 
@@ -224,6 +234,8 @@ pub struct Batch {
     pub dead_letters: Vec<NewDeadLetter>,
     /// Accepted versions: each raises (route, key) to max(old, new), like delivered versions.
     pub accepted: Vec<AcceptedVersion>,
+    /// Evidence records, appended to their chains in the same transaction (see [`evidence`]).
+    pub evidence: Vec<EvidenceRecord>,
 }
 
 impl Batch {
@@ -232,6 +244,7 @@ impl Batch {
             && self.attempts.is_empty()
             && self.dead_letters.is_empty()
             && self.accepted.is_empty()
+            && self.evidence.is_empty()
     }
 }
 
@@ -293,6 +306,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers now (for `/readyz`).
     async fn ready(&self) -> bool;
+
+    /// Every evidence chain's head and anchor, by chain name.
+    async fn evidence_heads(&self) -> Result<Vec<ChainHead>>;
+    /// Up to `limit` records of `chain` with seq > `after_seq`, in seq order.
+    async fn evidence_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvidence>>;
+    /// Every evidence record of a dossier, oldest first (chain, then seq).
+    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<StoredEvidence>>;
+    /// Store a time-stamp token over a chain head (a second one for the same (chain, seq) is
+    /// ignored).
+    async fn add_timestamp(&self, ts: TimeStampRow) -> Result<()>;
+    /// The time-stamps of a chain, by seq.
+    async fn timestamps(&self, chain: &str) -> Result<Vec<TimeStampRow>>;
+    /// Retention: remove the records of `chain` up to `through_seq` (which the caller archived
+    /// first) and make record `through_seq` the chain's anchor, in one transaction; time-stamps
+    /// below the anchor go too. Returns the number of records removed.
+    async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64>;
 }
 
 /// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`

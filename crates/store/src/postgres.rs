@@ -15,6 +15,9 @@
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
+//!                        `evidence_sql.rs`); a chain's head row is locked (`FOR UPDATE`) while
+//!                        its records are appended, so one chain never forks
 //! ```
 //!
 //! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.
@@ -80,6 +83,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
+    (4, crate::evidence_sql::PG_V4),
     (5, crate::payments::PG_V5),
 ];
 
@@ -704,6 +708,9 @@ impl Store for PgStore {
                 .map_err(query)?;
         }
         // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.
+        if !batch.evidence.is_empty() {
+            crate::evidence_sql::pg_append(&tx, &batch.evidence).await?;
+        }
         tx.commit().await.map_err(query)
     }
 
@@ -867,6 +874,36 @@ impl Store for PgStore {
             client.simple_query("SELECT 1").await.map_err(query)
         };
         matches!(tokio::time::timeout(READY_TIMEOUT, probe).await, Ok(Ok(_)))
+    }
+
+    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+        crate::evidence_sql::pg_heads(&*self.client().await?).await
+    }
+
+    async fn evidence_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredEvidence>> {
+        crate::evidence_sql::pg_chain(&*self.client().await?, chain, after_seq, limit).await
+    }
+
+    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+        crate::evidence_sql::pg_by_dossier(&*self.client().await?, dossier).await
+    }
+
+    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+        crate::evidence_sql::pg_add_timestamp(&*self.client().await?, &ts).await
+    }
+
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+        crate::evidence_sql::pg_timestamps(&*self.client().await?, chain).await
+    }
+
+    async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        crate::evidence_sql::pg_prune(&mut client, chain, through_seq).await
     }
 }
 

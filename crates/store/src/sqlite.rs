@@ -14,6 +14,8 @@
 //!                        unique (route, envelope_id, attempt, at_ms) (version 2)
 //! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
+//! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
+//!                        `evidence_sql.rs`)
 //! ```
 //!
 //! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
@@ -67,6 +69,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
+    (4, crate::evidence_sql::SQLITE_V4),
     (5, crate::payments::SQLITE_V5),
 ];
 
@@ -513,6 +516,9 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
             accepted.execute(params![a.route, a.key, a.version, now])?;
         }
     }
+    if !batch.evidence.is_empty() {
+        crate::evidence_sql::sqlite_append(&tx, &batch.evidence)?;
+    }
     // Any `?` above drops `tx`, which rolls the whole batch back.
     tx.commit()?;
     Ok(())
@@ -707,6 +713,49 @@ impl Store for SqliteStore {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok()
+    }
+
+    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+        self.call(|conn| Ok(crate::evidence_sql::sqlite_heads(conn)?))
+            .await
+    }
+
+    async fn evidence_chain(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredEvidence>> {
+        let chain = chain.to_owned();
+        self.call(move |conn| {
+            Ok(crate::evidence_sql::sqlite_chain(
+                conn, &chain, after_seq, limit,
+            )?)
+        })
+        .await
+    }
+
+    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+        let dossier = dossier.to_owned();
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_by_dossier(conn, &dossier)?))
+            .await
+    }
+
+    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_add_timestamp(conn, &ts)?))
+            .await
+    }
+
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+        let chain = chain.to_owned();
+        self.call(move |conn| Ok(crate::evidence_sql::sqlite_timestamps(conn, &chain)?))
+            .await
+    }
+
+    async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64> {
+        let chain = chain.to_owned();
+        self.call(move |conn| crate::evidence_sql::sqlite_prune(conn, &chain, through_seq))
+            .await
     }
 }
 

@@ -51,6 +51,20 @@ macro_rules! store_suite {
             batch_with_outcomes_and_accepted_versions_is_atomic,
             versions_reads_both_per_route_and_destination,
         );
+        $crate::store_suite!(@evidence $run:
+            evidence_records_chain_and_are_written_once,
+            evidence_chains_grow_concurrently,
+            evidence_timestamps_are_checked,
+            evidence_retention_keeps_the_rest_verifiable,
+        );
+    };
+    (@evidence $run:ident: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $run(stringify!($name), |store| Box::pin($crate::evidence_suite::$name(store))).await;
+            }
+        )*
     };
     (@tests $run:ident: $($name:ident),* $(,)?) => {
         $(
@@ -122,6 +136,7 @@ fn batch(
         attempts,
         dead_letters,
         accepted: vec![],
+        evidence: vec![],
     }
 }
 
@@ -884,6 +899,7 @@ pub async fn batch_with_outcomes_and_accepted_versions_is_atomic(store: Arc<dyn 
             accepted("r2", "NEW", 7),
             accepted("r1", "OTHER", 1),
         ],
+        evidence: vec![],
     };
     let result = store.record(failing.clone()).await;
     assert!(

@@ -120,7 +120,7 @@ async fn concurrent_connects_migrate_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, vec![1, 2, 3, 5]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
         let rows: i64 = client
             .query_one(&format!("SELECT COUNT(*) FROM \"{schema}\".ledger"), &[])
             .await
@@ -198,6 +198,33 @@ async fn two_instances_share_the_work() {
         let a = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
         let b = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
         suite::two_instances_share_the_work(Arc::new(a), Arc::new(b)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_tampering_is_detected() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("tamper");
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO \"{schema}\""))
+            .await
+            .unwrap();
+        let client = Arc::new(client);
+        let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+            let client = client.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            })
+        });
+        gw_store::evidence_suite::evidence_tampering_is_detected(Arc::new(store), sql).await;
     })
     .await;
 }

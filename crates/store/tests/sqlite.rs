@@ -47,7 +47,7 @@ async fn reopening_keeps_data_and_migrates_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     // WAL is a property of the file: it must have stuck.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -102,6 +102,7 @@ async fn migration_2_removes_duplicate_attempts_from_a_version_1_file() {
     conn.execute_batch(
         "DELETE FROM schema_version WHERE version >= 2;
          DROP TABLE accepted_versions;
+         DROP TABLE evidence; DROP TABLE evidence_heads; DROP TABLE evidence_timestamps;
          DROP INDEX attempts_once;
          INSERT INTO attempts (route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms)
          VALUES ('r1', 'e1', 'K', 1, 'retry', 503, 'busy', 5, 10),
@@ -137,7 +138,8 @@ async fn migration_3_adds_accepted_versions_to_a_version_2_file() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DELETE FROM schema_version WHERE version >= 3;
-         DROP TABLE accepted_versions;",
+         DROP TABLE accepted_versions;
+         DROP TABLE evidence; DROP TABLE evidence_heads; DROP TABLE evidence_timestamps;",
     )
     .unwrap();
     drop(conn);
@@ -152,4 +154,22 @@ async fn migration_3_adds_accepted_versions_to_a_version_2_file() {
         .unwrap();
     let versions = store.versions("r1", "national", "K").await.unwrap();
     assert_eq!((versions.delivered, versions.accepted), (None, Some(4)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+        let path = path.clone();
+        Box::pin(async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute_batch(&statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        })
+    });
+    gw_store::evidence_suite::evidence_tampering_is_detected(store, sql).await;
 }

@@ -118,6 +118,8 @@ impl Op {
 struct Item {
     value: Value,
     done: oneshot::Sender<Attempted>,
+    /// The evidence capture of the delivery this item belongs to.
+    capture: Option<crate::evidence::capture::Capture>,
 }
 
 pub struct DvcqgConnector {
@@ -266,7 +268,15 @@ impl DvcqgConnector {
 
     async fn submit(&self, op: Op, value: Value) -> Attempted {
         let (done, wait) = oneshot::channel();
-        if self.batchers[&op].send(Item { value, done }).await.is_err() {
+        if self.batchers[&op]
+            .send(Item {
+                value,
+                done,
+                capture: crate::evidence::capture::current(),
+            })
+            .await
+            .is_err()
+        {
             return failed(
                 Decision::Retry {
                     reason: Reason::RequestBuild,
@@ -442,11 +452,18 @@ async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
 
 async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
     let values: Vec<Value> = items.iter().map(|i| i.value.clone()).collect();
-    let attempted = inner.sync(op, values).await;
+    // The batch's call is evidence for every envelope in it.
+    let all =
+        crate::evidence::capture::Capture::merge(items.iter().filter_map(|i| i.capture.clone()));
+    let attempted = crate::evidence::capture::within(Some(all), inner.sync(op, values)).await;
     if items.len() > 1 && matches!(attempted.decision, Decision::Permanent { .. }) {
         // Refused as a whole: find the bad one(s) by sending each alone.
         for item in items {
-            let alone = inner.sync(op, vec![item.value.clone()]).await;
+            let alone = crate::evidence::capture::within(
+                item.capture.clone(),
+                inner.sync(op, vec![item.value.clone()]),
+            )
+            .await;
             let _ = item.done.send(alone);
         }
         return;

@@ -1,0 +1,583 @@
+//! Evidence log tables (migration 4) and their statements, for both stores.
+//!
+//! ```text
+//! evidence            PK (chain, seq); unique id; unique exchange; index (dossier, at_ms)
+//! evidence_heads      PK chain → (seq, hash) of the last record, (anchor_seq, anchor_hash)
+//! evidence_timestamps PK (chain, seq) → hash, token, at_ms
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+
+use crate::evidence::GENESIS;
+use crate::evidence::{chain_after, ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
+use crate::sqlite::Fail;
+use crate::{Result, StoreError};
+
+pub(crate) const SQLITE_V4: &str = "
+CREATE TABLE evidence (
+    chain            TEXT    NOT NULL,
+    seq              INTEGER NOT NULL,
+    id               TEXT    NOT NULL UNIQUE,
+    exchange         TEXT    NOT NULL UNIQUE,
+    at_ms            INTEGER NOT NULL,
+    adapter          TEXT    NOT NULL,
+    direction        TEXT    NOT NULL,
+    route            TEXT    NOT NULL,
+    envelope_id      TEXT    NOT NULL,
+    dossier          TEXT    NOT NULL,
+    operation        TEXT    NOT NULL,
+    request_digest   TEXT    NOT NULL,
+    response_digest  TEXT,
+    signature_digest TEXT,
+    cert_fingerprint TEXT,
+    http_status      INTEGER,
+    result_code      TEXT,
+    mode             TEXT    NOT NULL,
+    request_body     BLOB,
+    response_body    BLOB,
+    prev_hash        TEXT    NOT NULL,
+    hash             TEXT    NOT NULL,
+    PRIMARY KEY (chain, seq)
+) STRICT;
+CREATE INDEX evidence_by_dossier ON evidence (dossier, at_ms);
+CREATE TABLE evidence_heads (
+    chain        TEXT    NOT NULL PRIMARY KEY,
+    seq          INTEGER NOT NULL,
+    hash         TEXT    NOT NULL,
+    anchor_seq   INTEGER NOT NULL DEFAULT 0,
+    anchor_hash  TEXT    NOT NULL DEFAULT '0000000000000000000000000000000000000000000000000000000000000000'
+) STRICT;
+CREATE TABLE evidence_timestamps (
+    chain  TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
+    hash   TEXT    NOT NULL,
+    token  BLOB    NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (chain, seq)
+) STRICT;
+";
+
+pub(crate) const PG_V4: &str = "
+CREATE TABLE evidence (
+    chain            TEXT    NOT NULL,
+    seq              BIGINT  NOT NULL,
+    id               TEXT    NOT NULL UNIQUE,
+    exchange         TEXT    NOT NULL UNIQUE,
+    at_ms            BIGINT  NOT NULL,
+    adapter          TEXT    NOT NULL,
+    direction        TEXT    NOT NULL,
+    route            TEXT    NOT NULL,
+    envelope_id      TEXT    NOT NULL,
+    dossier          TEXT    NOT NULL,
+    operation        TEXT    NOT NULL,
+    request_digest   TEXT    NOT NULL,
+    response_digest  TEXT,
+    signature_digest TEXT,
+    cert_fingerprint TEXT,
+    http_status      INTEGER,
+    result_code      TEXT,
+    mode             TEXT    NOT NULL,
+    request_body     BYTEA,
+    response_body    BYTEA,
+    prev_hash        TEXT    NOT NULL,
+    hash             TEXT    NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX evidence_by_dossier ON evidence (dossier, at_ms);
+CREATE TABLE evidence_heads (
+    chain        TEXT    NOT NULL PRIMARY KEY,
+    seq          BIGINT  NOT NULL,
+    hash         TEXT    NOT NULL,
+    anchor_seq   BIGINT  NOT NULL DEFAULT 0,
+    anchor_hash  TEXT    NOT NULL DEFAULT '0000000000000000000000000000000000000000000000000000000000000000'
+);
+CREATE TABLE evidence_timestamps (
+    chain  TEXT    NOT NULL,
+    seq    BIGINT  NOT NULL,
+    hash   TEXT    NOT NULL,
+    token  BYTEA   NOT NULL,
+    at_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+";
+
+pub(crate) const COLS: &str = "chain, seq, id, exchange, at_ms, adapter, direction, route, \
+     envelope_id, dossier, operation, request_digest, response_digest, signature_digest, \
+     cert_fingerprint, http_status, result_code, mode, request_body, response_body, prev_hash, hash";
+
+/// Group new records by chain (batch order kept inside a chain), dropping exchanges already
+/// stored (`known`) or repeated within the batch.
+pub(crate) fn by_chain(
+    records: &[EvidenceRecord],
+    known: &HashSet<String>,
+) -> BTreeMap<String, Vec<EvidenceRecord>> {
+    let mut seen = HashSet::new();
+    let mut out: BTreeMap<String, Vec<EvidenceRecord>> = BTreeMap::new();
+    for r in records {
+        if known.contains(&r.exchange) || !seen.insert(r.exchange.clone()) {
+            continue;
+        }
+        out.entry(r.chain.clone()).or_default().push(r.clone());
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------ SQLite
+
+pub(crate) fn sqlite_append(
+    tx: &Transaction<'_>,
+    records: &[EvidenceRecord],
+) -> std::result::Result<(), Fail> {
+    let mut known = HashSet::new();
+    {
+        let mut exists = tx.prepare_cached("SELECT 1 FROM evidence WHERE exchange = ?1")?;
+        for r in records {
+            if exists.exists([&r.exchange])? {
+                known.insert(r.exchange.clone());
+            }
+        }
+    }
+    let mut head_stmt =
+        tx.prepare_cached("SELECT seq, hash FROM evidence_heads WHERE chain = ?1")?;
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO evidence ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+         ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+    ))?;
+    let mut set_head = tx.prepare_cached(
+        "INSERT INTO evidence_heads (chain, seq, hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )?;
+    for (chain, list) in by_chain(records, &known) {
+        let head: (i64, String) = head_stmt
+            .query_row([&chain], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, GENESIS.to_owned()));
+        let (stored, (seq, hash)) = chain_after(head, list);
+        for s in &stored {
+            let r = &s.record;
+            insert.execute(params![
+                r.chain,
+                s.seq,
+                r.id,
+                r.exchange,
+                r.at_ms,
+                r.adapter,
+                r.direction,
+                r.route,
+                r.envelope_id,
+                r.dossier,
+                r.operation,
+                r.request_digest,
+                r.response_digest,
+                r.signature_digest,
+                r.cert_fingerprint,
+                r.http_status,
+                r.result_code,
+                r.mode,
+                r.request_body,
+                r.response_body,
+                s.prev_hash,
+                s.hash,
+            ])?;
+        }
+        set_head.execute(params![chain, seq, hash])?;
+    }
+    Ok(())
+}
+
+fn sqlite_row(r: &Row<'_>) -> rusqlite::Result<StoredEvidence> {
+    Ok(StoredEvidence {
+        record: EvidenceRecord {
+            chain: r.get(0)?,
+            id: r.get(2)?,
+            exchange: r.get(3)?,
+            at_ms: r.get(4)?,
+            adapter: r.get(5)?,
+            direction: r.get(6)?,
+            route: r.get(7)?,
+            envelope_id: r.get(8)?,
+            dossier: r.get(9)?,
+            operation: r.get(10)?,
+            request_digest: r.get(11)?,
+            response_digest: r.get(12)?,
+            signature_digest: r.get(13)?,
+            cert_fingerprint: r.get(14)?,
+            http_status: r.get(15)?,
+            result_code: r.get(16)?,
+            mode: r.get(17)?,
+            request_body: r.get(18)?,
+            response_body: r.get(19)?,
+        },
+        seq: r.get(1)?,
+        prev_hash: r.get(20)?,
+        hash: r.get(21)?,
+    })
+}
+
+pub(crate) fn sqlite_heads(conn: &Connection) -> rusqlite::Result<Vec<ChainHead>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chain, seq, hash, anchor_seq, anchor_hash FROM evidence_heads ORDER BY chain",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ChainHead {
+            chain: r.get(0)?,
+            seq: r.get(1)?,
+            hash: r.get(2)?,
+            anchor_seq: r.get(3)?,
+            anchor_hash: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn sqlite_chain(
+    conn: &Connection,
+    chain: &str,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<StoredEvidence>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM evidence WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![chain, after, limit], sqlite_row)?;
+    rows.collect()
+}
+
+pub(crate) fn sqlite_by_dossier(
+    conn: &Connection,
+    dossier: &str,
+) -> rusqlite::Result<Vec<StoredEvidence>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM evidence WHERE dossier = ?1 ORDER BY chain, seq"
+    ))?;
+    let rows = stmt.query_map([dossier], sqlite_row)?;
+    rows.collect()
+}
+
+pub(crate) fn sqlite_add_timestamp(conn: &Connection, ts: &TimeStampRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (chain, seq) DO NOTHING",
+    )?
+    .execute(params![ts.chain, ts.seq, ts.hash, ts.token, ts.at_ms])?;
+    Ok(())
+}
+
+pub(crate) fn sqlite_timestamps(
+    conn: &Connection,
+    chain: &str,
+) -> rusqlite::Result<Vec<TimeStampRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT chain, seq, hash, token, at_ms FROM evidence_timestamps WHERE chain = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([chain], |r| {
+        Ok(TimeStampRow {
+            chain: r.get(0)?,
+            seq: r.get(1)?,
+            hash: r.get(2)?,
+            token: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn sqlite_prune(
+    conn: &mut Connection,
+    chain: &str,
+    through: i64,
+) -> std::result::Result<u64, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let anchor: Option<String> = tx
+        .query_row(
+            "SELECT hash FROM evidence WHERE chain = ?1 AND seq = ?2",
+            params![chain, through],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(anchor) = anchor else {
+        return Ok(0);
+    };
+    let removed = tx.execute(
+        "DELETE FROM evidence WHERE chain = ?1 AND seq <= ?2",
+        params![chain, through],
+    )?;
+    tx.execute(
+        "DELETE FROM evidence_timestamps WHERE chain = ?1 AND seq < ?2",
+        params![chain, through],
+    )?;
+    tx.execute(
+        "UPDATE evidence_heads SET anchor_seq = ?2, anchor_hash = ?3 WHERE chain = ?1",
+        params![chain, through, anchor],
+    )?;
+    tx.commit()?;
+    Ok(removed as u64)
+}
+
+// -------------------------------------------------------------------------------- PostgreSQL
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Query(match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    })
+}
+
+pub(crate) async fn pg_append(
+    tx: &deadpool_postgres::Transaction<'_>,
+    records: &[EvidenceRecord],
+) -> Result<()> {
+    let exchanges: Vec<&str> = records.iter().map(|r| r.exchange.as_str()).collect();
+    let known: HashSet<String> = tx
+        .query(
+            "SELECT exchange FROM evidence WHERE exchange = ANY($1)",
+            &[&exchanges],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO evidence ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ))
+        .await
+        .map_err(pg)?;
+    // Chains in sorted order (BTreeMap), so two transactions lock heads in one order.
+    for (chain, list) in by_chain(records, &known) {
+        tx.execute(
+            "INSERT INTO evidence_heads (chain, seq, hash) VALUES ($1, 0, $2)
+             ON CONFLICT (chain) DO NOTHING",
+            &[&chain, &GENESIS],
+        )
+        .await
+        .map_err(pg)?;
+        let row = tx
+            .query_one(
+                "SELECT seq, hash FROM evidence_heads WHERE chain = $1 FOR UPDATE",
+                &[&chain],
+            )
+            .await
+            .map_err(pg)?;
+        let (stored, (seq, hash)) = chain_after((row.get(0), row.get(1)), list);
+        for s in &stored {
+            let r = &s.record;
+            let status = r.http_status.map(i32::from);
+            tx.execute(
+                &insert,
+                &[
+                    &r.chain,
+                    &s.seq,
+                    &r.id,
+                    &r.exchange,
+                    &r.at_ms,
+                    &r.adapter,
+                    &r.direction,
+                    &r.route,
+                    &r.envelope_id,
+                    &r.dossier,
+                    &r.operation,
+                    &r.request_digest,
+                    &r.response_digest,
+                    &r.signature_digest,
+                    &r.cert_fingerprint,
+                    &status,
+                    &r.result_code,
+                    &r.mode,
+                    &r.request_body,
+                    &r.response_body,
+                    &s.prev_hash,
+                    &s.hash,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.execute(
+            "UPDATE evidence_heads SET seq = $2, hash = $3 WHERE chain = $1",
+            &[&chain, &seq, &hash],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn pg_row(r: &tokio_postgres::Row) -> Result<StoredEvidence> {
+    let get = |e: tokio_postgres::Error| StoreError::Malformed(e.to_string());
+    let status: Option<i32> = r.try_get(15).map_err(get)?;
+    Ok(StoredEvidence {
+        record: EvidenceRecord {
+            chain: r.try_get(0).map_err(get)?,
+            id: r.try_get(2).map_err(get)?,
+            exchange: r.try_get(3).map_err(get)?,
+            at_ms: r.try_get(4).map_err(get)?,
+            adapter: r.try_get(5).map_err(get)?,
+            direction: r.try_get(6).map_err(get)?,
+            route: r.try_get(7).map_err(get)?,
+            envelope_id: r.try_get(8).map_err(get)?,
+            dossier: r.try_get(9).map_err(get)?,
+            operation: r.try_get(10).map_err(get)?,
+            request_digest: r.try_get(11).map_err(get)?,
+            response_digest: r.try_get(12).map_err(get)?,
+            signature_digest: r.try_get(13).map_err(get)?,
+            cert_fingerprint: r.try_get(14).map_err(get)?,
+            http_status: status
+                .map(|s| {
+                    u16::try_from(s)
+                        .map_err(|_| StoreError::Malformed(format!("{s} is not a status")))
+                })
+                .transpose()?,
+            result_code: r.try_get(16).map_err(get)?,
+            mode: r.try_get(17).map_err(get)?,
+            request_body: r.try_get(18).map_err(get)?,
+            response_body: r.try_get(19).map_err(get)?,
+        },
+        seq: r.try_get(1).map_err(get)?,
+        prev_hash: r.try_get(20).map_err(get)?,
+        hash: r.try_get(21).map_err(get)?,
+    })
+}
+
+pub(crate) async fn pg_heads(client: &tokio_postgres::Client) -> Result<Vec<ChainHead>> {
+    Ok(client
+        .query(
+            "SELECT chain, seq, hash, anchor_seq, anchor_hash FROM evidence_heads ORDER BY chain",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| ChainHead {
+            chain: r.get(0),
+            seq: r.get(1),
+            hash: r.get(2),
+            anchor_seq: r.get(3),
+            anchor_hash: r.get(4),
+        })
+        .collect())
+}
+
+pub(crate) async fn pg_chain(
+    client: &tokio_postgres::Client,
+    chain: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<StoredEvidence>> {
+    client
+        .query(
+            &format!(
+                "SELECT {COLS} FROM evidence WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ),
+            &[&chain, &after, &i64::from(limit)],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(pg_row)
+        .collect()
+}
+
+pub(crate) async fn pg_by_dossier(
+    client: &tokio_postgres::Client,
+    dossier: &str,
+) -> Result<Vec<StoredEvidence>> {
+    client
+        .query(
+            &format!("SELECT {COLS} FROM evidence WHERE dossier = $1 ORDER BY chain, seq"),
+            &[&dossier],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(pg_row)
+        .collect()
+}
+
+pub(crate) async fn pg_add_timestamp(
+    client: &tokio_postgres::Client,
+    ts: &TimeStampRow,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO evidence_timestamps (chain, seq, hash, token, at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain, seq) DO NOTHING",
+            &[&ts.chain, &ts.seq, &ts.hash, &ts.token, &ts.at_ms],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+pub(crate) async fn pg_timestamps(
+    client: &tokio_postgres::Client,
+    chain: &str,
+) -> Result<Vec<TimeStampRow>> {
+    Ok(client
+        .query(
+            "SELECT chain, seq, hash, token, at_ms FROM evidence_timestamps WHERE chain = $1 \
+             ORDER BY seq",
+            &[&chain],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| TimeStampRow {
+            chain: r.get(0),
+            seq: r.get(1),
+            hash: r.get(2),
+            token: r.get(3),
+            at_ms: r.get(4),
+        })
+        .collect())
+}
+
+pub(crate) async fn pg_prune(
+    client: &mut deadpool_postgres::Client,
+    chain: &str,
+    through: i64,
+) -> Result<u64> {
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute(
+        "SELECT 1 FROM evidence_heads WHERE chain = $1 FOR UPDATE",
+        &[&chain],
+    )
+    .await
+    .map_err(pg)?;
+    let Some(anchor) = tx
+        .query_opt(
+            "SELECT hash FROM evidence WHERE chain = $1 AND seq = $2",
+            &[&chain, &through],
+        )
+        .await
+        .map_err(pg)?
+    else {
+        return Ok(0);
+    };
+    let anchor: String = anchor.get(0);
+    let removed = tx
+        .execute(
+            "DELETE FROM evidence WHERE chain = $1 AND seq <= $2",
+            &[&chain, &through],
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        "DELETE FROM evidence_timestamps WHERE chain = $1 AND seq < $2",
+        &[&chain, &through],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(
+        "UPDATE evidence_heads SET anchor_seq = $2, anchor_hash = $3 WHERE chain = $1",
+        &[&chain, &through, &anchor],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(removed)
+}

@@ -1,0 +1,229 @@
+//! Capturing the exchanges of a delivery: a task-local set of sinks the HTTP client writes to.
+//!
+//! [`capture`] runs a future with a fresh sink in scope and returns what was noted. [`current`]
+//! hands the sinks in scope to another task (the DVCQG batcher), which runs its call inside
+//! [`within`] so the exchange lands in every envelope's capture. Outside any capture, [`note`]
+//! costs one task-local look-up.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::envelope::now_ms;
+use crate::transport::client::OutRequest;
+
+/// One request/answer with an external party.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub at_ms: i64,
+    /// The party's operation, when the request names one (the DVCQG `service` field).
+    pub operation: Option<String>,
+    pub request_digest: String,
+    pub response_digest: Option<String>,
+    pub signature_digest: Option<String>,
+    pub cert_fingerprint: Option<String>,
+    pub status: Option<u16>,
+    pub result_code: Option<String>,
+    /// Kept only when a capture in scope keeps bodies (`full` mode).
+    pub request_body: Option<Arc<Vec<u8>>>,
+    pub response_body: Option<Arc<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Sink {
+    keep_bodies: bool,
+    exchanges: Mutex<Vec<Exchange>>,
+}
+
+/// Where exchanges are noted.
+#[derive(Clone)]
+pub struct Capture(Vec<Arc<Sink>>);
+
+impl Capture {
+    pub fn new(keep_bodies: bool) -> Self {
+        Capture(vec![Arc::new(Sink {
+            keep_bodies,
+            exchanges: Mutex::new(Vec::new()),
+        })])
+    }
+
+    /// One capture writing into all of `captures`.
+    pub fn merge(captures: impl IntoIterator<Item = Capture>) -> Self {
+        Capture(captures.into_iter().flat_map(|c| c.0).collect())
+    }
+
+    fn take(&self) -> Vec<Exchange> {
+        self.0
+            .iter()
+            .flat_map(|s| std::mem::take(&mut *s.exchanges.lock().unwrap()))
+            .collect()
+    }
+}
+
+tokio::task_local! {
+    static CAPTURE: Capture;
+}
+
+/// Run `f` with `capture` in scope; returns its output and the exchanges it made.
+pub async fn capture<F: Future>(
+    capture: Option<Capture>,
+    f: F,
+) -> (F::Output, Vec<crate::evidence::capture::Exchange>) {
+    match capture {
+        None => (f.await, Vec::new()),
+        Some(c) => {
+            let out = CAPTURE.scope(c.clone(), f).await;
+            (out, c.take())
+        }
+    }
+}
+
+/// The capture in scope, to carry into another task.
+pub fn current() -> Option<Capture> {
+    CAPTURE.try_with(Capture::clone).ok()
+}
+
+/// Run `f` writing into `capture` (when there is one).
+pub async fn within<F: Future>(capture: Option<Capture>, f: F) -> F::Output {
+    match capture {
+        Some(c) if !c.0.is_empty() => CAPTURE.scope(c, f).await,
+        _ => f.await,
+    }
+}
+
+/// Signature header names whose values are the sender's signature.
+fn is_signature_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "signature" || n.ends_with("-signature") || n.contains("jws")
+}
+
+/// The party's result code in a JSON answer, if it gives one.
+fn result_code(body: &[u8]) -> Option<String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' || body.len() > 1 << 20 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    for k in [
+        "error_code",
+        "ErrorCode",
+        "errorCode",
+        "result_code",
+        "code",
+    ] {
+        match v.get(k) {
+            Some(serde_json::Value::String(s)) => return Some(s.trim().to_string()),
+            Some(serde_json::Value::Number(n)) => return Some(n.to_string()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The DVCQG `service` of a JSON request body, if any (looked up without parsing the body).
+fn operation(body: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = b"\"service\":\"";
+    let at = body.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    let rest = &body[at + NEEDLE.len()..];
+    let end = rest.iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&rest[..end])
+        .ok()
+        .filter(|s| s.len() <= 100)
+        .map(str::to_string)
+}
+
+/// Note an exchange into the capture in scope (no-op outside one).
+pub fn note(req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
+    let _ = CAPTURE.try_with(|c| {
+        let keep = c.0.iter().any(|s| s.keep_bodies);
+        let sig: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| is_signature_header(n))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let jose = req
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.contains("jose"));
+        let signature_digest = if !sig.is_empty() {
+            Some(super::sha256_hex(sig.join("\n").as_bytes()))
+        } else if jose {
+            // Compact JWS: the signature is the token's last part.
+            req.body
+                .rsplit(|b| *b == b'.')
+                .next()
+                .map(super::sha256_hex)
+        } else {
+            None
+        };
+        let x = Exchange {
+            at_ms: now_ms(),
+            operation: operation(&req.body),
+            request_digest: super::sha256_hex(&req.body),
+            response_digest: response.map(super::sha256_hex),
+            signature_digest,
+            cert_fingerprint: None,
+            status,
+            result_code: response.and_then(result_code),
+            request_body: keep.then(|| Arc::new(req.body.clone())),
+            response_body: if keep {
+                response.map(|r| Arc::new(r.to_vec()))
+            } else {
+                None
+            },
+        };
+        for s in &c.0 {
+            s.exchanges.lock().unwrap().push(x.clone());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_result_codes_and_operations() {
+        assert_eq!(
+            result_code(br#"{"error_code":"0","x":1}"#).as_deref(),
+            Some("0")
+        );
+        assert_eq!(result_code(br#" {"ErrorCode": -1}"#).as_deref(), Some("-1"));
+        assert_eq!(result_code(b"<xml/>"), None);
+        assert_eq!(
+            operation(br#"{"session":"s","service":"DongBoHoSoMC","data":[]}"#).as_deref(),
+            Some("DongBoHoSoMC")
+        );
+        assert_eq!(operation(b"{}"), None);
+    }
+
+    #[tokio::test]
+    async fn a_capture_sees_what_its_task_and_carried_tasks_note() {
+        let req = OutRequest {
+            url: "http://x/".into(),
+            headers: vec![("signature".into(), "sig1".into())],
+            body: b"{}".to_vec(),
+        };
+        let (_, none) = capture(None, async { note(&req, Some(200), None) }).await;
+        assert!(none.is_empty());
+        let (_, got) = capture(Some(Capture::new(true)), async {
+            note(&req, Some(200), Some(br#"{"error_code":"0"}"#));
+            let carried = current();
+            tokio::spawn(within(carried, async move { note(&req, Some(500), None) }))
+                .await
+                .unwrap();
+        })
+        .await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].result_code.as_deref(), Some("0"));
+        assert_eq!(
+            got[0].signature_digest,
+            Some(crate::evidence::sha256_hex(b"sig1"))
+        );
+        assert_eq!(got[1].status, Some(500));
+        assert_eq!(
+            got[0].request_body.as_deref().map(|b| b.as_slice()),
+            Some(&b"{}"[..])
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! `gateway evidence verify | export DOSSIER | prune`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use gw_crypto::keys::TrustStore;
+use gw_crypto::tsp::{verify_token_at, CertificateTime};
+use gw_store::evidence::{verify_chains, VerifyReport};
+use gw_store::Store;
+
+use crate::config::Loaded;
+
+#[derive(Subcommand, Debug)]
+pub enum EvidenceAction {
+    /// Check every chain (each record commits to the previous one, nothing missing, inserted
+    /// or reordered) and every time-stamp token; prints the first broken link of each chain
+    /// with its record id. Exit status 1 on any problem.
+    Verify {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write a self-contained bundle of a dossier's evidence, verifiable with OpenSSL alone.
+    Export {
+        /// The dossier code.
+        dossier: String,
+        /// Output directory. Default `evidence-DOSSIER`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Retention: archive records older than `evidence.retention` (a JSON-lines file per chain
+    /// under `evidence.archive_dir`) and remove them from the live store.
+    Prune {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+impl EvidenceAction {
+    /// The configuration file the action names.
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            EvidenceAction::Verify { config }
+            | EvidenceAction::Export { config, .. }
+            | EvidenceAction::Prune { config } => config,
+        }
+    }
+}
+
+async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
+    let url = loaded.store_url()?;
+    gw_store::open(&url).await.map_err(|e| e.to_string())
+}
+
+fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, String> {
+    match &loaded.config.evidence.tsa {
+        Some(t) => super::tsa::trust(t, &loaded.base).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Verify every chain of `store`; tokens against `trust` (none configured: any token fails).
+pub async fn verify(store: &dyn Store, trust: Option<&TrustStore>) -> Result<VerifyReport, String> {
+    let check = |ts: &gw_store::TimeStampRow| -> Result<(), String> {
+        let trust = trust.ok_or("no [evidence.tsa] trust anchors to check it with")?;
+        let digest = hex::decode(&ts.hash).map_err(|e| e.to_string())?;
+        verify_token_at(&ts.token, &digest, trust, CertificateTime::GenTime)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    verify_chains(store, &check)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
+    match run_inner(loaded, action).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, String> {
+    let store = open_store(loaded).await?;
+    match action {
+        EvidenceAction::Verify { .. } => {
+            let trust = tsa_trust(loaded)?;
+            let report = verify(store.as_ref(), trust.as_ref()).await?;
+            for h in store.evidence_heads().await.map_err(|e| e.to_string())? {
+                println!(
+                    "chain {}: head seq {} ({}), anchored at seq {}",
+                    h.chain, h.seq, h.hash, h.anchor_seq
+                );
+            }
+            println!(
+                "{} chain(s), {} record(s), {} time-stamp(s) checked",
+                report.chains, report.records, report.timestamps
+            );
+            if report.ok() {
+                println!("OK: every chain and time-stamp verifies");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &report.problems {
+                    println!("BROKEN: {p}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        EvidenceAction::Export { dossier, out, .. } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
+            let log = super::EvidenceLog::new(
+                &loaded.config.evidence,
+                &loaded.config.gateway.instance,
+                &loaded.base,
+            )?;
+            let mut certs = Vec::new();
+            if let Some(t) = &loaded.config.evidence.tsa {
+                let read = |p: &std::path::Path| {
+                    std::fs::read(loaded.base.join(p)).map_err(|e| format!("{}: {e}", p.display()))
+                };
+                certs.push(("tsa-ca.pem".to_string(), read(&t.ca_file)?));
+                if let Some(i) = &t.intermediates_file {
+                    certs.push(("tsa-intermediates.pem".to_string(), read(i)?));
+                }
+            }
+            let done =
+                super::export::export(store.as_ref(), &dossier, &out, log.key(), &certs).await?;
+            println!(
+                "wrote {}: {} record(s), {} chain file(s), {} time-stamp token(s)",
+                done.dir.display(),
+                done.records,
+                done.chain_files,
+                done.tokens
+            );
+            if !done.unstamped.is_empty() {
+                println!(
+                    "note: chain(s) {} end at a head not time-stamped yet",
+                    done.unstamped.join(", ")
+                );
+            }
+            println!(
+                "verify it with the commands in {}",
+                out.join("README.md").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EvidenceAction::Prune { .. } => {
+            let Some(keep) = loaded.config.evidence.retention else {
+                println!("evidence.retention is not set: nothing to prune");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let dir = loaded
+                .config
+                .evidence
+                .archive_dir
+                .as_ref()
+                .map(|d| loaded.base.join(d))
+                .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
+            let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
+            let n = super::retention::prune(store.as_ref(), &dir, cutoff).await?;
+            println!("archived and removed {n} record(s) older than the retention period");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Records of inbound requests whose signature was verified (direction `in`), and the
+//! fail-closed gate of the inbound listener.
+
+use axum::http::HeaderMap;
+use gw_store::Batch;
+use tracing::warn;
+
+use crate::envelope::{now_ms, Envelope};
+use crate::pipeline::Engine;
+
+/// Refuse new messages while time-stamping has failed past its grace period (fail-closed).
+pub fn refuse_new_messages() -> bool {
+    super::tsa::closed()
+}
+
+/// Record a verified inbound request `body` (accepted as `env`) and our `answer`. A failure to
+/// record is logged; the event is already queued, so the request is not refused for it.
+pub async fn record(
+    engine: &Engine,
+    source: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    env: &Envelope,
+    answer: &[u8],
+) {
+    let Some(log) = engine.evidence.as_deref() else {
+        return;
+    };
+    let mode = log.mode_of(source);
+    if mode == super::Mode::Off {
+        return;
+    }
+    let sig: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            n == "signature" || n.ends_with("-signature") || n.contains("jws")
+        })
+        .filter_map(|(_, v)| v.to_str().ok())
+        .collect();
+    let keep = mode == super::Mode::Full;
+    let exchange = super::capture::Exchange {
+        at_ms: now_ms(),
+        operation: None,
+        request_digest: super::sha256_hex(body),
+        response_digest: Some(super::sha256_hex(answer)),
+        signature_digest: (!sig.is_empty()).then(|| super::sha256_hex(sig.join("\n").as_bytes())),
+        cert_fingerprint: None,
+        status: Some(202),
+        result_code: None,
+        request_body: keep.then(|| std::sync::Arc::new(body.to_vec())),
+        response_body: keep.then(|| std::sync::Arc::new(answer.to_vec())),
+    };
+    let id = env.id.to_string();
+    let records = log.records(
+        source,
+        "in",
+        "",
+        &format!("in/{source}/{id}"),
+        &id,
+        &env.key,
+        &env.kind,
+        vec![exchange],
+    );
+    let batch = Batch {
+        evidence: records,
+        ..Default::default()
+    };
+    if let Err(e) = engine.store.record(batch).await {
+        warn!(source, envelope = %id, error = %e, "the evidence record of an inbound request could not be written");
+    }
+}

@@ -1,0 +1,330 @@
+//! The evidence log, gateway side: what is recorded for every exchange with an external party,
+//! in which mode, and the commands that check and export it. The chain itself lives in the store
+//! ([`gw_store::evidence`]): records go into the same [`gw_store::Batch`] (one transaction) as
+//! the ledger outcome of the envelope they belong to.
+//!
+//! # How an exchange becomes a record
+//! - The route runtime runs each delivery inside [`capture::capture`]; the HTTP client
+//!   ([`crate::transport::client::HttpClient`]) notes every request it sends and the answer
+//!   (digests always; bodies only when the capture keeps them) into the capture in scope. The
+//!   DVCQG batcher carries the captures of the envelopes of a batch into its own task, so one
+//!   batched call yields a record for each envelope in it.
+//! - [`EvidenceLog::records`] turns the captured exchanges into [`EvidenceRecord`]s: SHA-256 of
+//!   request and response, SHA-256 of the signature value(s) the signing profile added, HTTP
+//!   status, the party's result code (`error_code`, `ErrorCode`, `result_code` or `code` of a
+//!   JSON answer). In `full` mode the bodies are sealed with AES-256-GCM ([`seal`]).
+//! - The exchange key (`route/ledger id/attempt/n`) is unique in the store, so a batch recorded
+//!   twice or a redelivered message never produces a second record of the same exchange.
+//!
+//! # Modes
+//! `metadata` (the default: digests only), `full` (bodies kept, encrypted at rest with
+//! `evidence.body_key`), `off`; `[evidence] mode` for all, `[evidence.adapters] NAME = MODE` per
+//! adapter (outbound) or source (inbound).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gw_store::EvidenceRecord;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Dur, SecretRef};
+
+pub mod capture;
+pub mod cli;
+pub mod export;
+pub mod inbound;
+pub mod retention;
+pub mod seal;
+pub mod tsa;
+
+/// What is kept of an exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Bodies kept, encrypted at rest with `evidence.body_key`.
+    Full,
+    /// Digests, signature digest, status and result code only.
+    #[default]
+    Metadata,
+    /// Nothing recorded.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Metadata => "metadata",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// `[evidence]`: the evidence log. Every field has a named default; the section may be absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EvidenceSection {
+    /// Mode of every adapter and source without its own entry. Default `metadata`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Per adapter (outbound) or source (inbound) mode, e.g. `national = "full"`.
+    #[serde(default)]
+    pub adapters: BTreeMap<String, Mode>,
+    /// The chain this instance appends to. Default: `gateway.instance` (one chain per instance,
+    /// so instances never wait for each other).
+    #[serde(default)]
+    pub chain: Option<String>,
+    /// AES-256-GCM key for `full` mode bodies: 64 hex digits, by reference
+    /// (`{ env = "NAME" }` or `{ file = "path" }`). Required when any mode is `full`.
+    #[serde(default)]
+    pub body_key: Option<SecretRef>,
+    /// Time-stamping of chain heads through an RFC 3161 authority. Absent = off.
+    #[serde(default)]
+    pub tsa: Option<TsaSection>,
+    /// Keep records this long in the live store; older ones are archived to `archive_dir`
+    /// and removed. Absent (the default) = keep forever.
+    #[serde(default)]
+    pub retention: Option<Dur>,
+    /// Where retention writes archives. Default `DATA_DIR/evidence-archive`.
+    #[serde(default)]
+    pub archive_dir: Option<PathBuf>,
+}
+
+/// `[evidence.tsa]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TsaSection {
+    /// The authority's URL (`application/timestamp-query` is POSTed to it).
+    pub url: String,
+    /// PEM trust anchors for the authority's certificate (relative to the config file).
+    pub ca_file: PathBuf,
+    /// PEM intermediates, if the token does not carry them. Default none.
+    #[serde(default)]
+    pub intermediates_file: Option<PathBuf>,
+    /// Time-stamp the head at least this often when it moved. Default `60s`.
+    #[serde(default = "d_tsa_interval")]
+    pub interval: Dur,
+    /// …or as soon as this many records were appended since the last time-stamp. Default 1000.
+    #[serde(default = "d_tsa_records")]
+    pub max_records: u64,
+    /// Request timeout. Default `10s`.
+    #[serde(default = "d_tsa_timeout")]
+    pub timeout: Dur,
+    /// Stop taking new inbound messages when time-stamping failed for longer than `grace`.
+    /// Default `false` (warn only).
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// How long failures are tolerated before failing closed. Default `15m`.
+    #[serde(default = "d_tsa_grace")]
+    pub grace: Dur,
+}
+
+fn d_tsa_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+fn d_tsa_records() -> u64 {
+    1000
+}
+fn d_tsa_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+fn d_tsa_grace() -> Dur {
+    Dur(std::time::Duration::from_secs(15 * 60))
+}
+
+impl EvidenceSection {
+    pub fn mode_of(&self, adapter: &str) -> Mode {
+        self.adapters.get(adapter).copied().unwrap_or(self.mode)
+    }
+    fn any_full(&self) -> bool {
+        self.mode == Mode::Full || self.adapters.values().any(|m| *m == Mode::Full)
+    }
+    /// Problems with this section (for `check-config` and start): (key, what).
+    pub fn problems(&self, base: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.any_full() {
+            match &self.body_key {
+                None => out.push((
+                    "evidence.body_key".to_string(),
+                    "full mode keeps bodies and needs an encryption key".to_string(),
+                )),
+                Some(r) => {
+                    if let Err(e) = r.resolve(base).and_then(|s| seal::Key::parse(s.expose())) {
+                        out.push(("evidence.body_key".to_string(), e));
+                    }
+                }
+            }
+        }
+        if let Some(t) = &self.tsa {
+            let p = base.join(&t.ca_file);
+            if !p.is_file() {
+                out.push((
+                    "evidence.tsa.ca_file".to_string(),
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The evidence log of a running gateway: mode per adapter, chain name, body key.
+pub struct EvidenceLog {
+    section: EvidenceSection,
+    chain: String,
+    key: Option<seal::Key>,
+    /// SHA-256 of the certificate each adapter signs with.
+    certificates: BTreeMap<String, String>,
+}
+
+impl EvidenceLog {
+    /// Build from the configuration (`instance` names the chain unless `evidence.chain` does).
+    pub fn new(section: &EvidenceSection, instance: &str, base: &Path) -> Result<Self, String> {
+        let key = match &section.body_key {
+            Some(r) if section.any_full() => Some(seal::Key::parse(r.resolve(base)?.expose())?),
+            _ => None,
+        };
+        if section.any_full() && key.is_none() {
+            return Err("evidence: full mode needs evidence.body_key".into());
+        }
+        Ok(EvidenceLog {
+            section: section.clone(),
+            chain: section
+                .chain
+                .clone()
+                .unwrap_or_else(|| instance.to_string()),
+            key,
+            certificates: BTreeMap::new(),
+        })
+    }
+
+    /// The fingerprint (SHA-256 hex of the DER) of the certificate `adapter` signs with.
+    pub fn set_certificate(&mut self, adapter: &str, sha256: String) {
+        self.certificates.insert(adapter.to_string(), sha256);
+    }
+
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    pub fn mode_of(&self, adapter: &str) -> Mode {
+        self.section.mode_of(adapter)
+    }
+
+    /// The capture to run a delivery to `adapter` in, if its mode records anything.
+    pub fn capture_for(&self, adapter: &str) -> Option<capture::Capture> {
+        match self.mode_of(adapter) {
+            Mode::Off => None,
+            Mode::Metadata => Some(capture::Capture::new(false)),
+            Mode::Full => Some(capture::Capture::new(true)),
+        }
+    }
+
+    /// The records of the exchanges of one delivery attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub fn records(
+        &self,
+        adapter: &str,
+        direction: &str,
+        route: &str,
+        exchange_prefix: &str,
+        envelope_id: &str,
+        dossier: &str,
+        operation: &str,
+        exchanges: Vec<capture::Exchange>,
+    ) -> Vec<EvidenceRecord> {
+        let mode = self.mode_of(adapter);
+        if mode == Mode::Off {
+            return vec![];
+        }
+        exchanges
+            .into_iter()
+            .enumerate()
+            .map(|(n, x)| {
+                let id = uuid::Uuid::now_v7().to_string();
+                let seal = |body: &Option<Arc<Vec<u8>>>| match (&self.key, mode, body) {
+                    (Some(k), Mode::Full, Some(b)) => Some(k.seal(b, id.as_bytes())),
+                    _ => None,
+                };
+                // Our certificate, when the request carried our signature.
+                let certificate = x
+                    .signature_digest
+                    .as_ref()
+                    .and_then(|_| self.certificates.get(adapter).cloned());
+                EvidenceRecord {
+                    request_body: seal(&x.request_body),
+                    response_body: seal(&x.response_body),
+                    id: id.clone(),
+                    chain: self.chain.clone(),
+                    exchange: format!("{exchange_prefix}/{n}"),
+                    at_ms: x.at_ms,
+                    adapter: adapter.to_string(),
+                    direction: direction.to_string(),
+                    route: route.to_string(),
+                    envelope_id: envelope_id.to_string(),
+                    dossier: dossier.to_string(),
+                    operation: x.operation.unwrap_or_else(|| operation.to_string()),
+                    request_digest: x.request_digest,
+                    response_digest: x.response_digest,
+                    signature_digest: x.signature_digest,
+                    cert_fingerprint: x.cert_fingerprint.or(certificate),
+                    http_status: x.status,
+                    result_code: x.result_code,
+                    mode: mode.as_str().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The key that opens `full` mode bodies, if configured.
+    pub fn key(&self) -> Option<&seal::Key> {
+        self.key.as_ref()
+    }
+}
+
+/// SHA-256 hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Start the evidence log's background tasks: time-stamping (`[evidence.tsa]`) and hourly
+/// retention (`evidence.retention`).
+pub fn spawn_tasks(
+    loaded: &crate::config::Loaded,
+    engine: &crate::pipeline::Engine,
+    cancel: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), String> {
+    tsa::spawn(loaded, engine, cancel, tasks)?;
+    let ev = &loaded.config.evidence;
+    if let Some(keep) = ev.retention {
+        let dir = ev
+            .archive_dir
+            .as_ref()
+            .map(|d| loaded.base.join(d))
+            .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
+        let (store, cancel) = (engine.store.clone(), cancel.clone());
+        tasks.spawn(async move {
+            // First a minute after start (not in the middle of start-up), then hourly.
+            let mut wait = std::time::Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = std::time::Duration::from_secs(3600);
+                let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
+                match retention::prune(store.as_ref(), &dir, cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(records = n, "evidence retention: archived and removed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "evidence retention failed; retrying in an hour")
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Retention: archive, then remove, the oldest records of each chain.
+//!
+//! For each chain, the records from its anchor up to the last one older than the cut-off (a
+//! prefix: it stops at the first newer record) are written to
+//! `ARCHIVE_DIR/CHAIN-FROM-TO.jsonl` (one stored record per line, with its canonical text, then
+//! the chain's time-stamps in that range), synced to disk, and only then removed from the live
+//! store, which keeps the last archived record's hash as the chain's anchor: the first record
+//! that remains commits to it, so the live chain stays verifiable and joins the archive.
+
+use std::io::Write;
+use std::path::Path;
+
+use gw_store::evidence::canonical;
+use gw_store::Store;
+
+/// Archive and remove records older than `cutoff_ms`; returns how many were removed.
+pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64, String> {
+    let err = |e: gw_store::StoreError| e.to_string();
+    let mut removed = 0;
+    for head in store.evidence_heads().await.map_err(err)? {
+        let mut old = Vec::new();
+        let mut after = head.anchor_seq;
+        'walk: loop {
+            let page = store
+                .evidence_chain(&head.chain, after, 1_000)
+                .await
+                .map_err(err)?;
+            if page.is_empty() {
+                break;
+            }
+            for r in page {
+                if r.record.at_ms >= cutoff_ms {
+                    break 'walk;
+                }
+                after = r.seq;
+                old.push(r);
+            }
+        }
+        let (Some(first), Some(last)) = (old.first(), old.last()) else {
+            continue;
+        };
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}-{}-{}.jsonl", head.chain, first.seq, last.seq));
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for r in &old {
+            let line = serde_json::json!({
+                "record": r,
+                "canonical": canonical(&r.record, r.seq, &r.prev_hash),
+            });
+            writeln!(file, "{line}").map_err(|e| e.to_string())?;
+        }
+        for t in store.timestamps(&head.chain).await.map_err(err)? {
+            if t.seq <= last.seq {
+                writeln!(file, "{}", serde_json::json!({ "timestamp": t }))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        file.sync_all().map_err(|e| e.to_string())?;
+        removed += store
+            .evidence_prune(&head.chain, last.seq)
+            .await
+            .map_err(err)?;
+    }
+    Ok(removed)
+}

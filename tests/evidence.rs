@@ -1,0 +1,575 @@
+//! The evidence log end to end (embedded queue + SQLite store, recording sink, TSA sandbox):
+//! a record per delivery with the right digests, time-stamped heads, `gateway evidence verify`
+//! (clean, then a tampered record and a forged time-stamp), the export bundle checked by exactly
+//! the `openssl` commands of its README (and refused after one byte changes), time-stamping
+//! failures (warning metric, fail-closed after the grace period, recovery by itself), and a
+//! SIGKILL between a delivery and its ack.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use gateway::app;
+use gw_contract_tests::sink::{Faults, Sink};
+use gw_contract_tests::tsa::{certs_example, Tsa, TsaMode};
+use gw_store::Store;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+fn evidence_section(tsa_url: &str, extra: &str) -> String {
+    let ex = certs_example();
+    format!(
+        r#"
+[evidence]
+mode = "metadata"
+{extra}
+
+[evidence.tsa]
+url = "{tsa_url}"
+ca_file = "{ca}"
+intermediates_file = "{inter}"
+interval = "200ms"
+max_records = 1000
+timeout = "2s"
+fail_closed = true
+grace = "600ms"
+"#,
+        ca = ex.join("root-ca.pem").display(),
+        inter = ex.join("intermediate-ca.pem").display(),
+    )
+}
+
+fn openssl_available() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("the openssl command is required in CI");
+        }
+        eprintln!("SKIPPED: no openssl command");
+    }
+    ok
+}
+
+fn gateway_cmd(args: &[&str], config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+        .output()
+        .expect("gateway runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Run each command of the bundle's README in the bundle; the failures.
+fn run_readme(bundle: &Path) -> (usize, Vec<String>) {
+    let readme = std::fs::read_to_string(bundle.join("README.md")).unwrap();
+    let commands = gateway::evidence::export::readme_commands(&readme);
+    let failed = commands
+        .iter()
+        .filter(|c| {
+            !Command::new("sh")
+                .arg("-c")
+                .arg(c)
+                .current_dir(bundle)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        })
+        .cloned()
+        .collect();
+    (commands.len(), failed)
+}
+
+async fn head_stamped(store: &Arc<dyn Store>, chain: &str, seq: i64) -> bool {
+    let stamps = store.timestamps(chain).await.unwrap();
+    stamps.last().is_some_and(|t| t.seq >= seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_end_to_end() {
+    if !openssl_available() {
+        return;
+    }
+    let sink = Sink::start(0, Faults::default()).await.unwrap();
+    sink.set_capture(true);
+    let tsa = Tsa::start(0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("ev");
+    let text = config_text(
+        Backend::Embedded,
+        &dir.path().join("data"),
+        &route,
+        &sink.url(),
+        "",
+    ) + &evidence_section(&tsa.url(), "");
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let loaded = load(&text);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let store = running.engine.store.clone();
+    let client = reqwest::Client::new();
+    for d in 0..5 {
+        assert_eq!(
+            post_event(&client, running.inbound_addr, &format!("HS-{d}"), 1).await,
+            202
+        );
+    }
+    eventually(Duration::from_secs(30), "5 deliveries", || {
+        sink.records().len() >= 5
+    })
+    .await;
+    // One record per delivery, on this instance's chain, with the digest of what arrived.
+    let mut all = Vec::new();
+    for _ in 0..200 {
+        all = store.evidence_chain("test", 0, 100).await.unwrap();
+        if all.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(all.len(), 5);
+    let captured = sink.captured();
+    for r in &all {
+        let rec = &r.record;
+        assert_eq!(
+            (
+                rec.direction.as_str(),
+                rec.adapter.as_str(),
+                rec.mode.as_str()
+            ),
+            ("out", "sink", "metadata")
+        );
+        assert_eq!(rec.http_status, Some(200));
+        assert!(rec.request_body.is_none(), "metadata mode keeps no body");
+        let arrived = captured
+            .iter()
+            .find(|c| hex::encode(Sha256::digest(&c.body)) == rec.request_digest);
+        assert!(
+            arrived.is_some(),
+            "the request digest is that of the delivered bytes"
+        );
+        assert!(rec.response_digest.is_some());
+    }
+    // The head gets time-stamped in a batch.
+    for _ in 0..200 {
+        if head_stamped(&store, "test", 5).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(head_stamped(&store, "test", 5).await, "head time-stamped");
+
+    // Time-stamping fails: warned from the first failure, fail-closed after the grace, and
+    // recovered by itself.
+    tsa.set_mode(TsaMode::Down);
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "HS-5", 1).await,
+        202
+    );
+    let failures = || {
+        let m = gateway::evidence::tsa::render_metrics();
+        m.lines()
+            .find_map(|l| l.strip_prefix("gateway_evidence_timestamp_failures_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually(
+        Duration::from_secs(20),
+        "a time-stamp failure counted",
+        || failures() > 0,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "fail-closed after the grace",
+        gateway::evidence::tsa::closed,
+    )
+    .await;
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "HS-6", 1).await,
+        503
+    );
+    tsa.set_mode(TsaMode::Forge);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        gateway::evidence::tsa::closed(),
+        "a forged answer is a failure too"
+    );
+    tsa.set_mode(TsaMode::Ok);
+    eventually(Duration::from_secs(20), "recovered", || {
+        !gateway::evidence::tsa::closed()
+    })
+    .await;
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "HS-6", 1).await,
+        202
+    );
+    eventually(Duration::from_secs(30), "7 deliveries", || {
+        sink.records().len() >= 7
+    })
+    .await;
+    for _ in 0..200 {
+        if head_stamped(&store, "test", 7).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(head_stamped(&store, "test", 7).await);
+    running.shutdown().await;
+    drop(store);
+
+    // verify: clean.
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(ok, "{out}");
+    assert!(out.contains("7 record(s)"), "{out}");
+
+    // export → the README's openssl commands pass, and fail after one byte changes.
+    let bundle = dir.path().join("bundle");
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HS-2",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &cfg,
+    );
+    assert!(ok, "{out}");
+    let (n, failed) = run_readme(&bundle);
+    assert!(n >= 2, "link checks and a time-stamp check");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    let readme = std::fs::read_to_string(bundle.join("README.md")).unwrap();
+    assert!(readme.contains("openssl ts -verify"), "{readme}");
+    let chain_dir = bundle.join("chains/test");
+    let mut files: Vec<_> = std::fs::read_dir(&chain_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    for target in [files[0].clone(), files.last().unwrap().clone()] {
+        let original = std::fs::read(&target).unwrap();
+        let mut changed = original.clone();
+        let at = changed.len() - 2;
+        changed[at] ^= 0x01;
+        std::fs::write(&target, &changed).unwrap();
+        let (_, failed) = run_readme(&bundle);
+        assert!(
+            !failed.is_empty(),
+            "one byte changed in {} must fail a check",
+            target.display()
+        );
+        std::fs::write(&target, &original).unwrap();
+    }
+
+    // Tamper with the store: verify names the record; a forged time-stamp is caught too.
+    let db = dir.path().join("data/store.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let id: String = conn
+        .query_row(
+            "SELECT id FROM evidence WHERE chain = 'test' AND seq = 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE evidence SET result_code = 'forged' WHERE chain = 'test' AND seq = 3",
+        [],
+    )
+    .unwrap();
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&id) && out.contains("seq 3"), "{out}");
+    conn.execute(
+        "UPDATE evidence SET result_code = NULL WHERE chain = 'test' AND seq = 3",
+        [],
+    )
+    .unwrap();
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(ok, "restored: {out}");
+    // A forged token over a real head (seq 4, not stamped yet).
+    let hash: String = conn
+        .query_row(
+            "SELECT hash FROM evidence WHERE chain = 'test' AND seq = 4",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let req = gw_crypto::tsp::request(&hex::decode(&hash).unwrap()).unwrap();
+    let resp = tsa.forge(&req.der).unwrap();
+    let forger = gw_crypto::keys::TrustStore::from_pem(&tsa.forged_cert_pem()).unwrap();
+    let forged = gw_crypto::tsp::verify_response(&resp, &req, &forger).unwrap();
+    conn.execute(
+        "INSERT INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES ('test', 4, ?1, ?2, 0)",
+        rusqlite::params![hash, forged.token_der],
+    )
+    .unwrap();
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(!ok, "{out}");
+    assert!(out.contains("time-stamp"), "{out}");
+}
+
+/// A destination that notes each request's arrival and holds the answer while `hold` is set.
+async fn holding_destination(
+    arrived: Arc<AtomicU64>,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/deliver",
+        post(move || {
+            let (arrived, hold) = (arrived.clone(), hold.clone());
+            async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                while hold.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (axum::http::StatusCode::OK, "{\"error_code\":\"0\"}")
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    format!("http://{addr}/deliver")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_between_delivery_and_ack_leaves_one_record() {
+    let arrived = Arc::new(AtomicU64::new(0));
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let url = holding_destination(arrived.clone(), hold.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("evk");
+    let cfg = dir.path().join("gateway.toml");
+    let text = config_text(
+        Backend::Embedded,
+        &dir.path().join("data"),
+        &route,
+        &url,
+        "",
+    ) + "\n[evidence]\nmode = \"metadata\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let spawn = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+            .env("GATEWAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().unwrap().unwrap();
+        let inbound = line.split_whitespace().nth(3).unwrap().to_string();
+        std::thread::spawn(move || for _ in lines {});
+        (child, inbound)
+    };
+    let (mut child, inbound) = spawn();
+    let client = reqwest::Client::new();
+    let body =
+        serde_json::json!({"kind": "dossier.upserted", "key": "HS-K", "version": 1, "payload": {}});
+    let status = client
+        .post(format!("{inbound}/in/onestop"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    // The request reached the party; the gateway waits for the answer: kill it there.
+    eventually(Duration::from_secs(20), "the delivery arrived", || {
+        arrived.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    hold.store(false, Ordering::SeqCst);
+
+    // Restart on the same data: the message is delivered again and recorded once.
+    let (mut child, _) = spawn();
+    eventually(Duration::from_secs(30), "redelivered", || {
+        arrived.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let mut records = Vec::new();
+    let store = gw_store::open(&format!(
+        "sqlite:{}",
+        dir.path().join("data/store.db").display()
+    ))
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        records = store.evidence_by_dossier("HS-K").await.unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Once acked, a copy would be a duplicate skipped by the ledger: give it time to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let records = store.evidence_by_dossier("HS-K").await.unwrap_or(records);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].record.http_status, Some(200));
+    assert_eq!(records[0].record.result_code.as_deref(), Some("0"));
+    let report = gateway::evidence::cli::verify(store.as_ref(), None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_mode_bodies_export_and_retention() {
+    if !openssl_available() {
+        return;
+    }
+    std::env::set_var("GW_TEST_EVIDENCE_KEY", "5a".repeat(32));
+    let sink = Sink::start(0, Faults::default()).await.unwrap();
+    sink.set_capture(true);
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("evf");
+    let text = config_text(
+        Backend::Embedded,
+        &dir.path().join("data"),
+        &route,
+        &sink.url(),
+        "",
+    )
+        + "\n[evidence]\nmode = \"metadata\"\nbody_key = { env = \"GW_TEST_EVIDENCE_KEY\" }\n\
+         retention = \"1ms\"\n\n[evidence.adapters]\nsink = \"full\"\n";
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let loaded = load(&text);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let client = reqwest::Client::new();
+    for d in 0..3 {
+        assert_eq!(
+            post_event(&client, running.inbound_addr, &format!("HF-{d}"), 1).await,
+            202
+        );
+    }
+    let store = running.engine.store.clone();
+    for _ in 0..200 {
+        if store.evidence_chain("test", 0, 10).await.unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rec = store.evidence_by_dossier("HF-1").await.unwrap();
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].record.mode, "full");
+    let sealed = rec[0].record.request_body.clone().expect("body kept");
+    let delivered = sink
+        .captured()
+        .into_iter()
+        .find(|c| hex::encode(Sha256::digest(&c.body)) == rec[0].record.request_digest)
+        .expect("delivered");
+    assert!(
+        !sealed.windows(4).any(|w| w == b"HF-1"),
+        "kept encrypted at rest"
+    );
+    running.shutdown().await;
+    drop(store);
+
+    // The export carries the decrypted bodies, checked by the README against the digests.
+    let bundle = dir.path().join("bundle");
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HF-1",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &cfg,
+    );
+    assert!(ok, "{out}");
+    let id = &rec[0].record.id;
+    assert_eq!(
+        std::fs::read(bundle.join(format!("bodies/{id}.request"))).unwrap(),
+        delivered.body
+    );
+    let (n, failed) = run_readme(&bundle);
+    assert!(
+        n >= 2 && failed.is_empty(),
+        "{n} commands, failed: {failed:?}"
+    );
+    let body = bundle.join(format!("bodies/{id}.request"));
+    let mut changed = std::fs::read(&body).unwrap();
+    changed[0] ^= 0x20;
+    std::fs::write(&body, changed).unwrap();
+    assert!(
+        !run_readme(&bundle).1.is_empty(),
+        "a changed body is refused"
+    );
+
+    // Retention: everything is older than 1ms; archived, removed, and the chain goes on.
+    let (ok, out) = gateway_cmd(&["evidence", "prune"], &cfg);
+    assert!(ok && out.contains("removed 3 record"), "{out}");
+    let archive = std::fs::read_dir(dir.path().join("data/evidence-archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("an archive file");
+    let lines = std::fs::read_to_string(&archive).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    let archived_head = last["record"]["hash"].as_str().unwrap().to_string();
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(ok && out.contains("0 record(s)"), "{out}");
+
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway restarts");
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "HF-9", 1).await,
+        202
+    );
+    let store = running.engine.store.clone();
+    let mut rest = Vec::new();
+    for _ in 0..200 {
+        rest = store.evidence_chain("test", 0, 10).await.unwrap();
+        if !rest.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].seq, 4);
+    assert_eq!(
+        rest[0].prev_hash, archived_head,
+        "commits to the archived head"
+    );
+    running.shutdown().await;
+    drop(store);
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(ok, "{out}");
+}
