@@ -364,38 +364,43 @@ pub(crate) async fn pg_append(
             .await
             .map_err(pg)?;
         let (stored, (seq, hash)) = chain_after((row.get(0), row.get(1)), list);
-        for s in &stored {
+        // One round trip for the chain segment, not one per record: the inserts are issued
+        // together and tokio-postgres pipelines them on the transaction's connection (they
+        // run in order; the first error fails the whole transaction).
+        let statuses: Vec<Option<i32>> = stored
+            .iter()
+            .map(|s| s.record.http_status.map(i32::from))
+            .collect();
+        let inserts = stored.iter().zip(&statuses).map(|(s, status)| {
             let r = &s.record;
-            let status = r.http_status.map(i32::from);
-            tx.execute(
-                &insert,
-                &[
-                    &r.chain,
-                    &s.seq,
-                    &r.id,
-                    &r.exchange,
-                    &r.at_ms,
-                    &r.adapter,
-                    &r.direction,
-                    &r.route,
-                    &r.envelope_id,
-                    &r.dossier,
-                    &r.operation,
-                    &r.request_digest,
-                    &r.response_digest,
-                    &r.signature_digest,
-                    &r.cert_fingerprint,
-                    &status,
-                    &r.result_code,
-                    &r.mode,
-                    &r.request_body,
-                    &r.response_body,
-                    &s.prev_hash,
-                    &s.hash,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                &r.chain,
+                &s.seq,
+                &r.id,
+                &r.exchange,
+                &r.at_ms,
+                &r.adapter,
+                &r.direction,
+                &r.route,
+                &r.envelope_id,
+                &r.dossier,
+                &r.operation,
+                &r.request_digest,
+                &r.response_digest,
+                &r.signature_digest,
+                &r.cert_fingerprint,
+                status,
+                &r.result_code,
+                &r.mode,
+                &r.request_body,
+                &r.response_body,
+                &s.prev_hash,
+                &s.hash,
+            ];
+            tx.execute_raw(&insert, params)
+        });
+        for r in futures::future::join_all(inserts).await {
+            r.map_err(pg)?;
         }
         tx.execute(
             "UPDATE evidence_heads SET seq = $2, hash = $3 WHERE chain = $1",
