@@ -428,6 +428,28 @@ to = "sink"
         },
     )
     .await;
+    // The gateway wires the evidence log into the payment service (default mode `metadata`):
+    // the request and the paid IPN are records of the dossier, and the chain verifies.
+    let records = running
+        .engine
+        .store
+        .evidence_by_dossier("H01.01-0100")
+        .await
+        .unwrap();
+    let payment_ops: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r.record.adapter == "vnpay")
+        .map(|r| (r.record.operation.as_str(), r.record.direction.as_str()))
+        .collect();
+    assert_eq!(
+        payment_ops,
+        [("payment.requested", "out"), ("payment.paid", "in")],
+        "{records:#?}"
+    );
+    let report = gateway::evidence::cli::verify(running.engine.store.as_ref(), None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
     let metrics = http
         .get(format!("http://{}/metrics", running.ops_addr))
         .send()

@@ -829,6 +829,7 @@ async fn transitions_reach_the_evidence_hooks() {
         provider_txn: Some("T9".into()),
         code: "00/00".into(),
         source: "callback",
+        message: None,
     };
     payments.settle(&v).await.unwrap();
     payments.settle(&v).await.unwrap();

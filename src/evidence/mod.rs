@@ -35,6 +35,7 @@ pub mod capture;
 pub mod cli;
 pub mod export;
 pub mod inbound;
+pub mod payments;
 pub mod retention;
 pub mod seal;
 pub mod tsa;

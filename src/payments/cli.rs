@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::reconcile::{day_bounds, reconcile, ReconcileMetrics};
 
@@ -39,7 +40,16 @@ pub async fn reconcile_command(
             return ExitCode::from(2);
         }
     };
-    let payments = match super::config::build(section, &loaded.base, &store_url).await {
+    // Transitions settled here reach the evidence log like the running gateway's (same chain;
+    // the store serialises appends to it).
+    let evidence = match evidence_hook(&loaded, &store_url).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("evidence: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let payments = match super::config::build(section, &loaded.base, &store_url, evidence).await {
         Ok(b) => b.payments,
         Err(e) => {
             eprintln!("payments: {e}");
@@ -78,4 +88,17 @@ pub async fn reconcile_command(
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The evidence log as a payment hook (its modes decide what is recorded).
+async fn evidence_hook(
+    loaded: &crate::config::Loaded,
+    store_url: &str,
+) -> Result<Option<Arc<dyn super::EvidenceHook>>, String> {
+    let c = &loaded.config;
+    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)?;
+    let store = gw_store::open(store_url).await.map_err(|e| e.to_string())?;
+    Ok(Some(Arc::new(
+        crate::evidence::payments::PaymentEvidence::new(store, Arc::new(log)),
+    )))
 }

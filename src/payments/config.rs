@@ -336,8 +336,14 @@ pub struct Built {
     pub platform: BTreeMap<String, Arc<Platform>>,
 }
 
-/// Build the payment service and its connectors from `[payments]`.
-pub async fn build(s: &PaymentsSection, base: &Path, store_url: &str) -> Result<Built, String> {
+/// Build the payment service and its connectors from `[payments]`; every transition and
+/// refused callback is handed to `evidence` (the evidence log, when there is one).
+pub async fn build(
+    s: &PaymentsSection,
+    base: &Path,
+    store_url: &str,
+    evidence: Option<Arc<dyn super::EvidenceHook>>,
+) -> Result<Built, String> {
     let store = gw_store::payments::open(store_url)
         .await
         .map_err(|e| e.to_string())?;
@@ -350,6 +356,9 @@ pub async fn build(s: &PaymentsSection, base: &Path, store_url: &str) -> Result<
             source_name: s.source_name.clone(),
         },
     );
+    if let Some(hook) = evidence {
+        payments = payments.with_evidence(hook);
+    }
     let mut vnpay = BTreeMap::new();
     for (name, v) in &s.vnpay {
         let secret = v

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::vnpay::{parse_query, IpnReply, VnPay};
+use super::vnpay::{IpnReply, VnPay};
 use super::{PaymentError, PaymentRequest, Payments, ProviderError};
 use crate::config::Secret;
 
@@ -122,8 +122,9 @@ async fn vnpay_ipn(
             format!("no VNPay provider named `{provider}`"),
         );
     };
-    let params = parse_query(query.as_deref().unwrap_or(""));
-    let reply: IpnReply = v.handle_ipn(&st.payments, &params).await;
+    let reply: IpnReply = v
+        .handle_ipn(&st.payments, query.as_deref().unwrap_or(""))
+        .await;
     (StatusCode::OK, Json(reply.body())).into_response()
 }
 

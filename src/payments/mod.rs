@@ -12,7 +12,9 @@
 //!   provider's own answer to a query (reconciliation). The amount is checked against the
 //!   order before anything is recorded.
 //! - **Every transition is recorded** (`gw_store::payments` trail, same transaction as the state
-//!   change) and handed to the [`EvidenceHook`]s afterwards.
+//!   change) and handed to the [`EvidenceHook`]s afterwards (the evidence log:
+//!   [`crate::evidence::payments`]), with the provider message that caused it; refused
+//!   callbacks are handed to them too ([`Payments::refused`]), before they are answered.
 //! - **Every settled order reaches the one-stop system.** The `payment.settled` notice is queued
 //!   in the store's outbox in the transaction that settles the order; [`Payments::publish_notices`]
 //!   drains it (at least once; the envelope id is the notice id, so consumers deduplicate).
@@ -192,6 +194,34 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// A provider message as received (a callback), for the evidence log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderMessage {
+    /// SHA-256 hex of the message exactly as received (the raw IPN query, the JSON body).
+    pub digest: String,
+    /// SHA-256 hex of the provider's checksum value in it, when it carries one.
+    pub signature_digest: Option<String>,
+    /// The provider's result code in it (`vnp_ResponseCode`, `MaLoi`, `errorCode`), if any.
+    pub code: Option<String>,
+    /// The message itself; the evidence log keeps it (encrypted) only in `full` mode.
+    #[serde(skip)]
+    pub body: Arc<Vec<u8>>,
+}
+
+impl ProviderMessage {
+    /// `body` as received, with its checksum value and result code (both as the message
+    /// states them; empty = absent).
+    pub fn new(body: &[u8], checksum: &str, code: &str) -> Self {
+        ProviderMessage {
+            digest: crate::evidence::sha256_hex(body),
+            signature_digest: (!checksum.is_empty())
+                .then(|| crate::evidence::sha256_hex(checksum.as_bytes())),
+            code: (!code.is_empty()).then(|| code.to_string()),
+            body: Arc::new(body.to_vec()),
+        }
+    }
+}
+
 /// A transition as handed to the evidence log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EvidenceEvent {
@@ -204,6 +234,58 @@ pub struct EvidenceEvent {
     pub amount: i64,
     pub provider_txn: Option<String>,
     pub at_ms: i64,
+    /// The code recorded in the trail (`00/00`, `query:paid`, `deadline`, …).
+    pub code: String,
+    /// The provider message that caused the transition (callbacks), when known.
+    pub message: Option<ProviderMessage>,
+    /// The id of the `payment.settled` envelope queued with the transition.
+    pub notice_id: Option<String>,
+}
+
+/// Why a provider message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedBecause {
+    /// The checksum / secure hash does not verify (a forged or corrupted message).
+    Checksum,
+    /// Not parseable, or fields missing or malformed.
+    Malformed,
+    /// Another merchant / partner code or currency.
+    Party,
+    /// No order has the reference.
+    UnknownOrder,
+    /// The amount differs from the order's.
+    Amount,
+}
+
+impl RefusedBecause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedBecause::Checksum => "checksum",
+            RefusedBecause::Malformed => "malformed",
+            RefusedBecause::Party => "party",
+            RefusedBecause::UnknownOrder => "unknown_order",
+            RefusedBecause::Amount => "amount",
+        }
+    }
+}
+
+/// A provider message that was refused (nothing changed), as handed to the evidence log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub provider: String,
+    /// The reference the message names (unverified when the checksum failed); may be empty.
+    pub reference: String,
+    /// The dossier of the order with that reference, when there is one; else empty.
+    pub dossier_code: String,
+    pub because: RefusedBecause,
+    pub message: ProviderMessage,
+    /// The code of our reply (`97`, `99`, `FAILED`, …).
+    pub reply_code: String,
+    /// Our reply as sent.
+    #[serde(skip)]
+    pub reply: Vec<u8>,
+    pub at_ms: i64,
 }
 
 /// Where transitions go after they are durably recorded (the evidence log plugs in here).
@@ -212,6 +294,11 @@ pub struct EvidenceEvent {
 #[async_trait]
 pub trait EvidenceHook: Send + Sync + 'static {
     async fn record(&self, event: &EvidenceEvent) -> Result<(), String>;
+    /// A provider message that was refused, before the reply is sent. Default: not recorded.
+    async fn refused(&self, refusal: &Refusal) -> Result<(), String> {
+        let _ = refusal;
+        Ok(())
+    }
 }
 
 /// Where `payment.settled` envelopes are published.
@@ -291,6 +378,8 @@ pub struct Verdict {
     pub code: String,
     /// `callback` or `query`.
     pub source: &'static str,
+    /// The provider message the verdict comes from (callbacks), for the evidence log.
+    pub message: Option<ProviderMessage>,
 }
 
 /// The result of settling.
@@ -447,8 +536,15 @@ impl Payments {
             }
             if let Created::New(o) = &created {
                 info!(reference = %o.order.reference, amount = o.order.amount, provider, "payment order created");
-                self.evidence(o, None, OrderState::Requested, "request", now)
-                    .await;
+                self.evidence(
+                    o,
+                    None,
+                    OrderState::Requested,
+                    ("request", "requested", None),
+                    None,
+                    now,
+                )
+                .await;
             }
             if order.pay_url.is_none() && order.state == OrderState::Requested {
                 let url = p.create(&order).await?;
@@ -480,14 +576,61 @@ impl Payments {
         } else {
             OrderState::Failed
         };
-        self.apply(&order, to, v.source, v.provider_txn.clone(), &v.code)
-            .await
+        self.apply(
+            &order,
+            to,
+            v.source,
+            v.provider_txn.clone(),
+            &v.code,
+            v.message.as_ref(),
+        )
+        .await
     }
 
     /// Expire an overdue order the provider never saw paid.
     pub async fn expire(&self, order: &PaymentOrder) -> Result<Settle, PaymentError> {
-        self.apply(order, OrderState::Expired, "expiry", None, "deadline")
+        self.apply(order, OrderState::Expired, "expiry", None, "deadline", None)
             .await
+    }
+
+    /// Hand a refused provider message to the evidence hooks (before the reply is sent). The
+    /// dossier is looked up by the reference the message names, so a forged callback shows in
+    /// the dossier's evidence.
+    pub async fn refused(
+        &self,
+        provider: &str,
+        reference: &str,
+        because: RefusedBecause,
+        message: ProviderMessage,
+        reply_code: &str,
+        reply: &serde_json::Value,
+    ) {
+        if self.evidence.is_empty() {
+            return;
+        }
+        let dossier_code = if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
+            String::new()
+        } else {
+            match self.store.order(reference).await {
+                Ok(Some(o)) => o.order.dossier_code,
+                _ => String::new(),
+            }
+        };
+        let r = Refusal {
+            provider: provider.into(),
+            reference: reference.into(),
+            dossier_code,
+            because,
+            message,
+            reply_code: reply_code.into(),
+            reply: serde_json::to_vec(reply).expect("JSON serialises"),
+            at_ms: now_ms(),
+        };
+        for h in &self.evidence {
+            if let Err(e) = h.refused(&r).await {
+                warn!(provider, error = %e, "evidence hook failed on a refused payment message");
+            }
+        }
     }
 
     async fn apply(
@@ -497,6 +640,7 @@ impl Payments {
         source: &'static str,
         provider_txn: Option<String>,
         code: &str,
+        message: Option<&ProviderMessage>,
     ) -> Result<Settle, PaymentError> {
         let at = now_ms();
         let o = &order.order;
@@ -533,8 +677,15 @@ impl Payments {
         Ok(match self.store.transition(change).await? {
             Transitioned::Applied(after) => {
                 info!(reference = %o.reference, amount = o.amount, state = to.as_str(), source, "payment order settled");
-                self.evidence(&after, Some(order.state), to, source, at)
-                    .await;
+                self.evidence(
+                    &after,
+                    Some(order.state),
+                    to,
+                    (source, code, message),
+                    Some(env.id.to_string()),
+                    at,
+                )
+                .await;
                 Settle::Applied(after)
             }
             Transitioned::Unchanged(o) | Transitioned::Refused(o) => Settle::AlreadySettled(o),
@@ -542,14 +693,17 @@ impl Payments {
         })
     }
 
+    /// `cause`: the source, the trail code and the provider message of the transition.
     async fn evidence(
         &self,
         o: &PaymentOrder,
         from: Option<OrderState>,
         to: OrderState,
-        source: &str,
+        cause: (&str, &str, Option<&ProviderMessage>),
+        notice_id: Option<String>,
         at_ms: i64,
     ) {
+        let (source, code, message) = cause;
         if self.evidence.is_empty() {
             return;
         }
@@ -563,6 +717,9 @@ impl Payments {
             amount: o.order.amount,
             provider_txn: o.provider_txn.clone(),
             at_ms,
+            code: code.into(),
+            message: message.cloned(),
+            notice_id,
         };
         for h in &self.evidence {
             if let Err(e) = h.record(&ev).await {
@@ -616,7 +773,13 @@ impl Wired {
         let Some(s) = &loaded.config.payments else {
             return Ok(None);
         };
-        let built = config::build(s, &loaded.base, &loaded.store_url()?).await?;
+        let evidence = engine.evidence.clone().map(|log| {
+            Arc::new(crate::evidence::payments::PaymentEvidence::new(
+                engine.store.clone(),
+                log,
+            )) as Arc<dyn EvidenceHook>
+        });
+        let built = config::build(s, &loaded.base, &loaded.store_url()?, evidence).await?;
         let payments = built.payments;
         let token = match &s.token {
             Some(r) => Some(

@@ -27,7 +27,10 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use super::platform::field;
-use super::{Payments, Provider, ProviderError, ProviderStatus, Settle, Verdict};
+use super::{
+    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
+    Verdict,
+};
 
 /// The default callback checksum fields: the creation formula.
 pub const DEFAULT_CALLBACK_FIELDS: [&str; 6] = [
@@ -136,22 +139,41 @@ impl PayGov {
         }
     }
 
-    /// Handle a callback; the JSON reply (always HTTP 200).
+    /// Handle a callback; the JSON reply (always HTTP 200). Every refusal is handed to the
+    /// evidence log with the message's digest before the reply.
     pub async fn handle_callback(&self, payments: &Payments, body: &[u8]) -> serde_json::Value {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return reply(false, "malformed body");
+        let v = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+        let order_id = field(&v, "orderId");
+        let message = ProviderMessage::new(body, &field(&v, "checksum"), &field(&v, "errorCode"));
+        let refuse = |because: RefusedBecause, why: String| {
+            let message = message.clone();
+            let order_id = order_id.clone();
+            async move {
+                let reply = reply(false, &why);
+                payments
+                    .refused(&self.s.name, &order_id, because, message, "FAILED", &reply)
+                    .await;
+                info!(provider = %self.s.name, reference = %order_id, because = because.as_str(), "PayGov callback refused");
+                reply
+            }
         };
+        if !v.is_object() {
+            return refuse(RefusedBecause::Malformed, "malformed body".into()).await;
+        }
         if self
             .callback_sum
             .verify(|f| self.our(f, &v), &field(&v, "checksum"))
             .is_err()
         {
             warn!(provider = %self.s.name, "PayGov callback with an invalid checksum refused");
-            return reply(false, "invalid checksum");
+            return refuse(RefusedBecause::Checksum, "invalid checksum".into()).await;
         }
         let cb = match parse_callback(&v) {
             Ok(cb) => cb,
-            Err(e) => return reply(false, &e),
+            Err(e) => {
+                warn!(provider = %self.s.name, error = %e, "PayGov callback malformed");
+                return refuse(RefusedBecause::Malformed, e).await;
+            }
         };
         let verdict = Verdict {
             reference: cb.order_id.clone(),
@@ -160,12 +182,17 @@ impl PayGov {
             provider_txn: (!cb.transaction_no.is_empty()).then(|| cb.transaction_no.clone()),
             code: cb.error_code.clone(),
             source: "callback",
+            message: Some(message.clone()),
         };
         let (ok, msg) = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => (true, "confirmed"),
             Ok(Settle::AlreadySettled(_)) => (true, "already confirmed"),
-            Ok(Settle::NotFound) => (false, "order not found"),
-            Ok(Settle::AmountMismatch { .. }) => (false, "invalid amount"),
+            Ok(Settle::NotFound) => {
+                return refuse(RefusedBecause::UnknownOrder, "order not found".into()).await
+            }
+            Ok(Settle::AmountMismatch { .. }) => {
+                return refuse(RefusedBecause::Amount, "invalid amount".into()).await
+            }
             Err(e) => {
                 warn!(provider = %self.s.name, reference = %cb.order_id, error = %e, "PayGov callback not recorded");
                 (false, "temporary failure")

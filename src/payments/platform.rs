@@ -25,7 +25,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::vnpay::vnp_date;
-use super::{Payments, Provider, ProviderError, ProviderStatus, Settle, Verdict};
+use super::{
+    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
+    Verdict,
+};
 
 pub const PHIEN_BAN: &str = "1.0.0";
 pub const LOAI_KHOI_TAO: &str = "KhoiTaoGiaoDich";
@@ -199,25 +202,40 @@ impl Platform {
         })
     }
 
-    /// Handle a result callback; returns the JSON reply (always HTTP 200).
+    /// Handle a result callback; returns the JSON reply (always HTTP 200). Every refusal is
+    /// handed to the evidence log with the message's digest before the reply.
     pub async fn handle_callback(&self, payments: &Payments, body: &[u8]) -> serde_json::Value {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return self.reply(false, "Du lieu khong hop le", "");
-        };
+        let v = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
         let reference = field(&v, "MaThamChieu");
+        let message = ProviderMessage::new(body, &field(&v, "MaXacThuc"), &field(&v, "MaLoi"));
+        let refuse = |because: RefusedBecause, why: &'static str| {
+            let message = message.clone();
+            let reference = reference.clone();
+            async move {
+                let reply = self.reply(false, why, &reference);
+                payments
+                    .refused(&self.s.name, &reference, because, message, "99", &reply)
+                    .await;
+                info!(provider = %self.s.name, reference = %reference, because = because.as_str(), "payment platform callback refused");
+                reply
+            }
+        };
+        if !v.is_object() {
+            return refuse(RefusedBecause::Malformed, "Du lieu khong hop le").await;
+        }
         if !self.verifies(&v, &CALLBACK_FIELDS) {
             warn!(provider = %self.s.name, "payment platform callback with an invalid MaXacThuc refused");
-            return self.reply(false, "Sai ma xac thuc", &reference);
+            return refuse(RefusedBecause::Checksum, "Sai ma xac thuc").await;
         }
         let cb = match parse_callback(&v) {
             Ok(cb) => cb,
             Err(e) => {
                 warn!(provider = %self.s.name, error = %e, "payment platform callback malformed");
-                return self.reply(false, "Du lieu khong hop le", &reference);
+                return refuse(RefusedBecause::Malformed, "Du lieu khong hop le").await;
             }
         };
         if cb.ma_doi_tac != self.s.partner_code || cb.ma_tien_te != "VND" {
-            return self.reply(false, "Sai ma doi tac hoac tien te", &reference);
+            return refuse(RefusedBecause::Party, "Sai ma doi tac hoac tien te").await;
         }
         let verdict = Verdict {
             reference: cb.ma_tham_chieu.clone(),
@@ -226,12 +244,17 @@ impl Platform {
             provider_txn: (!cb.ma_giao_dich.is_empty()).then(|| cb.ma_giao_dich.clone()),
             code: cb.ma_loi.clone(),
             source: "callback",
+            message: Some(message.clone()),
         };
         let (ok, msg) = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => (true, "Thanh cong"),
             Ok(Settle::AlreadySettled(_)) => (true, "Giao dich da duoc xac nhan truoc do"),
-            Ok(Settle::NotFound) => (false, "Khong tim thay giao dich"),
-            Ok(Settle::AmountMismatch { .. }) => (false, "Sai so tien"),
+            Ok(Settle::NotFound) => {
+                return refuse(RefusedBecause::UnknownOrder, "Khong tim thay giao dich").await
+            }
+            Ok(Settle::AmountMismatch { .. }) => {
+                return refuse(RefusedBecause::Amount, "Sai so tien").await
+            }
             Err(e) => {
                 warn!(provider = %self.s.name, reference = %reference, error = %e, "payment platform callback not recorded");
                 (false, "Loi he thong")

@@ -281,6 +281,7 @@ async fn apply(
                 provider_txn: (!txn.is_empty()).then_some(txn),
                 code: "query:paid".into(),
                 source: "query",
+                message: None,
             };
             match payments.settle(&v).await? {
                 Settle::Applied(_) => r.settled_paid += 1,
@@ -304,6 +305,7 @@ async fn apply(
                     provider_txn: None,
                     code: format!("query:{code}"),
                     source: "query",
+                    message: None,
                 };
                 if let Settle::Applied(_) = payments.settle(&v).await? {
                     r.settled_failed += 1;

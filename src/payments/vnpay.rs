@@ -9,6 +9,10 @@
 //! 5. the order is still open, else `02` (already confirmed; nothing changes);
 //! 6. paid (`vnp_ResponseCode` = `vnp_TransactionStatus` = `00`) or failed is recorded
 //!    durably, then `00`. A store failure answers `99` (VNPay calls again).
+//!
+//! A refusal (`97`, `99`, `01`, `04`) is handed to the evidence log with the IPN's digest before
+//! it is answered; a transition carries the IPN's digest, `vnp_SecureHash` digest and
+//! `vnp_ResponseCode` to its evidence record ([`super::ProviderMessage`]).
 
 use std::time::Duration;
 
@@ -20,7 +24,8 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{
-    Payments, Provider, ProviderError, ProviderStatus, Settle, Verdict, MAX_REFERENCE_LEN,
+    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
+    Verdict, MAX_REFERENCE_LEN,
 };
 
 /// The `vnp_Version` this connector speaks.
@@ -225,25 +230,58 @@ impl VnPay {
         ))
     }
 
-    /// Handle one IPN (the query's pairs, in order): see the module docs for the steps.
-    pub async fn handle_ipn(&self, payments: &Payments, params: &[(String, String)]) -> IpnReply {
-        if self.hash.verify(params).is_err() {
+    /// Handle one IPN given as its raw query string (see the module docs for the steps).
+    /// Every refusal is handed to the evidence log with the message's digest before the reply.
+    pub async fn handle_ipn(&self, payments: &Payments, raw_query: &str) -> IpnReply {
+        let params = parse_query(raw_query);
+        let one = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let message = ProviderMessage::new(
+            raw_query.as_bytes(),
+            one("vnp_SecureHash"),
+            one("vnp_ResponseCode"),
+        );
+        let claimed = one("vnp_TxnRef").to_string();
+        let refuse = |because: RefusedBecause, reply: IpnReply| {
+            let message = message.clone();
+            let claimed = claimed.clone();
+            async move {
+                payments
+                    .refused(
+                        &self.s.name,
+                        &claimed,
+                        because,
+                        message,
+                        reply.code(),
+                        &reply.body(),
+                    )
+                    .await;
+                info!(provider = %self.s.name, reference = %claimed, code = reply.code(), because = because.as_str(), "VNPay IPN refused");
+                reply
+            }
+        };
+        if self.hash.verify(&params).is_err() {
             warn!(provider = %self.s.name, "VNPay IPN with an invalid signature refused");
-            return IpnReply::InvalidSignature;
+            return refuse(RefusedBecause::Checksum, IpnReply::InvalidSignature).await;
         }
-        let ipn = match parse_ipn(params) {
+        let ipn = match parse_ipn(&params) {
             Ok(ipn) => ipn,
             Err(e) => {
                 warn!(provider = %self.s.name, error = %e, "VNPay IPN malformed");
-                return IpnReply::Other;
+                return refuse(RefusedBecause::Malformed, IpnReply::Other).await;
             }
         };
         if ipn.tmn_code != self.s.tmn_code {
             warn!(provider = %self.s.name, "VNPay IPN for another merchant code");
-            return IpnReply::Other;
+            return refuse(RefusedBecause::Party, IpnReply::Other).await;
         }
         if ipn.txn_ref.len() > MAX_REFERENCE_LEN {
-            return IpnReply::OrderNotFound;
+            return refuse(RefusedBecause::UnknownOrder, IpnReply::OrderNotFound).await;
         }
         let paid = ipn.response_code == "00" && ipn.transaction_status == "00";
         let verdict = Verdict {
@@ -253,12 +291,17 @@ impl VnPay {
             provider_txn: ipn.transaction_no.clone(),
             code: format!("{}/{}", ipn.response_code, ipn.transaction_status),
             source: "callback",
+            message: Some(message.clone()),
         };
         let reply = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => IpnReply::Confirmed,
             Ok(Settle::AlreadySettled(_)) => IpnReply::AlreadyConfirmed,
-            Ok(Settle::NotFound) => IpnReply::OrderNotFound,
-            Ok(Settle::AmountMismatch { .. }) => IpnReply::InvalidAmount,
+            Ok(Settle::NotFound) => {
+                return refuse(RefusedBecause::UnknownOrder, IpnReply::OrderNotFound).await
+            }
+            Ok(Settle::AmountMismatch { .. }) => {
+                return refuse(RefusedBecause::Amount, IpnReply::InvalidAmount).await
+            }
             Err(e) => {
                 warn!(provider = %self.s.name, reference = %ipn.txn_ref, error = %e, "VNPay IPN not recorded");
                 IpnReply::Other
