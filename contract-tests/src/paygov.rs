@@ -425,16 +425,9 @@ pub async fn run_standalone(port: u16) -> std::io::Result<()> {
     };
     let sum = FieldChecksum::new(
         gw_crypto::checksum::FieldAlgorithm::Sha256,
-        [
-            "secretKey",
-            "accessKey",
-            "partnerCode",
-            "orderId",
-            "requestCode",
-            "amount",
-        ]
-        .map(String::from)
-        .to_vec(),
+        gw_crypto::checksum::PAYGOV_FIELDS
+            .map(String::from)
+            .to_vec(),
         "",
         Secret::new(keys.secret_key.clone()),
     );

@@ -21,57 +21,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use gw_crypto::checksum::PaymentPlatform;
+use gw_crypto::checksum::{PaymentPlatform, PlatformMessage};
 use gw_crypto::keys::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub const INIT_PATH: &str = "/thanhtoan/khoitao";
 pub const QUERY_PATH: &str = "/thanhtoan/tracuu";
-
-const INIT_FIELDS: [&str; 14] = [
-    "LoaiBanTin",
-    "PhienBan",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "LoaiHinhThanhToan",
-    "MaKenhThanhToan",
-    "MaThietBi",
-    "NgonNgu",
-    "MaTienTe",
-    "MaNganHang",
-    "ThongTinGiaoDich",
-    "ThoiGianGD",
-    "Ip",
-];
-const CALLBACK_FIELDS: [&str; 10] = [
-    "LoaiBanTin",
-    "MaLoi",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "MaTienTe",
-    "MaGiaoDich",
-    "MaNganHang",
-    "ThoiGianGD",
-    "ThongTinGiaoDich",
-];
-const QUERY_FIELDS: [&str; 5] = [
-    "LoaiBanTin",
-    "PhienBan",
-    "MaDoiTac",
-    "MaThamChieu",
-    "ThoiGianGD",
-];
-const QUERY_ANSWER_FIELDS: [&str; 6] = [
-    "MaLoi",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "TrangThai",
-    "MaGiaoDich",
-];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformTxn {
@@ -115,15 +71,16 @@ fn f(v: &Value, k: &str) -> String {
 }
 
 impl Shared {
-    fn sign(&self, v: &Value, fields: &[&str]) -> String {
-        let vals: Vec<String> = fields.iter().map(|k| f(v, k)).collect();
-        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-        self.sum.ma_xac_thuc(&refs).expect("hash")
+    /// `MaXacThuc` of message `m` over the fields of `v` (field orders: gw-crypto's, shared
+    /// with the gateway).
+    fn sign(&self, m: PlatformMessage, v: &Value) -> String {
+        self.sum.message(m).sign(|k| f(v, k)).expect("hash")
     }
-    fn verifies(&self, v: &Value, fields: &[&str]) -> bool {
-        let vals: Vec<String> = fields.iter().map(|k| f(v, k)).collect();
-        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-        self.sum.verify(&refs, &f(v, "MaXacThuc")).is_ok()
+    fn verifies(&self, m: PlatformMessage, v: &Value) -> bool {
+        self.sum
+            .message(m)
+            .verify(|k| f(v, k), &f(v, "MaXacThuc"))
+            .is_ok()
     }
     fn refuse(&self, why: &str) {
         self.inner.lock().unwrap().refused.push(why.to_string());
@@ -237,7 +194,7 @@ impl PlatformSandbox {
             "ThongTinGiaoDich": "Thanh toan le phi",
             "MaHoSo": t.dossier,
         });
-        v["MaXacThuc"] = self.shared.sign(&v, &CALLBACK_FIELDS).into();
+        v["MaXacThuc"] = self.shared.sign(PlatformMessage::Callback, &v).into();
         v
     }
 
@@ -278,10 +235,7 @@ impl PlatformSandbox {
         if !["00", "99"].contains(&f(&a, "MaLoi").as_str()) {
             return Err(format!("reply MaLoi {}", f(&a, "MaLoi")));
         }
-        if !self
-            .shared
-            .verifies(&a, &["MaLoi", "MaDoiTac", "MaThamChieu", "ThoiGianGD"])
-        {
+        if !self.shared.verifies(PlatformMessage::CallbackReply, &a) {
             return Err("reply MaXacThuc does not verify".into());
         }
         Ok((f(&a, "MaLoi"), f(&a, "MoTaLoi")))
@@ -298,18 +252,16 @@ async fn init(State(sh): State<Arc<Shared>>, Json(v): Json<Value>) -> Response {
     }
     let answer = |code: &str, msg: &str, url: &str| {
         let mut a = json!({"MaLoi": code, "MoTaLoi": msg, "MaThamChieu": f(&v, "MaThamChieu"), "UrlThanhToan": url});
-        a["MaXacThuc"] = sh
-            .sign(&a, &["MaLoi", "MaThamChieu", "UrlThanhToan"])
-            .into();
+        a["MaXacThuc"] = sh.sign(PlatformMessage::InitAnswer, &a).into();
         Json(a).into_response()
     };
-    for k in INIT_FIELDS {
+    for k in PlatformMessage::Init.fields() {
         if v.get(k).is_none() {
             sh.refuse(&format!("init: {k} missing"));
             return answer("01", &format!("Thieu {k}"), "");
         }
     }
-    if !sh.verifies(&v, &INIT_FIELDS) {
+    if !sh.verifies(PlatformMessage::Init, &v) {
         sh.refuse("init: MaXacThuc");
         return answer("97", "Sai ma xac thuc", "");
     }
@@ -369,10 +321,10 @@ async fn query(State(sh): State<Arc<Shared>>, Json(v): Json<Value>) -> Response 
             "TrangThai": t.map(|t| t.status.clone()).unwrap_or_default(),
             "MaGiaoDich": t.map(|t| t.txn_no.clone()).unwrap_or_default(),
         });
-        a["MaXacThuc"] = sh.sign(&a, &QUERY_ANSWER_FIELDS).into();
+        a["MaXacThuc"] = sh.sign(PlatformMessage::QueryAnswer, &a).into();
         Json(a).into_response()
     };
-    if !sh.verifies(&v, &QUERY_FIELDS)
+    if !sh.verifies(PlatformMessage::Query, &v)
         || f(&v, "LoaiBanTin") != "TraCuuGiaoDich"
         || f(&v, "MaDoiTac") != sh.partner
     {

@@ -2,12 +2,11 @@
 //! callback (checksum enforced), and a transaction query for reconciliation.
 //!
 //! `MaXacThuc` is the SHA-256 hex of the listed fields joined with `|`, the shared key last
-//! ([`gw_crypto::checksum::PaymentPlatform`]). Field orders [seen]: initiation
-//! [`INIT_FIELDS`], callback [`CALLBACK_FIELDS`]. [open] (not in the public material, so kept
-//! in one place here and mirrored by the sandbox): the initiation answer `{MaLoi, MoTaLoi,
-//! MaThamChieu, UrlThanhToan, MaXacThuc over MaLoi|MaThamChieu|UrlThanhToan}`, the reply's
-//! `MaXacThuc` over `MaLoi|MaDoiTac|MaThamChieu|ThoiGianGD`, and the query message
-//! `LoaiBanTin = "TraCuuGiaoDich"` ([`QUERY_FIELDS`], answer [`QUERY_ANSWER_FIELDS`]).
+//! ([`gw_crypto::checksum::PaymentPlatform`]). The field order of every message is defined once,
+//! in [`gw_crypto::checksum::PlatformMessage::fields`], and shared with the sandbox: [seen]
+//! initiation and callback; [open] (not in the public material) the initiation answer
+//! `{MaLoi, MoTaLoi, MaThamChieu, UrlThanhToan, MaXacThuc}`, our reply to the callback, and the
+//! query message `LoaiBanTin = "TraCuuGiaoDich"` with its answer.
 //!
 //! Callback handling: checksum first (`99` and nothing recorded when it fails), then the
 //! partner code, order and amount (`99`), then the durable record, then `00`. A repeated
@@ -17,7 +16,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gw_crypto::checksum::PaymentPlatform as Checksum;
+use gw_crypto::checksum::{PaymentPlatform as Checksum, PlatformMessage};
 use gw_crypto::keys::Secret;
 use gw_store::payments::PaymentOrder;
 use serde::{Deserialize, Serialize};
@@ -34,54 +33,6 @@ pub const PHIEN_BAN: &str = "1.0.0";
 pub const LOAI_KHOI_TAO: &str = "KhoiTaoGiaoDich";
 pub const LOAI_TRA_CUU: &str = "TraCuuGiaoDich";
 
-/// Initiation checksum order.
-pub const INIT_FIELDS: [&str; 14] = [
-    "LoaiBanTin",
-    "PhienBan",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "LoaiHinhThanhToan",
-    "MaKenhThanhToan",
-    "MaThietBi",
-    "NgonNgu",
-    "MaTienTe",
-    "MaNganHang",
-    "ThongTinGiaoDich",
-    "ThoiGianGD",
-    "Ip",
-];
-/// Callback checksum order.
-pub const CALLBACK_FIELDS: [&str; 10] = [
-    "LoaiBanTin",
-    "MaLoi",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "MaTienTe",
-    "MaGiaoDich",
-    "MaNganHang",
-    "ThoiGianGD",
-    "ThongTinGiaoDich",
-];
-/// Query checksum order [open].
-pub const QUERY_FIELDS: [&str; 5] = [
-    "LoaiBanTin",
-    "PhienBan",
-    "MaDoiTac",
-    "MaThamChieu",
-    "ThoiGianGD",
-];
-/// Query answer checksum order [open]. `TrangThai`: `00` paid, `01` pending, `02` failed.
-pub const QUERY_ANSWER_FIELDS: [&str; 6] = [
-    "MaLoi",
-    "MaDoiTac",
-    "MaThamChieu",
-    "SoTien",
-    "TrangThai",
-    "MaGiaoDich",
-];
-
 /// The string value of `field` in a JSON object (numbers as their text; absent = "").
 pub fn field(v: &serde_json::Value, field: &str) -> String {
     match v.get(field) {
@@ -89,11 +40,6 @@ pub fn field(v: &serde_json::Value, field: &str) -> String {
         Some(serde_json::Value::Number(n)) => n.to_string(),
         _ => String::new(),
     }
-}
-
-/// The values of `fields` in order, for a checksum.
-pub fn values(v: &serde_json::Value, fields: &[&str]) -> Vec<String> {
-    fields.iter().map(|f| field(v, f)).collect()
 }
 
 #[derive(Clone)]
@@ -174,32 +120,38 @@ impl Platform {
         })
     }
 
-    fn sign(&self, vals: &[String]) -> Result<String, ProviderError> {
-        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+    /// `MaXacThuc` of message `m` over the fields of `v`.
+    fn sign(&self, m: PlatformMessage, v: &serde_json::Value) -> Result<String, ProviderError> {
         self.sum
-            .ma_xac_thuc(&refs)
+            .message(m)
+            .sign(|f| field(v, f))
             .map_err(|e| ProviderError::Refused(e.to_string()))
     }
 
-    fn verifies(&self, v: &serde_json::Value, fields: &[&str]) -> bool {
-        let vals = values(v, fields);
-        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-        self.sum.verify(&refs, &field(v, "MaXacThuc")).is_ok()
+    /// Whether `v`'s `MaXacThuc` is message `m`'s over its fields.
+    fn verifies(&self, m: PlatformMessage, v: &serde_json::Value) -> bool {
+        self.sum
+            .message(m)
+            .verify(|f| field(v, f), &field(v, "MaXacThuc"))
+            .is_ok()
     }
 
     /// The reply to a callback: `{MaLoi, MoTaLoi, MaDoiTac, MaThamChieu, ThoiGianGD, MaXacThuc}`.
     fn reply(&self, ok: bool, message: &str, reference: &str) -> serde_json::Value {
         let ma_loi = if ok { "00" } else { "99" };
         let t = vnp_date(crate::envelope::now_ms());
-        let vals = [ma_loi, &self.s.partner_code, reference, &t].map(str::to_string);
-        json!({
+        let mut r = json!({
             "MaLoi": ma_loi,
             "MoTaLoi": message,
             "MaDoiTac": self.s.partner_code,
             "MaThamChieu": reference,
             "ThoiGianGD": t,
-            "MaXacThuc": self.sign(&vals).unwrap_or_default(),
-        })
+        });
+        r["MaXacThuc"] = self
+            .sign(PlatformMessage::CallbackReply, &r)
+            .unwrap_or_default()
+            .into();
+        r
     }
 
     /// Handle a result callback; returns the JSON reply (always HTTP 200). Every refusal is
@@ -223,7 +175,7 @@ impl Platform {
         if !v.is_object() {
             return refuse(RefusedBecause::Malformed, "Du lieu khong hop le").await;
         }
-        if !self.verifies(&v, &CALLBACK_FIELDS) {
+        if !self.verifies(PlatformMessage::Callback, &v) {
             warn!(provider = %self.s.name, "payment platform callback with an invalid MaXacThuc refused");
             return refuse(RefusedBecause::Checksum, "Sai ma xac thuc").await;
         }
@@ -313,9 +265,9 @@ impl Provider for Platform {
             "Ip": self.s.ip_addr,
             "MaHoSo": n.dossier_code,
         });
-        body["MaXacThuc"] = self.sign(&values(&body, &INIT_FIELDS))?.into();
+        body["MaXacThuc"] = self.sign(PlatformMessage::Init, &body)?.into();
         let a = self.post(&self.s.init_url, &body).await?;
-        if !self.verifies(&a, &["MaLoi", "MaThamChieu", "UrlThanhToan"]) {
+        if !self.verifies(PlatformMessage::InitAnswer, &a) {
             return Err(ProviderError::Refused(
                 "initiation answer MaXacThuc does not verify".into(),
             ));
@@ -339,9 +291,9 @@ impl Provider for Platform {
             "MaThamChieu": n.reference,
             "ThoiGianGD": vnp_date(crate::envelope::now_ms()),
         });
-        body["MaXacThuc"] = self.sign(&values(&body, &QUERY_FIELDS))?.into();
+        body["MaXacThuc"] = self.sign(PlatformMessage::Query, &body)?.into();
         let a = self.post(&self.s.query_url, &body).await?;
-        if !self.verifies(&a, &QUERY_ANSWER_FIELDS) {
+        if !self.verifies(PlatformMessage::QueryAnswer, &a) {
             return Err(ProviderError::Refused(
                 "query answer MaXacThuc does not verify".into(),
             ));

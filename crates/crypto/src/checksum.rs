@@ -6,13 +6,16 @@
 //! - Checksums are produced as lower-case hex; verification accepts either case and compares the
 //!   decoded bytes in constant time (`openssl::memcmp::eq`).
 //! - Secrets are held as [`Secret`] and never printed.
+//! - Each party's field orders are defined here once ([`PlatformMessage::fields`],
+//!   [`PAYGOV_FIELDS`]); the gateway's connectors and the contract-test sandboxes both use them,
+//!   so the two sides cannot disagree on them (this module's tests pin the orders).
 //!
 //! | Type | Scheme |
 //! |------|--------|
 //! | [`VnPay`] | hex HMAC-SHA512 over the key-sorted, form-urlencoded (space as `+`) query, without `vnp_SecureHash` / `vnp_SecureHashType` and empty values |
 //! | [`MoMo`] | hex HMAC-SHA256 over `k1=v1&k2=v2...` in the order MoMo prescribes for the message type, values raw |
-//! | [`PaymentPlatform`] | `MaXacThuc`: hex SHA-256 (plain hash, not HMAC) of the fields joined with `\|`, the shared key as last element |
-//! | [`PayGov`] | hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount` |
+//! | [`PaymentPlatform`] | `MaXacThuc`: hex SHA-256 (plain hash, not HMAC) of the fields joined with `\|`, the shared key as last element; the fields of each message: [`PlatformMessage`] |
+//! | [`PayGov`] | hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount` ([`PAYGOV_FIELDS`]) |
 
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::PKey;
@@ -192,14 +195,121 @@ impl MoMo {
     }
 }
 
+/// The messages of the DVCQG payment platform that carry a `MaXacThuc`. Each one's field order
+/// is defined here, once ([`PlatformMessage::fields`]), for the gateway's connector and the
+/// sandbox alike; [`PaymentPlatform::message`] is its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlatformMessage {
+    /// `KhoiTaoGiaoDich`, the initiation [seen].
+    Init,
+    /// The initiation answer [open].
+    InitAnswer,
+    /// `KetQuaGiaoDich`, the result callback [seen].
+    Callback,
+    /// Our reply to the callback [open].
+    CallbackReply,
+    /// `TraCuuGiaoDich`, the transaction query [open].
+    Query,
+    /// The query answer [open]. `TrangThai`: `00` paid, `01` pending, `02` failed.
+    QueryAnswer,
+}
+
+impl PlatformMessage {
+    pub const ALL: [PlatformMessage; 6] = [
+        PlatformMessage::Init,
+        PlatformMessage::InitAnswer,
+        PlatformMessage::Callback,
+        PlatformMessage::CallbackReply,
+        PlatformMessage::Query,
+        PlatformMessage::QueryAnswer,
+    ];
+
+    /// The fields `MaXacThuc` covers, in order (the key follows them).
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            PlatformMessage::Init => &[
+                "LoaiBanTin",
+                "PhienBan",
+                "MaDoiTac",
+                "MaThamChieu",
+                "SoTien",
+                "LoaiHinhThanhToan",
+                "MaKenhThanhToan",
+                "MaThietBi",
+                "NgonNgu",
+                "MaTienTe",
+                "MaNganHang",
+                "ThongTinGiaoDich",
+                "ThoiGianGD",
+                "Ip",
+            ],
+            PlatformMessage::InitAnswer => &["MaLoi", "MaThamChieu", "UrlThanhToan"],
+            PlatformMessage::Callback => &[
+                "LoaiBanTin",
+                "MaLoi",
+                "MaDoiTac",
+                "MaThamChieu",
+                "SoTien",
+                "MaTienTe",
+                "MaGiaoDich",
+                "MaNganHang",
+                "ThoiGianGD",
+                "ThongTinGiaoDich",
+            ],
+            PlatformMessage::CallbackReply => &["MaLoi", "MaDoiTac", "MaThamChieu", "ThoiGianGD"],
+            PlatformMessage::Query => &[
+                "LoaiBanTin",
+                "PhienBan",
+                "MaDoiTac",
+                "MaThamChieu",
+                "ThoiGianGD",
+            ],
+            PlatformMessage::QueryAnswer => &[
+                "MaLoi",
+                "MaDoiTac",
+                "MaThamChieu",
+                "SoTien",
+                "TrangThai",
+                "MaGiaoDich",
+            ],
+        }
+    }
+}
+
 /// The national public-service portal's payment platform (DVCQG): `MaXacThuc`.
 pub struct PaymentPlatform {
     key: Secret,
+    /// Each [`PlatformMessage`]'s checksum, in [`PlatformMessage::ALL`] order.
+    messages: Vec<FieldChecksum>,
 }
 
 impl PaymentPlatform {
     pub fn new(key: Secret) -> Self {
-        PaymentPlatform { key }
+        let messages = PlatformMessage::ALL
+            .iter()
+            .map(|m| {
+                let mut fields: Vec<String> = m.fields().iter().map(|f| f.to_string()).collect();
+                fields.push(SECRET_FIELD.into());
+                FieldChecksum::new(
+                    FieldAlgorithm::Sha256,
+                    fields,
+                    "|",
+                    Secret::new(key.expose()),
+                )
+            })
+            .collect();
+        PaymentPlatform { key, messages }
+    }
+
+    /// The `MaXacThuc` of message `m`: `sign` / `verify` take each field's value by name
+    /// (SHA-256 of the values of [`PlatformMessage::fields`] joined with `|`, the key last,
+    /// exactly [`PaymentPlatform::ma_xac_thuc`] of those values).
+    pub fn message(&self, m: PlatformMessage) -> &FieldChecksum {
+        let i = PlatformMessage::ALL
+            .iter()
+            .position(|x| *x == m)
+            .expect("every message is in ALL");
+        &self.messages[i]
     }
 
     /// Fields joined with `|`, the key appended as the last element.
@@ -220,11 +330,25 @@ impl PaymentPlatform {
     }
 }
 
-/// PayGov request checksum.
+/// The pseudo-field of a [`FieldChecksum`] that stands for the secret itself.
+pub const SECRET_FIELD: &str = "secretKey";
+
+/// PayGov's creation checksum fields, in order [seen]: SHA-256 hex of their values
+/// concatenated. Also the default of the callback checksum, whose formula is [open].
+pub const PAYGOV_FIELDS: [&str; 6] = [
+    SECRET_FIELD,
+    "accessKey",
+    "partnerCode",
+    "orderId",
+    "requestCode",
+    "amount",
+];
+
+/// PayGov request checksum ([`PAYGOV_FIELDS`]).
 pub struct PayGov {
-    secret_key: Secret,
     access_key: String,
     partner_code: String,
+    sum: FieldChecksum,
 }
 
 impl PayGov {
@@ -234,9 +358,14 @@ impl PayGov {
         partner_code: impl Into<String>,
     ) -> Self {
         PayGov {
-            secret_key,
             access_key: access_key.into(),
             partner_code: partner_code.into(),
+            sum: FieldChecksum::new(
+                FieldAlgorithm::Sha256,
+                PAYGOV_FIELDS.map(String::from).to_vec(),
+                "",
+                secret_key,
+            ),
         }
     }
 
@@ -247,16 +376,17 @@ impl PayGov {
         request_code: &str,
         amount: &str,
     ) -> Result<String, ChecksumError> {
-        let data = [
-            self.secret_key.expose(),
-            &self.access_key,
-            &self.partner_code,
-            order_id,
-            request_code,
-            amount,
-        ]
-        .concat();
-        sha256_hex(data.as_bytes())
+        self.sum.sign(|f| {
+            match f {
+                "accessKey" => &self.access_key,
+                "partnerCode" => &self.partner_code,
+                "orderId" => order_id,
+                "requestCode" => request_code,
+                "amount" => amount,
+                _ => "",
+            }
+            .to_string()
+        })
     }
 
     pub fn verify(
@@ -320,7 +450,7 @@ impl FieldChecksum {
         self.fields
             .iter()
             .map(|f| {
-                if f == "secretKey" {
+                if f == SECRET_FIELD {
                     self.secret.expose().to_string()
                 } else {
                     value(f)
@@ -449,5 +579,59 @@ mod tests {
         let sig = h.sign(get).unwrap();
         h.verify(get, &sig).unwrap();
         assert_eq!(h.verify(|_| "x".into(), &sig), Err(ChecksumError::Mismatch));
+    }
+
+    #[test]
+    fn platform_messages_are_the_plain_scheme_over_their_field_order() {
+        let pp = PaymentPlatform::new(Secret::new("KEY"));
+        // Each field's value is its name in lower case, so the order shows in the data.
+        let get = |f: &str| f.to_lowercase();
+        for m in PlatformMessage::ALL {
+            let values: Vec<String> = m.fields().iter().map(|f| get(f)).collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let sum = pp.message(m);
+            assert_eq!(sum.data(get), pp.raw_data(&refs), "{m:?}");
+            let sig = sum.sign(get).unwrap();
+            assert_eq!(sig, pp.ma_xac_thuc(&refs).unwrap(), "{m:?}");
+            pp.verify(&refs, &sig).unwrap();
+            // Changing any covered field breaks it; a field not covered does not.
+            for f in m.fields() {
+                let changed = |g: &str| if g == *f { "x".into() } else { get(g) };
+                assert_eq!(
+                    sum.verify(changed, &sig),
+                    Err(ChecksumError::Mismatch),
+                    "{m:?} {f}"
+                );
+            }
+            let other = |g: &str| if g == "MaHoSo" { "x".into() } else { get(g) };
+            sum.verify(other, &sig).unwrap();
+        }
+        // The orders themselves (CONTRACTS.md §3 and the [open] shapes mirrored by the sandbox).
+        assert_eq!(
+            pp.message(PlatformMessage::Callback).data(get),
+            "loaibantin|maloi|madoitac|mathamchieu|sotien|matiente|magiaodich|manganhang|\
+             thoigiangd|thongtingiaodich|KEY"
+        );
+        assert_eq!(
+            pp.message(PlatformMessage::Init).data(get),
+            "loaibantin|phienban|madoitac|mathamchieu|sotien|loaihinhthanhtoan|makenhthanhtoan|\
+             mathietbi|ngonngu|matiente|manganhang|thongtingiaodich|thoigiangd|ip|KEY"
+        );
+        assert_eq!(
+            pp.message(PlatformMessage::CallbackReply).data(get),
+            "maloi|madoitac|mathamchieu|thoigiangd|KEY"
+        );
+        assert_eq!(
+            pp.message(PlatformMessage::InitAnswer).data(get),
+            "maloi|mathamchieu|urlthanhtoan|KEY"
+        );
+        assert_eq!(
+            pp.message(PlatformMessage::Query).data(get),
+            "loaibantin|phienban|madoitac|mathamchieu|thoigiangd|KEY"
+        );
+        assert_eq!(
+            pp.message(PlatformMessage::QueryAnswer).data(get),
+            "maloi|madoitac|mathamchieu|sotien|trangthai|magiaodich|KEY"
+        );
     }
 }
