@@ -97,7 +97,7 @@ pub enum Command {
     },
     /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
     Sandbox {
-        /// Which party: portal, vnpay, payplatform, paygov.
+        /// Which party: portal, vnpay, payplatform, paygov, momo.
         party: String,
         #[arg(long, default_value_t = 8282)]
         port: u16,
@@ -284,8 +284,17 @@ async fn run(cmd: Command) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            "momo" => match gw_contract_tests::momo::run_standalone(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot run the MoMo sandbox: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             other => {
-                eprintln!("unknown sandbox `{other}`: use portal, vnpay, payplatform or paygov");
+                eprintln!(
+                    "unknown sandbox `{other}`: use portal, vnpay, payplatform, paygov or momo"
+                );
                 ExitCode::from(2)
             }
         },

@@ -87,6 +87,7 @@ impl H {
                 .into_iter()
                 .collect(),
             paygov: Default::default(),
+            momo: Default::default(),
             token: None,
         }));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

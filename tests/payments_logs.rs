@@ -117,6 +117,7 @@ async fn payment_logs_have_no_bank_or_card_data() {
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
         platform: Default::default(),
         paygov: [("paygov".to_string(), pg)].into_iter().collect(),
+        momo: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -89,6 +89,7 @@ impl H {
             vnpay: Default::default(),
             platform: Default::default(),
             paygov: [("paygov".to_string(), p)].into_iter().collect(),
+            momo: Default::default(),
             token: None,
         }));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -64,6 +64,7 @@ impl H {
             vnpay: Default::default(),
             platform: [("dvcqg-pay".to_string(), p)].into_iter().collect(),
             paygov: Default::default(),
+            momo: Default::default(),
             token: None,
         }));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -75,6 +75,7 @@ async fn boot(
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
         platform: Default::default(),
         paygov: Default::default(),
+        momo: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -65,6 +65,7 @@ async fn serve(payments: Arc<Payments>, v: Arc<VnPay>) -> (String, tokio::task::
         vnpay: [("vnpay".to_string(), v)].into_iter().collect(),
         platform: Default::default(),
         paygov: Default::default(),
+        momo: Default::default(),
         token: None,
     }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

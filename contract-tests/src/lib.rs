@@ -3,6 +3,7 @@
 //! contract tests, the crash tests, the benchmarks and the demo, and run standalone.
 
 pub mod checker;
+pub mod momo;
 pub mod paygov;
 pub mod payplatform;
 pub mod portal;

@@ -70,6 +70,53 @@ pub struct PaymentsSection {
     /// PayGov providers (through the LGSP) by name.
     #[serde(default)]
     pub paygov: BTreeMap<String, PayGovSection>,
+    /// MoMo providers by name.
+    #[serde(default)]
+    pub momo: BTreeMap<String, MoMoSection>,
+}
+
+/// `[payments.momo.NAME]`: MoMo (IPN: `POST /payments/NAME/ipn`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MoMoSection {
+    /// required: `partnerCode`.
+    pub partner_code: String,
+    /// required: `accessKey`.
+    pub access_key: String,
+    /// required: `secretKey` (signs every message), by reference.
+    pub secret_key: SecretRef,
+    /// required: where MoMo sends the citizen back.
+    pub redirect_url: String,
+    /// required: where MoMo posts IPNs, i.e. this gateway's `…/payments/NAME/ipn` as MoMo
+    /// reaches it.
+    pub ipn_url: String,
+    /// The creation endpoint. Default MoMo's test environment ([`super::momo::CREATE_URL`]).
+    #[serde(default = "d_momo_create")]
+    pub create_url: String,
+    /// The query endpoint. Default MoMo's test environment ([`super::momo::QUERY_URL`]).
+    #[serde(default = "d_momo_query")]
+    pub query_url: String,
+    /// `requestType`. Default `captureWallet`.
+    #[serde(default = "d_momo_type")]
+    pub request_type: String,
+    /// `lang`: `vi` or `en`. Default `vi`.
+    #[serde(default = "d_momo_lang")]
+    pub lang: String,
+    /// Default 30s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_momo_create() -> String {
+    super::momo::CREATE_URL.into()
+}
+fn d_momo_query() -> String {
+    super::momo::QUERY_URL.into()
+}
+fn d_momo_type() -> String {
+    super::momo::REQUEST_TYPE.into()
+}
+fn d_momo_lang() -> String {
+    "vi".into()
 }
 
 /// `[payments.paygov.NAME]`: PayGov through the provincial integration platform (callback:
@@ -319,11 +366,55 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
             }
         }
     }
+    for (name, v) in &s.momo {
+        let at = format!("payments.momo.{name}");
+        if !names.insert(name.clone()) {
+            p(
+                at.clone(),
+                "a provider of this name already exists".into(),
+                "give each provider its own name",
+            );
+        }
+        for (k, val) in [
+            ("partner_code", &v.partner_code),
+            ("access_key", &v.access_key),
+        ] {
+            if val.trim().is_empty() {
+                p(
+                    format!("{at}.{k}"),
+                    "is empty".into(),
+                    "the value MoMo issued",
+                );
+            }
+        }
+        if !["vi", "en"].contains(&v.lang.as_str()) {
+            p(
+                format!("{at}.lang"),
+                format!("`{}` is not vi or en", v.lang),
+                "use \"vi\"",
+            );
+        }
+        for (k, url) in [
+            ("redirect_url", &v.redirect_url),
+            ("ipn_url", &v.ipn_url),
+            ("create_url", &v.create_url),
+            ("query_url", &v.query_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                p(
+                    format!("{at}.{k}"),
+                    format!("`{url}` is not an http(s) URL"),
+                    "write the full URL",
+                );
+            }
+        }
+    }
     if names.is_empty() {
         p(
             "payments".into(),
             "no provider is configured".into(),
-            "add a [payments.vnpay.NAME], [payments.platform.NAME] or [payments.paygov.NAME] table",
+            "add a [payments.vnpay.NAME], [payments.platform.NAME], [payments.paygov.NAME] or \
+             [payments.momo.NAME] table",
         );
     }
 }
@@ -331,6 +422,7 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
 /// The service and the connectors `[payments]` describes.
 pub struct Built {
     pub paygov: BTreeMap<String, Arc<super::paygov::PayGov>>,
+    pub momo: BTreeMap<String, Arc<super::momo::MoMo>>,
     pub payments: Arc<Payments>,
     pub vnpay: BTreeMap<String, Arc<VnPay>>,
     pub platform: BTreeMap<String, Arc<Platform>>,
@@ -432,7 +524,30 @@ pub async fn build(
         payments = payments.with_provider(c.clone());
         paygov.insert(name.clone(), c);
     }
+    let mut momo = BTreeMap::new();
+    for (name, v) in &s.momo {
+        let secret = v
+            .secret_key
+            .resolve(base)
+            .map_err(|e| format!("payments.momo.{name}.secret_key: {e}"))?;
+        let c = Arc::new(super::momo::MoMo::new(super::momo::MoMoSettings {
+            name: name.clone(),
+            partner_code: v.partner_code.clone(),
+            access_key: v.access_key.clone(),
+            secret_key: secret.expose().to_string(),
+            create_url: v.create_url.clone(),
+            query_url: v.query_url.clone(),
+            redirect_url: v.redirect_url.clone(),
+            ipn_url: v.ipn_url.clone(),
+            request_type: v.request_type.clone(),
+            lang: v.lang.clone(),
+            timeout: v.timeout.0,
+        })?);
+        payments = payments.with_provider(c.clone());
+        momo.insert(name.clone(), c);
+    }
     Ok(Built {
+        momo,
         paygov,
         payments: Arc::new(payments),
         vnpay,
@@ -484,5 +599,22 @@ return_url = "https://r"
         );
         assert!(e.contains("payments.paygov.v.callback_algorithm"), "{e}");
         assert!(e.contains("payments.paygov.v.create_url"), "{e}");
+
+        let momo = "[payments]\n[payments.momo.m]\npartner_code = \"P\"\naccess_key = \"A\"\nsecret_key = { env = \"S\" }\nredirect_url = \"https://r\"\nipn_url = \"https://gw/payments/m/ipn\"\n";
+        let l = crate::config::parse(momo, "t.toml", PathBuf::from(".")).unwrap();
+        let m = &l.config.payments.unwrap().momo["m"];
+        assert_eq!(m.create_url, super::super::momo::CREATE_URL);
+        assert_eq!(m.request_type, "captureWallet");
+        assert_eq!(m.lang, "vi");
+        let e = problems(&format!(
+            "{OK}[payments.momo.v]\npartner_code = \"\"\naccess_key = \"A\"\nsecret_key = {{ env = \"S\" }}\nredirect_url = \"https://r\"\nipn_url = \"gw/ipn\"\nlang = \"fr\"\n"
+        ));
+        assert!(
+            e.contains("payments.momo.v: a provider of this name"),
+            "{e}"
+        );
+        assert!(e.contains("payments.momo.v.partner_code"), "{e}");
+        assert!(e.contains("payments.momo.v.ipn_url"), "{e}");
+        assert!(e.contains("payments.momo.v.lang"), "{e}");
     }
 }

@@ -8,6 +8,8 @@
 //!   reused).
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
 //!   ([`super::vnpay::VnPay::handle_ipn`]).
+//! - `POST /payments/{provider}/ipn`: MoMo's IPN, answered `204` when recorded
+//!   ([`super::momo::MoMo::handle_ipn`]).
 //! - `POST /payments/{provider}/callback`: the payment platform's result callback, answered
 //!   `{MaLoi, …}` ([`super::platform::Platform::handle_callback`]), or PayGov's, answered
 //!   `{"error_code", "error_message"}` ([`super::paygov::PayGov::handle_callback`]).
@@ -35,6 +37,8 @@ pub struct PaymentsHttp {
     pub platform: BTreeMap<String, Arc<super::platform::Platform>>,
     /// PayGov connectors by provider name.
     pub paygov: BTreeMap<String, Arc<super::paygov::PayGov>>,
+    /// MoMo connectors by provider name.
+    pub momo: BTreeMap<String, Arc<super::momo::MoMo>>,
     /// Bearer token the one-stop system presents to create orders; `None` = no check.
     pub token: Option<Secret>,
 }
@@ -42,7 +46,7 @@ pub struct PaymentsHttp {
 pub fn router(state: Arc<PaymentsHttp>) -> Router {
     Router::new()
         .route("/payments/{provider}/orders", post(create_orders))
-        .route("/payments/{provider}/ipn", get(vnpay_ipn))
+        .route("/payments/{provider}/ipn", get(vnpay_ipn).post(momo_ipn))
         .route("/payments/{provider}/callback", post(json_callback))
         .with_state(state)
 }
@@ -126,6 +130,21 @@ async fn vnpay_ipn(
         .handle_ipn(&st.payments, query.as_deref().unwrap_or(""))
         .await;
     (StatusCode::OK, Json(reply.body())).into_response()
+}
+
+async fn momo_ipn(
+    State(st): State<Arc<PaymentsHttp>>,
+    Path(provider): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    match st.momo.get(&provider) {
+        Some(m) => m.handle_ipn(&st.payments, &body).await.into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            format!("no MoMo provider named `{provider}`"),
+        ),
+    }
 }
 
 async fn json_callback(

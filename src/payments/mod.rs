@@ -37,6 +37,7 @@ use crate::envelope::{now_ms, Envelope};
 pub mod cli;
 pub mod config;
 pub mod ipn;
+pub mod momo;
 pub mod paygov;
 pub mod platform;
 pub mod reconcile;
@@ -603,7 +604,7 @@ impl Payments {
         because: RefusedBecause,
         message: ProviderMessage,
         reply_code: &str,
-        reply: &serde_json::Value,
+        reply: &[u8],
     ) {
         if self.evidence.is_empty() {
             return;
@@ -623,7 +624,7 @@ impl Payments {
             because,
             message,
             reply_code: reply_code.into(),
-            reply: serde_json::to_vec(reply).expect("JSON serialises"),
+            reply: reply.to_vec(),
             at_ms: now_ms(),
         };
         for h in &self.evidence {
@@ -797,6 +798,7 @@ impl Wired {
                 vnpay: built.vnpay,
                 platform: built.platform,
                 paygov: built.paygov,
+                momo: built.momo,
                 token,
             }),
             metrics,

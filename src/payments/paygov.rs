@@ -145,7 +145,14 @@ impl PayGov {
             async move {
                 let reply = reply(false, &why);
                 payments
-                    .refused(&self.s.name, &order_id, because, message, "FAILED", &reply)
+                    .refused(
+                        &self.s.name,
+                        &order_id,
+                        because,
+                        message,
+                        "FAILED",
+                        &serde_json::to_vec(&reply).expect("JSON"),
+                    )
                     .await;
                 info!(provider = %self.s.name, reference = %order_id, because = because.as_str(), "PayGov callback refused");
                 reply

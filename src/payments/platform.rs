@@ -166,7 +166,14 @@ impl Platform {
             async move {
                 let reply = self.reply(false, why, &reference);
                 payments
-                    .refused(&self.s.name, &reference, because, message, "99", &reply)
+                    .refused(
+                        &self.s.name,
+                        &reference,
+                        because,
+                        message,
+                        "99",
+                        &serde_json::to_vec(&reply).expect("JSON"),
+                    )
                     .await;
                 info!(provider = %self.s.name, reference = %reference, because = because.as_str(), "payment platform callback refused");
                 reply

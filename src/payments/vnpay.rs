@@ -258,7 +258,7 @@ impl VnPay {
                         because,
                         message,
                         reply.code(),
-                        &reply.body(),
+                        &serde_json::to_vec(&reply.body()).expect("JSON"),
                     )
                     .await;
                 info!(provider = %self.s.name, reference = %claimed, code = reply.code(), because = because.as_str(), "VNPay IPN refused");

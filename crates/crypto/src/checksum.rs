@@ -7,7 +7,7 @@
 //!   decoded bytes in constant time (`openssl::memcmp::eq`).
 //! - Secrets are held as [`Secret`] and never printed.
 //! - Each party's field orders are defined here once ([`PlatformMessage::fields`],
-//!   [`PAYGOV_FIELDS`]); the gateway's connectors and the contract-test sandboxes both use them,
+//!   [`PAYGOV_FIELDS`], [`MoMoMessage::fields`]); the gateway's connectors and the contract-test sandboxes both use them,
 //!   so the two sides cannot disagree on them (this module's tests pin the orders).
 //!
 //! | Type | Scheme |
@@ -192,6 +192,80 @@ impl MoMo {
 
     pub fn verify(&self, fields: &[(&str, &str)], signature: &str) -> Result<(), ChecksumError> {
         hex_matches(&self.sign(fields)?, signature)
+    }
+
+    /// The signature of message `m`: [`MoMo::sign`] over [`MoMoMessage::fields`], each value
+    /// taken by name from `value`.
+    pub fn sign_message(
+        &self,
+        m: MoMoMessage,
+        value: impl Fn(&str) -> String,
+    ) -> Result<String, ChecksumError> {
+        let values: Vec<String> = m.fields().iter().map(|f| value(f)).collect();
+        let pairs: Vec<(&str, &str)> = m
+            .fields()
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        self.sign(&pairs)
+    }
+
+    pub fn verify_message(
+        &self,
+        m: MoMoMessage,
+        value: impl Fn(&str) -> String,
+        signature: &str,
+    ) -> Result<(), ChecksumError> {
+        hex_matches(&self.sign_message(m, value)?, signature)
+    }
+}
+
+/// The MoMo (API v2) messages that carry a `signature`, each with its field order [likely]
+/// (alphabetical, `accessKey` being the partner's access key), defined once for the gateway's
+/// connector and the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MoMoMessage {
+    /// `POST /v2/gateway/api/create`.
+    Create,
+    /// The IPN MoMo posts to the partner's `ipnUrl`.
+    Ipn,
+    /// `POST /v2/gateway/api/query`.
+    Query,
+}
+
+impl MoMoMessage {
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            MoMoMessage::Create => &[
+                "accessKey",
+                "amount",
+                "extraData",
+                "ipnUrl",
+                "orderId",
+                "orderInfo",
+                "partnerCode",
+                "redirectUrl",
+                "requestId",
+                "requestType",
+            ],
+            MoMoMessage::Ipn => &[
+                "accessKey",
+                "amount",
+                "extraData",
+                "message",
+                "orderId",
+                "orderInfo",
+                "orderType",
+                "partnerCode",
+                "payType",
+                "requestId",
+                "responseTime",
+                "resultCode",
+                "transId",
+            ],
+            MoMoMessage::Query => &["accessKey", "orderId", "partnerCode", "requestId"],
+        }
     }
 }
 
@@ -579,6 +653,44 @@ mod tests {
         let sig = h.sign(get).unwrap();
         h.verify(get, &sig).unwrap();
         assert_eq!(h.verify(|_| "x".into(), &sig), Err(ChecksumError::Mismatch));
+    }
+
+    #[test]
+    fn momo_messages_sign_their_fields_in_order() {
+        let momo = MoMo::new(Secret::new("K"));
+        let get = |f: &str| format!("v{}", f.len());
+        for m in [MoMoMessage::Create, MoMoMessage::Ipn, MoMoMessage::Query] {
+            let mut sorted = m.fields().to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, m.fields(), "{m:?}: MoMo's orders are alphabetical");
+            let sig = momo.sign_message(m, get).unwrap();
+            let values: Vec<String> = m.fields().iter().map(|f| get(f)).collect();
+            let pairs: Vec<(&str, &str)> = m
+                .fields()
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            assert_eq!(sig, momo.sign(&pairs).unwrap());
+            momo.verify_message(m, get, &sig).unwrap();
+            for f in m.fields() {
+                let changed = |g: &str| if g == *f { "x".into() } else { get(g) };
+                assert_eq!(
+                    momo.verify_message(m, changed, &sig),
+                    Err(ChecksumError::Mismatch),
+                    "{m:?} {f}"
+                );
+            }
+        }
+        assert_eq!(
+            MoMo::raw_data(&[
+                ("accessKey", "A"),
+                ("orderId", "O"),
+                ("partnerCode", "P"),
+                ("requestId", "R")
+            ]),
+            "accessKey=A&orderId=O&partnerCode=P&requestId=R"
+        );
     }
 
     #[test]
