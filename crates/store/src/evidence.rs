@@ -314,6 +314,13 @@ pub async fn verify_chains(
                 seq: ts.seq,
                 what: format!("time-stamp: {what}"),
             };
+            if ts.seq == head.anchor_seq && ts.hash != head.anchor_hash {
+                // The token over the last archived record stays with the live chain.
+                report
+                    .problems
+                    .push(bad("covers another hash than the chain's anchor".into()));
+                continue;
+            }
             if ts.seq > head.anchor_seq {
                 match hashes.get(&ts.seq) {
                     Some(h) if *h == ts.hash => {}
