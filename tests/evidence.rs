@@ -594,12 +594,16 @@ fn tsa_section(tsa: &Tsa) -> gateway::evidence::TsaSection {
     }
 }
 
-/// Append records `from..=to` of [`ARCHIVE_CHAIN`] (exchange time 1000 + n ms), then have the
-/// head time-stamped by the sandbox authority.
+/// Append records `from..=to` of [`ARCHIVE_CHAIN`] (exchange time 1000 + n ms; dossier HA-1
+/// for records 1..3, HA-2 after), then have the head time-stamped by the sandbox authority.
 async fn append_and_stamp(store: &Arc<dyn Store>, tsa: &Tsa, from: u32, to: u32) {
     for n in from..=to {
         let batch = gw_store::Batch {
-            evidence: vec![gw_store::evidence_suite::record(ARCHIVE_CHAIN, n, "HA-1")],
+            evidence: vec![gw_store::evidence_suite::record(
+                ARCHIVE_CHAIN,
+                n,
+                if n <= 3 { "HA-1" } else { "HA-2" },
+            )],
             ..Default::default()
         };
         store.record(batch).await.unwrap();
@@ -736,6 +740,8 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
         ),
         (1, 2, 8, 3)
     );
+
+    export_after_retention(&store, &archive, cfg, data).await;
 
     // Each tampering, on a copy of the archive: (what, the file changed, the change, what the
     // report must name).
@@ -917,6 +923,169 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
             && out.contains("gw-1-1-5.jsonl"),
         "{out}"
     );
+}
+
+/// Flip one byte of a bundle's file: some README command must fail; then restore it.
+fn refused_after_a_byte_changes(bundle: &Path, file: &str) {
+    let path = bundle.join(file);
+    let original = std::fs::read(&path).unwrap();
+    let mut changed = original.clone();
+    let at = changed.len() - 2;
+    changed[at] ^= 0x01;
+    std::fs::write(&path, &changed).unwrap();
+    assert!(
+        !run_readme(bundle).1.is_empty(),
+        "{file} changed must fail a check"
+    );
+    std::fs::write(&path, &original).unwrap();
+}
+
+/// `evidence export` once records 1..8 of the chain are archived (time-stamps at 5 and 7 in
+/// the archive, at 9 live): HA-1 (records 1..3) is only in the archive, HA-2 (4..9) in both.
+async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Path, data: &Path) {
+    use gateway::evidence::export::export;
+    let ex = certs_example();
+    let certs = vec![
+        (
+            "tsa-ca.pem".to_string(),
+            std::fs::read(ex.join("root-ca.pem")).unwrap(),
+        ),
+        (
+            "tsa-intermediates.pem".to_string(),
+            std::fs::read(ex.join("intermediate-ca.pem")).unwrap(),
+        ),
+    ];
+    let out = |name: &str| data.join("bundles").join(name);
+
+    // Without the archive: HA-1 is not found, and the error says where to look.
+    let e = export(store.as_ref(), "HA-1", &out("a"), None, &certs, None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("--archive") && e.contains("chain gw-1 (records 1..8)"),
+        "{e}"
+    );
+    // HA-2 is found in part, and the bundle says it may be incomplete.
+    let done = export(store.as_ref(), "HA-2", &out("b"), None, &certs, None)
+        .await
+        .unwrap();
+    assert_eq!(done.records, 1);
+    assert_eq!(done.not_searched, vec![(ARCHIVE_CHAIN.to_string(), 8)]);
+    let readme = std::fs::read_to_string(out("b").join("README.md")).unwrap();
+    assert!(readme.contains("Possibly incomplete"), "{readme}");
+
+    // With the archive: HA-1 entirely from it, up to the archived time-stamp at 5.
+    let done = export(
+        store.as_ref(),
+        "HA-1",
+        &out("c"),
+        None,
+        &certs,
+        Some(archive),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            done.records,
+            done.from_archive,
+            done.chain_files,
+            done.tokens
+        ),
+        (3, 3, 5, 1)
+    );
+    assert!(done.not_searched.is_empty() && done.unstamped.is_empty());
+    let (n, failed) = run_readme(&out("c"));
+    assert_eq!(n, 5, "4 links and the time-stamp");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert!(out("c").join("chains/gw-1/000000000005.tsr").exists());
+    refused_after_a_byte_changes(&out("c"), "chains/gw-1/000000000002.txt");
+    refused_after_a_byte_changes(&out("c"), "chains/gw-1/000000000005.txt");
+
+    // HA-2: records 4..8 from the archive (two files), 9 live, through the anchor to the live
+    // time-stamp at 9.
+    let done = export(
+        store.as_ref(),
+        "HA-2",
+        &out("d"),
+        None,
+        &certs,
+        Some(archive),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            done.records,
+            done.from_archive,
+            done.chain_files,
+            done.tokens
+        ),
+        (6, 5, 6, 1)
+    );
+    let (n, failed) = run_readme(&out("d"));
+    assert_eq!(n, 6, "5 links and the time-stamp");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    let readme = std::fs::read_to_string(out("d").join("README.md")).unwrap();
+    assert!(
+        readme.contains("taken from the retention archive"),
+        "{readme}"
+    );
+    // The last archived record: its link to the first live one is checked.
+    refused_after_a_byte_changes(&out("d"), "chains/gw-1/000000000008.txt");
+
+    // A record missing from the archive: refused rather than a bundle with a hole.
+    let holed = data.join("holed");
+    copy_dir(archive, &holed);
+    let b = archive_file(&holed, 6, 8);
+    let mut lines = read_lines(&b);
+    lines.remove(0);
+    write_lines(&b, &lines);
+    let e = export(
+        store.as_ref(),
+        "HA-2",
+        &out("e"),
+        None,
+        &certs,
+        Some(&holed),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("record seq 6 is missing from the archive"),
+        "{e}"
+    );
+
+    // The command.
+    let (ok, text) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HA-2",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--out",
+            out("f").to_str().unwrap(),
+        ],
+        cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("5 record(s) taken from the retention archive"),
+        "{text}"
+    );
+    let (ok, text) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HA-2",
+            "--out",
+            out("g").to_str().unwrap(),
+        ],
+        cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("warning: retention archived"), "{text}");
 }
 
 /// A gateway configuration on `backend` whose store the scenario opens too (with the sandbox

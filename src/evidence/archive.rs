@@ -403,3 +403,89 @@ fn check_chain(
     }
     Ok(())
 }
+
+/// Read the lines of one archive file, calling `each` with every parsed line.
+fn read_file(
+    path: &Path,
+    mut each: impl FnMut(ArchiveLine) -> Result<(), String>,
+) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str(&line)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+        each(parsed)?;
+    }
+    Ok(())
+}
+
+/// What the archive holds of one dossier (for `evidence export --archive`).
+#[derive(Debug, Default)]
+pub struct DossierArchive {
+    /// The dossier's archived records, by chain and seq.
+    pub records: Vec<StoredEvidence>,
+    /// Every archived time-stamp, by chain, in seq order.
+    pub timestamps: BTreeMap<String, Vec<TimeStampRow>>,
+}
+
+/// The archived records of `dossier` under `dir`, and the archived time-stamps.
+pub fn dossier_records(dir: &Path, dossier: &str) -> Result<DossierArchive, String> {
+    let listing = archive_files(dir)?;
+    let mut out = DossierArchive::default();
+    for file in listing.chains.values().flatten() {
+        read_file(&file.path, |line| {
+            match line {
+                ArchiveLine::Record { record, .. } if record.record.dossier == dossier => {
+                    out.records.push(*record)
+                }
+                ArchiveLine::Record { .. } => {}
+                ArchiveLine::Timestamp { timestamp } => out
+                    .timestamps
+                    .entry(timestamp.chain.clone())
+                    .or_default()
+                    .push(timestamp),
+            }
+            Ok(())
+        })?;
+    }
+    out.records
+        .sort_by(|a, b| (&a.record.chain, a.seq).cmp(&(&b.record.chain, b.seq)));
+    out.records
+        .dedup_by(|a, b| (&a.record.chain, a.seq) == (&b.record.chain, b.seq));
+    for stamps in out.timestamps.values_mut() {
+        stamps.sort_by_key(|t| t.seq);
+        stamps.dedup_by_key(|t| t.seq);
+    }
+    Ok(out)
+}
+
+/// The archived records of `chain` with `from <= seq <= to`, in seq order (what the archive
+/// has: the caller checks nothing is missing).
+pub fn chain_range(
+    dir: &Path,
+    chain: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredEvidence>, String> {
+    let listing = archive_files(dir)?;
+    let mut out: Vec<StoredEvidence> = Vec::new();
+    for file in listing.chains.get(chain).into_iter().flatten() {
+        if file.to < from || file.from > to {
+            continue;
+        }
+        read_file(&file.path, |line| {
+            if let ArchiveLine::Record { record, .. } = line {
+                if record.seq >= from && record.seq <= to {
+                    out.push(*record);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    out.sort_by_key(|r| r.seq);
+    out.dedup_by_key(|r| r.seq);
+    Ok(out)
+}

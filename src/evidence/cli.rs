@@ -34,6 +34,10 @@ pub enum EvidenceAction {
         /// Output directory. Default `evidence-DOSSIER`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also take the dossier's records from the retention archive in this directory
+        /// (`evidence.archive_dir`), with the chain segment through the live chain's anchor.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
@@ -158,7 +162,13 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 Ok(ExitCode::FAILURE)
             }
         }
-        EvidenceAction::Export { dossier, out, .. } => {
+        EvidenceAction::Export {
+            dossier,
+            out,
+            archive,
+            ..
+        } => {
+            let archive = archive.map(|d| loaded.base.join(d));
             let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
             let log = super::EvidenceLog::new(
                 &loaded.config.evidence,
@@ -175,8 +185,15 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                     certs.push(("tsa-intermediates.pem".to_string(), read(i)?));
                 }
             }
-            let done =
-                super::export::export(store.as_ref(), &dossier, &out, log.key(), &certs).await?;
+            let done = super::export::export(
+                store.as_ref(),
+                &dossier,
+                &out,
+                log.key(),
+                &certs,
+                archive.as_deref(),
+            )
+            .await?;
             println!(
                 "wrote {}: {} record(s), {} chain file(s), {} time-stamp token(s)",
                 done.dir.display(),
@@ -184,6 +201,19 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 done.chain_files,
                 done.tokens
             );
+            if done.from_archive > 0 {
+                println!(
+                    "{} record(s) taken from the retention archive",
+                    done.from_archive
+                );
+            }
+            if !done.not_searched.is_empty() {
+                println!(
+                    "warning: retention archived older records of {}; this dossier may have \
+                     records there that are not in the bundle: export with --archive DIR",
+                    super::export::describe_archived(&done.not_searched)
+                );
+            }
             if !done.unstamped.is_empty() {
                 println!(
                     "note: chain(s) {} end at a head not time-stamped yet",
