@@ -67,7 +67,10 @@ pub struct EvidenceRecord {
     pub response_digest: Option<String>,
     /// SHA-256 hex of the signature value (ours out, theirs in), when signed.
     pub signature_digest: Option<String>,
-    /// SHA-256 hex fingerprint (DER) of the signing certificate.
+    /// SHA-256 hex fingerprint (DER) of the signing certificate: ours on the way out, the
+    /// sender's on the way in (the one its signature verified with). An inbound signature
+    /// verified with a bare public key (no certificate) is named `key-id:ID spki-sha256:HEX`
+    /// (key id, SHA-256 of the SubjectPublicKeyInfo DER) instead.
     pub cert_fingerprint: Option<String>,
     pub http_status: Option<u16>,
     /// The party's own result code (e.g. the portal's `error_code`).
