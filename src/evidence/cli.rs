@@ -117,11 +117,11 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
             let report = verify(store.as_ref(), trust.as_ref()).await?;
             let archived = match &archive {
                 Some(dir) => {
-                    let dir = loaded.base.join(dir);
+                    // A path on the command line is relative to the working directory.
                     if !dir.is_dir() {
                         return Err(format!("{}: not a directory", dir.display()));
                     }
-                    Some(verify_archive(store.as_ref(), &dir, trust.as_ref()).await?)
+                    Some(verify_archive(store.as_ref(), dir, trust.as_ref()).await?)
                 }
                 None => None,
             };
@@ -168,7 +168,6 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
             archive,
             ..
         } => {
-            let archive = archive.map(|d| loaded.base.join(d));
             let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
             let log = super::EvidenceLog::new(
                 &loaded.config.evidence,
