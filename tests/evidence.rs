@@ -545,6 +545,48 @@ async fn full_mode_bodies_export_and_retention() {
     let archived_head = last["record"]["hash"].as_str().unwrap().to_string();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
     assert!(ok && out.contains("0 record(s)"), "{out}");
+    // The archive the gateway wrote verifies with the live chain; the archived full-mode body
+    // is exported from it, decrypted and checked against its digest.
+    let archive_dir = dir.path().join("data/evidence-archive");
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "verify",
+            "--archive",
+            archive_dir.to_str().unwrap(),
+        ],
+        &cfg,
+    );
+    assert!(
+        ok && out.contains("archive: 1 chain(s), 1 file(s), 3 record(s)"),
+        "{out}"
+    );
+    let bundle = dir.path().join("bundle-archived");
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HF-1",
+            "--archive",
+            archive_dir.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &cfg,
+    );
+    assert!(
+        ok && out.contains("1 record(s) taken from the retention archive"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(bundle.join(format!("bodies/{id}.request"))).unwrap(),
+        delivered.body
+    );
+    let (n, failed) = run_readme(&bundle);
+    assert!(
+        n >= 2 && failed.is_empty(),
+        "{n} commands, failed: {failed:?}"
+    );
 
     let running = app::start(&loaded, CancellationToken::new())
         .await
@@ -570,6 +612,569 @@ async fn full_mode_bodies_export_and_retention() {
     );
     running.shutdown().await;
     drop(store);
-    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "verify",
+            "--archive",
+            archive_dir.to_str().unwrap(),
+        ],
+        &cfg,
+    );
     assert!(ok, "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The retention archive: `gateway evidence verify --archive DIR`.
+
+/// The chain the archive scenarios write (a `-` in its name, as archive file names use `-`).
+const ARCHIVE_CHAIN: &str = "gw-1";
+
+fn tsa_section(tsa: &Tsa) -> gateway::evidence::TsaSection {
+    let ex = certs_example();
+    gateway::evidence::TsaSection {
+        url: tsa.url(),
+        ca_file: ex.join("root-ca.pem"),
+        intermediates_file: Some(ex.join("intermediate-ca.pem")),
+        interval: gateway::config::Dur(Duration::ZERO),
+        max_records: 1,
+        timeout: gateway::config::Dur(Duration::from_secs(5)),
+        fail_closed: false,
+        grace: gateway::config::Dur(Duration::from_secs(60)),
+    }
+}
+
+/// Append records `from..=to` of [`ARCHIVE_CHAIN`] (exchange time 1000 + n ms; dossier HA-1
+/// for records 1..3, HA-2 after), then have the head time-stamped by the sandbox authority.
+async fn append_and_stamp(store: &Arc<dyn Store>, tsa: &Tsa, from: u32, to: u32) {
+    for n in from..=to {
+        let batch = gw_store::Batch {
+            evidence: vec![gw_store::evidence_suite::record(
+                ARCHIVE_CHAIN,
+                n,
+                if n <= 3 { "HA-1" } else { "HA-2" },
+            )],
+            ..Default::default()
+        };
+        store.record(batch).await.unwrap();
+    }
+    let section = tsa_section(tsa);
+    let trust = gateway::evidence::tsa::trust(&section, Path::new("/")).unwrap();
+    let mut stamper =
+        gateway::evidence::tsa::Stamper::new(store.clone(), ARCHIVE_CHAIN, &section, trust)
+            .unwrap();
+    assert!(stamper.poll().await.unwrap(), "head {to} time-stamped");
+}
+
+fn archive_file(dir: &Path, from: i64, to: i64) -> std::path::PathBuf {
+    dir.join(format!("{ARCHIVE_CHAIN}-{from}-{to}.jsonl"))
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A copy of the archive directory `src` to tamper with.
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The archive line of a record re-sealed after `change`: its hash and canonical text
+/// recomputed, so only the chain can tell.
+fn reseal(line: &str, change: impl FnOnce(&mut gw_store::StoredEvidence)) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut r: gw_store::StoredEvidence = serde_json::from_value(v["record"].clone()).unwrap();
+    change(&mut r);
+    r.hash = gw_store::evidence::record_hash(&r.record, r.seq, &r.prev_hash);
+    serde_json::json!({
+        "record": r,
+        "canonical": gw_store::evidence::canonical(&r.record, r.seq, &r.prev_hash),
+    })
+    .to_string()
+}
+
+fn rec_id(n: u32) -> String {
+    format!("{ARCHIVE_CHAIN}-rec-{n:04}")
+}
+
+/// Prune twice, then check the archive: it verifies; each kind of tampering is refused with
+/// the record and the file named; the gateway command says the same with its exit status.
+async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
+    let tsa = Tsa::start(0).await.unwrap();
+    let section = tsa_section(&tsa);
+    let trust = gateway::evidence::tsa::trust(&section, Path::new("/")).unwrap();
+    let archive = data.join("archive");
+    let check = |dir: std::path::PathBuf| {
+        let (store, trust) = (store.clone(), trust.clone());
+        async move {
+            gateway::evidence::cli::verify_archive(store.as_ref(), &dir, Some(&trust))
+                .await
+                .unwrap()
+        }
+    };
+    // Time-stamps at seq 5, 7 and 9.
+    append_and_stamp(&store, &tsa, 1, 5).await;
+    append_and_stamp(&store, &tsa, 6, 7).await;
+    append_and_stamp(&store, &tsa, 8, 9).await;
+
+    // A run stopped after writing its archive (records 1..3) but before removing them: the
+    // checker says so, and the next run replaces that file.
+    std::fs::create_dir_all(&archive).unwrap();
+    let leftover: Vec<String> = store
+        .evidence_chain(ARCHIVE_CHAIN, 0, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "record": r,
+                "canonical": gw_store::evidence::canonical(&r.record, r.seq, &r.prev_hash),
+            })
+            .to_string()
+        })
+        .collect();
+    write_lines(&archive_file(&archive, 1, 3), &leftover);
+    let report = check(archive.clone()).await;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0]
+            .to_string()
+            .contains("past the live anchor"),
+        "{}",
+        report.problems[0]
+    );
+
+    // Retention, twice: records 1..5 (exchange times 1001..1005), then 6..8.
+    let removed = gateway::evidence::retention::prune(store.as_ref(), &archive, 1_006)
+        .await
+        .unwrap();
+    assert_eq!(removed, 5);
+    assert!(
+        !archive_file(&archive, 1, 3).exists(),
+        "the interrupted run's file is replaced"
+    );
+    let removed = gateway::evidence::retention::prune(store.as_ref(), &archive, 1_009)
+        .await
+        .unwrap();
+    assert_eq!(removed, 3);
+    let (a, b) = (archive_file(&archive, 1, 5), archive_file(&archive, 6, 8));
+    assert!(a.exists() && b.exists());
+
+    // Clean: archive + live store are one chain; archived tokens verify.
+    let live = gateway::evidence::cli::verify(store.as_ref(), Some(&trust))
+        .await
+        .unwrap();
+    assert!(live.ok(), "{:?}", live.problems);
+    let report = check(archive.clone()).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    // 8 archived records; the tokens over 5 (in both files: it stayed live after the first
+    // run) and 7.
+    assert_eq!(
+        (
+            report.chains,
+            report.files,
+            report.records,
+            report.timestamps
+        ),
+        (1, 2, 8, 3)
+    );
+
+    export_after_retention(&store, &archive, cfg, data).await;
+
+    // Each tampering, on a copy of the archive: (what, the file changed, the change, what the
+    // report must name).
+    let a_lines = read_lines(&a);
+    let b_lines = read_lines(&b);
+    assert_eq!(
+        (a_lines.len(), b_lines.len()),
+        (6, 5),
+        "records then tokens"
+    );
+    type Change = Box<dyn Fn(&Path)>;
+    let set = |file: std::path::PathBuf, lines: Vec<String>| -> Change {
+        Box::new(move |dir: &Path| write_lines(&dir.join(file.file_name().unwrap()), &lines))
+    };
+    let remove = |file: std::path::PathBuf| -> Change {
+        Box::new(move |dir: &Path| {
+            std::fs::remove_file(dir.join(file.file_name().unwrap())).unwrap()
+        })
+    };
+    let edit = |i: usize, f: &dyn Fn(&str) -> String| {
+        let mut l = a_lines.clone();
+        l[i] = f(&l[i]);
+        l
+    };
+    // A record of our own, well chained after record 2 and inserted before record 3.
+    let forged = reseal(&a_lines[1], |r| {
+        r.record.id = "forged-record".into();
+        r.record.result_code = Some("0".into());
+        r.record.exchange = "forged/1".into();
+        r.prev_hash = r.hash.clone();
+        r.seq = 3;
+    });
+    let mut inserted = a_lines.clone();
+    inserted.insert(2, forged);
+    let mut deleted = a_lines.clone();
+    deleted.remove(2);
+    let mut reordered = a_lines.clone();
+    reordered.swap(2, 3);
+    let mut truncated = a_lines.clone();
+    truncated.remove(4);
+    let mut forged_token = b_lines.clone();
+    {
+        let v: serde_json::Value = serde_json::from_str(&b_lines[4]).unwrap();
+        let mut ts: gw_store::TimeStampRow =
+            serde_json::from_value(v["timestamp"].clone()).unwrap();
+        assert_eq!(ts.seq, 7);
+        let req = gw_crypto::tsp::request(&hex::decode(&ts.hash).unwrap()).unwrap();
+        let resp = tsa.forge(&req.der).unwrap();
+        let forger = gw_crypto::keys::TrustStore::from_pem(&tsa.forged_cert_pem()).unwrap();
+        ts.token = gw_crypto::tsp::verify_response(&resp, &req, &forger)
+            .unwrap()
+            .token_der;
+        forged_token[4] = serde_json::json!({ "timestamp": ts }).to_string();
+    }
+    let cases: Vec<(&str, Change, Vec<String>)> = vec![
+        (
+            "a field of record 2 changed",
+            set(
+                a.clone(),
+                edit(1, &|l| {
+                    l.replace("\"result_code\":\"0\"", "\"result_code\":\"99\"")
+                }),
+            ),
+            vec![rec_id(2), "record modified".into(), "line 2".into()],
+        ),
+        (
+            "record 2 changed and its hash recomputed",
+            set(
+                a.clone(),
+                edit(1, &|l| reseal(l, |r| r.record.http_status = Some(500))),
+            ),
+            vec![rec_id(3), "does not commit to the previous record".into()],
+        ),
+        (
+            "the canonical text of record 2 changed",
+            set(
+                a.clone(),
+                edit(1, &|l| l.replace("result_code: 0", "result_code: 99")),
+            ),
+            vec![rec_id(2), "canonical text".into()],
+        ),
+        (
+            "record 3 deleted",
+            set(a.clone(), deleted),
+            vec![rec_id(4), "expected seq 3 next, found 4".into()],
+        ),
+        (
+            "a record inserted before record 3",
+            set(a.clone(), inserted),
+            vec![rec_id(3), "expected seq 4 next, found 3".into()],
+        ),
+        (
+            "records 3 and 4 swapped",
+            set(a.clone(), reordered),
+            vec![rec_id(4), "expected seq 3 next, found 4".into()],
+        ),
+        (
+            "the last record of a file deleted",
+            set(a.clone(), truncated),
+            vec![rec_id(4), "ends at seq 4".into()],
+        ),
+        (
+            "the first archive file missing",
+            remove(a.clone()),
+            vec!["gw-1-6-8.jsonl".into(), "records 1..5 are missing".into()],
+        ),
+        (
+            "the last archive file missing",
+            remove(b.clone()),
+            vec![
+                "gw-1-1-5.jsonl".into(),
+                "anchored at seq 8".into(),
+                "records 6..8 are missing".into(),
+            ],
+        ),
+        (
+            "a forged time-stamp token",
+            set(b.clone(), forged_token),
+            vec!["gw-1-6-8.jsonl line 5".into(), "time-stamp".into()],
+        ),
+    ];
+    let tamper = data.join("tampered");
+    for (what, change, expect) in &cases {
+        let _ = std::fs::remove_dir_all(&tamper);
+        copy_dir(&archive, &tamper);
+        change(&tamper);
+        let report = check(tamper.clone()).await;
+        assert_eq!(report.problems.len(), 1, "{what}: {:?}", report.problems);
+        let text = report.problems[0].to_string();
+        for e in expect {
+            assert!(text.contains(e.as_str()), "{what}: {e:?} not in {text}");
+        }
+        if !what.contains("file missing") && !what.contains("time-stamp") {
+            assert!(
+                text.contains("gw-1-1-5.jsonl"),
+                "{what}: names the file: {text}"
+            );
+        }
+    }
+    // No archive at all while the live chain is anchored at 8.
+    let _ = std::fs::remove_dir_all(&tamper);
+    std::fs::create_dir_all(&tamper).unwrap();
+    let report = check(tamper.clone()).await;
+    assert!(
+        !report.ok()
+            && report.problems[0]
+                .to_string()
+                .contains("records 1..8 are missing"),
+        "{:?}",
+        report.problems
+    );
+
+    // The command: exit 0 on the archive, 1 with the record named on a tampered copy.
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--archive", archive.to_str().unwrap()],
+        cfg,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("archive: 1 chain(s), 2 file(s), 8 record(s), 3 time-stamp(s) checked"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&tamper);
+    copy_dir(&archive, &tamper);
+    write_lines(
+        &tamper.join("gw-1-1-5.jsonl"),
+        &edit(1, &|l| {
+            l.replace("\"result_code\":\"0\"", "\"result_code\":\"99\"")
+        }),
+    );
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--archive", tamper.to_str().unwrap()],
+        cfg,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("BROKEN: archive")
+            && out.contains(&rec_id(2))
+            && out.contains("gw-1-1-5.jsonl"),
+        "{out}"
+    );
+}
+
+/// Flip one byte of a bundle's file: some README command must fail; then restore it.
+fn refused_after_a_byte_changes(bundle: &Path, file: &str) {
+    let path = bundle.join(file);
+    let original = std::fs::read(&path).unwrap();
+    let mut changed = original.clone();
+    let at = changed.len() - 2;
+    changed[at] ^= 0x01;
+    std::fs::write(&path, &changed).unwrap();
+    assert!(
+        !run_readme(bundle).1.is_empty(),
+        "{file} changed must fail a check"
+    );
+    std::fs::write(&path, &original).unwrap();
+}
+
+/// `evidence export` once records 1..8 of the chain are archived (time-stamps at 5 and 7 in
+/// the archive, at 9 live): HA-1 (records 1..3) is only in the archive, HA-2 (4..9) in both.
+async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Path, data: &Path) {
+    use gateway::evidence::export::export;
+    let ex = certs_example();
+    let certs = vec![
+        (
+            "tsa-ca.pem".to_string(),
+            std::fs::read(ex.join("root-ca.pem")).unwrap(),
+        ),
+        (
+            "tsa-intermediates.pem".to_string(),
+            std::fs::read(ex.join("intermediate-ca.pem")).unwrap(),
+        ),
+    ];
+    let out = |name: &str| data.join("bundles").join(name);
+
+    // Without the archive: HA-1 is not found, and the error says where to look.
+    let e = export(store.as_ref(), "HA-1", &out("a"), None, &certs, None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("--archive") && e.contains("chain gw-1 (records 1..8)"),
+        "{e}"
+    );
+    // HA-2 is found in part, and the bundle says it may be incomplete.
+    let done = export(store.as_ref(), "HA-2", &out("b"), None, &certs, None)
+        .await
+        .unwrap();
+    assert_eq!(done.records, 1);
+    assert_eq!(done.not_searched, vec![(ARCHIVE_CHAIN.to_string(), 8)]);
+    let readme = std::fs::read_to_string(out("b").join("README.md")).unwrap();
+    assert!(readme.contains("Possibly incomplete"), "{readme}");
+
+    // With the archive: HA-1 entirely from it, up to the archived time-stamp at 5.
+    let done = export(
+        store.as_ref(),
+        "HA-1",
+        &out("c"),
+        None,
+        &certs,
+        Some(archive),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            done.records,
+            done.from_archive,
+            done.chain_files,
+            done.tokens
+        ),
+        (3, 3, 5, 1)
+    );
+    assert!(done.not_searched.is_empty() && done.unstamped.is_empty());
+    let (n, failed) = run_readme(&out("c"));
+    assert_eq!(n, 5, "4 links and the time-stamp");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert!(out("c").join("chains/gw-1/000000000005.tsr").exists());
+    refused_after_a_byte_changes(&out("c"), "chains/gw-1/000000000002.txt");
+    refused_after_a_byte_changes(&out("c"), "chains/gw-1/000000000005.txt");
+
+    // HA-2: records 4..8 from the archive (two files), 9 live, through the anchor to the live
+    // time-stamp at 9.
+    let done = export(
+        store.as_ref(),
+        "HA-2",
+        &out("d"),
+        None,
+        &certs,
+        Some(archive),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            done.records,
+            done.from_archive,
+            done.chain_files,
+            done.tokens
+        ),
+        (6, 5, 6, 1)
+    );
+    let (n, failed) = run_readme(&out("d"));
+    assert_eq!(n, 6, "5 links and the time-stamp");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    let readme = std::fs::read_to_string(out("d").join("README.md")).unwrap();
+    assert!(
+        readme.contains("taken from the retention archive"),
+        "{readme}"
+    );
+    // The last archived record: its link to the first live one is checked.
+    refused_after_a_byte_changes(&out("d"), "chains/gw-1/000000000008.txt");
+
+    // A record missing from the archive: refused rather than a bundle with a hole.
+    let holed = data.join("holed");
+    copy_dir(archive, &holed);
+    let b = archive_file(&holed, 6, 8);
+    let mut lines = read_lines(&b);
+    lines.remove(0);
+    write_lines(&b, &lines);
+    let e = export(
+        store.as_ref(),
+        "HA-2",
+        &out("e"),
+        None,
+        &certs,
+        Some(&holed),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("record seq 6 is missing from the archive"),
+        "{e}"
+    );
+
+    // The command.
+    let (ok, text) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HA-2",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--out",
+            out("f").to_str().unwrap(),
+        ],
+        cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("5 record(s) taken from the retention archive"),
+        "{text}"
+    );
+    let (ok, text) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HA-2",
+            "--out",
+            out("g").to_str().unwrap(),
+        ],
+        cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("warning: retention archived"), "{text}");
+}
+
+/// A gateway configuration on `backend` whose store the scenario opens too (with the sandbox
+/// authority's trust anchors for the archived tokens).
+fn archive_config(backend: Backend, dir: &Path) -> (std::path::PathBuf, String) {
+    let route = unique("eva");
+    let text = config_text(
+        backend,
+        &dir.join("data"),
+        &route,
+        "http://127.0.0.1:9/",
+        "",
+    ) + &evidence_section("http://127.0.0.1:9/tsa", "");
+    let cfg = dir.join("gateway.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let url = load(&text).store_url().unwrap();
+    (cfg, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_verifies_and_tampering_is_refused_sqlite() {
+    if !openssl_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, url) = archive_config(Backend::Embedded, dir.path());
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let store = gw_store::open(&url).await.unwrap();
+    archive_scenario(store, &cfg, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_verifies_and_tampering_is_refused_postgres() {
+    if !openssl_available() || !services_available("archive_postgres") {
+        return;
+    }
+    std::env::set_var("GW_TEST_AMQP_PASSWORD", "guest");
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, url) = archive_config(Backend::RabbitPg, dir.path());
+    let store = gw_store::open(&url).await.unwrap();
+    archive_scenario(store, &cfg, dir.path()).await;
 }

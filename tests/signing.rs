@@ -1095,3 +1095,145 @@ crls = ["certs-example/intermediate-ca.crl.pem", "certs-example/root-ca.crl.pem"
         .iter()
         .any(|c| c.profile == "rotated" && c.role == "previous" && c.key_id == "k-2025"));
 }
+
+// ------------------------------------------------------------------ evidence of inbound signatures
+
+/// SHA-256 hex of the DER of a PEM certificate of `certs-example`.
+fn cert_sha256(name: &str) -> String {
+    let der = openssl::x509::X509::from_pem(&read_cert(name))
+        .unwrap()
+        .to_der()
+        .unwrap();
+    gateway::evidence::sha256_hex(&der)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_evidence_names_the_senders_certificate() {
+    std::env::set_var("GW_TEST_P12_PASSWORD", "example");
+    let sink = Sink::start(0, Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = gateway_config(dir.path(), &sink.url())
+        + r#"
+# A signer certificate carried in the JWS (x5c), judged by the anchors.
+[signing.in-x5c]
+scheme = "jws-detached"
+header = "x-sig"
+trust_anchors = "certs-example/chain.pem"
+
+[sources.agency-x5c]
+verify = "in-x5c"
+
+[[routes]]
+name = "x5c-in"
+from = "agency-x5c"
+to = "plain"
+
+[evidence]
+mode = "metadata"
+"#;
+    let loaded = load(&text);
+    let running = gateway::app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let store = running.engine.store.clone();
+    let inb = Inbound {
+        client: reqwest::Client::new(),
+        addr: running.inbound_addr,
+    };
+    // HTTP message signature with the pinned EC key.
+    let body = Inbound::event("EV-SIG");
+    let headers = inb.http_signed(
+        "agency-sig",
+        &key("sign-ec", "agency-ec"),
+        &body,
+        SignParams::default(),
+    );
+    assert_eq!(inb.post("agency-sig", &headers, &body).await.0, 202);
+    let sig_value = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("signature"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    // Detached JWS with the pinned RSA key (found by kid).
+    let body = Inbound::event("EV-JWS");
+    let token = jws::sign_detached(
+        &body,
+        &key("sign-rsa", "agency-rsa"),
+        &jws::JwsOptions::default(),
+    )
+    .unwrap();
+    let jws_value = token.clone();
+    let hdr = vec![("x-jws-signature".to_string(), token)];
+    assert_eq!(inb.post("agency-jws", &hdr, &body).await.0, 202);
+    // Detached JWS carrying its certificate chain.
+    let body = Inbound::event("EV-X5C");
+    let x5c = jws::JwsOptions {
+        key_hint: jws::KeyHint::X5c,
+        ..Default::default()
+    };
+    let token = jws::sign_detached(&body, &key("sign-ec", "any"), &x5c).unwrap();
+    let x5c_value = token.clone();
+    assert_eq!(
+        inb.post("agency-x5c", &[("x-sig".to_string(), token)], &body)
+            .await
+            .0,
+        202
+    );
+    // Refused (signed over other bytes): no record.
+    let token = jws::sign_detached(
+        &Inbound::event("EV-OTHER"),
+        &key("sign-rsa", "agency-rsa"),
+        &jws::JwsOptions::default(),
+    )
+    .unwrap();
+    let hdr = vec![("x-jws-signature".to_string(), token)];
+    assert_eq!(
+        inb.post("agency-jws", &hdr, &Inbound::event("EV-BAD"))
+            .await,
+        (401, "bad_signature".into())
+    );
+    running.shutdown().await;
+
+    let inbound = |dossier: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .evidence_by_dossier(dossier)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.record.direction == "in")
+                .collect::<Vec<_>>()
+        }
+    };
+    for (dossier, source, cert, sig) in [
+        ("EV-SIG", "agency-sig", "sign-ec.pem", sig_value),
+        ("EV-JWS", "agency-jws", "sign-rsa.pem", jws_value),
+        ("EV-X5C", "agency-x5c", "sign-ec.pem", x5c_value),
+    ] {
+        let records = inbound(dossier).await;
+        assert_eq!(records.len(), 1, "{dossier}: {records:?}");
+        let r = &records[0].record;
+        assert_eq!(r.adapter, source);
+        assert_eq!(
+            r.signature_digest.as_deref(),
+            Some(gateway::evidence::sha256_hex(sig.as_bytes()).as_str()),
+            "{dossier}: their signature, from the header the profile reads"
+        );
+        assert_eq!(
+            r.cert_fingerprint.as_deref(),
+            Some(cert_sha256(cert).as_str()),
+            "{dossier}: the certificate its signature verified with"
+        );
+        // Committed to by the chain: the canonical text carries it.
+        assert!(
+            gw_store::evidence::canonical(r, records[0].seq, &records[0].prev_hash)
+                .contains(&format!("certificate_sha256: {}\n", cert_sha256(cert)))
+        );
+    }
+    assert_ne!(cert_sha256("sign-ec.pem"), cert_sha256("sign-rsa.pem"));
+    assert!(
+        inbound("EV-BAD").await.is_empty(),
+        "a refused request has no record"
+    );
+}

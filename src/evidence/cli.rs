@@ -10,6 +10,7 @@ use gw_crypto::tsp::{verify_token_at, CertificateTime};
 use gw_store::evidence::{verify_chains, VerifyReport};
 use gw_store::Store;
 
+use super::archive::ArchiveReport;
 use crate::config::Loaded;
 
 #[derive(Subcommand, Debug)]
@@ -18,6 +19,11 @@ pub enum EvidenceAction {
     /// or reordered) and every time-stamp token; prints the first broken link of each chain
     /// with its record id. Exit status 1 on any problem.
     Verify {
+        /// Also check the retention archive in this directory (`evidence.archive_dir`): its
+        /// files form one unbroken chain from the first record, each record's hash recomputes,
+        /// its time-stamps verify, and its last record is the live chain's anchor.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
@@ -28,6 +34,10 @@ pub enum EvidenceAction {
         /// Output directory. Default `evidence-DOSSIER`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also take the dossier's records from the retention archive in this directory
+        /// (`evidence.archive_dir`), with the chain segment through the live chain's anchor.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
@@ -43,7 +53,7 @@ impl EvidenceAction {
     /// The configuration file the action names.
     pub fn config(&self) -> &std::path::Path {
         match self {
-            EvidenceAction::Verify { config }
+            EvidenceAction::Verify { config, .. }
             | EvidenceAction::Export { config, .. }
             | EvidenceAction::Prune { config } => config,
         }
@@ -62,18 +72,31 @@ fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, String> {
     }
 }
 
+/// Check one time-stamp token: signed by an authority `trust` knows (none configured: it
+/// fails), over the row's hash.
+fn check_token(trust: Option<&TrustStore>, ts: &gw_store::TimeStampRow) -> Result<(), String> {
+    let trust = trust.ok_or("no [evidence.tsa] trust anchors to check it with")?;
+    let digest = hex::decode(&ts.hash).map_err(|e| e.to_string())?;
+    verify_token_at(&ts.token, &digest, trust, CertificateTime::GenTime)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Verify every chain of `store`; tokens against `trust` (none configured: any token fails).
 pub async fn verify(store: &dyn Store, trust: Option<&TrustStore>) -> Result<VerifyReport, String> {
-    let check = |ts: &gw_store::TimeStampRow| -> Result<(), String> {
-        let trust = trust.ok_or("no [evidence.tsa] trust anchors to check it with")?;
-        let digest = hex::decode(&ts.hash).map_err(|e| e.to_string())?;
-        verify_token_at(&ts.token, &digest, trust, CertificateTime::GenTime)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    verify_chains(store, &check)
+    verify_chains(store, &|ts| check_token(trust, ts))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Verify the retention archive under `dir` and its join with the live chains of `store`;
+/// archived tokens are checked as the live ones.
+pub async fn verify_archive(
+    store: &dyn Store,
+    dir: &std::path::Path,
+    trust: Option<&TrustStore>,
+) -> Result<ArchiveReport, String> {
+    super::archive::verify_archive(store, dir, &|ts| check_token(trust, ts)).await
 }
 
 pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
@@ -89,9 +112,19 @@ pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
 async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, String> {
     let store = open_store(loaded).await?;
     match action {
-        EvidenceAction::Verify { .. } => {
+        EvidenceAction::Verify { archive, .. } => {
             let trust = tsa_trust(loaded)?;
             let report = verify(store.as_ref(), trust.as_ref()).await?;
+            let archived = match &archive {
+                Some(dir) => {
+                    // A path on the command line is relative to the working directory.
+                    if !dir.is_dir() {
+                        return Err(format!("{}: not a directory", dir.display()));
+                    }
+                    Some(verify_archive(store.as_ref(), dir, trust.as_ref()).await?)
+                }
+                None => None,
+            };
             for h in store.evidence_heads().await.map_err(|e| e.to_string())? {
                 println!(
                     "chain {}: head seq {} ({}), anchored at seq {}",
@@ -102,17 +135,39 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 "{} chain(s), {} record(s), {} time-stamp(s) checked",
                 report.chains, report.records, report.timestamps
             );
-            if report.ok() {
-                println!("OK: every chain and time-stamp verifies");
+            if let Some(a) = &archived {
+                println!(
+                    "archive: {} chain(s), {} file(s), {} record(s), {} time-stamp(s) checked",
+                    a.chains, a.files, a.records, a.timestamps
+                );
+            }
+            let archive_ok = archived.as_ref().is_none_or(ArchiveReport::ok);
+            if report.ok() && archive_ok {
+                if archived.is_some() {
+                    println!(
+                        "OK: the archive and every live chain verify as one chain, and every \
+                         time-stamp"
+                    );
+                } else {
+                    println!("OK: every chain and time-stamp verifies");
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 for p in &report.problems {
                     println!("BROKEN: {p}");
                 }
+                for p in archived.iter().flat_map(|a| &a.problems) {
+                    println!("BROKEN: {p}");
+                }
                 Ok(ExitCode::FAILURE)
             }
         }
-        EvidenceAction::Export { dossier, out, .. } => {
+        EvidenceAction::Export {
+            dossier,
+            out,
+            archive,
+            ..
+        } => {
             let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
             let log = super::EvidenceLog::new(
                 &loaded.config.evidence,
@@ -129,8 +184,15 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                     certs.push(("tsa-intermediates.pem".to_string(), read(i)?));
                 }
             }
-            let done =
-                super::export::export(store.as_ref(), &dossier, &out, log.key(), &certs).await?;
+            let done = super::export::export(
+                store.as_ref(),
+                &dossier,
+                &out,
+                log.key(),
+                &certs,
+                archive.as_deref(),
+            )
+            .await?;
             println!(
                 "wrote {}: {} record(s), {} chain file(s), {} time-stamp token(s)",
                 done.dir.display(),
@@ -138,6 +200,19 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 done.chain_files,
                 done.tokens
             );
+            if done.from_archive > 0 {
+                println!(
+                    "{} record(s) taken from the retention archive",
+                    done.from_archive
+                );
+            }
+            if !done.not_searched.is_empty() {
+                println!(
+                    "warning: retention archived older records of {}; this dossier may have \
+                     records there that are not in the bundle: export with --archive DIR",
+                    super::export::describe_archived(&done.not_searched)
+                );
+            }
             if !done.unstamped.is_empty() {
                 println!(
                     "note: chain(s) {} end at a head not time-stamped yet",

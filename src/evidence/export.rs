@@ -11,6 +11,12 @@
 //! bodies/ID.request|.response    bodies kept in full mode, decrypted
 //! certs/tsa-ca.pem               the authority's trust anchors (+ tsa-intermediates.pem)
 //! ```
+//!
+//! After retention removed a chain's oldest records, a dossier's records may be in the archive
+//! (`evidence.archive_dir`): with `archive`, they are taken from there, and so is the chain
+//! segment up to the anchor (the last archived record, to which the first live record commits)
+//! and the archived time-stamps; the bundle verifies the same way. Without `archive`, the bundle
+//! and the command say which chains had records archived, since the dossier may have some there.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +35,11 @@ pub struct Exported {
     pub tokens: usize,
     /// Chains whose segment ends at a head with no time-stamp yet.
     pub unstamped: Vec<String>,
+    /// Of the records, how many were taken from the retention archive.
+    pub from_archive: usize,
+    /// Without an archive: (chain, seq) of chains whose records up to seq were archived and
+    /// are not looked at (the dossier may have records there).
+    pub not_searched: Vec<(String, i64)>,
 }
 
 fn seq_name(seq: i64) -> String {
@@ -42,13 +53,51 @@ pub async fn export(
     out: &Path,
     key: Option<&Key>,
     tsa_certs: &[(String, Vec<u8>)],
+    archive: Option<&Path>,
 ) -> Result<Exported, String> {
-    let records = store
+    let heads = store.evidence_heads().await.map_err(|e| e.to_string())?;
+    let anchor_of = |chain: &str| {
+        heads
+            .iter()
+            .find(|h| h.chain == chain)
+            .map_or(0, |h| h.anchor_seq)
+    };
+    let mut records = store
         .evidence_by_dossier(dossier)
         .await
         .map_err(|e| e.to_string())?;
+    let archived = match archive {
+        Some(dir) => super::archive::dossier_records(dir, dossier)?,
+        None => Default::default(),
+    };
+    // Live records win over a leftover archived copy (a prune stopped before removing them).
+    let from_archive: Vec<StoredEvidence> = archived
+        .records
+        .into_iter()
+        .filter(|r| r.seq <= anchor_of(&r.record.chain))
+        .collect();
+    let not_searched: Vec<(String, i64)> = match archive {
+        Some(_) => vec![],
+        None => heads
+            .iter()
+            .filter(|h| h.anchor_seq > 0)
+            .map(|h| (h.chain.clone(), h.anchor_seq))
+            .collect(),
+    };
+    let n_archived = from_archive.len();
+    records.extend(from_archive);
+    records.sort_by(|a, b| (&a.record.chain, a.seq).cmp(&(&b.record.chain, b.seq)));
     if records.is_empty() {
-        return Err(format!("no evidence records for dossier {dossier}"));
+        let hint = if not_searched.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " in the live store; retention archived older records of {}: export with \
+                 --archive DIR to search the archive",
+                describe_archived(&not_searched)
+            )
+        };
+        return Err(format!("no evidence records for dossier {dossier}{hint}"));
     }
     if out.exists()
         && std::fs::read_dir(out)
@@ -73,6 +122,8 @@ pub async fn export(
         chain_files: 0,
         tokens: 0,
         unstamped: vec![],
+        from_archive: n_archived,
+        not_searched,
     };
 
     // Per chain: the segment from the dossier's first record to a time-stamped head.
@@ -85,7 +136,17 @@ pub async fn export(
     for (chain, (first, last)) in chains {
         let dir = out.join("chains").join(chain);
         mkdir(&dir)?;
-        let stamps = store.timestamps(chain).await.map_err(|e| e.to_string())?;
+        let mut stamps = store.timestamps(chain).await.map_err(|e| e.to_string())?;
+        stamps.extend(
+            archived
+                .timestamps
+                .get(chain)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        stamps.sort_by_key(|t| t.seq);
+        stamps.dedup_by_key(|t| t.seq);
         let stamp = stamps.into_iter().find(|t| t.seq >= last);
         let end = match &stamp {
             Some(t) => t.seq,
@@ -94,9 +155,15 @@ pub async fn export(
                 i64::MAX
             }
         };
+        let anchor = anchor_of(chain);
         let mut segment: Vec<StoredEvidence> = Vec::new();
-        let mut after = first - 1;
-        loop {
+        if first <= anchor {
+            // The dossier's first record was archived: so is the segment up to the anchor.
+            let dir = archive.ok_or("archived records without an archive")?;
+            segment = super::archive::chain_range(dir, chain, first, end.min(anchor))?;
+        }
+        let mut after = (first - 1).max(anchor);
+        while after < end {
             let page = store
                 .evidence_chain(chain, after, 1_000)
                 .await
@@ -104,9 +171,27 @@ pub async fn export(
             let Some(l) = page.last() else { break };
             after = l.seq;
             segment.extend(page.into_iter().filter(|r| r.seq <= end));
-            if after >= end {
-                break;
+        }
+        // The segment is whole: every link from the first record to the head is there.
+        for (i, r) in segment.iter().enumerate() {
+            let want = first + i as i64;
+            if r.seq != want {
+                let place = if want <= anchor {
+                    "the archive"
+                } else {
+                    "the live store"
+                };
+                return Err(format!(
+                    "chain {chain}: record seq {want} is missing from {place}; \
+                     `gateway evidence verify --archive DIR` shows what is wrong"
+                ));
             }
+        }
+        if end != i64::MAX && segment.last().map(|r| r.seq) != Some(end) {
+            return Err(format!(
+                "chain {chain}: the time-stamped record seq {end} is missing; \
+                 `gateway evidence verify --archive DIR` shows what is wrong"
+            ));
         }
         let _ = writeln!(
             commands,
@@ -207,6 +292,22 @@ pub async fn export(
          Run from this directory; every command must succeed (exit status 0):\n\n\
          ```sh\n{commands}```\n"
     );
+    if done.from_archive > 0 {
+        let _ = writeln!(
+            readme,
+            "{} of the records (and the chain segment up to each chain's retention anchor) were \
+             taken from the retention archive; they chain into the live records the same way.\n",
+            done.from_archive
+        );
+    }
+    if !done.not_searched.is_empty() {
+        let _ = writeln!(
+            readme,
+            "Possibly incomplete: retention archived older records of {}, and the archive was \
+             not searched for this dossier's records (export again with `--archive DIR`).\n",
+            describe_archived(&done.not_searched)
+        );
+    }
     if !done.unstamped.is_empty() {
         let _ = writeln!(
             readme,
@@ -216,6 +317,15 @@ pub async fn export(
     }
     write(&out.join("README.md"), readme.as_bytes())?;
     Ok(done)
+}
+
+/// `chain X (records 1..N), …`
+pub fn describe_archived(chains: &[(String, i64)]) -> String {
+    chains
+        .iter()
+        .map(|(c, n)| format!("chain {c} (records 1..{n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The `sh` commands of a bundle's README (what the test runs).

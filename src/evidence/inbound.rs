@@ -13,12 +13,24 @@ pub fn refuse_new_messages() -> bool {
     super::tsa::closed()
 }
 
-/// Record a verified inbound request `body` (accepted as `env`) and our `answer`. A failure to
-/// record is logged; the event is already queued, so the request is not refused for it.
+/// Where an inbound request's verified signature is, and who made it.
+#[derive(Debug, Clone, Default)]
+pub struct InboundSignature {
+    /// The headers carrying the signature value (lowercase), as the verifying profile reads
+    /// them ([`crate::signing::InboundVerifier::signature_headers`]).
+    pub headers: Vec<String>,
+    /// The certificate (or key) it verified with ([`crate::signing::signer_fingerprint`]).
+    pub fingerprint: Option<String>,
+}
+
+/// Record a verified inbound request `body` (accepted as `env`, its signature as `signature`
+/// says) and our `answer`. A failure to record is logged; the event is already queued, so the
+/// request is not refused for it.
 pub async fn record(
     engine: &Engine,
     source: &str,
     headers: &HeaderMap,
+    signature: InboundSignature,
     body: &[u8],
     env: &Envelope,
     answer: &[u8],
@@ -30,13 +42,11 @@ pub async fn record(
     if mode == super::Mode::Off {
         return;
     }
-    let sig: Vec<&str> = headers
+    let sig: Vec<&str> = signature
+        .headers
         .iter()
-        .filter(|(n, _)| {
-            let n = n.as_str();
-            n == "signature" || n.ends_with("-signature") || n.contains("jws")
-        })
-        .filter_map(|(_, v)| v.to_str().ok())
+        .flat_map(|name| headers.get_all(name.as_str()))
+        .filter_map(|v| v.to_str().ok())
         .collect();
     let keep = mode == super::Mode::Full;
     let exchange = super::capture::Exchange {
@@ -45,7 +55,7 @@ pub async fn record(
         request_digest: super::sha256_hex(body),
         response_digest: Some(super::sha256_hex(answer)),
         signature_digest: (!sig.is_empty()).then(|| super::sha256_hex(sig.join("\n").as_bytes())),
-        cert_fingerprint: None,
+        cert_fingerprint: signature.fingerprint,
         status: Some(202),
         result_code: None,
         request_body: keep.then(|| std::sync::Arc::new(body.to_vec())),

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Dur, SecretRef};
 
+pub mod archive;
 pub mod capture;
 pub mod cli;
 pub mod export;

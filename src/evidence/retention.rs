@@ -3,7 +3,7 @@
 //! For each chain, the records from its anchor up to the last one older than the cut-off (a
 //! prefix: it stops at the first newer record) are written to
 //! `ARCHIVE_DIR/CHAIN-FROM-TO.jsonl` (one stored record per line, with its canonical text, then
-//! the chain's time-stamps in that range), synced to disk, and only then removed from the live
+//! the chain's time-stamps in that range), synced to disk and renamed into place, and only then removed from the live
 //! store, which keeps the last archived record's hash as the chain's anchor: the first record
 //! that remains commits to it, so the live chain stays verifiable and joins the archive.
 
@@ -40,9 +40,13 @@ pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64,
             continue;
         };
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}-{}-{}.jsonl", head.chain, first.seq, last.seq));
+        let name = format!("{}-{}-{}.jsonl", head.chain, first.seq, last.seq);
+        let path = dir.join(&name);
+        // Written under a temporary name and renamed once synced: a file named like an archive
+        // file is always complete.
+        let partial = dir.join(format!("{name}.partial"));
         let mut file =
-            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
         for r in &old {
             let line = serde_json::json!({
                 "record": r,
@@ -57,6 +61,19 @@ pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64,
             }
         }
         file.sync_all().map_err(|e| e.to_string())?;
+        drop(file);
+        std::fs::rename(&partial, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // A run stopped between writing its archive and removing the records left a file from
+        // the same anchor: this one holds all of it and more.
+        let listing = super::archive::archive_files(dir)?;
+        for f in listing.chains.get(&head.chain).into_iter().flatten() {
+            if f.from == first.seq && f.path != path {
+                std::fs::remove_file(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
+            }
+        }
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
         removed += store
             .evidence_prune(&head.chain, last.seq)
             .await

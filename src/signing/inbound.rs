@@ -57,6 +57,27 @@ pub struct Rejection {
 pub struct Verified {
     pub key_id: Option<String>,
     pub signer: Option<X509>,
+    /// What the evidence log records of the signer: see [`signer_fingerprint`].
+    pub fingerprint: Option<String>,
+}
+
+/// How the evidence log names who signed: the SHA-256 (lowercase hex) of the DER of the
+/// certificate the signature verified with (`signer`, else the certificate of `key`); for a
+/// bare public key (no certificate), `key-id:ID spki-sha256:HEX`, the key id and the SHA-256 of
+/// its SubjectPublicKeyInfo DER, so the record says it is not a certificate's fingerprint.
+pub fn signer_fingerprint(signer: Option<&X509>, key: Option<&VerifyingKey>) -> Option<String> {
+    let sha = |der: Vec<u8>| crate::evidence::sha256_hex(&der);
+    if let Some(cert) = signer.or_else(|| key.and_then(|k| k.cert.as_ref())) {
+        return cert.to_der().ok().map(sha);
+    }
+    let key = key?;
+    let spki = key
+        .pkey
+        .public_key_to_der()
+        .ok()
+        .map(sha)
+        .unwrap_or_default();
+    Some(format!("key-id:{} spki-sha256:{spki}", key.id))
 }
 
 /// Verifies a source's requests with one profile's keys. Built once; holds the profile's
@@ -105,6 +126,16 @@ impl InboundVerifier {
         &self.material.profile
     }
 
+    /// The request headers that carry the signature value this profile verifies (lowercase):
+    /// the JWS header of `jws-detached`, `signature` of HTTP message signatures.
+    pub fn signature_headers(&self) -> Vec<String> {
+        match self.material.scheme {
+            Scheme::JwsDetached => vec![self.material.header.to_ascii_lowercase()],
+            Scheme::HttpSignature => vec!["signature".to_string()],
+            _ => vec![],
+        }
+    }
+
     /// Verify on the blocking pool.
     pub async fn verify(self: &Arc<Self>, req: InboundRequest) -> Result<Verified, Rejection> {
         let this = self.clone();
@@ -137,6 +168,7 @@ impl InboundVerifier {
                 Ok(Verified {
                     key_id: Some(v.key_id),
                     signer: key.and_then(|k| k.cert.clone()),
+                    fingerprint: signer_fingerprint(None, key),
                 })
             }
             other => Err(reject(
@@ -175,13 +207,16 @@ impl InboundVerifier {
                 v
             }
         };
-        let signer = v.signer.clone().or_else(|| {
-            v.key_id
-                .as_deref()
-                .and_then(|id| m.verifiers.iter().find(|k| k.id == id))
-                .and_then(|k| k.cert.clone())
-        });
+        let key = v
+            .key_id
+            .as_deref()
+            .and_then(|id| m.verifiers.iter().find(|k| k.id == id));
+        let signer = v
+            .signer
+            .clone()
+            .or_else(|| key.and_then(|k| k.cert.clone()));
         Ok(Verified {
+            fingerprint: signer_fingerprint(v.signer.as_ref(), key),
             key_id: v.key_id,
             signer,
         })
@@ -200,5 +235,42 @@ impl InboundVerifier {
             .map_err(|e: KeyError| {
                 reject(codes::UNTRUSTED_SIGNER, format!("signer certificate: {e}"))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("certs-example")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn the_signer_is_named_by_certificate_or_by_key() {
+        let ec = X509::from_pem(&example("sign-ec.pem")).unwrap();
+        let rsa = X509::from_pem(&example("sign-rsa.pem")).unwrap();
+        let ec_sha = crate::evidence::sha256_hex(&ec.to_der().unwrap());
+        // A certificate: its DER's SHA-256, the signer's over the key's.
+        let pinned = VerifyingKey::from_certificate("agency", rsa.clone()).unwrap();
+        assert_eq!(signer_fingerprint(Some(&ec), Some(&pinned)), Some(ec_sha));
+        assert_eq!(
+            signer_fingerprint(None, Some(&pinned)),
+            Some(crate::evidence::sha256_hex(&rsa.to_der().unwrap()))
+        );
+        // A bare public key: said so, with its id and SubjectPublicKeyInfo digest.
+        let public = ec.public_key().unwrap().public_key_to_pem().unwrap();
+        let bare = VerifyingKey::from_pem("agency-bare", &public).unwrap();
+        assert!(bare.cert.is_none());
+        let spki =
+            crate::evidence::sha256_hex(&ec.public_key().unwrap().public_key_to_der().unwrap());
+        assert_eq!(
+            signer_fingerprint(None, Some(&bare)),
+            Some(format!("key-id:agency-bare spki-sha256:{spki}"))
+        );
+        assert_eq!(signer_fingerprint(None, None), None);
     }
 }

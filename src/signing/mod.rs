@@ -74,7 +74,9 @@ pub(crate) async fn run_cpu<T: Send + 'static>(
         .map_err(|e| format!("signing task failed: {e}"))
 }
 
-pub use inbound::{codes, InboundRequest, InboundVerifier, Rejection, Verified};
+pub use inbound::{
+    codes, signer_fingerprint, InboundRequest, InboundVerifier, Rejection, Verified,
+};
 pub use material::{describe_certificate, CertificateInfo, KeyMaterial, Scheme};
 pub use outbound::SchemeProfile;
 

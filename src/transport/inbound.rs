@@ -177,9 +177,14 @@ async fn accept_inner(
             return error(status, "unreadable_body", rej.body_text());
         }
     };
+    let mut signature = crate::evidence::inbound::InboundSignature::default();
     if let Some(v) = &src.verify {
-        if let Err(resp) = verify_signature(v, method, uri, headers, &body).await {
-            return resp;
+        match verify_signature(v, method, uri, headers, &body).await {
+            Ok(verified) => {
+                signature.headers = v.signature_headers();
+                signature.fingerprint = verified.fingerprint;
+            }
+            Err(resp) => return resp,
         }
     }
     if let Some(ct) = headers
@@ -237,6 +242,7 @@ async fn accept_inner(
                         &st.engine,
                         source,
                         headers,
+                        signature,
                         &body,
                         &env,
                         bytes.as_bytes(),
@@ -264,14 +270,14 @@ async fn accept_inner(
     .await
 }
 
-/// Check the request's signature on the raw bytes; `Err` is the 401 to answer.
+/// Check the request's signature on the raw bytes: who signed, or the 401 to answer.
 async fn verify_signature(
     v: &Arc<crate::signing::InboundVerifier>,
     method: &axum::http::Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(), Response> {
+) -> Result<crate::signing::Verified, Response> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -292,7 +298,7 @@ async fn verify_signature(
         body: body.clone(),
     };
     match v.verify(req).await {
-        Ok(_) => Ok(()),
+        Ok(verified) => Ok(verified),
         Err(r) => {
             warn!(profile = v.profile(), code = r.code, reason = %r.message, "inbound signature refused");
             let status = if r.code == crate::signing::codes::VERIFICATION_UNAVAILABLE {

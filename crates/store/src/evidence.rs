@@ -67,7 +67,10 @@ pub struct EvidenceRecord {
     pub response_digest: Option<String>,
     /// SHA-256 hex of the signature value (ours out, theirs in), when signed.
     pub signature_digest: Option<String>,
-    /// SHA-256 hex fingerprint (DER) of the signing certificate.
+    /// SHA-256 hex fingerprint (DER) of the signing certificate: ours on the way out, the
+    /// sender's on the way in (the one its signature verified with). An inbound signature
+    /// verified with a bare public key (no certificate) is named `key-id:ID spki-sha256:HEX`
+    /// (key id, SHA-256 of the SubjectPublicKeyInfo DER) instead.
     pub cert_fingerprint: Option<String>,
     pub http_status: Option<u16>,
     /// The party's own result code (e.g. the portal's `error_code`).
@@ -314,6 +317,13 @@ pub async fn verify_chains(
                 seq: ts.seq,
                 what: format!("time-stamp: {what}"),
             };
+            if ts.seq == head.anchor_seq && ts.hash != head.anchor_hash {
+                // The token over the last archived record stays with the live chain.
+                report
+                    .problems
+                    .push(bad("covers another hash than the chain's anchor".into()));
+                continue;
+            }
             if ts.seq > head.anchor_seq {
                 match hashes.get(&ts.seq) {
                     Some(h) if *h == ts.hash => {}

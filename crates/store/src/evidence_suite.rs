@@ -237,6 +237,22 @@ pub async fn evidence_retention_keeps_the_rest_verifiable(store: Arc<dyn Store>)
         .await
         .unwrap();
     assert!(verify(&store).await.ok());
+    // The token at the anchor stays live (the archive holds the record it covers): it must
+    // cover the anchor's hash.
+    store
+        .add_timestamp(TimeStampRow {
+            chain: "a".into(),
+            seq: 4,
+            hash: chain[2].hash.clone(),
+            token: b"valid".to_vec(),
+            at_ms: 9,
+        })
+        .await
+        .unwrap();
+    let report = verify(&store).await;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].seq, 4);
+    assert!(report.problems[0].what.contains("anchor"));
 }
 
 /// Tamper with five chains through raw SQL, one kind of change each, and check that the verifier
