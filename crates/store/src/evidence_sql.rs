@@ -6,7 +6,7 @@
 //! evidence_timestamps PK (chain, seq) → hash, token, at_ms
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
@@ -329,85 +329,143 @@ pub(crate) async fn pg_append(
     tx: &deadpool_postgres::Transaction<'_>,
     records: &[EvidenceRecord],
 ) -> Result<()> {
+    // Two round trips whatever the batch size: (1) which exchanges are stored already, and the
+    // chain heads, created if new and locked; (2) all new records in one statement and the
+    // heads moved. Statements are prepared once per connection.
     let exchanges: Vec<&str> = records.iter().map(|r| r.exchange.as_str()).collect();
-    let known: HashSet<String> = tx
-        .query(
-            "SELECT exchange FROM evidence WHERE exchange = ANY($1)",
-            &[&exchanges],
-        )
-        .await
-        .map_err(pg)?
+    // Chains in sorted order, so two transactions lock heads in one order.
+    let chains: Vec<&str> = records
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.chain.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let insert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO evidence ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-        ))
-        .await
-        .map_err(pg)?;
-    // Chains in sorted order (BTreeMap), so two transactions lock heads in one order.
-    for (chain, list) in by_chain(records, &known) {
-        tx.execute(
+    let insert_sql = format!(
+        "INSERT INTO evidence ({COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], \
+         $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
+         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+         $15::text[], $16::int[], $17::text[], $18::text[], $19::bytea[], $20::bytea[], \
+         $21::text[], $22::text[])"
+    );
+    let (known_stmt, head_stmt, insert, move_head) = futures::try_join!(
+        tx.prepare_cached("SELECT exchange FROM evidence WHERE exchange = ANY($1)"),
+        // `DO UPDATE` (a no-op write) rather than `DO NOTHING`, so the row is locked and
+        // returned whether it is new or not.
+        tx.prepare_cached(
             "INSERT INTO evidence_heads (chain, seq, hash) VALUES ($1, 0, $2)
-             ON CONFLICT (chain) DO NOTHING",
-            &[&chain, &GENESIS],
-        )
-        .await
-        .map_err(pg)?;
-        let row = tx
-            .query_one(
-                "SELECT seq, hash FROM evidence_heads WHERE chain = $1 FOR UPDATE",
-                &[&chain],
-            )
-            .await
-            .map_err(pg)?;
-        let (stored, (seq, hash)) = chain_after((row.get(0), row.get(1)), list);
-        // One round trip for the chain segment, not one per record: the inserts are issued
-        // together and tokio-postgres pipelines them on the transaction's connection (they
-        // run in order; the first error fails the whole transaction).
-        let statuses: Vec<Option<i32>> = stored
+             ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain
+             RETURNING seq, hash"
+        ),
+        tx.prepare_cached(&insert_sql),
+        tx.prepare_cached("UPDATE evidence_heads SET seq = $2, hash = $3 WHERE chain = $1"),
+    )
+    .map_err(pg)?;
+    let head_stmt = &head_stmt;
+    let heads = chains
+        .iter()
+        .map(|c| async move { tx.query_one(head_stmt, &[c, &GENESIS]).await });
+    let known_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&exchanges];
+    let (known, heads) = futures::join!(
+        tx.query(&known_stmt, &known_params),
+        futures::future::join_all(heads)
+    );
+    let known: HashSet<String> = known.map_err(pg)?.iter().map(|r| r.get(0)).collect();
+    let mut head_of: BTreeMap<&str, (i64, String)> = BTreeMap::new();
+    for (chain, row) in chains.iter().zip(heads) {
+        let row = row.map_err(pg)?;
+        head_of.insert(chain, (row.get(0), row.get(1)));
+    }
+    let mut stored = Vec::new();
+    let mut moved = Vec::new();
+    for (chain, list) in by_chain(records, &known) {
+        let head = head_of
+            .remove(chain.as_str())
+            .unwrap_or((0, GENESIS.to_owned()));
+        let (segment, (seq, hash)) = chain_after(head, list);
+        stored.extend(segment);
+        moved.push((chain, seq, hash));
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let text =
+        |f: fn(&EvidenceRecord) -> &str| stored.iter().map(|s| f(&s.record)).collect::<Vec<&str>>();
+    let opt = |f: fn(&EvidenceRecord) -> Option<&str>| {
+        stored
             .iter()
-            .map(|s| s.record.http_status.map(i32::from))
-            .collect();
-        let inserts = stored.iter().zip(&statuses).map(|(s, status)| {
-            let r = &s.record;
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
-                &r.chain,
-                &s.seq,
-                &r.id,
-                &r.exchange,
-                &r.at_ms,
-                &r.adapter,
-                &r.direction,
-                &r.route,
-                &r.envelope_id,
-                &r.dossier,
-                &r.operation,
-                &r.request_digest,
-                &r.response_digest,
-                &r.signature_digest,
-                &r.cert_fingerprint,
-                status,
-                &r.result_code,
-                &r.mode,
-                &r.request_body,
-                &r.response_body,
-                &s.prev_hash,
-                &s.hash,
-            ];
-            tx.execute_raw(&insert, params)
-        });
-        for r in futures::future::join_all(inserts).await {
-            r.map_err(pg)?;
-        }
-        tx.execute(
-            "UPDATE evidence_heads SET seq = $2, hash = $3 WHERE chain = $1",
-            &[&chain, &seq, &hash],
-        )
-        .await
-        .map_err(pg)?;
+            .map(|s| f(&s.record))
+            .collect::<Vec<Option<&str>>>()
+    };
+    let seq: Vec<i64> = stored.iter().map(|s| s.seq).collect();
+    let at_ms: Vec<i64> = stored.iter().map(|s| s.record.at_ms).collect();
+    let status: Vec<Option<i32>> = stored
+        .iter()
+        .map(|s| s.record.http_status.map(i32::from))
+        .collect();
+    let request_body: Vec<Option<&[u8]>> = stored
+        .iter()
+        .map(|s| s.record.request_body.as_deref())
+        .collect();
+    let response_body: Vec<Option<&[u8]>> = stored
+        .iter()
+        .map(|s| s.record.response_body.as_deref())
+        .collect();
+    let prev_hash: Vec<&str> = stored.iter().map(|s| s.prev_hash.as_str()).collect();
+    let hash: Vec<&str> = stored.iter().map(|s| s.hash.as_str()).collect();
+    let columns = (
+        text(|r| &r.chain),
+        text(|r| &r.id),
+        text(|r| &r.exchange),
+        text(|r| &r.adapter),
+        text(|r| &r.direction),
+        text(|r| &r.route),
+        text(|r| &r.envelope_id),
+        text(|r| &r.dossier),
+        text(|r| &r.operation),
+        text(|r| &r.request_digest),
+    );
+    let (response_digest, signature_digest, cert_fingerprint, result_code) = (
+        opt(|r| r.response_digest.as_deref()),
+        opt(|r| r.signature_digest.as_deref()),
+        opt(|r| r.cert_fingerprint.as_deref()),
+        opt(|r| r.result_code.as_deref()),
+    );
+    let mode = text(|r| &r.mode);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 22] = [
+        &columns.0,
+        &seq,
+        &columns.1,
+        &columns.2,
+        &at_ms,
+        &columns.3,
+        &columns.4,
+        &columns.5,
+        &columns.6,
+        &columns.7,
+        &columns.8,
+        &columns.9,
+        &response_digest,
+        &signature_digest,
+        &cert_fingerprint,
+        &status,
+        &result_code,
+        &mode,
+        &request_body,
+        &response_body,
+        &prev_hash,
+        &hash,
+    ];
+    let move_head = &move_head;
+    let moves = moved
+        .iter()
+        .map(|(chain, seq, hash)| async move { tx.execute(move_head, &[chain, seq, hash]).await });
+    let (inserted, moves) = futures::join!(
+        tx.execute(&insert, &params),
+        futures::future::join_all(moves)
+    );
+    inserted.map_err(pg)?;
+    for m in moves {
+        m.map_err(pg)?;
     }
     Ok(())
 }

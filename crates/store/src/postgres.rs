@@ -543,64 +543,81 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(query)?;
+        let txn = client.transaction().await.map_err(query)?;
+        // The statements of a batch do not depend on each other's results: they are issued
+        // together and tokio-postgres pipelines them on the transaction's connection (one round
+        // trip for the lot instead of one or two per statement; they still run in order, and
+        // the first error aborts the transaction).
+        let tx = &txn;
+        let batch = &batch;
+        let mut parts: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
         if !batch.outcomes.is_empty() {
-            let os = &batch.outcomes;
-            let text = |f: fn(&OutcomeRecord) -> &str| os.iter().map(f).collect::<Vec<&str>>();
-            let natural_key: Vec<Option<&str>> =
-                os.iter().map(|o| o.natural_key.as_deref()).collect();
-            let version: Vec<Option<i64>> = os.iter().map(|o| o.version).collect();
-            let outcome: Vec<&str> = os.iter().map(|o| o.outcome.as_str()).collect();
-            let attempts: Vec<i64> = os.iter().map(|o| i64::from(o.attempts)).collect();
-            let status: Vec<Option<i32>> = os.iter().map(|o| o.status.map(i32::from)).collect();
-            let at_ms: Vec<i64> = os.iter().map(|o| o.at_ms).collect();
-            let stmt = tx.prepare_cached(INSERT_LEDGER).await.map_err(query)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &text(|o| &o.route),
-                    &text(|o| &o.destination),
-                    &text(|o| &o.envelope_id),
-                    &text(|o| &o.key),
-                    &text(|o| &o.kind),
-                    &natural_key,
-                    &version,
-                    &outcome,
-                    &attempts,
-                    &status,
-                    &text(|o| &o.detail),
-                    &at_ms,
-                ],
-            )
-            .await
-            .map_err(query)?;
-
-            let delivered = || os.iter().filter(|o| o.outcome == Outcome::Delivered);
+            parts.push(Box::pin(async move {
+                let os = &batch.outcomes;
+                let text = |f: fn(&OutcomeRecord) -> &str| os.iter().map(f).collect::<Vec<&str>>();
+                let natural_key: Vec<Option<&str>> =
+                    os.iter().map(|o| o.natural_key.as_deref()).collect();
+                let version: Vec<Option<i64>> = os.iter().map(|o| o.version).collect();
+                let outcome: Vec<&str> = os.iter().map(|o| o.outcome.as_str()).collect();
+                let attempts: Vec<i64> = os.iter().map(|o| i64::from(o.attempts)).collect();
+                let status: Vec<Option<i32>> = os.iter().map(|o| o.status.map(i32::from)).collect();
+                let at_ms: Vec<i64> = os.iter().map(|o| o.at_ms).collect();
+                let stmt = tx.prepare_cached(INSERT_LEDGER).await.map_err(query)?;
+                tx.execute(
+                    &stmt,
+                    &[
+                        &text(|o| &o.route),
+                        &text(|o| &o.destination),
+                        &text(|o| &o.envelope_id),
+                        &text(|o| &o.key),
+                        &text(|o| &o.kind),
+                        &natural_key,
+                        &version,
+                        &outcome,
+                        &attempts,
+                        &status,
+                        &text(|o| &o.detail),
+                        &at_ms,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+                Ok(())
+            }));
+            let delivered = || {
+                batch
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.outcome == Outcome::Delivered)
+            };
             let effects: Vec<(&OutcomeRecord, &str)> = delivered()
                 .filter_map(|o| o.natural_key.as_deref().map(|nk| (o, nk)))
                 .collect();
             if !effects.is_empty() {
-                let stmt = tx
-                    .prepare_cached(INSERT_NATURAL_KEYS)
+                parts.push(Box::pin(async move {
+                    let stmt = tx
+                        .prepare_cached(INSERT_NATURAL_KEYS)
+                        .await
+                        .map_err(query)?;
+                    let destination: Vec<&str> = effects
+                        .iter()
+                        .map(|(o, _)| o.destination.as_str())
+                        .collect();
+                    let natural_key: Vec<&str> = effects.iter().map(|(_, nk)| *nk).collect();
+                    let route: Vec<&str> = effects.iter().map(|(o, _)| o.route.as_str()).collect();
+                    let envelope_id: Vec<&str> = effects
+                        .iter()
+                        .map(|(o, _)| o.envelope_id.as_str())
+                        .collect();
+                    let at_ms: Vec<i64> = effects.iter().map(|(o, _)| o.at_ms).collect();
+                    tx.execute(
+                        &stmt,
+                        &[&destination, &natural_key, &route, &envelope_id, &at_ms],
+                    )
                     .await
                     .map_err(query)?;
-                let destination: Vec<&str> = effects
-                    .iter()
-                    .map(|(o, _)| o.destination.as_str())
-                    .collect();
-                let natural_key: Vec<&str> = effects.iter().map(|(_, nk)| *nk).collect();
-                let route: Vec<&str> = effects.iter().map(|(o, _)| o.route.as_str()).collect();
-                let envelope_id: Vec<&str> = effects
-                    .iter()
-                    .map(|(o, _)| o.envelope_id.as_str())
-                    .collect();
-                let at_ms: Vec<i64> = effects.iter().map(|(o, _)| o.at_ms).collect();
-                tx.execute(
-                    &stmt,
-                    &[&destination, &natural_key, &route, &envelope_id, &at_ms],
-                )
-                .await
-                .map_err(query)?;
+                    Ok(())
+                }));
             }
 
             let mut highest: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
@@ -615,81 +632,90 @@ impl Store for PgStore {
                 }
             }
             if !highest.is_empty() {
-                let stmt = tx.prepare_cached(RAISE_VERSIONS).await.map_err(query)?;
-                let destination: Vec<&str> = highest.keys().map(|(d, _)| *d).collect();
-                let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
-                let version: Vec<i64> = highest.values().map(|(v, _)| *v).collect();
-                let at_ms: Vec<i64> = highest.values().map(|(_, at)| *at).collect();
-                tx.execute(&stmt, &[&destination, &key, &version, &at_ms])
-                    .await
-                    .map_err(query)?;
+                parts.push(Box::pin(async move {
+                    let stmt = tx.prepare_cached(RAISE_VERSIONS).await.map_err(query)?;
+                    let destination: Vec<&str> = highest.keys().map(|(d, _)| *d).collect();
+                    let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
+                    let version: Vec<i64> = highest.values().map(|(v, _)| *v).collect();
+                    let at_ms: Vec<i64> = highest.values().map(|(_, at)| *at).collect();
+                    tx.execute(&stmt, &[&destination, &key, &version, &at_ms])
+                        .await
+                        .map_err(query)?;
+                    Ok(())
+                }));
             }
         }
         if !batch.attempts.is_empty() {
-            let at = &batch.attempts;
-            let text = |f: fn(&AttemptRecord) -> &str| at.iter().map(f).collect::<Vec<&str>>();
-            let attempt: Vec<i64> = at.iter().map(|a| i64::from(a.attempt)).collect();
-            let status: Vec<Option<i32>> = at.iter().map(|a| a.status.map(i32::from)).collect();
-            let latency: Vec<i64> = at.iter().map(|a| i64::from(a.latency_ms)).collect();
-            let at_ms: Vec<i64> = at.iter().map(|a| a.at_ms).collect();
-            let stmt = tx.prepare_cached(INSERT_ATTEMPTS).await.map_err(query)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &text(|a| &a.route),
-                    &text(|a| &a.envelope_id),
-                    &text(|a| &a.key),
-                    &attempt,
-                    &text(|a| &a.result),
-                    &status,
-                    &text(|a| &a.reason),
-                    &latency,
-                    &at_ms,
-                ],
-            )
-            .await
-            .map_err(query)?;
+            parts.push(Box::pin(async move {
+                let at = &batch.attempts;
+                let text = |f: fn(&AttemptRecord) -> &str| at.iter().map(f).collect::<Vec<&str>>();
+                let attempt: Vec<i64> = at.iter().map(|a| i64::from(a.attempt)).collect();
+                let status: Vec<Option<i32>> = at.iter().map(|a| a.status.map(i32::from)).collect();
+                let latency: Vec<i64> = at.iter().map(|a| i64::from(a.latency_ms)).collect();
+                let at_ms: Vec<i64> = at.iter().map(|a| a.at_ms).collect();
+                let stmt = tx.prepare_cached(INSERT_ATTEMPTS).await.map_err(query)?;
+                tx.execute(
+                    &stmt,
+                    &[
+                        &text(|a| &a.route),
+                        &text(|a| &a.envelope_id),
+                        &text(|a| &a.key),
+                        &attempt,
+                        &text(|a| &a.result),
+                        &status,
+                        &text(|a| &a.reason),
+                        &latency,
+                        &at_ms,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+                Ok(())
+            }));
         }
         if !batch.dead_letters.is_empty() {
-            let dead = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(query)?;
-            for d in &batch.dead_letters {
-                let status = d.last_status.map(i32::from);
-                let inserted = tx
-                    .execute(
-                        &dead,
-                        &[
-                            &d.id,
-                            &d.route,
-                            &d.queue,
-                            &d.envelope_id,
-                            &d.key,
-                            &d.kind,
-                            &d.envelope,
-                            &d.reason,
-                            &i64::from(d.attempts),
-                            &status,
-                            &d.last_answer,
-                            &d.first_attempt_ms,
-                            &d.dead_at_ms,
-                        ],
-                    )
-                    .await
-                    .map_err(query)?;
-                if inserted == 0 {
-                    // The id exists: the same letter again is a retried batch, anything else a
-                    // conflict that must not pass silently.
-                    let stmt = tx
-                        .prepare_cached(&format!(
-                            "SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"
-                        ))
+            parts.push(Box::pin(async move {
+                let dead = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(query)?;
+                for d in &batch.dead_letters {
+                    let status = d.last_status.map(i32::from);
+                    let inserted = tx
+                        .execute(
+                            &dead,
+                            &[
+                                &d.id,
+                                &d.route,
+                                &d.queue,
+                                &d.envelope_id,
+                                &d.key,
+                                &d.kind,
+                                &d.envelope,
+                                &d.reason,
+                                &i64::from(d.attempts),
+                                &status,
+                                &d.last_answer,
+                                &d.first_attempt_ms,
+                                &d.dead_at_ms,
+                            ],
+                        )
                         .await
                         .map_err(query)?;
-                    let row = tx.query_one(&stmt, &[&d.id]).await.map_err(query)?;
-                    if dead_letter_row(&row)?.letter != *d {
-                        return Err(crate::duplicate_dead_letter(&d.id));
+                    if inserted == 0 {
+                        // The id exists: the same letter again is a retried batch, anything
+                        // else a conflict that must not pass silently.
+                        let stmt = tx
+                            .prepare_cached(&format!(
+                                "SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"
+                            ))
+                            .await
+                            .map_err(query)?;
+                        let row = tx.query_one(&stmt, &[&d.id]).await.map_err(query)?;
+                        if dead_letter_row(&row)?.letter != *d {
+                            return Err(crate::duplicate_dead_letter(&d.id));
+                        }
                     }
                 }
-            }
+                Ok(())
+            }));
         }
         if !batch.accepted.is_empty() {
             let mut highest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -699,19 +725,29 @@ impl Store for PgStore {
                     .or_insert(a.version);
                 *v = (*v).max(a.version);
             }
-            let stmt = tx.prepare_cached(RAISE_ACCEPTED).await.map_err(query)?;
-            let route: Vec<&str> = highest.keys().map(|(r, _)| *r).collect();
-            let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
-            let version: Vec<i64> = highest.values().copied().collect();
-            tx.execute(&stmt, &[&route, &key, &version, &crate::now_ms()])
-                .await
-                .map_err(query)?;
+            parts.push(Box::pin(async move {
+                let stmt = tx.prepare_cached(RAISE_ACCEPTED).await.map_err(query)?;
+                let route: Vec<&str> = highest.keys().map(|(r, _)| *r).collect();
+                let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
+                let version: Vec<i64> = highest.values().copied().collect();
+                tx.execute(&stmt, &[&route, &key, &version, &crate::now_ms()])
+                    .await
+                    .map_err(query)?;
+                Ok(())
+            }));
         }
-        // Any `?` above drops `tx` uncommitted: the whole batch is rolled back.
         if !batch.evidence.is_empty() {
-            crate::evidence_sql::pg_append(&tx, &batch.evidence).await?;
+            parts.push(Box::pin(crate::evidence_sql::pg_append(
+                tx,
+                &batch.evidence,
+            )));
         }
-        tx.commit().await.map_err(query)
+        // The first error in issue order is the cause (the later statements fail only because
+        // the transaction was aborted); any error drops `tx` uncommitted: all is rolled back.
+        for r in futures::future::join_all(parts).await {
+            r?;
+        }
+        txn.commit().await.map_err(query)
     }
 
     async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>> {
