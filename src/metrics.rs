@@ -13,7 +13,8 @@
 //! Families (all prefixed `gateway_`): `messages_in_total`, `messages_out_total`,
 //! `outcomes_total`, `inbound_requests_total`, `delivery_seconds` (histogram),
 //! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`,
-//! `circuit_state`, `circuit_transitions_total`; from ops: `queue_ready`, `queue_unacked`,
+//! `circuit_state`, `circuit_transitions_total`; from the pipeline's recorder:
+//! `ledger_writes_total`, `ledger_write_requests_total`, `ledger_write_seconds_total`; from ops: `queue_ready`, `queue_unacked`,
 //! `queue_delayed`, `queue_oldest_ready_age_seconds`, `dead_letters_open`, `build_info`, `up`.
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,13 +141,15 @@ fn with_evidence(mut b: Batch, evidence: &[gw_store::EvidenceRecord]) -> Batch {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<RecordReq>,
+    stats: Arc<RecorderStats>,
 }
 
 impl Recorder {
     pub fn start(store: Arc<dyn Store>) -> Self {
         let (tx, rx) = mpsc::channel::<RecordReq>(4096);
-        tokio::spawn(recorder_loop(store, rx));
-        Recorder { tx }
+        let stats = Arc::new(RecorderStats::default());
+        tokio::spawn(recorder_loop(store, rx, stats.clone()));
+        Recorder { tx, stats }
     }
 
     /// Record a batch; resolves when it is durable.
@@ -160,7 +163,49 @@ impl Recorder {
     }
 }
 
-async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>) {
+/// What the recorder did: its transactions, the lane requests they merged, the time spent.
+/// Rendered as `gateway_ledger_writes_total`, `gateway_ledger_write_requests_total` and
+/// `gateway_ledger_write_seconds_total`: their ratios are the mean merge size and write time,
+/// and the seconds' rate is how busy the single writer is (near 1: the store is the limit).
+#[derive(Default)]
+pub struct RecorderStats {
+    writes: AtomicU64,
+    merged: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl RecorderStats {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "gateway_ledger_writes_total",
+                "Ledger transactions written by the recorder.",
+                self.writes.load(Relaxed) as f64,
+            ),
+            (
+                "gateway_ledger_write_requests_total",
+                "Lane requests merged into those transactions.",
+                self.merged.load(Relaxed) as f64,
+            ),
+            (
+                "gateway_ledger_write_seconds_total",
+                "Time spent writing them (one writer: a rate near 1 means the store is the limit).",
+                self.micros.load(Relaxed) as f64 / 1e6,
+            ),
+        ] {
+            crate::metrics::family(&mut out, name, "counter", help);
+            out.push_str(&format!("{name} {value}\n"));
+        }
+        out
+    }
+}
+
+async fn recorder_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<RecordReq>,
+    stats: Arc<RecorderStats>,
+) {
     const MAX_MERGE: usize = 512;
     while let Some(first) = rx.recv().await {
         let mut reqs = vec![first];
@@ -180,7 +225,15 @@ async fn recorder_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<RecordReq>)
             merged.accepted.extend(r.batch.accepted.iter().cloned());
             merged.evidence.extend(r.batch.evidence.iter().cloned());
         }
-        match store.record(merged).await {
+        let started = std::time::Instant::now();
+        let merged_count = reqs.len() as u64;
+        let result = store.record(merged).await;
+        stats.writes.fetch_add(1, Relaxed);
+        stats.merged.fetch_add(merged_count, Relaxed);
+        stats
+            .micros
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        match result {
             Ok(()) => {
                 for r in reqs {
                     let _ = r.done.send(Ok(()));
@@ -245,6 +298,8 @@ impl Engine {
         delivery_limit: u32,
     ) -> Self {
         let recorder = Recorder::start(store.clone());
+        let stats = recorder.stats.clone();
+        metrics.add_renderer(Arc::new(move || stats.render()));
         for r in &routes {
             metrics.register_route(&r.name, &r.destination);
         }

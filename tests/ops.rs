@@ -717,6 +717,9 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         "gateway_token_refresh_failures_total",
         "gateway_certificate_expiry_days",
         "gateway_inbound_requests_total",
+        "gateway_ledger_writes_total",
+        "gateway_ledger_write_requests_total",
+        "gateway_ledger_write_seconds_total",
     ] {
         assert!(
             before.types.contains_key(family),
@@ -731,6 +734,20 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         .set_cert_days("sink-signing", "signer", 42.0);
     gw.running.engine.metrics.inc_token_refresh_failure("sink");
     let after = parse_exposition(&gw.metrics().await).expect("valid exposition");
+    // Every settled message went through the recorder: at least one request per outcome (22:
+    // 20 delivered, 2 dead-lettered), merged into no more transactions than requests.
+    let writes = after.value("gateway_ledger_writes_total", &[]).unwrap();
+    let requests = after
+        .value("gateway_ledger_write_requests_total", &[])
+        .unwrap();
+    assert!(requests >= 22.0, "{requests} ledger requests");
+    assert!(writes >= 1.0 && writes <= requests, "{writes} writes");
+    assert!(
+        after
+            .value("gateway_ledger_write_seconds_total", &[])
+            .unwrap()
+            > 0.0
+    );
     let lr = [("route", r), ("adapter", "sink")];
     assert_eq!(after.value("gateway_messages_in_total", &lr), Some(22.0));
     assert_eq!(after.value("gateway_messages_out_total", &lr), Some(20.0));
