@@ -111,6 +111,20 @@ pub struct BenchArgs {
     /// Tiny counts, embedded only (the smoke test).
     #[arg(long)]
     pub smoke: bool,
+    /// Which parts to run, comma-separated: raw (broker), sign, e2e (with latency), backlog
+    /// (peak RSS), evidence (the log's cost). Ratios and goals are printed from what ran.
+    #[arg(long, default_value = "raw,sign,e2e,backlog,evidence")]
+    pub phases: String,
+    /// Lanes of the benchmarked route (`routes.concurrency`): dossiers handled at once per
+    /// queue. Batches to the portal and merged ledger writes grow with it.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}
+
+impl BenchArgs {
+    fn phase(&self, name: &str) -> bool {
+        self.phases.split(',').any(|p| p.trim() == name)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -411,7 +425,7 @@ shutdown_grace = "5s"
 
 [broker]
 {broker}
-prefetch = 256
+prefetch = {prefetch}
 
 [store]
 {store}
@@ -454,8 +468,11 @@ name = "{route}"
 from = "onestop"
 kinds = ["dossier.*"]
 to = "dvcqg"
-concurrency = 32
+concurrency = {concurrency}
 "#,
+        concurrency = args.concurrency,
+        // Every lane can hold a delivery and the next one can be waiting.
+        prefetch = (args.concurrency * 2).clamp(256, u16::MAX as usize),
         data = dir.0.display(),
         key = sig.key(),
         integration = portal.integration_url(),
@@ -810,6 +827,23 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.drain_rate = 100.0;
         args.drain_outage_secs = 1;
     }
+    const PHASES: [&str; 5] = ["raw", "sign", "e2e", "backlog", "evidence"];
+    if let Some(bad) = args
+        .phases
+        .split(',')
+        .map(str::trim)
+        .find(|p| !PHASES.contains(p))
+    {
+        eprintln!(
+            "--phases: a comma-separated list of {}, not {bad:?}",
+            PHASES.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    if args.concurrency == 0 {
+        eprintln!("--concurrency: 1 or more");
+        return ExitCode::from(2);
+    }
     if std::env::var("GW_BENCH_AMQP_PASSWORD").is_err() {
         std::env::set_var("GW_BENCH_AMQP_PASSWORD", "guest");
     }
@@ -865,7 +899,10 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         "== raw broker (lapin, quorum queue, {} persistent 1 KiB messages per phase) ==",
         args.messages
     );
-    let raw = if backends.contains(&Backend::RabbitPg) {
+    let raw = if !args.phase("raw") {
+        println!("  skipped (--phases)");
+        None
+    } else if backends.contains(&Backend::RabbitPg) {
         match raw_broker(&amqp_url, args.messages).await {
             Ok(r) => {
                 println!(
@@ -899,10 +936,16 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.sign_secs
     );
     let mut raw_sign = BTreeMap::new();
-    for (sig, label) in [
-        (Sig::Rsa, "RSA-2048 PKCS#1 v1.5"),
-        (Sig::Ecdsa, "ECDSA P-256"),
-    ] {
+    let sign_phase: &[(Sig, &str)] = if args.phase("sign") {
+        &[
+            (Sig::Rsa, "RSA-2048 PKCS#1 v1.5"),
+            (Sig::Ecdsa, "ECDSA P-256"),
+        ]
+    } else {
+        println!("  skipped (--phases)");
+        &[]
+    };
+    for &(sig, label) in sign_phase {
         match load_key(&args.certs, sig.key()) {
             Ok(k) => {
                 let secs = args.sign_secs;
@@ -950,7 +993,8 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
     );
     let mut runs = Vec::new();
     let mut failures = 0;
-    for &b in &backends {
+    let e2e_backends: &[Backend] = if args.phase("e2e") { &backends } else { &[] };
+    for &b in e2e_backends {
         for &sig in &sigs {
             let s = setup(&args, b, sig, &portal);
             // The sandbox's records (and dossiers) are cleared after each run.
@@ -1004,7 +1048,12 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.backlog
     );
     let mut backlogs = Vec::new();
-    for &b in &backends {
+    let backlog_backends: &[Backend] = if args.phase("backlog") {
+        &backends
+    } else {
+        &[]
+    };
+    for &b in backlog_backends {
         let s = setup(&args, b, Sig::Ecdsa, &portal);
         let mut first = 0usize;
         match backlog_rss(&args, &s, &portal, &mut first).await {
@@ -1031,7 +1080,12 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         "== evidence log cost (ES256; {} events per run; the table above ran in metadata mode, the default) ==",
         args.events
     );
-    for &b in &backends {
+    let evidence_backends: &[Backend] = if args.phase("evidence") {
+        &backends
+    } else {
+        &[]
+    };
+    for &b in evidence_backends {
         let mut rates = Vec::new();
         for mode in ["off", "metadata"] {
             let mut s = setup(&args, b, Sig::Ecdsa, &portal);
