@@ -40,10 +40,23 @@
 //! publish(q) ──> gw.work (direct, key = q) ──> q   (quorum, x-delivery-limit,
 //!                                                    DLX gw.dlx, at-least-once, reject-publish)
 //! q past its delivery limit / reject() ──> gw.dlx (direct, key = q) ──> q.dlq (quorum)
-//! retry(q, d) ──> gw.delay.<tier> (fanout, key = q) ──> gw.delay.<tier> (quorum,
-//!                 x-message-ttl = tier, DLX gw.work, at-least-once, reject-publish)
-//!                 ── TTL expires, dead-lettered with its routing key q ──> gw.work ──> q
+//! retry(q, d) ──> gw.retry.<tier> (fanout, key = q) ──> gw.retry.<tier> (quorum,
+//!                 x-message-ttl = tier, DLX gw.return, at-least-once, reject-publish)
+//!                 ── TTL expires, dead-lettered with its routing key q ──> gw.return ──> q
+//! gw.return (direct, alternate exchange gw.orphans): a retry whose queue is gone
+//!                 ──> gw.orphans (fanout) ──> gw.orphans (quorum)
 //! ```
+//!
+//! Why `gw.return` and `gw.orphans`: the delay tiers are shared by every queue and dead-letter
+//! *at least once*: RabbitMQ keeps an expired message until its dead-lettering is confirmed.
+//! A retry whose queue was deleted while it waited is unroutable, never confirmed, and
+//! retried for ever; once 32 such messages are pending (the dead-letter worker's prefetch)
+//! the tier stops returning anybody's retries. Seen here: a tier holding 607 messages that
+//! never came back, after test queues had been deleted with retries pending. The alternate
+//! exchange routes what has no queue to `gw.orphans`, where an operator finds it (with its
+//! `x-death` naming the queue it was meant for); the tiers keep flowing. Earlier releases
+//! used `gw.delay.<tier>` dead-lettering into `gw.work`: those queues still return what
+//! they hold (work queues stay bound to `gw.work`) and can be deleted once empty.
 //!
 //! Tiers: 250ms, 1s, 5s, 30s, 2m, 10m, 1h ([`DELAY_TIERS`]). A retry goes to the smallest
 //! tier not shorter than the delay (so it is visible no earlier than asked, and at most one
@@ -139,8 +152,14 @@ pub struct AmqpOptions {
     pub work_exchange: String,
     /// Direct exchange routing dead letters to `<queue>.dlq` by queue name. Default `gw.dlx`.
     pub dead_letter_exchange: String,
-    /// Prefix of the delay tier exchanges and queues. Default `gw.delay`.
+    /// Prefix of the delay tier exchanges and queues. Default `gw.retry`.
     pub delay_prefix: String,
+    /// Direct exchange the delay tiers dead-letter into; every queue is bound to it by its
+    /// name. Default `gw.return`.
+    pub return_exchange: String,
+    /// Alternate exchange of `return_exchange`, and the queue it fills: retries whose queue
+    /// no longer exists. Default `gw.orphans`.
+    pub orphans: String,
     /// How long a publish waits for its confirm. Default 15 s.
     pub confirm_timeout: Duration,
     /// How long one connection attempt may take. Default 10 s.
@@ -165,7 +184,9 @@ impl Default for AmqpOptions {
         Self {
             work_exchange: "gw.work".into(),
             dead_letter_exchange: "gw.dlx".into(),
-            delay_prefix: "gw.delay".into(),
+            delay_prefix: "gw.retry".into(),
+            return_exchange: "gw.return".into(),
+            orphans: "gw.orphans".into(),
             confirm_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             heartbeat: 10,
@@ -459,6 +480,40 @@ impl Inner {
         )
         .await
         .map_err(topo)?;
+        let orphans = ss(&self.opts.orphans)?;
+        ch.exchange_declare(
+            orphans.clone(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topo)?;
+        ch.queue_declare(
+            orphans.clone(),
+            QueueDeclareOptions::durable(),
+            table(vec![("x-queue-type", lstr("quorum"))]),
+        )
+        .await
+        .map_err(topo)?;
+        ch.queue_bind(
+            orphans.clone(),
+            orphans,
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topo)?;
+        let ret = ss(&self.opts.return_exchange)?;
+        ch.exchange_declare(
+            ret.clone(),
+            ExchangeKind::Direct,
+            durable,
+            table(vec![("alternate-exchange", lstr(&self.opts.orphans))]),
+        )
+        .await
+        .map_err(topo)?;
         for (suffix, ttl) in DELAY_TIERS {
             let name = ss(&self.tier_name(suffix))?;
             ch.exchange_declare(
@@ -475,7 +530,7 @@ impl Inner {
                     "x-message-ttl",
                     AMQPValue::LongLongInt(ttl.as_millis() as i64),
                 ),
-                ("x-dead-letter-exchange", lstr(&self.opts.work_exchange)),
+                ("x-dead-letter-exchange", lstr(&self.opts.return_exchange)),
                 ("x-dead-letter-strategy", lstr("at-least-once")),
                 ("x-overflow", lstr("reject-publish")),
             ]);
@@ -524,6 +579,12 @@ impl Inner {
                 .await
                 .map_err(topo)?;
             ch.queue_bind(dlq.clone(), work.clone(), dlq.clone(), opts, none())
+                .await
+                .map_err(topo)?;
+            ch.queue_bind(q.clone(), ret.clone(), q.clone(), opts, none())
+                .await
+                .map_err(topo)?;
+            ch.queue_bind(dlq.clone(), ret.clone(), dlq.clone(), opts, none())
                 .await
                 .map_err(topo)?;
         }

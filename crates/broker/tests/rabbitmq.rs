@@ -747,7 +747,7 @@ async fn definitions_file_matches_declared_topology() {
         .iter()
         .any(|q| q["name"] == example));
     for (suffix, ttl) in gw_broker::amqp::DELAY_TIERS {
-        let name = format!("gw.delay.{suffix}");
+        let name = format!("gw.retry.{suffix}");
         let q = defs["queues"]
             .as_array()
             .unwrap()
