@@ -117,7 +117,7 @@ pub struct BenchArgs {
     pub phases: String,
     /// Lanes of the benchmarked route (`routes.concurrency`): dossiers handled at once per
     /// queue. Batches to the portal and merged ledger writes grow with it.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
 }
 
@@ -178,7 +178,14 @@ struct E2e {
     backend: Backend,
     sig: Sig,
     rate: f64,
+    /// CPU seconds per 1,000 events of the gateway (the process minus the sandbox's thread).
     cpu_per_1k: f64,
+    /// …and of the portal sandbox, on its own thread in this process.
+    sandbox_cpu_per_1k: f64,
+    /// …and of the local PostgreSQL and RabbitMQ servers (their processes on this machine;
+    /// on the embedded backend, which uses neither, only their background work shows).
+    pg_cpu_per_1k: f64,
+    mq_cpu_per_1k: f64,
     /// Events per portal sync call (the dvcqg connector batches; one signature per call).
     per_call: f64,
     lat: Option<Latency>,
@@ -216,7 +223,70 @@ async fn answers(addr: &str) -> bool {
 
 /// This process's user + system CPU seconds (`/proc/self/stat`, the figures getrusage sums).
 fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_secs("/proc/self/stat")
+}
+
+/// User + system CPU seconds of one thread of this process (`/proc/self/task/TID/stat`).
+fn thread_cpu_secs(tid: Option<&str>) -> f64 {
+    tid.map_or(0.0, |t| stat_cpu_secs(&format!("/proc/self/task/{t}/stat")))
+}
+
+/// The portal sandbox on a thread of its own (a current-thread runtime), so that the CPU it
+/// spends can be told apart from the gateway's: both run in this process. Returns the sandbox
+/// and its thread id. The thread lives as long as the process.
+async fn start_portal() -> std::io::Result<(Portal, Option<String>)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("portal-sandbox".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let tid = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                let started = Portal::start(0, PortalConfig::default()).await;
+                let ok = started.is_ok();
+                let _ = tx.send(started.map(|p| (p, tid)));
+                if ok {
+                    std::future::pending::<()>().await;
+                }
+            });
+        })?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the sandbox thread ended"))?
+}
+
+/// User + system CPU seconds of every process of this machine whose command name is `comm`
+/// (`postgres`, `beam.smp`): the servers the gateway uses, when they run locally.
+fn processes_cpu_secs(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .map(|e| stat_cpu_secs(&e.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+fn stat_cpu_secs(path: &str) -> f64 {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which ends with ')'): state is field 3; utime 14, stime 15.
     let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -606,6 +676,7 @@ async fn e2e(
     args: &BenchArgs,
     s: &Setup,
     portal: &Portal,
+    sandbox_tid: Option<&str>,
     first: &mut usize,
 ) -> Result<E2e, String> {
     let (engine, metrics) = open_engine(s).await?;
@@ -620,11 +691,21 @@ async fn e2e(
         let c = cancel.clone();
         let run = tokio::spawn(async move { e.run(c).await });
         let cpu0 = cpu_secs();
+        let sandbox0 = thread_cpu_secs(sandbox_tid);
+        let (pg0, mq0) = (
+            processes_cpu_secs("postgres"),
+            processes_cpu_secs("beam.smp"),
+        );
         let t0 = Instant::now();
         let timeout = Duration::from_secs(args.timeout_secs);
         let r = wait_settled(&metrics, args.events as u64, timeout).await;
         let secs = t0.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let sandbox_cpu = thread_cpu_secs(sandbox_tid) - sandbox0;
+        let (pg_cpu, mq_cpu) = (
+            processes_cpu_secs("postgres") - pg0,
+            processes_cpu_secs("beam.smp") - mq0,
+        );
         if let Err(e) = r {
             cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
@@ -644,7 +725,10 @@ async fn e2e(
             sig: s.sig,
 
             rate,
-            cpu_per_1k: cpu / args.events as f64 * 1000.0,
+            cpu_per_1k: (cpu - sandbox_cpu) / args.events as f64 * 1000.0,
+            sandbox_cpu_per_1k: sandbox_cpu / args.events as f64 * 1000.0,
+            pg_cpu_per_1k: pg_cpu / args.events as f64 * 1000.0,
+            mq_cpu_per_1k: mq_cpu / args.events as f64 * 1000.0,
             per_call: args.events as f64 / calls as f64,
             lat: match lat {
                 Ok(l) => Some(l),
@@ -960,7 +1044,7 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
     }
 
     // Gateway end to end.
-    let portal = match Portal::start(0, PortalConfig::default()).await {
+    let (portal, sandbox_tid) = match start_portal().await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cannot start the portal sandbox: {e}");
@@ -980,11 +1064,19 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         "  ev/call: events per portal sync call (the connector batches; one signature per call)"
     );
     println!(
-        "  {:<20} {:<19} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "  CPU s/1k: CPU seconds per 1,000 events of the gateway (this process without the sandbox's thread), \
+         the sandbox, PostgreSQL and RabbitMQ (all their local processes; others' load counts too); the lanes: {} (--concurrency)",
+        args.concurrency
+    );
+    println!(
+        "  {:<20} {:<19} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "backend",
         "signing",
         "msg/s",
-        "CPU s/1k",
+        "gw CPU",
+        "sbx CPU",
+        "pg CPU",
+        "mq CPU",
         "ev/call",
         "lat rate",
         "p50 ms",
@@ -999,7 +1091,7 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
             let s = setup(&args, b, sig, &portal);
             // The sandbox's records (and dossiers) are cleared after each run.
             let mut first = 0usize;
-            match e2e(&args, &s, &portal, &mut first).await {
+            match e2e(&args, &s, &portal, sandbox_tid.as_deref(), &mut first).await {
                 Ok(r) => {
                     let (lr, p50, p99, p999) = match &r.lat {
                         Some(l) => (
@@ -1011,11 +1103,14 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
                         None => ("-".into(), "-".into(), "-".into(), "-".into()),
                     };
                     println!(
-                        "  {:<20} {:<19} {:>9.0} {:>9.3} {:>7.1} {:>8} {:>8} {:>8} {:>8}",
+                        "  {:<20} {:<19} {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.1} {:>8} {:>8} {:>8} {:>8}",
                         b.label(),
                         sig.label(),
                         r.rate,
                         r.cpu_per_1k,
+                        r.sandbox_cpu_per_1k,
+                        r.pg_cpu_per_1k,
+                        r.mq_cpu_per_1k,
                         r.per_call,
                         lr,
                         p50,
@@ -1092,8 +1187,18 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
             s.text
                 .push_str(&format!("\n[evidence]\nmode = \"{mode}\"\n"));
             let mut first = 0usize;
-            match e2e(&args, &s, &portal, &mut first).await {
-                Ok(r) => rates.push(r.rate),
+            match e2e(&args, &s, &portal, sandbox_tid.as_deref(), &mut first).await {
+                Ok(r) => {
+                    println!(
+                        "  {:<20} evidence {mode:<8} {:>8.0} msg/s   CPU s/1k: gateway {:.3}, PostgreSQL {:.3}, RabbitMQ {:.3}",
+                        b.label(),
+                        r.rate,
+                        r.cpu_per_1k,
+                        r.pg_cpu_per_1k,
+                        r.mq_cpu_per_1k
+                    );
+                    rates.push(r.rate)
+                }
                 Err(e) => {
                     failures += 1;
                     println!("  {:<20} evidence {mode}: failed: {e}", b.label());

@@ -33,6 +33,38 @@ fn bench_smoke_prints_the_tables() {
 }
 
 #[test]
+fn bench_phases_run_only_what_is_asked_and_refuse_unknown_names() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["bench", "--smoke", "--phases", "sign"])
+        .output()
+        .expect("run gateway bench --smoke --phases sign");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ECDSA P-256"),
+        "the signing phase ran:\n{stdout}"
+    );
+    let raw = stdout
+        .split("== raw broker")
+        .nth(1)
+        .and_then(|rest| rest.lines().nth(1))
+        .unwrap_or("");
+    assert!(raw.contains("skipped (--phases)"), "{stdout}");
+    assert!(
+        !stdout.contains("ES256 jws-detached"),
+        "no end-to-end run:\n{stdout}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["bench", "--smoke", "--phases", "e2e,warp"])
+        .output()
+        .expect("run gateway bench --phases e2e,warp");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"warp\""), "{stderr}");
+}
+
+#[test]
 fn bench_drain_smoke_drains_the_backlog_within_the_quota() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["bench", "--smoke", "--drain"])
