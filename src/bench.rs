@@ -266,22 +266,26 @@ async fn start_portal() -> std::io::Result<(Portal, Option<String>)> {
 }
 
 /// User + system CPU seconds of every process of this machine whose command name is `comm`
-/// (`postgres`, `beam.smp`): the servers the gateway uses, when they run locally.
-fn processes_cpu_secs(comm: &str) -> f64 {
+/// (`postgres`, `beam.smp`: the servers the gateway uses, when they run locally), by pid.
+fn processes_cpu(comm: &str) -> BTreeMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return BTreeMap::new();
     };
     dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (name.trim_end() == comm)
+                .then(|| (pid, stat_cpu_secs(&e.path().join("stat").to_string_lossy())))
         })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == comm)
-        })
-        .map(|e| stat_cpu_secs(&e.path().join("stat").to_string_lossy()))
+        .collect()
+}
+
+/// CPU seconds the processes of `now` spent since `before` (a process that ended in between,
+/// such as a `rabbitmqctl` run, is left out rather than counted negative).
+fn cpu_since(before: &BTreeMap<u32, f64>, now: &BTreeMap<u32, f64>) -> f64 {
+    now.iter()
+        .map(|(pid, secs)| (secs - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
         .sum()
 }
 
@@ -692,10 +696,7 @@ async fn e2e(
         let run = tokio::spawn(async move { e.run(c).await });
         let cpu0 = cpu_secs();
         let sandbox0 = thread_cpu_secs(sandbox_tid);
-        let (pg0, mq0) = (
-            processes_cpu_secs("postgres"),
-            processes_cpu_secs("beam.smp"),
-        );
+        let (pg0, mq0) = (processes_cpu("postgres"), processes_cpu("beam.smp"));
         let t0 = Instant::now();
         let timeout = Duration::from_secs(args.timeout_secs);
         let r = wait_settled(&metrics, args.events as u64, timeout).await;
@@ -703,8 +704,8 @@ async fn e2e(
         let cpu = cpu_secs() - cpu0;
         let sandbox_cpu = thread_cpu_secs(sandbox_tid) - sandbox0;
         let (pg_cpu, mq_cpu) = (
-            processes_cpu_secs("postgres") - pg0,
-            processes_cpu_secs("beam.smp") - mq0,
+            cpu_since(&pg0, &processes_cpu("postgres")),
+            cpu_since(&mq0, &processes_cpu("beam.smp")),
         );
         if let Err(e) = r {
             cancel.cancel();
