@@ -4,10 +4,11 @@
 //! (the consumer is dropped with unsettled deliveries, whose handles the test keeps) and, on
 //! the embedded broker only, lease expiry (a consumer goes silent past the lease term and a
 //! new one takes its messages over) drive a real broker: [`EmbeddedBroker`] on a temp file,
-//! or [`AmqpBroker`] on RabbitMQ (per case its own uniquely named queue and delay tiers,
-//! deleted at the end; retries go through the smallest delay tier). The model tracks, per
-//! message id, whether it is pending (and which delivered copy is current) or final (acked,
-//! dead-lettered), and its attempt count. Checked at every step, on both brokers:
+//! or [`AmqpBroker`](gw_broker::amqp::AmqpBroker) on RabbitMQ (per case its own uniquely
+//! named queue, deleted at the end; retries go through the smallest of the shared delay
+//! tiers, `gw.retry.250ms`). The model tracks, per message id, whether it is pending (and
+//! which delivered copy is current) or final (acked, dead-lettered), and its attempt count.
+//! Checked at every step, on both brokers:
 //!
 //! - a delivery is of a published id that is not final (nothing comes back after an ack or a
 //!   dead-letter), with the attempt count the retries gave it, never while the test holds
@@ -51,14 +52,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_broker::amqp::{AmqpBroker, AmqpOptions, DELAY_TIERS};
+use gw_broker::amqp::DELAY_TIERS;
 use gw_broker::conformance::message;
 use gw_broker::embedded::{EmbeddedBroker, EmbeddedOptions};
 use gw_broker::{
     dead_letter_queue, Broker, BrokerError, Consumer, Delivery, QueueSpec, HDR_DEAD_REASON,
 };
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{TestCaseResult, TestRunner};
@@ -121,8 +120,8 @@ fn ops(leases: bool) -> impl Strategy<Value = Vec<Op>> {
 enum Target {
     /// The embedded queue on a file in this directory.
     Embedded(tempfile::TempDir),
-    /// RabbitMQ at [`common::url`], with the case's own delay tiers under this prefix.
-    Rabbit { delay_prefix: String },
+    /// RabbitMQ at [`common::url`], with the default topology.
+    Rabbit,
 }
 
 impl Target {
@@ -135,16 +134,7 @@ impl Target {
                 };
                 Arc::new(EmbeddedBroker::open(dir.path().join("q.db"), opts).unwrap())
             }
-            Target::Rabbit { delay_prefix } => {
-                let opts = AmqpOptions {
-                    delay_prefix: delay_prefix.clone(),
-                    ..AmqpOptions::default()
-                };
-                match AmqpBroker::connect(&common::url(), opts).await {
-                    Ok(b) => Arc::new(b),
-                    Err(e) => panic!("connect to RabbitMQ: {e}"),
-                }
-            }
+            Target::Rabbit => common::connect().await,
         }
     }
 
@@ -171,11 +161,11 @@ impl Target {
     }
 
     /// The delay asked of a retry: none on the embedded queue; on RabbitMQ the smallest
-    /// delay tier, so a retry really goes through a `gw.delay.*` queue and back.
+    /// delay tier, so a retry really goes through a `gw.retry.*` queue and back.
     fn retry_delay(&self) -> Duration {
         match self {
             Target::Embedded(_) => Duration::ZERO,
-            Target::Rabbit { .. } => DELAY_TIERS[0].1,
+            Target::Rabbit => DELAY_TIERS[0].1,
         }
     }
 
@@ -184,7 +174,7 @@ impl Target {
     fn quiet(&self) -> Duration {
         match self {
             Target::Embedded(_) => Duration::from_millis(150),
-            Target::Rabbit { .. } => DELAY_TIERS[0].1 * 2,
+            Target::Rabbit => DELAY_TIERS[0].1 * 2,
         }
     }
 
@@ -592,14 +582,7 @@ proptest! {
 }
 
 /// The same model on RabbitMQ, each case on its own queue (`gw.test.model.<uuid>` and its
-/// `.dlq`) and its own delay tiers (`gw.test.model.<uuid>.delay.*`, declared like the shared
-/// `gw.delay.*`), all deleted when the case ends, pass or fail.
-///
-/// Why not the shared `gw.delay.*`: they are shared by every queue of the broker, and a
-/// retry copy whose queue was deleted while it waited (other tests, failed cases) cannot be
-/// dead-lettered back (unroutable); RabbitMQ's at-least-once dead-letter worker then keeps
-/// it and, once enough pile up, forwards no other expiry of that tier either, so an
-/// unrelated test's leftovers would make this one see retries lost.
+/// `.dlq`), deleted when the case ends, pass or fail.
 #[test]
 fn rabbitmq_broker_matches_the_model() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -611,60 +594,21 @@ fn rabbitmq_broker_matches_the_model() {
     let Some(rabbit) = rt.block_on(common::broker()) else {
         return;
     };
-    // A failing case costs up to STEP, so shrinking is capped at 2 minutes: the smallest
+    // A failing case costs up to STEP, so shrinking is capped at 90 s: the smallest
     // failing input found by then is reported (within nextest's 5 minute limit).
     let mut runner = TestRunner::new(ProptestConfig {
-        max_shrink_time: 120_000,
+        max_shrink_time: 90_000,
         ..config(12)
     });
     let outcome = runner.run(&ops(false), |ops| {
         rt.block_on(async {
             let queue = common::unique("model");
-            let delay_prefix = format!("{queue}.delay");
-            let _tiers = DeleteTiers(delay_prefix.clone());
             let _cleanup = common::Cleanup(vec![queue.clone()]);
-            run(&Target::Rabbit { delay_prefix }, &queue, ops).await
+            run(&Target::Rabbit, &queue, ops).await
         })
     });
     rt.block_on(rabbit.close());
     if let Err(e) = outcome {
         panic!("{e}");
-    }
-}
-
-/// Deletes a case's delay tiers (queue and exchange of each) when dropped, pass or fail.
-struct DeleteTiers(String);
-
-impl Drop for DeleteTiers {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        // A fresh runtime on its own thread, as `common::Cleanup` does.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let url = common::url();
-                let connect = Connection::connect(&url, ConnectionProperties::default());
-                let Ok(Ok(conn)) = tokio::time::timeout(STEP, connect).await else {
-                    return;
-                };
-                let Ok(ch) = conn.create_channel().await else {
-                    return;
-                };
-                for (suffix, _) in DELAY_TIERS {
-                    let name = format!("{prefix}.{suffix}");
-                    let _ = ch
-                        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                        .await;
-                    let _ = ch
-                        .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                        .await;
-                }
-                let _ = conn.close(200, "model test tiers deleted".into()).await;
-            });
-        })
-        .join();
     }
 }
