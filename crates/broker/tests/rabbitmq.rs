@@ -6,6 +6,8 @@
 //! `broker_restart_loses_nothing` stops and starts the broker (`rabbitmqctl stop_app` /
 //! `start_app`), and a drop guard starts it again even when that test fails.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,77 +21,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-fn url() -> String {
-    std::env::var("GW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// Tests that disrupt the broker for everyone (stop/start, closing every connection) hold
-/// this exclusively; every other test holds it shared, so they never overlap in this binary.
-static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-#[allow(dead_code)] // the guards are held for their Drop
-enum Gate {
-    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
-    Exclusive(tokio::sync::RwLockWriteGuard<'static, ()>),
-}
-
-/// A connected broker plus this test's hold on [`GATE`]. Take one per test only (a second
-/// shared hold can deadlock behind a waiting exclusive one).
-struct Rabbit {
-    broker: Arc<AmqpBroker>,
-    _gate: Gate,
-}
-
-impl std::ops::Deref for Rabbit {
-    type Target = Arc<AmqpBroker>;
-    fn deref(&self) -> &Arc<AmqpBroker> {
-        &self.broker
-    }
-}
-
-/// `Some` when RabbitMQ answers; `None` (with a printed reason) when it does not, unless
-/// `CI=true`, where a missing RabbitMQ is a failure.
-async fn broker() -> Option<Rabbit> {
-    rabbit(false).await
-}
-
-/// Like [`broker`], for a test that disrupts the broker.
-async fn broker_exclusive() -> Option<Rabbit> {
-    rabbit(true).await
-}
-
-async fn rabbit(exclusive: bool) -> Option<Rabbit> {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if !reachable && std::env::var("GW_TEST_AMQP_URL").is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("RabbitMQ does not answer on 127.0.0.1:5672 and CI=true: start it (rabbitmq-server -detached)");
-        }
-        eprintln!("skipping: RabbitMQ does not answer on 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
-        return None;
-    }
-    let gate = if exclusive {
-        Gate::Exclusive(GATE.write().await)
-    } else {
-        Gate::Shared(GATE.read().await)
-    };
-    Some(Rabbit {
-        broker: connect().await,
-        _gate: gate,
-    })
-}
-
-async fn connect() -> Arc<AmqpBroker> {
-    Arc::new(
-        AmqpBroker::connect(&url(), AmqpOptions::default())
-            .await
-            .expect("connect to RabbitMQ"),
-    )
-}
+use common::{broker, broker_exclusive, connect, unique, url, Cleanup};
 
 /// `rabbitmqctl` works here; if not, a disruptive test is skipped (a failure under `CI=true`).
 fn rabbitmqctl_usable() -> bool {
@@ -105,41 +37,6 @@ fn rabbitmqctl_usable() -> bool {
         eprintln!("skipping: rabbitmqctl is not usable here");
     }
     ok
-}
-
-fn unique(name: &str) -> String {
-    format!("gw.test.{name}.{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Deletes the test's queues (and their `.dlq`) when the test ends, pass or fail.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let queues = std::mem::take(&mut self.0);
-        // A fresh runtime on its own thread: the test's runtime may be shutting down.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(Ok(b)) = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    AmqpBroker::connect(&url(), AmqpOptions::default()),
-                )
-                .await
-                else {
-                    return;
-                };
-                for q in queues {
-                    let _ = b.delete_queue(&q).await;
-                }
-                b.close().await;
-            });
-        })
-        .join();
-    }
 }
 
 async fn declared(b: &AmqpBroker, name: &str, limit: u32) -> (String, Cleanup) {
