@@ -15,7 +15,8 @@
 //! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`,
 //! `circuit_state`, `circuit_transitions_total`; from the pipeline's recorder:
 //! `ledger_writes_total`, `ledger_write_requests_total`, `ledger_write_seconds_total`; from ops: `queue_ready`, `queue_unacked`,
-//! `queue_delayed`, `queue_oldest_ready_age_seconds`, `dead_letters_open`, `build_info`, `up`.
+//! `queue_delayed`, `queue_oldest_ready_age_seconds`, `broker_orphaned_retries`,
+//! `dead_letters_open`, `build_info`, `up`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -872,6 +872,7 @@ async fn deploy_alerts_and_dashboard_use_real_metric_names() {
         "GatewayDeadLettersGrowing",
         "GatewayDeliveryErrorRate",
         "GatewayCertificateExpiresSoon",
+        "GatewayOrphanedRetries",
     ] {
         assert!(alert_names.contains(needed), "alert {needed}");
     }

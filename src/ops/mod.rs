@@ -274,6 +274,21 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
     }
     family(
         &mut text,
+        "gateway_broker_orphaned_retries",
+        "gauge",
+        "Retries whose queue was deleted while they waited, kept in the broker's orphans queue (RabbitMQ gw.orphans; absent on the embedded broker).",
+    );
+    if let Some(q) = e.broker.orphans_queue() {
+        if let Ok(s) = e.broker.stats(q).await {
+            text.push_str(&format!(
+                "gateway_broker_orphaned_retries{{queue=\"{}\"}} {}\n",
+                esc(q),
+                s.ready
+            ));
+        }
+    }
+    family(
+        &mut text,
         "gateway_queue_ready",
         "gauge",
         "Messages waiting in each route queue.",

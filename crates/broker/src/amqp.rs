@@ -867,6 +867,10 @@ impl Broker for AmqpBroker {
         "rabbitmq"
     }
 
+    fn orphans_queue(&self) -> Option<&str> {
+        Some(&self.inner.opts.orphans)
+    }
+
     async fn declare(&self, queues: &[QueueSpec]) -> Result<()> {
         let link = self.inner.link().await?;
         self.inner.declare_on(&link, queues).await?;

@@ -146,6 +146,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Depth figures of a queue.
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 
+    /// The queue holding retries whose own queue was deleted while they waited, if this broker
+    /// has one (RabbitMQ's `gw.orphans`; the embedded queue deletes a queue's retries with it).
+    fn orphans_queue(&self) -> Option<&str> {
+        None
+    }
+
     /// Whether the broker is reachable now (for `/readyz`).
     async fn ready(&self) -> bool;
 

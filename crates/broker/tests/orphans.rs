@@ -194,7 +194,22 @@ async fn orphaned_retries_go_to_the_orphans_queue_and_the_tier_keeps_flowing() {
     back.ack().await.unwrap();
     drop(c);
 
-    // Every orphan is in the orphans queue, none lost.
+    // Every orphan is in the orphans queue, none lost; the broker names that queue (the ops
+    // listener renders its depth as gateway_broker_orphaned_retries) and counts them there.
+    assert_eq!(b.orphans_queue(), Some(opts.orphans.as_str()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = b.stats(&opts.orphans).await.unwrap().ready;
+        if ready == DOOMED as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} of {DOOMED} orphans counted in {}",
+            opts.orphans
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut o = b.consume(&opts.orphans, 64).await.unwrap();
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
