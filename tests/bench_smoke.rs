@@ -2,11 +2,9 @@
 //! No performance is asserted here: the figures are for people to read.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 #[test]
 fn bench_smoke_prints_the_tables() {
-    let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["bench", "--smoke"])
         .output()
@@ -29,7 +27,6 @@ fn bench_smoke_prints_the_tables() {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }
     assert!(stdout.contains("embedded (SQLite)"), "{stdout}");
-    assert!(start.elapsed() < Duration::from_secs(120), "{stdout}");
 }
 
 #[test]
