@@ -175,6 +175,27 @@ pub enum ProviderError {
     Refused(String),
 }
 
+/// Send a request to a provider: a transport failure is [`ProviderError::Unavailable`].
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+    req.send()
+        .await
+        .map_err(|e| ProviderError::Unavailable(e.to_string()))
+}
+
+/// A provider's JSON answer: 5xx is [`ProviderError::Unavailable`] (the outcome is unknown),
+/// another non-success status or an unreadable body [`ProviderError::Refused`].
+pub(crate) async fn json_answer(r: reqwest::Response) -> Result<serde_json::Value, ProviderError> {
+    if r.status().is_server_error() {
+        return Err(ProviderError::Unavailable(format!("HTTP {}", r.status())));
+    }
+    if !r.status().is_success() {
+        return Err(ProviderError::Refused(format!("HTTP {}", r.status())));
+    }
+    r.json()
+        .await
+        .map_err(|e| ProviderError::Refused(format!("answer: {e}")))
+}
+
 /// A payment provider's outbound side (the callback side lives in each provider's module).
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {

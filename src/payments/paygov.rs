@@ -249,27 +249,11 @@ impl PayGov {
     ) -> Result<serde_json::Value, ProviderError> {
         for fresh in [false, true] {
             let tok = self.bearer(fresh).await?;
-            let r = self
-                .http
-                .post(url)
-                .bearer_auth(tok)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+            let r = super::send(self.http.post(url).bearer_auth(tok).json(body)).await?;
             if r.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
                 continue;
             }
-            if r.status().is_server_error() {
-                return Err(ProviderError::Unavailable(format!("HTTP {}", r.status())));
-            }
-            if !r.status().is_success() {
-                return Err(ProviderError::Refused(format!("HTTP {}", r.status())));
-            }
-            return r
-                .json()
-                .await
-                .map_err(|e| ProviderError::Refused(format!("answer: {e}")));
+            return super::json_answer(r).await;
         }
         Err(ProviderError::Refused(
             "the LGSP refused a fresh token".into(),

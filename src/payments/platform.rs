@@ -228,22 +228,7 @@ impl Platform {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        let r = self
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        if r.status().is_server_error() {
-            return Err(ProviderError::Unavailable(format!("HTTP {}", r.status())));
-        }
-        if !r.status().is_success() {
-            return Err(ProviderError::Refused(format!("HTTP {}", r.status())));
-        }
-        r.json()
-            .await
-            .map_err(|e| ProviderError::Refused(format!("answer: {e}")))
+        super::json_answer(super::send(self.http.post(url).json(body)).await?).await
     }
 }
 

@@ -418,13 +418,7 @@ impl Provider for VnPay {
             "vnp_IpAddr": self.s.ip_addr,
             "vnp_SecureHash": hash,
         });
-        let resp = self
-            .http
-            .post(&self.s.api_url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let resp = super::send(self.http.post(&self.s.api_url).json(&body)).await?;
         if resp.status().is_server_error() {
             return Err(ProviderError::Unavailable(format!(
                 "HTTP {}",
