@@ -16,31 +16,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{reachable, unique, url};
 use gw_broker::amqp::{AmqpBroker, AmqpOptions, DELAY_TIERS};
 use gw_broker::{dead_letter_queue, Broker, Consumer, Message, QueueSpec};
 
+mod common;
+
 const DOOMED: usize = 40;
-
-fn url() -> String {
-    std::env::var("GW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn reachable() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up && std::env::var("GW_TEST_AMQP_URL").is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("RabbitMQ does not answer on 127.0.0.1:5672 and CI=true: start it (rabbitmq-server -detached)");
-        }
-        eprintln!("skipping: RabbitMQ does not answer on 127.0.0.1:5672");
-        return false;
-    }
-    true
-}
 
 fn msg(id: &str) -> Message {
     Message {
@@ -108,7 +90,7 @@ async fn orphaned_retries_go_to_the_orphans_queue_and_the_tier_keeps_flowing() {
     if !reachable() {
         return;
     }
-    let p = format!("gw.test.orphans.{}", uuid::Uuid::now_v7().simple());
+    let p = unique("orphans");
     let opts = AmqpOptions {
         work_exchange: format!("{p}.work"),
         dead_letter_exchange: format!("{p}.dlx"),

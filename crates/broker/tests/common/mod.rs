@@ -1,4 +1,4 @@
-//! Shared helpers of the broker crate's RabbitMQ tests (`rabbitmq.rs`, `model.rs`): how to
+//! Shared helpers of the broker crate's RabbitMQ tests (`rabbitmq.rs`, `model.rs`, `orphans.rs`): how to
 //! reach RabbitMQ (skip with a printed reason, or fail loudly under `CI=true`), unique queue
 //! names, and a guard that deletes a test's queues.
 #![allow(dead_code)] // each test binary uses a part
@@ -49,17 +49,26 @@ pub async fn broker_exclusive() -> Option<Rabbit> {
     rabbit(true).await
 }
 
-pub async fn rabbit(exclusive: bool) -> Option<Rabbit> {
-    let reachable = std::net::TcpStream::connect_timeout(
+/// Whether RabbitMQ answers (or `GW_TEST_AMQP_URL` names one); `false` with a printed reason,
+/// or a panic under `CI=true`.
+pub fn reachable() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5672".parse().unwrap(),
         Duration::from_secs(2),
     )
     .is_ok();
-    if !reachable && std::env::var("GW_TEST_AMQP_URL").is_err() {
+    if !up && std::env::var("GW_TEST_AMQP_URL").is_err() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("RabbitMQ does not answer on 127.0.0.1:5672 and CI=true: start it (rabbitmq-server -detached)");
         }
         eprintln!("skipping: RabbitMQ does not answer on 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
+        return false;
+    }
+    true
+}
+
+pub async fn rabbit(exclusive: bool) -> Option<Rabbit> {
+    if !reachable() {
         return None;
     }
     let gate = if exclusive {
