@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,29 +20,7 @@ struct Gateway {
 }
 
 fn spawn(config: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("GW_TEST_AMQP_PASSWORD", "guest")
-        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
-        .env("GATEWAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gateway binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .expect("the gateway prints its addresses")
-        .expect("readable stdout");
-    // "gateway running: inbound http://127.0.0.1:PORT ops http://127.0.0.1:PORT"
-    let inbound = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let (child, inbound) = spawn_gateway(config, "warn");
     Gateway { child, inbound }
 }
 

@@ -27,9 +27,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -518,32 +517,6 @@ impl Drop for Child9 {
     }
 }
 
-fn spawn_gateway(config: &Path) -> (Child9, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("GW_TEST_AMQP_PASSWORD", "guest")
-        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
-        .env("GATEWAY_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gateway binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .expect("the gateway prints its addresses")
-        .expect("readable stdout");
-    let inbound = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (Child9 { child }, inbound)
-}
-
 /// How many effects the party has recorded (to kill right after one).
 fn effects_so_far(party: &Party<'_>) -> usize {
     match party {
@@ -605,7 +578,8 @@ async fn sigkill(to_portal: bool) {
     ));
     let mut after_answer = 0;
     for round in 0..kills {
-        let (mut g, inbound) = spawn_gateway(&cfg);
+        let (child, inbound) = common::spawn_gateway(&cfg, "error");
+        let mut g = Child9 { child };
         *target.lock().unwrap() = Some(inbound);
         let live = Duration::from_millis(rand::rng().random_range(300..1500));
         tokio::time::sleep(live).await;
@@ -626,7 +600,8 @@ async fn sigkill(to_portal: bool) {
         g.child.wait().expect("reaped");
     }
     // The final run: no more kills.
-    let (g, inbound) = spawn_gateway(&cfg);
+    let (child, inbound) = common::spawn_gateway(&cfg, "error");
+    let g = Child9 { child };
     *target.lock().unwrap() = Some(inbound);
     sender.await.unwrap();
     let loaded = load(&std::fs::read_to_string(&cfg).unwrap());

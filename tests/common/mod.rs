@@ -144,3 +144,35 @@ pub async fn post_event(
         .expect("inbound answers")
         .status()
 }
+
+/// Run the `gateway` binary (`run --config CONFIG`, the test's RabbitMQ password and source
+/// token, `GATEWAY_LOG=log`); returns the child and the inbound base URL from its first line
+/// ("gateway running: inbound http://127.0.0.1:PORT ops http://127.0.0.1:PORT"). The rest of
+/// its stdout is drained on a thread.
+pub fn spawn_gateway(config: &Path, log: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("GW_TEST_AMQP_PASSWORD", "guest")
+        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+        .env("GATEWAY_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("gateway binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .expect("the gateway prints its addresses")
+        .expect("readable stdout");
+    let inbound = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, inbound)
+}
