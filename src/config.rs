@@ -42,12 +42,19 @@ pub mod defaults {
     pub const RETRY_MAX_ELAPSED: Duration = Duration::from_secs(7 * 24 * 3600);
     /// No attempt cap by default beyond the elapsed limit (0 = unlimited).
     pub const RETRY_MAX_ATTEMPTS: u32 = 0;
-    /// Circuit breaker: consecutive retryable failures that open a route's circuit. High
-    /// enough that a destination failing a share of requests (20 % → 1e-7 odds of ten in a
-    /// row) keeps being called; an outage trips it within a second of traffic.
-    pub const CIRCUIT_FAILURES: u32 = 10;
-    /// Circuit breaker: how long an open circuit defers deliveries before one probe.
+    /// Circuit breaker: the share (%) of failed exchanges in the window that opens it. Half:
+    /// a portal failing a fifth of its calls is working (retries cover those calls); one
+    /// failing most of them is down.
+    pub const CIRCUIT_FAILURE_PERCENT: u32 = 50;
+    /// Circuit breaker: the fewest exchanges in the window before the rate can open it (a
+    /// handful of unlucky calls is not an outage).
+    pub const CIRCUIT_MIN_CALLS: u32 = 20;
+    /// Circuit breaker: the sliding window the failure rate is measured over.
+    pub const CIRCUIT_WINDOW: Duration = Duration::from_secs(10);
+    /// Circuit breaker: how long an open circuit keeps away from the destination.
     pub const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(30);
+    /// Circuit breaker: probes let through when half-open; that many healthy answers close it.
+    pub const CIRCUIT_PROBES: u32 = 3;
     /// OTLP/HTTP export: how often finished spans are sent.
     pub const OTLP_EXPORT_INTERVAL: Duration = Duration::from_secs(1);
     pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -451,30 +458,52 @@ impl Default for RetrySection {
     }
 }
 
-/// The circuit breaker of each route: after `failures` consecutive retryable failures the
-/// route stops calling its destination for `open_for` (deliveries are deferred through the
-/// durable retry path, nothing is lost), then lets one probe through.
+/// The circuit breaker of each route (see `src/circuit.rs`): when at least `failure_percent`
+/// % of at least `min_calls` exchanges in the last `window` failed (transport errors,
+/// timeouts, 5xx; never 429 or a business refusal), the route stops calling its destination
+/// for `open_for` (nothing is lost: the deliveries wait), then lets `probes` calls through.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 pub struct CircuitSection {
-    /// Consecutive retryable failures that open the circuit; 0 = no breaker. Default 10.
-    #[serde(default = "d_circuit_failures")]
-    pub failures: u32,
-    /// How long an open circuit defers deliveries before a probe. Default 30s.
+    /// Share (%) of failed exchanges in the window that opens the circuit, 1 to 100. Default 50.
+    #[serde(default = "d_circuit_failure_percent")]
+    pub failure_percent: u32,
+    /// Fewest exchanges in the window before the rate counts; 0 = no breaker. Default 20.
+    #[serde(default = "d_circuit_min_calls")]
+    pub min_calls: u32,
+    /// The sliding window. Default 10s.
+    #[serde(default = "d_circuit_window")]
+    pub window: Dur,
+    /// How long an open circuit keeps away from the destination before probing. Default 30s.
     #[serde(default = "d_circuit_open_for")]
     pub open_for: Dur,
+    /// Probes when half-open; that many healthy answers close it. Default 3.
+    #[serde(default = "d_circuit_probes")]
+    pub probes: u32,
 }
 
 impl Default for CircuitSection {
     fn default() -> Self {
         Self {
-            failures: d_circuit_failures(),
+            failure_percent: d_circuit_failure_percent(),
+            min_calls: d_circuit_min_calls(),
+            window: d_circuit_window(),
             open_for: d_circuit_open_for(),
+            probes: d_circuit_probes(),
         }
     }
 }
 
-fn d_circuit_failures() -> u32 {
-    defaults::CIRCUIT_FAILURES
+fn d_circuit_failure_percent() -> u32 {
+    defaults::CIRCUIT_FAILURE_PERCENT
+}
+fn d_circuit_min_calls() -> u32 {
+    defaults::CIRCUIT_MIN_CALLS
+}
+fn d_circuit_window() -> Dur {
+    Dur(defaults::CIRCUIT_WINDOW)
+}
+fn d_circuit_probes() -> u32 {
+    defaults::CIRCUIT_PROBES
 }
 fn d_circuit_open_for() -> Dur {
     Dur(defaults::CIRCUIT_OPEN_FOR)
@@ -990,12 +1019,35 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             );
         }
     }
-    if c.circuit.failures > 0 && c.circuit.open_for.0.is_zero() {
-        p(
-            "circuit.open_for".into(),
-            "must be more than 0 while circuit.failures is set".into(),
-            "set a cool-down such as 30s, or circuit.failures = 0 to turn the breaker off",
-        );
+    if c.circuit.min_calls > 0 {
+        if c.circuit.open_for.0.is_zero() {
+            p(
+                "circuit.open_for".into(),
+                "must be more than 0 while the breaker is on".into(),
+                "set a cool-down such as 30s, or circuit.min_calls = 0 to turn the breaker off",
+            );
+        }
+        if c.circuit.window.0.is_zero() {
+            p(
+                "circuit.window".into(),
+                "must be more than 0 while the breaker is on".into(),
+                "set a window such as 10s",
+            );
+        }
+        if !(1..=100).contains(&c.circuit.failure_percent) {
+            p(
+                "circuit.failure_percent".into(),
+                format!("{} is not a share from 1 to 100", c.circuit.failure_percent),
+                "set a share such as 50",
+            );
+        }
+        if c.circuit.probes == 0 {
+            p(
+                "circuit.probes".into(),
+                "must be at least 1".into(),
+                "set a few probes, such as 3",
+            );
+        }
     }
     let mut token_names = std::collections::BTreeSet::new();
     for (i, t) in c.ops.tokens.iter().enumerate() {
@@ -1903,7 +1955,8 @@ to = "nobody"
     fn circuit_and_otlp_settings_are_checked() {
         let c = parse_str("").unwrap().config;
         assert_eq!(c.circuit, CircuitSection::default());
-        assert_eq!(c.circuit.failures, defaults::CIRCUIT_FAILURES);
+        assert_eq!(c.circuit.min_calls, defaults::CIRCUIT_MIN_CALLS);
+        assert_eq!(c.circuit.failure_percent, 50);
         assert_eq!(c.ops.otlp_endpoint, None, "no export by default");
         let e = parse_str(
             "[ops]\notlp_endpoint = \"grpc://x:4317\"\n[circuit]\nopen_for = \"0s\"\nthreshold = 3\n",
@@ -1919,10 +1972,22 @@ to = "nobody"
             "{text}"
         );
         assert!(text.contains("circuit.threshold: unknown key"), "{text}");
-        let ok = parse_str("[ops]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[circuit]\nfailures = 0\nopen_for = \"0s\"\n")
+        let e =
+            parse_str("[circuit]\nfailure_percent = 0\nprobes = 0\nfailures = 10\n").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("circuit.failure_percent: 0 is not a share"),
+            "{text}"
+        );
+        assert!(
+            text.contains("circuit.probes: must be at least 1"),
+            "{text}"
+        );
+        assert!(text.contains("circuit.failures: unknown key"), "{text}");
+        let ok = parse_str("[ops]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[circuit]\nmin_calls = 0\nopen_for = \"0s\"\n")
             .unwrap()
             .config;
-        assert_eq!(ok.circuit.failures, 0, "0 turns the breaker off");
+        assert_eq!(ok.circuit.min_calls, 0, "0 turns the breaker off");
     }
 
     #[test]

@@ -193,6 +193,18 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// How many times circuits entered state `to`, over all routes (the demo's summary).
+    pub fn circuit_transitions_total(&self, to: &str) -> u64 {
+        self.inner
+            .lock()
+            .unwrap()
+            .circuit_transitions
+            .iter()
+            .filter(|((_, _, t), _)| t == to)
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
     /// A counter's value, for tests and the demo summary.
     pub fn outcome_count(&self, route: &str, outcome: &str) -> u64 {
         self.inner

@@ -11,6 +11,11 @@
 //!   never earlier than a `Retry-After` the party gave.
 //! - A route gives up when attempts reach `max_attempts` (0 = no cap) or the time since the
 //!   first attempt exceeds `max_elapsed` (default 7 days: a portal outage of days is survived).
+//! - [`health`] is the one function that decides what an exchange says about the destination
+//!   (the circuit breaker's input): only transport errors, timeouts and 5xx say it is down;
+//!   429 is back-pressure from a working service (it slows the adapter, see
+//!   [`crate::transport::client`]) and says nothing; any other answer — success, a business
+//!   refusal, an expired session — comes from a working service.
 
 use std::time::Duration;
 
@@ -60,6 +65,37 @@ impl Answer {
     }
 }
 
+/// What one HTTP exchange says about the destination's health: the circuit breaker's input.
+/// A batch is one exchange, so only one of its items carries its health; the others are
+/// [`Health::Silent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It answered as a working service does (success, business refusal, session expiry).
+    Up,
+    /// No usable answer: a transport error, a timeout or a 5xx.
+    Down,
+    /// Says nothing: 429 (back-pressure), a request never sent, or an item whose batch's
+    /// exchange is reported by another item.
+    Silent,
+}
+
+/// What an exchange's answer says about the destination (see [`Health`]).
+pub fn health(answer: &Answer) -> Health {
+    match answer {
+        Answer::Transport { failure, .. } => match failure {
+            TransportFailure::Timeout | TransportFailure::Connect | TransportFailure::Broken => {
+                Health::Down
+            }
+            TransportFailure::Request => Health::Silent,
+        },
+        Answer::Http { status, .. } => match *status {
+            429 => Health::Silent,
+            408 | 500..=599 => Health::Down,
+            _ => Health::Up,
+        },
+    }
+}
+
 /// Bounded reasons (metric labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -81,6 +117,12 @@ pub enum Reason {
     BrokerDeliveryLimit,
     /// Deferred without calling the destination: its circuit breaker is open.
     CircuitOpen,
+    /// Deferred without calling the destination: the envelope acts on the destination's copy
+    /// of its dossier, and the dossier's snapshot is still on its way there.
+    AwaitingDossier,
+    /// Dead-lettered with its dossier: the dossier's snapshot was dead-lettered, so what acts
+    /// on it cannot be delivered either (replay them together).
+    DossierDeadLettered,
 }
 
 impl Reason {
@@ -101,6 +143,8 @@ impl Reason {
             Reason::RetriesExhausted => "retries_exhausted",
             Reason::BrokerDeliveryLimit => "broker_delivery_limit",
             Reason::CircuitOpen => "circuit_open",
+            Reason::AwaitingDossier => "awaiting_dossier",
+            Reason::DossierDeadLettered => "dossier_dead_lettered",
         }
     }
 }
@@ -329,6 +373,37 @@ mod tests {
                 reason: Reason::BodyErrorPermanent
             }
         );
+    }
+
+    #[test]
+    fn health_table() {
+        assert_eq!(health(&http(200)), Health::Up);
+        assert_eq!(
+            health(&http(400)),
+            Health::Up,
+            "a refusal comes from a working service"
+        );
+        assert_eq!(health(&http(401)), Health::Up);
+        assert_eq!(
+            health(&http(429)),
+            Health::Silent,
+            "back-pressure is not an outage"
+        );
+        assert_eq!(health(&http(500)), Health::Down);
+        assert_eq!(health(&http(503)), Health::Down);
+        assert_eq!(health(&http(408)), Health::Down);
+        for (f, h) in [
+            (TransportFailure::Timeout, Health::Down),
+            (TransportFailure::Connect, Health::Down),
+            (TransportFailure::Broken, Health::Down),
+            (TransportFailure::Request, Health::Silent),
+        ] {
+            let a = Answer::Transport {
+                failure: f,
+                detail: String::new(),
+            };
+            assert_eq!(health(&a), h, "{f:?}");
+        }
     }
 
     #[test]

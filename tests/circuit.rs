@@ -1,5 +1,5 @@
 //! The per-route circuit breaker against the recording sink: an outage opens it, while open
-//! the destination is not called (deliveries are deferred through the durable retry path),
+//! the destination is not called (deliveries wait for it, not attempted),
 //! a probe after the cool-down finds the destination back and closes it, and every message
 //! is delivered in the end, none dead-lettered, on both backends.
 
@@ -44,9 +44,9 @@ async fn opens_defers_probes_and_closes(backend: Backend) {
         .replace("concurrency = 8", &format!("concurrency = {CONCURRENCY}"))
         .replace(
             "[circuit]\nopen_for = \"500ms\"\n",
-            "[circuit]\nfailures = 3\nopen_for = \"700ms\"\n",
+            "[circuit]\nmin_calls = 3\nprobes = 1\nopen_for = \"700ms\"\n",
         );
-    assert!(text.contains("failures = 3"));
+    assert!(text.contains("min_calls = 3"));
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();

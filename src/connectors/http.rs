@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{Attempted, Connector, ConnectorError};
 use crate::config::AdapterSection;
 use crate::envelope::Envelope;
-use crate::retry::{classify, Answer, Decision, Reason, TransportFailure};
+use crate::retry::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
 use crate::signing::SigningProfile;
 use crate::transport::client::{HttpClient, OutRequest};
 
@@ -89,6 +89,7 @@ impl Connector for HttpConnector {
                     },
                     latency: Default::default(),
                     request_digest: String::new(),
+                    health: Health::Silent,
                 };
             }
         };
@@ -96,6 +97,7 @@ impl Connector for HttpConnector {
         let (answer, latency) = self.client.post(&req).await;
         let decision = classify(&answer, |_| None);
         Attempted {
+            health: health(&answer),
             answer,
             decision,
             latency,

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::config::AdapterSection;
 use crate::envelope::Envelope;
-use crate::retry::{Answer, Decision};
+use crate::retry::{Answer, Decision, Health};
 use crate::signing::SigningProfile;
 
 pub mod dvcqg;
@@ -30,6 +30,9 @@ pub struct Attempted {
     pub latency: Duration,
     /// Digest (SHA-256 hex) of what was sent, for the trail.
     pub request_digest: String,
+    /// What the exchange said about the destination, for the circuit breaker. One item of a
+    /// batch carries the batch's exchange; the others are [`Health::Silent`].
+    pub health: Health,
 }
 
 #[async_trait]
@@ -39,6 +42,12 @@ pub trait Connector: Send + Sync + 'static {
     /// Translate, sign, send, read the answer and classify it. `prior` is the version of this
     /// key the destination already has (from the ledger), when the envelope is versioned.
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted;
+    /// Does an envelope of this kind act on the destination's copy of its key (a progress
+    /// step acts on a dossier the portal must already have)? Then the route runtime holds it
+    /// back while a snapshot of its key is on its way, and dead-letters it with its dossier.
+    fn acts_on_snapshot(&self, _kind: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
