@@ -19,12 +19,16 @@
 //! - `error_code` 0 / "0" / "00" (number or string) is success; HTTP 200 with any other code is
 //!   an error: retryable if configured so (`retryable_codes`), otherwise a refusal of the
 //!   content (dead-lettered with the portal's message).
-//! - A batch refused as a whole is split and each dossier sent alone, so one bad dossier cannot
-//!   take its neighbours to the dead letters.
+//! - **One bad item never takes its batch down.** The portal refuses a whole batch for one bad
+//!   item and names it (`data[i]`): only the named items get the refusal (a progress step
+//!   for a dossier the portal does not know yet waits for it: retried as `awaiting_dossier`),
+//!   and the others are sent again together. A refusal naming nobody: each item alone.
+//! - One [`Health`] per HTTP exchange: a batch's health is carried by one of its items, so
+//!   the circuit breaker counts calls, not items.
 //! - Translation errors (unknown procedure code, a malformed canonical payload) are refusals:
 //!   retrying cannot fix them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +43,7 @@ use super::{Attempted, Connector, ConnectorError};
 use crate::config::{AdapterSection, DvcqgSection, Secret};
 use crate::envelope::Envelope;
 use crate::model::{Dossier, ProgressStep};
-use crate::retry::{classify, Answer, Decision, Reason, TransportFailure};
+use crate::retry::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
 use crate::signing::SigningProfile;
 use crate::transport::client::{HttpClient, OutRequest};
 
@@ -306,6 +310,7 @@ fn failed(decision: Decision, detail: &str) -> Attempted {
         decision,
         latency: Duration::ZERO,
         request_digest: String::new(),
+        health: Health::Silent,
     }
 }
 
@@ -322,6 +327,10 @@ fn refused(e: TranslateError) -> Attempted {
 impl Connector for DvcqgConnector {
     fn adapter(&self) -> &str {
         &self.inner.name
+    }
+
+    fn acts_on_snapshot(&self, kind: &str) -> bool {
+        matches!(kind, "dossier.progress" | "dossier.status")
     }
 
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
@@ -380,10 +389,7 @@ impl Connector for DvcqgConnector {
                 match code {
                     // The dossier is not at the portal yet: wait for its snapshot.
                     Some(c) if self.inner.settings.not_found.contains(&c) => Attempted {
-                        decision: Decision::Retry {
-                            reason: Reason::BodyErrorRetryable,
-                            not_before: None,
-                        },
+                        decision: awaiting_dossier(),
                         ..attempted
                     },
                     _ => attempted,
@@ -450,26 +456,145 @@ async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receiver<Item>) {
     while calls.join_next().await.is_some() {}
 }
 
+/// Send a batch, isolating the items the portal names. The portal refuses a whole batch for
+/// one bad item and names it (`data[i].…` in `result.errors`): the named items get the
+/// refusal (a progress step for a dossier it does not know yet waits; an upsert refused for
+/// existing / not existing is sent alone, which flips `isUpdating`), the others are sent
+/// again together. A refusal naming nobody (or everybody) of several items: each is sent
+/// alone. Each exchange's [`Health`] is carried by exactly one item.
 async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
-    let values: Vec<Value> = items.iter().map(|i| i.value.clone()).collect();
-    // The batch's call is evidence for every envelope in it.
-    let all =
-        crate::evidence::capture::Capture::merge(items.iter().filter_map(|i| i.capture.clone()));
-    let attempted = crate::evidence::capture::within(Some(all), inner.sync(op, values)).await;
-    if items.len() > 1 && matches!(attempted.decision, Decision::Permanent { .. }) {
-        // Refused as a whole: find the bad one(s) by sending each alone.
-        for item in items {
-            let alone = crate::evidence::capture::within(
-                item.capture.clone(),
-                inner.sync(op, vec![item.value.clone()]),
-            )
-            .await;
-            let _ = item.done.send(alone);
+    let mut healths: std::collections::VecDeque<Health> = Default::default();
+    let settle =
+        |item: Item, mut a: Attempted, healths: &mut std::collections::VecDeque<Health>| {
+            a.health = healths.pop_front().unwrap_or(Health::Silent);
+            let _ = item.done.send(a);
+        };
+    let mut pending = items;
+    while !pending.is_empty() {
+        let values: Vec<Value> = pending.iter().map(|i| i.value.clone()).collect();
+        // The batch's call is evidence for every envelope in it.
+        let all = crate::evidence::capture::Capture::merge(
+            pending.iter().filter_map(|i| i.capture.clone()),
+        );
+        let (attempted, code, parsed) =
+            crate::evidence::capture::within(Some(all), inner.sync(op, values)).await;
+        healths.push_back(attempted.health);
+        let item_refusal = matches!(
+            attempted.answer,
+            Answer::Http {
+                status: 200..=299,
+                ..
+            }
+        ) && !matches!(attempted.decision, Decision::Delivered);
+        if pending.len() == 1 || !item_refusal {
+            for item in pending {
+                settle(item, attempted.clone(), &mut healths);
+            }
+            return;
         }
-        return;
+        let named = named_items(parsed.as_ref(), pending.len());
+        if named.is_empty() || named.len() == pending.len() {
+            if matches!(attempted.decision, Decision::Permanent { .. }) {
+                // Refused as a whole without saying for whom: send each alone.
+                for item in pending {
+                    let (alone, _, _) = crate::evidence::capture::within(
+                        item.capture.clone(),
+                        inner.sync(op, vec![item.value.clone()]),
+                    )
+                    .await;
+                    let _ = item.done.send(alone);
+                }
+            } else {
+                for item in pending {
+                    settle(item, attempted.clone(), &mut healths);
+                }
+            }
+            return;
+        }
+        let code = code.unwrap_or_default();
+        let mut rest = Vec::with_capacity(pending.len());
+        for (i, item) in pending.into_iter().enumerate() {
+            let Some(errors) = named.get(&i) else {
+                rest.push(item);
+                continue;
+            };
+            let is = |codes: &[String]| codes.contains(&code);
+            let upsert_flip = matches!(op, Op::Upsert { .. })
+                && (is(&inner.settings.exists) || is(&inner.settings.not_found));
+            if upsert_flip {
+                let (alone, _, _) = crate::evidence::capture::within(
+                    item.capture.clone(),
+                    inner.sync(op, vec![item.value.clone()]),
+                )
+                .await;
+                let _ = item.done.send(alone);
+                continue;
+            }
+            let decision = if op == Op::Progress && is(&inner.settings.not_found) {
+                awaiting_dossier()
+            } else {
+                attempted.decision.clone()
+            };
+            let answer = match &attempted.answer {
+                Answer::Http {
+                    status,
+                    retry_after,
+                    ..
+                } => Answer::Http {
+                    status: *status,
+                    retry_after: *retry_after,
+                    body: format!("error_code {code}: {}", errors.join("; ")),
+                },
+                other => other.clone(),
+            };
+            let one = Attempted {
+                answer,
+                decision,
+                ..attempted.clone()
+            };
+            settle(item, one, &mut healths);
+        }
+        pending = rest;
     }
-    for item in items {
-        let _ = item.done.send(attempted.clone());
+}
+
+/// The items a refusal names: `data[i]` at the start of each of `result.errors` (or, when the
+/// answer lists none, anywhere in `message`), by index below `n`, with what was said of them.
+fn named_items(body: Option<&Value>, n: usize) -> BTreeMap<usize, Vec<String>> {
+    let mut named: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let Some(body) = body else { return named };
+    let index_at = |s: &str| -> Option<usize> {
+        let rest = s.strip_prefix("data[")?;
+        let end = rest.find(']')?;
+        rest[..end].parse().ok().filter(|i| *i < n)
+    };
+    if let Some(errors) = body.pointer("/result/errors").and_then(Value::as_array) {
+        for e in errors.iter().filter_map(Value::as_str) {
+            if let Some(i) = index_at(e.trim()) {
+                named.entry(i).or_default().push(e.trim().to_string());
+            }
+        }
+    }
+    if named.is_empty() {
+        if let Some(m) = body.get("message").and_then(Value::as_str) {
+            for (at, _) in m.match_indices("data[") {
+                let part = &m[at..];
+                let until = part.find(';').unwrap_or(part.len());
+                if let Some(i) = index_at(part) {
+                    named.entry(i).or_default().push(part[..until].to_string());
+                }
+            }
+        }
+    }
+    named
+}
+
+/// A progress step (or status) for a dossier the portal does not know yet: it waits for the
+/// dossier's snapshot (retried, not refused).
+fn awaiting_dossier() -> Decision {
+    Decision::Retry {
+        reason: Reason::AwaitingDossier,
+        not_before: None,
     }
 }
 
@@ -487,18 +612,22 @@ fn is_success(code: &str) -> bool {
 }
 
 impl Inner {
-    /// Send one sync call for `op`, flipping `isUpdating` once if the portal says the dossier
-    /// exists / does not exist.
-    async fn sync(&self, op: Op, data: Vec<Value>) -> Attempted {
+    /// Send one sync call for `op`. A single upsert is sent once more with `isUpdating`
+    /// flipped if the portal says the dossier exists / does not exist (a batch is not: its
+    /// items are told apart by [`send_batch`]). Returns the attempt, the `error_code` and
+    /// the parsed answer.
+    async fn sync(&self, op: Op, data: Vec<Value>) -> (Attempted, Option<String>, Option<Value>) {
         let mut updating = matches!(op, Op::Upsert { updating: true });
-        let mut flipped = false;
+        let mut flipped = data.len() > 1;
         loop {
             let mut fields = serde_json::Map::new();
             if let Op::Upsert { .. } = op {
                 fields.insert("isUpdating".into(), Value::Bool(updating));
             }
             fields.insert("data".into(), Value::Array(data.clone()));
-            let (attempted, code) = self.call(op.service(), &self.settings.url, fields).await;
+            let (attempted, code, parsed) = self
+                .call_full(op.service(), &self.settings.url, fields)
+                .await;
             if let (Op::Upsert { .. }, Some(code), false) = (op, code.as_deref(), flipped) {
                 let flip = (!updating && self.settings.exists.iter().any(|c| c == code))
                     || (updating && self.settings.not_found.iter().any(|c| c == code));
@@ -508,20 +637,18 @@ impl Inner {
                     continue;
                 }
             }
-            if let (Op::Progress, Some(code)) = (op, code.as_deref()) {
-                if self.settings.not_found.iter().any(|c| c == code) {
-                    // The dossier is not at the portal yet (its snapshot is still being retried):
+            if let (Op::Progress, Some(c)) = (op, code.as_deref()) {
+                if self.settings.not_found.iter().any(|n| n == c) {
+                    // The dossier is not at the portal yet (its snapshot is still on its way):
                     // wait for it rather than dead-letter the step.
-                    return Attempted {
-                        decision: Decision::Retry {
-                            reason: Reason::BodyErrorRetryable,
-                            not_before: None,
-                        },
+                    let attempted = Attempted {
+                        decision: awaiting_dossier(),
                         ..attempted
                     };
+                    return (attempted, code, parsed);
                 }
             }
-            return attempted;
+            return (attempted, code, parsed);
         }
     }
 
@@ -653,6 +780,7 @@ impl Inner {
             });
             return (
                 Attempted {
+                    health: health(&answer),
                     answer,
                     decision,
                     latency,
@@ -722,6 +850,7 @@ impl Inner {
                         };
                         tracing::warn!(adapter = %self.name, "portal login failed: {}", answer.status().map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into()));
                         Err(Attempted {
+                            health: health(&answer),
                             answer,
                             decision,
                             latency,
@@ -763,25 +892,30 @@ impl Inner {
                             reason: Reason::Unauthorized,
                             not_before: None,
                         };
+                        let answer = Answer::Http {
+                            status,
+                            retry_after: None,
+                            body: "token endpoint refused".into(),
+                        };
                         return Err(Attempted {
-                            answer: Answer::Http {
-                                status,
-                                retry_after: None,
-                                body: "token endpoint refused".into(),
-                            },
+                            health: health(&answer),
+                            answer,
                             decision,
                             latency: started.elapsed(),
                             request_digest: String::new(),
                         });
                     }
                     Err(e) => {
-                        return Err(failed(
-                            Decision::Retry {
-                                reason: Reason::ConnectionError,
-                                not_before: None,
-                            },
-                            &format!("token endpoint: {e}"),
-                        ));
+                        return Err(Attempted {
+                            health: Health::Down,
+                            ..failed(
+                                Decision::Retry {
+                                    reason: Reason::ConnectionError,
+                                    not_before: None,
+                                },
+                                &format!("token endpoint: {e}"),
+                            )
+                        });
                     }
                 };
                 let tok = parsed
