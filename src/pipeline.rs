@@ -42,6 +42,7 @@ use crate::connectors::{Attempted, Connector};
 use crate::envelope::{now_ms, trace_id, Envelope};
 use crate::metrics::Metrics;
 use crate::retry::{Decision, Policy, Reason};
+use rand::Rng;
 
 /// Header: unix ms of the first delivery attempt (for the elapsed retry budget).
 pub const HDR_FIRST_MS: &str = "x-gw-first-ms";
@@ -424,6 +425,16 @@ async fn consume_queue(
         lane_tasks.spawn(run_lane(ctx.clone(), rx));
     }
     loop {
+        // While the destination's circuit is open, take nothing more from the queue: the
+        // backlog waits in the broker instead of being leased and deferred.
+        let paused = ctx.route.circuit.paused_for();
+        if !paused.is_zero() {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                _ = tokio::time::sleep(paused) => {}
+            }
+            continue;
+        }
         let next = tokio::select! {
             _ = ctx.cancel.cancelled() => break,
             n = consumer.next() => n,
@@ -719,14 +730,16 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     // 2. Superseded (the destination has this version or newer), or coalesced (a newer
     //    version of this key is already queued for this route: send that one instead)?
     let mut prior = None;
-    if let Some(version) = env.version {
+    let acts_on_snapshot = env.version.is_none() && route.connector.acts_on_snapshot(&env.kind);
+    let mut versions = gw_store::Versions::default();
+    if env.version.is_some() || acts_on_snapshot {
         let store = ctx.store.clone();
         let (r, dest, key) = (
             route.name.clone(),
             route.destination.clone(),
             env.key.clone(),
         );
-        let Some(versions) = store_read(ctx, || {
+        let Some(v) = store_read(ctx, || {
             let (store, r, dest, key) = (store.clone(), r.clone(), dest.clone(), key.clone());
             Box::pin(async move { store.versions(&r, &dest, &key).await })
         })
@@ -734,7 +747,10 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
         else {
             return Settlement::Leave;
         };
+        versions = v;
         prior = versions.delivered;
+    }
+    if let Some(version) = env.version {
         let why = match (versions.delivered, versions.accepted) {
             (Some(cur), _) if cur >= version => {
                 Some(format!("destination already has version {cur}"))
@@ -779,24 +795,50 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
         }
     }
 
-    // 3. Deliver, unless the destination's circuit is open: then defer through the durable
-    //    retry path without calling it (not an attempt: no ledger record, no budget used).
-    let permit = match route.circuit.admit() {
-        Ok(p) => p,
-        Err(wait) => {
-            // Exactly until the probe may go (no jitter: RabbitMQ rounds a delay up to its
-            // next delay tier, so 30s plus a little would wait 2 minutes). Only one delivery
-            // becomes the probe; the others are deferred again briefly while it runs.
-            let mut headers = d.message.headers.clone();
-            headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
-            headers.insert(HDR_DEFERRED.into(), (deferred + 1).to_string());
-            debug!(
-                delay_ms = wait.as_millis() as u64,
-                "circuit open: delivery deferred"
-            );
-            ctx.metrics
-                .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
-            return Settlement::Retry(headers, wait.max(Duration::from_millis(1)));
+    // 2b. What acts on the destination's copy of the dossier (a progress step) waits while
+    //     the dossier's snapshot is on its way there, and goes to the dead letters with it.
+    if acts_on_snapshot && versions.delivered.is_none() {
+        if let Some(s) =
+            snapshot_gate(ctx, d, &env, &ledger_id, first_ms, deferred, &versions).await
+        {
+            return s;
+        }
+    }
+
+    // 3. Deliver, unless the destination's circuit is open: then wait for it in the lane
+    //    (not an attempt: no ledger record, no budget used), and past `MAX_HOLD` hand the
+    //    delivery back to the broker's durable retry path.
+    let held = std::time::Instant::now();
+    let mut waited = false;
+    let permit = loop {
+        match route.circuit.admit() {
+            Ok(p) => break p,
+            Err(wait) if held.elapsed() + wait <= crate::circuit::MAX_HOLD => {
+                if !waited {
+                    waited = true;
+                    ctx.metrics
+                        .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = route.circuit.changed() => {}
+                    _ = ctx.cancel.cancelled() => return Settlement::Leave,
+                }
+            }
+            Err(wait) => {
+                debug!(
+                    delay_ms = wait.as_millis() as u64,
+                    "circuit open: delivery handed back to the retry path"
+                );
+                if !waited {
+                    ctx.metrics
+                        .inc_outcome(&route.name, "deferred", Reason::CircuitOpen.as_str());
+                }
+                // Spread over a quarter of the cool-down, so the deferred ones do not all
+                // come back at the probes' moment.
+                let spread = rand::rng().random_range(0..=(wait.as_millis() as u64 / 4).max(1));
+                return defer(d, first_ms, deferred, wait + Duration::from_millis(spread));
+            }
         }
     };
     let deliver_span = crate::telemetry::span_id(&env.traceparent).to_string();
@@ -826,11 +868,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     };
     send_span.record("outcome", outcome);
     drop(send_span);
-    if matches!(attempted.decision, Decision::Retry { .. }) {
-        permit.failed();
-    } else {
-        permit.succeeded();
-    }
+    permit.report(attempted.health);
     let evidence = evidence_log
         .map(|e| {
             let exchange = format!("{}/{ledger_id}/{this_attempt}", route.name);
@@ -970,6 +1008,132 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
             Settlement::Retry(headers, delay)
         }
     }
+}
+
+/// Hand a delivery back to the broker's retry path without an attempt: a deferral (the
+/// broker counts it as a redelivery; `x-gw-deferred` keeps it out of the retry budget).
+fn defer(d: &Delivery, first_ms: i64, deferred: u32, delay: Duration) -> Settlement {
+    let mut headers = d.message.headers.clone();
+    headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
+    headers.insert(HDR_DEFERRED.into(), (deferred + 1).to_string());
+    Settlement::Retry(headers, delay.max(Duration::from_millis(1)))
+}
+
+/// The gate of an envelope that acts on the destination's copy of its dossier (a progress
+/// step), when the ledger has no version of the dossier delivered there: `Some` settles it —
+/// dead-lettered with its dossier when the dossier's snapshot is in the dead letters, deferred
+/// (waiting, not an attempt) while a snapshot is queued for the route, dead-lettered when the
+/// wait outlives the route's budget — and `None` sends it (no snapshot is known on this
+/// route: the destination may have the dossier from elsewhere, and decides).
+async fn snapshot_gate(
+    ctx: &Ctx,
+    d: &Delivery,
+    env: &Envelope,
+    ledger_id: &str,
+    first_ms: i64,
+    deferred: u32,
+    versions: &gw_store::Versions,
+) -> Option<Settlement> {
+    let route = &ctx.route;
+    let store = ctx.store.clone();
+    let (r, key) = (route.name.clone(), env.key.clone());
+    let dead = store_read(ctx, || {
+        let (store, r, key) = (store.clone(), r.clone(), key.clone());
+        Box::pin(async move {
+            store
+                .dead_letters(&gw_store::DeadLetterFilter {
+                    route: Some(r),
+                    key: Some(key),
+                    state: Some(gw_store::DeadLetterState::Open),
+                    limit: 100,
+                })
+                .await
+        })
+    })
+    .await;
+    let Some(dead) = dead else {
+        return Some(Settlement::Leave);
+    };
+    let unsent = |reason: Reason, why: String| {
+        dead_letter_unsent(ctx, d, env, ledger_id, reason, why, first_ms)
+    };
+    if let Some(snapshot) = dead
+        .iter()
+        .find(|dl| !route.connector.acts_on_snapshot(&dl.letter.kind))
+    {
+        let why = format!(
+            "{}: its dossier's snapshot is in the dead letters ({}); replay them together",
+            Reason::DossierDeadLettered.as_str(),
+            snapshot.letter.id
+        );
+        return Some(unsent(Reason::DossierDeadLettered, why).await);
+    }
+    versions.accepted?;
+    let failed_before = d.message.attempt.saturating_sub(deferred);
+    if route.policy.exhausted(failed_before, first_ms, now_ms()) {
+        let why = format!(
+            "{}: its dossier's snapshot did not reach {} within the route's retry budget",
+            Reason::RetriesExhausted.as_str(),
+            route.destination
+        );
+        return Some(unsent(Reason::RetriesExhausted, why).await);
+    }
+    let delay = route
+        .policy
+        .delay(deferred.saturating_add(1), None, &mut rand::rng());
+    debug!(
+        delay_ms = delay.as_millis() as u64,
+        "waiting for the dossier's snapshot"
+    );
+    ctx.metrics
+        .inc_outcome(&route.name, "deferred", Reason::AwaitingDossier.as_str());
+    Some(defer(d, first_ms, deferred, delay))
+}
+
+/// Dead-letter a delivery that was never sent (decided before calling the destination).
+async fn dead_letter_unsent(
+    ctx: &Ctx,
+    d: &Delivery,
+    env: &Envelope,
+    ledger_id: &str,
+    reason: Reason,
+    why: String,
+    first_ms: i64,
+) -> Settlement {
+    let route = &ctx.route;
+    let attempts = d.message.attempt + 1;
+    let dl = dead_letter(
+        route,
+        &d.queue,
+        &env.id.to_string(),
+        &env.key,
+        &env.kind,
+        d.message.body.to_vec(),
+        why.clone(),
+        attempts,
+        None,
+        String::new(),
+        first_ms,
+    );
+    let out = outcome_record(
+        route,
+        ledger_id,
+        &env.key,
+        &env.kind,
+        env.natural_key(),
+        env.version,
+        Outcome::DeadLettered,
+        attempts,
+        None,
+        why,
+    );
+    if record_patiently(ctx, batch(vec![out], vec![], vec![dl])).await {
+        warn!(reason = reason.as_str(), "dead-lettered");
+        ctx.metrics
+            .inc_outcome(&route.name, "dead_lettered", reason.as_str());
+        return Settlement::Ack;
+    }
+    Settlement::Leave
 }
 
 #[allow(clippy::too_many_arguments)]
