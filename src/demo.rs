@@ -7,9 +7,14 @@
 //! with a summary checked against the portal sandbox's records: every dossier in its newest
 //! version, every progress step present, no version older than one already accepted.
 //! With `--faults` the portal fails a share of calls (5xx, HTTP 200 with an error code, 429
-//! with Retry-After, connection resets), expires the session now and then, and one poison
-//! dossier carries a procedure code the portal does not know: the summary must still show
-//! nothing missing, with the poison dossier dead-lettered and counted as such.
+//! with Retry-After, connection resets), expires every session now and then (as a portal
+//! does: an expiry does not pile up while nobody calls), and one poison dossier carries a
+//! procedure code the portal does not know: the summary must still show nothing missing, with
+//! the poison dossier dead-lettered and its progress steps dead-lettered with it.
+//!
+//! The progress line shows the circuit's state and what waits (deferred deliveries); the
+//! summary the circuit's openings. The demo's timeout (`--timeout-secs`, 300 s) is well inside
+//! the demo route's retry budget (1 h), so a timeout means a stall, never a budget running out.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig};
+use gw_contract_tests::portal::{Faults, Portal, PortalConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -45,8 +50,8 @@ pub struct DemoArgs {
     /// Ops listener address.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub ops: String,
-    /// Give up waiting for delivery after this many seconds.
-    #[arg(long, default_value_t = 600)]
+    /// Give up waiting for delivery after this many seconds (well inside the retry budget).
+    #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
     /// Keep running after the summary (to look at the ops endpoints) until Ctrl-C.
     #[arg(long)]
@@ -74,7 +79,7 @@ listen = "{ops}"
 [retry]
 initial = "100ms"
 max_delay = "2s"
-max_elapsed = "10m"
+max_elapsed = "1h"
 
 [sources.onestop]
 kinds = ["dossier.*"]
@@ -218,9 +223,9 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         }
     }
     let total_events: u64 = plan.iter().map(|p| p.len() as u64).sum();
-    // The poison dossier's progress steps wait (retrying) for a dossier the portal refused; an
-    // operator would fix and replay it. The demo does not wait for them.
-    let waiting_on_poison = match &poison {
+    // The poison dossier's progress steps go to the dead letters with it (an operator fixes
+    // the dossier and replays them together).
+    let poison_steps = match &poison {
         Some(k) => steps.get(k).copied().unwrap_or(0) as u64,
         None => 0,
     };
@@ -268,26 +273,34 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut last_expiry = Instant::now();
+    let circuits = running.engine.routes.clone();
     loop {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         while senders.try_join_next().is_some() {}
         if args.faults && last_expiry.elapsed() > Duration::from_secs(3) {
-            portal.fail_next(FaultKind::SessionExpired, 1);
+            // Every session ends now; the next call of each meets the expiry once.
+            portal.expire_sessions();
             last_expiry = Instant::now();
         }
         let acc = accepted.load(Ordering::Relaxed);
         let s = settled();
         let pct = (s * 100).checked_div(total_events).unwrap_or(100);
+        let circuit = circuits
+            .iter()
+            .map(|r| r.circuit.state().as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         println!(
-            "  [{:>5.1}s] {:>3}% accepted {acc}/{total_events}  delivered {}  superseded {}  retried {}  dead-lettered {}",
+            "  [{:>5.1}s] {:>3}% accepted {acc}/{total_events}  delivered {}  superseded {}  retried {}  deferred {}  dead-lettered {}  circuit {circuit}",
             started.elapsed().as_secs_f64(),
             pct,
             m.outcome_total("delivered"),
             m.outcome_total("superseded"),
             m.outcome_total("retried"),
+            m.outcome_total("deferred"),
             m.outcome_total("dead_lettered"),
         );
-        if senders.is_empty() && s + waiting_on_poison >= acc {
+        if senders.is_empty() && s >= acc {
             break;
         }
         if Instant::now() > deadline {
@@ -350,10 +363,15 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         "  dead-lettered          {}{}",
         m.outcome_total("dead_lettered"),
         if poison.is_some() {
-            format!(" (the poison dossier's snapshots: {poison_dead}; its {waiting_on_poison} progress steps wait for it, retrying)")
+            format!(" (the poison dossier: {poison_dead} dead letters, its snapshots and its {poison_steps} progress steps)")
         } else {
             String::new()
         }
+    );
+    println!(
+        "  circuit                opened {} times, deferred {} deliveries",
+        m.circuit_transitions_total("open"),
+        m.outcome_total("deferred")
     );
     println!(
         "  portal                 {} sync calls, {} dossier versions accepted, {} logins, {} refused (injected {})",

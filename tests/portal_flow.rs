@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::app;
+use gateway::retry::{Decision, Reason};
 use gateway::simulator::{self, Event};
 use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig, Scripted};
 use serde_json::Value;
@@ -538,5 +539,195 @@ async fn oauth2_tokens_through_the_integration_platform() {
         "exactly one refresh after the tokens were dropped"
     );
     assert_clean(&portal);
+    running.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fault path, deterministically: scripted faults, the shipped circuit settings, batches
+// gathered by a linger so that twenty items share one call.
+
+/// A gateway whose dvcqg batches gather for 300 ms (so concurrent items share one call),
+/// with the shipped circuit breaker (no `[circuit]` override).
+async fn batching_gateway(portal: &Portal, dir: &Path, route: &str) -> app::Running {
+    let text = portal_config(Backend::Embedded, dir, route, portal, "", 20)
+        .replace(
+            "batch_max_items = 20",
+            "batch_max_items = 20\nbatch_linger = \"300ms\"",
+        )
+        .replace("[circuit]\nopen_for = \"500ms\"\n", "");
+    assert!(!text.contains("[circuit]"), "the shipped circuit settings");
+    app::start(&load(&text), CancellationToken::new())
+        .await
+        .expect("gateway starts")
+}
+
+/// One snapshot each of `n` dossiers, posted at once.
+async fn post_snapshots(inbound: std::net::SocketAddr, first: usize, n: usize) -> Vec<Event> {
+    let mut rng = rand::rng();
+    let events: Vec<Event> = (first..first + n)
+        .map(|seq| simulator::dossier_events(&mut rng, "000.00.01.H22", seq, 1).remove(0))
+        .collect();
+    let client = reqwest::Client::new();
+    let posts = events.iter().map(|e| post(&client, inbound, e));
+    for status in futures::future::join_all(posts).await {
+        assert_eq!(status, 202);
+    }
+    events
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One HTTP 500 on a 20-item batch is one failed exchange, not twenty: the circuit stays
+/// closed and the twenty arrive on the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_500_on_a_20_item_batch_does_not_open_the_circuit() {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("one500");
+    let running = batching_gateway(&portal, dir.path(), &route).await;
+    // Log in first, so the scripted fault meets the batch, not the login.
+    post_snapshots(running.inbound_addr, 0, 1).await;
+    wait_for("the first dossier", Duration::from_secs(30), || {
+        portal.records().dossiers.len() == 1
+    })
+    .await;
+    portal.fail_next(FaultKind::ServerError, 1);
+    post_snapshots(running.inbound_addr, 1, 20).await;
+    wait_for("twenty dossiers", Duration::from_secs(30), || {
+        portal.records().dossiers.len() == 21
+    })
+    .await;
+    let r = portal.records();
+    assert_eq!(r.injected.values().sum::<u64>(), 1, "{:?}", r.injected);
+    let seqs: std::collections::BTreeSet<u64> = r
+        .dossiers
+        .values()
+        .filter_map(|v| v.last().map(|v| v.seq))
+        .collect();
+    assert!(
+        seqs.len() <= 3,
+        "the twenty travelled in one batch (calls: {seqs:?})"
+    );
+    let m = running.engine.metrics.clone();
+    assert_eq!(m.circuit_transitions_total("open"), 0, "{}", m.render());
+    running.shutdown().await;
+}
+
+/// Twelve session expiries in a row are answers of a working portal: the circuit stays
+/// closed, each call renews the session once, and everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twelve_session_expiries_do_not_open_the_circuit() {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("expiry");
+    let running = batching_gateway(&portal, dir.path(), &route).await;
+    portal.fail_next(FaultKind::SessionExpired, 12);
+    post_snapshots(running.inbound_addr, 0, 20).await;
+    wait_for("twenty dossiers", Duration::from_secs(60), || {
+        portal.records().dossiers.len() == 20
+    })
+    .await;
+    let m = running.engine.metrics.clone();
+    assert_eq!(m.circuit_transitions_total("open"), 0, "{}", m.render());
+    assert_eq!(
+        portal.records().injected.values().sum::<u64>(),
+        12,
+        "every scripted expiry was met"
+    );
+    running.shutdown().await;
+}
+
+/// Nineteen good progress steps and one for a dossier the portal does not know: the portal
+/// refuses the batch naming `data[i]`; the nineteen go again together in one call, the
+/// twentieth waits for its dossier (retried, not dead-lettered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_unknown_dossier_does_not_hold_back_nineteen_steps() {
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("isolate");
+    let running = batching_gateway(&portal, dir.path(), &route).await;
+    let mut rng = rand::rng();
+    // Dossiers with at least one progress step (the simulator draws how many).
+    let plans: Vec<Vec<Event>> = (0..20)
+        .map(|seq| loop {
+            let p = simulator::dossier_events(&mut rng, "000.00.01.H22", seq, 3);
+            if p.iter().any(|e| e.kind == "dossier.progress") {
+                break p;
+            }
+        })
+        .collect();
+    let step = |p: &Vec<Event>| {
+        p.iter()
+            .find(|e| e.kind == "dossier.progress")
+            .cloned()
+            .expect("a progress step")
+    };
+    let client = reqwest::Client::new();
+    // Nineteen dossiers reach the portal; the twentieth never does.
+    for p in &plans[..19] {
+        assert_eq!(post(&client, running.inbound_addr, &p[0]).await, 202);
+    }
+    wait_for("nineteen dossiers", Duration::from_secs(30), || {
+        portal.records().dossiers.len() == 19
+    })
+    .await;
+    // The twenty steps meet in the connector at once, as twenty lanes would hand them over.
+    let connector = running.engine.routes[0].connector.clone();
+    let calls_before = portal.calls("CapNhatTienDoHoSoMC");
+    let envelopes: Vec<gateway::envelope::Envelope> = plans
+        .iter()
+        .map(|p| {
+            let e = step(p);
+            gateway::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone())
+        })
+        .collect();
+    let answers =
+        futures::future::join_all(envelopes.iter().map(|e| connector.deliver(e, None))).await;
+    for (i, a) in answers.iter().enumerate() {
+        if i < 19 {
+            assert_eq!(a.decision, Decision::Delivered, "step {i}: {:?}", a.answer);
+        } else {
+            assert_eq!(
+                a.decision,
+                Decision::Retry {
+                    reason: Reason::AwaitingDossier,
+                    not_before: None
+                },
+                "the unknown dossier's step waits: {:?}",
+                a.answer
+            );
+            assert!(
+                a.answer.summary().contains("data["),
+                "its own refusal: {}",
+                a.answer.summary()
+            );
+        }
+    }
+    let r = portal.records();
+    assert_eq!(r.progress.len(), 19);
+    let seqs: std::collections::BTreeSet<u64> = r
+        .progress
+        .values()
+        .flat_map(|v| v.iter().map(|e| e.seq))
+        .collect();
+    assert_eq!(seqs.len(), 1, "the nineteen in one call: {seqs:?}");
+    assert_eq!(
+        portal.calls("CapNhatTienDoHoSoMC") - calls_before,
+        2,
+        "one refused call naming data[i], one call with the nineteen"
+    );
+    assert!(!r.progress.contains_key(&plans[19][0].key));
+    // One health signal per exchange: nineteen items shared the second call.
+    let silent = answers
+        .iter()
+        .filter(|a| a.health == gateway::retry::Health::Silent)
+        .count();
+    assert_eq!(silent, 18, "two exchanges, twenty items");
     running.shutdown().await;
 }
