@@ -187,22 +187,33 @@ impl fmt::Display for Secret {
 
 impl SecretRef {
     /// Read the secret. `base` is the config file's folder (for relative file paths).
+    ///
+    /// An empty or whitespace-only value is an error, never "no secret": an empty token would
+    /// otherwise switch authentication off.
     pub fn resolve(&self, base: &Path) -> Result<Secret, String> {
-        match self {
-            SecretRef::Env { env } => std::env::var(env)
-                .map(Secret)
-                .map_err(|_| format!("environment variable {env} is not set")),
+        let (value, whence) = match self {
+            SecretRef::Env { env } => (
+                std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?,
+                format!("environment variable {env}"),
+            ),
             SecretRef::File { file } => {
                 let p = if file.is_absolute() {
                     file.clone()
                 } else {
                     base.join(file)
                 };
-                std::fs::read_to_string(&p)
-                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
-                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))
+                let s = std::fs::read_to_string(&p)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?;
+                (
+                    s.trim_end_matches(['\n', '\r']).to_string(),
+                    format!("secret file {}", p.display()),
+                )
             }
+        };
+        if value.trim().is_empty() {
+            return Err(format!("{whence} is empty: a secret must have a value"));
         }
+        Ok(Secret(value))
     }
 }
 
@@ -2052,6 +2063,31 @@ to = "nobody"
             r.resolve(Path::new(".")).unwrap_err(),
             "environment variable GW_TEST_SURELY_UNSET_42 is not set"
         );
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_not_taken_as_no_secret() {
+        std::env::set_var("GW_TEST_EMPTY_SECRET_1", "");
+        std::env::set_var("GW_TEST_BLANK_SECRET_1", "  \t ");
+        for name in ["GW_TEST_EMPTY_SECRET_1", "GW_TEST_BLANK_SECRET_1"] {
+            let r = SecretRef::Env { env: name.into() };
+            assert_eq!(
+                r.resolve(Path::new(".")).unwrap_err(),
+                format!("environment variable {name} is empty: a secret must have a value")
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "\n").unwrap();
+        let r = SecretRef::File {
+            file: "token".into(),
+        };
+        let e = r.resolve(dir.path()).unwrap_err();
+        assert!(
+            e.ends_with("token is empty: a secret must have a value"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+        assert_eq!(r.resolve(dir.path()).unwrap().expose(), "t0ken");
     }
 
     #[test]

@@ -1094,3 +1094,56 @@ async fn a_short_or_missing_ops_token_stops_the_start_with_the_key() {
         "{err}"
     );
 }
+
+/// An empty token is an error at start, not an open door: before, an empty ops token (or
+/// source token) resolved to "" and a request without `Authorization` got through.
+#[tokio::test]
+async fn an_empty_token_stops_the_start_with_a_clear_error() {
+    std::env::set_var("GW_TEST_OPS_EMPTY", "");
+    std::env::set_var("GW_TEST_SOURCE_BLANK", "   ");
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("ops-empty");
+    let text = config_text(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        "http://127.0.0.1:9/",
+        "",
+    );
+    let ops = "[ops]\nlisten = \"127.0.0.1:0\"\n";
+    let with_ops = text.replace(
+        ops,
+        "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"alice\", role = \"operator\", token = { env = \"GW_TEST_OPS_EMPTY\" } }]\n",
+    );
+    let e = match app::start(&load(&with_ops), CancellationToken::new()).await {
+        Ok(r) => {
+            r.shutdown().await;
+            panic!("started with an empty ops token")
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("GW_TEST_OPS_EMPTY is empty: a secret must have a value"),
+        "{e}"
+    );
+
+    let src = "token = { env = \"GW_TEST_SOURCE_TOKEN\" }";
+    assert!(text.contains(src), "{text}");
+    let with_source = text.replacen(src, "token = { env = \"GW_TEST_SOURCE_BLANK\" }", 1);
+    let dir2 = tempfile::tempdir().unwrap();
+    let with_source = with_source.replace(
+        &dir.path().display().to_string(),
+        &dir2.path().display().to_string(),
+    );
+    let e = match app::start(&load(&with_source), CancellationToken::new()).await {
+        Ok(r) => {
+            r.shutdown().await;
+            panic!("started with a blank source token")
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("sources.onestop.token: environment variable GW_TEST_SOURCE_BLANK is empty"),
+        "{e}"
+    );
+}
