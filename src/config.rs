@@ -1203,6 +1203,27 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
     validate_jobs(c, &mut p);
     if let Some(pay) = &c.payments {
         crate::payments::config::validate(pay, &mut p);
+        // payment.settled events carry this source name: an inbound source of the same name
+        // could post them with its token.
+        if c.sources.contains_key(&pay.source_name) {
+            p(
+                "payments.source_name".into(),
+                format!("`{}` is also a [sources] name", pay.source_name),
+                "give the payment events their own source name, so they cannot be posted from outside",
+            );
+        }
+        for (at, job) in [
+            ("catalogue", c.catalogue.as_ref().map(|j| &j.source_name)),
+            ("online", c.online.as_ref().map(|j| &j.source_name)),
+        ] {
+            if job == Some(&pay.source_name) {
+                p(
+                    "payments.source_name".into(),
+                    format!("`{}` is also {at}.source_name", pay.source_name),
+                    "give each job its own source name",
+                );
+            }
+        }
     }
 }
 

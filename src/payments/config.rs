@@ -617,4 +617,26 @@ return_url = "https://r"
         assert!(e.contains("payments.momo.v.ipn_url"), "{e}");
         assert!(e.contains("payments.momo.v.lang"), "{e}");
     }
+
+    /// A source whose name is payments.source_name could post `payment.settled` with its own
+    /// token: refused (before, accepted).
+    #[test]
+    fn payment_source_name_may_not_be_an_inbound_source() {
+        let sources = "[sources.payments]\ntoken = { env = \"T\" }\nkinds = [\"payment.*\"]\n";
+        let e = problems(&format!("{OK}{sources}"));
+        assert!(
+            e.contains("payments.source_name: `payments` is also a [sources] name"),
+            "{e}"
+        );
+        let renamed = OK.replacen("[payments]\n", "[payments]\nsource_name = \"onestop\"\n", 1);
+        let e = problems(&format!(
+            "{renamed}[sources.onestop]\ntoken = {{ env = \"T\" }}\nkinds = [\"dossier.*\"]\n"
+        ));
+        assert!(e.contains("`onestop` is also a [sources] name"), "{e}");
+        assert!(
+            !problems(OK).contains("payments.source_name"),
+            "{}",
+            problems(OK)
+        );
+    }
 }
