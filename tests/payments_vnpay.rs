@@ -855,3 +855,53 @@ async fn transitions_reach_the_evidence_hooks() {
         OrderState::Paid
     );
 }
+
+/// Amounts are bounded: a fee of 10^17 VND is refused with 400 (before, it was accepted and
+/// the signed pay URL carried `vnp_Amount=-8446744073709551616`), and so are fees whose sum
+/// passes the order limit or would wrap; nothing is stored.
+#[tokio::test]
+async fn oversized_and_overflowing_amounts_are_refused_and_nothing_is_stored() {
+    for (grouping, fees) in [
+        (
+            Grouping::PerFee,
+            serde_json::json!([{"code": "LEPHI", "amount": 100_000_000_000_000_000i64}]),
+        ),
+        (
+            Grouping::PerDossier,
+            serde_json::json!([
+                {"code": "A", "amount": 60_000_000_000i64},
+                {"code": "B", "amount": 60_000_000_000i64}
+            ]),
+        ),
+        (
+            Grouping::PerDossier,
+            serde_json::json!([
+                {"code": "A", "amount": i64::MAX},
+                {"code": "B", "amount": i64::MAX}
+            ]),
+        ),
+    ] {
+        let h = Harness::new(grouping).await;
+        let r = h
+            .http
+            .post(format!("{}/payments/vnpay/orders", h.base))
+            .json(&serde_json::json!({"dossier_code": "H01.01-0099", "fees": fees}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 400, "{grouping:?} {fees}: {body}");
+        assert!(
+            body.contains("max_fee_amount") || body.contains("max_order_amount"),
+            "the refusal names the limit: {body}"
+        );
+        let orders = h
+            .payments
+            .store
+            .orders_for_dossier("H01.01-0099")
+            .await
+            .unwrap();
+        assert!(orders.is_empty(), "nothing stored: {orders:?}");
+    }
+}

@@ -57,6 +57,14 @@ pub struct PaymentsSection {
     /// Source name of the `payment.settled` envelopes (a route's `from`). Default `payments`.
     #[serde(default = "d_source")]
     pub source_name: String,
+    /// The largest amount (VND) of one fee; larger ones are refused with 400. Default 100
+    /// billion.
+    #[serde(default = "d_max_amount")]
+    pub max_fee_amount: i64,
+    /// The largest amount (VND) of one order (with `per_dossier`, the sum of the fees).
+    /// Default 100 billion.
+    #[serde(default = "d_max_amount")]
+    pub max_order_amount: i64,
     /// Bearer token the one-stop system presents on `POST /payments/NAME/orders`. Default: none
     /// (put the listener behind the province's network controls then).
     #[serde(default)]
@@ -233,6 +241,9 @@ fn d_interval() -> Dur {
 fn d_prefix() -> String {
     super::DEFAULT_REFERENCE_PREFIX.into()
 }
+fn d_max_amount() -> i64 {
+    super::DEFAULT_MAX_AMOUNT
+}
 fn d_source() -> String {
     super::DEFAULT_SOURCE_NAME.into()
 }
@@ -268,6 +279,26 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
             "payments.source_name".into(),
             "is empty".into(),
             "name the source of payment.settled, e.g. \"payments\"",
+        );
+    }
+    for (at, v) in [
+        ("payments.max_fee_amount", s.max_fee_amount),
+        ("payments.max_order_amount", s.max_order_amount),
+    ] {
+        // ×100 (VNPay's unit) must stay far from i64::MAX.
+        if !(1..=super::MAX_AMOUNT_LIMIT).contains(&v) {
+            p(
+                at.into(),
+                format!("{v} is not between 1 and {}", super::MAX_AMOUNT_LIMIT),
+                "set the largest fee / order the province takes, in VND",
+            );
+        }
+    }
+    if s.max_fee_amount > s.max_order_amount {
+        p(
+            "payments.max_fee_amount".into(),
+            "is above payments.max_order_amount".into(),
+            "an order holds at least one fee: raise max_order_amount or lower max_fee_amount",
         );
     }
     if s.deadline.0.is_zero() {
@@ -446,6 +477,8 @@ pub async fn build(
             deadline: s.deadline.0,
             reference_prefix: s.reference_prefix.clone(),
             source_name: s.source_name.clone(),
+            max_fee_amount: s.max_fee_amount,
+            max_order_amount: s.max_order_amount,
         },
     );
     if let Some(hook) = evidence {
@@ -638,5 +671,31 @@ return_url = "https://r"
             "{}",
             problems(OK)
         );
+    }
+
+    #[test]
+    fn amount_limits_are_bounded() {
+        let l = crate::config::parse(OK, "t.toml", PathBuf::from(".")).unwrap();
+        let p = l.config.payments.unwrap();
+        assert_eq!(p.max_fee_amount, super::super::DEFAULT_MAX_AMOUNT);
+        assert_eq!(p.max_order_amount, super::super::DEFAULT_MAX_AMOUNT);
+        let with = |extra: &str| {
+            problems(&OK.replacen("[payments]\n", &format!("[payments]\n{extra}"), 1))
+        };
+        let e = with("max_fee_amount = 0\nmax_order_amount = 100000000000000000\n");
+        assert!(
+            e.contains("payments.max_fee_amount: 0 is not between 1 and"),
+            "{e}"
+        );
+        assert!(
+            e.contains("payments.max_order_amount: 100000000000000000 is not"),
+            "{e}"
+        );
+        let e = with("max_fee_amount = 2000\nmax_order_amount = 1000\n");
+        assert!(
+            e.contains("payments.max_fee_amount: is above payments.max_order_amount"),
+            "{e}"
+        );
+        assert_eq!(with("max_fee_amount = 1000\nmax_order_amount = 5000\n"), "");
     }
 }

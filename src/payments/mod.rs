@@ -428,6 +428,10 @@ pub struct Settings {
     pub reference_prefix: String,
     /// The envelope source name of `payment.settled`.
     pub source_name: String,
+    /// The largest amount (VND) one fee may have; a larger one is refused.
+    pub max_fee_amount: i64,
+    /// The largest amount (VND) one order may have (the sum of its fees, per dossier).
+    pub max_order_amount: i64,
 }
 
 impl Default for Settings {
@@ -437,6 +441,8 @@ impl Default for Settings {
             deadline: Duration::from_secs(crate::payments::DEFAULT_DEADLINE_SECS),
             reference_prefix: DEFAULT_REFERENCE_PREFIX.into(),
             source_name: DEFAULT_SOURCE_NAME.into(),
+            max_fee_amount: DEFAULT_MAX_AMOUNT,
+            max_order_amount: DEFAULT_MAX_AMOUNT,
         }
     }
 }
@@ -447,6 +453,11 @@ pub const DEFAULT_DEADLINE_SECS: u64 = 1800;
 pub const DEFAULT_REFERENCE_PREFIX: &str = "GW";
 /// Default source name of `payment.settled` envelopes.
 pub const DEFAULT_SOURCE_NAME: &str = "payments";
+/// Default largest fee and order amount: 100 billion VND. Far above any administrative fee,
+/// and far below where `amount × 100` (VNPay's unit) or a sum of fees could overflow.
+pub const DEFAULT_MAX_AMOUNT: i64 = 100_000_000_000;
+/// The highest `max_fee_amount` / `max_order_amount` a configuration may set (10^15 VND).
+pub const MAX_AMOUNT_LIMIT: i64 = 1_000_000_000_000_000;
 
 /// The payment service.
 pub struct Payments {
@@ -514,6 +525,24 @@ impl Payments {
         if req.fees.iter().any(|f| f.amount <= 0) {
             return Err(PaymentError::Invalid("fee amounts must be positive".into()));
         }
+        let max_fee = self.settings.max_fee_amount;
+        if let Some(f) = req.fees.iter().find(|f| f.amount > max_fee) {
+            return Err(PaymentError::Invalid(format!(
+                "fee {} amount {} is above the largest allowed fee {max_fee} (payments.max_fee_amount)",
+                f.code, f.amount
+            )));
+        }
+        let max_order = self.settings.max_order_amount;
+        let total = req
+            .fees
+            .iter()
+            .try_fold(0i64, |sum, f| sum.checked_add(f.amount))
+            .filter(|t| *t <= max_order);
+        if matches!(self.settings.grouping, Grouping::PerDossier) && total.is_none() {
+            return Err(PaymentError::Invalid(format!(
+                "the fees add up to more than the largest allowed order {max_order} (payments.max_order_amount)"
+            )));
+        }
         let groups: Vec<(String, Vec<String>, i64)> = match self.settings.grouping {
             Grouping::PerFee => req
                 .fees
@@ -523,7 +552,7 @@ impl Payments {
             Grouping::PerDossier => vec![(
                 format!("*{}", codes.join(",")),
                 codes.iter().map(|c| c.to_string()).collect(),
-                req.fees.iter().map(|f| f.amount).sum(),
+                total.unwrap_or_default(),
             )],
         };
         let now = now_ms();

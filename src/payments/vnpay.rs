@@ -200,7 +200,8 @@ impl VnPay {
             p("vnp_Version", VERSION.into()),
             p("vnp_Command", "pay".into()),
             p("vnp_TmnCode", self.s.tmn_code.clone()),
-            p("vnp_Amount", (n.amount * 100).to_string()),
+            // In i128: never wraps, whatever a stored amount is (creation bounds it anyway).
+            p("vnp_Amount", (i128::from(n.amount) * 100).to_string()),
             p("vnp_CreateDate", vnp_date(n.created_ms)),
             p("vnp_ExpireDate", vnp_date(n.deadline_ms)),
             p("vnp_CurrCode", n.currency.clone()),
