@@ -352,6 +352,31 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
             .await,
         ),
         (
+            "newline in kind (log injection)",
+            send(
+                url.clone(),
+                Some(TOKEN),
+                "application/json",
+                br#"{"kind":"dossier.upserted\nlevel=ERROR forged","key":"K","payload":{}}"#
+                    .to_vec(),
+            )
+            .await,
+        ),
+        (
+            "kind too long",
+            send(
+                url.clone(),
+                Some(TOKEN),
+                "application/json",
+                format!(
+                    r#"{{"kind":"dossier.{}","key":"K","payload":{{}}}}"#,
+                    "u".repeat(60)
+                )
+                .into_bytes(),
+            )
+            .await,
+        ),
+        (
             "oversized",
             send(
                 url.clone(),
@@ -376,6 +401,8 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
         (400, "bad_key"),
         (400, "malformed_body"),
         (422, "kind_not_allowed"),
+        (400, "bad_kind"),
+        (400, "bad_kind"),
         (413, "body_too_large"),
     ];
     for ((name, got), (status, code)) in cases.iter().zip(expected) {

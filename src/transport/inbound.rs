@@ -6,7 +6,8 @@
 //! - `503` (with `Retry-After`) when the broker could not confirm: nothing is acknowledged,
 //!   the sender retries. (A retry can duplicate what was published for some routes before the
 //!   failure; versioned events are deduplicated downstream by their natural key.)
-//! - `400` malformed body (not JSON, wrong shape, missing or empty `kind`/`key`), `401` missing
+//! - `400` malformed body (not JSON, wrong shape, missing or empty `kind`/`key`, a `kind` other than a
+//!   dotted name of at most 64 characters, a `key` with control characters), `401` missing
 //!   or wrong token, `404` unknown source, `413` body over the configured cap, `415` not JSON,
 //!   `422` valid but no route takes this kind from this source (or the source may not send it).
 //!   A source with `verify = "PROFILE"` answers `401` with `bad_signature`, `stale_signature`,
@@ -82,6 +83,8 @@ fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) ->
 
 /// Longest accepted ordering key.
 const MAX_KEY_LEN: usize = 200;
+/// Longest event `kind` (kinds are short dotted names such as `dossier.upserted`).
+const MAX_KIND_LEN: usize = 64;
 
 pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -404,6 +407,20 @@ pub fn parse_event(
             StatusCode::BAD_REQUEST,
             "missing_kind",
             "`kind` must not be empty",
+        ));
+    }
+    // The kind reaches logs, metric labels and routing: a dotted name, nothing else (a
+    // newline in it forged log lines).
+    if ev.kind.len() > MAX_KIND_LEN
+        || !ev
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_kind",
+            format!("`kind` must be 1 to {MAX_KIND_LEN} of a-z, A-Z, 0-9, '.', '_', '-'"),
         ));
     }
     if ev.key.trim().is_empty()
