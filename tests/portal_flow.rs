@@ -731,3 +731,134 @@ async fn one_unknown_dossier_does_not_hold_back_nineteen_steps() {
     assert_eq!(silent, 18, "two exchanges, twenty items");
     running.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Credentials and the evidence log.
+
+/// Every file under `dir`, read.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+/// With `dvcqg = "full"` evidence, the exported bundle of a dossier holds its exchanges with
+/// the portal, the login among them, and neither the portal password nor the OAuth2 client
+/// secret nor a session / access token (before, `"password":"…"` was there in clear).
+async fn credentials_stay_out_of_the_evidence(oauth2: bool) {
+    use gw_contract_tests::portal::OAuth2Clients;
+    const CLIENT_SECRET: &str = "lgsp-secret-5f1c9e";
+    let portal = Portal::start(
+        0,
+        PortalConfig {
+            oauth2: oauth2.then(|| OAuth2Clients {
+                client_id: "gateway-h22".into(),
+                client_secret: CLIENT_SECRET.into(),
+                token_ttl_secs: 3600,
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let password = portal.config().password.clone();
+    assert!(password.len() >= 6, "a password worth grepping for");
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("evcred");
+    std::env::set_var("GW_TEST_EVIDENCE_KEY", "5a".repeat(32));
+    std::env::set_var("GW_TEST_LGSP_SECRET", CLIENT_SECRET);
+    let mut text = portal_config(Backend::Embedded, &dir.path().join("data"), &route, &portal, "", 20)
+        + "\n[evidence]\nmode = \"metadata\"\nbody_key = { env = \"GW_TEST_EVIDENCE_KEY\" }\n\n[evidence.adapters]\ndvcqg = \"full\"\n";
+    if oauth2 {
+        text = text.replace(
+            "auth = \"session\"",
+            &format!("auth = \"oauth2\"\ntoken_url = \"{}/token\"\nclient_id = \"gateway-h22\"\nclient_secret = {{ env = \"GW_TEST_LGSP_SECRET\" }}", portal.base_url()),
+        );
+    }
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let running = app::start(&load(&text), CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 3, 2).await;
+    wait_synced(&portal, &newest, &steps, Duration::from_secs(60)).await;
+    let codes: Vec<String> = newest.keys().cloned().collect();
+    let store = running.engine.store.clone();
+    let until = Instant::now() + Duration::from_secs(20);
+    for code in &codes {
+        while store.evidence_by_dossier(code).await.unwrap().is_empty() {
+            assert!(Instant::now() < until, "no evidence recorded for {code}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    running.shutdown().await;
+    drop(store);
+
+    // The login lands in the evidence of the dossiers whose call needed it: export them all.
+    let mut files = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        let bundle = dir.path().join(format!("bundle-{i}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["evidence", "export", code, "--out"])
+            .arg(&bundle)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        files.extend(files_under(&bundle));
+    }
+    let bodies: Vec<_> = files
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("bodies"))
+        .collect();
+    assert!(!bodies.is_empty(), "full mode exports bodies: {files:?}");
+    // The session login goes through the captured client: it is there, masked. (The OAuth2
+    // token request is not an exchange of the evidence log at all.)
+    if !oauth2 {
+        assert!(
+            bodies
+                .iter()
+                .any(|(_, b)| String::from_utf8_lossy(b).contains("\"password\":\"***\"")),
+            "the login is in the bundles, masked"
+        );
+    }
+    for (p, b) in &files {
+        let t = String::from_utf8_lossy(b);
+        for secret in [password.as_str(), CLIENT_SECRET] {
+            assert!(!t.contains(secret), "{} holds a credential", p.display());
+        }
+        for field in ["\"session\":\"", "\"access_token\":\""] {
+            if let Some(at) = t.find(field) {
+                assert!(
+                    t[at + field.len()..].starts_with("***"),
+                    "{} holds a token: {}",
+                    p.display(),
+                    &t[at..(at + 60).min(t.len())]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn portal_password_and_session_stay_out_of_the_evidence() {
+    credentials_stay_out_of_the_evidence(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oauth2_client_secret_and_token_stay_out_of_the_evidence() {
+    credentials_stay_out_of_the_evidence(true).await;
+}

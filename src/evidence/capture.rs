@@ -156,16 +156,20 @@ pub fn note(req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
         } else {
             None
         };
+        // Credentials never reach the evidence, not even as a digest ([`super::redact`]).
+        let request = super::redact::redact(&req.body);
+        let response = response.map(super::redact::redact);
+        let response = response.as_deref();
         let x = Exchange {
             at_ms: now_ms(),
-            operation: operation(&req.body),
-            request_digest: super::sha256_hex(&req.body),
+            operation: operation(&request),
+            request_digest: super::sha256_hex(&request),
             response_digest: response.map(super::sha256_hex),
             signature_digest,
             cert_fingerprint: None,
             status,
             result_code: response.and_then(result_code),
-            request_body: keep.then(|| Arc::new(req.body.clone())),
+            request_body: keep.then(|| Arc::new(request.to_vec())),
             response_body: if keep {
                 response.map(|r| Arc::new(r.to_vec()))
             } else {

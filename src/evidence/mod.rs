@@ -37,6 +37,7 @@ pub mod cli;
 pub mod export;
 pub mod inbound;
 pub mod payments;
+pub mod redact;
 pub mod retention;
 pub mod seal;
 pub mod tsa;
