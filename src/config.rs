@@ -1085,12 +1085,16 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
         );
     }
     check_retry(&c.retry, "retry", &mut p);
-    let inbound_loopback = c
-        .inbound
-        .listen
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(true);
+    let inbound_loopback = listen_is_loopback(&c.inbound.listen);
+    if let Some(pay) = &c.payments {
+        if pay.token.is_none() && !inbound_loopback {
+            p(
+                "payments.token".into(),
+                "no token on a non-loopback listener: anyone could create payment orders".into(),
+                "set token = { env = \"NAME\" } (the one-stop system presents it)",
+            );
+        }
+    }
     for (name, s) in &c.sources {
         if !valid_name(name) {
             p(
@@ -1224,6 +1228,22 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
                 );
             }
         }
+    }
+}
+
+/// Whether a listen address only ever binds loopback: an IP address is decided on directly, a
+/// host name by every address it resolves to (none resolved: not loopback).
+pub fn listen_is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => match listen.to_socket_addrs() {
+            Ok(addrs) => {
+                let addrs: Vec<_> = addrs.collect();
+                !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+            }
+            Err(_) => false,
+        },
     }
 }
 
@@ -2109,6 +2129,42 @@ to = "nobody"
         );
         std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
         assert_eq!(r.resolve(dir.path()).unwrap().expose(), "t0ken");
+    }
+
+    #[test]
+    fn listen_addresses_are_decided_on_what_they_bind() {
+        assert!(listen_is_loopback("127.0.0.1:8080"));
+        assert!(listen_is_loopback("[::1]:8080"));
+        assert!(listen_is_loopback("localhost:8080"));
+        assert!(!listen_is_loopback("0.0.0.0:8080"));
+        assert!(!listen_is_loopback("10.1.2.3:8080"));
+        // Before, anything that was not an IP address counted as loopback.
+        assert!(!listen_is_loopback("gateway.invalid:8080"));
+        assert!(!listen_is_loopback("not an address"));
+    }
+
+    /// Payment orders need a token wherever the listener is not loopback (before, an open
+    /// listener let anyone pre-create a low-amount order for a dossier's fee).
+    #[test]
+    fn payments_without_a_token_are_refused_off_loopback() {
+        let pay = "[payments]\n[payments.vnpay.v]\ntmn_code = \"T\"\nhash_secret = { env = \"X\" }\nreturn_url = \"https://r\"\n";
+        let problems =
+            |listen: &str| match parse_str(&format!("[inbound]\nlisten = \"{listen}\"\n{pay}")) {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            };
+        let e = problems("0.0.0.0:8080");
+        assert!(
+            e.contains("payments.token: no token on a non-loopback listener"),
+            "{e}"
+        );
+        assert!(problems("gateway.invalid:8080").contains("payments.token"));
+        assert_eq!(problems("127.0.0.1:8080"), "");
+        let with_token = format!(
+            "[inbound]\nlisten = \"0.0.0.0:8080\"\n{}",
+            pay.replacen("[payments]\n", "[payments]\ntoken = { env = \"PT\" }\n", 1)
+        );
+        assert!(parse_str(&with_token).is_ok());
     }
 
     #[test]

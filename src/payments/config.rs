@@ -65,8 +65,8 @@ pub struct PaymentsSection {
     /// Default 100 billion.
     #[serde(default = "d_max_amount")]
     pub max_order_amount: i64,
-    /// Bearer token the one-stop system presents on `POST /payments/NAME/orders`. Default: none
-    /// (put the listener behind the province's network controls then).
+    /// Bearer token the one-stop system presents on `POST /payments/NAME/orders`. Required
+    /// unless the inbound listener is loopback.
     #[serde(default)]
     pub token: Option<SecretRef>,
     /// VNPay providers by name.
