@@ -312,3 +312,37 @@ async fn momo_lost_ipns_settled_by_reconciliation() {
     assert_eq!(h.trail_len(&orders[0].reference).await, 2);
     assert!(h.sandbox.refused().is_empty(), "{:?}", h.sandbox.refused());
 }
+
+/// A non-final code (1000 waiting for the citizen, 7000 being processed) leaves the order
+/// open, and the paid IPN that follows settles it. Before, 1000 was a final "failed" and the
+/// later paid IPN was acknowledged and ignored: the citizen paid, the dossier never learnt it.
+#[tokio::test]
+async fn momo_pending_codes_are_not_final() {
+    let h = H::new(Duration::from_secs(1800)).await;
+    let o = h
+        .request("H04.01-0009", &[("LEPHI", 45_000)])
+        .await
+        .remove(0);
+    for code in [1000, 7000] {
+        let t = MoMoTxn {
+            result_code: code,
+            ..h.sandbox.txn(&o.reference).unwrap()
+        };
+        assert_eq!(h.send(&h.sandbox.sign_ipn(&t)).await, 204, "{code}");
+        assert_eq!(h.state(&o.reference).await, OrderState::Requested, "{code}");
+    }
+    assert!(h.sandbox.pay(&o.reference));
+    assert_eq!(h.send(&h.sandbox.ipn(&o.reference).unwrap()).await, 204);
+    assert_eq!(h.state(&o.reference).await, OrderState::Paid);
+    // A final refusal after that changes nothing; a refusal on an open order is final.
+    let o2 = h
+        .request("H04.01-0010", &[("LEPHI", 45_000)])
+        .await
+        .remove(0);
+    let t = MoMoTxn {
+        result_code: 1006,
+        ..h.sandbox.txn(&o2.reference).unwrap()
+    };
+    assert_eq!(h.send(&h.sandbox.sign_ipn(&t)).await, 204);
+    assert_eq!(h.state(&o2.reference).await, OrderState::Failed);
+}

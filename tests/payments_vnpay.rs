@@ -825,7 +825,7 @@ async fn transitions_reach_the_evidence_hooks() {
     payments.request("vnpay", &req).await.unwrap();
     let v = Verdict {
         reference: o.reference.clone(),
-        paid: true,
+        outcome: gateway::payments::codes::Finality::Paid,
         amount: 12_000,
         provider_txn: Some("T9".into()),
         code: "00/00".into(),
@@ -904,4 +904,35 @@ async fn oversized_and_overflowing_amounts_are_refused_and_nothing_is_stored() {
             .unwrap();
         assert!(orders.is_empty(), "nothing stored: {orders:?}");
     }
+}
+
+/// VNPay's non-final codes (status 01 not completed, 05 processing, 07 under review) leave
+/// the order open and the paid IPN that follows settles it (before, they were a final
+/// "failed" and the paid IPN was answered "already confirmed" and ignored).
+#[tokio::test]
+async fn vnpay_pending_codes_are_not_final() {
+    let h = Harness::new(Grouping::PerFee).await;
+    let o = h
+        .request("H01.01-0042", &[("LEPHI", 50_000)])
+        .await
+        .remove(0);
+    h.sandbox.open(o.pay_url.as_deref().unwrap()).await.unwrap();
+    for (code, status) in [("07", "07"), ("00", "01"), ("00", "05")] {
+        let mut t = h.sandbox.txn(&o.reference).unwrap();
+        t.response_code = code.into();
+        t.status = status.into();
+        let a = h
+            .sandbox
+            .send_ipn(&h.ipn_url(), &h.sandbox.sign_ipn(&t))
+            .await
+            .unwrap();
+        assert_eq!(a.rsp_code, "00", "{code}/{status}: received");
+        assert_eq!(
+            h.state(&o.reference).await,
+            OrderState::Requested,
+            "{code}/{status}"
+        );
+    }
+    assert_eq!(pay_and_notify_opened(&h, &o.reference).await, "00");
+    assert_eq!(h.state(&o.reference).await, OrderState::Paid);
 }

@@ -35,6 +35,7 @@ use tracing::{info, warn};
 use crate::envelope::{now_ms, Envelope};
 
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod ipn;
 pub mod momo;
@@ -392,7 +393,8 @@ pub enum PaymentError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub reference: String,
-    pub paid: bool,
+    /// Paid, failed, or not final yet ([`codes`]).
+    pub outcome: codes::Finality,
     /// Amount in VND as the provider states it.
     pub amount: i64,
     pub provider_txn: Option<String>,
@@ -415,6 +417,8 @@ pub enum Settle {
     NotFound,
     /// The amount differs from the order's: nothing recorded.
     AmountMismatch { expected: i64 },
+    /// The provider's code is not final ([`codes::Finality::Pending`]): nothing changed.
+    Pending(PaymentOrder),
 }
 
 /// Settings of the payment service (from `[payments]`).
@@ -622,10 +626,14 @@ impl Payments {
                 expected: order.order.amount,
             });
         }
-        let to = if v.paid {
-            OrderState::Paid
-        } else {
-            OrderState::Failed
+        let to = match v.outcome {
+            codes::Finality::Paid => OrderState::Paid,
+            codes::Finality::Failed => OrderState::Failed,
+            // Not final: the order stays as it is; a later paid notification settles it.
+            codes::Finality::Pending => {
+                info!(reference = %v.reference, code = %v.code, source = v.source, "payment pending at the provider; order left open");
+                return Ok(Settle::Pending(order));
+            }
         };
         self.apply(
             &order,

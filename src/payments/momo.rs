@@ -28,6 +28,7 @@ use gw_store::payments::PaymentOrder;
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::codes::Finality;
 use super::platform::field;
 use super::{
     Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
@@ -182,7 +183,7 @@ impl MoMo {
         }
         let verdict = Verdict {
             reference: ipn.order_id.clone(),
-            paid: ipn.result_code == "0",
+            outcome: super::codes::momo(&ipn.result_code),
             amount: ipn.amount,
             provider_txn: (!ipn.trans_id.is_empty()).then(|| ipn.trans_id.clone()),
             code: ipn.result_code.clone(),
@@ -190,7 +191,9 @@ impl MoMo {
             message: Some(message.clone()),
         };
         let status = match payments.settle(&verdict).await {
-            Ok(Settle::Applied(_)) | Ok(Settle::AlreadySettled(_)) => StatusCode::NO_CONTENT,
+            Ok(Settle::Applied(_) | Settle::AlreadySettled(_) | Settle::Pending(_)) => {
+                StatusCode::NO_CONTENT
+            }
             Ok(Settle::NotFound) => {
                 return refuse(RefusedBecause::UnknownOrder, StatusCode::NOT_FOUND).await
             }
@@ -263,19 +266,22 @@ impl Provider for MoMo {
                 "query answered about another order".into(),
             ));
         }
-        Ok(match field(&a, "resultCode").as_str() {
-            "0" => ProviderStatus::Paid {
-                amount: whole(&a, "amount").map_err(ProviderError::Refused)?,
-                txn: field(&a, "transId"),
-            },
-            "1000" | "7000" | "7002" => ProviderStatus::Pending,
+        let code = field(&a, "resultCode");
+        Ok(match code.as_str() {
             "42" => ProviderStatus::Unknown,
             "" => {
                 return Err(ProviderError::Refused(
                     "query answer has no resultCode".into(),
                 ))
             }
-            code => ProviderStatus::Failed { code: code.into() },
+            code => match super::codes::momo(code) {
+                Finality::Paid => ProviderStatus::Paid {
+                    amount: whole(&a, "amount").map_err(ProviderError::Refused)?,
+                    txn: field(&a, "transId"),
+                },
+                Finality::Pending => ProviderStatus::Pending,
+                Finality::Failed => ProviderStatus::Failed { code: code.into() },
+            },
         })
     }
 }

@@ -178,7 +178,7 @@ impl PayGov {
         };
         let verdict = Verdict {
             reference: cb.order_id.clone(),
-            paid: cb.error_code == "00",
+            outcome: super::codes::paygov(&cb.error_code),
             amount: cb.amount,
             provider_txn: (!cb.transaction_no.is_empty()).then(|| cb.transaction_no.clone()),
             code: cb.error_code.clone(),
@@ -188,6 +188,7 @@ impl PayGov {
         let (ok, msg) = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => (true, "confirmed"),
             Ok(Settle::AlreadySettled(_)) => (true, "already confirmed"),
+            Ok(Settle::Pending(_)) => (true, "received"),
             Ok(Settle::NotFound) => {
                 return refuse(RefusedBecause::UnknownOrder, "order not found".into()).await
             }

@@ -198,7 +198,7 @@ impl Platform {
         }
         let verdict = Verdict {
             reference: cb.ma_tham_chieu.clone(),
-            paid: cb.ma_loi == "00",
+            outcome: super::codes::platform(&cb.ma_loi),
             amount: cb.so_tien,
             provider_txn: (!cb.ma_giao_dich.is_empty()).then(|| cb.ma_giao_dich.clone()),
             code: cb.ma_loi.clone(),
@@ -208,6 +208,7 @@ impl Platform {
         let (ok, msg) = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => (true, "Thanh cong"),
             Ok(Settle::AlreadySettled(_)) => (true, "Giao dich da duoc xac nhan truoc do"),
+            Ok(Settle::Pending(_)) => (true, "Da ghi nhan"),
             Ok(Settle::NotFound) => {
                 return refuse(RefusedBecause::UnknownOrder, "Khong tim thay giao dich").await
             }

@@ -276,7 +276,7 @@ async fn apply(
             }
             let v = Verdict {
                 reference: n.reference.clone(),
-                paid: true,
+                outcome: super::codes::Finality::Paid,
                 amount,
                 provider_txn: (!txn.is_empty()).then_some(txn),
                 code: "query:paid".into(),
@@ -300,7 +300,7 @@ async fn apply(
             } else if o.state == OrderState::Requested {
                 let v = Verdict {
                     reference: n.reference.clone(),
-                    paid: false,
+                    outcome: super::codes::Finality::Failed,
                     amount: n.amount,
                     provider_txn: None,
                     code: format!("query:{code}"),

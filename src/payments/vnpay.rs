@@ -284,10 +284,9 @@ impl VnPay {
         if ipn.txn_ref.len() > MAX_REFERENCE_LEN {
             return refuse(RefusedBecause::UnknownOrder, IpnReply::OrderNotFound).await;
         }
-        let paid = ipn.response_code == "00" && ipn.transaction_status == "00";
         let verdict = Verdict {
             reference: ipn.txn_ref.clone(),
-            paid,
+            outcome: super::codes::vnpay(&ipn.response_code, &ipn.transaction_status),
             amount: ipn.amount,
             provider_txn: ipn.transaction_no.clone(),
             code: format!("{}/{}", ipn.response_code, ipn.transaction_status),
@@ -297,6 +296,8 @@ impl VnPay {
         let reply = match payments.settle(&verdict).await {
             Ok(Settle::Applied(_)) => IpnReply::Confirmed,
             Ok(Settle::AlreadySettled(_)) => IpnReply::AlreadyConfirmed,
+            // Received; the order stays open for the final notification.
+            Ok(Settle::Pending(_)) => IpnReply::Confirmed,
             Ok(Settle::NotFound) => {
                 return refuse(RefusedBecause::UnknownOrder, IpnReply::OrderNotFound).await
             }
@@ -453,14 +454,14 @@ impl Provider for VnPay {
             .parse::<i64>()
             .map_err(|_| ProviderError::Refused("querydr amount is not a number".into()))?
             / 100;
-        Ok(match a.vnp_TransactionStatus.as_str() {
-            "00" => ProviderStatus::Paid {
+        Ok(match super::codes::vnpay_status(&a.vnp_TransactionStatus) {
+            super::codes::Finality::Paid => ProviderStatus::Paid {
                 amount,
                 txn: a.vnp_TransactionNo,
             },
-            "01" | "05" | "07" => ProviderStatus::Pending,
-            code => ProviderStatus::Failed {
-                code: code.to_string(),
+            super::codes::Finality::Pending => ProviderStatus::Pending,
+            super::codes::Finality::Failed => ProviderStatus::Failed {
+                code: a.vnp_TransactionStatus.clone(),
             },
         })
     }
