@@ -290,7 +290,9 @@ async fn paygov_lost_callback_settled_by_reconciliation_and_configured_checksum(
         keys(),
         FieldChecksum::new(
             FieldAlgorithm::Sha256,
-            DEFAULT_CALLBACK_FIELDS.map(String::from).to_vec(),
+            gw_crypto::checksum::PAYGOV_FIELDS
+                .map(String::from)
+                .to_vec(),
             "",
             Secret::new(keys().secret_key),
         ),
@@ -299,4 +301,50 @@ async fn paygov_lost_callback_settled_by_reconciliation_and_configured_checksum(
     .unwrap();
     let wrong_scheme = other.sign_callback(&h.sandbox.txn(&orders[0].reference).unwrap());
     assert_eq!(h.send(&wrong_scheme).await, "FAILED");
+}
+
+/// The default callback checksum covers the result: a failure callback flipped to "00" does
+/// not verify, and neither does a "paid" callback carrying the creation checksum (which
+/// anyone who saw the order request knows). Before, the default was the creation formula:
+/// both were answered SUCCESSFUL and payment.settled was delivered.
+#[tokio::test]
+async fn a_flipped_result_or_the_creation_checksum_does_not_make_a_payment() {
+    let h = H::default_scheme(Duration::from_secs(1800)).await;
+    let o = h
+        .request("H03.01-0077", &[("LEPHI", 45_000)])
+        .await
+        .remove(0);
+    assert!(h.sandbox.abandon(&o.reference));
+    let failed = h.sandbox.callback(&o.reference).unwrap();
+    assert_eq!(failed["errorCode"], "24");
+    let mut flipped = failed.clone();
+    flipped["errorCode"] = "00".into();
+    assert_eq!(h.send(&flipped).await, "FAILED");
+    let mut renumbered = failed.clone();
+    renumbered["transactionNo"] = "PG999".into();
+    assert_eq!(h.send(&renumbered).await, "FAILED");
+    assert_eq!(h.state(&o.reference).await, OrderState::Requested);
+
+    // The creation checksum, as the order request carried it, on a forged "paid" callback.
+    let k = keys();
+    let creation = gw_crypto::checksum::PayGov::new(
+        Secret::new(k.secret_key.clone()),
+        k.access_key.clone(),
+        k.partner_code.clone(),
+    )
+    .checksum(
+        &o.reference,
+        failed["requestCode"].as_str().unwrap(),
+        "45000",
+    )
+    .unwrap();
+    let mut forged = failed.clone();
+    forged["errorCode"] = "00".into();
+    forged["checksum"] = creation.into();
+    assert_eq!(h.send(&forged).await, "FAILED");
+    assert_eq!(h.state(&o.reference).await, OrderState::Requested);
+
+    // The real failure callback is final.
+    assert_eq!(h.send(&failed).await, "SUCCESSFUL");
+    assert_eq!(h.state(&o.reference).await, OrderState::Failed);
 }

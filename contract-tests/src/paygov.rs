@@ -414,7 +414,7 @@ mod base64_lite {
     }
 }
 
-/// Run standalone until interrupted (callback checksum: the creation formula).
+/// Run standalone until interrupted (callback checksum: the gateway's default scheme).
 pub async fn run_standalone(port: u16) -> std::io::Result<()> {
     let keys = PayGovKeys {
         client_id: "gateway".into(),
@@ -425,7 +425,7 @@ pub async fn run_standalone(port: u16) -> std::io::Result<()> {
     };
     let sum = FieldChecksum::new(
         gw_crypto::checksum::FieldAlgorithm::Sha256,
-        gw_crypto::checksum::PAYGOV_FIELDS
+        gw_crypto::checksum::PAYGOV_CALLBACK_FIELDS
             .map(String::from)
             .to_vec(),
         "",

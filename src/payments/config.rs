@@ -162,8 +162,8 @@ pub struct PayGovSection {
     #[serde(default = "d_cb_algo")]
     pub callback_algorithm: String,
     /// The callback fields hashed, in order (`secretKey`, `accessKey`, `partnerCode` are ours).
-    /// Default the creation formula: secretKey, accessKey, partnerCode, orderId, requestCode,
-    /// amount.
+    /// Default every meaningful field ([`gw_crypto::checksum::PAYGOV_CALLBACK_FIELDS`]); must
+    /// cover orderId, amount and errorCode, and may not be the creation formula.
     #[serde(default = "d_cb_fields")]
     pub callback_fields: Vec<String>,
     /// Joins the callback fields. Default "" (concatenated).
@@ -381,6 +381,30 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
                 "is empty".into(),
                 "list the fields PayGov's callback checksum covers",
             );
+        } else {
+            let missing: Vec<&str> = gw_crypto::checksum::PAYGOV_CALLBACK_REQUIRED
+                .into_iter()
+                .filter(|f| !v.callback_fields.iter().any(|c| c == f))
+                .collect();
+            if !missing.is_empty() {
+                p(
+                    format!("{at}.callback_fields"),
+                    format!(
+                        "leaves out {}: a callback could be changed there and still verify",
+                        missing.join(", ")
+                    ),
+                    "cover the order, the amount and the result code",
+                );
+            }
+            if v.callback_fields == gw_crypto::checksum::PAYGOV_FIELDS
+                && v.callback_algorithm == "sha256"
+            {
+                p(
+                    format!("{at}.callback_fields"),
+                    "is the creation checksum's formula: whoever sees an order request could answer it as paid".into(),
+                    "use the default or PayGov's documented callback formula",
+                );
+            }
         }
         for (k, url) in [
             ("create_url", &v.create_url),
@@ -671,6 +695,28 @@ return_url = "https://r"
             "{}",
             problems(OK)
         );
+    }
+
+    /// A configured PayGov callback scheme must cover the order, the amount and the result,
+    /// and may not be the creation formula.
+    #[test]
+    fn weak_paygov_callback_schemes_are_refused() {
+        let pg = |extra: &str| {
+            problems(&format!(
+                "{OK}[payments.paygov.g]\npartner_code = \"P\"\naccess_key = \"A\"\nsecret_key = {{ env = \"S\" }}\nservice_code = \"S\"\ncreate_url = \"https://c\"\nquery_url = \"https://q\"\ntoken_url = \"https://t\"\nclient_id = \"c\"\nclient_secret = {{ env = \"C\" }}\nreturn_url = \"https://r\"\n{extra}"
+            ))
+        };
+        assert_eq!(pg(""), "", "the default scheme is accepted");
+        let e = pg("callback_fields = [\"secretKey\", \"orderId\", \"amount\"]\n");
+        assert!(
+            e.contains("payments.paygov.g.callback_fields: leaves out errorCode"),
+            "{e}"
+        );
+        let e = pg("callback_fields = [\"secretKey\", \"accessKey\", \"partnerCode\", \"orderId\", \"requestCode\", \"amount\"]\n");
+        assert!(e.contains("leaves out errorCode"), "{e}");
+        assert!(e.contains("is the creation checksum's formula"), "{e}");
+        let e = pg("callback_fields = [\"secretKey\", \"errorCode\"]\n");
+        assert!(e.contains("leaves out orderId, amount"), "{e}");
     }
 
     #[test]

@@ -32,9 +32,9 @@ use super::{
     Verdict,
 };
 
-/// The default callback checksum fields: the creation formula (defined once, in gw-crypto, and
-/// shared with the sandbox).
-pub const DEFAULT_CALLBACK_FIELDS: [&str; 6] = gw_crypto::checksum::PAYGOV_FIELDS;
+/// The default callback checksum fields (defined once, in gw-crypto, and shared with the
+/// sandbox): every meaningful field, unlike the creation formula.
+pub const DEFAULT_CALLBACK_FIELDS: [&str; 10] = gw_crypto::checksum::PAYGOV_CALLBACK_FIELDS;
 
 #[derive(Clone)]
 pub struct PayGovSettings {

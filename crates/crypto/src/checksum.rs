@@ -408,7 +408,7 @@ impl PaymentPlatform {
 pub const SECRET_FIELD: &str = "secretKey";
 
 /// PayGov's creation checksum fields, in order [seen]: SHA-256 hex of their values
-/// concatenated. Also the default of the callback checksum, whose formula is [open].
+/// concatenated.
 pub const PAYGOV_FIELDS: [&str; 6] = [
     SECRET_FIELD,
     "accessKey",
@@ -417,6 +417,27 @@ pub const PAYGOV_FIELDS: [&str; 6] = [
     "requestCode",
     "amount",
 ];
+
+/// The default of PayGov's callback checksum, whose formula is [open]: every field of the
+/// callback that carries meaning (the result code and the transaction among them), so that
+/// a failed callback cannot be turned into a paid one, and never the same value as the
+/// creation checksum (which whoever sees the creation request learns).
+pub const PAYGOV_CALLBACK_FIELDS: [&str; 10] = [
+    SECRET_FIELD,
+    "accessKey",
+    "partnerCode",
+    "orderId",
+    "requestCode",
+    "amount",
+    "transactionNo",
+    "transactionCode",
+    "payDate",
+    "errorCode",
+];
+
+/// Fields a PayGov callback checksum must cover: without them a callback's order, amount or
+/// result could be changed and still verify.
+pub const PAYGOV_CALLBACK_REQUIRED: [&str; 3] = ["orderId", "amount", "errorCode"];
 
 /// PayGov request checksum ([`PAYGOV_FIELDS`]).
 pub struct PayGov {
