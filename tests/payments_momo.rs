@@ -346,3 +346,62 @@ async fn momo_pending_codes_are_not_final() {
     assert_eq!(h.send(&h.sandbox.sign_ipn(&t)).await, 204);
     assert_eq!(h.state(&o2.reference).await, OrderState::Failed);
 }
+
+/// A flood of forged IPNs is refused and counted, and only a sample per minute reaches the
+/// evidence log (before, each one appended records: a flood filled the disk); a body past
+/// the payment endpoints' small limit gets 413 and is not read.
+#[tokio::test]
+async fn forged_ipn_flood_is_counted_and_sampled_and_big_bodies_are_refused() {
+    use gateway::payments::{RefusedBecause, REFUSED_EVIDENCE_PER_MINUTE};
+    let h = H::new(Duration::from_secs(1800)).await;
+    let o = h
+        .request("H04.01-0020", &[("LEPHI", 45_000)])
+        .await
+        .remove(0);
+    assert!(h.sandbox.pay(&o.reference));
+    let good = h.sandbox.ipn(&o.reference).unwrap();
+    const FLOOD: u64 = 40;
+    for i in 0..FLOOD {
+        let mut forged = good.clone();
+        forged["transId"] = (1_000_000 + i as i64).into();
+        assert_eq!(h.send(&forged).await, 400);
+    }
+    let (total, unsampled) = h.payments.refusals.count("momo", RefusedBecause::Checksum);
+    assert_eq!(total, FLOOD);
+    // The sample is per minute: a flood that straddles a minute boundary gets two.
+    assert!(
+        (FLOOD - 2 * REFUSED_EVIDENCE_PER_MINUTE as u64
+            ..=FLOOD - REFUSED_EVIDENCE_PER_MINUTE as u64)
+            .contains(&unsampled),
+        "{unsampled} of {total} not sampled"
+    );
+    let refused_records = h
+        .evidence
+        .evidence_by_dossier("H04.01-0020")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.record.operation == "payment.refused.checksum")
+        .count() as u64;
+    assert_eq!(refused_records, total - unsampled);
+
+    let big = serde_json::json!({"orderId": o.reference, "pad": "x".repeat(20 * 1024)});
+    let r = reqwest::Client::new()
+        .post(format!("{}/payments/momo/ipn", h.base))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        h.payments
+            .refusals
+            .count("momo", RefusedBecause::Checksum)
+            .0,
+        FLOOD,
+        "not even read"
+    );
+    // The real IPN still settles.
+    assert_eq!(h.send(&good).await, 204);
+    assert_eq!(h.state(&o.reference).await, OrderState::Paid);
+}

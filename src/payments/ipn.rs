@@ -43,11 +43,16 @@ pub struct PaymentsHttp {
     pub token: Option<Secret>,
 }
 
+/// The largest body the payment endpoints read: providers send a few KiB, an order request
+/// is a dossier code and its fees. Larger ones get 413 before anything is parsed or stored.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(state: Arc<PaymentsHttp>) -> Router {
     Router::new()
         .route("/payments/{provider}/orders", post(create_orders))
         .route("/payments/{provider}/ipn", get(vnpay_ipn).post(momo_ipn))
         .route("/payments/{provider}/callback", post(json_callback))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -469,6 +469,93 @@ pub struct Payments {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     pub settings: Settings,
     evidence: Vec<Arc<dyn EvidenceHook>>,
+    /// Refused provider messages, counted; the evidence log gets a sample ([`Refusals`]).
+    pub refusals: Arc<Refusals>,
+}
+
+/// How many refused messages per (provider, reason) reach the evidence log in one minute;
+/// beyond that they are only counted, so a flood of forged callbacks cannot fill the disk.
+pub const REFUSED_EVIDENCE_PER_MINUTE: u32 = 10;
+
+/// Counts of refused provider messages, and the per-minute sample that goes to the evidence
+/// log. Labels are the provider's configured name and the bounded reason, never message data.
+#[derive(Default)]
+pub struct Refusals {
+    inner: std::sync::Mutex<BTreeMap<(String, &'static str), RefusalCount>>,
+}
+
+#[derive(Default)]
+struct RefusalCount {
+    total: u64,
+    unsampled: u64,
+    minute: i64,
+    in_minute: u32,
+}
+
+impl Refusals {
+    /// Count one refusal at `now_ms`; whether it is in the evidence sample.
+    pub fn admit(&self, provider: &str, because: RefusedBecause, now_ms: i64) -> bool {
+        let mut g = self.inner.lock().expect("refusals lock");
+        let c = g
+            .entry((provider.to_string(), because.as_str()))
+            .or_default();
+        c.total += 1;
+        let minute = now_ms.div_euclid(60_000);
+        if c.minute != minute {
+            c.minute = minute;
+            c.in_minute = 0;
+        }
+        if c.in_minute < REFUSED_EVIDENCE_PER_MINUTE {
+            c.in_minute += 1;
+            true
+        } else {
+            c.unsampled += 1;
+            false
+        }
+    }
+
+    /// (refused, of which not written to the evidence log) for a provider and reason.
+    pub fn count(&self, provider: &str, because: RefusedBecause) -> (u64, u64) {
+        let g = self.inner.lock().expect("refusals lock");
+        g.get(&(provider.to_string(), because.as_str()))
+            .map(|c| (c.total, c.unsampled))
+            .unwrap_or_default()
+    }
+
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let g = self.inner.lock().expect("refusals lock");
+        let mut out = String::new();
+        crate::metrics::family(
+            &mut out,
+            "gateway_payment_refused_total",
+            "counter",
+            "Provider messages (callbacks, IPNs) refused: bad checksum, unknown order, wrong amount, ...",
+        );
+        for ((p, b), c) in g.iter() {
+            let _ = writeln!(
+                out,
+                "gateway_payment_refused_total{{provider=\"{}\",because=\"{b}\"}} {}",
+                crate::metrics::esc(p),
+                c.total
+            );
+        }
+        crate::metrics::family(
+            &mut out,
+            "gateway_payment_refused_unsampled_total",
+            "counter",
+            "Refused provider messages counted but not written to the evidence log (over the per-minute sample).",
+        );
+        for ((p, b), c) in g.iter() {
+            let _ = writeln!(
+                out,
+                "gateway_payment_refused_unsampled_total{{provider=\"{}\",because=\"{b}\"}} {}",
+                crate::metrics::esc(p),
+                c.unsampled
+            );
+        }
+        out
+    }
 }
 
 impl Payments {
@@ -478,6 +565,7 @@ impl Payments {
             providers: BTreeMap::new(),
             settings,
             evidence: Vec::new(),
+            refusals: Arc::default(),
         }
     }
 
@@ -664,7 +752,8 @@ impl Payments {
         reply_code: &str,
         reply: &[u8],
     ) {
-        if self.evidence.is_empty() {
+        let sampled = self.refusals.admit(provider, because, now_ms());
+        if self.evidence.is_empty() || !sampled {
             return;
         }
         let dossier_code = if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
@@ -850,6 +939,10 @@ impl Wired {
         let metrics = Arc::new(reconcile::ReconcileMetrics::default());
         let m = metrics.clone();
         engine.metrics.add_renderer(Arc::new(move || m.render()));
+        let refusals = payments.refusals.clone();
+        engine
+            .metrics
+            .add_renderer(Arc::new(move || refusals.render()));
         Ok(Some(Wired {
             http: Arc::new(ipn::PaymentsHttp {
                 payments,
