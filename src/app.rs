@@ -193,6 +193,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
                     Some(dir) => Some(Arc::new(load_adapter(&loaded.base, dir)?)),
                     None => None,
                 },
+                slots: Arc::new(tokio::sync::Semaphore::new(c.inbound.source_concurrency)),
             },
         );
     }
@@ -200,6 +201,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         engine: engine.clone(),
         sources,
         metrics,
+        max_body_bytes: c.inbound.max_body_bytes,
     });
     let inbound_l = bind(&c.inbound.listen).await?;
     let ops_l = bind(&c.ops.listen).await?;
@@ -214,12 +216,13 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     if let Some(p) = &payments {
         tasks.spawn(p.scheduled(cancel.clone()));
     }
-    let cc = cancel.clone();
-    tasks.spawn(async move {
-        let _ = axum::serve(inbound_l, app)
-            .with_graceful_shutdown(async move { cc.cancelled().await })
-            .await;
-    });
+    let limits = c.inbound.limits();
+    tasks.spawn(crate::transport::serve::serve(
+        inbound_l,
+        app,
+        limits,
+        cancel.clone(),
+    ));
     let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
     if let Some(endpoint) = &c.ops.otlp_endpoint {
         crate::telemetry::start(endpoint, &c.gateway.instance);
@@ -251,12 +254,12 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             }
         }
     });
-    let cc = cancel.clone();
-    tasks.spawn(async move {
-        let _ = axum::serve(ops_l, ops)
-            .with_graceful_shutdown(async move { cc.cancelled().await })
-            .await;
-    });
+    tasks.spawn(crate::transport::serve::serve(
+        ops_l,
+        ops,
+        limits,
+        cancel.clone(),
+    ));
     let e = engine.clone();
     let cc = cancel.clone();
     let grace = c.gateway.shutdown_grace.0;

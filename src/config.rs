@@ -383,6 +383,19 @@ pub struct InboundSection {
     /// Largest accepted body in bytes; larger gets 413. Default 1 MiB.
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
+    /// A client must send a whole request head within this (also the idle limit of a
+    /// kept-alive connection). Default 10s.
+    #[serde(default = "d_header_timeout")]
+    pub header_read_timeout: Dur,
+    /// A request body must arrive within this after its head (else 408). Default 30s.
+    #[serde(default = "d_body_timeout")]
+    pub body_read_timeout: Dur,
+    /// Connections served at once (the inbound and the ops listener each). Default 1024.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// Requests of one source handled at once; more get 503 with Retry-After. Default 256.
+    #[serde(default = "d_source_concurrency")]
+    pub source_concurrency: usize,
 }
 
 impl Default for InboundSection {
@@ -390,8 +403,36 @@ impl Default for InboundSection {
         Self {
             listen: d_inbound(),
             max_body_bytes: d_max_body(),
+            header_read_timeout: d_header_timeout(),
+            body_read_timeout: d_body_timeout(),
+            max_connections: d_max_connections(),
+            source_concurrency: d_source_concurrency(),
         }
     }
+}
+
+impl InboundSection {
+    /// The listener limits ([`crate::transport::serve`]).
+    pub fn limits(&self) -> crate::transport::serve::Limits {
+        crate::transport::serve::Limits {
+            header_read_timeout: self.header_read_timeout.0,
+            body_read_timeout: self.body_read_timeout.0,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+fn d_header_timeout() -> Dur {
+    Dur(crate::transport::serve::DEFAULT_LIMITS.header_read_timeout)
+}
+fn d_body_timeout() -> Dur {
+    Dur(crate::transport::serve::DEFAULT_LIMITS.body_read_timeout)
+}
+fn d_max_connections() -> usize {
+    crate::transport::serve::DEFAULT_LIMITS.max_connections
+}
+fn d_source_concurrency() -> usize {
+    256
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1083,6 +1124,29 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             "must be more than 0".into(),
             "set a cap such as 1048576",
         );
+    }
+    for (at, zero) in [
+        (
+            "inbound.header_read_timeout",
+            c.inbound.header_read_timeout.0.is_zero(),
+        ),
+        (
+            "inbound.body_read_timeout",
+            c.inbound.body_read_timeout.0.is_zero(),
+        ),
+        ("inbound.max_connections", c.inbound.max_connections == 0),
+        (
+            "inbound.source_concurrency",
+            c.inbound.source_concurrency == 0,
+        ),
+    ] {
+        if zero {
+            p(
+                at.into(),
+                "must be more than 0".into(),
+                "leave it out for the default",
+            );
+        }
     }
     check_retry(&c.retry, "retry", &mut p);
     let inbound_loopback = listen_is_loopback(&c.inbound.listen);

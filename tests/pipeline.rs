@@ -264,7 +264,10 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
     let send = |url: String, token: Option<&'static str>, ct: &'static str, body: Vec<u8>| {
         let client = client.clone();
         async move {
-            let mut rb = client.post(url).header("content-type", ct).body(body);
+            let mut rb = client.post(url).body(body);
+            if !ct.is_empty() {
+                rb = rb.header("content-type", ct);
+            }
             if let Some(t) = token {
                 rb = rb.bearer_auth(t);
             }
@@ -363,6 +366,16 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
             .await,
         ),
         (
+            "no content type",
+            send(
+                url.clone(),
+                Some(TOKEN),
+                "",
+                br#"{"kind":"dossier.upserted","key":"K","payload":{}}"#.to_vec(),
+            )
+            .await,
+        ),
+        (
             "kind too long",
             send(
                 url.clone(),
@@ -402,6 +415,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
         (400, "malformed_body"),
         (422, "kind_not_allowed"),
         (400, "bad_kind"),
+        (415, "not_json"),
         (400, "bad_kind"),
         (413, "body_too_large"),
     ];

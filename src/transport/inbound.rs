@@ -6,6 +6,8 @@
 //! - `503` (with `Retry-After`) when the broker could not confirm: nothing is acknowledged,
 //!   the sender retries. (A retry can duplicate what was published for some routes before the
 //!   failure; versioned events are deduplicated downstream by their natural key.)
+//! - Token and `Content-Type` are checked on the head, before the body is read; `408` when
+//!   the body does not arrive within `inbound.body_read_timeout`.
 //! - `400` malformed body (not JSON, wrong shape, missing or empty `kind`/`key`, a `kind` other than a
 //!   dotted name of at most 64 characters, a `key` with control characters), `401` missing
 //!   or wrong token, `404` unknown source, `413` body over the configured cap, `415` not JSON,
@@ -46,12 +48,16 @@ pub struct SourceRuntime {
     pub verify: Option<Arc<crate::signing::InboundVerifier>>,
     /// The one-stop adapter whose mapping turns the vendor's JSON into the canonical dossier.
     pub adapter: Option<Arc<crate::mapping::Adapter>>,
+    /// Requests of this source handled at once (`inbound.source_concurrency`).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct InboundState {
     pub engine: Arc<Engine>,
     pub sources: HashMap<String, SourceRuntime>,
     pub metrics: Arc<Metrics>,
+    /// `inbound.max_body_bytes`: the body is read only after the token was checked.
+    pub max_body_bytes: usize,
 }
 
 /// A body accepted by [`parse_event`]: what the envelope is built from.
@@ -119,7 +125,7 @@ async fn accept(
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let resp = accept_inner(&st, &source, (&method, &uri), &headers, body).await;
     let label = if st.sources.contains_key(&source) {
@@ -136,7 +142,7 @@ async fn accept_inner(
     source: &str,
     (method, uri): (&axum::http::Method, &axum::http::Uri),
     headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     if crate::evidence::inbound::refuse_new_messages() {
         return error(
@@ -166,18 +172,70 @@ async fn accept_inner(
             );
         }
     }
-    let body = match body {
+    // Checked on the head, before a byte of the body is read.
+    match headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.starts_with("application/json") => {}
+        Some(ct) => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                format!("Content-Type must be application/json, not {ct}"),
+            )
+        }
+        None => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                "Content-Type must be application/json",
+            )
+        }
+    }
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than this gateway accepts (inbound.max_body_bytes)",
+        )
+    };
+    if headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > st.max_body_bytes as u64)
+    {
+        return too_large();
+    }
+    let Ok(_slot) = src.slots.clone().try_acquire_owned() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("source `{source}` has too many requests in flight; retry shortly"),
+        );
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return r;
+    };
+    let body: Bytes = match axum::body::to_bytes(body, st.max_body_bytes).await {
         Ok(b) => b,
-        Err(rej) => {
-            let status = rej.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                return error(
-                    status,
-                    "body_too_large",
-                    "the body is larger than this gateway accepts (inbound.max_body_bytes)",
-                );
+        Err(e) => {
+            let over_limit =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                return too_large();
             }
-            return error(status, "unreadable_body", rej.body_text());
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_not_received",
+                "the body did not arrive in time (inbound.body_read_timeout)",
+            );
         }
     };
     let mut signature = crate::evidence::inbound::InboundSignature::default();
@@ -188,18 +246,6 @@ async fn accept_inner(
                 signature.fingerprint = verified.fingerprint;
             }
             Err(resp) => return resp,
-        }
-    }
-    if let Some(ct) = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        if !ct.starts_with("application/json") {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "not_json",
-                format!("Content-Type must be application/json, not {ct}"),
-            );
         }
     }
     let ev = match parse_event(src.adapter.as_deref(), &body) {

@@ -11,3 +11,4 @@
 pub mod client;
 pub mod inbound;
 pub mod ratelimit;
+pub mod serve;
