@@ -76,6 +76,23 @@ fn gateway_cmd(args: &[&str], config: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Every file under `dir` is 0600 and every directory 0700 (before, exports were
+/// world-readable).
+fn assert_owner_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            assert_owner_only(&p);
+        } else {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+    }
+}
+
 /// Run each command of the bundle's README in the bundle; the failures.
 fn run_readme(bundle: &Path) -> (usize, Vec<String>) {
     let readme = std::fs::read_to_string(bundle.join("README.md")).unwrap();
@@ -522,6 +539,7 @@ async fn full_mode_bodies_export_and_retention() {
         n >= 2 && failed.is_empty(),
         "{n} commands, failed: {failed:?}"
     );
+    assert_owner_only(&bundle);
     let body = bundle.join(format!("bodies/{id}.request"));
     let mut changed = std::fs::read(&body).unwrap();
     changed[0] ^= 0x20;
@@ -541,6 +559,7 @@ async fn full_mode_bodies_export_and_retention() {
         .expect("an archive file");
     let lines = std::fs::read_to_string(&archive).unwrap();
     assert_eq!(lines.lines().count(), 3);
+    assert_owner_only(&dir.path().join("data/evidence-archive"));
     let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
     let archived_head = last["record"]["hash"].as_str().unwrap().to_string();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);

@@ -107,11 +107,15 @@ pub async fn export(
     {
         return Err(format!("{} exists and is not empty", out.display()));
     }
+    // Owner-only (0700 / 0600): a bundle holds dossier data and, in full mode, bodies.
     let mkdir = |p: &Path| {
-        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+        super::create_private_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
     };
     let write = |p: &Path, data: &[u8]| {
-        std::fs::write(p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        use std::io::Write;
+        super::create_private_file(p)
+            .and_then(|mut f| f.write_all(data))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))
     };
     mkdir(out)?;
     let mut readme = String::new();

@@ -286,6 +286,36 @@ impl EvidenceLog {
 }
 
 /// SHA-256 hex.
+/// Create (or truncate) a file only its owner can read and write (0600): exports and
+/// archives hold dossier data and, in full mode, message bodies.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        // `mode` only applies on creation: an existing file is narrowed too.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
+/// Create a directory (and its parents) only its owner can enter (0700).
+pub fn create_private_dir_all(path: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

@@ -39,14 +39,14 @@ pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64,
         let (Some(first), Some(last)) = (old.first(), old.last()) else {
             continue;
         };
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        super::create_private_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let name = format!("{}-{}-{}.jsonl", head.chain, first.seq, last.seq);
         let path = dir.join(&name);
         // Written under a temporary name and renamed once synced: a file named like an archive
         // file is always complete.
         let partial = dir.join(format!("{name}.partial"));
-        let mut file =
-            std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+        let mut file = super::create_private_file(&partial)
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
         for r in &old {
             let line = serde_json::json!({
                 "record": r,
