@@ -162,6 +162,9 @@ async fn bind(addr: &str) -> Result<TcpListener, AppError> {
 
 /// Start everything; returns once listening and consuming.
 pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running, AppError> {
+    for w in loaded.warnings() {
+        tracing::warn!("{w}");
+    }
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
     let profiles = crate::signing::Profiles::load(loaded)?;

@@ -212,6 +212,9 @@ async fn run(cmd: Command) -> ExitCode {
                         "sqlite"
                     }
                 );
+                for w in l.warnings() {
+                    println!("warning: {w}");
+                }
                 if l.config.ops.tokens.is_empty() {
                     println!("note: no [ops] tokens: the ops API and dashboard are off (/healthz, /readyz and /metrics answer)");
                 } else {

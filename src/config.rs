@@ -1435,6 +1435,43 @@ impl Loaded {
         }
     }
 
+    /// What `check-config` warns about without refusing: plain-text connections to a backend
+    /// that is not on this machine.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let remote = |url: &str| {
+            let u = reqwest::Url::parse(url).ok()?;
+            let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+            let local = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host == "localhost",
+            };
+            (!local).then(|| host.to_string())
+        };
+        if let Some(url) = &self.config.broker.url {
+            if url.starts_with("amqp://") {
+                if let Some(host) = remote(url) {
+                    w.push(format!("broker.url: plain-text AMQP to {host}: the password and dossier data cross the network unencrypted; keep the broker on a protected network segment"));
+                }
+            }
+        }
+        if let Some(url) = &self.config.store.url {
+            let tls = [
+                "sslmode=require",
+                "sslmode=verify-ca",
+                "sslmode=verify-full",
+            ]
+            .iter()
+            .any(|m| url.contains(m));
+            if !tls {
+                if let Some(host) = remote(url) {
+                    w.push(format!("store.url: PostgreSQL at {host} without sslmode=require/verify-full: the password and dossier data cross the network unencrypted"));
+                }
+            }
+        }
+        w
+    }
+
     /// Store URL with the password inserted, or the SQLite file.
     pub fn store_url(&self) -> Result<String, String> {
         match &self.config.store.url {
@@ -2229,6 +2266,40 @@ to = "nobody"
             pay.replacen("[payments]\n", "[payments]\ntoken = { env = \"PT\" }\n", 1)
         );
         assert!(parse_str(&with_token).is_ok());
+    }
+
+    #[test]
+    fn plain_text_backends_off_this_machine_are_warned_about() {
+        let w = |broker: &str, store: &str| {
+            parse_str(&format!(
+                "[broker]\nurl = \"{broker}\"\n[store]\nurl = \"{store}\"\n"
+            ))
+            .unwrap()
+            .warnings()
+        };
+        assert!(w(
+            "amqp://gw@127.0.0.1:5672/%2f",
+            "postgres://gw@localhost:5432/gw"
+        )
+        .is_empty());
+        let got = w(
+            "amqp://gw@10.0.0.5:5672/%2f",
+            "postgres://gw@db.internal:5432/gw",
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("broker.url: plain-text AMQP to 10.0.0.5"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("store.url: PostgreSQL at db.internal"),
+            "{got:?}"
+        );
+        assert!(w(
+            "amqps://gw@10.0.0.5:5671/%2f",
+            "postgres://gw@db.internal:5432/gw?sslmode=verify-full"
+        )
+        .is_empty());
     }
 
     #[test]
