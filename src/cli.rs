@@ -212,6 +212,19 @@ pub fn main() -> ExitCode {
     rt.block_on(run(cli.command))
 }
 
+/// What makes `check-config` fail on a configuration that parsed: files it names that are
+/// missing or unreadable, and secrets that read empty (an empty token would switch a check
+/// off). Secrets that cannot be read on this machine are reported as warnings instead.
+fn check_problems(l: &Loaded) -> Vec<String> {
+    let mut problems = crate::app::check_files(l);
+    for (key, r) in l.secret_refs() {
+        if let Err(config::SecretProblem::Empty(why)) = r.read(&l.base) {
+            problems.push(format!("{key}: {why}"));
+        }
+    }
+    problems
+}
+
 fn load_or_exit(path: &std::path::Path) -> Result<Loaded, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -222,8 +235,8 @@ fn load_or_exit(path: &std::path::Path) -> Result<Loaded, ExitCode> {
 async fn run(cmd: Command) -> ExitCode {
     match cmd {
         Command::CheckConfig { file } => match config::load(&file) {
-            Ok(l) if !crate::app::check_files(&l).is_empty() => {
-                let problems = crate::app::check_files(&l);
+            Ok(l) if !check_problems(&l).is_empty() => {
+                let problems = check_problems(&l);
                 for p in &problems {
                     eprintln!("{p}");
                 }
@@ -250,6 +263,24 @@ async fn run(cmd: Command) -> ExitCode {
                 );
                 for w in l.warnings() {
                     println!("warning: {w}");
+                }
+                let secrets = l.secret_refs();
+                let unread: Vec<String> = secrets
+                    .iter()
+                    .filter_map(|(key, r)| match r.read(&l.base) {
+                        Err(config::SecretProblem::Unavailable(why)) => {
+                            Some(format!("{key}: {why}"))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                println!(
+                    "secrets: {} of {} read and non-empty here",
+                    secrets.len() - unread.len(),
+                    secrets.len()
+                );
+                for u in &unread {
+                    println!("warning: secret not checked (cannot be read here): {u}");
                 }
                 if l.config.ops.tokens.is_empty() {
                     println!("note: no [ops] tokens: the ops API and dashboard are off (/healthz, /readyz and /metrics answer)");

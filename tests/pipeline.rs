@@ -547,3 +547,56 @@ fn check_config_reports_every_problem_with_file_and_key() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+/// `check-config` reads every secret reference: one that reads empty is a problem (exit 2,
+/// named by its key), one that cannot be read here is a warning naming it, and the count of
+/// those read is printed. Before, no reference was read at all and empty tokens passed.
+#[test]
+fn check_config_reads_every_secret_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty-token"), "  \n").unwrap();
+    std::fs::write(dir.path().join("good-token"), "s3cret-value\n").unwrap();
+    let body = |portal_token: &str| {
+        format!(
+            "[sources.portal]\ntoken = {portal_token}\n[sources.shop]\ntoken = {{ file = \"good-token\" }}\n\
+             [sources.clerk]\ntoken = {{ env = \"GW_TEST_SURELY_UNSET_TOKEN\" }}\n"
+        )
+    };
+    let run = |text: String| {
+        let f = dir.path().join("gw.toml");
+        std::fs::write(&f, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("check-config")
+            .arg(&f)
+            .env_remove("GW_TEST_SURELY_UNSET_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let bad = run(body("{ file = \"empty-token\" }"));
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an empty secret fails the check"
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("sources.portal.token: secret file") && err.contains("is empty"),
+        "the empty secret is named by its key:\n{err}"
+    );
+    let ok = run(body("{ file = \"good-token\" }"));
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(out.contains("secrets: 2 of 3 read"), "{out}");
+    assert!(
+        out.contains("secret not checked (cannot be read here): sources.clerk.token: environment variable GW_TEST_SURELY_UNSET_TOKEN is not set"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret-value"),
+        "a secret value is never printed"
+    );
+}
