@@ -16,6 +16,7 @@ pub mod connectors;
 pub mod demo;
 pub mod envelope;
 pub mod evidence;
+pub mod limits;
 pub mod mapping;
 pub mod metrics;
 pub mod model;

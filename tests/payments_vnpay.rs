@@ -936,3 +936,92 @@ async fn vnpay_pending_codes_are_not_final() {
     assert_eq!(pay_and_notify_opened(&h, &o.reference).await, "00");
     assert_eq!(h.state(&o.reference).await, OrderState::Paid);
 }
+
+/// The order endpoint is an edge: oversized, malformed and hostile values get 400 naming the
+/// field (or 415 without a JSON Content-Type) and nothing is stored, no provider is called.
+/// Before, a 5,000-character dossier code was stored and an order without Content-Type was
+/// created.
+#[tokio::test]
+async fn hostile_order_requests_are_refused_and_store_nothing() {
+    let h = Harness::new(Grouping::PerFee).await;
+    let long = "H".repeat(5000);
+    let many: Vec<serde_json::Value> = (0..101)
+        .map(|i| serde_json::json!({"code": format!("F{i}"), "amount": 1000}))
+        .collect();
+    let cases: Vec<(serde_json::Value, &str, &str)> = vec![
+        (
+            serde_json::json!({"dossier_code": long, "fees": [{"code": "LEPHI", "amount": 1000}]}),
+            "dossier_code",
+            &long,
+        ),
+        (
+            serde_json::json!({"dossier_code": "H01\nforged", "fees": [{"code": "LEPHI", "amount": 1000}]}),
+            "dossier_code",
+            "H01\nforged",
+        ),
+        (
+            serde_json::json!({"dossier_code": "H01.01-0100", "fees": [{"code": "LE PHI<script>", "amount": 1000}]}),
+            "fees[0].code",
+            "H01.01-0100",
+        ),
+        (
+            serde_json::json!({"dossier_code": "H01.01-0101", "fees": [{"code": "X".repeat(65), "amount": 1000}]}),
+            "fees[0].code",
+            "H01.01-0101",
+        ),
+        (
+            serde_json::json!({"dossier_code": "H01.01-0102", "fees": many}),
+            "fees",
+            "H01.01-0102",
+        ),
+    ];
+    for (body, field, dossier) in &cases {
+        let r = h
+            .http
+            .post(format!("{}/payments/vnpay/orders", h.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{field}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!("invalid payment request: {field}: ")),
+            "the 400 names {field}: {msg}"
+        );
+        assert!(
+            h.payments
+                .store
+                .orders_for_dossier(dossier)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing stored for a refused request ({field})"
+        );
+    }
+    // A well-formed request without Content-Type (or with another one) is 415, nothing stored.
+    let body = serde_json::json!({"dossier_code": "H01.01-0103", "fees": [{"code": "LEPHI", "amount": 1000}]})
+        .to_string();
+    for ct in [None, Some("text/plain")] {
+        let mut req = h
+            .http
+            .post(format!("{}/payments/vnpay/orders", h.base))
+            .body(body.clone());
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 415, "{ct:?}");
+    }
+    assert!(h
+        .payments
+        .store
+        .orders_for_dossier("H01.01-0103")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(h.sandbox.txns().is_empty(), "no provider call was made");
+    // The same request as JSON is created: the refusals above were about the input only.
+    assert_eq!(h.request("H01.01-0103", &[("LEPHI", 1000)]).await.len(), 1);
+}

@@ -3,7 +3,8 @@
 //! - `POST /payments/{provider}/orders` (bearer token when `payments.token` is set): body
 //!   [`PaymentRequest`](super::PaymentRequest); `200 {"orders": [OrderView…]}` with where the
 //!   citizen pays. Repeating the request answers the same orders (one order per fee).
-//!   `400` invalid request, `401` token, `404` unknown provider, `409` a fee's amount changed
+//!   `400` invalid request (the message names the field; limits in `crate::limits`), `401`
+//!   token, `415` not `application/json`, `404` unknown provider, `409` a fee's amount changed
 //!   for an existing order, `503` provider or store unavailable (retry: the same order is
 //!   reused).
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
@@ -84,6 +85,9 @@ async fn create_orders(
                 "a valid bearer token is required",
             );
         }
+    }
+    if let Err(r) = crate::transport::inbound::require_json(&headers) {
+        return r;
     }
     let req: PaymentRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -599,10 +599,17 @@ impl Payments {
             .providers
             .get(provider)
             .ok_or_else(|| PaymentError::UnknownProvider(provider.into()))?;
-        if req.dossier_code.trim().is_empty() || req.fees.is_empty() {
-            return Err(PaymentError::Invalid(
-                "a dossier code and at least one fee are required".into(),
-            ));
+        crate::limits::dossier_code("dossier_code", &req.dossier_code)
+            .map_err(PaymentError::Invalid)?;
+        if req.fees.is_empty() || req.fees.len() > crate::limits::MAX_FEES_PER_REQUEST {
+            return Err(PaymentError::Invalid(format!(
+                "fees: 1 to {} fees are required",
+                crate::limits::MAX_FEES_PER_REQUEST
+            )));
+        }
+        for (i, f) in req.fees.iter().enumerate() {
+            crate::limits::fee_code(&format!("fees[{i}].code"), &f.code)
+                .map_err(PaymentError::Invalid)?;
         }
         if req.attempt == 0 {
             return Err(PaymentError::Invalid("attempt starts at 1".into()));
@@ -611,7 +618,7 @@ impl Payments {
         codes.sort_unstable();
         if codes.windows(2).any(|w| w[0] == w[1]) || codes.iter().any(|c| c.is_empty()) {
             return Err(PaymentError::Invalid(
-                "fee codes must be present and distinct".into(),
+                "fees: each code must be distinct".into(),
             ));
         }
         if req.fees.iter().any(|f| f.amount <= 0) {

@@ -87,10 +87,7 @@ fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) ->
     }
 }
 
-/// Longest accepted ordering key.
-const MAX_KEY_LEN: usize = 200;
-/// Longest event `kind` (kinds are short dotted names such as `dossier.upserted`).
-const MAX_KIND_LEN: usize = 64;
+use crate::limits::{MAX_KEY_LEN, MAX_KIND_LEN};
 
 pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -173,25 +170,8 @@ async fn accept_inner(
         }
     }
     // Checked on the head, before a byte of the body is read.
-    match headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(ct) if ct.starts_with("application/json") => {}
-        Some(ct) => {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "not_json",
-                format!("Content-Type must be application/json, not {ct}"),
-            )
-        }
-        None => {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "not_json",
-                "Content-Type must be application/json",
-            )
-        }
+    if let Err(r) = require_json(headers) {
+        return r;
     }
     let too_large = || {
         error(
@@ -387,6 +367,28 @@ fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, Stri
             version: Some(inb.version),
             payload: serde_json::to_value(&inb.dossier).map_err(|e| e.to_string())?,
         }),
+    }
+}
+
+/// 415 unless the request says its body is JSON (`application/json`, parameters allowed).
+/// Checked on the head, before the body is read, on every JSON endpoint of the edge.
+#[allow(clippy::result_large_err)]
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    match headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.starts_with("application/json") => Ok(()),
+        Some(ct) => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_json",
+            format!("Content-Type must be application/json, not {ct}"),
+        )),
+        None => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_json",
+            "Content-Type must be application/json",
+        )),
     }
 }
 
