@@ -200,7 +200,11 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             },
         );
     }
+    let payments = crate::payments::Wired::from_config(loaded, &engine)
+        .await
+        .map_err(AppError::Config)?;
     let inbound_state = Arc::new(InboundState {
+        payments: payments.as_ref().map(|p| p.http.payments.clone()),
         engine: engine.clone(),
         sources,
         metrics,
@@ -211,9 +215,6 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let inbound_addr = inbound_l.local_addr().expect("bound");
     let ops_addr = ops_l.local_addr().expect("bound");
     let mut tasks = tokio::task::JoinSet::new();
-    let payments = crate::payments::Wired::from_config(loaded, &engine)
-        .await
-        .map_err(AppError::Config)?;
     let app = inbound::router(inbound_state, c.inbound.max_body_bytes);
     let app = inbound::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
     if let Some(p) = &payments {

@@ -1557,6 +1557,11 @@ impl Loaded {
                 }
             }
         }
+        if let Some(p) = &self.config.payments {
+            if p.fee_check == crate::payments::FeeCheck::Off {
+                w.push("payments.fee_check = \"off\": order amounts are not checked against the dossier's fees; whoever holds payments.token can create an order for any amount".to_string());
+            }
+        }
         if let Some(url) = &self.config.store.url {
             let tls = [
                 "sslmode=require",

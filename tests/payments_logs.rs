@@ -10,7 +10,7 @@ use std::time::Duration;
 use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::paygov::{PayGov, PayGovSettings, DEFAULT_CALLBACK_FIELDS};
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
-use gateway::payments::{Fee, PaymentRequest, Payments, Settings};
+use gateway::payments::{Fee, FeeCheck, PaymentRequest, Payments, Settings};
 use gw_contract_tests::paygov::{PayGovKeys, PayGovSandbox, CREATE_PATH, QUERY_PATH, TOKEN_PATH};
 use gw_contract_tests::vnpay::VnPaySandbox;
 use gw_crypto::checksum::{FieldAlgorithm, FieldChecksum};
@@ -108,9 +108,15 @@ async fn payment_logs_have_no_bank_or_card_data() {
         .unwrap(),
     );
     let payments = Arc::new(
-        Payments::new(store, Settings::default())
-            .with_provider(v.clone())
-            .with_provider(pg.clone()),
+        Payments::new(
+            store,
+            Settings {
+                fee_check: FeeCheck::Off,
+                ..Settings::default()
+            },
+        )
+        .with_provider(v.clone())
+        .with_provider(pg.clone()),
     );
     let app = router(Arc::new(PaymentsHttp {
         payments: payments.clone(),

@@ -12,7 +12,7 @@ use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::momo::{MoMo, MoMoSettings};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::{
-    order_reference, Fee, Grouping, OrderView, PaymentRequest, Payments, Settings,
+    order_reference, Fee, FeeCheck, Grouping, OrderView, PaymentRequest, Payments, Settings,
 };
 use gw_contract_tests::momo::{
     MoMoFaults, MoMoKeys, MoMoSandbox, MoMoTxn, CREATE_PATH, QUERY_PATH,
@@ -70,6 +70,8 @@ impl H {
                 Settings {
                     grouping: Grouping::PerFee,
                     deadline,
+                    // The provider protocol is under test; the fee check has its own test.
+                    fee_check: FeeCheck::Off,
                     ..Settings::default()
                 },
             )

@@ -10,7 +10,7 @@ use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::paygov::{PayGov, PayGovSettings, DEFAULT_CALLBACK_FIELDS};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::{
-    order_reference, Fee, Grouping, OrderView, PaymentRequest, Payments, Settings,
+    order_reference, Fee, FeeCheck, Grouping, OrderView, PaymentRequest, Payments, Settings,
 };
 use gw_contract_tests::paygov::{
     PayGovFaults, PayGovKeys, PayGovSandbox, PayGovTxn, CREATE_PATH, QUERY_PATH, TOKEN_PATH,
@@ -79,6 +79,8 @@ impl H {
                 Settings {
                     grouping: Grouping::PerFee,
                     deadline,
+                    // The provider protocol is under test; the fee check has its own test.
+                    fee_check: FeeCheck::Off,
                     ..Settings::default()
                 },
             )

@@ -10,7 +10,7 @@ use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::platform::{Platform, PlatformSettings};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::{
-    order_reference, Fee, Grouping, OrderView, PaymentRequest, Payments, Settings,
+    order_reference, Fee, FeeCheck, Grouping, OrderView, PaymentRequest, Payments, Settings,
 };
 use gw_contract_tests::payplatform::{PlatformFaults, PlatformSandbox, PlatformTxn};
 use gw_store::payments::OrderState;
@@ -54,6 +54,8 @@ impl H {
                 Settings {
                     grouping: Grouping::PerFee,
                     deadline,
+                    // The provider protocol is under test; the fee check has its own test.
+                    fee_check: FeeCheck::Off,
                     ..Settings::default()
                 },
             )

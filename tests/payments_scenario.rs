@@ -22,7 +22,7 @@ use std::time::Duration;
 use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
-use gateway::payments::{BrokerSink, Fee, Grouping, PaymentRequest, Payments, Settings};
+use gateway::payments::{BrokerSink, Fee, FeeCheck, Grouping, PaymentRequest, Payments, Settings};
 use gw_broker::QueueSpec;
 use gw_contract_tests::vnpay::VnPaySandbox;
 use gw_store::payments::OrderState;
@@ -65,6 +65,8 @@ async fn boot(
             Settings {
                 grouping: Grouping::PerFee,
                 deadline: Duration::ZERO,
+                // The provider protocol is under test; the fee check has its own test.
+                fee_check: FeeCheck::Off,
                 ..Settings::default()
             },
         )
@@ -390,7 +392,50 @@ to = "sink"
         .unwrap();
     let base = format!("http://{}", running.inbound_addr);
     let http = reqwest::Client::new();
-    let body = serde_json::json!({"dossier_code": "H01.01-0100", "fees": [{"code": "LEPHI", "amount": 30000}]});
+    // The one-stop system sends the dossier first: its snapshot's fees are what orders are
+    // checked against (`fee_check = "known"`, the default).
+    let order_for = |amount: i64| serde_json::json!({"dossier_code": "H01.01-0100", "fees": [{"code": "LEPHI", "amount": amount}]});
+    let before = http
+        .post(format!("{base}/payments/vnpay/orders"))
+        .bearer_auth(common::TOKEN)
+        .json(&order_for(30000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        before.status(),
+        409,
+        "no order before the dossier's fees are known"
+    );
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let snapshot = gateway::simulator::dossier_events(&mut rng, "H01.01", 100, 1)
+        .into_iter()
+        .find(|e| e.kind == "dossier.upserted")
+        .unwrap();
+    let mut payload = snapshot.payload.clone();
+    payload["fees"] = serde_json::json!([{"code": "LEPHI", "name": "Le phi", "amount_vnd": 30000}]);
+    payload["code"] = "H01.01-0100".into();
+    let posted = http
+        .post(format!("{base}/in/onestop"))
+        .bearer_auth(common::TOKEN)
+        .json(&serde_json::json!({"kind": "dossier.upserted", "key": "H01.01-0100", "version": payload["version"], "payload": payload}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202, "{}", posted.text().await.unwrap());
+    let cheap = http
+        .post(format!("{base}/payments/vnpay/orders"))
+        .bearer_auth(common::TOKEN)
+        .json(&order_for(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cheap.status(),
+        422,
+        "an order below the dossier's fee is refused"
+    );
+    let body = order_for(30000);
     let unauthorized = http
         .post(format!("{base}/payments/vnpay/orders"))
         .json(&body)

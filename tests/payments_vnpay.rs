@@ -13,8 +13,8 @@ use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::reconcile::{reconcile, MismatchKind, ReconcileMetrics};
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
 use gateway::payments::{
-    order_reference, BrokerSink, Fee, Grouping, OrderView, PaymentRequest, Payments, Settings,
-    SETTLED_KIND,
+    order_reference, BrokerSink, Fee, FeeCheck, Grouping, OrderView, PaymentRequest, Payments,
+    Settings, SETTLED_KIND,
 };
 use gw_broker::{Broker, QueueSpec};
 use gw_contract_tests::vnpay::{Txn, VnPayFaults, VnPaySandbox};
@@ -55,6 +55,8 @@ fn settings(grouping: Grouping, deadline: Duration) -> Settings {
     Settings {
         grouping,
         deadline,
+        // The provider protocol is under test; the fee check has its own test.
+        fee_check: FeeCheck::Off,
         ..Settings::default()
     }
 }
@@ -660,6 +662,8 @@ data_dir = "{data}"
 [payments]
 deadline = "1s"
 reconcile_interval = "0s"
+# The command is under test; the fee check has its own test.
+fee_check = "off"
 
 [payments.vnpay.vnpay]
 tmn_code = "{TMN}"
@@ -1024,4 +1028,107 @@ async fn hostile_order_requests_are_refused_and_store_nothing() {
     assert!(h.sandbox.txns().is_empty(), "no provider call was made");
     // The same request as JSON is created: the refusals above were about the input only.
     assert_eq!(h.request("H01.01-0103", &[("LEPHI", 1000)]).await.len(), 1);
+}
+
+/// `fee_check = "known"` (the shipped default): an order's fees must be the fees the
+/// dossier's newest snapshot states. Before, anyone with the order token could pre-create a
+/// 1,000 VND order for a 500,000 VND fee (and the real request then got 409).
+#[tokio::test]
+async fn orders_are_checked_against_the_dossiers_known_fees() {
+    use gw_store::payments::{KnownFee, KnownFees};
+    let dir = tempfile::tempdir().unwrap();
+    let store = gw_store::payments::open(dir.path().join("store.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let sandbox = VnPaySandbox::start(0, TMN, SECRET).await.unwrap();
+    let v = vnpay(&sandbox);
+    assert_eq!(Settings::default().fee_check, FeeCheck::Known);
+    let payments = Arc::new(Payments::new(store, Settings::default()).with_provider(v.clone()));
+    let (base, _server) = serve(payments.clone(), v).await;
+    let http = reqwest::Client::new();
+    let order = |fees: serde_json::Value| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/payments/vnpay/orders"))
+                .json(&serde_json::json!({"dossier_code": "H01.01-0200", "fees": fees}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (status, v)
+        }
+    };
+    let lephi = |amount: i64| serde_json::json!([{"code": "LEPHI", "amount": amount}]);
+    // No snapshot yet: 409, nothing stored.
+    let (st, v) = order(lephi(500_000)).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("fees_unknown"))
+    );
+    let note = |version: i64, fees: Vec<(&str, i64, bool)>| KnownFees {
+        dossier_code: "H01.01-0200".into(),
+        version,
+        fees: fees
+            .into_iter()
+            .map(|(code, amount, paid)| KnownFee {
+                code: code.into(),
+                amount,
+                paid,
+            })
+            .collect(),
+        updated_ms: 0,
+    };
+    payments
+        .store
+        .note_fees(note(
+            3,
+            vec![("LEPHI", 500_000, false), ("PHI", 20_000, true)],
+        ))
+        .await
+        .unwrap();
+    // The attack: a lower amount. A fee the dossier does not have, a paid one: refused.
+    let (st, v) = order(lephi(1_000)).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("fee_mismatch"))
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("fees[0].amount: 1000 VND, but dossier H01.01-0200 states 500000 VND"));
+    let (st, _) = order(serde_json::json!([{"code": "KHAC", "amount": 1_000}])).await;
+    assert_eq!(st, 422);
+    let (st, v) = order(serde_json::json!([{"code": "PHI", "amount": 20_000}])).await;
+    assert_eq!(st, 422);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already paid"));
+    assert!(
+        payments
+            .store
+            .orders_for_dossier("H01.01-0200")
+            .await
+            .unwrap()
+            .is_empty(),
+        "no refused request stored an order"
+    );
+    assert!(
+        sandbox.txns().is_empty(),
+        "no provider call for a refused request"
+    );
+    // The stated fee is accepted.
+    let (st, v) = order(lephi(500_000)).await;
+    assert_eq!(st, 200, "{v}");
+    // An older snapshot does not move the known fees back.
+    assert!(!payments
+        .store
+        .note_fees(note(2, vec![("LEPHI", 1_000, false)]))
+        .await
+        .unwrap());
+    let (st, _) = order(lephi(1_000)).await;
+    assert_eq!(st, 422);
 }

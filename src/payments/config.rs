@@ -65,6 +65,11 @@ pub struct PaymentsSection {
     /// Default 100 billion.
     #[serde(default = "d_max_amount")]
     pub max_order_amount: i64,
+    /// How an order's fees are checked: `known` (default: each fee must be one the
+    /// dossier's newest snapshot states, same amount, not paid; a dossier the gateway has no
+    /// snapshot of is refused with 409) or `off` (only the limits; check-config warns).
+    #[serde(default)]
+    pub fee_check: super::FeeCheck,
     /// Bearer token the one-stop system presents on `POST /payments/NAME/orders`. Required
     /// unless the inbound listener is loopback.
     #[serde(default)]
@@ -503,6 +508,7 @@ pub async fn build(
             source_name: s.source_name.clone(),
             max_fee_amount: s.max_fee_amount,
             max_order_amount: s.max_order_amount,
+            fee_check: s.fee_check,
         },
     );
     if let Some(hook) = evidence {

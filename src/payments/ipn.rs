@@ -4,7 +4,9 @@
 //!   [`PaymentRequest`](super::PaymentRequest); `200 {"orders": [OrderView…]}` with where the
 //!   citizen pays. Repeating the request answers the same orders (one order per fee).
 //!   `400` invalid request (the message names the field; limits in `crate::limits`), `401`
-//!   token, `415` not `application/json`, `404` unknown provider, `409` a fee's amount changed
+//!   token, `415` not `application/json`, `404` unknown provider, `409` no fees known for
+//!   the dossier (`fees_unknown`), `422` a fee not among the dossier's known fees, with another
+//!   amount or already paid (`fee_mismatch`), `409` a fee's amount changed
 //!   for an existing order, `503` provider or store unavailable (retry: the same order is
 //!   reused).
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
@@ -101,6 +103,14 @@ async fn create_orders(
         Err(e @ PaymentError::Invalid(_)) => {
             error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
         }
+        Err(e @ PaymentError::FeesUnknown(_)) => {
+            error(StatusCode::CONFLICT, "fees_unknown", e.to_string())
+        }
+        Err(e @ PaymentError::FeeMismatch(_)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fee_mismatch",
+            e.to_string(),
+        ),
         Err(e @ PaymentError::AmountChanged { .. }) => {
             error(StatusCode::CONFLICT, "amount_changed", e.to_string())
         }

@@ -383,10 +383,29 @@ pub enum PaymentError {
         stored: i64,
         requested: i64,
     },
+    /// `fee_check = "known"` and no dossier snapshot with fees reached the gateway yet.
+    #[error("no fees are known for dossier {0}: the one-stop system sends the dossier (with its fees) before asking for payment")]
+    FeesUnknown(String),
+    /// A requested fee is not among the dossier's known fees, has another amount, or is paid.
+    #[error("{0}")]
+    FeeMismatch(String),
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("store: {0}")]
     Store(#[from] gw_store::StoreError),
+}
+
+/// How an order request's fees are checked (`payments.fee_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeCheck {
+    /// Every requested fee must be one the dossier's newest snapshot states, with the same
+    /// amount and not paid; a dossier without a known snapshot is refused (409).
+    #[default]
+    Known,
+    /// No check against the dossier (only the limits). For a one-stop system that never
+    /// sends dossier snapshots through this gateway; `check-config` warns.
+    Off,
 }
 
 /// What a verified provider message says about an order.
@@ -436,6 +455,8 @@ pub struct Settings {
     pub max_fee_amount: i64,
     /// The largest amount (VND) one order may have (the sum of its fees, per dossier).
     pub max_order_amount: i64,
+    /// Whether requested fees must match the dossier's known fees.
+    pub fee_check: FeeCheck,
 }
 
 impl Default for Settings {
@@ -447,6 +468,7 @@ impl Default for Settings {
             source_name: DEFAULT_SOURCE_NAME.into(),
             max_fee_amount: DEFAULT_MAX_AMOUNT,
             max_order_amount: DEFAULT_MAX_AMOUNT,
+            fee_check: FeeCheck::Known,
         }
     }
 }
@@ -588,6 +610,62 @@ impl Payments {
         self.providers.values()
     }
 
+    /// Every requested fee must be one of the dossier's known fees (its newest snapshot),
+    /// with the same amount, and not marked paid there. Before this check anyone holding the
+    /// order token could pre-create a 1,000 VND order for a 500,000 VND fee.
+    async fn check_known_fees(&self, req: &PaymentRequest) -> Result<(), PaymentError> {
+        let known = self
+            .store
+            .known_fees(&req.dossier_code)
+            .await?
+            .ok_or_else(|| PaymentError::FeesUnknown(req.dossier_code.clone()))?;
+        for (i, f) in req.fees.iter().enumerate() {
+            let Some(k) = known.fees.iter().find(|k| k.code == f.code) else {
+                return Err(PaymentError::FeeMismatch(format!(
+                    "fees[{i}].code: {} is not a fee of dossier {} (snapshot version {})",
+                    f.code, req.dossier_code, known.version
+                )));
+            };
+            if k.amount != f.amount {
+                return Err(PaymentError::FeeMismatch(format!(
+                    "fees[{i}].amount: {} VND, but dossier {} states {} VND for {} (snapshot version {})",
+                    f.amount, req.dossier_code, k.amount, f.code, known.version
+                )));
+            }
+            if k.paid {
+                return Err(PaymentError::FeeMismatch(format!(
+                    "fees[{i}].code: {} of dossier {} is already paid (snapshot version {})",
+                    f.code, req.dossier_code, known.version
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep a dossier snapshot's fees as the dossier's known fees (when its version is newer
+    /// than the one kept). Called at the edge for every accepted snapshot event.
+    pub async fn note_snapshot(
+        &self,
+        dossier: &crate::model::Dossier,
+    ) -> Result<bool, gw_store::StoreError> {
+        self.store
+            .note_fees(gw_store::payments::KnownFees {
+                dossier_code: dossier.code.clone(),
+                version: dossier.version,
+                fees: dossier
+                    .fees
+                    .iter()
+                    .map(|f| gw_store::payments::KnownFee {
+                        code: f.code.clone(),
+                        amount: f.amount_vnd,
+                        paid: f.paid,
+                    })
+                    .collect(),
+                updated_ms: now_ms(),
+            })
+            .await
+    }
+
     /// Create (or find) the orders for a request and make sure each has a pay URL. A provider
     /// failure leaves the order stored without a URL: the retried request reuses it.
     pub async fn request(
@@ -641,6 +719,9 @@ impl Payments {
             return Err(PaymentError::Invalid(format!(
                 "the fees add up to more than the largest allowed order {max_order} (payments.max_order_amount)"
             )));
+        }
+        if self.settings.fee_check == FeeCheck::Known {
+            self.check_known_fees(req).await?;
         }
         let groups: Vec<(String, Vec<String>, i64)> = match self.settings.grouping {
             Grouping::PerFee => req

@@ -58,6 +58,9 @@ pub struct InboundState {
     pub metrics: Arc<Metrics>,
     /// `inbound.max_body_bytes`: the body is read only after the token was checked.
     pub max_body_bytes: usize,
+    /// The payment service, when `[payments]` is on: dossier snapshots accepted here keep
+    /// their fees as the dossier's known fees (orders are checked against them).
+    pub payments: Option<Arc<crate::payments::Payments>>,
 }
 
 /// A body accepted by [`parse_event`]: what the envelope is built from.
@@ -246,6 +249,23 @@ async fn accept_inner(
             format!("no route takes kind `{}` from source `{source}`", ev.kind),
         );
     }
+    if let Some(p) = &st.payments {
+        if let Some(d) = snapshot_of(&ev) {
+            if let Err(e) = p.note_snapshot(&d).await {
+                warn!(source, key = %ev.key, error = %e, "known fees not kept; refusing the event");
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_queued",
+                    "the dossier's fees could not be kept; retry later",
+                );
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                return r;
+            }
+        }
+    }
     let mut env = Envelope::new(ev.kind, ev.key, source, ev.payload);
     env.version = ev.version;
     // The `accept` span continues the sender's trace when it sent one (its span is the
@@ -368,6 +388,16 @@ fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, Stri
             payload: serde_json::to_value(&inb.dossier).map_err(|e| e.to_string())?,
         }),
     }
+}
+
+/// The dossier a versioned snapshot event carries (`dossier.upserted` / `dossier.status`
+/// with a dossier payload), for its fees; `None` for anything else.
+fn snapshot_of(ev: &InboundEvent) -> Option<crate::model::Dossier> {
+    if ev.version.is_none() || !matches!(ev.kind.as_str(), "dossier.upserted" | "dossier.status") {
+        return None;
+    }
+    let d = crate::model::Dossier::deserialize(&ev.payload).ok()?;
+    (d.code == ev.key).then_some(d)
 }
 
 /// 415 unless the request says its body is JSON (`application/json`, parameters allowed).

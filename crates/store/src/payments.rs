@@ -16,6 +16,9 @@
 //! 4. Notices leave the outbox only by [`PaymentStore::mark_notice_published`]; until then
 //!    [`PaymentStore::unpublished_notices`] returns them (oldest first), so a crash between
 //!    publishing and marking re-publishes (at least once; consumers dedupe on the reference).
+//! 5. **Known fees only move forward.** [`PaymentStore::note_fees`] keeps, per dossier, the
+//!    fees of the newest snapshot version the one-stop system sent; an older or equal version
+//!    changes nothing. Orders are checked against them (`gateway::payments`).
 //!
 //! Schema (version 5; its statements are `IF NOT EXISTS`, so a file taken back to an older
 //! version for a migration test re-runs it harmlessly):
@@ -26,6 +29,8 @@
 //! payment_transitions  (reference, seq) PK, from_state, to_state, source, provider_txn,
 //!                      detail, at_ms
 //! payment_outbox       id PK, reference, body (JSON), created_ms, published_ms
+//! payment_known_fees   dossier_code PK, version, fees (JSON [{code, amount, paid}]),
+//!                      updated_ms                                     (version 7)
 //! ```
 
 use async_trait::async_trait;
@@ -211,6 +216,31 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Up to `limit` unpublished notices, oldest first.
     async fn unpublished_notices(&self, limit: u32) -> Result<Vec<Notice>>;
     async fn mark_notice_published(&self, id: &str, at_ms: i64) -> Result<()>;
+    /// Keep `fees` as the dossier's known fees when `version` is newer than the one kept;
+    /// `true` when they were kept (invariant 5).
+    async fn note_fees(&self, fees: KnownFees) -> Result<bool>;
+    /// The dossier's known fees, if the one-stop system sent any.
+    async fn known_fees(&self, dossier_code: &str) -> Result<Option<KnownFees>>;
+}
+
+/// One fee as the one-stop system's dossier snapshot states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownFee {
+    pub code: String,
+    /// VND.
+    pub amount: i64,
+    /// The snapshot says it is paid already.
+    #[serde(default)]
+    pub paid: bool,
+}
+
+/// A dossier's fees at one snapshot version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownFees {
+    pub dossier_code: String,
+    pub version: i64,
+    pub fees: Vec<KnownFee>,
+    pub updated_ms: i64,
 }
 
 /// Open the payment store at a store URL (the same URL [`crate::open`] takes; runs migrations).
@@ -266,6 +296,34 @@ CREATE TABLE IF NOT EXISTS payment_outbox (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS payment_outbox_pending ON payment_outbox (published_ms, created_ms);
 ";
+
+/// Version 7: the fees each dossier's newest snapshot states (invariant 5).
+pub(crate) const SQLITE_V7: &str = "
+CREATE TABLE IF NOT EXISTS payment_known_fees (
+    dossier_code TEXT PRIMARY KEY,
+    version      INTEGER NOT NULL,
+    fees         TEXT NOT NULL,
+    updated_ms   INTEGER NOT NULL
+) STRICT;
+";
+
+pub(crate) const PG_V7: &str = "
+CREATE TABLE IF NOT EXISTS payment_known_fees (
+    dossier_code TEXT PRIMARY KEY,
+    version      BIGINT NOT NULL,
+    fees         TEXT NOT NULL,
+    updated_ms   BIGINT NOT NULL
+);
+";
+
+fn fees_json(f: &[KnownFee]) -> String {
+    serde_json::to_string(f).expect("fees serialise")
+}
+
+fn fees_from(dossier_code: &str, json: &str) -> Result<Vec<KnownFee>> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Malformed(format!("known fees of {dossier_code}: {e}")))
+}
 
 pub(crate) const PG_V5: &str = "
 CREATE TABLE IF NOT EXISTS payment_orders (
@@ -675,6 +733,48 @@ mod sqlite_impl {
             })
             .await
         }
+
+        async fn note_fees(&self, k: KnownFees) -> Result<bool> {
+            let json = fees_json(&k.fees);
+            self.call(move |conn| {
+                let n = conn.execute(
+                    "INSERT INTO payment_known_fees (dossier_code, version, fees, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (dossier_code) DO UPDATE
+                       SET version = excluded.version, fees = excluded.fees,
+                           updated_ms = excluded.updated_ms
+                       WHERE excluded.version > payment_known_fees.version",
+                    params![k.dossier_code, k.version, json, k.updated_ms],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+        }
+
+        async fn known_fees(&self, dossier_code: &str) -> Result<Option<KnownFees>> {
+            let code = dossier_code.to_owned();
+            let row: Option<(i64, String, i64)> = self
+                .call(move |conn| {
+                    Ok(conn
+                        .query_row(
+                            "SELECT version, fees, updated_ms FROM payment_known_fees
+                             WHERE dossier_code = ?1",
+                            [code],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?)
+                })
+                .await?;
+            row.map(|(version, json, updated_ms)| {
+                Ok(KnownFees {
+                    dossier_code: dossier_code.to_owned(),
+                    version,
+                    fees: fees_from(dossier_code, &json)?,
+                    updated_ms,
+                })
+            })
+            .transpose()
+        }
     }
 }
 
@@ -944,6 +1044,50 @@ mod pg_impl {
                 .map_err(query)?;
             Ok(())
         }
+
+        async fn note_fees(&self, k: KnownFees) -> Result<bool> {
+            let client = self.client().await?;
+            let n = client
+                .execute(
+                    "INSERT INTO payment_known_fees (dossier_code, version, fees, updated_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (dossier_code) DO UPDATE
+                       SET version = excluded.version, fees = excluded.fees,
+                           updated_ms = excluded.updated_ms
+                       WHERE excluded.version > payment_known_fees.version",
+                    &[
+                        &k.dossier_code,
+                        &k.version,
+                        &fees_json(&k.fees),
+                        &k.updated_ms,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+            Ok(n == 1)
+        }
+
+        async fn known_fees(&self, dossier_code: &str) -> Result<Option<KnownFees>> {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT version, fees, updated_ms FROM payment_known_fees
+                     WHERE dossier_code = $1",
+                    &[&dossier_code],
+                )
+                .await
+                .map_err(query)?;
+            row.map(|r| {
+                let json: String = r.get(1);
+                Ok(KnownFees {
+                    dossier_code: dossier_code.to_owned(),
+                    version: r.get(0),
+                    fees: fees_from(dossier_code, &json)?,
+                    updated_ms: r.get(2),
+                })
+            })
+            .transpose()
+        }
     }
 }
 
@@ -984,6 +1128,7 @@ pub mod suite {
 
     /// Invariants 1-4.
     pub async fn all(s: &dyn PaymentStore) {
+        known_fees(s).await;
         // 1. One order per reference.
         let first = s.create_order(order("R1", "D1", 100)).await.unwrap();
         assert!(matches!(first, Created::New(_)));
@@ -1090,5 +1235,40 @@ pub mod suite {
         s.mark_notice_published(&notices[0].id, 700).await.unwrap();
         s.mark_notice_published(&notices[0].id, 800).await.unwrap();
         assert!(s.unpublished_notices(10).await.unwrap().is_empty());
+    }
+
+    /// Invariant 5: the newest snapshot's fees are kept; an older or equal one changes nothing.
+    async fn known_fees(s: &dyn PaymentStore) {
+        let fee = |code: &str, amount: i64, paid: bool| KnownFee {
+            code: code.into(),
+            amount,
+            paid,
+        };
+        let at = |version: i64, fees: Vec<KnownFee>| KnownFees {
+            dossier_code: "KF-1".into(),
+            version,
+            fees,
+            updated_ms: version * 10,
+        };
+        assert_eq!(s.known_fees("KF-1").await.unwrap(), None);
+        assert!(s
+            .note_fees(at(2, vec![fee("LEPHI", 500_000, false)]))
+            .await
+            .unwrap());
+        assert!(!s
+            .note_fees(at(1, vec![fee("LEPHI", 1, false)]))
+            .await
+            .unwrap());
+        assert!(!s
+            .note_fees(at(2, vec![fee("LEPHI", 2, false)]))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.known_fees("KF-1").await.unwrap(),
+            Some(at(2, vec![fee("LEPHI", 500_000, false)]))
+        );
+        let newer = vec![fee("LEPHI", 500_000, true), fee("PHI", 30_000, false)];
+        assert!(s.note_fees(at(3, newer.clone())).await.unwrap());
+        assert_eq!(s.known_fees("KF-1").await.unwrap(), Some(at(3, newer)));
     }
 }

@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::PG_V4),
     (5, crate::payments::PG_V5),
+    (7, crate::payments::PG_V7),
 ];
 
 const SCHEMA_V1: &str = "

@@ -71,6 +71,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::SQLITE_V4),
     (5, crate::payments::SQLITE_V5),
+    (7, crate::payments::SQLITE_V7),
 ];
 
 const SCHEMA_V1: &str = "
