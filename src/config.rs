@@ -1683,10 +1683,11 @@ pub struct SigningSection {
     /// Verification: the peers' certificates, pinned, by key id.
     #[serde(default)]
     pub trusted_keys: Vec<KeyCertificate>,
-    /// `http-signature` verification: oldest accepted `created`. Default 5m.
+    /// Verification window: oldest accepted signing time (`http-signature` `created`,
+    /// `jws-detached` `iat`). Default 5m.
     #[serde(default)]
     pub max_age: Option<Dur>,
-    /// `http-signature` verification: furthest accepted `created` ahead (clock skew). Default 1m.
+    /// Verification window: furthest accepted signing time ahead (clock skew). Default 1m.
     #[serde(default)]
     pub max_skew: Option<Dur>,
 }
@@ -1842,19 +1843,22 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
                 "set trust_anchors, or remove crls",
             );
         }
-        if scheme != "http-signature" {
-            for (k, set) in [
-                ("max_age", s.max_age.is_some()),
-                ("max_skew", s.max_skew.is_some()),
-                ("cover_headers", s.cover_headers.is_some()),
-            ] {
-                if set {
-                    p(
-                        format!("{at}.{k}"),
-                        format!("only http-signature uses it, this profile is {scheme}"),
-                        "remove it",
-                    );
-                }
+        let windowed = scheme == "http-signature" || scheme == "jws-detached";
+        for (k, set, used) in [
+            ("max_age", s.max_age.is_some(), windowed),
+            ("max_skew", s.max_skew.is_some(), windowed),
+            (
+                "cover_headers",
+                s.cover_headers.is_some(),
+                scheme == "http-signature",
+            ),
+        ] {
+            if set && !used {
+                p(
+                    format!("{at}.{k}"),
+                    format!("this profile is {scheme}, which does not use it"),
+                    "remove it",
+                );
             }
         }
         if s.header.is_some() && scheme != "jws-detached" {

@@ -203,6 +203,13 @@ fn sign_inner(a: &SignArgs) -> Result<(), Failure> {
             ..JwsOptions::default()
         };
         let token = if a.detached {
+            // A source verifying detached JWS wants the signing time (`iat`) in the header.
+            let mut opts = opts.clone();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            opts.extra.insert("iat".into(), now.into());
             jws::sign_detached(&doc, &key, &opts)
         } else {
             jws::sign_compact(&doc, &key, &opts)

@@ -448,6 +448,77 @@ impl Inbound {
     }
 }
 
+/// Replay protection outlives the process: a signed request accepted before a restart is
+/// refused after it (the seen signatures are in the store, not only in memory), for both
+/// inbound schemes; a fresh signature over the same body passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_restart_is_refused() {
+    std::env::set_var("GW_TEST_P12_PASSWORD", "example");
+    let sink = Sink::start(0, Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One address for both runs: HTTP signatures cover @target-uri (host and port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = gateway_config(dir.path(), &sink.url()).replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")));
+    let loaded = load(&text);
+    let start = || async {
+        let running = gateway::app::start(&loaded, CancellationToken::new())
+            .await
+            .expect("gateway starts");
+        let inb = Inbound {
+            client: reqwest::Client::new(),
+            addr: running.inbound_addr,
+        };
+        (running, inb)
+    };
+    let agency_ec = key("sign-ec", "agency-ec");
+    let agency_rsa = key("sign-rsa", "agency-rsa");
+    let (running, inb) = start().await;
+    let sig_body = Inbound::event("RESTART-SIG");
+    let sig_headers = inb.http_signed("agency-sig", &agency_ec, &sig_body, SignParams::default());
+    assert_eq!(inb.post("agency-sig", &sig_headers, &sig_body).await.0, 202);
+    let jws_body = Inbound::event("RESTART-JWS");
+    let token =
+        jws::sign_detached(&jws_body, &agency_rsa, &now_iat(jws::JwsOptions::default())).unwrap();
+    let jws_headers = vec![("x-jws-signature".to_string(), token)];
+    assert_eq!(inb.post("agency-jws", &jws_headers, &jws_body).await.0, 202);
+    running.shutdown().await;
+
+    let (running, inb) = start().await;
+    assert_eq!(
+        inb.post("agency-sig", &sig_headers, &sig_body).await,
+        (401, "replayed_signature".into())
+    );
+    assert_eq!(
+        inb.post("agency-jws", &jws_headers, &jws_body).await,
+        (401, "replayed_signature".into())
+    );
+    // RS256 is deterministic: a new signing time makes a new signature.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let token =
+        jws::sign_detached(&jws_body, &agency_rsa, &now_iat(jws::JwsOptions::default())).unwrap();
+    assert_eq!(
+        inb.post(
+            "agency-jws",
+            &[("x-jws-signature".to_string(), token)],
+            &jws_body
+        )
+        .await
+        .0,
+        202,
+        "a fresh signature over the same body passes"
+    );
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_verify_signatures_before_anything_is_queued() {
     std::env::set_var("GW_TEST_P12_PASSWORD", "example");
@@ -523,13 +594,32 @@ async fn sources_verify_signatures_before_anything_is_queued() {
     );
 
     // Detached JWS in x-jws-signature.
-    let opts = jws::JwsOptions::default();
+    let opts = now_iat(jws::JwsOptions::default());
     let good_jws = Inbound::event("JWS-GOOD");
     let token = jws::sign_detached(&good_jws, &agency_rsa, &opts).unwrap();
     let hdr = |t: &str| vec![("x-jws-signature".to_string(), t.to_string())];
     assert_eq!(
         inb.post("agency-jws", &hdr(&token), &good_jws).await,
         (202, String::new())
+    );
+    // The same signed request again: a replay (before, it was accepted and delivered twice).
+    assert_eq!(
+        inb.post("agency-jws", &hdr(&token), &good_jws).await,
+        (401, "replayed_signature".into())
+    );
+    // A detached JWS without a signing time, or signed an hour ago: stale.
+    let body = Inbound::event("JWS-NO-IAT");
+    let token = jws::sign_detached(&body, &agency_rsa, &jws::JwsOptions::default()).unwrap();
+    assert_eq!(
+        inb.post("agency-jws", &hdr(&token), &body).await,
+        (401, "stale_signature".into())
+    );
+    let mut old = jws::JwsOptions::default();
+    old.extra.insert("iat".into(), (unix_now() - 3600).into());
+    let token = jws::sign_detached(&body, &agency_rsa, &old).unwrap();
+    assert_eq!(
+        inb.post("agency-jws", &hdr(&token), &body).await,
+        (401, "stale_signature".into())
     );
     let body = Inbound::event("JWS-TAMPERED");
     let token = jws::sign_detached(&body, &agency_rsa, &opts).unwrap();
@@ -601,7 +691,7 @@ max_age = "5m"
         "t.toml:signing.missing.algorithm: `HS256` is not an algorithm of scheme jws-compact",
         "t.toml:signing.missing.key: file ",
         "t.toml:signing.missing.crls: CRLs without trust_anchors are never consulted",
-        "t.toml:signing.missing.max_age: only http-signature uses it",
+        "t.toml:signing.missing.max_age: this profile is jws-compact, which does not use it",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -1053,11 +1143,11 @@ crls = ["certs-example/intermediate-ca.crl.pem", "certs-example/root-ca.crl.pem"
     );
     let profiles = Profiles::load(&loaded).unwrap();
     let body = b"{\"kind\":\"k\"}";
-    let opts = jws::JwsOptions::default();
-    let x5c = jws::JwsOptions {
+    let opts = now_iat(jws::JwsOptions::default());
+    let x5c = now_iat(jws::JwsOptions {
         key_hint: jws::KeyHint::X5c,
         ..Default::default()
-    };
+    });
     let hdr = |name: &str, t: String| vec![(name.to_string(), t)];
 
     let rotated = profiles.for_source(&source("rotated")).unwrap().unwrap();
@@ -1159,7 +1249,7 @@ mode = "metadata"
     let token = jws::sign_detached(
         &body,
         &key("sign-rsa", "agency-rsa"),
-        &jws::JwsOptions::default(),
+        &now_iat(jws::JwsOptions::default()),
     )
     .unwrap();
     let jws_value = token.clone();
@@ -1167,10 +1257,10 @@ mode = "metadata"
     assert_eq!(inb.post("agency-jws", &hdr, &body).await.0, 202);
     // Detached JWS carrying its certificate chain.
     let body = Inbound::event("EV-X5C");
-    let x5c = jws::JwsOptions {
+    let x5c = now_iat(jws::JwsOptions {
         key_hint: jws::KeyHint::X5c,
         ..Default::default()
-    };
+    });
     let token = jws::sign_detached(&body, &key("sign-ec", "any"), &x5c).unwrap();
     let x5c_value = token.clone();
     assert_eq!(
@@ -1183,7 +1273,7 @@ mode = "metadata"
     let token = jws::sign_detached(
         &Inbound::event("EV-OTHER"),
         &key("sign-rsa", "agency-rsa"),
-        &jws::JwsOptions::default(),
+        &now_iat(jws::JwsOptions::default()),
     )
     .unwrap();
     let hdr = vec![("x-jws-signature".to_string(), token)];
@@ -1236,4 +1326,17 @@ mode = "metadata"
         inbound("EV-BAD").await.is_empty(),
         "a refused request has no record"
     );
+}
+
+/// A detached JWS as a sender makes it: the signing time (`iat`) in the protected header.
+fn now_iat(mut o: jws::JwsOptions) -> jws::JwsOptions {
+    o.extra.insert("iat".into(), unix_now().into());
+    o
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

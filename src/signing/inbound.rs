@@ -3,9 +3,12 @@
 //! Every refusal carries one stable code ([`codes`]), answered with 401:
 //! - `bad_signature`: no signature, a malformed one, one that does not verify over these bytes
 //!   (changed body, changed covered header), a wrong algorithm for the key;
-//! - `stale_signature`: `created` older than `max_age`, further ahead than `max_skew`, or past
-//!   `expires` (HTTP signatures);
-//! - `replayed_signature`: a nonce this key used before, within the window;
+//! - `stale_signature`: `created` (HTTP signatures) or the protected header's `iat` (detached
+//!   JWS) older than `max_age`, further ahead than `max_skew`, or past `expires`; a detached
+//!   JWS without `iat`;
+//! - `replayed_signature`: a nonce this key used before (HTTP signatures) or the same JWS,
+//!   within the window: checked in this process's memory here, then in the store
+//!   ([`Verified::replay`], by the caller) so a restart or another instance does not forget.
 //! - `untrusted_signer`: a key id nobody configured, or a signer certificate that does not
 //!   chain to `trust_anchors` (expired, revoked, unknown issuer).
 //!
@@ -59,6 +62,27 @@ pub struct Verified {
     pub signer: Option<X509>,
     /// What the evidence log records of the signer: see [`signer_fingerprint`].
     pub fingerprint: Option<String>,
+    /// What the store must remember to refuse this signature a second time (the caller does:
+    /// verification runs off the reactor and the store is async).
+    pub replay: ReplayId,
+}
+
+/// One accepted signature, as the shared replay store keys it (`gw_store::replay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayId {
+    /// The signing profile.
+    pub scope: String,
+    /// `nonce:KEY:NONCE` (HTTP signatures) or `sha256:HEX` of the compact JWS.
+    pub id: String,
+    /// Unix milliseconds until which a second use is a replay: the end of the freshness window.
+    pub until_ms: i64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// How the evidence log names who signed: the SHA-256 (lowercase hex) of the DER of the
@@ -165,7 +189,13 @@ impl InboundVerifier {
                     .map_err(|e| reject(httpsig_code(&e), e))?;
                 let key = m.verifiers.iter().find(|k| k.id == v.key_id);
                 self.check_chain(key)?;
+                let until = v.created + m.max_age.as_secs() + m.max_skew.as_secs();
                 Ok(Verified {
+                    replay: ReplayId {
+                        scope: m.profile.clone(),
+                        id: format!("nonce:{}:{}", v.key_id, v.nonce),
+                        until_ms: (until as i64).saturating_mul(1000),
+                    },
                     key_id: Some(v.key_id),
                     signer: key.and_then(|k| k.cert.clone()),
                     fingerprint: signer_fingerprint(None, key),
@@ -215,11 +245,59 @@ impl InboundVerifier {
             .signer
             .clone()
             .or_else(|| key.and_then(|k| k.cert.clone()));
+        let iat = self.fresh_iat(&v.header, unix_now())?;
+        let until = iat + m.max_age.as_secs() + m.max_skew.as_secs();
         Ok(Verified {
+            replay: ReplayId {
+                scope: m.profile.clone(),
+                id: format!(
+                    "sha256:{}",
+                    crate::evidence::sha256_hex(token.trim().as_bytes())
+                ),
+                until_ms: (until as i64).saturating_mul(1000),
+            },
             fingerprint: signer_fingerprint(v.signer.as_ref(), key),
             key_id: v.key_id,
             signer,
         })
+    }
+
+    /// A detached JWS carries its signing time in the protected header (`iat`, Unix seconds,
+    /// covered by the signature): no older than `max_age`, no further ahead than `max_skew`.
+    /// Without it a captured request could be replayed forever.
+    fn fresh_iat(
+        &self,
+        header: &serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) -> Result<u64, Rejection> {
+        let m = &self.material;
+        let iat = header.get("iat").and_then(|v| v.as_u64()).ok_or_else(|| {
+            reject(
+                codes::STALE_SIGNATURE,
+                "the JWS protected header has no `iat` (signing time, Unix seconds)",
+            )
+        })?;
+        if iat + m.max_age.as_secs() < now {
+            return Err(reject(
+                codes::STALE_SIGNATURE,
+                format!(
+                    "signed {}s ago, more than max_age {}s",
+                    now - iat,
+                    m.max_age.as_secs()
+                ),
+            ));
+        }
+        if iat > now + m.max_skew.as_secs() {
+            return Err(reject(
+                codes::STALE_SIGNATURE,
+                format!(
+                    "signed {}s in the future, more than max_skew {}s",
+                    iat - now,
+                    m.max_skew.as_secs()
+                ),
+            ));
+        }
+        Ok(iat)
     }
 
     /// With anchors configured, a key found by id must still chain to them now.

@@ -32,11 +32,12 @@
 //! | `http-signature` | RFC 9421 `Signature-Input`/`Signature` + RFC 9530 `Content-Digest` | yes |
 //! | `none` | unchanged | — |
 //!
-//! Replay protection of inbound HTTP signatures uses gw-crypto's in-memory nonce store, one per
-//! profile: it is per process and forgotten on restart (a replay within `max_age` of a restart,
-//! or to another instance, is not detected). A durable, shared store behind
-//! `gw_crypto::httpsig::NonceStore` is follow-up work. Detached JWS carries no nonce or time:
-//! it proves origin and integrity, not freshness.
+//! Replay protection of inbound signatures: freshness first (`created` of an HTTP signature,
+//! `iat` in a detached JWS's protected header, within `max_age` / `max_skew`; a detached JWS
+//! without `iat` is stale), then the signature's identity (`nonce:KEY:NONCE`, or the SHA-256
+//! of the compact JWS) is checked against this process's memory and remembered in the store
+//! until its window ends (`gw_store::replay`): a replay is refused after a restart and on
+//! another instance sharing the store. Outgoing detached JWS carry `iat`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ pub(crate) async fn run_cpu<T: Send + 'static>(
 }
 
 pub use inbound::{
-    codes, signer_fingerprint, InboundRequest, InboundVerifier, Rejection, Verified,
+    codes, signer_fingerprint, InboundRequest, InboundVerifier, Rejection, ReplayId, Verified,
 };
 pub use material::{describe_certificate, CertificateInfo, KeyMaterial, Scheme};
 pub use outbound::SchemeProfile;

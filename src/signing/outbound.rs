@@ -159,7 +159,11 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
             set_header(&mut req.headers, "content-type", "application/jose".into());
         }
         How::JwsDetached { opts, header } => {
-            let token = jws::sign_detached(&req.body, key, opts).map_err(|e| e.to_string())?;
+            // The signing time, covered by the signature: receivers (this gateway's
+            // `verify` among them) refuse a detached JWS that is stale or seen before.
+            let mut opts = opts.clone();
+            opts.extra.insert("iat".into(), unix_now().into());
+            let token = jws::sign_detached(&req.body, key, &opts).map_err(|e| e.to_string())?;
             set_header(&mut req.headers, header, token);
         }
         How::XmlDsig(opts) => {
@@ -200,4 +204,11 @@ impl SigningProfile for SchemeProfile {
         let this = self.clone();
         super::run_cpu(move || this.sign_now(req)).await?
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -222,11 +222,13 @@ async fn accept_inner(
         }
     };
     let mut signature = crate::evidence::inbound::InboundSignature::default();
+    let mut replay = None;
     if let Some(v) = &src.verify {
         match verify_signature(v, method, uri, headers, &body).await {
             Ok(verified) => {
                 signature.headers = v.signature_headers();
                 signature.fingerprint = verified.fingerprint;
+                replay = Some(verified.replay);
             }
             Err(resp) => return resp,
         }
@@ -249,10 +251,26 @@ async fn accept_inner(
             format!("no route takes kind `{}` from source `{source}`", ev.kind),
         );
     }
+    // The signature is remembered in the store just before the publish (after every other
+    // check), so a replay is refused on any instance and after a restart; a publish that
+    // fails releases it, so the sender's retry with the same signature passes.
+    if let Some(r) = &replay {
+        if let Err(resp) = remember(&st.engine, r).await {
+            return resp;
+        }
+    }
+    let release = || async {
+        if let Some(r) = &replay {
+            if let Err(e) = st.engine.store.release_signature(&r.scope, &r.id).await {
+                warn!(source, error = %e, "signature not released; the sender must re-sign its retry");
+            }
+        }
+    };
     if let Some(p) = &st.payments {
         if let Some(d) = snapshot_of(&ev) {
             if let Err(e) = p.note_snapshot(&d).await {
                 warn!(source, key = %ev.key, error = %e, "known fees not kept; refusing the event");
+                release().await;
                 let mut r = error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not_queued",
@@ -302,6 +320,7 @@ async fn accept_inner(
             }
             Err(e) => {
                 warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");
+                release().await;
                 let mut r = error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not_queued",
@@ -387,6 +406,61 @@ fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, Stri
             version: Some(inb.version),
             payload: serde_json::to_value(&inb.dossier).map_err(|e| e.to_string())?,
         }),
+    }
+}
+
+/// Remember an accepted signature in the store: 401 `replayed_signature` when it was seen
+/// within its window (here or on another instance), 503 when the store cannot tell. Expired
+/// entries are swept at most once a minute per process.
+async fn remember(engine: &Engine, r: &crate::signing::ReplayId) -> Result<(), Response> {
+    static LAST_SWEEP_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = crate::envelope::now_ms();
+    let last = LAST_SWEEP_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if now - last > 60_000
+        && LAST_SWEEP_MS
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        if let Err(e) = engine.store.forget_signatures(now).await {
+            warn!(error = %e, "expired signatures not swept");
+        }
+    }
+    match engine
+        .store
+        .remember_signature(&r.scope, &r.id, r.until_ms, now)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            warn!(
+                profile = %r.scope,
+                code = crate::signing::codes::REPLAYED_SIGNATURE,
+                "inbound signature refused: seen before"
+            );
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                crate::signing::codes::REPLAYED_SIGNATURE,
+                "this signature was already used; sign each request anew",
+            ))
+        }
+        Err(e) => {
+            warn!(profile = %r.scope, error = %e, "replay store unavailable; refusing the request");
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::signing::codes::VERIFICATION_UNAVAILABLE,
+                "the signature could not be checked against replays; retry later",
+            );
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            Err(resp)
+        }
     }
 }
 

@@ -44,6 +44,7 @@ mod evidence_sql;
 pub mod evidence_suite;
 pub mod payments;
 pub mod postgres;
+pub mod replay;
 pub mod sqlite;
 
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
@@ -306,6 +307,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers now (for `/readyz`).
     async fn ready(&self) -> bool;
+
+    /// Remember an accepted signature until `expires_ms`: `true` when it was not already
+    /// remembered (or its entry had expired by `now_ms`), `false` for a replay. Atomic across
+    /// instances ([`replay`]).
+    async fn remember_signature(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Forget one remembered signature (its request was not accepted after all, so the
+    /// sender's retry with the same signature must pass).
+    async fn release_signature(&self, scope: &str, id: &str) -> Result<()>;
+    /// Remove remembered signatures that expired before `now_ms`; how many.
+    async fn forget_signatures(&self, now_ms: i64) -> Result<u64>;
 
     /// Every evidence chain's head and anchor, by chain name.
     async fn evidence_heads(&self) -> Result<Vec<ChainHead>>;

@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::evidence_sql::PG_V4),
     (5, crate::payments::PG_V5),
     (7, crate::payments::PG_V7),
+    (8, crate::replay::PG_V8),
 ];
 
 const SCHEMA_V1: &str = "
@@ -911,6 +912,47 @@ impl Store for PgStore {
             client.simple_query("SELECT 1").await.map_err(query)
         };
         matches!(tokio::time::timeout(READY_TIMEOUT, probe).await, Ok(Ok(_)))
+    }
+
+    async fn remember_signature(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                crate::replay::REMEMBER_PG,
+                &[&scope, &id, &expires_ms, &now_ms],
+            )
+            .await
+            .map_err(query)?;
+        Ok(n == 1)
+    }
+
+    async fn release_signature(&self, scope: &str, id: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM seen_signatures WHERE scope = $1 AND id = $2",
+                &[&scope, &id],
+            )
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    async fn forget_signatures(&self, now_ms: i64) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM seen_signatures WHERE expires_ms < $1",
+                &[&now_ms],
+            )
+            .await
+            .map_err(query)
     }
 
     async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {

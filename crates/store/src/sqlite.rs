@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::evidence_sql::SQLITE_V4),
     (5, crate::payments::SQLITE_V5),
     (7, crate::payments::SQLITE_V7),
+    (8, crate::replay::SQLITE_V8),
 ];
 
 const SCHEMA_V1: &str = "
@@ -714,6 +715,46 @@ impl Store for SqliteStore {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok()
+    }
+
+    async fn remember_signature(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let (scope, id) = (scope.to_owned(), id.to_owned());
+        self.call(move |conn| {
+            let n = conn.execute(
+                crate::replay::REMEMBER_SQLITE,
+                rusqlite::params![scope, id, expires_ms, now_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_signature(&self, scope: &str, id: &str) -> Result<()> {
+        let (scope, id) = (scope.to_owned(), id.to_owned());
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM seen_signatures WHERE scope = ?1 AND id = ?2",
+                [scope, id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget_signatures(&self, now_ms: i64) -> Result<u64> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM seen_signatures WHERE expires_ms < ?1",
+                [now_ms],
+            )? as u64)
+        })
+        .await
     }
 
     async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {

@@ -50,6 +50,7 @@ macro_rules! store_suite {
             accepted_duplicates_in_a_batch_resolve_to_the_max,
             batch_with_outcomes_and_accepted_versions_is_atomic,
             versions_reads_both_per_route_and_destination,
+            signatures_are_remembered_once_until_they_expire,
         );
         $crate::store_suite!(@evidence $run:
             evidence_records_chain_and_are_written_once,
@@ -1112,4 +1113,59 @@ pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) 
             );
         }
     }
+}
+
+/// A signature is remembered once: of ten concurrent tries one wins; a live entry refuses the
+/// same id (another scope may hold it too); an expired one is revived, and forgotten by
+/// `forget_signatures`.
+pub async fn signatures_are_remembered_once_until_they_expire(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.remember_signature("agency", "sha256:aa", 10_000, 1_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one of ten concurrent requests is accepted");
+    assert!(!store
+        .remember_signature("agency", "sha256:aa", 20_000, 9_999)
+        .await
+        .unwrap());
+    assert!(store
+        .remember_signature("other", "sha256:aa", 10_000, 1_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .remember_signature("agency", "sha256:aa", 30_000, 10_001)
+            .await
+            .unwrap(),
+        "an expired entry no longer refuses"
+    );
+    store
+        .remember_signature("agency", "sha256:bb", 5_000, 1_000)
+        .await
+        .unwrap();
+    store
+        .release_signature("agency", "sha256:bb")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .remember_signature("agency", "sha256:bb", 5_000, 1_000)
+            .await
+            .unwrap(),
+        "a released signature passes again (the sender's retry after a 503)"
+    );
+    assert_eq!(store.forget_signatures(20_000).await.unwrap(), 2);
+    assert!(!store
+        .remember_signature("agency", "sha256:aa", 40_000, 20_000)
+        .await
+        .unwrap());
 }
