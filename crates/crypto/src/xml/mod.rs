@@ -5,7 +5,8 @@
 //!   declarations, no external entities (XXE) and no entity expansion bombs ("billion laughs").
 //!   Entity references other than the five predefined ones and character references are refused
 //!   with [`XmlError::UndefinedEntity`].
-//! - Size, nesting depth, node count and attribute count are capped by [`ParseLimits`].
+//! - Size, nesting depth, node count, attribute count, namespaces in scope and namespace
+//!   declarations are capped by [`ParseLimits`].
 //! - Input is UTF-8 (a declaration naming another encoding is refused).
 //! - Namespace well-formed: every prefix used by an element or attribute is declared, attributes are
 //!   unique; the tree keeps each element's own namespace declarations so canonicalization can decide
@@ -41,14 +42,23 @@ pub struct ParseLimits {
     pub max_nodes: usize,
     /// Maximum number of attributes (including namespace declarations) on one element.
     pub max_attributes: usize,
+    /// Maximum number of namespace prefixes in scope at any element. Each element that
+    /// declares a namespace copies its parent's scope: without this cap, deep elements each
+    /// declaring many prefixes cost time quadratic in the document.
+    pub max_namespaces_in_scope: usize,
+    /// Maximum number of namespace declarations in the whole document.
+    pub max_namespace_declarations: usize,
 }
 
-/// Default caps: 16 MiB, depth 128, one million nodes, 256 attributes per element.
+/// Default caps: 16 MiB, depth 128, one million nodes, 256 attributes per element, 64
+/// namespaces in scope, 4,096 namespace declarations (a signed SOAP message uses about ten).
 pub const DEFAULT_LIMITS: ParseLimits = ParseLimits {
     max_bytes: 16 * 1024 * 1024,
     max_depth: 128,
     max_nodes: 1_000_000,
     max_attributes: 256,
+    max_namespaces_in_scope: 64,
+    max_namespace_declarations: 4_096,
 };
 
 impl Default for ParseLimits {
@@ -74,6 +84,10 @@ pub enum XmlError {
     TooManyNodes { limit: usize },
     #[error("more than {limit} attributes on one element")]
     TooManyAttributes { limit: usize },
+    #[error("more than {limit} namespace prefixes in scope")]
+    TooManyNamespacesInScope { limit: usize },
+    #[error("more than {limit} namespace declarations")]
+    TooManyNamespaceDeclarations { limit: usize },
     #[error("undeclared namespace prefix {0:?}")]
     UndeclaredPrefix(String),
     #[error("encoding {0:?} is not supported, only UTF-8")]
@@ -394,6 +408,7 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
     let mut empty_tag: Vec<bool> = Vec::new();
     let outer_scope = Rc::new(initial_scope());
     let mut nodes = 0usize;
+    let mut ns_decls = 0usize;
 
     loop {
         let ev_start = reader.buffer_position() as usize;
@@ -430,6 +445,12 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
                     .map(|(_, s)| Rc::clone(s))
                     .unwrap_or_else(|| Rc::clone(&outer_scope));
                 let (el, scope) = build_element(&s, &parent_scope, limits)?;
+                ns_decls += el.ns_decls.len();
+                if ns_decls > limits.max_namespace_declarations {
+                    return Err(XmlError::TooManyNamespaceDeclarations {
+                        limit: limits.max_namespace_declarations,
+                    });
+                }
                 stack.push((el, scope));
                 empty_tag.push(input[..reader.buffer_position() as usize].ends_with("/>"));
             }
@@ -676,7 +697,15 @@ fn build_element(
     let scope = if el.ns_decls.is_empty() {
         Rc::clone(parent_scope)
     } else {
-        Rc::new(push_scope(parent_scope, &el.ns_decls))
+        // The parent's scope passed this check, so the copy is at most the cap.
+        let grown = push_scope(parent_scope, &el.ns_decls);
+        // `xml` is always in scope and does not count.
+        if grown.len() > limits.max_namespaces_in_scope + 1 {
+            return Err(XmlError::TooManyNamespacesInScope {
+                limit: limits.max_namespaces_in_scope,
+            });
+        }
+        Rc::new(grown)
     };
     if let Some(p) = &el.prefix {
         if !scope.contains_key(p) {
@@ -811,6 +840,39 @@ mod tests {
         assert_eq!(
             parse_with_limits("<a x=\"1\" y=\"2\" z=\"3\"/>", &limits),
             Err(XmlError::TooManyAttributes { limit: 2 })
+        );
+    }
+
+    /// Many nested declarations: refused by the in-scope cap (shipped default), and a flood
+    /// of sibling declarations by the document cap; a real signed message is far below both.
+    #[test]
+    fn namespace_declarations_are_capped() {
+        let nested: String = (0..100)
+            .map(|i| format!("<e{i} xmlns:p{i}=\"urn:x:{i}\">"))
+            .chain((0..100).rev().map(|i| format!("</e{i}>")))
+            .collect();
+        assert_eq!(
+            parse_safe(&nested),
+            Err(XmlError::TooManyNamespacesInScope { limit: 64 })
+        );
+        let at_limit: String = (0..64)
+            .map(|i| format!("<e{i} xmlns:p{i}=\"urn:x:{i}\">"))
+            .chain((0..64).rev().map(|i| format!("</e{i}>")))
+            .collect();
+        assert!(
+            parse_safe(&at_limit).is_ok(),
+            "64 prefixes in scope are fine"
+        );
+        let decl: String = (0..8)
+            .map(|i| format!(" xmlns:q{i}=\"urn:q:{i}\""))
+            .collect();
+        let siblings = format!(
+            "<r>{}</r>",
+            (0..600).map(|_| format!("<s{decl}/>")).collect::<String>()
+        );
+        assert_eq!(
+            parse_safe(&siblings),
+            Err(XmlError::TooManyNamespaceDeclarations { limit: 4_096 })
         );
     }
 
