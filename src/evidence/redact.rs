@@ -162,4 +162,36 @@ mod tests {
         assert_eq!(r(r#"{"password":"open"#), r#"{"password":"***""#);
         assert_eq!(r(r#"{"password": tru"#), r#"{"password": "***""#);
     }
+
+    proptest::proptest! {
+        /// The fuzz target's properties (`fuzz/fuzz_targets/edge_input.rs`) on generated JSON
+        /// objects mixing credential and ordinary fields with hostile strings: redaction is
+        /// idempotent, keeps JSON valid, masks every credential string and nothing else.
+        #[test]
+        fn json_bodies_stay_json_and_lose_every_credential(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec!["password", "Client_Secret", "token", "name", "note", "sessionX"]),
+                 "[ -~\\u{0}-\\u{1f}\"\\\\é]{0,12}"),
+                0..6,
+            )
+        ) {
+            let mut o = serde_json::Map::new();
+            for (k, v) in &fields {
+                o.insert(k.to_string(), serde_json::Value::String(v.clone()));
+            }
+            let body = serde_json::to_vec(&serde_json::Value::Object(o.clone())).unwrap();
+            let once = redact(&body).into_owned();
+            let twice = redact(&once).into_owned();
+            proptest::prop_assert_eq!(&twice, &once);
+            let v: serde_json::Value = serde_json::from_slice(&once).unwrap();
+            for (k, original) in &o {
+                let now = &v[k.as_str()];
+                if is_field(k.as_bytes()) {
+                    proptest::prop_assert_eq!(now.as_str(), Some(MASK));
+                } else {
+                    proptest::prop_assert_eq!(now, original);
+                }
+            }
+        }
+    }
 }

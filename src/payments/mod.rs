@@ -395,6 +395,60 @@ pub enum PaymentError {
     Store(#[from] gw_store::StoreError),
 }
 
+/// The checks of an order request that need nothing but the request and the settings: field
+/// limits ([`crate::limits`]), distinct codes, positive amounts within the maxima, checked sums.
+/// Returns the sorted fee codes and, when it fits `max_order_amount`, the total. Pure (fuzzed by
+/// `fuzz/fuzz_targets/edge_input.rs`).
+pub fn check_request<'r>(
+    settings: &Settings,
+    req: &'r PaymentRequest,
+) -> Result<(Vec<&'r str>, Option<i64>), PaymentError> {
+    crate::limits::dossier_code("dossier_code", &req.dossier_code)
+        .map_err(PaymentError::Invalid)?;
+    if req.fees.is_empty() || req.fees.len() > crate::limits::MAX_FEES_PER_REQUEST {
+        return Err(PaymentError::Invalid(format!(
+            "fees: 1 to {} fees are required",
+            crate::limits::MAX_FEES_PER_REQUEST
+        )));
+    }
+    for (i, f) in req.fees.iter().enumerate() {
+        crate::limits::fee_code(&format!("fees[{i}].code"), &f.code)
+            .map_err(PaymentError::Invalid)?;
+    }
+    if req.attempt == 0 {
+        return Err(PaymentError::Invalid("attempt starts at 1".into()));
+    }
+    let mut codes: Vec<&str> = req.fees.iter().map(|f| f.code.as_str()).collect();
+    codes.sort_unstable();
+    if codes.windows(2).any(|w| w[0] == w[1]) || codes.iter().any(|c| c.is_empty()) {
+        return Err(PaymentError::Invalid(
+            "fees: each code must be distinct".into(),
+        ));
+    }
+    if req.fees.iter().any(|f| f.amount <= 0) {
+        return Err(PaymentError::Invalid("fee amounts must be positive".into()));
+    }
+    let max_fee = settings.max_fee_amount;
+    if let Some(f) = req.fees.iter().find(|f| f.amount > max_fee) {
+        return Err(PaymentError::Invalid(format!(
+            "fee {} amount {} is above the largest allowed fee {max_fee} (payments.max_fee_amount)",
+            f.code, f.amount
+        )));
+    }
+    let max_order = settings.max_order_amount;
+    let total = req
+        .fees
+        .iter()
+        .try_fold(0i64, |sum, f| sum.checked_add(f.amount))
+        .filter(|t| *t <= max_order);
+    if matches!(settings.grouping, Grouping::PerDossier) && total.is_none() {
+        return Err(PaymentError::Invalid(format!(
+                "the fees add up to more than the largest allowed order {max_order} (payments.max_order_amount)"
+            )));
+    }
+    Ok((codes, total))
+}
+
 /// How an order request's fees are checked (`payments.fee_check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -677,49 +731,7 @@ impl Payments {
             .providers
             .get(provider)
             .ok_or_else(|| PaymentError::UnknownProvider(provider.into()))?;
-        crate::limits::dossier_code("dossier_code", &req.dossier_code)
-            .map_err(PaymentError::Invalid)?;
-        if req.fees.is_empty() || req.fees.len() > crate::limits::MAX_FEES_PER_REQUEST {
-            return Err(PaymentError::Invalid(format!(
-                "fees: 1 to {} fees are required",
-                crate::limits::MAX_FEES_PER_REQUEST
-            )));
-        }
-        for (i, f) in req.fees.iter().enumerate() {
-            crate::limits::fee_code(&format!("fees[{i}].code"), &f.code)
-                .map_err(PaymentError::Invalid)?;
-        }
-        if req.attempt == 0 {
-            return Err(PaymentError::Invalid("attempt starts at 1".into()));
-        }
-        let mut codes: Vec<&str> = req.fees.iter().map(|f| f.code.as_str()).collect();
-        codes.sort_unstable();
-        if codes.windows(2).any(|w| w[0] == w[1]) || codes.iter().any(|c| c.is_empty()) {
-            return Err(PaymentError::Invalid(
-                "fees: each code must be distinct".into(),
-            ));
-        }
-        if req.fees.iter().any(|f| f.amount <= 0) {
-            return Err(PaymentError::Invalid("fee amounts must be positive".into()));
-        }
-        let max_fee = self.settings.max_fee_amount;
-        if let Some(f) = req.fees.iter().find(|f| f.amount > max_fee) {
-            return Err(PaymentError::Invalid(format!(
-                "fee {} amount {} is above the largest allowed fee {max_fee} (payments.max_fee_amount)",
-                f.code, f.amount
-            )));
-        }
-        let max_order = self.settings.max_order_amount;
-        let total = req
-            .fees
-            .iter()
-            .try_fold(0i64, |sum, f| sum.checked_add(f.amount))
-            .filter(|t| *t <= max_order);
-        if matches!(self.settings.grouping, Grouping::PerDossier) && total.is_none() {
-            return Err(PaymentError::Invalid(format!(
-                "the fees add up to more than the largest allowed order {max_order} (payments.max_order_amount)"
-            )));
-        }
+        let (codes, total) = check_request(&self.settings, req)?;
         if self.settings.fee_check == FeeCheck::Known {
             self.check_known_fees(req).await?;
         }
