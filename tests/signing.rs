@@ -1340,3 +1340,63 @@ fn unix_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// The evidence record of a signed request is written before the 2xx, or there is no 2xx:
+/// with evidence writes failing, the request gets 503 `evidence_unavailable` (and its
+/// signature is released); once writes work again, the sender's retry of the very same signed
+/// request is accepted and recorded. Before, the record was best effort after the 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_not_accepted_without_its_evidence_record() {
+    std::env::set_var("GW_TEST_P12_PASSWORD", "example");
+    let sink = Sink::start(0, Default::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = gateway_config(dir.path(), &sink.url()) + "\n[evidence]\nmode = \"metadata\"\n";
+    let loaded = load(&text);
+    let running = gateway::app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let inb = Inbound {
+        client: reqwest::Client::new(),
+        addr: running.inbound_addr,
+    };
+    // Evidence inserts fail, as on a full disk; everything else works.
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER gw_test_full BEFORE INSERT ON evidence
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let body = Inbound::event("EV-NOREC");
+    let token = jws::sign_detached(
+        &body,
+        &key("sign-rsa", "agency-rsa"),
+        &now_iat(jws::JwsOptions::default()),
+    )
+    .unwrap();
+    let hdr = vec![("x-jws-signature".to_string(), token)];
+    assert_eq!(
+        inb.post("agency-jws", &hdr, &body).await,
+        (503, "evidence_unavailable".into())
+    );
+    db.execute_batch("DROP TRIGGER gw_test_full;").unwrap();
+    assert_eq!(
+        inb.post("agency-jws", &hdr, &body).await,
+        (202, String::new()),
+        "the retry of the same signed request passes once the record can be written"
+    );
+    let records = running
+        .engine
+        .store
+        .evidence_by_dossier("EV-NOREC")
+        .await
+        .unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.record.direction == "in")
+            .count(),
+        1,
+        "one inbound record, for the accepted request: {records:#?}"
+    );
+    running.shutdown().await;
+}

@@ -3,7 +3,6 @@
 
 use axum::http::HeaderMap;
 use gw_store::Batch;
-use tracing::warn;
 
 use crate::envelope::{now_ms, Envelope};
 use crate::pipeline::Engine;
@@ -24,8 +23,8 @@ pub struct InboundSignature {
 }
 
 /// Record a verified inbound request `body` (accepted as `env`, its signature as `signature`
-/// says) and our `answer`. A failure to record is logged; the event is already queued, so the
-/// request is not refused for it.
+/// says) and our `answer`. The caller answers 2xx only when this succeeded (the record exists
+/// for every accepted signed request); with evidence off for the source it does nothing.
 pub async fn record(
     engine: &Engine,
     source: &str,
@@ -34,13 +33,13 @@ pub async fn record(
     body: &[u8],
     env: &Envelope,
     answer: &[u8],
-) {
+) -> Result<(), gw_store::StoreError> {
     let Some(log) = engine.evidence.as_deref() else {
-        return;
+        return Ok(());
     };
     let mode = log.mode_of(source);
     if mode == super::Mode::Off {
-        return;
+        return Ok(());
     }
     let sig: Vec<&str> = signature
         .headers
@@ -76,7 +75,5 @@ pub async fn record(
         evidence: records,
         ..Default::default()
     };
-    if let Err(e) = engine.store.record(batch).await {
-        warn!(source, envelope = %id, error = %e, "the evidence record of an inbound request could not be written");
-    }
+    engine.store.record(batch).await
 }

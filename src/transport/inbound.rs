@@ -305,7 +305,10 @@ async fn accept_inner(
                 let answer = json!({"id": env.id.to_string(), "routes": routes});
                 if src.verify.is_some() {
                     let bytes = answer.to_string();
-                    crate::evidence::inbound::record(
+                    // The record of a signed request is written before the 2xx, or there is
+                    // no 2xx: the sender retries (its signature is released), and the
+                    // duplicate publish is absorbed downstream (versions, natural keys).
+                    if let Err(e) = crate::evidence::inbound::record(
                         &st.engine,
                         source,
                         headers,
@@ -314,7 +317,21 @@ async fn accept_inner(
                         &env,
                         bytes.as_bytes(),
                     )
-                    .await;
+                    .await
+                    {
+                        warn!(source, envelope = %env.id, error = %e, "the evidence record of a signed request could not be written; refusing it");
+                        release().await;
+                        let mut r = error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "evidence_unavailable",
+                            "the evidence record could not be written; retry later",
+                        );
+                        r.headers_mut().insert(
+                            axum::http::header::RETRY_AFTER,
+                            axum::http::HeaderValue::from_static("5"),
+                        );
+                        return r;
+                    }
                 }
                 (StatusCode::ACCEPTED, Json(answer)).into_response()
             }
