@@ -1683,6 +1683,11 @@ pub struct SigningSection {
     /// Verification: the peers' certificates, pinned, by key id.
     #[serde(default)]
     pub trusted_keys: Vec<KeyCertificate>,
+    /// Verification under `trust_anchors`: the subjects a signer certificate may have, written
+    /// as `gateway certs` prints them (`C=VN, O=…, CN=…`). Empty: any certificate chaining to
+    /// the anchors (which may be a whole national CA) is accepted.
+    #[serde(default)]
+    pub allowed_subjects: Vec<String>,
     /// Verification window: oldest accepted signing time (`http-signature` `created`,
     /// `jws-detached` `iat`). Default 5m.
     #[serde(default)]
@@ -1841,6 +1846,13 @@ fn validate_signing(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin
                 format!("{at}.crls"),
                 "CRLs without trust_anchors are never consulted".into(),
                 "set trust_anchors, or remove crls",
+            );
+        }
+        if !s.allowed_subjects.is_empty() && s.trust_anchors.is_none() {
+            p(
+                format!("{at}.allowed_subjects"),
+                "subjects are checked only for certificates judged by trust_anchors".into(),
+                "set trust_anchors, or remove allowed_subjects (pinned trusted_keys are already one peer each)",
             );
         }
         let windowed = scheme == "http-signature" || scheme == "jws-detached";

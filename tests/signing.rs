@@ -675,6 +675,7 @@ key = "certs-example/no-such.key"
 certificate = "certs-example/sign-ec.pem"
 crls = ["certs-example/intermediate-ca.crl.pem"]
 max_age = "5m"
+allowed_subjects = ["CN=x"]
 "#,
         "t.toml",
         repo(),
@@ -692,6 +693,7 @@ max_age = "5m"
         "t.toml:signing.missing.key: file ",
         "t.toml:signing.missing.crls: CRLs without trust_anchors are never consulted",
         "t.toml:signing.missing.max_age: this profile is jws-compact, which does not use it",
+        "t.toml:signing.missing.allowed_subjects: subjects are checked only for certificates judged by trust_anchors",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -1139,6 +1141,12 @@ scheme = "jws-detached"
 header = "x-sig"
 trust_anchors = "certs-example/chain.pem"
 crls = ["certs-example/intermediate-ca.crl.pem", "certs-example/root-ca.crl.pem"]
+
+[signing.pinned-subject]
+scheme = "jws-detached"
+header = "x-sig"
+trust_anchors = "certs-example/chain.pem"
+allowed_subjects = ["c=VN,O=Example Province Gateway (EXAMPLE ONLY),  CN=Example ECDSA Signer"]
 "#,
     );
     let profiles = Profiles::load(&loaded).unwrap();
@@ -1178,6 +1186,30 @@ crls = ["certs-example/intermediate-ca.crl.pem", "certs-example/root-ca.crl.pem"
         assert_eq!(r.code, "untrusted_signer", "{name}");
         assert!(r.message.contains(why), "{name}: {}", r.message);
     }
+    // Subject pinning under the anchors: the listed signer passes, another certificate of the
+    // same CA does not (before, any certificate chaining to the anchors was accepted).
+    let pinned = profiles
+        .for_source(&source("pinned-subject"))
+        .unwrap()
+        .unwrap();
+    let t = jws::sign_detached(body, &key("sign-ec", "any"), &x5c).unwrap();
+    pinned
+        .verify_now(&inbound(hdr("x-sig", t), body))
+        .expect("the allowed subject");
+    let t = jws::sign_detached(body, &key("sign-rsa", "any"), &x5c).unwrap();
+    chained
+        .verify_now(&inbound(hdr("x-sig", t.clone()), body))
+        .expect("the RSA signer chains to the same anchors");
+    let r = pinned
+        .verify_now(&inbound(hdr("x-sig", t), body))
+        .unwrap_err();
+    assert_eq!(r.code, "untrusted_signer");
+    assert!(
+        r.message.contains("CN=Example RSA Signer")
+            && r.message.contains("not among allowed_subjects"),
+        "{}",
+        r.message
+    );
     // A scheme that cannot verify requests is refused when the source is built.
     assert!(profiles.for_source(&source("nope")).is_err());
     let expiry = profiles.certs_days_to_expiry();

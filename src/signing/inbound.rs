@@ -224,8 +224,13 @@ impl InboundVerifier {
         let v = match (by_kid, &m.trust) {
             // No kid: an x5c chain, judged by the anchors.
             (Err(JwsError::NoKeyHint), Some(trust)) => {
-                jws::verify(token, Some(&req.body), JwsTrust::Chain(trust))
-                    .map_err(|e| reject(jws_code(&e), e))?
+                let v = jws::verify(token, Some(&req.body), JwsTrust::Chain(trust))
+                    .map_err(|e| reject(jws_code(&e), e))?;
+                if let Some(cert) = &v.signer {
+                    m.subject_allowed(cert)
+                        .map_err(|e| reject(codes::UNTRUSTED_SIGNER, e))?;
+                }
+                v
             }
             (Err(e), _) => return Err(reject(jws_code(&e), e)),
             (Ok(v), _) => {

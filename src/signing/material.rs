@@ -72,6 +72,8 @@ pub struct KeyMaterial {
     pub cover_headers: Vec<String>,
     pub max_age: std::time::Duration,
     pub max_skew: std::time::Duration,
+    /// Subjects a certificate judged by `trust` may have (empty: any).
+    pub allowed_subjects: Vec<String>,
 }
 
 fn full(base: &Path, p: &Path) -> PathBuf {
@@ -235,7 +237,29 @@ impl KeyMaterial {
                 .max_skew
                 .map(|d| d.0)
                 .unwrap_or(defaults::SIGNATURE_MAX_SKEW),
+            allowed_subjects: s
+                .allowed_subjects
+                .iter()
+                .map(|x| normalise_subject(x))
+                .collect(),
         })
+    }
+
+    /// Whether a certificate judged by the anchors may sign for this profile: its subject is
+    /// one of `allowed_subjects`, or none are configured.
+    pub fn subject_allowed(&self, cert: &X509) -> Result<(), String> {
+        if self.allowed_subjects.is_empty() {
+            return Ok(());
+        }
+        let subject = name_text(cert.subject_name());
+        if self.allowed_subjects.contains(&normalise_subject(&subject)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "signer subject `{subject}` is not among allowed_subjects of profile {}",
+                self.profile
+            ))
+        }
     }
 
     /// Material from files given directly (the `sign`/`verify` commands without a profile).
@@ -274,6 +298,7 @@ impl KeyMaterial {
             },
             max_age: None,
             max_skew: None,
+            allowed_subjects: Vec::new(),
         };
         KeyMaterial::from_section("cli", &section, Path::new("."))
     }
@@ -328,6 +353,18 @@ pub struct CertificateInfo {
     pub sha256: String,
     /// Negative once expired.
     pub days_to_expiry: i64,
+}
+
+/// A subject as compared: attributes trimmed, separated by `, `, names upper-case
+/// (`c=VN,O=X` and `C=VN, O=X` are the same subject); values compared exactly.
+fn normalise_subject(s: &str) -> String {
+    s.split(',')
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) => format!("{}={}", k.trim().to_ascii_uppercase(), v.trim()),
+            None => part.trim().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn name_text(n: &openssl::x509::X509NameRef) -> String {
