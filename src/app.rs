@@ -38,6 +38,8 @@ pub enum AppError {
     DataDir(String, String),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    DataDirLock(#[from] crate::datalock::LockError),
 }
 
 /// Open the broker and store a configuration names.
@@ -127,6 +129,9 @@ pub struct Running {
     pub ops_addr: SocketAddr,
     pub cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// The data-directory lock when an embedded backend is in use; released after the
+    /// broker is closed (when `wait` returns and this is dropped).
+    _data_lock: Option<crate::datalock::DataDirLock>,
 }
 
 impl Running {
@@ -165,6 +170,19 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     for w in loaded.warnings() {
         tracing::warn!("{w}");
     }
+    // An embedded backend serves one process: refuse a second one on this data directory
+    // before anything is opened (see `crate::datalock`).
+    let data_lock = if loaded.config.broker.url.is_none() || loaded.config.store.url.is_none() {
+        let data = loaded.data_dir();
+        std::fs::create_dir_all(&data)
+            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
+        Some(crate::datalock::DataDirLock::acquire(
+            &data,
+            &loaded.config.gateway.instance,
+        )?)
+    } else {
+        None
+    };
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
     let profiles = crate::signing::Profiles::load(loaded)?;
@@ -296,6 +314,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         ops_addr,
         cancel,
         tasks,
+        _data_lock: data_lock,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod datalock;
 pub mod demo;
 pub mod envelope;
 pub mod evidence;
