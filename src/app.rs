@@ -195,6 +195,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     )?);
     engine.declare().await?;
     let c = &loaded.config;
+    let instance = c.gateway.instance.as_str();
     let mut sources = HashMap::new();
     for (name, s) in &c.sources {
         let token = match &s.token {
@@ -235,7 +236,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let app = inbound::router(inbound_state, c.inbound.max_body_bytes);
     let app = inbound::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
     if let Some(p) = &payments {
-        tasks.spawn(p.scheduled(cancel.clone()));
+        let lead = crate::jobs::Singleton::for_engine(crate::jobs::PAYMENTS, &engine, instance);
+        tasks.spawn(p.scheduled(lead, cancel.clone()));
     }
     let limits = c.inbound.limits();
     tasks.spawn(crate::transport::serve::serve(
@@ -295,15 +297,20 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         }
     });
     // The periodic portal jobs ([catalogue], [online]); each run awaits the previous one.
+    // Like every singleton job (payments, evidence), they run on the instance that leads them
+    // (`crate::jobs`).
     if let Some(job) =
         crate::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
     {
+        let lead =
+            crate::jobs::Singleton::for_engine(crate::jobs::CATALOGUE_SYNC, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, cc));
+        tasks.spawn(job.run_periodic(e, lead, cc));
     }
     if let Some(job) = crate::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)? {
+        let lead = crate::jobs::Singleton::for_engine(crate::jobs::ONLINE_POLL, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, cc));
+        tasks.spawn(job.run_periodic(e, lead, cc));
     }
     // Evidence log: time-stamping of this instance's chain head, retention.
     crate::evidence::spawn_tasks(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;

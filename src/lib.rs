@@ -17,6 +17,7 @@ pub mod datalock;
 pub mod demo;
 pub mod envelope;
 pub mod evidence;
+pub mod jobs;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
