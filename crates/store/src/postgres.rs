@@ -144,15 +144,21 @@ mod lead {
     ) -> Result<Option<LeadGuard>> {
         let lease = lease.max(MIN_LEASE);
         let key = lead_key(schema, job);
-        let mut config = base.clone();
+        let mut plain = base.clone();
+        plain.application_name(application_name(job, crate::now_ms(), holder));
+        let mut config = plain.clone();
         let idle = format!("-c idle_session_timeout={}", lease.as_millis());
         let options = match config.get_options() {
             Some(existing) if !existing.is_empty() => format!("{existing} {idle}"),
             _ => idle,
         };
         config.options(options);
-        config.application_name(application_name(job, crate::now_ms(), holder));
-        let connect = tokio::time::timeout(super::CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        let mut connect = tokio::time::timeout(super::CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        if matches!(&connect, Ok(Err(e)) if e.to_string().contains("idle_session_timeout")) {
+            // PostgreSQL before 14 has no idle_session_timeout: lead without it (a frozen
+            // holder then keeps the lock until its TCP connection is found dead).
+            connect = tokio::time::timeout(super::CONNECT_TIMEOUT, plain.connect(NoTls)).await;
+        }
         let (client, connection) = match connect {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
