@@ -38,6 +38,8 @@ pub enum AppError {
     DataDir(String, String),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    DataDirLock(#[from] crate::datalock::LockError),
 }
 
 /// Open the broker and store a configuration names.
@@ -127,6 +129,9 @@ pub struct Running {
     pub ops_addr: SocketAddr,
     pub cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// The data-directory lock when an embedded backend is in use; released after the
+    /// broker is closed (when `wait` returns and this is dropped).
+    _data_lock: Option<crate::datalock::DataDirLock>,
 }
 
 impl Running {
@@ -165,6 +170,19 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     for w in loaded.warnings() {
         tracing::warn!("{w}");
     }
+    // An embedded backend serves one process: refuse a second one on this data directory
+    // before anything is opened (see `crate::datalock`).
+    let data_lock = if loaded.config.broker.url.is_none() || loaded.config.store.url.is_none() {
+        let data = loaded.data_dir();
+        std::fs::create_dir_all(&data)
+            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
+        Some(crate::datalock::DataDirLock::acquire(
+            &data,
+            &loaded.config.gateway.instance,
+        )?)
+    } else {
+        None
+    };
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
     let profiles = crate::signing::Profiles::load(loaded)?;
@@ -177,6 +195,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     )?);
     engine.declare().await?;
     let c = &loaded.config;
+    let instance = c.gateway.instance.as_str();
     let mut sources = HashMap::new();
     for (name, s) in &c.sources {
         let token = match &s.token {
@@ -218,7 +237,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let app = inbound::router(inbound_state, c.inbound.max_body_bytes);
     let app = inbound::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
     if let Some(p) = &payments {
-        tasks.spawn(p.scheduled(cancel.clone()));
+        let lead = crate::jobs::Singleton::for_engine(crate::jobs::PAYMENTS, &engine, instance);
+        tasks.spawn(p.scheduled(lead, cancel.clone()));
     }
     let limits = c.inbound.limits();
     tasks.spawn(crate::transport::serve::serve(
@@ -278,15 +298,20 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         }
     });
     // The periodic portal jobs ([catalogue], [online]); each run awaits the previous one.
+    // Like every singleton job (payments, evidence), they run on the instance that leads them
+    // (`crate::jobs`).
     if let Some(job) =
         crate::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
     {
+        let lead =
+            crate::jobs::Singleton::for_engine(crate::jobs::CATALOGUE_SYNC, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, cc));
+        tasks.spawn(job.run_periodic(e, lead, cc));
     }
     if let Some(job) = crate::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)? {
+        let lead = crate::jobs::Singleton::for_engine(crate::jobs::ONLINE_POLL, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, cc));
+        tasks.spawn(job.run_periodic(e, lead, cc));
     }
     // Evidence log: time-stamping of this instance's chain head, retention.
     crate::evidence::spawn_tasks(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
@@ -297,6 +322,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         ops_addr,
         cancel,
         tasks,
+        _data_lock: data_lock,
     })
 }
 

@@ -48,6 +48,7 @@ use openssl::sign::Signer;
 use tokio_util::sync::CancellationToken;
 
 mod drain;
+mod scale;
 
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
@@ -112,13 +113,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub smoke: bool,
     /// Which parts to run, comma-separated: raw (broker), sign, e2e (with latency), backlog
-    /// (peak RSS), evidence (the log's cost). Ratios and goals are printed from what ran.
+    /// (peak RSS), evidence (the log's cost), scale (one and two `gateway run` instances on
+    /// RabbitMQ + PostgreSQL; not in the default list). Ratios and goals are printed from what
+    /// ran.
     #[arg(long, default_value = "raw,sign,e2e,backlog,evidence")]
     pub phases: String,
     /// Lanes of the benchmarked route (`routes.concurrency`): dossiers handled at once per
     /// queue. Batches to the portal and merged ledger writes grow with it.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Scale phase: partitions (queues) of the benchmarked route, shared by the instances.
+    #[arg(long, default_value_t = 4)]
+    pub scale_partitions: u16,
 }
 
 impl BenchArgs {
@@ -901,7 +907,10 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.events = 100;
         args.backlog = 300;
         args.backlog_secs = 2;
-        args.backends = "embedded".into();
+        // The scale phase needs RabbitMQ + PostgreSQL: `--backends rabbit-pg` is kept.
+        if args.backends != "rabbit-pg" {
+            args.backends = "embedded".into();
+        }
         args.sign_secs = 0.2;
         args.latency_secs = 0.5;
         // The drain's time varies with the breaker's cool-downs and retry timers, and a
@@ -912,7 +921,7 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
         args.drain_rate = 100.0;
         args.drain_outage_secs = 1;
     }
-    const PHASES: [&str; 5] = ["raw", "sign", "e2e", "backlog", "evidence"];
+    const PHASES: [&str; 6] = ["raw", "sign", "e2e", "backlog", "evidence", "scale"];
     if let Some(bad) = args
         .phases
         .split(',')
@@ -927,6 +936,10 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
     }
     if args.concurrency == 0 {
         eprintln!("--concurrency: 1 or more");
+        return ExitCode::from(2);
+    }
+    if args.scale_partitions == 0 {
+        eprintln!("--scale-partitions: 1 or more");
         return ExitCode::from(2);
     }
     if std::env::var("GW_BENCH_AMQP_PASSWORD").is_err() {
@@ -1214,6 +1227,39 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
                 b.label(),
                 goal(Some(cost < 10.0))
             );
+        }
+    }
+
+    // Several instances.
+    if args.phase("scale") {
+        println!();
+        println!(
+            "== scale-out: 1 and 2 `gateway run` instances on RabbitMQ + PostgreSQL ({} events, {} partitions, ES256; latency at half the rate, publish confirmed → ledger) ==",
+            args.events, args.scale_partitions
+        );
+        if backends.contains(&Backend::RabbitPg) {
+            let mut rates = Vec::new();
+            for n in [1, 2] {
+                match scale::run(&args, &portal, n).await {
+                    Ok(r) => {
+                        scale::print(&r);
+                        rates.push(r.rate);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        println!("  {n} instance(s): failed: {e}");
+                    }
+                }
+                portal.clear_records();
+            }
+            if let [one, two] = rates[..] {
+                println!(
+                    "  ratio 2 instances ÷ 1: {:.2}  (single active consumer per partition: a second instance is mostly a hot standby)",
+                    two / one
+                );
+            }
+        } else {
+            println!("  skipped (needs RabbitMQ and PostgreSQL: --backends rabbit-pg or all)");
         }
     }
 

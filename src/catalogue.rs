@@ -312,23 +312,31 @@ impl CatalogueSync {
         Ok(())
     }
 
-    /// Run every `interval` until `cancel` (the first run at once); `0s` = never.
-    pub async fn run_periodic(self, engine: Arc<Engine>, cancel: CancellationToken) {
+    /// Run every `interval` until `cancel` (the first run at once); `0s` = never. Only the
+    /// instance leading the job runs it ([`crate::jobs`]).
+    pub async fn run_periodic(
+        self,
+        engine: Arc<Engine>,
+        lead: crate::jobs::Singleton,
+        cancel: CancellationToken,
+    ) {
         if self.interval.is_zero() {
             return;
         }
         loop {
-            match self.run_once(&engine).await {
-                Ok(s) => info!(source = %self.source, "catalogue sync: {s}"),
-                Err(e) => {
+            match lead.tick(|| self.run_once(&engine)).await {
+                None => {}
+                Some(Ok(s)) => info!(source = %self.source, "catalogue sync: {s}"),
+                Some(Err(e)) => {
                     warn!(source = %self.source, "catalogue sync failed (retried next interval): {e}")
                 }
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(self.interval) => {}
             }
         }
+        lead.step_down().await;
     }
 }
 

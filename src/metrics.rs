@@ -13,7 +13,8 @@
 //! Families (all prefixed `gateway_`): `messages_in_total`, `messages_out_total`,
 //! `outcomes_total`, `inbound_requests_total`, `delivery_seconds` (histogram),
 //! `message_age_seconds`, `token_refresh_failures_total`, `certificate_expiry_days`,
-//! `circuit_state`, `circuit_transitions_total`; from the pipeline's recorder:
+//! `circuit_state`, `circuit_transitions_total`, `job_runs_total`, `job_leader` (singleton jobs,
+//! set by [`crate::jobs`] only); from the pipeline's recorder:
 //! `ledger_writes_total`, `ledger_write_requests_total`, `ledger_write_seconds_total`; from ops: `queue_ready`, `queue_unacked`,
 //! `queue_delayed`, `queue_oldest_ready_age_seconds`, `broker_orphaned_retries`,
 //! `dead_letters_open`, `build_info`, `up`.
@@ -56,6 +57,10 @@ struct Inner {
     circuit: BTreeMap<(String, String), u8>,
     /// (route, destination, state entered) → transitions.
     circuit_transitions: BTreeMap<(String, String, String), u64>,
+    /// (singleton job, outcome) → ticks (`ran`, `skipped_not_leader`, `failed`).
+    job_runs: BTreeMap<(String, String), u64>,
+    /// singleton job → 1 while this instance leads it.
+    job_leader: BTreeMap<String, u8>,
 }
 
 impl Inner {
@@ -191,6 +196,47 @@ impl Metrics {
         *g.circuit_transitions
             .entry((route.to_string(), destination.to_string(), to.to_string()))
             .or_default() += 1;
+    }
+
+    /// A singleton job's tick: `ran`, `skipped_not_leader` or `failed` ([`crate::jobs`]).
+    pub fn inc_job_run(&self, job: &str, outcome: &str) {
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .job_runs
+            .entry((job.to_string(), outcome.to_string()))
+            .or_default() += 1;
+    }
+
+    /// Whether this instance leads a singleton job ([`crate::jobs`]).
+    pub fn set_job_leader(&self, job: &str, leading: bool) {
+        self.inner
+            .lock()
+            .unwrap()
+            .job_leader
+            .insert(job.to_string(), leading as u8);
+    }
+
+    /// Ticks of a singleton job with this outcome so far.
+    pub fn job_runs(&self, job: &str, outcome: &str) -> u64 {
+        self.inner
+            .lock()
+            .unwrap()
+            .job_runs
+            .get(&(job.to_string(), outcome.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The leader gauge of a job (`None` before the job started).
+    pub fn job_leader(&self, job: &str) -> Option<bool> {
+        self.inner
+            .lock()
+            .unwrap()
+            .job_leader
+            .get(job)
+            .map(|v| *v == 1)
     }
 
     /// How many times circuits entered state `to`, over all routes (the demo's summary).
@@ -407,6 +453,29 @@ impl Metrics {
                 esc(d),
                 esc(to)
             );
+        }
+        family(
+            &mut out,
+            "gateway_job_runs_total",
+            "counter",
+            "Ticks of singleton jobs by outcome: ran, skipped_not_leader (another instance leads), failed.",
+        );
+        for ((j, o), v) in &g.job_runs {
+            let _ = writeln!(
+                out,
+                "gateway_job_runs_total{{job=\"{}\",outcome=\"{}\"}} {v}",
+                esc(j),
+                esc(o)
+            );
+        }
+        family(
+            &mut out,
+            "gateway_job_leader",
+            "gauge",
+            "1 while this instance leads the singleton job (runs it), 0 on standby.",
+        );
+        for (j, v) in &g.job_leader {
+            let _ = writeln!(out, "gateway_job_leader{{job=\"{}\"}} {v}", esc(j));
         }
         drop(g);
         out.push_str(&crate::evidence::tsa::render_metrics());

@@ -182,28 +182,35 @@ impl OnlinePoll {
         write_state(&self.state, cursor)
     }
 
-    /// Poll every `interval` until `cancel` (the first poll at once); `0s` = never.
-    pub async fn run_periodic(self, engine: Arc<Engine>, cancel: CancellationToken) {
+    /// Poll every `interval` until `cancel` (the first poll at once); `0s` = never. Only the
+    /// instance leading the job polls ([`crate::jobs`]).
+    pub async fn run_periodic(
+        self,
+        engine: Arc<Engine>,
+        lead: crate::jobs::Singleton,
+        cancel: CancellationToken,
+    ) {
         if self.cfg.interval.0.is_zero() {
             return;
         }
         loop {
-            match self.poll_once(&engine).await {
-                Ok(s) if s.published > 0 || s.unrouted > 0 => info!(
+            match lead.tick(|| self.poll_once(&engine)).await {
+                Some(Ok(s)) if s.published > 0 || s.unrouted > 0 => info!(
                     source = %self.cfg.source_name,
                     published = s.published,
                     unrouted = s.unrouted,
                     "online dossiers polled"
                 ),
-                Ok(_) => {}
-                Err(e) => {
+                None | Some(Ok(_)) => {}
+                Some(Err(e)) => {
                     warn!(source = %self.cfg.source_name, "online dossier poll failed (retried next interval): {e}")
                 }
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(self.cfg.interval.0) => {}
             }
         }
+        lead.step_down().await;
     }
 }

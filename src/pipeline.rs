@@ -20,6 +20,9 @@
 //! - **Ledger ids.** The ledger is keyed by (route, envelope id). A replay of a dead letter gets
 //!   the ledger id `<envelope id>/replay/<dead letter id>`, so it is a new delivery whose own
 //!   duplicates are still recognised.
+//! - **Stale deliveries are dropped.** A delivery buffered in a lane whose consumer channel died
+//!   meanwhile ([`gw_broker::Delivery::is_live`]) is not handled: the broker redelivers it,
+//!   possibly to another instance that became the queue's single active consumer.
 //! - Ledger writes from all lanes are merged into short transactions by one recorder task.
 
 use std::collections::BTreeMap;
@@ -460,6 +463,13 @@ async fn consume_queue(
 
 async fn run_lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Delivery>) {
     while let Some(d) = rx.recv().await {
+        if !d.is_live() {
+            // Its consumer's channel is gone: the broker gives it again, maybe to another
+            // instance (the queue's new single active consumer). Handling it here would race
+            // that copy and could deliver a key's versions out of order.
+            debug!(route = %ctx.route.name, envelope = %d.message.id, "delivery of a closed channel dropped unhandled; the broker redelivers it");
+            continue;
+        }
         if ctx.cancel.is_cancelled() {
             // Shutting down: hand unstarted work back at once.
             let _ = d.requeue().await;

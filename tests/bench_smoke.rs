@@ -90,3 +90,56 @@ fn bench_drain_smoke_drains_the_backlog_within_the_quota() {
         "{stdout}"
     );
 }
+
+/// `--phases scale` runs one and then two `gateway run` children on RabbitMQ + PostgreSQL and
+/// prints both lines and their ratio (skipped with a reason when the services are missing,
+/// a failure under `CI=true`).
+#[test]
+fn bench_scale_smoke_prints_one_and_two_instances() {
+    let up = |port: u16| {
+        std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            std::time::Duration::from_secs(2),
+        )
+        .is_ok()
+    };
+    if !(up(5672) && up(5432)) {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("the scale bench needs RabbitMQ and PostgreSQL, and CI=true");
+        }
+        eprintln!("SKIPPED bench scale smoke: RabbitMQ or PostgreSQL does not answer on loopback");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "bench",
+            "--smoke",
+            "--phases",
+            "scale",
+            "--backends",
+            "rabbit-pg",
+        ])
+        .output()
+        .expect("run gateway bench --smoke --phases scale");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let section = stdout
+        .split("== scale-out")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no scale-out section in:\n{stdout}"));
+    for needle in [
+        "1 instance ",
+        "2 instances",
+        "msg/s",
+        "p99",
+        "RSS MiB",
+        "ratio 2 instances ÷ 1",
+    ] {
+        assert!(section.contains(needle), "no `{needle}` in:\n{stdout}");
+    }
+}

@@ -337,6 +337,11 @@ pub fn spawn_tasks(
             .map(|d| loaded.base.join(d))
             .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
         let (store, cancel) = (engine.store.clone(), cancel.clone());
+        let lead = crate::jobs::Singleton::for_engine(
+            crate::jobs::EVIDENCE_RETENTION,
+            engine,
+            &loaded.config.gateway.instance,
+        );
         tasks.spawn(async move {
             // First a minute after start (not in the middle of start-up), then hourly.
             let mut wait = std::time::Duration::from_secs(60);
@@ -347,16 +352,20 @@ pub fn spawn_tasks(
                 }
                 wait = std::time::Duration::from_secs(3600);
                 let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
-                match retention::prune(store.as_ref(), &dir, cutoff).await {
-                    Ok(0) => {}
-                    Ok(n) => {
+                match lead
+                    .tick(|| retention::prune(store.as_ref(), &dir, cutoff))
+                    .await
+                {
+                    None | Some(Ok(0)) => {}
+                    Some(Ok(n)) => {
                         tracing::info!(records = n, "evidence retention: archived and removed")
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "evidence retention failed; retrying in an hour")
                     }
                 }
             }
+            lead.step_down().await;
         });
     }
     Ok(())

@@ -191,11 +191,19 @@ impl Stamper {
     }
 
     /// Poll until cancelled, keeping the shared state (metrics, fail-closed gate) current.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Only the instance leading the chain's time-stamping polls ([`crate::jobs`]).
+    pub async fn run(mut self, lead: crate::jobs::Singleton, cancel: CancellationToken) {
         let tick = self.section.interval.0.min(Duration::from_secs(1));
         let mut streak = 0u64;
         loop {
-            match self.poll().await {
+            let Some(polled) = lead.tick(|| self.poll()).await else {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+                continue;
+            };
+            match polled {
                 Ok(stamped) => {
                     if stamped {
                         STATE.stamped.fetch_add(1, Ordering::Relaxed);
@@ -253,6 +261,14 @@ pub fn spawn(
         .clone()
         .unwrap_or_else(|| c.gateway.instance.clone());
     let stamper = Stamper::new(engine.store.clone(), &chain, t, trust(t, &loaded.base)?)?;
-    tasks.spawn(stamper.run(cancel.clone()));
+    // One stamper per chain across instances (a chain shared by several instances is
+    // stamped by its leader only).
+    let lead = crate::jobs::Singleton::for_engine(
+        crate::jobs::EVIDENCE_TIMESTAMP,
+        engine,
+        &c.gateway.instance,
+    )
+    .with_key(format!("{}/{chain}", crate::jobs::EVIDENCE_TIMESTAMP));
+    tasks.spawn(stamper.run(lead, cancel.clone()));
     Ok(())
 }

@@ -1061,6 +1061,7 @@ impl Wired {
     /// The notice publisher and the scheduled reconciliation, until `cancel`.
     pub fn scheduled(
         &self,
+        lead: crate::jobs::Singleton,
         cancel: tokio_util::sync::CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         reconcile::run_scheduled(
@@ -1068,6 +1069,7 @@ impl Wired {
             self.sink.clone(),
             self.interval,
             self.metrics.clone(),
+            lead,
             cancel,
         )
     }

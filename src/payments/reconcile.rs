@@ -343,39 +343,52 @@ pub async fn run_scheduled(
     sink: std::sync::Arc<dyn super::NoticeSink>,
     interval: std::time::Duration,
     metrics: std::sync::Arc<ReconcileMetrics>,
+    lead: crate::jobs::Singleton,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let tick = std::time::Duration::from_secs(1);
     let mut since_reconcile = std::time::Duration::ZERO;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(tick) => {}
         }
-        if let Err(e) = payments.publish_notices(sink.as_ref(), 500).await {
-            warn!(error = %e, "publishing payment notices failed; retried next tick");
-        }
         since_reconcile += tick;
-        if interval.is_zero() || since_reconcile < interval {
-            continue;
-        }
-        since_reconcile = std::time::Duration::ZERO;
-        let providers: Vec<_> = payments.providers().cloned().collect();
-        for p in providers {
-            match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), None).await {
-                Ok(r) => {
-                    metrics.observe(&r);
-                    if !r.mismatches.is_empty() || r.errors > 0 {
-                        warn!(
-                            provider = p.name(),
-                            mismatches = r.mismatches.len(),
-                            errors = r.errors,
-                            "payment reconciliation found problems"
-                        );
+        let reconcile_now = !interval.is_zero() && since_reconcile >= interval;
+        // Notices and reconciliation run on the instance leading the job only.
+        let ran = lead
+            .tick(|| async {
+                if let Err(e) = payments.publish_notices(sink.as_ref(), 500).await {
+                    warn!(error = %e, "publishing payment notices failed; retried next tick");
+                }
+                if !reconcile_now {
+                    return Ok::<(), String>(());
+                }
+                let providers: Vec<_> = payments.providers().cloned().collect();
+                for p in providers {
+                    match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), None).await {
+                        Ok(r) => {
+                            metrics.observe(&r);
+                            if !r.mismatches.is_empty() || r.errors > 0 {
+                                warn!(
+                                    provider = p.name(),
+                                    mismatches = r.mismatches.len(),
+                                    errors = r.errors,
+                                    "payment reconciliation found problems"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            warn!(provider = p.name(), error = %e, "payment reconciliation failed")
+                        }
                     }
                 }
-                Err(e) => warn!(provider = p.name(), error = %e, "payment reconciliation failed"),
-            }
+                Ok(())
+            })
+            .await;
+        if reconcile_now && ran.is_some() {
+            since_reconcile = std::time::Duration::ZERO;
         }
     }
+    lead.step_down().await;
 }

@@ -21,10 +21,19 @@
 //!    few hundred of them (RabbitMQ 3.10.8; the messages came back as duplicates).
 //! 3. **Delayed redelivery is durable without the delayed-message plugin.** A retry is a
 //!    confirmed publish of the copy into a delay tier, and only then the original's ack.
-//! 4. **Nothing dropped past the delivery limit.** Work queues are quorum queues with
+//! 4. **One active consumer per work queue.** Work queues are declared with
+//!    `x-single-active-consumer = true`: RabbitMQ delivers a queue to one consumer at a time,
+//!    across every process, and hands it to the next registered consumer when that one is
+//!    cancelled or its channel dies (unacked deliveries are returned first). Several gateway
+//!    instances therefore keep per-key order. A queue that exists without the argument makes
+//!    RabbitMQ answer PRECONDITION_FAILED; that is [`BrokerError::QueueArgumentsDiffer`]
+//!    (declares run on a channel of their own, so the refusal never closes the publish
+//!    channel). A delivery whose channel is gone is no longer [`Delivery::is_live`]: whoever
+//!    buffered it drops it, the broker gives it to the new active consumer.
+//! 5. **Nothing dropped past the delivery limit.** Work queues are quorum queues with
 //!    `x-delivery-limit`, dead-lettering `at-least-once` (which needs
 //!    `x-overflow: reject-publish` on RabbitMQ 3.10+) to `<queue>.dlq`.
-//! 5. **Reconnection.** One connection per broker (a publish channel plus one channel per
+//! 6. **Reconnection.** One connection per broker (a publish channel plus one channel per
 //!    consumer). When it dies (broker restart, network), the next publish reconnects (one
 //!    attempt, the caller retries), consumers reconnect with capped exponential backoff and
 //!    jitter ([`Backoff`]), re-declare the topology and resume. Deliveries of a dead
@@ -38,7 +47,8 @@
 //!
 //! ```text
 //! publish(q) ──> gw.work (direct, key = q) ──> q   (quorum, x-delivery-limit,
-//!                                                    DLX gw.dlx, at-least-once, reject-publish)
+//!                                                    DLX gw.dlx, at-least-once, reject-publish,
+//!                                                    x-single-active-consumer)
 //! q past its delivery limit / reject() ──> gw.dlx (direct, key = q) ──> q.dlq (quorum)
 //! retry(q, d) ──> gw.retry.<tier> (fanout, key = q) ──> gw.retry.<tier> (quorum,
 //!                 x-message-ttl = tier, DLX gw.return, at-least-once, reject-publish)
@@ -327,6 +337,26 @@ fn ss(s: &str) -> Result<ShortString> {
         .map_err(|_| BrokerError::Malformed(format!("name longer than 255 bytes: {s:.40}…")))
 }
 
+/// A refused work-queue declare: PRECONDITION_FAILED (406, the queue exists with other
+/// arguments) is [`BrokerError::QueueArgumentsDiffer`], anything else a topology error.
+fn declare_refused(queue: &str, e: lapin::Error) -> BrokerError {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a)
+            if matches!(
+                a.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+            ) =>
+        {
+            BrokerError::QueueArgumentsDiffer {
+                queue: queue.to_string(),
+                detail: a.get_message().as_str().to_string(),
+            }
+        }
+        _ => BrokerError::Topology(format!("queue {queue}: {e}")),
+    }
+}
+
 fn closed_err(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::ChannelClosed(e.to_string())
 }
@@ -421,7 +451,7 @@ impl Inner {
                 ),
                 // Refused (e.g. an operator changed a queue's arguments): the topology that
                 // exists is used; reconnecting again would not change the answer.
-                Err(BrokerError::Topology(e)) => {
+                Err(e @ (BrokerError::Topology(_) | BrokerError::QueueArgumentsDiffer { .. })) => {
                     warn!(error = %e, "rabbitmq: reconnected; re-declaring the topology was refused")
                 }
                 Err(e) => return Err(e),
@@ -562,10 +592,11 @@ impl Inner {
                 ),
                 ("x-dead-letter-strategy", lstr("at-least-once")),
                 ("x-overflow", lstr("reject-publish")),
+                ("x-single-active-consumer", AMQPValue::Boolean(true)),
             ]);
             ch.queue_declare(q.clone(), QueueDeclareOptions::durable(), args)
                 .await
-                .map_err(topo)?;
+                .map_err(|e| declare_refused(&spec.name, e))?;
             let dlq_args = table(vec![("x-queue-type", lstr("quorum"))]);
             ch.queue_declare(dlq.clone(), QueueDeclareOptions::durable(), dlq_args)
                 .await
@@ -1211,6 +1242,11 @@ impl ChannelSettle {
 
 #[async_trait]
 impl Settle for ChannelSettle {
+    /// Live while the channel is open and the consumer was not dropped.
+    fn live(&self) -> bool {
+        self.book.channel.status().connected() && !self.book.stopped.load(Ordering::SeqCst)
+    }
+
     async fn ack(&self, tag: u64) -> Result<()> {
         self.ensure_open()?;
         self.book.complete(tag, true);

@@ -109,6 +109,16 @@ pub enum BrokerError {
     ConfirmTimeout(Duration),
     #[error("declaring the topology failed: {0}")]
     Topology(String),
+    /// RabbitMQ refused a queue declare because the queue exists with other arguments
+    /// (PRECONDITION_FAILED, 406): typically a work queue made by a release without
+    /// `x-single-active-consumer`. RabbitMQ cannot change a queue's arguments in place.
+    #[error(
+        "queue {queue} exists with other arguments than this gateway declares ({detail}); \
+         RabbitMQ cannot change them in place: stop every gateway instance, let the queue drain \
+         (or move its messages with a shovel), delete it (`rabbitmqctl delete_queue {queue}`) \
+         and start the gateway again, which re-declares it with single active consumer"
+    )]
+    QueueArgumentsDiffer { queue: String, detail: String },
     #[error("embedded queue storage failed: {0}")]
     Storage(String),
     #[error("a message on the wire is malformed: {0}")]
@@ -171,6 +181,11 @@ pub trait Consumer: Send {
 /// How an implementation settles one delivery. Implemented by each broker.
 #[async_trait]
 pub trait Settle: Send + Sync {
+    /// Whether a delivery of this handle may still be acted on: `false` once the channel it
+    /// came on is gone (the broker has taken it back and may hand it to another consumer).
+    fn live(&self) -> bool {
+        true
+    }
     async fn ack(&self, tag: u64) -> Result<()>;
     async fn retry(&self, tag: u64, msg: Message, delay: Duration) -> Result<()>;
     async fn reject(&self, tag: u64, msg: Message, reason: &str) -> Result<()>;
@@ -229,6 +244,14 @@ impl Delivery {
     /// The implementation's delivery tag.
     pub fn tag(&self) -> u64 {
         self.tag
+    }
+
+    /// Whether this delivery may still be handled. `false` once its consumer's channel is
+    /// gone: the broker gives it again (possibly to another instance, the new single active
+    /// consumer), so handling it here would race that redelivery and could reorder a key.
+    /// Buffered deliveries that are no longer live are to be dropped unhandled.
+    pub fn is_live(&self) -> bool {
+        self.settle.live()
     }
 
     /// Done with it: remove from the queue.

@@ -799,3 +799,154 @@ async fn oldest_ready_age_is_bounded_by_what_the_consumer_took() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Single active consumer (several gateway instances on one RabbitMQ, issue 13).
+// ---------------------------------------------------------------------------------------------
+
+/// Two instances (two connections) consume one partition queue: only the first registered
+/// consumer receives; when it goes away the other takes over and gets the rest in publish
+/// order, starting with the delivery the first one held unacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_active_consumer_takes_over_in_order() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "sac", 5).await;
+    let other = connect().await;
+    let mut first = b.consume(&q, 10).await.unwrap();
+    // Registered second: on standby while `first` is active.
+    let mut second = other.consume(&q, 10).await.unwrap();
+    for i in 0..10 {
+        b.publish(&q, msg(&format!("s{i}"))).await.unwrap();
+    }
+    for i in 0..5 {
+        let d = next(&mut first, Duration::from_secs(5))
+            .await
+            .expect("the active consumer receives");
+        assert_eq!(d.message.id, format!("s{i}"));
+        d.ack().await.unwrap();
+    }
+    let held = next(&mut first, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(held.message.id, "s5");
+    assert!(held.is_live());
+    assert!(
+        next(&mut second, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "the standby consumer received while the first was active"
+    );
+    // The first instance stops: its consumer is cancelled and its channel closed.
+    drop(first);
+    assert!(
+        !held.is_live(),
+        "a delivery of a dropped consumer must not be handled"
+    );
+    drop(held);
+    for i in 5..10 {
+        let d = next(&mut second, Duration::from_secs(10))
+            .await
+            .expect("the standby took over");
+        assert_eq!(d.message.id, format!("s{i}"), "in publish order");
+        if i == 5 {
+            assert!(d.redelivered, "the held delivery comes back first");
+        }
+        d.ack().await.unwrap();
+    }
+    assert!(next(&mut second, Duration::from_millis(300))
+        .await
+        .is_none());
+    drop(second);
+    other.close().await;
+    b.close().await;
+}
+
+/// When the active instance's connection dies (kill -9, network), the deliveries it had
+/// buffered are no longer live and the standby receives them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_active_consumer_hands_over_and_its_buffer_is_stale() {
+    let Some(b) = broker().await else { return };
+    let (q, _c) = declared(&b, "sacdead", 5).await;
+    let doomed = connect().await;
+    let mut first = doomed.consume(&q, 10).await.unwrap();
+    let mut second = b.consume(&q, 10).await.unwrap();
+    for i in 0..3 {
+        b.publish(&q, msg(&format!("d{i}"))).await.unwrap();
+    }
+    let mut buffered = Vec::new();
+    for i in 0..3 {
+        let d = next(&mut first, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(d.message.id, format!("d{i}"));
+        buffered.push(d);
+    }
+    assert!(buffered.iter().all(|d| d.is_live()));
+    doomed.close().await;
+    assert!(
+        buffered.iter().all(|d| !d.is_live()),
+        "deliveries of a closed connection must not be handled"
+    );
+    for i in 0..3 {
+        let d = next(&mut second, Duration::from_secs(10))
+            .await
+            .expect("redelivered to the new active consumer");
+        assert_eq!(d.message.id, format!("d{i}"));
+        d.ack().await.unwrap();
+    }
+    drop(first);
+    drop(second);
+    b.close().await;
+}
+
+/// A work queue made without `x-single-active-consumer` (an earlier release) is refused
+/// with [`BrokerError::QueueArgumentsDiffer`] naming the queue and what to do; the broker's
+/// publish channel is not poisoned by the refusal.
+#[tokio::test]
+async fn old_queue_without_single_active_consumer_is_refused_clearly() {
+    let Some(b) = broker().await else { return };
+    let q = unique("oldsac");
+    let _c = Cleanup(vec![q.clone()]);
+    let conn = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    for (k, v) in [
+        ("x-queue-type", AMQPValue::LongString("quorum".into())),
+        ("x-delivery-limit", AMQPValue::LongLongInt(4)),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString("gw.dlx".into()),
+        ),
+        (
+            "x-dead-letter-strategy",
+            AMQPValue::LongString("at-least-once".into()),
+        ),
+        ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+    ] {
+        args.insert(k.into(), v);
+    }
+    ch.queue_declare(
+        q.as_str().into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        args,
+    )
+    .await
+    .expect("the old-style queue");
+    let _ = conn.close(200, "bye".into()).await;
+    let err = b
+        .declare(&[QueueSpec {
+            name: q.clone(),
+            delivery_limit: 5,
+        }])
+        .await
+        .expect_err("declaring over an old queue must be refused");
+    match &err {
+        BrokerError::QueueArgumentsDiffer { queue, .. } => assert_eq!(queue, &q),
+        other => panic!("expected QueueArgumentsDiffer, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&q), "{text}");
+    assert!(text.contains("rabbitmqctl delete_queue"), "{text}");
+    // The shared publish channel still works.
+    let (ok, _c2) = declared(&b, "afterrefusal", 5).await;
+    b.publish(&ok, msg("still-ok")).await.unwrap();
+    b.close().await;
+}

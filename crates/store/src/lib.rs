@@ -30,10 +30,17 @@
 //!    same transaction as the rest of the batch, once per exchange key; see
 //!    [`evidence::verify_chains`] for what verification detects.
 //!
+//! 8. **One leader per singleton job.** [`Store::try_lead`] hands a job's [`LeadGuard`] to one
+//!    caller at a time across every process sharing the store. PostgreSQL: a session-level
+//!    advisory lock held by a dedicated connection (see [`postgres`]); SQLite: the process
+//!    is alone on its data directory (the gateway's data-directory lock), so it always leads.
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -344,6 +351,75 @@ pub trait Store: Send + Sync + 'static {
     /// first) and make record `through_seq` the chain's anchor, in one transaction; time-stamps
     /// below the anchor go too. Returns the number of records removed.
     async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64>;
+
+    /// Try to become the one instance running the singleton job `job` (invariant 8):
+    /// `Some(guard)` while this caller leads, `None` when another holder does. `holder` names
+    /// this instance for operators; `lease` bounds how long a holder that stopped renewing
+    /// (frozen, cut off) still counts as leading. Leadership ends when the guard is dropped.
+    async fn try_lead(&self, job: &str, holder: &str, lease: Duration)
+        -> Result<Option<LeadGuard>>;
+}
+
+/// Leadership of one singleton job, from [`Store::try_lead`]. Dropping it steps down.
+///
+/// [`LeadGuard::is_leading`] turns `false` for good when leadership was lost (the store
+/// connection that held it died, or it was not renewed within the lease); the job must then
+/// stop acting and try to lead again later.
+pub struct LeadGuard {
+    job: String,
+    lost: Arc<AtomicBool>,
+    /// Unix ms until which the lease is known held (renewed by the backend's keeper).
+    until_ms: Arc<AtomicI64>,
+    /// Whatever keeps the leadership (PostgreSQL: the session holding the advisory lock and
+    /// its keeper task); dropped with the guard, which releases it.
+    _hold: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for LeadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeadGuard")
+            .field("job", &self.job)
+            .field("leading", &self.is_leading())
+            .finish()
+    }
+}
+
+impl LeadGuard {
+    /// Built by store implementations: `lost` is set by whatever notices the loss, `until_ms`
+    /// is moved forward on each renewal.
+    pub fn new(
+        job: &str,
+        lost: Arc<AtomicBool>,
+        until_ms: Arc<AtomicI64>,
+        hold: Box<dyn Send + Sync>,
+    ) -> Self {
+        Self {
+            job: job.to_string(),
+            lost,
+            until_ms,
+            _hold: hold,
+        }
+    }
+
+    /// A guard that leads for as long as it lives (a store that only one process can open).
+    pub fn sole(job: &str) -> Self {
+        Self::new(
+            job,
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicI64::new(i64::MAX)),
+            Box::new(()),
+        )
+    }
+
+    /// The job led.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// Whether this instance still leads: not lost, and the lease renewed until later than now.
+    pub fn is_leading(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst) && now_ms() < self.until_ms.load(Ordering::SeqCst)
+    }
 }
 
 /// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`

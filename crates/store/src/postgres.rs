@@ -52,6 +52,16 @@
 //!   discarded when it comes back to the pool and a new one is made on demand, so the store heals
 //!   by itself after an outage; an operation during the outage fails with
 //!   [`StoreError::Query`] and the caller retries.
+//! - **Leadership** ([`Store::try_lead`]): a singleton job's leader holds the session-level
+//!   advisory lock `lead_key(schema, job)` (FNV-1a of `<schema>/<job>`, so stores in different
+//!   schemas of one database do not contend) on a dedicated connection, outside the pool. Its
+//!   `application_name` reads `gw-lead <job> until=<hh:mm:ss>Z <holder>` so operators see who
+//!   leads in `pg_stat_activity`; a keeper task renews it every third of the lease, and each
+//!   renewal moves the guard's lease forward. Leadership is lost (the guard says so, for good)
+//!   when the connection ends or a renewal fails or is late; the session also has
+//!   `idle_session_timeout = lease`, so a holder that stopped renewing (frozen process, cut
+//!   network) loses the lock on the server after at most one lease, and another instance can
+//!   take it. Dropping the guard closes the connection, which releases the lock at once.
 //! - Isolation by schema: [`PgStore::connect_with_schema`] (or `schema=NAME` in the URL) creates
 //!   the schema if missing and pins `search_path` on every pooled connection at startup.
 
@@ -62,6 +72,194 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+
+mod lead {
+    //! Leadership through session-level advisory locks (see the module doc of `postgres`).
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_postgres::NoTls;
+
+    use crate::{LeadGuard, Result, StoreError};
+
+    /// The shortest lease accepted: renewals every third of it must fit round trips.
+    const MIN_LEASE: Duration = Duration::from_secs(3);
+
+    /// The advisory-lock key of a job: FNV-1a of `<schema>/<job>`, stable across processes.
+    pub(super) fn lead_key(schema: Option<&str>, job: &str) -> i64 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in schema
+            .unwrap_or("")
+            .bytes()
+            .chain([b'/'])
+            .chain(job.bytes())
+        {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h as i64
+    }
+
+    /// `gw-lead <job> until=<hh:mm:ss>Z <holder>`, cut to PostgreSQL's 63 bytes, ASCII only.
+    pub(super) fn application_name(job: &str, until_ms: i64, holder: &str) -> String {
+        let secs = until_ms.div_euclid(1000).rem_euclid(86_400);
+        let text = format!(
+            "gw-lead {job} until={:02}:{:02}:{:02}Z {holder}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(63)
+            .collect()
+    }
+
+    /// Keeps the lock: owns the session's client (dropping it ends the session).
+    struct Hold {
+        keeper: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            // The keeper owns the client: aborting it drops the client, which closes the
+            // session, which releases the advisory lock.
+            self.keeper.abort();
+        }
+    }
+
+    pub(super) async fn try_lead(
+        base: &tokio_postgres::Config,
+        schema: Option<&str>,
+        job: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<LeadGuard>> {
+        let lease = lease.max(MIN_LEASE);
+        let key = lead_key(schema, job);
+        let mut plain = base.clone();
+        plain.application_name(application_name(job, crate::now_ms(), holder));
+        let mut config = plain.clone();
+        let idle = format!("-c idle_session_timeout={}", lease.as_millis());
+        let options = match config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {idle}"),
+            _ => idle,
+        };
+        config.options(options);
+        let mut connect = tokio::time::timeout(super::CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        if matches!(&connect, Ok(Err(e)) if e.to_string().contains("idle_session_timeout")) {
+            // PostgreSQL before 14 has no idle_session_timeout: lead without it (a frozen
+            // holder then keeps the lock until its TCP connection is found dead).
+            connect = tokio::time::timeout(super::CONNECT_TIMEOUT, plain.connect(NoTls)).await;
+        }
+        let (client, connection) = match connect {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(StoreError::Query(format!(
+                    "leadership of {job}: cannot connect: {}",
+                    super::describe(&e)
+                )))
+            }
+            Err(_) => {
+                return Err(StoreError::Query(format!(
+                    "leadership of {job}: no connection within {:?}",
+                    super::CONNECT_TIMEOUT
+                )))
+            }
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let on_end = lost.clone();
+        tokio::spawn(async move {
+            let _ = connection.await;
+            on_end.store(true, Ordering::SeqCst);
+        });
+        let started = crate::now_ms();
+        let got = tokio::time::timeout(
+            lease / 3,
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]),
+        )
+        .await;
+        let got: bool = match got {
+            Ok(Ok(row)) => row.get(0),
+            Ok(Err(e)) => {
+                return Err(StoreError::Query(format!(
+                    "leadership of {job}: {}",
+                    super::describe(&e)
+                )))
+            }
+            Err(_) => {
+                return Err(StoreError::Query(format!(
+                    "leadership of {job}: no answer within {:?}",
+                    lease / 3
+                )))
+            }
+        };
+        if !got {
+            return Ok(None);
+        }
+        let until = Arc::new(AtomicI64::new(started + lease.as_millis() as i64));
+        let (k_lost, k_until, k_job, k_holder) = (
+            lost.clone(),
+            until.clone(),
+            job.to_string(),
+            holder.to_string(),
+        );
+        let keeper = tokio::spawn(async move {
+            let period = lease / 3;
+            loop {
+                let sent = crate::now_ms();
+                let next = sent + lease.as_millis() as i64;
+                let name = application_name(&k_job, next, &k_holder);
+                let renewed = tokio::time::timeout(
+                    period,
+                    client.execute("SELECT set_config('application_name', $1, false)", &[&name]),
+                )
+                .await;
+                if !matches!(renewed, Ok(Ok(_))) || client.is_closed() {
+                    tracing::warn!(job = %k_job, "leadership lost: the lease could not be renewed");
+                    k_lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                k_until.store(next, Ordering::SeqCst);
+                tokio::time::sleep(period).await;
+            }
+        });
+        Ok(Some(LeadGuard::new(
+            job,
+            lost,
+            until,
+            Box::new(Hold { keeper }),
+        )))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn keys_are_stable_and_separate_schemas_and_jobs() {
+            assert_eq!(lead_key(Some("a"), "job"), lead_key(Some("a"), "job"));
+            assert_ne!(lead_key(Some("a"), "job"), lead_key(Some("b"), "job"));
+            assert_ne!(lead_key(Some("a"), "job"), lead_key(Some("a"), "job2"));
+            assert_ne!(lead_key(None, "a/b"), lead_key(Some("a"), "b/"));
+        }
+
+        #[test]
+        fn application_name_is_readable_and_bounded() {
+            let n = application_name("catalogue", 3_723_000, "gw-1");
+            assert_eq!(n, "gw-lead catalogue until=01:02:03Z gw-1");
+            let long = application_name(&"j".repeat(100), 0, "h\u{00e9}");
+            assert_eq!(long.len(), 63);
+        }
+    }
+}
 
 use crate::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
@@ -242,6 +440,8 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, en
 /// The PostgreSQL store: a pool of connections, cheap to share behind an `Arc`.
 pub struct PgStore {
     pool: Pool,
+    /// The connection settings, for the dedicated connections of [`Store::try_lead`].
+    config: tokio_postgres::Config,
     /// The schema the tables live in, when not the server's default `search_path`.
     schema: Option<String>,
 }
@@ -295,6 +495,7 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let lead_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -312,7 +513,11 @@ impl PgStore {
             .recycle_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
-        let store = Self { pool, schema };
+        let store = Self {
+            pool,
+            config: lead_config,
+            schema,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -983,6 +1188,17 @@ impl Store for PgStore {
     async fn evidence_prune(&self, chain: &str, through_seq: i64) -> Result<u64> {
         let mut client = self.client().await?;
         crate::evidence_sql::pg_prune(&mut client, chain, through_seq).await
+    }
+
+    /// A session-level `pg_try_advisory_lock` on a connection of its own, held while leading.
+    /// See "Leadership" in the module doc.
+    async fn try_lead(
+        &self,
+        job: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<crate::LeadGuard>> {
+        lead::try_lead(&self.config, self.schema.as_deref(), job, holder, lease).await
     }
 }
 

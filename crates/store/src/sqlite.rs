@@ -799,6 +799,17 @@ impl Store for SqliteStore {
         self.call(move |conn| crate::evidence_sql::sqlite_prune(conn, &chain, through_seq))
             .await
     }
+
+    /// SQLite serves one process (the gateway holds the data-directory lock), so the caller
+    /// always leads.
+    async fn try_lead(
+        &self,
+        job: &str,
+        _holder: &str,
+        _lease: std::time::Duration,
+    ) -> Result<Option<crate::LeadGuard>> {
+        Ok(Some(crate::LeadGuard::sole(job)))
+    }
 }
 
 #[cfg(test)]

@@ -228,3 +228,106 @@ async fn evidence_tampering_is_detected() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Leadership of singleton jobs (`Store::try_lead`, invariant 8).
+// ---------------------------------------------------------------------------------------------
+
+/// Two instances on one schema: one leads a job, the other is told `None`; another job is
+/// independent; when the leader steps down the other leads on its next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_leader_per_job_and_the_other_takes_over_after_a_step_down() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("lead");
+    in_schema(&admin, &schema, |schema| async move {
+        let a = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let b = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let lease = Duration::from_secs(6);
+        let lead_a = a
+            .try_lead("catalogue", "gw-a", lease)
+            .await
+            .unwrap()
+            .expect("the first instance leads");
+        assert!(lead_a.is_leading());
+        assert!(
+            b.try_lead("catalogue", "gw-b", lease).await.unwrap().is_none(),
+            "a second leader for one job"
+        );
+        assert!(
+            a.try_lead("catalogue", "gw-a", lease).await.unwrap().is_none(),
+            "a second guard in the same instance: the lock is per session"
+        );
+        let other_job = b.try_lead("online-poll", "gw-b", lease).await.unwrap();
+        assert!(other_job.is_some(), "jobs are independent");
+        // Operators see the leader.
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let names: Vec<String> = client
+            .query(
+                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'gw-lead catalogue %'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            names.iter().any(|n| n.ends_with(" gw-a") && n.contains("until=")),
+            "{names:?}"
+        );
+        // Renewals keep it past the first lease.
+        tokio::time::sleep(lease + Duration::from_secs(1)).await;
+        assert!(lead_a.is_leading(), "renewed leadership lapsed");
+        assert!(b.try_lead("catalogue", "gw-b", lease).await.unwrap().is_none());
+        drop(lead_a);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let lead_b = loop {
+            if let Some(g) = b.try_lead("catalogue", "gw-b", lease).await.unwrap() {
+                break g;
+            }
+            assert!(std::time::Instant::now() < deadline, "no take-over after a step-down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(lead_b.is_leading());
+    })
+    .await;
+}
+
+/// The leader's connection is killed on the server: the guard says leadership is lost, and the
+/// other instance can lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_leader_connection_loses_leadership() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("leadkill");
+    in_schema(&admin, &schema, |schema| async move {
+        let a = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let b = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let lease = Duration::from_secs(6);
+        let job = format!("reconcile-{schema}");
+        let lead_a = a.try_lead(&job, "gw-a", lease).await.unwrap().unwrap();
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let killed: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name LIKE $1) t",
+                &[&format!("gw-lead {job} %")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, 1, "exactly the leader's session");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while lead_a.is_leading() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "leadership still claimed after its connection died"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let lead_b = b.try_lead(&job, "gw-b", lease).await.unwrap();
+        assert!(lead_b.is_some(), "the lock was released with the session");
+    })
+    .await;
+}

@@ -173,3 +173,21 @@ async fn evidence_tampering_is_detected() {
     });
     gw_store::evidence_suite::evidence_tampering_is_detected(store, sql).await;
 }
+
+/// SQLite serves one process (the gateway's data-directory lock), so every job leads, and
+/// keeps leading.
+#[tokio::test]
+async fn the_single_process_always_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+    let lease = std::time::Duration::from_secs(3);
+    let a = store
+        .try_lead("catalogue-sync", "gw-1", lease)
+        .await
+        .unwrap();
+    let a = a.expect("leads");
+    assert!(a.is_leading());
+    assert_eq!(a.job(), "catalogue-sync");
+    let b = store.try_lead("online-poll", "gw-1", lease).await.unwrap();
+    assert!(b.is_some_and(|g| g.is_leading()));
+}
