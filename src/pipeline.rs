@@ -129,6 +129,7 @@ fn batch(
         dead_letters,
         accepted: vec![],
         evidence: vec![],
+        releases: vec![],
     }
 }
 
@@ -225,6 +226,7 @@ async fn recorder_loop(
                 .extend(r.batch.dead_letters.iter().cloned());
             merged.accepted.extend(r.batch.accepted.iter().cloned());
             merged.evidence.extend(r.batch.evidence.iter().cloned());
+            merged.releases.extend(r.batch.releases.iter().cloned());
         }
         let started = std::time::Instant::now();
         let merged_count = reqs.len() as u64;
