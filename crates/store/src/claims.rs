@@ -29,8 +29,9 @@
 //! 5. Lease clocks: PostgreSQL uses the database server's clock (`clock_timestamp()`), so
 //!    instances with skewed clocks agree; SQLite (one machine) the local clock.
 //!
-//! SQLite writes claims with the connection's `synchronous=FULL` like every other transaction:
-//! no separate fsync is needed, a claim is as durable as the ledger it protects.
+//! SQLite claims need no fsync of their own: they commit with `synchronous=NORMAL` (WAL: a
+//! process crash loses nothing committed) and the next ledger write's fsync covers them; a
+//! power cut may lose the last claims (see [`sqlite_claim`]). Heartbeats likewise.
 //!
 //! The statements are `IF NOT EXISTS` (like migration 5), so a file taken back to an older
 //! version for a migration test re-runs them harmlessly.
@@ -66,6 +67,10 @@ pub struct ClaimRequest {
     pub holder: String,
     /// How long the claim lasts without being extended.
     pub lease_ms: i64,
+    /// Stamp `sent_at_ms` with the grant: the caller sends right after the claim (no step in
+    /// between), so one write does both. `false` when the caller has work to do first (resolve
+    /// an exchange in doubt) and stamps with [`Store::extend_claim`](crate::Store::extend_claim).
+    pub sending: bool,
 }
 
 /// An exchange whose send started and whose outcome was never recorded.
@@ -203,6 +208,11 @@ struct Known {
     own_doubt: Option<InDoubt>,
 }
 
+/// `sent_at_ms` written with the grant.
+fn stamp(req: &ClaimRequest, now: i64) -> Option<i64> {
+    req.sending.then_some(now)
+}
+
 /// The decision, from what was found (shared by both stores so they cannot drift).
 fn decide(req: &ClaimRequest, known: &Known) -> Option<Claim> {
     if known.done {
@@ -236,7 +246,22 @@ const SQLITE_OWN_DOUBT: &str = "SELECT ledger_id, natural_key, version, holder, 
       AND (ledger_id = ?2 OR (?3 IS NOT NULL AND natural_key = ?3))
     ORDER BY sent_at_ms DESC LIMIT 1";
 
+/// SQLite: the claim commits with `synchronous=NORMAL` (no fsync of its own; in WAL mode a
+/// process crash, what claims are for, loses nothing committed), then `FULL` is restored: the
+/// next ledger write's fsync makes the claim durable with it. A power cut can lose the last
+/// claims, and with them the in-doubt note of an exchange in flight at that moment.
 pub(crate) fn sqlite_claim(
+    conn: &mut rusqlite::Connection,
+    req: &ClaimRequest,
+    now: i64,
+) -> std::result::Result<Claim, Fail> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = sqlite_claim_tx(conn, req, now);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+fn sqlite_claim_tx(
     conn: &mut rusqlite::Connection,
     req: &ClaimRequest,
     now: i64,
@@ -279,11 +304,11 @@ pub(crate) fn sqlite_claim(
     tx.prepare_cached(
         "INSERT INTO claims (destination, key, holder, ledger_id, natural_key, version,
                              expires_at_ms, sent_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (destination, key) DO UPDATE SET holder = excluded.holder,
              ledger_id = excluded.ledger_id, natural_key = excluded.natural_key,
              version = excluded.version, expires_at_ms = excluded.expires_at_ms,
-             sent_at_ms = NULL",
+             sent_at_ms = excluded.sent_at_ms",
     )?
     .execute(params![
         req.destination,
@@ -292,7 +317,8 @@ pub(crate) fn sqlite_claim(
         req.ledger_id,
         req.natural_key,
         req.version,
-        now + req.lease_ms
+        now + req.lease_ms,
+        stamp(req, now)
     ])?;
     tx.commit()?;
     Ok(Claim::Granted {
@@ -368,6 +394,7 @@ pub(crate) fn sqlite_extend(
     sending: bool,
     now: i64,
 ) -> std::result::Result<bool, Fail> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     let n = conn
         .prepare_cached(
             "UPDATE claims SET expires_at_ms = ?4,
@@ -381,8 +408,9 @@ pub(crate) fn sqlite_extend(
             now + lease_ms,
             sending,
             now
-        ])?;
-    Ok(n == 1)
+        ]);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(n? == 1)
 }
 
 /// Inside the record transaction.
@@ -444,49 +472,96 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
     crate::postgres::query(e)
 }
 
+/// Delivered version, natural key delivered, highest open in-doubt version of the key, and this
+/// exchange's own open in-doubt row (if any), in one statement.
+const PG_KNOWN: &str = "SELECT
+   (SELECT version FROM delivered_versions WHERE destination = $1 AND key = $2),
+   EXISTS (SELECT 1 FROM delivered_natural_keys WHERE destination = $1 AND natural_key = $3),
+   (SELECT MAX(version) FROM in_doubt
+      WHERE destination = $1 AND key = $2 AND resolution IS NULL),
+   d.ledger_id, d.natural_key, d.version, d.holder, d.sent_at_ms
+ FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+   SELECT ledger_id, natural_key, version, holder, sent_at_ms FROM in_doubt
+   WHERE destination = $1 AND resolution IS NULL
+     AND (ledger_id = $4 OR ($3::text IS NOT NULL AND natural_key = $3))
+   ORDER BY sent_at_ms DESC LIMIT 1) d ON true";
+
+fn pg_known(k: &tokio_postgres::Row) -> Known {
+    let ledger_id: Option<String> = k.get(3);
+    Known {
+        delivered: k.get(0),
+        done: k.get(1),
+        doubt_version: k.get(2),
+        own_doubt: ledger_id.map(|ledger_id| InDoubt {
+            ledger_id,
+            natural_key: k.get(4),
+            version: k.get(5),
+            holder: k.get(6),
+            sent_at_ms: k.get(7),
+        }),
+    }
+}
+
+/// The common path is three round trips: `BEGIN`, the insert pipelined with the reads, `COMMIT`.
+/// A fresh insert holds the row's lock until commit, so reads issued after it on this
+/// transaction see every holder that released before (invariant 2). When the row exists, it is
+/// locked (`FOR UPDATE`) and the reads are made again after the lock.
 pub(crate) async fn pg_claim(
     client: &mut deadpool_postgres::Object,
     req: &ClaimRequest,
 ) -> Result<Claim> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    // Take the row: a fresh insert holds its lock until commit; an existing row is locked.
     let insert = tx
         .prepare_cached(&format!(
             "INSERT INTO claims (destination, key, holder, ledger_id, natural_key, version,
                                  expires_at_ms, sent_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, {PG_NOW} + $7, NULL)
+             VALUES ($1, $2, $3, $4, $5, $6, {PG_NOW} + $7,
+                     CASE WHEN $8 THEN {PG_NOW} END)
              ON CONFLICT (destination, key) DO NOTHING"
         ))
         .await
         .map_err(pg_err)?;
-    let inserted = tx
-        .execute(
-            &insert,
-            &[
-                &req.destination,
-                &req.key,
-                &req.holder,
-                &req.ledger_id,
-                &req.natural_key,
-                &req.version,
-                &req.lease_ms,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT holder, ledger_id, natural_key, version, expires_at_ms, sent_at_ms, {PG_NOW}
-             FROM claims WHERE destination = $1 AND key = $2 FOR UPDATE"
-        ))
-        .await
-        .map_err(pg_err)?;
-    let row = tx
-        .query_one(&stmt, &[&req.destination, &req.key])
-        .await
-        .map_err(pg_err)?;
-    let now: i64 = row.get(6);
+    let known_stmt = tx.prepare_cached(PG_KNOWN).await.map_err(pg_err)?;
+    let known_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&req.destination, &req.key, &req.natural_key, &req.ledger_id];
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &req.destination,
+        &req.key,
+        &req.holder,
+        &req.ledger_id,
+        &req.natural_key,
+        &req.version,
+        &req.lease_ms,
+        &req.sending,
+    ];
+    let (inserted, k) = futures::join!(
+        tx.execute(&insert, &insert_params),
+        tx.query_one(&known_stmt, &known_params)
+    );
+    let inserted = inserted.map_err(pg_err)?;
+    let mut known = pg_known(&k.map_err(pg_err)?);
+    let mut now = None;
     if inserted == 0 {
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT holder, ledger_id, natural_key, version, expires_at_ms, sent_at_ms, {PG_NOW}
+                 FROM claims WHERE destination = $1 AND key = $2 FOR UPDATE"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let Some(row) = tx
+            .query_opt(&stmt, &[&req.destination, &req.key])
+            .await
+            .map_err(pg_err)?
+        else {
+            // Released between the insert and the lock: ask again shortly.
+            return Ok(Claim::Busy {
+                holder: String::new(),
+                expires_at_ms: 0,
+            });
+        };
+        let t: i64 = row.get(6);
+        now = Some(t);
         let h = Held {
             holder: row.get(0),
             ledger_id: row.get(1),
@@ -495,7 +570,7 @@ pub(crate) async fn pg_claim(
             expires_at_ms: row.get(4),
             sent_at_ms: row.get(5),
         };
-        if h.holder != req.holder && h.expires_at_ms > now {
+        if h.holder != req.holder && h.expires_at_ms > t {
             return Ok(Claim::Busy {
                 holder: h.holder,
                 expires_at_ms: h.expires_at_ms,
@@ -521,77 +596,41 @@ pub(crate) async fn pg_claim(
                     &h.version,
                     &h.holder,
                     &sent,
-                    &now,
+                    &t,
                 ],
             )
             .await
             .map_err(pg_err)?;
         }
+        // Read again, after the lock (invariant 2).
+        let k = tx
+            .query_one(&known_stmt, &known_params)
+            .await
+            .map_err(pg_err)?;
+        known = pg_known(&k);
     }
-    // Read after the lock: a holder that recorded and released is seen (invariant 2).
-    let known_stmt = tx
-        .prepare_cached(
-            "SELECT
-               (SELECT version FROM delivered_versions WHERE destination = $1 AND key = $2),
-               EXISTS (SELECT 1 FROM delivered_natural_keys
-                       WHERE destination = $1 AND natural_key = $3),
-               (SELECT MAX(version) FROM in_doubt
-                  WHERE destination = $1 AND key = $2 AND resolution IS NULL)",
-        )
-        .await
-        .map_err(pg_err)?;
-    let k = tx
-        .query_one(&known_stmt, &[&req.destination, &req.key, &req.natural_key])
-        .await
-        .map_err(pg_err)?;
-    let own_stmt = tx
-        .prepare_cached(
-            "SELECT ledger_id, natural_key, version, holder, sent_at_ms
-             FROM in_doubt WHERE destination = $1 AND resolution IS NULL
-               AND (ledger_id = $2 OR ($3::text IS NOT NULL AND natural_key = $3))
-             ORDER BY sent_at_ms DESC LIMIT 1",
-        )
-        .await
-        .map_err(pg_err)?;
-    let own_doubt = tx
-        .query_opt(
-            &own_stmt,
-            &[&req.destination, &req.ledger_id, &req.natural_key],
-        )
-        .await
-        .map_err(pg_err)?
-        .map(|r| InDoubt {
-            ledger_id: r.get(0),
-            natural_key: r.get(1),
-            version: r.get(2),
-            holder: r.get(3),
-            sent_at_ms: r.get(4),
-        });
-    let known = Known {
-        delivered: k.get(0),
-        done: k.get(1),
-        doubt_version: k.get(2),
-        own_doubt,
-    };
     if let Some(refused) = decide(req, &known) {
-        // Keep the in-doubt note, drop a row this call inserted (nothing is held).
-        let drop_own = tx
-            .prepare_cached(
-                "DELETE FROM claims WHERE destination = $1 AND key = $2 AND holder = $3",
-            )
-            .await
-            .map_err(pg_err)?;
-        tx.execute(&drop_own, &[&req.destination, &req.key, &req.holder])
-            .await
-            .map_err(pg_err)?;
+        if inserted == 1 {
+            // Nothing is held: drop the row this call inserted.
+            let drop_own = tx
+                .prepare_cached(
+                    "DELETE FROM claims WHERE destination = $1 AND key = $2 AND holder = $3",
+                )
+                .await
+                .map_err(pg_err)?;
+            tx.execute(&drop_own, &[&req.destination, &req.key, &req.holder])
+                .await
+                .map_err(pg_err)?;
+        }
+        // Keeps an in-doubt note written above.
         tx.commit().await.map_err(pg_err)?;
         return Ok(refused);
     }
-    if inserted == 0 {
+    if let Some(t) = now {
         let take = tx
             .prepare_cached(
                 "UPDATE claims SET holder = $3, ledger_id = $4, natural_key = $5, version = $6,
-                     expires_at_ms = $7, sent_at_ms = NULL
+                     expires_at_ms = $7, sent_at_ms = $8
                  WHERE destination = $1 AND key = $2",
             )
             .await
@@ -605,7 +644,8 @@ pub(crate) async fn pg_claim(
                 &req.ledger_id,
                 &req.natural_key,
                 &req.version,
-                &(now + req.lease_ms),
+                &(t + req.lease_ms),
+                &stamp(req, t),
             ],
         )
         .await

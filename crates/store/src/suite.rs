@@ -1140,6 +1140,7 @@ fn claim_req(
         version,
         holder: holder.into(),
         lease_ms,
+        sending: false,
     }
 }
 
@@ -1279,6 +1280,20 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
         crate::Claim::Granted { in_doubt: None }
     );
     assert!(store.in_doubt_by_key("Q").await.unwrap().is_empty());
+
+    // Stamped by the claim itself (`sending: true`): in doubt once expired.
+    let mut e = claim_req("R", "env-r", Some(1), "instance-a", 50);
+    e.sending = true;
+    assert_eq!(
+        store.claim(&e).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let f = claim_req("R", "env-r", Some(1), "instance-b", 30_000);
+    assert!(matches!(
+        store.claim(&f).await.unwrap(),
+        crate::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
+    ));
 }
 
 /// A claim for a version the destination already has (or older) is refused, so is one for a
