@@ -822,7 +822,12 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Superseded.as_str(),
                 Duration::ZERO,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            // An in-doubt note of this exchange (its earlier send died unrecorded) is settled:
+            // the destination has something at least as new. Holds no claim: the release
+            // deletes nothing.
+            let mut b = batch(vec![out], vec![att], vec![]);
+            b.releases = vec![release(route, &env, &ledger_id, "", Some("superseded"))];
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -925,14 +930,31 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
             } else {
                 format!("destination already has version {newest}")
             };
-            return record_unsent_superseded(ctx, &env, &ledger_id, failed_before, detail, None)
-                .await;
+            // This exchange's own in-doubt note (if any) is settled: something newer counts.
+            let settle = release(route, &env, &ledger_id, &holder, Some("superseded"));
+            return record_unsent_superseded(
+                ctx,
+                &env,
+                &ledger_id,
+                failed_before,
+                detail,
+                Some(settle),
+            )
+            .await;
         }
         gw_store::Claim::Done => {
             drop(permit);
             let detail = "the destination already has this effect (natural key delivered)".into();
-            return record_unsent_superseded(ctx, &env, &ledger_id, failed_before, detail, None)
-                .await;
+            let settle = release(route, &env, &ledger_id, &holder, Some("already_delivered"));
+            return record_unsent_superseded(
+                ctx,
+                &env,
+                &ledger_id,
+                failed_before,
+                detail,
+                Some(settle),
+            )
+            .await;
         }
     };
     let mut resolution: Option<&'static str> = None;
