@@ -916,7 +916,9 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
             drop(permit);
             // Another lane or instance is sending for this dossier: wait for it (a deferral,
             // not an attempt; the circuit saw nothing).
-            let wait = (expires_at_ms - now_ms()).clamp(50, lease_ms.max(50)) as u64;
+            // Until the lease would run out, but at most 2 s: the holder usually releases
+            // long before (the claim lasts one send).
+            let wait = (expires_at_ms - now_ms()).clamp(50, lease_ms.clamp(50, 2_000)) as u64;
             let spread = rand::rng().random_range(0..=wait / 4);
             debug!(delay_ms = wait + spread, "claim busy: deferred");
             ctx.metrics
