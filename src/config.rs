@@ -2163,6 +2163,23 @@ to = "nobody"
     }
 
     #[test]
+    fn claim_lease_defaults_to_15s_and_must_be_above_zero() {
+        let c = parse_str("").unwrap().config;
+        assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(15));
+        let c = parse_str("[gateway]\nclaim_lease = \"2s\"\n")
+            .unwrap()
+            .config;
+        assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(2));
+        let text = parse_str("[gateway]\nclaim_lease = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("gateway.claim_lease: the claim lease is zero"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = parse_str("[broker]\nprefetch = \"many\"\n").unwrap_err();
         let text = e.to_string();
