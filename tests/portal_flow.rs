@@ -1092,3 +1092,77 @@ async fn exchanges_in_doubt_are_resolved_with_the_portals_look_up() {
     assert_clean(&portal);
     running.shutdown().await;
 }
+
+/// An exchange in doubt whose look-up fails (the portal answers HTTP 500 to the next calls,
+/// login and `TraCuuHoSo` alike) is never sent blindly: the delivery is retried as
+/// `lookup_failed` until the look-up answers, then resolved (here: already there, no POST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_look_up_is_retried_never_sent_blindly() {
+    use gateway::connectors::dvcqg::translate;
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("doubtfail");
+    let loaded = load(&portal_config(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &portal,
+        "",
+        5,
+    ));
+    let (v1, v2, _) = two_snapshot_dossier(911);
+    let client = reqwest::Client::new();
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    assert_eq!(post(&client, running.inbound_addr, &v1).await, 202);
+    wait_for("v1 at the portal", Duration::from_secs(30), || {
+        portal.dossier_versions(&v1.key).len() == 1
+    })
+    .await;
+    running.shutdown().await;
+    // The dead instance's v2 reached the portal; its claim was never released.
+    let d: gateway::model::Dossier = serde_json::from_value(v2.payload.clone()).unwrap();
+    let item = translate::dossier_item(&d, &translate::ProcedureTable::default()).unwrap();
+    portal_direct(
+        &portal,
+        "DongBoHoSoMC",
+        serde_json::json!({"isUpdating": true, "data": [item]}),
+    )
+    .await;
+    {
+        let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
+        leave_in_doubt(store.as_ref(), &envelope_of(&v2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next calls fail: the new instance's login and look-ups.
+    portal.fail_next(FaultKind::ServerError, 4);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway restarts");
+    assert_eq!(post(&client, running.inbound_addr, &v2).await, 202);
+    let store = running.engine.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resolution = loop {
+        let rows = store.in_doubt_by_key(&v2.key).await.unwrap();
+        if let Some(how) = rows.first().and_then(|r| r.resolution.clone()) {
+            break how;
+        }
+        assert!(Instant::now() < deadline, "not resolved in 30s: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resolution, "already_there");
+    let attempts = store.attempts_by_key(&v2.key).await.unwrap();
+    assert!(
+        attempts.iter().any(|a| a.reason == "lookup_failed"),
+        "the failed look-ups are on the trail: {attempts:?}"
+    );
+    let versions: Vec<_> = portal
+        .dossier_versions(&v2.key)
+        .iter()
+        .map(|v| version_of(&v.item))
+        .collect();
+    assert_eq!(versions, vec![Some(1), Some(2)], "v2 was never sent again");
+    assert_clean(&portal);
+    running.shutdown().await;
+}

@@ -23,8 +23,8 @@
 //!    sending again. A claim for an *older* version than one in doubt is [`Claim::Older`]: the
 //!    newer one may have arrived.
 //! 4. **Release with the outcome.** [`Batch::releases`](crate::Batch::releases) delete the
-//!    caller's claim (only if it still holds it) and settle the exchange's in-doubt rows in the
-//!    same transaction as the outcome: there is no moment where the outcome is recorded and the
+//!    caller's claim (only if it still holds it) and, when they carry a resolution, settle the
+//!    exchange's in-doubt rows, in the same transaction as the outcome: there is no moment where the outcome is recorded and the
 //!    claim still blocks, or the claim is gone and the outcome is not recorded.
 //! 5. Lease clocks: PostgreSQL uses the database server's clock (`clock_timestamp()`), so
 //!    instances with skewed clocks agree; SQLite (one machine) the local clock.
@@ -109,9 +109,9 @@ pub struct ClaimRelease {
     /// The exchange; its open in-doubt rows are settled with `resolution`.
     pub ledger_id: String,
     pub natural_key: Option<String>,
-    /// How an in-doubt exchange was settled (`already_there`, `not_there`, `unverified`,
-    /// `superseded`, `dead_lettered` …); `None` when it was not in doubt (open rows of this
-    /// exchange, if any, are then closed as `settled`).
+    /// How the exchange's open in-doubt notes are settled (`already_there`, `not_there`,
+    /// `unverified`, `superseded`, `already_delivered` …). `None` leaves them open: a retry (the
+    /// outcome is still unknown) or a look-up that failed must not close a doubt.
     pub resolution: Option<String>,
 }
 
@@ -428,8 +428,9 @@ pub(crate) fn sqlite_release(
     )?;
     for r in releases {
         delete.execute(params![r.destination, r.key, r.holder])?;
-        let how = r.resolution.as_deref().unwrap_or("settled");
-        settle.execute(params![r.destination, r.ledger_id, r.natural_key, how, now])?;
+        if let Some(how) = &r.resolution {
+            settle.execute(params![r.destination, r.ledger_id, r.natural_key, how, now])?;
+        }
     }
     Ok(())
 }
@@ -704,13 +705,14 @@ pub(crate) async fn pg_release(
         tx.execute(&delete, &[&r.destination, &r.key, &r.holder])
             .await
             .map_err(pg_err)?;
-        let how = r.resolution.as_deref().unwrap_or("settled");
-        tx.execute(
-            &settle,
-            &[&r.destination, &r.ledger_id, &r.natural_key, &how],
-        )
-        .await
-        .map_err(pg_err)?;
+        if let Some(how) = &r.resolution {
+            tx.execute(
+                &settle,
+                &[&r.destination, &r.ledger_id, &r.natural_key, how],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
     }
     Ok(())
 }

@@ -1373,6 +1373,16 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
         store.claim(&c).await.unwrap(),
         crate::Claim::Busy { .. }
     ));
+    // A release without a resolution (a retry, a failed look-up) leaves the doubt open.
+    let retry = Batch {
+        releases: vec![release("K", "env-1", Some("K@1".into()), "nobody", None)],
+        ..Default::default()
+    };
+    record(&store, retry).await;
+    assert_eq!(
+        store.in_doubt_by_key("K").await.unwrap()[0].resolution,
+        None
+    );
     // b resolves (already there) and records with its release.
     let mut o = outcome("r1", "env-1", "K", 5);
     o.version = Some(1);
