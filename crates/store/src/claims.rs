@@ -17,7 +17,10 @@
 //! 3. **Sent but not recorded = in doubt.** [`Store::extend_claim`](crate::Store::extend_claim)
 //!    with `sending: true` stamps `sent_at_ms` just before the send. A claim taken over after its
 //!    lease expired with `sent_at_ms` set (the holder died or hung mid-send) becomes an
-//!    `in_doubt` row for that exchange, in the same transaction as the take-over. A later claim
+//!    `in_doubt` row for that exchange, in the same transaction as the take-over (born settled,
+//!    `recorded_before`, when the ledger already has an outcome for it: a redelivery handled it
+//!    without a claim, e.g. superseded by coalescing; that look-up scans the ledger by envelope
+//!    id, acceptable on the rare take-over path). A later claim
 //!    for that very exchange (same ledger id or natural key) is granted with
 //!    [`Claim::Granted::in_doubt`] set: the caller must resolve it (ask the party) before
 //!    sending again. A claim for an *older* version than one in doubt is [`Claim::Older`]: the
@@ -335,8 +338,12 @@ fn sqlite_note_doubt(
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "INSERT INTO in_doubt (destination, ledger_id, key, natural_key, version, holder,
-                               sent_at_ms, found_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                               sent_at_ms, found_at_ms, resolution, resolved_at_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, r, CASE WHEN r IS NULL THEN NULL ELSE ?8 END
+         FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM ledger
+                                        WHERE destination = ?1 AND envelope_id = ?2)
+                      THEN 'recorded_before' END AS r) AS before
+         WHERE true
          ON CONFLICT (destination, ledger_id) DO NOTHING",
     )?
     .execute(params![
@@ -581,8 +588,13 @@ pub(crate) async fn pg_claim(
             let note = tx
                 .prepare_cached(
                     "INSERT INTO in_doubt (destination, ledger_id, key, natural_key, version,
-                                           holder, sent_at_ms, found_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                           holder, sent_at_ms, found_at_ms, resolution,
+                                           resolved_at_ms)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8::bigint, r,
+                            CASE WHEN r IS NULL THEN NULL ELSE $8::bigint END
+                     FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM ledger
+                                                    WHERE destination = $1 AND envelope_id = $2)
+                                  THEN 'recorded_before' END AS r) AS before
                      ON CONFLICT (destination, ledger_id) DO NOTHING",
                 )
                 .await

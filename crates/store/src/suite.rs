@@ -1267,6 +1267,29 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].resolution, None);
 
+    // An exchange the ledger already settled (a redelivery superseded it without a claim) is
+    // noted as settled when its dead holder's claim is taken over.
+    let g = claim_req("P", "env-p", Some(2), "instance-a", 50);
+    let mut g = g;
+    g.sending = true;
+    assert_eq!(
+        store.claim(&g).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let mut sup = outcome("r1", "env-p", "P", 1);
+    sup.outcome = Outcome::Superseded;
+    sup.version = Some(2);
+    record(&store, batch(vec![sup], vec![], vec![])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let h = claim_req("P", "env-p3", Some(3), "instance-b", 30_000);
+    assert_eq!(
+        store.claim(&h).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let rows = store.in_doubt_by_key("P").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resolution.as_deref(), Some("recorded_before"));
+
     // Expired before any send started: nothing is in doubt.
     let c = claim_req("Q", "env-q", Some(1), "instance-a", 50);
     assert_eq!(
