@@ -119,6 +119,7 @@ pub fn build_engine_with(
         c.broker.prefetch,
         c.broker.delivery_limit,
     )
+    .with_claims(&c.gateway.instance, c.gateway.claim_lease.0)
     .with_evidence(Arc::new(log)))
 }
 

@@ -63,6 +63,8 @@ pub mod defaults {
     /// Largest part of a party's answer kept in the ledger / dead letters.
     pub const ANSWER_SNIPPET_BYTES: usize = 2048;
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// How long a delivery claim lasts without a heartbeat (see `gw_store::claims`).
+    pub const CLAIM_LEASE: Duration = Duration::from_secs(15);
     /// DVCQG: the `service` of the login call.
     pub const DVCQG_LOGIN_SERVICE: &str = "DangNhap";
     /// DVCQG: codes meaning the session expired. The portal's code list is not public
@@ -352,6 +354,12 @@ pub struct GatewaySection {
     /// How long shutdown waits for in-flight work. Default 30s.
     #[serde(default = "d_shutdown")]
     pub shutdown_grace: Dur,
+    /// How long a delivery claim (the store's hold on a dossier at one destination while an
+    /// exchange is sent) lasts without a heartbeat. A claim found expired mid-send marks the
+    /// exchange in doubt. Must be above zero; keep it above the destination's request timeout
+    /// (the heartbeat extends it every third of the lease). Default 15s.
+    #[serde(default = "d_claim_lease")]
+    pub claim_lease: Dur,
 }
 
 impl Default for GatewaySection {
@@ -360,6 +368,7 @@ impl Default for GatewaySection {
             instance: d_instance(),
             data_dir: d_data_dir(),
             shutdown_grace: d_shutdown(),
+            claim_lease: d_claim_lease(),
         }
     }
 }
@@ -790,6 +799,9 @@ fn d_data_dir() -> PathBuf {
 fn d_shutdown() -> Dur {
     Dur(defaults::SHUTDOWN_GRACE)
 }
+fn d_claim_lease() -> Dur {
+    Dur(defaults::CLAIM_LEASE)
+}
 fn d_prefetch() -> u16 {
     defaults::PREFETCH
 }
@@ -1022,6 +1034,13 @@ fn validate(c: &Config, problems: &mut Vec<Problem>, origin: &str) {
             fix: fix.to_string(),
         })
     };
+    if c.gateway.claim_lease.0.is_zero() {
+        p(
+            "gateway.claim_lease".into(),
+            "the claim lease is zero: every claim would expire at once".into(),
+            "write a duration above zero, e.g. claim_lease = \"15s\"",
+        );
+    }
     if let Some(url) = &c.broker.url {
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
             p(
@@ -2264,6 +2283,23 @@ to = "nobody"
             .unwrap()
             .config;
         assert_eq!(ok.circuit.min_calls, 0, "0 turns the breaker off");
+    }
+
+    #[test]
+    fn claim_lease_defaults_to_15s_and_must_be_above_zero() {
+        let c = parse_str("").unwrap().config;
+        assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(15));
+        let c = parse_str("[gateway]\nclaim_lease = \"2s\"\n")
+            .unwrap()
+            .config;
+        assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(2));
+        let text = parse_str("[gateway]\nclaim_lease = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("gateway.claim_lease: the claim lease is zero"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use uuid::Uuid;
 
 /// One message inside the gateway.
@@ -79,9 +80,34 @@ impl Envelope {
     }
 
     /// The natural key of this envelope's effect at a destination: `key@version` when
-    /// versioned, otherwise `None` (the envelope id is the idempotency key).
+    /// versioned; for a progress step (`dossier.progress`, payload `{code, step}`) the stable
+    /// identity `key#step-<at>-<hash>`: `<at>` the step's time with only its letters and digits
+    /// kept, `<hash>` 12 hex digits of the SHA-256 of the step's JSON (keys sorted), so the
+    /// same step carried by two envelopes is one effect; otherwise `None` (the envelope id is
+    /// the idempotency key).
     pub fn natural_key(&self) -> Option<String> {
-        self.version.map(|v| format!("{}@{}", self.key, v))
+        if let Some(v) = self.version {
+            return Some(format!("{}@{}", self.key, v));
+        }
+        if self.kind == "dossier.progress" {
+            let step = self.payload.get("step")?;
+            let at: String = step
+                .get("at")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            // serde_json's maps are sorted by key (no `preserve_order`): a stable rendering.
+            let bytes = serde_json::to_vec(step).ok()?;
+            let digest = sha2::Sha256::digest(&bytes);
+            return Some(format!(
+                "{}#step-{at}-{}",
+                self.key,
+                &hex::encode(digest)[..12]
+            ));
+        }
+        None
     }
 }
 
@@ -157,6 +183,30 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(e.id.get_version_num(), 7);
         assert_eq!(e.natural_key().unwrap(), "000.00.01.H22-241124-0001@3");
+    }
+
+    #[test]
+    fn progress_steps_have_a_stable_identity() {
+        let step = serde_json::json!({"code": "C-1", "step": {"at": "2024-11-24T09:30:00+07:00", "content": "Chuyển xử lý", "handler": "Cán bộ An"}});
+        let a = Envelope::new("dossier.progress", "C-1", "onestop", step.clone());
+        let b = Envelope::new("dossier.progress", "C-1", "onestop", step);
+        let ka = a.natural_key().unwrap();
+        assert_eq!(Some(ka.clone()), b.natural_key(), "two envelopes, one step");
+        assert!(ka.starts_with("C-1#step-20241124T0930000700-"), "{ka}");
+        assert_eq!(ka.rsplit('-').next().unwrap().len(), 12);
+        let other = Envelope::new(
+            "dossier.progress",
+            "C-1",
+            "onestop",
+            serde_json::json!({"code": "C-1", "step": {"at": "2024-11-24T09:30:00+07:00", "content": "Trả kết quả", "handler": "Cán bộ An"}}),
+        );
+        assert_ne!(
+            other.natural_key().unwrap(),
+            ka,
+            "another step at the same time"
+        );
+        let plain = Envelope::new("payment.settled", "C-1", "onestop", serde_json::Value::Null);
+        assert_eq!(plain.natural_key(), None);
     }
 
     #[test]

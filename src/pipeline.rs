@@ -11,7 +11,20 @@
 //!   of one key never run at once and keep their queue order.
 //! - **No older after newer.** A versioned envelope whose version is not above the version
 //!   already delivered to the destination is recorded as *superseded* and not sent. (A retry
-//!   that comes back after a newer version was delivered is therefore superseded too.)
+//!   that comes back after a newer version was delivered is therefore superseded too.) The
+//!   check that counts is made under a **claim** on (destination, key) taken in the store
+//!   before the send ([`gw_store::claims`]): held through the send (a heartbeat extends it every
+//!   third of the lease), released in the transaction that records the outcome. So even two
+//!   instances handed one dossier's versions during a take-over never send an older one after a
+//!   newer one. A delivery that finds another holder's lease live is *deferred* (not an
+//!   attempt, not seen by the circuit).
+//! - **In doubt.** A claim found expired after its holder stamped the send's start means an
+//!   exchange was sent and never recorded. Before sending it again the connector's look-up
+//!   decides ([`crate::connectors::Connector::resolve_in_doubt`]): already there → recorded as
+//!   delivered without a send; not there → sent; look-up failed → retried later (never sent
+//!   blindly); no look-up → sent again and shown as `unverified` in the dossier's trail.
+//! - **Natural keys.** A claim for an effect whose natural key is delivered (`CODE@version`, a
+//!   progress step's `CODE#step-…`) is refused: what was sent and recorded is never sent twice.
 //! - **A poison message never blocks its queue.** Permanent failures go to the dead letters at
 //!   once; retryable ones are re-published with a delay (the queue moves on) until the route's
 //!   budget runs out; a panic while handling one message dead-letters that message; a message
@@ -34,7 +47,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use gw_broker::{dead_letter_queue, Broker, Delivery, Message, QueueSpec, HDR_DEAD_REASON};
 use gw_store::{
-    AcceptedVersion, AttemptRecord, Batch, NewDeadLetter, Outcome, OutcomeRecord, Store, StoreError,
+    AcceptedVersion, AttemptRecord, Batch, ClaimRelease, NewDeadLetter, Outcome, OutcomeRecord,
+    Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -132,6 +146,7 @@ fn batch(
         dead_letters,
         accepted: vec![],
         evidence: vec![],
+        releases: vec![],
     }
 }
 
@@ -228,6 +243,7 @@ async fn recorder_loop(
                 .extend(r.batch.dead_letters.iter().cloned());
             merged.accepted.extend(r.batch.accepted.iter().cloned());
             merged.evidence.extend(r.batch.evidence.iter().cloned());
+            merged.releases.extend(r.batch.releases.iter().cloned());
         }
         let started = std::time::Instant::now();
         let merged_count = reqs.len() as u64;
@@ -277,6 +293,9 @@ struct Ctx {
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     evidence: Option<Arc<crate::evidence::EvidenceLog>>,
+    /// This instance's name, the prefix of its claim holders.
+    instance: String,
+    claim_lease: Duration,
 }
 
 /// The running engine of all routes.
@@ -290,6 +309,10 @@ pub struct Engine {
     recorder: Recorder,
     /// The evidence log (absent: nothing recorded), see [`Engine::with_evidence`].
     pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
+    /// Claim holders are `<instance>/<fresh id>`, see [`Engine::with_claims`].
+    pub instance: String,
+    /// How long a delivery claim lasts without a heartbeat.
+    pub claim_lease: Duration,
 }
 
 impl Engine {
@@ -316,7 +339,18 @@ impl Engine {
             delivery_limit,
             recorder,
             evidence: None,
+            instance: format!("gw-{}", std::process::id()),
+            claim_lease: crate::config::defaults::CLAIM_LEASE,
         }
+    }
+
+    /// Name this instance's claim holders and set the claims' lease (`[gateway] instance`,
+    /// `claim_lease`). A process id is added to the name: two processes configured with one
+    /// name still hold distinct claims.
+    pub fn with_claims(mut self, instance: &str, lease: Duration) -> Self {
+        self.instance = format!("{instance}-{}", std::process::id());
+        self.claim_lease = lease;
+        self
     }
 
     /// Record every exchange of the routes' connectors in `log`.
@@ -404,6 +438,8 @@ impl Engine {
                     metrics: self.metrics.clone(),
                     cancel: cancel.clone(),
                     evidence: self.evidence.clone(),
+                    instance: self.instance.clone(),
+                    claim_lease: self.claim_lease,
                 });
                 tasks.spawn(consume_queue(ctx.clone(), consumer, route.concurrency));
                 let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
@@ -796,7 +832,12 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Superseded.as_str(),
                 Duration::ZERO,
             );
-            if record_patiently(ctx, batch(vec![out], vec![att], vec![])).await {
+            // An in-doubt note of this exchange (its earlier send died unrecorded) is settled:
+            // the destination has something at least as new. Holds no claim: the release
+            // deletes nothing.
+            let mut b = batch(vec![out], vec![att], vec![]);
+            b.releases = vec![release(route, &env, &ledger_id, "", Some("superseded"))];
+            if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
                 return Settlement::Ack;
@@ -851,6 +892,177 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
             }
         }
     };
+    // 4. Claim (destination, key) in the store: the version check that counts is the one made
+    //    under the claim (see `gw_store::claims`), and an earlier send of this exchange that was
+    //    never recorded (in doubt) is resolved with the party's look-up before any re-send.
+    let holder = format!("{}/{}", ctx.instance, Uuid::now_v7().simple());
+    let lease_ms = ctx.claim_lease.as_millis().max(1) as i64;
+    let req = gw_store::ClaimRequest {
+        destination: route.destination.clone(),
+        key: env.key.clone(),
+        ledger_id: ledger_id.clone(),
+        natural_key: env.natural_key(),
+        version: env.version,
+        holder: holder.clone(),
+        lease_ms,
+        // Stamped with the grant: the send follows at once (after a look-up, when in doubt:
+        // then the exchange is in doubt anyway until recorded).
+        sending: true,
+    };
+    let claim = {
+        let store = ctx.store.clone();
+        store_read(ctx, || {
+            let (store, req) = (store.clone(), req.clone());
+            Box::pin(async move { store.claim(&req).await })
+        })
+        .await
+    };
+    let Some(claim) = claim else {
+        return Settlement::Leave;
+    };
+    let in_doubt = match claim {
+        gw_store::Claim::Granted { in_doubt } => in_doubt,
+        gw_store::Claim::Busy { expires_at_ms, .. } => {
+            drop(permit);
+            // Another lane or instance is sending for this dossier: wait for it (a deferral,
+            // not an attempt; the circuit saw nothing).
+            // Until the lease would run out, but at most 2 s: the holder usually releases
+            // long before (the claim lasts one send).
+            let wait = (expires_at_ms - now_ms()).clamp(50, lease_ms.clamp(50, 2_000)) as u64;
+            let spread = rand::rng().random_range(0..=wait / 4);
+            debug!(delay_ms = wait + spread, "claim busy: deferred");
+            ctx.metrics
+                .inc_outcome(&route.name, "deferred", Reason::ClaimBusy.as_str());
+            return defer(d, first_ms, deferred, Duration::from_millis(wait + spread));
+        }
+        gw_store::Claim::Older { newest, in_doubt } => {
+            drop(permit);
+            let detail = if in_doubt {
+                format!("version {newest} may already be at the destination (in doubt)")
+            } else {
+                format!("destination already has version {newest}")
+            };
+            // This exchange's own in-doubt note (if any) is settled: something newer counts.
+            let settle = release(route, &env, &ledger_id, &holder, Some("superseded"));
+            return record_unsent_superseded(
+                ctx,
+                &env,
+                &ledger_id,
+                failed_before,
+                detail,
+                Some(settle),
+            )
+            .await;
+        }
+        gw_store::Claim::Done => {
+            drop(permit);
+            let detail = "the destination already has this effect (natural key delivered)".into();
+            let settle = release(route, &env, &ledger_id, &holder, Some("already_delivered"));
+            return record_unsent_superseded(
+                ctx,
+                &env,
+                &ledger_id,
+                failed_before,
+                detail,
+                Some(settle),
+            )
+            .await;
+        }
+    };
+    let mut resolution: Option<&'static str> = None;
+    if let Some(doubt) = &in_doubt {
+        let check = route.connector.resolve_in_doubt(&env).await;
+        let how = check.resolution();
+        warn!(
+            resolution = how,
+            sent_at_ms = doubt.sent_at_ms,
+            "exchange in doubt (sent, never recorded)"
+        );
+        ctx.metrics.inc_outcome(&route.name, "in_doubt", how);
+        match check {
+            crate::connectors::InDoubtCheck::AlreadyThere => {
+                drop(permit);
+                let out = outcome_record(
+                    route,
+                    &ledger_id,
+                    &env.key,
+                    &env.kind,
+                    env.natural_key(),
+                    env.version,
+                    Outcome::Delivered,
+                    failed_before + 1,
+                    None,
+                    "in doubt: already_there (the party's look-up shows it; not sent again)".into(),
+                );
+                let att = attempt_record(
+                    route,
+                    &ledger_id,
+                    &env.key,
+                    failed_before + 1,
+                    "in_doubt_already_there",
+                    None,
+                    Reason::Accepted.as_str(),
+                    Duration::ZERO,
+                );
+                let mut b = batch(vec![out], vec![att], vec![]);
+                b.releases = vec![release(route, &env, &ledger_id, &holder, Some(how))];
+                if record_patiently(ctx, b).await {
+                    ctx.metrics
+                        .inc_outcome(&route.name, "delivered", "in_doubt_already_there");
+                    return Settlement::Ack;
+                }
+                return Settlement::Leave;
+            }
+            crate::connectors::InDoubtCheck::LookupFailed(attempted) => {
+                // Never send blindly: retry the look-up later. The in-doubt note stays open.
+                permit.report(attempted.health);
+                let now = now_ms();
+                let this_attempt = failed_before + 1;
+                if route.policy.exhausted(this_attempt, first_ms, now) {
+                    let rel = release(route, &env, &ledger_id, &holder, None);
+                    return dead_letter_now(
+                        ctx,
+                        d,
+                        &env,
+                        &ledger_id,
+                        Reason::RetriesExhausted,
+                        this_attempt,
+                        first_ms,
+                        &attempted,
+                        Reason::LookupFailed.as_str(),
+                        vec![],
+                        Some(rel),
+                    )
+                    .await;
+                }
+                let delay = route.policy.delay(this_attempt, None, &mut rand::rng());
+                let att = attempt_record(
+                    route,
+                    &ledger_id,
+                    &env.key,
+                    this_attempt,
+                    "retry",
+                    attempted.answer.status(),
+                    Reason::LookupFailed.as_str(),
+                    attempted.latency,
+                );
+                let mut b = batch(vec![], vec![att], vec![]);
+                b.releases = vec![release(route, &env, &ledger_id, &holder, None)];
+                if !record_patiently(ctx, b).await {
+                    return Settlement::Leave;
+                }
+                let mut headers = d.message.headers.clone();
+                headers.insert(HDR_FIRST_MS.into(), first_ms.to_string());
+                headers.insert(HDR_LAST_REASON.into(), Reason::LookupFailed.as_str().into());
+                ctx.metrics
+                    .inc_outcome(&route.name, "retried", Reason::LookupFailed.as_str());
+                return Settlement::Retry(headers, delay);
+            }
+            crate::connectors::InDoubtCheck::NotThere
+            | crate::connectors::InDoubtCheck::Unverifiable(_) => resolution = Some(how),
+        }
+    }
+    let claim_release = release(route, &env, &ledger_id, &holder, resolution);
     let deliver_span = crate::telemetry::span_id(&env.traceparent).to_string();
     let send_span_id = crate::telemetry::new_span_id();
     env.traceparent = crate::telemetry::with_span(&env.traceparent, &send_span_id);
@@ -859,14 +1071,31 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     let this_attempt = failed_before + 1;
     let evidence_log = ctx.evidence.as_deref();
     let capture = evidence_log.and_then(|e| e.capture_for(&route.destination));
-    let (attempted, exchanges): (Attempted, _) = crate::evidence::capture::capture(
+    let send = crate::evidence::capture::capture(
         capture,
         route
             .connector
             .deliver(&env, prior)
             .instrument(send_span.clone()),
-    )
-    .await;
+    );
+    // Heartbeat: keep the claim while the send lasts (a third of the lease at a time).
+    let heartbeat = async {
+        let every = Duration::from_millis((lease_ms as u64 / 3).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = ctx
+                .store
+                .extend_claim(&route.destination, &env.key, &holder, lease_ms, false)
+                .await
+            {
+                debug!(error = %e, "claim heartbeat failed");
+            }
+        }
+    };
+    let (attempted, exchanges): (Attempted, _) = tokio::select! {
+        sent = send => sent,
+        never = heartbeat => never,
+    };
     if let Some(s) = attempted.answer.status() {
         send_span.record("http_status", s);
     }
@@ -909,7 +1138,13 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Outcome::Delivered,
                 this_attempt,
                 status,
-                format!("digest sha256:{}", attempted.request_digest),
+                match resolution {
+                    Some(how) => format!(
+                        "digest sha256:{} (in doubt before: {how})",
+                        attempted.request_digest
+                    ),
+                    None => format!("digest sha256:{}", attempted.request_digest),
+                },
             );
             let att = attempt_record(
                 route,
@@ -921,7 +1156,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Accepted.as_str(),
                 attempted.latency,
             );
-            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            let mut b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            b.releases = vec![claim_release.clone()];
             if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "delivered", Reason::Accepted.as_str());
@@ -952,7 +1188,8 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 Reason::Superseded.as_str(),
                 attempted.latency,
             );
-            let b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            let mut b = with_evidence(batch(vec![out], vec![att], vec![]), &evidence);
+            b.releases = vec![claim_release.clone()];
             if record_patiently(ctx, b).await {
                 ctx.metrics
                     .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
@@ -972,6 +1209,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 &attempted,
                 "permanent",
                 evidence,
+                Some(claim_release.clone()),
             )
             .await
         }
@@ -989,6 +1227,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                     &attempted,
                     reason.as_str(),
                     evidence,
+                    Some(claim_release.clone()),
                 )
                 .await;
             }
@@ -1005,7 +1244,12 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
                 reason.as_str(),
                 attempted.latency,
             );
-            let b = with_evidence(batch(vec![], vec![att], vec![]), &evidence);
+            // A retry leaves the exchange unsettled: its in-doubt note (if any) stays open.
+            let mut b = with_evidence(batch(vec![], vec![att], vec![]), &evidence);
+            b.releases = vec![ClaimRelease {
+                resolution: None,
+                ..claim_release.clone()
+            }];
             if !record_patiently(ctx, b).await {
                 return Settlement::Leave;
             }
@@ -1018,6 +1262,66 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
             Settlement::Retry(headers, delay)
         }
     }
+}
+
+/// The release of a claim, recorded with its exchange's outcome (same transaction).
+fn release(
+    route: &Route,
+    env: &Envelope,
+    ledger_id: &str,
+    holder: &str,
+    resolution: Option<&str>,
+) -> ClaimRelease {
+    ClaimRelease {
+        destination: route.destination.clone(),
+        key: env.key.clone(),
+        holder: holder.to_string(),
+        ledger_id: ledger_id.to_string(),
+        natural_key: env.natural_key(),
+        resolution: resolution.map(str::to_owned),
+    }
+}
+
+/// Record a delivery that was not sent because the destination has it or something newer.
+async fn record_unsent_superseded(
+    ctx: &Ctx,
+    env: &Envelope,
+    ledger_id: &str,
+    failed_before: u32,
+    detail: String,
+    release: Option<ClaimRelease>,
+) -> Settlement {
+    let route = &ctx.route;
+    let out = outcome_record(
+        route,
+        ledger_id,
+        &env.key,
+        &env.kind,
+        env.natural_key(),
+        env.version,
+        Outcome::Superseded,
+        failed_before,
+        None,
+        detail,
+    );
+    let att = attempt_record(
+        route,
+        ledger_id,
+        &env.key,
+        failed_before + 1,
+        "superseded",
+        None,
+        Reason::Superseded.as_str(),
+        Duration::ZERO,
+    );
+    let mut b = batch(vec![out], vec![att], vec![]);
+    b.releases = release.into_iter().collect();
+    if record_patiently(ctx, b).await {
+        ctx.metrics
+            .inc_outcome(&route.name, "superseded", Reason::Superseded.as_str());
+        return Settlement::Ack;
+    }
+    Settlement::Leave
 }
 
 /// Hand a delivery back to the broker's retry path without an attempt: a deferral (the
@@ -1158,6 +1462,7 @@ async fn dead_letter_now(
     attempted: &Attempted,
     last_reason: &str,
     evidence: Vec<gw_store::EvidenceRecord>,
+    release: Option<ClaimRelease>,
 ) -> Settlement {
     let route = &ctx.route;
     let status = attempted.answer.status();
@@ -1203,7 +1508,8 @@ async fn dead_letter_now(
         reason.as_str(),
         attempted.latency,
     );
-    let b = with_evidence(batch(vec![out], vec![att], vec![dl]), &evidence);
+    let mut b = with_evidence(batch(vec![out], vec![att], vec![dl]), &evidence);
+    b.releases = release.into_iter().collect();
     if record_patiently(ctx, b).await {
         warn!(reason = reason.as_str(), attempts, "dead-lettered");
         ctx.metrics

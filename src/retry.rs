@@ -123,6 +123,12 @@ pub enum Reason {
     /// Dead-lettered with its dossier: the dossier's snapshot was dead-lettered, so what acts
     /// on it cannot be delivered either (replay them together).
     DossierDeadLettered,
+    /// Deferred without calling the destination: another holder's claim on this dossier at
+    /// this destination is live (another lane or instance is sending for it).
+    ClaimBusy,
+    /// An exchange in doubt could not be checked with the party's look-up: retried later,
+    /// never re-sent blindly.
+    LookupFailed,
 }
 
 impl Reason {
@@ -145,6 +151,8 @@ impl Reason {
             Reason::CircuitOpen => "circuit_open",
             Reason::AwaitingDossier => "awaiting_dossier",
             Reason::DossierDeadLettered => "dossier_dead_lettered",
+            Reason::ClaimBusy => "claim_busy",
+            Reason::LookupFailed => "lookup_failed",
         }
     }
 }

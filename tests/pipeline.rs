@@ -600,3 +600,73 @@ fn check_config_reads_every_secret_reference() {
         "a secret value is never printed"
     );
 }
+
+/// A party without a look-up (the generic `http` connector): an exchange left in doubt by a
+/// dead instance is sent again (once, with its natural key as the idempotency key, which the
+/// party dedupes on) and shown as `unverified` in the in-doubt note and the dossier's trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_doubt_without_a_look_up_is_sent_again_and_shown_unverified() {
+    let sink = Sink::start(0, Faults::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("nolookup");
+    let loaded = load(&config_text(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &sink.url(),
+        "",
+    ));
+    {
+        let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
+        let req = gw_store::ClaimRequest {
+            destination: "sink".into(),
+            key: "H22-DOUBT".into(),
+            ledger_id: "lost-1".into(),
+            natural_key: Some("H22-DOUBT@1".into()),
+            version: Some(1),
+            holder: "dead-instance/1".into(),
+            lease_ms: 100,
+            sending: true,
+        };
+        assert_eq!(
+            store.claim(&req).await.unwrap(),
+            gw_store::Claim::Granted { in_doubt: None }
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post_event(&client, running.inbound_addr, "H22-DOUBT", 1).await,
+        202
+    );
+    let store = running.engine.store.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let how = loop {
+        let rows = store.in_doubt_by_key("H22-DOUBT").await.unwrap();
+        if let Some(how) = rows.first().and_then(|r| r.resolution.clone()) {
+            break how;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(how, "unverified");
+    let records = sink.records();
+    assert_eq!(records.len(), 1, "sent once");
+    assert_eq!(records[0].idempotency_key, "H22-DOUBT@1");
+    let (events, _) = gateway::ops::api::trail_events(store.as_ref(), "H22-DOUBT")
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "in_doubt" && e.result == "unverified"),
+        "{events:?}"
+    );
+    running.shutdown().await;
+}

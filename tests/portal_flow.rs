@@ -862,3 +862,307 @@ async fn portal_password_and_session_stay_out_of_the_evidence() {
 async fn oauth2_client_secret_and_token_stay_out_of_the_evidence() {
     credentials_stay_out_of_the_evidence(true).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exchanges in doubt (issue 13)
+
+/// One simulated dossier with two snapshots and the progress step of the second.
+fn two_snapshot_dossier(seq: usize) -> (Event, Event, Event) {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let ev = simulator::dossier_events(&mut rng, "000.00.01.H22", seq, 2);
+        if let [v1, v2, step] = ev.as_slice() {
+            return (v1.clone(), v2.clone(), step.clone());
+        }
+    }
+    panic!("the simulator never made two snapshots in 200 tries");
+}
+
+/// Call the portal directly, as the gateway did before it "died": login, then one sync call.
+async fn portal_direct(portal: &Portal, service: &str, fields: Value) {
+    let cfg = portal.config();
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(portal.login_url())
+        .header("dstcode", cfg.units[0].clone())
+        .json(&serde_json::json!({"username": cfg.username, "password": cfg.password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(login["session"].is_string(), "login: {login}");
+    let mut body = fields;
+    body["session"] = login["session"].clone();
+    body["madonvi"] = cfg.units[0].clone().into();
+    body["service"] = service.into();
+    let answer: Value = client
+        .post(portal.integration_url())
+        .header("dstcode", cfg.units[0].clone())
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["error_code"], serde_json::json!(0), "{answer}");
+}
+
+/// A claim taken and stamped "sending" by an instance that then died: its lease runs out.
+async fn leave_in_doubt(store: &dyn gw_store::Store, env: &gateway::envelope::Envelope) {
+    let req = gw_store::ClaimRequest {
+        destination: "dvcqg".into(),
+        key: env.key.clone(),
+        ledger_id: format!("lost-{}", env.key),
+        natural_key: env.natural_key(),
+        version: env.version,
+        holder: "dead-instance/1".into(),
+        lease_ms: 100,
+        sending: true,
+    };
+    assert_eq!(
+        store.claim(&req).await.unwrap(),
+        gw_store::Claim::Granted { in_doubt: None }
+    );
+}
+
+fn envelope_of(e: &Event) -> gateway::envelope::Envelope {
+    let mut env = gateway::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone());
+    env.version = e.version;
+    env
+}
+
+/// Three exchanges left in doubt by a dead instance (claimed, stamped as sending, never
+/// recorded): A's v2 did reach the portal, B's v2 did not, C's progress step did. When their
+/// messages come back, the look-up (`TraCuuHoSo`, progress in the assumed `TienDoXuLy` list)
+/// decides: A and C are recorded as delivered with no second POST, B is sent exactly once,
+/// and the in-doubt notes show how each was resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exchanges_in_doubt_are_resolved_with_the_portals_look_up() {
+    use gateway::connectors::dvcqg::translate;
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("doubt");
+    let loaded = load(&portal_config(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &portal,
+        "",
+        5,
+    ));
+    let (a1, a2, _) = two_snapshot_dossier(901);
+    let (b1, b2, _) = two_snapshot_dossier(902);
+    let (c1, _, c_step) = two_snapshot_dossier(903);
+    let client = reqwest::Client::new();
+
+    // Phase 1: the first versions go through the gateway.
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    for e in [&a1, &b1, &c1] {
+        assert_eq!(post(&client, running.inbound_addr, e).await, 202);
+    }
+    wait_for(
+        "first versions at the portal",
+        Duration::from_secs(30),
+        || {
+            [&a1, &b1, &c1]
+                .iter()
+                .all(|e| portal.dossier_versions(&e.key).len() == 1)
+        },
+    )
+    .await;
+    running.shutdown().await;
+
+    // Phase 2: what the dead instance did: A's v2 and C's step reached the portal, B's v2 not;
+    // all three claims were stamped and never released.
+    let procedures = translate::ProcedureTable::default();
+    let a2_dossier: gateway::model::Dossier = serde_json::from_value(a2.payload.clone()).unwrap();
+    let a2_item = translate::dossier_item(&a2_dossier, &procedures).unwrap();
+    portal_direct(
+        &portal,
+        "DongBoHoSoMC",
+        serde_json::json!({"isUpdating": true, "data": [a2_item]}),
+    )
+    .await;
+    let step: gateway::model::ProgressStep =
+        serde_json::from_value(c_step.payload["step"].clone()).unwrap();
+    let step_item = translate::progress_item(&c_step.key, &step).unwrap();
+    portal_direct(
+        &portal,
+        "CapNhatTienDoHoSoMC",
+        serde_json::json!({"data": [step_item]}),
+    )
+    .await;
+    {
+        let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
+        for e in [&a2, &b2, &c_step] {
+            leave_in_doubt(store.as_ref(), &envelope_of(e)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lookups_before = portal.calls("TraCuuHoSo");
+
+    // Phase 3: a new instance gets the same exchanges again (new envelopes, same natural keys).
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway restarts");
+    for e in [&a2, &b2, &c_step] {
+        assert_eq!(post(&client, running.inbound_addr, e).await, 202);
+    }
+    let store = running.engine.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut resolutions = BTreeMap::new();
+    loop {
+        for e in [&a2, &b2, &c_step] {
+            let rows = store.in_doubt_by_key(&e.key).await.unwrap();
+            if let Some(how) = rows.first().and_then(|r| r.resolution.clone()) {
+                resolutions.insert(e.key.clone(), how);
+            }
+        }
+        if resolutions.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in-doubt exchanges not resolved in 30s: {resolutions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(resolutions[&a2.key], "already_there");
+    assert_eq!(resolutions[&b2.key], "not_there");
+    assert_eq!(resolutions[&c_step.key], "already_there");
+    // A: v1 from the gateway, v2 from the dead instance; no second POST of v2.
+    let a_versions: Vec<_> = portal
+        .dossier_versions(&a2.key)
+        .iter()
+        .map(|v| version_of(&v.item))
+        .collect();
+    assert_eq!(
+        a_versions,
+        vec![Some(1), Some(2)],
+        "A's v2 was not sent again"
+    );
+    // B: v2 sent once, after the look-up said it was not there.
+    let b_versions: Vec<_> = portal
+        .dossier_versions(&b2.key)
+        .iter()
+        .map(|v| version_of(&v.item))
+        .collect();
+    assert_eq!(
+        b_versions,
+        vec![Some(1), Some(2)],
+        "B's v2 sent exactly once"
+    );
+    // C: the step once.
+    assert_eq!(
+        portal.records().progress.get(&c_step.key).map(Vec::len),
+        Some(1),
+        "C's step was not sent again"
+    );
+    assert!(portal.calls("TraCuuHoSo") >= lookups_before + 3);
+    // The trail shows how: delivered without a send for A and C.
+    for (e, how) in [
+        (&a2, "already_there"),
+        (&c_step, "already_there"),
+        (&b2, "not_there"),
+    ] {
+        let trail = store.outcomes_by_key(&e.key).await.unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|o| o.outcome == gw_store::Outcome::Delivered && o.detail.contains(how)),
+            "{}: {trail:?}",
+            e.key
+        );
+    }
+    // Operators see it in the dossier's trail (`gateway trace`, the ops API).
+    let (events, _) = gateway::ops::api::trail_events(store.as_ref(), &a2.key)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "in_doubt" && e.result == "already_there"),
+        "{events:?}"
+    );
+    assert_clean(&portal);
+    running.shutdown().await;
+}
+
+/// An exchange in doubt whose look-up fails (the portal answers HTTP 500 to the next calls,
+/// login and `TraCuuHoSo` alike) is never sent blindly: the delivery is retried as
+/// `lookup_failed` until the look-up answers, then resolved (here: already there, no POST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_look_up_is_retried_never_sent_blindly() {
+    use gateway::connectors::dvcqg::translate;
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("doubtfail");
+    let loaded = load(&portal_config(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &portal,
+        "",
+        5,
+    ));
+    let (v1, v2, _) = two_snapshot_dossier(911);
+    let client = reqwest::Client::new();
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    assert_eq!(post(&client, running.inbound_addr, &v1).await, 202);
+    wait_for("v1 at the portal", Duration::from_secs(30), || {
+        portal.dossier_versions(&v1.key).len() == 1
+    })
+    .await;
+    running.shutdown().await;
+    // The dead instance's v2 reached the portal; its claim was never released.
+    let d: gateway::model::Dossier = serde_json::from_value(v2.payload.clone()).unwrap();
+    let item = translate::dossier_item(&d, &translate::ProcedureTable::default()).unwrap();
+    portal_direct(
+        &portal,
+        "DongBoHoSoMC",
+        serde_json::json!({"isUpdating": true, "data": [item]}),
+    )
+    .await;
+    {
+        let store = gw_store::open(&loaded.store_url().unwrap()).await.unwrap();
+        leave_in_doubt(store.as_ref(), &envelope_of(&v2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next calls fail: the new instance's login and look-ups.
+    portal.fail_next(FaultKind::ServerError, 4);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway restarts");
+    assert_eq!(post(&client, running.inbound_addr, &v2).await, 202);
+    let store = running.engine.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resolution = loop {
+        let rows = store.in_doubt_by_key(&v2.key).await.unwrap();
+        if let Some(how) = rows.first().and_then(|r| r.resolution.clone()) {
+            break how;
+        }
+        assert!(Instant::now() < deadline, "not resolved in 30s: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resolution, "already_there");
+    let attempts = store.attempts_by_key(&v2.key).await.unwrap();
+    assert!(
+        attempts.iter().any(|a| a.reason == "lookup_failed"),
+        "the failed look-ups are on the trail: {attempts:?}"
+    );
+    let versions: Vec<_> = portal
+        .dossier_versions(&v2.key)
+        .iter()
+        .map(|v| version_of(&v.item))
+        .collect();
+    assert_eq!(versions, vec![Some(1), Some(2)], "v2 was never sent again");
+    assert_clean(&portal);
+    running.shutdown().await;
+}

@@ -35,6 +35,33 @@ pub struct Attempted {
     pub health: Health,
 }
 
+/// What the party's look-up says about an exchange in doubt (sent by a holder that died before
+/// recording the answer), see [`Connector::resolve_in_doubt`].
+#[derive(Debug, Clone)]
+pub enum InDoubtCheck {
+    /// The party has this exchange's effect: record it as delivered, do not send.
+    AlreadyThere,
+    /// The party does not have it: send it.
+    NotThere,
+    /// The look-up itself failed: try again later, never send blindly.
+    LookupFailed(Attempted),
+    /// The party offers no look-up that can tell (the reason): sent again and shown as in doubt
+    /// (`unverified`) on the dossier's trail; the party's own idempotency must absorb it.
+    Unverifiable(&'static str),
+}
+
+impl InDoubtCheck {
+    /// The resolution recorded on the in-doubt row.
+    pub fn resolution(&self) -> &'static str {
+        match self {
+            InDoubtCheck::AlreadyThere => "already_there",
+            InDoubtCheck::NotThere => "not_there",
+            InDoubtCheck::LookupFailed(_) => "lookup_failed",
+            InDoubtCheck::Unverifiable(_) => "unverified",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// The adapter's name.
@@ -47,6 +74,11 @@ pub trait Connector: Send + Sync + 'static {
     /// back while a snapshot of its key is on its way, and dead-letters it with its dossier.
     fn acts_on_snapshot(&self, _kind: &str) -> bool {
         false
+    }
+    /// An earlier send of `env` was never recorded (its holder died mid-send): ask the party
+    /// whether it has the effect. The default: no look-up.
+    async fn resolve_in_doubt(&self, _env: &Envelope) -> InDoubtCheck {
+        InDoubtCheck::Unverifiable("the party offers no look-up")
     }
 }
 

@@ -245,7 +245,8 @@ async fn messages(State(st): State<S>, Query(q): Query<KeyQuery>) -> Response {
 /// One event of a trail.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrailEvent {
-    /// `attempt` or `outcome`.
+    /// `attempt`, `outcome` or `in_doubt` (an exchange sent and never recorded; `result` says
+    /// how it was resolved, `open` while it is not).
     pub event: &'static str,
     pub at_ms: i64,
     pub at: String,
@@ -272,10 +273,41 @@ pub async fn trail_events(
 ) -> Result<(Vec<TrailEvent>, Vec<OutcomeRecord>), gw_store::StoreError> {
     let outcomes = store.outcomes_by_key(key).await?;
     let attempts = store.attempts_by_key(key).await?;
+    let doubts = store.in_doubt_by_key(key).await?;
     let mut events: Vec<TrailEvent> = attempts.iter().map(attempt_event).collect();
     events.extend(outcomes.iter().map(outcome_event));
+    events.extend(doubts.iter().map(in_doubt_event));
     events.sort_by_key(|e| (e.at_ms, e.event == "outcome"));
     Ok((events, outcomes))
+}
+
+/// An exchange found in doubt (sent by a holder that died before recording it): `result` is how
+/// it was resolved (`already_there`, `not_there`, `unverified` …) or `open` while nobody has.
+fn in_doubt_event(d: &gw_store::InDoubtRow) -> TrailEvent {
+    TrailEvent {
+        event: "in_doubt",
+        at_ms: d.found_at_ms,
+        at: rfc3339(d.found_at_ms),
+        route: d.destination.clone(),
+        envelope_id: d.ledger_id.clone(),
+        result: d.resolution.clone().unwrap_or_else(|| "open".into()),
+        status: None,
+        reason: "sent_not_recorded".into(),
+        attempt: None,
+        latency_ms: None,
+        version: d.version,
+        kind: None,
+        digest: None,
+        detail: Some(format!(
+            "send started {} by {}, never recorded{}",
+            rfc3339(d.sent_at_ms),
+            d.holder,
+            d.natural_key
+                .as_ref()
+                .map(|k| format!(" (natural key {k})"))
+                .unwrap_or_default()
+        )),
+    }
 }
 
 fn attempt_event(a: &AttemptRecord) -> TrailEvent {

@@ -21,7 +21,7 @@ const I18N = {
     current_state: "Now", status: "HTTP", latency: "latency", digest: "digest", attempt: "attempt",
     version: "version", legend: "backlog (line), failures (red)",
     r_delivered: "delivered", r_retry: "retry", r_dead_lettered: "dead-lettered", r_superseded: "superseded",
-    e_attempt: "attempt", e_outcome: "outcome", viewer: "viewer", operator: "operator",
+    e_attempt: "attempt", e_outcome: "outcome", e_in_doubt: "in doubt", viewer: "viewer", operator: "operator",
     circuit: "Circuit", c_closed: "closed", c_half_open: "probing", c_open: "open (deferring)",
   },
   vi: {
@@ -39,7 +39,7 @@ const I18N = {
     current_state: "Hiện tại", status: "HTTP", latency: "độ trễ", digest: "mã băm", attempt: "lần thử",
     version: "phiên bản", legend: "tồn đọng (đường), lỗi (đỏ)",
     r_delivered: "đã chuyển", r_retry: "thử lại", r_dead_lettered: "vào hàng lỗi", r_superseded: "bị thay thế",
-    e_attempt: "lần gửi", e_outcome: "kết quả", viewer: "người xem", operator: "người vận hành",
+    e_attempt: "lần gửi", e_outcome: "kết quả", e_in_doubt: "chưa rõ đã gửi", viewer: "người xem", operator: "người vận hành",
     circuit: "Ngắt mạch", c_closed: "bình thường", c_half_open: "đang thử lại", c_open: "đang ngắt (hoãn gửi)",
   },
 };

@@ -53,7 +53,8 @@
 //!   `{session, madonvi, service, data: [{MaHoSo, TrangThaiHoSo, NgayCapNhat, GhiChu?}]}`,
 //!   `NgayCapNhat` a `yyyyMMddHHmmss` date. `TraCuuHoSo` then shows the newer status.
 //! - **Look-ups**: `TraCuuHoSo` `{mahoso}` answers the stored dossier (last accepted version) as
-//!   `result` or `not_found`; `LayThuTuc` `{MaTTHC}` answers the procedure record or
+//!   `result` or `not_found`; `result.TienDoXuLy` lists the accepted progress items (the list's
+//!   name is an **assumption**, not in the public contract: see [`LOOKUP_PROGRESS`]); `LayThuTuc` `{MaTTHC}` answers the procedure record or
 //!   `unknown_procedure`; `LayDanhSachTTHC` answers every full procedure record (so a client
 //!   can detect changes), `LayDanhMucCoQuan` the agencies, `LayDanhMucLinhVuc` the fields.
 //! - **Online dossiers** [open] (no operation is public): `LayDanhSachHoSoTrucTuyen`
@@ -1321,9 +1322,23 @@ fn unknown_refusal(
     None
 }
 
+/// The progress list in a `TraCuuHoSo` answer. The name is an **assumption** of this sandbox
+/// (and of the gateway's in-doubt resolution): the portal's look-up answer is public only for
+/// the dossier's own fields.
+pub const LOOKUP_PROGRESS: &str = "TienDoXuLy";
+
 fn current_dossier(g: &Inner, code: &str) -> Option<Value> {
     let last = g.records.dossiers.get(code)?.last()?;
     let mut item = last.item.clone();
+    let steps: Vec<Value> = g
+        .records
+        .progress
+        .get(code)
+        .map(|s| s.iter().map(|e| e.item.clone()).collect())
+        .unwrap_or_default();
+    if let Some(o) = item.as_object_mut() {
+        o.insert(LOOKUP_PROGRESS.into(), Value::Array(steps));
+    }
     if let Some(st) = g.records.statuses.get(code).and_then(|s| s.last()) {
         if (st.seq, st.index) > (last.seq, last.index) {
             if let (Some(o), Some(s)) = (item.as_object_mut(), st.item.get("TrangThaiHoSo")) {

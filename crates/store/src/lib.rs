@@ -26,6 +26,11 @@
 //!    id is a bug upstream (ids are UUIDv7): [`Store::record`] returns [`StoreError::Query`] and
 //!    no row of that batch is written.
 //!
+//! 8. **Claims** ([`claims`], migration 6): [`Store::claim`] holds (destination, key) for one
+//!    exchange, checks the delivered version *after* taking the row lock, and notes an exchange
+//!    whose holder died mid-send as *in doubt*; [`Batch::releases`] release claims in the same
+//!    transaction as their outcome. See [`claims`] for the full list.
+//!
 //! 7. **Evidence records** ([`evidence`], migration 4) are appended to their hash chain in the
 //!    same transaction as the rest of the batch, once per exchange key; see
 //!    [`evidence::verify_chains`] for what verification detects.
@@ -45,6 +50,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod claims;
 pub mod evidence;
 mod evidence_sql;
 #[doc(hidden)]
@@ -54,6 +60,7 @@ pub mod postgres;
 pub mod replay;
 pub mod sqlite;
 
+pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 #[doc(hidden)]
 pub mod suite;
@@ -244,6 +251,9 @@ pub struct Batch {
     pub accepted: Vec<AcceptedVersion>,
     /// Evidence records, appended to their chains in the same transaction (see [`evidence`]).
     pub evidence: Vec<EvidenceRecord>,
+    /// Claims to release (and their exchanges' in-doubt rows to settle), in the same
+    /// transaction as the outcomes (see [`claims`]).
+    pub releases: Vec<ClaimRelease>,
 }
 
 impl Batch {
@@ -253,6 +263,7 @@ impl Batch {
             && self.dead_letters.is_empty()
             && self.accepted.is_empty()
             && self.evidence.is_empty()
+            && self.releases.is_empty()
     }
 }
 
@@ -296,6 +307,28 @@ pub trait Store: Send + Sync + 'static {
             accepted: None,
         })
     }
+
+    /// Hold (destination, key) for one exchange before sending it: a conditional write under a
+    /// row lock that refuses while another holder's lease is live ([`Claim::Busy`]), when the
+    /// destination already has this version or newer ([`Claim::Older`]) or the natural key is
+    /// delivered ([`Claim::Done`]), and reports an earlier send of this very exchange that was
+    /// never recorded ([`Claim::Granted::in_doubt`]). See [`claims`].
+    async fn claim(&self, req: &ClaimRequest) -> Result<Claim>;
+
+    /// Heartbeat: push the caller's lease `lease_ms` further; `sending: true` also stamps the
+    /// moment the send starts (once). `false` when the caller no longer holds the claim (its
+    /// lease ran out and someone took over): it must not send.
+    async fn extend_claim(
+        &self,
+        destination: &str,
+        key: &str,
+        holder: &str,
+        lease_ms: i64,
+        sending: bool,
+    ) -> Result<bool>;
+
+    /// Every exchange of a key found in doubt, resolved or not, oldest first (for operators).
+    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<InDoubtRow>>;
 
     /// Every outcome recorded for a key (a dossier's trail), oldest first.
     async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>>;

@@ -1,6 +1,6 @@
 //! PostgreSQL store: for several gateway instances sharing the work.
 //!
-//! # Schema (version 3, `schema_version` records what was applied)
+//! # Schema (version 6, `schema_version` records what was applied)
 //!
 //! The same tables and semantics as the SQLite store (see [`crate::sqlite`]):
 //!
@@ -18,6 +18,7 @@
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
 //!                        `evidence_sql.rs`); a chain's head row is locked (`FOR UPDATE`) while
 //!                        its records are appended, so one chain never forks
+//! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! ```
 //!
 //! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.
@@ -283,6 +284,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::PG_V4),
     (5, crate::payments::PG_V5),
+    (6, crate::claims::PG_V6),
     (7, crate::payments::PG_V7),
     (8, crate::replay::PG_V8),
 ];
@@ -949,6 +951,9 @@ impl Store for PgStore {
                 &batch.evidence,
             )));
         }
+        if !batch.releases.is_empty() {
+            parts.push(Box::pin(crate::claims::pg_release(tx, &batch.releases)));
+        }
         // The first error in issue order is the cause (the later statements fail only because
         // the transaction was aborted); any error drops `tx` uncommitted: all is rolled back.
         for r in futures::future::join_all(parts).await {
@@ -1017,6 +1022,28 @@ impl Store for PgStore {
             delivered: col(&row, 0)?,
             accepted: col(&row, 1)?,
         })
+    }
+
+    async fn claim(&self, req: &crate::ClaimRequest) -> Result<crate::Claim> {
+        let mut client = self.client().await?;
+        crate::claims::pg_claim(&mut client, req).await
+    }
+
+    async fn extend_claim(
+        &self,
+        destination: &str,
+        key: &str,
+        holder: &str,
+        lease_ms: i64,
+        sending: bool,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        crate::claims::pg_extend(&client, destination, key, holder, lease_ms, sending).await
+    }
+
+    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::InDoubtRow>> {
+        let client = self.client().await?;
+        crate::claims::pg_in_doubt_by_key(&client, key).await
     }
 
     async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>> {

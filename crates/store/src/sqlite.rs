@@ -1,6 +1,6 @@
 //! SQLite store: one file under the data directory, the default.
 //!
-//! # Schema (version 3, `schema_version` records what was applied)
+//! # Schema (version 6, `schema_version` records what was applied)
 //!
 //! ```text
 //! schema_version         (version PK, applied_at_ms)
@@ -16,6 +16,7 @@
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
 //!                        `evidence_sql.rs`)
+//! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! ```
 //!
 //! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
@@ -71,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::SQLITE_V4),
     (5, crate::payments::SQLITE_V5),
+    (6, crate::claims::SQLITE_V6),
     (7, crate::payments::SQLITE_V7),
     (8, crate::replay::SQLITE_V8),
 ];
@@ -521,6 +523,9 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
     if !batch.evidence.is_empty() {
         crate::evidence_sql::sqlite_append(&tx, &batch.evidence)?;
     }
+    if !batch.releases.is_empty() {
+        crate::claims::sqlite_release(&tx, &batch.releases, crate::now_ms())?;
+    }
     // Any `?` above drops `tx`, which rolls the whole batch back.
     tx.commit()?;
     Ok(())
@@ -627,6 +632,33 @@ impl Store for SqliteStore {
                 })?)
         })
         .await
+    }
+
+    async fn claim(&self, req: &crate::ClaimRequest) -> Result<crate::Claim> {
+        let req = req.clone();
+        self.call(move |conn| crate::claims::sqlite_claim(conn, &req, crate::now_ms()))
+            .await
+    }
+
+    async fn extend_claim(
+        &self,
+        destination: &str,
+        key: &str,
+        holder: &str,
+        lease_ms: i64,
+        sending: bool,
+    ) -> Result<bool> {
+        let (d, k, h) = (destination.to_owned(), key.to_owned(), holder.to_owned());
+        self.call(move |conn| {
+            crate::claims::sqlite_extend(conn, &d, &k, &h, lease_ms, sending, crate::now_ms())
+        })
+        .await
+    }
+
+    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::InDoubtRow>> {
+        let key = key.to_owned();
+        self.call(move |conn| crate::claims::sqlite_in_doubt_by_key(conn, &key))
+            .await
     }
 
     async fn outcomes_by_key(&self, key: &str) -> Result<Vec<OutcomeRecord>> {

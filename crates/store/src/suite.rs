@@ -10,7 +10,12 @@
 //! - envelopes are returned byte for byte, non-UTF-8 included; Vietnamese text round-trips;
 //! - accepted versions are per (route, key), only move forward (within a batch too) and are
 //!   written or rolled back with the rest of their batch; [`Store::versions`] reads the
-//!   destination's delivered version and the route's accepted version independently.
+//!   destination's delivered version and the route's accepted version independently;
+//! - claims ([`crate::claims`]): of concurrent claims on one key exactly one wins; a lease that
+//!   expired mid-send hands the next claim of that exchange an in-doubt note (and refuses an
+//!   older version than the one in doubt); a version not above the delivered one, or a
+//!   delivered natural key, is refused; a release recorded with the outcome frees the key at
+//!   once and settles the in-doubt note.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +56,10 @@ macro_rules! store_suite {
             batch_with_outcomes_and_accepted_versions_is_atomic,
             versions_reads_both_per_route_and_destination,
             signatures_are_remembered_once_until_they_expire,
+            claims_have_one_winner_under_concurrency,
+            expired_claim_mid_send_is_in_doubt,
+            claim_older_than_delivered_is_refused,
+            claims_are_released_with_the_outcome,
         );
         $crate::store_suite!(@evidence $run:
             evidence_records_chain_and_are_written_once,
@@ -138,6 +147,7 @@ fn batch(
         dead_letters,
         accepted: vec![],
         evidence: vec![],
+        releases: vec![],
     }
 }
 
@@ -901,6 +911,7 @@ pub async fn batch_with_outcomes_and_accepted_versions_is_atomic(store: Arc<dyn 
             accepted("r1", "OTHER", 1),
         ],
         evidence: vec![],
+        releases: vec![],
     };
     let result = store.record(failing.clone()).await;
     assert!(
@@ -1168,4 +1179,311 @@ pub async fn signatures_are_remembered_once_until_they_expire(store: Arc<dyn Sto
         .remember_signature("agency", "sha256:aa", 40_000, 20_000)
         .await
         .unwrap());
+}
+
+fn claim_req(
+    key: &str,
+    ledger_id: &str,
+    version: Option<i64>,
+    holder: &str,
+    lease_ms: i64,
+) -> crate::ClaimRequest {
+    crate::ClaimRequest {
+        destination: "national".into(),
+        key: key.into(),
+        ledger_id: ledger_id.into(),
+        natural_key: version.map(|v| format!("{key}@{v}")),
+        version,
+        holder: holder.into(),
+        lease_ms,
+        sending: false,
+    }
+}
+
+fn release(
+    key: &str,
+    ledger_id: &str,
+    nk: Option<String>,
+    holder: &str,
+    how: Option<&str>,
+) -> crate::ClaimRelease {
+    crate::ClaimRelease {
+        destination: "national".into(),
+        key: key.into(),
+        holder: holder.into(),
+        ledger_id: ledger_id.into(),
+        natural_key: nk,
+        resolution: how.map(str::to_owned),
+    }
+}
+
+/// Ten holders claim one key at once: exactly one is granted, the others see it busy; the
+/// winner's own claim is re-granted (idempotent), and another key is independent.
+pub async fn claims_have_one_winner_under_concurrency(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = claim_req(
+                "K",
+                &format!("env-{i}"),
+                Some(1),
+                &format!("holder-{i}"),
+                30_000,
+            );
+            (i, store.claim(&req).await.expect("claim"))
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, c) = t.await.expect("task");
+        match c {
+            crate::Claim::Granted { in_doubt: None } => winners.push(i),
+            crate::Claim::Busy { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner, got {winners:?}");
+    let w = winners[0];
+    let again = claim_req(
+        "K",
+        &format!("env-{w}"),
+        Some(1),
+        &format!("holder-{w}"),
+        30_000,
+    );
+    assert_eq!(
+        store.claim(&again).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let other = claim_req("K2", "env-x", Some(1), "holder-x", 30_000);
+    assert_eq!(
+        store.claim(&other).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    // A loser cannot extend what it does not hold.
+    let loser = (w + 1) % 10;
+    assert!(!store
+        .extend_claim("national", "K", &format!("holder-{loser}"), 30_000, true)
+        .await
+        .unwrap());
+    assert!(store
+        .extend_claim("national", "K", &format!("holder-{w}"), 30_000, true)
+        .await
+        .unwrap());
+}
+
+/// A holder stamps its send and dies (its lease runs out): the next claim of that exchange is
+/// granted with an in-doubt note naming it, an older version is refused meanwhile, the dead
+/// holder can no longer extend, and a lease that ran out *before* any send is no doubt at all.
+pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
+    let a = claim_req("K", "env-3", Some(3), "instance-a", 100);
+    assert_eq!(
+        store.claim(&a).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    assert!(store
+        .extend_claim("national", "K", "instance-a", 100, true)
+        .await
+        .unwrap());
+    // Still live: instance b must wait.
+    let b = claim_req("K", "env-3", Some(3), "instance-b", 30_000);
+    assert!(
+        matches!(store.claim(&b).await.unwrap(), crate::Claim::Busy { ref holder, .. } if holder == "instance-a")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    // An older version than the one in doubt is refused: the newer one may have arrived.
+    let older = claim_req("K", "env-2", Some(2), "instance-c", 30_000);
+    assert_eq!(
+        store.claim(&older).await.unwrap(),
+        crate::Claim::Older {
+            newest: 3,
+            in_doubt: true
+        }
+    );
+    let granted = store.claim(&b).await.unwrap();
+    let crate::Claim::Granted {
+        in_doubt: Some(doubt),
+    } = granted
+    else {
+        panic!("expected an in-doubt take-over, got {granted:?}");
+    };
+    assert_eq!(doubt.ledger_id, "env-3");
+    assert_eq!(doubt.version, Some(3));
+    assert_eq!(doubt.holder, "instance-a");
+    assert!(doubt.sent_at_ms > 0);
+    assert!(
+        !store
+            .extend_claim("national", "K", "instance-a", 100, true)
+            .await
+            .unwrap(),
+        "the dead holder lost it"
+    );
+    let rows = store.in_doubt_by_key("K").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resolution, None);
+
+    // An exchange the ledger already settled (a redelivery superseded it without a claim) is
+    // noted as settled when its dead holder's claim is taken over.
+    let g = claim_req("P", "env-p", Some(2), "instance-a", 50);
+    let mut g = g;
+    g.sending = true;
+    assert_eq!(
+        store.claim(&g).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let mut sup = outcome("r1", "env-p", "P", 1);
+    sup.outcome = Outcome::Superseded;
+    sup.version = Some(2);
+    record(&store, batch(vec![sup], vec![], vec![])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let h = claim_req("P", "env-p3", Some(3), "instance-b", 30_000);
+    assert_eq!(
+        store.claim(&h).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let rows = store.in_doubt_by_key("P").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resolution.as_deref(), Some("recorded_before"));
+
+    // Expired before any send started: nothing is in doubt.
+    let c = claim_req("Q", "env-q", Some(1), "instance-a", 50);
+    assert_eq!(
+        store.claim(&c).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let d = claim_req("Q", "env-q", Some(1), "instance-b", 30_000);
+    assert_eq!(
+        store.claim(&d).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    assert!(store.in_doubt_by_key("Q").await.unwrap().is_empty());
+
+    // Stamped by the claim itself (`sending: true`): in doubt once expired.
+    let mut e = claim_req("R", "env-r", Some(1), "instance-a", 50);
+    e.sending = true;
+    assert_eq!(
+        store.claim(&e).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let f = claim_req("R", "env-r", Some(1), "instance-b", 30_000);
+    assert!(matches!(
+        store.claim(&f).await.unwrap(),
+        crate::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
+    ));
+}
+
+/// A claim for a version the destination already has (or older) is refused, so is one for a
+/// delivered natural key; a newer version is granted.
+pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
+    let mut o = outcome("r1", "env-3", "K", 1);
+    o.version = Some(3);
+    o.natural_key = Some("K@3".into());
+    record(&store, batch(vec![o], vec![], vec![])).await;
+    for v in [2, 3] {
+        let req = claim_req("K", &format!("env-{v}b"), Some(v), "h", 30_000);
+        let got = store.claim(&req).await.unwrap();
+        if v == 3 {
+            // Its natural key is delivered.
+            assert_eq!(got, crate::Claim::Done);
+        } else {
+            assert_eq!(
+                got,
+                crate::Claim::Older {
+                    newest: 3,
+                    in_doubt: false
+                }
+            );
+        }
+    }
+    let mut same = claim_req("K", "env-3c", Some(3), "h", 30_000);
+    same.natural_key = None;
+    assert_eq!(
+        store.claim(&same).await.unwrap(),
+        crate::Claim::Older {
+            newest: 3,
+            in_doubt: false
+        }
+    );
+    // A refused claim holds nothing: another holder gets the key at once.
+    let newer = claim_req("K", "env-4", Some(4), "h2", 30_000);
+    assert_eq!(
+        store.claim(&newer).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    // An unversioned effect with a delivered natural key.
+    let mut step = outcome("r1", "env-s", "S", 1);
+    step.natural_key = Some("S#step-1-abc".into());
+    record(&store, batch(vec![step], vec![], vec![])).await;
+    let mut req = claim_req("S", "env-s2", None, "h", 30_000);
+    req.natural_key = Some("S#step-1-abc".into());
+    assert_eq!(store.claim(&req).await.unwrap(), crate::Claim::Done);
+}
+
+/// Releasing in the outcome's batch frees the key at once (no waiting for the lease), settles
+/// the exchange's in-doubt note, and a stale holder's release does not free its successor's
+/// claim.
+pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
+    let a = claim_req("K", "env-1", Some(1), "a", 100);
+    assert_eq!(
+        store.claim(&a).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    assert!(store
+        .extend_claim("national", "K", "a", 100, true)
+        .await
+        .unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let b = claim_req("K", "env-1", Some(1), "b", 60_000);
+    assert!(matches!(
+        store.claim(&b).await.unwrap(),
+        crate::Claim::Granted { in_doubt: Some(_) }
+    ));
+    // The stale holder "a" records late: its release must not free b's claim.
+    let stale = Batch {
+        releases: vec![release("K", "env-x", None, "a", None)],
+        ..Default::default()
+    };
+    record(&store, stale).await;
+    let c = claim_req("K", "env-2", Some(2), "c", 60_000);
+    assert!(matches!(
+        store.claim(&c).await.unwrap(),
+        crate::Claim::Busy { .. }
+    ));
+    // A release without a resolution (a retry, a failed look-up) leaves the doubt open.
+    let retry = Batch {
+        releases: vec![release("K", "env-1", Some("K@1".into()), "nobody", None)],
+        ..Default::default()
+    };
+    record(&store, retry).await;
+    assert_eq!(
+        store.in_doubt_by_key("K").await.unwrap()[0].resolution,
+        None
+    );
+    // b resolves (already there) and records with its release.
+    let mut o = outcome("r1", "env-1", "K", 5);
+    o.version = Some(1);
+    o.natural_key = Some("K@1".into());
+    let done = Batch {
+        outcomes: vec![o],
+        releases: vec![release(
+            "K",
+            "env-1",
+            Some("K@1".into()),
+            "b",
+            Some("already_there"),
+        )],
+        ..Default::default()
+    };
+    record(&store, done).await;
+    assert_eq!(
+        store.claim(&c).await.unwrap(),
+        crate::Claim::Granted { in_doubt: None }
+    );
+    let rows = store.in_doubt_by_key("K").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resolution.as_deref(), Some("already_there"));
+    assert!(rows[0].resolved_at_ms.is_some());
 }

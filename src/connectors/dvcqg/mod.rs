@@ -39,7 +39,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Attempted, Connector, ConnectorError};
+use super::{Attempted, Connector, ConnectorError, InDoubtCheck};
+
+/// The progress list in the `TraCuuHoSo` answer. **Assumed name**: the portal's look-up answer
+/// is public only for the dossier's own fields; the sandbox answers this list.
+pub const PROGRESS_LIST: &str = "TienDoXuLy";
 use crate::config::{AdapterSection, DvcqgSection, Secret};
 use crate::envelope::Envelope;
 use crate::model::{Dossier, ProgressStep};
@@ -331,6 +335,75 @@ impl Connector for DvcqgConnector {
 
     fn acts_on_snapshot(&self, kind: &str) -> bool {
         matches!(kind, "dossier.progress" | "dossier.status")
+    }
+
+    /// In doubt: `TraCuuHoSo` shows the dossier as the portal holds it. A snapshot is there when
+    /// every field we would send equals the portal's (`TrangThaiHoSo` aside: a later
+    /// `DongBoTrangThaiHoSo` changes it); a progress step when the answer's progress list has
+    /// an item equal to ours in every field we send. The list's name, `TienDoXuLy`, is an
+    /// **assumption** (the portal's look-up answer is not public beyond the dossier fields):
+    /// an answer without it cannot tell, and the step is sent again as `unverified`.
+    async fn resolve_in_doubt(&self, env: &Envelope) -> InDoubtCheck {
+        let (ours, progress) = match env.kind.as_str() {
+            "dossier.upserted" | "dossier.status" => {
+                let dossier = match Dossier::deserialize(&env.payload) {
+                    Ok(d) => d,
+                    // It cannot be sent either: let the send refuse it.
+                    Err(_) => return InDoubtCheck::NotThere,
+                };
+                let item = if env.kind == "dossier.status" {
+                    translate::status_body(&dossier).map(Value::Object)
+                } else {
+                    translate::dossier_item(&dossier, &self.inner.procedures)
+                };
+                match item {
+                    Ok(v) => (v, false),
+                    Err(_) => return InDoubtCheck::NotThere,
+                }
+            }
+            "dossier.progress" => {
+                #[derive(serde::Deserialize)]
+                struct Progress {
+                    code: String,
+                    step: ProgressStep,
+                }
+                let item = Progress::deserialize(&env.payload)
+                    .ok()
+                    .and_then(|p| translate::progress_item(&p.code, &p.step).ok());
+                match item {
+                    Some(v) => (v, true),
+                    None => return InDoubtCheck::NotThere,
+                }
+            }
+            _ => return InDoubtCheck::Unverifiable("no look-up for this kind"),
+        };
+        let found = match self.inner.lookup_item(&env.key).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return InDoubtCheck::NotThere,
+            Err(a) => return InDoubtCheck::LookupFailed(a),
+        };
+        let holds = |theirs: &Value, skip: &[&str]| match (ours.as_object(), theirs.as_object()) {
+            (Some(o), Some(t)) => o
+                .iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .all(|(k, v)| t.get(k) == Some(v)),
+            _ => false,
+        };
+        let there = if progress {
+            match found.get(PROGRESS_LIST).and_then(Value::as_array) {
+                Some(list) => list.iter().any(|step| holds(step, &[])),
+                None => return InDoubtCheck::Unverifiable("the look-up lists no progress"),
+            }
+        } else if env.kind == "dossier.status" {
+            found.get("TrangThaiHoSo") == ours.get("TrangThaiHoSo")
+        } else {
+            holds(&found, &["TrangThaiHoSo"])
+        };
+        if there {
+            InDoubtCheck::AlreadyThere
+        } else {
+            InDoubtCheck::NotThere
+        }
     }
 
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
@@ -649,6 +722,25 @@ impl Inner {
                 }
             }
             return (attempted, code, parsed);
+        }
+    }
+
+    /// `TraCuuHoSo`, the whole answer: the dossier as the portal holds it (`result`), `None`
+    /// when the portal does not know it, or why the look-up failed.
+    async fn lookup_item(&self, code: &str) -> Result<Option<Value>, Attempted> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("mahoso".into(), Value::String(code.to_string()));
+        let (attempted, err, parsed) = self
+            .call_full(service::LOOKUP, &self.settings.sharing_url, fields)
+            .await;
+        match (&attempted.decision, err.as_deref()) {
+            (Decision::Delivered, _) => Ok(Some(
+                parsed
+                    .and_then(|p| p.get("result").cloned())
+                    .unwrap_or(Value::Null),
+            )),
+            (_, Some(c)) if self.settings.not_found.iter().any(|n| n == c) => Ok(None),
+            _ => Err(attempted),
         }
     }
 
