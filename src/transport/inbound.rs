@@ -111,6 +111,16 @@ pub fn with_payments(
     }
 }
 
+/// 503 with `Retry-After: secs`: the request was not accepted and the sender should retry.
+fn unavailable(code: &str, message: impl Into<String>, secs: u32) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs),
+    );
+    r
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
@@ -192,16 +202,11 @@ async fn accept_inner(
         return too_large();
     }
     let Ok(_slot) = src.slots.clone().try_acquire_owned() else {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return unavailable(
             "busy",
             format!("source `{source}` has too many requests in flight; retry shortly"),
+            1,
         );
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-        return r;
     };
     let body: Bytes = match axum::body::to_bytes(body, st.max_body_bytes).await {
         Ok(b) => b,
@@ -271,16 +276,11 @@ async fn accept_inner(
             if let Err(e) = p.note_snapshot(&d).await {
                 warn!(source, key = %ev.key, error = %e, "known fees not kept; refusing the event");
                 release().await;
-                let mut r = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                return unavailable(
                     "not_queued",
                     "the dossier's fees could not be kept; retry later",
+                    5,
                 );
-                r.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("5"),
-                );
-                return r;
             }
         }
     }
@@ -321,16 +321,7 @@ async fn accept_inner(
                     {
                         warn!(source, envelope = %env.id, error = %e, "the evidence record of a signed request could not be written; refusing it");
                         release().await;
-                        let mut r = error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "evidence_unavailable",
-                            "the evidence record could not be written; retry later",
-                        );
-                        r.headers_mut().insert(
-                            axum::http::header::RETRY_AFTER,
-                            axum::http::HeaderValue::from_static("5"),
-                        );
-                        return r;
+                        return unavailable("evidence_unavailable", "the evidence record could not be written; retry later", 5);
                     }
                 }
                 (StatusCode::ACCEPTED, Json(answer)).into_response()
@@ -338,16 +329,7 @@ async fn accept_inner(
             Err(e) => {
                 warn!(source, key = %env.key, error = %e, "publish not confirmed; refusing the event");
                 release().await;
-                let mut r = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_queued",
-                    "the event could not be queued durably; retry later",
-                );
-                r.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("5"),
-                );
-                r
+                unavailable("not_queued", "the event could not be queued durably; retry later", 5)
             }
         }
     }
@@ -467,16 +449,11 @@ async fn remember(engine: &Engine, r: &crate::signing::ReplayId) -> Result<(), R
         }
         Err(e) => {
             warn!(profile = %r.scope, error = %e, "replay store unavailable; refusing the request");
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
+            Err(unavailable(
                 crate::signing::codes::VERIFICATION_UNAVAILABLE,
                 "the signature could not be checked against replays; retry later",
-            );
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
-            Err(resp)
+                5,
+            ))
         }
     }
 }
