@@ -116,14 +116,29 @@ fn redact_json(b: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// A form field's name without what may precede it when the form is quoted or indented.
+fn form_name(n: &[u8]) -> &[u8] {
+    let start = n
+        .iter()
+        .position(|c| *c != b'"' && !c.is_ascii_whitespace())
+        .unwrap_or(n.len());
+    &n[start..]
+}
+
 fn redact_form(b: &[u8]) -> Option<Vec<u8>> {
     let mut changed = false;
     let parts: Vec<Vec<u8>> = b
         .split(|c| *c == b'&')
         .map(|pair| match pair.iter().position(|c| *c == b'=') {
-            Some(eq) if is_field(&pair[..eq]) => {
+            Some(eq) if is_field(form_name(&pair[..eq])) => {
                 changed = true;
-                [&pair[..=eq], MASK.as_bytes()].concat()
+                // A form value never holds a raw quote, backslash or blank (they are
+                // percent-encoded): stopping there keeps a form quoted inside a JSON string
+                // valid JSON (found by fuzzing).
+                let end = (eq + 1..pair.len())
+                    .find(|&k| matches!(pair[k], b'"' | b'\\') || pair[k].is_ascii_whitespace())
+                    .unwrap_or(pair.len());
+                [&pair[..=eq], MASK.as_bytes(), &pair[end..]].concat()
             }
             _ => pair.to_vec(),
         })
@@ -161,6 +176,25 @@ mod tests {
         // Malformed JSON is still redacted, never panics.
         assert_eq!(r(r#"{"password":"open"#), r#"{"password":"***""#);
         assert_eq!(r(r#"{"password": tru"#), r#"{"password": "***""#);
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/edge_input.rs`): a form inside a JSON string was
+    /// masked through its closing quote, so the body was no longer JSON; and a credential at
+    /// the string's start was not recognised behind the quote.
+    #[test]
+    fn a_form_quoted_in_a_json_string_stays_json() {
+        let body = br#""_ntgrant_ntials&client_secret=abce=xials&client_secret=abcer3,2[s""#;
+        let out = redact(body).into_owned();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v.as_str().unwrap(),
+            "_ntgrant_ntials&client_secret=***&client_secret=***"
+        );
+        let out = redact(br#""client_secret=abc""#).into_owned();
+        assert_eq!(out, br#""client_secret=***""#);
+        let out = redact(br#""token=a\"b""#).into_owned();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        assert_eq!(redact(&out).as_ref(), out.as_slice());
     }
 
     proptest::proptest! {
