@@ -10,6 +10,15 @@ pub const RATE_LIMIT_BURST: u32 = 1;
 /// Largest accepted inbound body. Dossier events carry attachments by reference, so 1 MiB
 /// is generous.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A client must send a whole request head within this (also the idle limit of a kept-alive
+/// connection); the ops listener has the same limits.
+pub const INBOUND_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this after its head.
+pub const INBOUND_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections a listener serves at once.
+pub const INBOUND_MAX_CONNECTIONS: usize = 1024;
+/// Requests of one source handled at once; more get 503 with Retry-After.
+pub const INBOUND_SOURCE_CONCURRENCY: usize = 256;
 pub const PREFETCH: u16 = 256;
 pub const PARTITIONS: u16 = 1;
 /// Redeliveries without an ack (a crash loop) before the broker dead-letters a message.

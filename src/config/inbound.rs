@@ -40,28 +40,17 @@ impl Default for InboundSection {
     }
 }
 
-impl InboundSection {
-    /// The listener limits ([`crate::transport::serve`]).
-    pub fn limits(&self) -> crate::transport::serve::Limits {
-        crate::transport::serve::Limits {
-            header_read_timeout: self.header_read_timeout.0,
-            body_read_timeout: self.body_read_timeout.0,
-            max_connections: self.max_connections,
-        }
-    }
-}
-
 fn d_header_timeout() -> Dur {
-    Dur(crate::transport::serve::DEFAULT_LIMITS.header_read_timeout)
+    Dur(defaults::INBOUND_HEADER_READ_TIMEOUT)
 }
 fn d_body_timeout() -> Dur {
-    Dur(crate::transport::serve::DEFAULT_LIMITS.body_read_timeout)
+    Dur(defaults::INBOUND_BODY_READ_TIMEOUT)
 }
 fn d_max_connections() -> usize {
-    crate::transport::serve::DEFAULT_LIMITS.max_connections
+    defaults::INBOUND_MAX_CONNECTIONS
 }
 fn d_source_concurrency() -> usize {
-    256
+    defaults::INBOUND_SOURCE_CONCURRENCY
 }
 
 fn d_inbound() -> String {

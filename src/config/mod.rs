@@ -15,10 +15,10 @@
 //!   problem type and the validation driver, which calls each section's validator (in the
 //!   order problems have always been reported). Every default is a named constant in
 //!   [`defaults`], stated once.
-//! - **Dependencies point one way.** This module uses no other part of the gateway but
-//!   `crate::transport::serve`'s listener limits: the payments and evidence sections live here
-//!   ([`payments`], [`evidence`]) and are re-exported by `crate::payments` and
-//!   `crate::evidence`, which build their runtime objects from them.
+//! - **Dependencies point one way.** This module uses no other part of the gateway: the
+//!   payments and evidence sections live here ([`payments`], [`evidence`]) and are re-exported
+//!   by `crate::payments` and `crate::evidence`; they, `crate::transport` and the rest build
+//!   their runtime objects from the sections.
 //! - The example file `gateway.example.toml` at the repository root is loaded by a test, so it
 //!   cannot drift from this module.
 
