@@ -104,21 +104,14 @@ pub(super) fn validate(c: &Config, base: &Path, p: &mut impl FnMut(String, Strin
     validate_uses(c, p);
 }
 
-/// Check one profile: a known scheme and algorithm, existing files, settings that go
-/// together, settings its scheme uses, distinct key ids.
+/// Check one profile: a valid name and a known scheme, then (for a known scheme) its
+/// algorithm, files, settings that go together, settings its scheme uses, and key ids.
 fn validate_profile(
     name: &str,
     s: &SigningSection,
     base: &Path,
     p: &mut impl FnMut(String, String, &str),
 ) {
-    let resolve = |f: &Path| {
-        if f.is_absolute() {
-            f.to_path_buf()
-        } else {
-            base.join(f)
-        }
-    };
     let at = format!("signing.{name}");
     if !valid_name(name) {
         p(
@@ -136,6 +129,20 @@ fn validate_profile(
         );
         return;
     }
+    check_algorithm(&at, scheme, s, p);
+    check_files(&at, s, base, p);
+    check_pairs(&at, s, p);
+    check_scheme_settings(&at, scheme, s, p);
+    check_key_ids(&at, name, s, p);
+}
+
+/// `algorithm`, when set, is one of the scheme's.
+fn check_algorithm(
+    at: &str,
+    scheme: &str,
+    s: &SigningSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
     if let Some(alg) = &s.algorithm {
         let ok: &[&str] = match scheme {
             "jws-compact" | "jws-detached" => &["ES256", "RS256", "PS256"],
@@ -158,6 +165,22 @@ fn validate_profile(
             );
         }
     }
+}
+
+/// Every file the profile names exists (relative to the config file).
+fn check_files(
+    at: &str,
+    s: &SigningSection,
+    base: &Path,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    let resolve = |f: &Path| {
+        if f.is_absolute() {
+            f.to_path_buf()
+        } else {
+            base.join(f)
+        }
+    };
     let check_file = |key: String, f: &Path, p: &mut dyn FnMut(String, String, &str)| {
         let full = resolve(f);
         if !full.is_file() {
@@ -195,6 +218,10 @@ fn validate_profile(
             }
         }
     }
+}
+
+/// Settings that go together are set together.
+fn check_pairs(at: &str, s: &SigningSection, p: &mut impl FnMut(String, String, &str)) {
     if s.key.is_some() && s.pkcs12.is_some() {
         p(
             format!("{at}.pkcs12"),
@@ -237,6 +264,15 @@ fn validate_profile(
             "set trust_anchors, or remove allowed_subjects (pinned trusted_keys are already one peer each)",
         );
     }
+}
+
+/// Settings only some schemes use are not set on others; header and window are well formed.
+fn check_scheme_settings(
+    at: &str,
+    scheme: &str,
+    s: &SigningSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
     let windowed = scheme == "http-signature" || scheme == "jws-detached";
     for (k, set, used) in [
         ("max_age", s.max_age.is_some(), windowed),
@@ -287,6 +323,15 @@ fn validate_profile(
             );
         }
     }
+}
+
+/// The profile's own key id and those of `previous` and `trusted_keys` are distinct.
+fn check_key_ids(
+    at: &str,
+    name: &str,
+    s: &SigningSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
     let mut ids = std::collections::BTreeSet::new();
     ids.insert(s.key_id.clone().unwrap_or_else(|| name.to_string()));
     for (list, keys) in [("previous", &s.previous), ("trusted_keys", &s.trusted_keys)] {
