@@ -44,22 +44,17 @@ pub mod platform;
 pub mod reconcile;
 pub mod vnpay;
 
+// The `[payments]` settings types live with the rest of the configuration.
+pub use crate::config::payments::{
+    FeeCheck, Grouping, DEFAULT_DEADLINE_SECS, DEFAULT_MAX_AMOUNT, DEFAULT_REFERENCE_PREFIX,
+    DEFAULT_SOURCE_NAME, MAX_AMOUNT_LIMIT,
+};
+
 /// The envelope kind of a settlement notice.
 pub const SETTLED_KIND: &str = "payment.settled";
 
 /// Longest reference any supported provider takes (`MaThamChieu`: 20).
 pub const MAX_REFERENCE_LEN: usize = 20;
-
-/// How fees become orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grouping {
-    /// One order per fee item (the default: a fee can be paid, or refunded, on its own).
-    #[default]
-    PerFee,
-    /// One order for all of a dossier's fees.
-    PerDossier,
-}
 
 /// The reference of an order: `prefix` (upper-case alphanumerics, at most 4) followed by the
 /// base-32 SHA-256 of `dossier ␟ fee key ␟ attempt`, cut to [`MAX_REFERENCE_LEN`]. Same input,
@@ -449,19 +444,6 @@ pub fn check_request<'r>(
     Ok((codes, total))
 }
 
-/// How an order request's fees are checked (`payments.fee_check`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeeCheck {
-    /// Every requested fee must be one the dossier's newest snapshot states, with the same
-    /// amount and not paid; a dossier without a known snapshot is refused (409).
-    #[default]
-    Known,
-    /// No check against the dossier (only the limits). For a one-stop system that never
-    /// sends dossier snapshots through this gateway; `check-config` warns.
-    Off,
-}
-
 /// What a verified provider message says about an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -526,18 +508,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// Default order deadline: 30 minutes (VNPay's pay page expires after 15).
-pub const DEFAULT_DEADLINE_SECS: u64 = 1800;
-/// Default reference prefix.
-pub const DEFAULT_REFERENCE_PREFIX: &str = "GW";
-/// Default source name of `payment.settled` envelopes.
-pub const DEFAULT_SOURCE_NAME: &str = "payments";
-/// Default largest fee and order amount: 100 billion VND. Far above any administrative fee,
-/// and far below where `amount × 100` (VNPay's unit) or a sum of fees could overflow.
-pub const DEFAULT_MAX_AMOUNT: i64 = 100_000_000_000;
-/// The highest `max_fee_amount` / `max_order_amount` a configuration may set (10^15 VND).
-pub const MAX_AMOUNT_LIMIT: i64 = 1_000_000_000_000_000;
 
 /// The payment service.
 pub struct Payments {

@@ -35,12 +35,10 @@ use super::{
     Verdict,
 };
 
-/// MoMo's test environment (production: `https://payment.momo.vn/v2/gateway/api/create`).
-pub const CREATE_URL: &str = "https://test-payment.momo.vn/v2/gateway/api/create";
-/// MoMo's test environment query endpoint.
-pub const QUERY_URL: &str = "https://test-payment.momo.vn/v2/gateway/api/query";
-/// Default `requestType`: pay with the MoMo wallet.
-pub const REQUEST_TYPE: &str = "captureWallet";
+// MoMo's test endpoints and default `requestType` are defaults of `[payments.momo.NAME]`.
+pub use crate::config::payments::{
+    MOMO_CREATE_URL as CREATE_URL, MOMO_QUERY_URL as QUERY_URL, MOMO_REQUEST_TYPE as REQUEST_TYPE,
+};
 
 #[derive(Clone)]
 pub struct MoMoSettings {

@@ -27,6 +27,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::config::{defaults, InboundSection};
+
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -37,10 +39,21 @@ pub struct Limits {
 
 /// A head within 10 s, a body within 30 s, 1024 connections.
 pub const DEFAULT_LIMITS: Limits = Limits {
-    header_read_timeout: Duration::from_secs(10),
-    body_read_timeout: Duration::from_secs(30),
-    max_connections: 1024,
+    header_read_timeout: defaults::INBOUND_HEADER_READ_TIMEOUT,
+    body_read_timeout: defaults::INBOUND_BODY_READ_TIMEOUT,
+    max_connections: defaults::INBOUND_MAX_CONNECTIONS,
 };
+
+impl InboundSection {
+    /// The listener limits `[inbound]` sets.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_read_timeout: self.header_read_timeout.0,
+            body_read_timeout: self.body_read_timeout.0,
+            max_connections: self.max_connections,
+        }
+    }
+}
 
 impl Default for Limits {
     fn default() -> Self {

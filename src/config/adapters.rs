@@ -1,0 +1,310 @@
+//! `[adapters.NAME]`: destination adapters (connector, URL, TLS, quota, DVCQG settings).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{defaults, valid_name, Dur, SecretRef};
+
+/// A destination adapter.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdapterSection {
+    /// Connector kind: `http` (a generic JSON POST).
+    pub connector: String,
+    /// Where to send.
+    pub url: String,
+    /// Whole request timeout. Default 30s.
+    #[serde(default = "d_http_timeout")]
+    pub timeout: Dur,
+    /// Connect timeout. Default 10s.
+    #[serde(default = "d_http_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Bearer token sent as `Authorization`, by reference.
+    #[serde(default)]
+    pub bearer: Option<SecretRef>,
+    /// TLS settings (server CA, client certificate for mTLS).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// Extra fixed headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Settings of the `dvcqg` connector (the national public service portal).
+    #[serde(default)]
+    pub dvcqg: Option<DvcqgSection>,
+    /// Signing profile (a `[signing.NAME]` table) applied to every request. Default: unsigned.
+    #[serde(default)]
+    pub signing: Option<String>,
+    /// The party's call quota, e.g. `{ per_sec = 20.0, burst = 5 }`: every call of this adapter
+    /// (deliveries, batches, logins, look-ups) waits for a slot, so a backlog drains at the
+    /// quota instead of into 429s. Default: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSection>,
+}
+
+/// An adapter's outbound call quota (`crate::transport::ratelimit`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RateLimitSection {
+    /// Calls per second, > 0.
+    pub per_sec: f64,
+    /// Calls that may go back to back after a quiet time, ≥ 1. Default 1.
+    #[serde(default = "d_rate_burst")]
+    pub burst: u32,
+}
+
+fn d_rate_burst() -> u32 {
+    defaults::RATE_LIMIT_BURST
+}
+
+/// The national public service portal (DVCQG). `url` of the adapter is the integration
+/// endpoint (sync operations); `sharing_url` the sharing endpoint (catalogue, look-ups).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DvcqgSection {
+    /// Sharing endpoint (catalogue, `TraCuuHoSo`). Default: the integration `url`.
+    #[serde(default)]
+    pub sharing_url: Option<String>,
+    /// The unit's code, sent as `madonvi` and the `dstcode` header, e.g. `000.00.01.H22`.
+    pub unit_code: String,
+    /// `session` (login with username/password, session in every body) or `oauth2` (client
+    /// credentials at the provincial integration platform, bearer token). Default `session`.
+    #[serde(default = "d_dvcqg_auth")]
+    pub auth: String,
+    /// Session login: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Session login: password, by reference.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Session login: URL of the login call. Default: the integration `url`.
+    #[serde(default)]
+    pub login_url: Option<String>,
+    /// Session login: the `service` value of the login body. Default `DangNhap`.
+    #[serde(default = "d_dvcqg_login_service")]
+    pub login_service: String,
+    /// OAuth2: token endpoint (`POST {token_url}` with `grant_type=client_credentials`).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// OAuth2: client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth2: client secret, by reference.
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// Table of local procedure codes → national codes (`MaTTHC`), a TOML file
+    /// `[codes] "LOCAL" = "1.001234"`. A code already national (`d.dddddd`) passes as is.
+    #[serde(default)]
+    pub procedures: Option<PathBuf>,
+    /// How `isUpdating` is decided: `ledger` (true when the gateway delivered a version of the
+    /// dossier before) or `lookup` (ask the portal with `TraCuuHoSo` when the ledger does not
+    /// know it). Default `ledger`.
+    #[serde(default = "d_dvcqg_is_updating")]
+    pub is_updating: String,
+    /// `error_code` values that mean the session expired (renewed once, transparently).
+    #[serde(default = "d_dvcqg_expired_codes")]
+    pub session_expired_codes: Vec<String>,
+    /// `error_code` values worth retrying (the portal's transient faults). Every other
+    /// non-zero code is a refusal of the content: dead-lettered with the portal's message.
+    #[serde(default = "d_dvcqg_retryable_codes")]
+    pub retryable_codes: Vec<String>,
+    /// `error_code` values meaning "this dossier already exists" (answered to isUpdating=false):
+    /// the call is repeated once with isUpdating=true.
+    #[serde(default = "d_dvcqg_exists_codes")]
+    pub exists_codes: Vec<String>,
+    /// `error_code` values meaning "no such dossier" (answered to isUpdating=true): repeated
+    /// once with isUpdating=false.
+    #[serde(default = "d_dvcqg_not_found_codes")]
+    pub not_found_codes: Vec<String>,
+    /// Most dossiers in one `data` array. Default 20.
+    #[serde(default = "d_dvcqg_batch_items")]
+    pub batch_max_items: usize,
+    /// Most bytes of one batch body. Default 256 KiB.
+    #[serde(default = "d_dvcqg_batch_bytes")]
+    pub batch_max_bytes: usize,
+    /// How long a batch that is not full waits for companions. Default 0: a batch goes as soon
+    /// as a call slot is free, and what arrives while the calls are in flight forms the next
+    /// one (batches grow with load without adding latency when the portal is idle).
+    #[serde(default = "d_dvcqg_linger")]
+    pub batch_linger: Dur,
+    /// Batch calls of one operation in flight at once. Default 4. (One dossier is never in two
+    /// at once: a route lane waits for a dossier's delivery before its next message.)
+    #[serde(default = "d_dvcqg_in_flight")]
+    pub batch_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSection {
+    /// PEM file of the CA(s) that issue the party's server certificate.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain for mTLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client private key for mTLS, by reference (it is a secret).
+    #[serde(default)]
+    pub client_key: Option<SecretRef>,
+}
+
+fn d_http_timeout() -> Dur {
+    Dur(defaults::HTTP_TIMEOUT)
+}
+fn d_http_connect_timeout() -> Dur {
+    Dur(defaults::HTTP_CONNECT_TIMEOUT)
+}
+fn d_dvcqg_auth() -> String {
+    "session".into()
+}
+fn d_dvcqg_login_service() -> String {
+    defaults::DVCQG_LOGIN_SERVICE.into()
+}
+fn d_dvcqg_is_updating() -> String {
+    "ledger".into()
+}
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+fn d_dvcqg_expired_codes() -> Vec<String> {
+    strings(defaults::DVCQG_SESSION_EXPIRED_CODES)
+}
+fn d_dvcqg_retryable_codes() -> Vec<String> {
+    strings(defaults::DVCQG_RETRYABLE_CODES)
+}
+fn d_dvcqg_exists_codes() -> Vec<String> {
+    strings(defaults::DVCQG_EXISTS_CODES)
+}
+fn d_dvcqg_not_found_codes() -> Vec<String> {
+    strings(defaults::DVCQG_NOT_FOUND_CODES)
+}
+fn d_dvcqg_batch_items() -> usize {
+    defaults::DVCQG_BATCH_ITEMS
+}
+fn d_dvcqg_batch_bytes() -> usize {
+    defaults::DVCQG_BATCH_BYTES
+}
+fn d_dvcqg_in_flight() -> usize {
+    defaults::DVCQG_BATCH_IN_FLIGHT
+}
+fn d_dvcqg_linger() -> Dur {
+    Dur(defaults::DVCQG_BATCH_LINGER)
+}
+
+/// Check `[adapters]`: names, connector, URL, quota, TLS pairs, DVCQG settings.
+pub(super) fn validate(
+    adapters: &BTreeMap<String, AdapterSection>,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    for (name, a) in adapters {
+        if !valid_name(name) {
+            p(
+                format!("adapters.{name}"),
+                "the name has characters other than a-z, 0-9, - and _".into(),
+                "rename it",
+            );
+        }
+        match a.connector.as_str() {
+            "http" => {}
+            "dvcqg" => validate_dvcqg(name, a.dvcqg.as_ref(), p),
+            other => p(
+                format!("adapters.{name}.connector"),
+                format!("unknown connector `{other}`"),
+                "use one of: http, dvcqg",
+            ),
+        }
+        if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+            p(
+                format!("adapters.{name}.url"),
+                format!("`{}` is not an http(s) URL", a.url),
+                "write https://host/path",
+            );
+        }
+        if let Some(r) = &a.rate_limit {
+            if !(r.per_sec.is_finite() && r.per_sec > 0.0) {
+                p(
+                    format!("adapters.{name}.rate_limit.per_sec"),
+                    format!("{} is not a positive number of calls a second", r.per_sec),
+                    "write e.g. per_sec = 20.0, or remove rate_limit for no limit",
+                );
+            }
+            if r.burst == 0 {
+                p(
+                    format!("adapters.{name}.rate_limit.burst"),
+                    "0 would let no call through".into(),
+                    "write burst = 1 or more",
+                );
+            }
+        }
+        if let Some(tls) = &a.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                p(
+                    format!("adapters.{name}.tls"),
+                    "client_cert and client_key go together".into(),
+                    "set both for mTLS, or neither",
+                );
+            }
+        }
+    }
+}
+
+fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(String, String, &str)) {
+    let at = format!("adapters.{name}.dvcqg");
+    let Some(d) = d else {
+        p(
+            at,
+            "the dvcqg connector needs its settings".into(),
+            "add an [adapters.NAME.dvcqg] table with unit_code and auth",
+        );
+        return;
+    };
+    match d.auth.as_str() {
+        "session" => {
+            if d.username.is_none() || d.password.is_none() {
+                p(
+                    format!("{at}.username"),
+                    "session auth needs username and password".into(),
+                    "set username and password = { env = \"NAME\" }",
+                );
+            }
+        }
+        "oauth2" => {
+            if d.token_url.is_none() || d.client_id.is_none() || d.client_secret.is_none() {
+                p(
+                    format!("{at}.token_url"),
+                    "oauth2 auth needs token_url, client_id and client_secret".into(),
+                    "set all three (client_secret by reference)",
+                );
+            }
+        }
+        other => p(
+            format!("{at}.auth"),
+            format!("unknown auth `{other}`"),
+            "use session or oauth2",
+        ),
+    }
+    if !matches!(d.is_updating.as_str(), "ledger" | "lookup") {
+        p(
+            format!("{at}.is_updating"),
+            format!("unknown mode `{}`", d.is_updating),
+            "use ledger or lookup",
+        );
+    }
+    if d.unit_code.trim().is_empty() {
+        p(
+            format!("{at}.unit_code"),
+            "must not be empty".into(),
+            "set the unit's code, like 000.00.01.H22",
+        );
+    }
+    if d.batch_in_flight == 0 {
+        p(
+            format!("{at}.batch_in_flight"),
+            "0 would send nothing".into(),
+            "write batch_in_flight = 1 or more",
+        );
+    }
+    if d.batch_max_items == 0 || d.batch_max_bytes < 1024 {
+        p(
+            format!("{at}.batch_max_items"),
+            "batches must hold at least 1 item and 1 KiB".into(),
+            "raise batch_max_items / batch_max_bytes",
+        );
+    }
+}

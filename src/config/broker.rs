@@ -1,0 +1,92 @@
+//! `[broker]`: RabbitMQ, or the embedded durable queue under `data_dir`.
+
+use serde::Deserialize;
+
+use super::{defaults, url_has_password, SecretRef};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BrokerSection {
+    /// `amqp://user@host:5672/vhost` for RabbitMQ (password by `password`); absent = embedded.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// RabbitMQ password, by reference; inserted into the URL at connect time.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Unacked deliveries per consumer. Default 256.
+    #[serde(default = "d_prefetch")]
+    pub prefetch: u16,
+    /// Queues per route; keys are hashed onto them, each consumed by one active consumer.
+    /// Default 1.
+    #[serde(default = "d_partitions")]
+    pub partitions: u16,
+    /// Redeliveries without an ack before the broker dead-letters a message. Default 20.
+    #[serde(default = "d_delivery_limit")]
+    pub delivery_limit: u32,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password: None,
+            prefetch: d_prefetch(),
+            partitions: d_partitions(),
+            delivery_limit: d_delivery_limit(),
+        }
+    }
+}
+
+fn d_prefetch() -> u16 {
+    defaults::PREFETCH
+}
+fn d_partitions() -> u16 {
+    defaults::PARTITIONS
+}
+fn d_delivery_limit() -> u32 {
+    defaults::DELIVERY_LIMIT
+}
+
+/// Check `broker.url` (its form; no password in it).
+pub(super) fn validate_url(b: &BrokerSection, p: &mut impl FnMut(String, String, &str)) {
+    if let Some(url) = &b.url {
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            p(
+                "broker.url".into(),
+                format!("`{url}` is not an AMQP URL"),
+                "write amqp://user@host:5672/%2f, or remove it to use the embedded queue",
+            );
+        }
+        if url_has_password(url) {
+            p(
+                "broker.url".into(),
+                "the URL contains a password".into(),
+                "move it to broker.password = { env = \"NAME\" }",
+            );
+        }
+    }
+}
+
+/// Check the broker's numeric limits.
+pub(super) fn validate_limits(b: &BrokerSection, p: &mut impl FnMut(String, String, &str)) {
+    if b.prefetch == 0 {
+        p(
+            "broker.prefetch".into(),
+            "must be at least 1".into(),
+            "set a value such as 256",
+        );
+    }
+    if b.partitions == 0 {
+        p(
+            "broker.partitions".into(),
+            "must be at least 1".into(),
+            "set 1, or more to spread keys over several queues",
+        );
+    }
+    if b.delivery_limit < 2 {
+        p(
+            "broker.delivery_limit".into(),
+            "must be at least 2".into(),
+            "set a value such as 20",
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! `[online]`: the periodic poll of dossiers citizens submitted on the portal
+//! (`crate::online`).
+
+use serde::Deserialize;
+
+use super::{check_job, defaults, Config, Dur};
+
+/// `[online]`: the periodic poll of online dossiers (`crate::online`). The portal's listing
+/// operation is not public ([open] in CONTRACTS.md): its name and fields are configured.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OnlineSection {
+    /// required: the `dvcqg` adapter to poll on its sharing endpoint (a key of `[adapters]`).
+    pub from: String,
+    /// required: the `service` of the listing call, e.g. `LayDanhSachHoSoTrucTuyen`.
+    pub service: String,
+    /// How often to poll; `0s` = never on its own. Default 5m.
+    #[serde(default = "d_online_interval")]
+    pub interval: Dur,
+    /// The source name of the `dossier.online` events (a route's `from`). Default `online`.
+    #[serde(default = "d_online_source")]
+    pub source_name: String,
+    /// The body field carrying the cursor (the last seen `cursor_field` value; absent on the
+    /// first poll). Default `tuNgay`.
+    #[serde(default = "d_online_cursor_param")]
+    pub cursor_param: String,
+    /// The dossier field the cursor follows: a `yyyyMMddHHmmss` date, so later sorts higher.
+    /// Default `NgayTiepNhan`.
+    #[serde(default = "d_online_cursor_field")]
+    pub cursor_field: String,
+    /// The dossier field holding its code (the event key). Default `MaHoSo`.
+    #[serde(default = "d_online_code_field")]
+    pub code_field: String,
+    /// A dossier field holding a whole-number version (the event's version). Default: none.
+    #[serde(default)]
+    pub version_field: Option<String>,
+}
+
+fn d_online_interval() -> Dur {
+    Dur(defaults::ONLINE_INTERVAL)
+}
+fn d_online_source() -> String {
+    defaults::ONLINE_SOURCE.into()
+}
+fn d_online_cursor_param() -> String {
+    defaults::ONLINE_CURSOR_PARAM.into()
+}
+fn d_online_cursor_field() -> String {
+    defaults::ONLINE_CURSOR_FIELD.into()
+}
+fn d_online_code_field() -> String {
+    defaults::ONLINE_CODE_FIELD.into()
+}
+
+/// Check `[online]`: a `dvcqg` adapter, a valid source name of its own (not the catalogue's),
+/// no empty field name.
+pub(super) fn validate(c: &Config, p: &mut impl FnMut(String, String, &str)) {
+    if let Some(j) = &c.online {
+        check_job("online", &j.from, &j.source_name, c, p);
+    }
+    if let (Some(a), Some(b)) = (&c.catalogue, &c.online) {
+        if a.source_name == b.source_name {
+            p(
+                "online.source_name".into(),
+                format!("`{}` is also catalogue.source_name", b.source_name),
+                "give each job its own source name",
+            );
+        }
+    }
+    if let Some(o) = &c.online {
+        for (key, v) in [
+            ("service", &o.service),
+            ("cursor_param", &o.cursor_param),
+            ("cursor_field", &o.cursor_field),
+            ("code_field", &o.code_field),
+        ] {
+            if v.trim().is_empty() {
+                p(
+                    format!("online.{key}"),
+                    "must not be empty".into(),
+                    "set it, or remove the line to take the default",
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `[ops]`: the operations listener (health, metrics, the ops API and dashboard).
+
+use serde::Deserialize;
+
+use super::{defaults, valid_name, InboundSection, SecretRef};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSection {
+    /// Address of the ops listener. Default `127.0.0.1:9090`.
+    #[serde(default = "d_ops")]
+    pub listen: String,
+    /// Bearer tokens of the ops API and dashboard (`/api/v1/…`, `/`). None = the API and the
+    /// dashboard are off; `/healthz`, `/readyz` and `/metrics` answer either way.
+    #[serde(default)]
+    pub tokens: Vec<OpsTokenSection>,
+    /// OpenTelemetry: the OTLP/HTTP endpoint (collector base URL, e.g.
+    /// `http://127.0.0.1:4318`) that per-message spans are exported to, as OTLP JSON at
+    /// `<endpoint>/v1/traces`. None (the default) = no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for OpsSection {
+    fn default() -> Self {
+        Self {
+            listen: d_ops(),
+            tokens: Vec::new(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// One ops API token: `{ name = "alice", role = "operator", token = { env = "NAME" } }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsTokenSection {
+    /// Who holds it: recorded as `settled_by` on every replay and drop made with it.
+    pub name: String,
+    /// `viewer` (read only) or `operator` (may also replay and drop dead letters).
+    pub role: OpsRole,
+    /// The token value, by reference.
+    pub token: SecretRef,
+}
+
+/// What an ops token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsRole {
+    /// Read the API and the dashboard.
+    Viewer,
+    /// Read, and replay or drop dead letters.
+    Operator,
+}
+
+fn d_ops() -> String {
+    defaults::OPS_LISTEN.into()
+}
+
+/// Check `ops.listen` (an address, not the inbound one) and `ops.otlp_endpoint`.
+pub(super) fn validate_listen(
+    o: &OpsSection,
+    inbound: &InboundSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    super::inbound::check_listen("ops.listen", &o.listen, p);
+    if inbound.listen == o.listen && !inbound.listen.ends_with(":0") {
+        p(
+            "ops.listen".into(),
+            "the same address as inbound.listen".into(),
+            "give the ops listener its own port",
+        );
+    }
+    if let Some(u) = &o.otlp_endpoint {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p(
+                "ops.otlp_endpoint".into(),
+                format!("`{u}` is not an http(s) URL"),
+                "write the collector's OTLP/HTTP base URL, like http://127.0.0.1:4318",
+            );
+        }
+    }
+}
+
+/// Check `ops.tokens`: valid, distinct names.
+pub(super) fn validate_tokens(o: &OpsSection, p: &mut impl FnMut(String, String, &str)) {
+    let mut token_names = std::collections::BTreeSet::new();
+    for (i, t) in o.tokens.iter().enumerate() {
+        if !valid_name(&t.name) {
+            p(
+                format!("ops.tokens[{i}].name"),
+                format!("`{}` has characters other than a-z, 0-9, - and _", t.name),
+                "name the token after its holder, like alice",
+            );
+        }
+        if !token_names.insert(t.name.clone()) {
+            p(
+                format!("ops.tokens[{i}].name"),
+                format!("token `{}` is defined twice", t.name),
+                "give each token its own name: replays and drops are recorded under it",
+            );
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Secrets, only ever by reference: `{ env = "NAME" }` or `{ file = "path" }`. A value is read
+//! when resolved and never printed ([`Secret`]'s `Debug` and `Display` redact it).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::Loaded;
+
+/// A reference to a secret. The value is read by [`SecretRef::resolve`].
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// Read from an environment variable.
+    Env { env: String },
+    /// Read from a file (trailing newline trimmed); relative to the config file.
+    File { file: PathBuf },
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env { env } => write!(f, "secret(env {env})"),
+            SecretRef::File { file } => write!(f, "secret(file {})", file.display()),
+        }
+    }
+}
+
+/// A resolved secret value. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Self {
+        Secret(v.into())
+    }
+    /// The value, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl SecretRef {
+    /// Read the secret. `base` is the config file's folder (for relative file paths).
+    ///
+    /// An empty or whitespace-only value is an error, never "no secret": an empty token would
+    /// otherwise switch authentication off.
+    pub fn resolve(&self, base: &Path) -> Result<Secret, String> {
+        self.read(base).map_err(|e| e.to_string())
+    }
+
+    /// Read the secret, telling apart a reference that cannot be read here (the variable is
+    /// unset, the file is missing: perhaps only on the build machine) from one that reads empty
+    /// (always a mistake). `check-config` reports the first and refuses the second.
+    pub fn read(&self, base: &Path) -> Result<Secret, SecretProblem> {
+        let (value, whence) = match self {
+            SecretRef::Env { env } => (
+                std::env::var(env).map_err(|_| {
+                    SecretProblem::Unavailable(format!("environment variable {env} is not set"))
+                })?,
+                format!("environment variable {env}"),
+            ),
+            SecretRef::File { file } => {
+                let p = if file.is_absolute() {
+                    file.clone()
+                } else {
+                    base.join(file)
+                };
+                let s = std::fs::read_to_string(&p).map_err(|e| {
+                    SecretProblem::Unavailable(format!(
+                        "cannot read secret file {}: {e}",
+                        p.display()
+                    ))
+                })?;
+                (
+                    s.trim_end_matches(['\n', '\r']).to_string(),
+                    format!("secret file {}", p.display()),
+                )
+            }
+        };
+        if value.trim().is_empty() {
+            return Err(SecretProblem::Empty(format!(
+                "{whence} is empty: a secret must have a value"
+            )));
+        }
+        Ok(Secret(value))
+    }
+}
+
+/// Why a secret reference gave no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretProblem {
+    /// Not readable here: the variable is unset or the file cannot be read.
+    Unavailable(String),
+    /// Read, but empty or whitespace: never accepted (it would switch a check off).
+    Empty(String),
+}
+
+impl fmt::Display for SecretProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretProblem::Unavailable(m) | SecretProblem::Empty(m) => f.write_str(m),
+        }
+    }
+}
+
+impl Loaded {
+    /// Every secret reference of the configuration, with the key that holds it
+    /// (`sources.portal.token`), in file order of sections. `check-config` reads each one.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let c = &self.config;
+        let mut v: Vec<(String, &SecretRef)> = Vec::new();
+        if let Some(r) = &c.broker.password {
+            v.push(("broker.password".into(), r));
+        }
+        if let Some(r) = &c.store.password {
+            v.push(("store.password".into(), r));
+        }
+        for t in &c.ops.tokens {
+            v.push((format!("ops.tokens[{}].token", t.name), &t.token));
+        }
+        for (name, s) in &c.sources {
+            if let Some(r) = &s.token {
+                v.push((format!("sources.{name}.token"), r));
+            }
+        }
+        for (name, a) in &c.adapters {
+            if let Some(r) = &a.bearer {
+                v.push((format!("adapters.{name}.bearer"), r));
+            }
+            if let Some(r) = a.tls.as_ref().and_then(|t| t.client_key.as_ref()) {
+                v.push((format!("adapters.{name}.tls.client_key"), r));
+            }
+            if let Some(d) = &a.dvcqg {
+                if let Some(r) = &d.password {
+                    v.push((format!("adapters.{name}.dvcqg.password"), r));
+                }
+                if let Some(r) = &d.client_secret {
+                    v.push((format!("adapters.{name}.dvcqg.client_secret"), r));
+                }
+            }
+        }
+        for (name, s) in &c.signing {
+            if let Some(r) = &s.key_password {
+                v.push((format!("signing.{name}.key_password"), r));
+            }
+            if let Some(r) = &s.pkcs12_password {
+                v.push((format!("signing.{name}.pkcs12_password"), r));
+            }
+        }
+        if let Some(p) = &c.payments {
+            if let Some(r) = &p.token {
+                v.push(("payments.token".into(), r));
+            }
+            for (name, s) in &p.vnpay {
+                v.push((format!("payments.vnpay.{name}.hash_secret"), &s.hash_secret));
+            }
+            for (name, s) in &p.platform {
+                v.push((format!("payments.platform.{name}.hash_key"), &s.hash_key));
+            }
+            for (name, s) in &p.paygov {
+                v.push((format!("payments.paygov.{name}.secret_key"), &s.secret_key));
+                v.push((
+                    format!("payments.paygov.{name}.client_secret"),
+                    &s.client_secret,
+                ));
+            }
+            for (name, s) in &p.momo {
+                v.push((format!("payments.momo.{name}.secret_key"), &s.secret_key));
+            }
+        }
+        if let Some(r) = &c.evidence.body_key {
+            v.push(("evidence.body_key".into(), r));
+        }
+        v
+    }
+}
+
+pub(super) fn with_password(
+    url: &str,
+    password: Option<&SecretRef>,
+    base: &Path,
+) -> Result<String, String> {
+    let Some(secret) = password else {
+        return Ok(url.to_string());
+    };
+    let pw = secret.resolve(base)?;
+    let (scheme, rest) = url.split_once("://").ok_or("URL without scheme")?;
+    let (auth, tail) = match rest.split_once('@') {
+        Some((a, t)) => (a, t),
+        None => return Err("the URL names no user to attach the password to".into()),
+    };
+    Ok(format!(
+        "{scheme}://{auth}:{}@{tail}",
+        percent_encode(pw.expose())
+    ))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

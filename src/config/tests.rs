@@ -1,0 +1,317 @@
+use std::time::Duration;
+
+use super::*;
+
+fn parse_str(s: &str) -> Result<Loaded, ConfigError> {
+    parse(s, "test.toml", PathBuf::from("."))
+}
+
+#[test]
+fn example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+    let loaded = load(&path).unwrap_or_else(|e| panic!("example config must load:\n{e}"));
+    assert!(
+        !loaded.config.routes.is_empty(),
+        "the example shows at least one route"
+    );
+    assert!(!loaded.config.adapters.is_empty());
+}
+
+#[test]
+fn empty_file_is_the_embedded_defaults() {
+    let l = parse_str("").unwrap();
+    assert_eq!(l.config.broker.prefetch, defaults::PREFETCH);
+    assert!(l.broker_url().unwrap().starts_with("sqlite:"));
+    assert!(l.store_url().unwrap().starts_with("sqlite:"));
+    assert_eq!(l.config.retry.max_elapsed.0, defaults::RETRY_MAX_ELAPSED);
+}
+
+#[test]
+fn every_unknown_key_and_problem_is_reported() {
+    let e = parse_str(
+        r#"
+[gateway]
+instanse = "x"
+[broker]
+prefetch = 0
+colour = "red"
+[[routes]]
+name = "r"
+from = "nowhere"
+to = "nobody"
+"#,
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("test.toml:gateway.instanse: unknown key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:broker.colour: unknown key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:broker.prefetch: must be at least 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:routes[0].from: no source named `nowhere`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:routes[0].to: no adapter named `nobody`"),
+        "{text}"
+    );
+    assert_eq!(e.problems.len(), 5, "{text}");
+}
+
+#[test]
+fn rate_limit_is_checked() {
+    let base = "[adapters.p]\nconnector = \"http\"\nurl = \"http://127.0.0.1:1/x\"\n";
+    let ok = parse_str(&format!("{base}rate_limit = {{ per_sec = 2.5 }}\n")).unwrap();
+    let r = ok.config.adapters["p"].rate_limit.expect("set");
+    assert_eq!((r.per_sec, r.burst), (2.5, defaults::RATE_LIMIT_BURST));
+    let e = parse_str(&format!(
+        "{base}rate_limit = {{ per_sec = 0.0, burst = 0, colour = 1 }}\n"
+    ))
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("test.toml:adapters.p.rate_limit.per_sec: 0 is not a positive"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:adapters.p.rate_limit.burst: 0 would let no call"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test.toml:adapters.p.rate_limit.colour: unknown key"),
+        "{text}"
+    );
+}
+
+#[test]
+fn circuit_and_otlp_settings_are_checked() {
+    let c = parse_str("").unwrap().config;
+    assert_eq!(c.circuit, CircuitSection::default());
+    assert_eq!(c.circuit.min_calls, defaults::CIRCUIT_MIN_CALLS);
+    assert_eq!(c.circuit.failure_percent, 50);
+    assert_eq!(c.ops.otlp_endpoint, None, "no export by default");
+    let e = parse_str(
+        "[ops]\notlp_endpoint = \"grpc://x:4317\"\n[circuit]\nopen_for = \"0s\"\nthreshold = 3\n",
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("ops.otlp_endpoint: `grpc://x:4317` is not an http(s) URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("circuit.open_for: must be more than 0"),
+        "{text}"
+    );
+    assert!(text.contains("circuit.threshold: unknown key"), "{text}");
+    let e = parse_str("[circuit]\nfailure_percent = 0\nprobes = 0\nfailures = 10\n").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("circuit.failure_percent: 0 is not a share"),
+        "{text}"
+    );
+    assert!(
+        text.contains("circuit.probes: must be at least 1"),
+        "{text}"
+    );
+    assert!(text.contains("circuit.failures: unknown key"), "{text}");
+    let ok = parse_str("[ops]\notlp_endpoint = \"http://127.0.0.1:4318\"\n[circuit]\nmin_calls = 0\nopen_for = \"0s\"\n")
+        .unwrap()
+        .config;
+    assert_eq!(ok.circuit.min_calls, 0, "0 turns the breaker off");
+}
+
+#[test]
+fn claim_lease_defaults_to_15s_and_must_be_above_zero() {
+    let c = parse_str("").unwrap().config;
+    assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(15));
+    let c = parse_str("[gateway]\nclaim_lease = \"2s\"\n")
+        .unwrap()
+        .config;
+    assert_eq!(c.gateway.claim_lease.0, Duration::from_secs(2));
+    let text = parse_str("[gateway]\nclaim_lease = \"0s\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("gateway.claim_lease: the claim lease is zero"),
+        "{text}"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = parse_str("[broker]\nprefetch = \"many\"\n").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("test.toml:broker.prefetch: invalid value"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let e = parse_str("[retry]\ninitial = \"5 parsecs\"\n").unwrap_err();
+    assert!(e.to_string().contains("retry.initial"), "{e}");
+    assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+    assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86400)
+    );
+}
+
+#[test]
+fn passwords_in_urls_are_refused_and_secrets_redacted() {
+    let e = parse_str("[broker]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("broker.url: the URL contains a password"),
+        "{e}"
+    );
+    std::env::set_var("GW_TEST_SECRET_X", "s3cr3t-value");
+    let l = parse_str(
+        "[broker]\nurl = \"amqp://guest@127.0.0.1:5672/%2f\"\npassword = { env = \"GW_TEST_SECRET_X\" }\n",
+    )
+    .unwrap();
+    let dbg = format!("{:?}", l.config);
+    assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+    let s = l
+        .config
+        .broker
+        .password
+        .as_ref()
+        .unwrap()
+        .resolve(Path::new("."))
+        .unwrap();
+    assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    assert_eq!(
+        l.broker_url().unwrap(),
+        "amqp://guest:s3cr3t-value@127.0.0.1:5672/%2f"
+    );
+}
+
+#[test]
+fn missing_secret_is_a_clear_error() {
+    let r = SecretRef::Env {
+        env: "GW_TEST_SURELY_UNSET_42".into(),
+    };
+    assert_eq!(
+        r.resolve(Path::new(".")).unwrap_err(),
+        "environment variable GW_TEST_SURELY_UNSET_42 is not set"
+    );
+}
+
+#[test]
+fn empty_secrets_are_refused_not_taken_as_no_secret() {
+    std::env::set_var("GW_TEST_EMPTY_SECRET_1", "");
+    std::env::set_var("GW_TEST_BLANK_SECRET_1", "  \t ");
+    for name in ["GW_TEST_EMPTY_SECRET_1", "GW_TEST_BLANK_SECRET_1"] {
+        let r = SecretRef::Env { env: name.into() };
+        assert_eq!(
+            r.resolve(Path::new(".")).unwrap_err(),
+            format!("environment variable {name} is empty: a secret must have a value")
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "\n").unwrap();
+    let r = SecretRef::File {
+        file: "token".into(),
+    };
+    let e = r.resolve(dir.path()).unwrap_err();
+    assert!(
+        e.ends_with("token is empty: a secret must have a value"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
+    assert_eq!(r.resolve(dir.path()).unwrap().expose(), "t0ken");
+}
+
+#[test]
+fn listen_addresses_are_decided_on_what_they_bind() {
+    assert!(listen_is_loopback("127.0.0.1:8080"));
+    assert!(listen_is_loopback("[::1]:8080"));
+    assert!(listen_is_loopback("localhost:8080"));
+    assert!(!listen_is_loopback("0.0.0.0:8080"));
+    assert!(!listen_is_loopback("10.1.2.3:8080"));
+    // Before, anything that was not an IP address counted as loopback.
+    assert!(!listen_is_loopback("gateway.invalid:8080"));
+    assert!(!listen_is_loopback("not an address"));
+}
+
+/// Payment orders need a token wherever the listener is not loopback (before, an open
+/// listener let anyone pre-create a low-amount order for a dossier's fee).
+#[test]
+fn payments_without_a_token_are_refused_off_loopback() {
+    let pay = "[payments]\n[payments.vnpay.v]\ntmn_code = \"T\"\nhash_secret = { env = \"X\" }\nreturn_url = \"https://r\"\n";
+    let problems =
+        |listen: &str| match parse_str(&format!("[inbound]\nlisten = \"{listen}\"\n{pay}")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+    let e = problems("0.0.0.0:8080");
+    assert!(
+        e.contains("payments.token: no token on a non-loopback listener"),
+        "{e}"
+    );
+    assert!(problems("gateway.invalid:8080").contains("payments.token"));
+    assert_eq!(problems("127.0.0.1:8080"), "");
+    let with_token = format!(
+        "[inbound]\nlisten = \"0.0.0.0:8080\"\n{}",
+        pay.replacen("[payments]\n", "[payments]\ntoken = { env = \"PT\" }\n", 1)
+    );
+    assert!(parse_str(&with_token).is_ok());
+}
+
+#[test]
+fn plain_text_backends_off_this_machine_are_warned_about() {
+    let w = |broker: &str, store: &str| {
+        parse_str(&format!(
+            "[broker]\nurl = \"{broker}\"\n[store]\nurl = \"{store}\"\n"
+        ))
+        .unwrap()
+        .warnings()
+    };
+    assert!(w(
+        "amqp://gw@127.0.0.1:5672/%2f",
+        "postgres://gw@localhost:5432/gw"
+    )
+    .is_empty());
+    let got = w(
+        "amqp://gw@10.0.0.5:5672/%2f",
+        "postgres://gw@db.internal:5432/gw",
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("broker.url: plain-text AMQP to 10.0.0.5"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("store.url: PostgreSQL at db.internal"),
+        "{got:?}"
+    );
+    assert!(w(
+        "amqps://gw@10.0.0.5:5671/%2f",
+        "postgres://gw@db.internal:5432/gw?sslmode=verify-full"
+    )
+    .is_empty());
+}
+
+#[test]
+fn kinds_match_patterns() {
+    assert!(kind_matches("dossier.*", "dossier.upserted"));
+    assert!(!kind_matches("dossier.*", "payment.settled"));
+    assert!(kind_matches("*", "x"));
+    assert!(kind_matches("a.b", "a.b"));
+    assert!(!kind_matches("a.b", "a.bc"));
+    assert!(kinds_admit(&[], "anything"));
+    assert!(kinds_admit(&["dossier.*".to_string()], "dossier.progress"));
+    assert!(!kinds_admit(&["dossier.*".to_string()], "payment.settled"));
+}
