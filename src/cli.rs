@@ -33,9 +33,17 @@ pub enum Command {
     },
     /// The demo: embedded queue and store, a recording sandbox and a traffic simulator, all
     /// in-process; runs dossier events through and checks nothing is missing.
+    #[cfg(feature = "lab")]
     Demo(crate::demo::DemoArgs),
     /// Benchmark: raw RabbitMQ and OpenSSL limits beside the gateway end to end, in one run.
+    #[cfg(feature = "lab")]
     Bench(crate::bench::BenchArgs),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Demo(LabOff),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Bench(LabOff),
     /// Validate a configuration file without starting; prints every problem.
     CheckConfig { file: PathBuf },
     /// Dead letters: list, show, replay, drop.
@@ -91,17 +99,25 @@ pub enum Command {
         provider: Option<String>,
     },
     /// Run the recording HTTP sink sandbox standalone.
+    #[cfg(feature = "lab")]
     Sink {
         #[arg(long, default_value_t = 8181)]
         port: u16,
     },
     /// Run a strict sandbox of an external party standalone: `portal` (DVCQG).
+    #[cfg(feature = "lab")]
     Sandbox {
         /// Which party: portal, vnpay, payplatform, paygov, momo.
         party: String,
         #[arg(long, default_value_t = 8282)]
         port: u16,
     },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Sink(LabOff),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Sandbox(LabOff),
     /// Show what a one-stop adapter makes of a sample: the canonical dossier, the national
     /// portal's payload and the vendor JSON it maps back to, schema-checked, without sending.
     Map {
@@ -110,6 +126,26 @@ pub enum Command {
         /// A vendor JSON sample.
         sample: PathBuf,
     },
+}
+
+/// A lab command (`demo`, `bench`, `sink`, `sandbox`) in a build without the `lab` feature:
+/// hidden from `--help`, takes any arguments and refuses with a clear error (exit 2) rather
+/// than clap's "unrecognized subcommand".
+#[cfg(not(feature = "lab"))]
+#[derive(clap::Args, Debug)]
+pub struct LabOff {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+#[cfg(not(feature = "lab"))]
+fn lab_off(command: &str) -> ExitCode {
+    eprintln!(
+        "gateway {command}: this binary was built without the `lab` feature (the production \
+         build): the demo, bench and sandboxes are not in it. They are in the default build \
+         (`cargo build --release`, or `cargo run --release -- demo` from the repository root)."
+    );
+    ExitCode::from(2)
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,10 +357,21 @@ async fn run(cmd: Command) -> ExitCode {
             running.shutdown().await;
             ExitCode::SUCCESS
         }
+        #[cfg(feature = "lab")]
         Command::Demo(args) => crate::demo::run(args).await,
+        #[cfg(feature = "lab")]
         Command::Bench(args) => crate::bench::run(args).await,
+        #[cfg(not(feature = "lab"))]
+        Command::Demo(_) => lab_off("demo"),
+        #[cfg(not(feature = "lab"))]
+        Command::Bench(_) => lab_off("bench"),
+        #[cfg(not(feature = "lab"))]
+        Command::Sandbox(_) => lab_off("sandbox"),
+        #[cfg(not(feature = "lab"))]
+        Command::Sink(_) => lab_off("sink"),
         Command::Sign(args) => crate::sigcli::sign(args),
         Command::Verify(args) => crate::sigcli::verify(args),
+        #[cfg(feature = "lab")]
         Command::Sandbox { party, port } => match party.as_str() {
             "portal" => match gw_contract_tests::portal::run_standalone(port).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -407,6 +454,7 @@ async fn run(cmd: Command) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "lab")]
         Command::Sink { port } => {
             let sink = match gw_contract_tests::sink::Sink::start(port, Default::default()).await {
                 Ok(s) => s,

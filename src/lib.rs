@@ -5,8 +5,13 @@
 //! `gw-store` (SQLite and PostgreSQL behind one trait), `gw-crypto` (signatures and trust),
 //! `gw-contract-tests` (the sandboxes). They are crates rather than modules so they build in
 //! parallel and can be tested (and reused) on their own.
+//!
+//! The `lab` feature (on by default) adds the lab tools: `demo`, `bench`, the traffic
+//! `simulator` and the CLI's standalone sandboxes; only they use `gw-contract-tests`. The
+//! production build (`--no-default-features`) has neither.
 
 pub mod app;
+#[cfg(feature = "lab")]
 pub mod bench;
 pub mod catalogue;
 pub mod circuit;
@@ -14,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod datalock;
+#[cfg(feature = "lab")]
 pub mod demo;
 pub mod envelope;
 pub mod evidence;
@@ -30,6 +36,7 @@ pub mod pipeline;
 pub mod retry;
 pub mod sigcli;
 pub mod signing;
+#[cfg(feature = "lab")]
 pub mod simulator;
 pub mod telemetry;
 pub mod transport;

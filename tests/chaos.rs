@@ -1,7 +1,7 @@
 //! The multi-instance chaos scenario (issue 13): two gateway processes on one private RabbitMQ
 //! node and one PostgreSQL schema, sending to the DVCQG portal sandbox with faults injected;
 //! one instance is SIGKILLed mid-run and restarted, then RabbitMQ is stopped and started. The
-//! ledger checker (`gw_contract_tests::checker`) then compares what the test got acked with the
+//! ledger checker (`gw_testkit::checker`) then compares what the test got acked with the
 //! dossier versions the portal accepted, and the progress steps are checked the same way by
 //! their identity (dossier + time + content).
 //!
@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::simulator;
-use gw_contract_tests::checker::{self, Call, Dead, Input, Semantics, Sent};
 use gw_contract_tests::portal::{Faults as PortalFaults, Portal, PortalConfig};
-use gw_contract_tests::services::RabbitNode;
 use gw_store::{DeadLetterFilter, Store};
+use gw_testkit::checker::{self, Call, Dead, Input, Semantics, Sent};
+use gw_testkit::services::RabbitNode;
 use rand::Rng;
 use serde_json::{json, Value};
 

@@ -1,5 +1,5 @@
 //! The fault-injection suite: streams of versioned dossier events through the gateway while
-//! something breaks, then the ledger checker (`gw_contract_tests::checker`, definitions in its
+//! something breaks, then the ledger checker (`gw_testkit::checker`, definitions in its
 //! module doc) compares what was acked with the effects the sandboxes recorded and the dead
 //! letters the store holds. Every scenario prints one `FAULTS <scenario>: …` line of figures
 //! and fails unless lost = 0, duplicate effects = 0, older-after-newer = 0 (and no phantom
@@ -36,12 +36,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use gateway::app;
 use gateway::simulator;
-use gw_contract_tests::checker::{self, Call, Dead, Input, Report, Semantics, Sent};
 use gw_contract_tests::portal::{Faults as PortalFaults, Portal, PortalConfig};
-use gw_contract_tests::proxy::Proxy;
-use gw_contract_tests::services::{PgCluster, RabbitNode};
 use gw_contract_tests::sink::{Faults, Sink};
 use gw_store::{DeadLetterFilter, Store};
+use gw_testkit::checker::{self, Call, Dead, Input, Report, Semantics, Sent};
+use gw_testkit::proxy::Proxy;
+use gw_testkit::services::{PgCluster, RabbitNode};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
