@@ -40,19 +40,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 fn scale() -> usize {
-    std::env::var("GW_CHAOS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
-}
-
-fn skip(test: &str, why: &str) {
-    let msg = format!("{test}: {why}");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED {msg}");
+    gw_testkit::scale_from("GW_CHAOS_SCALE")
 }
 
 fn config(
@@ -454,7 +442,7 @@ async fn chaos(test: &str, lease: &str, lease_secs: u64) {
         return;
     }
     if !RabbitNode::available() {
-        return skip(
+        return gw_testkit::skip(
             test,
             "RabbitMQ's scripts are not installed (/usr/lib/rabbitmq/bin)",
         );

@@ -48,20 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 /// `GW_FAULTS_SCALE` (default 1): multiplies events, kills and fault rounds.
 fn scale() -> usize {
-    std::env::var("GW_FAULTS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
-}
-
-/// In CI a scenario that cannot run here fails; elsewhere it is skipped with the reason.
-fn skip(test: &str, why: &str) {
-    let msg = format!("{test}: {why}");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED {msg}");
+    gw_testkit::scale_from("GW_FAULTS_SCALE")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,7 +629,7 @@ async fn faults_rabbitmq_stop_start() {
         return;
     }
     if !RabbitNode::available() {
-        return skip(
+        return gw_testkit::skip(
             T,
             "RabbitMQ's scripts are not installed (/usr/lib/rabbitmq/bin)",
         );
@@ -714,7 +701,7 @@ async fn faults_postgres_restart() {
         return;
     }
     if !PgCluster::available() {
-        return skip(
+        return gw_testkit::skip(
             T,
             "a private PostgreSQL cluster needs PostgreSQL's binaries, runuser and root",
         );

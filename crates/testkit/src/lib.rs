@@ -13,3 +13,22 @@
 pub mod checker;
 pub mod proxy;
 pub mod services;
+
+/// A suite's size multiplier from the environment variable `var` (whole number ≥ 1; default 1).
+pub fn scale_from(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// A scenario that cannot run here: in CI (`CI=true`) it fails with the reason; elsewhere it is
+/// skipped, saying why.
+pub fn skip(test: &str, why: &str) {
+    let msg = format!("{test}: {why}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+}
