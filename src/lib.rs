@@ -11,32 +11,20 @@
 //! production build (`--no-default-features`) has neither.
 
 pub mod app;
-#[cfg(feature = "lab")]
-pub mod bench;
-pub mod catalogue;
-pub mod circuit;
 pub mod cli;
 pub mod config;
 pub mod connectors;
-pub mod datalock;
-#[cfg(feature = "lab")]
-pub mod demo;
-pub mod envelope;
+pub mod edge;
 pub mod evidence;
 pub mod jobs;
-pub mod limits;
+#[cfg(feature = "lab")]
+pub mod lab;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
-pub mod online;
 pub mod ops;
-pub mod opscli;
 pub mod payments;
-pub mod pipeline;
-pub mod retry;
-pub mod sigcli;
+pub mod runtime;
 pub mod signing;
-#[cfg(feature = "lab")]
-pub mod simulator;
 pub mod telemetry;
 pub mod transport;

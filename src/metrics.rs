@@ -2,7 +2,7 @@
 //!
 //! # Invariants
 //! - Label values come from bounded sets only: route, adapter, signing profile and certificate
-//!   names (configuration), outcomes and [`crate::retry::Reason`] labels. Never a dossier code,
+//!   names (configuration), outcomes and [`crate::model::outcome::Reason`] labels. Never a dossier code,
 //!   never personal data, never a token.
 //! - Counters only go up; the render is a consistent snapshot (one lock for all families).
 //! - Every family is rendered with its `# HELP` and `# TYPE` lines even before its first sample,

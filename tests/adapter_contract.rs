@@ -179,7 +179,7 @@ async fn shipped_samples_reach_the_portal_and_invalid_ones_are_refused_at_the_ed
     let stats = running
         .engine
         .broker
-        .stats(&gateway::pipeline::route_queue("sync", 0))
+        .stats(&gateway::runtime::route_queue("sync", 0))
         .await
         .unwrap();
     assert_eq!((stats.ready, stats.unacked), (0, 0));

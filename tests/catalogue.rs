@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use gateway::app;
-use gateway::catalogue::CatalogueSync;
-use gateway::online::OnlinePoll;
+use gateway::jobs::catalogue::CatalogueSync;
+use gateway::jobs::online::OnlinePoll;
 use gw_contract_tests::portal::{Portal, PortalConfig};
 use gw_contract_tests::sink::{Faults as SinkFaults, Record, Sink};
 use serde_json::{json, Value};

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use gateway::simulator;
+use gateway::lab::simulator;
 use gw_contract_tests::portal::{Faults as PortalFaults, Portal, PortalConfig};
 use gw_store::{DeadLetterFilter, Store};
 use gw_testkit::checker::{self, Call, Dead, Input, Semantics, Sent};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use gateway::app;
-use gateway::circuit::State;
+use gateway::runtime::circuit::State;
 use gw_contract_tests::sink::{Faults, Sink};
 use tokio_util::sync::CancellationToken;
 

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::app;
-use gateway::simulator;
+use gateway::lab::simulator;
 use gw_contract_tests::portal::{Faults as PortalFaults, Portal, PortalConfig};
 use gw_contract_tests::sink::{Faults, Sink};
 use gw_store::{DeadLetterFilter, Store};

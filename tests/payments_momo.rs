@@ -291,7 +291,7 @@ async fn momo_lost_ipns_settled_by_reconciliation() {
     let r = reconcile(
         &h.payments,
         p.as_ref(),
-        gateway::envelope::now_ms() + 1,
+        gateway::model::time::now_ms() + 1,
         None,
     )
     .await

@@ -270,7 +270,7 @@ async fn paygov_lost_callback_settled_by_reconciliation_and_configured_checksum(
     let r = reconcile(
         &h.payments,
         p.as_ref(),
-        gateway::envelope::now_ms() + 1,
+        gateway::model::time::now_ms() + 1,
         None,
     )
     .await

@@ -247,7 +247,7 @@ async fn platform_lost_callbacks_are_settled_by_reconciliation() {
     let r = reconcile(
         &h.payments,
         p.as_ref(),
-        gateway::envelope::now_ms() + 1,
+        gateway::model::time::now_ms() + 1,
         None,
     )
     .await

@@ -236,7 +236,7 @@ async fn run_seed(seed: u64, store_url: Option<String>) -> (usize, usize) {
                 reconcile(
                     &w.payments,
                     p.as_ref(),
-                    gateway::envelope::now_ms() + 1,
+                    gateway::model::time::now_ms() + 1,
                     None,
                 )
                 .await
@@ -258,8 +258,8 @@ async fn run_seed(seed: u64, store_url: Option<String>) -> (usize, usize) {
     reconcile(
         &w.payments,
         p.as_ref(),
-        gateway::envelope::now_ms() + 1,
-        Some((0, gateway::envelope::now_ms() + 1)),
+        gateway::model::time::now_ms() + 1,
+        Some((0, gateway::model::time::now_ms() + 1)),
     )
     .await
     .unwrap();
@@ -289,7 +289,7 @@ async fn run_seed(seed: u64, store_url: Option<String>) -> (usize, usize) {
     let mut delivered_paid = BTreeSet::new();
     for _ in 0..n {
         let d = c.next().await.unwrap().unwrap();
-        let env = gateway::envelope::Envelope::decode(&d.message.body).unwrap();
+        let env = gateway::model::envelope::Envelope::decode(&d.message.body).unwrap();
         if env.payload["status"] == "paid" {
             delivered_paid.insert(env.payload["reference"].as_str().unwrap().to_string());
         }
@@ -408,7 +408,7 @@ to = "sink"
         "no order before the dossier's fees are known"
     );
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
-    let snapshot = gateway::simulator::dossier_events(&mut rng, "H01.01", 100, 1)
+    let snapshot = gateway::lab::simulator::dossier_events(&mut rng, "H01.01", 100, 1)
         .into_iter()
         .find(|e| e.kind == "dossier.upserted")
         .unwrap();

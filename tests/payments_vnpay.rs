@@ -178,7 +178,7 @@ impl Harness {
         let mut out = Vec::new();
         for _ in 0..n {
             let d = c.next().await.unwrap().unwrap();
-            let env = gateway::envelope::Envelope::decode(&d.message.body).unwrap();
+            let env = gateway::model::envelope::Envelope::decode(&d.message.body).unwrap();
             assert_eq!(env.kind, SETTLED_KIND);
             out.push(env.payload);
             d.ack().await.unwrap();
@@ -546,7 +546,7 @@ async fn a_lost_callback_is_settled_by_reconciliation() {
     h.sandbox.pay(&orders[0].reference); // its IPN is lost
     h.sandbox.abandon(&orders[3].reference); // so is this one
     let provider = h.payments.provider("vnpay").unwrap().clone();
-    let now = gateway::envelope::now_ms() + 1;
+    let now = gateway::model::time::now_ms() + 1;
     // Provider down: nothing settles, errors are counted.
     h.sandbox.set_faults(VnPayFaults { query_down: true });
     let r = reconcile(&h.payments, provider.as_ref(), now, None)
@@ -623,7 +623,7 @@ async fn the_day_report_lists_amount_mismatches_and_counts_them() {
         .await
         .unwrap();
     h.sandbox.pay(&reference);
-    let day = (0, gateway::envelope::now_ms() + 1);
+    let day = (0, gateway::model::time::now_ms() + 1);
     let provider = h.payments.provider("vnpay").unwrap().clone();
     let r = reconcile(&h.payments, provider.as_ref(), 0, Some(day))
         .await

@@ -181,8 +181,8 @@ async fn poison_dead_lettered_while_others_flow(backend: Backend) {
         exhausted.letter.last_answer
     );
     // The original envelope is kept byte for byte.
-    let env =
-        gateway::envelope::Envelope::decode(&exhausted.letter.envelope).expect("original envelope");
+    let env = gateway::model::envelope::Envelope::decode(&exhausted.letter.envelope)
+        .expect("original envelope");
     assert_eq!(env.key, "POISON-500");
     assert_eq!(
         sink.records()
@@ -427,7 +427,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
     let stats = running
         .engine
         .broker
-        .stats(&gateway::pipeline::route_queue(&route, 0))
+        .stats(&gateway::runtime::route_queue(&route, 0))
         .await
         .unwrap();
     assert_eq!((stats.ready, stats.unacked), (0, 0));

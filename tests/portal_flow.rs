@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::app;
-use gateway::retry::{Decision, Reason};
-use gateway::simulator::{self, Event};
+use gateway::lab::simulator::{self, Event};
+use gateway::model::outcome::{Decision, Reason};
 use gw_contract_tests::portal::{FaultKind, Faults, Portal, PortalConfig, Scripted};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -680,11 +680,11 @@ async fn one_unknown_dossier_does_not_hold_back_nineteen_steps() {
     // The twenty steps meet in the connector at once, as twenty lanes would hand them over.
     let connector = running.engine.routes[0].connector.clone();
     let calls_before = portal.calls("CapNhatTienDoHoSoMC");
-    let envelopes: Vec<gateway::envelope::Envelope> = plans
+    let envelopes: Vec<gateway::model::envelope::Envelope> = plans
         .iter()
         .map(|p| {
             let e = step(p);
-            gateway::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone())
+            gateway::model::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone())
         })
         .collect();
     let answers =
@@ -726,7 +726,7 @@ async fn one_unknown_dossier_does_not_hold_back_nineteen_steps() {
     // One health signal per exchange: nineteen items shared the second call.
     let silent = answers
         .iter()
-        .filter(|a| a.health == gateway::retry::Health::Silent)
+        .filter(|a| a.health == gateway::model::outcome::Health::Silent)
         .count();
     assert_eq!(silent, 18, "two exchanges, twenty items");
     running.shutdown().await;
@@ -911,7 +911,7 @@ async fn portal_direct(portal: &Portal, service: &str, fields: Value) {
 }
 
 /// A claim taken and stamped "sending" by an instance that then died: its lease runs out.
-async fn leave_in_doubt(store: &dyn gw_store::Store, env: &gateway::envelope::Envelope) {
+async fn leave_in_doubt(store: &dyn gw_store::Store, env: &gateway::model::envelope::Envelope) {
     let req = gw_store::ClaimRequest {
         destination: "dvcqg".into(),
         key: env.key.clone(),
@@ -928,8 +928,9 @@ async fn leave_in_doubt(store: &dyn gw_store::Store, env: &gateway::envelope::En
     );
 }
 
-fn envelope_of(e: &Event) -> gateway::envelope::Envelope {
-    let mut env = gateway::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone());
+fn envelope_of(e: &Event) -> gateway::model::envelope::Envelope {
+    let mut env =
+        gateway::model::envelope::Envelope::new(e.kind, &e.key, "onestop", e.payload.clone());
     env.version = e.version;
     env
 }

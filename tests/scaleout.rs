@@ -26,7 +26,7 @@ use std::time::Duration;
 use common::*;
 use gateway::app::{self, AppError};
 use gateway::jobs::Singleton;
-use gateway::pipeline::stable_hash;
+use gateway::runtime::stable_hash;
 use gw_contract_tests::sink::{check_records, Faults, Sink};
 use tokio_util::sync::CancellationToken;
 
@@ -249,7 +249,7 @@ async fn a_singleton_job_runs_on_one_instance_and_moves_on_step_down() {
     let job = gateway::jobs::CATALOGUE_SYNC;
     let lease = Duration::from_secs(3);
     // The same job on both instances, ticking every 100 ms; each counts its own runs.
-    let spawn_job = |engine: Arc<gateway::pipeline::Engine>, holder: &str| {
+    let spawn_job = |engine: Arc<gateway::runtime::Engine>, holder: &str| {
         let lead = Singleton::for_engine(job, &engine, holder).with_lease(lease);
         let runs = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();

@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = serde_json::from_slice::<PaymentRequest>(data) {
         let settings = Settings::default();
         if let Ok((codes, total)) = check_request(&settings, &req) {
-            assert!(gateway::limits::dossier_code("d", &req.dossier_code).is_ok());
-            assert!(!codes.is_empty() && codes.len() <= gateway::limits::MAX_FEES_PER_REQUEST);
+            assert!(gateway::model::limits::dossier_code("d", &req.dossier_code).is_ok());
+            assert!(!codes.is_empty() && codes.len() <= gateway::model::limits::MAX_FEES_PER_REQUEST);
             for f in &req.fees {
                 assert!(f.amount > 0 && f.amount <= settings.max_fee_amount);
             }

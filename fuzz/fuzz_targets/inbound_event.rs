@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use gateway::mapping::Adapter;
-use gateway::transport::inbound::parse_event;
+use gateway::edge::parse_event;
 use libfuzzer_sys::fuzz_target;
 
 fn adapter() -> &'static Adapter {

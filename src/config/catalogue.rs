@@ -1,10 +1,10 @@
-//! `[catalogue]`: the periodic sync of the portal's catalogue (`crate::catalogue`).
+//! `[catalogue]`: the periodic sync of the portal's catalogue (`crate::jobs::catalogue`).
 
 use serde::Deserialize;
 
 use super::{check_job, defaults, Config, Dur};
 
-/// `[catalogue]`: the periodic catalogue sync (`crate::catalogue`).
+/// `[catalogue]`: the periodic catalogue sync (`crate::jobs::catalogue`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogueSection {
     /// required: the `dvcqg` adapter whose sharing endpoint serves `LayDanhSachTTHC`,

@@ -1,11 +1,11 @@
 //! `[online]`: the periodic poll of dossiers citizens submitted on the portal
-//! (`crate::online`).
+//! (`crate::jobs::online`).
 
 use serde::Deserialize;
 
 use super::{check_job, defaults, Config, Dur};
 
-/// `[online]`: the periodic poll of online dossiers (`crate::online`). The portal's listing
+/// `[online]`: the periodic poll of online dossiers (`crate::jobs::online`). The portal's listing
 /// operation is not public ([open] in CONTRACTS.md): its name and fields are configured.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OnlineSection {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Attempted, Connector, ConnectorError};
 use crate::config::AdapterSection;
-use crate::envelope::Envelope;
-use crate::retry::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
+use crate::model::envelope::Envelope;
+use crate::model::outcome::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
 use crate::signing::SigningProfile;
 use crate::transport::client::{HttpClient, OutRequest};
 

@@ -1,6 +1,6 @@
 //! Connectors: Rust code for one protocol family each. A connector translates an envelope to
 //! the party's format, signs it with the adapter's signing profile, sends it and reads the
-//! answer; [`crate::retry::classify`] decides what the answer means, with the connector's
+//! answer; [`crate::model::outcome::classify`] decides what the answer means, with the connector's
 //! reading of 2xx bodies for parties that answer "HTTP 200, but error".
 //!
 //! # Invariants
@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::AdapterSection;
-use crate::envelope::Envelope;
-use crate::retry::{Answer, Decision, Health};
+use crate::model::envelope::Envelope;
+use crate::model::outcome::{Answer, Decision, Health};
 use crate::signing::SigningProfile;
 
 pub mod dvcqg;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use crate::envelope::now_ms;
+use crate::model::time::now_ms;
 use crate::transport::client::OutRequest;
 
 /// One request/answer with an external party.

@@ -237,7 +237,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 .as_ref()
                 .map(|d| loaded.base.join(d))
                 .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
-            let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
+            let cutoff = crate::model::time::now_ms() - keep.0.as_millis() as i64;
             let n = super::retention::prune(store.as_ref(), &dir, cutoff).await?;
             println!("archived and removed {n} record(s) older than the retention period");
             Ok(ExitCode::SUCCESS)

@@ -4,8 +4,9 @@
 use axum::http::HeaderMap;
 use gw_store::Batch;
 
-use crate::envelope::{now_ms, Envelope};
-use crate::pipeline::Engine;
+use crate::model::envelope::Envelope;
+use crate::model::time::now_ms;
+use crate::runtime::Engine;
 
 /// Refuse new messages while time-stamping has failed past its grace period (fail-closed).
 pub fn refuse_new_messages() -> bool {

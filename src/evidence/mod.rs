@@ -224,7 +224,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// retention (`evidence.retention`).
 pub fn spawn_tasks(
     loaded: &crate::config::Loaded,
-    engine: &crate::pipeline::Engine,
+    engine: &crate::runtime::Engine,
     cancel: &tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {
@@ -251,7 +251,7 @@ pub fn spawn_tasks(
                     _ = tokio::time::sleep(wait) => {}
                 }
                 wait = std::time::Duration::from_secs(3600);
-                let cutoff = crate::envelope::now_ms() - keep.0.as_millis() as i64;
+                let cutoff = crate::model::time::now_ms() - keep.0.as_millis() as i64;
                 match lead
                     .tick(|| retention::prune(store.as_ref(), &dir, cutoff))
                     .await

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use super::TsaSection;
 use crate::config::Loaded;
-use crate::envelope::now_ms;
+use crate::model::time::now_ms;
 
 /// Process-wide time-stamping state (for `/metrics` and the inbound gate).
 pub struct State {
@@ -247,7 +247,7 @@ impl Stamper {
 /// Start the time-stamping task when `[evidence.tsa]` is configured.
 pub fn spawn(
     loaded: &Loaded,
-    engine: &crate::pipeline::Engine,
+    engine: &crate::runtime::Engine,
     cancel: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {

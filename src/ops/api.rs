@@ -24,7 +24,8 @@ use serde_json::{json, Value};
 use super::{Caller, OpsState};
 use crate::app::{self, ReplayResult};
 use crate::config::OpsRole;
-use crate::envelope::{now_ms, trace_id, Envelope};
+use crate::model::envelope::{trace_id, Envelope};
+use crate::model::time::now_ms;
 
 /// Largest `limit` of a dead-letter listing.
 pub const MAX_LIST: u32 = 1000;

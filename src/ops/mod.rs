@@ -10,7 +10,7 @@
 //! - **Every API call names its caller.** A request without a valid bearer token gets 401;
 //!   a viewer token reads only (403 on replay and drop); the token's configured *name* is
 //!   what the store records as `settled_by`. Tokens are compared in constant time
-//!   ([`crate::transport::inbound::constant_time_eq`]) and never logged or echoed.
+//!   ([`crate::edge::constant_time_eq`]) and never logged or echoed.
 //! - **Read-only views hide payloads from viewers.** A dead letter's original envelope (it may
 //!   carry personal data) is shown in full to operators only; viewers see its metadata.
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
@@ -39,9 +39,9 @@ use serde_json::json;
 
 use crate::config::Secret;
 use crate::config::{Loaded, OpsRole};
+use crate::edge::constant_time_eq;
 use crate::metrics::{esc, family};
-use crate::pipeline::Engine;
-use crate::transport::inbound::constant_time_eq;
+use crate::runtime::Engine;
 
 /// The OpenAPI 3 description of the API (served at `/api/v1/openapi.yaml`).
 pub const OPENAPI_YAML: &str = include_str!("openapi.yaml");
@@ -124,7 +124,7 @@ pub fn router(engine: Arc<Engine>, options: OpsOptions) -> Router {
         engine,
         options,
         started: Instant::now(),
-        started_ms: crate::envelope::now_ms(),
+        started_ms: crate::model::time::now_ms(),
     });
     let mut r = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))

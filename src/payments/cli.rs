@@ -70,7 +70,7 @@ pub async fn reconcile_command(
         .cloned()
         .collect();
     for p in providers {
-        match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), day).await {
+        match reconcile(&payments, p.as_ref(), crate::model::time::now_ms(), day).await {
             Ok(r) => {
                 print!("{}", r.render());
                 clean &= r.mismatches.is_empty() && r.errors == 0;

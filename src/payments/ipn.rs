@@ -3,7 +3,7 @@
 //! - `POST /payments/{provider}/orders` (bearer token when `payments.token` is set): body
 //!   [`PaymentRequest`](super::PaymentRequest); `200 {"orders": [OrderView…]}` with where the
 //!   citizen pays. Repeating the request answers the same orders (one order per fee).
-//!   `400` invalid request (the message names the field; limits in `crate::limits`), `401`
+//!   `400` invalid request (the message names the field; limits in `crate::model::limits`), `401`
 //!   token, `415` not `application/json`, `404` unknown provider, `409` no fees known for
 //!   the dossier (`fees_unknown`), `422` a fee not among the dossier's known fees, with another
 //!   amount or already paid (`fee_mismatch`), `409` a fee's amount changed
@@ -79,8 +79,7 @@ async fn create_orders(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::transport::inbound::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
-        {
+        if !crate::edge::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -88,7 +87,7 @@ async fn create_orders(
             );
         }
     }
-    if let Err(r) = crate::transport::inbound::require_json(&headers) {
+    if let Err(r) = crate::edge::require_json(&headers) {
         return r;
     }
     let req: PaymentRequest = match serde_json::from_slice(&body) {

@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::envelope::{now_ms, Envelope};
+use crate::model::envelope::Envelope;
+use crate::model::time::now_ms;
 
 pub mod cli;
 pub mod codes;
@@ -350,7 +351,7 @@ impl NoticeSink for BrokerSink {
 
 /// Publishes notices through the route runtime (routes taking `payment.settled` from the
 /// payments source). No route taking it is an error: the notice stays queued.
-pub struct EngineSink(pub Arc<crate::pipeline::Engine>);
+pub struct EngineSink(pub Arc<crate::runtime::Engine>);
 
 #[async_trait]
 impl NoticeSink for EngineSink {
@@ -391,23 +392,23 @@ pub enum PaymentError {
 }
 
 /// The checks of an order request that need nothing but the request and the settings: field
-/// limits ([`crate::limits`]), distinct codes, positive amounts within the maxima, checked sums.
+/// limits ([`crate::model::limits`]), distinct codes, positive amounts within the maxima, checked sums.
 /// Returns the sorted fee codes and, when it fits `max_order_amount`, the total. Pure (fuzzed by
 /// `fuzz/fuzz_targets/edge_input.rs`).
 pub fn check_request<'r>(
     settings: &Settings,
     req: &'r PaymentRequest,
 ) -> Result<(Vec<&'r str>, Option<i64>), PaymentError> {
-    crate::limits::dossier_code("dossier_code", &req.dossier_code)
+    crate::model::limits::dossier_code("dossier_code", &req.dossier_code)
         .map_err(PaymentError::Invalid)?;
-    if req.fees.is_empty() || req.fees.len() > crate::limits::MAX_FEES_PER_REQUEST {
+    if req.fees.is_empty() || req.fees.len() > crate::model::limits::MAX_FEES_PER_REQUEST {
         return Err(PaymentError::Invalid(format!(
             "fees: 1 to {} fees are required",
-            crate::limits::MAX_FEES_PER_REQUEST
+            crate::model::limits::MAX_FEES_PER_REQUEST
         )));
     }
     for (i, f) in req.fees.iter().enumerate() {
-        crate::limits::fee_code(&format!("fees[{i}].code"), &f.code)
+        crate::model::limits::fee_code(&format!("fees[{i}].code"), &f.code)
             .map_err(PaymentError::Invalid)?;
     }
     if req.attempt == 0 {
@@ -986,7 +987,7 @@ impl Wired {
     /// Build from the configuration; `None` when there is no `[payments]` section.
     pub async fn from_config(
         loaded: &crate::config::Loaded,
-        engine: &Arc<crate::pipeline::Engine>,
+        engine: &Arc<crate::runtime::Engine>,
     ) -> Result<Option<Wired>, String> {
         let Some(s) = &loaded.config.payments else {
             return Ok(None);

@@ -139,7 +139,7 @@ impl Platform {
     /// The reply to a callback: `{MaLoi, MoTaLoi, MaDoiTac, MaThamChieu, ThoiGianGD, MaXacThuc}`.
     fn reply(&self, ok: bool, message: &str, reference: &str) -> serde_json::Value {
         let ma_loi = if ok { "00" } else { "99" };
-        let t = vnp_date(crate::envelope::now_ms());
+        let t = vnp_date(crate::model::time::now_ms());
         let mut r = json!({
             "MaLoi": ma_loi,
             "MoTaLoi": message,
@@ -282,7 +282,7 @@ impl Provider for Platform {
             "PhienBan": PHIEN_BAN,
             "MaDoiTac": self.s.partner_code,
             "MaThamChieu": n.reference,
-            "ThoiGianGD": vnp_date(crate::envelope::now_ms()),
+            "ThoiGianGD": vnp_date(crate::model::time::now_ms()),
         });
         body["MaXacThuc"] = self.sign(PlatformMessage::Query, &body)?.into();
         let a = self.post(&self.s.query_url, &body).await?;

@@ -366,7 +366,8 @@ pub async fn run_scheduled(
                 }
                 let providers: Vec<_> = payments.providers().cloned().collect();
                 for p in providers {
-                    match reconcile(&payments, p.as_ref(), crate::envelope::now_ms(), None).await {
+                    match reconcile(&payments, p.as_ref(), crate::model::time::now_ms(), None).await
+                    {
                         Ok(r) => {
                             metrics.observe(&r);
                             if !r.mismatches.is_empty() || r.errors > 0 {

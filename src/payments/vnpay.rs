@@ -390,7 +390,7 @@ impl Provider for VnPay {
 
     async fn query(&self, order: &PaymentOrder) -> Result<ProviderStatus, ProviderError> {
         let request_id = uuid::Uuid::now_v7().simple().to_string();
-        let now = vnp_date(crate::envelope::now_ms());
+        let now = vnp_date(crate::model::time::now_ms());
         let n = &order.order;
         let order_info = format!("Truy van {}", n.reference);
         let fields = [

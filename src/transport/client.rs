@@ -8,7 +8,7 @@
 //!   [`MAX_IN_FLIGHT`]. The call that met the 429 waits its `Retry-After` (its retry delay).
 //!   Back-pressure is thus obeyed by every lane, not only the one that met it, the adapter
 //!   never stops altogether, and a 429 never counts against the destination's health (see
-//!   [`crate::retry::health`]).
+//!   [`crate::model::outcome::health`]).
 //! - The adapter's quota (`rate_limit`) is reserved before each call; the quota wait is not
 //!   counted as the party's latency.
 
@@ -19,7 +19,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::ratelimit::RateLimiter;
 use crate::config::{defaults, AdapterSection, Secret};
-use crate::retry::{parse_retry_after, Answer, TransportFailure};
+use crate::model::outcome::{parse_retry_after, Answer, TransportFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

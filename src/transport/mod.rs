@@ -4,11 +4,10 @@
 //! # Invariants
 //! - One [`reqwest::Client`] per adapter, built once at start: connections are pooled and
 //!   kept alive, so a TLS handshake is paid per connection, not per message.
-//! - Outbound answers are turned into [`crate::retry::Answer`] here and classified in one
-//!   place ([`crate::retry::classify`]); this module never decides what an answer means.
+//! - Outbound answers are turned into [`crate::model::outcome::Answer`] here and classified in one
+//!   place ([`crate::model::outcome::classify`]); this module never decides what an answer means.
 //! - The inbound server never answers 2xx for an event that is not durably queued.
 
 pub mod client;
-pub mod inbound;
 pub mod ratelimit;
 pub mod serve;

@@ -45,9 +45,9 @@ use super::{Attempted, Connector, ConnectorError, InDoubtCheck};
 /// is public only for the dossier's own fields; the sandbox answers this list.
 pub const PROGRESS_LIST: &str = "TienDoXuLy";
 use crate::config::{AdapterSection, DvcqgSection, Secret};
-use crate::envelope::Envelope;
+use crate::model::envelope::Envelope;
+use crate::model::outcome::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
 use crate::model::{Dossier, ProgressStep};
-use crate::retry::{classify, health, Answer, Decision, Health, Reason, TransportFailure};
 use crate::signing::SigningProfile;
 use crate::transport::client::{HttpClient, OutRequest};
 

@@ -36,9 +36,9 @@ use serde_json::json;
 use tracing::{warn, Instrument};
 
 use crate::config::Secret;
-use crate::envelope::{child_traceparent, parse_traceparent, trace_id, Envelope};
 use crate::metrics::Metrics;
-use crate::pipeline::Engine;
+use crate::model::envelope::{child_traceparent, parse_traceparent, trace_id, Envelope};
+use crate::runtime::Engine;
 
 /// One configured source.
 pub struct SourceRuntime {
@@ -90,7 +90,7 @@ fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) ->
     }
 }
 
-use crate::limits::{MAX_KEY_LEN, MAX_KIND_LEN};
+use crate::model::limits::{MAX_KEY_LEN, MAX_KIND_LEN};
 
 pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -413,7 +413,7 @@ fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, Stri
 /// entries are swept at most once a minute per process.
 async fn remember(engine: &Engine, r: &crate::signing::ReplayId) -> Result<(), Response> {
     static LAST_SWEEP_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    let now = crate::envelope::now_ms();
+    let now = crate::model::time::now_ms();
     let last = LAST_SWEEP_MS.load(std::sync::atomic::Ordering::Relaxed);
     if now - last > 60_000
         && LAST_SWEEP_MS

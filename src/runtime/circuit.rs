@@ -38,7 +38,7 @@ use tracing::{info, warn};
 
 use crate::config::CircuitSection;
 use crate::metrics::Metrics;
-use crate::retry::Health;
+use crate::model::outcome::Health;
 
 /// The longest a lane holds a delivery waiting for the circuit before handing it back to the
 /// broker's durable retry path (far below RabbitMQ's consumer timeout).

@@ -32,8 +32,8 @@ use tracing::{info, warn};
 
 use crate::config::{CatalogueSection, Loaded};
 use crate::connectors::dvcqg::DvcqgConnector;
-use crate::envelope::Envelope;
-use crate::pipeline::Engine;
+use crate::model::envelope::Envelope;
+use crate::runtime::Engine;
 
 /// One list of the catalogue: its portal operation, event noun and key field.
 #[derive(Debug, Clone, Copy)]

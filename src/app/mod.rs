@@ -5,6 +5,8 @@
 //! consuming, let each lane finish the message it is on (unstarted ones are handed back), then
 //! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
 
+pub mod datalock;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Loaded;
-use crate::envelope::now_ms;
+use crate::edge::{self, InboundState, SourceRuntime};
 use crate::metrics::Metrics;
-use crate::pipeline::{Engine, Route, HDR_REPLAY_OF};
-use crate::retry::Policy;
-use crate::transport::inbound::{self, InboundState, SourceRuntime};
+use crate::model::time::now_ms;
+use crate::runtime::retry::Policy;
+use crate::runtime::{Engine, Route, HDR_REPLAY_OF};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -39,7 +41,7 @@ pub enum AppError {
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
     #[error(transparent)]
-    DataDirLock(#[from] crate::datalock::LockError),
+    DataDirLock(#[from] crate::app::datalock::LockError),
 }
 
 /// Open the broker and store a configuration names.
@@ -96,7 +98,12 @@ pub fn build_engine_with(
                 connector: connectors[&r.to].clone(),
                 policy: Policy::from(r.retry_policy(&c.retry)),
                 concurrency: r.concurrency,
-                circuit: crate::circuit::Circuit::new(&r.name, &r.to, &c.circuit, metrics.clone()),
+                circuit: crate::runtime::circuit::Circuit::new(
+                    &r.name,
+                    &r.to,
+                    &c.circuit,
+                    metrics.clone(),
+                ),
             })
         })
         .collect();
@@ -132,7 +139,7 @@ pub struct Running {
     tasks: tokio::task::JoinSet<()>,
     /// The data-directory lock when an embedded backend is in use; released after the
     /// broker is closed (when `wait` returns and this is dropped).
-    _data_lock: Option<crate::datalock::DataDirLock>,
+    _data_lock: Option<crate::app::datalock::DataDirLock>,
 }
 
 impl Running {
@@ -172,12 +179,12 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         tracing::warn!("{w}");
     }
     // An embedded backend serves one process: refuse a second one on this data directory
-    // before anything is opened (see `crate::datalock`).
+    // before anything is opened (see `crate::app::datalock`).
     let data_lock = if loaded.config.broker.url.is_none() || loaded.config.store.url.is_none() {
         let data = loaded.data_dir();
         std::fs::create_dir_all(&data)
             .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
-        Some(crate::datalock::DataDirLock::acquire(
+        Some(crate::app::datalock::DataDirLock::acquire(
             &data,
             &loaded.config.gateway.instance,
         )?)
@@ -235,8 +242,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let inbound_addr = inbound_l.local_addr().expect("bound");
     let ops_addr = ops_l.local_addr().expect("bound");
     let mut tasks = tokio::task::JoinSet::new();
-    let app = inbound::router(inbound_state, c.inbound.max_body_bytes);
-    let app = inbound::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
+    let app = edge::router(inbound_state, c.inbound.max_body_bytes);
+    let app = edge::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
     if let Some(p) = &payments {
         let lead = crate::jobs::Singleton::for_engine(crate::jobs::PAYMENTS, &engine, instance);
         tasks.spawn(p.scheduled(lead, cancel.clone()));
@@ -302,14 +309,16 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     // Like every singleton job (payments, evidence), they run on the instance that leads them
     // (`crate::jobs`).
     if let Some(job) =
-        crate::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
+        crate::jobs::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
     {
         let lead =
             crate::jobs::Singleton::for_engine(crate::jobs::CATALOGUE_SYNC, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, lead, cc));
     }
-    if let Some(job) = crate::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)? {
+    if let Some(job) =
+        crate::jobs::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)?
+    {
         let lead = crate::jobs::Singleton::for_engine(crate::jobs::ONLINE_POLL, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, lead, cc));

@@ -1,4 +1,6 @@
-//! Classifying answers and scheduling retries.
+//! What an answer means: the classification of every exchange with a party, and the bounded
+//! reasons that label it. (The retry *policy*, when to try again, is the route runtime's:
+//! [`crate::runtime::retry`].)
 //!
 //! # Invariants
 //! - [`classify`] is the one function that decides what an answer means; every decision
@@ -7,10 +9,6 @@
 //! - Retryable: timeouts, connection errors, 5xx, 408, 429 (honouring `Retry-After`), and a
 //!   body-level error a connector says is transient. Permanent: any other 4xx (the party
 //!   refused the content; retrying cannot help) and body-level refusals.
-//! - Backoff is capped exponential with full jitter: `uniform(0, min(max_delay, initial·2^n))`,
-//!   never earlier than a `Retry-After` the party gave.
-//! - A route gives up when attempts reach `max_attempts` (0 = no cap) or the time since the
-//!   first attempt exceeds `max_elapsed` (default 7 days: a portal outage of days is survived).
 //! - [`health`] is the one function that decides what an exchange says about the destination
 //!   (the circuit breaker's input): only transport errors, timeouts and 5xx say it is down;
 //!   429 is back-pressure from a working service (it slows the adapter, see
@@ -18,10 +16,6 @@
 //!   refusal, an expired session — comes from a working service.
 
 use std::time::Duration;
-
-use rand::Rng;
-
-use crate::config::RetrySection;
 
 /// How a transport attempt failed before any answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,46 +233,6 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     })
 }
 
-/// The retry policy of a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub initial: Duration,
-    pub max_delay: Duration,
-    pub max_elapsed: Duration,
-    pub max_attempts: u32,
-}
-
-impl From<RetrySection> for Policy {
-    fn from(r: RetrySection) -> Self {
-        Policy {
-            initial: r.initial.0,
-            max_delay: r.max_delay.0,
-            max_elapsed: r.max_elapsed.0,
-            max_attempts: r.max_attempts,
-        }
-    }
-}
-
-impl Policy {
-    /// The delay before attempt number `failed + 1`, after `failed` failed attempts (>= 1).
-    pub fn delay(&self, failed: u32, not_before: Option<Duration>, rng: &mut impl Rng) -> Duration {
-        let exp = failed.saturating_sub(1).min(32);
-        let ceiling = self
-            .initial
-            .saturating_mul(1u32 << exp.min(31))
-            .min(self.max_delay);
-        let jittered = Duration::from_millis(rng.random_range(0..=ceiling.as_millis() as u64));
-        // A party's Retry-After wins over the jitter (never earlier than it asked).
-        not_before.map_or(jittered, |nb| jittered.max(nb))
-    }
-
-    /// Whether to give up after `failed` failed attempts, the first made at `first_ms`.
-    pub fn exhausted(&self, failed: u32, first_ms: i64, now_ms: i64) -> bool {
-        (self.max_attempts > 0 && failed >= self.max_attempts)
-            || (now_ms - first_ms) as u128 >= self.max_elapsed.as_millis()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,52 +376,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn backoff_is_capped_jittered_and_honours_retry_after() {
-        let p = Policy {
-            initial: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            max_elapsed: Duration::from_secs(3600),
-            max_attempts: 0,
-        };
-        let mut rng = rand::rng();
-        let mut seen_distinct = std::collections::BTreeSet::new();
-        for failed in 1..40 {
-            let d = p.delay(failed, None, &mut rng);
-            assert!(d <= Duration::from_secs(60), "capped: {d:?}");
-            let ceiling =
-                Duration::from_secs(1u64 << (failed - 1).min(20)).min(Duration::from_secs(60));
-            assert!(d <= ceiling);
-            seen_distinct.insert(d);
-        }
-        assert!(seen_distinct.len() > 5, "jitter varies the delays");
-        for _ in 0..20 {
-            assert!(p.delay(1, Some(Duration::from_secs(30)), &mut rng) >= Duration::from_secs(30));
-        }
-    }
-
-    #[test]
-    fn budget_by_attempts_and_elapsed() {
-        let p = Policy {
-            initial: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            max_elapsed: Duration::from_secs(10),
-            max_attempts: 3,
-        };
-        assert!(!p.exhausted(2, 0, 1000));
-        assert!(p.exhausted(3, 0, 1000));
-        assert!(p.exhausted(1, 0, 10_000));
-        let unlimited = Policy {
-            max_attempts: 0,
-            ..p
-        };
-        assert!(!unlimited.exhausted(1000, 0, 9_999));
-        let d = Policy::from(RetrySection::default());
-        assert!(
-            !d.exhausted(10_000, 0, 24 * 3_600_000),
-            "the default does not give up within a day"
-        );
     }
 }

@@ -123,7 +123,7 @@ async fn wait_rows(
 }
 
 fn now_ms() -> i64 {
-    crate::envelope::now_ms()
+    crate::model::time::now_ms()
 }
 
 /// One measurement with `instances` children.
@@ -151,7 +151,7 @@ async fn measure(
     args: &BenchArgs,
     portal: &Portal,
     s: &Setup,
-    engine: &std::sync::Arc<crate::pipeline::Engine>,
+    engine: &std::sync::Arc<crate::runtime::Engine>,
     instances: usize,
 ) -> Result<Scale, String> {
     let db = pg(args).await?;

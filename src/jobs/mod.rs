@@ -20,6 +20,9 @@
 //! 4. Leadership is released when the [`Singleton`] is dropped (the job's task ended, e.g. at
 //!    shutdown), so a standby takes over on its next tick.
 
+pub mod catalogue;
+pub mod online;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +88,7 @@ impl Singleton {
     }
 
     /// The job of an engine's store and metrics.
-    pub fn for_engine(job: &'static str, engine: &crate::pipeline::Engine, holder: &str) -> Self {
+    pub fn for_engine(job: &'static str, engine: &crate::runtime::Engine, holder: &str) -> Self {
         Self::new(job, holder, engine.store.clone(), engine.metrics.clone())
     }
 

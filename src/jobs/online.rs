@@ -33,11 +33,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::catalogue::{portal_connector, read_state, write_state};
 use crate::config::{Loaded, OnlineSection};
 use crate::connectors::dvcqg::DvcqgConnector;
-use crate::envelope::Envelope;
-use crate::pipeline::Engine;
+use crate::jobs::catalogue::{portal_connector, read_state, write_state};
+use crate::model::envelope::Envelope;
+use crate::runtime::Engine;
 
 /// The event kind of an online dossier.
 pub const KIND: &str = "dossier.online";

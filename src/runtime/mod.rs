@@ -38,6 +38,9 @@
 //!   possibly to another instance that became the queue's single active consumer.
 //! - Ledger writes from all lanes are merged into short transactions by one recorder task.
 
+pub mod circuit;
+pub mod retry;
+
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -56,9 +59,11 @@ use tracing::{debug, error, warn, Instrument};
 use uuid::Uuid;
 
 use crate::connectors::{Attempted, Connector};
-use crate::envelope::{now_ms, trace_id, Envelope};
 use crate::metrics::Metrics;
-use crate::retry::{Decision, Policy, Reason};
+use crate::model::envelope::{trace_id, Envelope};
+use crate::model::outcome::{Decision, Reason};
+use crate::model::time::now_ms;
+use crate::runtime::retry::Policy;
 use rand::Rng;
 
 /// Header: unix ms of the first delivery attempt (for the elapsed retry budget).
@@ -81,8 +86,8 @@ pub struct Route {
     pub connector: Arc<dyn Connector>,
     pub policy: Policy,
     pub concurrency: usize,
-    /// The route's circuit breaker ([`crate::circuit`]).
-    pub circuit: crate::circuit::Circuit,
+    /// The route's circuit breaker ([`crate::runtime::circuit`]).
+    pub circuit: crate::runtime::circuit::Circuit,
 }
 
 impl Route {
@@ -864,7 +869,7 @@ async fn handle_envelope(ctx: &Ctx, d: &Delivery, mut env: Envelope) -> Settleme
     let permit = loop {
         match route.circuit.admit() {
             Ok(p) => break p,
-            Err(wait) if held.elapsed() + wait <= crate::circuit::MAX_HOLD => {
+            Err(wait) if held.elapsed() + wait <= crate::runtime::circuit::MAX_HOLD => {
                 if !waited {
                     waited = true;
                     ctx.metrics

@@ -16,8 +16,8 @@ use gw_contract_tests::portal::{Portal, RateLimit};
 use tokio_util::sync::CancellationToken;
 
 use super::{cleanup, open_engine, preload, settled, setup, Backend, BenchArgs, Sig, CHUNK};
-use crate::envelope::Envelope;
-use crate::pipeline::message_for;
+use crate::model::envelope::Envelope;
+use crate::runtime::message_for;
 
 pub(super) struct Drain {
     pub events: usize,
@@ -86,7 +86,7 @@ fn tune(text: &str, args: &BenchArgs) -> Result<String, String> {
 /// Events of whole dossiers until at least `n`, grouped by the route queue they hash to, in
 /// each dossier's order.
 fn backlog(
-    engine: &crate::pipeline::Engine,
+    engine: &crate::runtime::Engine,
     unit: &str,
     n: usize,
 ) -> (BTreeMap<String, Vec<Message>>, BTreeMap<String, i64>, usize) {
@@ -98,7 +98,7 @@ fn backlog(
     let mut seq = 0;
     while events < n {
         seq += 1;
-        for e in crate::simulator::dossier_events(&mut rng, unit, seq, 6) {
+        for e in crate::lab::simulator::dossier_events(&mut rng, unit, seq, 6) {
             if let Some(v) = e.version {
                 newest.insert(e.key.clone(), v);
             }
@@ -196,12 +196,12 @@ pub(super) async fn run(
             .filter(|(code, v)| {
                 records
                     .latest(code)
-                    .and_then(crate::demo::version_marker)
+                    .and_then(crate::lab::demo::version_marker)
                     .is_none_or(|got| got != **v)
             })
             .count();
         let older_after_newer = records
-            .ordering_violations(|_, item| crate::demo::version_marker(item))
+            .ordering_violations(|_, item| crate::lab::demo::version_marker(item))
             .len();
         Ok(Drain {
             events,

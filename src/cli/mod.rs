@@ -1,5 +1,8 @@
 //! The `gateway` command line.
 
+pub mod ops;
+pub mod sign;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::config::{self, Loaded};
-use crate::envelope::now_ms;
+use crate::model::time::now_ms;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,10 +37,10 @@ pub enum Command {
     /// The demo: embedded queue and store, a recording sandbox and a traffic simulator, all
     /// in-process; runs dossier events through and checks nothing is missing.
     #[cfg(feature = "lab")]
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::lab::demo::DemoArgs),
     /// Benchmark: raw RabbitMQ and OpenSSL limits beside the gateway end to end, in one run.
     #[cfg(feature = "lab")]
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::lab::bench::BenchArgs),
     #[cfg(not(feature = "lab"))]
     #[command(hide = true)]
     Demo(LabOff),
@@ -72,10 +75,10 @@ pub enum Command {
     },
     /// Sign a file with a profile or a key: XML → XML-DSig enveloped, JSON → JWS compact
     /// (`--detached`: RFC 7797). Exit 2 on usage/config errors.
-    Sign(crate::sigcli::SignArgs),
+    Sign(crate::cli::sign::SignArgs),
     /// Verify a signed file (XML-DSig, compact or detached JWS) with a profile, a pinned
     /// certificate or trust anchors; says by whom, or exactly why not. Exit 1 when it fails.
-    Verify(crate::sigcli::VerifyArgs),
+    Verify(crate::cli::sign::VerifyArgs),
     /// The portal's catalogue: `sync` compares it with the last run once and publishes only
     /// the changes (the `[catalogue]` section); prints added/changed/removed/unchanged.
     Catalogue {
@@ -358,9 +361,9 @@ async fn run(cmd: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         #[cfg(feature = "lab")]
-        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Demo(args) => crate::lab::demo::run(args).await,
         #[cfg(feature = "lab")]
-        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Bench(args) => crate::lab::bench::run(args).await,
         #[cfg(not(feature = "lab"))]
         Command::Demo(_) => lab_off("demo"),
         #[cfg(not(feature = "lab"))]
@@ -369,8 +372,8 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Sandbox(_) => lab_off("sandbox"),
         #[cfg(not(feature = "lab"))]
         Command::Sink(_) => lab_off("sink"),
-        Command::Sign(args) => crate::sigcli::sign(args),
-        Command::Verify(args) => crate::sigcli::verify(args),
+        Command::Sign(args) => crate::cli::sign::sign(args),
+        Command::Verify(args) => crate::cli::sign::verify(args),
         #[cfg(feature = "lab")]
         Command::Sandbox { party, port } => match party.as_str() {
             "portal" => match gw_contract_tests::portal::run_standalone(port).await {
@@ -476,7 +479,7 @@ async fn run(cmd: Command) -> ExitCode {
                 Ok(l) => l,
                 Err(c) => return c,
             };
-            crate::opscli::trace(&loaded, &dossier)
+            crate::cli::ops::trace(&loaded, &dossier)
                 .await
                 .unwrap_or_else(|e| {
                     eprintln!("{e}");
@@ -492,7 +495,7 @@ async fn run(cmd: Command) -> ExitCode {
                 Ok(l) => l,
                 Err(c) => return c,
             };
-            match crate::catalogue::sync_command(&loaded).await {
+            match crate::jobs::catalogue::sync_command(&loaded).await {
                 Ok(summary) => {
                     println!("catalogue sync: {summary}");
                     ExitCode::SUCCESS
@@ -512,7 +515,7 @@ async fn run(cmd: Command) -> ExitCode {
                 Ok(l) => l,
                 Err(c) => return c,
             };
-            crate::opscli::status(&loaded).await.unwrap_or_else(|e| {
+            crate::cli::ops::status(&loaded).await.unwrap_or_else(|e| {
                 eprintln!("{e}");
                 ExitCode::FAILURE
             })
@@ -636,7 +639,7 @@ async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppErr
             // The bulk replay opens its own backends (the embedded queue allows one opener).
             broker.close().await;
             drop((broker, store));
-            return crate::opscli::replay(loaded, ids, all, route, &by).await;
+            return crate::cli::ops::replay(loaded, ids, all, route, &by).await;
         }
         DlqAction::Drop { ids, by } => {
             let mut failed = 0;

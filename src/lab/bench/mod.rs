@@ -50,9 +50,9 @@ use tokio_util::sync::CancellationToken;
 mod drain;
 mod scale;
 
-use crate::envelope::Envelope;
 use crate::metrics::Metrics;
-use crate::pipeline::{message_for, Engine};
+use crate::model::envelope::Envelope;
+use crate::runtime::{message_for, Engine};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -576,7 +576,7 @@ fn messages(engine: &Engine, unit: &str, first: usize, n: usize) -> BTreeMap<Str
     let route = &engine.routes[0];
     let mut out: BTreeMap<String, Vec<Message>> = BTreeMap::new();
     for seq in first..first + n {
-        let e = crate::simulator::dossier_events(&mut rng, unit, seq, 1)
+        let e = crate::lab::simulator::dossier_events(&mut rng, unit, seq, 1)
             .into_iter()
             .next()
             .expect("a dossier has a snapshot");

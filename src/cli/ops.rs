@@ -20,7 +20,7 @@ use gw_store::{DeadLetterFilter, DeadLetterState};
 use crate::app::{self, AppError, ReplayResult};
 use crate::config::Loaded;
 use crate::ops::api::{rfc3339, trail_events};
-use crate::pipeline::route_queue;
+use crate::runtime::route_queue;
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn gw_store::Store>, AppError> {
     let data = loaded.data_dir();
@@ -262,7 +262,7 @@ pub async fn replay(
     bar.finish_and_clear();
     watcher.abort();
     broker.close().await;
-    let at = rfc3339(crate::envelope::now_ms());
+    let at = rfc3339(crate::model::time::now_ms());
     if interrupted {
         println!(
             "interrupted at {at}: replayed {replayed} of {total}; {} left open (run again to continue)",

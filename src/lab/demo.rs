@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
-use crate::simulator::{self, Event};
+use crate::lab::simulator::{self, Event};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {

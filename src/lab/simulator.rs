@@ -7,11 +7,11 @@
 //! numbers are random digits of the right shape. It exists to exercise the gateway, never to
 //! look like a real person.
 
+use ::time::format_description::well_known::Rfc3339;
+use ::time::{Duration as TDuration, OffsetDateTime};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::{Duration as TDuration, OffsetDateTime, UtcOffset};
 
 use crate::model::*;
 
@@ -57,10 +57,6 @@ pub struct Event {
     pub key: String,
     pub version: Option<i64>,
     pub payload: Value,
-}
-
-fn vn() -> UtcOffset {
-    UtcOffset::from_hms(7, 0, 0).expect("valid offset")
 }
 
 fn fmt(t: OffsetDateTime) -> String {
@@ -118,7 +114,7 @@ pub fn dossier_events(
             rng.random_range(1..12)
         ))),
     };
-    let received = OffsetDateTime::now_utc().to_offset(vn())
+    let received = OffsetDateTime::now_utc().to_offset(crate::model::time::VIETNAM)
         - TDuration::days(rng.random_range(0..5))
         - TDuration::minutes(rng.random_range(0..600));
     let code = dossier_code(unit, seq);
