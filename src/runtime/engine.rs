@@ -1,0 +1,177 @@
+//! The engine: every route of this instance, their queues and their lanes, and the publish
+//! path of accepted envelopes.
+//!
+//! # Invariants
+//! - `publish` returns `Ok` only when every route that takes the envelope has its copy
+//!   confirmed by the broker: the edge answers 202 after that, never before.
+//! - The newest accepted version of a key is noted for coalescing without being awaited:
+//!   missing it costs a redundant send, never a loss.
+//! - `run` returns only after every lane finished its in-flight delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gw_broker::{dead_letter_queue, Broker, QueueSpec};
+use gw_store::{AcceptedVersion, Batch, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::dead_letter::drain_broker_dead_letters;
+use super::lane::{consume_queue, Ctx};
+use super::recorder::Recorder;
+use super::route::{message_for, Route};
+use crate::metrics::Metrics;
+use crate::model::envelope::Envelope;
+
+/// The running engine of all routes.
+pub struct Engine {
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn Store>,
+    pub routes: Vec<Arc<Route>>,
+    pub metrics: Arc<Metrics>,
+    pub prefetch: u16,
+    pub delivery_limit: u32,
+    recorder: Recorder,
+    /// The evidence log (absent: nothing recorded), see [`Engine::with_evidence`].
+    pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
+    /// Claim holders are `<instance>/<fresh id>`, see [`Engine::with_claims`].
+    pub instance: String,
+    /// How long a delivery claim lasts without a heartbeat.
+    pub claim_lease: Duration,
+}
+
+impl Engine {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        store: Arc<dyn Store>,
+        routes: Vec<Arc<Route>>,
+        metrics: Arc<Metrics>,
+        prefetch: u16,
+        delivery_limit: u32,
+    ) -> Self {
+        let recorder = Recorder::start(store.clone());
+        let stats = recorder.stats.clone();
+        metrics.add_renderer(Arc::new(move || stats.render()));
+        for r in &routes {
+            metrics.register_route(&r.name, &r.destination);
+        }
+        Engine {
+            broker,
+            store,
+            routes,
+            metrics,
+            prefetch,
+            delivery_limit,
+            recorder,
+            evidence: None,
+            instance: format!("gw-{}", std::process::id()),
+            claim_lease: crate::config::defaults::CLAIM_LEASE,
+        }
+    }
+
+    /// Name this instance's claim holders and set the claims' lease (`[gateway] instance`,
+    /// `claim_lease`). A process id is added to the name: two processes configured with one
+    /// name still hold distinct claims.
+    pub fn with_claims(mut self, instance: &str, lease: Duration) -> Self {
+        self.instance = format!("{instance}-{}", std::process::id());
+        self.claim_lease = lease;
+        self
+    }
+
+    /// Record every exchange of the routes' connectors in `log`.
+    pub fn with_evidence(mut self, log: Arc<crate::evidence::EvidenceLog>) -> Self {
+        self.evidence = Some(log);
+        self
+    }
+
+    /// Declare every route queue (idempotent).
+    pub async fn declare(&self) -> Result<(), gw_broker::BrokerError> {
+        let specs: Vec<QueueSpec> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.queues())
+            .map(|name| QueueSpec {
+                name,
+                delivery_limit: self.delivery_limit,
+            })
+            .collect();
+        self.broker.declare(&specs).await
+    }
+
+    /// Publish an accepted envelope to every route that takes it. Returns the routes' names.
+    /// `Ok` only when every publish was confirmed.
+    pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
+        let mut routed = Vec::new();
+        let msg = message_for(env);
+        for r in self
+            .routes
+            .iter()
+            .filter(|r| r.matches(&env.source, &env.kind))
+        {
+            self.broker
+                .publish(&r.queue_for_key(&env.key), msg.clone())
+                .await?;
+            self.metrics.inc_in(&r.name);
+            routed.push(r.name.clone());
+        }
+        if let Some(version) = env.version {
+            // Note the newest queued version for coalescing. Not awaited: it only lets older
+            // queued snapshots be skipped; missing it costs a redundant send, never a loss.
+            let accepted = routed
+                .iter()
+                .map(|r| AcceptedVersion {
+                    route: r.clone(),
+                    key: env.key.clone(),
+                    version,
+                })
+                .collect();
+            let recorder = self.recorder.clone();
+            tokio::spawn(async move {
+                if let Err(e) = recorder
+                    .record(Batch {
+                        accepted,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    debug!(error = %e, "noting the accepted version failed");
+                }
+            });
+        }
+        Ok(routed)
+    }
+
+    /// Routes that would take an envelope of this source and kind.
+    pub fn routes_for(&self, source: &str, kind: &str) -> Vec<Arc<Route>> {
+        self.routes
+            .iter()
+            .filter(|r| r.matches(source, kind))
+            .cloned()
+            .collect()
+    }
+
+    /// Run every route until `cancel`; returns after in-flight work finished.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<(), gw_broker::BrokerError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for route in &self.routes {
+            for queue in route.queues() {
+                let consumer = self.broker.consume(&queue, self.prefetch).await?;
+                let ctx = Arc::new(Ctx {
+                    route: route.clone(),
+                    store: self.store.clone(),
+                    recorder: self.recorder.clone(),
+                    metrics: self.metrics.clone(),
+                    cancel: cancel.clone(),
+                    evidence: self.evidence.clone(),
+                    instance: self.instance.clone(),
+                    claim_lease: self.claim_lease,
+                });
+                tasks.spawn(consume_queue(ctx.clone(), consumer, route.concurrency));
+                let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
+                tasks.spawn(drain_broker_dead_letters(ctx, dlq, queue.clone()));
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
