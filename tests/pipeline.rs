@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use gateway::app::{self, ReplayResult};
+use gateway::app;
+use gateway::runtime::{self, ReplayResult};
 use gw_contract_tests::sink::{Faults, Sink};
 use gw_store::{DeadLetterFilter, DeadLetterState, Outcome};
 use tokio_util::sync::CancellationToken;
@@ -195,7 +196,7 @@ async fn poison_dead_lettered_while_others_flow(backend: Backend) {
     // The destination is fixed; an operator replays: delivered once, and a second replay is a no-op.
     sink.set_faults(Faults::default());
     let id = exhausted.letter.id.clone();
-    let r = app::replay(
+    let r = runtime::replay(
         running.engine.broker.as_ref(),
         store.as_ref(),
         &id,
@@ -204,7 +205,7 @@ async fn poison_dead_lettered_while_others_flow(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(r, ReplayResult::Replayed);
-    let again = app::replay(
+    let again = runtime::replay(
         running.engine.broker.as_ref(),
         store.as_ref(),
         &id,

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gw_broker::{Broker, Message};
-use gw_store::{Settled, Store};
+use gw_broker::Broker;
+use gw_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -20,9 +20,8 @@ use tracing::{info, warn};
 use crate::config::Loaded;
 use crate::edge::{self, InboundState, SourceRuntime};
 use crate::metrics::Metrics;
-use crate::model::time::now_ms;
 use crate::runtime::retry::Policy;
-use crate::runtime::{Engine, Route, HDR_REPLAY_OF};
+use crate::runtime::{Engine, Route};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -324,7 +323,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         tasks.spawn(job.run_periodic(e, lead, cc));
     }
     // Evidence log: time-stamping of this instance's chain head, retention.
-    crate::evidence::spawn_tasks(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
+    crate::jobs::evidence::spawn(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,
@@ -392,46 +391,4 @@ pub fn check_files(loaded: &Loaded) -> Vec<String> {
         problems.push(format!("{}:{key}: {what}", loaded.origin));
     }
     problems
-}
-
-/// What a replay did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReplayResult {
-    /// Re-published to its route queue and marked replayed.
-    Replayed,
-    /// It was already replayed or dropped: nothing done.
-    AlreadySettled(String),
-    NotFound,
-}
-
-/// Replay one dead letter: publish the original envelope (confirmed), then mark it replayed
-/// by `who`. Publishing first means a crash in between leaves it open (replay again; the
-/// ledger recognises the duplicate), never marked replayed but not queued.
-pub async fn replay(
-    broker: &dyn Broker,
-    store: &dyn Store,
-    id: &str,
-    who: &str,
-) -> Result<ReplayResult, AppError> {
-    let Some(dl) = store.dead_letter(id).await? else {
-        return Ok(ReplayResult::NotFound);
-    };
-    if dl.state != gw_store::DeadLetterState::Open {
-        return Ok(ReplayResult::AlreadySettled(dl.state.as_str().into()));
-    }
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert(HDR_REPLAY_OF.to_string(), dl.letter.id.clone());
-    let msg = Message {
-        id: dl.letter.envelope_id.clone(),
-        key: dl.letter.key.clone(),
-        headers,
-        attempt: 0,
-        body: dl.letter.envelope.clone().into(),
-    };
-    broker.publish(&dl.letter.queue, msg).await?;
-    match store.mark_replayed(id, who, now_ms()).await? {
-        Settled::Changed(_) => Ok(ReplayResult::Replayed),
-        Settled::AlreadySettled(d) => Ok(ReplayResult::AlreadySettled(d.state.as_str().into())),
-        Settled::NotFound => Ok(ReplayResult::NotFound),
-    }
 }

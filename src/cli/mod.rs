@@ -495,7 +495,7 @@ async fn run(cmd: Command) -> ExitCode {
                 Ok(l) => l,
                 Err(c) => return c,
             };
-            match crate::jobs::catalogue::sync_command(&loaded).await {
+            match catalogue_sync(&loaded).await {
                 Ok(summary) => {
                     println!("catalogue sync: {summary}");
                     ExitCode::SUCCESS
@@ -664,6 +664,27 @@ async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppErr
     };
     broker.close().await;
     Ok(result)
+}
+
+/// `gateway catalogue sync`: one run over the configured broker and store (the running
+/// gateway, or the next start, delivers what it published).
+async fn catalogue_sync(loaded: &Loaded) -> Result<crate::jobs::catalogue::Summary, String> {
+    let Some(job) = crate::jobs::catalogue::CatalogueSync::from_config(loaded)? else {
+        return Err(format!(
+            "{}:catalogue: no [catalogue] section: add one with from = \"<dvcqg adapter>\"",
+            loaded.origin
+        ));
+    };
+    let (broker, store) = crate::app::open_backends(loaded)
+        .await
+        .map_err(|e| e.to_string())?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let engine = crate::app::build_engine(loaded, broker.clone(), store, metrics)
+        .map_err(|e| e.to_string())?;
+    engine.declare().await.map_err(|e| e.to_string())?;
+    let result = job.run_once(&engine).await;
+    broker.close().await;
+    result
 }
 
 #[cfg(test)]

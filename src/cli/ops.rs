@@ -17,10 +17,11 @@ use std::sync::Arc;
 use gw_broker::QueueSpec;
 use gw_store::{DeadLetterFilter, DeadLetterState};
 
-use crate::app::{self, AppError, ReplayResult};
+use crate::app::{self, AppError};
 use crate::config::Loaded;
 use crate::ops::api::{rfc3339, trail_events};
 use crate::runtime::route_queue;
+use crate::runtime::{self, ReplayResult};
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn gw_store::Store>, AppError> {
     let data = loaded.data_dir();
@@ -240,7 +241,7 @@ pub async fn replay(
             interrupted = true;
             break;
         }
-        match app::replay(broker.as_ref(), store.as_ref(), id, by).await {
+        match runtime::replay(broker.as_ref(), store.as_ref(), id, by).await {
             Ok(ReplayResult::Replayed) => replayed += 1,
             Ok(ReplayResult::AlreadySettled(s)) => {
                 already += 1;

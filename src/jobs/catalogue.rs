@@ -340,27 +340,6 @@ impl CatalogueSync {
     }
 }
 
-/// `gateway catalogue sync`: one run over the configured broker and store (the running
-/// gateway, or the next start, delivers what it published).
-pub async fn sync_command(loaded: &Loaded) -> Result<Summary, String> {
-    let Some(job) = CatalogueSync::from_config(loaded)? else {
-        return Err(format!(
-            "{}:catalogue: no [catalogue] section: add one with from = \"<dvcqg adapter>\"",
-            loaded.origin
-        ));
-    };
-    let (broker, store) = crate::app::open_backends(loaded)
-        .await
-        .map_err(|e| e.to_string())?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let engine = crate::app::build_engine(loaded, broker.clone(), store, metrics)
-        .map_err(|e| e.to_string())?;
-    engine.declare().await.map_err(|e| e.to_string())?;
-    let result = job.run_once(&engine).await;
-    broker.close().await;
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 //!    shutdown), so a standby takes over on its next tick.
 
 pub mod catalogue;
+pub mod evidence;
 pub mod online;
 
 use std::future::Future;

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Caller, OpsState};
-use crate::app::{self, ReplayResult};
 use crate::config::OpsRole;
 use crate::model::envelope::{trace_id, Envelope};
 use crate::model::time::now_ms;
+use crate::runtime::{self, ReplayResult};
 
 /// Largest `limit` of a dead-letter listing.
 pub const MAX_LIST: u32 = 1000;
@@ -529,7 +529,7 @@ async fn replay(
         return r;
     }
     let e = &st.engine;
-    match app::replay(e.broker.as_ref(), e.store.as_ref(), &id, &caller.name).await {
+    match runtime::replay(e.broker.as_ref(), e.store.as_ref(), &id, &caller.name).await {
         Ok(ReplayResult::Replayed) => {
             tracing::info!(dead_letter = %id, by = %caller.name, "dead letter replayed through the ops API");
             Json(json!({"id": id, "result": "replayed", "by": caller.name})).into_response()

@@ -42,7 +42,7 @@
 //! [`engine`] runs the routes and publishes accepted envelopes; `lane` dispatches a queue's
 //! deliveries by key and settles them with the broker; `handle` takes one delivery through its
 //! steps; `records` builds its ledger records, `dead_letter` its dead letters, [`recorder`]
-//! writes them; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
+//! writes them; [`replay`] sends a dead letter again; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
 //! breaker and retry policy.
 
 pub mod circuit;
@@ -52,11 +52,13 @@ mod handle;
 mod lane;
 pub mod recorder;
 mod records;
+pub mod replay;
 pub mod retry;
 pub mod route;
 
 pub use engine::Engine;
 pub use recorder::{RecordError, Recorder, RecorderStats};
+pub use replay::{replay, ReplayError, ReplayResult};
 pub use route::{
     message_for, route_queue, stable_hash, Route, HDR_DEFERRED, HDR_FIRST_MS, HDR_LAST_REASON,
     HDR_REPLAY_OF,
