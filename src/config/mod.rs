@@ -51,14 +51,14 @@ pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;
-pub use duration::{parse_duration, Dur};
+pub use duration::{parse_duration, Dur, DurationError};
 pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
 pub use online::OnlineSection;
 pub use ops::{OpsRole, OpsSection, OpsTokenSection};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
-pub use secrets::{Secret, SecretProblem, SecretRef};
+pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
 pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;
@@ -374,7 +374,7 @@ impl Loaded {
     }
 
     /// Broker URL with the password inserted, or the embedded queue's file.
-    pub fn broker_url(&self) -> Result<String, String> {
+    pub fn broker_url(&self) -> Result<String, UrlPasswordError> {
         match &self.config.broker.url {
             Some(url) => with_password(url, self.config.broker.password.as_ref(), &self.base),
             None => Ok(format!(
@@ -427,7 +427,7 @@ impl Loaded {
     }
 
     /// Store URL with the password inserted, or the SQLite file.
-    pub fn store_url(&self) -> Result<String, String> {
+    pub fn store_url(&self) -> Result<String, UrlPasswordError> {
         match &self.config.store.url {
             Some(url) => with_password(url, self.config.store.password.as_ref(), &self.base),
             None => Ok(format!(

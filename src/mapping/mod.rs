@@ -496,10 +496,10 @@ impl Adapter {
         let m = &self.mapping;
         let origin = format!("reverse mapping of dossier {}", d.code);
         let mut out = Value::Object(serde_json::Map::new());
-        let set_err = |e: String| MapError {
+        let set_err = |e: path::PathError| MapError {
             origin: origin.clone(),
             path: "$".into(),
-            what: e,
+            what: e.to_string(),
         };
         if let (Some(p), Some(k)) = (&m.kind_path, &m.reverse_kind) {
             p.set(&mut out, Value::String(k.clone())).map_err(set_err)?;

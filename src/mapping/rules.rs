@@ -297,9 +297,9 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn add(&mut self, key: &str, what: impl Into<String>, fix: &str) {
+    fn add(&mut self, key: &str, what: impl std::fmt::Display, fix: &str) {
         self.problems
-            .push((key.to_string(), what.into(), fix.to_string()));
+            .push((key.to_string(), what.to_string(), fix.to_string()));
     }
 
     /// `model_required`: the canonical model cannot do without this value.
