@@ -20,7 +20,8 @@
 //! # Folder
 //! ```text
 //! adapters/<name>/
-//!   adapter.toml       connector, endpoints, auth references, signing profile, limits (see [`def`])
+//!   adapter.toml       name, description, the body limit (see [`def`]; endpoints, secrets and
+//!                      rates are the gateway config's, not the folder's)
 //!   mapping.toml       the field mapping (below)
 //!   procedures.toml    optional: local procedure code → national code
 //!   schemas/*.json     JSON Schemas of the vendor's messages, named by file stem
@@ -245,10 +246,12 @@ fn locate_key(text: &str, offset: usize) -> String {
     }
 }
 
-/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any.
+/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any. `retired`
+/// gives the fix for an unknown key that the format once had (see [`def::RETIRED`]).
 fn parse_toml<T: DeserializeOwned>(
     path: &Path,
     file: &str,
+    retired: fn(&str) -> Option<&'static str>,
     problems: &mut Vec<LoadProblem>,
 ) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
@@ -288,7 +291,9 @@ fn parse_toml<T: DeserializeOwned>(
             .filter(|s| *s != "?")
             .collect::<Vec<_>>()
             .join(".");
-        let fix = if k.starts_with("fields.")
+        let fix = if let Some(why) = retired(&k) {
+            why
+        } else if k.starts_with("fields.")
             && ["fees.", "attachments.", "progress."]
                 .iter()
                 .any(|l| k.contains(l))
@@ -329,8 +334,12 @@ impl Adapter {
         let mut problems = Vec::new();
 
         let def_file = f("adapter.toml");
-        let def: Option<AdapterDef> =
-            parse_toml(&dir.join("adapter.toml"), &def_file, &mut problems);
+        let def: Option<AdapterDef> = parse_toml(
+            &dir.join("adapter.toml"),
+            &def_file,
+            def::retired,
+            &mut problems,
+        );
         if let Some(d) = &def {
             for (k, w, fix) in def::validate(d, &name) {
                 problems.push(problem(&def_file, &k, w, fix));
@@ -343,8 +352,12 @@ impl Adapter {
         }
 
         let map_file = f("mapping.toml");
-        let mdef: Option<rules::MappingDef> =
-            parse_toml(&dir.join("mapping.toml"), &map_file, &mut problems);
+        let mdef: Option<rules::MappingDef> = parse_toml(
+            &dir.join("mapping.toml"),
+            &map_file,
+            |_| None,
+            &mut problems,
+        );
         let mapping = mdef.and_then(|m| match rules::compile(&m, &schemas.names()) {
             Ok(c) => Some(c),
             Err(ps) => {
@@ -358,7 +371,7 @@ impl Adapter {
         let proc_path = dir.join("procedures.toml");
         let procedures = if proc_path.exists() {
             let pf = f("procedures.toml");
-            parse_toml::<rules::ProceduresDef>(&proc_path, &pf, &mut problems).map(|p| {
+            parse_toml::<rules::ProceduresDef>(&proc_path, &pf, |_| None, &mut problems).map(|p| {
                 for (local, national) in &p.codes {
                     if national.trim().is_empty() {
                         problems.push(problem(
