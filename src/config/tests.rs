@@ -64,6 +64,17 @@ to = "nobody"
         "{text}"
     );
     assert_eq!(e.problems.len(), 5, "{text}");
+    let steps: Vec<Step> = e.problems.iter().map(|p| p.step).collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::UnknownKey).count(),
+        2,
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::Invalid).count(),
+        3,
+        "{steps:?}"
+    );
 }
 
 #[test]

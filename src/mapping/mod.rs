@@ -123,7 +123,8 @@ impl fmt::Display for LoadProblem {
 }
 
 /// A message that could not be mapped: `origin: $.path: what (rule …)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {path}: {what}")]
 pub struct MapError {
     /// The sample file name or `inbound request`.
     pub origin: String,
@@ -133,41 +134,24 @@ pub struct MapError {
     pub what: String,
 }
 
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.path, self.what)
-    }
-}
-
-impl std::error::Error for MapError {}
-
 /// What `gateway map` can fail with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    /// The adapter folder has problems; every one is listed.
+    /// The adapter folder has problems; every one is listed, one a line.
+    #[error("{}", lines(.0))]
     Load(Vec<LoadProblem>),
     /// The sample could not be read or mapped.
+    #[error(transparent)]
     Map(MapError),
 }
 
-impl fmt::Display for MappingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MappingError::Load(ps) => {
-                for (i, p) in ps.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{p}")?;
-                }
-                Ok(())
-            }
-            MappingError::Map(e) => write!(f, "{e}"),
-        }
-    }
+fn lines(problems: &[LoadProblem]) -> String {
+    problems
+        .iter()
+        .map(LoadProblem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
-
-impl std::error::Error for MappingError {}
 
 /// Why a vendor message was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
