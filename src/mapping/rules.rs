@@ -339,107 +339,132 @@ impl Ctx<'_> {
         f.personal |= d.personal;
         f.min = d.min;
         f.max = d.max;
-        if let Some(p) = &d.path {
-            match JsonPath::parse(p) {
-                Ok(jp) if jp.has_each() => self.add(
-                    &format!("{key}.path"),
-                    format!("`{p}` holds `[]`, but this field is one value"),
-                    "point at one value; lists are the fees, attachments and progress rules",
-                ),
-                Ok(jp) => f.path = Some(jp),
-                Err(e) => self.add(
-                    &format!("{key}.path"),
-                    e,
-                    "write a path like hoSo.chuHoSo.hoTen or a[0].b",
-                ),
-            }
+        self.rule_path(&key, d, &mut f);
+        self.rule_sources(&key, d);
+        if let Some(t) = &d.table {
+            f.table = self.rule_table(&key, t, kind);
         }
+        if let Some(df) = &d.date {
+            f.date = self.rule_date(&key, df, kind);
+        }
+        if (d.min.is_some() || d.max.is_some()) && kind != ValueKind::Int {
+            self.add(&key, "`min`/`max` apply only to numbers", "remove them");
+        }
+        self.rule_values(&key, d, &f);
+        f.default = d.default.clone();
+        f.constant = d.constant.clone();
+        f
+    }
+
+    /// A rule's `path`: one value, never a `[]` list.
+    fn rule_path(&mut self, key: &str, d: &RuleDef, f: &mut Field) {
+        let Some(p) = &d.path else { return };
+        match JsonPath::parse(p) {
+            Ok(jp) if jp.has_each() => self.add(
+                &format!("{key}.path"),
+                format!("`{p}` holds `[]`, but this field is one value"),
+                "point at one value; lists are the fees, attachments and progress rules",
+            ),
+            Ok(jp) => f.path = Some(jp),
+            Err(e) => self.add(
+                &format!("{key}.path"),
+                e,
+                "write a path like hoSo.chuHoSo.hoTen or a[0].b",
+            ),
+        }
+    }
+
+    /// Where a rule's value comes from: `path`, `default` and `constant` in a combination
+    /// that means one thing.
+    fn rule_sources(&mut self, key: &str, d: &RuleDef) {
         match (&d.path, &d.constant) {
             (Some(_), Some(_)) => self.add(
-                &key,
+                key,
                 "has both `path` and `constant`",
                 "a constant is not read from the message: keep one of them",
             ),
             (None, None) if d.default.is_none() => self.add(
-                &key,
+                key,
                 "has neither `path`, `default` nor `constant`",
                 "add `path` (where the vendor puts it), or remove the rule",
             ),
             _ => {}
         }
         if d.constant.is_some() && d.default.is_some() {
+            self.add(key, "has both `constant` and `default`", "keep one of them");
+        }
+    }
+
+    /// A rule's `table`: it exists, suits the field, and (for statuses and owner kinds) maps
+    /// only to canonical values the model has.
+    fn rule_table(&mut self, key: &str, t: &str, kind: ValueKind) -> Option<Arc<Table>> {
+        let Some(tb) = self.tables.get(t).cloned() else {
             self.add(
-                &key,
-                "has both `constant` and `default`",
-                "keep one of them",
+                &format!("{key}.table"),
+                format!("no table `{t}`"),
+                "define it under [tables.NAME], or fix the name",
+            );
+            return None;
+        };
+        if matches!(kind, ValueKind::Int | ValueKind::Bool | ValueKind::Date) {
+            self.add(
+                &format!("{key}.table"),
+                "this field is not text or a code",
+                "remove `table`",
             );
         }
-        if let Some(t) = &d.table {
-            match self.tables.get(t) {
-                Some(tb) => {
-                    if matches!(kind, ValueKind::Int | ValueKind::Bool | ValueKind::Date) {
-                        self.add(
-                            &format!("{key}.table"),
-                            "this field is not text or a code",
-                            "remove `table`",
-                        );
-                    }
-                    let allowed: &[&str] = match kind {
-                        ValueKind::Status => &STATUS_NAMES,
-                        ValueKind::OwnerKind => &["citizen", "organisation"],
-                        _ => &[],
+        let allowed: &[&str] = match kind {
+            ValueKind::Status => &STATUS_NAMES,
+            ValueKind::OwnerKind => &["citizen", "organisation"],
+            _ => &[],
+        };
+        if !allowed.is_empty() {
+            for (vendor, canon) in &tb.forward {
+                if !allowed.contains(&canon.as_str()) {
+                    let what = match kind {
+                        ValueKind::Status => "a dossier status",
+                        _ => "an owner kind",
                     };
-                    if !allowed.is_empty() {
-                        for (vendor, canon) in &tb.forward {
-                            if !allowed.contains(&canon.as_str()) {
-                                let what = match kind {
-                                    ValueKind::Status => "a dossier status",
-                                    _ => "an owner kind",
-                                };
-                                let k = format!("tables.{t}.{vendor}");
-                                let w =
-                                    format!("`{canon}` is not {what} (the table is used by {key})");
-                                // A table used by several fields is reported once.
-                                if !self.problems.iter().any(|(pk, _, _)| *pk == k) {
-                                    self.add(&k, w, &format!("use one of {}", allowed.join(", ")));
-                                }
-                            }
-                        }
+                    let k = format!("tables.{t}.{vendor}");
+                    let w = format!("`{canon}` is not {what} (the table is used by {key})");
+                    // A table used by several fields is reported once.
+                    if !self.problems.iter().any(|(pk, _, _)| *pk == k) {
+                        self.add(&k, w, &format!("use one of {}", allowed.join(", ")));
                     }
-                    f.table = Some(tb.clone());
                 }
-                None => self.add(
-                    &format!("{key}.table"),
-                    format!("no table `{t}`"),
-                    "define it under [tables.NAME], or fix the name",
-                ),
             }
         }
-        if let Some(df) = &d.date {
-            if kind != ValueKind::Date {
+        Some(tb)
+    }
+
+    /// A rule's `date` format: on a date field, and compilable.
+    fn rule_date(&mut self, key: &str, df: &str, kind: ValueKind) -> Option<DateFormat> {
+        if kind != ValueKind::Date {
+            self.add(
+                &format!("{key}.date"),
+                "this field is not a date",
+                "remove `date`",
+            );
+        }
+        match DateFormat::parse(df) {
+            Ok(fm) => Some(fm),
+            Err(e) => {
                 self.add(
-                    &format!("{key}.date"),
-                    "this field is not a date",
-                    "remove `date`",
-                );
-            }
-            match DateFormat::parse(df) {
-                Ok(fm) => f.date = Some(fm),
-                Err(e) => self.add(
                     &format!("{key}.date"),
                     e,
                     "see the date formats in the mapping docs",
-                ),
+                );
+                None
             }
         }
-        if (d.min.is_some() || d.max.is_some()) && kind != ValueKind::Int {
-            self.add(&key, "`min`/`max` apply only to numbers", "remove them");
-        }
-        // Defaults and constants are vendor-side values and pass the same conversion as a
-        // message value; check them now so a bad one fails at load, not on a message.
+    }
+
+    /// Defaults and constants are vendor-side values and pass the same conversion as a
+    /// message value; check them now so a bad one fails at load, not on a message.
+    fn rule_values(&mut self, key: &str, d: &RuleDef, f: &Field) {
         for (what, v) in [("default", &d.default), ("constant", &d.constant)] {
             if let Some(v) = v {
-                if let Err(e) = super::engine::convert_in(&f, v) {
+                if let Err(e) = super::engine::convert_in(f, v) {
                     self.add(
                         &format!("{key}.{what}"),
                         format!("is not usable: {e}"),
@@ -448,9 +473,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        f.default = d.default.clone();
-        f.constant = d.constant.clone();
-        f
     }
 
     fn list<D, T>(
