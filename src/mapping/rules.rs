@@ -532,7 +532,38 @@ fn parse_kind(s: &str) -> Option<InboundKind> {
 }
 
 /// Compile a parsed `mapping.toml`. `schemas`: the names under `schemas/`.
+/// Compile a mapping, every problem reported. In steps: the value tables, the message kinds,
+/// the schemas named, the reverse direction's own settings, then every field rule (owner,
+/// lists, dossier), in the order problems have always been reported.
 pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, Problems> {
+    let (tables, problems) = compile_tables(def);
+    let mut cx = Ctx {
+        tables: &tables,
+        problems,
+    };
+    let m = &def.message;
+    let (kind_path, kinds, default_kind) = message_kinds(&mut cx, m);
+    check_schemas(&mut cx, def, schemas);
+    let reverse_constants = reverse_rules(&mut cx, def, kind_path.is_some());
+    let dossier = dossier_fields(&mut cx, &def.fields);
+    if !cx.problems.is_empty() {
+        return Err(cx.problems);
+    }
+    Ok(Mapping {
+        kind_path,
+        kinds,
+        default_kind,
+        inbound_schema: m.schema.clone(),
+        reverse_schema: def.reverse.schema.clone(),
+        reverse_kind: def.reverse.kind.clone(),
+        reverse_constants,
+        dossier,
+    })
+}
+
+/// `[tables.NAME]`, each inverted for the reverse direction; a table mapping two vendor codes
+/// to one canonical value is refused (the reverse would be ambiguous).
+fn compile_tables(def: &MappingDef) -> (BTreeMap<String, Arc<Table>>, Problems) {
     let mut problems = Problems::new();
     let mut tables = BTreeMap::new();
     for (name, t) in &def.tables {
@@ -555,11 +586,17 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             }),
         );
     }
-    let mut cx = Ctx {
-        tables: &tables,
-        problems,
-    };
-    let m = &def.message;
+    (tables, problems)
+}
+
+/// The message kind (rule `message`): where it is, its codes, the default.
+type Kinds = (
+    Option<JsonPath>,
+    BTreeMap<String, InboundKind>,
+    Option<InboundKind>,
+);
+
+fn message_kinds(cx: &mut Ctx<'_>, m: &MessageDef) -> Kinds {
     let kind_path = m.kind_path.as_ref().and_then(|p| match JsonPath::parse(p) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -605,6 +642,12 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             "add [message.kinds] CODE = \"dossier_upserted\"",
         );
     }
+    (kind_path, kinds, default_kind)
+}
+
+/// `message.schema` and `reverse.schema` name files of `schemas/`.
+fn check_schemas(cx: &mut Ctx<'_>, def: &MappingDef, schemas: &[String]) {
+    let m = &def.message;
     for (k, s) in [
         ("message.schema", &m.schema),
         ("reverse.schema", &def.reverse.schema),
@@ -619,8 +662,18 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             }
         }
     }
+}
+
+/// `[reverse]`: its kind is a code of `[message.kinds]`; its constants are written at paths of
+/// one value.
+fn reverse_rules(
+    cx: &mut Ctx<'_>,
+    def: &MappingDef,
+    has_kind_path: bool,
+) -> Vec<(JsonPath, Value)> {
+    let m = &def.message;
     if let Some(k) = &def.reverse.kind {
-        if kind_path.is_none() {
+        if !has_kind_path {
             cx.add(
                 "reverse.kind",
                 "is set but message.kind_path is not",
@@ -651,98 +704,17 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
         }
     }
 
+    reverse_constants
+}
+
+/// Every field rule of the canonical dossier.
+fn dossier_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> DossierFields {
     use ValueKind::*;
-    let f = &def.fields;
-    let o = &f.owner;
-    let owner = OwnerFields {
-        name: cx.field("owner.name", o.name.as_ref(), Str, true, true),
-        kind: cx.field("owner.kind", o.kind.as_ref(), OwnerKind, true, false),
-        id_number: cx.field("owner.id_number", o.id_number.as_ref(), Str, false, true),
-        phone: cx.field("owner.phone", o.phone.as_ref(), Str, false, true),
-        email: cx.field("owner.email", o.email.as_ref(), Str, false, true),
-        address: cx.field("owner.address", o.address.as_ref(), Str, false, true),
-    };
-    let fees = cx.list("fees", f.fees.as_ref(), |cx, d: Option<&FeeDef>| {
-        let d = d.cloned().unwrap_or_default();
-        let on = f.fees.is_some();
-        FeeFields {
-            code: cx.field("fees.item.code", d.code.as_ref(), Str, on, false),
-            name: cx.field("fees.item.name", d.name.as_ref(), Str, on, false),
-            amount_vnd: cx.field(
-                "fees.item.amount_vnd",
-                d.amount_vnd.as_ref(),
-                Int,
-                on,
-                false,
-            ),
-            category: cx.field("fees.item.category", d.category.as_ref(), Str, false, false),
-            paid: cx.field("fees.item.paid", d.paid.as_ref(), Bool, false, false),
-        }
-    });
-    let attachments = cx.list(
-        "attachments",
-        f.attachments.as_ref(),
-        |cx, d: Option<&AttachmentDef>| {
-            let d = d.cloned().unwrap_or_default();
-            let on = f.attachments.is_some();
-            AttachmentFields {
-                id: cx.field("attachments.item.id", d.id.as_ref(), Str, on, false),
-                name: cx.field("attachments.item.name", d.name.as_ref(), Str, on, false),
-                component_code: cx.field(
-                    "attachments.item.component_code",
-                    d.component_code.as_ref(),
-                    Str,
-                    false,
-                    false,
-                ),
-                url: cx.field("attachments.item.url", d.url.as_ref(), Str, on, false),
-                deleted: cx.field(
-                    "attachments.item.deleted",
-                    d.deleted.as_ref(),
-                    Bool,
-                    false,
-                    false,
-                ),
-            }
-        },
-    );
-    let progress = cx.list(
-        "progress",
-        f.progress.as_ref(),
-        |cx, d: Option<&StepDef>| {
-            let d = d.cloned().unwrap_or_default();
-            let on = f.progress.is_some();
-            StepFields {
-                handler: cx.field("progress.item.handler", d.handler.as_ref(), Str, on, false),
-                title: cx.field("progress.item.title", d.title.as_ref(), Str, false, false),
-                department: cx.field(
-                    "progress.item.department",
-                    d.department.as_ref(),
-                    Str,
-                    on,
-                    false,
-                ),
-                content: cx.field("progress.item.content", d.content.as_ref(), Str, on, false),
-                at: cx.field("progress.item.at", d.at.as_ref(), Date, on, false),
-                status: cx.field("progress.item.status", d.status.as_ref(), Status, on, false),
-                started_at: cx.field(
-                    "progress.item.started_at",
-                    d.started_at.as_ref(),
-                    Date,
-                    false,
-                    false,
-                ),
-                due_at: cx.field(
-                    "progress.item.due_at",
-                    d.due_at.as_ref(),
-                    Date,
-                    false,
-                    false,
-                ),
-            }
-        },
-    );
-    let dossier = DossierFields {
+    let owner = owner_fields(cx, &f.owner);
+    let fees = fee_fields(cx, f);
+    let attachments = attachment_fields(cx, f);
+    let progress = step_fields(cx, f);
+    DossierFields {
         code: cx.field("code", f.code.as_ref(), Str, true, false),
         version: cx.field("version", f.version.as_ref(), Int, true, false),
         procedure_code: cx.field(
@@ -780,18 +752,109 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
         fees,
         attachments,
         progress,
-    };
-    if !cx.problems.is_empty() {
-        return Err(cx.problems);
     }
-    Ok(Mapping {
-        kind_path,
-        kinds,
-        default_kind,
-        inbound_schema: m.schema.clone(),
-        reverse_schema: def.reverse.schema.clone(),
-        reverse_kind: def.reverse.kind.clone(),
-        reverse_constants,
-        dossier,
+}
+
+fn owner_fields(cx: &mut Ctx<'_>, o: &OwnerDef) -> OwnerFields {
+    use ValueKind::*;
+    OwnerFields {
+        name: cx.field("owner.name", o.name.as_ref(), Str, true, true),
+        kind: cx.field("owner.kind", o.kind.as_ref(), OwnerKind, true, false),
+        id_number: cx.field("owner.id_number", o.id_number.as_ref(), Str, false, true),
+        phone: cx.field("owner.phone", o.phone.as_ref(), Str, false, true),
+        email: cx.field("owner.email", o.email.as_ref(), Str, false, true),
+        address: cx.field("owner.address", o.address.as_ref(), Str, false, true),
+    }
+}
+
+fn fee_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<FeeFields> {
+    use ValueKind::*;
+    cx.list("fees", f.fees.as_ref(), |cx, d: Option<&FeeDef>| {
+        let d = d.cloned().unwrap_or_default();
+        let on = f.fees.is_some();
+        FeeFields {
+            code: cx.field("fees.item.code", d.code.as_ref(), Str, on, false),
+            name: cx.field("fees.item.name", d.name.as_ref(), Str, on, false),
+            amount_vnd: cx.field(
+                "fees.item.amount_vnd",
+                d.amount_vnd.as_ref(),
+                Int,
+                on,
+                false,
+            ),
+            category: cx.field("fees.item.category", d.category.as_ref(), Str, false, false),
+            paid: cx.field("fees.item.paid", d.paid.as_ref(), Bool, false, false),
+        }
     })
+}
+
+fn attachment_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<AttachmentFields> {
+    use ValueKind::*;
+    cx.list(
+        "attachments",
+        f.attachments.as_ref(),
+        |cx, d: Option<&AttachmentDef>| {
+            let d = d.cloned().unwrap_or_default();
+            let on = f.attachments.is_some();
+            AttachmentFields {
+                id: cx.field("attachments.item.id", d.id.as_ref(), Str, on, false),
+                name: cx.field("attachments.item.name", d.name.as_ref(), Str, on, false),
+                component_code: cx.field(
+                    "attachments.item.component_code",
+                    d.component_code.as_ref(),
+                    Str,
+                    false,
+                    false,
+                ),
+                url: cx.field("attachments.item.url", d.url.as_ref(), Str, on, false),
+                deleted: cx.field(
+                    "attachments.item.deleted",
+                    d.deleted.as_ref(),
+                    Bool,
+                    false,
+                    false,
+                ),
+            }
+        },
+    )
+}
+
+fn step_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<StepFields> {
+    use ValueKind::*;
+    cx.list(
+        "progress",
+        f.progress.as_ref(),
+        |cx, d: Option<&StepDef>| {
+            let d = d.cloned().unwrap_or_default();
+            let on = f.progress.is_some();
+            StepFields {
+                handler: cx.field("progress.item.handler", d.handler.as_ref(), Str, on, false),
+                title: cx.field("progress.item.title", d.title.as_ref(), Str, false, false),
+                department: cx.field(
+                    "progress.item.department",
+                    d.department.as_ref(),
+                    Str,
+                    on,
+                    false,
+                ),
+                content: cx.field("progress.item.content", d.content.as_ref(), Str, on, false),
+                at: cx.field("progress.item.at", d.at.as_ref(), Date, on, false),
+                status: cx.field("progress.item.status", d.status.as_ref(), Status, on, false),
+                started_at: cx.field(
+                    "progress.item.started_at",
+                    d.started_at.as_ref(),
+                    Date,
+                    false,
+                    false,
+                ),
+                due_at: cx.field(
+                    "progress.item.due_at",
+                    d.due_at.as_ref(),
+                    Date,
+                    false,
+                    false,
+                ),
+            }
+        },
+    )
 }
