@@ -516,7 +516,7 @@ fn a_broken_adapter_definition_reports_every_problem() {
     let ps = load_problems(&dir);
     let file = format!("{}/adapter.toml", dir.display());
     for key in [
-        "retries: unknown key: remove it or check its spelling",
+        "retries: unknown key: remove it or check its spelling against the format in src/mapping/def.rs",
         "name: `onestop-old` differs from the folder name `onestop-example`",
         "limits.max_body_bytes: is zero",
     ] {

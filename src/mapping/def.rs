@@ -79,6 +79,13 @@ pub fn retired(key: &str) -> Option<&'static str> {
     })
 }
 
+/// The fix shown for an unknown key of `adapter.toml`: where a removed key's job is done now,
+/// else a spelling hint that points at this format.
+pub fn unknown_key_fix(key: &str) -> &'static str {
+    retired(key)
+        .unwrap_or("remove it or check its spelling against the format in src/mapping/def.rs")
+}
+
 /// The parsed `adapter.toml`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AdapterDef {

@@ -230,12 +230,13 @@ fn locate_key(text: &str, offset: usize) -> String {
     }
 }
 
-/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any. `retired`
-/// gives the fix for an unknown key that the format once had (see [`def::RETIRED`]).
+/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any. `fix_for`
+/// may give a file's own fix for an unknown key (for `adapter.toml`: where a removed key's job
+/// is done now, see [`def::RETIRED`]).
 fn parse_toml<T: DeserializeOwned>(
     path: &Path,
     file: &str,
-    retired: fn(&str) -> Option<&'static str>,
+    fix_for: fn(&str) -> Option<&'static str>,
     problems: &mut Vec<LoadProblem>,
 ) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
@@ -275,7 +276,7 @@ fn parse_toml<T: DeserializeOwned>(
             .filter(|s| *s != "?")
             .collect::<Vec<_>>()
             .join(".");
-        let fix = if let Some(why) = retired(&k) {
+        let fix = if let Some(why) = fix_for(&k) {
             why
         } else if k.starts_with("fields.")
             && ["fees.", "attachments.", "progress."]
@@ -321,7 +322,7 @@ impl Adapter {
         let def: Option<AdapterDef> = parse_toml(
             &dir.join("adapter.toml"),
             &def_file,
-            def::retired,
+            |k| Some(def::unknown_key_fix(k)),
             &mut problems,
         );
         if let Some(d) = &def {
