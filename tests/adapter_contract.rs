@@ -221,3 +221,59 @@ fn map_command_shows_canonical_portal_payload_and_reverse() {
         "{err}"
     );
 }
+
+/// A typo in an adapter folder stops the gateway at start, naming the file and the key (the
+/// same problems `check-config` prints), before any listener opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_refuses_to_start_with_a_typo_key_in_an_adapter_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("onestop-example");
+    copy_dir(&adapter_dir(), &folder);
+    let def = folder.join("adapter.toml");
+    let text = std::fs::read_to_string(&def).unwrap();
+    std::fs::write(
+        &def,
+        text.replace("max_body_bytes = 1048576", "max_body_byts = 1048576"),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let loaded = load(&format!(
+        r#"
+[gateway]
+data_dir = "{data}"
+[inbound]
+listen = "127.0.0.1:0"
+[ops]
+listen = "127.0.0.1:0"
+[sources.onestop]
+token = {{ env = "GW_TEST_SOURCE_TOKEN" }}
+adapter = "{folder}"
+"#,
+        data = data.display(),
+        folder = folder.display(),
+    ));
+    let e = match app::start(&loaded, CancellationToken::new()).await {
+        Ok(_) => panic!("the gateway must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&format!(
+            "{}:limits.max_body_byts: unknown key",
+            def.display()
+        )),
+        "{e}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gateway::mapping::dates::{canonical, parse_canonical, DateFormat};
+use gateway::mapping::dates::{canonical, parse_canonical, DateError, DateFormat};
 use gateway::mapping::path::JsonPath;
 use gateway::mapping::{map_command, Adapter, InboundKind, MappingError};
 use gateway::model::{DossierStatus, OwnerKind};
@@ -98,9 +98,8 @@ fn personal_values(v: &Value) -> Vec<String> {
 fn the_example_adapter_loads_with_its_definition_and_procedure_table() {
     let a = example();
     assert_eq!(a.name, "onestop-example");
-    assert_eq!(a.def.connector, "onestop-push");
-    assert_eq!(a.def.signing_profile.as_deref(), Some("province-onestop"));
-    assert_eq!(a.def.limits.max_per_second, 20);
+    assert_eq!(a.def.name.as_deref(), Some("onestop-example"));
+    assert_eq!(a.def.limits.max_body_bytes, 1_048_576);
     assert_eq!(a.national_procedure_code("HT-KS-01"), Some("1.001193"));
     assert_eq!(a.national_procedure_code("XX-99"), None);
     assert_eq!(a.mapping.inbound_schema(), Some("hoso"));
@@ -267,9 +266,10 @@ fn date_formats_unit() {
         "2027-01-01T00:00:00+07:00"
     );
     let e = f.read(&json!("31/02/2026 08:00:00")).unwrap_err();
-    assert!(e.contains("not a real date"), "{e}");
+    assert!(matches!(e, DateError::Mismatch { .. }), "{e}");
+    assert!(e.to_string().contains("not a real date"), "{e}");
     let e = f.read(&json!("31/04/2026 08:00:00")).unwrap_err();
-    assert!(e.contains("not a real date"), "{e}");
+    assert!(e.to_string().contains("not a real date"), "{e}");
     assert!(f.read(&json!("24/11/2026")).is_err());
     let z = DateFormat::parse("yyyy-MM-ddTHH:mm:ssZ").unwrap();
     // An explicit offset is honoured, then expressed at +07:00.
@@ -508,34 +508,27 @@ fn a_broken_mapping_reports_every_problem_with_file_and_key() {
 fn a_broken_adapter_definition_reports_every_problem() {
     let (_t, dir) = variant("adapter.toml", |s| {
         s.replace(
-            "connector = \"onestop-push\"",
-            "connector = \"soap\"\nretries = 3",
+            "name = \"onestop-example\"",
+            "name = \"onestop-old\"\nretries = 3",
         )
-        .replace(
-            "https://motcua.example.invalid",
-            "http://motcua.example.invalid",
-        )
-        .replace("max_per_second = 20", "max_per_second = 0")
-        .replace("secret = { env = \"ONESTOP_EXAMPLE_INBOUND_TOKEN\" }\n", "")
+        .replace("max_body_bytes = 1048576", "max_body_bytes = 0")
     });
     let ps = load_problems(&dir);
     let file = format!("{}/adapter.toml", dir.display());
     for key in [
-        "retries: unknown key",
-        "connector: unknown connector `soap`",
-        "outbound.url: `http://motcua.example.invalid/api/v2/hoso` is not an https URL",
-        "limits.max_per_second: is zero",
-        "inbound.secret: auth `bearer` needs a secret",
+        "retries: unknown key: remove it or check its spelling against the format in src/mapping/def.rs",
+        "name: `onestop-old` differs from the folder name `onestop-example`",
+        "limits.max_body_bytes: is zero",
     ] {
         has(&ps, &format!("{file}:{key}"));
     }
     // A wrong type is reported at its key.
     let (_t, dir) = variant("adapter.toml", |s| {
-        s.replace("max_per_second = 20", "max_per_second = \"fast\"")
+        s.replace("max_body_bytes = 1048576", "max_body_bytes = \"big\"")
     });
     has(
         &load_problems(&dir),
-        "adapter.toml:limits.max_per_second: invalid value",
+        "adapter.toml:limits.max_body_bytes: invalid value",
     );
     // A schema that is not JSON.
     let (_t, dir) = variant("schemas/hoso.json", |s| s.replacen('{', "{{", 1));
@@ -654,4 +647,74 @@ fn a_body_above_the_adapter_limit_is_refused_before_parsing() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("above limits.max_body_bytes 100"), "{e}");
+}
+
+#[test]
+fn keys_removed_from_adapter_toml_are_refused_naming_where_their_job_is_done() {
+    let (_t, dir) = variant("adapter.toml", |s| {
+        s.replace(
+            "[limits]",
+            "connector = \"onestop-push\"\nsigning_profile = \"p\"\n\n\
+             [outbound]\nurl = \"https://x.invalid\"\nsecret = { env = \"X\" }\n\n\
+             [limits]\nmax_per_second = 20",
+        )
+    });
+    let ps = load_problems(&dir);
+    let file = format!("{}/adapter.toml", dir.display());
+    for key in [
+        "connector: unknown key: removed: an adapter folder is always the push side",
+        "signing_profile: unknown key: removed: set signing on the destination adapter",
+        "outbound: unknown key: removed: route dossiers to an [adapters.NAME]",
+        "limits.max_per_second: unknown key: removed: set rate_limit",
+    ] {
+        has(&ps, &format!("{file}:{key}"));
+    }
+}
+
+/// The files `check-config` (and `gateway run`, which loads the same folders) checks beside
+/// the gateway config: a typo in an adapter folder is refused, naming the file and the key.
+#[test]
+fn check_config_refuses_a_typo_key_in_an_adapter_folder() {
+    let (tmp, dir) = variant("adapter.toml", |s| {
+        s.replace("max_body_bytes = 1048576", "max_body_byts = 1048576")
+    });
+    let mapping = dir.join("mapping.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        text.replacen("required = true", "requird = true", 1),
+    )
+    .unwrap();
+    let cfg = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        "[inbound]\nlisten = \"127.0.0.1:0\"\n\
+         [sources.vendor]\nadapter = \"onestop-example\"\n",
+    )
+    .unwrap();
+    let loaded = gateway::config::load(&cfg).expect("the gateway config itself is valid");
+    let problems = gateway::app::check_files(&loaded);
+    let at = |f: &str| format!("{}/{f}", dir.display());
+    has(
+        &problems,
+        &format!(
+            "{}:sources.vendor.adapter: the adapter folder has problems",
+            cfg.display()
+        ),
+    );
+    has(
+        &problems,
+        &format!("{}:limits.max_body_byts: unknown key", at("adapter.toml")),
+    );
+    has(
+        &problems,
+        &format!("{}:fields.code.requird: unknown key", at("mapping.toml")),
+    );
+    // `gateway run` loads the folder through the same function and stops on the same text.
+    let e = gateway::app::load_adapter(tmp.path(), Path::new("onestop-example")).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("adapter.toml:limits.max_body_byts: unknown key"),
+        "{e}"
+    );
 }

@@ -50,8 +50,12 @@ pub async fn open_backends(loaded: &Loaded) -> Result<(Arc<dyn Broker>, Arc<dyn 
         std::fs::create_dir_all(&data)
             .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
     }
-    let broker_url = loaded.broker_url().map_err(AppError::Config)?;
-    let store_url = loaded.store_url().map_err(AppError::Config)?;
+    let broker_url = loaded
+        .broker_url()
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let store_url = loaded
+        .store_url()
+        .map_err(|e| AppError::Config(e.to_string()))?;
     let broker = gw_broker::open(&broker_url, &loaded.config.gateway.instance).await?;
     let store = gw_store::open(&store_url).await?;
     Ok((broker, store))

@@ -29,7 +29,9 @@ async fn open_store(loaded: &Loaded) -> Result<Arc<dyn gw_store::Store>, AppErro
         std::fs::create_dir_all(&data)
             .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
     }
-    let url = loaded.store_url().map_err(AppError::Config)?;
+    let url = loaded
+        .store_url()
+        .map_err(|e| AppError::Config(e.to_string()))?;
     Ok(gw_store::open(&url).await?)
 }
 
@@ -97,7 +99,10 @@ pub async fn trace(loaded: &Loaded, code: &str) -> Result<ExitCode, AppError> {
 pub async fn status(loaded: &Loaded) -> Result<ExitCode, AppError> {
     let c = &loaded.config;
     let store = open_store(loaded).await?;
-    let broker = match loaded.broker_url().map_err(AppError::Config) {
+    let broker = match loaded
+        .broker_url()
+        .map_err(|e| AppError::Config(e.to_string()))
+    {
         Ok(url) => match gw_broker::open(&url, &c.gateway.instance).await {
             Ok(b) => Some(b),
             Err(e) => {

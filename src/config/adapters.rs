@@ -279,6 +279,11 @@ fn validate_dvcqg(name: &str, d: Option<&DvcqgSection>, p: &mut impl FnMut(Strin
             "use session or oauth2",
         ),
     }
+    validate_dvcqg_modes(&at, d, p);
+}
+
+/// The DVCQG settings beyond authentication: update mode, unit code, batch sizes.
+fn validate_dvcqg_modes(at: &str, d: &DvcqgSection, p: &mut impl FnMut(String, String, &str)) {
     if !matches!(d.is_updating.as_str(), "ledger" | "lookup") {
         p(
             format!("{at}.is_updating"),

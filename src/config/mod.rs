@@ -4,7 +4,8 @@
 //! # Invariants
 //! - **Unknown keys are rejected.** Loading never stops at the first problem: [`load`] collects
 //!   every unknown key (through `serde_ignored`) and every semantic problem.
-//! - **Every problem names its place**, reported as `file:key: what is wrong: how to fix it`.
+//! - **Every problem names its place**, reported as `file:key: what is wrong: how to fix it`,
+//!   and the [`Step`] that found it (read, syntax, unknown key, wrong type, invalid value).
 //!   (A value of the wrong *type* stops serde at that value; that one is reported with its key
 //!   path the same way.)
 //! - **Secrets by reference only.** A secret is only ever a reference (`{ env = "NAME" }` or
@@ -51,23 +52,40 @@ pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;
-pub use duration::{parse_duration, Dur};
+pub use duration::{parse_duration, Dur, DurationError};
 pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
 pub use online::OnlineSection;
 pub use ops::{OpsRole, OpsSection, OpsTokenSection};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
-pub use secrets::{Secret, SecretProblem, SecretRef};
+pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
 pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;
 
 use secrets::with_password;
 
+/// The step of loading that found a [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The file could not be read.
+    Read,
+    /// The text is not valid TOML (loading stops there).
+    Syntax,
+    /// A key no section has (every one is reported).
+    UnknownKey,
+    /// A value of the wrong type or form (serde stops at the first).
+    WrongType,
+    /// A section's validator refused a value, or a combination of values.
+    Invalid,
+}
+
 /// A problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Which step found it.
+    pub step: Step,
     pub file: String,
     pub key: String,
     pub what: String,
@@ -80,25 +98,21 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem of one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every problem of one file, one a line. A list rather than one variant per step, because
+/// loading reports every problem it finds at once; each names its [`Step`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", lines(.problems))]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
+fn lines(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
-
-impl std::error::Error for ConfigError {}
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,6 +183,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         problems: vec![Problem {
+            step: Step::Read,
             file: origin.clone(),
             key: "-".into(),
             what: format!("cannot read the file: {e}"),
@@ -185,7 +200,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parse and validate TOML text. `origin` names it in messages.
 pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigError> {
     let mut problems = Vec::new();
-    let problem = |key: &str, what: String, fix: &str| Problem {
+    let problem = |step: Step, key: &str, what: String, fix: &str| Problem {
+        step,
         file: origin.to_string(),
         key: key.to_string(),
         what,
@@ -193,6 +209,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     };
     let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
         problems: vec![problem(
+            Step::Syntax,
             "-",
             format!("not valid TOML: {}", e.message()),
             "fix the syntax at the position shown",
@@ -203,6 +220,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
     let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
     for key in unknown {
         problems.push(problem(
+            Step::UnknownKey,
             &bracket_indices(&key),
             "unknown key".into(),
             "remove it or check its spelling against gateway.example.toml",
@@ -217,6 +235,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
                 .map(|s| locate_key(text, s.start))
                 .unwrap_or_else(|| "-".to_string());
             problems.push(problem(
+                Step::WrongType,
                 &span_key,
                 format!("invalid value: {msg}"),
                 "see the field's documentation in gateway.example.toml",
@@ -283,6 +302,7 @@ fn locate_key(text: &str, offset: usize) -> String {
 fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin: &str) {
     let mut p = |key: String, what: String, fix: &str| {
         problems.push(Problem {
+            step: Step::Invalid,
             file: origin.to_string(),
             key,
             what,
@@ -374,7 +394,7 @@ impl Loaded {
     }
 
     /// Broker URL with the password inserted, or the embedded queue's file.
-    pub fn broker_url(&self) -> Result<String, String> {
+    pub fn broker_url(&self) -> Result<String, UrlPasswordError> {
         match &self.config.broker.url {
             Some(url) => with_password(url, self.config.broker.password.as_ref(), &self.base),
             None => Ok(format!(
@@ -427,7 +447,7 @@ impl Loaded {
     }
 
     /// Store URL with the password inserted, or the SQLite file.
-    pub fn store_url(&self) -> Result<String, String> {
+    pub fn store_url(&self) -> Result<String, UrlPasswordError> {
         match &self.config.store.url {
             Some(url) => with_password(url, self.config.store.password.as_ref(), &self.base),
             None => Ok(format!(

@@ -307,8 +307,28 @@ fn d_timeout() -> Dur {
     Dur(PROVIDER_TIMEOUT)
 }
 
-/// Check `[payments]`; each problem is reported through `p(key, what, fix)`.
+/// Check `[payments]`; each problem is reported through `p(key, what, fix)`. In steps: the
+/// section's own limits, then each provider kind (provider names are unique across kinds),
+/// then that there is a provider at all.
 pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
+    validate_limits(s, p);
+    let mut names = BTreeSet::new();
+    validate_vnpay(s, &mut names, p);
+    validate_platform(s, &mut names, p);
+    validate_paygov(s, &mut names, p);
+    validate_momo(s, &mut names, p);
+    if names.is_empty() {
+        p(
+            "payments".into(),
+            "no provider is configured".into(),
+            "add a [payments.vnpay.NAME], [payments.platform.NAME], [payments.paygov.NAME] or \
+             [payments.momo.NAME] table",
+        );
+    }
+}
+
+/// Reference prefix, source name, amount limits, deadline.
+fn validate_limits(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
     if s.reference_prefix.len() > 4
         || !s
             .reference_prefix
@@ -355,10 +375,45 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
             "give citizens time to pay, e.g. \"30m\"",
         );
     }
-    let mut names = BTreeSet::new();
+}
+
+/// A provider's name is taken once across every provider kind.
+fn unique_name(
+    names: &mut BTreeSet<String>,
+    name: &str,
+    at: &str,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    if !names.insert(name.to_string()) {
+        p(
+            at.to_string(),
+            "a provider of this name already exists".into(),
+            "give each provider its own name",
+        );
+    }
+}
+
+/// Every `(key, url)` is an http(s) URL.
+fn check_urls(at: &str, urls: &[(&str, &String)], p: &mut impl FnMut(String, String, &str)) {
+    for (k, url) in urls {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            p(
+                format!("{at}.{k}"),
+                format!("`{url}` is not an http(s) URL"),
+                "write the full URL",
+            );
+        }
+    }
+}
+
+fn validate_vnpay(
+    s: &PaymentsSection,
+    names: &mut BTreeSet<String>,
+    p: &mut impl FnMut(String, String, &str),
+) {
     for (name, v) in &s.vnpay {
-        names.insert(name.clone());
         let at = format!("payments.vnpay.{name}");
+        unique_name(names, name, &at, p);
         if v.tmn_code.trim().is_empty() {
             p(
                 format!("{at}.tmn_code"),
@@ -366,29 +421,26 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
                 "the merchant code VNPay issued",
             );
         }
-        for (k, url) in [
-            ("return_url", &v.return_url),
-            ("pay_url", &v.pay_url),
-            ("api_url", &v.api_url),
-        ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                p(
-                    format!("{at}.{k}"),
-                    format!("`{url}` is not an http(s) URL"),
-                    "write the full URL",
-                );
-            }
-        }
+        check_urls(
+            &at,
+            &[
+                ("return_url", &v.return_url),
+                ("pay_url", &v.pay_url),
+                ("api_url", &v.api_url),
+            ],
+            p,
+        );
     }
+}
+
+fn validate_platform(
+    s: &PaymentsSection,
+    names: &mut BTreeSet<String>,
+    p: &mut impl FnMut(String, String, &str),
+) {
     for (name, v) in &s.platform {
         let at = format!("payments.platform.{name}");
-        if !names.insert(name.clone()) {
-            p(
-                at.clone(),
-                "a provider of this name already exists".into(),
-                "give each provider its own name",
-            );
-        }
+        unique_name(names, name, &at, p);
         if v.partner_code.trim().is_empty() {
             p(
                 format!("{at}.partner_code"),
@@ -396,25 +448,22 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
                 "the MaDoiTac the platform issued",
             );
         }
-        for (k, url) in [("init_url", &v.init_url), ("query_url", &v.query_url)] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                p(
-                    format!("{at}.{k}"),
-                    format!("`{url}` is not an http(s) URL"),
-                    "write the full URL",
-                );
-            }
-        }
+        check_urls(
+            &at,
+            &[("init_url", &v.init_url), ("query_url", &v.query_url)],
+            p,
+        );
     }
+}
+
+fn validate_paygov(
+    s: &PaymentsSection,
+    names: &mut BTreeSet<String>,
+    p: &mut impl FnMut(String, String, &str),
+) {
     for (name, v) in &s.paygov {
         let at = format!("payments.paygov.{name}");
-        if !names.insert(name.clone()) {
-            p(
-                at.clone(),
-                "a provider of this name already exists".into(),
-                "give each provider its own name",
-            );
-        }
+        unique_name(names, name, &at, p);
         if gw_crypto::checksum::FieldAlgorithm::parse(&v.callback_algorithm).is_none() {
             p(
                 format!("{at}.callback_algorithm"),
@@ -422,61 +471,66 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
                 "use sha256, hmac-sha256 or hmac-sha512",
             );
         }
-        if v.callback_fields.is_empty() {
-            p(
-                format!("{at}.callback_fields"),
-                "is empty".into(),
-                "list the fields PayGov's callback checksum covers",
-            );
-        } else {
-            let missing: Vec<&str> = gw_crypto::checksum::PAYGOV_CALLBACK_REQUIRED
-                .into_iter()
-                .filter(|f| !v.callback_fields.iter().any(|c| c == f))
-                .collect();
-            if !missing.is_empty() {
-                p(
-                    format!("{at}.callback_fields"),
-                    format!(
-                        "leaves out {}: a callback could be changed there and still verify",
-                        missing.join(", ")
-                    ),
-                    "cover the order, the amount and the result code",
-                );
-            }
-            if v.callback_fields == gw_crypto::checksum::PAYGOV_FIELDS
-                && v.callback_algorithm == "sha256"
-            {
-                p(
-                    format!("{at}.callback_fields"),
-                    "is the creation checksum's formula: whoever sees an order request could answer it as paid".into(),
-                    "use the default or PayGov's documented callback formula",
-                );
-            }
-        }
-        for (k, url) in [
-            ("create_url", &v.create_url),
-            ("query_url", &v.query_url),
-            ("token_url", &v.token_url),
-            ("return_url", &v.return_url),
-        ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                p(
-                    format!("{at}.{k}"),
-                    format!("`{url}` is not an http(s) URL"),
-                    "write the full URL",
-                );
-            }
-        }
+        validate_paygov_callback_fields(&at, v, p);
+        check_urls(
+            &at,
+            &[
+                ("create_url", &v.create_url),
+                ("query_url", &v.query_url),
+                ("token_url", &v.token_url),
+                ("return_url", &v.return_url),
+            ],
+            p,
+        );
     }
+}
+
+/// The fields PayGov's callback checksum covers: not empty, covering the order, amount and
+/// result, and not the creation checksum's formula.
+fn validate_paygov_callback_fields(
+    at: &str,
+    v: &PayGovSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    if v.callback_fields.is_empty() {
+        p(
+            format!("{at}.callback_fields"),
+            "is empty".into(),
+            "list the fields PayGov's callback checksum covers",
+        );
+        return;
+    }
+    let missing: Vec<&str> = gw_crypto::checksum::PAYGOV_CALLBACK_REQUIRED
+        .into_iter()
+        .filter(|f| !v.callback_fields.iter().any(|c| c == f))
+        .collect();
+    if !missing.is_empty() {
+        p(
+            format!("{at}.callback_fields"),
+            format!(
+                "leaves out {}: a callback could be changed there and still verify",
+                missing.join(", ")
+            ),
+            "cover the order, the amount and the result code",
+        );
+    }
+    if v.callback_fields == gw_crypto::checksum::PAYGOV_FIELDS && v.callback_algorithm == "sha256" {
+        p(
+            format!("{at}.callback_fields"),
+            "is the creation checksum's formula: whoever sees an order request could answer it as paid".into(),
+            "use the default or PayGov's documented callback formula",
+        );
+    }
+}
+
+fn validate_momo(
+    s: &PaymentsSection,
+    names: &mut BTreeSet<String>,
+    p: &mut impl FnMut(String, String, &str),
+) {
     for (name, v) in &s.momo {
         let at = format!("payments.momo.{name}");
-        if !names.insert(name.clone()) {
-            p(
-                at.clone(),
-                "a provider of this name already exists".into(),
-                "give each provider its own name",
-            );
-        }
+        unique_name(names, name, &at, p);
         for (k, val) in [
             ("partner_code", &v.partner_code),
             ("access_key", &v.access_key),
@@ -496,27 +550,15 @@ pub fn validate(s: &PaymentsSection, p: &mut impl FnMut(String, String, &str)) {
                 "use \"vi\"",
             );
         }
-        for (k, url) in [
-            ("redirect_url", &v.redirect_url),
-            ("ipn_url", &v.ipn_url),
-            ("create_url", &v.create_url),
-            ("query_url", &v.query_url),
-        ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                p(
-                    format!("{at}.{k}"),
-                    format!("`{url}` is not an http(s) URL"),
-                    "write the full URL",
-                );
-            }
-        }
-    }
-    if names.is_empty() {
-        p(
-            "payments".into(),
-            "no provider is configured".into(),
-            "add a [payments.vnpay.NAME], [payments.platform.NAME], [payments.paygov.NAME] or \
-             [payments.momo.NAME] table",
+        check_urls(
+            &at,
+            &[
+                ("redirect_url", &v.redirect_url),
+                ("ipn_url", &v.ipn_url),
+                ("create_url", &v.create_url),
+                ("query_url", &v.query_url),
+            ],
+            p,
         );
     }
 }

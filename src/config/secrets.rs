@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use thiserror::Error;
 
 use super::Loaded;
 
@@ -57,8 +58,8 @@ impl SecretRef {
     ///
     /// An empty or whitespace-only value is an error, never "no secret": an empty token would
     /// otherwise switch authentication off.
-    pub fn resolve(&self, base: &Path) -> Result<Secret, String> {
-        self.read(base).map_err(|e| e.to_string())
+    pub fn resolve(&self, base: &Path) -> Result<Secret, SecretProblem> {
+        self.read(base)
     }
 
     /// Read the secret, telling apart a reference that cannot be read here (the variable is
@@ -99,21 +100,31 @@ impl SecretRef {
     }
 }
 
-/// Why a secret reference gave no value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a secret reference gave no value. Each message names the variable or file, never a
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SecretProblem {
     /// Not readable here: the variable is unset or the file cannot be read.
+    #[error("{0}")]
     Unavailable(String),
     /// Read, but empty or whitespace: never accepted (it would switch a check off).
+    #[error("{0}")]
     Empty(String),
 }
 
-impl fmt::Display for SecretProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretProblem::Unavailable(m) | SecretProblem::Empty(m) => f.write_str(m),
-        }
-    }
+/// Why a backend URL could not be given its password ([`Loaded::broker_url`],
+/// [`Loaded::store_url`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UrlPasswordError {
+    /// The password reference gave no value.
+    #[error(transparent)]
+    Secret(#[from] SecretProblem),
+    /// The URL has no `scheme://`.
+    #[error("URL without scheme")]
+    NoScheme,
+    /// The URL has no `user@` for the password to join.
+    #[error("the URL names no user to attach the password to")]
+    NoUser,
 }
 
 impl Loaded {
@@ -192,16 +203,13 @@ pub(super) fn with_password(
     url: &str,
     password: Option<&SecretRef>,
     base: &Path,
-) -> Result<String, String> {
+) -> Result<String, UrlPasswordError> {
     let Some(secret) = password else {
         return Ok(url.to_string());
     };
     let pw = secret.resolve(base)?;
-    let (scheme, rest) = url.split_once("://").ok_or("URL without scheme")?;
-    let (auth, tail) = match rest.split_once('@') {
-        Some((a, t)) => (a, t),
-        None => return Err("the URL names no user to attach the password to".into()),
-    };
+    let (scheme, rest) = url.split_once("://").ok_or(UrlPasswordError::NoScheme)?;
+    let (auth, tail) = rest.split_once('@').ok_or(UrlPasswordError::NoUser)?;
     Ok(format!(
         "{scheme}://{auth}:{}@{tail}",
         percent_encode(pw.expose())

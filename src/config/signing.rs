@@ -350,7 +350,18 @@ fn check_key_ids(
 /// Check the profiles adapters sign with (`adapters.NAME.signing`) and sources verify with
 /// (`sources.NAME.verify`): they exist and suit the connector or the inbound check.
 fn validate_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    let has_key = |s: &SigningSection| s.key.is_some() || s.pkcs12.is_some();
+    validate_adapter_uses(c, p);
+    validate_source_uses(c, p);
+}
+
+/// A profile holds a key of its own to sign with.
+fn has_key(s: &SigningSection) -> bool {
+    s.key.is_some() || s.pkcs12.is_some()
+}
+
+/// `adapters.NAME.signing`: the profile exists, has a key, and signs in a form the
+/// adapter's connector can send.
+fn validate_adapter_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
     for (name, a) in &c.adapters {
         let Some(prof) = &a.signing else { continue };
         let at = format!("adapters.{name}.signing");
@@ -391,6 +402,10 @@ fn validate_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
             );
         }
     }
+}
+
+/// `sources.NAME.verify`: the profile exists, is an inbound scheme, and trusts some key.
+fn validate_source_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
     for (name, src) in &c.sources {
         let Some(prof) = &src.verify else { continue };
         let at = format!("sources.{name}.verify");

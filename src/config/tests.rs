@@ -64,6 +64,17 @@ to = "nobody"
         "{text}"
     );
     assert_eq!(e.problems.len(), 5, "{text}");
+    let steps: Vec<Step> = e.problems.iter().map(|p| p.step).collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::UnknownKey).count(),
+        2,
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::Invalid).count(),
+        3,
+        "{steps:?}"
+    );
 }
 
 #[test]
@@ -160,7 +171,9 @@ fn wrong_type_names_the_key() {
 fn bad_duration_is_explained() {
     let e = parse_str("[retry]\ninitial = \"5 parsecs\"\n").unwrap_err();
     assert!(e.to_string().contains("retry.initial"), "{e}");
-    assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+    let e = parse_duration("5x").unwrap_err();
+    assert!(matches!(e, DurationError::UnknownUnit { .. }), "{e}");
+    assert!(e.to_string().contains("unknown unit"), "{e}");
     assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     assert_eq!(
         parse_duration("7d").unwrap(),
@@ -204,7 +217,7 @@ fn missing_secret_is_a_clear_error() {
         env: "GW_TEST_SURELY_UNSET_42".into(),
     };
     assert_eq!(
-        r.resolve(Path::new(".")).unwrap_err(),
+        r.resolve(Path::new(".")).unwrap_err().to_string(),
         "environment variable GW_TEST_SURELY_UNSET_42 is not set"
     );
 }
@@ -216,7 +229,7 @@ fn empty_secrets_are_refused_not_taken_as_no_secret() {
     for name in ["GW_TEST_EMPTY_SECRET_1", "GW_TEST_BLANK_SECRET_1"] {
         let r = SecretRef::Env { env: name.into() };
         assert_eq!(
-            r.resolve(Path::new(".")).unwrap_err(),
+            r.resolve(Path::new(".")).unwrap_err().to_string(),
             format!("environment variable {name} is empty: a secret must have a value")
         );
     }
@@ -225,7 +238,7 @@ fn empty_secrets_are_refused_not_taken_as_no_secret() {
     let r = SecretRef::File {
         file: "token".into(),
     };
-    let e = r.resolve(dir.path()).unwrap_err();
+    let e = r.resolve(dir.path()).unwrap_err().to_string();
     assert!(
         e.ends_with("token is empty: a secret must have a value"),
         "{e}"

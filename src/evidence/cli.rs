@@ -61,7 +61,7 @@ impl EvidenceAction {
 }
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
-    let url = loaded.store_url()?;
+    let url = loaded.store_url().map_err(|e| e.to_string())?;
     gw_store::open(&url).await.map_err(|e| e.to_string())
 }
 

@@ -52,7 +52,11 @@ impl EvidenceSection {
                     "full mode keeps bodies and needs an encryption key".to_string(),
                 )),
                 Some(r) => {
-                    if let Err(e) = r.resolve(base).and_then(|s| seal::Key::parse(s.expose())) {
+                    if let Err(e) = r
+                        .resolve(base)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| seal::Key::parse(s.expose()))
+                    {
                         out.push(("evidence.body_key".to_string(), e));
                     }
                 }
@@ -84,7 +88,9 @@ impl EvidenceLog {
     /// Build from the configuration (`instance` names the chain unless `evidence.chain` does).
     pub fn new(section: &EvidenceSection, instance: &str, base: &Path) -> Result<Self, String> {
         let key = match &section.body_key {
-            Some(r) if section.any_full() => Some(seal::Key::parse(r.resolve(base)?.expose())?),
+            Some(r) if section.any_full() => Some(seal::Key::parse(
+                r.resolve(base).map_err(|e| e.to_string())?.expose(),
+            )?),
             _ => None,
         };
         if section.any_full() && key.is_none() {

@@ -16,6 +16,7 @@
 //! `dd/MM/yyyy HH:mm:ss`, `yyyy-MM-ddTHH:mm:ssZ`, `yyyyMMddHHmmss`.
 
 use serde_json::Value;
+use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -24,6 +25,57 @@ pub const VIETNAM_OFFSET_HOURS: i8 = 7;
 
 fn vietnam() -> UtcOffset {
     UtcOffset::from_hms(VIETNAM_OFFSET_HOURS, 0, 0).expect("+07:00 is a valid offset")
+}
+
+/// Why a date format could not be compiled, or a value could not be read by one. A read
+/// error says what is wrong without repeating the value (it may be personal).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DateError {
+    /// Compiling: a `'` literal is not closed.
+    #[error("`{format}`: a quote is not closed")]
+    UnclosedQuote { format: String },
+    /// Compiling: a run of field letters that is no field (`M`, `yy`).
+    #[error("`{format}`: `{field}` is not a field: use yyyy, MM, dd, HH, mm, ss, SSS, XXX or Z")]
+    UnknownField { format: String, field: String },
+    /// Compiling: a pattern without year, month or day.
+    #[error("`{format}` has no yyyy, MM or dd: a date needs all three")]
+    NoDate { format: String },
+    /// Reading an epoch format: the value is no whole number.
+    #[error("expected a whole number ({format})")]
+    NotWholeNumber { format: String },
+    /// Reading an epoch format: outside what can be represented.
+    #[error("is out of the supported date range")]
+    OutOfRange,
+    /// Reading a text format: the value is no string. `expected` names the format.
+    #[error("expected a string ({expected})")]
+    NotText { expected: String },
+    /// Reading `rfc3339`: the text does not parse.
+    #[error("does not match date format rfc3339 (with an offset)")]
+    NotRfc3339,
+    /// Reading a pattern: the text does not match it.
+    #[error("does not match date format {format}{why}")]
+    Mismatch { format: String, why: Mismatch },
+    /// Reading a canonical date ([`parse_canonical`]).
+    #[error("is not an RFC 3339 date with an offset")]
+    NotCanonical,
+}
+
+/// How a text failed a date pattern; displayed as a suffix of [`DateError::Mismatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Mismatch {
+    /// A digit, sign or literal is not where the pattern has it.
+    #[error("")]
+    Shape,
+    #[error(" (offset out of range)")]
+    OffsetOutOfRange,
+    #[error(" (text left over)")]
+    TextLeftOver,
+    #[error(" (no month {0})")]
+    NoMonth(u8),
+    #[error(" (not a real date: day {day} of month {month} of {year})")]
+    NotRealDate { day: u8, month: u8, year: i32 },
+    #[error(" (not a real time: {hour:02}:{minute:02}:{second:02})")]
+    NotRealTime { hour: u8, minute: u8, second: u8 },
 }
 
 /// One element of a compiled date pattern.
@@ -54,7 +106,7 @@ pub enum DateFormat {
 
 impl DateFormat {
     /// Compile a format text (see the module doc).
-    pub fn parse(text: &str) -> Result<DateFormat, String> {
+    pub fn parse(text: &str) -> Result<DateFormat, DateError> {
         match text {
             "rfc3339" => return Ok(DateFormat::Rfc3339),
             "epoch_millis" => return Ok(DateFormat::EpochMillis),
@@ -82,7 +134,9 @@ impl DateFormat {
                     let end = chars[i + 1..]
                         .iter()
                         .position(|&x| x == '\'')
-                        .ok_or_else(|| format!("`{text}`: a quote is not closed"))?;
+                        .ok_or_else(|| DateError::UnclosedQuote {
+                            format: text.to_string(),
+                        })?;
                     for &l in &chars[i + 1..i + 1 + end] {
                         toks.push(Tok::Lit(l));
                     }
@@ -90,10 +144,10 @@ impl DateFormat {
                     continue;
                 }
                 ('y' | 'M' | 'd' | 'H' | 'm' | 's' | 'S' | 'X' | 'Z', _) => {
-                    return Err(format!(
-                    "`{text}`: `{}` is not a field: use yyyy, MM, dd, HH, mm, ss, SSS, XXX or Z",
-                    c.to_string().repeat(n)
-                ))
+                    return Err(DateError::UnknownField {
+                        format: text.to_string(),
+                        field: c.to_string().repeat(n),
+                    })
                 }
                 _ => (Tok::Lit(c), 1),
             };
@@ -102,9 +156,9 @@ impl DateFormat {
         }
         for need in [Tok::Year, Tok::Month, Tok::Day] {
             if !toks.contains(&need) {
-                return Err(format!(
-                    "`{text}` has no yyyy, MM or dd: a date needs all three"
-                ));
+                return Err(DateError::NoDate {
+                    format: text.to_string(),
+                });
             }
         }
         Ok(DateFormat::Pattern {
@@ -124,31 +178,36 @@ impl DateFormat {
     }
 
     /// Read a vendor value. The error says what is wrong without repeating the value.
-    pub fn read(&self, v: &Value) -> Result<OffsetDateTime, String> {
+    pub fn read(&self, v: &Value) -> Result<OffsetDateTime, DateError> {
         match self {
             DateFormat::EpochMillis | DateFormat::EpochSeconds => {
                 let n = v
                     .as_i64()
                     .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                    .ok_or_else(|| format!("expected a whole number ({})", self.describe()))?;
+                    .ok_or_else(|| DateError::NotWholeNumber {
+                        format: self.describe().to_string(),
+                    })?;
                 let nanos = if *self == DateFormat::EpochMillis {
                     i128::from(n) * 1_000_000
                 } else {
                     i128::from(n) * 1_000_000_000
                 };
-                OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                    .map_err(|_| "is out of the supported date range".to_string())
+                OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| DateError::OutOfRange)
             }
             DateFormat::Rfc3339 => {
-                let s = v.as_str().ok_or("expected a string (rfc3339)")?;
-                OffsetDateTime::parse(s, &Rfc3339)
-                    .map_err(|_| "does not match date format rfc3339 (with an offset)".to_string())
+                let s = v.as_str().ok_or_else(|| DateError::NotText {
+                    expected: "rfc3339".into(),
+                })?;
+                OffsetDateTime::parse(s, &Rfc3339).map_err(|_| DateError::NotRfc3339)
             }
             DateFormat::Pattern { text, toks } => {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| format!("expected a string (date format {text})"))?;
-                parse_pattern(s, toks).map_err(|e| format!("does not match date format {text}{e}"))
+                let s = v.as_str().ok_or_else(|| DateError::NotText {
+                    expected: format!("date format {text}"),
+                })?;
+                parse_pattern(s, toks).map_err(|why| DateError::Mismatch {
+                    format: text.clone(),
+                    why,
+                })
             }
         }
     }
@@ -190,16 +249,16 @@ fn offset_text(o: UtcOffset) -> String {
     format!("{sign}{:02}:{:02}", h.abs(), m.abs())
 }
 
-fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, String> {
+fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, Mismatch> {
     let b = s.as_bytes();
     let mut i = 0;
     let (mut y, mut mo, mut d, mut h, mut mi, mut se, mut ms) =
         (0i32, 0u8, 0u8, 0u8, 0u8, 0u8, 0u16);
     let mut offset: Option<UtcOffset> = None;
-    let num = |i: &mut usize, w: usize| -> Result<u32, String> {
-        let part = b.get(*i..*i + w).ok_or("")?;
+    let num = |i: &mut usize, w: usize| -> Result<u32, Mismatch> {
+        let part = b.get(*i..*i + w).ok_or(Mismatch::Shape)?;
         if !part.iter().all(u8::is_ascii_digit) {
-            return Err(String::new());
+            return Err(Mismatch::Shape);
         }
         *i += w;
         Ok(part.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
@@ -221,7 +280,7 @@ fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, String> {
                     let sign: i8 = match b.get(i) {
                         Some(b'+') => 1,
                         Some(b'-') => -1,
-                        _ => return Err(String::new()),
+                        _ => return Err(Mismatch::Shape),
                     };
                     i += 1;
                     let oh = num(&mut i, 2)? as i8;
@@ -231,7 +290,7 @@ fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, String> {
                     let om = num(&mut i, 2)? as i8;
                     offset = Some(
                         UtcOffset::from_hms(sign * oh, sign * om, 0)
-                            .map_err(|_| " (offset out of range)".to_string())?,
+                            .map_err(|_| Mismatch::OffsetOutOfRange)?,
                     );
                 }
             }
@@ -239,20 +298,26 @@ fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, String> {
                 let mut buf = [0u8; 4];
                 let lit = c.encode_utf8(&mut buf).as_bytes();
                 if b.get(i..i + lit.len()) != Some(lit) {
-                    return Err(String::new());
+                    return Err(Mismatch::Shape);
                 }
                 i += lit.len();
             }
         }
     }
     if i != b.len() {
-        return Err(" (text left over)".into());
+        return Err(Mismatch::TextLeftOver);
     }
-    let month = Month::try_from(mo).map_err(|_| format!(" (no month {mo})"))?;
-    let date = Date::from_calendar_date(y, month, d)
-        .map_err(|_| format!(" (not a real date: day {d} of month {mo} of {y})"))?;
-    let time = Time::from_hms_milli(h, mi, se, ms)
-        .map_err(|_| format!(" (not a real time: {h:02}:{mi:02}:{se:02})"))?;
+    let month = Month::try_from(mo).map_err(|_| Mismatch::NoMonth(mo))?;
+    let date = Date::from_calendar_date(y, month, d).map_err(|_| Mismatch::NotRealDate {
+        day: d,
+        month: mo,
+        year: y,
+    })?;
+    let time = Time::from_hms_milli(h, mi, se, ms).map_err(|_| Mismatch::NotRealTime {
+        hour: h,
+        minute: mi,
+        second: se,
+    })?;
     Ok(PrimitiveDateTime::new(date, time).assume_offset(offset.unwrap_or_else(vietnam)))
 }
 
@@ -276,9 +341,8 @@ pub fn canonical(t: OffsetDateTime) -> String {
 }
 
 /// Read a canonical date (RFC 3339 with an offset).
-pub fn parse_canonical(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|_| "is not an RFC 3339 date with an offset".to_string())
+pub fn parse_canonical(s: &str) -> Result<OffsetDateTime, DateError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| DateError::NotCanonical)
 }
 
 #[cfg(test)]
@@ -286,7 +350,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn conv(fmt: &str, v: Value) -> Result<String, String> {
+    fn conv(fmt: &str, v: Value) -> Result<String, DateError> {
         DateFormat::parse(fmt).unwrap().read(&v).map(canonical)
     }
 
@@ -311,9 +375,15 @@ mod tests {
 
     #[test]
     fn invalid_dates_are_errors() {
-        assert!(conv("dd/MM/yyyy", json!("31/02/2026"))
-            .unwrap_err()
-            .contains("not a real date"));
+        let e = conv("dd/MM/yyyy", json!("31/02/2026")).unwrap_err();
+        assert!(matches!(
+            e,
+            DateError::Mismatch {
+                why: Mismatch::NotRealDate { .. },
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("not a real date"), "{e}");
         assert!(conv("dd/MM/yyyy", json!("29/02/2026")).is_err());
         assert!(conv("dd/MM/yyyy", json!("29/02/2028")).is_ok());
         assert!(conv("dd/MM/yyyy", json!("01/13/2026")).is_err());

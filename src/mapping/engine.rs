@@ -10,14 +10,63 @@
 //!   checks as a message value (checked once, at load).
 
 use serde_json::{Map, Value};
+use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 
-use super::dates::{self, DateFormat};
+use super::dates::{self, DateError, DateFormat};
 use super::rules::{DossierFields, Field, List, ValueKind};
 use super::MapError;
 use crate::model::{
     Attachment, Dossier, DossierStatus, Fee, Owner, OwnerKind, Personal, ProgressStep,
 };
+
+/// Why one value could not be converted by its rule: a whole sentence about the value, which
+/// the caller places at its JSON path and rule ([`MapError`]). `shown` is the value as it may be
+/// printed: quoted, or "the value (personal data, not shown)".
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum ValueError {
+    /// Inbound, a table rule: the value is neither text nor a number.
+    #[error("expected a code of table {table} (text or a number), found {found}")]
+    NotACode { table: String, found: &'static str },
+    /// Inbound, a table rule: the code is not in the table.
+    #[error("{shown} is not in table {table} (known: {known})")]
+    NotInTable {
+        shown: String,
+        table: String,
+        known: String,
+    },
+    #[error("expected text, found {found}")]
+    NotText { found: &'static str },
+    #[error("{shown} is not a whole number")]
+    NotWhole { shown: String },
+    #[error("expected a whole number, found {found}")]
+    NotANumber { found: &'static str },
+    #[error("{shown} is below the minimum {min}")]
+    BelowMin { shown: String, min: i64 },
+    #[error("{shown} is above the maximum {max}")]
+    AboveMax { shown: String, max: i64 },
+    #[error("expected true or false, found {found}")]
+    NotBool { found: &'static str },
+    #[error("expected a status code, found {found}")]
+    StatusNotText { found: &'static str },
+    #[error("{shown} is not a dossier status (add a status table)")]
+    NotStatus { shown: String },
+    #[error("expected an owner kind, found {found}")]
+    OwnerKindNotText { found: &'static str },
+    #[error("{shown} is not citizen or organisation (add a table)")]
+    NotOwnerKind { shown: String },
+    #[error("expected an RFC 3339 date, found {found}")]
+    DateNotText { found: &'static str },
+    /// Inbound, a date rule: the value does not read in the rule's format.
+    #[error("{shown} {source}")]
+    Date { shown: String, source: DateError },
+    /// Outbound, a table rule: no vendor code for this canonical value.
+    #[error("canonical {shown} has no vendor code in table {table}")]
+    NoVendorCode { shown: String, table: String },
+    /// Outbound: a canonical date that does not parse (a bug upstream, never vendor input).
+    #[error("canonical date {date:?} {source}")]
+    CanonicalDate { date: String, source: DateError },
+}
 
 /// A converted canonical value.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +125,7 @@ fn enum_name<T: serde::Serialize>(v: T) -> String {
 }
 
 /// Convert one vendor value by a rule. The error is a whole sentence about the value.
-pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
+pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, ValueError> {
     let shown = shown(f, raw);
     let mapped;
     let v = match &f.table {
@@ -85,11 +134,10 @@ pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
                 Value::String(s) => s.trim().to_string(),
                 Value::Number(n) => n.to_string(),
                 other => {
-                    return Err(format!(
-                        "expected a code of table {} (text or a number), found {}",
-                        t.name,
-                        type_name(other)
-                    ))
+                    return Err(ValueError::NotACode {
+                        table: t.name.clone(),
+                        found: type_name(other),
+                    })
                 }
             };
             match t.forward.get(&key) {
@@ -99,11 +147,11 @@ pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
                 }
                 None => {
                     let known: Vec<&str> = t.forward.keys().map(String::as_str).collect();
-                    return Err(format!(
-                        "{shown} is not in table {} (known: {})",
-                        t.name,
-                        known.join(", ")
-                    ));
+                    return Err(ValueError::NotInTable {
+                        shown,
+                        table: t.name.clone(),
+                        known: known.join(", "),
+                    });
                 }
             }
         }
@@ -112,7 +160,9 @@ pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
     match f.kind {
         ValueKind::Str => match v {
             Value::String(s) => Ok(Scalar::Str(s.nfc().collect())),
-            other => Err(format!("expected text, found {}", type_name(other))),
+            other => Err(ValueError::NotText {
+                found: type_name(other),
+            }),
         },
         ValueKind::Int => {
             let n = match v {
@@ -123,58 +173,61 @@ pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
                             .filter(|x| x.fract() == 0.0 && x.abs() < 9e15)
                             .map(|x| x as i64)
                     })
-                    .ok_or_else(|| format!("{shown} is not a whole number"))?,
+                    .ok_or_else(|| ValueError::NotWhole {
+                        shown: shown.clone(),
+                    })?,
                 other => {
-                    return Err(format!(
-                        "expected a whole number, found {}",
-                        type_name(other)
-                    ))
+                    return Err(ValueError::NotANumber {
+                        found: type_name(other),
+                    })
                 }
             };
             if let Some(min) = f.min {
                 if n < min {
-                    return Err(format!("{shown} is below the minimum {min}"));
+                    return Err(ValueError::BelowMin { shown, min });
                 }
             }
             if let Some(max) = f.max {
                 if n > max {
-                    return Err(format!("{shown} is above the maximum {max}"));
+                    return Err(ValueError::AboveMax { shown, max });
                 }
             }
             Ok(Scalar::Int(n))
         }
         ValueKind::Bool => match v {
             Value::Bool(b) => Ok(Scalar::Bool(*b)),
-            other => Err(format!(
-                "expected true or false, found {}",
-                type_name(other)
-            )),
+            other => Err(ValueError::NotBool {
+                found: type_name(other),
+            }),
         },
         ValueKind::Status => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| format!("expected a status code, found {}", type_name(v)))?;
+            let s = v.as_str().ok_or_else(|| ValueError::StatusNotText {
+                found: type_name(v),
+            })?;
             parse_enum::<DossierStatus>(s.trim())
                 .or_else(|| DossierStatus::from_national_code(s))
                 .map(Scalar::Status)
-                .ok_or_else(|| format!("{shown} is not a dossier status (add a status table)"))
+                .ok_or(ValueError::NotStatus { shown })
         }
         ValueKind::OwnerKind => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| format!("expected an owner kind, found {}", type_name(v)))?;
+            let s = v.as_str().ok_or_else(|| ValueError::OwnerKindNotText {
+                found: type_name(v),
+            })?;
             parse_enum::<OwnerKind>(s.trim())
                 .map(Scalar::Owner)
-                .ok_or_else(|| format!("{shown} is not citizen or organisation (add a table)"))
+                .ok_or(ValueError::NotOwnerKind { shown })
         }
         ValueKind::Date => {
             let t = match &f.date {
-                Some(fmt) => fmt.read(v).map_err(|e| format!("{shown} {e}"))?,
+                Some(fmt) => fmt
+                    .read(v)
+                    .map_err(|source| ValueError::Date { shown, source })?,
                 None => {
-                    let s = v.as_str().ok_or_else(|| {
-                        format!("expected an RFC 3339 date, found {}", type_name(v))
+                    let s = v.as_str().ok_or_else(|| ValueError::DateNotText {
+                        found: type_name(v),
                     })?;
-                    dates::parse_canonical(s).map_err(|e| format!("{shown} {e}"))?
+                    dates::parse_canonical(s)
+                        .map_err(|source| ValueError::Date { shown, source })?
                 }
             };
             Ok(Scalar::Date(dates::canonical(t)))
@@ -183,8 +236,8 @@ pub(crate) fn convert_in(f: &Field, raw: &Value) -> Result<Scalar, String> {
 }
 
 /// Convert one canonical value to the vendor's form.
-fn convert_out(f: &Field, s: &Scalar) -> Result<Value, String> {
-    let text = |c: String| -> Result<Value, String> {
+fn convert_out(f: &Field, s: &Scalar) -> Result<Value, ValueError> {
+    let text = |c: String| -> Result<Value, ValueError> {
         match &f.table {
             Some(t) => t
                 .reverse
@@ -196,7 +249,10 @@ fn convert_out(f: &Field, s: &Scalar) -> Result<Value, String> {
                     } else {
                         format!("{c:?}")
                     };
-                    format!("canonical {shown} has no vendor code in table {}", t.name)
+                    ValueError::NoVendorCode {
+                        shown,
+                        table: t.name.clone(),
+                    }
                 }),
             None => Ok(Value::String(c)),
         }
@@ -208,7 +264,10 @@ fn convert_out(f: &Field, s: &Scalar) -> Result<Value, String> {
         Scalar::Status(st) => text(enum_name(st)),
         Scalar::Owner(k) => text(enum_name(k)),
         Scalar::Date(d) => {
-            let t = dates::parse_canonical(d).map_err(|e| format!("canonical date {d:?} {e}"))?;
+            let t = dates::parse_canonical(d).map_err(|source| ValueError::CanonicalDate {
+                date: d.clone(),
+                source,
+            })?;
             Ok(match &f.date {
                 Some(fmt) => fmt.write(t),
                 None => DateFormat::Rfc3339.write(t),
@@ -416,8 +475,8 @@ impl Out<'_> {
             path: p.to_string(),
             what: format!("{what} (rule {})", f.key),
         };
-        let v = convert_out(f, &s).map_err(err)?;
-        p.set(out, v).map_err(err)
+        let v = convert_out(f, &s).map_err(|e| err(e.to_string()))?;
+        p.set(out, v).map_err(|e| err(e.to_string()))
     }
 
     fn list<T, I>(
@@ -437,7 +496,7 @@ impl Out<'_> {
         p.set(out, Value::Array(arr)).map_err(|e| MapError {
             origin: self.origin.to_string(),
             path: p.to_string(),
-            what: e,
+            what: e.to_string(),
         })
     }
 }

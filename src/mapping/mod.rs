@@ -20,7 +20,8 @@
 //! # Folder
 //! ```text
 //! adapters/<name>/
-//!   adapter.toml       connector, endpoints, auth references, signing profile, limits (see [`def`])
+//!   adapter.toml       name, description, the body limit (see [`def`]; endpoints, secrets and
+//!                      rates are the gateway config's, not the folder's)
 //!   mapping.toml       the field mapping (below)
 //!   procedures.toml    optional: local procedure code → national code
 //!   schemas/*.json     JSON Schemas of the vendor's messages, named by file stem
@@ -122,7 +123,8 @@ impl fmt::Display for LoadProblem {
 }
 
 /// A message that could not be mapped: `origin: $.path: what (rule …)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {path}: {what}")]
 pub struct MapError {
     /// The sample file name or `inbound request`.
     pub origin: String,
@@ -132,41 +134,24 @@ pub struct MapError {
     pub what: String,
 }
 
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.path, self.what)
-    }
-}
-
-impl std::error::Error for MapError {}
-
 /// What `gateway map` can fail with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    /// The adapter folder has problems; every one is listed.
+    /// The adapter folder has problems; every one is listed, one a line.
+    #[error("{}", lines(.0))]
     Load(Vec<LoadProblem>),
     /// The sample could not be read or mapped.
+    #[error(transparent)]
     Map(MapError),
 }
 
-impl fmt::Display for MappingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MappingError::Load(ps) => {
-                for (i, p) in ps.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{p}")?;
-                }
-                Ok(())
-            }
-            MappingError::Map(e) => write!(f, "{e}"),
-        }
-    }
+fn lines(problems: &[LoadProblem]) -> String {
+    problems
+        .iter()
+        .map(LoadProblem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
-
-impl std::error::Error for MappingError {}
 
 /// Why a vendor message was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,10 +230,13 @@ fn locate_key(text: &str, offset: usize) -> String {
     }
 }
 
-/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any.
+/// Parse a TOML file into `T`, collecting unknown keys and the type error, if any. `fix_for`
+/// may give a file's own fix for an unknown key (for `adapter.toml`: where a removed key's job
+/// is done now, see [`def::RETIRED`]).
 fn parse_toml<T: DeserializeOwned>(
     path: &Path,
     file: &str,
+    fix_for: fn(&str) -> Option<&'static str>,
     problems: &mut Vec<LoadProblem>,
 ) -> Option<T> {
     let text = match std::fs::read_to_string(path) {
@@ -288,7 +276,9 @@ fn parse_toml<T: DeserializeOwned>(
             .filter(|s| *s != "?")
             .collect::<Vec<_>>()
             .join(".");
-        let fix = if k.starts_with("fields.")
+        let fix = if let Some(why) = fix_for(&k) {
+            why
+        } else if k.starts_with("fields.")
             && ["fees.", "attachments.", "progress."]
                 .iter()
                 .any(|l| k.contains(l))
@@ -329,8 +319,12 @@ impl Adapter {
         let mut problems = Vec::new();
 
         let def_file = f("adapter.toml");
-        let def: Option<AdapterDef> =
-            parse_toml(&dir.join("adapter.toml"), &def_file, &mut problems);
+        let def: Option<AdapterDef> = parse_toml(
+            &dir.join("adapter.toml"),
+            &def_file,
+            |k| Some(def::unknown_key_fix(k)),
+            &mut problems,
+        );
         if let Some(d) = &def {
             for (k, w, fix) in def::validate(d, &name) {
                 problems.push(problem(&def_file, &k, w, fix));
@@ -343,8 +337,12 @@ impl Adapter {
         }
 
         let map_file = f("mapping.toml");
-        let mdef: Option<rules::MappingDef> =
-            parse_toml(&dir.join("mapping.toml"), &map_file, &mut problems);
+        let mdef: Option<rules::MappingDef> = parse_toml(
+            &dir.join("mapping.toml"),
+            &map_file,
+            |_| None,
+            &mut problems,
+        );
         let mapping = mdef.and_then(|m| match rules::compile(&m, &schemas.names()) {
             Ok(c) => Some(c),
             Err(ps) => {
@@ -358,7 +356,7 @@ impl Adapter {
         let proc_path = dir.join("procedures.toml");
         let procedures = if proc_path.exists() {
             let pf = f("procedures.toml");
-            parse_toml::<rules::ProceduresDef>(&proc_path, &pf, &mut problems).map(|p| {
+            parse_toml::<rules::ProceduresDef>(&proc_path, &pf, |_| None, &mut problems).map(|p| {
                 for (local, national) in &p.codes {
                     if national.trim().is_empty() {
                         problems.push(problem(
@@ -496,10 +494,10 @@ impl Adapter {
         let m = &self.mapping;
         let origin = format!("reverse mapping of dossier {}", d.code);
         let mut out = Value::Object(serde_json::Map::new());
-        let set_err = |e: String| MapError {
+        let set_err = |e: path::PathError| MapError {
             origin: origin.clone(),
             path: "$".into(),
-            what: e,
+            what: e.to_string(),
         };
         if let (Some(p), Some(k)) = (&m.kind_path, &m.reverse_kind) {
             p.set(&mut out, Value::String(k.clone())).map_err(set_err)?;

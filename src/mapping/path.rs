@@ -12,6 +12,35 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// Why a path text could not be parsed ([`JsonPath::parse`], at load time), or a value could
+/// not be written at a path ([`JsonPath::set`], while building a vendor message). `path` is the
+/// text as written (parse) or the path's display form (set).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PathError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("`{path}` has an empty key (two dots, or a leading `[`)")]
+    EmptyKey { path: String },
+    #[error("`{path}`: `]` without `[` in key `{key}`")]
+    StrayClose { path: String, key: String },
+    #[error("`{path}`: `[` is not closed")]
+    UnclosedBracket { path: String },
+    #[error("`{path}`: `[{inner}]` is not an index: write [] or [0], [1], …")]
+    NotAnIndex { path: String, inner: String },
+    #[error("`{path}`: a dot is missing after `]`")]
+    DotMissing { path: String },
+    /// Writing: an existing value that is not an object is where a key goes.
+    #[error("{path}: `{key}` is inside a value that is not an object")]
+    NotAnObject { path: String, key: String },
+    /// Writing: an existing value that is not an array is where an index goes.
+    #[error("{path}: `[{index}]` is applied to a value that is not an array")]
+    NotAnArray { path: String, index: usize },
+    /// Writing through `[]`: which element is meant is unknown.
+    #[error("{path}: cannot write through `[]`")]
+    WriteThroughEach { path: String },
+}
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +61,11 @@ pub struct JsonPath {
 
 impl JsonPath {
     /// Parse `a.b[0].c` / `a[].b`. The error says what is wrong with the text.
-    pub fn parse(text: &str) -> Result<JsonPath, String> {
+    pub fn parse(text: &str) -> Result<JsonPath, PathError> {
         let t = text.trim();
         let t = t.strip_prefix("$.").unwrap_or(t);
         if t.is_empty() {
-            return Err("the path is empty".into());
+            return Err(PathError::Empty);
         }
         let mut segs = Vec::new();
         for part in t.split('.') {
@@ -45,30 +74,32 @@ impl JsonPath {
                 None => (part, ""),
             };
             if key.is_empty() {
-                return Err(format!(
-                    "`{text}` has an empty key (two dots, or a leading `[`)"
-                ));
+                return Err(PathError::EmptyKey { path: text.into() });
             }
             if key.contains(']') {
-                return Err(format!("`{text}`: `]` without `[` in key `{key}`"));
+                return Err(PathError::StrayClose {
+                    path: text.into(),
+                    key: key.into(),
+                });
             }
             segs.push(Seg::Key(key.to_string()));
             while !rest.is_empty() {
                 let close = rest
                     .find(']')
-                    .ok_or_else(|| format!("`{text}`: `[` is not closed"))?;
+                    .ok_or_else(|| PathError::UnclosedBracket { path: text.into() })?;
                 let inner = &rest[1..close];
                 if inner.is_empty() {
                     segs.push(Seg::Each);
                 } else {
-                    let n: usize = inner.parse().map_err(|_| {
-                        format!("`{text}`: `[{inner}]` is not an index: write [] or [0], [1], …")
+                    let n: usize = inner.parse().map_err(|_| PathError::NotAnIndex {
+                        path: text.into(),
+                        inner: inner.into(),
                     })?;
                     segs.push(Seg::Index(n));
                 }
                 rest = &rest[close + 1..];
                 if !rest.is_empty() && !rest.starts_with('[') {
-                    return Err(format!("`{text}`: a dot is missing after `]`"));
+                    return Err(PathError::DotMissing { path: text.into() });
                 }
             }
         }
@@ -115,7 +146,7 @@ impl JsonPath {
 
     /// Write `new` at this path, creating objects (and, for `[N]`, array elements as `null`)
     /// on the way. Fails when an existing value of another type is in the way, or on `[]`.
-    pub fn set(&self, root: &mut Value, new: Value) -> Result<(), String> {
+    pub fn set(&self, root: &mut Value, new: Value) -> Result<(), PathError> {
         let mut cur = root;
         for (i, s) in self.segs.iter().enumerate() {
             let last = i + 1 == self.segs.len();
@@ -124,8 +155,9 @@ impl JsonPath {
                     if cur.is_null() {
                         *cur = Value::Object(Map::new());
                     }
-                    let obj = cur.as_object_mut().ok_or_else(|| {
-                        format!("{self}: `{k}` is inside a value that is not an object")
+                    let obj = cur.as_object_mut().ok_or_else(|| PathError::NotAnObject {
+                        path: self.to_string(),
+                        key: k.clone(),
                     })?;
                     let slot = obj.entry(k.clone()).or_insert(Value::Null);
                     if last {
@@ -138,8 +170,9 @@ impl JsonPath {
                     if cur.is_null() {
                         *cur = Value::Array(Vec::new());
                     }
-                    let arr = cur.as_array_mut().ok_or_else(|| {
-                        format!("{self}: `[{n}]` is applied to a value that is not an array")
+                    let arr = cur.as_array_mut().ok_or_else(|| PathError::NotAnArray {
+                        path: self.to_string(),
+                        index: *n,
                     })?;
                     while arr.len() <= *n {
                         arr.push(Value::Null);
@@ -150,7 +183,11 @@ impl JsonPath {
                     }
                     cur = &mut arr[*n];
                 }
-                Seg::Each => return Err(format!("{self}: cannot write through `[]`")),
+                Seg::Each => {
+                    return Err(PathError::WriteThroughEach {
+                        path: self.to_string(),
+                    })
+                }
             }
         }
         Ok(())

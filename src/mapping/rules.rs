@@ -297,9 +297,9 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn add(&mut self, key: &str, what: impl Into<String>, fix: &str) {
+    fn add(&mut self, key: &str, what: impl std::fmt::Display, fix: &str) {
         self.problems
-            .push((key.to_string(), what.into(), fix.to_string()));
+            .push((key.to_string(), what.to_string(), fix.to_string()));
     }
 
     /// `model_required`: the canonical model cannot do without this value.
@@ -339,107 +339,132 @@ impl Ctx<'_> {
         f.personal |= d.personal;
         f.min = d.min;
         f.max = d.max;
-        if let Some(p) = &d.path {
-            match JsonPath::parse(p) {
-                Ok(jp) if jp.has_each() => self.add(
-                    &format!("{key}.path"),
-                    format!("`{p}` holds `[]`, but this field is one value"),
-                    "point at one value; lists are the fees, attachments and progress rules",
-                ),
-                Ok(jp) => f.path = Some(jp),
-                Err(e) => self.add(
-                    &format!("{key}.path"),
-                    e,
-                    "write a path like hoSo.chuHoSo.hoTen or a[0].b",
-                ),
-            }
+        self.rule_path(&key, d, &mut f);
+        self.rule_sources(&key, d);
+        if let Some(t) = &d.table {
+            f.table = self.rule_table(&key, t, kind);
         }
+        if let Some(df) = &d.date {
+            f.date = self.rule_date(&key, df, kind);
+        }
+        if (d.min.is_some() || d.max.is_some()) && kind != ValueKind::Int {
+            self.add(&key, "`min`/`max` apply only to numbers", "remove them");
+        }
+        self.rule_values(&key, d, &f);
+        f.default = d.default.clone();
+        f.constant = d.constant.clone();
+        f
+    }
+
+    /// A rule's `path`: one value, never a `[]` list.
+    fn rule_path(&mut self, key: &str, d: &RuleDef, f: &mut Field) {
+        let Some(p) = &d.path else { return };
+        match JsonPath::parse(p) {
+            Ok(jp) if jp.has_each() => self.add(
+                &format!("{key}.path"),
+                format!("`{p}` holds `[]`, but this field is one value"),
+                "point at one value; lists are the fees, attachments and progress rules",
+            ),
+            Ok(jp) => f.path = Some(jp),
+            Err(e) => self.add(
+                &format!("{key}.path"),
+                e,
+                "write a path like hoSo.chuHoSo.hoTen or a[0].b",
+            ),
+        }
+    }
+
+    /// Where a rule's value comes from: `path`, `default` and `constant` in a combination
+    /// that means one thing.
+    fn rule_sources(&mut self, key: &str, d: &RuleDef) {
         match (&d.path, &d.constant) {
             (Some(_), Some(_)) => self.add(
-                &key,
+                key,
                 "has both `path` and `constant`",
                 "a constant is not read from the message: keep one of them",
             ),
             (None, None) if d.default.is_none() => self.add(
-                &key,
+                key,
                 "has neither `path`, `default` nor `constant`",
                 "add `path` (where the vendor puts it), or remove the rule",
             ),
             _ => {}
         }
         if d.constant.is_some() && d.default.is_some() {
+            self.add(key, "has both `constant` and `default`", "keep one of them");
+        }
+    }
+
+    /// A rule's `table`: it exists, suits the field, and (for statuses and owner kinds) maps
+    /// only to canonical values the model has.
+    fn rule_table(&mut self, key: &str, t: &str, kind: ValueKind) -> Option<Arc<Table>> {
+        let Some(tb) = self.tables.get(t).cloned() else {
             self.add(
-                &key,
-                "has both `constant` and `default`",
-                "keep one of them",
+                &format!("{key}.table"),
+                format!("no table `{t}`"),
+                "define it under [tables.NAME], or fix the name",
+            );
+            return None;
+        };
+        if matches!(kind, ValueKind::Int | ValueKind::Bool | ValueKind::Date) {
+            self.add(
+                &format!("{key}.table"),
+                "this field is not text or a code",
+                "remove `table`",
             );
         }
-        if let Some(t) = &d.table {
-            match self.tables.get(t) {
-                Some(tb) => {
-                    if matches!(kind, ValueKind::Int | ValueKind::Bool | ValueKind::Date) {
-                        self.add(
-                            &format!("{key}.table"),
-                            "this field is not text or a code",
-                            "remove `table`",
-                        );
-                    }
-                    let allowed: &[&str] = match kind {
-                        ValueKind::Status => &STATUS_NAMES,
-                        ValueKind::OwnerKind => &["citizen", "organisation"],
-                        _ => &[],
+        let allowed: &[&str] = match kind {
+            ValueKind::Status => &STATUS_NAMES,
+            ValueKind::OwnerKind => &["citizen", "organisation"],
+            _ => &[],
+        };
+        if !allowed.is_empty() {
+            for (vendor, canon) in &tb.forward {
+                if !allowed.contains(&canon.as_str()) {
+                    let what = match kind {
+                        ValueKind::Status => "a dossier status",
+                        _ => "an owner kind",
                     };
-                    if !allowed.is_empty() {
-                        for (vendor, canon) in &tb.forward {
-                            if !allowed.contains(&canon.as_str()) {
-                                let what = match kind {
-                                    ValueKind::Status => "a dossier status",
-                                    _ => "an owner kind",
-                                };
-                                let k = format!("tables.{t}.{vendor}");
-                                let w =
-                                    format!("`{canon}` is not {what} (the table is used by {key})");
-                                // A table used by several fields is reported once.
-                                if !self.problems.iter().any(|(pk, _, _)| *pk == k) {
-                                    self.add(&k, w, &format!("use one of {}", allowed.join(", ")));
-                                }
-                            }
-                        }
+                    let k = format!("tables.{t}.{vendor}");
+                    let w = format!("`{canon}` is not {what} (the table is used by {key})");
+                    // A table used by several fields is reported once.
+                    if !self.problems.iter().any(|(pk, _, _)| *pk == k) {
+                        self.add(&k, w, &format!("use one of {}", allowed.join(", ")));
                     }
-                    f.table = Some(tb.clone());
                 }
-                None => self.add(
-                    &format!("{key}.table"),
-                    format!("no table `{t}`"),
-                    "define it under [tables.NAME], or fix the name",
-                ),
             }
         }
-        if let Some(df) = &d.date {
-            if kind != ValueKind::Date {
+        Some(tb)
+    }
+
+    /// A rule's `date` format: on a date field, and compilable.
+    fn rule_date(&mut self, key: &str, df: &str, kind: ValueKind) -> Option<DateFormat> {
+        if kind != ValueKind::Date {
+            self.add(
+                &format!("{key}.date"),
+                "this field is not a date",
+                "remove `date`",
+            );
+        }
+        match DateFormat::parse(df) {
+            Ok(fm) => Some(fm),
+            Err(e) => {
                 self.add(
-                    &format!("{key}.date"),
-                    "this field is not a date",
-                    "remove `date`",
-                );
-            }
-            match DateFormat::parse(df) {
-                Ok(fm) => f.date = Some(fm),
-                Err(e) => self.add(
                     &format!("{key}.date"),
                     e,
                     "see the date formats in the mapping docs",
-                ),
+                );
+                None
             }
         }
-        if (d.min.is_some() || d.max.is_some()) && kind != ValueKind::Int {
-            self.add(&key, "`min`/`max` apply only to numbers", "remove them");
-        }
-        // Defaults and constants are vendor-side values and pass the same conversion as a
-        // message value; check them now so a bad one fails at load, not on a message.
+    }
+
+    /// Defaults and constants are vendor-side values and pass the same conversion as a
+    /// message value; check them now so a bad one fails at load, not on a message.
+    fn rule_values(&mut self, key: &str, d: &RuleDef, f: &Field) {
         for (what, v) in [("default", &d.default), ("constant", &d.constant)] {
             if let Some(v) = v {
-                if let Err(e) = super::engine::convert_in(&f, v) {
+                if let Err(e) = super::engine::convert_in(f, v) {
                     self.add(
                         &format!("{key}.{what}"),
                         format!("is not usable: {e}"),
@@ -448,9 +473,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        f.default = d.default.clone();
-        f.constant = d.constant.clone();
-        f
     }
 
     fn list<D, T>(
@@ -510,7 +532,38 @@ fn parse_kind(s: &str) -> Option<InboundKind> {
 }
 
 /// Compile a parsed `mapping.toml`. `schemas`: the names under `schemas/`.
+/// Compile a mapping, every problem reported. In steps: the value tables, the message kinds,
+/// the schemas named, the reverse direction's own settings, then every field rule (owner,
+/// lists, dossier), in the order problems have always been reported.
 pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, Problems> {
+    let (tables, problems) = compile_tables(def);
+    let mut cx = Ctx {
+        tables: &tables,
+        problems,
+    };
+    let m = &def.message;
+    let (kind_path, kinds, default_kind) = message_kinds(&mut cx, m);
+    check_schemas(&mut cx, def, schemas);
+    let reverse_constants = reverse_rules(&mut cx, def, kind_path.is_some());
+    let dossier = dossier_fields(&mut cx, &def.fields);
+    if !cx.problems.is_empty() {
+        return Err(cx.problems);
+    }
+    Ok(Mapping {
+        kind_path,
+        kinds,
+        default_kind,
+        inbound_schema: m.schema.clone(),
+        reverse_schema: def.reverse.schema.clone(),
+        reverse_kind: def.reverse.kind.clone(),
+        reverse_constants,
+        dossier,
+    })
+}
+
+/// `[tables.NAME]`, each inverted for the reverse direction; a table mapping two vendor codes
+/// to one canonical value is refused (the reverse would be ambiguous).
+fn compile_tables(def: &MappingDef) -> (BTreeMap<String, Arc<Table>>, Problems) {
     let mut problems = Problems::new();
     let mut tables = BTreeMap::new();
     for (name, t) in &def.tables {
@@ -533,11 +586,17 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             }),
         );
     }
-    let mut cx = Ctx {
-        tables: &tables,
-        problems,
-    };
-    let m = &def.message;
+    (tables, problems)
+}
+
+/// The message kind (rule `message`): where it is, its codes, the default.
+type Kinds = (
+    Option<JsonPath>,
+    BTreeMap<String, InboundKind>,
+    Option<InboundKind>,
+);
+
+fn message_kinds(cx: &mut Ctx<'_>, m: &MessageDef) -> Kinds {
     let kind_path = m.kind_path.as_ref().and_then(|p| match JsonPath::parse(p) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -583,6 +642,12 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             "add [message.kinds] CODE = \"dossier_upserted\"",
         );
     }
+    (kind_path, kinds, default_kind)
+}
+
+/// `message.schema` and `reverse.schema` name files of `schemas/`.
+fn check_schemas(cx: &mut Ctx<'_>, def: &MappingDef, schemas: &[String]) {
+    let m = &def.message;
     for (k, s) in [
         ("message.schema", &m.schema),
         ("reverse.schema", &def.reverse.schema),
@@ -597,8 +662,18 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
             }
         }
     }
+}
+
+/// `[reverse]`: its kind is a code of `[message.kinds]`; its constants are written at paths of
+/// one value.
+fn reverse_rules(
+    cx: &mut Ctx<'_>,
+    def: &MappingDef,
+    has_kind_path: bool,
+) -> Vec<(JsonPath, Value)> {
+    let m = &def.message;
     if let Some(k) = &def.reverse.kind {
-        if kind_path.is_none() {
+        if !has_kind_path {
             cx.add(
                 "reverse.kind",
                 "is set but message.kind_path is not",
@@ -629,98 +704,17 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
         }
     }
 
+    reverse_constants
+}
+
+/// Every field rule of the canonical dossier.
+fn dossier_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> DossierFields {
     use ValueKind::*;
-    let f = &def.fields;
-    let o = &f.owner;
-    let owner = OwnerFields {
-        name: cx.field("owner.name", o.name.as_ref(), Str, true, true),
-        kind: cx.field("owner.kind", o.kind.as_ref(), OwnerKind, true, false),
-        id_number: cx.field("owner.id_number", o.id_number.as_ref(), Str, false, true),
-        phone: cx.field("owner.phone", o.phone.as_ref(), Str, false, true),
-        email: cx.field("owner.email", o.email.as_ref(), Str, false, true),
-        address: cx.field("owner.address", o.address.as_ref(), Str, false, true),
-    };
-    let fees = cx.list("fees", f.fees.as_ref(), |cx, d: Option<&FeeDef>| {
-        let d = d.cloned().unwrap_or_default();
-        let on = f.fees.is_some();
-        FeeFields {
-            code: cx.field("fees.item.code", d.code.as_ref(), Str, on, false),
-            name: cx.field("fees.item.name", d.name.as_ref(), Str, on, false),
-            amount_vnd: cx.field(
-                "fees.item.amount_vnd",
-                d.amount_vnd.as_ref(),
-                Int,
-                on,
-                false,
-            ),
-            category: cx.field("fees.item.category", d.category.as_ref(), Str, false, false),
-            paid: cx.field("fees.item.paid", d.paid.as_ref(), Bool, false, false),
-        }
-    });
-    let attachments = cx.list(
-        "attachments",
-        f.attachments.as_ref(),
-        |cx, d: Option<&AttachmentDef>| {
-            let d = d.cloned().unwrap_or_default();
-            let on = f.attachments.is_some();
-            AttachmentFields {
-                id: cx.field("attachments.item.id", d.id.as_ref(), Str, on, false),
-                name: cx.field("attachments.item.name", d.name.as_ref(), Str, on, false),
-                component_code: cx.field(
-                    "attachments.item.component_code",
-                    d.component_code.as_ref(),
-                    Str,
-                    false,
-                    false,
-                ),
-                url: cx.field("attachments.item.url", d.url.as_ref(), Str, on, false),
-                deleted: cx.field(
-                    "attachments.item.deleted",
-                    d.deleted.as_ref(),
-                    Bool,
-                    false,
-                    false,
-                ),
-            }
-        },
-    );
-    let progress = cx.list(
-        "progress",
-        f.progress.as_ref(),
-        |cx, d: Option<&StepDef>| {
-            let d = d.cloned().unwrap_or_default();
-            let on = f.progress.is_some();
-            StepFields {
-                handler: cx.field("progress.item.handler", d.handler.as_ref(), Str, on, false),
-                title: cx.field("progress.item.title", d.title.as_ref(), Str, false, false),
-                department: cx.field(
-                    "progress.item.department",
-                    d.department.as_ref(),
-                    Str,
-                    on,
-                    false,
-                ),
-                content: cx.field("progress.item.content", d.content.as_ref(), Str, on, false),
-                at: cx.field("progress.item.at", d.at.as_ref(), Date, on, false),
-                status: cx.field("progress.item.status", d.status.as_ref(), Status, on, false),
-                started_at: cx.field(
-                    "progress.item.started_at",
-                    d.started_at.as_ref(),
-                    Date,
-                    false,
-                    false,
-                ),
-                due_at: cx.field(
-                    "progress.item.due_at",
-                    d.due_at.as_ref(),
-                    Date,
-                    false,
-                    false,
-                ),
-            }
-        },
-    );
-    let dossier = DossierFields {
+    let owner = owner_fields(cx, &f.owner);
+    let fees = fee_fields(cx, f);
+    let attachments = attachment_fields(cx, f);
+    let progress = step_fields(cx, f);
+    DossierFields {
         code: cx.field("code", f.code.as_ref(), Str, true, false),
         version: cx.field("version", f.version.as_ref(), Int, true, false),
         procedure_code: cx.field(
@@ -758,18 +752,109 @@ pub(crate) fn compile(def: &MappingDef, schemas: &[String]) -> Result<Mapping, P
         fees,
         attachments,
         progress,
-    };
-    if !cx.problems.is_empty() {
-        return Err(cx.problems);
     }
-    Ok(Mapping {
-        kind_path,
-        kinds,
-        default_kind,
-        inbound_schema: m.schema.clone(),
-        reverse_schema: def.reverse.schema.clone(),
-        reverse_kind: def.reverse.kind.clone(),
-        reverse_constants,
-        dossier,
+}
+
+fn owner_fields(cx: &mut Ctx<'_>, o: &OwnerDef) -> OwnerFields {
+    use ValueKind::*;
+    OwnerFields {
+        name: cx.field("owner.name", o.name.as_ref(), Str, true, true),
+        kind: cx.field("owner.kind", o.kind.as_ref(), OwnerKind, true, false),
+        id_number: cx.field("owner.id_number", o.id_number.as_ref(), Str, false, true),
+        phone: cx.field("owner.phone", o.phone.as_ref(), Str, false, true),
+        email: cx.field("owner.email", o.email.as_ref(), Str, false, true),
+        address: cx.field("owner.address", o.address.as_ref(), Str, false, true),
+    }
+}
+
+fn fee_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<FeeFields> {
+    use ValueKind::*;
+    cx.list("fees", f.fees.as_ref(), |cx, d: Option<&FeeDef>| {
+        let d = d.cloned().unwrap_or_default();
+        let on = f.fees.is_some();
+        FeeFields {
+            code: cx.field("fees.item.code", d.code.as_ref(), Str, on, false),
+            name: cx.field("fees.item.name", d.name.as_ref(), Str, on, false),
+            amount_vnd: cx.field(
+                "fees.item.amount_vnd",
+                d.amount_vnd.as_ref(),
+                Int,
+                on,
+                false,
+            ),
+            category: cx.field("fees.item.category", d.category.as_ref(), Str, false, false),
+            paid: cx.field("fees.item.paid", d.paid.as_ref(), Bool, false, false),
+        }
     })
+}
+
+fn attachment_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<AttachmentFields> {
+    use ValueKind::*;
+    cx.list(
+        "attachments",
+        f.attachments.as_ref(),
+        |cx, d: Option<&AttachmentDef>| {
+            let d = d.cloned().unwrap_or_default();
+            let on = f.attachments.is_some();
+            AttachmentFields {
+                id: cx.field("attachments.item.id", d.id.as_ref(), Str, on, false),
+                name: cx.field("attachments.item.name", d.name.as_ref(), Str, on, false),
+                component_code: cx.field(
+                    "attachments.item.component_code",
+                    d.component_code.as_ref(),
+                    Str,
+                    false,
+                    false,
+                ),
+                url: cx.field("attachments.item.url", d.url.as_ref(), Str, on, false),
+                deleted: cx.field(
+                    "attachments.item.deleted",
+                    d.deleted.as_ref(),
+                    Bool,
+                    false,
+                    false,
+                ),
+            }
+        },
+    )
+}
+
+fn step_fields(cx: &mut Ctx<'_>, f: &FieldsDef) -> List<StepFields> {
+    use ValueKind::*;
+    cx.list(
+        "progress",
+        f.progress.as_ref(),
+        |cx, d: Option<&StepDef>| {
+            let d = d.cloned().unwrap_or_default();
+            let on = f.progress.is_some();
+            StepFields {
+                handler: cx.field("progress.item.handler", d.handler.as_ref(), Str, on, false),
+                title: cx.field("progress.item.title", d.title.as_ref(), Str, false, false),
+                department: cx.field(
+                    "progress.item.department",
+                    d.department.as_ref(),
+                    Str,
+                    on,
+                    false,
+                ),
+                content: cx.field("progress.item.content", d.content.as_ref(), Str, on, false),
+                at: cx.field("progress.item.at", d.at.as_ref(), Date, on, false),
+                status: cx.field("progress.item.status", d.status.as_ref(), Status, on, false),
+                started_at: cx.field(
+                    "progress.item.started_at",
+                    d.started_at.as_ref(),
+                    Date,
+                    false,
+                    false,
+                ),
+                due_at: cx.field(
+                    "progress.item.due_at",
+                    d.due_at.as_ref(),
+                    Date,
+                    false,
+                    false,
+                ),
+            }
+        },
+    )
 }

@@ -998,7 +998,13 @@ impl Wired {
                 log,
             )) as Arc<dyn EvidenceHook>
         });
-        let built = config::build(s, &loaded.base, &loaded.store_url()?, evidence).await?;
+        let built = config::build(
+            s,
+            &loaded.base,
+            &loaded.store_url().map_err(|e| e.to_string())?,
+            evidence,
+        )
+        .await?;
         let payments = built.payments;
         let token = match &s.token {
             Some(r) => Some(

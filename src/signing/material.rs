@@ -118,7 +118,7 @@ impl KeyMaterial {
                 .map_err(|detail| SigningError::Secret {
                     profile: profile.into(),
                     field: field.into(),
-                    detail,
+                    detail: detail.to_string(),
                 })
         };
         let key_id = s.key_id.clone().unwrap_or_else(|| profile.to_string());

@@ -189,7 +189,7 @@ impl HttpClient {
                 let key = key.resolve(base).map_err(|e| ClientError::Read {
                     adapter: name.into(),
                     what: "tls.client_key".into(),
-                    detail: e,
+                    detail: e.to_string(),
                 })?;
                 pem.push(b'\n');
                 pem.extend_from_slice(key.expose().as_bytes());
@@ -223,7 +223,7 @@ impl HttpClient {
             Some(r) => Some(r.resolve(base).map_err(|e| ClientError::Read {
                 adapter: name.into(),
                 what: "bearer".into(),
-                detail: e,
+                detail: e.to_string(),
             })?),
             None => None,
         };

@@ -150,7 +150,8 @@ impl DvcqgConnector {
             .dvcqg
             .as_ref()
             .ok_or_else(|| settings_err("missing [dvcqg] settings".into()))?;
-        let resolve = |r: &crate::config::SecretRef| r.resolve(base).map_err(&settings_err);
+        let resolve =
+            |r: &crate::config::SecretRef| r.resolve(base).map_err(|e| settings_err(e.to_string()));
         let auth = match d.auth.as_str() {
             "oauth2" => Auth::OAuth2 {
                 token_url: d
