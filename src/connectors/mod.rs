@@ -88,8 +88,12 @@ pub enum ConnectorError {
     UnknownKind(String, String),
     #[error(transparent)]
     Client(#[from] crate::transport::client::ClientError),
-    #[error("adapter {adapter}: {what}")]
-    Settings { adapter: String, what: String },
+    #[error("adapter {adapter}: {source}")]
+    Dvcqg {
+        adapter: String,
+        #[source]
+        source: dvcqg::SettingsError,
+    },
 }
 
 /// Build the connector an adapter's configuration names, signing with `signing` (the
