@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::config::AdapterSection;
 use crate::envelope::Envelope;
+use crate::metrics::Metrics;
 use crate::retry::{Answer, Decision, Health};
 use crate::signing::SigningProfile;
 
@@ -97,18 +98,22 @@ pub enum ConnectorError {
 }
 
 /// Build the connector an adapter's configuration names, signing with `signing` (the
-/// adapter's profile, loaded once by [`crate::signing::Profiles::load`]).
+/// adapter's profile, loaded once by [`crate::signing::Profiles::load`]); failed logins and
+/// token refreshes are counted in `metrics`.
 pub fn build(
     name: &str,
     a: &AdapterSection,
     base: &Path,
     signing: Arc<dyn SigningProfile>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
     match a.connector.as_str() {
         "http" => Ok(Arc::new(http::HttpConnector::new(name, a, base, signing)?)),
-        "dvcqg" => Ok(Arc::new(dvcqg::DvcqgConnector::new(
-            name, a, base, signing,
-        )?)),
+        "dvcqg" => {
+            let c = dvcqg::DvcqgConnector::new(name, a, base, signing)?;
+            c.report_to(metrics.clone());
+            Ok(Arc::new(c))
+        }
         other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
     }
 }

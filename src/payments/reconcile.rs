@@ -321,13 +321,24 @@ async fn apply(
     Ok(())
 }
 
+/// A `--date` that is not a day.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("--date {date:?}: {detail} (expected yyyy-mm-dd)")]
+pub struct DayError {
+    pub date: String,
+    pub detail: String,
+}
+
 /// The local day `yyyy-mm-dd` (GMT+7) as unix milliseconds `[start, end)`.
-pub fn day_bounds(date: &str) -> Result<(i64, i64), String> {
+pub fn day_bounds(date: &str) -> Result<(i64, i64), DayError> {
     let d = time::Date::parse(
         date,
         time::macros::format_description!("[year]-[month]-[day]"),
     )
-    .map_err(|e| format!("--date {date:?}: {e} (expected yyyy-mm-dd)"))?;
+    .map_err(|e| DayError {
+        date: date.into(),
+        detail: e.to_string(),
+    })?;
     let start = d
         .with_hms(0, 0, 0)
         .expect("midnight")
@@ -362,7 +373,7 @@ pub async fn run_scheduled(
                     warn!(error = %e, "publishing payment notices failed; retried next tick");
                 }
                 if !reconcile_now {
-                    return Ok::<(), String>(());
+                    return Ok::<(), std::convert::Infallible>(());
                 }
                 let providers: Vec<_> = payments.providers().cloned().collect();
                 for p in providers {

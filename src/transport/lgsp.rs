@@ -183,3 +183,174 @@ impl TokenCache {
         Ok((tok.to_string(), ttl))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::stack::Options;
+    use gw_contract_tests::paygov::{PayGovKeys, PayGovSandbox, CREATE_PATH, TOKEN_PATH};
+    use gw_contract_tests::portal::{OAuth2Clients, Portal, PortalConfig};
+
+    fn stack() -> Outbound {
+        Outbound::build(&Options::plain("test", Duration::from_secs(5))).unwrap()
+    }
+
+    fn paygov_keys(secret: &str) -> PayGovKeys {
+        PayGovKeys {
+            client_id: "gateway".into(),
+            client_secret: secret.into(),
+            partner_code: "P".into(),
+            access_key: "A".into(),
+            secret_key: "S".into(),
+        }
+    }
+
+    async fn paygov_sandbox() -> PayGovSandbox {
+        let k = paygov_keys("lgsp-secret");
+        let sum = gw_crypto::checksum::FieldChecksum::new(
+            gw_crypto::checksum::FieldAlgorithm::Sha256,
+            vec!["orderId".to_string()],
+            "",
+            gw_crypto::keys::Secret::new("S".to_string()),
+        );
+        PayGovSandbox::start(0, k, sum).await.unwrap()
+    }
+
+    fn paygov_cache(sandbox: &PayGovSandbox, secret: &str) -> TokenCache {
+        TokenCache::new(
+            "paygov",
+            TokenEndpoint {
+                url: sandbox.url(TOKEN_PATH),
+                client_id: "gateway".into(),
+                client_secret: Secret::new(secret),
+                client_auth: ClientAuth::Basic,
+            },
+            stack(),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// The portal's LGSP mode (credentials in the form): concurrent callers share one fetch;
+    /// the token is used until its lifetime minus the margin, then fetched again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_fetch_for_concurrent_callers_and_a_new_one_after_expiry() {
+        let portal = Portal::start(
+            0,
+            PortalConfig {
+                oauth2: Some(OAuth2Clients {
+                    client_id: "gw".into(),
+                    client_secret: "lgsp-secret".into(),
+                    token_ttl_secs: 2,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let cache = Arc::new(TokenCache::new(
+            "dvcqg",
+            TokenEndpoint {
+                url: format!("{}/token", portal.base_url()),
+                client_id: "gw".into(),
+                client_secret: Secret::new("lgsp-secret"),
+                client_auth: ClientAuth::Body,
+            },
+            stack(),
+            Duration::from_secs(1),
+        ));
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let c = cache.clone();
+            calls.spawn(async move { c.token().await.unwrap() });
+        }
+        let tokens = calls.join_all().await;
+        assert!(tokens.iter().all(|t| t == &tokens[0]), "one token for all");
+        assert_eq!(portal.records().tokens_issued, 1, "no stampede");
+        assert_eq!(cache.token().await.unwrap(), tokens[0], "cached");
+        assert_eq!(cache.fetches(), 1);
+        // Two seconds of life minus one of margin: due after one second.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let renewed = cache.token().await.unwrap();
+        assert_ne!(renewed, tokens[0]);
+        assert_eq!(portal.records().tokens_issued, 2);
+        assert_eq!(cache.failures(), 0);
+    }
+
+    /// PayGov's LGSP (HTTP Basic): a token the party refuses (401) is dropped once, however
+    /// many callers saw the refusal, and the new one is accepted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_refused_token_is_fetched_again_once() {
+        let sandbox = paygov_sandbox().await;
+        let cache = Arc::new(paygov_cache(&sandbox, "lgsp-secret"));
+        let first = cache.token().await.unwrap();
+        assert_eq!(sandbox.token_calls(), 1);
+        sandbox.expire_tokens();
+        let refused = stack()
+            .post_json(&sandbox.url(CREATE_PATH), &serde_json::json!({}))
+            .auth(Auth::Bearer(&first))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (c, stale) = (cache.clone(), first.clone());
+            calls.spawn(async move {
+                c.invalidate(&stale).await;
+                c.token().await.unwrap()
+            });
+        }
+        let renewed = calls.join_all().await;
+        assert!(renewed.iter().all(|t| t == &renewed[0] && t != &first));
+        assert_eq!(
+            sandbox.token_calls(),
+            2,
+            "one fetch for every caller of the 401"
+        );
+        let accepted = stack()
+            .post_json(&sandbox.url(CREATE_PATH), &serde_json::json!({}))
+            .auth(Auth::Bearer(&renewed[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(accepted.status, 401);
+    }
+
+    /// A refused or unreachable token endpoint is an error by step, counted in the metric.
+    #[tokio::test]
+    async fn failed_fetches_are_counted_in_the_metric() {
+        let sandbox = paygov_sandbox().await;
+        let cache = paygov_cache(&sandbox, "wrong-secret");
+        let metrics = Arc::new(Metrics::new());
+        cache.report_to(metrics.clone());
+        assert!(matches!(
+            cache.token().await,
+            Err(TokenError::Refused { status: 401 })
+        ));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("http://{}/token", l.local_addr().unwrap());
+        drop(l);
+        let down = TokenCache::new(
+            "paygov",
+            TokenEndpoint {
+                url: closed,
+                client_id: "gateway".into(),
+                client_secret: Secret::new("x"),
+                client_auth: ClientAuth::Basic,
+            },
+            stack(),
+            Duration::ZERO,
+        );
+        down.report_to(metrics.clone());
+        assert!(matches!(
+            down.token().await,
+            Err(TokenError::Transport(TransportError::Connect(_)))
+        ));
+        assert_eq!(cache.failures() + down.failures(), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains("gateway_token_refresh_failures_total{adapter=\"paygov\"} 2"),
+            "{text}"
+        );
+    }
+}
