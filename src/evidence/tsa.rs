@@ -290,7 +290,7 @@ pub fn spawn(
     engine: &crate::pipeline::Engine,
     cancel: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
-) -> Result<(), String> {
+) -> Result<(), TsaError> {
     let c = &loaded.config;
     let Some(t) = &c.evidence.tsa else {
         return Ok(());

@@ -449,3 +449,62 @@ pub fn snippet(body: &[u8]) -> String {
     let cut = body.len().min(defaults::ANSWER_SNIPPET_BYTES);
     String::from_utf8_lossy(&body[..cut]).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::exchange::{observed, ExchangeObserver};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, Option<u16>)>>);
+
+    impl ExchangeObserver for Seen {
+        fn observe(&self, req: &OutRequest, status: Option<u16>, _: Option<&[u8]>) {
+            self.0.lock().unwrap().push((req.url.clone(), status));
+        }
+    }
+
+    fn closed_url() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", l.local_addr().unwrap());
+        drop(l);
+        url
+    }
+
+    /// A refused connection is `Connect` (retried, says the destination is down); the
+    /// observer in scope sees the exchange without an answer, and a credential form is never
+    /// shown to it.
+    #[tokio::test]
+    async fn failures_by_step_and_the_observer_sees_exchanges() {
+        let stack = Outbound::build(&Options::plain("test", Duration::from_secs(2))).unwrap();
+        let url = closed_url();
+        let seen = Arc::new(Seen::default());
+        let (json, form) = observed(seen.clone(), async {
+            let json = stack
+                .post_json(&url, &serde_json::json!({"a": 1}))
+                .send()
+                .await;
+            let form = stack
+                .post_form(&url, &[("client_secret", "s")])
+                .send()
+                .await;
+            (json, form)
+        })
+        .await;
+        let e = json.unwrap_err();
+        assert!(matches!(e, TransportError::Connect(_)), "{e:?}");
+        assert_eq!(e.failure(), Some(TransportFailure::Connect));
+        assert!(form.is_err());
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![(url, None)],
+            "the form is unobserved"
+        );
+        let status = TransportError::Status {
+            status: 503,
+            body: String::new(),
+        };
+        assert_eq!(status.failure(), None, "an answer, classified as such");
+    }
+}
