@@ -103,7 +103,7 @@ enum EvidenceSetupError {
 async fn evidence_hook(
     loaded: &crate::config::Loaded,
     store_url: &str,
-) -> Result<Option<Arc<dyn super::EvidenceHook>>, EvidenceSetupError> {
+) -> Result<Option<Arc<dyn super::hooks::EvidenceHook>>, EvidenceSetupError> {
     let c = &loaded.config;
     let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(EvidenceSetupError::Log)?;

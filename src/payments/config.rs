@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::orders::Settings;
 use super::platform::{Platform, PlatformSettings};
+use super::service::Payments;
 use super::vnpay::{VnPay, VnPaySettings};
-use super::{Payments, Settings};
 use crate::transport::stack::BuildError;
 
 // The section types and their validation live with the rest of the configuration.
@@ -65,7 +66,7 @@ pub async fn build(
     s: &PaymentsSection,
     base: &Path,
     store_url: &str,
-    evidence: Option<Arc<dyn super::EvidenceHook>>,
+    evidence: Option<Arc<dyn super::hooks::EvidenceHook>>,
 ) -> Result<Built, BuildFailure> {
     let secret_at = |at: String| move |detail: String| BuildFailure::Secret { at, detail };
     let store = gw_store::payments::open(store_url).await?;

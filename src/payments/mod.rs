@@ -58,7 +58,6 @@ pub use orders::{
     check_request, order_reference, Fee, OrderView, PaymentError, PaymentRequest, Settings,
     MAX_REFERENCE_LEN,
 };
-pub(crate) use provider::{json_answer, post_json, provider_client};
 pub use provider::{Provider, ProviderError, ProviderStatus, ProviderTxn};
 pub use refusals::{Refusals, REFUSED_EVIDENCE_PER_MINUTE};
 pub use service::{Payments, Settle, Verdict};

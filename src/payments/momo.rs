@@ -32,10 +32,9 @@ use tracing::{info, warn};
 
 use super::codes::Finality;
 use super::fields::{field, whole, FieldError};
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 // MoMo's test endpoints and default `requestType` are defaults of `[payments.momo.NAME]`.
 pub use crate::config::payments::{
@@ -102,7 +101,7 @@ impl MoMo {
     pub fn new(s: MoMoSettings) -> Result<Self, BuildError> {
         Ok(MoMo {
             sig: Signer::new(Secret::new(s.secret_key.clone())),
-            http: super::provider_client(&s.name, s.timeout)?,
+            http: super::provider::provider_client(&s.name, s.timeout)?,
             s,
         })
     }
@@ -202,7 +201,7 @@ impl MoMo {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        super::post_json(&self.http, url, body, Auth::None).await
+        super::provider::post_json(&self.http, url, body, Auth::None).await
     }
 }
 

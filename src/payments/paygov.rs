@@ -29,10 +29,9 @@ use crate::transport::lgsp::{ClientAuth, TokenCache, TokenEndpoint, TokenError};
 use crate::transport::stack::{Auth, BuildError, Outbound};
 
 use super::fields::{field, FieldError};
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 /// The default callback checksum fields (defined once, in gw-crypto, and shared with the
 /// sandbox): every meaningful field, unlike the creation formula.
@@ -110,7 +109,7 @@ fn reply(ok: bool, message: &str) -> serde_json::Value {
 
 impl PayGov {
     pub fn new(s: PayGovSettings) -> Result<Self, BuildError> {
-        let http = super::provider_client(&s.name, s.timeout)?;
+        let http = super::provider::provider_client(&s.name, s.timeout)?;
         let token = TokenCache::new(
             &s.name,
             TokenEndpoint {
@@ -262,7 +261,7 @@ impl PayGov {
                 renewed = true;
                 continue;
             }
-            return super::json_answer(&reply);
+            return super::provider::json_answer(&reply);
         }
     }
 }

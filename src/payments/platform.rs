@@ -25,11 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 use super::vnpay::vnp_date;
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
 
 pub const PHIEN_BAN: &str = "1.0.0";
 pub const LOAI_KHOI_TAO: &str = "KhoiTaoGiaoDich";
@@ -108,7 +107,7 @@ impl Platform {
     pub fn new(s: PlatformSettings) -> Result<Self, BuildError> {
         Ok(Platform {
             sum: Checksum::new(Secret::new(s.hash_key.clone())),
-            http: super::provider_client(&s.name, s.timeout)?,
+            http: super::provider::provider_client(&s.name, s.timeout)?,
             s,
         })
     }
@@ -222,7 +221,7 @@ impl Platform {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        super::post_json(&self.http, url, body, Auth::None).await
+        super::provider::post_json(&self.http, url, body, Auth::None).await
     }
 }
 

@@ -20,7 +20,9 @@ use gw_store::payments::{OrderState, PaymentOrder};
 use serde::Serialize;
 use tracing::warn;
 
-use super::{PaymentError, Payments, Provider, ProviderStatus, Settle, Verdict};
+use super::orders::PaymentError;
+use super::provider::{Provider, ProviderStatus, ProviderTxn};
+use super::service::{Payments, Settle, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,7 +232,7 @@ pub async fn reconcile(
     Ok(r)
 }
 
-fn status_of(t: &super::ProviderTxn) -> ProviderStatus {
+fn status_of(t: &ProviderTxn) -> ProviderStatus {
     if t.paid {
         ProviderStatus::Paid {
             amount: t.amount,
@@ -351,7 +353,7 @@ pub fn day_bounds(date: &str) -> Result<(i64, i64), DayError> {
 /// `interval` (when not zero), reconcile every provider's overdue orders. Ends on `cancel`.
 pub async fn run_scheduled(
     payments: std::sync::Arc<Payments>,
-    sink: std::sync::Arc<dyn super::NoticeSink>,
+    sink: std::sync::Arc<dyn super::notices::NoticeSink>,
     interval: std::time::Duration,
     metrics: std::sync::Arc<ReconcileMetrics>,
     lead: crate::jobs::Singleton,

@@ -25,10 +25,10 @@ use gw_store::payments::PaymentOrder;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict, MAX_REFERENCE_LEN,
-};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::orders::MAX_REFERENCE_LEN;
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 /// The `vnp_Version` this connector speaks.
 pub const VERSION: &str = "2.1.0";
@@ -179,7 +179,7 @@ pub fn vnp_date(ms: i64) -> String {
 
 impl VnPay {
     pub fn new(s: VnPaySettings) -> Result<Self, BuildError> {
-        let http = super::provider_client(&s.name, s.timeout)?;
+        let http = super::provider::provider_client(&s.name, s.timeout)?;
         Ok(VnPay {
             hash: VnPayHash::new(Secret::new(s.hash_secret.clone())),
             s,

@@ -18,7 +18,7 @@ use super::response::{body_decision, error_code, failed, request_build};
 use super::session::Credentials;
 use super::settings::Settings;
 use super::translate::ProcedureTable;
-use crate::connectors::Attempted;
+use crate::connectors::connector::Attempted;
 use crate::retry::{classify, health};
 use crate::signing::SigningProfile;
 use crate::transport::client::HttpClient;
@@ -111,7 +111,7 @@ impl Inner {
                 })
             });
             return (
-                crate::connectors::Attempted {
+                Attempted {
                     health: health(&answer),
                     answer,
                     decision,

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::client::Inner;
 use super::request::service;
 use super::{progress, translate};
-use crate::connectors::{Attempted, InDoubtCheck};
+use crate::connectors::connector::{Attempted, InDoubtCheck};
 use crate::envelope::Envelope;
 use crate::model::Dossier;
 use crate::retry::{Answer, Decision};

@@ -36,7 +36,7 @@ mod progress;
 mod request;
 mod response;
 mod session;
-mod settings;
+pub mod settings;
 mod sync;
 pub mod translate;
 

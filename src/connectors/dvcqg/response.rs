@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::translate::TranslateError;
-use crate::connectors::Attempted;
+use crate::connectors::connector::Attempted;
 use crate::retry::{Answer, Decision, Health, Reason, TransportFailure};
 
 /// An attempt that never reached the portal.

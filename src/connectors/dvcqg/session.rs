@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::request;
 use super::response::{error_code, failed, is_success};
 use super::settings::{Auth, Settings};
-use crate::connectors::Attempted;
+use crate::connectors::connector::Attempted;
 use crate::metrics::Metrics;
 use crate::retry::{classify, health, Answer, Decision, Health, Reason};
 use crate::transport::client::HttpClient;

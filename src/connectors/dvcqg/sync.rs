@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::client::{Called, Inner};
 use super::request::service;
 use super::response::{awaiting_dossier, named_items};
-use crate::connectors::Attempted;
+use crate::connectors::connector::Attempted;
 use crate::evidence::capture::{within, Capture};
 use crate::retry::{Answer, Decision, Health};
 
