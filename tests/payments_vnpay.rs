@@ -788,14 +788,14 @@ api_url = "{api}"
 /// undo it (the store's trail stays the durable record).
 #[tokio::test]
 async fn transitions_reach_the_evidence_hooks() {
-    use gateway::payments::{EvidenceEvent, EvidenceHook, Verdict};
+    use gateway::payments::{EvidenceEvent, EvidenceHook, HookError, Verdict};
     use std::sync::Mutex;
 
     #[derive(Default)]
     struct Rec(Mutex<Vec<EvidenceEvent>>);
     #[async_trait::async_trait]
     impl EvidenceHook for Rec {
-        async fn record(&self, e: &EvidenceEvent) -> Result<(), String> {
+        async fn record(&self, e: &EvidenceEvent) -> Result<(), HookError> {
             self.0.lock().unwrap().push(e.clone());
             Ok(())
         }
@@ -803,8 +803,8 @@ async fn transitions_reach_the_evidence_hooks() {
     struct Broken;
     #[async_trait::async_trait]
     impl EvidenceHook for Broken {
-        async fn record(&self, _: &EvidenceEvent) -> Result<(), String> {
-            Err("evidence log unavailable".into())
+        async fn record(&self, _: &EvidenceEvent) -> Result<(), HookError> {
+            Err(HookError::Write("evidence log unavailable".into()))
         }
     }
     let dir = tempfile::tempdir().unwrap();

@@ -85,7 +85,7 @@ pub fn build_engine_with(
     for (name, a) in &c.adapters {
         connectors.insert(
             name.clone(),
-            crate::connectors::build(name, a, &loaded.base, profiles.for_adapter(a)?)?,
+            crate::connectors::build(name, a, &loaded.base, profiles.for_adapter(a)?, &metrics)?,
         );
     }
     let routes = c
@@ -232,7 +232,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     }
     let payments = crate::payments::Wired::from_config(loaded, &engine)
         .await
-        .map_err(AppError::Config)?;
+        .map_err(|e| AppError::Config(e.to_string()))?;
     let inbound_state = Arc::new(InboundState {
         payments: payments.as_ref().map(|p| p.http.payments.clone()),
         engine: engine.clone(),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{Attempted, Connector, ConnectorError};
+use super::connector::{Attempted, Connector};
+use super::error::ConnectorError;
 use crate::config::AdapterSection;
 use crate::model::envelope::Envelope;
 use crate::model::outcome::{classify, health, Answer, Decision, Health, Reason, TransportFailure};

@@ -1,15 +1,21 @@
-//! Capturing the exchanges of a delivery: a task-local set of sinks the HTTP client writes to.
+//! Capturing the exchanges of a delivery: a task-local set of sinks the HTTP stack writes to.
+//!
+//! # Invariants
+//! - This module depends on the transport's shared types ([`crate::transport::exchange`]),
+//!   never the other way round: a [`Capture`] is an [`ExchangeObserver`] the stack calls
+//!   through the scope [`capture`] and [`within`] open.
+//! - Credentials never reach a capture, not even as a digest (bodies pass [`super::redact`]).
 //!
 //! [`capture`] runs a future with a fresh sink in scope and returns what was noted. [`current`]
 //! hands the sinks in scope to another task (the DVCQG batcher), which runs its call inside
-//! [`within`] so the exchange lands in every envelope's capture. Outside any capture, [`note`]
-//! costs one task-local look-up.
+//! [`within`] so the exchange lands in every envelope's capture. Outside any capture, the
+//! stack's [`crate::transport::exchange::note`] costs one task-local look-up.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::model::time::now_ms;
-use crate::transport::client::OutRequest;
+use crate::transport::exchange::{observed, ExchangeObserver, OutRequest};
 
 /// One request/answer with an external party.
 #[derive(Debug, Clone)]
@@ -71,7 +77,9 @@ pub async fn capture<F: Future>(
     match capture {
         None => (f.await, Vec::new()),
         Some(c) => {
-            let out = CAPTURE.scope(c.clone(), f).await;
+            let out = CAPTURE
+                .scope(c.clone(), observed(Arc::new(c.clone()), f))
+                .await;
             (out, c.take())
         }
     }
@@ -85,7 +93,7 @@ pub fn current() -> Option<Capture> {
 /// Run `f` writing into `capture` (when there is one).
 pub async fn within<F: Future>(capture: Option<Capture>, f: F) -> F::Output {
     match capture {
-        Some(c) if !c.0.is_empty() => CAPTURE.scope(c, f).await,
+        Some(c) if !c.0.is_empty() => CAPTURE.scope(c.clone(), observed(Arc::new(c), f)).await,
         _ => f.await,
     }
 }
@@ -131,9 +139,16 @@ fn operation(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Note an exchange into the capture in scope (no-op outside one).
-pub fn note(req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
-    let _ = CAPTURE.try_with(|c| {
+impl ExchangeObserver for Capture {
+    fn observe(&self, req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
+        self.note(req, status, response);
+    }
+}
+
+impl Capture {
+    /// Note an exchange into this capture's sinks.
+    fn note(&self, req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
+        let c = self;
         let keep = c.0.iter().any(|s| s.keep_bodies);
         let sig: Vec<&str> = req
             .headers
@@ -179,12 +194,13 @@ pub fn note(req: &OutRequest, status: Option<u16>, response: Option<&[u8]>) {
         for s in &c.0 {
             s.exchanges.lock().unwrap().push(x.clone());
         }
-    });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::exchange::note;
 
     #[test]
     fn reads_result_codes_and_operations() {

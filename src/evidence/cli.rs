@@ -67,7 +67,9 @@ async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
 
 fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, String> {
     match &loaded.config.evidence.tsa {
-        Some(t) => super::tsa::trust(t, &loaded.base).map(Some),
+        Some(t) => super::tsa::trust(t, &loaded.base)
+            .map(Some)
+            .map_err(String::from),
         None => Ok(None),
     }
 }

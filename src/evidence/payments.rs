@@ -33,7 +33,7 @@ use gw_store::{Batch, Store};
 
 use super::capture::Exchange;
 use super::{sha256_hex, EvidenceLog, Mode};
-use crate::payments::{EvidenceEvent, EvidenceHook, Refusal};
+use crate::payments::{EvidenceEvent, EvidenceHook, HookError, Refusal};
 
 /// The evidence log as a payment [`EvidenceHook`].
 pub struct PaymentEvidence {
@@ -62,7 +62,7 @@ impl PaymentEvidence {
 
 #[async_trait]
 impl EvidenceHook for PaymentEvidence {
-    async fn record(&self, e: &EvidenceEvent) -> Result<(), String> {
+    async fn record(&self, e: &EvidenceEvent) -> Result<(), HookError> {
         let mode = self.log.mode_of(&e.provider);
         if mode == Mode::Off {
             return Ok(());
@@ -76,7 +76,7 @@ impl EvidenceHook for PaymentEvidence {
                 m.code.clone().unwrap_or_else(|| e.code.clone()),
             ),
             None => {
-                let json = serde_json::to_vec(e).map_err(|e| e.to_string())?;
+                let json = serde_json::to_vec(e).map_err(|e| HookError::Encode(e.to_string()))?;
                 (sha256_hex(&json), None, Arc::new(json), e.code.clone())
             }
         };
@@ -103,10 +103,10 @@ impl EvidenceHook for PaymentEvidence {
             &format!("payment.{}", e.to.as_str()),
             vec![exchange],
         );
-        self.write(records).await
+        self.write(records).await.map_err(HookError::Write)
     }
 
-    async fn refused(&self, r: &Refusal) -> Result<(), String> {
+    async fn refused(&self, r: &Refusal) -> Result<(), HookError> {
         let mode = self.log.mode_of(&r.provider);
         if mode == Mode::Off {
             return Ok(());
@@ -139,6 +139,6 @@ impl EvidenceHook for PaymentEvidence {
             &format!("payment.refused.{}", r.because.as_str()),
             vec![exchange],
         );
-        self.write(records).await
+        self.write(records).await.map_err(HookError::Write)
     }
 }

@@ -23,6 +23,44 @@ use tracing::{error, info, warn};
 use super::TsaSection;
 use crate::config::Loaded;
 use crate::model::time::now_ms;
+use crate::transport::stack::{BuildError, Options, Outbound, TransportError};
+
+/// Why time-stamping (or setting it up) failed, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum TsaError {
+    #[error("evidence.tsa: {path}: {detail}")]
+    ReadTrust { path: String, detail: String },
+    /// `ca_file` or `intermediates_file` holds no usable certificate.
+    #[error("evidence.tsa.{what}: {detail}")]
+    Trust { what: &'static str, detail: String },
+    #[error("evidence.tsa: {0}")]
+    Client(#[from] BuildError),
+    #[error("head hash: {0}")]
+    HeadHash(String),
+    #[error("{0}")]
+    BuildRequest(String),
+    /// Connect, timeout or a broken exchange.
+    #[error("the authority did not answer: {0}")]
+    NoAnswer(TransportError),
+    #[error("reading the answer: {0}")]
+    ReadAnswer(TransportError),
+    #[error("the authority answered HTTP {0}")]
+    Status(String),
+    #[error("the authority answered {0:?}, not a timestamp-reply")]
+    ContentType(String),
+    /// The answer does not verify (refused, forged, another nonce or digest, untrusted).
+    #[error("{0}")]
+    Verify(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+/// The evidence log's setup still speaks `Result<_, String>`.
+impl From<TsaError> for String {
+    fn from(e: TsaError) -> String {
+        e.to_string()
+    }
+}
 
 /// Process-wide time-stamping state (for `/metrics` and the inbound gate).
 pub struct State {
@@ -68,16 +106,24 @@ pub fn render_metrics() -> String {
 }
 
 /// Load the authority's trust anchors (and intermediates) of `[evidence.tsa]`.
-pub fn trust(t: &TsaSection, base: &std::path::Path) -> Result<TrustStore, String> {
+pub fn trust(t: &TsaSection, base: &std::path::Path) -> Result<TrustStore, TsaError> {
     let read = |p: &std::path::Path| {
-        std::fs::read(base.join(p)).map_err(|e| format!("evidence.tsa: {}: {e}", p.display()))
+        std::fs::read(base.join(p)).map_err(|e| TsaError::ReadTrust {
+            path: p.display().to_string(),
+            detail: e.to_string(),
+        })
     };
-    let mut trust = TrustStore::from_pem(&read(&t.ca_file)?)
-        .map_err(|e| format!("evidence.tsa.ca_file: {e}"))?;
+    let mut trust = TrustStore::from_pem(&read(&t.ca_file)?).map_err(|e| TsaError::Trust {
+        what: "ca_file",
+        detail: e.to_string(),
+    })?;
     if let Some(i) = &t.intermediates_file {
         trust
             .add_intermediates_pem(&read(i)?)
-            .map_err(|e| format!("evidence.tsa.intermediates_file: {e}"))?;
+            .map_err(|e| TsaError::Trust {
+                what: "intermediates_file",
+                detail: e.to_string(),
+            })?;
     }
     Ok(trust)
 }
@@ -88,7 +134,7 @@ pub struct Stamper {
     chain: String,
     section: TsaSection,
     trust: TrustStore,
-    client: reqwest::Client,
+    client: Outbound,
     /// (seq, when) of the last time-stamp stored.
     last: Option<(i64, Instant)>,
 }
@@ -99,11 +145,8 @@ impl Stamper {
         chain: &str,
         section: &TsaSection,
         trust: TrustStore,
-    ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(section.timeout.0)
-            .build()
-            .map_err(|e| format!("evidence.tsa: {e}"))?;
+    ) -> Result<Self, TsaError> {
+        let client = Outbound::build(&Options::plain("evidence.tsa", section.timeout.0))?;
         Ok(Stamper {
             store,
             chain: chain.to_string(),
@@ -115,48 +158,45 @@ impl Stamper {
     }
 
     /// Ask for a time-stamp of `hash` (hex) and verify the answer.
-    async fn request(&self, hash: &str) -> Result<Vec<u8>, String> {
-        let digest = hex::decode(hash).map_err(|e| format!("head hash: {e}"))?;
-        let req = tsp::request(&digest).map_err(|e| e.to_string())?;
-        let resp = self
+    async fn request(&self, hash: &str) -> Result<Vec<u8>, TsaError> {
+        let digest = hex::decode(hash).map_err(|e| TsaError::HeadHash(e.to_string()))?;
+        let req = tsp::request(&digest).map_err(|e| TsaError::BuildRequest(e.to_string()))?;
+        let reply = self
             .client
-            .post(&self.section.url)
-            .header("content-type", "application/timestamp-query")
-            .body(req.der.clone())
+            .post_bytes(
+                &self.section.url,
+                "application/timestamp-query",
+                req.der.clone(),
+            )
             .send()
             .await
-            .map_err(|e| format!("the authority did not answer: {e}"))?;
-        let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("the authority answered HTTP {status}"));
+            .map_err(|e| match e {
+                TransportError::BodyRead { .. } => TsaError::ReadAnswer(e),
+                e => TsaError::NoAnswer(e),
+            })?;
+        if !(200..300).contains(&reply.status) {
+            let status = reqwest::StatusCode::from_u16(reply.status)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| reply.status.to_string());
+            return Err(TsaError::Status(status));
         }
+        let ctype = reply.content_type.clone().unwrap_or_default();
         if !ctype.starts_with("application/timestamp-reply") {
-            return Err(format!(
-                "the authority answered {ctype:?}, not a timestamp-reply"
-            ));
+            return Err(TsaError::ContentType(ctype));
         }
-        let ts = tsp::verify_response(&body, &req, &self.trust).map_err(|e| e.to_string())?;
+        let ts = tsp::verify_response(&reply.body, &req, &self.trust)
+            .map_err(|e| TsaError::Verify(e.to_string()))?;
         Ok(ts.token_der)
     }
 
     /// One poll: time-stamp the head if it is due. Ok(true) when a token was stored.
-    pub async fn poll(&mut self) -> Result<bool, String> {
+    pub async fn poll(&mut self) -> Result<bool, TsaError> {
         if self.last.is_none() {
             let stamped = self
                 .store
                 .timestamps(&self.chain)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| TsaError::Store(e.to_string()))?;
             self.last = Some((stamped.last().map_or(0, |t| t.seq), Instant::now()));
         }
         let (last_seq, last_at) = self.last.expect("set above");
@@ -164,7 +204,7 @@ impl Stamper {
             .store
             .evidence_heads()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TsaError::Store(e.to_string()))?;
         let Some(head) = heads.into_iter().find(|h| h.chain == self.chain) else {
             return Ok(false);
         };
@@ -185,7 +225,7 @@ impl Stamper {
                 at_ms: now_ms(),
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TsaError::Store(e.to_string()))?;
         self.last = Some((head.seq, Instant::now()));
         Ok(true)
     }
@@ -250,7 +290,7 @@ pub fn spawn(
     engine: &crate::runtime::Engine,
     cancel: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
-) -> Result<(), String> {
+) -> Result<(), TsaError> {
     let c = &loaded.config;
     let Some(t) = &c.evidence.tsa else {
         return Ok(());

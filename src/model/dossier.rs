@@ -15,6 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+// Until src/model/ has its own mod.rs: the progress payload lives in src/model/progress.rs.
+
 /// A value that is personal data. Serializes as itself; never printed by `Debug`/`Display`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(transparent)]

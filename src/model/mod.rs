@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod events;
 pub mod limits;
 pub mod outcome;
+pub mod progress;
 pub mod time;
 
 pub use dossier::*;

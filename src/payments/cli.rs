@@ -90,14 +90,24 @@ pub async fn reconcile_command(
     }
 }
 
+/// Why the evidence log cannot be opened for the command, by step.
+#[derive(Debug, thiserror::Error)]
+enum EvidenceSetupError {
+    #[error("{0}")]
+    Log(String),
+    #[error("{0}")]
+    Store(#[from] gw_store::StoreError),
+}
+
 /// The evidence log as a payment hook (its modes decide what is recorded).
 async fn evidence_hook(
     loaded: &crate::config::Loaded,
     store_url: &str,
-) -> Result<Option<Arc<dyn super::EvidenceHook>>, String> {
+) -> Result<Option<Arc<dyn super::hooks::EvidenceHook>>, EvidenceSetupError> {
     let c = &loaded.config;
-    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)?;
-    let store = gw_store::open(store_url).await.map_err(|e| e.to_string())?;
+    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
+        .map_err(EvidenceSetupError::Log)?;
+    let store = gw_store::open(store_url).await?;
     Ok(Some(Arc::new(
         crate::evidence::payments::PaymentEvidence::new(store, Arc::new(log)),
     )))

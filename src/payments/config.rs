@@ -17,15 +17,39 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::orders::Settings;
 use super::platform::{Platform, PlatformSettings};
+use super::service::Payments;
 use super::vnpay::{VnPay, VnPaySettings};
-use super::{Payments, Settings};
+use crate::transport::stack::BuildError;
 
 // The section types and their validation live with the rest of the configuration.
 pub use crate::config::payments::{
     validate, MoMoSection, PayGovSection, PaymentsSection, PlatformSection, VnPaySection, IP_ADDR,
     PROVIDER_TIMEOUT, RECONCILE_INTERVAL, VNPAY_API_URL, VNPAY_PAY_URL,
 };
+
+/// Why the payment service cannot be built from `[payments]`, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    #[error("{0}")]
+    Store(#[from] gw_store::StoreError),
+    /// A secret (`hash_secret`, `client_secret`, …) cannot be resolved.
+    #[error("{at}: {detail}")]
+    Secret { at: String, detail: String },
+    #[error("{0} is unknown")]
+    Unknown(String),
+    /// A provider's HTTP client cannot be built.
+    #[error(transparent)]
+    Client(#[from] BuildError),
+}
+
+/// The CLI and the wiring still print this as text.
+impl From<BuildFailure> for String {
+    fn from(e: BuildFailure) -> String {
+        e.to_string()
+    }
+}
 
 /// The service and the connectors `[payments]` describes.
 pub struct Built {
@@ -42,11 +66,15 @@ pub async fn build(
     s: &PaymentsSection,
     base: &Path,
     store_url: &str,
-    evidence: Option<Arc<dyn super::EvidenceHook>>,
-) -> Result<Built, String> {
-    let store = gw_store::payments::open(store_url)
-        .await
-        .map_err(|e| e.to_string())?;
+    evidence: Option<Arc<dyn super::hooks::EvidenceHook>>,
+) -> Result<Built, BuildFailure> {
+    let secret_at = |at: String| {
+        move |detail: crate::config::SecretProblem| BuildFailure::Secret {
+            at,
+            detail: detail.to_string(),
+        }
+    };
+    let store = gw_store::payments::open(store_url).await?;
     let mut payments = Payments::new(
         store,
         Settings {
@@ -67,7 +95,7 @@ pub async fn build(
         let secret = v
             .hash_secret
             .resolve(base)
-            .map_err(|e| format!("payments.vnpay.{name}.hash_secret: {e}"))?;
+            .map_err(secret_at(format!("payments.vnpay.{name}.hash_secret")))?;
         let c = Arc::new(VnPay::new(VnPaySettings {
             name: name.clone(),
             tmn_code: v.tmn_code.clone(),
@@ -86,7 +114,7 @@ pub async fn build(
         let key = v
             .hash_key
             .resolve(base)
-            .map_err(|e| format!("payments.platform.{name}.hash_key: {e}"))?;
+            .map_err(secret_at(format!("payments.platform.{name}.hash_key")))?;
         let c = Arc::new(Platform::new(PlatformSettings {
             name: name.clone(),
             partner_code: v.partner_code.clone(),
@@ -108,11 +136,11 @@ pub async fn build(
         let secret = v
             .secret_key
             .resolve(base)
-            .map_err(|e| format!("{at}.secret_key: {e}"))?;
+            .map_err(secret_at(format!("{at}.secret_key")))?;
         let client_secret = v
             .client_secret
             .resolve(base)
-            .map_err(|e| format!("{at}.client_secret: {e}"))?;
+            .map_err(secret_at(format!("{at}.client_secret")))?;
         let c = Arc::new(super::paygov::PayGov::new(super::paygov::PayGovSettings {
             name: name.clone(),
             partner_code: v.partner_code.clone(),
@@ -128,7 +156,9 @@ pub async fn build(
             ip_addr: v.ip_addr.clone(),
             timeout: v.timeout.0,
             callback_algorithm: gw_crypto::checksum::FieldAlgorithm::parse(&v.callback_algorithm)
-                .ok_or_else(|| format!("{at}.callback_algorithm is unknown"))?,
+                .ok_or_else(|| {
+                BuildFailure::Unknown(format!("{at}.callback_algorithm"))
+            })?,
             callback_fields: v.callback_fields.clone(),
             callback_separator: v.callback_separator.clone(),
         })?);
@@ -140,7 +170,7 @@ pub async fn build(
         let secret = v
             .secret_key
             .resolve(base)
-            .map_err(|e| format!("payments.momo.{name}.secret_key: {e}"))?;
+            .map_err(secret_at(format!("payments.momo.{name}.secret_key")))?;
         let c = Arc::new(super::momo::MoMo::new(super::momo::MoMoSettings {
             name: name.clone(),
             partner_code: v.partner_code.clone(),

@@ -27,8 +27,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::orders::{PaymentError, PaymentRequest};
+use super::provider::ProviderError;
+use super::service::Payments;
 use super::vnpay::{IpnReply, VnPay};
-use super::{PaymentError, PaymentRequest, Payments, ProviderError};
 use crate::config::Secret;
 
 /// What the payment endpoints need.

@@ -21,6 +21,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::transport::stack::{Auth, BuildError, Outbound};
 use axum::http::StatusCode;
 use gw_crypto::checksum::{MoMo as Signer, MoMoMessage};
 use gw_crypto::keys::Secret;
@@ -29,11 +31,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::codes::Finality;
-use super::platform::field;
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
+use super::fields::{field, whole, FieldError};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 // MoMo's test endpoints and default `requestType` are defaults of `[payments.momo.NAME]`.
 pub use crate::config::payments::{
@@ -61,7 +62,7 @@ pub struct MoMoSettings {
 pub struct MoMo {
     s: MoMoSettings,
     sig: Signer,
-    http: reqwest::Client,
+    http: Outbound,
 }
 
 /// The fields of an IPN the gateway uses (after its signature verified).
@@ -74,27 +75,18 @@ pub struct Ipn {
     pub trans_id: String,
 }
 
-/// A whole number, as a JSON number or a string of digits.
-fn whole(v: &serde_json::Value, k: &str) -> Result<i64, String> {
-    let s = field(v, k);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{k} is not a whole number"));
-    }
-    s.parse().map_err(|_| format!("{k} is too large"))
-}
-
 /// Parse an IPN body (no signature check: the handler verifies first).
-pub fn parse_ipn(v: &serde_json::Value) -> Result<Ipn, String> {
+pub fn parse_ipn(v: &serde_json::Value) -> Result<Ipn, FieldError> {
     if !v.is_object() {
-        return Err("the IPN is not a JSON object".into());
+        return Err(FieldError::NotObject("IPN"));
     }
     let order_id = field(v, "orderId");
     if order_id.is_empty() {
-        return Err("orderId is missing".into());
+        return Err(FieldError::Missing("orderId".into()));
     }
     let result_code = field(v, "resultCode");
     if result_code.is_empty() || !result_code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("resultCode is not a number".into());
+        return Err(FieldError::NotNumber("resultCode".into()));
     }
     Ok(Ipn {
         partner_code: field(v, "partnerCode"),
@@ -106,13 +98,10 @@ pub fn parse_ipn(v: &serde_json::Value) -> Result<Ipn, String> {
 }
 
 impl MoMo {
-    pub fn new(s: MoMoSettings) -> Result<Self, String> {
+    pub fn new(s: MoMoSettings) -> Result<Self, BuildError> {
         Ok(MoMo {
             sig: Signer::new(Secret::new(s.secret_key.clone())),
-            http: reqwest::Client::builder()
-                .timeout(s.timeout)
-                .build()
-                .map_err(|e| e.to_string())?,
+            http: super::provider::provider_client(&s.name, s.timeout)?,
             s,
         })
     }
@@ -212,7 +201,7 @@ impl MoMo {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        super::json_answer(super::send(self.http.post(url).json(body)).await?).await
+        super::provider::post_json(&self.http, url, body, Auth::None).await
     }
 }
 
@@ -274,7 +263,8 @@ impl Provider for MoMo {
             }
             code => match super::codes::momo(code) {
                 Finality::Paid => ProviderStatus::Paid {
-                    amount: whole(&a, "amount").map_err(ProviderError::Refused)?,
+                    amount: whole(&a, "amount")
+                        .map_err(|e| ProviderError::Refused(e.to_string()))?,
                     txn: field(&a, "transId"),
                 },
                 Finality::Pending => ProviderStatus::Pending,

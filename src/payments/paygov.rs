@@ -16,21 +16,22 @@
 //!   (the creation formula with an empty amount) → `{error_code: "00" | "01" (unknown),
 //!   data: {status: "00" paid | "01" pending | "02" failed, amount, transactionNo}}`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gw_crypto::checksum::{FieldChecksum, PayGov as RequestChecksum};
 use gw_crypto::keys::Secret;
 use gw_store::payments::PaymentOrder;
 use serde_json::json;
-use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use super::platform::field;
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
+use crate::transport::lgsp::{ClientAuth, TokenCache, TokenEndpoint, TokenError};
+use crate::transport::stack::{Auth, BuildError, Outbound};
+
+use super::fields::{field, FieldError};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 /// The default callback checksum fields (defined once, in gw-crypto, and shared with the
 /// sandbox): every meaningful field, unlike the creation formula.
@@ -61,9 +62,13 @@ pub struct PayGov {
     s: PayGovSettings,
     request_sum: RequestChecksum,
     callback_sum: FieldChecksum,
-    http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    http: Outbound,
+    /// The LGSP token, shared by every call (see [`crate::transport::lgsp`]).
+    token: TokenCache,
 }
+
+/// An LGSP token is dropped this long before it expires.
+pub const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
 /// The parsed callback (after its checksum verified).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,24 +80,24 @@ pub struct Callback {
 }
 
 /// Parse a callback body (no checksum check). `amount` is whole VND as text or number.
-pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
+pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, FieldError> {
     if !v.is_object() {
-        return Err("the callback is not a JSON object".into());
+        return Err(FieldError::NotObject("callback"));
     }
     let amount = field(v, "amount");
     if amount.is_empty() || !amount.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("amount is not a whole number".into());
+        return Err(FieldError::NotWhole("amount".into()));
     }
     let order_id = field(v, "orderId");
     let error_code = field(v, "errorCode");
     if order_id.is_empty() || error_code.is_empty() {
-        return Err("orderId and errorCode are required".into());
+        return Err(FieldError::Required("orderId and errorCode"));
     }
     Ok(Callback {
         order_id,
         amount: amount
             .parse()
-            .map_err(|_| "amount is too large".to_string())?,
+            .map_err(|_| FieldError::TooLarge("amount".into()))?,
         error_code,
         transaction_no: field(v, "transactionNo"),
     })
@@ -103,7 +108,19 @@ fn reply(ok: bool, message: &str) -> serde_json::Value {
 }
 
 impl PayGov {
-    pub fn new(s: PayGovSettings) -> Result<Self, String> {
+    pub fn new(s: PayGovSettings) -> Result<Self, BuildError> {
+        let http = super::provider::provider_client(&s.name, s.timeout)?;
+        let token = TokenCache::new(
+            &s.name,
+            TokenEndpoint {
+                url: s.token_url.clone(),
+                client_id: s.client_id.clone(),
+                client_secret: crate::config::Secret::new(s.client_secret.clone()),
+                client_auth: ClientAuth::Basic,
+            },
+            http.clone(),
+            TOKEN_MARGIN,
+        );
         Ok(PayGov {
             request_sum: RequestChecksum::new(
                 Secret::new(s.secret_key.clone()),
@@ -116,11 +133,8 @@ impl PayGov {
                 s.callback_separator.clone(),
                 Secret::new(s.secret_key.clone()),
             ),
-            http: reqwest::Client::builder()
-                .timeout(s.timeout)
-                .build()
-                .map_err(|e| e.to_string())?,
-            token: Mutex::new(None),
+            http,
+            token,
             s,
         })
     }
@@ -173,7 +187,7 @@ impl PayGov {
             Ok(cb) => cb,
             Err(e) => {
                 warn!(provider = %self.s.name, error = %e, "PayGov callback malformed");
-                return refuse(RefusedBecause::Malformed, e).await;
+                return refuse(RefusedBecause::Malformed, e.to_string()).await;
             }
         };
         let verdict = Verdict {
@@ -204,61 +218,51 @@ impl PayGov {
         reply(ok, msg)
     }
 
-    async fn bearer(&self, fresh: bool) -> Result<String, ProviderError> {
-        let mut t = self.token.lock().await;
-        if !fresh {
-            if let Some((tok, until)) = t.as_ref() {
-                if Instant::now() < *until {
-                    return Ok(tok.clone());
-                }
-            }
-        }
-        let r = self
-            .http
-            .post(&self.s.token_url)
-            .basic_auth(&self.s.client_id, Some(&self.s.client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("LGSP token: {e}")))?;
-        if !r.status().is_success() {
-            return Err(ProviderError::Unavailable(format!(
-                "LGSP token: HTTP {}",
-                r.status()
-            )));
-        }
-        let v: serde_json::Value = r
-            .json()
-            .await
-            .map_err(|e| ProviderError::Refused(format!("LGSP token: {e}")))?;
-        let tok = field(&v, "access_token");
-        if tok.is_empty() {
-            return Err(ProviderError::Refused(
-                "LGSP token answer has no access_token".into(),
-            ));
-        }
-        let ttl = v["expires_in"].as_u64().unwrap_or(300).saturating_sub(30);
-        *t = Some((tok.clone(), Instant::now() + Duration::from_secs(ttl)));
-        Ok(tok)
+    /// Count failed token fetches in `metrics` (`gateway_token_refresh_failures_total`).
+    pub fn report_to(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        self.token.report_to(metrics);
     }
 
-    /// POST with the bearer token; on 401 fetch a new token once.
+    /// LGSP tokens fetched so far.
+    pub fn token_fetches(&self) -> u64 {
+        self.token.fetches()
+    }
+
+    async fn bearer(&self) -> Result<String, ProviderError> {
+        self.token.token().await.map_err(|e| match e {
+            TokenError::Transport(e) => ProviderError::Unavailable(format!("LGSP token: {e}")),
+            TokenError::Refused { status } => {
+                ProviderError::Unavailable(format!("LGSP token: HTTP {status}"))
+            }
+            TokenError::Decode(d) => ProviderError::Refused(format!("LGSP token: {d}")),
+            TokenError::NoToken => {
+                ProviderError::Refused("LGSP token answer has no access_token".into())
+            }
+        })
+    }
+
+    /// POST with the bearer token; on 401 drop the token and call once more with a new one.
     async fn call(
         &self,
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        for fresh in [false, true] {
-            let tok = self.bearer(fresh).await?;
-            let r = super::send(self.http.post(url).bearer_auth(tok).json(body)).await?;
-            if r.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
+        let mut renewed = false;
+        loop {
+            let tok = self.bearer().await?;
+            let reply = self
+                .http
+                .post_json(url, body)
+                .auth(Auth::Bearer(&tok))
+                .send()
+                .await?;
+            if reply.status == 401 && !renewed {
+                self.token.invalidate(&tok).await;
+                renewed = true;
                 continue;
             }
-            return super::json_answer(r).await;
+            return super::provider::json_answer(&reply);
         }
-        Err(ProviderError::Refused(
-            "the LGSP refused a fresh token".into(),
-        ))
     }
 }
 

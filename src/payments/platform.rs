@@ -16,6 +16,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::transport::stack::{Auth, BuildError, Outbound};
 use gw_crypto::checksum::{PaymentPlatform as Checksum, PlatformMessage};
 use gw_crypto::keys::Secret;
 use gw_store::payments::PaymentOrder;
@@ -23,24 +25,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 use super::vnpay::vnp_date;
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict,
-};
 
 pub const PHIEN_BAN: &str = "1.0.0";
 pub const LOAI_KHOI_TAO: &str = "KhoiTaoGiaoDich";
 pub const LOAI_TRA_CUU: &str = "TraCuuGiaoDich";
 
-/// The string value of `field` in a JSON object (numbers as their text; absent = "").
-pub fn field(v: &serde_json::Value, field: &str) -> String {
-    match v.get(field) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
+pub use super::fields::field;
+use super::fields::FieldError;
 
 #[derive(Clone)]
 pub struct PlatformSettings {
@@ -63,7 +58,7 @@ pub struct PlatformSettings {
 pub struct Platform {
     s: PlatformSettings,
     sum: Checksum,
-    http: reqwest::Client,
+    http: Outbound,
 }
 
 /// The parsed callback (after its checksum verified).
@@ -79,21 +74,21 @@ pub struct Callback {
 }
 
 /// Parse a callback body (no checksum check). Amounts are whole VND, as text or number.
-pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
+pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, FieldError> {
     if !v.is_object() {
-        return Err("the callback is not a JSON object".into());
+        return Err(FieldError::NotObject("callback"));
     }
-    let need = |k: &str| -> Result<String, String> {
+    let need = |k: &str| -> Result<String, FieldError> {
         let s = field(v, k);
         if s.is_empty() {
-            Err(format!("{k} is missing"))
+            Err(FieldError::Missing(k.into()))
         } else {
             Ok(s)
         }
     };
     let so_tien = need("SoTien")?;
     if !so_tien.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("SoTien is not a whole number".into());
+        return Err(FieldError::NotWhole("SoTien".into()));
     }
     Ok(Callback {
         ma_loi: need("MaLoi")?,
@@ -101,7 +96,7 @@ pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
         ma_tham_chieu: need("MaThamChieu")?,
         so_tien: so_tien
             .parse()
-            .map_err(|_| "SoTien is too large".to_string())?,
+            .map_err(|_| FieldError::TooLarge("SoTien".into()))?,
         ma_tien_te: need("MaTienTe")?,
         ma_giao_dich: field(v, "MaGiaoDich"),
         thoi_gian_gd: field(v, "ThoiGianGD"),
@@ -109,13 +104,10 @@ pub fn parse_callback(v: &serde_json::Value) -> Result<Callback, String> {
 }
 
 impl Platform {
-    pub fn new(s: PlatformSettings) -> Result<Self, String> {
+    pub fn new(s: PlatformSettings) -> Result<Self, BuildError> {
         Ok(Platform {
             sum: Checksum::new(Secret::new(s.hash_key.clone())),
-            http: reqwest::Client::builder()
-                .timeout(s.timeout)
-                .build()
-                .map_err(|e| e.to_string())?,
+            http: super::provider::provider_client(&s.name, s.timeout)?,
             s,
         })
     }
@@ -229,7 +221,7 @@ impl Platform {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProviderError> {
-        super::json_answer(super::send(self.http.post(url).json(body)).await?).await
+        super::provider::post_json(&self.http, url, body, Auth::None).await
     }
 }
 

@@ -20,7 +20,9 @@ use gw_store::payments::{OrderState, PaymentOrder};
 use serde::Serialize;
 use tracing::warn;
 
-use super::{PaymentError, Payments, Provider, ProviderStatus, Settle, Verdict};
+use super::orders::PaymentError;
+use super::provider::{Provider, ProviderStatus, ProviderTxn};
+use super::service::{Payments, Settle, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,7 +232,7 @@ pub async fn reconcile(
     Ok(r)
 }
 
-fn status_of(t: &super::ProviderTxn) -> ProviderStatus {
+fn status_of(t: &ProviderTxn) -> ProviderStatus {
     if t.paid {
         ProviderStatus::Paid {
             amount: t.amount,
@@ -321,13 +323,24 @@ async fn apply(
     Ok(())
 }
 
+/// A `--date` that is not a day.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("--date {date:?}: {detail} (expected yyyy-mm-dd)")]
+pub struct DayError {
+    pub date: String,
+    pub detail: String,
+}
+
 /// The local day `yyyy-mm-dd` (GMT+7) as unix milliseconds `[start, end)`.
-pub fn day_bounds(date: &str) -> Result<(i64, i64), String> {
+pub fn day_bounds(date: &str) -> Result<(i64, i64), DayError> {
     let d = time::Date::parse(
         date,
         time::macros::format_description!("[year]-[month]-[day]"),
     )
-    .map_err(|e| format!("--date {date:?}: {e} (expected yyyy-mm-dd)"))?;
+    .map_err(|e| DayError {
+        date: date.into(),
+        detail: e.to_string(),
+    })?;
     let start = d
         .with_hms(0, 0, 0)
         .expect("midnight")
@@ -340,7 +353,7 @@ pub fn day_bounds(date: &str) -> Result<(i64, i64), String> {
 /// `interval` (when not zero), reconcile every provider's overdue orders. Ends on `cancel`.
 pub async fn run_scheduled(
     payments: std::sync::Arc<Payments>,
-    sink: std::sync::Arc<dyn super::NoticeSink>,
+    sink: std::sync::Arc<dyn super::notices::NoticeSink>,
     interval: std::time::Duration,
     metrics: std::sync::Arc<ReconcileMetrics>,
     lead: crate::jobs::Singleton,
@@ -362,7 +375,7 @@ pub async fn run_scheduled(
                     warn!(error = %e, "publishing payment notices failed; retried next tick");
                 }
                 if !reconcile_now {
-                    return Ok::<(), String>(());
+                    return Ok::<(), std::convert::Infallible>(());
                 }
                 let providers: Vec<_> = payments.providers().cloned().collect();
                 for p in providers {

@@ -17,16 +17,18 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::transport::stack::{BuildError, Outbound, TransportError};
 use gw_crypto::checksum::VnPay as VnPayHash;
 use gw_crypto::keys::Secret;
 use gw_store::payments::PaymentOrder;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{
-    Payments, Provider, ProviderError, ProviderMessage, ProviderStatus, RefusedBecause, Settle,
-    Verdict, MAX_REFERENCE_LEN,
-};
+use super::hooks::{ProviderMessage, RefusedBecause};
+use super::orders::MAX_REFERENCE_LEN;
+use super::provider::{Provider, ProviderError, ProviderStatus};
+use super::service::{Payments, Settle, Verdict};
 
 /// The `vnp_Version` this connector speaks.
 pub const VERSION: &str = "2.1.0";
@@ -53,7 +55,7 @@ pub struct VnPaySettings {
 pub struct VnPay {
     s: VnPaySettings,
     hash: VnPayHash,
-    http: reqwest::Client,
+    http: Outbound,
 }
 
 /// VNPay's `RspCode` replies to an IPN.
@@ -176,11 +178,8 @@ pub fn vnp_date(ms: i64) -> String {
 }
 
 impl VnPay {
-    pub fn new(s: VnPaySettings) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(s.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+    pub fn new(s: VnPaySettings) -> Result<Self, BuildError> {
+        let http = super::provider::provider_client(&s.name, s.timeout)?;
         Ok(VnPay {
             hash: VnPayHash::new(Secret::new(s.hash_secret.clone())),
             s,
@@ -420,17 +419,18 @@ impl Provider for VnPay {
             "vnp_IpAddr": self.s.ip_addr,
             "vnp_SecureHash": hash,
         });
-        let resp = super::send(self.http.post(&self.s.api_url).json(&body)).await?;
-        if resp.status().is_server_error() {
-            return Err(ProviderError::Unavailable(format!(
-                "HTTP {}",
-                resp.status()
-            )));
+        let reply = self.http.post_json(&self.s.api_url, &body).send().await?;
+        if reply.status >= 500 {
+            // No verdict: the outcome is unknown (any other status is read as an answer).
+            return Err(TransportError::Status {
+                status: reply.status,
+                body: String::new(),
+            }
+            .into());
         }
-        let a: QueryAnswer = resp
+        let a: QueryAnswer = reply
             .json()
-            .await
-            .map_err(|e| ProviderError::Refused(format!("querydr answer: {e}")))?;
+            .map_err(|e| ProviderError::Refused(format!("querydr answer: {}", e.detail())))?;
         self.hash
             .verify_raw(&a.hash_data(), &a.vnp_SecureHash)
             .map_err(|e| ProviderError::Refused(format!("querydr answer checksum: {e}")))?;

@@ -22,6 +22,21 @@ pub enum TranslateError {
     UnknownKind(String),
 }
 
+/// Why a procedure table cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcedureTableError {
+    #[error("cannot read procedure table {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("{path}:codes.{local}: `{national}` is not a national procedure code (d.dddddd)")]
+    NotNational {
+        path: String,
+        local: String,
+        national: String,
+    },
+}
+
 /// Local procedure codes → national codes (`MaTTHC`).
 #[derive(Debug, Clone, Default)]
 pub struct ProcedureTable {
@@ -30,22 +45,28 @@ pub struct ProcedureTable {
 
 impl ProcedureTable {
     /// Load `[codes] "LOCAL" = "1.001234"` from a TOML file.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, ProcedureTableError> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {
             codes: HashMap<String, String>,
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read procedure table {}: {e}", path.display()))?;
-        let f: File =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let shown = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ProcedureTableError::Read {
+            path: shown(),
+            detail: e.to_string(),
+        })?;
+        let f: File = toml::from_str(&text).map_err(|e| ProcedureTableError::Parse {
+            path: shown(),
+            detail: e.message().to_string(),
+        })?;
         for (local, national) in &f.codes {
             if !is_national(national) {
-                return Err(format!(
-                    "{}:codes.{local}: `{national}` is not a national procedure code (d.dddddd)",
-                    path.display()
-                ));
+                return Err(ProcedureTableError::NotNational {
+                    path: shown(),
+                    local: local.clone(),
+                    national: national.clone(),
+                });
             }
         }
         Ok(ProcedureTable { codes: f.codes })
