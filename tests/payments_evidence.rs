@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gateway::edge::payments::{router, PaymentsHttp};
 use gateway::evidence::payments::PaymentEvidence;
 use gateway::evidence::{seal, EvidenceLog, EvidenceSection, Mode};
-use gateway::payments::ipn::{router, PaymentsHttp};
 use gateway::payments::platform::{Platform, PlatformSettings};
 use gateway::payments::vnpay::{IpnReply, VnPay, VnPaySettings};
 use gateway::payments::{Fee, FeeCheck, OrderView, PaymentRequest, Payments, Settings};

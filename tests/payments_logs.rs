@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway::payments::ipn::{router, PaymentsHttp};
+use gateway::edge::payments::{router, PaymentsHttp};
 use gateway::payments::paygov::{PayGov, PayGovSettings, DEFAULT_CALLBACK_FIELDS};
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
 use gateway::payments::{Fee, FeeCheck, PaymentRequest, Payments, Settings};

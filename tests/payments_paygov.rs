@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::payments::ipn::{router, PaymentsHttp};
+use gateway::edge::payments::{router, PaymentsHttp};
 use gateway::payments::paygov::{PayGov, PayGovSettings, DEFAULT_CALLBACK_FIELDS};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::{

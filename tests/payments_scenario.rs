@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::payments::ipn::{router, PaymentsHttp};
+use gateway::edge::payments::{router, PaymentsHttp};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
 use gateway::payments::{BrokerSink, Fee, FeeCheck, Grouping, PaymentRequest, Payments, Settings};

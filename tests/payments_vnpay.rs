@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::payments::ipn::{router, PaymentsHttp};
+use gateway::edge::payments::{router, PaymentsHttp};
 use gateway::payments::reconcile::{reconcile, MismatchKind, ReconcileMetrics};
 use gateway::payments::vnpay::{VnPay, VnPaySettings};
 use gateway::payments::{

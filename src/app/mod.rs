@@ -6,6 +6,7 @@
 //! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
 
 pub mod datalock;
+pub mod payments;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -230,7 +231,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             },
         );
     }
-    let payments = crate::payments::Wired::from_config(loaded, &engine)
+    let payments = payments::Wired::from_config(loaded, &engine)
         .await
         .map_err(|e| AppError::Config(e.to_string()))?;
     let inbound_state = Arc::new(InboundState {

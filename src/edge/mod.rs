@@ -31,6 +31,7 @@ mod accept;
 pub mod answer;
 pub mod auth;
 pub mod parse;
+pub mod payments;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,12 +80,9 @@ pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
 
 /// Add the payment endpoints (`POST /payments/NAME/orders`, the providers' callbacks, see
 /// [`crate::payments::ipn`]) when `[payments]` is configured.
-pub fn with_payments(
-    router: Router,
-    payments: Option<Arc<crate::payments::ipn::PaymentsHttp>>,
-) -> Router {
+pub fn with_payments(router: Router, payments: Option<Arc<payments::PaymentsHttp>>) -> Router {
     match payments {
-        Some(p) => router.merge(crate::payments::ipn::router(p)),
+        Some(p) => router.merge(payments::router(p)),
         None => router,
     }
 }

@@ -23,6 +23,7 @@
 pub mod catalogue;
 pub mod evidence;
 pub mod online;
+pub mod payments;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -25,15 +25,16 @@
 //! `orders` (requests, checks, references), `provider` (the provider trait and its HTTP calls),
 //! `service` (the state: create, settle, expire, publish), `hooks` (the evidence hook),
 //! `notices` (`payment.settled` publishing), `refusals` (refused messages counted and sampled),
-//! `wired` (the running gateway's payment side), `fields` (reading provider messages); one file
-//! per provider (`vnpay`, `platform`, `paygov`, `momo`) and `ipn` for their HTTP handlers.
+//! `fields` (reading provider messages); one file per provider (`vnpay`, `platform`, `paygov`,
+//! `momo`). Their HTTP endpoints are the edge's ([`crate::edge::payments`]); the running
+//! gateway's payment side is wired by [`crate::app::payments`], and its scheduled notices and
+//! reconciliation are a singleton job ([`crate::jobs::payments`]).
 
 pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod fields;
 pub mod hooks;
-pub mod ipn;
 pub mod momo;
 pub mod notices;
 pub mod orders;
@@ -44,7 +45,6 @@ pub mod reconcile;
 pub mod refusals;
 pub mod service;
 pub mod vnpay;
-pub mod wired;
 
 // The `[payments]` settings types live with the rest of the configuration.
 pub use crate::config::payments::{
@@ -53,7 +53,7 @@ pub use crate::config::payments::{
 };
 // The paths callers have always used.
 pub use hooks::{EvidenceEvent, EvidenceHook, HookError, ProviderMessage, Refusal, RefusedBecause};
-pub use notices::{BrokerSink, EngineSink, NoticeError, NoticeSink, SETTLED_KIND};
+pub use notices::{BrokerSink, NoticeError, NoticeSink, SETTLED_KIND};
 pub use orders::{
     check_request, order_reference, Fee, OrderView, PaymentError, PaymentRequest, Settings,
     MAX_REFERENCE_LEN,
@@ -61,4 +61,3 @@ pub use orders::{
 pub use provider::{Provider, ProviderError, ProviderStatus, ProviderTxn};
 pub use refusals::{Refusals, REFUSED_EVIDENCE_PER_MINUTE};
 pub use service::{Payments, Settle, Verdict};
-pub use wired::{WireError, Wired};

@@ -57,21 +57,3 @@ impl NoticeSink for BrokerSink {
             .map_err(|e| NoticeError::Broker(e.to_string()))
     }
 }
-
-/// Publishes notices through the route runtime (routes taking `payment.settled` from the
-/// payments source). No route taking it is an error: the notice stays queued.
-pub struct EngineSink(pub Arc<crate::runtime::Engine>);
-
-#[async_trait]
-impl NoticeSink for EngineSink {
-    async fn publish(&self, env: &Envelope) -> Result<(), NoticeError> {
-        match self.0.publish(env).await {
-            Ok(routes) if routes.is_empty() => Err(NoticeError::NoRoute {
-                kind: env.kind.clone(),
-                source_name: env.source.clone(),
-            }),
-            Ok(_) => Ok(()),
-            Err(e) => Err(NoticeError::Engine(e.to_string())),
-        }
-    }
-}

@@ -1,7 +1,7 @@
 //! The payment endpoints on the inbound server.
 //!
 //! - `POST /payments/{provider}/orders` (bearer token when `payments.token` is set): body
-//!   [`PaymentRequest`](super::PaymentRequest); `200 {"orders": [OrderView…]}` with where the
+//!   [`PaymentRequest`](crate::payments::PaymentRequest); `200 {"orders": [OrderView…]}` with where the
 //!   citizen pays. Repeating the request answers the same orders (one order per fee).
 //!   `400` invalid request (the message names the field; limits in `crate::model::limits`), `401`
 //!   token, `415` not `application/json`, `404` unknown provider, `409` no fees known for
@@ -10,12 +10,12 @@
 //!   for an existing order, `503` provider or store unavailable (retry: the same order is
 //!   reused).
 //! - `GET /payments/{provider}/ipn`: VNPay's IPN, answered `{"RspCode", "Message"}`
-//!   ([`super::vnpay::VnPay::handle_ipn`]).
+//!   ([`crate::payments::vnpay::VnPay::handle_ipn`]).
 //! - `POST /payments/{provider}/ipn`: MoMo's IPN, answered `204` when recorded
-//!   ([`super::momo::MoMo::handle_ipn`]).
+//!   ([`crate::payments::momo::MoMo::handle_ipn`]).
 //! - `POST /payments/{provider}/callback`: the payment platform's result callback, answered
-//!   `{MaLoi, …}` ([`super::platform::Platform::handle_callback`]), or PayGov's, answered
-//!   `{"error_code", "error_message"}` ([`super::paygov::PayGov::handle_callback`]).
+//!   `{MaLoi, …}` ([`crate::payments::platform::Platform::handle_callback`]), or PayGov's, answered
+//!   `{"error_code", "error_message"}` ([`crate::payments::paygov::PayGov::handle_callback`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,11 +27,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::orders::{PaymentError, PaymentRequest};
-use super::provider::ProviderError;
-use super::service::Payments;
-use super::vnpay::{IpnReply, VnPay};
 use crate::config::Secret;
+use crate::payments::orders::{PaymentError, PaymentRequest};
+use crate::payments::provider::ProviderError;
+use crate::payments::service::Payments;
+use crate::payments::vnpay::{IpnReply, VnPay};
 
 /// What the payment endpoints need.
 pub struct PaymentsHttp {
@@ -39,11 +39,11 @@ pub struct PaymentsHttp {
     /// VNPay connectors by provider name (their IPNs arrive here).
     pub vnpay: BTreeMap<String, Arc<VnPay>>,
     /// Payment platform connectors by provider name.
-    pub platform: BTreeMap<String, Arc<super::platform::Platform>>,
+    pub platform: BTreeMap<String, Arc<crate::payments::platform::Platform>>,
     /// PayGov connectors by provider name.
-    pub paygov: BTreeMap<String, Arc<super::paygov::PayGov>>,
+    pub paygov: BTreeMap<String, Arc<crate::payments::paygov::PayGov>>,
     /// MoMo connectors by provider name.
-    pub momo: BTreeMap<String, Arc<super::momo::MoMo>>,
+    pub momo: BTreeMap<String, Arc<crate::payments::momo::MoMo>>,
     /// Bearer token the one-stop system presents to create orders; `None` = no check.
     pub token: Option<Secret>,
 }
@@ -81,7 +81,7 @@ async fn create_orders(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::edge::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        if !super::auth::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -89,7 +89,7 @@ async fn create_orders(
             );
         }
     }
-    if let Err(r) = crate::edge::require_json(&headers) {
+    if let Err(r) = super::answer::require_json(&headers) {
         return r;
     }
     let req: PaymentRequest = match serde_json::from_slice(&body) {

@@ -8,9 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::hooks::EvidenceHook;
-use super::notices::{EngineSink, NoticeSink};
-use super::{config, ipn, reconcile};
+use async_trait::async_trait;
+
+use crate::edge::payments as ipn;
+use crate::model::envelope::Envelope;
+use crate::payments::hooks::EvidenceHook;
+use crate::payments::notices::{NoticeError, NoticeSink};
+use crate::payments::{config, reconcile};
 
 /// Why the payment side cannot be wired, by step.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,7 @@ impl Wired {
         lead: crate::jobs::Singleton,
         cancel: tokio_util::sync::CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        reconcile::run_scheduled(
+        crate::jobs::payments::run(
             self.http.payments.clone(),
             self.sink.clone(),
             self.interval,
@@ -102,5 +106,23 @@ impl Wired {
             lead,
             cancel,
         )
+    }
+}
+
+/// Publishes notices through the route runtime (routes taking `payment.settled` from the
+/// payments source). No route taking it is an error: the notice stays queued.
+pub struct EngineSink(pub Arc<crate::runtime::Engine>);
+
+#[async_trait]
+impl NoticeSink for EngineSink {
+    async fn publish(&self, env: &Envelope) -> Result<(), NoticeError> {
+        match self.0.publish(env).await {
+            Ok(routes) if routes.is_empty() => Err(NoticeError::NoRoute {
+                kind: env.kind.clone(),
+                source_name: env.source.clone(),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => Err(NoticeError::Engine(e.to_string())),
+        }
     }
 }
