@@ -94,7 +94,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{oneshot, Notify};
@@ -252,13 +252,6 @@ enum Op {
     Shutdown {
         reply: Option<oneshot::Sender<()>>,
     },
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn storage(e: impl std::fmt::Display) -> BrokerError {
@@ -511,7 +504,7 @@ impl Writer {
         stopping: &mut bool,
         stop_waiters: &mut Vec<oneshot::Sender<()>>,
     ) {
-        let now = now_ms();
+        let now = now_ms() as i64;
         let mut replies = Vec::with_capacity(batch.len());
         let mut touched: HashSet<String> = HashSet::new();
         let outcome = (|| -> rusqlite::Result<()> {
@@ -1248,7 +1241,8 @@ impl Consumer for EmbeddedConsumer {
             let cap = shared.opts.lease_ttl;
             let wait = match batch.next_due_ms {
                 Some(due) => {
-                    Duration::from_millis(due.saturating_sub(now_ms()).max(1) as u64).min(cap)
+                    Duration::from_millis(due.saturating_sub(now_ms() as i64).max(1) as u64)
+                        .min(cap)
                 }
                 None => cap,
             };

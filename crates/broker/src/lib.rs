@@ -43,6 +43,14 @@ pub const HDR_KEY: &str = "x-gw-key";
 /// Header carrying the attempt count (0 for the first delivery attempt).
 pub const HDR_ATTEMPT: &str = "x-gw-attempt";
 
+/// Now as unix milliseconds (the one clock both brokers read).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The name of the dead-letter queue that belongs to `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dlq")
