@@ -95,7 +95,7 @@ pub struct QueueStats {
     /// `Some(ZERO)` when nothing is ready; `None` when the implementation cannot tell yet.
     ///
     /// Embedded: exact, `now - MIN(available_at)` over the queue's ready rows. RabbitMQ: an
-    /// upper bound observed by this process's consumer (see `amqp::HeadWatch`): FIFO puts
+    /// upper bound observed by this process's consumer (see `amqp/heads.rs`): FIFO puts
     /// the head behind the last message the consumer took, so the head has waited at most
     /// as long as since that message became deliverable; `None` until a consumer of this
     /// process took a message from the queue.

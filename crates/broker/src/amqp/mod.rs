@@ -97,7 +97,7 @@
 //!   acked/nacked at the broker); other processes' are not counted. `delayed` is `None` (the
 //!   delay tiers are shared by every queue).
 //!
-//! # Files (one per role; dependencies point down this list)
+//! # Files (one per role; each imports only files listed above it)
 //!
 //! - `codec.rs`: a message to AMQP properties and back; control headers.
 //! - `options.rs`: tuning and the reconnection backoff.
