@@ -3,9 +3,12 @@
 //! # Invariants
 //!
 //! - Dependencies point one way: `sqlite.rs`, `postgres.rs` and the topic files import this
-//!   module; it imports nothing of them (only the crate's error type). A topic file never
-//!   reaches for a backend's store struct: it takes a `&Connection` / transaction (SQLite) or a
-//!   client / transaction (PostgreSQL).
+//!   module; it imports nothing of them (only the crate's error type). The topic files that a
+//!   backend calls (`claims.rs`, `evidence_sql.rs`) take a `&Connection` / transaction
+//!   (SQLite) or a client / transaction (PostgreSQL), never a backend's store struct; the
+//!   backends list the topics' migrations (`payments/schema.rs` and the `*_V*` constants).
+//!   Only `payments/sqlite.rs` and `payments/postgres.rs` sit on top of a backend struct (they
+//!   implement `PaymentStore` for it), and no backend imports them.
 //! - Every database failure becomes a [`StoreError`] here, so both backends classify alike:
 //!   a value that does not decode into our types is [`StoreError::Malformed`] (bad data), any
 //!   other failure of a statement is [`StoreError::Query`] (the caller may retry).
