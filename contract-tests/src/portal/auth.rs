@@ -3,7 +3,7 @@
 //! # Invariants
 //!
 //! - A login succeeds only with a configured user and unit; each success counts in
-//!   [`Records::logins`](super::Records::logins).
+//!   [`Records::logins`](crate::portal::Records::logins).
 //! - Sessions and tokens expire after their configured lifetime; an expired one is refused
 //!   with `session_expired`.
 

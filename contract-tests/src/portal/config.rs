@@ -113,7 +113,7 @@ pub struct PortalConfig {
     /// Progress or status for an unknown dossier code → `not_found`.
     pub refuse_progress_unknown: bool,
     pub faults: Faults,
-    /// The catalogue at start; `None` = [`builtin_catalogue`].
+    /// The catalogue at start; `None` = [`builtin_catalogue`](crate::portal::builtin_catalogue).
     pub catalogue: Option<Catalogue>,
     /// LGSP mode [seen in CONTRACTS.md §2]: when set, calls are authorized by
     /// `Authorization: Bearer <token>` from `POST {token_path}` (OAuth2 client credentials)

@@ -3,7 +3,7 @@
 //! # Invariants
 //!
 //! - The answer is the last accepted version of the dossier; the progress list is named
-//!   [`LOOKUP_PROGRESS`](super::LOOKUP_PROGRESS) (an assumption, not in the public contract).
+//!   [`LOOKUP_PROGRESS`] (an assumption, not in the public contract).
 
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 //!
 //! - The listener can be killed and restarted on the same address (connection resets are real
 //!   TCP RSTs, see `net.rs`).
-//! - The portal endpoints go through [`handle`](super::dispatch::handle); the sandbox
+//! - The portal endpoints go through [`handle`]; the sandbox
 //!   endpoints do not.
 
 use std::collections::{HashMap, VecDeque};

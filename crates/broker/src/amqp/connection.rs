@@ -7,7 +7,7 @@
 //!   serialised), and the topology declared so far is declared again before the new link is
 //!   handed out.
 //! - [`Inner::link`] tries once and never loops: publishers return the error (the caller
-//!   retries), consumers loop with [`Backoff`](super::Backoff).
+//!   retries), consumers loop with [`Backoff`](crate::amqp::Backoff).
 //! - The URL always carries a heartbeat, so a dead peer is noticed (lapin #389).
 
 use std::collections::BTreeMap;

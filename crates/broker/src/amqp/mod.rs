@@ -1,20 +1,20 @@
-//! RabbitMQ implementation of [`Broker`] on lapin 4 (tokio runtime).
+//! RabbitMQ implementation of [`Broker`](crate::Broker) on lapin 4 (tokio runtime).
 //!
 //! # Invariants (how this module keeps the ones of the crate)
 //!
 //! 1. **A publish is `Ok` only on the broker's confirm.** Every channel that publishes is in
 //!    confirm mode (`confirm.select`); every publish is `mandatory` and persistent
-//!    (`delivery_mode = 2`). Ack → `Ok`; nack → [`BrokerError::Nack`]; returned
-//!    (unroutable) → [`BrokerError::Unroutable`]; no confirm within
-//!    [`AmqpOptions::confirm_timeout`] → [`BrokerError::ConfirmTimeout`]; a connection lost
-//!    with the confirm outstanding → [`BrokerError::ChannelClosed`]. A publish is never
+//!    (`delivery_mode = 2`). Ack → `Ok`; nack → [`BrokerError::Nack`](crate::BrokerError::Nack); returned
+//!    (unroutable) → [`BrokerError::Unroutable`](crate::BrokerError::Unroutable); no confirm within
+//!    [`AmqpOptions::confirm_timeout`] → [`BrokerError::ConfirmTimeout`](crate::BrokerError::ConfirmTimeout); a connection lost
+//!    with the confirm outstanding → [`BrokerError::ChannelClosed`](crate::BrokerError::ChannelClosed). A publish is never
 //!    reported as done without its confirm, so the caller retries (at-least-once).
 //! 2. **Manual acks, bounded prefetch.** `basic.qos(prefetch)` precedes `basic.consume`.
 //!    Acks are coalesced per channel: completed delivery tags are recorded, and a small
 //!    task per channel acks the contiguous completed prefix with one `multiple` ack (on a
 //!    short timer, or at once when [`AmqpOptions::ack_batch`] tags wait). Tags completed
 //!    behind a gap (a delivery still held) are acked one by one once the gap has lasted
-//!    100 ms, so a held delivery never stalls the others' prefetch slots. [`Broker::close`]
+//!    100 ms, so a held delivery never stalls the others' prefetch slots. [`Broker::close`](crate::Broker::close)
 //!    and dropping a consumer flush the queued acks, then `basic.cancel` the consumer before
 //!    closing its channel: on a quorum queue the cancel-ok comes after the channel's acks
 //!    were applied, while a channel closed right after its acks was seen to lose the last
@@ -26,9 +26,9 @@
 //!    across every process, and hands it to the next registered consumer when that one is
 //!    cancelled or its channel dies (unacked deliveries are returned first). Several gateway
 //!    instances therefore keep per-key order. A queue that exists without the argument makes
-//!    RabbitMQ answer PRECONDITION_FAILED; that is [`BrokerError::QueueArgumentsDiffer`]
+//!    RabbitMQ answer PRECONDITION_FAILED; that is [`BrokerError::QueueArgumentsDiffer`](crate::BrokerError::QueueArgumentsDiffer)
 //!    (declares run on a channel of their own, so the refusal never closes the publish
-//!    channel). A delivery whose channel is gone is no longer [`Delivery::is_live`]: whoever
+//!    channel). A delivery whose channel is gone is no longer [`Delivery::is_live`](crate::Delivery::is_live): whoever
 //!    buffered it drops it, the broker gives it to the new active consumer.
 //! 5. **Nothing dropped past the delivery limit.** Work queues are quorum queues with
 //!    `x-delivery-limit`, dead-lettering `at-least-once` (which needs
@@ -38,7 +38,7 @@
 //!    attempt, the caller retries), consumers reconnect with capped exponential backoff and
 //!    jitter ([`Backoff`]), re-declare the topology and resume. Deliveries of a dead
 //!    channel cannot be settled any more: their settle calls return
-//!    [`BrokerError::ChannelClosed`] and RabbitMQ delivers them again. A consumer never
+//!    [`BrokerError::ChannelClosed`](crate::BrokerError::ChannelClosed) and RabbitMQ delivers them again. A consumer never
 //!    waits forever on a dead connection (lapin #389): heartbeats are on
 //!    ([`AmqpOptions::heartbeat`]) and the consumer checks the connection and channel state
 //!    every second while it waits.
@@ -79,7 +79,7 @@
 //! # Choices
 //!
 //! - `reject` publishes the original message to `gw.dlx` (routing key = queue) with the
-//!   [`HDR_DEAD_REASON`] header, awaits the confirm, then acks. `basic.reject` through the
+//!   [`HDR_DEAD_REASON`](crate::HDR_DEAD_REASON) header, awaits the confirm, then acks. `basic.reject` through the
 //!   DLX would carry no reason (only `x-death` with `rejected`).
 //! - `requeue` is `basic.nack(requeue = true)`. On a quorum queue this counts toward the
 //!   delivery limit.
@@ -87,11 +87,11 @@
 //!   `x-delivery-limit = n` dead-letters a message once it was returned more than `n` times,
 //!   i.e. after its `n + 1`-th delivery; we declare `x-delivery-limit = delivery_limit - 1`
 //!   so a message is delivered at most `delivery_limit` times, as
-//!   [`QueueSpec::delivery_limit`] says.
+//!   [`QueueSpec::delivery_limit`](crate::QueueSpec::delivery_limit) says.
 //! - A message RabbitMQ dead-lettered itself (past the delivery limit) carries no
-//!   [`HDR_DEAD_REASON`]; the consumer fills it in from the newest `x-death` entry that is not
+//!   [`HDR_DEAD_REASON`](crate::HDR_DEAD_REASON); the consumer fills it in from the newest `x-death` entry that is not
 //!   a delay-tier expiry (`delivery_limit: dead-lettered by RabbitMQ from queue …`).
-//! - [`Broker::stats`] is a passive `queue.declare`: `ready` is its message count. `unacked`
+//! - [`Broker::stats`](crate::Broker::stats) is a passive `queue.declare`: `ready` is its message count. `unacked`
 //!   cannot be read over AMQP without the management plugin: it is **best effort**, the
 //!   deliveries this process's consumers hold unsettled (pulled from the channel and not yet
 //!   acked/nacked at the broker); other processes' are not counted. `delayed` is `None` (the
@@ -108,7 +108,7 @@
 //! - `publish.rs`: publishes with confirms: work, delayed retries, dead letters.
 //! - `settle.rs`: ack, retry, reject, requeue of one delivery.
 //! - `consumer.rs`: consuming, manual acks, resubscription.
-//! - `broker.rs`: [`AmqpBroker`], the [`Broker`] face and inspection.
+//! - `broker.rs`: [`AmqpBroker`], the [`Broker`](crate::Broker) face and inspection.
 
 mod acks;
 mod broker;

@@ -5,7 +5,7 @@
 //! - Every publish is `mandatory` and persistent, and is `Ok` only on the broker's confirm
 //!   (nack, return, timeout and a lost channel are errors the caller retries).
 //! - A retry goes to the smallest delay tier not shorter than the delay; a longer delay carries
-//!   [`HDR_NOT_BEFORE`](super::HDR_NOT_BEFORE).
+//!   [`HDR_NOT_BEFORE`].
 //! - A dead letter is the original message plus the reason header, published to the
 //!   dead-letter exchange and confirmed before the original is acked.
 

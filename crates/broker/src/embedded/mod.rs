@@ -4,11 +4,11 @@
 //!
 //! 1. **A publish is `Ok` only after COMMIT with `synchronous = FULL`.** The WAL is fsynced
 //!    before the caller hears back, so a publish that returned survives a crash or power cut.
-//!    Publishing to a queue that was never declared is [`BrokerError::Unroutable`].
+//!    Publishing to a queue that was never declared is [`BrokerError::Unroutable`](crate::BrokerError::Unroutable).
 //! 2. **Leases, not deletes, hand out deliveries.** A consumer leases a message (owner,
 //!    `lease_until`, `delivery_count + 1`) in a committed transaction before it sees it, so a
 //!    crash loop is counted durably. An ack deletes the row. A lease ends when the consumer
-//!    settles, when the [`Consumer`] is dropped (its leases are released at once), when it
+//!    settles, when the [`Consumer`](crate::Consumer) is dropped (its leases are released at once), when it
 //!    expires ([`EmbeddedOptions::lease_ttl`] without any sign of life from its consumer:
 //!    a `next()` call or a settle renews the leases of its outstanding deliveries: a settle
 //!    lost in a rolled-back batch lets its lease expire instead of renewing it for the life
@@ -16,7 +16,7 @@
 //!    again (the previous process is gone: every lease is released on [`EmbeddedBroker::open`]).
 //! 3. **Retry is one transaction**: insert the copy (`attempt + 1`, new headers,
 //!    `available_at = now + delay`) and delete the original. Reject is one transaction too:
-//!    insert into `<queue>.dlq` with [`HDR_DEAD_REASON`], delete the original.
+//!    insert into `<queue>.dlq` with [`HDR_DEAD_REASON`](crate::HDR_DEAD_REASON), delete the original.
 //! 4. **FIFO by `seq`** among the visible messages of a queue (`available_at <= now`, no
 //!    live lease). `seq` is `AUTOINCREMENT`, so it is never reused and a stale delivery tag
 //!    (a `seq`) can never settle another message.
@@ -24,7 +24,7 @@
 //!    delivery_limit` of its queue, leasing moves it to `<queue>.dlq` (with the reason)
 //!    instead of delivering it again. Dead-letter queues themselves have no limit (0).
 //! 6. **Acks and requeues are queued** (the call returns once the request is on the writer's
-//!    channel) and committed with the next batch; [`Broker::close`] processes every request
+//!    channel) and committed with the next batch; [`Broker::close`](crate::Broker::close) processes every request
 //!    queued before it, commits, and closes the file.
 //!
 //! # On-disk format (`meta.format = 1`)
@@ -94,7 +94,7 @@
 //! - `shared.rs`: state shared with consumers, the writer's requests and answers.
 //! - `batch.rs`: the statements of one batch; `writer.rs`: the writer thread, group commit.
 //! - `settle.rs`: ack, retry, reject, requeue; `consumer.rs`: leasing deliveries.
-//! - `broker.rs`: [`EmbeddedBroker`] and its [`Broker`] face.
+//! - `broker.rs`: [`EmbeddedBroker`] and its [`Broker`](crate::Broker) face.
 
 mod batch;
 mod broker;

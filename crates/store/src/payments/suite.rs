@@ -1,4 +1,4 @@
-//! The shared checks of [`PaymentStore`](super::PaymentStore), run on both stores by
+//! The shared checks of [`PaymentStore`](crate::payments::PaymentStore), run on both stores by
 //! `tests/payments.rs`.
 //!
 //! # Invariants
