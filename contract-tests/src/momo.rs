@@ -30,6 +30,20 @@ use gw_crypto::keys::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// Why an IPN sent to the gateway failed or got an answer off MoMo's contract; one variant per
+/// check.
+#[derive(Debug, thiserror::Error)]
+pub enum IpnError {
+    #[error("IPN not answered: {0}")]
+    NotAnswered(#[source] reqwest::Error),
+    #[error("IPN answer body: {0}")]
+    Body(#[source] reqwest::Error),
+    #[error("204 with a body: {0}")]
+    NoContentWithBody(String),
+    #[error("IPN answered {0}; MoMo expects 204")]
+    NotNoContent(StatusCode),
+}
+
 pub const CREATE_PATH: &str = "/v2/gateway/api/create";
 pub const QUERY_PATH: &str = "/v2/gateway/api/query";
 
@@ -220,21 +234,21 @@ impl MoMoSandbox {
 
     /// Post an IPN body to the gateway; the answer's status. MoMo counts only `204` with an
     /// empty body as acknowledged; a `204` with a body is a contract violation (an error here).
-    pub async fn send_ipn(&self, url: &str, body: &Value) -> Result<u16, String> {
+    pub async fn send_ipn(&self, url: &str, body: &Value) -> Result<u16, IpnError> {
         let r = self
             .http
             .post(url)
             .json(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(IpnError::NotAnswered)?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| e.to_string())?;
+        let text = r.text().await.map_err(IpnError::Body)?;
         if status == StatusCode::NO_CONTENT && !text.is_empty() {
-            return Err(format!("204 with a body: {text}"));
+            return Err(IpnError::NoContentWithBody(text));
         }
         if status.is_success() && status != StatusCode::NO_CONTENT {
-            return Err(format!("IPN answered {status}; MoMo expects 204"));
+            return Err(IpnError::NotNoContent(status));
         }
         Ok(status.as_u16())
     }

@@ -27,6 +27,22 @@ use gw_crypto::keys::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// Why a callback sent to the gateway failed or got a reply off PayGov's contract; one variant
+/// per check.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("callback not answered: {0}")]
+    NotAnswered(#[source] reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(StatusCode),
+    #[error("reply is not JSON: {0}")]
+    NotJson(#[source] reqwest::Error),
+    #[error("reply is not an object")]
+    NotObject,
+    #[error("reply is not PayGov's shape: {0}")]
+    Shape(Value),
+}
+
 pub const TOKEN_PATH: &str = "/token";
 pub const CREATE_PATH: &str = "/paygov/create";
 pub const QUERY_PATH: &str = "/paygov/query";
@@ -213,25 +229,25 @@ impl PayGovSandbox {
     }
 
     /// Post a callback to the gateway; the reply must be exactly PayGov's shape.
-    pub async fn send_callback(&self, url: &str, body: &Value) -> Result<String, String> {
+    pub async fn send_callback(&self, url: &str, body: &Value) -> Result<String, CallbackError> {
         let r = self
             .http
             .post(url)
             .json(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CallbackError::NotAnswered)?;
         if r.status() != StatusCode::OK {
-            return Err(format!("HTTP {}", r.status()));
+            return Err(CallbackError::Status(r.status()));
         }
-        let a: Value = r.json().await.map_err(|e| e.to_string())?;
-        let o = a.as_object().ok_or("reply is not an object")?;
+        let a: Value = r.json().await.map_err(CallbackError::NotJson)?;
+        let o = a.as_object().ok_or(CallbackError::NotObject)?;
         let code = f(&a, "error_code");
         if o.len() != 2
             || !o.contains_key("error_message")
             || !["SUCCESSFUL", "FAILED"].contains(&code.as_str())
         {
-            return Err(format!("reply is not PayGov's shape: {a}"));
+            return Err(CallbackError::Shape(a));
         }
         Ok(code)
     }

@@ -26,6 +26,26 @@ use gw_crypto::keys::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// Why a callback sent to the gateway failed or got a reply off the contract; one variant per
+/// check.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("callback not answered: {0}")]
+    NotAnswered(#[source] reqwest::Error),
+    #[error("callback answered HTTP {0}")]
+    Status(StatusCode),
+    #[error("reply is not JSON: {0}")]
+    NotJson(#[source] reqwest::Error),
+    #[error("reply is not an object")]
+    NotObject,
+    #[error("reply fields {0:?}")]
+    Fields(Vec<String>),
+    #[error("reply MaLoi {0}")]
+    Code(String),
+    #[error("reply MaXacThuc does not verify")]
+    Signature,
+}
+
 pub const INIT_PATH: &str = "/thanhtoan/khoitao";
 pub const QUERY_PATH: &str = "/thanhtoan/tracuu";
 
@@ -200,21 +220,25 @@ impl PlatformSandbox {
 
     /// Post a callback body to the gateway; checks the reply strictly; returns its `MaLoi` and
     /// `MoTaLoi`.
-    pub async fn send_callback(&self, url: &str, body: &Value) -> Result<(String, String), String> {
+    pub async fn send_callback(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> Result<(String, String), CallbackError> {
         let r = self
             .http
             .post(url)
             .json(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CallbackError::NotAnswered)?;
         if r.status() != StatusCode::OK {
-            return Err(format!("callback answered HTTP {}", r.status()));
+            return Err(CallbackError::Status(r.status()));
         }
-        let a: Value = r.json().await.map_err(|e| e.to_string())?;
+        let a: Value = r.json().await.map_err(CallbackError::NotJson)?;
         let keys: Vec<&str> = a
             .as_object()
-            .ok_or("reply is not an object")?
+            .ok_or(CallbackError::NotObject)?
             .keys()
             .map(String::as_str)
             .collect();
@@ -230,13 +254,15 @@ impl PlatformSandbox {
         let mut got = keys.clone();
         got.sort_unstable();
         if got != expected {
-            return Err(format!("reply fields {got:?}"));
+            return Err(CallbackError::Fields(
+                got.iter().map(|k| k.to_string()).collect(),
+            ));
         }
         if !["00", "99"].contains(&f(&a, "MaLoi").as_str()) {
-            return Err(format!("reply MaLoi {}", f(&a, "MaLoi")));
+            return Err(CallbackError::Code(f(&a, "MaLoi")));
         }
         if !self.shared.verifies(PlatformMessage::CallbackReply, &a) {
-            return Err("reply MaXacThuc does not verify".into());
+            return Err(CallbackError::Signature);
         }
         Ok((f(&a, "MaLoi"), f(&a, "MoTaLoi")))
     }

@@ -60,26 +60,49 @@ pub fn certs_example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-example")
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+/// Why the sandbox could not start or sign a reply; one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum TsaError {
+    #[error("{what}: {source}")]
+    Files {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("openssl: {0}")]
+    OpensslMissing(#[source] std::io::Error),
+    #[error("openssl {command}: {stderr}")]
+    Openssl { command: String, stderr: String },
+    #[error("{0}")]
+    Listen(#[source] std::io::Error),
+}
+
+fn files(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> TsaError {
+    move |source| TsaError::Files {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), TsaError> {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
         .output()
-        .map_err(|e| format!("openssl: {e}"))?;
+        .map_err(TsaError::OpensslMissing)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "openssl {}: {}",
-            args.first().unwrap_or(&""),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(TsaError::Openssl {
+            command: args.first().unwrap_or(&"").to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 }
 
 impl Tsa {
     /// Start on `127.0.0.1:<port>` (0 = any free port), answering valid tokens.
-    pub async fn start(port: u16) -> Result<Tsa, String> {
+    pub async fn start(port: u16) -> Result<Tsa, TsaError> {
         let dir = std::env::temp_dir().join(format!(
             "gw-tsa-{}-{}",
             std::process::id(),
@@ -88,14 +111,14 @@ impl Tsa {
         let good = dir.join("good");
         let forged = dir.join("forged");
         for d in [&good, &forged] {
-            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(d).map_err(files(d.display()))?;
         }
         let ex = certs_example();
         for f in ["tsa.cnf", "tsa.pem", "tsa.key", "chain.pem"] {
-            std::fs::copy(ex.join(f), good.join(f)).map_err(|e| format!("{f}: {e}"))?;
+            std::fs::copy(ex.join(f), good.join(f)).map_err(files(f))?;
         }
         // The forger: same configuration, a self-signed certificate with the right usage.
-        std::fs::copy(ex.join("tsa.cnf"), forged.join("tsa.cnf")).map_err(|e| e.to_string())?;
+        std::fs::copy(ex.join("tsa.cnf"), forged.join("tsa.cnf")).map_err(files("tsa.cnf"))?;
         openssl(
             &forged,
             &[
@@ -119,7 +142,7 @@ impl Tsa {
             ],
         )?;
         std::fs::copy(forged.join("tsa.pem"), forged.join("chain.pem"))
-            .map_err(|e| e.to_string())?;
+            .map_err(files("chain.pem"))?;
         let inner = Arc::new(Inner {
             mode: Mutex::new(TsaMode::Ok),
             dir,
@@ -131,8 +154,8 @@ impl Tsa {
             .with_state(inner.clone());
         let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .map_err(|e| e.to_string())?;
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
+            .map_err(TsaError::Listen)?;
+        let addr = l.local_addr().map_err(TsaError::Listen)?;
         tokio::spawn(async move {
             let _ = axum::serve(l, app).await;
         });
@@ -158,16 +181,16 @@ impl Tsa {
     }
 
     /// Sign a query with the forger, outside HTTP (to plant a forged token in a test).
-    pub fn forge(&self, query_der: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn forge(&self, query_der: &[u8]) -> Result<Vec<u8>, TsaError> {
         reply(&self.inner, &self.inner.dir.join("forged"), query_der)
     }
 }
 
-fn reply(inner: &Inner, dir: &Path, query: &[u8]) -> Result<Vec<u8>, String> {
+fn reply(inner: &Inner, dir: &Path, query: &[u8]) -> Result<Vec<u8>, TsaError> {
     let _one = inner.lock.lock().unwrap();
     let q = dir.join("q.tsq");
     let r = dir.join("r.tsr");
-    std::fs::write(&q, query).map_err(|e| e.to_string())?;
+    std::fs::write(&q, query).map_err(files("q.tsq"))?;
     let _ = std::fs::remove_file(&r);
     openssl(
         dir,
@@ -182,7 +205,7 @@ fn reply(inner: &Inner, dir: &Path, query: &[u8]) -> Result<Vec<u8>, String> {
             "r.tsr",
         ],
     )?;
-    std::fs::read(&r).map_err(|e| e.to_string())
+    std::fs::read(&r).map_err(files("r.tsr"))
 }
 
 async fn stamp(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -213,7 +236,7 @@ async fn stamp(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
             inner.served.fetch_add(1, Ordering::Relaxed);
             reply_der(der)
         }
-        Ok(Err(e)) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -28,6 +28,29 @@ use gw_crypto::keys::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Why a citizen's step (opening the pay page) or an IPN sent to the gateway failed; one
+/// variant per step, so a test's failure says which.
+#[derive(Debug, thiserror::Error)]
+pub enum CitizenError {
+    #[error("pay page not answered: {0}")]
+    PayPageUnreachable(#[source] reqwest::Error),
+    /// The gateway's pay URL was refused here; the refusal's text.
+    #[error("{0}")]
+    PayPageRefused(String),
+    #[error("IPN not answered: {0}")]
+    IpnNotAnswered(#[source] reqwest::Error),
+    #[error("IPN answered HTTP {0}")]
+    IpnStatus(StatusCode),
+    #[error("IPN answer: {0}")]
+    IpnNotJson(#[source] reqwest::Error),
+    #[error("IPN answer is not an object")]
+    IpnNotObject,
+    #[error("IPN answer lacks RspCode/Message: {0}")]
+    IpnFieldsMissing(serde_json::Value),
+    #[error("IPN answer is not VNPay's shape: {0}")]
+    IpnShape(serde_json::Value),
+}
+
 pub const PAY_PATH: &str = "/paymentv2/vpcpay.html";
 pub const API_PATH: &str = "/merchant_webapi/api/transaction";
 
@@ -164,12 +187,19 @@ impl VnPaySandbox {
     }
 
     /// The citizen opens the pay URL the gateway gave. `Err` carries the refusal.
-    pub async fn open(&self, url: &str) -> Result<(), String> {
-        let r = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+    pub async fn open(&self, url: &str) -> Result<(), CitizenError> {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(CitizenError::PayPageUnreachable)?;
         if r.status().is_success() {
             Ok(())
         } else {
-            Err(r.text().await.unwrap_or_default())
+            Err(CitizenError::PayPageRefused(
+                r.text().await.unwrap_or_default(),
+            ))
         }
     }
 
@@ -233,7 +263,7 @@ impl VnPaySandbox {
         &self,
         ipn_url: &str,
         params: &[(String, String)],
-    ) -> Result<IpnAnswer, String> {
+    ) -> Result<IpnAnswer, CitizenError> {
         let q = params
             .iter()
             .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
@@ -244,20 +274,20 @@ impl VnPaySandbox {
             .get(format!("{ipn_url}?{q}"))
             .send()
             .await
-            .map_err(|e| format!("IPN not answered: {e}"))?;
+            .map_err(CitizenError::IpnNotAnswered)?;
         if r.status() != StatusCode::OK {
-            return Err(format!("IPN answered HTTP {}", r.status()));
+            return Err(CitizenError::IpnStatus(r.status()));
         }
-        let v: serde_json::Value = r.json().await.map_err(|e| format!("IPN answer: {e}"))?;
-        let obj = v.as_object().ok_or("IPN answer is not an object")?;
+        let v: serde_json::Value = r.json().await.map_err(CitizenError::IpnNotJson)?;
+        let obj = v.as_object().ok_or(CitizenError::IpnNotObject)?;
         let (Some(code), Some(msg)) = (
             obj.get("RspCode").and_then(|c| c.as_str()),
             obj.get("Message").and_then(|c| c.as_str()),
         ) else {
-            return Err(format!("IPN answer lacks RspCode/Message: {v}"));
+            return Err(CitizenError::IpnFieldsMissing(v));
         };
         if obj.len() != 2 || !["00", "01", "02", "04", "97", "99"].contains(&code) {
-            return Err(format!("IPN answer is not VNPay's shape: {v}"));
+            return Err(CitizenError::IpnShape(v));
         }
         let a = IpnAnswer {
             rsp_code: code.into(),

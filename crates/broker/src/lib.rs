@@ -43,6 +43,14 @@ pub const HDR_KEY: &str = "x-gw-key";
 /// Header carrying the attempt count (0 for the first delivery attempt).
 pub const HDR_ATTEMPT: &str = "x-gw-attempt";
 
+/// Now as unix milliseconds (the one clock both brokers read).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The name of the dead-letter queue that belongs to `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dlq")
@@ -87,7 +95,7 @@ pub struct QueueStats {
     /// `Some(ZERO)` when nothing is ready; `None` when the implementation cannot tell yet.
     ///
     /// Embedded: exact, `now - MIN(available_at)` over the queue's ready rows. RabbitMQ: an
-    /// upper bound observed by this process's consumer (see `amqp::HeadWatch`): FIFO puts
+    /// upper bound observed by this process's consumer (see `amqp/heads.rs`): FIFO puts
     /// the head behind the last message the consumer took, so the head has waited at most
     /// as long as since that message became deliverable; `None` until a consumer of this
     /// process took a message from the queue.

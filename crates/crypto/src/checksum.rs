@@ -17,10 +17,11 @@
 //! | [`PaymentPlatform`] | `MaXacThuc`: hex SHA-256 (plain hash, not HMAC) of the fields joined with `\|`, the shared key as last element; the fields of each message: [`PlatformMessage`] |
 //! | [`PayGov`] | hex SHA-256 of `secretKey + accessKey + partnerCode + orderId + requestCode + amount` ([`PAYGOV_FIELDS`]) |
 
-use openssl::hash::{hash, MessageDigest};
+use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 
+use crate::digest::sha256_hex;
 use crate::keys::Secret;
 use crate::util::{ct_eq, hex};
 
@@ -48,10 +49,6 @@ fn hmac_hex(md: MessageDigest, key: &[u8], data: &[u8]) -> Result<String, Checks
     let mut signer = Signer::new(md, &pkey)?;
     signer.update(data)?;
     Ok(hex(&signer.sign_to_vec()?))
-}
-
-fn sha256_hex(data: &[u8]) -> Result<String, ChecksumError> {
-    Ok(hex(&hash(MessageDigest::sha256(), data)?))
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, ChecksumError> {
@@ -396,7 +393,7 @@ impl PaymentPlatform {
 
     /// `MaXacThuc`: hex SHA-256 of [`PaymentPlatform::raw_data`] (a plain hash, not an HMAC).
     pub fn ma_xac_thuc(&self, fields: &[&str]) -> Result<String, ChecksumError> {
-        sha256_hex(self.raw_data(fields).as_bytes())
+        Ok(sha256_hex(self.raw_data(fields).as_bytes()))
     }
 
     pub fn verify(&self, fields: &[&str], ma_xac_thuc: &str) -> Result<(), ChecksumError> {
@@ -559,7 +556,7 @@ impl FieldChecksum {
         let data = self.data(value);
         let key = self.secret.expose().as_bytes();
         match self.algorithm {
-            FieldAlgorithm::Sha256 => sha256_hex(data.as_bytes()),
+            FieldAlgorithm::Sha256 => Ok(sha256_hex(data.as_bytes())),
             FieldAlgorithm::HmacSha256 => hmac_hex(MessageDigest::sha256(), key, data.as_bytes()),
             FieldAlgorithm::HmacSha512 => hmac_hex(MessageDigest::sha512(), key, data.as_bytes()),
         }
@@ -632,7 +629,7 @@ mod tests {
 
         let pg = PayGov::new(Secret::new("S"), "A", "P");
         let c = pg.checksum("O", "R", "100").unwrap();
-        assert_eq!(c, sha256_hex(b"SAPOR100").unwrap());
+        assert_eq!(c, sha256_hex(b"SAPOR100"));
         pg.verify("O", "R", "100", &c).unwrap();
         assert_eq!(pg.verify("O", "R", "101", &c), Err(ChecksumError::Mismatch));
 

@@ -57,7 +57,7 @@ pub enum HttpSigError {
     #[error("nonce already used with this key (replay)")]
     Replayed,
     #[error("nonce store: {0}")]
-    NonceStore(String),
+    NonceStore(#[from] NonceStoreError),
     #[error("OpenSSL: {0}")]
     Crypto(String),
 }
@@ -427,11 +427,30 @@ pub fn sign_request(
 
 // ---------------------------------------------------------------- nonce store
 
+/// Why a [`NonceStore`] could not answer (the request is then refused: fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NonceStoreError {
+    /// A thread panicked while holding the store's lock.
+    #[error("nonce store lock poisoned")]
+    Poisoned,
+    /// Every slot holds a live nonce; forgetting one would reopen a replay window.
+    #[error("full ({capacity} live nonces)")]
+    Full { capacity: usize },
+    /// A durable, shared implementation could not reach its storage.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// Records nonces to refuse replays. The gateway puts a durable, shared implementation behind this.
 pub trait NonceStore: Send + Sync {
     /// Records `nonce` for `key_id` until `expires_at` (Unix seconds). Returns `Ok(true)` when it was
     /// new, `Ok(false)` when it was already recorded (a replay). Must be atomic.
-    fn check_and_insert(&self, key_id: &str, nonce: &str, expires_at: u64) -> Result<bool, String>;
+    fn check_and_insert(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_at: u64,
+    ) -> Result<bool, NonceStoreError>;
 }
 
 /// In-memory, bounded [`NonceStore`] for one process.
@@ -468,11 +487,8 @@ impl MemoryNonceStore {
         nonce: &str,
         expires_at: u64,
         now: u64,
-    ) -> Result<bool, String> {
-        let mut seen = self
-            .seen
-            .lock()
-            .map_err(|_| "nonce store lock poisoned".to_owned())?;
+    ) -> Result<bool, NonceStoreError> {
+        let mut seen = self.seen.lock().map_err(|_| NonceStoreError::Poisoned)?;
         let k = (key_id.to_owned(), nonce.to_owned());
         if seen.get(&k).is_some_and(|&exp| exp > now) {
             return Ok(false);
@@ -481,7 +497,9 @@ impl MemoryNonceStore {
             // Purge the expired entries; a full scan, paid only when the store is full.
             seen.retain(|_, exp| *exp > now);
             if seen.len() >= self.capacity {
-                return Err(format!("full ({} live nonces)", self.capacity));
+                return Err(NonceStoreError::Full {
+                    capacity: self.capacity,
+                });
             }
         }
         seen.insert(k, expires_at);
@@ -490,7 +508,12 @@ impl MemoryNonceStore {
 }
 
 impl NonceStore for MemoryNonceStore {
-    fn check_and_insert(&self, key_id: &str, nonce: &str, expires_at: u64) -> Result<bool, String> {
+    fn check_and_insert(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_at: u64,
+    ) -> Result<bool, NonceStoreError> {
         self.check_at(key_id, nonce, expires_at, now_secs())
     }
 }

@@ -11,16 +11,18 @@
 //! - Verifiers return what was verified (the signed element, the payload, the signer certificate) so
 //!   callers act only on verified data.
 //! - Keys are loaded once ([`keys`]) and shared cheaply (`Arc` inside).
+//! - One copy of each small helper: [`digest::sha256_hex`] and [`util::ct_eq`] are public so the
+//!   gateway uses them instead of its own.
 
 pub mod checksum;
+pub mod digest;
 pub mod httpsig;
 pub mod jws;
 pub mod keys;
 pub mod tsp;
+pub mod util;
 pub mod xml;
 pub mod xmldsig;
-
-mod util;
 
 #[cfg(test)]
 mod tests {

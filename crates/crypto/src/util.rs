@@ -1,11 +1,18 @@
 //! Small helpers shared by the modules: hex, constant-time equality, ECDSA signature encodings.
+//!
+//! # Invariants
+//!
+//! - [`ct_eq`] and [`hex`] are public, so the gateway compares secrets and writes hex through
+//!   the same code as this crate; the signing helpers stay inside the crate.
+//! - [`ct_eq`] takes the same time for every pair of equal-length inputs; the length itself is
+//!   not treated as secret.
 
 use openssl::bn::BigNum;
 use openssl::ecdsa::EcdsaSig;
 use openssl::error::ErrorStack;
 
 /// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -16,7 +23,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Constant-time equality; different lengths are unequal (length is not secret).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
 

@@ -50,8 +50,8 @@
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::sqlite::Fail;
-use crate::{Result, StoreError};
+use crate::error::{Result, StoreError};
+use crate::sql::Fail;
 
 /// A request to hold (destination, key) while one exchange is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,7 +477,7 @@ const IN_DOUBT_COLS: &str = "destination, key, ledger_id, natural_key, version, 
 const PG_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    crate::postgres::query(e)
+    crate::sql::query(e)
 }
 
 /// Delivered version, natural key delivered, highest open in-doubt version of the key, and this

@@ -247,9 +247,9 @@ const PAGE: u32 = 1_000;
 /// Walk every chain from its anchor to its head; check each time-stamp row against the record it
 /// covers and with `check_token` (the token's signature, trust and imprint: the caller's, since
 /// that needs the TSA trust anchors).
-pub async fn verify_chains(
+pub async fn verify_chains<E: std::fmt::Display>(
     store: &dyn Store,
-    check_token: &(dyn Fn(&TimeStampRow) -> std::result::Result<(), String> + Sync),
+    check_token: &(dyn Fn(&TimeStampRow) -> std::result::Result<(), E> + Sync),
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     for head in store.evidence_heads().await? {
@@ -342,7 +342,7 @@ pub async fn verify_chains(
                 }
             }
             if let Err(e) = check_token(&ts) {
-                report.problems.push(bad(e));
+                report.problems.push(bad(e.to_string()));
             }
         }
     }

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
+use crate::error::{Result, StoreError};
 use crate::evidence::GENESIS;
 use crate::evidence::{chain_after, ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
-use crate::sqlite::Fail;
-use crate::{Result, StoreError};
+use crate::sql::Fail;
 
 pub(crate) const SQLITE_V4: &str = "
 CREATE TABLE evidence (

@@ -46,12 +46,17 @@ fn evidence(records: Vec<EvidenceRecord>) -> Batch {
     }
 }
 
+/// A token the suite's checker refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("token does not verify")]
+struct TokenRefused;
+
 /// Accepts tokens whose bytes are `valid`: the real RFC 3161 check is the gateway's.
-fn token_check(ts: &TimeStampRow) -> Result<(), String> {
+fn token_check(ts: &TimeStampRow) -> Result<(), TokenRefused> {
     if ts.token == b"valid" {
         Ok(())
     } else {
-        Err("token does not verify".into())
+        Err(TokenRefused)
     }
 }
 

@@ -51,6 +51,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub mod claims;
+mod error;
 pub mod evidence;
 mod evidence_sql;
 #[doc(hidden)]
@@ -58,9 +59,11 @@ pub mod evidence_suite;
 pub mod payments;
 pub mod postgres;
 pub mod replay;
+mod sql;
 pub mod sqlite;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
+pub use error::{Result, StoreError};
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 #[doc(hidden)]
 pub mod suite;
@@ -267,20 +270,6 @@ impl Batch {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store: {0}")]
-    Open(String),
-    #[error("store migration failed: {0}")]
-    Migrate(String),
-    #[error("store query failed: {0}")]
-    Query(String),
-    #[error("stored data is malformed: {0}")]
-    Malformed(String),
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -471,13 +460,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
         Ok(Arc::new(store))
     }
-}
-
-/// The error for a different dead letter recorded under an existing id (invariant 6).
-pub(crate) fn duplicate_dead_letter(id: &str) -> StoreError {
-    StoreError::Query(format!(
-        "dead letter {id} already exists with different content; the batch was rolled back"
-    ))
 }
 
 /// Now as unix milliseconds (for `applied_at_ms` in the migration tables).

@@ -165,7 +165,7 @@ mod lead {
             Ok(Err(e)) => {
                 return Err(StoreError::Query(format!(
                     "leadership of {job}: cannot connect: {}",
-                    super::describe(&e)
+                    crate::sql::describe(&e)
                 )))
             }
             Err(_) => {
@@ -192,7 +192,7 @@ mod lead {
             Ok(Err(e)) => {
                 return Err(StoreError::Query(format!(
                     "leadership of {job}: {}",
-                    super::describe(&e)
+                    crate::sql::describe(&e)
                 )))
             }
             Err(_) => {
@@ -262,6 +262,7 @@ mod lead {
     }
 }
 
+use crate::sql::{describe, query};
 use crate::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
     OutcomeRecord, Result, Settled, Store, StoreError, Versions,
@@ -283,9 +284,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::PG_V4),
-    (5, crate::payments::PG_V5),
+    (5, crate::payments::schema::PG_V5),
     (6, crate::claims::PG_V6),
-    (7, crate::payments::PG_V7),
+    (7, crate::payments::schema::PG_V7),
     (8, crate::replay::PG_V8),
 ];
 
@@ -649,21 +650,6 @@ fn check_schema_name(schema: &str) -> Result<()> {
     }
 }
 
-/// A readable message: tokio-postgres' `Display` alone says little more than "db error".
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
-    }
-}
-
-pub(crate) fn query(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Query(describe(&e))
-}
-
 fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
     row.try_get(idx)
         .map_err(|e| StoreError::Malformed(format!("column {idx}: {}", describe(&e))))
@@ -919,7 +905,7 @@ impl Store for PgStore {
                             .map_err(query)?;
                         let row = tx.query_one(&stmt, &[&d.id]).await.map_err(query)?;
                         if dead_letter_row(&row)?.letter != *d {
-                            return Err(crate::duplicate_dead_letter(&d.id));
+                            return Err(crate::sql::duplicate_dead_letter(&d.id));
                         }
                     }
                 }

@@ -57,6 +57,7 @@ use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use crate::sql::Fail;
 use crate::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
     OutcomeRecord, Result, Settled, Store, StoreError, Versions,
@@ -71,9 +72,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, crate::evidence_sql::SQLITE_V4),
-    (5, crate::payments::SQLITE_V5),
+    (5, crate::payments::schema::SQLITE_V5),
     (6, crate::claims::SQLITE_V6),
-    (7, crate::payments::SQLITE_V7),
+    (7, crate::payments::schema::SQLITE_V7),
     (8, crate::replay::SQLITE_V8),
 ];
 
@@ -176,36 +177,6 @@ const ATTEMPT_COLS: &str =
 const DEAD_LETTER_COLS: &str = "id, route, queue, envelope_id, key, kind, envelope, reason, \
                                 attempts, last_status, last_answer, first_attempt_ms, dead_at_ms, \
                                 state, settled_by, settled_at_ms";
-
-/// Failure inside the worker thread, turned into a [`StoreError`] at the boundary.
-pub(crate) enum Fail {
-    Sql(rusqlite::Error),
-    Migrate(String),
-    /// A different dead letter under an existing id.
-    Conflict(String),
-}
-
-impl From<rusqlite::Error> for Fail {
-    fn from(e: rusqlite::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<Fail> for StoreError {
-    fn from(f: Fail) -> Self {
-        match f {
-            // A value that does not decode into our types is bad data, not a failed query.
-            Fail::Sql(
-                e @ (rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)),
-            ) => StoreError::Malformed(e.to_string()),
-            Fail::Sql(e) => StoreError::Query(e.to_string()),
-            Fail::Migrate(m) => StoreError::Migrate(m),
-            Fail::Conflict(id) => crate::duplicate_dead_letter(&id),
-        }
-    }
-}
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
