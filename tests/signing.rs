@@ -1226,7 +1226,7 @@ fn cert_sha256(name: &str) -> String {
         .unwrap()
         .to_der()
         .unwrap();
-    gateway::evidence::sha256_hex(&der)
+    gw_crypto::digest::sha256_hex(&der)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1339,7 +1339,7 @@ mode = "metadata"
         assert_eq!(r.adapter, source);
         assert_eq!(
             r.signature_digest.as_deref(),
-            Some(gateway::evidence::sha256_hex(sig.as_bytes()).as_str()),
+            Some(gw_crypto::digest::sha256_hex(sig.as_bytes()).as_str()),
             "{dossier}: their signature, from the header the profile reads"
         );
         assert_eq!(

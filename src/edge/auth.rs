@@ -28,7 +28,7 @@ pub fn check_bearer(headers: &HeaderMap, token: &Secret) -> Result<(), Response>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    if gw_crypto::util::ct_eq(given.as_bytes(), token.expose().as_bytes()) {
         Ok(())
     } else {
         Err(error(
@@ -37,17 +37,6 @@ pub fn check_bearer(headers: &HeaderMap, token: &Secret) -> Result<(), Response>
             "a valid bearer token is required",
         ))
     }
-}
-
-/// Compare secrets without leaking their length through timing of early exits.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0 && a.len() == b.len()
 }
 
 /// Check the request's signature on the raw bytes: who signed, or the 401 to answer.

@@ -45,7 +45,6 @@ use crate::metrics::Metrics;
 use crate::runtime::Engine;
 
 pub use answer::{require_json, Refusal};
-pub use auth::constant_time_eq;
 pub use parse::{parse_event, InboundEvent};
 
 /// One configured source.

@@ -81,7 +81,7 @@ async fn create_orders(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !super::auth::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        if !gw_crypto::util::ct_eq(given.as_bytes(), token.expose().as_bytes()) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

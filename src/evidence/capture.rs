@@ -161,13 +161,13 @@ impl Capture {
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.contains("jose"));
         let signature_digest = if !sig.is_empty() {
-            Some(super::sha256_hex(sig.join("\n").as_bytes()))
+            Some(gw_crypto::digest::sha256_hex(sig.join("\n").as_bytes()))
         } else if jose {
             // Compact JWS: the signature is the token's last part.
             req.body
                 .rsplit(|b| *b == b'.')
                 .next()
-                .map(super::sha256_hex)
+                .map(gw_crypto::digest::sha256_hex)
         } else {
             None
         };
@@ -178,8 +178,8 @@ impl Capture {
         let x = Exchange {
             at_ms: now_ms(),
             operation: operation(&request),
-            request_digest: super::sha256_hex(&request),
-            response_digest: response.map(super::sha256_hex),
+            request_digest: gw_crypto::digest::sha256_hex(&request),
+            response_digest: response.map(gw_crypto::digest::sha256_hex),
             signature_digest,
             cert_fingerprint: None,
             status,
@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(got[0].result_code.as_deref(), Some("0"));
         assert_eq!(
             got[0].signature_digest,
-            Some(crate::evidence::sha256_hex(b"sig1"))
+            Some(gw_crypto::digest::sha256_hex(b"sig1"))
         );
         assert_eq!(got[1].status, Some(500));
         assert_eq!(

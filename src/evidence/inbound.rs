@@ -52,9 +52,10 @@ pub async fn record(
     let exchange = super::capture::Exchange {
         at_ms: now_ms(),
         operation: None,
-        request_digest: super::sha256_hex(body),
-        response_digest: Some(super::sha256_hex(answer)),
-        signature_digest: (!sig.is_empty()).then(|| super::sha256_hex(sig.join("\n").as_bytes())),
+        request_digest: gw_crypto::digest::sha256_hex(body),
+        response_digest: Some(gw_crypto::digest::sha256_hex(answer)),
+        signature_digest: (!sig.is_empty())
+            .then(|| gw_crypto::digest::sha256_hex(sig.join("\n").as_bytes())),
         cert_fingerprint: signature.fingerprint,
         status: Some(202),
         result_code: None,

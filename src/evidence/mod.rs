@@ -26,7 +26,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gw_store::EvidenceRecord;
-use sha2::{Digest, Sha256};
 
 pub mod archive;
 pub mod capture;
@@ -220,8 +219,4 @@ pub fn create_private_dir_all(path: &std::path::Path) -> std::io::Result<()> {
         b.mode(0o700);
     }
     b.create(path)
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }

@@ -32,8 +32,9 @@ use async_trait::async_trait;
 use gw_store::{Batch, Store};
 
 use super::capture::Exchange;
-use super::{sha256_hex, EvidenceLog, Mode};
+use super::{EvidenceLog, Mode};
 use crate::payments::{EvidenceEvent, EvidenceHook, HookError, Refusal};
+use gw_crypto::digest::sha256_hex;
 
 /// The evidence log as a payment [`EvidenceHook`].
 pub struct PaymentEvidence {

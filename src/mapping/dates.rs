@@ -4,7 +4,7 @@
 //! - A canonical date is RFC 3339 with an explicit offset, always expressed at the Vietnam
 //!   offset: `2026-11-24T08:30:00+07:00` (fractional seconds only when not zero). Every
 //!   canonical date compares and sorts as text for one instant.
-//! - A vendor date without an offset is Vietnam time (+07:00, [`VIETNAM_OFFSET_HOURS`]).
+//! - A vendor date without an offset is Vietnam time (+07:00, [`crate::model::time::VIETNAM`]).
 //! - Calendar dates are checked: `31/02/2026` and `24/13/2026` are errors, not a silent roll.
 //! - Numbers are fixed width: `dd` takes exactly two digits, `yyyy` four.
 //!
@@ -20,12 +20,7 @@ use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
-/// Offset assumed when a vendor date has none, and the offset canonical dates are written at.
-pub const VIETNAM_OFFSET_HOURS: i8 = 7;
-
-fn vietnam() -> UtcOffset {
-    UtcOffset::from_hms(VIETNAM_OFFSET_HOURS, 0, 0).expect("+07:00 is a valid offset")
-}
+use crate::model::time::VIETNAM;
 
 /// Why a date format could not be compiled, or a value could not be read by one. A read
 /// error says what is wrong without repeating the value (it may be personal).
@@ -214,7 +209,7 @@ impl DateFormat {
 
     /// Write an instant the vendor's way, at the Vietnam offset (`Z` writes UTC).
     pub fn write(&self, t: OffsetDateTime) -> Value {
-        let t = t.to_offset(vietnam());
+        let t = t.to_offset(VIETNAM);
         match self {
             DateFormat::EpochMillis => Value::from((t.unix_timestamp_nanos() / 1_000_000) as i64),
             DateFormat::EpochSeconds => Value::from(t.unix_timestamp()),
@@ -318,12 +313,12 @@ fn parse_pattern(s: &str, toks: &[Tok]) -> Result<OffsetDateTime, Mismatch> {
         minute: mi,
         second: se,
     })?;
-    Ok(PrimitiveDateTime::new(date, time).assume_offset(offset.unwrap_or_else(vietnam)))
+    Ok(PrimitiveDateTime::new(date, time).assume_offset(offset.unwrap_or(VIETNAM)))
 }
 
 /// The canonical text of an instant: RFC 3339 at +07:00.
 pub fn canonical(t: OffsetDateTime) -> String {
-    let t = t.to_offset(vietnam());
+    let t = t.to_offset(VIETNAM);
     let mut s = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),

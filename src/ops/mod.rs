@@ -10,7 +10,7 @@
 //! - **Every API call names its caller.** A request without a valid bearer token gets 401;
 //!   a viewer token reads only (403 on replay and drop); the token's configured *name* is
 //!   what the store records as `settled_by`. Tokens are compared in constant time
-//!   ([`crate::edge::constant_time_eq`]) and never logged or echoed.
+//!   ([`gw_crypto::util::ct_eq`]) and never logged or echoed.
 //! - **Read-only views hide payloads from viewers.** A dead letter's original envelope (it may
 //!   carry personal data) is shown in full to operators only; viewers see its metadata.
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
@@ -39,7 +39,6 @@ use serde_json::json;
 
 use crate::config::Secret;
 use crate::config::{Loaded, OpsRole};
-use crate::edge::constant_time_eq;
 use crate::metrics::{esc, family};
 use crate::runtime::Engine;
 
@@ -170,7 +169,7 @@ async fn authenticate(State(st): State<Arc<OpsState>>, mut req: Request, next: N
     // Compare with every token (no early exit: the time taken does not say which one matched).
     let mut found: Option<&OpsToken> = None;
     for t in &st.options.tokens {
-        if constant_time_eq(given.as_bytes(), t.secret.expose().as_bytes()) {
+        if gw_crypto::util::ct_eq(given.as_bytes(), t.secret.expose().as_bytes()) {
             found = Some(t);
         }
     }

@@ -44,9 +44,9 @@ impl ProviderMessage {
     /// states them; empty = absent).
     pub fn new(body: &[u8], checksum: &str, code: &str) -> Self {
         ProviderMessage {
-            digest: crate::evidence::sha256_hex(body),
+            digest: gw_crypto::digest::sha256_hex(body),
             signature_digest: (!checksum.is_empty())
-                .then(|| crate::evidence::sha256_hex(checksum.as_bytes())),
+                .then(|| gw_crypto::digest::sha256_hex(checksum.as_bytes())),
             code: (!code.is_empty()).then(|| code.to_string()),
             body: Arc::new(body.to_vec()),
         }

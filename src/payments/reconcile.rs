@@ -344,7 +344,7 @@ pub fn day_bounds(date: &str) -> Result<(i64, i64), DayError> {
     let start = d
         .with_hms(0, 0, 0)
         .expect("midnight")
-        .assume_offset(time::UtcOffset::from_hms(7, 0, 0).expect("offset"));
+        .assume_offset(crate::model::time::VIETNAM);
     let ms = (start.unix_timestamp_nanos() / 1_000_000) as i64;
     Ok((ms, ms + 86_400_000))
 }

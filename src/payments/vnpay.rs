@@ -170,7 +170,7 @@ pub fn parse_ipn(params: &[(String, String)]) -> Result<Ipn, IpnParseError> {
 pub fn vnp_date(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("valid offset"));
+        .to_offset(crate::model::time::VIETNAM);
     t.format(time::macros::format_description!(
         "[year][month][day][hour][minute][second]"
     ))

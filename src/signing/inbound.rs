@@ -90,7 +90,7 @@ fn unix_now() -> u64 {
 /// bare public key (no certificate), `key-id:ID spki-sha256:HEX`, the key id and the SHA-256 of
 /// its SubjectPublicKeyInfo DER, so the record says it is not a certificate's fingerprint.
 pub fn signer_fingerprint(signer: Option<&X509>, key: Option<&VerifyingKey>) -> Option<String> {
-    let sha = |der: Vec<u8>| crate::evidence::sha256_hex(&der);
+    let sha = |der: Vec<u8>| gw_crypto::digest::sha256_hex(&der);
     if let Some(cert) = signer.or_else(|| key.and_then(|k| k.cert.as_ref())) {
         return cert.to_der().ok().map(sha);
     }
@@ -257,7 +257,7 @@ impl InboundVerifier {
                 scope: m.profile.clone(),
                 id: format!(
                     "sha256:{}",
-                    crate::evidence::sha256_hex(token.trim().as_bytes())
+                    gw_crypto::digest::sha256_hex(token.trim().as_bytes())
                 ),
                 until_ms: (until as i64).saturating_mul(1000),
             },
@@ -336,20 +336,20 @@ mod tests {
     fn the_signer_is_named_by_certificate_or_by_key() {
         let ec = X509::from_pem(&example("sign-ec.pem")).unwrap();
         let rsa = X509::from_pem(&example("sign-rsa.pem")).unwrap();
-        let ec_sha = crate::evidence::sha256_hex(&ec.to_der().unwrap());
+        let ec_sha = gw_crypto::digest::sha256_hex(&ec.to_der().unwrap());
         // A certificate: its DER's SHA-256, the signer's over the key's.
         let pinned = VerifyingKey::from_certificate("agency", rsa.clone()).unwrap();
         assert_eq!(signer_fingerprint(Some(&ec), Some(&pinned)), Some(ec_sha));
         assert_eq!(
             signer_fingerprint(None, Some(&pinned)),
-            Some(crate::evidence::sha256_hex(&rsa.to_der().unwrap()))
+            Some(gw_crypto::digest::sha256_hex(&rsa.to_der().unwrap()))
         );
         // A bare public key: said so, with its id and SubjectPublicKeyInfo digest.
         let public = ec.public_key().unwrap().public_key_to_pem().unwrap();
         let bare = VerifyingKey::from_pem("agency-bare", &public).unwrap();
         assert!(bare.cert.is_none());
         let spki =
-            crate::evidence::sha256_hex(&ec.public_key().unwrap().public_key_to_der().unwrap());
+            gw_crypto::digest::sha256_hex(&ec.public_key().unwrap().public_key_to_der().unwrap());
         assert_eq!(
             signer_fingerprint(None, Some(&bare)),
             Some(format!("key-id:agency-bare spki-sha256:{spki}"))

@@ -231,7 +231,7 @@ impl Profiles {
             .into_iter()
             .find(|(role, _, _)| *role == "signing")?;
         let der = cert.to_der().ok()?;
-        Some(crate::evidence::sha256_hex(&der))
+        Some(gw_crypto::digest::sha256_hex(&der))
     }
 }
 

@@ -22,9 +22,15 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Constant-time equality; different lengths are unequal (length is not secret).
+/// Constant-time equality of secrets (tokens, MACs, digests). Its time depends only on the
+/// longer input's length: no early exit at the first difference, and none on a length
+/// mismatch, so a guessed token learns neither its prefix nor its length.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && openssl::memcmp::eq(a, b)
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// How a signature is made: the digest, RSA-PSS parameters when PSS is used, and whether an
@@ -115,5 +121,20 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+}
+
+#[cfg(test)]
+mod ct_eq_tests {
+    use super::ct_eq;
+
+    #[test]
+    fn equal_only_when_same_bytes_and_length() {
+        assert!(ct_eq(b"token", b"token"));
+        assert!(ct_eq(b"", b""));
+        assert!(!ct_eq(b"token", b"tokem"));
+        assert!(!ct_eq(b"token", b"token\0"));
+        assert!(!ct_eq(b"tok", b"token"));
+        assert!(!ct_eq(b"", b"x"));
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::model::{Dossier, OwnerKind, ProgressStep};
 
@@ -105,7 +105,7 @@ pub fn portal_date(field: &'static str, rfc3339: &str) -> Result<String, Transla
         field,
         value: rfc3339.to_string(),
     })?;
-    let vn = UtcOffset::from_hms(7, 0, 0).expect("valid offset");
+    let vn = crate::model::time::VIETNAM;
     let t = t.to_offset(vn);
     Ok(format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}",

@@ -16,6 +16,7 @@
 //! the first consumer registered, so the first child tends to take every partition and the
 //! second waits as a hot standby; the 2/1 ratio then stays near 1 (printed, not asserted).
 
+use crate::model::time::now_ms;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -120,10 +121,6 @@ async fn wait_rows(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn now_ms() -> i64 {
-    crate::model::time::now_ms()
 }
 
 /// One measurement with `instances` children.
