@@ -38,11 +38,16 @@ fn event_from_mapping(inb: crate::mapping::Inbound) -> Result<InboundEvent, Refu
             let step = inb.dossier.progress.last().cloned().ok_or_else(|| {
                 mapping_failed("a progress message carries no progress step".into())
             })?;
+            let progress = crate::model::progress::Progress {
+                code: key.clone(),
+                step,
+            };
             Ok(InboundEvent {
                 kind,
-                key: key.clone(),
+                key,
                 version: None,
-                payload: serde_json::json!({"code": key, "step": step}),
+                payload: serde_json::to_value(&progress)
+                    .map_err(|e| mapping_failed(e.to_string()))?,
             })
         }
         _ => Ok(InboundEvent {

@@ -40,7 +40,7 @@ use crate::model::envelope::Envelope;
 use crate::runtime::Engine;
 
 /// The event kind of an online dossier.
-pub const KIND: &str = "dossier.online";
+pub const KIND: &str = crate::model::events::EventKind::DossierOnline.as_str();
 
 /// Where the poll is: the highest cursor value seen and the codes seen at exactly it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -105,6 +105,7 @@ pub use def::AdapterDef;
 pub use rules::Mapping;
 pub use schema::Schemas;
 
+use crate::model::events::EventKind;
 use crate::model::Dossier;
 
 /// A problem of an adapter folder: `file:key: what: fix`.
@@ -165,9 +166,9 @@ impl InboundKind {
     /// The envelope kind it is published as.
     pub fn envelope_kind(self) -> &'static str {
         match self {
-            InboundKind::DossierUpserted => "dossier.upserted",
-            InboundKind::Progress => "dossier.progress",
-            InboundKind::Status => "dossier.status",
+            InboundKind::DossierUpserted => EventKind::DossierUpserted.as_str(),
+            InboundKind::Progress => EventKind::DossierProgress.as_str(),
+            InboundKind::Status => EventKind::DossierStatus.as_str(),
         }
     }
 }

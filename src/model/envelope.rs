@@ -91,7 +91,7 @@ impl Envelope {
         if let Some(v) = self.version {
             return Some(format!("{}@{}", self.key, v));
         }
-        if self.kind == "dossier.progress" {
+        if super::events::EventKind::DossierProgress.is(&self.kind) {
             let step = self.payload.get("step")?;
             let at: String = step
                 .get("at")

@@ -27,7 +27,7 @@ pub enum NoticeError {
 }
 
 /// The envelope kind of a settlement notice.
-pub const SETTLED_KIND: &str = "payment.settled";
+pub const SETTLED_KIND: &str = crate::model::events::EventKind::PaymentSettled.as_str();
 
 /// Where `payment.settled` envelopes are published.
 #[async_trait]

@@ -32,6 +32,7 @@ use crate::connectors::connector::{Attempted, Connector, InDoubtCheck};
 use crate::connectors::error::ConnectorError;
 use crate::metrics::Metrics;
 use crate::model::envelope::Envelope;
+use crate::model::events::EventKind;
 use crate::model::Dossier;
 use crate::signing::SigningProfile;
 use crate::transport::client::HttpClient;
@@ -117,7 +118,10 @@ impl Connector for DvcqgConnector {
     }
 
     fn acts_on_snapshot(&self, kind: &str) -> bool {
-        matches!(kind, "dossier.progress" | "dossier.status")
+        matches!(
+            EventKind::parse(kind),
+            Some(EventKind::DossierProgress | EventKind::DossierStatus)
+        )
     }
 
     /// In doubt: see [`lookup::resolve_in_doubt`].
@@ -126,8 +130,8 @@ impl Connector for DvcqgConnector {
     }
 
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
-        match env.kind.as_str() {
-            "dossier.upserted" => {
+        match EventKind::parse(&env.kind) {
+            Some(EventKind::DossierUpserted) => {
                 let dossier = match Dossier::deserialize(&env.payload) {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
@@ -148,11 +152,11 @@ impl Connector for DvcqgConnector {
                 };
                 self.submit(Op::Upsert { updating }, item).await
             }
-            "dossier.progress" => match progress::item(&env.payload) {
+            Some(EventKind::DossierProgress) => match progress::item(&env.payload) {
                 Ok(v) => self.submit(Op::Progress, v).await,
                 Err(e) => refused(e),
             },
-            "dossier.status" => {
+            Some(EventKind::DossierStatus) => {
                 let dossier = match Dossier::deserialize(&env.payload) {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
@@ -176,7 +180,7 @@ impl Connector for DvcqgConnector {
                     _ => attempted,
                 }
             }
-            other => refused(TranslateError::UnknownKind(other.to_string())),
+            _ => refused(TranslateError::UnknownKind(env.kind.clone())),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::request::service;
 use super::{progress, translate};
 use crate::connectors::connector::{Attempted, InDoubtCheck};
 use crate::model::envelope::Envelope;
+use crate::model::events::EventKind;
 use crate::model::outcome::{Answer, Decision};
 use crate::model::Dossier;
 
@@ -98,14 +99,14 @@ pub(super) async fn sharing_call(
 /// **assumption** (the portal's look-up answer is not public beyond the dossier fields):
 /// an answer without it cannot tell, and the step is sent again as `unverified`.
 pub(super) async fn resolve_in_doubt(inner: &Inner, env: &Envelope) -> InDoubtCheck {
-    let (ours, progress) = match env.kind.as_str() {
-        "dossier.upserted" | "dossier.status" => {
+    let (ours, progress) = match EventKind::parse(&env.kind) {
+        Some(kind @ (EventKind::DossierUpserted | EventKind::DossierStatus)) => {
             let dossier = match Dossier::deserialize(&env.payload) {
                 Ok(d) => d,
                 // It cannot be sent either: let the send refuse it.
                 Err(_) => return InDoubtCheck::NotThere,
             };
-            let item = if env.kind == "dossier.status" {
+            let item = if kind == EventKind::DossierStatus {
                 translate::status_body(&dossier).map(Value::Object)
             } else {
                 translate::dossier_item(&dossier, &inner.procedures)
@@ -115,7 +116,7 @@ pub(super) async fn resolve_in_doubt(inner: &Inner, env: &Envelope) -> InDoubtCh
                 Err(_) => return InDoubtCheck::NotThere,
             }
         }
-        "dossier.progress" => match progress::item(&env.payload).ok() {
+        Some(EventKind::DossierProgress) => match progress::item(&env.payload).ok() {
             Some(v) => (v, true),
             None => return InDoubtCheck::NotThere,
         },
@@ -138,7 +139,7 @@ pub(super) async fn resolve_in_doubt(inner: &Inner, env: &Envelope) -> InDoubtCh
             Some(list) => list.iter().any(|step| holds(step, &[])),
             None => return InDoubtCheck::Unverifiable("the look-up lists no progress"),
         }
-    } else if env.kind == "dossier.status" {
+    } else if EventKind::DossierStatus.is(&env.kind) {
         found.get("TrangThaiHoSo") == ours.get("TrangThaiHoSo")
     } else {
         holds(&found, &["TrangThaiHoSo"])
