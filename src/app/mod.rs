@@ -170,6 +170,16 @@ impl Running {
     }
 }
 
+/// SIGTERM or SIGINT: the signals that stop a running gateway (and the lab's demo).
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
 async fn bind(addr: &str) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr).await.map_err(|e| AppError::Listen {
         addr: addr.into(),

@@ -355,7 +355,7 @@ async fn run(cmd: Command) -> ExitCode {
                 "gateway running: inbound http://{} ops http://{}",
                 running.inbound_addr, running.ops_addr
             );
-            wait_for_signal().await;
+            app::wait_for_signal().await;
             tracing::info!("shutting down: finishing in-flight work");
             running.shutdown().await;
             ExitCode::SUCCESS
@@ -471,7 +471,7 @@ async fn run(cmd: Command) -> ExitCode {
                 sink.url(),
                 sink.addr
             );
-            wait_for_signal().await;
+            app::wait_for_signal().await;
             ExitCode::SUCCESS
         }
         Command::Trace { dossier, config } => {
@@ -559,16 +559,6 @@ fn portal_payload(adapter: &std::path::Path, sample: &std::path::Path) -> Result
     let item = crate::connectors::dvcqg::translate::dossier_item(&d, &table)
         .map_err(|e| format!("{origin}: {e}"))?;
     Ok(serde_json::to_string_pretty(&item).unwrap_or_default())
-}
-
-/// SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }
 
 async fn dlq(loaded: &Loaded, action: DlqAction) -> Result<ExitCode, app::AppError> {

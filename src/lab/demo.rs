@@ -405,7 +405,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     }
     if args.keep_running {
         println!("running until Ctrl-C");
-        crate::cli::wait_for_signal().await;
+        crate::app::wait_for_signal().await;
     }
     running.shutdown().await;
     if ok {

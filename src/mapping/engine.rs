@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 
+use super::compiled::{DossierFields, Field, List, ValueKind};
 use super::dates::{self, DateError, DateFormat};
-use super::rules::{DossierFields, Field, List, ValueKind};
 use super::MapError;
 use crate::model::{
     Attachment, Dossier, DossierStatus, Fee, Owner, OwnerKind, Personal, ProgressStep,

@@ -87,6 +87,7 @@
 //! "HT-KS-01" = "1.001193"
 //! ```
 
+pub mod compiled;
 pub mod dates;
 pub mod def;
 mod engine;
@@ -101,8 +102,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use compiled::Mapping;
 pub use def::AdapterDef;
-pub use rules::Mapping;
 pub use schema::Schemas;
 
 use crate::model::events::EventKind;

@@ -15,9 +15,9 @@ use gw_broker::HDR_DEAD_REASON;
 use gw_store::{ClaimRelease, EvidenceRecord, Outcome};
 use tracing::warn;
 
-use super::handle::Turn;
-use super::lane::{Ctx, Settlement};
+use super::context::{Ctx, Settlement};
 use super::records::{batch, Subject};
+use super::turn::Turn;
 use crate::connectors::Attempted;
 use crate::model::envelope::Envelope;
 use crate::model::outcome::Reason;

@@ -16,8 +16,9 @@ use gw_store::{AcceptedVersion, Batch, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::context::Ctx;
 use super::dead_letter::drain_broker_dead_letters;
-use super::lane::{consume_queue, Ctx};
+use super::lane::consume_queue;
 use super::recorder::Recorder;
 use super::route::{message_for, Route};
 use crate::metrics::Metrics;

@@ -28,10 +28,10 @@ use tracing::{debug, warn, Instrument};
 use uuid::Uuid;
 
 use super::circuit::{Permit, MAX_HOLD};
+use super::context::{Ctx, Settlement};
 use super::dead_letter::{dead_letter_malformed, SentFailure};
-use super::lane::{Ctx, Settlement};
-use super::records::{batch, Subject};
-use super::route::{Route, HDR_DEFERRED, HDR_FIRST_MS, HDR_LAST_REASON, HDR_REPLAY_OF};
+use super::records::batch;
+use super::turn::Turn;
 use crate::connectors::{Attempted, InDoubtCheck};
 use crate::model::envelope::{trace_id, Envelope};
 use crate::model::outcome::{Decision, Reason};
@@ -62,25 +62,6 @@ pub(super) async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
     .await
 }
 
-/// One delivery being handled: the lane's context, the delivery, its envelope and what its
-/// headers say about earlier attempts.
-pub(super) struct Turn<'a> {
-    pub ctx: &'a Ctx,
-    pub d: &'a Delivery,
-    pub env: Envelope,
-    /// The ledger's id: the envelope id, or `<id>/replay/<dead letter>` for a replay.
-    pub ledger_id: String,
-    is_replay: bool,
-    /// Unix ms of the first attempt (the elapsed retry budget counts from it).
-    pub first_ms: i64,
-    /// Redeliveries that were deferrals (circuit, busy claim, awaited snapshot), not attempts.
-    deferred: u32,
-    /// Failed attempts before this one.
-    failed_before: u32,
-    /// It acts on the destination's copy of its dossier (a progress step), unversioned.
-    acts_on_snapshot: bool,
-}
-
 /// A granted claim with the circuit's permit, held through the send.
 struct Held<'a> {
     permit: Permit<'a>,
@@ -93,50 +74,6 @@ struct Held<'a> {
 type Step<T> = Result<T, Settlement>;
 
 impl<'a> Turn<'a> {
-    fn new(ctx: &'a Ctx, d: &'a Delivery, env: Envelope) -> Self {
-        let headers = &d.message.headers;
-        let replay_of = headers.get(HDR_REPLAY_OF);
-        let ledger_id = match replay_of {
-            Some(dl) => format!("{}/replay/{dl}", env.id),
-            None => env.id.to_string(),
-        };
-        let first_ms = headers
-            .get(HDR_FIRST_MS)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(now_ms);
-        let deferred: u32 = headers
-            .get(HDR_DEFERRED)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let acts_on_snapshot =
-            env.version.is_none() && ctx.route.connector.acts_on_snapshot(&env.kind);
-        Turn {
-            ctx,
-            d,
-            ledger_id,
-            is_replay: replay_of.is_some(),
-            first_ms,
-            deferred,
-            failed_before: d.message.attempt.saturating_sub(deferred),
-            acts_on_snapshot,
-            env,
-        }
-    }
-
-    fn route(&self) -> &'a Route {
-        &self.ctx.route
-    }
-
-    /// Who this delivery's records are about.
-    pub(super) fn subject(&self) -> Subject<'_> {
-        Subject::of_envelope(
-            &self.ctx.route,
-            (&self.d.queue, &self.d.message.body),
-            &self.env,
-            &self.ledger_id,
-        )
-    }
-
     async fn run(&mut self) -> Step<Settlement> {
         let age = now_ms().saturating_sub(self.env.created_ms).max(0) as u64;
         self.ctx
@@ -150,43 +87,6 @@ impl<'a> Turn<'a> {
         let held = self.claim(permit).await?;
         let (held, resolution) = self.resolve_in_doubt(held).await?;
         Ok(self.send(versions.delivered, held, resolution).await)
-    }
-
-    /// Hand the delivery back to the broker's retry path without an attempt: a deferral (the
-    /// broker counts it as a redelivery; `x-gw-deferred` keeps it out of the retry budget).
-    fn defer(&self, delay: Duration) -> Settlement {
-        let mut headers = self.d.message.headers.clone();
-        headers.insert(HDR_FIRST_MS.into(), self.first_ms.to_string());
-        headers.insert(HDR_DEFERRED.into(), (self.deferred + 1).to_string());
-        Settlement::Retry(headers, delay.max(Duration::from_millis(1)))
-    }
-
-    /// Try again after `delay`: a failed attempt, counted in the retry budget.
-    fn retry_later(&self, reason: Reason, delay: Duration) -> Settlement {
-        let mut headers = self.d.message.headers.clone();
-        headers.insert(HDR_FIRST_MS.into(), self.first_ms.to_string());
-        headers.insert(HDR_LAST_REASON.into(), reason.as_str().into());
-        self.ctx
-            .metrics
-            .inc_outcome(&self.route().name, "retried", reason.as_str());
-        Settlement::Retry(headers, delay)
-    }
-
-    /// Record a delivery that was not sent because the destination has it or something newer.
-    async fn superseded_unsent(&self, detail: String, release: ClaimRelease) -> Settlement {
-        let subject = self.subject();
-        let out = subject.outcome(Outcome::Superseded, self.failed_before, None, detail);
-        let att = subject.attempt(
-            self.failed_before + 1,
-            "superseded",
-            (None, Reason::Superseded.as_str()),
-            Duration::ZERO,
-        );
-        let mut b = batch(vec![out], vec![att], vec![]);
-        b.releases = vec![release];
-        self.ctx
-            .settle(b, "superseded", Reason::Superseded.as_str())
-            .await
     }
 
     /// 1. Already settled? Only a copy that may have been seen before needs the look-up.

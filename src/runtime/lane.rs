@@ -5,103 +5,25 @@
 //! - **One key at a time, in order.** A delivery goes to lane `stable_hash(key) % lanes`; a
 //!   lane handles its deliveries one after another.
 //! - **Record, then ack.** A lane settles a delivery ([`Settlement`]) only after handling has
-//!   recorded what it decided; a store outage delays the ack ([`Ctx::record_patiently`]),
-//!   never loses an outcome.
+//!   recorded what it decided ([`super::context`]).
 //! - While the route's circuit is open the queue is not read: the backlog stays in the broker.
 //! - A panic while handling one message dead-letters that message; the lane goes on.
 //! - A delivery of a closed channel is dropped unhandled (the broker redelivers it).
 
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use gw_broker::Delivery;
-use gw_store::{Batch, Outcome, Store, StoreError};
+use gw_store::Outcome;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::recorder::Recorder;
+use super::context::{Ctx, Settlement};
 use super::records::{batch, Subject};
-use super::route::{stable_hash, Route};
-use crate::metrics::Metrics;
+use super::route::stable_hash;
 use crate::model::time::now_ms;
-
-/// What to do with a delivery once handling is over. Handling borrows the delivery; the lane
-/// settles it, so even a panic in handling leaves the lane able to settle.
-pub(super) enum Settlement {
-    Ack,
-    Retry(BTreeMap<String, String>, Duration),
-    /// Leave it unsettled (shutdown during a store outage): it comes back.
-    Leave,
-}
-
-/// Everything a lane needs.
-pub(super) struct Ctx {
-    pub route: Arc<Route>,
-    pub store: Arc<dyn Store>,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub cancel: CancellationToken,
-    pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
-    /// This instance's name, the prefix of its claim holders.
-    pub instance: String,
-    pub claim_lease: Duration,
-}
-
-impl Ctx {
-    /// Record with patience: a store outage delays the ack, never loses the outcome. Gives up
-    /// only on shutdown (the delivery then stays unacked and comes back).
-    pub async fn record_patiently(&self, batch: Batch) -> bool {
-        let mut wait = Duration::from_millis(50);
-        loop {
-            match self.recorder.record(batch.clone()).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    warn!(route = %self.route.name, error = %e, "ledger write failed; will retry");
-                    if self.cancel.is_cancelled() {
-                        return false;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    /// Record `batch`, then count the outcome: `Ack` once durable, `Leave` on shutdown.
-    pub async fn settle(&self, batch: Batch, outcome: &str, reason: &str) -> Settlement {
-        if self.record_patiently(batch).await {
-            self.metrics.inc_outcome(&self.route.name, outcome, reason);
-            Settlement::Ack
-        } else {
-            Settlement::Leave
-        }
-    }
-
-    /// A store read with the same patience; `None` only on shutdown.
-    pub async fn store_read<T>(
-        &self,
-        f: impl Fn() -> futures::future::BoxFuture<'static, Result<T, StoreError>>,
-    ) -> Option<T> {
-        let mut wait = Duration::from_millis(50);
-        loop {
-            match f().await {
-                Ok(v) => return Some(v),
-                Err(e) => {
-                    warn!(route = %self.route.name, error = %e, "store read failed; will retry");
-                    if self.cancel.is_cancelled() {
-                        return None;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-}
 
 /// Read one route queue and dispatch its deliveries to `concurrency` lanes by key.
 pub(super) async fn consume_queue(

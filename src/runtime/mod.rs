@@ -40,12 +40,13 @@
 //!
 //! # Layout
 //! [`engine`] runs the routes and publishes accepted envelopes; `lane` dispatches a queue's
-//! deliveries by key and settles them with the broker; `handle` takes one delivery through its
-//! steps; `records` builds its ledger records, `dead_letter` its dead letters, [`recorder`]
+//! deliveries by key and settles them with the broker (`context`: what a lane shares); `handle`
+//! takes one delivery (a `turn`) through its steps; `records` builds its ledger records, `dead_letter` its dead letters, [`recorder`]
 //! writes them; [`replay`] sends a dead letter again; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
 //! breaker and retry policy.
 
 pub mod circuit;
+mod context;
 mod dead_letter;
 pub mod engine;
 mod handle;
@@ -55,6 +56,7 @@ mod records;
 pub mod replay;
 pub mod retry;
 pub mod route;
+mod turn;
 
 pub use engine::Engine;
 pub use recorder::{RecordError, Recorder, RecorderStats};
