@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 use gw_crypto::keys::TrustStore;
 use gw_crypto::tsp;
 use gw_store::{Store, TimeStampRow};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::TsaSection;
-use crate::config::Loaded;
 use crate::model::time::now_ms;
 use crate::transport::stack::{BuildError, Options, Outbound, TransportError};
 
@@ -230,85 +228,47 @@ impl Stamper {
         Ok(true)
     }
 
-    /// Poll until cancelled, keeping the shared state (metrics, fail-closed gate) current.
-    /// Only the instance leading the chain's time-stamping polls ([`crate::jobs`]).
-    pub async fn run(mut self, lead: crate::jobs::Singleton, cancel: CancellationToken) {
-        let tick = self.section.interval.0.min(Duration::from_secs(1));
-        let mut streak = 0u64;
-        loop {
-            let Some(polled) = lead.tick(|| self.poll()).await else {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(tick) => {}
+    /// How often the time-stamping job ticks (at most once a second, sooner when the
+    /// configured interval is shorter).
+    pub fn tick(&self) -> Duration {
+        self.section.interval.0.min(Duration::from_secs(1))
+    }
+
+    /// Keep the shared state (metrics, the fail-closed gate) current with one poll's result;
+    /// `streak` counts the failures in a row.
+    pub fn observe<E: std::fmt::Display>(&self, polled: &Result<bool, E>, streak: &mut u64) {
+        match polled {
+            Ok(stamped) => {
+                if *stamped {
+                    STATE.stamped.fetch_add(1, Ordering::Relaxed);
                 }
-                continue;
-            };
-            match polled {
-                Ok(stamped) => {
-                    if stamped {
-                        STATE.stamped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if streak > 0 {
-                        info!(failures = streak, "time-stamping recovered");
-                    }
-                    streak = 0;
-                    STATE.failing_since_ms.store(0, Ordering::Relaxed);
-                    STATE.closed.store(false, Ordering::Relaxed);
+                if *streak > 0 {
+                    info!(failures = *streak, "time-stamping recovered");
                 }
-                Err(e) => {
-                    streak += 1;
-                    STATE.failures.fetch_add(1, Ordering::Relaxed);
-                    let now = now_ms();
-                    let _ = STATE.failing_since_ms.compare_exchange(
-                        0,
-                        now,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    if streak == 1 || streak.is_multiple_of(10) {
-                        warn!(error = %e, failures = streak, "time-stamping the evidence chain failed");
-                    }
-                    let since = STATE.failing_since_ms.load(Ordering::Relaxed);
-                    let over = now - since > self.section.grace.0.as_millis() as i64;
-                    if self.section.fail_closed && over && !closed() {
-                        error!("time-stamping failed for longer than the grace period: refusing new messages until it recovers");
-                        STATE.closed.store(true, Ordering::Relaxed);
-                    }
-                }
+                *streak = 0;
+                STATE.failing_since_ms.store(0, Ordering::Relaxed);
+                STATE.closed.store(false, Ordering::Relaxed);
             }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(tick) => {}
+            Err(e) => {
+                *streak += 1;
+                STATE.failures.fetch_add(1, Ordering::Relaxed);
+                let now = now_ms();
+                let _ = STATE.failing_since_ms.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                if *streak == 1 || streak.is_multiple_of(10) {
+                    warn!(error = %e, failures = *streak, "time-stamping the evidence chain failed");
+                }
+                let since = STATE.failing_since_ms.load(Ordering::Relaxed);
+                let over = now - since > self.section.grace.0.as_millis() as i64;
+                if self.section.fail_closed && over && !closed() {
+                    error!("time-stamping failed for longer than the grace period: refusing new messages until it recovers");
+                    STATE.closed.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
-}
-
-/// Start the time-stamping task when `[evidence.tsa]` is configured.
-pub fn spawn(
-    loaded: &Loaded,
-    engine: &crate::runtime::Engine,
-    cancel: &CancellationToken,
-    tasks: &mut tokio::task::JoinSet<()>,
-) -> Result<(), TsaError> {
-    let c = &loaded.config;
-    let Some(t) = &c.evidence.tsa else {
-        return Ok(());
-    };
-    let chain = c
-        .evidence
-        .chain
-        .clone()
-        .unwrap_or_else(|| c.gateway.instance.clone());
-    let stamper = Stamper::new(engine.store.clone(), &chain, t, trust(t, &loaded.base)?)?;
-    // One stamper per chain across instances (a chain shared by several instances is
-    // stamped by its leader only).
-    let lead = crate::jobs::Singleton::for_engine(
-        crate::jobs::EVIDENCE_TIMESTAMP,
-        engine,
-        &c.gateway.instance,
-    )
-    .with_key(format!("{}/{chain}", crate::jobs::EVIDENCE_TIMESTAMP));
-    tasks.spawn(stamper.run(lead, cancel.clone()));
-    Ok(())
 }

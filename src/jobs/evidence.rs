@@ -7,7 +7,8 @@
 //!   is retried an hour later and removes nothing.
 //! - The first retention run waits a minute after start, out of the start-up's way.
 
-use super::{Singleton, EVIDENCE_RETENTION};
+use super::{Singleton, EVIDENCE_RETENTION, EVIDENCE_TIMESTAMP};
+use crate::evidence::tsa::{self, Stamper, TsaError};
 
 /// Start the evidence log's background tasks: time-stamping (`[evidence.tsa]`) and hourly
 /// retention (`evidence.retention`).
@@ -17,7 +18,7 @@ pub fn spawn(
     cancel: &tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {
-    crate::evidence::tsa::spawn(loaded, engine, cancel, tasks)?;
+    spawn_timestamping(loaded, engine, cancel, tasks)?;
     let ev = &loaded.config.evidence;
     if let Some(keep) = ev.retention {
         let dir = ev
@@ -55,4 +56,49 @@ pub fn spawn(
         });
     }
     Ok(())
+}
+
+/// Start the time-stamping task when `[evidence.tsa]` is configured.
+fn spawn_timestamping(
+    loaded: &crate::config::Loaded,
+    engine: &crate::runtime::Engine,
+    cancel: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), TsaError> {
+    let c = &loaded.config;
+    let Some(t) = &c.evidence.tsa else {
+        return Ok(());
+    };
+    let chain = c
+        .evidence
+        .chain
+        .clone()
+        .unwrap_or_else(|| c.gateway.instance.clone());
+    let stamper = Stamper::new(
+        engine.store.clone(),
+        &chain,
+        t,
+        tsa::trust(t, &loaded.base)?,
+    )?;
+    // One stamper per chain across instances (a chain shared by several instances is
+    // stamped by its leader only).
+    let lead = Singleton::for_engine(EVIDENCE_TIMESTAMP, engine, &c.gateway.instance)
+        .with_key(format!("{}/{chain}", EVIDENCE_TIMESTAMP));
+    tasks.spawn(stamp(stamper, lead, cancel.clone()));
+    Ok(())
+}
+
+/// Poll until cancelled; only the instance leading the chain's time-stamping polls.
+async fn stamp(mut stamper: Stamper, lead: Singleton, cancel: tokio_util::sync::CancellationToken) {
+    let tick = stamper.tick();
+    let mut streak = 0u64;
+    loop {
+        if let Some(polled) = lead.tick(|| stamper.poll()).await {
+            stamper.observe(&polled, &mut streak);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
 }
