@@ -102,6 +102,8 @@ pub fn build_engine_with(
         .collect();
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(AppError::Config)?;
+    // The evidence log's time-stamping families join this engine's `/metrics`.
+    metrics.register_collector(Box::new(crate::evidence::tsa::Collector));
     for (name, a) in &c.adapters {
         if let Some(fp) = a
             .signing
