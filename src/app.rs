@@ -252,7 +252,10 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     ));
     let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
     if let Some(endpoint) = &c.ops.otlp_endpoint {
-        crate::telemetry::start(endpoint, &c.gateway.instance);
+        if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
+        {
+            tracing::warn!(error = %e, "spans are not exported");
+        }
     }
     let ops = crate::ops::router(engine.clone(), ops_options);
     // Certificate days to expiry for `/metrics`, refreshed hourly (they count down).
