@@ -371,4 +371,58 @@ mod tests {
             format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{s}-01")
         );
     }
+
+    fn span(name: &'static str, attrs: Vec<KeyValue>) -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    #[test]
+    fn our_spans_carry_the_w3c_ids_and_gateway_names() {
+        let s = ours(span(
+            "send",
+            vec![
+                KeyValue::new("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                KeyValue::new("span_id", "00f067aa0ba902b7"),
+                KeyValue::new("parent_span_id", "b7ad6b7169203331"),
+                KeyValue::new("key", "H22.99-1"),
+                KeyValue::new("http_status", 500_i64),
+                KeyValue::new("outcome", "retry"),
+            ],
+        ))
+        .expect("ours");
+        assert_eq!(
+            s.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(s.span_context.span_id().to_string(), "00f067aa0ba902b7");
+        assert_eq!(s.parent_span_id.to_string(), "b7ad6b7169203331");
+        assert!(!s.parent_span_is_remote, "send's parent is local");
+        assert_eq!(s.span_kind, SpanKind::Client);
+        assert!(matches!(s.status, Status::Error { .. }));
+        let keys: Vec<&str> = s.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "gateway.dossier_code",
+                "http.response.status_code",
+                "gateway.outcome"
+            ]
+        );
+        // Not ours: no W3C ids.
+        assert!(ours(span("other", vec![KeyValue::new("route", "r")])).is_none());
+    }
 }
