@@ -1,5 +1,5 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver as a
-//! child process on a free loopback port; a small W3C WebDriver client on reqwest below) against
+//! child process on a free loopback port; the `fantoccini` WebDriver client) against
 //! a gateway started in-process with traffic flowing and a dead letter waiting. It enters the
 //! token, finds a dossier's trail, replays the dead letter and sees it delivered, switches to
 //! Vietnamese, and saves a screenshot to `target/browser-artifacts/dashboard.png`.
@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 const OPERATOR_TOKEN: &str = "browser-operator-token-3c1f0e9d";
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_in_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -75,9 +74,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A minimal W3C WebDriver client: what this test needs and nothing more.
+/// The WebDriver session (a `fantoccini` client) and the few steps this test takes with it.
 struct WebDriver {
-    http: reqwest::Client,
+    client: fantoccini::Client,
     base: String,
     session: String,
 }
@@ -100,7 +99,7 @@ impl WebDriver {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium.display().to_string(),
@@ -112,92 +111,68 @@ impl WebDriver {
                     format!("--user-data-dir={}", profile.display()),
                 ],
             },
-        }}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let client = fantoccini::ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&base)
             .await
-            .expect("chromedriver answers")
-            .json()
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
+        let session = client
+            .session_id()
             .await
-            .unwrap();
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {r}"))
-            .to_string();
+            .expect("the session's id")
+            .expect("a session");
         WebDriver {
-            http,
+            client,
             base,
             session,
         }
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut rb = self.http.request(method, url);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r: Value = rb.send().await.unwrap().json().await.unwrap();
-        if r["value"].get("error").is_some() {
-            panic!("webdriver {path}: {}", r["value"]);
-        }
-        r["value"].clone()
-    }
-
     async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
-            .await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .cmd(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
     async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{e}/click"),
-            Some(json!({})),
-        )
-        .await;
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{e}/clear"),
-            Some(json!({})),
-        )
-        .await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{e}/value"),
-            Some(json!({"text": text})),
-        )
-        .await;
+        e.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        e.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
     async fn js(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
-        .await
+        let args = match args {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
     }
 
     /// The text of the first element matching `css` ("" when there is none).
@@ -239,21 +214,20 @@ impl WebDriver {
     }
 
     async fn screenshot(&self) -> Vec<u8> {
-        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
-        base64_decode(b64.as_str().unwrap())
+        self.client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot: {e}"))
     }
 
     async fn quit(&self) {
-        let _ = self
-            .http
-            .delete(format!("{}/session/{}", self.base, self.session))
-            .send()
-            .await;
+        let _ = self.client.clone().close().await;
     }
 }
 
 /// Close the browser even when the test fails half-way (killing chromedriver alone would leave
-/// Chromium running): a plain blocking `DELETE /session/ID`.
+/// Chromium running, and a panicking runtime may not run the client's own close): a plain
+/// blocking `DELETE /session/ID`.
 impl Drop for WebDriver {
     fn drop(&mut self) {
         use std::io::{Read, Write};
@@ -271,39 +245,6 @@ impl Drop for WebDriver {
             let _ = s.read_to_end(&mut sink);
         }
     }
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a' + 26) as u32,
-            b'0'..=b'9' => (c - b'0' + 52) as u32,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for chunk in bytes.chunks(4) {
-        let data: Vec<u8> = chunk.iter().copied().filter(|c| *c != b'=').collect();
-        let mut n = 0u32;
-        for (i, c) in data.iter().enumerate() {
-            n |= val(*c) << (18 - 6 * i);
-        }
-        for i in 0..data.len().saturating_sub(1) {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
-}
-
-#[test]
-fn base64_decodes() {
-    assert_eq!(base64_decode("aGVsbG8="), b"hello");
-    assert_eq!(base64_decode("aGk="), b"hi");
-    assert_eq!(base64_decode("YWJj"), b"abc");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,5 @@
 //! The ops listener end to end: the JSON API behind viewer and operator tokens, its OpenAPI
-//! description against the real router, `/metrics` parsed strictly as Prometheus text while
+//! description against the real router, `/metrics` parsed strictly as OpenMetrics text while
 //! messages flow, and the deploy/ alert rules and dashboard against the real metric names.
 
 mod common;
@@ -85,14 +85,17 @@ impl Gw {
     }
 
     async fn metrics(&self) -> String {
-        self.client
+        let r = self
+            .client
             .get(format!("http://{}/metrics", self.ops()))
             .send()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        r.text().await.unwrap()
     }
 
     /// Dossiers OK-0..n delivered, POISON-500 (retries exhausted) and POISON-400 (refused)
@@ -475,7 +478,8 @@ async fn without_tokens_only_health_and_metrics_answer() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A strict parser of the Prometheus text format 0.0.4 (what the tests below need of it).
+// A strict parser of the OpenMetrics 1.0 text format (what the tests below need of it): a
+// counter family `x` has samples `x_total`, and the text ends with `# EOF`.
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -516,9 +520,23 @@ impl Exposition {
             .map(|s| s.value)
             .sum()
     }
-    /// Every name a query can use: families and sample names.
+    /// Whether the family a query names as `name` (a sample name: `x_total` for counter `x`)
+    /// is declared.
+    fn declares(&self, name: &str) -> bool {
+        self.types.contains_key(name)
+            || name
+                .strip_suffix("_total")
+                .is_some_and(|f| self.types.get(f).map(String::as_str) == Some("counter"))
+    }
+    /// Every name a query can use: families, counters' `_total` names and sample names.
     fn names(&self) -> BTreeSet<String> {
         let mut n: BTreeSet<String> = self.types.keys().cloned().collect();
+        n.extend(
+            self.types
+                .iter()
+                .filter(|(_, t)| *t == "counter")
+                .map(|(f, _)| format!("{f}_total")),
+        );
         n.extend(self.samples.iter().map(|s| s.name.clone()));
         n
     }
@@ -533,10 +551,13 @@ fn valid_metric_name(n: &str) -> bool {
 fn parse_exposition(text: &str) -> Result<Exposition, String> {
     let mut e = Exposition::default();
     let mut helped = BTreeSet::new();
-    for (no, line) in text.lines().enumerate() {
+    let Some(body) = text.strip_suffix("# EOF\n") else {
+        return Err("no `# EOF` line at the end".into());
+    };
+    for (no, line) in body.lines().enumerate() {
         let no = no + 1;
         if line.is_empty() {
-            continue;
+            return Err(format!("line {no}: empty line"));
         }
         if let Some(rest) = line.strip_prefix("# ") {
             let mut parts = rest.splitn(3, ' ');
@@ -545,7 +566,18 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                     return Err(format!("line {no}: second HELP for {name}"));
                 }
                 (Some("TYPE"), Some(name), Some(kind)) => {
-                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                    if ![
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "gaugehistogram",
+                        "summary",
+                        "stateset",
+                        "info",
+                        "unknown",
+                    ]
+                    .contains(&kind)
+                    {
                         return Err(format!("line {no}: unknown type {kind}"));
                     }
                     if e.types.insert(name.to_string(), kind.to_string()).is_some() {
@@ -641,7 +673,16 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                 name.strip_suffix(s)
                     .filter(|f| e.types.get(*f).map(String::as_str) == Some("histogram"))
             })
+            .or_else(|| {
+                ["_total", "_created"].iter().find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| e.types.get(*f).map(String::as_str) == Some("counter"))
+                })
+            })
             .unwrap_or(name);
+        if e.types.get(family).map(String::as_str) == Some("counter") && family == name {
+            return Err(format!("line {no}: counter sample {name} without `_total`"));
+        }
         match e.types.get(family).map(String::as_str) {
             None => return Err(format!("line {no}: sample {name} before its TYPE")),
             Some("histogram") if name.ends_with("_bucket") && !labels.contains_key("le") => {
@@ -662,17 +703,19 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
 #[test]
 fn the_strict_parser_refuses_malformed_text() {
     for bad in [
-        "gateway_x 1\n",
-        "# TYPE gateway_x counter\ngateway_x{a=\"1} 1\n",
-        "# TYPE gateway_x counter\ngateway_x{a=1} 1\n",
-        "# TYPE gateway_x counter\ngateway_x one\n",
-        "# TYPE gateway_x counter\n# TYPE gateway_x counter\n",
-        "# TYPE gateway_x histogram\ngateway_x_bucket 1\n",
+        "gateway_x 1\n# EOF\n",
+        "# TYPE gateway_x counter\ngateway_x_total{a=\"1} 1\n# EOF\n",
+        "# TYPE gateway_x counter\ngateway_x_total{a=1} 1\n# EOF\n",
+        "# TYPE gateway_x counter\ngateway_x_total one\n# EOF\n",
+        "# TYPE gateway_x counter\n# TYPE gateway_x counter\n# EOF\n",
+        "# TYPE gateway_x histogram\ngateway_x_bucket 1\n# EOF\n",
+        "# TYPE gateway_x counter\ngateway_x 1\n# EOF\n",
+        "# TYPE gateway_x gauge\ngateway_x 1\n",
     ] {
         assert!(parse_exposition(bad).is_err(), "accepted: {bad}");
     }
     let ok = parse_exposition(
-        "# HELP a_total x\n# TYPE a_total counter\na_total{r=\"q\\\"\",s=\"2\"} 3 1700000000000\n",
+        "# HELP a x\n# TYPE a counter\na_total{r=\"q\\\"\",s=\"2\"} 3 1700000000000\n# EOF\n",
     )
     .unwrap();
     assert_eq!(ok.value("a_total", &[("r", "q\"")]), Some(3.0));
@@ -722,7 +765,7 @@ async fn metrics_parse_strictly_and_move_as_messages_flow() {
         "gateway_ledger_write_seconds_total",
     ] {
         assert!(
-            before.types.contains_key(family),
+            before.declares(family),
             "{family} declared before any traffic"
         );
     }

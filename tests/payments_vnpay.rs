@@ -714,7 +714,7 @@ api_url = "{api}"
             .unwrap();
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("settled paid 1"), "{stdout}");
-    assert!(stdout.contains("# TYPE gateway_payment_mismatches_total counter"));
+    assert!(stdout.contains("# TYPE gateway_payment_mismatches counter"));
     assert_eq!(
         payments
             .store

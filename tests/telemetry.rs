@@ -1,5 +1,6 @@
 //! OTLP export: an in-test OTLP/HTTP collector (axum on 127.0.0.1) receives the gateway's
-//! spans as OTLP JSON. For each message, the `accept`, `deliver` and `send` spans share the
+//! spans as OTLP http/protobuf (the default; decoded with the `opentelemetry-proto` types) and
+//! as OTLP http/json. For each message, the `accept`, `deliver` and `send` spans share the
 //! trace id of the sender's W3C `traceparent` across the broker, form one parent chain
 //! (sender → accept → deliver → send, and the destination receives the send span as its
 //! parent), carry the dossier code, and nothing from the payload (citizen ID, phone, bank
@@ -27,7 +28,7 @@ const PHONE: &str = "0987654321";
 const BANK_ACCOUNT: &str = "1903567890123";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// An OTLP/HTTP collector: keeps every `POST /v1/traces` (content type, body).
 async fn collector() -> (String, Received) {
@@ -35,7 +36,7 @@ async fn collector() -> (String, Received) {
     let g = got.clone();
     let app = Router::new().route(
         "/v1/traces",
-        post(move |headers: HeaderMap, body: String| {
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
             let g = g.clone();
             async move {
                 let ct = headers
@@ -43,7 +44,7 @@ async fn collector() -> (String, Received) {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                g.lock().unwrap().push((ct, body));
+                g.lock().unwrap().push((ct, body.to_vec()));
                 Json(json!({}))
             }
         }),
@@ -54,12 +55,22 @@ async fn collector() -> (String, Received) {
     (format!("http://{addr}"), got)
 }
 
-/// Every exported span (decoded from OTLP JSON), with the resource's service name checked.
+/// Every exported span (decoded from OTLP protobuf or JSON into the JSON shape), with the
+/// resource's service name checked.
 fn spans(got: &Received) -> Vec<Value> {
+    use prost::Message;
     let mut out = Vec::new();
     for (ct, body) in got.lock().unwrap().iter() {
-        assert!(ct.starts_with("application/json"), "OTLP/HTTP JSON: {ct}");
-        let v: Value = serde_json::from_str(body).expect("an OTLP JSON export request");
+        let v: Value = if ct.starts_with("application/x-protobuf") {
+            let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                body.as_slice(),
+            )
+            .expect("an OTLP protobuf export request");
+            serde_json::to_value(&req).unwrap()
+        } else {
+            assert!(ct.starts_with("application/json"), "OTLP/HTTP: {ct}");
+            serde_json::from_slice(body).expect("an OTLP JSON export request")
+        };
         for rs in v["resourceSpans"].as_array().expect("resourceSpans") {
             let service = rs["resource"]["attributes"]
                 .as_array()
@@ -85,8 +96,9 @@ fn attr(span: &Value, key: &str) -> Option<String> {
             let v = &a["value"];
             v["stringValue"]
                 .as_str()
-                .or(v["intValue"].as_str())
                 .map(str::to_string)
+                .or(v["intValue"].as_str().map(str::to_string))
+                .or(v["intValue"].as_i64().map(|i| i.to_string()))
         })
 }
 
@@ -140,7 +152,15 @@ fn chain<'a>(all: &'a [Value], key: &str, trace: &str) -> (Vec<&'a Value>, Vec<&
     (delivers, sends)
 }
 
-async fn one_trace_in_broker_out(backend: Backend, tag: &str, url: &str, got: &Received) {
+/// One message per outcome through `backend`, exported over `protocol` (an `otlp_protocol`
+/// value, or the default when `None`).
+async fn one_trace_in_broker_out(
+    backend: Backend,
+    tag: &str,
+    url: &str,
+    got: &Received,
+    protocol: Option<&str>,
+) {
     let ok_key = format!("OT-{tag}-OK");
     let retry_key = format!("OT-{tag}-RETRY");
     let sink = Sink::start(
@@ -157,7 +177,12 @@ async fn one_trace_in_broker_out(backend: Backend, tag: &str, url: &str, got: &R
     let route = unique("otlp");
     let text = config_text(backend, dir.path(), &route, &sink.url(), "").replace(
         "[ops]\nlisten = \"127.0.0.1:0\"\n",
-        &format!("[ops]\nlisten = \"127.0.0.1:0\"\notlp_endpoint = \"{url}\"\n"),
+        &format!(
+            "[ops]\nlisten = \"127.0.0.1:0\"\notlp_endpoint = \"{url}\"\n{}",
+            protocol
+                .map(|p| format!("otlp_protocol = \"{p}\"\n"))
+                .unwrap_or_default()
+        ),
     );
     assert!(text.contains("otlp_endpoint"));
     let running = app::start(&load(&text), CancellationToken::new())
@@ -252,7 +277,10 @@ async fn one_trace_in_broker_out(backend: Backend, tag: &str, url: &str, got: &R
     // No personal data on the wire to the collector.
     for (_, body) in got.lock().unwrap().iter() {
         for secret in [CITIZEN_ID, PHONE, BANK_ACCOUNT, TOKEN] {
-            assert!(!body.contains(secret), "`{secret}` reached the collector");
+            assert!(
+                !body.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "`{secret}` reached the collector"
+            );
         }
     }
     gateway::telemetry::stop(Duration::from_secs(5));
@@ -270,9 +298,21 @@ async fn otlp_export_one_trace_in_broker_out_without_personal_data() {
         .try_init()
         .expect("the only subscriber of this test binary");
     let (url, got) = collector().await;
-    one_trace_in_broker_out(Backend::Embedded, "EMB", &url, &got).await;
+    // The default encoding (http/protobuf), then http/json.
+    one_trace_in_broker_out(Backend::Embedded, "EMB", &url, &got, None).await;
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(ct, _)| ct.starts_with("application/x-protobuf")));
+    one_trace_in_broker_out(Backend::Embedded, "EMBJ", &url, &got, Some("http/json")).await;
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(ct, _)| ct.starts_with("application/json")));
     if services_available("otlp_export_one_trace_in_broker_out_without_personal_data (RabbitMQ)") {
-        one_trace_in_broker_out(Backend::RabbitPg, "RMQ", &url, &got).await;
+        one_trace_in_broker_out(Backend::RabbitPg, "RMQ", &url, &got, None).await;
     }
     assert_eq!(gateway::telemetry::dropped(), 0);
 }

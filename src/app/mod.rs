@@ -113,6 +113,8 @@ pub fn build_engine_with(
         .collect();
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(AppError::Config)?;
+    // The evidence log's time-stamping families join this engine's `/metrics`.
+    metrics.register_collector(Box::new(crate::evidence::tsa::Collector));
     for (name, a) in &c.adapters {
         if let Some(fp) = a
             .signing
@@ -271,7 +273,10 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     ));
     let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
     if let Some(endpoint) = &c.ops.otlp_endpoint {
-        crate::telemetry::start(endpoint, &c.gateway.instance);
+        if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
+        {
+            tracing::warn!(error = %e, "spans are not exported");
+        }
     }
     let ops = crate::ops::router(engine.clone(), ops_options);
     // Certificate days to expiry for `/metrics`, refreshed hourly (they count down).

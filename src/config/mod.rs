@@ -56,7 +56,7 @@ pub use duration::{parse_duration, Dur, DurationError};
 pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
 pub use online::OnlineSection;
-pub use ops::{OpsRole, OpsSection, OpsTokenSection};
+pub use ops::{OpsRole, OpsSection, OpsTokenSection, OtlpProtocol};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};

@@ -13,11 +13,30 @@ pub struct OpsSection {
     /// dashboard are off; `/healthz`, `/readyz` and `/metrics` answer either way.
     #[serde(default)]
     pub tokens: Vec<OpsTokenSection>,
-    /// OpenTelemetry: the OTLP/HTTP endpoint (collector base URL, e.g.
-    /// `http://127.0.0.1:4318`) that per-message spans are exported to, as OTLP JSON at
-    /// `<endpoint>/v1/traces`. None (the default) = no export.
+    /// OpenTelemetry: the OTLP endpoint (collector base URL, e.g. `http://127.0.0.1:4318` for
+    /// OTLP/HTTP, `http://127.0.0.1:4317` for gRPC) that per-message spans are exported to;
+    /// over HTTP at `<endpoint>/v1/traces`. None (the default) = no export.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// How spans travel to `otlp_endpoint`: `http/protobuf` (the default), `http/json` or
+    /// `grpc` (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// The OTLP transport and encoding, spelt as the OpenTelemetry specification spells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP POST to `<endpoint>/v1/traces`.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON over HTTP POST to `<endpoint>/v1/traces`.
+    #[serde(rename = "http/json")]
+    HttpJson,
+    /// Protobuf over gRPC (the collector's `TraceService/Export`).
+    #[serde(rename = "grpc")]
+    Grpc,
 }
 
 impl Default for OpsSection {
@@ -26,6 +45,7 @@ impl Default for OpsSection {
             listen: d_ops(),
             tokens: Vec::new(),
             otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
         }
     }
 }
@@ -74,7 +94,7 @@ pub(super) fn validate_listen(
             p(
                 "ops.otlp_endpoint".into(),
                 format!("`{u}` is not an http(s) URL"),
-                "write the collector's OTLP/HTTP base URL, like http://127.0.0.1:4318",
+                "write the collector's base URL, like http://127.0.0.1:4318 (gRPC: :4317)",
             );
         }
     }
@@ -98,5 +118,33 @@ pub(super) fn validate_tokens(o: &OpsSection, p: &mut impl FnMut(String, String,
                 "give each token its own name: replays and drops are recorded under it",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        ops: OpsSection,
+    }
+
+    #[test]
+    fn otlp_protocol_defaults_to_http_protobuf_and_knows_three_values() {
+        let d: Doc = toml::from_str("[ops]\n").unwrap();
+        assert_eq!(d.ops.otlp_protocol, OtlpProtocol::HttpProtobuf);
+        for (text, p) in [
+            ("http/protobuf", OtlpProtocol::HttpProtobuf),
+            ("http/json", OtlpProtocol::HttpJson),
+            ("grpc", OtlpProtocol::Grpc),
+        ] {
+            let d: Doc = toml::from_str(&format!("[ops]\notlp_protocol = \"{text}\"\n")).unwrap();
+            assert_eq!(d.ops.otlp_protocol, p);
+        }
+        let e = toml::from_str::<Doc>("[ops]\notlp_protocol = \"thrift\"\n")
+            .err()
+            .expect("an unknown protocol is refused");
+        assert!(e.to_string().contains("http/protobuf"), "{e}");
     }
 }

@@ -81,26 +81,61 @@ pub fn closed() -> bool {
     STATE.closed.load(Ordering::Relaxed)
 }
 
-/// The Prometheus families of the evidence log.
+/// The families of the evidence log's time-stamping, encoded at each scrape; registered into
+/// the engine's metrics where the engine is built.
+#[derive(Debug)]
+pub struct Collector;
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        // Counters are named without `_total`: the samples carry it.
+        for (name, help, v) in [
+            (
+                "gateway_evidence_timestamps",
+                "Chain heads time-stamped.",
+                STATE.stamped.load(Ordering::Relaxed),
+            ),
+            (
+                "gateway_evidence_timestamp_failures",
+                "Failed time-stamp requests (unreachable, refused or invalid answers).",
+                STATE.failures.load(Ordering::Relaxed),
+            ),
+        ] {
+            let c = ConstCounter::new(v);
+            c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        for (name, help, v) in [
+            (
+                "gateway_evidence_timestamp_failing",
+                "1 while time-stamping is failing.",
+                i64::from(STATE.failing_since_ms.load(Ordering::Relaxed) != 0),
+            ),
+            (
+                "gateway_evidence_closed",
+                "1 while new messages are refused (fail-closed).",
+                i64::from(closed()),
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The evidence log's families alone, as OpenMetrics text (without `# EOF`).
 pub fn render_metrics() -> String {
-    format!(
-        "# HELP gateway_evidence_timestamps_total Chain heads time-stamped.\n\
-         # TYPE gateway_evidence_timestamps_total counter\n\
-         gateway_evidence_timestamps_total {}\n\
-         # HELP gateway_evidence_timestamp_failures_total Failed time-stamp requests (unreachable, refused or invalid answers).\n\
-         # TYPE gateway_evidence_timestamp_failures_total counter\n\
-         gateway_evidence_timestamp_failures_total {}\n\
-         # HELP gateway_evidence_timestamp_failing 1 while time-stamping is failing.\n\
-         # TYPE gateway_evidence_timestamp_failing gauge\n\
-         gateway_evidence_timestamp_failing {}\n\
-         # HELP gateway_evidence_closed 1 while new messages are refused (fail-closed).\n\
-         # TYPE gateway_evidence_closed gauge\n\
-         gateway_evidence_closed {}\n",
-        STATE.stamped.load(Ordering::Relaxed),
-        STATE.failures.load(Ordering::Relaxed),
-        u8::from(STATE.failing_since_ms.load(Ordering::Relaxed) != 0),
-        u8::from(closed()),
-    )
+    let mut r = prometheus_client::registry::Registry::default();
+    r.register_collector(Box::new(Collector));
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &r);
+    out
 }
 
 /// Load the authority's trust anchors (and intermediates) of `[evidence.tsa]`.

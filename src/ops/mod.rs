@@ -240,7 +240,8 @@ async fn readyz(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
 
 async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
     let e = &st.engine;
-    let mut text = e.metrics.render();
+    // The families rendered here at scrape time, placed by `render_with` before `# EOF`.
+    let mut text = String::new();
     let mut ready = String::new();
     let mut unacked = String::new();
     let mut delayed = String::new();
@@ -344,10 +345,7 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
         e.store.kind()
     ));
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        e.metrics.render_with(&text),
     )
 }
