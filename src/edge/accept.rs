@@ -25,7 +25,7 @@ use tracing::{warn, Instrument};
 use super::answer::{error, require_json, unavailable};
 use super::auth::{check_bearer, remember, verify_signature};
 use super::parse::{parse_event, snapshot_of, InboundEvent};
-use super::{InboundState, SourceRuntime};
+use super::state::{InboundState, SourceRuntime};
 use crate::evidence::inbound::InboundSignature;
 use crate::model::envelope::{child_traceparent, parse_traceparent, trace_id, Envelope};
 use crate::signing::ReplayId;

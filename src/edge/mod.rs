@@ -32,43 +32,17 @@ pub mod answer;
 pub mod auth;
 pub mod parse;
 pub mod payments;
+pub mod state;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 
-use crate::config::Secret;
-use crate::metrics::Metrics;
-use crate::runtime::Engine;
-
 pub use answer::{require_json, Refusal};
 pub use parse::{parse_event, InboundEvent};
-
-/// One configured source.
-pub struct SourceRuntime {
-    pub token: Option<Secret>,
-    pub kinds: Vec<String>,
-    /// The signature every request must carry (`verify = "NAME"`), checked before parsing.
-    pub verify: Option<Arc<crate::signing::InboundVerifier>>,
-    /// The one-stop adapter whose mapping turns the vendor's JSON into the canonical dossier.
-    pub adapter: Option<Arc<crate::mapping::Adapter>>,
-    /// Requests of this source handled at once (`inbound.source_concurrency`).
-    pub slots: Arc<tokio::sync::Semaphore>,
-}
-
-pub struct InboundState {
-    pub engine: Arc<Engine>,
-    pub sources: HashMap<String, SourceRuntime>,
-    pub metrics: Arc<Metrics>,
-    /// `inbound.max_body_bytes`: the body is read only after the token was checked.
-    pub max_body_bytes: usize,
-    /// The payment service, when `[payments]` is on: dossier snapshots accepted here keep
-    /// their fees as the dossier's known fees (orders are checked against them).
-    pub payments: Option<Arc<crate::payments::Payments>>,
-}
+pub use state::{InboundState, SourceRuntime};
 
 pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
     Router::new()

@@ -21,7 +21,7 @@ use gw_store::{AttemptRecord, DeadLetter, DeadLetterFilter, DeadLetterState, Out
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Caller, OpsState};
+use super::state::{Caller, OpsState};
 use crate::config::OpsRole;
 use crate::model::envelope::{trace_id, Envelope};
 use crate::model::time::now_ms;

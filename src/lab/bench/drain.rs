@@ -15,7 +15,8 @@ use gw_broker::Message;
 use gw_contract_tests::portal::{Portal, RateLimit};
 use tokio_util::sync::CancellationToken;
 
-use super::{cleanup, open_engine, preload, settled, setup, Backend, BenchArgs, Sig, CHUNK};
+use super::args::{Backend, BenchArgs, Sig, CHUNK};
+use super::setup::{cleanup, open_engine, preload, settled, setup};
 use crate::model::envelope::Envelope;
 use crate::runtime::message_for;
 

@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{
-    cleanup, messages, open_engine, percentile, setup, vm_hwm_kib, Backend, BenchArgs, Setup, Sig,
-    CHUNK,
-};
+use super::args::{Backend, BenchArgs, Sig, CHUNK};
+use super::setup::{cleanup, messages, open_engine, setup, Setup};
+use super::sys::{percentile, vm_hwm_kib};
 use gw_contract_tests::portal::Portal;
 
 pub(super) struct Scale {

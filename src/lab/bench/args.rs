@@ -1,0 +1,132 @@
+//! The bench's command line: what to measure, on which backends, with which signatures.
+
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Messages per raw broker phase (publish, consume with per-message acks, with batched acks).
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Events per gateway end-to-end throughput run.
+    #[arg(long, default_value_t = 5_000)]
+    pub events: usize,
+    /// Events waiting in the queue while the peak RSS of a `gateway run` child is measured
+    /// (the goal names 1,000,000; the default keeps the run to minutes).
+    #[arg(long, default_value_t = 100_000)]
+    pub backlog: usize,
+    /// How long the child runs against the backlog, seconds.
+    #[arg(long, default_value_t = 15)]
+    pub backlog_secs: u64,
+    /// Backends: all (RabbitMQ + PostgreSQL when they answer, and embedded), rabbit-pg, embedded.
+    #[arg(long, default_value = "all")]
+    pub backends: String,
+    /// Signing on the dvcqg adapter: all, ecdsa, rsa.
+    #[arg(long, default_value = "all")]
+    pub signing: String,
+    /// Seconds of each raw signing measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub sign_secs: f64,
+    /// Seconds of publishing at half the peak rate for the latency figures.
+    #[arg(long, default_value_t = 5.0)]
+    pub latency_secs: f64,
+    /// RabbitMQ URL (user, no password); the password from GW_BENCH_AMQP_PASSWORD, default guest.
+    #[arg(long, default_value = "amqp://guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// PostgreSQL URL (a `?schema=` is added per run).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// Directory of the example keys (sign-rsa.*, sign-ec.*).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example"))]
+    pub certs: PathBuf,
+    /// Give up on one end-to-end run after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Run only the backlog-drain scenario (see `src/bench/drain.rs`).
+    #[arg(long)]
+    pub drain: bool,
+    /// Drain: events queued during the portal outage.
+    #[arg(long, default_value_t = 200_000)]
+    pub drain_events: usize,
+    /// Drain: the portal's call quota (calls a second), enforced by the sandbox and configured
+    /// on the gateway's adapter.
+    #[arg(long, default_value_t = 50.0)]
+    pub drain_rate: f64,
+    /// Drain: the sandbox's burst allowance.
+    #[arg(long, default_value_t = 5)]
+    pub drain_burst: u32,
+    /// Drain: seconds the outage lasts after the last event was queued.
+    #[arg(long, default_value_t = 10)]
+    pub drain_outage_secs: u64,
+    /// Tiny counts, embedded only (the smoke test).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Which parts to run, comma-separated: raw (broker), sign, e2e (with latency), backlog
+    /// (peak RSS), evidence (the log's cost), scale (one and two `gateway run` instances on
+    /// RabbitMQ + PostgreSQL; not in the default list). Ratios and goals are printed from what
+    /// ran.
+    #[arg(long, default_value = "raw,sign,e2e,backlog,evidence")]
+    pub phases: String,
+    /// Lanes of the benchmarked route (`routes.concurrency`): dossiers handled at once per
+    /// queue. Batches to the portal and merged ledger writes grow with it.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Scale phase: partitions (queues) of the benchmarked route, shared by the instances.
+    #[arg(long, default_value_t = 4)]
+    pub scale_partitions: u16,
+}
+
+impl BenchArgs {
+    pub(super) fn phase(&self, name: &str) -> bool {
+        self.phases.split(',').any(|p| p.trim() == name)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Backend {
+    RabbitPg,
+    Embedded,
+}
+
+impl Backend {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Backend::RabbitPg => "RabbitMQ+PostgreSQL",
+            Backend::Embedded => "embedded (SQLite)",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Sig {
+    Ecdsa,
+    Rsa,
+}
+
+impl Sig {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Sig::Ecdsa => "ES256 jws-detached",
+            Sig::Rsa => "RS256 jws-detached",
+        }
+    }
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Sig::Ecdsa => "sign-ec",
+            Sig::Rsa => "sign-rsa",
+        }
+    }
+}
+
+pub(super) const WINDOW: usize = 1000;
+pub(super) const PREFETCH: u16 = 1000;
+pub(super) const ACK_EVERY: usize = 100;
+pub(super) const CHUNK: usize = 1000;
+
+/// Insert the password from GW_BENCH_AMQP_PASSWORD (default `guest`) into an `amqp://user@host` URL.
+pub(super) fn amqp_with_password(url: &str) -> String {
+    let pw = std::env::var("GW_BENCH_AMQP_PASSWORD").unwrap_or_else(|_| "guest".into());
+    match url.strip_prefix("amqp://").and_then(|r| r.split_once('@')) {
+        Some((user, host)) if !user.contains(':') => format!("amqp://{user}:{pw}@{host}"),
+        _ => url.to_string(),
+    }
+}

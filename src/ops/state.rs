@@ -1,0 +1,79 @@
+//! What the ops listener holds: its tokens and roles, the engine it reports on, and who is
+//! calling.
+//!
+//! # Invariants
+//! - Tokens are resolved once at start and never printed (`Debug` shows the name only).
+//! - Every API request carries its [`Caller`] (set by the auth layer) before a handler runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Secret;
+use crate::config::{Loaded, OpsRole};
+use crate::runtime::Engine;
+
+/// One resolved ops token.
+#[derive(Clone)]
+pub struct OpsToken {
+    pub name: String,
+    pub role: OpsRole,
+    pub secret: Secret,
+}
+
+impl std::fmt::Debug for OpsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpsToken({}, {:?}, ***)", self.name, self.role)
+    }
+}
+
+/// What the ops listener needs besides the engine.
+#[derive(Debug, Clone, Default)]
+pub struct OpsOptions {
+    /// Empty = the API and the dashboard are off.
+    pub tokens: Vec<OpsToken>,
+    /// The instance name (for `/api/v1/status`).
+    pub instance: String,
+}
+
+impl OpsOptions {
+    /// Resolve `[ops] tokens` (secrets are read here, at start).
+    pub fn from_config(loaded: &Loaded) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        for (i, t) in loaded.config.ops.tokens.iter().enumerate() {
+            let secret = t
+                .token
+                .resolve(&loaded.base)
+                .map_err(|e| format!("ops.tokens[{i}].token ({}): {e}", t.name))?;
+            if secret.expose().len() < 16 {
+                return Err(format!(
+                    "ops.tokens[{i}].token ({}): shorter than 16 characters: use a long random value",
+                    t.name
+                ));
+            }
+            tokens.push(OpsToken {
+                name: t.name.clone(),
+                role: t.role,
+                secret,
+            });
+        }
+        Ok(OpsOptions {
+            tokens,
+            instance: loaded.config.gateway.instance.clone(),
+        })
+    }
+}
+
+/// Shared state of the ops handlers.
+pub struct OpsState {
+    pub engine: Arc<Engine>,
+    pub options: OpsOptions,
+    pub started: Instant,
+    pub started_ms: i64,
+}
+
+/// Who is calling (set by the auth layer for every API request).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: OpsRole,
+}
