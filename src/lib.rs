@@ -20,7 +20,6 @@ pub mod jobs;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod mapping;
-pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod payments;

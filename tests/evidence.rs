@@ -455,7 +455,7 @@ async fn sigkill_between_delivery_and_ack_leaves_one_record() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].record.http_status, Some(200));
     assert_eq!(records[0].record.result_code.as_deref(), Some("0"));
-    let report = gateway::evidence::cli::verify(store.as_ref(), None)
+    let report = gateway::cli::evidence::verify(store.as_ref(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -738,7 +738,7 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
     let check = |dir: std::path::PathBuf| {
         let (store, trust) = (store.clone(), trust.clone());
         async move {
-            gateway::evidence::cli::verify_archive(store.as_ref(), &dir, Some(&trust))
+            gateway::cli::evidence::verify_archive(store.as_ref(), &dir, Some(&trust))
                 .await
                 .unwrap()
         }
@@ -792,7 +792,7 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
     assert!(a.exists() && b.exists());
 
     // Clean: archive + live store are one chain; archived tokens verify.
-    let live = gateway::evidence::cli::verify(store.as_ref(), Some(&trust))
+    let live = gateway::cli::evidence::verify(store.as_ref(), Some(&trust))
         .await
         .unwrap();
     assert!(live.ok(), "{:?}", live.problems);

@@ -192,7 +192,7 @@ impl H {
     }
 
     async fn verifies(&self) -> u64 {
-        let report = gateway::evidence::cli::verify(self.evidence.as_ref(), None)
+        let report = gateway::cli::evidence::verify(self.evidence.as_ref(), None)
             .await
             .unwrap();
         assert!(report.ok(), "{:?}", report.problems);

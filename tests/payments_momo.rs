@@ -213,7 +213,7 @@ async fn momo_happy_path_replay_forged_wrong_amount_unknown() {
             ("payment.requested", Some("requested")),
         ]
     );
-    let report = gateway::evidence::cli::verify(h.evidence.as_ref(), None)
+    let report = gateway::cli::evidence::verify(h.evidence.as_ref(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);

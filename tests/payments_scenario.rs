@@ -492,7 +492,7 @@ to = "sink"
         [("payment.requested", "out"), ("payment.paid", "in")],
         "{records:#?}"
     );
-    let report = gateway::evidence::cli::verify(running.engine.store.as_ref(), None)
+    let report = gateway::cli::evidence::verify(running.engine.store.as_ref(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);

@@ -84,7 +84,7 @@ fn census(route: &str) -> Option<BTreeMap<String, (usize, usize)>> {
     Some(per)
 }
 
-fn settled(m: &gateway::metrics::Metrics) -> u64 {
+fn settled(m: &gateway::telemetry::metrics::Metrics) -> u64 {
     m.outcome_total("delivered") + m.outcome_total("superseded")
 }
 

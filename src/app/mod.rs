@@ -20,9 +20,9 @@ use tracing::{info, warn};
 
 use crate::config::Loaded;
 use crate::edge::{self, InboundState, SourceRuntime};
-use crate::metrics::Metrics;
 use crate::runtime::retry::Policy;
 use crate::runtime::{Engine, Route};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -1,6 +1,8 @@
 //! The `gateway` command line.
 
+pub mod evidence;
 pub mod ops;
+pub mod payments;
 pub mod sign;
 
 use std::path::PathBuf;
@@ -66,7 +68,7 @@ pub enum Command {
     /// The evidence log: verify every chain and time-stamp, export a dossier's proof, prune.
     Evidence {
         #[command(subcommand)]
-        action: crate::evidence::cli::EvidenceAction,
+        action: crate::cli::evidence::EvidenceAction,
     },
     /// Routes, queue depths and open dead letters.
     Status {
@@ -445,7 +447,7 @@ async fn run(cmd: Command) -> ExitCode {
             provider,
         } => match action.as_str() {
             "reconcile" => {
-                crate::payments::cli::reconcile_command(
+                crate::cli::payments::reconcile_command(
                     &config,
                     date.as_deref(),
                     provider.as_deref(),
@@ -507,7 +509,7 @@ async fn run(cmd: Command) -> ExitCode {
             }
         }
         Command::Evidence { action } => match load_or_exit(action.config()) {
-            Ok(loaded) => crate::evidence::cli::run(&loaded, action).await,
+            Ok(loaded) => crate::cli::evidence::run(&loaded, action).await,
             Err(c) => c,
         },
         Command::Status { config } => {
@@ -668,7 +670,7 @@ async fn catalogue_sync(loaded: &Loaded) -> Result<crate::jobs::catalogue::Summa
     let (broker, store) = crate::app::open_backends(loaded)
         .await
         .map_err(|e| e.to_string())?;
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::new());
     let engine = crate::app::build_engine(loaded, broker.clone(), store, metrics)
         .map_err(|e| e.to_string())?;
     engine.declare().await.map_err(|e| e.to_string())?;

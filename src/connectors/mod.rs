@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::AdapterSection;
-use crate::metrics::Metrics;
 use crate::signing::SigningProfile;
+use crate::telemetry::metrics::Metrics;
 
 pub mod connector;
 pub mod dvcqg;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Secret;
-use crate::metrics::Metrics;
 use crate::runtime::Engine;
+use crate::telemetry::metrics::Metrics;
 
 /// One configured source.
 pub struct SourceRuntime {

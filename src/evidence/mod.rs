@@ -29,7 +29,6 @@ use gw_store::EvidenceRecord;
 
 pub mod archive;
 pub mod capture;
-pub mod cli;
 pub mod export;
 pub mod inbound;
 pub mod payments;

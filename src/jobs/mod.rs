@@ -32,7 +32,7 @@ use std::time::Duration;
 use gw_store::{LeadGuard, Store};
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// The lease a leader holds without renewing (renewed every third of it while the store
 /// connection lives). A frozen leader blocks its job at most this long.

@@ -40,8 +40,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::metrics::{esc, family};
 use crate::runtime::Engine;
+use crate::telemetry::metrics::{esc, family};
 
 /// The OpenAPI 3 description of the API (served at `/api/v1/openapi.yaml`).
 pub const OPENAPI_YAML: &str = include_str!("openapi.yaml");
@@ -280,7 +280,10 @@ async fn metrics(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
         e.store.kind()
     ));
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(
+            header::CONTENT_TYPE,
+            crate::telemetry::metrics::CONTENT_TYPE,
+        )],
         e.metrics.render_with(&text),
     )
 }

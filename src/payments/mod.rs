@@ -30,7 +30,6 @@
 //! gateway's payment side is wired by [`crate::app::payments`], and its scheduled notices and
 //! reconciliation are a singleton job ([`crate::jobs::payments`]).
 
-pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod fields;

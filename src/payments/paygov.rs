@@ -219,7 +219,7 @@ impl PayGov {
     }
 
     /// Count failed token fetches in `metrics` (`gateway_token_refresh_failures_total`).
-    pub fn report_to(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+    pub fn report_to(&self, metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>) {
         self.token.report_to(metrics);
     }
 

@@ -121,7 +121,7 @@ impl ReconcileMetrics {
     pub fn render(&self) -> String {
         let m = self.mismatches.lock().expect("metrics lock");
         let mut out = String::new();
-        crate::metrics::family(
+        crate::telemetry::metrics::family(
             &mut out,
             "gateway_payment_mismatches_total",
             "counter",
@@ -131,7 +131,7 @@ impl ReconcileMetrics {
             let _ = writeln!(
                 out,
                 "gateway_payment_mismatches_total{{provider=\"{}\",kind=\"{}\"}} {n}",
-                crate::metrics::esc(p),
+                crate::telemetry::metrics::esc(p),
                 k.as_str()
             );
         }

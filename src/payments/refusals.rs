@@ -62,7 +62,7 @@ impl Refusals {
         use std::fmt::Write;
         let g = self.inner.lock().expect("refusals lock");
         let mut out = String::new();
-        crate::metrics::family(
+        crate::telemetry::metrics::family(
             &mut out,
             "gateway_payment_refused_total",
             "counter",
@@ -72,11 +72,11 @@ impl Refusals {
             let _ = writeln!(
                 out,
                 "gateway_payment_refused_total{{provider=\"{}\",because=\"{b}\"}} {}",
-                crate::metrics::esc(p),
+                crate::telemetry::metrics::esc(p),
                 c.total
             );
         }
-        crate::metrics::family(
+        crate::telemetry::metrics::family(
             &mut out,
             "gateway_payment_refused_unsampled_total",
             "counter",
@@ -86,7 +86,7 @@ impl Refusals {
             let _ = writeln!(
                 out,
                 "gateway_payment_refused_unsampled_total{{provider=\"{}\",because=\"{b}\"}} {}",
-                crate::metrics::esc(p),
+                crate::telemetry::metrics::esc(p),
                 c.unsampled
             );
         }

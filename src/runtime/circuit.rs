@@ -37,8 +37,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::CircuitSection;
-use crate::metrics::Metrics;
 use crate::model::outcome::Health;
+use crate::telemetry::metrics::Metrics;
 
 /// The longest a lane holds a delivery waiting for the circuit before handing it back to the
 /// broker's durable retry path (far below RabbitMQ's consumer timeout).

@@ -17,7 +17,7 @@ use tracing::warn;
 
 use super::recorder::Recorder;
 use super::route::Route;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// What to do with a delivery once handling is over. Handling borrows the delivery; the lane
 /// settles it, so even a panic in handling leaves the lane able to settle.

@@ -21,8 +21,8 @@ use super::dead_letter::drain_broker_dead_letters;
 use super::lane::consume_queue;
 use super::recorder::Recorder;
 use super::route::{message_for, Route};
-use crate::metrics::Metrics;
 use crate::model::envelope::Envelope;
+use crate::telemetry::metrics::Metrics;
 
 /// The running engine of all routes.
 pub struct Engine {

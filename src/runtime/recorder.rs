@@ -91,7 +91,7 @@ impl RecorderStats {
                 self.micros.load(Relaxed) as f64 / 1e6,
             ),
         ] {
-            crate::metrics::family(&mut out, name, "counter", help);
+            crate::telemetry::metrics::family(&mut out, name, "counter", help);
             out.push_str(&format!("{name} {value}\n"));
         }
         out

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use super::stack::{Auth, Outbound, TransportError};
 use crate::config::Secret;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// A token's lifetime when the endpoint does not state one.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);

@@ -30,11 +30,11 @@ use super::translate::{self, TranslateError};
 use crate::config::AdapterSection;
 use crate::connectors::connector::{Attempted, Connector, InDoubtCheck};
 use crate::connectors::error::ConnectorError;
-use crate::metrics::Metrics;
 use crate::model::envelope::Envelope;
 use crate::model::events::EventKind;
 use crate::model::Dossier;
 use crate::signing::SigningProfile;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::client::HttpClient;
 
 pub struct DvcqgConnector {

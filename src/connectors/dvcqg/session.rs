@@ -19,8 +19,8 @@ use super::request;
 use super::response::{error_code, failed, is_success};
 use super::settings::{Auth, Settings};
 use crate::connectors::connector::Attempted;
-use crate::metrics::Metrics;
 use crate::model::outcome::{classify, health, Answer, Decision, Health, Reason};
+use crate::telemetry::metrics::Metrics;
 use crate::transport::client::HttpClient;
 use crate::transport::lgsp::TokenError;
 

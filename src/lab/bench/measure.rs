@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::args::*;
 use super::setup::*;
 use super::sys::*;
-use crate::metrics::Metrics;
 use crate::runtime::Engine;
+use crate::telemetry::metrics::Metrics;
 
 pub(super) struct E2e {
     pub(super) backend: Backend,

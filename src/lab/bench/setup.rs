@@ -10,9 +10,9 @@ use gw_broker::Message;
 use gw_contract_tests::portal::{Portal, PortalConfig};
 
 use super::args::*;
-use crate::metrics::Metrics;
 use crate::model::envelope::Envelope;
 use crate::runtime::{message_for, Engine};
+use crate::telemetry::metrics::Metrics;
 
 pub(super) async fn answers(addr: &str) -> bool {
     matches!(

@@ -37,6 +37,8 @@
 //! keep, not ours. Version 0.31 is the newest line whose exporter uses the reqwest 0.12 and
 //! hyper 1 already in the tree (its gRPC transport is tonic 0.14 on the same hyper and tower).
 
+pub mod metrics;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::reconcile::{day_bounds, reconcile, ReconcileMetrics};
+use crate::payments::reconcile::{day_bounds, reconcile, ReconcileMetrics};
 
 /// `gateway payments reconcile`: reconcile every provider (or one) now: overdue orders, and
 /// with `date` (`yyyy-mm-dd`, GMT+7) that day's orders. Prints the report and the mismatch
@@ -49,13 +49,14 @@ pub async fn reconcile_command(
             return ExitCode::from(2);
         }
     };
-    let payments = match super::config::build(section, &loaded.base, &store_url, evidence).await {
-        Ok(b) => b.payments,
-        Err(e) => {
-            eprintln!("payments: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let payments =
+        match crate::payments::config::build(section, &loaded.base, &store_url, evidence).await {
+            Ok(b) => b.payments,
+            Err(e) => {
+                eprintln!("payments: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if let Some(name) = provider {
         if payments.provider(name).is_none() {
             eprintln!("no payment provider named `{name}`");
@@ -103,7 +104,7 @@ enum EvidenceSetupError {
 async fn evidence_hook(
     loaded: &crate::config::Loaded,
     store_url: &str,
-) -> Result<Option<Arc<dyn super::hooks::EvidenceHook>>, EvidenceSetupError> {
+) -> Result<Option<Arc<dyn crate::payments::hooks::EvidenceHook>>, EvidenceSetupError> {
     let c = &loaded.config;
     let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(EvidenceSetupError::Log)?;

@@ -10,8 +10,8 @@ use gw_crypto::tsp::{verify_token_at, CertificateTime};
 use gw_store::evidence::{verify_chains, VerifyReport};
 use gw_store::Store;
 
-use super::archive::ArchiveReport;
 use crate::config::Loaded;
+use crate::evidence::archive::ArchiveReport;
 
 #[derive(Subcommand, Debug)]
 pub enum EvidenceAction {
@@ -67,7 +67,7 @@ async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
 
 fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, String> {
     match &loaded.config.evidence.tsa {
-        Some(t) => super::tsa::trust(t, &loaded.base)
+        Some(t) => crate::evidence::tsa::trust(t, &loaded.base)
             .map(Some)
             .map_err(String::from),
         None => Ok(None),
@@ -98,7 +98,7 @@ pub async fn verify_archive(
     dir: &std::path::Path,
     trust: Option<&TrustStore>,
 ) -> Result<ArchiveReport, String> {
-    super::archive::verify_archive(store, dir, &|ts| check_token(trust, ts)).await
+    crate::evidence::archive::verify_archive(store, dir, &|ts| check_token(trust, ts)).await
 }
 
 pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
@@ -171,7 +171,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
             ..
         } => {
             let out = out.unwrap_or_else(|| PathBuf::from(format!("evidence-{dossier}")));
-            let log = super::EvidenceLog::new(
+            let log = crate::evidence::EvidenceLog::new(
                 &loaded.config.evidence,
                 &loaded.config.gateway.instance,
                 &loaded.base,
@@ -186,7 +186,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                     certs.push(("tsa-intermediates.pem".to_string(), read(i)?));
                 }
             }
-            let done = super::export::export(
+            let done = crate::evidence::export::export(
                 store.as_ref(),
                 &dossier,
                 &out,
@@ -212,7 +212,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 println!(
                     "warning: retention archived older records of {}; this dossier may have \
                      records there that are not in the bundle: export with --archive DIR",
-                    super::export::describe_archived(&done.not_searched)
+                    crate::evidence::export::describe_archived(&done.not_searched)
                 );
             }
             if !done.unstamped.is_empty() {
@@ -240,7 +240,7 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 .map(|d| loaded.base.join(d))
                 .unwrap_or_else(|| loaded.data_dir().join("evidence-archive"));
             let cutoff = crate::model::time::now_ms() - keep.0.as_millis() as i64;
-            let n = super::retention::prune(store.as_ref(), &dir, cutoff).await?;
+            let n = crate::evidence::retention::prune(store.as_ref(), &dir, cutoff).await?;
             println!("archived and removed {n} record(s) older than the retention period");
             Ok(ExitCode::SUCCESS)
         }
