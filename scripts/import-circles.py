@@ -7,6 +7,11 @@ defines the module it names, and prints every group of files that reach each oth
 such imports (strongly connected components of more than one file). Test modules
 (`#[cfg(test)] mod … { … }`) are left out: a file's tests may import what they test.
 
+Then the same for the rooms of the gateway (the top-level modules of `src/`: `model`, `config`,
+`runtime`, …): a room's files may import each other, but two rooms never import each other,
+directly or around a longer loop. With `--verbose` it prints each room's imports, and the rooms
+in an order where each imports only rooms before it.
+
 Exit status 1 when a circle exists. Usage: python3 scripts/import-circles.py [--verbose]
 """
 import os
@@ -165,6 +170,40 @@ def sccs(graph):
     return [c for c in out if len(c) > 1]
 
 
+def room_graph(file_edges, src):
+    """Collapse file imports to imports between the top-level modules of a crate."""
+    def room(f):
+        rel = os.path.relpath(f, src).split(os.sep)
+        return rel[0][:-3] if len(rel) == 1 else rel[0]
+
+    graph = {}
+    for f, targets in file_edges.items():
+        r = room(f)
+        if r in ("lib", "main"):
+            continue
+        graph.setdefault(r, set())
+        for t in targets:
+            rt = room(t)
+            if rt not in (r, "lib", "main"):
+                graph[r].add(rt)
+    return graph
+
+
+def topological(graph):
+    """Rooms in an order where each imports only rooms listed before it (cycles last)."""
+    order, done = [], set()
+    pending = sorted(graph)
+    while pending:
+        ready = [r for r in pending if graph[r] <= done]
+        if not ready:
+            return order + pending
+        for r in ready:
+            order.append(r)
+            done.add(r)
+        pending = [r for r in pending if r not in done]
+    return order
+
+
 def main():
     verbose = "--verbose" in sys.argv
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -183,7 +222,14 @@ def main():
                 print(f"  {f} -> {', '.join(inside)}")
         if verbose:
             print(f"{crate}: {len(g)} files, {sum(len(v) for v in g.values())} imports")
-    print(f"{files} files, {found} import circle(s)")
+    rooms = room_graph(edges_of(ROOTS["gateway"]), ROOTS["gateway"])
+    for comp in sccs(rooms):
+        found += 1
+        print(f"circle between rooms of gateway: {', '.join(sorted(comp))}")
+    if verbose:
+        for room in topological(rooms):
+            print(f"  {room} -> {', '.join(sorted(rooms[room])) or '(nothing)'}")
+    print(f"{files} files, {len(rooms)} rooms, {found} import circle(s)")
     return 1 if found else 0
 
 

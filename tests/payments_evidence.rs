@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::edge::payments::{router, PaymentsHttp};
-use gateway::evidence::payments::PaymentEvidence;
 use gateway::evidence::{seal, EvidenceLog, EvidenceSection, Mode};
+use gateway::payments::evidence::PaymentEvidence;
 use gateway::payments::platform::{Platform, PlatformSettings};
 use gateway::payments::vnpay::{IpnReply, VnPay, VnPaySettings};
 use gateway::payments::{Fee, FeeCheck, OrderView, PaymentRequest, Payments, Settings};

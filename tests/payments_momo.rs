@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::edge::payments::{router, PaymentsHttp};
-use gateway::evidence::payments::PaymentEvidence;
 use gateway::evidence::{EvidenceLog, EvidenceSection};
+use gateway::payments::evidence::PaymentEvidence;
 use gateway::payments::momo::{MoMo, MoMoSettings};
 use gateway::payments::reconcile::reconcile;
 use gateway::payments::{

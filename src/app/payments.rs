@@ -45,7 +45,7 @@ impl Wired {
             return Ok(None);
         };
         let evidence = engine.evidence.clone().map(|log| {
-            Arc::new(crate::evidence::payments::PaymentEvidence::new(
+            Arc::new(crate::payments::evidence::PaymentEvidence::new(
                 engine.store.clone(),
                 log,
             )) as Arc<dyn EvidenceHook>

@@ -110,6 +110,6 @@ async fn evidence_hook(
         .map_err(EvidenceSetupError::Log)?;
     let store = gw_store::open(store_url).await?;
     Ok(Some(Arc::new(
-        crate::evidence::payments::PaymentEvidence::new(store, Arc::new(log)),
+        crate::payments::evidence::PaymentEvidence::new(store, Arc::new(log)),
     )))
 }

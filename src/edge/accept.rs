@@ -283,14 +283,18 @@ impl Accepted<'_> {
         answer: &serde_json::Value,
     ) -> Result<(), Response> {
         let bytes = answer.to_string();
+        let engine = &self.st.engine;
         let recorded = crate::evidence::inbound::record(
-            &self.st.engine,
-            self.source,
-            self.headers,
-            self.signature.clone(),
-            &self.body,
-            env,
-            bytes.as_bytes(),
+            engine.evidence.as_deref(),
+            engine.store.as_ref(),
+            crate::evidence::inbound::Received {
+                source: self.source,
+                headers: self.headers,
+                signature: self.signature.clone(),
+                body: &self.body,
+                env,
+                answer: bytes.as_bytes(),
+            },
         )
         .await;
         if let Err(e) = recorded {

@@ -2,11 +2,11 @@
 //! fail-closed gate of the inbound listener.
 
 use axum::http::HeaderMap;
-use gw_store::Batch;
+use gw_store::{Batch, Store};
 
+use super::EvidenceLog;
 use crate::model::envelope::Envelope;
 use crate::model::time::now_ms;
-use crate::runtime::Engine;
 
 /// Refuse new messages while time-stamping has failed past its grace period (fail-closed).
 pub fn refuse_new_messages() -> bool {
@@ -23,19 +23,39 @@ pub struct InboundSignature {
     pub fingerprint: Option<String>,
 }
 
-/// Record a verified inbound request `body` (accepted as `env`, its signature as `signature`
-/// says) and our `answer`. The caller answers 2xx only when this succeeded (the record exists
-/// for every accepted signed request); with evidence off for the source it does nothing.
+/// One accepted, signature-verified inbound request, as [`record`] keeps it.
+pub struct Received<'a> {
+    /// The source that sent it.
+    pub source: &'a str,
+    /// Its headers (the signature values are read from them).
+    pub headers: &'a HeaderMap,
+    /// Where its signature is, and who made it.
+    pub signature: InboundSignature,
+    /// Its body, as received.
+    pub body: &'a [u8],
+    /// The envelope it was accepted as.
+    pub env: &'a Envelope,
+    /// Our answer's body.
+    pub answer: &'a [u8],
+}
+
+/// Record a verified inbound request and our answer in `log` (the gateway's evidence log, if
+/// any), in `store`. The caller answers 2xx only when this succeeded (the record exists for
+/// every accepted signed request); with evidence off for the source it does nothing.
 pub async fn record(
-    engine: &Engine,
-    source: &str,
-    headers: &HeaderMap,
-    signature: InboundSignature,
-    body: &[u8],
-    env: &Envelope,
-    answer: &[u8],
+    log: Option<&EvidenceLog>,
+    store: &dyn Store,
+    received: Received<'_>,
 ) -> Result<(), gw_store::StoreError> {
-    let Some(log) = engine.evidence.as_deref() else {
+    let Received {
+        source,
+        headers,
+        signature,
+        body,
+        env,
+        answer,
+    } = received;
+    let Some(log) = log else {
         return Ok(());
     };
     let mode = log.mode_of(source);
@@ -77,5 +97,5 @@ pub async fn record(
         evidence: records,
         ..Default::default()
     };
-    engine.store.record(batch).await
+    store.record(batch).await
 }

@@ -31,7 +31,6 @@ pub mod archive;
 pub mod capture;
 pub mod export;
 pub mod inbound;
-pub mod payments;
 pub mod redact;
 pub mod retention;
 pub mod seal;

@@ -13,7 +13,7 @@
 //!   order before anything is recorded.
 //! - **Every transition is recorded** (`gw_store::payments` trail, same transaction as the state
 //!   change) and handed to the [`EvidenceHook`]s afterwards (the evidence log:
-//!   [`crate::evidence::payments`]), with the provider message that caused it; refused
+//!   [`evidence`]), with the provider message that caused it; refused
 //!   callbacks are handed to them too ([`Payments::refused`]), before they are answered.
 //! - **Every settled order reaches the one-stop system.** The `payment.settled` notice is queued
 //!   in the store's outbox in the transaction that settles the order; [`Payments::publish_notices`]
@@ -32,6 +32,7 @@
 
 pub mod codes;
 pub mod config;
+pub mod evidence;
 pub mod fields;
 pub mod hooks;
 pub mod momo;

@@ -31,9 +31,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gw_store::{Batch, Store};
 
-use super::capture::Exchange;
-use super::{EvidenceLog, Mode};
-use crate::payments::{EvidenceEvent, EvidenceHook, HookError, Refusal};
+use super::hooks::{EvidenceEvent, EvidenceHook, HookError, Refusal};
+use crate::evidence::capture::Exchange;
+use crate::evidence::{EvidenceLog, Mode};
 use gw_crypto::digest::sha256_hex;
 
 /// The evidence log as a payment [`EvidenceHook`].
