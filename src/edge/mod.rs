@@ -25,7 +25,8 @@
 //! # Layout
 //! `accept` is the endpoint, step by step; [`auth`] the token, the signature and the replay
 //! memory; [`parse`] the untrusted bytes to an event (pure, fuzzed); [`answer`] the one error
-//! shape. The payment endpoints join this router when `[payments]` is on ([`with_payments`]).
+//! shape; `state` what the listener shares. The payment endpoints (`payments`) join this router
+//! when `[payments]` is on ([`with_payments`]).
 
 mod accept;
 pub mod answer;
@@ -52,7 +53,7 @@ pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
 }
 
 /// Add the payment endpoints (`POST /payments/NAME/orders`, the providers' callbacks, see
-/// [`crate::payments::ipn`]) when `[payments]` is configured.
+/// [`payments`]) when `[payments]` is configured.
 pub fn with_payments(router: Router, payments: Option<Arc<payments::PaymentsHttp>>) -> Router {
     match payments {
         Some(p) => router.merge(payments::router(p)),

@@ -1,6 +1,7 @@
 //! The ops listener: `/healthz` (the process lives), `/readyz` (broker and store answer),
-//! `/metrics` (Prometheus text), and — when `[ops] tokens` are configured — the JSON ops API
-//! under `/api/v1/` ([`api`], described by `openapi.yaml`) and the web dashboard at `/`.
+//! `/metrics` (OpenMetrics text, [`crate::telemetry::metrics`]), and — when `[ops] tokens`
+//! are configured — the JSON ops API under `/api/v1/` ([`api`], described by
+//! `openapi.yaml`) and the web dashboard at `/`.
 //! Separate from the inbound listener so it can be firewalled differently and keeps answering
 //! when inbound is saturated.
 //!

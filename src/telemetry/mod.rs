@@ -1,3 +1,7 @@
+//! Telemetry: what the gateway tells the people watching it. [`metrics`] holds every metric
+//! family (OpenMetrics text at the ops listener's `/metrics`); this file exports the
+//! per-message spans.
+//!
 //! OpenTelemetry export of the per-message spans over OTLP, when `[ops] otlp_endpoint` is set;
 //! `[ops] otlp_protocol` picks http/protobuf (the default), http/json or gRPC.
 //!
