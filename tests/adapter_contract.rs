@@ -1,5 +1,5 @@
-//! Contract tests of every shipped one-stop adapter folder (`adapters/*/mapping.toml`) against the strict portal sandbox: every
-//! valid sample goes through the gateway (mapped at the edge, translated by the dvcqg connector)
+//! Contract tests of every shipped one-stop adapter folder (`adapters/*/mapping.toml`) against
+//! the strict portal sandbox: every valid sample goes through the gateway (mapped at the edge, translated by the dvcqg connector)
 //! and is accepted by the portal; every invalid sample is refused at the edge with its reason
 //! and a status the sender can act on, and nothing of it is queued.
 
