@@ -117,301 +117,444 @@ pub(crate) fn version_marker(item: &Value) -> Option<i64> {
         .ok()
 }
 
+/// Run the demo: start the world, send the plan, watch it settle, check the portal's records.
 pub async fn run(args: DemoArgs) -> ExitCode {
-    let portal = match Portal::start(0, PortalConfig::default()).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("cannot start the portal sandbox: {e}");
-            return ExitCode::FAILURE;
-        }
+    let world = match World::start(&args).await {
+        Ok(w) => w,
+        Err(code) => return code,
     };
-    if args.faults {
-        portal.set_faults(Faults {
-            server_error_rate: 0.10,
-            error_code_rate: 0.05,
-            too_many_rate: 0.05,
-            reset_rate: 0.02,
-            retry_after_secs: 1,
-            ..Default::default()
-        });
+    world.print_banner(&args);
+    let plan = Plan::new(&args);
+    let started = Instant::now();
+    let sending = Sending::start(plan.events.clone(), &world);
+    world.watch(&args, &plan, &sending, started).await;
+    let summary = Summary::measure(&world, &plan, &sending, started.elapsed()).await;
+    summary.print(&world, &plan);
+    if args.keep_running {
+        println!("running until Ctrl-C");
+        crate::app::wait_for_signal().await;
     }
-    // The sandbox's password reaches the gateway the way a real one would: by reference.
-    std::env::set_var("GATEWAY_DEMO_PORTAL_PASSWORD", &portal.config().password);
-    let _tmp;
-    let data_dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => {
-            _tmp = tempfile_dir();
-            _tmp.0.clone()
-        }
-    };
-    let text = demo_config(
-        &portal,
-        &data_dir.display().to_string(),
-        &args.inbound,
-        &args.ops,
-    );
-    let loaded = match config::parse(&text, "<demo>", PathBuf::from(".")) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let cancel = CancellationToken::new();
-    let running = match crate::app::start(&loaded, cancel.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("gateway demo: one-stop simulator → gateway (embedded queue + SQLite) → national portal sandbox");
-    println!("  data directory  {}", data_dir.display());
-    println!(
-        "  inbound         POST http://{}/in/onestop",
-        running.inbound_addr
-    );
-    println!(
-        "  ops             http://{0}/healthz  http://{0}/readyz  http://{0}/metrics",
-        running.ops_addr
-    );
-    println!(
-        "  portal sandbox  {}  (records: {}/_sandbox/records)",
-        portal.integration_url(),
-        portal.base_url()
-    );
-    println!(
-        "  faults          {}",
-        if args.faults {
-            "on: 10% HTTP 500, 5% error_code, 5% 429, 2% resets, session expiry, one poison dossier"
-        } else {
-            "off"
-        }
-    );
+    world.running.shutdown().await;
+    if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
-    // The plan: every dossier's events, in order.
-    let mut plan: Vec<Vec<Event>> = Vec::with_capacity(args.dossiers);
-    {
+/// What the demo runs in one process: the portal sandbox and the gateway.
+struct World {
+    portal: Portal,
+    running: crate::app::Running,
+    data_dir: PathBuf,
+    /// Removes the fresh data directory when the demo ends (none with `--data-dir`).
+    _tmp: Option<TempDir>,
+}
+
+impl World {
+    /// Start the portal sandbox (with its faults) and the gateway on the demo configuration.
+    /// A failure is printed; the error is the exit code.
+    async fn start(args: &DemoArgs) -> Result<World, ExitCode> {
+        let portal = Portal::start(0, PortalConfig::default())
+            .await
+            .map_err(|e| {
+                eprintln!("cannot start the portal sandbox: {e}");
+                ExitCode::FAILURE
+            })?;
+        if args.faults {
+            portal.set_faults(Faults {
+                server_error_rate: 0.10,
+                error_code_rate: 0.05,
+                too_many_rate: 0.05,
+                reset_rate: 0.02,
+                retry_after_secs: 1,
+                ..Default::default()
+            });
+        }
+        // The sandbox's password reaches the gateway the way a real one would: by reference.
+        std::env::set_var("GATEWAY_DEMO_PORTAL_PASSWORD", &portal.config().password);
+        let (data_dir, tmp) = match &args.data_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let tmp = tempfile_dir();
+                (tmp.0.clone(), Some(tmp))
+            }
+        };
+        let text = demo_config(
+            &portal,
+            &data_dir.display().to_string(),
+            &args.inbound,
+            &args.ops,
+        );
+        let loaded = config::parse(&text, "<demo>", PathBuf::from(".")).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })?;
+        let running = crate::app::start(&loaded, CancellationToken::new())
+            .await
+            .map_err(|e| {
+                eprintln!("cannot start the gateway: {e}");
+                ExitCode::FAILURE
+            })?;
+        Ok(World {
+            portal,
+            running,
+            data_dir,
+            _tmp: tmp,
+        })
+    }
+
+    fn print_banner(&self, args: &DemoArgs) {
+        let (inbound, ops) = (self.running.inbound_addr, self.running.ops_addr);
+        println!("gateway demo: one-stop simulator → gateway (embedded queue + SQLite) → national portal sandbox");
+        println!("  data directory  {}", self.data_dir.display());
+        println!("  inbound         POST http://{inbound}/in/onestop");
+        println!(
+            "  ops             http://{ops}/healthz  http://{ops}/readyz  http://{ops}/metrics"
+        );
+        println!(
+            "  portal sandbox  {}  (records: {}/_sandbox/records)",
+            self.portal.integration_url(),
+            self.portal.base_url()
+        );
+        println!(
+            "  faults          {}",
+            if args.faults {
+                "on: 10% HTTP 500, 5% error_code, 5% 429, 2% resets, session expiry, one poison dossier"
+            } else {
+                "off"
+            }
+        );
+    }
+
+    /// Deliveries settled so far (delivered, superseded or dead-lettered).
+    fn settled(&self) -> u64 {
+        let m = &self.running.engine.metrics;
+        m.outcome_total("delivered")
+            + m.outcome_total("superseded")
+            + m.outcome_total("dead_lettered")
+    }
+
+    /// Print a progress line every second until everything accepted is settled (or the
+    /// timeout); with faults, expire the portal's sessions every few seconds.
+    async fn watch(&self, args: &DemoArgs, plan: &Plan, sending: &Sending, started: Instant) {
+        let m = &self.running.engine.metrics;
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        let mut last_expiry = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            if args.faults && last_expiry.elapsed() > Duration::from_secs(3) {
+                // Every session ends now; the next call of each meets the expiry once.
+                self.portal.expire_sessions();
+                last_expiry = Instant::now();
+            }
+            let acc = sending.accepted();
+            let s = self.settled();
+            let total = plan.total_events;
+            let pct = (s * 100).checked_div(total).unwrap_or(100);
+            let circuit = self
+                .running
+                .engine
+                .routes
+                .iter()
+                .map(|r| r.circuit.state().as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            println!(
+                "  [{:>5.1}s] {:>3}% accepted {acc}/{total}  delivered {}  superseded {}  retried {}  deferred {}  dead-lettered {}  circuit {circuit}",
+                started.elapsed().as_secs_f64(),
+                pct,
+                m.outcome_total("delivered"),
+                m.outcome_total("superseded"),
+                m.outcome_total("retried"),
+                m.outcome_total("deferred"),
+                m.outcome_total("dead_lettered"),
+            );
+            if sending.done() && s >= acc {
+                break;
+            }
+            if Instant::now() > deadline {
+                println!("  timed out waiting for delivery");
+                break;
+            }
+        }
+    }
+}
+
+/// Every dossier's events, in order, and what the portal must hold at the end.
+struct Plan {
+    events: Vec<Vec<Event>>,
+    /// The dossier the portal refuses (`--faults`): a procedure code it does not know.
+    poison: Option<String>,
+    /// Each dossier's newest version.
+    newest: BTreeMap<String, i64>,
+    /// Each dossier's number of progress steps.
+    steps: BTreeMap<String, usize>,
+    total_events: u64,
+}
+
+impl Plan {
+    fn new(args: &DemoArgs) -> Plan {
+        let mut events: Vec<Vec<Event>> = Vec::with_capacity(args.dossiers);
         let mut rng = rand::rng();
         for seq in 0..args.dossiers {
-            plan.push(simulator::dossier_events(
+            events.push(simulator::dossier_events(
                 &mut rng,
                 UNIT,
                 seq,
                 args.max_snapshots,
             ));
         }
-    }
-    let poison = if args.faults && !plan.is_empty() {
-        let key = plan[0][0].key.clone();
-        for e in plan[0].iter_mut().filter(|e| e.kind == "dossier.upserted") {
-            e.payload["procedure_code"] = "9.999999".into();
-        }
-        Some(key)
-    } else {
-        None
-    };
-    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
-    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
-    for e in plan.iter().flatten() {
-        match e.version {
-            Some(v) => {
-                newest.insert(e.key.clone(), v);
+        let poison = if args.faults && !events.is_empty() {
+            let key = events[0][0].key.clone();
+            for e in events[0]
+                .iter_mut()
+                .filter(|e| e.kind == "dossier.upserted")
+            {
+                e.payload["procedure_code"] = "9.999999".into();
             }
-            None => *steps.entry(e.key.clone()).or_default() += 1,
-        }
-    }
-    let total_events: u64 = plan.iter().map(|p| p.len() as u64).sum();
-    // The poison dossier's progress steps go to the dead letters with it (an operator fixes
-    // the dossier and replays them together).
-    let poison_steps = match &poison {
-        Some(k) => steps.get(k).copied().unwrap_or(0) as u64,
-        None => 0,
-    };
-
-    let started = Instant::now();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let client = reqwest::Client::new();
-    let url = format!("http://{}/in/onestop", running.inbound_addr);
-    let sem = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut senders = tokio::task::JoinSet::new();
-    for events in plan {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let (client, url, accepted) = (client.clone(), url.clone(), accepted.clone());
-        senders.spawn(async move {
-            let _permit = permit;
-            for e in events {
-                let mut body =
-                    serde_json::json!({"kind": e.kind, "key": e.key, "payload": e.payload});
-                if let Some(v) = e.version {
-                    body["version"] = v.into();
+            Some(key)
+        } else {
+            None
+        };
+        let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+        let mut steps: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events.iter().flatten() {
+            match e.version {
+                Some(v) => {
+                    newest.insert(e.key.clone(), v);
                 }
-                // The sender's side of the contract: retry until 202.
-                for _ in 0..100 {
-                    match client.post(&url).json(&body).send().await {
-                        Ok(r) if r.status().as_u16() == 202 => {
-                            accepted.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        Ok(r) if r.status().is_client_error() => {
-                            eprintln!("refused {}: HTTP {}", e.key, r.status());
-                            break;
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
-                }
+                None => *steps.entry(e.key.clone()).or_default() += 1,
             }
-        });
+        }
+        let total_events = events.iter().map(|p| p.len() as u64).sum();
+        Plan {
+            events,
+            poison,
+            newest,
+            steps,
+            total_events,
+        }
     }
 
-    let m = running.engine.metrics.clone();
-    let settled = || {
-        m.outcome_total("delivered")
-            + m.outcome_total("superseded")
-            + m.outcome_total("dead_lettered")
-    };
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let mut last_expiry = Instant::now();
-    let circuits = running.engine.routes.clone();
-    loop {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        while senders.try_join_next().is_some() {}
-        if args.faults && last_expiry.elapsed() > Duration::from_secs(3) {
-            // Every session ends now; the next call of each meets the expiry once.
-            portal.expire_sessions();
-            last_expiry = Instant::now();
+    fn is_poison(&self, code: &str) -> bool {
+        self.poison.as_deref() == Some(code)
+    }
+
+    /// The poison dossier's progress steps go to the dead letters with it (an operator fixes
+    /// the dossier and replays them together).
+    fn poison_steps(&self) -> usize {
+        self.poison
+            .as_ref()
+            .and_then(|k| self.steps.get(k).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// The one-stop simulator's senders: one task per dossier (64 at a time), each posting its
+/// events in order and retrying until 202, as the sender's side of the contract says.
+struct Sending {
+    accepted: Arc<AtomicU64>,
+    senders: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Sending {
+    fn start(plan: Vec<Vec<Event>>, world: &World) -> Sending {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/in/onestop", world.running.inbound_addr);
+        let sem = Arc::new(tokio::sync::Semaphore::new(64));
+        let mut senders = tokio::task::JoinSet::new();
+        for events in plan {
+            let (client, url, accepted, sem) =
+                (client.clone(), url.clone(), accepted.clone(), sem.clone());
+            senders.spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore");
+                for e in events {
+                    send_until_accepted(&client, &url, &e, &accepted).await;
+                }
+            });
         }
-        let acc = accepted.load(Ordering::Relaxed);
-        let s = settled();
-        let pct = (s * 100).checked_div(total_events).unwrap_or(100);
-        let circuit = circuits
+        Sending {
+            accepted,
+            senders: std::sync::Mutex::new(senders),
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Whether every sender finished (reaps the finished ones).
+    fn done(&self) -> bool {
+        let mut s = self.senders.lock().expect("senders");
+        while s.try_join_next().is_some() {}
+        s.is_empty()
+    }
+}
+
+/// Post one event until it is accepted (202), refused (4xx: printed) or 100 tries failed.
+async fn send_until_accepted(client: &reqwest::Client, url: &str, e: &Event, accepted: &AtomicU64) {
+    let mut body = serde_json::json!({"kind": e.kind, "key": e.key, "payload": e.payload});
+    if let Some(v) = e.version {
+        body["version"] = v.into();
+    }
+    for _ in 0..100 {
+        match client.post(url).json(&body).send().await {
+            Ok(r) if r.status().as_u16() == 202 => {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(r) if r.status().is_client_error() => {
+                eprintln!("refused {}: HTTP {}", e.key, r.status());
+                return;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The end state, checked against the portal sandbox's records.
+struct Summary {
+    elapsed: Duration,
+    accepted: u64,
+    /// Dossiers (but the poison one) whose newest version is not the portal's latest.
+    missing: Vec<String>,
+    steps_missing: usize,
+    /// Versions the portal accepted after a newer one of the same dossier.
+    older_after_newer: usize,
+    poison_dead: usize,
+    /// Whether a poison dossier was sent (then it must be in the dead letters).
+    poison_sent: bool,
+    total_events: u64,
+    records: gw_contract_tests::portal::Records,
+}
+
+impl Summary {
+    async fn measure(world: &World, plan: &Plan, sending: &Sending, elapsed: Duration) -> Summary {
+        let records = world.portal.records();
+        let missing = plan
+            .newest
             .iter()
-            .map(|r| r.circuit.state().as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        println!(
-            "  [{:>5.1}s] {:>3}% accepted {acc}/{total_events}  delivered {}  superseded {}  retried {}  deferred {}  dead-lettered {}  circuit {circuit}",
-            started.elapsed().as_secs_f64(),
-            pct,
-            m.outcome_total("delivered"),
-            m.outcome_total("superseded"),
-            m.outcome_total("retried"),
-            m.outcome_total("deferred"),
-            m.outcome_total("dead_lettered"),
-        );
-        if senders.is_empty() && s >= acc {
-            break;
-        }
-        if Instant::now() > deadline {
-            println!("  timed out waiting for delivery");
-            break;
-        }
-    }
-    let acc = accepted.load(Ordering::Relaxed);
-    let records = portal.records();
-    let mut missing = Vec::new();
-    for (code, v) in &newest {
-        if Some(code) == poison.as_ref() {
-            continue;
-        }
-        if records.latest(code).and_then(version_marker) != Some(*v) {
-            missing.push(code.clone());
-        }
-    }
-    let mut steps_missing = 0usize;
-    for (code, n) in &steps {
-        if Some(code) == poison.as_ref() {
-            continue;
-        }
-        steps_missing += n.saturating_sub(records.progress.get(code).map(Vec::len).unwrap_or(0));
-    }
-    let violations = records.ordering_violations(|_, item| version_marker(item));
-    let versions_at_portal: usize = records.dossiers.values().map(Vec::len).sum();
-    let snapshots: i64 = newest.values().sum();
-    let elapsed = started.elapsed();
-    let poison_dead = match &poison {
-        Some(k) => running
-            .engine
-            .store
-            .dead_letters(&gw_store::DeadLetterFilter {
-                key: Some(k.clone()),
-                limit: 100,
-                ..Default::default()
+            .filter(|(code, _)| !plan.is_poison(code))
+            .filter(|(code, v)| records.latest(code).and_then(version_marker) != Some(**v))
+            .map(|(code, _)| code.clone())
+            .collect();
+        let steps_missing = plan
+            .steps
+            .iter()
+            .filter(|(code, _)| !plan.is_poison(code))
+            .map(|(code, n)| {
+                n.saturating_sub(records.progress.get(code).map(Vec::len).unwrap_or(0))
             })
-            .await
-            .map(|d| d.len())
-            .unwrap_or(0),
-        None => 0,
-    };
-    println!();
-    println!(
-        "summary ({:.1}s, {:.0} events/s)",
-        elapsed.as_secs_f64(),
-        acc as f64 / elapsed.as_secs_f64().max(0.001)
-    );
-    println!("  dossiers               {}", newest.len());
-    println!(
-        "  events sent            {total_events} ({snapshots} snapshots, {} progress steps)",
-        steps.values().sum::<usize>()
-    );
-    println!("  accepted               {acc}");
-    println!("  delivered              {}", m.outcome_total("delivered"));
-    println!("  superseded / coalesced {}", m.outcome_total("superseded"));
-    println!("  retried                {}", m.outcome_total("retried"));
-    println!(
-        "  dead-lettered          {}{}",
-        m.outcome_total("dead_lettered"),
-        if poison.is_some() {
-            format!(" (the poison dossier: {poison_dead} dead letters, its snapshots and its {poison_steps} progress steps)")
-        } else {
-            String::new()
+            .sum();
+        let older_after_newer = records
+            .ordering_violations(|_, item| version_marker(item))
+            .len();
+        let poison_dead = match &plan.poison {
+            Some(k) => world
+                .running
+                .engine
+                .store
+                .dead_letters(&gw_store::DeadLetterFilter {
+                    key: Some(k.clone()),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .map(|d| d.len())
+                .unwrap_or(0),
+            None => 0,
+        };
+        Summary {
+            elapsed,
+            accepted: sending.accepted(),
+            missing,
+            steps_missing,
+            older_after_newer,
+            poison_dead,
+            poison_sent: plan.poison.is_some(),
+            total_events: plan.total_events,
+            records,
         }
-    );
-    println!(
-        "  circuit                opened {} times, deferred {} deliveries",
-        m.circuit_transitions_total("open"),
-        m.outcome_total("deferred")
-    );
-    println!(
-        "  portal                 {} sync calls, {} dossier versions accepted, {} logins, {} refused (injected {})",
-        records.calls.get("DongBoHoSoMC").copied().unwrap_or(0) + records.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0),
-        versions_at_portal,
-        records.logins,
-        records.refused.len(),
-        records.refused.iter().filter(|r| r.injected).count()
-    );
-    println!("  dossiers not newest    {}", missing.len());
-    println!("  progress steps missing {steps_missing}");
-    println!("  older-after-newer      {}", violations.len());
-    let ok = acc == total_events
-        && missing.is_empty()
-        && steps_missing == 0
-        && violations.is_empty()
-        && (poison.is_none() || poison_dead > 0);
-    println!(
-        "  result                 {}",
-        if ok {
-            "OK: every dossier reached the portal in its newest version"
-        } else {
-            "FAILED"
-        }
-    );
-    if !missing.is_empty() {
+    }
+
+    /// The demo's promise: every event accepted, every dossier in its newest version at the
+    /// portal, every step there, nothing older after newer, the poison dossier dead-lettered.
+    fn ok(&self) -> bool {
+        self.accepted == self.total_events
+            && self.missing.is_empty()
+            && self.steps_missing == 0
+            && self.older_after_newer == 0
+            && (!self.poison_sent || self.poison_dead > 0)
+    }
+
+    fn print(&self, world: &World, plan: &Plan) {
+        let m = &world.running.engine.metrics;
+        let records = &self.records;
+        let acc = self.accepted;
+        println!();
         println!(
-            "  first missing: {:?}",
-            missing.iter().take(5).collect::<Vec<_>>()
+            "summary ({:.1}s, {:.0} events/s)",
+            self.elapsed.as_secs_f64(),
+            acc as f64 / self.elapsed.as_secs_f64().max(0.001)
         );
-    }
-    if args.keep_running {
-        println!("running until Ctrl-C");
-        crate::app::wait_for_signal().await;
-    }
-    running.shutdown().await;
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        println!("  dossiers               {}", plan.newest.len());
+        println!(
+            "  events sent            {} ({} snapshots, {} progress steps)",
+            plan.total_events,
+            plan.newest.values().sum::<i64>(),
+            plan.steps.values().sum::<usize>()
+        );
+        println!("  accepted               {acc}");
+        println!("  delivered              {}", m.outcome_total("delivered"));
+        println!("  superseded / coalesced {}", m.outcome_total("superseded"));
+        println!("  retried                {}", m.outcome_total("retried"));
+        println!(
+            "  dead-lettered          {}{}",
+            m.outcome_total("dead_lettered"),
+            if plan.poison.is_some() {
+                format!(
+                    " (the poison dossier: {} dead letter{}, its snapshots and its {} progress step{})",
+                    self.poison_dead,
+                    if self.poison_dead == 1 { "" } else { "s" },
+                    plan.poison_steps(),
+                    if plan.poison_steps() == 1 { "" } else { "s" },
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "  circuit                opened {} times, deferred {} deliveries",
+            m.circuit_transitions_total("open"),
+            m.outcome_total("deferred")
+        );
+        println!(
+            "  portal                 {} sync calls, {} dossier versions accepted, {} logins, {} refused (injected {})",
+            records.calls.get("DongBoHoSoMC").copied().unwrap_or(0) + records.calls.get("CapNhatTienDoHoSoMC").copied().unwrap_or(0),
+            records.dossiers.values().map(Vec::len).sum::<usize>(),
+            records.logins,
+            records.refused.len(),
+            records.refused.iter().filter(|r| r.injected).count()
+        );
+        println!("  dossiers not newest    {}", self.missing.len());
+        println!("  progress steps missing {}", self.steps_missing);
+        println!("  older-after-newer      {}", self.older_after_newer);
+        println!(
+            "  result                 {}",
+            if self.ok() {
+                "OK: every dossier reached the portal in its newest version"
+            } else {
+                "FAILED"
+            }
+        );
+        if !self.missing.is_empty() {
+            println!(
+                "  first missing: {:?}",
+                self.missing.iter().take(5).collect::<Vec<_>>()
+            );
+        }
     }
 }
 
