@@ -1,6 +1,6 @@
 //! Telemetry: what the gateway tells the people watching it. [`metrics`] holds every metric
-//! family (OpenMetrics text at the ops listener's `/metrics`); this file exports the
-//! per-message spans.
+//! family (OpenMetrics text at the ops listener's `/metrics`); [`logging`] is the binary's log
+//! subscriber (text or JSON lines, unforgeable); this file exports the per-message spans.
 //!
 //! OpenTelemetry export of the per-message spans over OTLP, when `[ops] otlp_endpoint` is set;
 //! `[ops] otlp_protocol` picks http/protobuf (the default), http/json or gRPC.
@@ -41,6 +41,7 @@
 //! keep, not ours. Version 0.31 is the newest line whose exporter uses the reqwest 0.12 and
 //! hyper 1 already in the tree (its gRPC transport is tonic 0.14 on the same hyper and tower).
 
+pub mod logging;
 pub mod metrics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

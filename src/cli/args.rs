@@ -1,0 +1,182 @@
+//! The command line's shape: every subcommand and its arguments, as clap reads them. Nothing
+//! here runs; [`super::run`] dispatches each [`Command`] to the file that does it.
+//!
+//! # Invariants
+//! - A lab command (`demo`, `bench`, `sink`, `sandbox`) exists in every build: with the `lab`
+//!   feature it is the tool, without it a hidden [`LabOff`] that refuses with a clear error
+//!   (exit 2), never clap's "unrecognized subcommand".
+//! - Every command that needs a configuration takes `--config` (or `GATEWAY_CONFIG`), except
+//!   `check-config`, whose file is its argument.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Integration gateway: one-stop system ↔ national platforms"
+)]
+pub struct Cli {
+    /// Log as JSON lines (for log collectors) instead of human-readable text.
+    #[arg(long, global = true, env = "GATEWAY_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// The demo: embedded queue and store, a recording sandbox and a traffic simulator, all
+    /// in-process; runs dossier events through and checks nothing is missing.
+    #[cfg(feature = "lab")]
+    Demo(crate::lab::demo::DemoArgs),
+    /// Benchmark: raw RabbitMQ and OpenSSL limits beside the gateway end to end, in one run.
+    #[cfg(feature = "lab")]
+    Bench(crate::lab::bench::BenchArgs),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Demo(LabOff),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Bench(LabOff),
+    /// Validate a configuration file without starting; prints every problem.
+    CheckConfig { file: PathBuf },
+    /// Dead letters: list, show, replay, drop.
+    Dlq {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// A dossier's trail: every attempt and outcome on every route, as a table.
+    Trace {
+        /// The dossier code (the ordering key).
+        dossier: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// The evidence log: verify every chain and time-stamp, export a dossier's proof, prune.
+    Evidence {
+        #[command(subcommand)]
+        action: crate::cli::evidence::EvidenceAction,
+    },
+    /// Routes, queue depths and open dead letters.
+    Status {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Sign a file with a profile or a key: XML → XML-DSig enveloped, JSON → JWS compact
+    /// (`--detached`: RFC 7797). Exit 2 on usage/config errors.
+    Sign(crate::cli::sign::SignArgs),
+    /// Verify a signed file (XML-DSig, compact or detached JWS) with a profile, a pinned
+    /// certificate or trust anchors; says by whom, or exactly why not. Exit 1 when it fails.
+    Verify(crate::cli::sign::VerifyArgs),
+    /// The portal's catalogue: `sync` compares it with the last run once and publishes only
+    /// the changes (the `[catalogue]` section); prints added/changed/removed/unchanged.
+    Catalogue {
+        /// Only `sync`.
+        action: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Online fee payment: `reconcile` asks the providers about overdue orders (and, with
+    /// `--date`, that day's orders), settles what they say and prints the mismatches.
+    Payments {
+        /// Only `reconcile`.
+        action: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The day to reconcile, `yyyy-mm-dd` (GMT+7).
+        #[arg(long)]
+        date: Option<String>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Run the recording HTTP sink sandbox standalone.
+    #[cfg(feature = "lab")]
+    Sink {
+        #[arg(long, default_value_t = 8181)]
+        port: u16,
+    },
+    /// Run a strict sandbox of an external party standalone: the portal (DVCQG) or a payment
+    /// provider.
+    #[cfg(feature = "lab")]
+    Sandbox {
+        // The names come from `lab::standalone::SANDBOXES`, the one list.
+        /// Which party.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+            crate::lab::standalone::SANDBOXES.iter().map(|(name, _, _)| *name)
+        ))]
+        party: String,
+        #[arg(long, default_value_t = 8282)]
+        port: u16,
+    },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Sink(LabOff),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true)]
+    Sandbox(LabOff),
+    /// Show what a one-stop adapter makes of a sample: the canonical dossier, the national
+    /// portal's payload and the vendor JSON it maps back to, schema-checked, without sending.
+    Map {
+        /// The adapter folder, e.g. adapters/onestop-example.
+        adapter: PathBuf,
+        /// A vendor JSON sample.
+        sample: PathBuf,
+    },
+}
+
+/// A lab command (`demo`, `bench`, `sink`, `sandbox`) in a build without the `lab` feature:
+/// hidden from `--help`, takes any arguments and refuses with a clear error (exit 2) rather
+/// than clap's "unrecognized subcommand".
+#[cfg(not(feature = "lab"))]
+#[derive(clap::Args, Debug)]
+pub struct LabOff {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List dead letters (open ones by default).
+    List {
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        /// open, replayed, dropped or all.
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one dead letter with its original envelope.
+    Show { id: String },
+    /// Re-publish dead letters to their route queue (recorded, idempotent).
+    Replay {
+        ids: Vec<String>,
+        /// Replay every open dead letter of `--route`.
+        #[arg(long, requires = "route")]
+        all: bool,
+        #[arg(long)]
+        route: Option<String>,
+        /// Who is replaying (recorded).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// Drop dead letters (recorded; the envelope is kept for the record).
+    Drop {
+        ids: Vec<String>,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+}
