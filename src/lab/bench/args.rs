@@ -130,3 +130,77 @@ pub(super) fn amqp_with_password(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// The phases `--phases` may name, in the order they run.
+pub(super) const PHASES: [&str; 6] = ["raw", "sign", "e2e", "backlog", "evidence", "scale"];
+
+/// An argument the bench cannot run with (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ArgError {
+    #[error("--phases: a comma-separated list of {list}, not {bad:?}", list = PHASES.join(", "))]
+    Phase { bad: String },
+    #[error("--concurrency: 1 or more")]
+    Concurrency,
+    #[error("--scale-partitions: 1 or more")]
+    ScalePartitions,
+    #[error("--signing: all, ecdsa or rsa, not {0}")]
+    Signing(String),
+    #[error("--backends: all, rabbit-pg or embedded, not {0}")]
+    Backends(String),
+}
+
+impl BenchArgs {
+    /// `--smoke`: every count and time cut to a few seconds (the CI's bench check).
+    pub(super) fn apply_smoke(&mut self) {
+        self.messages = 100;
+        self.events = 100;
+        self.backlog = 300;
+        self.backlog_secs = 2;
+        // The scale phase needs RabbitMQ + PostgreSQL: `--backends rabbit-pg` is kept.
+        if self.backends != "rabbit-pg" {
+            self.backends = "embedded".into();
+        }
+        self.sign_secs = 0.2;
+        self.latency_secs = 0.5;
+        // The drain's time varies with the breaker's cool-downs and retry timers, and a
+        // delivery whose settle was lost comes back only when its 60 s lease expires: the smoke
+        // drain gets room for that (it checks what arrives, not how fast).
+        self.timeout_secs = if self.drain { 240 } else { 60 };
+        self.drain_events = 2_000;
+        self.drain_rate = 100.0;
+        self.drain_outage_secs = 1;
+    }
+
+    /// The signatures to measure and whether RabbitMQ + PostgreSQL are wanted, or why the
+    /// arguments cannot run.
+    pub(super) fn check(&self) -> Result<(Vec<Sig>, bool), ArgError> {
+        if let Some(bad) = self
+            .phases
+            .split(',')
+            .map(str::trim)
+            .find(|p| !PHASES.contains(p))
+        {
+            return Err(ArgError::Phase {
+                bad: bad.to_string(),
+            });
+        }
+        if self.concurrency == 0 {
+            return Err(ArgError::Concurrency);
+        }
+        if self.scale_partitions == 0 {
+            return Err(ArgError::ScalePartitions);
+        }
+        let sigs = match self.signing.as_str() {
+            "all" => vec![Sig::Ecdsa, Sig::Rsa],
+            "ecdsa" => vec![Sig::Ecdsa],
+            "rsa" => vec![Sig::Rsa],
+            other => return Err(ArgError::Signing(other.to_string())),
+        };
+        let want_rabbit = match self.backends.as_str() {
+            "all" | "rabbit-pg" => true,
+            "embedded" => false,
+            other => return Err(ArgError::Backends(other.to_string())),
+        };
+        Ok((sigs, want_rabbit))
+    }
+}
