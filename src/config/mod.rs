@@ -12,9 +12,10 @@
 //!   `{ file = "path" }`); its value is read when resolved and never printed: [`Secret`]'s
 //!   `Debug` and `Display` redact it.
 //! - **One file per section.** Each section's types, defaults and validator live together in
-//!   their own file of this folder; this module holds the root [`Config`], loading, the
-//!   problem type and the validation driver, which calls each section's validator (in the
-//!   order problems have always been reported). Every default is a named constant in
+//!   their own file of this folder; this module holds the root [`Config`], loading and the
+//!   validation driver, which calls each section's validator (in the order problems have
+//!   always been reported). The problem type is in `problem.rs`, the naming rule in
+//!   `names.rs`; sections import those directly, not through this module. Every default is a named constant in
 //!   [`defaults`], stated once.
 //! - **Dependencies point one way.** This module uses no other part of the gateway: the
 //!   payments and evidence sections live here ([`payments`], [`evidence`]) and are re-exported
@@ -24,7 +25,6 @@
 //!   cannot drift from this module.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -38,9 +38,11 @@ mod duration;
 pub mod evidence;
 mod gateway;
 mod inbound;
+mod names;
 mod online;
 mod ops;
 pub mod payments;
+mod problem;
 mod retry;
 mod routes;
 mod secrets;
@@ -57,6 +59,7 @@ pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
 pub use online::OnlineSection;
 pub use ops::{OpsRole, OpsSection, OpsTokenSection, OtlpProtocol};
+pub use problem::{ConfigError, Problem, Step};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
@@ -64,55 +67,8 @@ pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;
 
+use names::valid_name;
 use secrets::with_password;
-
-/// The step of loading that found a [`Problem`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The file could not be read.
-    Read,
-    /// The text is not valid TOML (loading stops there).
-    Syntax,
-    /// A key no section has (every one is reported).
-    UnknownKey,
-    /// A value of the wrong type or form (serde stops at the first).
-    WrongType,
-    /// A section's validator refused a value, or a combination of values.
-    Invalid,
-}
-
-/// A problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Which step found it.
-    pub step: Step,
-    pub file: String,
-    pub key: String,
-    pub what: String,
-    pub fix: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.key, self.what, self.fix)
-    }
-}
-
-/// Every problem of one file, one a line. A list rather than one variant per step, because
-/// loading reports every problem it finds at once; each names its [`Step`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", lines(.problems))]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-fn lines(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -329,20 +285,6 @@ fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin: &str) 
     online::validate(c, p);
     payments::validate_section(c, p);
     signing::validate(c, base, p);
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-fn url_has_password(url: &str) -> bool {
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .map(|auth| auth.contains('@') && auth.split('@').next().is_some_and(|ui| ui.contains(':')))
-        .unwrap_or(false)
 }
 
 /// `[catalogue]` and `[online]` alike: `from` is a `dvcqg` adapter; `source` is a valid name

@@ -1,5 +1,8 @@
 //! Secrets, only ever by reference: `{ env = "NAME" }` or `{ file = "path" }`. A value is read
 //! when resolved and never printed ([`Secret`]'s `Debug` and `Display` redact it).
+//!
+//! It also holds the two URL helpers of the backends (no password written in a URL; the
+//! password joined to it at connect time).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -112,8 +115,9 @@ pub enum SecretProblem {
     Empty(String),
 }
 
-/// Why a backend URL could not be given its password ([`Loaded::broker_url`],
-/// [`Loaded::store_url`]).
+/// Why a backend URL could not be given its password
+/// ([`Loaded::broker_url`](super::Loaded::broker_url),
+/// [`Loaded::store_url`](super::Loaded::store_url)).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum UrlPasswordError {
     /// The password reference gave no value.
@@ -199,6 +203,17 @@ impl Loaded {
     }
 }
 
+/// Whether a URL carries a password in its `user:password@` part (it must not: the password
+/// is given by reference and joined by [`with_password`]).
+pub(super) fn url_has_password(url: &str) -> bool {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|auth| auth.contains('@') && auth.split('@').next().is_some_and(|ui| ui.contains(':')))
+        .unwrap_or(false)
+}
+
+/// `url` with the resolved password inserted after its user; unchanged without a password.
 pub(super) fn with_password(
     url: &str,
     password: Option<&SecretRef>,
