@@ -11,12 +11,15 @@
 //! - **Secrets by reference only.** A secret is only ever a reference (`{ env = "NAME" }` or
 //!   `{ file = "path" }`); its value is read when resolved and never printed: [`Secret`]'s
 //!   `Debug` and `Display` redact it.
-//! - **One file per section.** Each section's types, defaults and validator live together in
-//!   their own file of this folder; this module holds the root [`Config`], loading and the
-//!   validation driver, which calls each section's validator (in the order problems have
-//!   always been reported). The problem type is in `problem.rs`, the naming rule in
-//!   `names.rs`; sections import those directly, not through this module. Every default is a named constant in
-//!   [`defaults`], stated once.
+//! - **One file per section, checking only itself.** Each section's types, defaults and
+//!   validator live together in their own file of this folder; a section's validator is given
+//!   that section alone. Every check that names another section (a route's `from` and `to`, a
+//!   job's adapter, the profiles adapters sign with, `ops.listen` against `inbound.listen`, the
+//!   payment events' source name) lives in `references.rs`, with the validation driver, which
+//!   runs every check in the order problems have always been reported. This module holds the
+//!   root [`Config`] and loading; the problem type is in `problem.rs`, the naming rule in
+//!   `names.rs`; sections import those directly, not through this module. Every default is a
+//!   named constant in [`defaults`], stated once.
 //! - **Dependencies point one way.** This module uses no other part of the gateway: the
 //!   payments and evidence sections live here ([`payments`], [`evidence`]) and are re-exported
 //!   by `crate::payments` and `crate::evidence`; they, `crate::transport` and the rest build
@@ -43,6 +46,7 @@ mod online;
 mod ops;
 pub mod payments;
 mod problem;
+mod references;
 mod retry;
 mod routes;
 mod secrets;
@@ -67,7 +71,6 @@ pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;
 
-use names::valid_name;
 use secrets::with_password;
 
 /// The whole configuration file.
@@ -199,7 +202,7 @@ pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigEr
             return Err(ConfigError { problems });
         }
     };
-    validate(&config, &base, &mut problems, origin);
+    references::validate(&config, &base, &mut problems, origin);
     if problems.is_empty() {
         Ok(Loaded {
             config,
@@ -250,78 +253,6 @@ fn locate_key(text: &str, offset: usize) -> String {
         (true, _) => key.to_string(),
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
-    }
-}
-
-/// Check every section, each with its own validator; a problem is reported through
-/// `p(key, what, fix)`.
-fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin: &str) {
-    let mut p = |key: String, what: String, fix: &str| {
-        problems.push(Problem {
-            step: Step::Invalid,
-            file: origin.to_string(),
-            key,
-            what,
-            fix: fix.to_string(),
-        })
-    };
-    let p = &mut p;
-    gateway::validate(&c.gateway, p);
-    broker::validate_url(&c.broker, p);
-    store::validate(&c.store, p);
-    broker::validate_limits(&c.broker, p);
-    inbound::validate_listen(&c.inbound, p);
-    ops::validate_listen(&c.ops, &c.inbound, p);
-    circuit::validate(&c.circuit, p);
-    ops::validate_tokens(&c.ops, p);
-    inbound::validate_limits(&c.inbound, p);
-    retry::validate(&c.retry, "retry", p);
-    let inbound_loopback = listen_is_loopback(&c.inbound.listen);
-    payments::validate_token(c, inbound_loopback, p);
-    sources::validate(&c.sources, inbound_loopback, p);
-    adapters::validate(&c.adapters, p);
-    routes::validate(c, p);
-    catalogue::validate(c, p);
-    online::validate(c, p);
-    payments::validate_section(c, p);
-    signing::validate(c, base, p);
-}
-
-/// `[catalogue]` and `[online]` alike: `from` is a `dvcqg` adapter; `source` is a valid name
-/// that no `[sources]` table has (its events cannot be posted from outside).
-fn check_job(
-    at: &str,
-    from: &str,
-    source: &str,
-    c: &Config,
-    p: &mut impl FnMut(String, String, &str),
-) {
-    match c.adapters.get(from) {
-        None => p(
-            format!("{at}.from"),
-            format!("no adapter named `{from}`"),
-            "name the [adapters.NAME] table of the portal (connector = \"dvcqg\")",
-        ),
-        Some(a) if a.connector != "dvcqg" => p(
-            format!("{at}.from"),
-            format!("adapter `{from}` is a {} adapter", a.connector),
-            "name an adapter with connector = \"dvcqg\"",
-        ),
-        Some(_) => {}
-    }
-    if !valid_name(source) {
-        p(
-            format!("{at}.source_name"),
-            format!("`{source}` has characters other than a-z, 0-9, - and _"),
-            "rename it",
-        );
-    }
-    if c.sources.contains_key(source) {
-        p(
-            format!("{at}.source_name"),
-            format!("`{source}` is also a [sources] name"),
-            "give the job its own source name, so its events cannot be posted from outside",
-        );
     }
 }
 

@@ -2,8 +2,8 @@
 //! it, and the [`Step`] that found it; a [`ConfigError`] is every problem of one file.
 //!
 //! A leaf: it imports nothing of the configuration. Section validators do not build problems
-//! themselves; they report `p(key, what, fix)` and the validation driver turns that into a
-//! [`Step::Invalid`] problem.
+//! themselves; they report `p(key, what, fix)` and the validation driver
+//! (`references.rs`) turns that into a [`Step::Invalid`] problem.
 
 use std::fmt;
 
