@@ -11,18 +11,18 @@
 //! - **The order of problems is the order they have always been reported in**: [`validate`]
 //!   calls the section validators and the checks here one after the other in that order (so a
 //!   route's own checks and its references are interleaved, route by route).
-//! - Imports point one way: this file uses `problem.rs`, `names.rs` and the sections (and, for
-//!   now, the root `Config` of `mod.rs`); only loading in `mod.rs` uses it.
+//! - Imports point one way: this file uses `document.rs` (the root `Config`), `problem.rs`,
+//!   `names.rs` and the sections; only `loaded.rs` uses it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::document::Config;
 use super::inbound::listen_is_loopback;
 use super::names::valid_name;
 use super::problem::{Problem, Step};
 use super::routes::RouteSection;
 use super::signing::has_key;
-use super::Config;
 use super::{adapters, broker, circuit, gateway, inbound, online, ops};
 use super::{payments, retry, routes, signing, sources, store};
 
