@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{defaults, valid_name, Dur, SecretRef};
+use super::defaults;
+use super::duration::Dur;
+use super::names::valid_name;
+use super::secrets::SecretRef;
 
 /// A destination adapter.
 #[derive(Debug, Clone, Deserialize)]

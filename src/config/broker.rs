@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{defaults, url_has_password, SecretRef};
+use super::defaults;
+use super::secrets::{url_has_password, SecretRef};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BrokerSection {

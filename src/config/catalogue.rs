@@ -1,8 +1,12 @@
 //! `[catalogue]`: the periodic sync of the portal's catalogue (`crate::jobs::catalogue`).
+//!
+//! Every check of this section names another one (`from` is a `dvcqg` adapter, `source_name`
+//! is no `[sources]` name): they live with the cross-section checks in `references.rs`.
 
 use serde::Deserialize;
 
-use super::{check_job, defaults, Config, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 /// `[catalogue]`: the periodic catalogue sync (`crate::jobs::catalogue`).
 #[derive(Debug, Clone, Deserialize)]
@@ -23,11 +27,4 @@ fn d_catalogue_interval() -> Dur {
 }
 fn d_catalogue_source() -> String {
     defaults::CATALOGUE_SOURCE.into()
-}
-
-/// Check `[catalogue]`: a `dvcqg` adapter, a valid source name of its own.
-pub(super) fn validate(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    if let Some(j) = &c.catalogue {
-        check_job("catalogue", &j.from, &j.source_name, c, p);
-    }
 }

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{defaults, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 /// The circuit breaker of each route (see `src/circuit.rs`): when at least `failure_percent`
 /// % of at least `min_calls` exchanges in the last `window` failed (transport errors,

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Dur, SecretRef};
+use super::duration::Dur;
+use super::secrets::SecretRef;
 
 /// What is kept of an exchange.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

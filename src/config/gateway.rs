@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{defaults, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct GatewaySection {

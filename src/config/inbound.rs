@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{defaults, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InboundSection {

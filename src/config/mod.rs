@@ -11,36 +11,52 @@
 //! - **Secrets by reference only.** A secret is only ever a reference (`{ env = "NAME" }` or
 //!   `{ file = "path" }`); its value is read when resolved and never printed: [`Secret`]'s
 //!   `Debug` and `Display` redact it.
-//! - **One file per section.** Each section's types, defaults and validator live together in
-//!   their own file of this folder; this module holds the root [`Config`], loading, the
-//!   problem type and the validation driver, which calls each section's validator (in the
-//!   order problems have always been reported). Every default is a named constant in
-//!   [`defaults`], stated once.
+//! - **One file per section, checking only itself.** Each section's types, defaults and
+//!   validator live together in their own file of this folder; a section's validator is given
+//!   that section alone. Every check that names another section (a route's `from` and `to`, a
+//!   job's adapter, the profiles adapters sign with, `ops.listen` against `inbound.listen`, the
+//!   payment events' source name) lives in `references.rs`, with the validation driver, which
+//!   runs every check in the order problems have always been reported. Every default is a
+//!   named constant in [`defaults`], stated once.
 //! - **Dependencies point one way.** This module uses no other part of the gateway: the
 //!   payments and evidence sections live here ([`payments`], [`evidence`]) and are re-exported
 //!   by `crate::payments` and `crate::evidence`; they, `crate::transport` and the rest build
-//!   their runtime objects from the sections.
+//!   their runtime objects from the sections. Inside it, no file imports this one.
+//!
+//! # Layout
+//! This file only declares the files and re-exports their public items. Imports go down:
+//! - `loaded.rs`: [`load`], [`parse`] and [`Loaded`] (the validated configuration, where it
+//!   came from, the backends' URLs, every secret reference); uses the two below.
+//! - `references.rs`: the validation driver and the checks between sections.
+//! - `document.rs`: the root [`Config`], and reading a file into it (syntax, unknown keys,
+//!   wrong types).
+//! - the sections, one file each: `gateway.rs`, `broker.rs`, `store.rs`, `inbound.rs`,
+//!   `ops.rs`, `retry.rs`, `circuit.rs`, `sources.rs`, `adapters.rs`, `routes.rs`,
+//!   `signing.rs`, `catalogue.rs`, `online.rs`, `payments.rs`, `evidence.rs` (a section may use
+//!   another: `ops` the listen-address check of `inbound`, `routes` the policy of `retry`).
+//! - leaves, used by any of the above: `problem.rs` ([`Problem`], [`Step`], [`ConfigError`]),
+//!   `names.rs` (valid names), `secrets.rs` (references, redaction, passwords in URLs),
+//!   `duration.rs` ([`Dur`]), [`defaults`].
 //! - The example file `gateway.example.toml` at the repository root is loaded by a test, so it
 //!   cannot drift from this module.
-
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 mod adapters;
 mod broker;
 mod catalogue;
 mod circuit;
 pub mod defaults;
+mod document;
 mod duration;
 pub mod evidence;
 mod gateway;
 mod inbound;
+mod loaded;
+mod names;
 mod online;
 mod ops;
 pub mod payments;
+mod problem;
+mod references;
 mod retry;
 mod routes;
 mod secrets;
@@ -52,420 +68,20 @@ pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;
+pub use document::Config;
 pub use duration::{parse_duration, Dur, DurationError};
 pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
+pub use loaded::{load, parse, Loaded};
 pub use online::OnlineSection;
 pub use ops::{OpsRole, OpsSection, OpsTokenSection, OtlpProtocol};
+pub use problem::{ConfigError, Problem, Step};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
 pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;
-
-use secrets::with_password;
-
-/// The step of loading that found a [`Problem`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The file could not be read.
-    Read,
-    /// The text is not valid TOML (loading stops there).
-    Syntax,
-    /// A key no section has (every one is reported).
-    UnknownKey,
-    /// A value of the wrong type or form (serde stops at the first).
-    WrongType,
-    /// A section's validator refused a value, or a combination of values.
-    Invalid,
-}
-
-/// A problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Which step found it.
-    pub step: Step,
-    pub file: String,
-    pub key: String,
-    pub what: String,
-    pub fix: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.key, self.what, self.fix)
-    }
-}
-
-/// Every problem of one file, one a line. A list rather than one variant per step, because
-/// loading reports every problem it finds at once; each names its [`Step`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", lines(.problems))]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-fn lines(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Config {
-    /// Process-wide settings.
-    #[serde(default)]
-    pub gateway: GatewaySection,
-    /// The message broker; absent = the embedded durable queue under `data_dir`.
-    #[serde(default)]
-    pub broker: BrokerSection,
-    /// The store; absent = SQLite under `data_dir`.
-    #[serde(default)]
-    pub store: StoreSection,
-    /// The inbound HTTP listener that sources receive events on.
-    #[serde(default)]
-    pub inbound: InboundSection,
-    /// The operations listener (health, metrics).
-    #[serde(default)]
-    pub ops: OpsSection,
-    /// Default retry policy for every route (a route may override it).
-    #[serde(default)]
-    pub retry: RetrySection,
-    /// Circuit breaker of every route (each route has its own; see `src/circuit.rs`).
-    #[serde(default)]
-    pub circuit: CircuitSection,
-    /// Inbound sources by name: where events come from.
-    #[serde(default)]
-    pub sources: BTreeMap<String, SourceSection>,
-    /// Destination adapters by name: where events go.
-    #[serde(default)]
-    pub adapters: BTreeMap<String, AdapterSection>,
-    /// Routes: from a source and a kind pattern to an adapter.
-    #[serde(default)]
-    pub routes: Vec<RouteSection>,
-    /// Signing profiles by name: how an adapter signs what it sends (`signing = "NAME"`) and
-    /// how a source's requests are verified (`verify = "NAME"`).
-    #[serde(default)]
-    pub signing: BTreeMap<String, SigningSection>,
-    /// Periodic sync of the portal's catalogue (procedures, agencies, fields): only changes
-    /// are published, as events of source `catalogue.source_name`. Absent = off.
-    #[serde(default)]
-    pub catalogue: Option<CatalogueSection>,
-    /// Periodic poll of the dossiers citizens submitted on the portal, published as
-    /// `dossier.online` events of source `online.source_name`. Absent = off.
-    #[serde(default)]
-    pub online: Option<OnlineSection>,
-    /// Online fee payment (`crate::payments`): providers, grouping, deadlines. Absent = off.
-    #[serde(default)]
-    pub payments: Option<payments::PaymentsSection>,
-    /// The evidence log (`src/evidence`): mode per adapter, body key, time-stamping,
-    /// retention. Absent = every adapter in `metadata` mode, no time-stamping, kept forever.
-    #[serde(default)]
-    pub evidence: evidence::EvidenceSection,
-}
-
-/// A loaded, validated configuration and where it came from.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: Config,
-    /// The file (or `<embedded>`), for messages.
-    pub origin: String,
-    /// Folder relative paths and secret files resolve against.
-    pub base: PathBuf,
-}
-
-/// Load and validate a file.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![Problem {
-            step: Step::Read,
-            file: origin.clone(),
-            key: "-".into(),
-            what: format!("cannot read the file: {e}"),
-            fix: "give the path of an existing, readable TOML file".into(),
-        }],
-    })?;
-    let base = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, &origin, base)
-}
-
-/// Parse and validate TOML text. `origin` names it in messages.
-pub fn parse(text: &str, origin: &str, base: PathBuf) -> Result<Loaded, ConfigError> {
-    let mut problems = Vec::new();
-    let problem = |step: Step, key: &str, what: String, fix: &str| Problem {
-        step,
-        file: origin.to_string(),
-        key: key.to_string(),
-        what,
-        fix: fix.to_string(),
-    };
-    let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
-        problems: vec![problem(
-            Step::Syntax,
-            "-",
-            format!("not valid TOML: {}", e.message()),
-            "fix the syntax at the position shown",
-        )],
-    });
-    let de = de?;
-    let mut unknown = Vec::new();
-    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
-    for key in unknown {
-        problems.push(problem(
-            Step::UnknownKey,
-            &bracket_indices(&key),
-            "unknown key".into(),
-            "remove it or check its spelling against gateway.example.toml",
-        ));
-    }
-    let config = match parsed {
-        Ok(c) => c,
-        Err(e) => {
-            let msg = e.message().to_string();
-            let span_key = e
-                .span()
-                .map(|s| locate_key(text, s.start))
-                .unwrap_or_else(|| "-".to_string());
-            problems.push(problem(
-                Step::WrongType,
-                &span_key,
-                format!("invalid value: {msg}"),
-                "see the field's documentation in gateway.example.toml",
-            ));
-            return Err(ConfigError { problems });
-        }
-    };
-    validate(&config, &base, &mut problems, origin);
-    if problems.is_empty() {
-        Ok(Loaded {
-            config,
-            origin: origin.to_string(),
-            base,
-        })
-    } else {
-        Err(ConfigError { problems })
-    }
-}
-
-/// `routes.0.name` → `routes[0].name`, the way validation messages name array items.
-fn bracket_indices(path: &str) -> String {
-    let mut out = String::new();
-    for seg in path.split('.') {
-        // serde_ignored writes `?` for the inside of an `Option` (`tls.?.ca`): not a key.
-        if seg == "?" {
-            continue;
-        }
-        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(seg);
-        }
-    }
-    out
-}
-
-/// The `key = ` or `[table]` a byte offset falls in, for messages.
-fn locate_key(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let mut table = String::new();
-    for line in before.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            table = t.trim_matches(|c| c == '[' || c == ']').to_string();
-        }
-    }
-    let line = before.rsplit('\n').next().unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").trim();
-    match (
-        table.is_empty(),
-        key.is_empty() || line.trim_start().starts_with('['),
-    ) {
-        (true, _) => key.to_string(),
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
-}
-
-/// Check every section, each with its own validator; a problem is reported through
-/// `p(key, what, fix)`.
-fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, origin: &str) {
-    let mut p = |key: String, what: String, fix: &str| {
-        problems.push(Problem {
-            step: Step::Invalid,
-            file: origin.to_string(),
-            key,
-            what,
-            fix: fix.to_string(),
-        })
-    };
-    let p = &mut p;
-    gateway::validate(&c.gateway, p);
-    broker::validate_url(&c.broker, p);
-    store::validate(&c.store, p);
-    broker::validate_limits(&c.broker, p);
-    inbound::validate_listen(&c.inbound, p);
-    ops::validate_listen(&c.ops, &c.inbound, p);
-    circuit::validate(&c.circuit, p);
-    ops::validate_tokens(&c.ops, p);
-    inbound::validate_limits(&c.inbound, p);
-    retry::validate(&c.retry, "retry", p);
-    let inbound_loopback = listen_is_loopback(&c.inbound.listen);
-    payments::validate_token(c, inbound_loopback, p);
-    sources::validate(&c.sources, inbound_loopback, p);
-    adapters::validate(&c.adapters, p);
-    routes::validate(c, p);
-    catalogue::validate(c, p);
-    online::validate(c, p);
-    payments::validate_section(c, p);
-    signing::validate(c, base, p);
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-fn url_has_password(url: &str) -> bool {
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .map(|auth| auth.contains('@') && auth.split('@').next().is_some_and(|ui| ui.contains(':')))
-        .unwrap_or(false)
-}
-
-/// `[catalogue]` and `[online]` alike: `from` is a `dvcqg` adapter; `source` is a valid name
-/// that no `[sources]` table has (its events cannot be posted from outside).
-fn check_job(
-    at: &str,
-    from: &str,
-    source: &str,
-    c: &Config,
-    p: &mut impl FnMut(String, String, &str),
-) {
-    match c.adapters.get(from) {
-        None => p(
-            format!("{at}.from"),
-            format!("no adapter named `{from}`"),
-            "name the [adapters.NAME] table of the portal (connector = \"dvcqg\")",
-        ),
-        Some(a) if a.connector != "dvcqg" => p(
-            format!("{at}.from"),
-            format!("adapter `{from}` is a {} adapter", a.connector),
-            "name an adapter with connector = \"dvcqg\"",
-        ),
-        Some(_) => {}
-    }
-    if !valid_name(source) {
-        p(
-            format!("{at}.source_name"),
-            format!("`{source}` has characters other than a-z, 0-9, - and _"),
-            "rename it",
-        );
-    }
-    if c.sources.contains_key(source) {
-        p(
-            format!("{at}.source_name"),
-            format!("`{source}` is also a [sources] name"),
-            "give the job its own source name, so its events cannot be posted from outside",
-        );
-    }
-}
-
-impl Loaded {
-    /// The embedded defaults: no file at all.
-    pub fn embedded_defaults() -> Loaded {
-        Loaded {
-            config: Config::default(),
-            origin: "<defaults>".into(),
-            base: PathBuf::from("."),
-        }
-    }
-
-    /// Broker URL with the password inserted, or the embedded queue's file.
-    pub fn broker_url(&self) -> Result<String, UrlPasswordError> {
-        match &self.config.broker.url {
-            Some(url) => with_password(url, self.config.broker.password.as_ref(), &self.base),
-            None => Ok(format!(
-                "sqlite:{}",
-                self.data_dir().join("queue.db").display()
-            )),
-        }
-    }
-
-    /// What `check-config` warns about without refusing: plain-text connections to a backend
-    /// that is not on this machine.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        let remote = |url: &str| {
-            let u = reqwest::Url::parse(url).ok()?;
-            let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
-            let local = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => host == "localhost",
-            };
-            (!local).then(|| host.to_string())
-        };
-        if let Some(url) = &self.config.broker.url {
-            if url.starts_with("amqp://") {
-                if let Some(host) = remote(url) {
-                    w.push(format!("broker.url: plain-text AMQP to {host}: the password and dossier data cross the network unencrypted; keep the broker on a protected network segment"));
-                }
-            }
-        }
-        if let Some(p) = &self.config.payments {
-            if p.fee_check == payments::FeeCheck::Off {
-                w.push("payments.fee_check = \"off\": order amounts are not checked against the dossier's fees; whoever holds payments.token can create an order for any amount".to_string());
-            }
-        }
-        if let Some(url) = &self.config.store.url {
-            let tls = [
-                "sslmode=require",
-                "sslmode=verify-ca",
-                "sslmode=verify-full",
-            ]
-            .iter()
-            .any(|m| url.contains(m));
-            if !tls {
-                if let Some(host) = remote(url) {
-                    w.push(format!("store.url: PostgreSQL at {host} without sslmode=require/verify-full: the password and dossier data cross the network unencrypted"));
-                }
-            }
-        }
-        w
-    }
-
-    /// Store URL with the password inserted, or the SQLite file.
-    pub fn store_url(&self) -> Result<String, UrlPasswordError> {
-        match &self.config.store.url {
-            Some(url) => with_password(url, self.config.store.password.as_ref(), &self.base),
-            None => Ok(format!(
-                "sqlite:{}",
-                self.data_dir().join("store.db").display()
-            )),
-        }
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        let d = &self.config.gateway.data_dir;
-        if d.is_absolute() {
-            d.clone()
-        } else {
-            self.base.join(d)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{check_job, defaults, Config, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 /// `[online]`: the periodic poll of online dossiers (`crate::jobs::online`). The portal's listing
 /// operation is not public ([open] in CONTRACTS.md): its name and fields are configured.
@@ -51,35 +52,21 @@ fn d_online_code_field() -> String {
     defaults::ONLINE_CODE_FIELD.into()
 }
 
-/// Check `[online]`: a `dvcqg` adapter, a valid source name of its own (not the catalogue's),
-/// no empty field name.
-pub(super) fn validate(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    if let Some(j) = &c.online {
-        check_job("online", &j.from, &j.source_name, c, p);
-    }
-    if let (Some(a), Some(b)) = (&c.catalogue, &c.online) {
-        if a.source_name == b.source_name {
+/// Check `[online]` on its own: no empty field name. (Its `from` adapter and its source name
+/// against the other sections: `references.rs`.)
+pub(super) fn validate(o: &OnlineSection, p: &mut impl FnMut(String, String, &str)) {
+    for (key, v) in [
+        ("service", &o.service),
+        ("cursor_param", &o.cursor_param),
+        ("cursor_field", &o.cursor_field),
+        ("code_field", &o.code_field),
+    ] {
+        if v.trim().is_empty() {
             p(
-                "online.source_name".into(),
-                format!("`{}` is also catalogue.source_name", b.source_name),
-                "give each job its own source name",
+                format!("online.{key}"),
+                "must not be empty".into(),
+                "set it, or remove the line to take the default",
             );
-        }
-    }
-    if let Some(o) = &c.online {
-        for (key, v) in [
-            ("service", &o.service),
-            ("cursor_param", &o.cursor_param),
-            ("cursor_field", &o.cursor_field),
-            ("code_field", &o.code_field),
-        ] {
-            if v.trim().is_empty() {
-                p(
-                    format!("online.{key}"),
-                    "must not be empty".into(),
-                    "set it, or remove the line to take the default",
-                );
-            }
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use serde::Deserialize;
 
-use super::{defaults, valid_name, InboundSection, SecretRef};
+use super::defaults;
+use super::inbound::check_listen;
+use super::names::valid_name;
+use super::secrets::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct OpsSection {
@@ -75,20 +78,13 @@ fn d_ops() -> String {
     defaults::OPS_LISTEN.into()
 }
 
-/// Check `ops.listen` (an address, not the inbound one) and `ops.otlp_endpoint`.
-pub(super) fn validate_listen(
-    o: &OpsSection,
-    inbound: &InboundSection,
-    p: &mut impl FnMut(String, String, &str),
-) {
-    super::inbound::check_listen("ops.listen", &o.listen, p);
-    if inbound.listen == o.listen && !inbound.listen.ends_with(":0") {
-        p(
-            "ops.listen".into(),
-            "the same address as inbound.listen".into(),
-            "give the ops listener its own port",
-        );
-    }
+/// Check `ops.listen`: an address. (That it is not the inbound one: `references.rs`.)
+pub(super) fn validate_listen(o: &OpsSection, p: &mut impl FnMut(String, String, &str)) {
+    check_listen("ops.listen", &o.listen, p);
+}
+
+/// Check `ops.otlp_endpoint`: an http(s) URL.
+pub(super) fn validate_otlp(o: &OpsSection, p: &mut impl FnMut(String, String, &str)) {
     if let Some(u) = &o.otlp_endpoint {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             p(

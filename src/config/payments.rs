@@ -16,14 +16,16 @@
 //!
 //! The section types, their defaults and their validation live here, with the configuration;
 //! `crate::payments` re-exports them and builds the service from them
-//! (`crate::payments::config::build`).
+//! (`crate::payments::config::build`). That `source_name` is the section's own (no `[sources]`
+//! name, no job's) is checked with the other cross-section checks, in `references.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, Dur, SecretRef};
+use super::duration::Dur;
+use super::secrets::SecretRef;
 
 /// Default VNPay pay page (the sandbox of VNPay; production is `https://pay.vnpay.vn/vpcpay.html`).
 pub const VNPAY_PAY_URL: &str = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html";
@@ -563,47 +565,18 @@ fn validate_momo(
     }
 }
 
-/// Check `payments.token`: required unless the inbound listener is loopback.
+/// Check `payments.token`: required unless the inbound listener is loopback (the driver
+/// decides that from `[inbound]` and passes it in).
 pub(super) fn validate_token(
-    c: &Config,
+    pay: &PaymentsSection,
     inbound_loopback: bool,
     p: &mut impl FnMut(String, String, &str),
 ) {
-    if let Some(pay) = &c.payments {
-        if pay.token.is_none() && !inbound_loopback {
-            p(
-                "payments.token".into(),
-                "no token on a non-loopback listener: anyone could create payment orders".into(),
-                "set token = { env = \"NAME\" } (the one-stop system presents it)",
-            );
-        }
-    }
-}
-
-/// Check `[payments]` and that its source name is its own.
-pub(super) fn validate_section(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    if let Some(pay) = &c.payments {
-        validate(pay, p);
-        // payment.settled events carry this source name: an inbound source of the same name
-        // could post them with its token.
-        if c.sources.contains_key(&pay.source_name) {
-            p(
-                "payments.source_name".into(),
-                format!("`{}` is also a [sources] name", pay.source_name),
-                "give the payment events their own source name, so they cannot be posted from outside",
-            );
-        }
-        for (at, job) in [
-            ("catalogue", c.catalogue.as_ref().map(|j| &j.source_name)),
-            ("online", c.online.as_ref().map(|j| &j.source_name)),
-        ] {
-            if job == Some(&pay.source_name) {
-                p(
-                    "payments.source_name".into(),
-                    format!("`{}` is also {at}.source_name", pay.source_name),
-                    "give each job its own source name",
-                );
-            }
-        }
+    if pay.token.is_none() && !inbound_loopback {
+        p(
+            "payments.token".into(),
+            "no token on a non-loopback listener: anyone could create payment orders".into(),
+            "set token = { env = \"NAME\" } (the one-stop system presents it)",
+        );
     }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{defaults, Dur};
+use super::defaults;
+use super::duration::Dur;
 
 /// Capped exponential backoff with full jitter, limited by attempts and by elapsed time.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -1,8 +1,16 @@
 //! `[[routes]]`: from a source and kind patterns to a destination adapter.
+//!
+//! The checks of one route's own values are here; its `from` and `to` (names of other
+//! sections) and its effective retry policy (over `[retry]`) are checked in `references.rs`,
+//! which walks the routes and calls these in between, so each route's problems stay together.
+
+use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::{defaults, retry, valid_name, Config, RetryOverride, RetrySection};
+use super::defaults;
+use super::names::valid_name;
+use super::retry::{RetryOverride, RetrySection};
 
 /// A route: from a source and kinds to a destination adapter.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,50 +61,40 @@ pub fn kind_matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
-/// Check `[[routes]]`: distinct valid names, a known source (or job) and adapter, and each
-/// route's effective retry policy.
-pub(super) fn validate(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, r) in c.routes.iter().enumerate() {
-        let at = format!("routes[{i}]");
-        if !valid_name(&r.name) {
-            p(
-                format!("{at}.name"),
-                format!("`{}` has characters other than a-z, 0-9, - and _", r.name),
-                "rename it",
-            );
-        }
-        if !seen.insert(r.name.clone()) {
-            p(
-                format!("{at}.name"),
-                format!("route `{}` is defined twice", r.name),
-                "give each route its own name",
-            );
-        }
-        let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
-            || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
-            || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from);
-        if !c.sources.contains_key(&r.from) && !job_source {
-            p(
-                format!("{at}.from"),
-                format!("no source named `{}`", r.from),
-                "name a [sources.NAME] table, or catalogue.source_name / online.source_name",
-            );
-        }
-        if !c.adapters.contains_key(&r.to) {
-            p(
-                format!("{at}.to"),
-                format!("no adapter named `{}`", r.to),
-                "name an [adapters.NAME] table",
-            );
-        }
-        if r.concurrency == 0 {
-            p(
-                format!("{at}.concurrency"),
-                "must be at least 1".into(),
-                "set a value such as 16",
-            );
-        }
-        retry::validate(&r.retry_policy(&c.retry), &format!("{at}.retry"), p);
+/// Check a route's name: valid, and not one of `seen` (the names of the routes before it).
+pub(super) fn validate_name(
+    at: &str,
+    r: &RouteSection,
+    seen: &mut BTreeSet<String>,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    if !valid_name(&r.name) {
+        p(
+            format!("{at}.name"),
+            format!("`{}` has characters other than a-z, 0-9, - and _", r.name),
+            "rename it",
+        );
+    }
+    if !seen.insert(r.name.clone()) {
+        p(
+            format!("{at}.name"),
+            format!("route `{}` is defined twice", r.name),
+            "give each route its own name",
+        );
+    }
+}
+
+/// Check a route's concurrency: at least 1.
+pub(super) fn validate_concurrency(
+    at: &str,
+    r: &RouteSection,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    if r.concurrency == 0 {
+        p(
+            format!("{at}.concurrency"),
+            "must be at least 1".into(),
+            "set a value such as 16",
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! Secrets, only ever by reference: `{ env = "NAME" }` or `{ file = "path" }`. A value is read
 //! when resolved and never printed ([`Secret`]'s `Debug` and `Display` redact it).
+//!
+//! A leaf: it imports nothing of the configuration. It also holds the two URL helpers of the
+//! backends (no password written in a URL; the password joined to it at connect time).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
-
-use super::Loaded;
 
 /// A reference to a secret. The value is read by [`SecretRef::resolve`].
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -112,8 +113,9 @@ pub enum SecretProblem {
     Empty(String),
 }
 
-/// Why a backend URL could not be given its password ([`Loaded::broker_url`],
-/// [`Loaded::store_url`]).
+/// Why a backend URL could not be given its password
+/// ([`Loaded::broker_url`](super::Loaded::broker_url),
+/// [`Loaded::store_url`](super::Loaded::store_url)).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum UrlPasswordError {
     /// The password reference gave no value.
@@ -127,78 +129,17 @@ pub enum UrlPasswordError {
     NoUser,
 }
 
-impl Loaded {
-    /// Every secret reference of the configuration, with the key that holds it
-    /// (`sources.portal.token`), in file order of sections. `check-config` reads each one.
-    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
-        let c = &self.config;
-        let mut v: Vec<(String, &SecretRef)> = Vec::new();
-        if let Some(r) = &c.broker.password {
-            v.push(("broker.password".into(), r));
-        }
-        if let Some(r) = &c.store.password {
-            v.push(("store.password".into(), r));
-        }
-        for t in &c.ops.tokens {
-            v.push((format!("ops.tokens[{}].token", t.name), &t.token));
-        }
-        for (name, s) in &c.sources {
-            if let Some(r) = &s.token {
-                v.push((format!("sources.{name}.token"), r));
-            }
-        }
-        for (name, a) in &c.adapters {
-            if let Some(r) = &a.bearer {
-                v.push((format!("adapters.{name}.bearer"), r));
-            }
-            if let Some(r) = a.tls.as_ref().and_then(|t| t.client_key.as_ref()) {
-                v.push((format!("adapters.{name}.tls.client_key"), r));
-            }
-            if let Some(d) = &a.dvcqg {
-                if let Some(r) = &d.password {
-                    v.push((format!("adapters.{name}.dvcqg.password"), r));
-                }
-                if let Some(r) = &d.client_secret {
-                    v.push((format!("adapters.{name}.dvcqg.client_secret"), r));
-                }
-            }
-        }
-        for (name, s) in &c.signing {
-            if let Some(r) = &s.key_password {
-                v.push((format!("signing.{name}.key_password"), r));
-            }
-            if let Some(r) = &s.pkcs12_password {
-                v.push((format!("signing.{name}.pkcs12_password"), r));
-            }
-        }
-        if let Some(p) = &c.payments {
-            if let Some(r) = &p.token {
-                v.push(("payments.token".into(), r));
-            }
-            for (name, s) in &p.vnpay {
-                v.push((format!("payments.vnpay.{name}.hash_secret"), &s.hash_secret));
-            }
-            for (name, s) in &p.platform {
-                v.push((format!("payments.platform.{name}.hash_key"), &s.hash_key));
-            }
-            for (name, s) in &p.paygov {
-                v.push((format!("payments.paygov.{name}.secret_key"), &s.secret_key));
-                v.push((
-                    format!("payments.paygov.{name}.client_secret"),
-                    &s.client_secret,
-                ));
-            }
-            for (name, s) in &p.momo {
-                v.push((format!("payments.momo.{name}.secret_key"), &s.secret_key));
-            }
-        }
-        if let Some(r) = &c.evidence.body_key {
-            v.push(("evidence.body_key".into(), r));
-        }
-        v
-    }
+/// Whether a URL carries a password in its `user:password@` part (it must not: the password
+/// is given by reference and joined by [`with_password`]).
+pub(super) fn url_has_password(url: &str) -> bool {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|auth| auth.contains('@') && auth.split('@').next().is_some_and(|ui| ui.contains(':')))
+        .unwrap_or(false)
 }
 
+/// `url` with the resolved password inserted after its user; unchanged without a password.
 pub(super) fn with_password(
     url: &str,
     password: Option<&SecretRef>,

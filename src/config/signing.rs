@@ -1,11 +1,17 @@
 //! `[signing.NAME]`: signing profiles, how adapters sign what they send and sources verify
 //! what they receive (keys are loaded once at start by `crate::signing`).
+//!
+//! Each profile is checked here on its own; the references to a profile
+//! (`adapters.NAME.signing`, `sources.NAME.verify`) are checked in `references.rs`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{valid_name, Config, Dur, SecretRef};
+use super::duration::Dur;
+use super::names::valid_name;
+use super::secrets::SecretRef;
 
 /// A signing profile: one scheme with its keys, used to sign what an adapter sends and to
 /// verify what a source receives. Keys are loaded once at start (`crate::signing`).
@@ -96,12 +102,16 @@ pub const SIGNING_SCHEMES: &[&str] = &[
     "none",
 ];
 
-/// Check `[signing]` and every reference to a profile.
-pub(super) fn validate(c: &Config, base: &Path, p: &mut impl FnMut(String, String, &str)) {
-    for (name, s) in &c.signing {
+/// Check `[signing]`: every profile on its own. (The references to a profile, from
+/// `adapters.NAME.signing` and `sources.NAME.verify`: `references.rs`.)
+pub(super) fn validate(
+    profiles: &BTreeMap<String, SigningSection>,
+    base: &Path,
+    p: &mut impl FnMut(String, String, &str),
+) {
+    for (name, s) in profiles {
         validate_profile(name, s, base, p);
     }
-    validate_uses(c, p);
 }
 
 /// Check one profile: a valid name and a known scheme, then (for a known scheme) its
@@ -347,100 +357,7 @@ fn check_key_ids(
     }
 }
 
-/// Check the profiles adapters sign with (`adapters.NAME.signing`) and sources verify with
-/// (`sources.NAME.verify`): they exist and suit the connector or the inbound check.
-fn validate_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    validate_adapter_uses(c, p);
-    validate_source_uses(c, p);
-}
-
 /// A profile holds a key of its own to sign with.
-fn has_key(s: &SigningSection) -> bool {
+pub(super) fn has_key(s: &SigningSection) -> bool {
     s.key.is_some() || s.pkcs12.is_some()
-}
-
-/// `adapters.NAME.signing`: the profile exists, has a key, and signs in a form the
-/// adapter's connector can send.
-fn validate_adapter_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    for (name, a) in &c.adapters {
-        let Some(prof) = &a.signing else { continue };
-        let at = format!("adapters.{name}.signing");
-        let Some(s) = c.signing.get(prof) else {
-            p(
-                at,
-                format!("no signing profile named `{prof}`"),
-                "name a [signing.NAME] table",
-            );
-            continue;
-        };
-        let scheme = s.scheme.as_str();
-        if scheme != "none" && !has_key(s) {
-            p(
-                at.clone(),
-                format!("profile `{prof}` has no key to sign with"),
-                &format!("set key + certificate (or pkcs12) in [signing.{prof}]"),
-            );
-        }
-        // Both connectors send JSON and their parties read it as such.
-        if scheme == "xmldsig-enveloped" {
-            p(
-                at.clone(),
-                format!(
-                    "profile `{prof}` signs XML, but connector `{}` sends JSON",
-                    a.connector
-                ),
-                "use jws-compact, jws-detached or http-signature for this adapter",
-            );
-        }
-        if scheme == "jws-compact" && a.connector == "dvcqg" {
-            p(
-                at,
-                format!(
-                    "profile `{prof}` replaces the body by a JWS, which the portal cannot read"
-                ),
-                "use jws-detached or http-signature for this adapter",
-            );
-        }
-    }
-}
-
-/// `sources.NAME.verify`: the profile exists, is an inbound scheme, and trusts some key.
-fn validate_source_uses(c: &Config, p: &mut impl FnMut(String, String, &str)) {
-    for (name, src) in &c.sources {
-        let Some(prof) = &src.verify else { continue };
-        let at = format!("sources.{name}.verify");
-        let Some(s) = c.signing.get(prof) else {
-            p(
-                at,
-                format!("no signing profile named `{prof}`"),
-                "name a [signing.NAME] table",
-            );
-            continue;
-        };
-        let scheme = s.scheme.as_str();
-        if !matches!(scheme, "jws-detached" | "http-signature") {
-            p(
-                at.clone(),
-                format!("profile `{prof}` is {scheme}: inbound requests can be verified with jws-detached or http-signature only"),
-                "name a jws-detached or http-signature profile",
-            );
-            continue;
-        }
-        let pinned = has_key(s) || !s.previous.is_empty() || !s.trusted_keys.is_empty();
-        let chain_ok = scheme == "jws-detached" && s.trust_anchors.is_some();
-        if !pinned && !chain_ok {
-            p(
-                at,
-                format!("profile `{prof}` trusts no key"),
-                &format!(
-                    "list the senders' certificates in [signing.{prof}] trusted_keys{}",
-                    if scheme == "jws-detached" {
-                        ", or set trust_anchors for x5c"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
-    }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{valid_name, SecretRef};
+use super::names::valid_name;
+use super::secrets::SecretRef;
 
 /// An inbound source: events arrive at `POST /in/<name>`.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{url_has_password, SecretRef};
+use super::secrets::{url_has_password, SecretRef};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct StoreSection {
