@@ -116,7 +116,9 @@ def edges_of(crate_src):
             pre = [s for s in prefix.split("::") if s]
             for item in re.split(r"[,{}]", inner):
                 item = item.strip().split(" as ")[0].strip()
-                if item and item != "self" and item != "*":
+                if not item:  # a trailing comma, or the seam of a nested group
+                    continue
+                if item != "self" and item != "*":
                     paths.append((g.start(), kind, pre + item.split("::")))
                 else:
                     paths.append((g.start(), kind, pre))
