@@ -11,9 +11,15 @@ use super::names::valid_name;
 use super::secrets::SecretRef;
 
 /// A destination adapter.
+/// Every connector kind an adapter's `connector` may name, the one list: the validator
+/// refuses any other with this list, and `crate::connectors::build` builds each one (its test
+/// walks this list, so a kind cannot be accepted here and unknown there).
+pub const CONNECTORS: &[&str] = &["http", "dvcqg"];
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct AdapterSection {
-    /// Connector kind: `http` (a generic JSON POST).
+    /// Connector kind, one of [`CONNECTORS`]: `http` (a generic JSON POST) or `dvcqg` (the
+    /// national public service portal).
     pub connector: String,
     /// Where to send.
     pub url: String,
@@ -204,12 +210,12 @@ pub(super) fn validate(
             );
         }
         match a.connector.as_str() {
-            "http" => {}
             "dvcqg" => validate_dvcqg(name, a.dvcqg.as_ref(), p),
+            kind if CONNECTORS.contains(&kind) => {}
             other => p(
                 format!("adapters.{name}.connector"),
                 format!("unknown connector `{other}`"),
-                "use one of: http, dvcqg",
+                &format!("use one of: {}", CONNECTORS.join(", ")),
             ),
         }
         if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {

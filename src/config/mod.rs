@@ -64,7 +64,7 @@ mod signing;
 mod sources;
 mod store;
 
-pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection};
+pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;

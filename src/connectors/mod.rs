@@ -44,3 +44,47 @@ pub fn build(
         other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(kind: &str) -> AdapterSection {
+        toml::from_str(&format!(
+            "connector = \"{kind}\"\nurl = \"http://127.0.0.1:9/x\"\n"
+        ))
+        .expect("a minimal adapter section")
+    }
+
+    /// Every kind the configuration accepts is built here (or refused for its own settings,
+    /// never as unknown), and a kind it refuses is unknown here too: the list of
+    /// `config::CONNECTORS` and this module cannot drift apart.
+    #[test]
+    fn every_configured_kind_is_built_and_no_other() {
+        let metrics = Arc::new(Metrics::new());
+        let base = Path::new(".");
+        for kind in crate::config::CONNECTORS {
+            let r = build(
+                "a",
+                &section(kind),
+                base,
+                Arc::new(crate::signing::Unsigned),
+                &metrics,
+            );
+            assert!(
+                !matches!(r, Err(ConnectorError::UnknownKind(..))),
+                "`{kind}` is in config::CONNECTORS but connectors::build does not know it"
+            );
+        }
+        let r = build(
+            "a",
+            &section("soap"),
+            base,
+            Arc::new(crate::signing::Unsigned),
+            &metrics,
+        );
+        assert!(
+            matches!(r, Err(ConnectorError::UnknownKind(ref n, ref k)) if n == "a" && k == "soap")
+        );
+    }
+}
