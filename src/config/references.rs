@@ -22,7 +22,7 @@ use super::inbound::listen_is_loopback;
 use super::names::valid_name;
 use super::problem::{Problem, Step};
 use super::routes::RouteSection;
-use super::signing::has_key;
+use super::signing::{has_key, SigningSection};
 use super::{adapters, broker, circuit, gateway, inbound, online, ops};
 use super::{payments, retry, routes, signing, sources, store};
 
@@ -189,18 +189,31 @@ fn payments_with_references(c: &Config, p: &mut impl FnMut(String, String, &str)
     }
 }
 
+/// The `[signing.NAME]` table `at` names, or the problem that there is none.
+fn named_profile<'c>(
+    c: &'c Config,
+    prof: &str,
+    at: &str,
+    p: &mut impl FnMut(String, String, &str),
+) -> Option<&'c SigningSection> {
+    let found = c.signing.get(prof);
+    if found.is_none() {
+        p(
+            at.to_string(),
+            format!("no signing profile named `{prof}`"),
+            "name a [signing.NAME] table",
+        );
+    }
+    found
+}
+
 /// `adapters.NAME.signing`: the profile exists, has a key, and signs in a form the
 /// adapter's connector can send.
 fn signing_of_adapters(c: &Config, p: &mut impl FnMut(String, String, &str)) {
     for (name, a) in &c.adapters {
         let Some(prof) = &a.signing else { continue };
         let at = format!("adapters.{name}.signing");
-        let Some(s) = c.signing.get(prof) else {
-            p(
-                at,
-                format!("no signing profile named `{prof}`"),
-                "name a [signing.NAME] table",
-            );
+        let Some(s) = named_profile(c, prof, &at, p) else {
             continue;
         };
         let scheme = s.scheme.as_str();
@@ -239,12 +252,7 @@ fn verify_of_sources(c: &Config, p: &mut impl FnMut(String, String, &str)) {
     for (name, src) in &c.sources {
         let Some(prof) = &src.verify else { continue };
         let at = format!("sources.{name}.verify");
-        let Some(s) = c.signing.get(prof) else {
-            p(
-                at,
-                format!("no signing profile named `{prof}`"),
-                "name a [signing.NAME] table",
-            );
+        let Some(s) = named_profile(c, prof, &at, p) else {
             continue;
         };
         let scheme = s.scheme.as_str();

@@ -123,6 +123,9 @@ pub enum Reason {
     /// An exchange in doubt could not be checked with the party's look-up: retried later,
     /// never re-sent blindly.
     LookupFailed,
+    /// Dead-lettered at once: handling it panicked (a bug), so the queue moves on and an
+    /// operator sees it instead of a crash loop.
+    Panic,
 }
 
 impl Reason {
@@ -147,6 +150,7 @@ impl Reason {
             Reason::DossierDeadLettered => "dossier_dead_lettered",
             Reason::ClaimBusy => "claim_busy",
             Reason::LookupFailed => "lookup_failed",
+            Reason::Panic => "panic",
         }
     }
 }

@@ -92,6 +92,23 @@ pub(super) async fn dead_letter_malformed(
     d: &gw_broker::Delivery,
     error: impl std::fmt::Display,
 ) -> Settlement {
+    dead_letter_at_once(
+        ctx,
+        d,
+        format!("malformed envelope: {error}"),
+        Reason::MalformedEnvelope,
+    )
+    .await
+}
+
+/// A delivery dead-lettered without an attempt to send it (its envelope unread or its
+/// handling failed): the dead letter keeps the raw message, the ledger says why.
+pub(super) async fn dead_letter_at_once(
+    ctx: &Ctx,
+    d: &gw_broker::Delivery,
+    why: String,
+    reason: Reason,
+) -> Settlement {
     let attempts = d.message.attempt + 1;
     let subject = Subject::of_message(
         &ctx.route,
@@ -99,13 +116,8 @@ pub(super) async fn dead_letter_malformed(
         (&d.message.id, &d.message.key),
         "",
     );
-    let dl = subject.dead_letter(
-        format!("malformed envelope: {error}"),
-        attempts,
-        now_ms(),
-        None,
-    );
-    let reason = Reason::MalformedEnvelope.as_str();
+    let dl = subject.dead_letter(why, attempts, now_ms(), None);
+    let reason = reason.as_str();
     let out = subject.outcome(Outcome::DeadLettered, attempts, None, reason.into());
     ctx.settle(batch(vec![out], vec![], vec![dl]), "dead_lettered", reason)
         .await

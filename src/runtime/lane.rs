@@ -16,14 +16,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gw_broker::Delivery;
-use gw_store::Outcome;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use super::context::{Ctx, Settlement};
-use super::records::{batch, Subject};
 use super::route::stable_hash;
-use crate::model::time::now_ms;
 
 /// Read one route queue and dispatch its deliveries to `concurrency` lanes by key.
 pub(super) async fn consume_queue(
@@ -114,25 +111,12 @@ async fn run_lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Delivery>) {
 /// A bug met this message: dead-letter it (so the queue moves on and an operator sees it)
 /// instead of crash-looping on it.
 async fn dead_letter_panicked(ctx: &Ctx, d: &Delivery, what: String) -> Settlement {
-    let attempts = d.message.attempt + 1;
     error!(route = %ctx.route.name, key = %d.message.key, envelope = %d.message.id, "handling panicked: {what}");
-    let subject = Subject::of_message(
-        &ctx.route,
-        (&d.queue, &d.message.body),
-        (&d.message.id, &d.message.key),
-        "",
-    );
-    let dl = subject.dead_letter(
+    super::dead_letter::dead_letter_at_once(
+        ctx,
+        d,
         format!("the gateway panicked while handling it: {what}"),
-        attempts,
-        now_ms(),
-        None,
-    );
-    let outcome = subject.outcome(Outcome::DeadLettered, attempts, None, "panic".into());
-    ctx.settle(
-        batch(vec![outcome], vec![], vec![dl]),
-        "dead_lettered",
-        "panic",
+        crate::model::outcome::Reason::Panic,
     )
     .await
 }
