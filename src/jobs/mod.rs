@@ -21,6 +21,7 @@
 //!    shutdown), so a standby takes over on its next tick.
 
 pub mod catalogue;
+mod error;
 pub mod evidence;
 pub mod online;
 pub mod payments;
@@ -33,6 +34,8 @@ use gw_store::{LeadGuard, Store};
 use tracing::{info, warn};
 
 use crate::telemetry::metrics::Metrics;
+
+pub use error::JobError;
 
 /// Why a tick under leadership failed: the job's own error, or the leadership lost mid-run.
 #[derive(Debug, thiserror::Error)]
