@@ -271,7 +271,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         limits,
         cancel.clone(),
     ));
-    let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
+    let ops_options =
+        crate::ops::OpsOptions::from_config(loaded).map_err(|e| AppError::Config(e.to_string()))?;
     if let Some(endpoint) = &c.ops.otlp_endpoint {
         if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
         {
