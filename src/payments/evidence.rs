@@ -47,7 +47,7 @@ impl PaymentEvidence {
         PaymentEvidence { store, log }
     }
 
-    async fn write(&self, records: Vec<gw_store::EvidenceRecord>) -> Result<(), String> {
+    async fn write(&self, records: Vec<gw_store::EvidenceRecord>) -> Result<(), HookError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -57,7 +57,7 @@ impl PaymentEvidence {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| HookError::Write(e.to_string()))
     }
 }
 
@@ -104,7 +104,7 @@ impl EvidenceHook for PaymentEvidence {
             &format!("payment.{}", e.to.as_str()),
             vec![exchange],
         );
-        self.write(records).await.map_err(HookError::Write)
+        self.write(records).await
     }
 
     async fn refused(&self, r: &Refusal) -> Result<(), HookError> {
@@ -140,6 +140,6 @@ impl EvidenceHook for PaymentEvidence {
             &format!("payment.refused.{}", r.because.as_str()),
             vec![exchange],
         );
-        self.write(records).await.map_err(HookError::Write)
+        self.write(records).await
     }
 }
