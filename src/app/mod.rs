@@ -112,7 +112,7 @@ pub fn build_engine_with(
         })
         .collect();
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
-        .map_err(AppError::Config)?;
+        .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.
     metrics.register_collector(Box::new(crate::evidence::tsa::Collector));
     for (name, a) in &c.adapters {

@@ -38,6 +38,20 @@ pub mod tsa;
 
 pub use crate::config::evidence::{EvidenceSection, Mode, TsaSection};
 
+/// Why the evidence log cannot be set up, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// `evidence.body_key` cannot be read (unset variable, missing file, empty value).
+    #[error("{0}")]
+    BodyKeySecret(crate::config::SecretProblem),
+    /// `evidence.body_key` is not a 256-bit hex key.
+    #[error("{0}")]
+    BodyKey(seal::SealError),
+    /// A `full` mode is configured without `evidence.body_key`.
+    #[error("evidence: full mode needs evidence.body_key")]
+    NoBodyKey,
+}
+
 impl EvidenceSection {
     /// Problems with this section (for `check-config` and start): (key, what).
     pub fn problems(&self, base: &Path) -> Vec<(String, String)> {
@@ -51,10 +65,10 @@ impl EvidenceSection {
                 Some(r) => {
                     if let Err(e) = r
                         .resolve(base)
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| seal::Key::parse(s.expose()))
+                        .map_err(EvidenceError::BodyKeySecret)
+                        .and_then(|s| seal::Key::parse(s.expose()).map_err(EvidenceError::BodyKey))
                     {
-                        out.push(("evidence.body_key".to_string(), e));
+                        out.push(("evidence.body_key".to_string(), e.to_string()));
                     }
                 }
             }
@@ -83,15 +97,24 @@ pub struct EvidenceLog {
 
 impl EvidenceLog {
     /// Build from the configuration (`instance` names the chain unless `evidence.chain` does).
-    pub fn new(section: &EvidenceSection, instance: &str, base: &Path) -> Result<Self, String> {
+    pub fn new(
+        section: &EvidenceSection,
+        instance: &str,
+        base: &Path,
+    ) -> Result<Self, EvidenceError> {
         let key = match &section.body_key {
-            Some(r) if section.any_full() => Some(seal::Key::parse(
-                r.resolve(base).map_err(|e| e.to_string())?.expose(),
-            )?),
+            Some(r) if section.any_full() => Some(
+                seal::Key::parse(
+                    r.resolve(base)
+                        .map_err(EvidenceError::BodyKeySecret)?
+                        .expose(),
+                )
+                .map_err(EvidenceError::BodyKey)?,
+            ),
             _ => None,
         };
         if section.any_full() && key.is_none() {
-            return Err("evidence: full mode needs evidence.body_key".into());
+            return Err(EvidenceError::NoBodyKey);
         }
         Ok(EvidenceLog {
             section: section.clone(),
