@@ -52,6 +52,24 @@ pub enum EvidenceError {
     NoBodyKey,
 }
 
+/// What the records of one delivery attempt share: the party, the direction, the route and
+/// the envelope ([`EvidenceLog::records`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// The adapter (outbound) or source (inbound) the exchange was with; it decides the mode.
+    pub adapter: &'a str,
+    /// `out` or `in`.
+    pub direction: &'a str,
+    /// The route's name (empty when none).
+    pub route: &'a str,
+    /// Each record's exchange key is `<exchange_prefix>/<n>`.
+    pub exchange_prefix: &'a str,
+    pub envelope_id: &'a str,
+    pub dossier: &'a str,
+    /// The operation of an exchange that does not name its own.
+    pub operation: &'a str,
+}
+
 impl EvidenceSection {
     /// Problems with this section (for `check-config` and start): (key, what).
     pub fn problems(&self, base: &Path) -> Vec<(String, String)> {
@@ -150,18 +168,12 @@ impl EvidenceLog {
     }
 
     /// The records of the exchanges of one delivery attempt.
-    #[allow(clippy::too_many_arguments)]
     pub fn records(
         &self,
-        adapter: &str,
-        direction: &str,
-        route: &str,
-        exchange_prefix: &str,
-        envelope_id: &str,
-        dossier: &str,
-        operation: &str,
+        cx: &RecordContext<'_>,
         exchanges: Vec<capture::Exchange>,
     ) -> Vec<EvidenceRecord> {
+        let adapter = cx.adapter;
         let mode = self.mode_of(adapter);
         if mode == Mode::Off {
             return vec![];
@@ -185,14 +197,14 @@ impl EvidenceLog {
                     response_body: seal(&x.response_body),
                     id: id.clone(),
                     chain: self.chain.clone(),
-                    exchange: format!("{exchange_prefix}/{n}"),
+                    exchange: format!("{}/{n}", cx.exchange_prefix),
                     at_ms: x.at_ms,
                     adapter: adapter.to_string(),
-                    direction: direction.to_string(),
-                    route: route.to_string(),
-                    envelope_id: envelope_id.to_string(),
-                    dossier: dossier.to_string(),
-                    operation: x.operation.unwrap_or_else(|| operation.to_string()),
+                    direction: cx.direction.to_string(),
+                    route: cx.route.to_string(),
+                    envelope_id: cx.envelope_id.to_string(),
+                    dossier: cx.dossier.to_string(),
+                    operation: x.operation.unwrap_or_else(|| cx.operation.to_string()),
                     request_digest: x.request_digest,
                     response_digest: x.response_digest,
                     signature_digest: x.signature_digest,
