@@ -205,7 +205,7 @@ async fn catalogue_fetch_failure_publishes_nothing_and_keeps_the_digests() {
     job.run_once(&running.engine).await.expect("first sync");
     let saved = std::fs::read(job.state_path()).unwrap();
     portal.set_down(true);
-    let err = job.run_once(&running.engine).await.unwrap_err();
+    let err = job.run_once(&running.engine).await.unwrap_err().to_string();
     assert!(err.contains("LayDanhSachTTHC"), "{err}");
     assert_eq!(std::fs::read(job.state_path()).unwrap(), saved);
     portal.set_down(false);

@@ -1029,7 +1029,8 @@ async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Pa
     // Without the archive: HA-1 is not found, and the error says where to look.
     let e = export(store.as_ref(), "HA-1", &out("a"), None, &certs, None)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("--archive") && e.contains("chain gw-1 (records 1..8)"),
         "{e}"
@@ -1119,7 +1120,8 @@ async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Pa
         Some(&holed),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("record seq 6 is missing from the archive"),
         "{e}"

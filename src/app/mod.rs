@@ -112,7 +112,7 @@ pub fn build_engine_with(
         })
         .collect();
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
-        .map_err(AppError::Config)?;
+        .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.
     metrics.register_collector(Box::new(crate::evidence::tsa::Collector));
     for (name, a) in &c.adapters {
@@ -271,7 +271,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         limits,
         cancel.clone(),
     ));
-    let ops_options = crate::ops::OpsOptions::from_config(loaded).map_err(AppError::Config)?;
+    let ops_options =
+        crate::ops::OpsOptions::from_config(loaded).map_err(|e| AppError::Config(e.to_string()))?;
     if let Some(endpoint) = &c.ops.otlp_endpoint {
         if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
         {
@@ -327,23 +328,24 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     // The periodic portal jobs ([catalogue], [online]); each run awaits the previous one.
     // Like every singleton job (payments, evidence), they run on the instance that leads them
     // (`crate::jobs`).
-    if let Some(job) =
-        crate::jobs::catalogue::CatalogueSync::from_config(loaded).map_err(AppError::Config)?
+    if let Some(job) = crate::jobs::catalogue::CatalogueSync::from_config(loaded)
+        .map_err(|e| AppError::Config(e.to_string()))?
     {
         let lead =
             crate::jobs::Singleton::for_engine(crate::jobs::CATALOGUE_SYNC, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, lead, cc));
     }
-    if let Some(job) =
-        crate::jobs::online::OnlinePoll::from_config(loaded).map_err(AppError::Config)?
+    if let Some(job) = crate::jobs::online::OnlinePoll::from_config(loaded)
+        .map_err(|e| AppError::Config(e.to_string()))?
     {
         let lead = crate::jobs::Singleton::for_engine(crate::jobs::ONLINE_POLL, &engine, instance);
         let (e, cc) = (engine.clone(), cancel.clone());
         tasks.spawn(job.run_periodic(e, lead, cc));
     }
     // Evidence log: time-stamping of this instance's chain head, retention.
-    crate::jobs::evidence::spawn(loaded, &engine, &cancel, &mut tasks).map_err(AppError::Config)?;
+    crate::jobs::evidence::spawn(loaded, &engine, &cancel, &mut tasks)
+        .map_err(|e| AppError::Config(e.to_string()))?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,

@@ -10,8 +10,57 @@ use gw_crypto::tsp::{verify_token_at, CertificateTime};
 use gw_store::evidence::{verify_chains, VerifyReport};
 use gw_store::Store;
 
-use crate::config::Loaded;
-use crate::evidence::archive::ArchiveReport;
+use crate::config::{Loaded, UrlPasswordError};
+use crate::evidence::archive::{ArchiveError, ArchiveReport};
+use crate::evidence::export::ExportError;
+use crate::evidence::retention::RetentionError;
+use crate::evidence::tsa::TsaError;
+use crate::evidence::EvidenceError;
+
+/// Why an evidence command (or one token check) failed, by step. The command prints it and
+/// exits with status 2 ([`run`]); a broken chain is not an error but a report (status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceCmdError {
+    /// The store's URL cannot be built (its password cannot be read).
+    #[error("{0}")]
+    StoreUrl(#[from] UrlPasswordError),
+    /// The store cannot be opened, or its chains cannot be read.
+    #[error("{0}")]
+    Store(#[from] gw_store::StoreError),
+    /// `[evidence.tsa]` trust anchors cannot be loaded.
+    #[error("{0}")]
+    Trust(#[from] TsaError),
+    /// A token cannot be checked: no `[evidence.tsa]` trust anchors are configured.
+    #[error("no [evidence.tsa] trust anchors to check it with")]
+    NoTrust,
+    /// The time-stamp row's hash is not hexadecimal.
+    #[error("{0}")]
+    TokenHash(#[from] hex::FromHexError),
+    /// The token does not verify over the row's hash.
+    #[error("{0}")]
+    Token(#[from] gw_crypto::tsp::TspError),
+    /// `--archive` names no directory.
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The retention archive cannot be read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The evidence log cannot be set up (its body key).
+    #[error(transparent)]
+    Log(#[from] EvidenceError),
+    /// A `[evidence.tsa]` certificate file for the bundle cannot be read.
+    #[error("{}: {error}", path.display())]
+    ReadCertificate {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The bundle cannot be written.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// Retention stopped.
+    #[error(transparent)]
+    Prune(#[from] RetentionError),
+}
 
 #[derive(Subcommand, Debug)]
 pub enum EvidenceAction {
@@ -60,35 +109,36 @@ impl EvidenceAction {
     }
 }
 
-async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, String> {
-    let url = loaded.store_url().map_err(|e| e.to_string())?;
-    gw_store::open(&url).await.map_err(|e| e.to_string())
+async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, EvidenceCmdError> {
+    let url = loaded.store_url()?;
+    Ok(gw_store::open(&url).await?)
 }
 
-fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, String> {
+fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, EvidenceCmdError> {
     match &loaded.config.evidence.tsa {
-        Some(t) => crate::evidence::tsa::trust(t, &loaded.base)
-            .map(Some)
-            .map_err(String::from),
+        Some(t) => Ok(Some(crate::evidence::tsa::trust(t, &loaded.base)?)),
         None => Ok(None),
     }
 }
 
 /// Check one time-stamp token: signed by an authority `trust` knows (none configured: it
 /// fails), over the row's hash.
-fn check_token(trust: Option<&TrustStore>, ts: &gw_store::TimeStampRow) -> Result<(), String> {
-    let trust = trust.ok_or("no [evidence.tsa] trust anchors to check it with")?;
-    let digest = hex::decode(&ts.hash).map_err(|e| e.to_string())?;
-    verify_token_at(&ts.token, &digest, trust, CertificateTime::GenTime)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+fn check_token(
+    trust: Option<&TrustStore>,
+    ts: &gw_store::TimeStampRow,
+) -> Result<(), EvidenceCmdError> {
+    let trust = trust.ok_or(EvidenceCmdError::NoTrust)?;
+    let digest = hex::decode(&ts.hash)?;
+    verify_token_at(&ts.token, &digest, trust, CertificateTime::GenTime)?;
+    Ok(())
 }
 
 /// Verify every chain of `store`; tokens against `trust` (none configured: any token fails).
-pub async fn verify(store: &dyn Store, trust: Option<&TrustStore>) -> Result<VerifyReport, String> {
-    verify_chains(store, &|ts| check_token(trust, ts))
-        .await
-        .map_err(|e| e.to_string())
+pub async fn verify(
+    store: &dyn Store,
+    trust: Option<&TrustStore>,
+) -> Result<VerifyReport, EvidenceCmdError> {
+    Ok(verify_chains(store, &|ts| check_token(trust, ts)).await?)
 }
 
 /// Verify the retention archive under `dir` and its join with the live chains of `store`;
@@ -97,8 +147,8 @@ pub async fn verify_archive(
     store: &dyn Store,
     dir: &std::path::Path,
     trust: Option<&TrustStore>,
-) -> Result<ArchiveReport, String> {
-    crate::evidence::archive::verify_archive(store, dir, &|ts| check_token(trust, ts)).await
+) -> Result<ArchiveReport, EvidenceCmdError> {
+    Ok(crate::evidence::archive::verify_archive(store, dir, &|ts| check_token(trust, ts)).await?)
 }
 
 pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
@@ -111,7 +161,7 @@ pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
     }
 }
 
-async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, String> {
+async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, EvidenceCmdError> {
     let store = open_store(loaded).await?;
     match action {
         EvidenceAction::Verify { archive, .. } => {
@@ -121,13 +171,13 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
                 Some(dir) => {
                     // A path on the command line is relative to the working directory.
                     if !dir.is_dir() {
-                        return Err(format!("{}: not a directory", dir.display()));
+                        return Err(EvidenceCmdError::NotADirectory(dir.clone()));
                     }
                     Some(verify_archive(store.as_ref(), dir, trust.as_ref()).await?)
                 }
                 None => None,
             };
-            for h in store.evidence_heads().await.map_err(|e| e.to_string())? {
+            for h in store.evidence_heads().await? {
                 println!(
                     "chain {}: head seq {} ({}), anchored at seq {}",
                     h.chain, h.seq, h.hash, h.anchor_seq
@@ -179,7 +229,12 @@ async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, 
             let mut certs = Vec::new();
             if let Some(t) = &loaded.config.evidence.tsa {
                 let read = |p: &std::path::Path| {
-                    std::fs::read(loaded.base.join(p)).map_err(|e| format!("{}: {e}", p.display()))
+                    std::fs::read(loaded.base.join(p)).map_err(|error| {
+                        EvidenceCmdError::ReadCertificate {
+                            path: p.to_path_buf(),
+                            error,
+                        }
+                    })
                 };
                 certs.push(("tsa-ca.pem".to_string(), read(&t.ca_file)?));
                 if let Some(i) = &t.intermediates_file {

@@ -158,7 +158,9 @@ fn lab_off(command: &str) -> ExitCode {
 /// `gateway catalogue sync`: one run over the configured broker and store (the running
 /// gateway, or the next start, delivers what it published).
 async fn catalogue_sync(loaded: &Loaded) -> Result<crate::jobs::catalogue::Summary, String> {
-    let Some(job) = crate::jobs::catalogue::CatalogueSync::from_config(loaded)? else {
+    let Some(job) =
+        crate::jobs::catalogue::CatalogueSync::from_config(loaded).map_err(|e| e.to_string())?
+    else {
         return Err(format!(
             "{}:catalogue: no [catalogue] section: add one with from = \"<dvcqg adapter>\"",
             loaded.origin
@@ -173,5 +175,5 @@ async fn catalogue_sync(loaded: &Loaded) -> Result<crate::jobs::catalogue::Summa
     engine.declare().await.map_err(|e| e.to_string())?;
     let result = job.run_once(&engine).await;
     broker.close().await;
-    result
+    result.map_err(|e| e.to_string())
 }

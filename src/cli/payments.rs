@@ -95,7 +95,7 @@ pub async fn reconcile_command(
 #[derive(Debug, thiserror::Error)]
 enum EvidenceSetupError {
     #[error("{0}")]
-    Log(String),
+    Log(#[from] crate::evidence::EvidenceError),
     #[error("{0}")]
     Store(#[from] gw_store::StoreError),
 }
@@ -106,8 +106,7 @@ async fn evidence_hook(
     store_url: &str,
 ) -> Result<Option<Arc<dyn crate::payments::hooks::EvidenceHook>>, EvidenceSetupError> {
     let c = &loaded.config;
-    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
-        .map_err(EvidenceSetupError::Log)?;
+    let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)?;
     let store = gw_store::open(store_url).await?;
     Ok(Some(Arc::new(
         crate::payments::evidence::PaymentEvidence::new(store, Arc::new(log)),

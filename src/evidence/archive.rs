@@ -26,6 +26,37 @@ use gw_store::evidence::{canonical, record_hash, Broken, GENESIS};
 use gw_store::{ChainHead, Store, StoredEvidence, TimeStampRow};
 use serde::Deserialize;
 
+/// Why the archive could not be read (as opposed to a broken link found in it, which is an
+/// [`ArchiveProblem`] of the report), by step; each names the directory or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive directory cannot be listed.
+    #[error("{}: {error}", dir.display())]
+    ListDir { dir: PathBuf, error: std::io::Error },
+    /// An archive file cannot be opened.
+    #[error("{}: {error}", path.display())]
+    OpenFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A line of an archive file cannot be read.
+    #[error("{}: {error}", path.display())]
+    ReadLine {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A line of an archive file is neither an archived record nor a time-stamp.
+    #[error("{} line {line}: {error}", path.display())]
+    ParseLine {
+        path: PathBuf,
+        line: usize,
+        error: serde_json::Error,
+    },
+    /// The live chains cannot be read from the store.
+    #[error("{0}")]
+    Store(#[from] gw_store::StoreError),
+}
+
 /// One archive file, as named by retention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
@@ -60,12 +91,16 @@ pub struct Listing {
 }
 
 /// The archive files under `dir`.
-pub fn archive_files(dir: &Path) -> Result<Listing, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn archive_files(dir: &Path) -> Result<Listing, ArchiveError> {
+    let list_dir = |error| ArchiveError::ListDir {
+        dir: dir.to_path_buf(),
+        error,
+    };
+    let entries = std::fs::read_dir(dir).map_err(list_dir)?;
     let mut chains: BTreeMap<String, Vec<ArchiveFile>> = BTreeMap::new();
     let mut strays = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let path = entry.map_err(list_dir)?.path();
         if path.extension().is_none_or(|x| x != "jsonl") {
             continue;
         }
@@ -132,13 +167,15 @@ impl ArchiveReport {
 }
 
 /// Check the archive under `dir` and its join with the live chains of `store`; tokens with
-/// `check_token` (the same check as the live ones).
-pub async fn verify_archive(
+/// `check_token` (the same check as the live ones). The check is the caller's (it holds the
+/// trust anchors), with its own error type: why a token does not verify is reported, as text,
+/// as a broken link of the report, not as a failure of the run.
+pub async fn verify_archive<E: std::fmt::Display>(
     store: &dyn Store,
     dir: &Path,
-    check_token: &(dyn Fn(&TimeStampRow) -> Result<(), String> + Sync),
-) -> Result<ArchiveReport, String> {
-    let heads = store.evidence_heads().await.map_err(|e| e.to_string())?;
+    check_token: &(dyn Fn(&TimeStampRow) -> Result<(), E> + Sync),
+) -> Result<ArchiveReport, ArchiveError> {
+    let heads = store.evidence_heads().await?;
     let Listing {
         chains: mut files,
         strays,
@@ -185,13 +222,13 @@ pub async fn verify_archive(
 }
 
 /// Walk one chain's archive files; the first broken link goes into `report`.
-fn check_chain(
+fn check_chain<E: std::fmt::Display>(
     chain: &str,
     head: Option<&ChainHead>,
     files: &[ArchiveFile],
-    check_token: &(dyn Fn(&TimeStampRow) -> Result<(), String> + Sync),
+    check_token: &(dyn Fn(&TimeStampRow) -> Result<(), E> + Sync),
     report: &mut ArchiveReport,
-) -> Result<(), String> {
+) -> Result<(), ArchiveError> {
     let broken =
         |file: Option<&Path>, line: Option<usize>, id: Option<&str>, seq, what| ArchiveProblem {
             file: file.map(Path::to_path_buf),
@@ -234,7 +271,10 @@ fn check_chain(
                 .push(broken(Some(path), None, None, seq + 1, what));
             return Ok(());
         }
-        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f = std::fs::File::open(path).map_err(|error| ArchiveError::OpenFile {
+            path: path.to_path_buf(),
+            error,
+        })?;
         // Hashes of this file's records (by seq - from) and of the record before it: what its
         // time-stamps may cover.
         let before = (seq, prev.clone());
@@ -242,7 +282,10 @@ fn check_chain(
         let mut stamps: Vec<(usize, TimeStampRow)> = Vec::new();
         for (i, line) in BufReader::new(f).lines().enumerate() {
             let n = i + 1;
-            let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+            let line = line.map_err(|error| ArchiveError::ReadLine {
+                path: path.to_path_buf(),
+                error,
+            })?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -337,7 +380,7 @@ fn check_chain(
                 Some(h) if *h != ts.hash => {
                     Some("covers another hash than the record's".to_string())
                 }
-                Some(_) => check_token(&ts).err(),
+                Some(_) => check_token(&ts).err().map(|e| e.to_string()),
             };
             if let Some(what) = what {
                 report.problems.push(broken(
@@ -405,19 +448,25 @@ fn check_chain(
 }
 
 /// Read the lines of one archive file, calling `each` with every parsed line.
-fn read_file(
-    path: &Path,
-    mut each: impl FnMut(ArchiveLine) -> Result<(), String>,
-) -> Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_file(path: &Path, mut each: impl FnMut(ArchiveLine)) -> Result<(), ArchiveError> {
+    let f = std::fs::File::open(path).map_err(|error| ArchiveError::OpenFile {
+        path: path.to_path_buf(),
+        error,
+    })?;
     for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let line = line.map_err(|error| ArchiveError::ReadLine {
+            path: path.to_path_buf(),
+            error,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str(&line)
-            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
-        each(parsed)?;
+        let parsed = serde_json::from_str(&line).map_err(|error| ArchiveError::ParseLine {
+            path: path.to_path_buf(),
+            line: i + 1,
+            error,
+        })?;
+        each(parsed);
     }
     Ok(())
 }
@@ -432,23 +481,20 @@ pub struct DossierArchive {
 }
 
 /// The archived records of `dossier` under `dir`, and the archived time-stamps.
-pub fn dossier_records(dir: &Path, dossier: &str) -> Result<DossierArchive, String> {
+pub fn dossier_records(dir: &Path, dossier: &str) -> Result<DossierArchive, ArchiveError> {
     let listing = archive_files(dir)?;
     let mut out = DossierArchive::default();
     for file in listing.chains.values().flatten() {
-        read_file(&file.path, |line| {
-            match line {
-                ArchiveLine::Record { record, .. } if record.record.dossier == dossier => {
-                    out.records.push(*record)
-                }
-                ArchiveLine::Record { .. } => {}
-                ArchiveLine::Timestamp { timestamp } => out
-                    .timestamps
-                    .entry(timestamp.chain.clone())
-                    .or_default()
-                    .push(timestamp),
+        read_file(&file.path, |line| match line {
+            ArchiveLine::Record { record, .. } if record.record.dossier == dossier => {
+                out.records.push(*record)
             }
-            Ok(())
+            ArchiveLine::Record { .. } => {}
+            ArchiveLine::Timestamp { timestamp } => out
+                .timestamps
+                .entry(timestamp.chain.clone())
+                .or_default()
+                .push(timestamp),
         })?;
     }
     out.records
@@ -469,7 +515,7 @@ pub fn chain_range(
     chain: &str,
     from: i64,
     to: i64,
-) -> Result<Vec<StoredEvidence>, String> {
+) -> Result<Vec<StoredEvidence>, ArchiveError> {
     let listing = archive_files(dir)?;
     let mut out: Vec<StoredEvidence> = Vec::new();
     for file in listing.chains.get(chain).into_iter().flatten() {
@@ -482,7 +528,6 @@ pub fn chain_range(
                     out.push(*record);
                 }
             }
-            Ok(())
         })?;
     }
     out.sort_by_key(|r| r.seq);

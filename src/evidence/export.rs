@@ -24,7 +24,65 @@ use std::path::{Path, PathBuf};
 use gw_store::evidence::canonical;
 use gw_store::{Store, StoredEvidence};
 
-use super::seal::Key;
+use super::archive::ArchiveError;
+use super::seal::{Key, SealError};
+
+/// Why a bundle could not be written, by step; each names the dossier, chain, record or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The live chains, records or time-stamps cannot be read.
+    #[error("{0}")]
+    Store(#[from] gw_store::StoreError),
+    /// The retention archive cannot be read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The dossier has no record (`hint`: where else its records may be).
+    #[error("no evidence records for dossier {dossier}{hint}")]
+    NoRecords { dossier: String, hint: String },
+    /// The output directory exists and cannot be listed.
+    #[error("{0}")]
+    ReadOut(std::io::Error),
+    /// The output directory exists and holds files.
+    #[error("{} exists and is not empty", dir.display())]
+    OutNotEmpty { dir: PathBuf },
+    /// A directory of the bundle cannot be created.
+    #[error("cannot create {}: {error}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A file of the bundle cannot be written.
+    #[error("cannot write {}: {error}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The dossier's records in a chain start in the archived part, and no archive was given.
+    #[error("archived records without an archive")]
+    NoArchive,
+    /// A record of the chain segment is missing from the archive or the live store.
+    #[error(
+        "chain {chain}: record seq {seq} is missing from {place}; \
+         `gateway evidence verify --archive DIR` shows what is wrong"
+    )]
+    SegmentGap {
+        chain: String,
+        seq: i64,
+        place: &'static str,
+    },
+    /// The record the segment's time-stamp covers is missing.
+    #[error(
+        "chain {chain}: the time-stamped record seq {seq} is missing; \
+         `gateway evidence verify --archive DIR` shows what is wrong"
+    )]
+    StampedMissing { chain: String, seq: i64 },
+    /// Records keep `full` mode bodies, and no key opens them.
+    #[error("full-mode bodies are kept but evidence.body_key is not configured")]
+    NoBodyKey,
+    /// A kept body does not open with the key.
+    #[error("record {id}: {error}")]
+    OpenBody { id: String, error: SealError },
+}
 
 /// What was written.
 #[derive(Debug)]
@@ -54,18 +112,15 @@ pub async fn export(
     key: Option<&Key>,
     tsa_certs: &[(String, Vec<u8>)],
     archive: Option<&Path>,
-) -> Result<Exported, String> {
-    let heads = store.evidence_heads().await.map_err(|e| e.to_string())?;
+) -> Result<Exported, ExportError> {
+    let heads = store.evidence_heads().await?;
     let anchor_of = |chain: &str| {
         heads
             .iter()
             .find(|h| h.chain == chain)
             .map_or(0, |h| h.anchor_seq)
     };
-    let mut records = store
-        .evidence_by_dossier(dossier)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut records = store.evidence_by_dossier(dossier).await?;
     let archived = match archive {
         Some(dir) => super::archive::dossier_records(dir, dossier)?,
         None => Default::default(),
@@ -97,25 +152,36 @@ pub async fn export(
                 describe_archived(&not_searched)
             )
         };
-        return Err(format!("no evidence records for dossier {dossier}{hint}"));
+        return Err(ExportError::NoRecords {
+            dossier: dossier.to_string(),
+            hint,
+        });
     }
     if out.exists()
         && std::fs::read_dir(out)
-            .map_err(|e| e.to_string())?
+            .map_err(ExportError::ReadOut)?
             .next()
             .is_some()
     {
-        return Err(format!("{} exists and is not empty", out.display()));
+        return Err(ExportError::OutNotEmpty {
+            dir: out.to_path_buf(),
+        });
     }
     // Owner-only (0700 / 0600): a bundle holds dossier data and, in full mode, bodies.
     let mkdir = |p: &Path| {
-        super::create_private_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+        super::create_private_dir_all(p).map_err(|error| ExportError::CreateDir {
+            path: p.to_path_buf(),
+            error,
+        })
     };
     let write = |p: &Path, data: &[u8]| {
         use std::io::Write;
         super::create_private_file(p)
             .and_then(|mut f| f.write_all(data))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))
+            .map_err(|error| ExportError::WriteFile {
+                path: p.to_path_buf(),
+                error,
+            })
     };
     mkdir(out)?;
     let mut readme = String::new();
@@ -140,7 +206,7 @@ pub async fn export(
     for (chain, (first, last)) in chains {
         let dir = out.join("chains").join(chain);
         mkdir(&dir)?;
-        let mut stamps = store.timestamps(chain).await.map_err(|e| e.to_string())?;
+        let mut stamps = store.timestamps(chain).await?;
         stamps.extend(
             archived
                 .timestamps
@@ -163,15 +229,12 @@ pub async fn export(
         let mut segment: Vec<StoredEvidence> = Vec::new();
         if first <= anchor {
             // The dossier's first record was archived: so is the segment up to the anchor.
-            let dir = archive.ok_or("archived records without an archive")?;
+            let dir = archive.ok_or(ExportError::NoArchive)?;
             segment = super::archive::chain_range(dir, chain, first, end.min(anchor))?;
         }
         let mut after = (first - 1).max(anchor);
         while after < end {
-            let page = store
-                .evidence_chain(chain, after, 1_000)
-                .await
-                .map_err(|e| e.to_string())?;
+            let page = store.evidence_chain(chain, after, 1_000).await?;
             let Some(l) = page.last() else { break };
             after = l.seq;
             segment.extend(page.into_iter().filter(|r| r.seq <= end));
@@ -185,17 +248,18 @@ pub async fn export(
                 } else {
                     "the live store"
                 };
-                return Err(format!(
-                    "chain {chain}: record seq {want} is missing from {place}; \
-                     `gateway evidence verify --archive DIR` shows what is wrong"
-                ));
+                return Err(ExportError::SegmentGap {
+                    chain: chain.to_string(),
+                    seq: want,
+                    place,
+                });
             }
         }
         if end != i64::MAX && segment.last().map(|r| r.seq) != Some(end) {
-            return Err(format!(
-                "chain {chain}: the time-stamped record seq {end} is missing; \
-                 `gateway evidence verify --archive DIR` shows what is wrong"
-            ));
+            return Err(ExportError::StampedMissing {
+                chain: chain.to_string(),
+                seq: end,
+            });
         }
         let _ = writeln!(
             commands,
@@ -244,13 +308,14 @@ pub async fn export(
         ] {
             let Some(sealed) = sealed else { continue };
             let Some(key) = key else {
-                return Err(
-                    "full-mode bodies are kept but evidence.body_key is not configured".into(),
-                );
+                return Err(ExportError::NoBodyKey);
             };
-            let plain = key
-                .open(sealed, rec.id.as_bytes())
-                .map_err(|e| format!("record {}: {e}", rec.id))?;
+            let plain =
+                key.open(sealed, rec.id.as_bytes())
+                    .map_err(|error| ExportError::OpenBody {
+                        id: rec.id.clone(),
+                        error,
+                    })?;
             mkdir(&bodies)?;
             write(&bodies.join(format!("{}.{suffix}", rec.id)), &plain)?;
             let _ = writeln!(

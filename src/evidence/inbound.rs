@@ -84,13 +84,15 @@ pub async fn record(
     };
     let id = env.id.to_string();
     let records = log.records(
-        source,
-        "in",
-        "",
-        &format!("in/{source}/{id}"),
-        &id,
-        &env.key,
-        &env.kind,
+        &super::RecordContext {
+            adapter: source,
+            direction: "in",
+            route: "",
+            exchange_prefix: &format!("in/{source}/{id}"),
+            envelope_id: &id,
+            dossier: &env.key,
+            operation: &env.kind,
+        },
         vec![exchange],
     );
     let batch = Batch {

@@ -38,6 +38,38 @@ pub mod tsa;
 
 pub use crate::config::evidence::{EvidenceSection, Mode, TsaSection};
 
+/// Why the evidence log cannot be set up, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// `evidence.body_key` cannot be read (unset variable, missing file, empty value).
+    #[error("{0}")]
+    BodyKeySecret(crate::config::SecretProblem),
+    /// `evidence.body_key` is not a 256-bit hex key.
+    #[error("{0}")]
+    BodyKey(seal::SealError),
+    /// A `full` mode is configured without `evidence.body_key`.
+    #[error("evidence: full mode needs evidence.body_key")]
+    NoBodyKey,
+}
+
+/// What the records of one delivery attempt share: the party, the direction, the route and
+/// the envelope ([`EvidenceLog::records`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// The adapter (outbound) or source (inbound) the exchange was with; it decides the mode.
+    pub adapter: &'a str,
+    /// `out` or `in`.
+    pub direction: &'a str,
+    /// The route's name (empty when none).
+    pub route: &'a str,
+    /// Each record's exchange key is `<exchange_prefix>/<n>`.
+    pub exchange_prefix: &'a str,
+    pub envelope_id: &'a str,
+    pub dossier: &'a str,
+    /// The operation of an exchange that does not name its own.
+    pub operation: &'a str,
+}
+
 impl EvidenceSection {
     /// Problems with this section (for `check-config` and start): (key, what).
     pub fn problems(&self, base: &Path) -> Vec<(String, String)> {
@@ -51,10 +83,10 @@ impl EvidenceSection {
                 Some(r) => {
                     if let Err(e) = r
                         .resolve(base)
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| seal::Key::parse(s.expose()))
+                        .map_err(EvidenceError::BodyKeySecret)
+                        .and_then(|s| seal::Key::parse(s.expose()).map_err(EvidenceError::BodyKey))
                     {
-                        out.push(("evidence.body_key".to_string(), e));
+                        out.push(("evidence.body_key".to_string(), e.to_string()));
                     }
                 }
             }
@@ -83,15 +115,24 @@ pub struct EvidenceLog {
 
 impl EvidenceLog {
     /// Build from the configuration (`instance` names the chain unless `evidence.chain` does).
-    pub fn new(section: &EvidenceSection, instance: &str, base: &Path) -> Result<Self, String> {
+    pub fn new(
+        section: &EvidenceSection,
+        instance: &str,
+        base: &Path,
+    ) -> Result<Self, EvidenceError> {
         let key = match &section.body_key {
-            Some(r) if section.any_full() => Some(seal::Key::parse(
-                r.resolve(base).map_err(|e| e.to_string())?.expose(),
-            )?),
+            Some(r) if section.any_full() => Some(
+                seal::Key::parse(
+                    r.resolve(base)
+                        .map_err(EvidenceError::BodyKeySecret)?
+                        .expose(),
+                )
+                .map_err(EvidenceError::BodyKey)?,
+            ),
             _ => None,
         };
         if section.any_full() && key.is_none() {
-            return Err("evidence: full mode needs evidence.body_key".into());
+            return Err(EvidenceError::NoBodyKey);
         }
         Ok(EvidenceLog {
             section: section.clone(),
@@ -127,18 +168,12 @@ impl EvidenceLog {
     }
 
     /// The records of the exchanges of one delivery attempt.
-    #[allow(clippy::too_many_arguments)]
     pub fn records(
         &self,
-        adapter: &str,
-        direction: &str,
-        route: &str,
-        exchange_prefix: &str,
-        envelope_id: &str,
-        dossier: &str,
-        operation: &str,
+        cx: &RecordContext<'_>,
         exchanges: Vec<capture::Exchange>,
     ) -> Vec<EvidenceRecord> {
+        let adapter = cx.adapter;
         let mode = self.mode_of(adapter);
         if mode == Mode::Off {
             return vec![];
@@ -162,14 +197,14 @@ impl EvidenceLog {
                     response_body: seal(&x.response_body),
                     id: id.clone(),
                     chain: self.chain.clone(),
-                    exchange: format!("{exchange_prefix}/{n}"),
+                    exchange: format!("{}/{n}", cx.exchange_prefix),
                     at_ms: x.at_ms,
                     adapter: adapter.to_string(),
-                    direction: direction.to_string(),
-                    route: route.to_string(),
-                    envelope_id: envelope_id.to_string(),
-                    dossier: dossier.to_string(),
-                    operation: x.operation.unwrap_or_else(|| operation.to_string()),
+                    direction: cx.direction.to_string(),
+                    route: cx.route.to_string(),
+                    envelope_id: cx.envelope_id.to_string(),
+                    dossier: cx.dossier.to_string(),
+                    operation: x.operation.unwrap_or_else(|| cx.operation.to_string()),
                     request_digest: x.request_digest,
                     response_digest: x.response_digest,
                     signature_digest: x.signature_digest,

@@ -8,6 +8,23 @@ use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
 
 const MAGIC: &[u8; 4] = b"GWE1";
 
+/// Why a body key cannot be used, or a sealed body does not open, by step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The key text is not hexadecimal.
+    #[error("the evidence body key must be 64 hex digits")]
+    KeyNotHex,
+    /// The key is hexadecimal but not 32 bytes long.
+    #[error("the evidence body key must be 64 hex digits (32 bytes)")]
+    KeyLength,
+    /// The bytes are not in the sealed format (too short, or another magic).
+    #[error("not a sealed evidence body")]
+    NotSealed,
+    /// AES-GCM authentication failed: another key, another record id, or altered bytes.
+    #[error("the body does not open with this key (wrong key or altered)")]
+    DoesNotOpen,
+}
+
 /// A 256-bit key. Never printed.
 #[derive(Clone)]
 pub struct Key([u8; 32]);
@@ -20,12 +37,9 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     /// 64 hex digits.
-    pub fn parse(hex_text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(hex_text.trim())
-            .map_err(|_| "the evidence body key must be 64 hex digits".to_string())?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "the evidence body key must be 64 hex digits (32 bytes)".to_string())?;
+    pub fn parse(hex_text: &str) -> Result<Self, SealError> {
+        let bytes = hex::decode(hex_text.trim()).map_err(|_| SealError::KeyNotHex)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::KeyLength)?;
         Ok(Key(key))
     }
 
@@ -50,14 +64,14 @@ impl Key {
         out
     }
 
-    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < 32 || &sealed[..4] != MAGIC {
-            return Err("not a sealed evidence body".into());
+            return Err(SealError::NotSealed);
         }
         let (nonce, rest) = sealed[4..].split_at(12);
         let (tag, ct) = rest.split_at(16);
         decrypt_aead(Cipher::aes_256_gcm(), &self.0, Some(nonce), aad, ct, tag)
-            .map_err(|_| "the body does not open with this key (wrong key or altered)".into())
+            .map_err(|_| SealError::DoesNotOpen)
     }
 }
 

@@ -53,13 +53,6 @@ pub enum TsaError {
     Store(String),
 }
 
-/// The evidence log's setup still speaks `Result<_, String>`.
-impl From<TsaError> for String {
-    fn from(e: TsaError) -> String {
-        e.to_string()
-    }
-}
-
 /// Process-wide time-stamping state (for `/metrics` and the inbound gate).
 pub struct State {
     failures: AtomicU64,

@@ -32,6 +32,7 @@ use tracing::{info, warn};
 
 use crate::config::{CatalogueSection, Loaded};
 use crate::connectors::dvcqg::DvcqgConnector;
+use crate::jobs::JobError;
 use crate::model::envelope::Envelope;
 use crate::runtime::Engine;
 
@@ -120,24 +121,30 @@ pub fn digest(v: &Value) -> String {
 }
 
 /// Read a JSON state file; absent = the default (a first run).
-pub(crate) fn read_state<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, String> {
+pub(crate) fn read_state<T: for<'de> Deserialize<'de> + Default>(
+    path: &Path,
+) -> Result<T, JobError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "{}: not a state file the gateway wrote ({e}): move it away to start afresh",
-                path.display()
-            )
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| JobError::BadState {
+            path: path.to_path_buf(),
+            error,
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        Err(error) => Err(JobError::ReadState {
+            path: path.to_path_buf(),
+            error,
+        }),
     }
 }
 
 /// Write a JSON state file atomically: a temporary file in the same folder, fsync, rename.
-pub(crate) fn write_state<T: Serialize>(path: &Path, state: &T) -> Result<(), String> {
+pub(crate) fn write_state<T: Serialize>(path: &Path, state: &T) -> Result<(), JobError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|error| JobError::CreateDir {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
     let write = || -> std::io::Result<()> {
@@ -151,22 +158,35 @@ pub(crate) fn write_state<T: Serialize>(path: &Path, state: &T) -> Result<(), St
         }
         Ok(())
     };
-    write().map_err(|e| {
+    write().map_err(|error| {
         let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot write: {e}", path.display())
+        JobError::WriteState {
+            path: path.to_path_buf(),
+            error,
+        }
     })
 }
 
 /// Build the `dvcqg` connector an `[catalogue]`/`[online]` job calls through (its own session).
-pub(crate) fn portal_connector(loaded: &Loaded, adapter: &str) -> Result<DvcqgConnector, String> {
+/// `key` is the configuration key naming the adapter (`catalogue.from`, `online.from`).
+pub(crate) fn portal_connector(
+    loaded: &Loaded,
+    key: &'static str,
+    adapter: &str,
+) -> Result<DvcqgConnector, JobError> {
     let a = loaded
         .config
         .adapters
         .get(adapter)
-        .ok_or_else(|| format!("no adapter named `{adapter}`"))?;
-    let profiles = crate::signing::Profiles::load(loaded).map_err(|e| e.to_string())?;
-    let signing = profiles.for_adapter(a).map_err(|e| e.to_string())?;
-    DvcqgConnector::new(adapter, a, &loaded.base, signing).map_err(|e| e.to_string())
+        .ok_or_else(|| JobError::NoAdapter {
+            key,
+            adapter: adapter.to_string(),
+        })?;
+    let signing = crate::signing::Profiles::load(loaded)
+        .and_then(|profiles| profiles.for_adapter(a))
+        .map_err(|error| JobError::Signing { key, error })?;
+    DvcqgConnector::new(adapter, a, &loaded.base, signing)
+        .map_err(|error| JobError::Connector { key, error })
 }
 
 /// The catalogue sync job.
@@ -179,17 +199,16 @@ pub struct CatalogueSync {
 
 impl CatalogueSync {
     /// From the `[catalogue]` section; `None` when there is none.
-    pub fn from_config(loaded: &Loaded) -> Result<Option<CatalogueSync>, String> {
+    pub fn from_config(loaded: &Loaded) -> Result<Option<CatalogueSync>, JobError> {
         let Some(c) = &loaded.config.catalogue else {
             return Ok(None);
         };
         Self::new(loaded, c).map(Some)
     }
 
-    pub fn new(loaded: &Loaded, c: &CatalogueSection) -> Result<CatalogueSync, String> {
+    pub fn new(loaded: &Loaded, c: &CatalogueSection) -> Result<CatalogueSync, JobError> {
         Ok(CatalogueSync {
-            portal: portal_connector(loaded, &c.from)
-                .map_err(|e| format!("catalogue.from: {e}"))?,
+            portal: portal_connector(loaded, "catalogue.from", &c.from)?,
             source: c.source_name.clone(),
             state: loaded
                 .data_dir()
@@ -204,7 +223,7 @@ impl CatalogueSync {
     }
 
     /// One full run: fetch, publish the changes, then save the digests.
-    pub async fn run_once(&self, engine: &Engine) -> Result<Summary, String> {
+    pub async fn run_once(&self, engine: &Engine) -> Result<Summary, JobError> {
         let (summary, digests) = self.publish_changes(engine).await?;
         write_state(&self.state, &digests)?;
         Ok(summary)
@@ -212,7 +231,7 @@ impl CatalogueSync {
 
     /// Fetch and publish the changes against the saved digests, **without saving** the new
     /// ones (returned, for [`CatalogueSync::save`]). A crash after this re-sends the changes.
-    pub async fn publish_changes(&self, engine: &Engine) -> Result<(Summary, Digests), String> {
+    pub async fn publish_changes(&self, engine: &Engine) -> Result<(Summary, Digests), JobError> {
         let old: Digests = read_state(&self.state)?;
         // Fetch everything first: a failed fetch must not publish half a catalogue.
         let mut lists = Vec::new();
@@ -222,7 +241,9 @@ impl CatalogueSync {
                 .sharing_call(list.service, serde_json::Map::new())
                 .await?;
             let Value::Array(records) = result else {
-                return Err(format!("{}: the result is not a list", list.service));
+                return Err(JobError::NotAList {
+                    service: list.service.to_string(),
+                });
             };
             let mut by_code = BTreeMap::new();
             for (i, r) in records.into_iter().enumerate() {
@@ -230,10 +251,11 @@ impl CatalogueSync {
                     Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
                     _ => {
-                        return Err(format!(
-                            "{}: result[{i}] has no {}",
-                            list.service, list.key_field
-                        ))
+                        return Err(JobError::MissingField {
+                            service: list.service.to_string(),
+                            index: i,
+                            field: list.key_field.to_string(),
+                        })
                     }
                 };
                 by_code.insert(code, r);
@@ -287,7 +309,7 @@ impl CatalogueSync {
     }
 
     /// Save digests [`CatalogueSync::publish_changes`] returned (after its publishes).
-    pub fn save(&self, digests: &Digests) -> Result<(), String> {
+    pub fn save(&self, digests: &Digests) -> Result<(), JobError> {
         write_state(&self.state, digests)
     }
 
@@ -299,13 +321,17 @@ impl CatalogueSync {
         code: &str,
         payload: Value,
         summary: &mut Summary,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobError> {
         let kind = format!("catalogue.{}.{what}", list.noun);
         let env = Envelope::new(kind.clone(), code, self.source.clone(), payload);
         let routed = engine
             .publish(&env)
             .await
-            .map_err(|e| format!("publishing {kind} {code}: {e}"))?;
+            .map_err(|error| JobError::Publish {
+                kind,
+                code: code.to_string(),
+                error,
+            })?;
         if routed.is_empty() {
             summary.unrouted += 1;
         }
@@ -366,9 +392,9 @@ mod tests {
         write_state(&path, &d).unwrap();
         assert_eq!(read_state::<Digests>(&path).unwrap(), d);
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(read_state::<Digests>(&path)
-            .unwrap_err()
-            .contains("move it away"));
+        let e = read_state::<Digests>(&path).unwrap_err();
+        assert!(matches!(e, JobError::BadState { .. }), "{e}");
+        assert!(e.to_string().contains("move it away"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

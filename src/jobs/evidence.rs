@@ -17,7 +17,7 @@ pub fn spawn(
     engine: &crate::runtime::Engine,
     cancel: &tokio_util::sync::CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
-) -> Result<(), String> {
+) -> Result<(), TsaError> {
     spawn_timestamping(loaded, engine, cancel, tasks)?;
     let ev = &loaded.config.evidence;
     if let Some(keep) = ev.retention {

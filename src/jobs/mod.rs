@@ -21,6 +21,7 @@
 //!    shutdown), so a standby takes over on its next tick.
 
 pub mod catalogue;
+mod error;
 pub mod evidence;
 pub mod online;
 pub mod payments;
@@ -33,6 +34,19 @@ use gw_store::{LeadGuard, Store};
 use tracing::{info, warn};
 
 use crate::telemetry::metrics::Metrics;
+
+pub use error::JobError;
+
+/// Why a tick under leadership failed: the job's own error, or the leadership lost mid-run.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError<E> {
+    /// The job's work failed (its message as is).
+    #[error("{0}")]
+    Failed(E),
+    /// The leadership was lost while the work ran; the work was dropped.
+    #[error("leadership lost while the job ran; the tick was abandoned")]
+    LeadershipLost,
+}
 
 /// The lease a leader holds without renewing (renewed every third of it while the store
 /// connection lives). A frozen leader blocks its job at most this long.
@@ -153,7 +167,10 @@ impl Singleton {
 
     /// Run one tick under leadership: `None` when skipped (not the leader), else its result.
     /// A tick whose leadership is lost while it runs is abandoned (dropped) and fails.
-    pub async fn tick<T, E, Fut>(&self, work: impl FnOnce() -> Fut) -> Option<Result<T, String>>
+    pub async fn tick<T, E, Fut>(
+        &self,
+        work: impl FnOnce() -> Fut,
+    ) -> Option<Result<T, TickError<E>>>
     where
         Fut: Future<Output = Result<T, E>>,
         E: std::fmt::Display,
@@ -166,10 +183,10 @@ impl Singleton {
         tokio::pin!(run);
         let result = loop {
             tokio::select! {
-                r = &mut run => break r.map_err(|e| e.to_string()),
+                r = &mut run => break r.map_err(TickError::Failed),
                 _ = tokio::time::sleep(LOSS_CHECK) => {
                     if !self.still_leading().await {
-                        break Err("leadership lost while the job ran; the tick was abandoned".to_string());
+                        break Err(TickError::LeadershipLost);
                     }
                 }
             }

@@ -36,6 +36,7 @@ use tracing::{info, warn};
 use crate::config::{Loaded, OnlineSection};
 use crate::connectors::dvcqg::DvcqgConnector;
 use crate::jobs::catalogue::{portal_connector, read_state, write_state};
+use crate::jobs::JobError;
 use crate::model::envelope::Envelope;
 use crate::runtime::Engine;
 
@@ -86,12 +87,12 @@ fn text_of(v: Option<&Value>) -> Option<String> {
 
 impl OnlinePoll {
     /// From the `[online]` section; `None` when there is none.
-    pub fn from_config(loaded: &Loaded) -> Result<Option<OnlinePoll>, String> {
+    pub fn from_config(loaded: &Loaded) -> Result<Option<OnlinePoll>, JobError> {
         let Some(c) = &loaded.config.online else {
             return Ok(None);
         };
         Ok(Some(OnlinePoll {
-            portal: portal_connector(loaded, &c.from).map_err(|e| format!("online.from: {e}"))?,
+            portal: portal_connector(loaded, "online.from", &c.from)?,
             cfg: c.clone(),
             state: loaded
                 .data_dir()
@@ -105,19 +106,19 @@ impl OnlinePoll {
     }
 
     /// The saved cursor.
-    pub fn cursor(&self) -> Result<Cursor, String> {
+    pub fn cursor(&self) -> Result<Cursor, JobError> {
         read_state(&self.state)
     }
 
     /// One poll: fetch from the cursor, publish the new dossiers, then save the cursor.
-    pub async fn poll_once(&self, engine: &Engine) -> Result<PollSummary, String> {
+    pub async fn poll_once(&self, engine: &Engine) -> Result<PollSummary, JobError> {
         let (summary, cursor) = self.publish_new(engine).await?;
         write_state(&self.state, &cursor)?;
         Ok(summary)
     }
 
     /// Fetch and publish, **without saving** the new cursor (returned).
-    pub async fn publish_new(&self, engine: &Engine) -> Result<(PollSummary, Cursor), String> {
+    pub async fn publish_new(&self, engine: &Engine) -> Result<(PollSummary, Cursor), JobError> {
         let c = &self.cfg;
         let old = self.cursor()?;
         let mut fields = serde_json::Map::new();
@@ -128,14 +129,21 @@ impl OnlinePoll {
         let items = match result {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
-            _ => return Err(format!("{}: the result is not a list", c.service)),
+            _ => {
+                return Err(JobError::NotAList {
+                    service: c.service.clone(),
+                })
+            }
         };
         let mut found = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let code = text_of(item.get(&c.code_field))
-                .ok_or_else(|| format!("{}: result[{i}] has no {}", c.service, c.code_field))?;
-            let at = text_of(item.get(&c.cursor_field))
-                .ok_or_else(|| format!("{}: result[{i}] has no {}", c.service, c.cursor_field))?;
+            let missing = |field: &str| JobError::MissingField {
+                service: c.service.clone(),
+                index: i,
+                field: field.to_string(),
+            };
+            let code = text_of(item.get(&c.code_field)).ok_or_else(|| missing(&c.code_field))?;
+            let at = text_of(item.get(&c.cursor_field)).ok_or_else(|| missing(&c.cursor_field))?;
             found.push((at, code, item));
         }
         found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -160,7 +168,11 @@ impl OnlinePoll {
             let routed = engine
                 .publish(&env)
                 .await
-                .map_err(|e| format!("publishing {KIND} {code}: {e}"))?;
+                .map_err(|error| JobError::Publish {
+                    kind: KIND.to_string(),
+                    code: code.clone(),
+                    error,
+                })?;
             if routed.is_empty() {
                 summary.unrouted += 1;
             }
@@ -178,7 +190,7 @@ impl OnlinePoll {
     }
 
     /// Save a cursor [`OnlinePoll::publish_new`] returned (after its publishes).
-    pub fn save(&self, cursor: &Cursor) -> Result<(), String> {
+    pub fn save(&self, cursor: &Cursor) -> Result<(), JobError> {
         write_state(&self.state, cursor)
     }
 

@@ -19,17 +19,25 @@ pub const MAX_FEE_CODE_LEN: usize = 64;
 /// Most fees in one payment request.
 pub const MAX_FEES_PER_REQUEST: usize = 100;
 
+/// A field outside its limit. The message names the field, so an edge can answer 400 with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A code (dossier, fee item) is empty, too long or has a character outside the plain set.
+    #[error("{field}: must be 1 to {max} of A-Z, a-z, 0-9, '.', '_', '-', '/'")]
+    Code { field: String, max: usize },
+}
+
 /// A dossier code: 1 to [`MAX_DOSSIER_CODE_LEN`] of `A-Z a-z 0-9 . _ - /`.
-pub fn dossier_code(field: &str, v: &str) -> Result<(), String> {
+pub fn dossier_code(field: &str, v: &str) -> Result<(), LimitError> {
     code(field, v, MAX_DOSSIER_CODE_LEN)
 }
 
 /// A fee item code: 1 to [`MAX_FEE_CODE_LEN`] of `A-Z a-z 0-9 . _ - /`.
-pub fn fee_code(field: &str, v: &str) -> Result<(), String> {
+pub fn fee_code(field: &str, v: &str) -> Result<(), LimitError> {
     code(field, v, MAX_FEE_CODE_LEN)
 }
 
-fn code(field: &str, v: &str, max: usize) -> Result<(), String> {
+fn code(field: &str, v: &str, max: usize) -> Result<(), LimitError> {
     let ok = !v.is_empty()
         && v.len() <= max
         && v.bytes()
@@ -37,9 +45,10 @@ fn code(field: &str, v: &str, max: usize) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{field}: must be 1 to {max} of A-Z, a-z, 0-9, '.', '_', '-', '/'"
-        ))
+        Err(LimitError::Code {
+            field: field.to_owned(),
+            max,
+        })
     }
 }
 
@@ -52,7 +61,7 @@ mod tests {
         assert!(dossier_code("dossier_code", "000.00.12.H56-241205-0001").is_ok());
         assert!(dossier_code("dossier_code", "HS/2026/1").is_ok());
         for bad in ["", " ", "a b", "a\nb", "mã", "x;drop", "<x>"] {
-            let e = dossier_code("dossier_code", bad).unwrap_err();
+            let e = dossier_code("dossier_code", bad).unwrap_err().to_string();
             assert!(e.starts_with("dossier_code: "), "{e}");
         }
         assert!(dossier_code("d", &"a".repeat(MAX_DOSSIER_CODE_LEN)).is_ok());

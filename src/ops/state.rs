@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::Secret;
 use crate::config::{Loaded, OpsRole};
+use crate::config::{Secret, SecretProblem};
 use crate::runtime::Engine;
 
 /// One resolved ops token.
@@ -26,6 +26,23 @@ impl std::fmt::Debug for OpsToken {
     }
 }
 
+/// Why `[ops] tokens` cannot be used, by step; each names the token's key and name.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsSetupError {
+    /// The token's secret cannot be read (unset variable, missing file, empty value).
+    #[error("ops.tokens[{index}].token ({name}): {problem}")]
+    Secret {
+        index: usize,
+        name: String,
+        problem: SecretProblem,
+    },
+    /// The token is too short to resist guessing.
+    #[error(
+        "ops.tokens[{index}].token ({name}): shorter than 16 characters: use a long random value"
+    )]
+    TooShort { index: usize, name: String },
+}
+
 /// What the ops listener needs besides the engine.
 #[derive(Debug, Clone, Default)]
 pub struct OpsOptions {
@@ -37,18 +54,22 @@ pub struct OpsOptions {
 
 impl OpsOptions {
     /// Resolve `[ops] tokens` (secrets are read here, at start).
-    pub fn from_config(loaded: &Loaded) -> Result<Self, String> {
+    pub fn from_config(loaded: &Loaded) -> Result<Self, OpsSetupError> {
         let mut tokens = Vec::new();
         for (i, t) in loaded.config.ops.tokens.iter().enumerate() {
-            let secret = t
-                .token
-                .resolve(&loaded.base)
-                .map_err(|e| format!("ops.tokens[{i}].token ({}): {e}", t.name))?;
+            let secret =
+                t.token
+                    .resolve(&loaded.base)
+                    .map_err(|problem| OpsSetupError::Secret {
+                        index: i,
+                        name: t.name.clone(),
+                        problem,
+                    })?;
             if secret.expose().len() < 16 {
-                return Err(format!(
-                    "ops.tokens[{i}].token ({}): shorter than 16 characters: use a long random value",
-                    t.name
-                ));
+                return Err(OpsSetupError::TooShort {
+                    index: i,
+                    name: t.name.clone(),
+                });
             }
             tokens.push(OpsToken {
                 name: t.name.clone(),

@@ -33,7 +33,7 @@ use gw_store::{Batch, Store};
 
 use super::hooks::{EvidenceEvent, EvidenceHook, HookError, Refusal};
 use crate::evidence::capture::Exchange;
-use crate::evidence::{EvidenceLog, Mode};
+use crate::evidence::{EvidenceLog, Mode, RecordContext};
 use gw_crypto::digest::sha256_hex;
 
 /// The evidence log as a payment [`EvidenceHook`].
@@ -47,7 +47,7 @@ impl PaymentEvidence {
         PaymentEvidence { store, log }
     }
 
-    async fn write(&self, records: Vec<gw_store::EvidenceRecord>) -> Result<(), String> {
+    async fn write(&self, records: Vec<gw_store::EvidenceRecord>) -> Result<(), HookError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -57,7 +57,7 @@ impl PaymentEvidence {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| HookError::Write(e.to_string()))
     }
 }
 
@@ -95,16 +95,23 @@ impl EvidenceHook for PaymentEvidence {
         };
         let direction = if e.source == "callback" { "in" } else { "out" };
         let records = self.log.records(
-            &e.provider,
-            direction,
-            "",
-            &format!("payment/{}/{}/{}", e.provider, e.reference, e.to.as_str()),
-            e.notice_id.as_deref().unwrap_or(""),
-            &e.dossier_code,
-            &format!("payment.{}", e.to.as_str()),
+            &RecordContext {
+                adapter: &e.provider,
+                direction,
+                route: "",
+                exchange_prefix: &format!(
+                    "payment/{}/{}/{}",
+                    e.provider,
+                    e.reference,
+                    e.to.as_str()
+                ),
+                envelope_id: e.notice_id.as_deref().unwrap_or(""),
+                dossier: &e.dossier_code,
+                operation: &format!("payment.{}", e.to.as_str()),
+            },
             vec![exchange],
         );
-        self.write(records).await.map_err(HookError::Write)
+        self.write(records).await
     }
 
     async fn refused(&self, r: &Refusal) -> Result<(), HookError> {
@@ -126,20 +133,22 @@ impl EvidenceHook for PaymentEvidence {
             response_body: keep.then(|| Arc::new(r.reply.clone())),
         };
         let records = self.log.records(
-            &r.provider,
-            "in",
-            "",
-            &format!(
-                "payment/{}/refused/{}/{}",
-                r.provider,
-                r.because.as_str(),
-                r.message.digest
-            ),
-            "",
-            &r.dossier_code,
-            &format!("payment.refused.{}", r.because.as_str()),
+            &RecordContext {
+                adapter: &r.provider,
+                direction: "in",
+                route: "",
+                exchange_prefix: &format!(
+                    "payment/{}/refused/{}/{}",
+                    r.provider,
+                    r.because.as_str(),
+                    r.message.digest
+                ),
+                envelope_id: "",
+                dossier: &r.dossier_code,
+                operation: &format!("payment.refused.{}", r.because.as_str()),
+            },
             vec![exchange],
         );
-        self.write(records).await.map_err(HookError::Write)
+        self.write(records).await
     }
 }

@@ -136,7 +136,7 @@ pub fn check_request<'r>(
     req: &'r PaymentRequest,
 ) -> Result<(Vec<&'r str>, Option<i64>), PaymentError> {
     crate::model::limits::dossier_code("dossier_code", &req.dossier_code)
-        .map_err(PaymentError::Invalid)?;
+        .map_err(|e| PaymentError::Invalid(e.to_string()))?;
     if req.fees.is_empty() || req.fees.len() > crate::model::limits::MAX_FEES_PER_REQUEST {
         return Err(PaymentError::Invalid(format!(
             "fees: 1 to {} fees are required",
@@ -145,7 +145,7 @@ pub fn check_request<'r>(
     }
     for (i, f) in req.fees.iter().enumerate() {
         crate::model::limits::fee_code(&format!("fees[{i}].code"), &f.code)
-            .map_err(PaymentError::Invalid)?;
+            .map_err(|e| PaymentError::Invalid(e.to_string()))?;
     }
     if req.attempt == 0 {
         return Err(PaymentError::Invalid("attempt starts at 1".into()));

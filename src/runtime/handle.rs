@@ -520,13 +520,15 @@ impl<'a> Turn<'a> {
                 );
                 let id = self.env.id.to_string();
                 e.records(
-                    &route.destination,
-                    "out",
-                    &route.name,
-                    &exchange,
-                    &id,
-                    &self.env.key,
-                    &self.env.kind,
+                    &crate::evidence::RecordContext {
+                        adapter: &route.destination,
+                        direction: "out",
+                        route: &route.name,
+                        exchange_prefix: &exchange,
+                        envelope_id: &id,
+                        dossier: &self.env.key,
+                        operation: &self.env.kind,
+                    },
                     exchanges,
                 )
             })

@@ -54,13 +54,6 @@ fn code_prefix(code: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The catalogue and online-service pollers still speak `Result<_, String>`.
-impl From<SharingError> for String {
-    fn from(e: SharingError) -> String {
-        e.to_string()
-    }
-}
-
 /// One authenticated call on the sharing endpoint: the answer's `result` (`null` when absent).
 pub(super) async fn sharing_call(
     inner: &Inner,
