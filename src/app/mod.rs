@@ -42,6 +42,12 @@ pub enum AppError {
     Signing(#[from] crate::signing::SigningError),
     #[error(transparent)]
     DataDirLock(#[from] crate::app::datalock::LockError),
+    #[error("configuration: {0}")]
+    Job(#[from] crate::jobs::JobError),
+    #[error("configuration: {0}")]
+    Ops(#[from] crate::ops::state::OpsSetupError),
+    #[error("configuration: {0}")]
+    Timestamping(#[from] crate::evidence::tsa::TsaError),
 }
 
 /// Open the broker and store a configuration names.
@@ -189,24 +195,14 @@ async fn bind(addr: &str) -> Result<TcpListener, AppError> {
     })
 }
 
-/// Start everything; returns once listening and consuming.
+/// Start everything; returns once listening and consuming. The steps, in order: lock the
+/// data directory (embedded backends), open the backends and build the engine, resolve the
+/// sources, bind both listeners, then spawn the servers, the route runtime and the jobs.
 pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running, AppError> {
     for w in loaded.warnings() {
         tracing::warn!("{w}");
     }
-    // An embedded backend serves one process: refuse a second one on this data directory
-    // before anything is opened (see `crate::app::datalock`).
-    let data_lock = if loaded.config.broker.url.is_none() || loaded.config.store.url.is_none() {
-        let data = loaded.data_dir();
-        std::fs::create_dir_all(&data)
-            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
-        Some(crate::app::datalock::DataDirLock::acquire(
-            &data,
-            &loaded.config.gateway.instance,
-        )?)
-    } else {
-        None
-    };
+    let data_lock = lock_data_dir(loaded)?;
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
     let profiles = crate::signing::Profiles::load(loaded)?;
@@ -219,7 +215,85 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     )?);
     engine.declare().await?;
     let c = &loaded.config;
-    let instance = c.gateway.instance.as_str();
+    let sources = source_runtimes(loaded, &profiles)?;
+    let payments = payments::Wired::from_config(loaded, &engine)
+        .await
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let inbound_state = Arc::new(InboundState {
+        payments: payments.as_ref().map(|p| p.http.payments.clone()),
+        engine: engine.clone(),
+        sources,
+        metrics,
+        max_body_bytes: c.inbound.max_body_bytes,
+    });
+    let ops_options = crate::ops::OpsOptions::from_config(loaded)?;
+    let inbound_l = bind(&c.inbound.listen).await?;
+    let ops_l = bind(&c.ops.listen).await?;
+    let inbound_addr = inbound_l.local_addr().expect("bound");
+    let ops_addr = ops_l.local_addr().expect("bound");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let limits = c.inbound.limits();
+    let inbound = edge::router(inbound_state, c.inbound.max_body_bytes);
+    let inbound = edge::with_payments(inbound, payments.as_ref().map(|p| p.http.clone()));
+    tasks.spawn(crate::transport::serve::serve(
+        inbound_l,
+        inbound,
+        limits,
+        cancel.clone(),
+    ));
+    if let Some(endpoint) = &c.ops.otlp_endpoint {
+        if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
+        {
+            tracing::warn!(error = %e, "spans are not exported");
+        }
+    }
+    let ops = crate::ops::router(engine.clone(), ops_options);
+    tasks.spawn(crate::transport::serve::serve(
+        ops_l,
+        ops,
+        limits,
+        cancel.clone(),
+    ));
+    tasks.spawn(cert_expiry(&profiles, &engine, cancel.clone()));
+    tasks.spawn(route_runtime(
+        engine.clone(),
+        cancel.clone(),
+        c.gateway.shutdown_grace.0,
+    ));
+    spawn_jobs(loaded, &engine, payments.as_ref(), &cancel, &mut tasks)?;
+    info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
+    Ok(Running {
+        engine,
+        inbound_addr,
+        ops_addr,
+        cancel,
+        tasks,
+        _data_lock: data_lock,
+    })
+}
+
+/// An embedded backend serves one process: refuse a second one on this data directory
+/// before anything is opened (see `crate::app::datalock`).
+fn lock_data_dir(loaded: &Loaded) -> Result<Option<datalock::DataDirLock>, AppError> {
+    if loaded.config.broker.url.is_some() && loaded.config.store.url.is_some() {
+        return Ok(None);
+    }
+    let data = loaded.data_dir();
+    std::fs::create_dir_all(&data)
+        .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
+    Ok(Some(datalock::DataDirLock::acquire(
+        &data,
+        &loaded.config.gateway.instance,
+    )?))
+}
+
+/// Each `[sources.NAME]` as the edge uses it: its token read, its verifier and adapter loaded.
+fn source_runtimes(
+    loaded: &Loaded,
+    profiles: &crate::signing::Profiles,
+) -> Result<HashMap<String, SourceRuntime>, AppError> {
+    let c = &loaded.config;
     let mut sources = HashMap::new();
     for (name, s) in &c.sources {
         let token = match &s.token {
@@ -243,50 +317,17 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             },
         );
     }
-    let payments = payments::Wired::from_config(loaded, &engine)
-        .await
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    let inbound_state = Arc::new(InboundState {
-        payments: payments.as_ref().map(|p| p.http.payments.clone()),
-        engine: engine.clone(),
-        sources,
-        metrics,
-        max_body_bytes: c.inbound.max_body_bytes,
-    });
-    let inbound_l = bind(&c.inbound.listen).await?;
-    let ops_l = bind(&c.ops.listen).await?;
-    let inbound_addr = inbound_l.local_addr().expect("bound");
-    let ops_addr = ops_l.local_addr().expect("bound");
-    let mut tasks = tokio::task::JoinSet::new();
-    let app = edge::router(inbound_state, c.inbound.max_body_bytes);
-    let app = edge::with_payments(app, payments.as_ref().map(|p| p.http.clone()));
-    if let Some(p) = &payments {
-        let lead = crate::jobs::Singleton::for_engine(crate::jobs::PAYMENTS, &engine, instance);
-        tasks.spawn(p.scheduled(lead, cancel.clone()));
-    }
-    let limits = c.inbound.limits();
-    tasks.spawn(crate::transport::serve::serve(
-        inbound_l,
-        app,
-        limits,
-        cancel.clone(),
-    ));
-    let ops_options =
-        crate::ops::OpsOptions::from_config(loaded).map_err(|e| AppError::Config(e.to_string()))?;
-    if let Some(endpoint) = &c.ops.otlp_endpoint {
-        if let Err(e) = crate::telemetry::start(endpoint, &c.gateway.instance, c.ops.otlp_protocol)
-        {
-            tracing::warn!(error = %e, "spans are not exported");
-        }
-    }
-    let ops = crate::ops::router(engine.clone(), ops_options);
-    // Certificate days to expiry for `/metrics`, refreshed hourly (they count down).
-    let (certs, m, cc) = (
-        profiles.certs_days_to_expiry(),
-        engine.metrics.clone(),
-        cancel.clone(),
-    );
-    tasks.spawn(async move {
+    Ok(sources)
+}
+
+/// Certificate days to expiry for `/metrics`, refreshed hourly (they count down).
+fn cert_expiry(
+    profiles: &crate::signing::Profiles,
+    engine: &Arc<Engine>,
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (certs, m) = (profiles.certs_days_to_expiry(), engine.metrics.clone());
+    async move {
         let started = std::time::Instant::now();
         loop {
             let elapsed_days = started.elapsed().as_secs_f64() / 86_400.0;
@@ -301,60 +342,51 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
                 m.set_cert_days(&c.profile, &cert, c.days as f64 - elapsed_days);
             }
             tokio::select! {
-                _ = cc.cancelled() => break,
+                _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
             }
         }
-    });
-    tasks.spawn(crate::transport::serve::serve(
-        ops_l,
-        ops,
-        limits,
-        cancel.clone(),
-    ));
-    let e = engine.clone();
-    let cc = cancel.clone();
-    let grace = c.gateway.shutdown_grace.0;
-    tasks.spawn(async move {
-        let run = e.run(cc.clone());
-        tokio::pin!(run);
-        tokio::select! {
-            r = &mut run => { if let Err(err) = r { warn!(error = %err, "route runtime stopped with an error"); } }
-            _ = async { cc.cancelled().await; tokio::time::sleep(grace).await } => {
-                warn!("in-flight work did not finish within the shutdown grace; unacked messages will be redelivered");
-            }
+    }
+}
+
+/// The route runtime until cancelled, then at most `grace` for the work in flight.
+async fn route_runtime(engine: Arc<Engine>, cancel: CancellationToken, grace: std::time::Duration) {
+    let run = engine.run(cancel.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => { if let Err(err) = r { warn!(error = %err, "route runtime stopped with an error"); } }
+        _ = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
+            warn!("in-flight work did not finish within the shutdown grace; unacked messages will be redelivered");
         }
-    });
-    // The periodic portal jobs ([catalogue], [online]); each run awaits the previous one.
-    // Like every singleton job (payments, evidence), they run on the instance that leads them
-    // (`crate::jobs`).
-    if let Some(job) = crate::jobs::catalogue::CatalogueSync::from_config(loaded)
-        .map_err(|e| AppError::Config(e.to_string()))?
-    {
-        let lead =
-            crate::jobs::Singleton::for_engine(crate::jobs::CATALOGUE_SYNC, &engine, instance);
-        let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, lead, cc));
     }
-    if let Some(job) = crate::jobs::online::OnlinePoll::from_config(loaded)
-        .map_err(|e| AppError::Config(e.to_string()))?
-    {
-        let lead = crate::jobs::Singleton::for_engine(crate::jobs::ONLINE_POLL, &engine, instance);
-        let (e, cc) = (engine.clone(), cancel.clone());
-        tasks.spawn(job.run_periodic(e, lead, cc));
+}
+
+/// The singleton jobs: payments' schedule, the portal's catalogue sync and online poll (each
+/// run awaits the previous one), the evidence log's time-stamping and retention. Each runs on
+/// the instance that leads it (`crate::jobs`).
+fn spawn_jobs(
+    loaded: &Loaded,
+    engine: &Arc<Engine>,
+    payments: Option<&payments::Wired>,
+    cancel: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), AppError> {
+    use crate::jobs::{Singleton, CATALOGUE_SYNC, ONLINE_POLL, PAYMENTS};
+    let instance = loaded.config.gateway.instance.as_str();
+    if let Some(p) = payments {
+        let lead = Singleton::for_engine(PAYMENTS, engine, instance);
+        tasks.spawn(p.scheduled(lead, cancel.clone()));
     }
-    // Evidence log: time-stamping of this instance's chain head, retention.
-    crate::jobs::evidence::spawn(loaded, &engine, &cancel, &mut tasks)
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
-    Ok(Running {
-        engine,
-        inbound_addr,
-        ops_addr,
-        cancel,
-        tasks,
-        _data_lock: data_lock,
-    })
+    if let Some(job) = crate::jobs::catalogue::CatalogueSync::from_config(loaded)? {
+        let lead = Singleton::for_engine(CATALOGUE_SYNC, engine, instance);
+        tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
+    }
+    if let Some(job) = crate::jobs::online::OnlinePoll::from_config(loaded)? {
+        let lead = Singleton::for_engine(ONLINE_POLL, engine, instance);
+        tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
+    }
+    crate::jobs::evidence::spawn(loaded, engine, cancel, tasks)?;
+    Ok(())
 }
 
 /// Load a one-stop adapter folder (relative to the config's folder), every problem reported.
