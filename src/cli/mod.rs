@@ -12,6 +12,7 @@
 //!   (see [`args::LabOff`]).
 
 pub mod args;
+pub mod catalogue;
 pub mod dlq;
 pub mod evidence;
 pub mod gateway;
@@ -116,7 +117,7 @@ async fn run(cmd: Command) -> ExitCode {
                 return ExitCode::from(2);
             }
             with_config(&config, |l| async move {
-                match catalogue_sync(&l).await {
+                match catalogue::sync(&l).await {
                     Ok(summary) => {
                         println!("catalogue sync: {summary}");
                         ExitCode::SUCCESS
@@ -153,27 +154,4 @@ fn lab_off(command: &str) -> ExitCode {
          (`cargo build --release`, or `cargo run --release -- demo` from the repository root)."
     );
     ExitCode::from(2)
-}
-
-/// `gateway catalogue sync`: one run over the configured broker and store (the running
-/// gateway, or the next start, delivers what it published).
-async fn catalogue_sync(loaded: &Loaded) -> Result<crate::jobs::catalogue::Summary, String> {
-    let Some(job) =
-        crate::jobs::catalogue::CatalogueSync::from_config(loaded).map_err(|e| e.to_string())?
-    else {
-        return Err(format!(
-            "{}:catalogue: no [catalogue] section: add one with from = \"<dvcqg adapter>\"",
-            loaded.origin
-        ));
-    };
-    let (broker, store) = crate::app::open_backends(loaded)
-        .await
-        .map_err(|e| e.to_string())?;
-    let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::new());
-    let engine = crate::app::build_engine(loaded, broker.clone(), store, metrics)
-        .map_err(|e| e.to_string())?;
-    engine.declare().await.map_err(|e| e.to_string())?;
-    let result = job.run_once(&engine).await;
-    broker.close().await;
-    result.map_err(|e| e.to_string())
 }
