@@ -21,10 +21,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{
+use crate::records::{
     AcceptedVersion, AttemptRecord, Batch, DeadLetterFilter, DeadLetterState, NewDeadLetter,
-    Outcome, OutcomeRecord, Settled, Store, Versions,
+    Outcome, OutcomeRecord, Settled, Versions,
 };
+use crate::store::Store;
 
 /// A scenario, boxed so a harness can take any of them.
 pub type Scenario = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -382,7 +383,7 @@ pub async fn batch_is_atomic(store: Arc<dyn Store>) {
         ))
         .await;
     assert!(
-        matches!(result, Err(crate::StoreError::Query(_))),
+        matches!(result, Err(crate::error::StoreError::Query(_))),
         "a duplicate dead-letter id must fail the batch, got {result:?}"
     );
 
@@ -467,7 +468,8 @@ pub async fn dead_letters_list_and_get(store: Arc<dyn Store>) {
     .await;
     record(&store, batch(vec![], vec![], vec![b.clone()])).await;
 
-    let ids = |v: Vec<crate::DeadLetter>| v.into_iter().map(|d| d.letter.id).collect::<Vec<_>>();
+    let ids =
+        |v: Vec<crate::records::DeadLetter>| v.into_iter().map(|d| d.letter.id).collect::<Vec<_>>();
     let all = store
         .dead_letters(&DeadLetterFilter::default())
         .await
@@ -915,7 +917,7 @@ pub async fn batch_with_outcomes_and_accepted_versions_is_atomic(store: Arc<dyn 
     };
     let result = store.record(failing.clone()).await;
     assert!(
-        matches!(result, Err(crate::StoreError::Query(_))),
+        matches!(result, Err(crate::error::StoreError::Query(_))),
         "a duplicate dead-letter id must fail the batch, got {result:?}"
     );
     assert_eq!(
@@ -1096,7 +1098,7 @@ pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) 
                     })
                     .await?;
             }
-            Ok::<_, crate::StoreError>(())
+            Ok::<_, crate::error::StoreError>(())
         }));
     }
     for t in tasks {
@@ -1187,8 +1189,8 @@ fn claim_req(
     version: Option<i64>,
     holder: &str,
     lease_ms: i64,
-) -> crate::ClaimRequest {
-    crate::ClaimRequest {
+) -> crate::claims::ClaimRequest {
+    crate::claims::ClaimRequest {
         destination: "national".into(),
         key: key.into(),
         ledger_id: ledger_id.into(),
@@ -1206,8 +1208,8 @@ fn release(
     nk: Option<String>,
     holder: &str,
     how: Option<&str>,
-) -> crate::ClaimRelease {
-    crate::ClaimRelease {
+) -> crate::claims::ClaimRelease {
+    crate::claims::ClaimRelease {
         destination: "national".into(),
         key: key.into(),
         holder: holder.into(),
@@ -1238,8 +1240,8 @@ pub async fn claims_have_one_winner_under_concurrency(store: Arc<dyn Store>) {
     for t in tasks {
         let (i, c) = t.await.expect("task");
         match c {
-            crate::Claim::Granted { in_doubt: None } => winners.push(i),
-            crate::Claim::Busy { .. } => {}
+            crate::claims::Claim::Granted { in_doubt: None } => winners.push(i),
+            crate::claims::Claim::Busy { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -1254,12 +1256,12 @@ pub async fn claims_have_one_winner_under_concurrency(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.claim(&again).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let other = claim_req("K2", "env-x", Some(1), "holder-x", 30_000);
     assert_eq!(
         store.claim(&other).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     // A loser cannot extend what it does not hold.
     let loser = (w + 1) % 10;
@@ -1280,7 +1282,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let a = claim_req("K", "env-3", Some(3), "instance-a", 100);
     assert_eq!(
         store.claim(&a).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store
         .extend_claim("national", "K", "instance-a", 100, true)
@@ -1289,20 +1291,20 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     // Still live: instance b must wait.
     let b = claim_req("K", "env-3", Some(3), "instance-b", 30_000);
     assert!(
-        matches!(store.claim(&b).await.unwrap(), crate::Claim::Busy { ref holder, .. } if holder == "instance-a")
+        matches!(store.claim(&b).await.unwrap(), crate::claims::Claim::Busy { ref holder, .. } if holder == "instance-a")
     );
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     // An older version than the one in doubt is refused: the newer one may have arrived.
     let older = claim_req("K", "env-2", Some(2), "instance-c", 30_000);
     assert_eq!(
         store.claim(&older).await.unwrap(),
-        crate::Claim::Older {
+        crate::claims::Claim::Older {
             newest: 3,
             in_doubt: true
         }
     );
     let granted = store.claim(&b).await.unwrap();
-    let crate::Claim::Granted {
+    let crate::claims::Claim::Granted {
         in_doubt: Some(doubt),
     } = granted
     else {
@@ -1330,7 +1332,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     g.sending = true;
     assert_eq!(
         store.claim(&g).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let mut sup = outcome("r1", "env-p", "P", 1);
     sup.outcome = Outcome::Superseded;
@@ -1340,7 +1342,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let h = claim_req("P", "env-p3", Some(3), "instance-b", 30_000);
     assert_eq!(
         store.claim(&h).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let rows = store.in_doubt_by_key("P").await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -1350,13 +1352,13 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let c = claim_req("Q", "env-q", Some(1), "instance-a", 50);
     assert_eq!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let d = claim_req("Q", "env-q", Some(1), "instance-b", 30_000);
     assert_eq!(
         store.claim(&d).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store.in_doubt_by_key("Q").await.unwrap().is_empty());
 
@@ -1365,13 +1367,13 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     e.sending = true;
     assert_eq!(
         store.claim(&e).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let f = claim_req("R", "env-r", Some(1), "instance-b", 30_000);
     assert!(matches!(
         store.claim(&f).await.unwrap(),
-        crate::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
+        crate::claims::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
     ));
 }
 
@@ -1387,11 +1389,11 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
         let got = store.claim(&req).await.unwrap();
         if v == 3 {
             // Its natural key is delivered.
-            assert_eq!(got, crate::Claim::Done);
+            assert_eq!(got, crate::claims::Claim::Done);
         } else {
             assert_eq!(
                 got,
-                crate::Claim::Older {
+                crate::claims::Claim::Older {
                     newest: 3,
                     in_doubt: false
                 }
@@ -1402,7 +1404,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     same.natural_key = None;
     assert_eq!(
         store.claim(&same).await.unwrap(),
-        crate::Claim::Older {
+        crate::claims::Claim::Older {
             newest: 3,
             in_doubt: false
         }
@@ -1411,7 +1413,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     let newer = claim_req("K", "env-4", Some(4), "h2", 30_000);
     assert_eq!(
         store.claim(&newer).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     // An unversioned effect with a delivered natural key.
     let mut step = outcome("r1", "env-s", "S", 1);
@@ -1419,7 +1421,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     record(&store, batch(vec![step], vec![], vec![])).await;
     let mut req = claim_req("S", "env-s2", None, "h", 30_000);
     req.natural_key = Some("S#step-1-abc".into());
-    assert_eq!(store.claim(&req).await.unwrap(), crate::Claim::Done);
+    assert_eq!(store.claim(&req).await.unwrap(), crate::claims::Claim::Done);
 }
 
 /// Releasing in the outcome's batch frees the key at once (no waiting for the lease), settles
@@ -1429,7 +1431,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let a = claim_req("K", "env-1", Some(1), "a", 100);
     assert_eq!(
         store.claim(&a).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store
         .extend_claim("national", "K", "a", 100, true)
@@ -1439,7 +1441,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let b = claim_req("K", "env-1", Some(1), "b", 60_000);
     assert!(matches!(
         store.claim(&b).await.unwrap(),
-        crate::Claim::Granted { in_doubt: Some(_) }
+        crate::claims::Claim::Granted { in_doubt: Some(_) }
     ));
     // The stale holder "a" records late: its release must not free b's claim.
     let stale = Batch {
@@ -1450,7 +1452,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let c = claim_req("K", "env-2", Some(2), "c", 60_000);
     assert!(matches!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Busy { .. }
+        crate::claims::Claim::Busy { .. }
     ));
     // A release without a resolution (a retry, a failed look-up) leaves the doubt open.
     let retry = Batch {
@@ -1480,7 +1482,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     record(&store, done).await;
     assert_eq!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let rows = store.in_doubt_by_key("K").await.unwrap();
     assert_eq!(rows.len(), 1);
