@@ -54,7 +54,8 @@
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them.
 //! - `open.rs`: [`open`], the one place that picks a backend.
-//! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run.
+//! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
+//!   builders in `suite_support.rs`.
 
 pub mod claims;
 mod clock;
@@ -74,6 +75,7 @@ pub mod sqlite;
 mod store;
 #[doc(hidden)]
 pub mod suite;
+mod suite_support;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
 pub use error::{Result, StoreError};

@@ -26,6 +26,7 @@ use crate::records::{
     Outcome, OutcomeRecord, Settled, Versions,
 };
 use crate::store::Store;
+pub use crate::suite_support::{dead_letter, outcome};
 
 /// A scenario, boxed so a harness can take any of them.
 pub type Scenario = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -87,24 +88,6 @@ macro_rules! store_suite {
     };
 }
 
-/// A delivered outcome with every optional field empty; tests adjust what they need.
-pub fn outcome(route: &str, envelope_id: &str, key: &str, at_ms: i64) -> OutcomeRecord {
-    OutcomeRecord {
-        route: route.into(),
-        destination: "national".into(),
-        envelope_id: envelope_id.into(),
-        key: key.into(),
-        kind: "dossier.upserted".into(),
-        natural_key: None,
-        version: None,
-        outcome: Outcome::Delivered,
-        attempts: 1,
-        status: Some(200),
-        detail: "accepted".into(),
-        at_ms,
-    }
-}
-
 pub fn attempt(route: &str, envelope_id: &str, key: &str, n: u32, at_ms: i64) -> AttemptRecord {
     AttemptRecord {
         route: route.into(),
@@ -116,24 +99,6 @@ pub fn attempt(route: &str, envelope_id: &str, key: &str, n: u32, at_ms: i64) ->
         reason: "service unavailable".into(),
         latency_ms: 120 + n,
         at_ms,
-    }
-}
-
-pub fn dead_letter(route: &str, envelope_id: &str, key: &str, dead_at_ms: i64) -> NewDeadLetter {
-    NewDeadLetter {
-        id: uuid::Uuid::now_v7().to_string(),
-        route: route.into(),
-        queue: format!("{route}.in"),
-        envelope_id: envelope_id.into(),
-        key: key.into(),
-        kind: "dossier.upserted".into(),
-        envelope: format!("{{\"id\":\"{envelope_id}\"}}").into_bytes(),
-        reason: "permanent refusal".into(),
-        attempts: 3,
-        last_status: Some(422),
-        last_answer: "{\"error\":\"invalid\"}".into(),
-        first_attempt_ms: dead_at_ms - 1_000,
-        dead_at_ms,
     }
 }
 
