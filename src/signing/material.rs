@@ -11,7 +11,7 @@ use gw_crypto::keys::{self, Secret, SigningKey, TrustStore, VerifyingKey};
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
 
-use super::SigningError;
+use super::error::SigningError;
 use crate::config::{defaults, SigningSection};
 
 /// The scheme of a profile.

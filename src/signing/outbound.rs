@@ -3,7 +3,7 @@
 //! The request returned is exactly what the client sends: for `jws-compact` and
 //! `xmldsig-enveloped` the body is replaced by the signed body; for `jws-detached` and
 //! `http-signature` the body is untouched and the signature travels in headers computed over
-//! those very bytes. The work runs on the blocking pool.
+//! those very bytes. The work runs on the signing pool ([`super::cpu`]).
 
 use std::sync::Arc;
 
@@ -13,8 +13,10 @@ use gw_crypto::jws::{self, JwsAlgorithm, JwsOptions, KeyHint};
 use gw_crypto::keys::SigningKey;
 use gw_crypto::xmldsig::{self, SignOptions};
 
+use super::cpu::run_cpu;
+use super::error::SigningError;
 use super::material::{KeyMaterial, Scheme};
-use super::{SigningError, SigningProfile};
+use super::profile::SigningProfile;
 use crate::transport::client::OutRequest;
 
 /// The HTTP method every connector sends with (`HttpClient::post`).
@@ -202,7 +204,7 @@ impl SigningProfile for SchemeProfile {
 
     async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
         let this = self.clone();
-        super::run_cpu(move || this.sign_now(req)).await?
+        run_cpu(move || this.sign_now(req)).await?
     }
 }
 
