@@ -42,7 +42,8 @@
 //! # Files
 //! Each file imports only the ones listed before it; this one declares them, re-exports their
 //! public items and holds [`Profiles`] (which builds on all of them), and none imports it back.
-//! - `error.rs`: [`SigningError`], the errors of loading a profile.
+//! - `error.rs`: the error enums ([`SigningError`] loading, [`SignError`] signing,
+//!   [`CpuError`] the pool, [`SubjectError`] a refused signer subject).
 //! - `cpu.rs`: the signing pool ([`cpu_slots`], `run_cpu`).
 //! - `profile.rs`: the outgoing contract, [`SigningProfile`], and [`Unsigned`].
 //! - `material.rs`: [`Scheme`] and a profile's keys, [`KeyMaterial`].
@@ -62,7 +63,7 @@ mod outbound;
 mod profile;
 
 pub use cpu::cpu_slots;
-pub use error::SigningError;
+pub use error::{CpuError, SignError, SigningError, SubjectError};
 pub use inbound::{
     codes, signer_fingerprint, InboundRequest, InboundVerifier, Rejection, ReplayId, Verified,
 };

@@ -14,7 +14,7 @@ use gw_crypto::keys::SigningKey;
 use gw_crypto::xmldsig::{self, SignOptions};
 
 use super::cpu::run_cpu;
-use super::error::SigningError;
+use super::error::{SignError, SigningError};
 use super::material::{KeyMaterial, Scheme};
 use super::profile::SigningProfile;
 use crate::transport::client::OutRequest;
@@ -123,7 +123,7 @@ impl SchemeProfile {
     }
 
     /// Sign on the calling thread (the commands, tests and benchmarks).
-    pub fn sign_now(&self, req: OutRequest) -> Result<OutRequest, String> {
+    pub fn sign_now(&self, req: OutRequest) -> Result<OutRequest, SignError> {
         sign_with(&self.0.how, &self.0.key, req)
     }
 }
@@ -153,10 +153,10 @@ fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
     headers.push((name.to_string(), value));
 }
 
-fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequest, String> {
+fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequest, SignError> {
     match how {
         How::JwsCompact(opts) => {
-            let token = jws::sign_compact(&req.body, key, opts).map_err(|e| e.to_string())?;
+            let token = jws::sign_compact(&req.body, key, opts)?;
             req.body = token.into_bytes();
             set_header(&mut req.headers, "content-type", "application/jose".into());
         }
@@ -165,7 +165,7 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
             // `verify` among them) refuse a detached JWS that is stale or seen before.
             let mut opts = opts.clone();
             opts.extra.insert("iat".into(), unix_now().into());
-            let token = jws::sign_detached(&req.body, key, &opts).map_err(|e| e.to_string())?;
+            let token = jws::sign_detached(&req.body, key, &opts)?;
             set_header(&mut req.headers, header, token);
         }
         How::XmlDsig(opts) => {
@@ -176,8 +176,8 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
                         .trim_start()
                         .starts_with('<')
                 })
-                .ok_or("xmldsig-enveloped signs XML bodies, and this body is not XML")?;
-            let signed = xmldsig::sign_enveloped(xml, key, opts).map_err(|e| e.to_string())?;
+                .ok_or(SignError::NotXml)?;
+            let signed = xmldsig::sign_enveloped(xml, key, opts)?;
             req.body = signed.into_bytes();
         }
         How::HttpSig(params) => {
@@ -187,7 +187,7 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
                 headers: &req.headers,
                 body: &req.body,
             };
-            let h = httpsig::sign_request(&parts, key, params).map_err(|e| e.to_string())?;
+            let h = httpsig::sign_request(&parts, key, params)?;
             set_header(&mut req.headers, "content-digest", h.content_digest);
             set_header(&mut req.headers, "signature-input", h.signature_input);
             set_header(&mut req.headers, "signature", h.signature);
@@ -202,7 +202,7 @@ impl SigningProfile for SchemeProfile {
         &self.0.name
     }
 
-    async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
+    async fn sign(&self, req: OutRequest) -> Result<OutRequest, SignError> {
         let this = self.clone();
         run_cpu(move || this.sign_now(req)).await?
     }
