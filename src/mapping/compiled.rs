@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::dates::DateFormat;
+use super::kind::InboundKind;
 use super::path::JsonPath;
-use super::InboundKind;
 
 /// What a canonical field holds; decides how a vendor value is read and written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

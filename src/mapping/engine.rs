@@ -15,7 +15,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::compiled::{DossierFields, Field, List, ValueKind};
 use super::dates::{self, DateError, DateFormat};
-use super::MapError;
+use super::error::MapError;
 use crate::model::{
     Attachment, Dossier, DossierStatus, Fee, Owner, OwnerKind, Personal, ProgressStep,
 };

@@ -86,17 +86,30 @@
 //! [codes]                            # local procedure code → national (DVCQG MaTTHC)
 //! "HT-KS-01" = "1.001193"
 //! ```
+//!
+//! # Files
+//! Each file imports only files listed before it; this one declares them, re-exports their
+//! public items and holds [`Adapter`] (loading a folder, mapping both ways), and none imports
+//! it back.
+//! - `error.rs`: [`LoadProblem`], [`MapError`], [`MappingError`].
+//! - `kind.rs`: [`InboundKind`].
+//! - [`path`], [`dates`], [`def`]: JSON paths, date formats, `adapter.toml`.
+//! - [`schema`]: the folder's JSON Schemas ([`Schemas`]).
+//! - [`compiled`]: the compiled rules ([`Mapping`]), plain data.
+//! - `engine.rs`: applies compiled rules to a message, both ways.
+//! - [`rules`]: `mapping.toml` and its compiler (which test-converts defaults with the engine).
 
 pub mod compiled;
 pub mod dates;
 pub mod def;
 mod engine;
+mod error;
+mod kind;
 pub mod path;
 pub mod rules;
 pub mod schema;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -104,75 +117,11 @@ use serde_json::Value;
 
 pub use compiled::Mapping;
 pub use def::AdapterDef;
+pub use error::{LoadProblem, MapError, MappingError};
+pub use kind::InboundKind;
 pub use schema::Schemas;
 
-use crate::model::events::EventKind;
 use crate::model::Dossier;
-
-/// A problem of an adapter folder: `file:key: what: fix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadProblem {
-    pub file: String,
-    pub key: String,
-    pub what: String,
-    pub fix: String,
-}
-
-impl fmt::Display for LoadProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.key, self.what, self.fix)
-    }
-}
-
-/// A message that could not be mapped: `origin: $.path: what (rule …)`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: {path}: {what}")]
-pub struct MapError {
-    /// The sample file name or `inbound request`.
-    pub origin: String,
-    /// JSON path in the vendor message (`$.phiLePhi[1].soTien`), or the rule key for
-    /// constants and defaults.
-    pub path: String,
-    pub what: String,
-}
-
-/// What `gateway map` can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MappingError {
-    /// The adapter folder has problems; every one is listed, one a line.
-    #[error("{}", lines(.0))]
-    Load(Vec<LoadProblem>),
-    /// The sample could not be read or mapped.
-    #[error(transparent)]
-    Map(MapError),
-}
-
-fn lines(problems: &[LoadProblem]) -> String {
-    problems
-        .iter()
-        .map(LoadProblem::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Why a vendor message was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboundKind {
-    DossierUpserted,
-    Progress,
-    Status,
-}
-
-impl InboundKind {
-    /// The envelope kind it is published as.
-    pub fn envelope_kind(self) -> &'static str {
-        match self {
-            InboundKind::DossierUpserted => EventKind::DossierUpserted.as_str(),
-            InboundKind::Progress => EventKind::DossierProgress.as_str(),
-            InboundKind::Status => EventKind::DossierStatus.as_str(),
-        }
-    }
-}
 
 /// A mapped vendor message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::dates::DateFormat;
+use super::kind::InboundKind;
 use super::path::JsonPath;
-use super::InboundKind;
 
 /// One field rule, as written.
 #[derive(Debug, Clone, Default, Deserialize)]

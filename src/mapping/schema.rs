@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::MapError;
+use super::error::MapError;
 
 /// The compiled schemas of one adapter, by name (the file stem).
 #[derive(Default)]

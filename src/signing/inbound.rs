@@ -23,6 +23,7 @@ use gw_crypto::jws::{self, JwsError, JwsTrust};
 use gw_crypto::keys::{KeyError, Usage, VerifyingKey};
 use openssl::x509::X509;
 
+use super::cpu::run_cpu;
 use super::material::{KeyMaterial, Scheme};
 use crate::config::defaults;
 
@@ -163,7 +164,7 @@ impl InboundVerifier {
     /// Verify on the blocking pool.
     pub async fn verify(self: &Arc<Self>, req: InboundRequest) -> Result<Verified, Rejection> {
         let this = self.clone();
-        super::run_cpu(move || this.verify_now(&req))
+        run_cpu(move || this.verify_now(&req))
             .await
             .unwrap_or_else(|e| Err(reject(codes::VERIFICATION_UNAVAILABLE, e)))
     }

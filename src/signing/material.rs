@@ -11,7 +11,7 @@ use gw_crypto::keys::{self, Secret, SigningKey, TrustStore, VerifyingKey};
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
 
-use super::SigningError;
+use super::error::{SigningError, SubjectError};
 use crate::config::{defaults, SigningSection};
 
 /// The scheme of a profile.
@@ -247,7 +247,7 @@ impl KeyMaterial {
 
     /// Whether a certificate judged by the anchors may sign for this profile: its subject is
     /// one of `allowed_subjects`, or none are configured.
-    pub fn subject_allowed(&self, cert: &X509) -> Result<(), String> {
+    pub fn subject_allowed(&self, cert: &X509) -> Result<(), SubjectError> {
         if self.allowed_subjects.is_empty() {
             return Ok(());
         }
@@ -255,10 +255,10 @@ impl KeyMaterial {
         if self.allowed_subjects.contains(&normalise_subject(&subject)) {
             Ok(())
         } else {
-            Err(format!(
-                "signer subject `{subject}` is not among allowed_subjects of profile {}",
-                self.profile
-            ))
+            Err(SubjectError::NotAllowed {
+                subject,
+                profile: self.profile.clone(),
+            })
         }
     }
 

@@ -38,98 +38,38 @@
 //! of the compact JWS) is checked against this process's memory and remembered in the store
 //! until its window ends (`gw_store::replay`): a replay is refused after a restart and on
 //! another instance sharing the store. Outgoing detached JWS carry `iat`.
+//!
+//! # Files
+//! Each file imports only the ones listed before it; this one declares them, re-exports their
+//! public items and holds [`Profiles`] (which builds on all of them), and none imports it back.
+//! - `error.rs`: the error enums ([`SigningError`] loading, [`SignError`] signing,
+//!   [`CpuError`] the pool, [`SubjectError`] a refused signer subject).
+//! - `cpu.rs`: the signing pool ([`cpu_slots`], `run_cpu`).
+//! - `profile.rs`: the outgoing contract, [`SigningProfile`], and [`Unsigned`].
+//! - `material.rs`: [`Scheme`] and a profile's keys, [`KeyMaterial`].
+//! - `outbound.rs`: [`SchemeProfile`], the signer of each scheme.
+//! - `inbound.rs`: [`InboundVerifier`] and its rejection [`codes`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::config::{AdapterSection, Loaded, SourceSection};
-use crate::transport::client::OutRequest;
 
+mod cpu;
+mod error;
 mod inbound;
 mod material;
 mod outbound;
+mod profile;
 
-/// How many signing / verification jobs may run at once: CPUs less one (one is left to the
-/// reactor), at least one.
-pub fn cpu_slots() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1))
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// Run CPU-heavy `f` on the blocking pool, at most [`cpu_slots`] at once process-wide.
-pub(crate) async fn run_cpu<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(|| tokio::sync::Semaphore::new(cpu_slots()));
-    let _permit = slots
-        .acquire()
-        .await
-        .map_err(|e| format!("signing slots closed: {e}"))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("signing task failed: {e}"))
-}
-
+pub use cpu::cpu_slots;
+pub use error::{CpuError, SignError, SigningError, SubjectError};
 pub use inbound::{
     codes, signer_fingerprint, InboundRequest, InboundVerifier, Rejection, ReplayId, Verified,
 };
 pub use material::{describe_certificate, CertificateInfo, KeyMaterial, Scheme};
 pub use outbound::SchemeProfile;
-
-#[async_trait]
-pub trait SigningProfile: Send + Sync + 'static {
-    /// A short name for logs (`none`, `jws-es256`, …).
-    fn name(&self) -> &str;
-    /// Sign the request (add headers, wrap or change the body).
-    async fn sign(&self, req: OutRequest) -> Result<OutRequest, String>;
-}
-
-/// No signature: the request goes as it is.
-pub struct Unsigned;
-
-#[async_trait]
-impl SigningProfile for Unsigned {
-    fn name(&self) -> &str {
-        "none"
-    }
-    async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
-        Ok(req)
-    }
-}
-
-/// Errors of loading a profile, one variant per failing step; each names the config key.
-#[derive(Debug, thiserror::Error)]
-pub enum SigningError {
-    #[error("signing.{profile}.{field}: cannot read {path}: {detail}")]
-    Read {
-        profile: String,
-        field: String,
-        path: String,
-        detail: String,
-    },
-    #[error("signing.{profile}.{field}: {detail}")]
-    Secret {
-        profile: String,
-        field: String,
-        detail: String,
-    },
-    #[error("signing.{profile}.{field}: {source}")]
-    Key {
-        profile: String,
-        field: String,
-        #[source]
-        source: gw_crypto::keys::KeyError,
-    },
-    #[error("signing.{profile}: {what}")]
-    Settings { profile: String, what: String },
-    #[error("no signing profile named `{0}`")]
-    UnknownProfile(String),
-}
+pub use profile::{SigningProfile, Unsigned};
 
 /// Every configured profile, loaded once: outgoing signers and inbound verifiers share the
 /// keys of their profile.

@@ -3,7 +3,7 @@
 //! The request returned is exactly what the client sends: for `jws-compact` and
 //! `xmldsig-enveloped` the body is replaced by the signed body; for `jws-detached` and
 //! `http-signature` the body is untouched and the signature travels in headers computed over
-//! those very bytes. The work runs on the blocking pool.
+//! those very bytes. The work runs on the signing pool ([`super::cpu`]).
 
 use std::sync::Arc;
 
@@ -13,8 +13,10 @@ use gw_crypto::jws::{self, JwsAlgorithm, JwsOptions, KeyHint};
 use gw_crypto::keys::SigningKey;
 use gw_crypto::xmldsig::{self, SignOptions};
 
+use super::cpu::run_cpu;
+use super::error::{SignError, SigningError};
 use super::material::{KeyMaterial, Scheme};
-use super::{SigningError, SigningProfile};
+use super::profile::SigningProfile;
 use crate::transport::client::OutRequest;
 
 /// The HTTP method every connector sends with (`HttpClient::post`).
@@ -121,7 +123,7 @@ impl SchemeProfile {
     }
 
     /// Sign on the calling thread (the commands, tests and benchmarks).
-    pub fn sign_now(&self, req: OutRequest) -> Result<OutRequest, String> {
+    pub fn sign_now(&self, req: OutRequest) -> Result<OutRequest, SignError> {
         sign_with(&self.0.how, &self.0.key, req)
     }
 }
@@ -151,10 +153,10 @@ fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
     headers.push((name.to_string(), value));
 }
 
-fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequest, String> {
+fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequest, SignError> {
     match how {
         How::JwsCompact(opts) => {
-            let token = jws::sign_compact(&req.body, key, opts).map_err(|e| e.to_string())?;
+            let token = jws::sign_compact(&req.body, key, opts)?;
             req.body = token.into_bytes();
             set_header(&mut req.headers, "content-type", "application/jose".into());
         }
@@ -163,7 +165,7 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
             // `verify` among them) refuse a detached JWS that is stale or seen before.
             let mut opts = opts.clone();
             opts.extra.insert("iat".into(), unix_now().into());
-            let token = jws::sign_detached(&req.body, key, &opts).map_err(|e| e.to_string())?;
+            let token = jws::sign_detached(&req.body, key, &opts)?;
             set_header(&mut req.headers, header, token);
         }
         How::XmlDsig(opts) => {
@@ -174,8 +176,8 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
                         .trim_start()
                         .starts_with('<')
                 })
-                .ok_or("xmldsig-enveloped signs XML bodies, and this body is not XML")?;
-            let signed = xmldsig::sign_enveloped(xml, key, opts).map_err(|e| e.to_string())?;
+                .ok_or(SignError::NotXml)?;
+            let signed = xmldsig::sign_enveloped(xml, key, opts)?;
             req.body = signed.into_bytes();
         }
         How::HttpSig(params) => {
@@ -185,7 +187,7 @@ fn sign_with(how: &How, key: &SigningKey, mut req: OutRequest) -> Result<OutRequ
                 headers: &req.headers,
                 body: &req.body,
             };
-            let h = httpsig::sign_request(&parts, key, params).map_err(|e| e.to_string())?;
+            let h = httpsig::sign_request(&parts, key, params)?;
             set_header(&mut req.headers, "content-digest", h.content_digest);
             set_header(&mut req.headers, "signature-input", h.signature_input);
             set_header(&mut req.headers, "signature", h.signature);
@@ -200,9 +202,9 @@ impl SigningProfile for SchemeProfile {
         &self.0.name
     }
 
-    async fn sign(&self, req: OutRequest) -> Result<OutRequest, String> {
+    async fn sign(&self, req: OutRequest) -> Result<OutRequest, SignError> {
         let this = self.clone();
-        super::run_cpu(move || this.sign_now(req)).await?
+        run_cpu(move || this.sign_now(req)).await?
     }
 }
 

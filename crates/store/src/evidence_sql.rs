@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
-use crate::evidence::GENESIS;
-use crate::evidence::{chain_after, ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
+use crate::evidence_records::{
+    chain_after, ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow, GENESIS,
+};
 use crate::sql::Fail;
 
 pub(crate) const SQLITE_V4: &str = "

@@ -8,8 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::evidence::{canonical, verify_chains, EvidenceRecord, TimeStampRow, GENESIS};
-use crate::suite::{dead_letter, outcome};
-use crate::{Batch, Store};
+use crate::records::Batch;
+use crate::store::Store;
+use crate::suite_support::{dead_letter, outcome};
 
 /// Runs one SQL statement (no parameters) on the store's tables; panics on failure.
 pub type Sql = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;

@@ -82,7 +82,8 @@ mod lead {
 
     use tokio_postgres::NoTls;
 
-    use crate::{LeadGuard, Result, StoreError};
+    use crate::error::{Result, StoreError};
+    use crate::store::LeadGuard;
 
     /// The shortest lease accepted: renewals every third of it must fit round trips.
     const MIN_LEASE: Duration = Duration::from_secs(3);
@@ -146,7 +147,7 @@ mod lead {
         let lease = lease.max(MIN_LEASE);
         let key = lead_key(schema, job);
         let mut plain = base.clone();
-        plain.application_name(application_name(job, crate::now_ms(), holder));
+        plain.application_name(application_name(job, crate::clock::now_ms(), holder));
         let mut config = plain.clone();
         let idle = format!("-c idle_session_timeout={}", lease.as_millis());
         let options = match config.get_options() {
@@ -181,7 +182,7 @@ mod lead {
             let _ = connection.await;
             on_end.store(true, Ordering::SeqCst);
         });
-        let started = crate::now_ms();
+        let started = crate::clock::now_ms();
         let got = tokio::time::timeout(
             lease / 3,
             client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]),
@@ -215,7 +216,7 @@ mod lead {
         let keeper = tokio::spawn(async move {
             let period = lease / 3;
             loop {
-                let sent = crate::now_ms();
+                let sent = crate::clock::now_ms();
                 let next = sent + lease.as_millis() as i64;
                 let name = application_name(&k_job, next, &k_holder);
                 let renewed = tokio::time::timeout(
@@ -262,11 +263,13 @@ mod lead {
     }
 }
 
-use crate::sql::{describe, query};
-use crate::{
+use crate::error::{Result, StoreError};
+use crate::records::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
-    OutcomeRecord, Result, Settled, Store, StoreError, Versions,
+    OutcomeRecord, Settled, Versions,
 };
+use crate::sql::{describe, query};
+use crate::store::Store;
 
 /// Connections per instance: enough for the workers' batches plus the ops API.
 const POOL_SIZE: usize = 16;
@@ -573,7 +576,7 @@ impl PgStore {
             })?;
             tx.execute(
                 "INSERT INTO schema_version (version, applied_at_ms) VALUES ($1, $2)",
-                &[version, &crate::now_ms()],
+                &[version, &crate::clock::now_ms()],
             )
             .await
             .map_err(mig)?;
@@ -925,7 +928,7 @@ impl Store for PgStore {
                 let route: Vec<&str> = highest.keys().map(|(r, _)| *r).collect();
                 let key: Vec<&str> = highest.keys().map(|(_, k)| *k).collect();
                 let version: Vec<i64> = highest.values().copied().collect();
-                tx.execute(&stmt, &[&route, &key, &version, &crate::now_ms()])
+                tx.execute(&stmt, &[&route, &key, &version, &crate::clock::now_ms()])
                     .await
                     .map_err(query)?;
                 Ok(())
@@ -1010,7 +1013,7 @@ impl Store for PgStore {
         })
     }
 
-    async fn claim(&self, req: &crate::ClaimRequest) -> Result<crate::Claim> {
+    async fn claim(&self, req: &crate::claims::ClaimRequest) -> Result<crate::claims::Claim> {
         let mut client = self.client().await?;
         crate::claims::pg_claim(&mut client, req).await
     }
@@ -1027,7 +1030,7 @@ impl Store for PgStore {
         crate::claims::pg_extend(&client, destination, key, holder, lease_ms, sending).await
     }
 
-    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::InDoubtRow>> {
+    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::claims::InDoubtRow>> {
         let client = self.client().await?;
         crate::claims::pg_in_doubt_by_key(&client, key).await
     }
@@ -1173,7 +1176,7 @@ impl Store for PgStore {
             .map_err(query)
     }
 
-    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+    async fn evidence_heads(&self) -> Result<Vec<crate::evidence_records::ChainHead>> {
         crate::evidence_sql::pg_heads(&*self.client().await?).await
     }
 
@@ -1182,19 +1185,22 @@ impl Store for PgStore {
         chain: &str,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<crate::StoredEvidence>> {
+    ) -> Result<Vec<crate::evidence_records::StoredEvidence>> {
         crate::evidence_sql::pg_chain(&*self.client().await?, chain, after_seq, limit).await
     }
 
-    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+    async fn evidence_by_dossier(
+        &self,
+        dossier: &str,
+    ) -> Result<Vec<crate::evidence_records::StoredEvidence>> {
         crate::evidence_sql::pg_by_dossier(&*self.client().await?, dossier).await
     }
 
-    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+    async fn add_timestamp(&self, ts: crate::evidence_records::TimeStampRow) -> Result<()> {
         crate::evidence_sql::pg_add_timestamp(&*self.client().await?, &ts).await
     }
 
-    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::evidence_records::TimeStampRow>> {
         crate::evidence_sql::pg_timestamps(&*self.client().await?, chain).await
     }
 
@@ -1210,7 +1216,7 @@ impl Store for PgStore {
         job: &str,
         holder: &str,
         lease: Duration,
-    ) -> Result<Option<crate::LeadGuard>> {
+    ) -> Result<Option<crate::store::LeadGuard>> {
         lead::try_lead(&self.config, self.schema.as_deref(), job, holder, lease).await
     }
 }

@@ -57,11 +57,13 @@ use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::sql::Fail;
-use crate::{
+use crate::error::{Result, StoreError};
+use crate::records::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState, NewDeadLetter, Outcome,
-    OutcomeRecord, Result, Settled, Store, StoreError, Versions,
+    OutcomeRecord, Settled, Versions,
 };
+use crate::sql::Fail;
+use crate::store::Store;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -309,7 +311,7 @@ fn migrate(conn: &mut Connection) -> std::result::Result<(), Fail> {
             .map_err(|e| Fail::Migrate(format!("migration {version}: {e}")))?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)",
-            params![version, crate::now_ms()],
+            params![version, crate::clock::now_ms()],
         )?;
     }
     tx.commit()?;
@@ -486,7 +488,7 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
                  SET version = excluded.version, at_ms = excluded.at_ms
                  WHERE excluded.version > accepted_versions.version",
         )?;
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         for a in &batch.accepted {
             accepted.execute(params![a.route, a.key, a.version, now])?;
         }
@@ -495,7 +497,7 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
         crate::evidence_sql::sqlite_append(&tx, &batch.evidence)?;
     }
     if !batch.releases.is_empty() {
-        crate::claims::sqlite_release(&tx, &batch.releases, crate::now_ms())?;
+        crate::claims::sqlite_release(&tx, &batch.releases, crate::clock::now_ms())?;
     }
     // Any `?` above drops `tx`, which rolls the whole batch back.
     tx.commit()?;
@@ -605,9 +607,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(&self, req: &crate::ClaimRequest) -> Result<crate::Claim> {
+    async fn claim(&self, req: &crate::claims::ClaimRequest) -> Result<crate::claims::Claim> {
         let req = req.clone();
-        self.call(move |conn| crate::claims::sqlite_claim(conn, &req, crate::now_ms()))
+        self.call(move |conn| crate::claims::sqlite_claim(conn, &req, crate::clock::now_ms()))
             .await
     }
 
@@ -621,12 +623,20 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let (d, k, h) = (destination.to_owned(), key.to_owned(), holder.to_owned());
         self.call(move |conn| {
-            crate::claims::sqlite_extend(conn, &d, &k, &h, lease_ms, sending, crate::now_ms())
+            crate::claims::sqlite_extend(
+                conn,
+                &d,
+                &k,
+                &h,
+                lease_ms,
+                sending,
+                crate::clock::now_ms(),
+            )
         })
         .await
     }
 
-    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::InDoubtRow>> {
+    async fn in_doubt_by_key(&self, key: &str) -> Result<Vec<crate::claims::InDoubtRow>> {
         let key = key.to_owned();
         self.call(move |conn| crate::claims::sqlite_in_doubt_by_key(conn, &key))
             .await
@@ -760,7 +770,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn evidence_heads(&self) -> Result<Vec<crate::ChainHead>> {
+    async fn evidence_heads(&self) -> Result<Vec<crate::evidence_records::ChainHead>> {
         self.call(|conn| Ok(crate::evidence_sql::sqlite_heads(conn)?))
             .await
     }
@@ -770,7 +780,7 @@ impl Store for SqliteStore {
         chain: &str,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<crate::StoredEvidence>> {
+    ) -> Result<Vec<crate::evidence_records::StoredEvidence>> {
         let chain = chain.to_owned();
         self.call(move |conn| {
             Ok(crate::evidence_sql::sqlite_chain(
@@ -780,18 +790,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn evidence_by_dossier(&self, dossier: &str) -> Result<Vec<crate::StoredEvidence>> {
+    async fn evidence_by_dossier(
+        &self,
+        dossier: &str,
+    ) -> Result<Vec<crate::evidence_records::StoredEvidence>> {
         let dossier = dossier.to_owned();
         self.call(move |conn| Ok(crate::evidence_sql::sqlite_by_dossier(conn, &dossier)?))
             .await
     }
 
-    async fn add_timestamp(&self, ts: crate::TimeStampRow) -> Result<()> {
+    async fn add_timestamp(&self, ts: crate::evidence_records::TimeStampRow) -> Result<()> {
         self.call(move |conn| Ok(crate::evidence_sql::sqlite_add_timestamp(conn, &ts)?))
             .await
     }
 
-    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::TimeStampRow>> {
+    async fn timestamps(&self, chain: &str) -> Result<Vec<crate::evidence_records::TimeStampRow>> {
         let chain = chain.to_owned();
         self.call(move |conn| Ok(crate::evidence_sql::sqlite_timestamps(conn, &chain)?))
             .await
@@ -810,8 +823,8 @@ impl Store for SqliteStore {
         job: &str,
         _holder: &str,
         _lease: std::time::Duration,
-    ) -> Result<Option<crate::LeadGuard>> {
-        Ok(Some(crate::LeadGuard::sole(job)))
+    ) -> Result<Option<crate::store::LeadGuard>> {
+        Ok(Some(crate::store::LeadGuard::sole(job)))
     }
 }
 

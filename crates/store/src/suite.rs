@@ -21,10 +21,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{
+use crate::records::{
     AcceptedVersion, AttemptRecord, Batch, DeadLetterFilter, DeadLetterState, NewDeadLetter,
-    Outcome, OutcomeRecord, Settled, Store, Versions,
+    Outcome, OutcomeRecord, Settled, Versions,
 };
+use crate::store::Store;
+pub use crate::suite_support::{dead_letter, outcome};
 
 /// A scenario, boxed so a harness can take any of them.
 pub type Scenario = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -86,24 +88,6 @@ macro_rules! store_suite {
     };
 }
 
-/// A delivered outcome with every optional field empty; tests adjust what they need.
-pub fn outcome(route: &str, envelope_id: &str, key: &str, at_ms: i64) -> OutcomeRecord {
-    OutcomeRecord {
-        route: route.into(),
-        destination: "national".into(),
-        envelope_id: envelope_id.into(),
-        key: key.into(),
-        kind: "dossier.upserted".into(),
-        natural_key: None,
-        version: None,
-        outcome: Outcome::Delivered,
-        attempts: 1,
-        status: Some(200),
-        detail: "accepted".into(),
-        at_ms,
-    }
-}
-
 pub fn attempt(route: &str, envelope_id: &str, key: &str, n: u32, at_ms: i64) -> AttemptRecord {
     AttemptRecord {
         route: route.into(),
@@ -115,24 +99,6 @@ pub fn attempt(route: &str, envelope_id: &str, key: &str, n: u32, at_ms: i64) ->
         reason: "service unavailable".into(),
         latency_ms: 120 + n,
         at_ms,
-    }
-}
-
-pub fn dead_letter(route: &str, envelope_id: &str, key: &str, dead_at_ms: i64) -> NewDeadLetter {
-    NewDeadLetter {
-        id: uuid::Uuid::now_v7().to_string(),
-        route: route.into(),
-        queue: format!("{route}.in"),
-        envelope_id: envelope_id.into(),
-        key: key.into(),
-        kind: "dossier.upserted".into(),
-        envelope: format!("{{\"id\":\"{envelope_id}\"}}").into_bytes(),
-        reason: "permanent refusal".into(),
-        attempts: 3,
-        last_status: Some(422),
-        last_answer: "{\"error\":\"invalid\"}".into(),
-        first_attempt_ms: dead_at_ms - 1_000,
-        dead_at_ms,
     }
 }
 
@@ -382,7 +348,7 @@ pub async fn batch_is_atomic(store: Arc<dyn Store>) {
         ))
         .await;
     assert!(
-        matches!(result, Err(crate::StoreError::Query(_))),
+        matches!(result, Err(crate::error::StoreError::Query(_))),
         "a duplicate dead-letter id must fail the batch, got {result:?}"
     );
 
@@ -467,7 +433,8 @@ pub async fn dead_letters_list_and_get(store: Arc<dyn Store>) {
     .await;
     record(&store, batch(vec![], vec![], vec![b.clone()])).await;
 
-    let ids = |v: Vec<crate::DeadLetter>| v.into_iter().map(|d| d.letter.id).collect::<Vec<_>>();
+    let ids =
+        |v: Vec<crate::records::DeadLetter>| v.into_iter().map(|d| d.letter.id).collect::<Vec<_>>();
     let all = store
         .dead_letters(&DeadLetterFilter::default())
         .await
@@ -915,7 +882,7 @@ pub async fn batch_with_outcomes_and_accepted_versions_is_atomic(store: Arc<dyn 
     };
     let result = store.record(failing.clone()).await;
     assert!(
-        matches!(result, Err(crate::StoreError::Query(_))),
+        matches!(result, Err(crate::error::StoreError::Query(_))),
         "a duplicate dead-letter id must fail the batch, got {result:?}"
     );
     assert_eq!(
@@ -1096,7 +1063,7 @@ pub async fn two_instances_share_the_work(a: Arc<dyn Store>, b: Arc<dyn Store>) 
                     })
                     .await?;
             }
-            Ok::<_, crate::StoreError>(())
+            Ok::<_, crate::error::StoreError>(())
         }));
     }
     for t in tasks {
@@ -1187,8 +1154,8 @@ fn claim_req(
     version: Option<i64>,
     holder: &str,
     lease_ms: i64,
-) -> crate::ClaimRequest {
-    crate::ClaimRequest {
+) -> crate::claims::ClaimRequest {
+    crate::claims::ClaimRequest {
         destination: "national".into(),
         key: key.into(),
         ledger_id: ledger_id.into(),
@@ -1206,8 +1173,8 @@ fn release(
     nk: Option<String>,
     holder: &str,
     how: Option<&str>,
-) -> crate::ClaimRelease {
-    crate::ClaimRelease {
+) -> crate::claims::ClaimRelease {
+    crate::claims::ClaimRelease {
         destination: "national".into(),
         key: key.into(),
         holder: holder.into(),
@@ -1238,8 +1205,8 @@ pub async fn claims_have_one_winner_under_concurrency(store: Arc<dyn Store>) {
     for t in tasks {
         let (i, c) = t.await.expect("task");
         match c {
-            crate::Claim::Granted { in_doubt: None } => winners.push(i),
-            crate::Claim::Busy { .. } => {}
+            crate::claims::Claim::Granted { in_doubt: None } => winners.push(i),
+            crate::claims::Claim::Busy { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -1254,12 +1221,12 @@ pub async fn claims_have_one_winner_under_concurrency(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.claim(&again).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let other = claim_req("K2", "env-x", Some(1), "holder-x", 30_000);
     assert_eq!(
         store.claim(&other).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     // A loser cannot extend what it does not hold.
     let loser = (w + 1) % 10;
@@ -1280,7 +1247,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let a = claim_req("K", "env-3", Some(3), "instance-a", 100);
     assert_eq!(
         store.claim(&a).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store
         .extend_claim("national", "K", "instance-a", 100, true)
@@ -1289,20 +1256,20 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     // Still live: instance b must wait.
     let b = claim_req("K", "env-3", Some(3), "instance-b", 30_000);
     assert!(
-        matches!(store.claim(&b).await.unwrap(), crate::Claim::Busy { ref holder, .. } if holder == "instance-a")
+        matches!(store.claim(&b).await.unwrap(), crate::claims::Claim::Busy { ref holder, .. } if holder == "instance-a")
     );
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     // An older version than the one in doubt is refused: the newer one may have arrived.
     let older = claim_req("K", "env-2", Some(2), "instance-c", 30_000);
     assert_eq!(
         store.claim(&older).await.unwrap(),
-        crate::Claim::Older {
+        crate::claims::Claim::Older {
             newest: 3,
             in_doubt: true
         }
     );
     let granted = store.claim(&b).await.unwrap();
-    let crate::Claim::Granted {
+    let crate::claims::Claim::Granted {
         in_doubt: Some(doubt),
     } = granted
     else {
@@ -1330,7 +1297,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     g.sending = true;
     assert_eq!(
         store.claim(&g).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let mut sup = outcome("r1", "env-p", "P", 1);
     sup.outcome = Outcome::Superseded;
@@ -1340,7 +1307,7 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let h = claim_req("P", "env-p3", Some(3), "instance-b", 30_000);
     assert_eq!(
         store.claim(&h).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let rows = store.in_doubt_by_key("P").await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -1350,13 +1317,13 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     let c = claim_req("Q", "env-q", Some(1), "instance-a", 50);
     assert_eq!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let d = claim_req("Q", "env-q", Some(1), "instance-b", 30_000);
     assert_eq!(
         store.claim(&d).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store.in_doubt_by_key("Q").await.unwrap().is_empty());
 
@@ -1365,13 +1332,13 @@ pub async fn expired_claim_mid_send_is_in_doubt(store: Arc<dyn Store>) {
     e.sending = true;
     assert_eq!(
         store.claim(&e).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let f = claim_req("R", "env-r", Some(1), "instance-b", 30_000);
     assert!(matches!(
         store.claim(&f).await.unwrap(),
-        crate::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
+        crate::claims::Claim::Granted { in_doubt: Some(ref d) } if d.ledger_id == "env-r"
     ));
 }
 
@@ -1387,11 +1354,11 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
         let got = store.claim(&req).await.unwrap();
         if v == 3 {
             // Its natural key is delivered.
-            assert_eq!(got, crate::Claim::Done);
+            assert_eq!(got, crate::claims::Claim::Done);
         } else {
             assert_eq!(
                 got,
-                crate::Claim::Older {
+                crate::claims::Claim::Older {
                     newest: 3,
                     in_doubt: false
                 }
@@ -1402,7 +1369,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     same.natural_key = None;
     assert_eq!(
         store.claim(&same).await.unwrap(),
-        crate::Claim::Older {
+        crate::claims::Claim::Older {
             newest: 3,
             in_doubt: false
         }
@@ -1411,7 +1378,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     let newer = claim_req("K", "env-4", Some(4), "h2", 30_000);
     assert_eq!(
         store.claim(&newer).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     // An unversioned effect with a delivered natural key.
     let mut step = outcome("r1", "env-s", "S", 1);
@@ -1419,7 +1386,7 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     record(&store, batch(vec![step], vec![], vec![])).await;
     let mut req = claim_req("S", "env-s2", None, "h", 30_000);
     req.natural_key = Some("S#step-1-abc".into());
-    assert_eq!(store.claim(&req).await.unwrap(), crate::Claim::Done);
+    assert_eq!(store.claim(&req).await.unwrap(), crate::claims::Claim::Done);
 }
 
 /// Releasing in the outcome's batch frees the key at once (no waiting for the lease), settles
@@ -1429,7 +1396,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let a = claim_req("K", "env-1", Some(1), "a", 100);
     assert_eq!(
         store.claim(&a).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     assert!(store
         .extend_claim("national", "K", "a", 100, true)
@@ -1439,7 +1406,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let b = claim_req("K", "env-1", Some(1), "b", 60_000);
     assert!(matches!(
         store.claim(&b).await.unwrap(),
-        crate::Claim::Granted { in_doubt: Some(_) }
+        crate::claims::Claim::Granted { in_doubt: Some(_) }
     ));
     // The stale holder "a" records late: its release must not free b's claim.
     let stale = Batch {
@@ -1450,7 +1417,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     let c = claim_req("K", "env-2", Some(2), "c", 60_000);
     assert!(matches!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Busy { .. }
+        crate::claims::Claim::Busy { .. }
     ));
     // A release without a resolution (a retry, a failed look-up) leaves the doubt open.
     let retry = Batch {
@@ -1480,7 +1447,7 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     record(&store, done).await;
     assert_eq!(
         store.claim(&c).await.unwrap(),
-        crate::Claim::Granted { in_doubt: None }
+        crate::claims::Claim::Granted { in_doubt: None }
     );
     let rows = store.in_doubt_by_key("K").await.unwrap();
     assert_eq!(rows.len(), 1);

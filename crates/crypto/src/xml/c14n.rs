@@ -10,12 +10,13 @@
 //! - Inclusive C14N of a subtree renders, on the apex, every namespace in scope and the `xml:*`
 //!   attributes inherited from ancestors; exclusive C14N renders only visibly utilised namespaces
 //!   plus those named in the InclusiveNamespaces `PrefixList`.
+//! - This file reads the tree (`tree.rs`) and its errors (`error.rs`) and nothing
+//!   else of the `xml` module; [`Document::to_xml`] lives here so the tree never imports it.
 
 use std::borrow::Cow;
 
-use super::{
-    initial_scope, push_scope, Attribute, Document, Element, Node, NsScope, XmlError, XML_NS,
-};
+use super::error::XmlError;
+use super::tree::{initial_scope, push_scope, Attribute, Document, Element, Node, NsScope, XML_NS};
 
 /// The canonicalization algorithms, by their XML-DSig identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +124,21 @@ pub fn canonicalize_document_with(
         }
     }
     Ok(w.out)
+}
+
+impl Document {
+    /// Serialises the document (canonical form with comments, preceded by an XML declaration).
+    ///
+    /// Here rather than with the tree (`tree.rs`) because it is canonicalization: the tree
+    /// file stays free of imports of this one.
+    pub fn to_xml(&self) -> String {
+        let body = canonicalize_document(self, Algorithm::InclusiveWithComments)
+            .expect("inclusive canonicalization of a whole document cannot fail");
+        let mut out = String::with_capacity(body.len() + 40);
+        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        out.push_str(&String::from_utf8(body).expect("canonical form of a str is UTF-8"));
+        out
+    }
 }
 
 /// Canonicalizes the subtree rooted at the element at `path`, in the context of its ancestors.

@@ -1,0 +1,29 @@
+//! [`open`]: a store from a URL, PostgreSQL or SQLite, migrated.
+//!
+//! # Invariants
+//! - Migrations have run when `open` returns (invariant 5 of the crate doc).
+//! - This is the one file that names both backends; nothing but the crate root imports it.
+
+use std::sync::Arc;
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+use crate::{postgres, sqlite};
+
+/// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`
+/// (or a bare path) for SQLite. Runs migrations.
+///
+/// A PostgreSQL URL may carry `schema=NAME` among its query parameters: the store then lives in
+/// that schema (created if missing), see [`postgres::PgStore::connect`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url).to_owned();
+        // Opening creates the file and migrates it: keep that disk work off the async threads.
+        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(path))
+            .await
+            .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
+        Ok(Arc::new(store))
+    }
+}
