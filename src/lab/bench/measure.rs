@@ -10,6 +10,7 @@ use gw_contract_tests::portal::Portal;
 use tokio_util::sync::CancellationToken;
 
 use super::args::*;
+use super::error::BenchError;
 use super::setup::*;
 use super::sys::*;
 use crate::runtime::Engine;
@@ -52,7 +53,7 @@ pub(super) async fn e2e(
     portal: &Portal,
     sandbox_tid: Option<&str>,
     first: &mut usize,
-) -> Result<E2e, String> {
+) -> Result<E2e, BenchError> {
     let (engine, metrics) = open_engine(s).await?;
     let unit = portal.config().units[0].clone();
     let queues = engine.routes[0].queues();
@@ -126,7 +127,7 @@ pub(super) async fn latency(
     n: usize,
     rate: f64,
     timeout: Duration,
-) -> Result<Latency, String> {
+) -> Result<Latency, BenchError> {
     let base = settled(metrics);
     let msgs: Vec<(String, Message)> = messages(engine, unit, first, n)
         .into_iter()
@@ -169,20 +170,20 @@ pub(super) async fn latency(
         });
         while let Some(r) = tasks.try_join_next() {
             if let Ok(Err(e)) = r {
-                failed = Some(e.to_string());
+                failed = Some(e);
             }
         }
     }
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
-            failed = Some(e.to_string());
+            failed = Some(e);
         }
     }
     let r = wait_settled(metrics, base + n as u64, timeout).await;
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
     if let Some(e) = failed {
-        return Err(format!("publish: {e}"));
+        return Err(BenchError::Publish(e));
     }
     r?;
     let mut c = confirmed.lock().unwrap().clone();
@@ -209,7 +210,7 @@ pub(super) async fn backlog_rss(
     s: &Setup,
     portal: &Portal,
     first: &mut usize,
-) -> Result<Backlog, String> {
+) -> Result<Backlog, BenchError> {
     let unit = portal.config().units[0].clone();
     let (engine, _) = open_engine(s).await?;
     let queues = engine.routes[0].queues();
@@ -221,8 +222,8 @@ pub(super) async fn backlog_rss(
     let result = async {
         loaded?;
         let file = s.dir.0.join("gateway.toml");
-        std::fs::write(&file, &s.text).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        std::fs::write(&file, &s.text).map_err(BenchError::WriteConfig)?;
+        let exe = std::env::current_exe().map_err(BenchError::CurrentExe)?;
         let mut child = tokio::process::Command::new(exe)
             .arg("run")
             .arg("--config")
@@ -232,14 +233,17 @@ pub(super) async fn backlog_rss(
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the gateway child: {e}"))?;
+            .map_err(|source| BenchError::Child {
+                what: "the gateway child",
+                source,
+            })?;
         let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
         let t = Instant::now();
         let mut hwm = 0;
         while t.elapsed() < Duration::from_secs(args.backlog_secs) {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("the gateway child exited early: {st}"));
+                return Err(BenchError::ChildExited(st));
             }
             hwm = hwm.max(vm_hwm_kib(&pid));
         }
