@@ -88,7 +88,18 @@ pub(super) async fn e2e(
         // Latency at half the peak: publish one at a time at that rate.
         let lat_rate = (rate / 2.0).max(1.0);
         let lat_n = ((lat_rate * args.latency_secs) as usize).max(10);
-        let lat = latency(&engine, &metrics, &unit, *first, lat_n, lat_rate, timeout).await;
+        let lat = latency(
+            &engine,
+            &metrics,
+            LatencyRun {
+                unit: &unit,
+                first: *first,
+                n: lat_n,
+                rate: lat_rate,
+                timeout,
+            },
+        )
+        .await;
         *first += lat_n;
         cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
@@ -118,16 +129,28 @@ pub(super) async fn e2e(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One latency run: `n` snapshots of fresh dossiers of `unit` (sequence numbers from `first`),
+/// published one at a time at `rate` a second, all settled within `timeout`.
+pub(super) struct LatencyRun<'a> {
+    pub(super) unit: &'a str,
+    pub(super) first: usize,
+    pub(super) n: usize,
+    pub(super) rate: f64,
+    pub(super) timeout: Duration,
+}
+
 pub(super) async fn latency(
     engine: &Arc<Engine>,
     metrics: &Arc<Metrics>,
-    unit: &str,
-    first: usize,
-    n: usize,
-    rate: f64,
-    timeout: Duration,
+    run: LatencyRun<'_>,
 ) -> Result<Latency, BenchError> {
+    let LatencyRun {
+        unit,
+        first,
+        n,
+        rate,
+        timeout,
+    } = run;
     let base = settled(metrics);
     let msgs: Vec<(String, Message)> = messages(engine, unit, first, n)
         .into_iter()
