@@ -16,6 +16,7 @@ use gw_contract_tests::portal::{Portal, RateLimit};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Backend, BenchArgs, Sig, CHUNK};
+use super::error::BenchError;
 use super::setup::{cleanup, open_engine, preload, settled, setup};
 use crate::model::envelope::Envelope;
 use crate::runtime::message_for;
@@ -56,13 +57,13 @@ fn max_window_rate(samples: &[(Instant, u64)], window: Duration) -> f64 {
 
 /// The config of [`setup`], with the portal's quota on the adapter and a retry policy that
 /// keeps trying through the outage without long sleeps after it.
-fn tune(text: &str, args: &BenchArgs) -> Result<String, String> {
-    let mut t: toml::Table = text.parse().map_err(|e| format!("bench config: {e}"))?;
+fn tune(text: &str, args: &BenchArgs) -> Result<String, BenchError> {
+    let mut t: toml::Table = text.parse().map_err(BenchError::ConfigToml)?;
     let adapter = t
         .get_mut("adapters")
         .and_then(|a| a.get_mut("dvcqg"))
         .and_then(|a| a.as_table_mut())
-        .ok_or("bench config has no [adapters.dvcqg]")?;
+        .ok_or(BenchError::ConfigSection("adapters.dvcqg"))?;
     let mut rl = toml::Table::new();
     rl.insert("per_sec".into(), toml::Value::Float(args.drain_rate));
     rl.insert("burst".into(), toml::Value::Integer(1));
@@ -70,7 +71,7 @@ fn tune(text: &str, args: &BenchArgs) -> Result<String, String> {
     let retry = t
         .get_mut("retry")
         .and_then(|r| r.as_table_mut())
-        .ok_or("bench config has no [retry]")?;
+        .ok_or(BenchError::ConfigSection("retry"))?;
     retry.insert("initial".into(), "500ms".into());
     retry.insert("max_delay".into(), "5s".into());
     // The bench's 10 m budget is shorter than a 200,000-event drain at a low quota: messages
@@ -118,7 +119,7 @@ pub(super) async fn run(
     args: &BenchArgs,
     backend: Backend,
     portal: &Portal,
-) -> Result<Drain, String> {
+) -> Result<Drain, BenchError> {
     portal.clear_records();
     portal.set_rate_limit(Some(RateLimit {
         per_sec: args.drain_rate,
@@ -160,7 +161,7 @@ pub(super) async fn run(
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| format!("noting accepted versions: {e}"))?;
+                .map_err(BenchError::NoteAccepted)?;
         }
         println!(
             "  queued {events} events ({} dossiers, up to {per_queue} per queue, {CHUNK} per publish batch) in {:.1} s during the outage",
@@ -179,11 +180,11 @@ pub(super) async fn run(
             if Instant::now() > deadline {
                 cancel.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
-                return Err(format!(
-                    "drain timed out after {} s: {} of {events} settled",
-                    args.timeout_secs,
-                    settled(&metrics)
-                ));
+                return Err(BenchError::DrainTimedOut {
+                    secs: args.timeout_secs,
+                    settled: settled(&metrics),
+                    events,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
             samples.push((Instant::now(), portal.requests()));

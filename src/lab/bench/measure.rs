@@ -10,6 +10,7 @@ use gw_contract_tests::portal::Portal;
 use tokio_util::sync::CancellationToken;
 
 use super::args::*;
+use super::error::BenchError;
 use super::setup::*;
 use super::sys::*;
 use crate::runtime::Engine;
@@ -52,7 +53,7 @@ pub(super) async fn e2e(
     portal: &Portal,
     sandbox_tid: Option<&str>,
     first: &mut usize,
-) -> Result<E2e, String> {
+) -> Result<E2e, BenchError> {
     let (engine, metrics) = open_engine(s).await?;
     let unit = portal.config().units[0].clone();
     let queues = engine.routes[0].queues();
@@ -87,7 +88,18 @@ pub(super) async fn e2e(
         // Latency at half the peak: publish one at a time at that rate.
         let lat_rate = (rate / 2.0).max(1.0);
         let lat_n = ((lat_rate * args.latency_secs) as usize).max(10);
-        let lat = latency(&engine, &metrics, &unit, *first, lat_n, lat_rate, timeout).await;
+        let lat = latency(
+            &engine,
+            &metrics,
+            LatencyRun {
+                unit: &unit,
+                first: *first,
+                n: lat_n,
+                rate: lat_rate,
+                timeout,
+            },
+        )
+        .await;
         *first += lat_n;
         cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
@@ -117,16 +129,28 @@ pub(super) async fn e2e(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One latency run: `n` snapshots of fresh dossiers of `unit` (sequence numbers from `first`),
+/// published one at a time at `rate` a second, all settled within `timeout`.
+pub(super) struct LatencyRun<'a> {
+    pub(super) unit: &'a str,
+    pub(super) first: usize,
+    pub(super) n: usize,
+    pub(super) rate: f64,
+    pub(super) timeout: Duration,
+}
+
 pub(super) async fn latency(
     engine: &Arc<Engine>,
     metrics: &Arc<Metrics>,
-    unit: &str,
-    first: usize,
-    n: usize,
-    rate: f64,
-    timeout: Duration,
-) -> Result<Latency, String> {
+    run: LatencyRun<'_>,
+) -> Result<Latency, BenchError> {
+    let LatencyRun {
+        unit,
+        first,
+        n,
+        rate,
+        timeout,
+    } = run;
     let base = settled(metrics);
     let msgs: Vec<(String, Message)> = messages(engine, unit, first, n)
         .into_iter()
@@ -169,20 +193,20 @@ pub(super) async fn latency(
         });
         while let Some(r) = tasks.try_join_next() {
             if let Ok(Err(e)) = r {
-                failed = Some(e.to_string());
+                failed = Some(e);
             }
         }
     }
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
-            failed = Some(e.to_string());
+            failed = Some(e);
         }
     }
     let r = wait_settled(metrics, base + n as u64, timeout).await;
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
     if let Some(e) = failed {
-        return Err(format!("publish: {e}"));
+        return Err(BenchError::Publish(e));
     }
     r?;
     let mut c = confirmed.lock().unwrap().clone();
@@ -209,7 +233,7 @@ pub(super) async fn backlog_rss(
     s: &Setup,
     portal: &Portal,
     first: &mut usize,
-) -> Result<Backlog, String> {
+) -> Result<Backlog, BenchError> {
     let unit = portal.config().units[0].clone();
     let (engine, _) = open_engine(s).await?;
     let queues = engine.routes[0].queues();
@@ -221,8 +245,8 @@ pub(super) async fn backlog_rss(
     let result = async {
         loaded?;
         let file = s.dir.0.join("gateway.toml");
-        std::fs::write(&file, &s.text).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        std::fs::write(&file, &s.text).map_err(BenchError::WriteConfig)?;
+        let exe = std::env::current_exe().map_err(BenchError::CurrentExe)?;
         let mut child = tokio::process::Command::new(exe)
             .arg("run")
             .arg("--config")
@@ -232,14 +256,17 @@ pub(super) async fn backlog_rss(
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the gateway child: {e}"))?;
+            .map_err(|source| BenchError::Child {
+                what: "the gateway child",
+                source,
+            })?;
         let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
         let t = Instant::now();
         let mut hwm = 0;
         while t.elapsed() < Duration::from_secs(args.backlog_secs) {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("the gateway child exited early: {st}"));
+                return Err(BenchError::ChildExited(st));
             }
             hwm = hwm.max(vm_hwm_kib(&pid));
         }

@@ -32,6 +32,7 @@ use gw_contract_tests::portal::{Portal, PortalConfig};
 
 mod args;
 mod drain;
+mod error;
 mod measure;
 mod phases;
 mod raw;

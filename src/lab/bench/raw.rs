@@ -16,6 +16,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
 use super::args::*;
+use super::error::BenchError;
 
 pub(super) struct RawBroker {
     pub(super) publish: f64,
@@ -28,7 +29,7 @@ pub(super) async fn raw_publish(
     queue: &str,
     n: usize,
     body: &[u8],
-) -> Result<Duration, String> {
+) -> Result<Duration, BenchError> {
     let t = Instant::now();
     let props = BasicProperties::default().with_delivery_mode(2);
     let mut pending = Vec::with_capacity(WINDOW);
@@ -45,12 +46,12 @@ pub(super) async fn raw_publish(
                 props.clone(),
             )
             .await
-            .map_err(|e| format!("publish: {e}"))?;
+            .map_err(BenchError::RawPublish)?;
         pending.push(c);
         if pending.len() == WINDOW || i + 1 == n {
             for c in pending.drain(..) {
-                if !c.await.map_err(|e| format!("confirm: {e}"))?.is_ack() {
-                    return Err("publish nacked".into());
+                if !c.await.map_err(BenchError::RawConfirm)?.is_ack() {
+                    return Err(BenchError::Nacked);
                 }
             }
         }
@@ -63,11 +64,9 @@ pub(super) async fn raw_consume(
     queue: &str,
     n: usize,
     batched: bool,
-) -> Result<Duration, String> {
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    ch.basic_qos(PREFETCH, BasicQosOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Duration, BenchError> {
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     let mut consumer = ch
         .basic_consume(
             queue.into(),
@@ -75,22 +74,18 @@ pub(super) async fn raw_consume(
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let t = Instant::now();
     for i in 1..=n {
         let d = match tokio::time::timeout(Duration::from_secs(30), consumer.next()).await {
             Ok(Some(Ok(d))) => d,
-            _ => return Err(format!("consume: no delivery {i} of {n}")),
+            _ => return Err(BenchError::NoDelivery { i, n }),
         };
         if !batched {
-            d.ack(BasicAckOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            d.ack(BasicAckOptions::default()).await?;
         } else if i % ACK_EVERY == 0 || i == n {
             ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
     }
     let elapsed = t.elapsed();
@@ -103,29 +98,25 @@ pub(super) async fn raw_consume(
     Ok(elapsed)
 }
 
-pub(super) async fn raw_broker(url: &str, n: usize) -> Result<RawBroker, String> {
+pub(super) async fn raw_broker(url: &str, n: usize) -> Result<RawBroker, BenchError> {
     use gw_broker::amqp::{AmqpBroker, AmqpOptions};
     use gw_broker::{Broker, QueueSpec};
     let queue = format!("gw.bench.raw.{}", uuid::Uuid::now_v7().simple());
     let broker = AmqpBroker::connect(url, AmqpOptions::default())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BenchError::Connect)?;
     broker
         .declare(&[QueueSpec {
             name: queue.clone(),
             delivery_limit: 10,
         }])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BenchError::Declare)?;
     let body = vec![b'x'; 1024];
     let result = async {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let pch = conn.create_channel().await.map_err(|e| e.to_string())?;
-        pch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let pch = conn.create_channel().await?;
+        pch.confirm_select(ConfirmSelectOptions::default()).await?;
         let p = raw_publish(&pch, &queue, n, &body).await?;
         let c1 = raw_consume(&conn, &queue, n, false).await?;
         raw_publish(&pch, &queue, n, &body).await?;
@@ -146,10 +137,13 @@ pub(super) async fn raw_broker(url: &str, n: usize) -> Result<RawBroker, String>
 
 // ---- raw signing ----
 
-pub(super) fn load_key(certs: &Path, name: &str) -> Result<PKey<Private>, String> {
+pub(super) fn load_key(certs: &Path, name: &str) -> Result<PKey<Private>, BenchError> {
     let path = certs.join(format!("{name}.key"));
-    let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    PKey::private_key_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(source) => return Err(BenchError::ReadKey { path, source }),
+    };
+    PKey::private_key_from_pem(&pem).map_err(|source| BenchError::ParseKey { path, source })
 }
 
 /// Signatures per second on this thread (one core): SHA-256 over a 32-byte input.

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::args::{Backend, BenchArgs, Sig, CHUNK};
+use super::error::BenchError;
 use super::setup::{cleanup, messages, open_engine, setup, Setup};
 use super::sys::{percentile, vm_hwm_kib};
 use gw_contract_tests::portal::Portal;
@@ -47,8 +48,8 @@ struct Child {
 }
 
 /// Start `gateway run --config file`; ready once it printed its addresses.
-async fn spawn(file: &Path) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+async fn spawn(file: &Path) -> Result<Child, BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::CurrentExe)?;
     let mut proc = tokio::process::Command::new(exe)
         .arg("run")
         .arg("--config")
@@ -58,19 +59,22 @@ async fn spawn(file: &Path) -> Result<Child, String> {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start a gateway child: {e}"))?;
-    let stdout = proc.stdout.take().ok_or("no stdout")?;
+        .map_err(|source| BenchError::Child {
+            what: "a gateway child",
+            source,
+        })?;
+    let stdout = proc.stdout.take().ok_or(BenchError::NoStdout)?;
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .map_err(|_| "a gateway child did not start within 30 s".to_string())?
-        .map_err(|e| e.to_string())?
-        .ok_or("a gateway child exited before it started")?;
+        .map_err(|_| BenchError::StartTimeout)?
+        .map_err(BenchError::ChildOutput)?
+        .ok_or(BenchError::ExitedBeforeStart)?;
     // "gateway running: inbound http://A ops http://B"
     let ops = first
         .split_whitespace()
         .nth(5)
-        .ok_or_else(|| format!("unexpected first line: {first}"))?
+        .ok_or_else(|| BenchError::FirstLine(first.clone()))?
         .to_string();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(Child { proc, ops })
@@ -88,19 +92,19 @@ async fn handled(client: &reqwest::Client, ops: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-async fn pg(args: &BenchArgs) -> Result<tokio_postgres::Client, String> {
+async fn pg(args: &BenchArgs) -> Result<tokio_postgres::Client, BenchError> {
     let (client, conn) = tokio_postgres::connect(&args.pg_url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(BenchError::Postgres)?;
     tokio::spawn(conn);
     Ok(client)
 }
 
-async fn ledger_rows(db: &tokio_postgres::Client, schema: &str) -> Result<i64, String> {
+async fn ledger_rows(db: &tokio_postgres::Client, schema: &str) -> Result<i64, BenchError> {
     db.query_one(&format!("SELECT COUNT(*) FROM \"{schema}\".ledger"), &[])
         .await
         .map(|r| r.get(0))
-        .map_err(|e| e.to_string())
+        .map_err(BenchError::LedgerCount)
 }
 
 async fn wait_rows(
@@ -108,7 +112,7 @@ async fn wait_rows(
     schema: &str,
     target: i64,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     loop {
         let n = ledger_rows(db, schema).await?;
@@ -116,7 +120,7 @@ async fn wait_rows(
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("timed out: {n} of {target} outcomes in the ledger"));
+            return Err(BenchError::TimedOut { n, target });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -127,7 +131,7 @@ pub(super) async fn run(
     args: &BenchArgs,
     portal: &Portal,
     instances: usize,
-) -> Result<Scale, String> {
+) -> Result<Scale, BenchError> {
     let mut s: Setup = setup(args, Backend::RabbitPg, Sig::Ecdsa, portal);
     s.text = s.text.replacen(
         "\n[store]\n",
@@ -149,7 +153,7 @@ async fn measure(
     s: &Setup,
     engine: &std::sync::Arc<crate::runtime::Engine>,
     instances: usize,
-) -> Result<Scale, String> {
+) -> Result<Scale, BenchError> {
     let db = pg(args).await?;
     let mut children = Vec::new();
     for i in 0..instances {
@@ -157,7 +161,7 @@ async fn measure(
             .text
             .replace("instance = \"bench\"", &format!("instance = \"bench-{i}\""));
         let file = s.dir.0.join(format!("gateway-{i}.toml"));
-        std::fs::write(&file, text).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(BenchError::WriteConfig)?;
         children.push(spawn(&file).await?);
     }
     let unit = portal.config().units[0].clone();
@@ -172,7 +176,7 @@ async fn measure(
                 .broker
                 .publish_batch(&queue, chunk.to_vec())
                 .await
-                .map_err(|e| format!("publish: {e}"))?;
+                .map_err(BenchError::Publish)?;
         }
     }
     wait_rows(&db, &s.route, args.events as i64, timeout).await?;
@@ -198,9 +202,7 @@ async fn measure(
     }
     let mut confirmed = BTreeMap::new();
     while let Some(r) = tasks.join_next().await {
-        let (id, at) = r
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("publish: {e}"))?;
+        let (id, at) = r?.map_err(BenchError::Publish)?;
         confirmed.insert(id, at);
     }
     wait_rows(&db, &s.route, (args.events + lat_n) as i64, timeout).await?;
@@ -210,7 +212,7 @@ async fn measure(
             &[],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BenchError::LedgerRows)?;
     let mut lat: Vec<f64> = rows
         .iter()
         .filter_map(|r| {

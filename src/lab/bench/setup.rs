@@ -10,6 +10,7 @@ use gw_broker::Message;
 use gw_contract_tests::portal::{Portal, PortalConfig};
 
 use super::args::*;
+use super::error::BenchError;
 use crate::model::envelope::Envelope;
 use crate::runtime::{message_for, Engine};
 use crate::telemetry::metrics::Metrics;
@@ -190,7 +191,7 @@ pub(super) fn messages(
 pub(super) async fn preload(
     engine: &Engine,
     msgs: BTreeMap<String, Vec<Message>>,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     for (queue, mut all) in msgs {
         while !all.is_empty() {
             let rest = all.split_off(all.len().min(CHUNK));
@@ -198,7 +199,7 @@ pub(super) async fn preload(
                 .broker
                 .publish_batch(&queue, std::mem::replace(&mut all, rest))
                 .await
-                .map_err(|e| format!("preload: {e}"))?;
+                .map_err(BenchError::Preload)?;
         }
     }
     Ok(())
@@ -208,16 +209,15 @@ pub(super) fn settled(m: &Metrics) -> u64 {
     m.outcome_total("delivered") + m.outcome_total("superseded") + m.outcome_total("dead_lettered")
 }
 
-pub(super) async fn open_engine(s: &Setup) -> Result<(Arc<Engine>, Arc<Metrics>), String> {
-    let loaded =
-        crate::config::parse(&s.text, "<bench>", PathBuf::from(".")).map_err(|e| e.to_string())?;
+pub(super) async fn open_engine(s: &Setup) -> Result<(Arc<Engine>, Arc<Metrics>), BenchError> {
+    let loaded = crate::config::parse(&s.text, "<bench>", PathBuf::from("."))?;
     let (broker, store) = crate::app::open_backends(&loaded)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BenchError::Backends)?;
     let metrics = Arc::new(Metrics::new());
     let engine = crate::app::build_engine(&loaded, broker, store, metrics.clone())
-        .map_err(|e| e.to_string())?;
-    engine.declare().await.map_err(|e| e.to_string())?;
+        .map_err(BenchError::Engine)?;
+    engine.declare().await.map_err(BenchError::Declare)?;
     Ok((Arc::new(engine), metrics))
 }
 
@@ -264,15 +264,15 @@ pub(super) async fn wait_settled(
     m: &Metrics,
     target: u64,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     while settled(m) < target {
         if Instant::now() > deadline {
-            return Err(format!(
-                "timed out: {} of {target} settled ({} retried)",
-                settled(m),
-                m.outcome_total("retried")
-            ));
+            return Err(BenchError::NotSettled {
+                settled: settled(m),
+                target,
+                retried: m.outcome_total("retried"),
+            });
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
