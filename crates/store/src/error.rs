@@ -17,6 +17,13 @@ pub enum StoreError {
     Query(String),
     #[error("stored data is malformed: {0}")]
     Malformed(String),
+    /// A value above its size cap was refused before anything was written.
+    #[error("{what} is {size} bytes, above the cap of {cap} bytes; nothing was stored")]
+    TooLarge {
+        what: String,
+        size: usize,
+        cap: usize,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

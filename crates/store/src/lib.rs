@@ -52,7 +52,8 @@
 //! - `records.rs`: the ledger's row types and the [`Batch`].
 //! - `store.rs`: the [`Store`] trait and [`LeadGuard`].
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
-//! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them.
+//! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
+//!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9).
 //! - `open.rs`: [`open`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -70,6 +71,7 @@ pub mod payments;
 pub mod postgres;
 mod records;
 pub mod replay;
+pub mod signatures;
 mod sql;
 pub mod sqlite;
 mod store;
@@ -79,6 +81,7 @@ mod suite_support;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
 pub use error::{Result, StoreError};
+pub use signatures::SignatureStore;
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 pub use open::open;
 pub use records::{

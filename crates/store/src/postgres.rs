@@ -19,6 +19,8 @@
 //!                        `evidence_sql.rs`); a chain's head row is locked (`FOR UPDATE`) while
 //!                        its records are appended, so one chain never forks
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
+//! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
+//!                        `signatures/mod.rs`)
 //! ```
 //!
 //! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.
@@ -291,6 +293,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, crate::claims::PG_V6),
     (7, crate::payments::schema::PG_V7),
     (8, crate::replay::PG_V8),
+    (9, crate::signatures::schema::PG_V9),
 ];
 
 const SCHEMA_V1: &str = "

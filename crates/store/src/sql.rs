@@ -21,6 +21,8 @@ pub(crate) enum Fail {
     Migrate(String),
     /// A different dead letter under an existing id.
     Conflict(String),
+    /// A stored value that does not decode into our types.
+    Malformed(String),
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -41,6 +43,7 @@ impl From<Fail> for StoreError {
             Fail::Sql(e) => StoreError::Query(e.to_string()),
             Fail::Migrate(m) => StoreError::Migrate(m),
             Fail::Conflict(id) => duplicate_dead_letter(&id),
+            Fail::Malformed(m) => StoreError::Malformed(m),
         }
     }
 }

@@ -17,6 +17,8 @@
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
 //!                        `evidence_sql.rs`)
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
+//! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
+//!                        `signatures/mod.rs`)
 //! ```
 //!
 //! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
@@ -78,6 +80,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, crate::claims::SQLITE_V6),
     (7, crate::payments::schema::SQLITE_V7),
     (8, crate::replay::SQLITE_V8),
+    (9, crate::signatures::schema::SQLITE_V9),
 ];
 
 const SCHEMA_V1: &str = "
