@@ -81,11 +81,11 @@ mod suite_support;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
 pub use error::{Result, StoreError};
-pub use signatures::SignatureStore;
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 pub use open::open;
 pub use records::{
     AcceptedVersion, AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState,
     LedgerRow, NewDeadLetter, Outcome, OutcomeRecord, Settled, Versions,
 };
+pub use signatures::SignatureStore;
 pub use store::{LeadGuard, Store};

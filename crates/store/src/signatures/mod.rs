@@ -249,7 +249,10 @@ impl RequestState {
     /// The gateway itself has the next step ([`SignatureStore::due_for_work`]).
     pub fn is_work(self) -> bool {
         use RequestState::*;
-        matches!(self, Received | HashComputed | Signed | Verified | Assembled)
+        matches!(
+            self,
+            Received | HashComputed | Signed | Verified | Assembled
+        )
     }
 
     /// The request may be on the official's phone: a cancel or an expiry tells the service.
@@ -470,7 +473,10 @@ pub enum SendGuard {
     },
     /// The request is not ready to send (`received`), or over (`terminal` without a
     /// transaction), or past its deadline.
-    NotReady { state: RequestState, why: String },
+    NotReady {
+        state: RequestState,
+        why: String,
+    },
     NotFound,
 }
 
@@ -793,9 +799,8 @@ pub(crate) trait Columns {
 
 fn decode<C: Columns>(c: &C) -> std::result::Result<SignatureRequest, C::Error> {
     let st = c.text(14)?;
-    let state = RequestState::parse(&st).ok_or_else(|| {
-        c.malformed(format!("signature request: unknown state {st:?}"))
-    })?;
+    let state = RequestState::parse(&st)
+        .ok_or_else(|| c.malformed(format!("signature request: unknown state {st:?}")))?;
     Ok(SignatureRequest {
         request: NewRequest {
             request_id: c.text(0)?,
@@ -1039,11 +1044,20 @@ fn send_guard(r: OpResult, now_ms: i64) -> SendGuard {
             state: r.state,
             why: "nothing to send".into(),
         },
-        OpResult::Refused(r, why) => SendGuard::NotReady { state: r.state, why },
+        OpResult::Refused(r, why) => SendGuard::NotReady {
+            state: r.state,
+            why,
+        },
     }
 }
 
-fn entry(cur: &SignatureRequest, to: RequestState, actor: &str, detail: String, at_ms: i64) -> TrailEntry {
+fn entry(
+    cur: &SignatureRequest,
+    to: RequestState,
+    actor: &str,
+    detail: String,
+    at_ms: i64,
+) -> TrailEntry {
     TrailEntry {
         from: cur.state,
         to,
@@ -1085,6 +1099,14 @@ fn event_for(r: &SignatureRequest, at_ms: i64) -> Option<OutboxEvent> {
     })
 }
 
+/// Our own cancel or expiry of a request that may be on the official's phone: the service is
+/// to be told (invariant 7). An expiry the service reported itself needs no message back.
+fn note_service_cancel(cur: &SignatureRequest, next: &mut SignatureRequest) {
+    if cur.state.may_be_at_service() {
+        next.service_cancel = Some("pending".into());
+    }
+}
+
 /// Move `cur` to `to` with the common bookkeeping (leases, updated_ms, event).
 fn apply_to(
     cur: &SignatureRequest,
@@ -1096,7 +1118,8 @@ fn apply_to(
 ) -> Decision {
     next.state = to;
     next.updated_ms = at_ms;
-    let keep_lease = cur.lease_holder.as_deref() == Some(actor) && cur.state.is_work() && to.is_work();
+    let keep_lease =
+        cur.lease_holder.as_deref() == Some(actor) && cur.state.is_work() && to.is_work();
     if !keep_lease {
         next.lease_holder = None;
         next.lease_until_ms = None;
@@ -1107,11 +1130,6 @@ fn apply_to(
     }
     if !to.is_polled() {
         next.next_poll_ms = None;
-    }
-    if to.is_terminal() && cur.state.may_be_at_service() && next.service_cancel.is_none()
-        && matches!(to, RequestState::Cancelled | RequestState::Expired)
-    {
-        next.service_cancel = Some("pending".into());
     }
     let event = event_for(&next, at_ms);
     Decision::Apply(Box::new(Write {
@@ -1264,6 +1282,7 @@ pub(crate) fn decide(cur: &SignatureRequest, op: &Op) -> Decision {
             }
             let mut next = cur.clone();
             next.cancelled_by = Some(who.clone());
+            note_service_cancel(cur, &mut next);
             next.failure_kind = Some("cancelled".into());
             next.failure_reason = Some(format!("cancelled by {who}"));
             apply_to(cur, next, Cancelled, who, "cancelled".into(), *at_ms)
@@ -1280,9 +1299,9 @@ pub(crate) fn decide(cur: &SignatureRequest, op: &Op) -> Decision {
                 ));
             }
             let mut next = cur.clone();
+            note_service_cancel(cur, &mut next);
             next.failure_kind = Some("expired".into());
-            next.failure_reason =
-                Some("the deadline passed without the official's answer".into());
+            next.failure_reason = Some("the deadline passed without the official's answer".into());
             let detail = format!("deadline {} passed", cur.request.deadline_ms);
             apply_to(cur, next, Expired, "expiry", detail, *now_ms)
         }

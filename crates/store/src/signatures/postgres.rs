@@ -10,8 +10,8 @@
 //!   instances asking at once get disjoint rows, neither waits for the other.
 //! - Connections come from the store's pool; a failed statement is `StoreError::Query`.
 
-use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::*;
@@ -59,7 +59,10 @@ fn param(v: Value) -> Param {
 }
 
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
 async fn rows(

@@ -77,7 +77,9 @@ fn load(conn: &Connection, id: &str) -> std::result::Result<Option<SignatureRequ
 
 fn write(conn: &Connection, w: &Write) -> std::result::Result<(), Fail> {
     conn.prepare_cached(&update_sql(ph))?
-        .execute(params_from_iter(update_values(&w.next).into_iter().map(sql)))?;
+        .execute(params_from_iter(
+            update_values(&w.next).into_iter().map(sql),
+        ))?;
     insert_trail(conn, w.next.id(), Some(w.trail.from), &w.trail)?;
     if let Some(e) = &w.event {
         conn.prepare_cached(
@@ -393,10 +395,12 @@ impl SignatureStore for SqliteStore {
         );
         self.call(move |conn| {
             relaxed(conn, |conn| {
-                Ok(conn
-                    .prepare_cached(&sql_text)?
-                    .execute(params![id, instance, next_poll_ms, at_ms])?
-                    == 1)
+                Ok(conn.prepare_cached(&sql_text)?.execute(params![
+                    id,
+                    instance,
+                    next_poll_ms,
+                    at_ms
+                ])? == 1)
             })
         })
         .await
