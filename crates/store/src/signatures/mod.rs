@@ -641,7 +641,13 @@ pub trait SignatureStore: Send + Sync + 'static {
         instance: &str,
         next_poll_ms: i64,
         at_ms: i64,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let polls = [(request_id.to_owned(), next_poll_ms)];
+        Ok(self.note_polls(instance, &polls, at_ms).await? == 1)
+    }
+    /// [`SignatureStore::note_poll`] for a whole batch in one transaction (a poller's round);
+    /// how many were still polled.
+    async fn note_polls(&self, instance: &str, polls: &[(String, i64)], at_ms: i64) -> Result<u64>;
     /// Up to `limit` requests whose next step is the gateway's ([`RequestState::is_work`]),
     /// leased like [`SignatureStore::due_for_poll`]; oldest update first. This is how work
     /// left by a crashed instance resumes.

@@ -8,6 +8,9 @@
 //!   order, so two instances expiring together cannot deadlock.
 //! - Leases are one `UPDATE … WHERE request_id IN (SELECT … FOR UPDATE SKIP LOCKED)`: two
 //!   instances asking at once get disjoint rows, neither waits for the other.
+//! - Leases and poll notes run with `SET LOCAL synchronous_commit = off` (no wait for the WAL
+//!   flush; a database crash may lose the last ones, never corrupt anything); state changes
+//!   keep the server's setting.
 //! - Connections come from the store's pool; a failed statement is `StoreError::Query`.
 
 use deadpool_postgres::GenericClient;
@@ -43,6 +46,9 @@ impl Columns for Row {
 fn malformed(i: usize, e: tokio_postgres::Error) -> StoreError {
     StoreError::Malformed(format!("signature_requests.{}: {e}", COLS[i]))
 }
+
+/// Leases and poll notes: not flushed at commit (see invariant 4 of [`super`]).
+const UNFLUSHED: &str = "SET LOCAL synchronous_commit = off";
 
 fn ph(i: usize) -> String {
     format!("${i}")
@@ -189,8 +195,11 @@ impl PgStore {
             Box::new(now_ms.saturating_add(lease_ms)),
         ];
         params.extend(extra);
-        let client = self.client().await?;
-        let rows = client.query(&sql, &refs(&params)).await.map_err(query)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(query)?;
+        tx.batch_execute(UNFLUSHED).await.map_err(query)?;
+        let rows = tx.query(&sql, &refs(&params)).await.map_err(query)?;
+        tx.commit().await.map_err(query)?;
         rows.iter().map(decode).collect()
     }
 }
@@ -356,27 +365,30 @@ impl SignatureStore for PgStore {
         Ok(out)
     }
 
-    async fn note_poll(
-        &self,
-        request_id: &str,
-        instance: &str,
-        next_poll_ms: i64,
-        at_ms: i64,
-    ) -> Result<bool> {
+    async fn note_polls(&self, instance: &str, polls: &[(String, i64)], at_ms: i64) -> Result<u64> {
         let sql = format!(
-            "UPDATE signature_requests SET polls = polls + 1, next_poll_ms = $3,
-                 last_poll_ms = $4,
-                 lease_until_ms = CASE WHEN lease_holder = $2 THEN NULL ELSE lease_until_ms END,
-                 lease_holder = CASE WHEN lease_holder = $2 THEN NULL ELSE lease_holder END
-             WHERE request_id = $1 AND state IN ({})",
+            "UPDATE signature_requests r SET polls = r.polls + 1, next_poll_ms = u.next,
+                 last_poll_ms = $3,
+                 lease_until_ms = CASE WHEN r.lease_holder = $4 THEN NULL
+                                       ELSE r.lease_until_ms END,
+                 lease_holder = CASE WHEN r.lease_holder = $4 THEN NULL ELSE r.lease_holder END
+             FROM UNNEST($1::text[], $2::bigint[]) AS u(id, next)
+             WHERE r.request_id = u.id AND r.state IN ({})",
             state_list(RequestState::is_polled)
         );
-        let client = self.client().await?;
-        let n = client
-            .execute(&sql, &[&request_id, &instance, &next_poll_ms, &at_ms])
+        // Sorted, so two pollers' batches lock shared rows in one order.
+        let mut polls = polls.to_vec();
+        polls.sort();
+        let (ids, nexts): (Vec<String>, Vec<i64>) = polls.into_iter().unzip();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(query)?;
+        tx.batch_execute(UNFLUSHED).await.map_err(query)?;
+        let n = tx
+            .execute(&sql, &[&ids, &nexts, &at_ms, &instance])
             .await
             .map_err(query)?;
-        Ok(n == 1)
+        tx.commit().await.map_err(query)?;
+        Ok(n)
     }
 
     async fn due_for_work(

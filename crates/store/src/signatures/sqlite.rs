@@ -377,14 +377,8 @@ impl SignatureStore for SqliteStore {
         Ok(out)
     }
 
-    async fn note_poll(
-        &self,
-        request_id: &str,
-        instance: &str,
-        next_poll_ms: i64,
-        at_ms: i64,
-    ) -> Result<bool> {
-        let (id, instance) = (request_id.to_owned(), instance.to_owned());
+    async fn note_polls(&self, instance: &str, polls: &[(String, i64)], at_ms: i64) -> Result<u64> {
+        let (polls, instance) = (polls.to_vec(), instance.to_owned());
         let sql_text = format!(
             "UPDATE signature_requests SET polls = polls + 1, next_poll_ms = ?3,
                  last_poll_ms = ?4,
@@ -395,12 +389,16 @@ impl SignatureStore for SqliteStore {
         );
         self.call(move |conn| {
             relaxed(conn, |conn| {
-                Ok(conn.prepare_cached(&sql_text)?.execute(params![
-                    id,
-                    instance,
-                    next_poll_ms,
-                    at_ms
-                ])? == 1)
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut noted = 0;
+                {
+                    let mut stmt = tx.prepare_cached(&sql_text)?;
+                    for (id, next_poll_ms) in &polls {
+                        noted += stmt.execute(params![id, instance, next_poll_ms, at_ms])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(noted)
             })
         })
         .await

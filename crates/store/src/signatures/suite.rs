@@ -637,9 +637,13 @@ async fn poll_leases_between_instances(open: &Opener) {
         .unwrap()
         .is_empty());
     // A notes its polls: the next poll moves, its lease ends. B "dies".
-    for r in &ra {
-        assert!(a.note_poll(r.id(), "A", 60_000, 4_100).await.unwrap());
-    }
+    let mut polls: Vec<(String, i64)> = ra.iter().map(|r| (r.id().to_owned(), 60_000)).collect();
+    polls.push(("L-ghost".into(), 1));
+    assert_eq!(
+        a.note_polls("A", &polls, 4_100).await.unwrap(),
+        ra.len() as u64,
+        "one poll noted per polled request, none for an unknown id"
+    );
     let noted = a.get(ra[0].id()).await.unwrap().unwrap();
     assert_eq!(
         (noted.polls, noted.next_poll_ms, noted.lease_holder),
