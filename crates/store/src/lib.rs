@@ -40,6 +40,10 @@
 //!    advisory lock held by a dedicated connection (see [`postgres`]); SQLite: the process
 //!    is alone on its data directory (the gateway's data-directory lock), so it always leads.
 //!
+//! 9. **Remote signing requests** ([`signatures`], migration 9): one persisted state machine
+//!    per request id, changed only through its transition table, with a send guard so that a
+//!    request never reaches an official's phone twice; see [`signatures`] for the full list.
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!

@@ -262,8 +262,9 @@ impl RequestState {
     }
 }
 
-/// A request to create (from a `signature.requested` event).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A request to create (from a `signature.requested` event). Its `Debug` leaves the signer's
+/// user id out (personal data).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRequest {
     /// The stable id answered at once; the key of everything below.
     pub request_id: String,
@@ -289,6 +290,26 @@ pub struct NewRequest {
     pub document_sha256: String,
     pub created_ms: i64,
     pub deadline_ms: i64,
+}
+
+impl std::fmt::Debug for NewRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRequest")
+            .field("request_id", &self.request_id)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("source", &self.source)
+            .field("dossier_code", &self.dossier_code)
+            .field("dossier_key", &self.dossier_key)
+            .field("service", &self.service)
+            .field("signer_user_id", &"<personal data>")
+            .field("signer_credential", &self.signer_credential)
+            .field("format", &self.format)
+            .field("document_ref", &self.document_ref)
+            .field("document_sha256", &self.document_sha256)
+            .field("created_ms", &self.created_ms)
+            .field("deadline_ms", &self.deadline_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A stored request.
@@ -446,7 +467,7 @@ impl Transitioned {
 /// The right to call the service once for this request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendPermit {
-    pub request: SignatureRequest,
+    pub request: Box<SignatureRequest>,
     /// 1 for the first send, 2 … after allowed resends.
     pub attempt: i64,
     /// The idempotency key to give the service.
@@ -1031,7 +1052,7 @@ fn send_guard(r: OpResult, now_ms: i64) -> SendGuard {
             attempt: request.sends,
             idempotency_key: request.request.idempotency_key.clone(),
             lease_until_ms: request.send_lease_until_ms.unwrap_or(now_ms),
-            request,
+            request: Box::new(request),
         }),
         OpResult::Unchanged(r) | OpResult::Refused(r, _) if r.state == RequestState::Sending => {
             SendGuard::InFlight {

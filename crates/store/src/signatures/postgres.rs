@@ -76,13 +76,14 @@ async fn rows(
     tail: &str,
     args: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<SignatureRequest>> {
-    let rows = c
-        .query(
-            &format!("SELECT {} FROM signature_requests {tail}", select_cols()),
-            args,
-        )
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {} FROM signature_requests {tail}",
+            select_cols()
+        ))
         .await
         .map_err(query)?;
+    let rows = c.query(&stmt, args).await.map_err(query)?;
     rows.iter().map(decode).collect()
 }
 
@@ -92,11 +93,17 @@ async fn insert_trail(
     from: Option<RequestState>,
     t: &TrailEntry,
 ) -> Result<()> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO signature_transitions (request_id, seq, from_state, to_state, actor,
+                 detail, at_ms)
+             SELECT $1, COALESCE(MAX(seq), -1) + 1, $2, $3, $4, $5, $6
+             FROM signature_transitions WHERE request_id = $1",
+        )
+        .await
+        .map_err(query)?;
     c.execute(
-        "INSERT INTO signature_transitions (request_id, seq, from_state, to_state, actor, detail,
-             at_ms)
-         SELECT $1, COALESCE(MAX(seq), -1) + 1, $2, $3, $4, $5, $6
-         FROM signature_transitions WHERE request_id = $1",
+        &stmt,
         &[
             &id,
             &from.map(RequestState::as_str),
@@ -113,14 +120,19 @@ async fn insert_trail(
 
 async fn write(c: &impl GenericClient, w: &Write) -> Result<()> {
     let params: Vec<Param> = update_values(&w.next).into_iter().map(param).collect();
-    c.execute(&update_sql(ph), &refs(&params))
-        .await
-        .map_err(query)?;
+    let stmt = c.prepare_cached(&update_sql(ph)).await.map_err(query)?;
+    c.execute(&stmt, &refs(&params)).await.map_err(query)?;
     insert_trail(c, w.next.id(), Some(w.trail.from), &w.trail).await?;
     if let Some(e) = &w.event {
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO signature_outbox (id, request_id, kind, body, created_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await
+            .map_err(query)?;
         c.execute(
-            "INSERT INTO signature_outbox (id, request_id, kind, body, created_ms)
-             VALUES ($1, $2, $3, $4, $5)",
+            &stmt,
             &[&e.id, &e.request_id, &e.kind, &e.body, &e.created_ms],
         )
         .await

@@ -151,6 +151,7 @@ fn relaxed<T>(
 }
 
 /// Lease up to `limit` rows matching `cond` (params from ?3 on) to `instance`.
+#[allow(clippy::too_many_arguments)]
 fn lease(
     conn: &mut Connection,
     cond: &str,

@@ -243,6 +243,10 @@ async fn create_twice(open: &Opener) {
         !trail[0].detail.contains("079123456789"),
         "no signer id in the trail"
     );
+    assert!(
+        !format!("{stored:?}").contains("079123456789"),
+        "no signer id in Debug output"
+    );
     // Same idempotency key under another request id: a clear error, nothing stored.
     let mut clash = request("R2", "smartca", DEADLINE);
     clash.idempotency_key = "idem-R1".into();
