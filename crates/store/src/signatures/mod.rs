@@ -611,6 +611,13 @@ pub trait SignatureStore: Send + Sync + 'static {
     async fn get(&self, request_id: &str) -> Result<Option<SignatureRequest>>;
     /// The trail, creation first.
     async fn trail(&self, request_id: &str) -> Result<Vec<Transition>>;
+    /// A request with its trail (`gateway signing show`).
+    async fn show(&self, request_id: &str) -> Result<Option<(SignatureRequest, Vec<Transition>)>> {
+        let Some(request) = self.get(request_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((request, self.trail(request_id).await?)))
+    }
     /// A [`Step`] from [`Change::from`] (invariants 2 and 5).
     async fn transition(&self, change: Change) -> Result<Transitioned>;
 

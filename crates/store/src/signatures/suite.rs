@@ -1047,7 +1047,9 @@ async fn listing_and_counts(open: &Opener) {
         ]
     );
     // `show` in operations: the request and its trail.
-    let trail = s.trail("M4").await.unwrap();
+    let (shown, trail) = s.show("M4").await.unwrap().unwrap();
+    assert_eq!(shown.state, Completed);
+    assert_eq!(s.show("ghost").await.unwrap(), None);
     assert_eq!(
         trail.iter().map(|t| t.to).collect::<Vec<_>>(),
         vec![
