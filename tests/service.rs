@@ -6,7 +6,8 @@
 //!   after it is delivered), never before;
 //! - SIGHUP does not stop it: it logs that reload is not supported and says so in `STATUS=`;
 //! - SIGTERM: `STOPPING=1` first, then a clean exit (status 0);
-//! - a gateway that cannot start (its ops port taken) exits 1 and never says `READY=1`.
+//! - a gateway that cannot start (its ops port taken) exits 1 and never says `READY=1`;
+//! - `gateway health` (`/healthz`, `--ready`: `/readyz`) exits 0 while it runs, 1 after.
 
 mod common;
 
@@ -203,6 +204,13 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
     )
     .await;
 
+    // `gateway health` (the container's HEALTHCHECK) says so too, for both endpoints.
+    let ops_addr = g.ops.trim_start_matches("http://").to_string();
+    for extra in [&[][..], &["--ready"][..]] {
+        let out = health(&ops_addr, extra);
+        assert!(out.status.success(), "gateway health {extra:?}: {out:?}");
+    }
+
     // SIGHUP: still alive and serving, the log and the status say reload is not supported.
     signal(&g.child, "-HUP");
     let (_, hup) = manager
@@ -237,6 +245,23 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
         "exit after SIGTERM: {status}; log:\n{}",
         g.stderr.lock().unwrap()
     );
+    // Nobody listens any more: `gateway health` fails (exit 1) and says where it asked.
+    let out = health(&ops_addr, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unhealthy") && err.contains(&ops_addr),
+        "{err}"
+    );
+}
+
+/// `gateway health --addr ADDR EXTRA...`.
+fn health(addr: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["health", "--addr", addr])
+        .args(extra)
+        .output()
+        .expect("gateway health runs")
 }
 
 #[tokio::test]
