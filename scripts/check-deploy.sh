@@ -21,6 +21,8 @@
 # Environment: DEPLOY_CHECK_QUICK=1 builds the package's binary without optimisation (the
 # package's layout is what is checked; CI sets it to keep its time: an optimised build of the
 # whole tree takes tens of minutes on two cores). DEPLOY_CHECK_INSTALL=0 skips the dpkg install.
+# DEPLOY_CHECK_DEB=FILE checks that package instead of building one (it must hold this tree's
+# unit and example configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -43,14 +45,19 @@ fi
 
 # ------------------------------------------------------------------ 1. the Debian package
 say "building the Debian package (cargo deb, production build)"
-if [ "${DEPLOY_CHECK_QUICK:-0}" = 1 ]; then
+if [ "${DEPLOY_CHECK_QUICK:-0}" = 1 ] && [ -z "${DEPLOY_CHECK_DEB:-}" ]; then
   export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_INCREMENTAL=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256
   say "DEPLOY_CHECK_QUICK=1: the binary is not optimised (layout check only)"
 fi
-rm -rf "$target/debian-check"
-cargo deb -p gateway -o "$target/debian-check/" --quiet
-deb=$(ls "$target"/debian-check/gateway_*.deb)
+if [ -n "${DEPLOY_CHECK_DEB:-}" ]; then
+  deb=$DEPLOY_CHECK_DEB
+  say "DEPLOY_CHECK_DEB: checking $deb, not building one"
+else
+  rm -rf "$target/debian-check"
+  cargo deb -p gateway -o "$target/debian-check/" --quiet
+  deb=$(ls "$target"/debian-check/gateway_*.deb)
+fi
 [ -f "$deb" ] || fail "cargo deb made no package"
 say "inspecting $(basename "$deb")"
 dpkg-deb --info "$deb" >"$work/info"

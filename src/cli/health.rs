@@ -56,10 +56,7 @@ fn loopback_for_wildcard(listen: &str) -> String {
 
 /// GET `http://ADDR/healthz` (or `/readyz`) within `timeout`.
 pub async fn check(addr: &str, ready: bool, timeout: Duration) -> Result<String, HealthError> {
-    let url = format!(
-        "http://{addr}/{}",
-        if ready { "readyz" } else { "healthz" }
-    );
+    let url = format!("http://{addr}/{}", if ready { "readyz" } else { "healthz" });
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
