@@ -4,9 +4,14 @@
 //! Shutdown order (SIGTERM/SIGINT or the cancel token): stop accepting inbound requests, stop
 //! consuming, let each lane finish the message it is on (unstarted ones are handed back), then
 //! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
+//!
+//! Files: `mod.rs` (start, run, shutdown), `datalock.rs` (one process per data directory),
+//! `payments.rs` (the payment wiring), `service.rs` (systemd: sd_notify readiness and
+//! stopping, the watchdog, SIGHUP).
 
 pub mod datalock;
 pub mod payments;
+pub mod service;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -152,9 +157,22 @@ pub struct Running {
     /// The data-directory lock when an embedded backend is in use; released after the
     /// broker is closed (when `wait` returns and this is dropped).
     _data_lock: Option<crate::app::datalock::DataDirLock>,
+    /// Fires once every route queue has a consumer ([`Running::consuming`]).
+    consuming: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Running {
+    /// Wait until every route queue has a consumer: `true` then (at once if it already
+    /// happened), `false` if the route runtime stopped before (a consume failed; the error
+    /// is logged). The listeners are bound before `start` returns, so after `true` the
+    /// gateway accepts, delivers and answers `/readyz`.
+    pub async fn consuming(&mut self) -> bool {
+        match self.consuming.take() {
+            Some(rx) => rx.await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Wait until shutdown completes (after `cancel`).
     pub async fn wait(mut self) {
         while let Some(r) = self.tasks.join_next().await {
@@ -256,10 +274,12 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         cancel.clone(),
     ));
     tasks.spawn(cert_expiry(&profiles, &engine, cancel.clone()));
+    let (consuming_tx, consuming) = tokio::sync::oneshot::channel();
     tasks.spawn(route_runtime(
         engine.clone(),
         cancel.clone(),
         c.gateway.shutdown_grace.0,
+        consuming_tx,
     ));
     spawn_jobs(loaded, &engine, payments.as_ref(), &cancel, &mut tasks)?;
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
@@ -270,6 +290,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         cancel,
         tasks,
         _data_lock: data_lock,
+        consuming: Some(consuming),
     })
 }
 
@@ -349,9 +370,15 @@ fn cert_expiry(
     }
 }
 
-/// The route runtime until cancelled, then at most `grace` for the work in flight.
-async fn route_runtime(engine: Arc<Engine>, cancel: CancellationToken, grace: std::time::Duration) {
-    let run = engine.run(cancel.clone());
+/// The route runtime until cancelled, then at most `grace` for the work in flight; sends on
+/// `consuming` once every route queue has a consumer.
+async fn route_runtime(
+    engine: Arc<Engine>,
+    cancel: CancellationToken,
+    grace: std::time::Duration,
+    consuming: tokio::sync::oneshot::Sender<()>,
+) {
+    let run = engine.run_signalling(cancel.clone(), Some(consuming));
     tokio::pin!(run);
     tokio::select! {
         r = &mut run => { if let Err(err) = r { warn!(error = %err, "route runtime stopped with an error"); } }

@@ -125,6 +125,19 @@ pub enum Command {
     #[cfg(not(feature = "lab"))]
     #[command(hide = true)]
     Sandbox(LabOff),
+    /// Ask a running gateway's ops listener for /healthz (or /readyz with `--ready`); exit 0
+    /// on 200. For container health checks on images without curl.
+    Health {
+        /// The configuration whose `[ops] listen` to ask.
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// The ops listener's HOST:PORT (instead of the configuration's).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Ask /readyz (broker and store answer) instead of /healthz (the process lives).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Show what a one-stop adapter makes of a sample: the canonical dossier, the national
     /// portal's payload and the vendor JSON it maps back to, schema-checked, without sending.
     Map {

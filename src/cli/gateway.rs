@@ -96,14 +96,19 @@ fn check_problems(l: &Loaded) -> Vec<String> {
     problems
 }
 
-/// `gateway run --config FILE`: start, say where it listens, and on SIGINT/SIGTERM finish the
-/// work in flight before exiting.
+/// `gateway run --config FILE`: start, say where it listens, tell a service manager it is
+/// ready once every route consumes (`crate::app::service`), and on SIGINT/SIGTERM finish the
+/// work in flight before exiting. SIGHUP is logged (reload is not supported) and ignored.
 pub async fn run_gateway(loaded: &Loaded) -> ExitCode {
     let cancel = CancellationToken::new();
-    let running = match app::start(loaded, cancel.clone()).await {
+    app::service::status("starting: opening the broker and the store");
+    // The stop signals are listened for from here on: a SIGHUP during start-up is ignored too.
+    let mut stop = tokio::spawn(app::service::wait_for_stop());
+    let mut running = match app::start(loaded, cancel.clone()).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start: {e}");
+            app::service::status(&format!("cannot start: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -111,8 +116,33 @@ pub async fn run_gateway(loaded: &Loaded) -> ExitCode {
         "gateway running: inbound http://{} ops http://{}",
         running.inbound_addr, running.ops_addr
     );
-    app::wait_for_signal().await;
+    tokio::select! {
+        consuming = running.consuming() => {
+            if !consuming {
+                eprintln!("cannot start: the route runtime stopped before every route was consuming (see the log above)");
+                app::service::stopping("cannot start: a route could not consume");
+                running.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+            app::service::ready(&format!(
+                "ready: {} route(s) consuming; inbound {}, ops {}",
+                running.engine.routes.len(),
+                running.inbound_addr,
+                running.ops_addr
+            ));
+            if let Some(every) = app::service::spawn_watchdog(cancel.clone()) {
+                tracing::info!(interval = ?every, "feeding the service manager's watchdog");
+            }
+            let _ = (&mut stop).await;
+        }
+        // Stopped while the routes were still starting to consume.
+        _ = &mut stop => {}
+    }
     tracing::info!("shutting down: finishing in-flight work");
+    app::service::stopping(&format!(
+        "stopping: finishing in-flight work (at most {:?})",
+        loaded.config.gateway.shutdown_grace.0
+    ));
     running.shutdown().await;
     ExitCode::SUCCESS
 }

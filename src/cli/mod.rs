@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod dlq;
 pub mod evidence;
 pub mod gateway;
+pub mod health;
 pub mod map;
 pub mod ops;
 pub mod payments;
@@ -91,6 +92,11 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
         Command::Map { adapter, sample } => map::map(&adapter, &sample),
+        Command::Health {
+            config,
+            addr,
+            ready,
+        } => health::health(addr.as_deref(), config.as_deref(), ready).await,
         Command::Payments {
             action,
             config,

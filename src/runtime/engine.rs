@@ -153,6 +153,17 @@ impl Engine {
 
     /// Run every route until `cancel`; returns after in-flight work finished.
     pub async fn run(&self, cancel: CancellationToken) -> Result<(), gw_broker::BrokerError> {
+        self.run_signalling(cancel, None).await
+    }
+
+    /// [`Engine::run`], sending on `consuming` once every queue of every route (and its
+    /// dead-letter queue) has a consumer: the moment a service manager may be told the gateway
+    /// is ready. A consume that fails drops `consuming` unsent.
+    pub async fn run_signalling(
+        &self,
+        cancel: CancellationToken,
+        mut consuming: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), gw_broker::BrokerError> {
         let mut tasks = tokio::task::JoinSet::new();
         for route in &self.routes {
             for queue in route.queues() {
@@ -171,6 +182,10 @@ impl Engine {
                 let dlq = self.broker.consume(&dead_letter_queue(&queue), 16).await?;
                 tasks.spawn(drain_broker_dead_letters(ctx, dlq, queue.clone()));
             }
+        }
+        if let Some(tx) = consuming.take() {
+            // The receiver may be gone (nobody waits for readiness): nothing to tell then.
+            let _ = tx.send(());
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
