@@ -180,6 +180,19 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// `listen_addresses`: 127.0.0.1, plus 127.0.0.2 with TLS (an address the example server
+    /// certificate does not name, for host-name checks).
+    listen: &'static str,
+}
+
+/// TLS of a private cluster ([`PgCluster::start_tls`]): PEM files, copied into the cluster.
+pub struct PgServerTls<'a> {
+    /// The server certificate followed by its intermediates (concatenated in this order).
+    pub cert_chain: &'a [&'a Path],
+    pub key: &'a Path,
+    /// CA of client certificates: when given, the role [`PgCluster::CERT_USER`] may log in
+    /// only with a client certificate issued under it.
+    pub client_ca: Option<&'a Path>,
 }
 
 impl PgCluster {
@@ -188,8 +201,21 @@ impl PgCluster {
         pg_bin().is_some() && Path::new("/usr/sbin/runuser").exists() && is_root()
     }
 
+    /// The role that must present a client certificate (with [`PgServerTls::client_ca`]).
+    pub const CERT_USER: &'static str = "certuser";
+
     /// `initdb` a cluster, start it on a free port and create the database `test`.
     pub fn start() -> std::io::Result<PgCluster> {
+        Self::start_with(None)
+    }
+
+    /// [`PgCluster::start`] with `ssl = on`: TCP connections must use TLS (`hostnossl` is
+    /// rejected), on 127.0.0.1 and 127.0.0.2.
+    pub fn start_tls(tls: &PgServerTls<'_>) -> std::io::Result<PgCluster> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&PgServerTls<'_>>) -> std::io::Result<PgCluster> {
         let bin = pg_bin().ok_or_else(|| std::io::Error::other("no PostgreSQL binaries"))?;
         let dir = tempfile::Builder::new().prefix("gwfaults-pg").tempdir()?;
         let status = Command::new("chown")
@@ -200,25 +226,76 @@ impl PgCluster {
             return Err(std::io::Error::other("chown postgres failed"));
         }
         let port = free_port()?;
-        let c = PgCluster { dir, bin, port };
+        let c = PgCluster {
+            dir,
+            bin,
+            port,
+            listen: if tls.is_some() {
+                "127.0.0.1,127.0.0.2"
+            } else {
+                "127.0.0.1"
+            },
+        };
         c.as_postgres("initdb", |cmd| {
             cmd.arg("-D")
                 .arg(c.data())
                 .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
         })?;
+        if let Some(tls) = tls {
+            c.configure_tls(tls)?;
+        }
         c.start_server()?;
+        // Through the socket: with TLS on, TCP would need it too.
+        let socket = c.dir.path().display().to_string();
         c.as_postgres("createdb", |cmd| {
-            cmd.args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "test",
-            ]);
+            cmd.args(["-h", &socket, "-p", &port.to_string(), "-U", "postgres", "test"]);
         })?;
+        if tls.is_some_and(|t| t.client_ca.is_some()) {
+            c.as_postgres("psql", |cmd| {
+                cmd.args(["-h", &socket, "-p", &port.to_string(), "-U", "postgres"])
+                    .args(["-d", "test", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!("CREATE ROLE {} LOGIN SUPERUSER", Self::CERT_USER));
+            })?;
+        }
         Ok(c)
+    }
+
+    /// Copy the certificate files into the data directory (owned by `postgres`, key 0600)
+    /// and turn TLS on; `pg_hba.conf` refuses TCP without TLS.
+    fn configure_tls(&self, tls: &PgServerTls<'_>) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data();
+        let mut chain = Vec::new();
+        for part in tls.cert_chain {
+            chain.extend(std::fs::read(part)?);
+        }
+        std::fs::write(data.join("server.crt"), chain)?;
+        std::fs::copy(tls.key, data.join("server.key"))?;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        let mut conf = String::from(
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        );
+        let mut hba = String::from("local all all trust\n");
+        if let Some(ca) = tls.client_ca {
+            std::fs::copy(ca, data.join("client-ca.crt"))?;
+            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            hba.push_str(&format!(
+                "hostssl all {} 127.0.0.0/8 trust clientcert=verify-ca\n",
+                Self::CERT_USER
+            ));
+        }
+        hba.push_str("hostssl all all 127.0.0.0/8 trust\nhostnossl all all 0.0.0.0/0 reject\n");
+        let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf"))?;
+        pg_conf.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), pg_conf)?;
+        std::fs::write(data.join("pg_hba.conf"), hba)?;
+        run(
+            Command::new("chown").args(["-R", "postgres"]).arg(&data),
+            "chown postgres",
+        )
     }
 
     fn data(&self) -> PathBuf {
@@ -234,9 +311,10 @@ impl PgCluster {
 
     fn start_server(&self) -> std::io::Result<()> {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.listen,
         );
         let log = self.dir.path().join("server.log");
         self.as_postgres("pg_ctl", |cmd| {
