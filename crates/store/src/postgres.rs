@@ -1329,7 +1329,8 @@ impl Store for PgStore {
             job,
             holder,
             lease,
-        ).await
+        )
+        .await
     }
 }
 

@@ -254,6 +254,10 @@ fn words(e: &rustls::Error) -> String {
             C::Revoked => format!("the server's certificate is revoked [{e}]"),
             _ => format!("the server's certificate was refused [{e}]"),
         },
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => format!(
+            "the server asks for a client certificate: set store.client_cert and \
+             store.client_key [{e}]"
+        ),
         other => format!("TLS failed: {other}"),
     }
 }

@@ -56,6 +56,19 @@ pub struct RabbitNode {
     child: Option<Child>,
     pub node: String,
     pub port: u16,
+    /// The TLS (AMQPS) listener's port, on 127.0.0.1 and 127.0.0.2, when started with TLS.
+    pub tls_port: Option<u16>,
+}
+
+/// TLS of a private node ([`RabbitNode::start_tls`]): PEM files, read where they are.
+pub struct RabbitServerTls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// The server's intermediates and the CA of client certificates (RabbitMQ sends the chain
+    /// it builds from this file, and verifies client certificates against it).
+    pub cacert: &'a Path,
+    /// Refuse clients without a certificate (`fail_if_no_peer_cert`).
+    pub require_client_cert: bool,
 }
 
 impl RabbitNode {
@@ -66,6 +79,16 @@ impl RabbitNode {
 
     /// Start a node named `gwfaults-<pid>-<port>@localhost` and wait until it serves AMQP.
     pub fn start() -> std::io::Result<RabbitNode> {
+        Self::start_with(None)
+    }
+
+    /// [`RabbitNode::start`] with a second, TLS listener (`tls_port`) on 127.0.0.1 and
+    /// 127.0.0.2 (an address the example server certificate does not name).
+    pub fn start_tls(tls: &RabbitServerTls<'_>) -> std::io::Result<RabbitNode> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&RabbitServerTls<'_>>) -> std::io::Result<RabbitNode> {
         let dir = tempfile::Builder::new().prefix("gwfaults-rmq").tempdir()?;
         let port = free_port()?;
         let dist = free_port()?;
@@ -73,10 +96,25 @@ impl RabbitNode {
         for d in ["home", "mnesia", "log"] {
             std::fs::create_dir_all(dir.path().join(d))?;
         }
-        std::fs::write(
-            dir.path().join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"),
-        )?;
+        let mut conf = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
+        let tls_port = match tls {
+            None => None,
+            Some(t) => {
+                let p = free_port()?;
+                conf.push_str(&format!(
+                    "listeners.ssl.1 = 127.0.0.1:{p}\nlisteners.ssl.2 = 127.0.0.2:{p}\n\
+                     ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
+                     ssl_options.keyfile = {}\nssl_options.verify = verify_peer\n\
+                     ssl_options.fail_if_no_peer_cert = {}\n",
+                    t.cacert.display(),
+                    t.cert.display(),
+                    t.key.display(),
+                    t.require_client_cert
+                ));
+                Some(p)
+            }
+        };
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf)?;
         let mut cmd = Command::new(Path::new(RABBIT_BIN).join("rabbitmq-server"));
         let d = dir.path();
         cmd.current_dir(d)
@@ -99,6 +137,7 @@ impl RabbitNode {
             child: Some(child),
             node,
             port,
+            tls_port,
         };
         // The node registers with epmd a while after the start: until then the CLI cannot
         // reach it, so wait for the AMQP listener first (bounded), then for the full boot.
@@ -123,6 +162,9 @@ impl RabbitNode {
             std::thread::sleep(Duration::from_millis(200));
         }
         n.ctl(&["await_startup", "--timeout", "90"])?;
+        if let Some(p) = tls_port {
+            wait_port(p, true, Duration::from_secs(30))?;
+        }
         Ok(n)
     }
 
@@ -248,7 +290,15 @@ impl PgCluster {
         // Through the socket: with TLS on, TCP would need it too.
         let socket = c.dir.path().display().to_string();
         c.as_postgres("createdb", |cmd| {
-            cmd.args(["-h", &socket, "-p", &port.to_string(), "-U", "postgres", "test"]);
+            cmd.args([
+                "-h",
+                &socket,
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "test",
+            ]);
         })?;
         if tls.is_some_and(|t| t.client_ca.is_some()) {
             c.as_postgres("psql", |cmd| {
@@ -275,9 +325,8 @@ impl PgCluster {
             data.join("server.key"),
             std::fs::Permissions::from_mode(0o600),
         )?;
-        let mut conf = String::from(
-            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
-        );
+        let mut conf =
+            String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         let mut hba = String::from("local all all trust\n");
         if let Some(ca) = tls.client_ca {
             std::fs::copy(ca, data.join("client-ca.crt"))?;

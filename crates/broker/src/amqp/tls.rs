@@ -154,6 +154,15 @@ fn words(e: &rustls::Error) -> String {
             }
             _ => "the broker's certificate was refused",
         },
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "the broker asks for a client certificate: set broker.client_cert and \
+             broker.client_key"
+        }
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateUnknown,
+        ) => "the broker refused our client certificate (is it issued by the CA it trusts?)",
         _ => "TLS to the broker failed",
     };
     format!("TLS to RabbitMQ refused: {what} [{e}]")
