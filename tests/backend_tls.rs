@@ -93,7 +93,9 @@ fn check_config_warns_about_plain_text_backends_and_names_the_fix() {
     let (code, _, err) = check_config(&missing);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("store: configuration: store TLS: cannot read the CA file /nonexistent/db-ca.pem"),
+        err.contains(
+            "store: configuration: store TLS: cannot read the CA file /nonexistent/db-ca.pem"
+        ),
         "{err}"
     );
 

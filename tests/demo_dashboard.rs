@@ -89,7 +89,10 @@ async fn the_demo_prints_a_working_dashboard_url_and_keeps_it_running() {
         .await
         .unwrap();
     assert_eq!(js.status(), 200);
-    assert!(js.text().await.unwrap().contains("#token="), "the page reads the fragment");
+    assert!(
+        js.text().await.unwrap().contains("#token="),
+        "the page reads the fragment"
+    );
     let status = |t: Option<String>| {
         let mut r = http.get(format!("{base}/api/v1/status"));
         if let Some(t) = t {
@@ -124,7 +127,12 @@ async fn the_demo_prints_a_working_dashboard_url_and_keeps_it_running() {
         "OK: every dossier reached the portal in its newest version",
         Duration::from_secs(900),
     );
-    wait_line(&rx, &mut seen, "running until Ctrl-C", Duration::from_secs(30));
+    wait_line(
+        &rx,
+        &mut seen,
+        "running until Ctrl-C",
+        Duration::from_secs(30),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = status(Some(token.to_string())).await.unwrap();
     assert_eq!(after.status(), 200, "the dashboard outlives the summary");
