@@ -2,7 +2,10 @@
 //! child process on a free loopback port; the `fantoccini` WebDriver client) against
 //! a gateway started in-process with traffic flowing and a dead letter waiting. It enters the
 //! token, finds a dossier's trail, replays the dead letter and sees it delivered, switches to
-//! Vietnamese, and saves a screenshot to `target/browser-artifacts/dashboard.png`.
+//! Vietnamese, and saves a screenshot to `target/browser-artifacts/dashboard.png`. It also
+//! takes the README's picture, `docs/img/dashboard.png` (English, traffic flowing, a dead
+//! letter waiting, a dossier's trail open), and logs in the way the demo's printed URL does
+//! (`/#token=…`: the page keeps the token and clears it from the address bar).
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium chromium-driver`). Without them the
 //! test fails under `CI=true` and is skipped with a printed reason elsewhere.
@@ -379,6 +382,12 @@ async fn dashboard_in_a_real_browser() {
         wd.text("#trail").await.contains("sha256:"),
         "the digest is shown"
     );
+    // The README's picture of what the demo's dashboard shows.
+    let png = wd.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let img = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+    std::fs::create_dir_all(&img).unwrap();
+    std::fs::write(img.join("dashboard.png"), &png).unwrap();
 
     // Fix the destination, replay from the page, see it delivered in the trail.
     sink.set_faults(Faults::default());
@@ -455,6 +464,29 @@ async fn dashboard_in_a_real_browser() {
         "Gateway operations",
     )
     .await;
+
+    // The demo's link: a fresh tab state, the token in the fragment.
+    // (Leave the page first: a change of fragment alone does not load it again.)
+    wd.js("sessionStorage.clear(); return true;", json!([]))
+        .await;
+    wd.goto("about:blank").await;
+    wd.goto(&format!(
+        "http://{}/#token={OPERATOR_TOKEN}",
+        running.ops_addr
+    ))
+    .await;
+    wd.wait_until(
+        "the status line after a fragment login",
+        Duration::from_secs(15),
+        "#status",
+        "alice",
+    )
+    .await;
+    assert_eq!(
+        wd.js("return location.hash;", json!([])).await,
+        "",
+        "the token is cleared from the address bar"
+    );
     wd.quit().await;
     stop.cancel();
     let _ = trickle.await;

@@ -33,6 +33,10 @@ use crate::telemetry::metrics::Metrics;
 pub enum AppError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("configuration: store TLS: {0}")]
+    StoreTls(#[from] gw_store::TlsError),
+    #[error("configuration: broker TLS: {0}")]
+    BrokerTls(#[from] gw_broker::amqp::AmqpTlsError),
     #[error("broker: {0}")]
     Broker(#[from] gw_broker::BrokerError),
     #[error("store: {0}")]
@@ -68,9 +72,31 @@ pub async fn open_backends(loaded: &Loaded) -> Result<(Arc<dyn Broker>, Arc<dyn 
     let store_url = loaded
         .store_url()
         .map_err(|e| AppError::Config(e.to_string()))?;
-    let broker = gw_broker::open(&broker_url, &loaded.config.gateway.instance).await?;
-    let store = gw_store::open(&store_url).await?;
+    let (store_tls, broker_tls) = backend_tls(loaded)?;
+    let broker =
+        gw_broker::open_tls(&broker_url, &loaded.config.gateway.instance, broker_tls).await?;
+    let store = gw_store::open_tls(&store_url, store_tls).await?;
     Ok((broker, store))
+}
+
+/// TLS to the backends from the files the configuration names (`[store]` / `[broker]` `ca`,
+/// `client_cert`, `client_key`), read and checked now: `None` where no CA is set.
+pub fn backend_tls(
+    loaded: &Loaded,
+) -> Result<(Option<gw_store::PgTls>, Option<gw_broker::amqp::AmqpTls>), AppError> {
+    let store = match loaded.store_tls_files() {
+        Some(files) => Some(gw_store::PgTls::from_files(&files)?),
+        None => None,
+    };
+    let broker = match loaded.broker_tls_files() {
+        Some((ca, cert, key)) => Some(gw_broker::amqp::AmqpTls::from_files(
+            &ca,
+            cert.as_deref(),
+            key.as_deref(),
+        )?),
+        None => None,
+    };
+    Ok((store, broker))
 }
 
 /// Build the engine (routes and connectors) over open backends; loads the signing profiles.
@@ -470,6 +496,16 @@ pub fn check_files(loaded: &Loaded) -> Vec<String> {
     }
     for (key, what) in loaded.config.evidence.problems(&loaded.base) {
         problems.push(format!("{}:{key}: {what}", loaded.origin));
+    }
+    if let Err(e) = backend_tls(loaded) {
+        let key = match e {
+            AppError::StoreTls(_) => "store",
+            _ => "broker",
+        };
+        problems.push(format!(
+            "{}:{key}: {e}: fix the path or the file",
+            loaded.origin
+        ));
     }
     problems
 }

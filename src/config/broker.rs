@@ -1,5 +1,7 @@
 //! `[broker]`: RabbitMQ, or the embedded durable queue under `data_dir`.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use super::defaults;
@@ -23,6 +25,16 @@ pub struct BrokerSection {
     /// Redeliveries without an ack before the broker dead-letters a message. Default 20.
     #[serde(default = "d_delivery_limit")]
     pub delivery_limit: u32,
+    /// CA certificate(s), PEM, the broker's certificate must chain to (and name the URL's
+    /// host); required by `amqps://`. Relative to the file.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM chain) presented to RabbitMQ; with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Key of `client_cert` (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for BrokerSection {
@@ -33,6 +45,9 @@ impl Default for BrokerSection {
             prefetch: d_prefetch(),
             partitions: d_partitions(),
             delivery_limit: d_delivery_limit(),
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -64,6 +79,34 @@ pub(super) fn validate_url(b: &BrokerSection, p: &mut impl FnMut(String, String,
                 "move it to broker.password = { env = \"NAME\" }",
             );
         }
+        let tls = url.starts_with("amqps://");
+        if tls && b.ca.is_none() {
+            p(
+                "broker.ca".into(),
+                "an amqps:// URL needs the CA the broker's certificate chains to".into(),
+                "set broker.ca = \"/path/to/rabbitmq-ca.pem\"",
+            );
+        }
+        if !tls && (b.ca.is_some() || b.client_cert.is_some()) {
+            p(
+                "broker.ca".into(),
+                "TLS files are set but the URL is plain amqp://".into(),
+                "write amqps://user@host:5671/%2f, or remove broker.ca/client_cert/client_key",
+            );
+        }
+    } else if b.ca.is_some() || b.client_cert.is_some() || b.client_key.is_some() {
+        p(
+            "broker.ca".into(),
+            "TLS files are set but the broker is the embedded queue (no broker.url)".into(),
+            "set broker.url = \"amqps://…\", or remove broker.ca/client_cert/client_key",
+        );
+    }
+    if b.client_cert.is_some() != b.client_key.is_some() {
+        p(
+            "broker.client_cert".into(),
+            "a client certificate needs its key, and a key its certificate".into(),
+            "set both broker.client_cert and broker.client_key, or neither",
+        );
     }
 }
 

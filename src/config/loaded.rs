@@ -87,7 +87,7 @@ impl Loaded {
         if let Some(url) = &self.config.broker.url {
             if url.starts_with("amqp://") {
                 if let Some(host) = remote(url) {
-                    w.push(format!("broker.url: plain-text AMQP to {host}: the password and dossier data cross the network unencrypted; keep the broker on a protected network segment"));
+                    w.push(format!("broker.url: plain-text AMQP to {host}: the password and dossier data cross the network unencrypted; fix: write amqps://…:5671 and set broker.ca = \"/path/to/rabbitmq-ca.pem\" (README \"TLS to PostgreSQL and RabbitMQ\")"));
                 }
             }
         }
@@ -97,16 +97,9 @@ impl Loaded {
             }
         }
         if let Some(url) = &self.config.store.url {
-            let tls = [
-                "sslmode=require",
-                "sslmode=verify-ca",
-                "sslmode=verify-full",
-            ]
-            .iter()
-            .any(|m| url.contains(m));
-            if !tls {
+            if super::store::plain_text(&self.config.store) {
                 if let Some(host) = remote(url) {
-                    w.push(format!("store.url: PostgreSQL at {host} without sslmode=require/verify-full: the password and dossier data cross the network unencrypted"));
+                    w.push(format!("store.url: plain-text PostgreSQL to {host}: the password and dossier data cross the network unencrypted; fix: set store.ca = \"/path/to/db-ca.pem\" and add sslmode=verify-full to the URL (README \"TLS to PostgreSQL and RabbitMQ\")"));
                 }
             }
         }
@@ -122,6 +115,37 @@ impl Loaded {
                 self.data_dir().join("store.db").display()
             )),
         }
+    }
+
+    /// A path the file names, resolved against the file's folder when relative.
+    pub fn file_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The TLS files of the store (`store.ca`, `client_cert`, `client_key`), resolved; `None`
+    /// without `store.ca` (no TLS).
+    pub fn store_tls_files(&self) -> Option<gw_store::TlsFiles> {
+        let s = &self.config.store;
+        Some(gw_store::TlsFiles {
+            ca: self.file_path(s.ca.as_deref()?),
+            client_cert: s.client_cert.as_deref().map(|p| self.file_path(p)),
+            client_key: s.client_key.as_deref().map(|p| self.file_path(p)),
+        })
+    }
+
+    /// The TLS files of the broker (`broker.ca`, `client_cert`, `client_key`), resolved, in
+    /// that order; `None` without `broker.ca`.
+    pub fn broker_tls_files(&self) -> Option<(PathBuf, Option<PathBuf>, Option<PathBuf>)> {
+        let b = &self.config.broker;
+        Some((
+            self.file_path(b.ca.as_deref()?),
+            b.client_cert.as_deref().map(|p| self.file_path(p)),
+            b.client_key.as_deref().map(|p| self.file_path(p)),
+        ))
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -308,14 +308,78 @@ fn plain_text_backends_off_this_machine_are_warned_about() {
         "{got:?}"
     );
     assert!(
-        got[1].starts_with("store.url: PostgreSQL at db.internal"),
+        got[1].starts_with("store.url: plain-text PostgreSQL to db.internal")
+            && got[1].contains("set store.ca"),
         "{got:?}"
     );
-    assert!(w(
-        "amqps://gw@10.0.0.5:5671/%2f",
-        "postgres://gw@db.internal:5432/gw?sslmode=verify-full"
+    assert!(
+        got[0].contains("write amqps://") && got[0].contains("broker.ca"),
+        "{got:?}"
+    );
+    let tls = parse_str(
+        "[broker]\nurl = \"amqps://gw@10.0.0.5:5671/%2f\"\nca = \"ca.pem\"\n\
+         [store]\nurl = \"postgres://gw@db.internal:5432/gw?sslmode=verify-full\"\n\
+         ca = \"ca.pem\"\n",
     )
-    .is_empty());
+    .unwrap();
+    assert!(tls.warnings().is_empty(), "{:?}", tls.warnings());
+    // A CA without sslmode means verify-full too: no warning.
+    let ca_only =
+        parse_str("[store]\nurl = \"postgres://gw@db.internal:5432/gw\"\nca = \"ca.pem\"\n")
+            .unwrap();
+    assert!(ca_only.warnings().is_empty(), "{:?}", ca_only.warnings());
+}
+
+#[test]
+fn backend_tls_settings_that_cannot_work_are_problems() {
+    let e = |text: &str| match parse_str(text) {
+        Ok(_) => panic!("must be refused:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    let got = e("[broker]\nurl = \"amqps://gw@10.0.0.5:5671/%2f\"\n");
+    assert!(
+        got.contains("broker.ca: an amqps:// URL needs the CA"),
+        "{got}"
+    );
+    let got = e("[broker]\nurl = \"amqp://gw@10.0.0.5:5672/%2f\"\nca = \"ca.pem\"\n");
+    assert!(
+        got.contains("broker.ca: TLS files are set but the URL is plain amqp://"),
+        "{got}"
+    );
+    let got = e("[broker]\nca = \"ca.pem\"\n");
+    assert!(got.contains("the broker is the embedded queue"), "{got}");
+    for mode in ["require", "verify-ca"] {
+        let got = e(&format!(
+            "[store]\nurl = \"postgres://gw@db/gw?sslmode={mode}\"\nca = \"ca.pem\"\n"
+        ));
+        assert!(
+            got.contains(&format!("store.url: sslmode={mode} does not check"))
+                && got.contains("sslmode=verify-full"),
+            "{got}"
+        );
+    }
+    let got = e("[store]\nurl = \"postgres://gw@db/gw?sslmode=verify-full\"\n");
+    assert!(got.contains("set store.ca"), "{got}");
+    let got = e("[store]\nurl = \"postgres://gw@db/gw?sslmode=disable\"\nca = \"ca.pem\"\n");
+    assert!(
+        got.contains("sslmode=disable contradicts store.ca"),
+        "{got}"
+    );
+    let got = e("[store]\nca = \"ca.pem\"\n");
+    assert!(got.contains("the store is SQLite"), "{got}");
+    let got =
+        e("[store]\nurl = \"postgres://gw@db/gw\"\nca = \"ca.pem\"\nclient_cert = \"c.pem\"\n");
+    assert!(
+        got.contains("store.client_cert: a client certificate needs its key"),
+        "{got}"
+    );
+    let got = e(
+        "[store]\nurl = \"postgres://gw@db/gw\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n",
+    );
+    assert!(
+        got.contains("a client certificate is only sent over TLS"),
+        "{got}"
+    );
 }
 
 #[test]

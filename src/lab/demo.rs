@@ -12,6 +12,14 @@
 //! procedure code the portal does not know: the summary must still show nothing missing, with
 //! the poison dossier dead-lettered and its progress steps dead-lettered with it.
 //!
+//! The dashboard: every run makes a fresh random operator token (`[ops] tokens`, by reference
+//! to a variable of this process that is removed once the gateway has read it) and prints the
+//! dashboard's URL with it in the fragment (`http://OPS/#token=…`): the browser never sends a
+//! fragment to the server, so the token stays out of request lines and access logs; the page
+//! keeps it in its session storage and clears the address bar. The banner is the one place the
+//! token is printed. `--keep-running` keeps the gateway and the dashboard up after the
+//! summary until Ctrl-C.
+//!
 //! The progress line shows the circuit's state and what waits (deferred deliveries); the
 //! summary the circuit's openings. The demo's timeout (`--timeout-secs`, 300 s) is well inside
 //! the demo route's retry budget (1 h), so a timeout means a stall, never a budget running out.
@@ -53,9 +61,24 @@ pub struct DemoArgs {
     /// Give up waiting for delivery after this many seconds (well inside the retry budget).
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
-    /// Keep running after the summary (to look at the ops endpoints) until Ctrl-C.
+    /// Keep the gateway and the dashboard running after the summary until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
+}
+
+/// The variable the demo's ops token passes through (by reference, like any secret).
+const OPS_TOKEN_VAR: &str = "GATEWAY_DEMO_OPS_TOKEN";
+
+/// A fresh random ops token for one run: 256 bits, hex.
+fn fresh_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>())
+}
+
+/// The `[[ops.tokens]]` entry of the demo: one operator (it may replay dead letters).
+fn ops_token_section() -> String {
+    format!("\n[[ops.tokens]]\nname = \"demo\"\nrole = \"operator\"\ntoken = {{ env = \"{OPS_TOKEN_VAR}\" }}\n")
 }
 
 /// The unit (province one-stop system) the demo speaks for.
@@ -131,7 +154,10 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     let summary = Summary::measure(&world, &plan, &sending, started.elapsed()).await;
     summary.print(&world, &plan);
     if args.keep_running {
-        println!("running until Ctrl-C");
+        println!(
+            "running until Ctrl-C: the dashboard stays at the URL above, the gateway at http://{}/in/onestop",
+            world.running.inbound_addr
+        );
         crate::app::wait_for_signal().await;
     }
     world.running.shutdown().await;
@@ -147,6 +173,8 @@ struct World {
     portal: Portal,
     running: crate::app::Running,
     data_dir: PathBuf,
+    /// This run's ops token (printed once, in the dashboard's URL).
+    ops_token: String,
     /// Removes the fresh data directory when the demo ends (none with `--data-dir`).
     _tmp: Option<TempDir>,
 }
@@ -180,26 +208,31 @@ impl World {
                 (tmp.0.clone(), Some(tmp))
             }
         };
-        let text = demo_config(
+        let ops_token = fresh_token();
+        std::env::set_var(OPS_TOKEN_VAR, &ops_token);
+        let mut text = demo_config(
             &portal,
             &data_dir.display().to_string(),
             &args.inbound,
             &args.ops,
         );
+        text.push_str(&ops_token_section());
         let loaded = config::parse(&text, "<demo>", PathBuf::from(".")).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(2)
         })?;
-        let running = crate::app::start(&loaded, CancellationToken::new())
-            .await
-            .map_err(|e| {
-                eprintln!("cannot start the gateway: {e}");
-                ExitCode::FAILURE
-            })?;
+        let started = crate::app::start(&loaded, CancellationToken::new()).await;
+        // Read once at start: nothing else in this process (or a child) needs to see it.
+        std::env::remove_var(OPS_TOKEN_VAR);
+        let running = started.map_err(|e| {
+            eprintln!("cannot start the gateway: {e}");
+            ExitCode::FAILURE
+        })?;
         Ok(World {
             portal,
             running,
             data_dir,
+            ops_token,
             _tmp: tmp,
         })
     }
@@ -210,7 +243,11 @@ impl World {
         println!("  data directory  {}", self.data_dir.display());
         println!("  inbound         POST http://{inbound}/in/onestop");
         println!(
-            "  ops             http://{ops}/healthz  http://{ops}/readyz  http://{ops}/metrics"
+            "  dashboard       http://{ops}/#token={}  (open it in a browser; operator token of this run only)",
+            self.ops_token
+        );
+        println!(
+            "  ops             http://{ops}/healthz  http://{ops}/readyz  http://{ops}/metrics  http://{ops}/api/v1/ (Authorization: Bearer <the token>)"
         );
         println!(
             "  portal sandbox  {}  (records: {}/_sandbox/records)",

@@ -70,6 +70,14 @@ function el(tag, attrs, ...children) {
 }
 
 function token() { return sessionStorage.getItem("gw-ops-token") || ""; }
+// A link with the token in its fragment (`/#token=…`, as `gateway demo` prints): keep the
+// token for this tab and clear the address bar. Fragments never reach the server.
+(function tokenFromFragment() {
+  const m = /^#token=([^&]+)/.exec(location.hash);
+  if (!m) return;
+  sessionStorage.setItem("gw-ops-token", decodeURIComponent(m[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+})();
 
 let noticeIsError = false;
 let noticeKey = null; // a dictionary key, re-translated when the language changes

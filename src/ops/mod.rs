@@ -15,7 +15,9 @@
 //! - **Read-only views hide payloads from viewers.** A dead letter's original envelope (it may
 //!   carry personal data) is shown in full to operators only; viewers see its metadata.
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
-//!   request; it only talks to this listener with the token the user typed.
+//!   request; it only talks to this listener with the token the user typed, or the one a
+//!   link carried in its fragment (`/#token=…`, never sent to the server; the page clears it
+//!   from the address bar).
 //!
 //! Traces: every message has an `accept` span (the inbound request), a `deliver` span per
 //! attempt carrying its route, dossier code (`key`), envelope id, kind, attempt, and a `send`

@@ -294,9 +294,24 @@ pub const HDR_DEAD_REASON: &str = "x-gw-dead-reason";
 /// Open a broker from a URL: `amqp://…` for RabbitMQ, `sqlite:PATH` (or a bare path) for the
 /// embedded queue.
 pub async fn open(url: &str, instance: &str) -> Result<Arc<dyn Broker>> {
+    open_tls(url, instance, None).await
+}
+
+/// [`open`], with the TLS settings of an `amqps://` URL (required by it, refused otherwise).
+pub async fn open_tls(
+    url: &str,
+    instance: &str,
+    tls: Option<amqp::AmqpTls>,
+) -> Result<Arc<dyn Broker>> {
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        Ok(Arc::new(
-            amqp::AmqpBroker::connect(url, amqp::AmqpOptions::default()).await?,
+        let opts = amqp::AmqpOptions {
+            tls,
+            ..amqp::AmqpOptions::default()
+        };
+        Ok(Arc::new(amqp::AmqpBroker::connect(url, opts).await?))
+    } else if tls.is_some() {
+        Err(BrokerError::ConnectFailed(
+            "a CA file (broker.ca) is configured but the broker is the embedded queue".into(),
         ))
     } else {
         let path = url.strip_prefix("sqlite:").unwrap_or(url);

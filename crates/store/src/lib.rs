@@ -52,13 +52,14 @@
 //! public items (the paths callers use), and no file imports it back.
 //! - `error.rs` ([`StoreError`], [`Result`]) and `clock.rs` (the store's own timestamps).
 //! - `sql.rs`: SQL helpers shared by the backends.
+//! - [`tls`]: TLS to PostgreSQL ([`PgTls`], verify-full semantics, `sslmode`).
 //! - [`claims`] and `evidence_records.rs`: their topics' row types (and claims' SQL).
 //! - `records.rs`: the ledger's row types and the [`Batch`].
 //! - `store.rs`: the [`Store`] trait and [`LeadGuard`].
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
 //!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9).
-//! - `open.rs`: [`open`], the one place that picks a backend.
+//! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
 
@@ -82,14 +83,16 @@ mod store;
 #[doc(hidden)]
 pub mod suite;
 mod suite_support;
+pub mod tls;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
 pub use error::{Result, StoreError};
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
-pub use open::open;
+pub use open::{open, open_tls};
 pub use records::{
     AcceptedVersion, AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState,
     LedgerRow, NewDeadLetter, Outcome, OutcomeRecord, Settled, Versions,
 };
 pub use signatures::SignatureStore;
 pub use store::{LeadGuard, Store};
+pub use tls::{PgTls, TlsError, TlsFiles};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Result, StoreError};
 use crate::store::Store;
+use crate::tls::PgTls;
 use crate::{postgres, sqlite};
 
 /// Open a store from a URL: `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH`
@@ -16,8 +17,18 @@ use crate::{postgres, sqlite};
 /// A PostgreSQL URL may carry `schema=NAME` among its query parameters: the store then lives in
 /// that schema (created if missing), see [`postgres::PgStore::connect`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_tls(url, None).await
+}
+
+/// [`open`], with TLS to PostgreSQL when `tls` is given (verify-full, see [`crate::tls`]).
+/// `tls` with a SQLite URL is refused: it would be silently unused.
+pub async fn open_tls(url: &str, tls: Option<PgTls>) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgStore::connect_tls(url, tls).await?))
+    } else if tls.is_some() {
+        Err(StoreError::Open(
+            "a CA file is configured for the store but the URL is not PostgreSQL".into(),
+        ))
     } else {
         let path = url.strip_prefix("sqlite:").unwrap_or(url).to_owned();
         // Opening creates the file and migrates it: keep that disk work off the async threads.

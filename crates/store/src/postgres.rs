@@ -76,13 +76,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::tls::{PgTls, SslMode};
+
 mod lead {
     //! Leadership through session-level advisory locks (see the module doc of `postgres`).
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
-
-    use tokio_postgres::NoTls;
 
     use crate::error::{Result, StoreError};
     use crate::store::LeadGuard;
@@ -141,6 +141,7 @@ mod lead {
 
     pub(super) async fn try_lead(
         base: &tokio_postgres::Config,
+        connector: &super::Connector,
         schema: Option<&str>,
         job: &str,
         holder: &str,
@@ -157,18 +158,19 @@ mod lead {
             _ => idle,
         };
         config.options(options);
-        let mut connect = tokio::time::timeout(super::CONNECT_TIMEOUT, config.connect(NoTls)).await;
+        let mut connect =
+            tokio::time::timeout(super::CONNECT_TIMEOUT, connector.connect(&config)).await;
         if matches!(&connect, Ok(Err(e)) if e.to_string().contains("idle_session_timeout")) {
             // PostgreSQL before 14 has no idle_session_timeout: lead without it (a frozen
             // holder then keeps the lock until its TCP connection is found dead).
-            connect = tokio::time::timeout(super::CONNECT_TIMEOUT, plain.connect(NoTls)).await;
+            connect = tokio::time::timeout(super::CONNECT_TIMEOUT, connector.connect(&plain)).await;
         }
         let (client, connection) = match connect {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 return Err(StoreError::Query(format!(
                     "leadership of {job}: cannot connect: {}",
-                    crate::sql::describe(&e)
+                    super::connect_failure(&e)
                 )))
             }
             Err(_) => {
@@ -181,7 +183,7 @@ mod lead {
         let lost = Arc::new(AtomicBool::new(false));
         let on_end = lost.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            connection.await;
             on_end.store(true, Ordering::SeqCst);
         });
         let started = crate::clock::now_ms();
@@ -453,6 +455,93 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// The schema the tables live in, when not the server's default `search_path`.
     schema: Option<String>,
+    /// Plain or TLS, for the same dedicated connections.
+    connector: Connector,
+}
+
+/// How connections are made: in clear text, or over TLS with verify-full semantics.
+#[derive(Clone, Debug)]
+pub(crate) enum Connector {
+    Plain,
+    Tls(PgTls),
+}
+
+/// A fresh client and the future driving its connection (ends when the session does).
+type Session = (
+    tokio_postgres::Client,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
+impl Connector {
+    /// One connection outside the pool (leadership sessions).
+    pub(crate) async fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::result::Result<Session, tokio_postgres::Error> {
+        match self {
+            Connector::Plain => {
+                let (client, conn) = config.connect(NoTls).await?;
+                Ok((
+                    client,
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                ))
+            }
+            Connector::Tls(t) => {
+                let (client, conn) = config.connect(t.connector.clone()).await?;
+                Ok((
+                    client,
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// Why a connection could not be made: the certificate problem in plain words when TLS
+/// refused the server, the database's own message otherwise.
+pub(crate) fn connect_failure(e: &tokio_postgres::Error) -> String {
+    match crate::tls::explain(e) {
+        Some(why) => format!("TLS to PostgreSQL refused: {why}"),
+        None => describe(e),
+    }
+}
+
+/// The same for a pool error (its source chain holds the tokio-postgres error).
+fn pool_failure(e: &deadpool_postgres::PoolError) -> String {
+    match crate::tls::explain(e) {
+        Some(why) => format!("TLS to PostgreSQL refused: {why}"),
+        None => match e {
+            deadpool_postgres::PoolError::Backend(b) => describe(b),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Which connector a URL's `sslmode` and the configured TLS call for; the refusals name the fix.
+fn pick_connector(url: &str, tls: Option<PgTls>) -> Result<Connector> {
+    let (mode, raw) = SslMode::of_url(url);
+    let raw = raw.unwrap_or_default();
+    match (mode, tls) {
+        (SslMode::Weak, _) => Err(StoreError::Open(format!(
+            "sslmode={raw} is refused: it does not check that the server is the one named in \
+             the URL; write sslmode=verify-full and set the CA file (store.ca)"
+        ))),
+        (SslMode::VerifyFull, None) => Err(StoreError::Open(
+            "sslmode=verify-full needs the CA the server's certificate chains to: set the CA \
+             file (store.ca)"
+                .into(),
+        )),
+        (SslMode::Disable | SslMode::Opportunistic, Some(_)) => Err(StoreError::Open(format!(
+            "sslmode={raw} contradicts the configured CA file (store.ca): write \
+             sslmode=verify-full, or remove store.ca for a plain connection"
+        ))),
+        (SslMode::VerifyFull | SslMode::Unset, Some(t)) => Ok(Connector::Tls(t)),
+        (_, None) => Ok(Connector::Plain),
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -468,8 +557,15 @@ impl PgStore {
     /// query parameter (not a libpq one: it is removed before connecting) does what
     /// [`PgStore::connect_with_schema`] does.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_tls(url, None).await
+    }
+
+    /// [`PgStore::connect`] over TLS when `tls` is given (verify-full: see [`crate::tls`]).
+    /// The URL's `sslmode` may be absent or `verify-full` then; without `tls` it may be absent,
+    /// `disable` or `prefer`. `require` and `verify-ca` are refused either way.
+    pub async fn connect_tls(url: &str, tls: Option<PgTls>) -> Result<Self> {
         let (url, schema) = split_schema_param(url);
-        Self::build(&url, schema).await
+        Self::build(&url, schema, tls).await
     }
 
     /// Connect to `url`, keeping every table in `schema`: created if missing, and pinned as the
@@ -477,7 +573,7 @@ impl PgStore {
     /// (`[a-z_][a-z0-9_]*`, at most 63 bytes), so that it means the same thing quoted or not.
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self> {
         let (url, _) = split_schema_param(url);
-        Self::build(&url, Some(schema.to_owned())).await
+        Self::build(&url, Some(schema.to_owned()), None).await
     }
 
     /// The schema given at connect, if any.
@@ -485,10 +581,18 @@ impl PgStore {
         self.schema.as_deref()
     }
 
-    async fn build(url: &str, schema: Option<String>) -> Result<Self> {
+    async fn build(url: &str, schema: Option<String>, tls: Option<PgTls>) -> Result<Self> {
+        let connector = pick_connector(url, tls)?;
+        let url = match connector {
+            Connector::Tls(_) => crate::tls::strip_sslmode(url),
+            Connector::Plain => url.to_owned(),
+        };
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Open(format!("bad PostgreSQL URL: {e}")))?;
+        if let Connector::Tls(_) = connector {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         if let Some(schema) = &schema {
             check_schema_name(schema)?;
             let pin = format!("-c search_path={schema}");
@@ -505,15 +609,15 @@ impl PgStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let lead_config = config.clone();
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // `is_closed` is enough to drop connections the server ended; a connection that
-                // died silently fails its next query, which the caller retries.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        // `is_closed` is enough to drop connections the server ended; a connection that
+        // died silently fails its next query, which the caller retries.
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &connector {
+            Connector::Plain => Manager::from_config(config, NoTls, manager_config),
+            Connector::Tls(t) => Manager::from_config(config, t.connector.clone(), manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -526,6 +630,7 @@ impl PgStore {
             pool,
             config: lead_config,
             schema,
+            connector,
         };
         store.migrate().await?;
         Ok(store)
@@ -544,7 +649,7 @@ impl PgStore {
             .pool
             .get()
             .await
-            .map_err(|e| StoreError::Open(format!("cannot connect: {e}")))?;
+            .map_err(|e| StoreError::Open(format!("cannot connect: {}", pool_failure(&e))))?;
         let tx = client.transaction().await.map_err(mig)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -1220,7 +1325,15 @@ impl Store for PgStore {
         holder: &str,
         lease: Duration,
     ) -> Result<Option<crate::store::LeadGuard>> {
-        lead::try_lead(&self.config, self.schema.as_deref(), job, holder, lease).await
+        lead::try_lead(
+            &self.config,
+            &self.connector,
+            self.schema.as_deref(),
+            job,
+            holder,
+            lease,
+        )
+        .await
     }
 }
 

@@ -56,6 +56,19 @@ pub struct RabbitNode {
     child: Option<Child>,
     pub node: String,
     pub port: u16,
+    /// The TLS (AMQPS) listener's port, on 127.0.0.1 and 127.0.0.2, when started with TLS.
+    pub tls_port: Option<u16>,
+}
+
+/// TLS of a private node ([`RabbitNode::start_tls`]): PEM files, read where they are.
+pub struct RabbitServerTls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// The server's intermediates and the CA of client certificates (RabbitMQ sends the chain
+    /// it builds from this file, and verifies client certificates against it).
+    pub cacert: &'a Path,
+    /// Refuse clients without a certificate (`fail_if_no_peer_cert`).
+    pub require_client_cert: bool,
 }
 
 impl RabbitNode {
@@ -66,6 +79,16 @@ impl RabbitNode {
 
     /// Start a node named `gwfaults-<pid>-<port>@localhost` and wait until it serves AMQP.
     pub fn start() -> std::io::Result<RabbitNode> {
+        Self::start_with(None)
+    }
+
+    /// [`RabbitNode::start`] with a second, TLS listener (`tls_port`) on 127.0.0.1 and
+    /// 127.0.0.2 (an address the example server certificate does not name).
+    pub fn start_tls(tls: &RabbitServerTls<'_>) -> std::io::Result<RabbitNode> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&RabbitServerTls<'_>>) -> std::io::Result<RabbitNode> {
         let dir = tempfile::Builder::new().prefix("gwfaults-rmq").tempdir()?;
         let port = free_port()?;
         let dist = free_port()?;
@@ -73,10 +96,25 @@ impl RabbitNode {
         for d in ["home", "mnesia", "log"] {
             std::fs::create_dir_all(dir.path().join(d))?;
         }
-        std::fs::write(
-            dir.path().join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"),
-        )?;
+        let mut conf = format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n");
+        let tls_port = match tls {
+            None => None,
+            Some(t) => {
+                let p = free_port()?;
+                conf.push_str(&format!(
+                    "listeners.ssl.1 = 127.0.0.1:{p}\nlisteners.ssl.2 = 127.0.0.2:{p}\n\
+                     ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
+                     ssl_options.keyfile = {}\nssl_options.verify = verify_peer\n\
+                     ssl_options.fail_if_no_peer_cert = {}\n",
+                    t.cacert.display(),
+                    t.cert.display(),
+                    t.key.display(),
+                    t.require_client_cert
+                ));
+                Some(p)
+            }
+        };
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf)?;
         let mut cmd = Command::new(Path::new(RABBIT_BIN).join("rabbitmq-server"));
         let d = dir.path();
         cmd.current_dir(d)
@@ -99,6 +137,7 @@ impl RabbitNode {
             child: Some(child),
             node,
             port,
+            tls_port,
         };
         // The node registers with epmd a while after the start: until then the CLI cannot
         // reach it, so wait for the AMQP listener first (bounded), then for the full boot.
@@ -123,6 +162,9 @@ impl RabbitNode {
             std::thread::sleep(Duration::from_millis(200));
         }
         n.ctl(&["await_startup", "--timeout", "90"])?;
+        if let Some(p) = tls_port {
+            wait_port(p, true, Duration::from_secs(30))?;
+        }
         Ok(n)
     }
 
@@ -180,6 +222,19 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// `listen_addresses`: 127.0.0.1, plus 127.0.0.2 with TLS (an address the example server
+    /// certificate does not name, for host-name checks).
+    listen: &'static str,
+}
+
+/// TLS of a private cluster ([`PgCluster::start_tls`]): PEM files, copied into the cluster.
+pub struct PgServerTls<'a> {
+    /// The server certificate followed by its intermediates (concatenated in this order).
+    pub cert_chain: &'a [&'a Path],
+    pub key: &'a Path,
+    /// CA of client certificates: when given, the role [`PgCluster::CERT_USER`] may log in
+    /// only with a client certificate issued under it.
+    pub client_ca: Option<&'a Path>,
 }
 
 impl PgCluster {
@@ -188,8 +243,21 @@ impl PgCluster {
         pg_bin().is_some() && Path::new("/usr/sbin/runuser").exists() && is_root()
     }
 
+    /// The role that must present a client certificate (with [`PgServerTls::client_ca`]).
+    pub const CERT_USER: &'static str = "certuser";
+
     /// `initdb` a cluster, start it on a free port and create the database `test`.
     pub fn start() -> std::io::Result<PgCluster> {
+        Self::start_with(None)
+    }
+
+    /// [`PgCluster::start`] with `ssl = on`: TCP connections must use TLS (`hostnossl` is
+    /// rejected), on 127.0.0.1 and 127.0.0.2.
+    pub fn start_tls(tls: &PgServerTls<'_>) -> std::io::Result<PgCluster> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&PgServerTls<'_>>) -> std::io::Result<PgCluster> {
         let bin = pg_bin().ok_or_else(|| std::io::Error::other("no PostgreSQL binaries"))?;
         let dir = tempfile::Builder::new().prefix("gwfaults-pg").tempdir()?;
         let status = Command::new("chown")
@@ -200,17 +268,31 @@ impl PgCluster {
             return Err(std::io::Error::other("chown postgres failed"));
         }
         let port = free_port()?;
-        let c = PgCluster { dir, bin, port };
+        let c = PgCluster {
+            dir,
+            bin,
+            port,
+            listen: if tls.is_some() {
+                "127.0.0.1,127.0.0.2"
+            } else {
+                "127.0.0.1"
+            },
+        };
         c.as_postgres("initdb", |cmd| {
             cmd.arg("-D")
                 .arg(c.data())
                 .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
         })?;
+        if let Some(tls) = tls {
+            c.configure_tls(tls)?;
+        }
         c.start_server()?;
+        // Through the socket: with TLS on, TCP would need it too.
+        let socket = c.dir.path().display().to_string();
         c.as_postgres("createdb", |cmd| {
             cmd.args([
                 "-h",
-                "127.0.0.1",
+                &socket,
                 "-p",
                 &port.to_string(),
                 "-U",
@@ -218,7 +300,51 @@ impl PgCluster {
                 "test",
             ]);
         })?;
+        if tls.is_some_and(|t| t.client_ca.is_some()) {
+            c.as_postgres("psql", |cmd| {
+                cmd.args(["-h", &socket, "-p", &port.to_string(), "-U", "postgres"])
+                    .args(["-d", "test", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!("CREATE ROLE {} LOGIN SUPERUSER", Self::CERT_USER));
+            })?;
+        }
         Ok(c)
+    }
+
+    /// Copy the certificate files into the data directory (owned by `postgres`, key 0600)
+    /// and turn TLS on; `pg_hba.conf` refuses TCP without TLS.
+    fn configure_tls(&self, tls: &PgServerTls<'_>) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data();
+        let mut chain = Vec::new();
+        for part in tls.cert_chain {
+            chain.extend(std::fs::read(part)?);
+        }
+        std::fs::write(data.join("server.crt"), chain)?;
+        std::fs::copy(tls.key, data.join("server.key"))?;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        let mut conf =
+            String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        let mut hba = String::from("local all all trust\n");
+        if let Some(ca) = tls.client_ca {
+            std::fs::copy(ca, data.join("client-ca.crt"))?;
+            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            hba.push_str(&format!(
+                "hostssl all {} 127.0.0.0/8 trust clientcert=verify-ca\n",
+                Self::CERT_USER
+            ));
+        }
+        hba.push_str("hostssl all all 127.0.0.0/8 trust\nhostnossl all all 0.0.0.0/0 reject\n");
+        let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf"))?;
+        pg_conf.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), pg_conf)?;
+        std::fs::write(data.join("pg_hba.conf"), hba)?;
+        run(
+            Command::new("chown").args(["-R", "postgres"]).arg(&data),
+            "chown postgres",
+        )
     }
 
     fn data(&self) -> PathBuf {
@@ -234,9 +360,10 @@ impl PgCluster {
 
     fn start_server(&self) -> std::io::Result<()> {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.listen,
         );
         let log = self.dir.path().join("server.log");
         self.as_postgres("pg_ctl", |cmd| {

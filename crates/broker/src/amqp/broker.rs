@@ -30,6 +30,23 @@ impl AmqpBroker {
     /// Connect to `url` (`amqp://user:pass@host:port/vhost`). Fails if the first connection
     /// cannot be made; later losses are recovered.
     pub async fn connect(url: &str, opts: AmqpOptions) -> Result<Self> {
+        match (url.starts_with("amqps://"), opts.tls.is_some()) {
+            (true, false) => {
+                return Err(BrokerError::ConnectFailed(
+                    "an amqps:// URL needs the CA the broker's certificate chains to: set \
+                     broker.ca"
+                        .into(),
+                ))
+            }
+            (false, true) => {
+                return Err(BrokerError::ConnectFailed(
+                    "a CA file (broker.ca) is configured but the URL is plain amqp://: write \
+                     amqps:// (port 5671), or remove broker.ca"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         let inner = Arc::new(Inner {
             url: with_heartbeat(url, opts.heartbeat),
             opts,

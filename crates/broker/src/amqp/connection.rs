@@ -140,14 +140,24 @@ impl Inner {
     pub(super) async fn connect(&self) -> Result<Connection> {
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.opts.connection_name.as_str()));
-        match tokio::time::timeout(
-            self.opts.connect_timeout,
-            Connection::connect(&self.url, props),
-        )
-        .await
-        {
+        let connect = async {
+            match &self.opts.tls {
+                None => Connection::connect(&self.url, props).await,
+                Some(tls) => {
+                    lapin::DefaultConnectionBuilder::new()?
+                        .with_uri_str(self.url.clone())
+                        .with_properties(props)
+                        .with_tls_config(tls.config.clone())
+                        .connect()
+                        .await
+                }
+            }
+        };
+        match tokio::time::timeout(self.opts.connect_timeout, connect).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(BrokerError::ConnectFailed(e.to_string())),
+            Ok(Err(e)) => Err(BrokerError::ConnectFailed(
+                super::tls::explain(&e).unwrap_or_else(|| e.to_string()),
+            )),
             Err(_) => Err(BrokerError::ConnectFailed(format!(
                 "no connection within {:?}",
                 self.opts.connect_timeout

@@ -100,6 +100,7 @@
 //! # Files (one per role; each imports only files listed above it)
 //!
 //! - `codec.rs`: a message to AMQP properties and back; control headers.
+//! - `tls.rs`: TLS to the broker (`amqps://`, the configured CA only, client certificate).
 //! - `options.rs`: tuning and the reconnection backoff.
 //! - `heads.rs`: the age of a queue's head (for stats).
 //! - `acks.rs`: coalesced acks of one consumer channel.
@@ -119,11 +120,13 @@ mod heads;
 mod options;
 mod publish;
 mod settle;
+mod tls;
 mod topology;
 
 pub use broker::AmqpBroker;
 pub use codec::HDR_NOT_BEFORE;
 pub use options::{AmqpOptions, Backoff};
+pub use tls::{AmqpTls, AmqpTlsError};
 pub use topology::DELAY_TIERS;
 
 #[cfg(test)]
