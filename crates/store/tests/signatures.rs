@@ -184,3 +184,41 @@ async fn migration_9_on_a_version_8_postgres_schema() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// A row whose state this binary does not know is reported as malformed, naming it, and is
+/// never changed.
+#[tokio::test]
+async fn an_unknown_stored_state_is_malformed_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        suite::drive(&store, "BAD-1", "smartca", RequestState::Waiting).await;
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE signature_requests SET state = 'teleported' WHERE request_id = 'BAD-1'",
+            [],
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let s: &dyn SignatureStore = &store;
+    match s.get("BAD-1").await {
+        Err(gw_store::StoreError::Malformed(m)) => assert!(m.contains("teleported"), "{m}"),
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    assert!(matches!(
+        s.cancel("BAD-1", "operator:lan", 1).await,
+        Err(gw_store::StoreError::Malformed(_))
+    ));
+    let state: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT state FROM signature_requests WHERE request_id = 'BAD-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "teleported");
+}
