@@ -124,6 +124,15 @@ CA_DIR="$WORK/root" openssl ca -batch -notext -selfsign -config "$WORK/ca.cnf" -
     -startdate "$CA_START" -extensions v3_root -in "$WORK/root.csr" -out root-ca.pem 2>/dev/null
 cp root-ca.pem "$WORK/root/ca.pem"
 
+# --- an unrelated root CA, certificate only (its key is thrown away): the "wrong CA" of the
+# TLS tests (a server certificate of this PKI must not chain to it) ---
+init_ca "$WORK/other"
+rsa_key "$WORK/other-root-ca.key"
+openssl req -new -config "$WORK/ca.cnf" -key "$WORK/other-root-ca.key" \
+    -subj "$SUBJ_BASE/CN=Example Unrelated Root CA" -out "$WORK/other.csr"
+CA_DIR="$WORK/other" openssl ca -batch -notext -selfsign -config "$WORK/ca.cnf" -keyfile "$WORK/other-root-ca.key" \
+    -startdate "$CA_START" -extensions v3_root -in "$WORK/other.csr" -out other-root-ca.pem 2>/dev/null
+
 # --- intermediate CA ---
 init_ca "$WORK/int"
 rsa_key intermediate-ca.key

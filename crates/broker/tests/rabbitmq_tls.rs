@@ -82,7 +82,11 @@ async fn the_broker_works_over_tls_and_refuses_what_it_must() {
     broker.close().await;
 
     // A CA the broker's certificate does not chain to.
-    let e = refusal(&url("127.0.0.1"), Some(tls("sign-ec.pem", true).unwrap())).await;
+    let e = refusal(
+        &url("127.0.0.1"),
+        Some(tls("other-root-ca.pem", true).unwrap()),
+    )
+    .await;
     assert!(
         e.contains("not issued by a CA in the configured CA file") && e.contains("UnknownIssuer"),
         "{e}"

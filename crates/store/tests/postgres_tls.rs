@@ -144,7 +144,7 @@ async fn the_store_works_over_tls_and_refuses_what_it_must() {
             "tls_x",
             "&sslmode=verify-full",
         ),
-        Some(tls("sign-ec.pem")),
+        Some(tls("other-root-ca.pem")),
     )
     .await;
     assert!(
