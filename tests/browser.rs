@@ -3,8 +3,9 @@
 //! a gateway started in-process with traffic flowing and a dead letter waiting. It enters the
 //! token, finds a dossier's trail, replays the dead letter and sees it delivered, switches to
 //! Vietnamese, and saves a screenshot to `target/browser-artifacts/dashboard.png`. It also
-//! takes the README's picture, `docs/img/dashboard.png` (English, traffic flowing, a dead
-//! letter waiting, a dossier's trail open), and logs in the way the demo's printed URL does
+//! takes the README's picture (English, traffic flowing, a dead letter waiting, a dossier's
+//! trail open) into `target/browser-artifacts/readme-dashboard.png`, and over the tracked
+//! `docs/img/dashboard.png` when `GATEWAY_README_PICTURE=1`, and logs in the way the demo's printed URL does
 //! (`/#token=…`: the page keeps the token and clears it from the address bar).
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium chromium-driver`). Without them the
@@ -382,12 +383,21 @@ async fn dashboard_in_a_real_browser() {
         wd.text("#trail").await.contains("sha256:"),
         "the digest is shown"
     );
-    // The README's picture of what the demo's dashboard shows.
+    // The README's picture of what the demo's dashboard shows: written to
+    // target/browser-artifacts/readme-dashboard.png on every run, and over the tracked
+    // docs/img/dashboard.png only when GATEWAY_README_PICTURE=1 (so a test run never leaves the
+    // tree changed).
     let png = wd.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let img = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let img = if std::env::var_os("GATEWAY_README_PICTURE").is_some_and(|v| v == "1") {
+        root.join("docs/img")
+    } else {
+        root.join("target/browser-artifacts")
+    };
     std::fs::create_dir_all(&img).unwrap();
-    std::fs::write(img.join("dashboard.png"), &png).unwrap();
+    let name = if img.ends_with("docs/img") { "dashboard.png" } else { "readme-dashboard.png" };
+    std::fs::write(img.join(name), &png).unwrap();
 
     // Fix the destination, replay from the page, see it delivered in the trail.
     sink.set_faults(Faults::default());
