@@ -396,7 +396,11 @@ async fn dashboard_in_a_real_browser() {
         root.join("target/browser-artifacts")
     };
     std::fs::create_dir_all(&img).unwrap();
-    let name = if img.ends_with("docs/img") { "dashboard.png" } else { "readme-dashboard.png" };
+    let name = if img.ends_with("docs/img") {
+        "dashboard.png"
+    } else {
+        "readme-dashboard.png"
+    };
     std::fs::write(img.join(name), &png).unwrap();
 
     // Fix the destination, replay from the page, see it delivered in the trail.

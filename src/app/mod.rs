@@ -79,15 +79,34 @@ pub async fn open_backends(loaded: &Loaded) -> Result<(Arc<dyn Broker>, Arc<dyn 
     Ok((broker, store))
 }
 
+/// The store a configuration names, over TLS where `[store] ca` is set: what the commands that
+/// read or repair the store without running the gateway open (ops, dlq, evidence, payments).
+pub async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, AppError> {
+    let data = loaded.data_dir();
+    if loaded.config.store.url.is_none() {
+        std::fs::create_dir_all(&data)
+            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
+    }
+    let url = loaded
+        .store_url()
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    Ok(gw_store::open_tls(&url, store_tls(loaded)?).await?)
+}
+
+/// TLS to PostgreSQL from `[store]` `ca`, `client_cert`, `client_key`: `None` without a CA.
+pub fn store_tls(loaded: &Loaded) -> Result<Option<gw_store::PgTls>, AppError> {
+    Ok(match loaded.store_tls_files() {
+        Some(files) => Some(gw_store::PgTls::from_files(&files)?),
+        None => None,
+    })
+}
+
 /// TLS to the backends from the files the configuration names (`[store]` / `[broker]` `ca`,
 /// `client_cert`, `client_key`), read and checked now: `None` where no CA is set.
 pub fn backend_tls(
     loaded: &Loaded,
 ) -> Result<(Option<gw_store::PgTls>, Option<gw_broker::amqp::AmqpTls>), AppError> {
-    let store = match loaded.store_tls_files() {
-        Some(files) => Some(gw_store::PgTls::from_files(&files)?),
-        None => None,
-    };
+    let store = store_tls(loaded)?;
     let broker = match loaded.broker_tls_files() {
         Some((ca, cert, key)) => Some(gw_broker::amqp::AmqpTls::from_files(
             &ca,

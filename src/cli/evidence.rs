@@ -24,6 +24,9 @@ pub enum EvidenceCmdError {
     /// The store's URL cannot be built (its password cannot be read).
     #[error("{0}")]
     StoreUrl(#[from] UrlPasswordError),
+    /// The store's TLS files (`[store] ca`, client certificate) cannot be read.
+    #[error("{0}")]
+    StoreTls(String),
     /// The store cannot be opened, or its chains cannot be read.
     #[error("{0}")]
     Store(#[from] gw_store::StoreError),
@@ -111,7 +114,9 @@ impl EvidenceAction {
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, EvidenceCmdError> {
     let url = loaded.store_url()?;
-    Ok(gw_store::open(&url).await?)
+    let tls =
+        crate::app::store_tls(loaded).map_err(|e| EvidenceCmdError::StoreTls(e.to_string()))?;
+    Ok(gw_store::open_tls(&url, tls).await?)
 }
 
 fn tsa_trust(loaded: &Loaded) -> Result<Option<TrustStore>, EvidenceCmdError> {

@@ -24,15 +24,7 @@ use crate::runtime::route_queue;
 use crate::runtime::{self, ReplayResult};
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn gw_store::Store>, AppError> {
-    let data = loaded.data_dir();
-    if loaded.config.store.url.is_none() {
-        std::fs::create_dir_all(&data)
-            .map_err(|e| AppError::DataDir(data.display().to_string(), e.to_string()))?;
-    }
-    let url = loaded
-        .store_url()
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    Ok(gw_store::open(&url).await?)
+    crate::app::open_store(loaded).await
 }
 
 /// `gateway trace DOSSIER`: every attempt and outcome of a dossier on every route.

@@ -40,23 +40,32 @@ pub async fn reconcile_command(
             return ExitCode::from(2);
         }
     };
+    let store_tls = match crate::app::store_tls(&loaded) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     // Transitions settled here reach the evidence log like the running gateway's (same chain;
     // the store serialises appends to it).
-    let evidence = match evidence_hook(&loaded, &store_url).await {
+    let evidence = match evidence_hook(&loaded, &store_url, store_tls.clone()).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("evidence: {e}");
             return ExitCode::from(2);
         }
     };
-    let payments =
-        match crate::payments::config::build(section, &loaded.base, &store_url, evidence).await {
-            Ok(b) => b.payments,
-            Err(e) => {
-                eprintln!("payments: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let built =
+        crate::payments::config::build(section, &loaded.base, &store_url, store_tls, evidence)
+            .await;
+    let payments = match built {
+        Ok(b) => b.payments,
+        Err(e) => {
+            eprintln!("payments: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(name) = provider {
         if payments.provider(name).is_none() {
             eprintln!("no payment provider named `{name}`");
@@ -104,10 +113,11 @@ enum EvidenceSetupError {
 async fn evidence_hook(
     loaded: &crate::config::Loaded,
     store_url: &str,
+    store_tls: Option<gw_store::PgTls>,
 ) -> Result<Option<Arc<dyn crate::payments::hooks::EvidenceHook>>, EvidenceSetupError> {
     let c = &loaded.config;
     let log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)?;
-    let store = gw_store::open(store_url).await?;
+    let store = gw_store::open_tls(store_url, store_tls).await?;
     Ok(Some(Arc::new(
         crate::payments::evidence::PaymentEvidence::new(store, Arc::new(log)),
     )))

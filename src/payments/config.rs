@@ -66,6 +66,7 @@ pub async fn build(
     s: &PaymentsSection,
     base: &Path,
     store_url: &str,
+    store_tls: Option<gw_store::PgTls>,
     evidence: Option<Arc<dyn super::hooks::EvidenceHook>>,
 ) -> Result<Built, BuildFailure> {
     let secret_at = |at: String| {
@@ -74,7 +75,7 @@ pub async fn build(
             detail: detail.to_string(),
         }
     };
-    let store = gw_store::payments::open(store_url).await?;
+    let store = gw_store::payments::open_tls(store_url, store_tls).await?;
     let mut payments = Payments::new(
         store,
         Settings {

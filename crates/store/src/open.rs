@@ -2,7 +2,8 @@
 //!
 //! # Invariants
 //! - Migrations have run when `open` returns (invariant 5 of the crate doc).
-//! - This is the one file that names both backends; nothing but the crate root imports it.
+//! - This is the one file that picks a backend from a URL; the delivery, payment and signature
+//!   stores all open through [`open_backend`], with the same TLS.
 
 use std::sync::Arc;
 
@@ -23,8 +24,26 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// [`open`], with TLS to PostgreSQL when `tls` is given (verify-full, see [`crate::tls`]).
 /// `tls` with a SQLite URL is refused: it would be silently unused.
 pub async fn open_tls(url: &str, tls: Option<PgTls>) -> Result<Arc<dyn Store>> {
+    Ok(match open_backend(url, tls).await? {
+        Backend::Postgres(s) => Arc::new(s),
+        Backend::Sqlite(s) => Arc::new(s),
+    })
+}
+
+/// An opened, migrated backend, before it is seen through one of the crate's traits
+/// ([`Store`], [`crate::payments::PaymentStore`], [`crate::signatures::SignatureStore`]).
+pub(crate) enum Backend {
+    Postgres(postgres::PgStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// The one place a URL picks a backend: every store of the crate opens through it, so the
+/// payment and signature stores reach PostgreSQL with the same TLS as the delivery store.
+pub(crate) async fn open_backend(url: &str, tls: Option<PgTls>) -> Result<Backend> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect_tls(url, tls).await?))
+        Ok(Backend::Postgres(
+            postgres::PgStore::connect_tls(url, tls).await?,
+        ))
     } else if tls.is_some() {
         Err(StoreError::Open(
             "a CA file is configured for the store but the URL is not PostgreSQL".into(),
@@ -35,6 +54,6 @@ pub async fn open_tls(url: &str, tls: Option<PgTls>) -> Result<Arc<dyn Store>> {
         let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(path))
             .await
             .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
-        Ok(Arc::new(store))
+        Ok(Backend::Sqlite(store))
     }
 }

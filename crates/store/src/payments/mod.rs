@@ -245,17 +245,18 @@ pub struct KnownFees {
 
 /// Open the payment store at a store URL (the same URL [`crate::open`] takes; runs migrations).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn PaymentStore>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
-            crate::postgres::PgStore::connect(url).await?,
-        ))
-    } else {
-        let path = url.strip_prefix("sqlite:").unwrap_or(url).to_owned();
-        let store = tokio::task::spawn_blocking(move || crate::sqlite::SqliteStore::open(path))
-            .await
-            .map_err(|e| StoreError::Open(format!("sqlite open task failed: {e}")))??;
-        Ok(std::sync::Arc::new(store))
-    }
+    open_tls(url, None).await
+}
+
+/// [`open`], with TLS to PostgreSQL when `tls` is given (as [`crate::open_tls`]).
+pub async fn open_tls(
+    url: &str,
+    tls: Option<crate::tls::PgTls>,
+) -> Result<std::sync::Arc<dyn PaymentStore>> {
+    Ok(match crate::open::open_backend(url, tls).await? {
+        crate::open::Backend::Postgres(s) => std::sync::Arc::new(s),
+        crate::open::Backend::Sqlite(s) => std::sync::Arc::new(s),
+    })
 }
 
 fn fees_json(f: &[KnownFee]) -> String {
