@@ -19,6 +19,7 @@ pub mod connector;
 pub mod dvcqg;
 pub mod error;
 pub mod http;
+pub mod signer;
 
 // The paths callers have always used.
 pub use connector::{Attempted, Connector, InDoubtCheck};
