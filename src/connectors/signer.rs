@@ -98,8 +98,13 @@ pub struct Transaction(pub String);
 pub enum Submitted {
     /// Sent to the official's phone: poll `status` with this transaction.
     Waiting(Transaction),
-    /// The service answered the signature at once (CSC synchronous mode).
+    /// The service answered the signature at once (CSC synchronous mode): verify before use.
     Signed(SignatureValue),
+    /// The service answered at once that the official refused (CSC synchronous mode).
+    Rejected(String),
+    /// The service answered at once that the official did not answer in time (CSC
+    /// synchronous mode).
+    Expired,
 }
 
 /// Where a submitted request stands.
