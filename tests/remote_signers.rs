@@ -681,3 +681,50 @@ async fn wrong_credentials_are_permanent_and_named() {
         "CSC: one new token after the old one was refused"
     );
 }
+
+/// Interop: what a service returned (and the gateway accepted) verifies with the OpenSSL CLI
+/// over the digest and the official's certificate; a tampered copy is refused by both.
+#[tokio::test]
+async fn openssl_cli_agrees() {
+    let (s, _sb) = smartca("").await;
+    let r = req("cli-1", "official-rsa", DigestAlgorithm::Sha256, b"interop");
+    let v = signed(run(&s, &r).await.unwrap(), "smartca");
+    verify(&s, &r, "5000", &v, RsaPadding::Pkcs1).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("gw-signers-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("digest.bin"), &r.digest).unwrap();
+    std::fs::write(dir.join("sig.bin"), &v.bytes).unwrap();
+    let mut bad = v.bytes.clone();
+    bad[10] ^= 1;
+    std::fs::write(dir.join("bad.bin"), &bad).unwrap();
+    let cli = |sig: &str| {
+        std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args(["pkeyutl", "-verify", "-certin", "-inkey"])
+            .arg(root().join("certs-example/officials/official-rsa.pem"))
+            .args([
+                "-in",
+                "digest.bin",
+                "-sigfile",
+                sig,
+                "-pkeyopt",
+                "digest:sha256",
+            ])
+            .output()
+            .expect("openssl CLI")
+    };
+    let ok = cli("sig.bin");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(
+        !cli("bad.bin").status.success(),
+        "OpenSSL refuses the tampered copy"
+    );
+    let tampered = SignatureValue { bytes: bad, ..v };
+    assert!(verify(&s, &r, "5000", &tampered, RsaPadding::Pkcs1)
+        .await
+        .is_err());
+}

@@ -55,6 +55,7 @@ impl DigestAlgorithm {
     ];
 
     /// The digest's length in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             DigestAlgorithm::Sha256 => 32,

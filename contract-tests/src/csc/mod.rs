@@ -40,6 +40,7 @@ mod api;
 mod auth;
 mod config;
 mod server;
+mod state;
 
 pub use config::CscConfig;
 pub use server::{run_standalone, Csc};

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,22 +10,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::api::{authorize_ep, info_ep, list_ep, polling_ep, sign_hash_ep};
-use super::auth::{token_ep, Sad};
+use super::auth::token_ep;
 use super::config::CscConfig;
 use crate::officials::{Core, OfficialError, SignFaults, SignRecords};
 
-pub(super) struct Shared {
-    pub(super) cfg: CscConfig,
-    pub(super) core: Mutex<Core>,
-    /// token → expiry.
-    pub(super) tokens: Mutex<HashMap<String, Instant>>,
-    /// SAD → what it authorizes.
-    pub(super) sads: Mutex<HashMap<String, Sad>>,
-    /// (credential, clientData) → responseID: the same request is not pushed twice.
-    pub(super) by_client_data: Mutex<HashMap<(String, String), String>>,
-}
-
-pub(super) type St = State<Arc<Shared>>;
+pub(super) use super::state::{Shared, St};
 
 /// A running CSC sandbox.
 #[derive(Clone)]

@@ -33,6 +33,7 @@ mod api;
 mod auth;
 mod config;
 mod server;
+mod state;
 
 pub use config::MySignConfig;
 pub use server::{run_standalone, MySign};

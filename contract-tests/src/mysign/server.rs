@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,14 +14,7 @@ use super::auth::login_ep;
 use super::config::MySignConfig;
 use crate::officials::{Core, OfficialError, SignFaults, SignRecords};
 
-pub(super) struct Shared {
-    pub(super) cfg: MySignConfig,
-    pub(super) core: Mutex<Core>,
-    /// token → (user id, expiry).
-    pub(super) tokens: Mutex<HashMap<String, (String, Instant)>>,
-}
-
-pub(super) type St = State<Arc<Shared>>;
+pub(super) use super::state::{Shared, St};
 
 /// A running MySign sandbox.
 #[derive(Clone)]

@@ -140,6 +140,7 @@ pub enum DigestAlg {
 }
 
 impl DigestAlg {
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             DigestAlg::Sha256 => 32,

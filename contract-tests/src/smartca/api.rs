@@ -13,7 +13,7 @@ use axum::response::Response;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::server::{Shared, St};
+use super::state::{Shared, St};
 use crate::officials::http::{answer, deliver, json_object, text, unavailable};
 use crate::officials::{DigestAlg, FaultStep, PhoneState, Received};
 
@@ -41,6 +41,8 @@ fn refuse(sh: &Shared, status: StatusCode, code: u16, message: &str) -> Response
 }
 
 /// Record, read, check the SP credentials, take the call's fault.
+// The refusal is the answer itself (as in `src/edge`): boxing it buys nothing here.
+#[allow(clippy::result_large_err)]
 fn prelude(
     sh: &Shared,
     path: &str,

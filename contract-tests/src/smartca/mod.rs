@@ -41,6 +41,7 @@
 mod api;
 mod config;
 mod server;
+mod state;
 
 pub use config::SmartCaConfig;
 pub use server::{run_standalone, SmartCa};

@@ -12,12 +12,7 @@ use super::api::{certificate_ep, sign_ep, status_ep};
 use super::config::SmartCaConfig;
 use crate::officials::{Core, OfficialError, SignFaults, SignRecords};
 
-pub(super) struct Shared {
-    pub(super) cfg: SmartCaConfig,
-    pub(super) core: Mutex<Core>,
-}
-
-pub(super) type St = State<Arc<Shared>>;
+pub(super) use super::state::{Shared, St};
 
 /// A running SmartCA sandbox.
 #[derive(Clone)]

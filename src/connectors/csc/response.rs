@@ -98,7 +98,7 @@ pub(super) fn outcome(
         }));
     }
     if let Some((code, desc)) = error_of(r) {
-        let is = |l: &[String]| l.iter().any(|w| *w == code);
+        let is = |l: &[String]| l.contains(&code);
         if is(&s.waiting) {
             return Ok(SignStatus::Waiting);
         }

@@ -110,7 +110,7 @@ impl RemoteSigner for MySignSigner {
             &body,
         )
         .await
-        .map_err(|e| in_doubt(e))?;
+        .map_err(in_doubt)?;
         let tx = Transaction(response::transaction(&reply).map_err(in_doubt)?);
         self.s.roster.remember(&req.request_id, &tx);
         Ok(Submitted::Waiting(tx))

@@ -103,7 +103,7 @@ pub(super) fn status(s: &Settings, r: &Reply) -> Result<SignStatus, SignerError>
             step: STEP,
             detail: "no status".into(),
         })?;
-    let is = |l: &[String]| l.iter().any(|w| *w == st);
+    let is = |l: &[String]| l.contains(&st);
     if is(&s.waiting) {
         Ok(SignStatus::Waiting)
     } else if is(&s.signed) {

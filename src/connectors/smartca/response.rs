@@ -89,7 +89,7 @@ pub(super) fn status(s: &Settings, r: &Reply) -> Result<SignStatus, SignerError>
         return Err(non_2xx(STEP, r));
     }
     let (code, message, v) = envelope(STEP, r)?;
-    let is = |list: &[String]| list.iter().any(|w| *w == message);
+    let is = |list: &[String]| list.contains(&message);
     if is(&s.not_found) {
         return Ok(SignStatus::NotFound);
     }
