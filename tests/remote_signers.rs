@@ -63,8 +63,13 @@ fn section(service: &str, url: &str, extra: &str) -> SignerSection {
             s.join("client").display()
         ),
     };
+    let timeout = if extra.contains("timeout =") {
+        ""
+    } else {
+        "timeout = \"5s\"\n"
+    };
     let mut text = format!(
-        "service = \"{service}\"\nurl = \"{url}\"\ntrust_anchors = \"certs-example/chain.pem\"\ntimeout = \"5s\"\npoll_interval = \"100ms\"\nrequest_lifetime = \"2s\"\n{creds}{extra}\n"
+        "service = \"{service}\"\nurl = \"{url}\"\ntrust_anchors = \"certs-example/chain.pem\"\n{timeout}poll_interval = \"100ms\"\nrequest_lifetime = \"2s\"\n{creds}{extra}\n"
     );
     for (user, cred, serial) in OFFICIALS {
         text.push_str(&format!(
@@ -727,4 +732,29 @@ async fn openssl_cli_agrees() {
     assert!(verify(&s, &r, "5000", &tampered, RsaPadding::Pkcs1)
         .await
         .is_err());
+}
+
+/// SmartCA: a sign call whose answer stalls past the timeout is resolved by a status query
+/// (the phone has it: not sent again); the timeout itself is retryable and "may have arrived".
+#[tokio::test]
+async fn smartca_stalled_answer_is_resolved_by_asking() {
+    let (s, sb) = smartca("timeout = \"400ms\"\n").await;
+    s.signer
+        .certificate(&SignerId("official-rsa".into()))
+        .await
+        .unwrap();
+    sb.set_faults(SignFaults {
+        stall: 1,
+        stall_ms: 1000,
+        ..Default::default()
+    });
+    let r = req("stalled", "official-rsa", DigestAlgorithm::Sha256, b"d");
+    let tx = match s.signer.submit(&r).await.unwrap() {
+        Submitted::Waiting(tx) => tx,
+        other => panic!("{other:?}"),
+    };
+    let rec = sb.records();
+    assert_eq!(rec.calls("/v1/signatures/sign"), 1, "not sent again");
+    assert_eq!(rec.pushes_of(&tx.0), 1);
+    assert!(matches!(run(&s, &r).await.unwrap(), SignStatus::Signed(_)));
 }
