@@ -194,5 +194,8 @@ ess_cert_id_chain      = no
 ess_cert_id_alg        = sha256
 CNF
 
+# --- the remote-signing officials, issued by the new intermediate (certs-example/officials/) ---
+"$OUT/officials.sh"
+
 chmod 600 ./*.key
 echo "Example PKI written to $OUT (EXAMPLE KEYS, NEVER FOR PRODUCTION)"

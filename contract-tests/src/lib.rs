@@ -7,10 +7,14 @@
 //! depends on it only through its `lab` feature (demo, bench, standalone sandboxes), never in
 //! the production build.
 
+pub mod csc;
 pub mod momo;
+pub mod mysign;
+pub mod officials;
 pub mod paygov;
 pub mod payplatform;
 pub mod portal;
 pub mod sink;
+pub mod smartca;
 pub mod tsa;
 pub mod vnpay;

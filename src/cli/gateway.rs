@@ -55,6 +55,26 @@ pub fn check_config(file: &Path) -> ExitCode {
     for w in l.warnings() {
         println!("warning: {w}");
     }
+    if !l.config.signers.is_empty() {
+        println!(
+            "signers: {}",
+            l.config
+                .signers
+                .iter()
+                .map(|(n, s)| format!(
+                    "{n} ({}, {} official(s) inline{})",
+                    s.service,
+                    s.officials.len(),
+                    if s.officials_file.is_some() {
+                        " + file"
+                    } else {
+                        ""
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let secrets = l.secret_refs();
     let unread: Vec<String> = secrets
         .iter()

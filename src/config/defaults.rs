@@ -94,3 +94,11 @@ pub const ONLINE_CURSOR_PARAM: &str = "tuNgay";
 pub const ONLINE_CURSOR_FIELD: &str = "NgayTiepNhan";
 /// Online dossiers: the dossier field holding its code (the event key).
 pub const ONLINE_CODE_FIELD: &str = "MaHoSo";
+
+// Remote signing services ([signers.NAME], src/config/signers.rs).
+/// First wait after a signing request and between polls.
+pub const SIGNER_POLL_INTERVAL: Duration = Duration::from_secs(3);
+/// The longest wait between two polls of one signing request.
+pub const SIGNER_POLL_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// How long an official has to confirm a signing request on the phone.
+pub const SIGNER_REQUEST_LIFETIME: Duration = Duration::from_secs(300);

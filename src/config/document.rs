@@ -23,6 +23,7 @@ use super::payments::PaymentsSection;
 use super::problem::{ConfigError, Problem, Step};
 use super::retry::RetrySection;
 use super::routes::RouteSection;
+use super::signers::SignerSection;
 use super::signing::SigningSection;
 use super::sources::SourceSection;
 use super::store::StoreSection;
@@ -79,6 +80,10 @@ pub struct Config {
     /// retention. Absent = every adapter in `metadata` mode, no time-stamping, kept forever.
     #[serde(default)]
     pub evidence: EvidenceSection,
+    /// Remote signing services (VNPT SmartCA, Viettel MySign, CSC API v2) by name, with the
+    /// officials each signs for. Absent = none.
+    #[serde(default)]
+    pub signers: BTreeMap<String, SignerSection>,
 }
 
 /// The text of the file at `path`, or the [`Step::Read`] problem.

@@ -224,6 +224,17 @@ impl Loaded {
         if let Some(r) = &c.evidence.body_key {
             v.push(("evidence.body_key".into(), r));
         }
+        for (name, s) in &c.signers {
+            if let Some(r) = &s.sp_password {
+                v.push((format!("signers.{name}.sp_password"), r));
+            }
+            if let Some(r) = &s.client_secret {
+                v.push((format!("signers.{name}.client_secret"), r));
+            }
+            if let Some(r) = s.tls.as_ref().and_then(|t| t.client_key.as_ref()) {
+                v.push((format!("signers.{name}.tls.client_key"), r));
+            }
+        }
         v
     }
 }

@@ -60,6 +60,7 @@ mod references;
 mod retry;
 mod routes;
 mod secrets;
+mod signers;
 mod signing;
 mod sources;
 mod store;
@@ -79,6 +80,10 @@ pub use problem::{ConfigError, Problem, Step};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
+pub use signers::{
+    OfficialSection, OfficialsFile, OfficialsFileError, SignerCodes, SignerSection, SIGNER_DIGESTS,
+    SIGNER_SERVICES,
+};
 pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;
 pub use store::StoreSection;

@@ -22,6 +22,7 @@ use super::inbound::listen_is_loopback;
 use super::names::valid_name;
 use super::problem::{Problem, Step};
 use super::routes::RouteSection;
+use super::signers;
 use super::signing::{has_key, SigningSection};
 use super::{adapters, broker, circuit, gateway, inbound, online, ops};
 use super::{payments, retry, routes, signing, sources, store};
@@ -66,6 +67,7 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     signing::validate(&c.signing, base, p);
     signing_of_adapters(c, p);
     verify_of_sources(c, p);
+    signers::validate(&c.signers, base, p);
 }
 
 /// `ops.listen` is not `inbound.listen` (unless both ask for any free port, `:0`).

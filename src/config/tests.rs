@@ -393,3 +393,195 @@ fn kinds_match_patterns() {
     assert!(kinds_admit(&["dossier.*".to_string()], "dossier.progress"));
     assert!(!kinds_admit(&["dossier.*".to_string()], "payment.settled"));
 }
+
+const SIGNER_OK: &str = r#"
+[signers.s]
+service = "smartca"
+url = "http://127.0.0.1:1"
+trust_anchors = "certs-example/chain.pem"
+sp_id = "sp"
+sp_password = { env = "X" }
+[[signers.s.officials]]
+user_id = "a"
+serial = "5000"
+"#;
+
+fn signer_problems(text: &str) -> String {
+    match parse(text, "test.toml", PathBuf::from(env!("CARGO_MANIFEST_DIR"))) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A minimal section of each service loads, with its defaults.
+#[test]
+fn signers_minimal_sections_load() {
+    let l = parse(
+        SIGNER_OK,
+        "test.toml",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    )
+    .unwrap();
+    let s = &l.config.signers["s"];
+    assert_eq!(s.poll_interval.0, defaults::SIGNER_POLL_INTERVAL);
+    assert_eq!(s.request_lifetime.0, defaults::SIGNER_REQUEST_LIFETIME);
+    assert_eq!(s.digests, vec!["sha256".to_string()]);
+    assert!(l
+        .secret_refs()
+        .iter()
+        .any(|(k, _)| k == "signers.s.sp_password"));
+}
+
+/// A wrong value of each key gives a problem that names the key and the fix.
+#[test]
+fn signers_each_wrong_value_is_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "service = \"smartca\"",
+            "service = \"vnpt\"",
+            "signers.s.service: unknown service `vnpt`",
+        ),
+        (
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"ftp://x\"",
+            "signers.s.url",
+        ),
+        (
+            "trust_anchors = \"certs-example/chain.pem\"",
+            "trust_anchors = \"nope.pem\"",
+            "signers.s.trust_anchors: cannot read",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\nsignature_form = \"cms\"",
+            "signers.s.signature_form",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\nrsa_padding = \"oaep\"",
+            "signers.s.rsa_padding: unknown padding",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\ndigests = [\"sha1\"]",
+            "signers.s.digests: unknown digest algorithm `sha1`",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\npoll_interval = \"10s\"\npoll_max_interval = \"5s\"",
+            "signers.s.poll_max_interval",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\nrequest_lifetime = \"1s\"",
+            "signers.s.request_lifetime",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\nrate_limit = { per_sec = 0.0 }",
+            "signers.s.rate_limit.per_sec",
+        ),
+        ("sp_id = \"sp\"\n", "", "signers.s.sp_id: missing"),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\nprofile_id = \"p\"",
+            "signers.s.profile_id: is a mysign setting",
+        ),
+        (
+            "sp_id = \"sp\"",
+            "sp_id = \"sp\"\noperation_mode = \"sync\"",
+            "signers.s.operation_mode: is a csc setting",
+        ),
+        (
+            "serial = \"5000\"",
+            "serial = \"xyz\"",
+            "signers.s.officials[0].serial: `xyz` is not a hexadecimal serial",
+        ),
+        (
+            "serial = \"5000\"",
+            "",
+            "signers.s.officials[0].serial: the official's certificate is not pinned",
+        ),
+        (
+            "serial = \"5000\"",
+            "serial = \"5000\"\nsubject = \"CN=x\"",
+            "signers.s.officials[0].subject: both",
+        ),
+        (
+            "serial = \"5000\"",
+            "serial = \"5000\"\ncredential_id = \"c\"",
+            "officials[0].credential_id: smartca has no credential ids",
+        ),
+        (
+            "user_id = \"a\"",
+            "user_id = \"\"",
+            "signers.s.officials[0].user_id: is empty",
+        ),
+        (
+            "[[signers.s.officials]]\nuser_id = \"a\"\nserial = \"5000\"\n",
+            "officials_file = \"missing.toml\"\n",
+            "signers.s.officials_file: cannot read",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(SIGNER_OK.contains(from), "case {from}");
+        let text = SIGNER_OK.replacen(from, to, 1);
+        let got = signer_problems(&text);
+        assert!(got.contains(want), "{to:?}: expected `{want}` in:\n{got}");
+    }
+    let bad_name = SIGNER_OK.replace("signers.s", "signers.Bad");
+    assert!(signer_problems(&bad_name).contains("signers.Bad: `Bad` has characters"));
+    // A listed twice, and an unknown key in an official.
+    let twice = format!("{SIGNER_OK}[[signers.s.officials]]\nuser_id = \"a\"\nserial = \"5001\"\n");
+    assert!(signer_problems(&twice).contains("officials[1].user_id: `a` is listed twice"));
+    let unknown = SIGNER_OK.replace("serial = \"5000\"", "serial = \"5000\"\nphone = \"0912\"");
+    assert!(!signer_problems(&unknown).is_empty());
+    // MySign needs its credentials and each official's credential id.
+    let mysign = SIGNER_OK
+        .replace("service = \"smartca\"", "service = \"mysign\"")
+        .replace("sp_id = \"sp\"\nsp_password = { env = \"X\" }\n", "");
+    let got = signer_problems(&mysign);
+    for want in [
+        "signers.s.client_id: missing",
+        "signers.s.client_secret: missing",
+        "signers.s.profile_id: missing",
+        "officials[0].credential_id: missing",
+    ] {
+        assert!(got.contains(want), "{want} in:\n{got}");
+    }
+}
+
+/// Officials may come from a file; the example file's signers load.
+#[test]
+fn signers_officials_file() {
+    let dir = std::env::temp_dir().join(format!("gw-officials-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("o.toml"),
+        "[[officials]]\nuser_id = \"b\"\nserial = \"5001\"\n",
+    )
+    .unwrap();
+    let text = SIGNER_OK.replace(
+        "sp_id = \"sp\"",
+        &format!(
+            "sp_id = \"sp\"\nofficials_file = \"{}\"",
+            dir.join("o.toml").display()
+        ),
+    );
+    let l = parse(
+        &text,
+        "test.toml",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    )
+    .unwrap();
+    let all = l.config.signers["s"].all_officials(&l.base).unwrap();
+    assert_eq!(all.len(), 2);
+    std::fs::write(
+        dir.join("o.toml"),
+        "[[officials]]\nuser_id = \"a\"\nserial = \"5001\"\n",
+    )
+    .unwrap();
+    assert!(signer_problems(&text).contains("`a` is listed twice"));
+    let ex = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml")).unwrap();
+    assert_eq!(ex.config.signers.len(), 3);
+}

@@ -16,9 +16,15 @@ use crate::signing::SigningProfile;
 use crate::telemetry::metrics::Metrics;
 
 pub mod connector;
+pub mod csc;
 pub mod dvcqg;
 pub mod error;
 pub mod http;
+pub mod mysign;
+pub mod officials;
+pub mod signer;
+pub mod signers;
+pub mod smartca;
 
 // The paths callers have always used.
 pub use connector::{Attempted, Connector, InDoubtCheck};

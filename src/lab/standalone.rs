@@ -32,6 +32,15 @@ pub const SANDBOXES: &[(&str, &str, Run)] = &[
     ("momo", "MoMo", |p| {
         Box::pin(gw_contract_tests::momo::run_standalone(p))
     }),
+    ("smartca", "VNPT SmartCA", |p| {
+        Box::pin(gw_contract_tests::smartca::run_standalone(p))
+    }),
+    ("mysign", "Viettel MySign", |p| {
+        Box::pin(gw_contract_tests::mysign::run_standalone(p))
+    }),
+    ("csc", "CSC API v2 signing", |p| {
+        Box::pin(gw_contract_tests::csc::run_standalone(p))
+    }),
 ];
 
 /// `gateway sandbox PARTY --port N`.
@@ -79,7 +88,7 @@ mod tests {
         let names: Vec<&str> = super::SANDBOXES.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(
             crate::lab::or_list(&names),
-            "portal, vnpay, payplatform, paygov or momo"
+            "portal, vnpay, payplatform, paygov, momo, smartca, mysign or csc"
         );
     }
 }

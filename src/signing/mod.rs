@@ -61,6 +61,7 @@ mod inbound;
 mod material;
 mod outbound;
 mod profile;
+pub mod remote;
 
 pub use cpu::cpu_slots;
 pub use error::{CpuError, SignError, SigningError, SubjectError};
