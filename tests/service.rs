@@ -207,7 +207,7 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
     // `gateway health` (the container's HEALTHCHECK) says so too, for both endpoints.
     let ops_addr = g.ops.trim_start_matches("http://").to_string();
     for extra in [&[][..], &["--ready"][..]] {
-        let out = health(&ops_addr, extra);
+        let out = gateway_health(&ops_addr, extra);
         assert!(out.status.success(), "gateway health {extra:?}: {out:?}");
     }
 
@@ -246,7 +246,7 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
         g.stderr.lock().unwrap()
     );
     // Nobody listens any more: `gateway health` fails (exit 1) and says where it asked.
-    let out = health(&ops_addr, &[]);
+    let out = gateway_health(&ops_addr, &[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -256,7 +256,7 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
 }
 
 /// `gateway health --addr ADDR EXTRA...`.
-fn health(addr: &str, extra: &[&str]) -> std::process::Output {
+fn gateway_health(addr: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["health", "--addr", addr])
         .args(extra)
