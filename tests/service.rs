@@ -217,10 +217,24 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
         .until_status_containing("SIGHUP ignored", Duration::from_secs(10))
         .await;
     assert!(!hup.contains("STOPPING=1"), "{hup}");
+    // A second later: nothing said about stopping, the process is there, and it still
+    // accepts and delivers.
+    while let Some(m) = manager.next(Duration::from_secs(1)).await {
+        assert!(!m.contains("STOPPING=1"), "SIGHUP began a shutdown: {m}");
+    }
     assert!(
         g.child.try_wait().unwrap().is_none(),
         "SIGHUP must not stop the gateway"
     );
+    assert_eq!(
+        post_event(&client, inbound, "SVC-2", 1).await,
+        reqwest::StatusCode::ACCEPTED,
+        "accepting after SIGHUP"
+    );
+    eventually(Duration::from_secs(20), "delivered after SIGHUP", || {
+        sink.records().iter().any(|r| r.key == "SVC-2")
+    })
+    .await;
     let health = client
         .get(format!("{}/healthz", g.ops))
         .send()
