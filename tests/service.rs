@@ -7,7 +7,9 @@
 //! - SIGHUP does not stop it: it logs that reload is not supported and says so in `STATUS=`;
 //! - SIGTERM: `STOPPING=1` first, then a clean exit (status 0);
 //! - a gateway that cannot start (its ops port taken) exits 1 and never says `READY=1`;
-//! - `gateway health` (`/healthz`, `--ready`: `/readyz`) exits 0 while it runs, 1 after.
+//! - `gateway health` (`/healthz`, `--ready`: `/readyz`) exits 0 while it runs, 1 after;
+//! - with `WATCHDOG_USEC` (the unit's `WatchdogSec=`) it pings `WATCHDOG=1` every half
+//!   interval, and never without it.
 
 mod common;
 
@@ -221,6 +223,10 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
     // accepts and delivers.
     while let Some(m) = manager.next(Duration::from_secs(1)).await {
         assert!(!m.contains("STOPPING=1"), "SIGHUP began a shutdown: {m}");
+        assert!(
+            !m.contains("WATCHDOG=1"),
+            "watchdog pings without WatchdogSec: {m}"
+        );
     }
     assert!(
         g.child.try_wait().unwrap().is_none(),
@@ -276,6 +282,51 @@ fn gateway_health(addr: &str, extra: &[&str]) -> std::process::Output {
         .args(extra)
         .output()
         .expect("gateway health runs")
+}
+
+#[tokio::test]
+async fn the_watchdog_is_fed_when_the_unit_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            Backend::Embedded,
+            &dir.path().join("data"),
+            &unique("svc"),
+            "http://127.0.0.1:9/",
+            "",
+        ),
+    )
+    .unwrap();
+    let manager = Manager::bind();
+    // What systemd sets for WatchdogSec=400ms (WATCHDOG_PID left out: any process).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+        .env("NOTIFY_SOCKET", &manager.path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    manager.until("READY=1", Duration::from_secs(60)).await;
+    // Fed every half interval (200 ms): at least 4 pings in 1.5 s.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut pings = 0;
+    while let Some(m) = manager
+        .next(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        pings += m.lines().filter(|l| *l == "WATCHDOG=1").count();
+    }
+    assert!(
+        pings >= 4,
+        "{pings} watchdog pings in 1.5 s at a 400 ms interval"
+    );
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }
 
 #[tokio::test]
