@@ -7,7 +7,9 @@
 //! - SIGHUP does not stop it: it logs that reload is not supported and says so in `STATUS=`;
 //! - SIGTERM: `STOPPING=1` first, then a clean exit (status 0);
 //! - a gateway that cannot start (its ops port taken) exits 1 and never says `READY=1`;
-//! - `gateway health` (`/healthz`, `--ready`: `/readyz`) exits 0 while it runs, 1 after.
+//! - `gateway health` (`/healthz`, `--ready`: `/readyz`) exits 0 while it runs, 1 after;
+//! - with `WATCHDOG_USEC` (the unit's `WatchdogSec=`) it pings `WATCHDOG=1` every half
+//!   interval, and never without it.
 
 mod common;
 
@@ -207,7 +209,7 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
     // `gateway health` (the container's HEALTHCHECK) says so too, for both endpoints.
     let ops_addr = g.ops.trim_start_matches("http://").to_string();
     for extra in [&[][..], &["--ready"][..]] {
-        let out = health(&ops_addr, extra);
+        let out = gateway_health(&ops_addr, extra);
         assert!(out.status.success(), "gateway health {extra:?}: {out:?}");
     }
 
@@ -217,10 +219,28 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
         .until_status_containing("SIGHUP ignored", Duration::from_secs(10))
         .await;
     assert!(!hup.contains("STOPPING=1"), "{hup}");
+    // A second later: nothing said about stopping, the process is there, and it still
+    // accepts and delivers.
+    while let Some(m) = manager.next(Duration::from_secs(1)).await {
+        assert!(!m.contains("STOPPING=1"), "SIGHUP began a shutdown: {m}");
+        assert!(
+            !m.contains("WATCHDOG=1"),
+            "watchdog pings without WatchdogSec: {m}"
+        );
+    }
     assert!(
         g.child.try_wait().unwrap().is_none(),
         "SIGHUP must not stop the gateway"
     );
+    assert_eq!(
+        post_event(&client, inbound, "SVC-2", 1).await,
+        reqwest::StatusCode::ACCEPTED,
+        "accepting after SIGHUP"
+    );
+    eventually(Duration::from_secs(20), "delivered after SIGHUP", || {
+        sink.records().iter().any(|r| r.key == "SVC-2")
+    })
+    .await;
     let health = client
         .get(format!("{}/healthz", g.ops))
         .send()
@@ -246,7 +266,7 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
         g.stderr.lock().unwrap()
     );
     // Nobody listens any more: `gateway health` fails (exit 1) and says where it asked.
-    let out = health(&ops_addr, &[]);
+    let out = gateway_health(&ops_addr, &[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -256,12 +276,57 @@ async fn ready_after_readyz_and_consuming_stopping_on_sigterm_sighup_ignored() {
 }
 
 /// `gateway health --addr ADDR EXTRA...`.
-fn health(addr: &str, extra: &[&str]) -> std::process::Output {
+fn gateway_health(addr: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["health", "--addr", addr])
         .args(extra)
         .output()
         .expect("gateway health runs")
+}
+
+#[tokio::test]
+async fn the_watchdog_is_fed_when_the_unit_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            Backend::Embedded,
+            &dir.path().join("data"),
+            &unique("svc"),
+            "http://127.0.0.1:9/",
+            "",
+        ),
+    )
+    .unwrap();
+    let manager = Manager::bind();
+    // What systemd sets for WatchdogSec=400ms (WATCHDOG_PID left out: any process).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+        .env("NOTIFY_SOCKET", &manager.path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    manager.until("READY=1", Duration::from_secs(60)).await;
+    // Fed every half interval (200 ms): at least 4 pings in 1.5 s.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut pings = 0;
+    while let Some(m) = manager
+        .next(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        pings += m.lines().filter(|l| *l == "WATCHDOG=1").count();
+    }
+    assert!(
+        pings >= 4,
+        "{pings} watchdog pings in 1.5 s at a 400 ms interval"
+    );
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }
 
 #[tokio::test]
