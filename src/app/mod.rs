@@ -9,9 +9,12 @@
 //! `payments.rs` (the payment wiring), `service.rs` (systemd: sd_notify readiness and
 //! stopping, the watchdog, SIGHUP).
 
+pub mod backends;
 pub mod datalock;
 pub mod payments;
 pub mod service;
+
+pub use backends::store_tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -91,14 +94,6 @@ pub async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, AppError> {
         .store_url()
         .map_err(|e| AppError::Config(e.to_string()))?;
     Ok(gw_store::open_tls(&url, store_tls(loaded)?).await?)
-}
-
-/// TLS to PostgreSQL from `[store]` `ca`, `client_cert`, `client_key`: `None` without a CA.
-pub fn store_tls(loaded: &Loaded) -> Result<Option<gw_store::PgTls>, AppError> {
-    Ok(match loaded.store_tls_files() {
-        Some(files) => Some(gw_store::PgTls::from_files(&files)?),
-        None => None,
-    })
 }
 
 /// TLS to the backends from the files the configuration names (`[store]` / `[broker]` `ca`,

@@ -56,7 +56,7 @@ impl Wired {
             &loaded
                 .store_url()
                 .map_err(|e| WireError::StoreUrl(e.to_string()))?,
-            super::store_tls(loaded).map_err(|e| WireError::StoreUrl(e.to_string()))?,
+            super::backends::store_tls(loaded).map_err(|e| WireError::StoreUrl(e.to_string()))?,
             evidence,
         )
         .await?;

@@ -26,7 +26,7 @@ pub enum EvidenceCmdError {
     StoreUrl(#[from] UrlPasswordError),
     /// The store's TLS files (`[store] ca`, client certificate) cannot be read.
     #[error("{0}")]
-    StoreTls(String),
+    StoreTls(#[from] gw_store::TlsError),
     /// The store cannot be opened, or its chains cannot be read.
     #[error("{0}")]
     Store(#[from] gw_store::StoreError),
@@ -114,8 +114,7 @@ impl EvidenceAction {
 
 async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, EvidenceCmdError> {
     let url = loaded.store_url()?;
-    let tls =
-        crate::app::store_tls(loaded).map_err(|e| EvidenceCmdError::StoreTls(e.to_string()))?;
+    let tls = crate::app::store_tls(loaded)?;
     Ok(gw_store::open_tls(&url, tls).await?)
 }
 

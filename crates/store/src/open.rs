@@ -25,7 +25,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// `tls` with a SQLite URL is refused: it would be silently unused.
 pub async fn open_tls(url: &str, tls: Option<PgTls>) -> Result<Arc<dyn Store>> {
     Ok(match open_backend(url, tls).await? {
-        Backend::Postgres(s) => Arc::new(s),
+        Backend::Postgres(s) => Arc::new(*s),
         Backend::Sqlite(s) => Arc::new(s),
     })
 }
@@ -33,7 +33,8 @@ pub async fn open_tls(url: &str, tls: Option<PgTls>) -> Result<Arc<dyn Store>> {
 /// An opened, migrated backend, before it is seen through one of the crate's traits
 /// ([`Store`], [`crate::payments::PaymentStore`], [`crate::signatures::SignatureStore`]).
 pub(crate) enum Backend {
-    Postgres(postgres::PgStore),
+    // Boxed: the PostgreSQL handle (pool, statements) is much larger than SQLite's.
+    Postgres(Box<postgres::PgStore>),
     Sqlite(sqlite::SqliteStore),
 }
 
@@ -41,9 +42,9 @@ pub(crate) enum Backend {
 /// payment and signature stores reach PostgreSQL with the same TLS as the delivery store.
 pub(crate) async fn open_backend(url: &str, tls: Option<PgTls>) -> Result<Backend> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Backend::Postgres(
+        Ok(Backend::Postgres(Box::new(
             postgres::PgStore::connect_tls(url, tls).await?,
-        ))
+        )))
     } else if tls.is_some() {
         Err(StoreError::Open(
             "a CA file is configured for the store but the URL is not PostgreSQL".into(),

@@ -254,7 +254,7 @@ pub async fn open_tls(
     tls: Option<crate::tls::PgTls>,
 ) -> Result<std::sync::Arc<dyn PaymentStore>> {
     Ok(match crate::open::open_backend(url, tls).await? {
-        crate::open::Backend::Postgres(s) => std::sync::Arc::new(s),
+        crate::open::Backend::Postgres(s) => std::sync::Arc::new(*s),
         crate::open::Backend::Sqlite(s) => std::sync::Arc::new(s),
     })
 }
