@@ -333,46 +333,20 @@ fn enveloped_xml_verifies_in_xmlsec1_and_tampering_is_refused() {
 
 // ---------------------------------------------------------------- PAdES
 
-/// pyHanko's verdict on the last signature of a PDF, as `key=value` lines.
+/// pyHanko's verdict on the last signature of a PDF (`scripts/pades-validate.py`), as
+/// `key=value` lines and `exit=N`.
 fn pyhanko_validate(dir: &Path, pdf: &[u8]) -> String {
     let f = dir.join("signed.pdf");
     std::fs::write(&f, pdf).unwrap();
-    let script = r#"
-import sys
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko.keys import load_cert_from_pemder
-from pyhanko_certvalidator import ValidationContext
-root = load_cert_from_pemder(sys.argv[2])
-inter = load_cert_from_pemder(sys.argv[3])
-vc = ValidationContext(trust_roots=[root], other_certs=[inter], allow_fetching=False, revocation_mode='soft-fail')
-with open(sys.argv[1], 'rb') as f:
-    r = PdfFileReader(f)
-    sig = r.embedded_signatures[-1]
-    st = validate_pdf_signature(sig, vc, ts_validation_context=vc)
-    print('intact=%s' % st.intact)
-    print('valid=%s' % st.valid)
-    print('trusted=%s' % st.trusted)
-    print('coverage=%s' % st.coverage.name)
-    print('subfilter=%s' % sig.sig_object['/SubFilter'])
-    tv = st.timestamp_validity
-    print('timestamp=%s' % (None if tv is None else (tv.intact and tv.valid and tv.trusted)))
-"#;
     let out = run(Command::new("python3")
-        .arg("-c")
-        .arg(script)
+        .arg(repo().join("scripts/pades-validate.py"))
         .arg(&f)
         .arg(cert("root-ca.pem"))
         .arg(cert("intermediate-ca.pem")));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("pyHanko: {}", stdout.replace('\n', " "));
-    if !out.status.success() {
-        return format!(
-            "error={}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    stdout
+    // The script exits 0 only for an intact, valid, trusted, whole-file signature.
+    format!("{stdout}exit={}\n", out.status.code().unwrap_or(-1))
 }
 
 /// The byte ranges and the CMS of the last signature.
@@ -433,6 +407,7 @@ fn pades_b_b_verifies_in_pyhanko_and_openssl() {
             "coverage=ENTIRE_FILE",
             "subfilter=/ETSI.CAdES.detached",
             "timestamp=None",
+            "exit=0",
         ] {
             assert!(verdict.contains(line), "{official}: {line} in\n{verdict}");
         }
@@ -446,13 +421,57 @@ fn pades_b_b_verifies_in_pyhanko_and_openssl() {
         let tampered = replace_once(&signed, b"xay dung so 12", b"xay dung so 13");
         let verdict = pyhanko_validate(dir.path(), &tampered);
         assert!(
-            verdict.contains("intact=False") || verdict.contains("error="),
+            verdict.contains("intact=False") && verdict.contains("exit=1"),
             "{official}: a modified PDF must not be intact:\n{verdict}"
         );
-        assert!(!verdict.contains("intact=True"), "{verdict}");
         let (covered, cms) = pdf_parts(&tampered);
         assert!(!openssl_cms_verifies(dir.path(), &cms, &covered));
+
+        // Modified after signing by a later revision that replaces the page's text: the
+        // signature no longer covers the whole file, and the validator says so.
+        let appended = revision_replacing_text(&signed, b"Forged");
+        let verdict = pyhanko_validate(dir.path(), &appended);
+        assert!(
+            verdict.contains("coverage=ENTIRE_REVISION") && verdict.contains("exit=1"),
+            "{official}: a revision after the signature must be reported:\n{verdict}"
+        );
     }
+}
+
+/// `pdf` plus an incremental update giving the sample's content stream (object 4) new text.
+fn revision_replacing_text(pdf: &[u8], text: &[u8]) -> Vec<u8> {
+    let key = b"startxref\n";
+    let at = pdf.windows(key.len()).rposition(|w| w == key).unwrap() + key.len();
+    let end = at + pdf[at..].iter().position(|b| *b == b'\n').unwrap();
+    let prev: usize = std::str::from_utf8(&pdf[at..end]).unwrap().parse().unwrap();
+    let size_key = b"/Size ";
+    let s_at = pdf
+        .windows(size_key.len())
+        .rposition(|w| w == size_key)
+        .unwrap()
+        + size_key.len();
+    let s_end = s_at
+        + pdf[s_at..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap();
+    let size = std::str::from_utf8(&pdf[s_at..s_end]).unwrap();
+    let mut content = b"BT /F1 18 Tf 72 720 Td (".to_vec();
+    content.extend_from_slice(text);
+    content.extend_from_slice(b") Tj ET");
+    let mut out = pdf.to_vec();
+    let obj_at = out.len();
+    out.extend_from_slice(format!("4 0 obj\n<< /Length {} >>\nstream\n", content.len()).as_bytes());
+    out.extend_from_slice(&content);
+    out.extend_from_slice(b"\nendstream\nendobj\n");
+    let xref_at = out.len();
+    out.extend_from_slice(
+        format!(
+            "xref\n4 1\n{obj_at:010} 00000 n\r\ntrailer\n<< /Size {size} /Root 1 0 R /Prev {prev} >>\nstartxref\n{xref_at}\n%%EOF\n"
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 #[test]
@@ -547,13 +566,18 @@ async fn pades_b_t_and_cades_t_carry_a_verified_time_stamp() {
             "trusted=True",
             "coverage=ENTIRE_FILE",
             "timestamp=True",
+            "exit=0",
         ] {
             assert!(verdict.contains(line), "{official}: {line} in\n{verdict}");
         }
         let (covered, cms) = pdf_parts(&signed);
         assert!(openssl_cms_verifies(dir.path(), &cms, &covered));
         let tampered = replace_once(&signed, b"Giay phep so 7", b"Giay phep so 8");
-        assert!(!pyhanko_validate(dir.path(), &tampered).contains("intact=True"));
+        let verdict = pyhanko_validate(dir.path(), &tampered);
+        assert!(
+            verdict.contains("intact=False") && verdict.contains("exit=1"),
+            "{verdict}"
+        );
     }
 
     // CAdES-T: the detached CMS with the same unsigned attribute; OpenSSL still verifies it.
