@@ -617,3 +617,78 @@ async fn pades_b_t_and_cades_t_carry_a_verified_time_stamp() {
     let e = finish_timestamped(&prepared2, b"other", &value2, &forged_token, &trust).unwrap_err();
     assert!(matches!(e, AssembleError::TimeStamp(_)), "{e}");
 }
+
+// ---------------------------------------------------------------- CLI
+
+/// `gateway sign --format`: the integrators' way to produce each format with a local key.
+#[test]
+fn cli_sign_format_produces_what_the_tools_accept() {
+    if !(openssl() && xmlsec1() && pyhanko()) {
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path();
+    let gateway = env!("CARGO_BIN_EXE_gateway");
+    let signer = d.join("signer.pem");
+    let mut chain = std::fs::read(cert("sign-rsa.pem")).unwrap();
+    chain.extend(std::fs::read(cert("intermediate-ca.pem")).unwrap());
+    std::fs::write(&signer, chain).unwrap();
+    let sign = |format: &str, input: &Path, out: &Path| {
+        run(Command::new(gateway)
+            .args(["sign", "--format", format, "--key"])
+            .arg(cert("sign-rsa.key"))
+            .arg("--cert")
+            .arg(&signer)
+            .args(["--reason", "Phê duyệt"])
+            .arg("-o")
+            .arg(out)
+            .arg(input))
+    };
+
+    let doc = d.join("doc.txt");
+    std::fs::write(&doc, "Kết quả giải quyết".as_bytes()).unwrap();
+    let out = sign("cms", &doc, &d.join("doc.p7s"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cms = std::fs::read(d.join("doc.p7s")).unwrap();
+    assert!(openssl_cms_verifies(
+        d,
+        &cms,
+        "Kết quả giải quyết".as_bytes()
+    ));
+
+    let xml = d.join("doc.xml");
+    std::fs::write(&xml, RESULT_XML).unwrap();
+    let out = sign("xml", &xml, &d.join("signed.xml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(xmlsec1_verifies(
+        d,
+        &std::fs::read(d.join("signed.xml")).unwrap(),
+        false
+    ));
+
+    let pdf = d.join("doc.pdf");
+    std::fs::write(&pdf, sample_pdf("Giay phep")).unwrap();
+    let out = sign("pdf", &pdf, &d.join("signed.pdf"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict = pyhanko_validate(d, &std::fs::read(d.join("signed.pdf")).unwrap());
+    assert!(verdict.contains("exit=0"), "{verdict}");
+
+    // A file that is not a PDF: exit 1 and the step that refused it; nothing written.
+    let out = sign("pdf", &doc, &d.join("not.pdf"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prepare: the document is not pdf"), "{err}");
+    assert!(!d.join("not.pdf").exists());
+}
