@@ -381,7 +381,7 @@ fn cms_size_estimate(
         .iter()
         .map(Vec::len)
         .sum();
-    let attrs = cms::signed_attributes(alg, &vec![0; alg.len()], signer, None)?.len();
+    let attrs = cms::signed_attributes(alg, &vec![0; alg.output_len()], signer, None)?.len();
     let signature = match signer.key_type {
         KeyType::Rsa { bits } => bits as usize / 8,
         KeyType::Ecdsa { field } => 2 * field + 9,
@@ -598,7 +598,7 @@ mod tests {
             };
             let (p, value) = prepare_and_sign(Format::Cms, name, doc, &opts);
             assert_eq!(p.format(), Format::Cms);
-            assert_eq!(p.to_sign().len(), digest.len());
+            assert_eq!(p.to_sign().len(), digest.output_len());
             let cms = finish(&p, doc, &value).unwrap();
             assert!(cms_verifies(&cms, doc), "{name} {digest}");
             assert!(!cms_verifies(&cms, b"Ket qua khac"), "{name} {digest}");
