@@ -474,6 +474,88 @@ fn revision_replacing_text(pdf: &[u8], text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A PDF as pyHanko writes one: cross-reference stream, the page and font in an object stream.
+fn pyhanko_pdf(dir: &Path, text: &str) -> Vec<u8> {
+    let script = r#"
+import sys
+from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.pdf_utils import generic
+N = generic.NameObject
+w = PdfFileWriter(stream_xrefs=True)
+ostream = w.prepare_object_stream()
+font = w.add_object(generic.DictionaryObject({N('/Type'): N('/Font'), N('/Subtype'): N('/Type1'), N('/BaseFont'): N('/Helvetica')}), obj_stream=ostream)
+content = w.add_object(generic.StreamObject(stream_data=b'BT /F1 18 Tf 72 720 Td (' + sys.argv[2].encode() + b') Tj ET'))
+pages_ref = w.root.raw_get('/Pages')
+page = generic.DictionaryObject({
+    N('/Type'): N('/Page'), N('/Parent'): pages_ref,
+    N('/MediaBox'): generic.ArrayObject([generic.NumberObject(x) for x in (0, 0, 595, 842)]),
+    N('/Resources'): generic.DictionaryObject({N('/Font'): generic.DictionaryObject({N('/F1'): font})}),
+    N('/Contents'): content})
+pages = pages_ref.get_object()
+pages['/Kids'].append(w.add_object(page, obj_stream=ostream))
+pages[N('/Count')] = generic.NumberObject(1)
+with open(sys.argv[1], 'wb') as f:
+    w.write(f)
+"#;
+    let f = dir.join("pyhanko-made.pdf");
+    let out = run(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&f)
+        .arg(text));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&f).unwrap()
+}
+
+#[test]
+fn pades_on_a_pdf_with_object_streams_from_another_writer() {
+    if !(openssl() && pyhanko()) {
+        return;
+    }
+    let dir = tempdir();
+    let doc = pyhanko_pdf(dir.path(), "Giay phep so 9");
+    assert!(
+        !doc.windows(5).any(|w| w == b"\nxref"),
+        "the input has no classic table"
+    );
+    let (prepared, value) = prepare_signed(
+        dir.path(),
+        Format::Pdf,
+        "sign-rsa",
+        &doc,
+        &Options::default(),
+    );
+    let signed = finish(&prepared, &doc, &value).unwrap();
+    let verdict = pyhanko_validate(dir.path(), &signed);
+    assert!(
+        verdict.contains("exit=0") && verdict.contains("intact=True"),
+        "{verdict}"
+    );
+    let (covered, cms) = pdf_parts(&signed);
+    assert!(openssl_cms_verifies(dir.path(), &cms, &covered));
+    // A second official signs the signed PDF: both revisions stay readable and valid.
+    let (prepared, value) = prepare_signed(
+        dir.path(),
+        Format::Pdf,
+        "sign-ec",
+        &signed,
+        &Options::default(),
+    );
+    let twice = finish(&prepared, &signed, &value).unwrap();
+    let verdict = pyhanko_validate(dir.path(), &twice);
+    assert!(verdict.contains("exit=0"), "{verdict}");
+    let tampered = replace_once(&twice, b"Giay phep so 9", b"Giay phep so 0");
+    let verdict = pyhanko_validate(dir.path(), &tampered);
+    assert!(
+        verdict.contains("intact=False") && verdict.contains("exit=1"),
+        "{verdict}"
+    );
+}
+
 #[test]
 fn pdf_refusals_at_prepare() {
     let doc = sample_pdf("x");
@@ -496,18 +578,24 @@ fn pdf_refusals_at_prepare() {
         ),
         "{e}"
     );
-    // A PDF whose startxref points at a cross-reference stream.
+    // A cross-reference stream compressed with a filter other than FlateDecode.
     let xref_at = doc.windows(8).rposition(|w| w == b"xref\n0 6").unwrap();
     let mut xs = doc[..xref_at].to_vec();
     let obj_at = xs.len();
-    xs.extend_from_slice(b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Length 0 >>\nstream\n\nendstream\nendobj\n");
+    xs.extend_from_slice(b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Filter /LZWDecode /Length 0 >>\nstream\n\nendstream\nendobj\n");
     xs.extend_from_slice(format!("startxref\n{obj_at}\n%%EOF\n").as_bytes());
     let e = prepare(Format::Pdf, &xs, &rsa, &[], &Options::default()).unwrap_err();
     assert!(
-        e.to_string()
-            .contains("unsupported PDF: cross-reference stream"),
+        e.to_string().contains("unsupported PDF: stream filter"),
         "{e}"
     );
+    // An encrypted PDF.
+    let key = b"/Root 1 0 R >>";
+    let at = doc.windows(key.len()).rposition(|w| w == key).unwrap() + key.len() - 2;
+    let mut enc = doc.clone();
+    enc.splice(at..at, b"/Encrypt 9 0 R ".iter().copied());
+    let e = prepare(Format::Pdf, &enc, &rsa, &[], &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("unsupported PDF: encrypted"), "{e}");
 }
 
 // ---------------------------------------------------------------- B-T

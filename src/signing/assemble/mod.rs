@@ -18,7 +18,8 @@
 //!   format needs to finish: the signed attributes' DER (CMS, PAdES: about 300 bytes), the
 //!   element reference (XML), the PDF incremental update around its `/Contents` gap (a few
 //!   hundred bytes; the gap's zeros are not stored). It never holds the document: its JSON is a
-//!   few kilobytes (mostly the certificates) whatever the document's size.
+//!   few kilobytes whatever the document's size (measured with an RSA signer and one
+//!   intermediate: 3.1 KB for CMS, 4.1 KB for a PDF of 600 bytes or of 1 MB).
 //! - [`finish`] takes the document again (the flow already keeps it) and refuses any other
 //!   document ([`AssembleError::DocumentChanged`]: SHA-256 and length are compared), so the
 //!   output always is the prepared document plus the signature.
@@ -47,7 +48,8 @@
 //! - `signer.rs`: the signer certificate, its key type, digest pairing, checking a value.
 //! - `cms.rs`: signed attributes and SignedData (typed ASN.1: `cms`, `x509-cert`, `der`).
 //! - `xml.rs`: enveloped XML-DSig through `gw_crypto::xmldsig`'s split entry point.
-//! - `pdf.rs`: the PDF reader (classic xref tables) and the incremental update writer.
+//! - `pdf.rs`: the PDF reader (cross-reference tables and streams, object streams) and the
+//!   incremental update writer.
 
 use gw_crypto::keys::TrustStore;
 use gw_crypto::tsp::{self, TimeStampRequest, TspError};
@@ -822,18 +824,122 @@ mod tests {
         out
     }
 
+    /// The sample with its catalog, pages and page moved into a FlateDecode object stream and
+    /// a PNG-predicted, compressed cross-reference stream (what PDF 1.5+ writers produce).
+    fn sample_with_object_streams() -> Vec<u8> {
+        use flate2::write::ZlibEncoder;
+        use std::io::Write as _;
+        let deflate = |data: &[u8]| {
+            let mut e = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let content = b"BT /F1 18 Tf 72 720 Td (Objstm) Tj ET";
+        let in_stream = [
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        ];
+        let mut header = String::new();
+        let mut body = String::new();
+        for (i, o) in in_stream.iter().enumerate() {
+            header.push_str(&format!("{} {} ", i + 1, body.len()));
+            body.push_str(o);
+            body.push(' ');
+        }
+        let objstm = deflate(format!("{header}{body}").as_bytes());
+        let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+        let mut loc: Vec<(u8, u32, u16)> = vec![(0, 0, 65535)];
+        for i in 0..3 {
+            loc.push((2, 6, i));
+        }
+        loc.push((1, out.len() as u32, 0));
+        out.extend_from_slice(
+            format!("4 0 obj\n<< /Length {} >>\nstream\n", content.len()).as_bytes(),
+        );
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\nendstream\nendobj\n");
+        loc.push((1, out.len() as u32, 0));
+        out.extend_from_slice(
+            b"5 0 obj\n<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>\nendobj\n",
+        );
+        loc.push((1, out.len() as u32, 0));
+        out.extend_from_slice(
+            format!(
+                "6 0 obj\n<< /Type /ObjStm /N 3 /First {} /Filter /FlateDecode /Length {} >>\nstream\n",
+                header.len(),
+                objstm.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&objstm);
+        out.extend_from_slice(b"\nendstream\nendobj\n");
+        let xref_at = out.len();
+        loc.push((1, xref_at as u32, 0));
+        // Rows of 1 + 4 + 2 bytes, PNG "Up" predictor (filter byte 2) on every row.
+        let mut raw = Vec::new();
+        let mut prev = [0u8; 7];
+        for (t, f2, f3) in loc {
+            let mut row = [0u8; 7];
+            row[0] = t;
+            row[1..5].copy_from_slice(&f2.to_be_bytes());
+            row[5..7].copy_from_slice(&f3.to_be_bytes());
+            raw.push(2);
+            raw.extend(row.iter().zip(prev.iter()).map(|(a, b)| a.wrapping_sub(*b)));
+            prev = row;
+        }
+        let xs = deflate(&raw);
+        out.extend_from_slice(
+            format!(
+                "7 0 obj\n<< /Type /XRef /Size 8 /W [1 4 2] /Root 1 0 R /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 7 >> /Length {} >>\nstream\n",
+                xs.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&xs);
+        out.extend_from_slice(
+            format!("\nendstream\nendobj\nstartxref\n{xref_at}\n%%EOF\n").as_bytes(),
+        );
+        out
+    }
+
+    #[test]
+    fn pdf_with_object_and_xref_streams() {
+        let doc = sample_with_object_streams();
+        for name in ["sign-rsa", "sign-ec"] {
+            let (p, value) = prepare_and_sign(Format::Pdf, name, &doc, &Options::default());
+            let signed = finish(&p, &doc, &value).unwrap();
+            assert_eq!(&signed[..doc.len()], &doc[..]);
+            let (covered, cms) = pdf_parts(&signed);
+            assert!(cms_verifies(&cms, &covered), "{name}");
+            let tail = String::from_utf8_lossy(&signed[signed.len() - 400..]).into_owned();
+            assert!(
+                tail.contains("/Type /XRef"),
+                "the update keeps a cross-reference stream: {tail}"
+            );
+            // Our update reads back: a second signature on top.
+            let (p2, v2) = prepare_and_sign(Format::Pdf, name, &signed, &Options::default());
+            let twice = finish(&p2, &signed, &v2).unwrap();
+            let (covered2, cms2) = pdf_parts(&twice);
+            assert!(cms_verifies(&cms2, &covered2), "{name}");
+        }
+    }
+
     #[test]
     fn pdf_shapes_not_supported_are_refused() {
         let (rsa, _) = signer("sign-rsa");
         let doc = sample_pdf("x");
-        // An xref stream at startxref.
+        // A cross-reference stream with a filter other than FlateDecode.
         let xref_at = doc.windows(8).rposition(|w| w == b"xref\n0 6").unwrap();
         let mut xs = doc[..xref_at].to_vec();
         let obj_at = xs.len();
-        xs.extend_from_slice(b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Length 0 >>\nstream\n\nendstream\nendobj\n");
+        xs.extend_from_slice(b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Filter /LZWDecode /Length 0 >>\nstream\n\nendstream\nendobj\n");
         xs.extend_from_slice(format!("startxref\n{obj_at}\n%%EOF\n").as_bytes());
         let e = prepare(Format::Pdf, &xs, &rsa.leaf, &[], &Options::default()).unwrap_err();
-        assert!(e.to_string().contains("cross-reference stream"), "{e}");
+        assert!(
+            e.to_string().contains("unsupported PDF: stream filter"),
+            "{e}"
+        );
         // Encrypted (the trailer is after every object: no offset moves).
         let key = b"/Root 1 0 R >>";
         let at = doc.windows(key.len()).rposition(|w| w == key).unwrap() + key.len() - 2;

@@ -10,11 +10,15 @@
 //!   Its `/ByteRange` is exact when prepared: it covers the whole file but the `/Contents` hex
 //!   string, whose size is fixed then, so the digest over the ranges is known before the
 //!   signature exists and `finish` only writes the CMS's hex into the gap.
-//! - Only what is understood is written: a classic cross-reference table (`xref` ... `trailer`)
-//!   through every `/Prev`. A cross-reference stream (PDF 1.5 and later writers), a hybrid file
-//!   (`/XRefStm`), an encrypted file, or a catalog, page or form that cannot be read is refused
-//!   with [`PdfError::Unsupported`] or [`PdfError::Malformed`] naming what, never rewritten
-//!   approximately.
+//! - Only what is understood is written. Read: classic cross-reference tables, cross-reference
+//!   streams (PDF 1.5+, FlateDecode with or without a PNG predictor), hybrid files
+//!   (`/XRefStm`), objects inside object streams, through every `/Prev`. The update's own
+//!   cross-reference is of the kind the newest section is (a table, or an uncompressed stream
+//!   with its own entry). An encrypted file, another stream filter (LZW, ...), or a catalog,
+//!   page or form that cannot be read is refused with [`PdfError::Unsupported`] or
+//!   [`PdfError::Malformed`] naming what, never rewritten approximately. Objects that lived in
+//!   an object stream are rewritten as plain objects.
+//! - Decoded streams are capped at 64 MiB; section chains at 256; nesting at 64.
 //! - Objects are read by a small tokenizer; strings, names and numbers of the objects that are
 //!   rewritten are copied as their source text, so nothing in them is re-encoded.
 
@@ -296,17 +300,160 @@ fn parse_num(w: &[u8]) -> Option<u64> {
 
 // ---------------------------------------------------------------- reading
 
+/// Where an object lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    /// At a byte offset, with its generation.
+    Offset(usize, u16),
+    /// The `index`-th object of the object stream `stream` (generation 0).
+    InStream { stream: u32, index: usize },
+    /// Freed by a newer section: older entries of the same number are dead.
+    Free,
+}
+
 /// The parts of a PDF the update needs.
 struct Pdf<'a> {
     buf: &'a [u8],
-    /// Object number → (offset, generation), newest section first.
-    offsets: BTreeMap<u32, (usize, u16)>,
+    /// Object number → where it is; the newest section's entry wins.
+    locations: BTreeMap<u32, Loc>,
     trailer: Obj,
     startxref: usize,
+    /// The newest section is a cross-reference stream: the update writes one too.
+    xref_stream: bool,
 }
 
 fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// Largest decoded stream accepted (cross-reference and object streams): 64 MiB.
+const MAX_DECODED: u64 = 64 << 20;
+
+/// The decoded data of a stream whose dictionary is `dict` and whose `stream` keyword ends at
+/// `pos` (no filter, or `/FlateDecode` with an optional PNG predictor).
+fn stream_data(buf: &[u8], dict: &Obj, mut pos: usize) -> Result<Vec<u8>, PdfError> {
+    // The keyword is followed by CRLF or LF.
+    if buf.get(pos) == Some(&b'\r') {
+        pos += 1;
+    }
+    if buf.get(pos) == Some(&b'\n') {
+        pos += 1;
+    }
+    let raw = match dict.get(b"/Length").and_then(Obj::as_int) {
+        Some(len) if len >= 0 && pos + len as usize <= buf.len() => &buf[pos..pos + len as usize],
+        // An indirect /Length: up to `endstream`.
+        _ => {
+            let end = buf[pos..]
+                .windows(9)
+                .position(|w| w == b"endstream")
+                .ok_or_else(|| malformed("stream without endstream"))?;
+            &buf[pos..pos + end]
+        }
+    };
+    let filters: Vec<Obj> = match dict.get(b"/Filter") {
+        None => Vec::new(),
+        Some(Obj::Array(a)) => a.clone(),
+        Some(f) => vec![f.clone()],
+    };
+    let data = match filters.as_slice() {
+        [] => raw.to_vec(),
+        [f] if f.is_name(b"/FlateDecode") => {
+            use std::io::Read as _;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(raw)
+                .take(MAX_DECODED)
+                .read_to_end(&mut out)
+                .map_err(|e| malformed(format!("FlateDecode: {e}")))?;
+            out
+        }
+        other => {
+            return Err(PdfError::Unsupported(format!(
+                "stream filter {:?} (FlateDecode only)",
+                other
+                    .iter()
+                    .map(|o| {
+                        let mut b = Vec::new();
+                        o.write(&mut b);
+                        String::from_utf8_lossy(&b).into_owned()
+                    })
+                    .collect::<Vec<_>>()
+            )))
+        }
+    };
+    let params = match dict.get(b"/DecodeParms") {
+        Some(Obj::Array(a)) => a.first().cloned(),
+        other => other.cloned(),
+    };
+    let predictor = params
+        .as_ref()
+        .and_then(|p| p.get(b"/Predictor"))
+        .and_then(Obj::as_int)
+        .unwrap_or(1);
+    match predictor {
+        1 => Ok(data),
+        10..=15 => {
+            let columns = params
+                .as_ref()
+                .and_then(|p| p.get(b"/Columns"))
+                .and_then(Obj::as_int)
+                .unwrap_or(1)
+                .max(1) as usize;
+            png_unpredict(&data, columns)
+        }
+        other => Err(PdfError::Unsupported(format!("stream predictor {other}"))),
+    }
+}
+
+/// Reverses PNG row predictors (one filter byte per row; bytes per pixel 1).
+fn png_unpredict(data: &[u8], columns: usize) -> Result<Vec<u8>, PdfError> {
+    let row = columns + 1;
+    if data.len() % row != 0 {
+        return Err(malformed(
+            "PNG-predicted stream is not a whole number of rows",
+        ));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() / row * columns);
+    let mut prev = vec![0u8; columns];
+    for chunk in data.chunks(row) {
+        let (kind, bytes) = (chunk[0], &chunk[1..]);
+        let mut cur = vec![0u8; columns];
+        for i in 0..columns {
+            let left = if i > 0 { cur[i - 1] } else { 0 };
+            let up = prev[i];
+            let up_left = if i > 0 { prev[i - 1] } else { 0 };
+            cur[i] = match kind {
+                0 => bytes[i],
+                1 => bytes[i].wrapping_add(left),
+                2 => bytes[i].wrapping_add(up),
+                3 => bytes[i].wrapping_add(((left as u16 + up as u16) / 2) as u8),
+                4 => {
+                    let p = left as i16 + up as i16 - up_left as i16;
+                    let (pa, pb, pc) = (
+                        (p - left as i16).abs(),
+                        (p - up as i16).abs(),
+                        (p - up_left as i16).abs(),
+                    );
+                    let pred = if pa <= pb && pa <= pc {
+                        left
+                    } else if pb <= pc {
+                        up
+                    } else {
+                        up_left
+                    };
+                    bytes[i].wrapping_add(pred)
+                }
+                k => return Err(malformed(format!("PNG predictor row type {k}"))),
+            };
+        }
+        out.extend_from_slice(&cur);
+        prev = cur;
+    }
+    Ok(out)
+}
+
+/// A big-endian field of `width` bytes.
+fn field(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, b| acc << 8 | *b as u64)
 }
 
 impl<'a> Pdf<'a> {
@@ -326,9 +473,10 @@ impl<'a> Pdf<'a> {
         let startxref = lx.uint()? as usize;
         let mut pdf = Pdf {
             buf,
-            offsets: BTreeMap::new(),
+            locations: BTreeMap::new(),
             trailer: Obj::Dict(Vec::new()),
             startxref,
+            xref_stream: false,
         };
         let mut at = Some(startxref);
         let mut seen = 0;
@@ -339,11 +487,14 @@ impl<'a> Pdf<'a> {
                     "more than 256 cross-reference sections (a /Prev loop?)",
                 ));
             }
-            let trailer = pdf.read_section(offset)?;
-            if trailer.get(b"/XRefStm").is_some() {
-                return Err(PdfError::Unsupported(
-                    "hybrid cross-reference (/XRefStm): objects may live in object streams".into(),
-                ));
+            let (trailer, is_stream) = pdf.read_section(offset)?;
+            // A hybrid file's classic section names a stream with more entries.
+            if let Some(x) = trailer.get(b"/XRefStm") {
+                let x = x
+                    .as_int()
+                    .filter(|v| *v >= 0)
+                    .ok_or_else(|| malformed("/XRefStm is not an offset"))?;
+                pdf.read_xref_stream(x as usize)?;
             }
             at = match trailer.get(b"/Prev") {
                 Some(p) => Some(
@@ -356,6 +507,7 @@ impl<'a> Pdf<'a> {
             };
             if seen == 1 {
                 pdf.trailer = trailer;
+                pdf.xref_stream = is_stream;
             }
         }
         if pdf.trailer.get(b"/Encrypt").is_some() {
@@ -364,27 +516,17 @@ impl<'a> Pdf<'a> {
         Ok(pdf)
     }
 
-    /// Reads one classic section at `offset`; newer entries (read earlier) win.
-    fn read_section(&mut self, offset: usize) -> Result<Obj, PdfError> {
+    /// Reads the section at `offset` (a classic table or a cross-reference stream); entries
+    /// already known (from newer sections) win. Returns the trailer and whether it was a stream.
+    fn read_section(&mut self, offset: usize) -> Result<(Obj, bool), PdfError> {
         if offset >= self.buf.len() {
             return Err(malformed(format!(
                 "cross-reference offset {offset} past the end"
             )));
         }
         let mut lx = Lexer::at(self.buf, offset);
-        let first = lx.word();
-        if first != b"xref" {
-            let mut probe = Lexer::at(self.buf, offset);
-            let looks_like_object =
-                probe.uint().is_ok() && probe.uint().is_ok() && probe.word() == b"obj";
-            return Err(if looks_like_object {
-                PdfError::Unsupported(
-                    "cross-reference stream (PDF 1.5+ compressed xref); only classic xref tables are supported"
-                        .into(),
-                )
-            } else {
-                malformed(format!("no cross-reference table at offset {offset}"))
-            });
+        if lx.word() != b"xref" {
+            return Ok((self.read_xref_stream(offset)?, true));
         }
         loop {
             let save = lx.pos;
@@ -398,43 +540,161 @@ impl<'a> Pdf<'a> {
             for i in 0..count {
                 let off = lx.uint()? as usize;
                 let gen = lx.uint()? as u16;
-                let kind = lx.word();
-                if kind == b"n" {
-                    self.offsets.entry(start + i).or_insert((off, gen));
-                } else if kind != b"f" {
-                    return Err(malformed("cross-reference entry neither n nor f"));
-                }
+                let loc = match lx.word() {
+                    b"n" => Loc::Offset(off, gen),
+                    b"f" => Loc::Free,
+                    _ => return Err(malformed("cross-reference entry neither n nor f")),
+                };
+                self.locations.entry(start + i).or_insert(loc);
             }
         }
         let trailer = lx.object(0)?;
         if !matches!(trailer, Obj::Dict(_)) {
             return Err(malformed("trailer is not a dictionary"));
         }
-        Ok(trailer)
+        Ok((trailer, false))
+    }
+
+    /// A cross-reference stream (ISO 32000-1 §7.5.8): its dictionary is the trailer.
+    fn read_xref_stream(&mut self, offset: usize) -> Result<Obj, PdfError> {
+        let mut lx = Lexer::at(self.buf, offset);
+        let ok = lx.uint().is_ok() && lx.uint().is_ok() && lx.word() == b"obj";
+        if !ok {
+            return Err(malformed(format!(
+                "no cross-reference table or stream at offset {offset}"
+            )));
+        }
+        let dict = lx.object(0)?;
+        if !dict.get(b"/Type").is_some_and(|t| t.is_name(b"/XRef")) {
+            return Err(malformed(format!(
+                "the object at offset {offset} is not a cross-reference stream"
+            )));
+        }
+        lx.expect_word(b"stream")?;
+        let data = stream_data(self.buf, &dict, lx.pos)?;
+        let widths: Vec<usize> = match dict.get(b"/W") {
+            Some(Obj::Array(w)) if w.len() == 3 => w
+                .iter()
+                .map(|x| {
+                    x.as_int()
+                        .filter(|v| (0..=8).contains(v))
+                        .map(|v| v as usize)
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| malformed("/W of the cross-reference stream"))?,
+            _ => return Err(malformed("cross-reference stream without /W [a b c]")),
+        };
+        let size = dict
+            .get(b"/Size")
+            .and_then(Obj::as_int)
+            .ok_or_else(|| malformed("cross-reference stream without /Size"))?;
+        let index: Vec<i64> = match dict.get(b"/Index") {
+            Some(Obj::Array(a)) => a
+                .iter()
+                .map(Obj::as_int)
+                .collect::<Option<_>>()
+                .ok_or_else(|| malformed("/Index of the cross-reference stream"))?,
+            _ => vec![0, size],
+        };
+        let entry = widths.iter().sum::<usize>();
+        if entry == 0 || index.len() % 2 != 0 {
+            return Err(malformed("cross-reference stream layout"));
+        }
+        let mut rows = data.chunks_exact(entry);
+        for pair in index.chunks(2) {
+            let (start, count) = (pair[0], pair[1]);
+            if start < 0 || count < 0 {
+                return Err(malformed("/Index of the cross-reference stream"));
+            }
+            for i in 0..count {
+                let row = rows
+                    .next()
+                    .ok_or_else(|| malformed("cross-reference stream shorter than /Index"))?;
+                let (a, rest) = row.split_at(widths[0]);
+                let (b, c) = rest.split_at(widths[1]);
+                let kind = if widths[0] == 0 { 1 } else { field(a) };
+                let loc = match kind {
+                    0 => Loc::Free,
+                    1 => Loc::Offset(field(b) as usize, field(c) as u16),
+                    2 => Loc::InStream {
+                        stream: field(b) as u32,
+                        index: field(c) as usize,
+                    },
+                    // Unknown types are to be read as null objects (§7.5.8.3).
+                    _ => Loc::Free,
+                };
+                self.locations.entry((start + i) as u32).or_insert(loc);
+            }
+        }
+        Ok(dict)
     }
 
     /// The object `n`: its generation and value (streams are refused: none is rewritten).
     fn object(&self, n: u32) -> Result<(u16, Obj), PdfError> {
-        let &(offset, gen) = self
-            .offsets
-            .get(&n)
-            .ok_or_else(|| malformed(format!("object {n} is not in the cross-reference table")))?;
-        let mut lx = Lexer::at(self.buf, offset);
-        let num = lx.uint()?;
-        let _ = lx.uint()?;
-        lx.expect_word(b"obj")?;
-        if num != n as u64 {
+        match self.locations.get(&n) {
+            Some(Loc::Offset(offset, gen)) => {
+                let mut lx = Lexer::at(self.buf, *offset);
+                let num = lx.uint()?;
+                let _ = lx.uint()?;
+                lx.expect_word(b"obj")?;
+                if num != n as u64 {
+                    return Err(malformed(format!(
+                        "cross-reference entry of object {n} points at object {num}"
+                    )));
+                }
+                let value = lx.object(0)?;
+                if lx.word() == b"stream" {
+                    return Err(PdfError::Unsupported(format!(
+                        "object {n} is a stream where a dictionary or array was expected"
+                    )));
+                }
+                Ok((*gen, value))
+            }
+            Some(Loc::InStream { stream, index }) => Ok((0, self.in_stream(n, *stream, *index)?)),
+            Some(Loc::Free) | None => Err(malformed(format!(
+                "object {n} is not in the cross-reference table"
+            ))),
+        }
+    }
+
+    /// Object `n`, the `index`-th of object stream `stream` (§7.5.7).
+    fn in_stream(&self, n: u32, stream: u32, index: usize) -> Result<Obj, PdfError> {
+        let Some(Loc::Offset(offset, _)) = self.locations.get(&stream) else {
             return Err(malformed(format!(
-                "cross-reference entry of object {n} points at object {num}"
+                "object stream {stream} (holding object {n}) is not at an offset"
             )));
+        };
+        let mut lx = Lexer::at(self.buf, *offset);
+        lx.uint()?;
+        lx.uint()?;
+        lx.expect_word(b"obj")?;
+        let dict = lx.object(0)?;
+        lx.expect_word(b"stream")?;
+        let data = stream_data(self.buf, &dict, lx.pos)?;
+        let count = dict.get(b"/N").and_then(Obj::as_int).unwrap_or(0).max(0) as usize;
+        let first = dict
+            .get(b"/First")
+            .and_then(Obj::as_int)
+            .filter(|f| *f >= 0 && (*f as usize) <= data.len())
+            .ok_or_else(|| malformed(format!("object stream {stream} without /First")))?
+            as usize;
+        let mut header = Lexer::at(&data[..first], 0);
+        for i in 0..count {
+            let num = header.uint()?;
+            let off = header.uint()? as usize;
+            if i == index {
+                if num != n as u64 {
+                    return Err(malformed(format!(
+                        "object stream {stream} holds object {num} where {n} was expected"
+                    )));
+                }
+                let mut body = Lexer::at(&data, first + off);
+                return body.object(0);
+            }
         }
-        let value = lx.object(0)?;
-        if lx.word() == b"stream" {
-            return Err(PdfError::Unsupported(format!(
-                "object {n} is a stream where a dictionary or array was expected"
-            )));
-        }
-        Ok((gen, value))
+        Err(malformed(format!(
+            "object stream {stream} has no entry {index}"
+        )))
     }
 
     fn resolve(&self, o: &Obj) -> Result<Obj, PdfError> {
@@ -586,6 +846,18 @@ fn append_ref(
 
 const RANGE_WIDTH: usize = 10;
 
+/// Consecutive runs `(first, count)` of sorted object numbers (cross-reference subsections).
+fn runs(numbers: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &n in numbers {
+        match out.last_mut() {
+            Some((start, count)) if *start + *count == n => *count += 1,
+            _ => out.push((n, 1)),
+        }
+    }
+    out
+}
+
 /// Prepares the update for `document` with room for a CMS of `cms_capacity` bytes.
 pub fn prepare(
     document: &[u8],
@@ -606,7 +878,7 @@ pub fn prepare(
         .and_then(Obj::as_int)
         .filter(|s| *s > 0)
         .ok_or_else(|| malformed("trailer has no /Size"))? as u32;
-    let size = size.max(pdf.offsets.keys().next_back().map_or(0, |m| m + 1));
+    let size = size.max(pdf.locations.keys().next_back().map_or(0, |m| m + 1));
     let widget = size;
     let sig = size + 1;
     let new_size = size + 2;
@@ -709,24 +981,7 @@ pub fn prepare(
     let mut tail = Vec::new();
     tail.extend_from_slice(b">\n>>\nendobj\n");
     let xref_at = base + head_len + contents_hex + tail.len();
-    tail.extend_from_slice(b"xref\n");
-    let numbers: Vec<u32> = xref.keys().copied().collect();
-    let mut i = 0;
-    while i < numbers.len() {
-        let mut j = i;
-        while j + 1 < numbers.len() && numbers[j + 1] == numbers[j] + 1 {
-            j += 1;
-        }
-        tail.extend_from_slice(format!("{} {}\n", numbers[i], j - i + 1).as_bytes());
-        for n in &numbers[i..=j] {
-            // Every object of the update lies before the gap: offsets need no shift.
-            let (off, g) = xref[n];
-            tail.extend_from_slice(format!("{off:010} {g:05} n\r\n").as_bytes());
-        }
-        i = j + 1;
-    }
     let mut trailer = Obj::Dict(Vec::new());
-    trailer.set(b"/Size", name(&new_size.to_string()));
     trailer.set(
         b"/Root",
         pdf.trailer
@@ -740,9 +995,51 @@ pub fn prepare(
         }
     }
     trailer.set(b"/Prev", name(&pdf.startxref.to_string()));
-    tail.extend_from_slice(b"trailer\n");
-    trailer.write(&mut tail);
-    tail.extend_from_slice(format!("\nstartxref\n{xref_at}\n%%EOF\n").as_bytes());
+    if pdf.xref_stream {
+        // The newest section was a cross-reference stream: the update's is one too (its own
+        // entry included), uncompressed, with type 1 entries of 1 + 4 + 2 bytes.
+        let xref_obj = new_size;
+        xref.insert(xref_obj, (xref_at, 0));
+        let mut rows = Vec::new();
+        let mut index = Vec::new();
+        for (start, count) in runs(&xref.keys().copied().collect::<Vec<_>>()) {
+            index.push(name(&start.to_string()));
+            index.push(name(&count.to_string()));
+            for n in start..start + count {
+                let (off, g) = xref[&n];
+                let off = u32::try_from(off)
+                    .map_err(|_| PdfError::Unsupported("a PDF larger than 4 GB".into()))?;
+                rows.push(1u8);
+                rows.extend_from_slice(&off.to_be_bytes());
+                rows.extend_from_slice(&g.to_be_bytes());
+            }
+        }
+        trailer.set(b"/Type", name("/XRef"));
+        trailer.set(b"/Size", name(&(new_size + 1).to_string()));
+        trailer.set(b"/W", Obj::Array(vec![name("1"), name("4"), name("2")]));
+        trailer.set(b"/Index", Obj::Array(index));
+        trailer.set(b"/Length", name(&rows.len().to_string()));
+        tail.extend_from_slice(format!("{xref_obj} 0 obj\n").as_bytes());
+        trailer.write(&mut tail);
+        tail.extend_from_slice(b"\nstream\n");
+        tail.extend_from_slice(&rows);
+        tail.extend_from_slice(b"\nendstream\nendobj\n");
+    } else {
+        tail.extend_from_slice(b"xref\n");
+        for (start, count) in runs(&xref.keys().copied().collect::<Vec<_>>()) {
+            tail.extend_from_slice(format!("{start} {count}\n").as_bytes());
+            for n in start..start + count {
+                // Every object of the update lies before the gap: offsets need no shift.
+                let (off, g) = xref[&n];
+                tail.extend_from_slice(format!("{off:010} {g:05} n\r\n").as_bytes());
+            }
+        }
+        trailer.set(b"/Size", name(&new_size.to_string()));
+        tail.extend_from_slice(b"trailer\n");
+        trailer.write(&mut tail);
+        tail.push(b'\n');
+    }
+    tail.extend_from_slice(format!("startxref\n{xref_at}\n%%EOF\n").as_bytes());
 
     // The byte ranges: [0, gap start - 1 (the `<`), after the `>`, to the end].
     let lt = gap_start - 1;
