@@ -407,7 +407,7 @@ fn stream_data(buf: &[u8], dict: &Obj, mut pos: usize) -> Result<Vec<u8>, PdfErr
 /// Reverses PNG row predictors (one filter byte per row; bytes per pixel 1).
 fn png_unpredict(data: &[u8], columns: usize) -> Result<Vec<u8>, PdfError> {
     let row = columns + 1;
-    if data.len() % row != 0 {
+    if !data.len().is_multiple_of(row) {
         return Err(malformed(
             "PNG-predicted stream is not a whole number of rows",
         ));
@@ -597,7 +597,7 @@ impl<'a> Pdf<'a> {
             _ => vec![0, size],
         };
         let entry = widths.iter().sum::<usize>();
-        if entry == 0 || index.len() % 2 != 0 {
+        if entry == 0 || !index.len().is_multiple_of(2) {
             return Err(malformed("cross-reference stream layout"));
         }
         let mut rows = data.chunks_exact(entry);
