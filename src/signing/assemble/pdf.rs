@@ -132,7 +132,10 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn at(buf: &'a [u8], pos: usize) -> Self {
-        Lexer { buf, pos }
+        Lexer {
+            buf,
+            pos: pos.min(buf.len()),
+        }
     }
     fn skip_ws(&mut self) {
         while self.pos < self.buf.len() {
@@ -340,7 +343,14 @@ fn stream_data(buf: &[u8], dict: &Obj, mut pos: usize) -> Result<Vec<u8>, PdfErr
         pos += 1;
     }
     let raw = match dict.get(b"/Length").and_then(Obj::as_int) {
-        Some(len) if len >= 0 && pos + len as usize <= buf.len() => &buf[pos..pos + len as usize],
+        Some(len)
+            if len >= 0
+                && pos
+                    .checked_add(len as usize)
+                    .is_some_and(|end| end <= buf.len()) =>
+        {
+            &buf[pos..pos + len as usize]
+        }
         // An indirect /Length: up to `endstream`.
         _ => {
             let end = buf[pos..]
@@ -406,6 +416,9 @@ fn stream_data(buf: &[u8], dict: &Obj, mut pos: usize) -> Result<Vec<u8>, PdfErr
 
 /// Reverses PNG row predictors (one filter byte per row; bytes per pixel 1).
 fn png_unpredict(data: &[u8], columns: usize) -> Result<Vec<u8>, PdfError> {
+    if columns > data.len() {
+        return Err(malformed("PNG predictor /Columns larger than the stream"));
+    }
     let row = columns + 1;
     if !data.len().is_multiple_of(row) {
         return Err(malformed(
@@ -545,7 +558,10 @@ impl<'a> Pdf<'a> {
                     b"f" => Loc::Free,
                     _ => return Err(malformed("cross-reference entry neither n nor f")),
                 };
-                self.locations.entry(start + i).or_insert(loc);
+                let n = start
+                    .checked_add(i)
+                    .ok_or_else(|| malformed("object number overflow"))?;
+                self.locations.entry(n).or_insert(loc);
             }
         }
         let trailer = lx.object(0)?;
@@ -603,7 +619,9 @@ impl<'a> Pdf<'a> {
         let mut rows = data.chunks_exact(entry);
         for pair in index.chunks(2) {
             let (start, count) = (pair[0], pair[1]);
-            if start < 0 || count < 0 {
+            if !(0..=i64::from(u32::MAX)).contains(&start)
+                || !(0..=i64::from(u32::MAX)).contains(&count)
+            {
                 return Err(malformed("/Index of the cross-reference stream"));
             }
             for i in 0..count {
@@ -623,7 +641,9 @@ impl<'a> Pdf<'a> {
                     // Unknown types are to be read as null objects (§7.5.8.3).
                     _ => Loc::Free,
                 };
-                self.locations.entry((start + i) as u32).or_insert(loc);
+                let n = u32::try_from(start + i)
+                    .map_err(|_| malformed("object number overflow in /Index"))?;
+                self.locations.entry(n).or_insert(loc);
             }
         }
         Ok(dict)
@@ -877,8 +897,17 @@ pub fn prepare(
         .get(b"/Size")
         .and_then(Obj::as_int)
         .filter(|s| *s > 0)
-        .ok_or_else(|| malformed("trailer has no /Size"))? as u32;
-    let size = size.max(pdf.locations.keys().next_back().map_or(0, |m| m + 1));
+        .ok_or_else(|| malformed("trailer has no /Size"))?;
+    let size = size.max(
+        pdf.locations
+            .keys()
+            .next_back()
+            .map_or(0, |m| i64::from(*m) + 1),
+    );
+    let size = u32::try_from(size)
+        .ok()
+        .filter(|s| s.checked_add(3).is_some())
+        .ok_or_else(|| malformed("/Size too large"))?;
     let widget = size;
     let sig = size + 1;
     let new_size = size + 2;
@@ -1116,4 +1145,56 @@ pub fn sample(text: &str) -> Vec<u8> {
         .as_bytes(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> SignatureText<'static> {
+        SignatureText {
+            signing_time: 1_765_000_000,
+            reason: Some("Phê duyệt"),
+            location: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A document from outside may be anything: corrupting bytes anywhere in a valid PDF
+        /// gives an update or an error, never a panic (no overflow, no out-of-range slice).
+        #[test]
+        fn corrupted_pdfs_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let mut doc = sample("Corrupt me");
+            for (at, byte) in edits {
+                let i = at.index(doc.len());
+                doc[i] = byte;
+            }
+            if truncate {
+                doc.truncate(cut.index(doc.len()));
+            }
+            let _ = prepare(&doc, &text(), 4096);
+        }
+    }
+
+    #[test]
+    fn hostile_numbers_are_errors() {
+        let doc = sample("x");
+        let at = doc.windows(7).rposition(|w| w == b"/Size 6").unwrap();
+        for size in [
+            b"/Size 99999999999999999999".as_slice(),
+            b"/Size 4294967295",
+        ] {
+            let mut d = doc[..at].to_vec();
+            d.extend_from_slice(size);
+            d.extend_from_slice(&doc[at + 7..]);
+            assert!(prepare(&d, &text(), 4096).is_err());
+        }
+    }
 }
