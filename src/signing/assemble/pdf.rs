@@ -18,7 +18,11 @@
 //!   page or form that cannot be read is refused with [`PdfError::Unsupported`] or
 //!   [`PdfError::Malformed`] naming what, never rewritten approximately. Objects that lived in
 //!   an object stream are rewritten as plain objects.
-//! - Decoded streams are capped at 64 MiB; section chains at 256; nesting at 64.
+//! - A document certified with "no changes allowed" (DocMDP `/P 1`) is refused: a signature
+//!   would break its certification. Other certifications allow a signature.
+//! - Decoded streams are capped at 64 MiB; section chains at 256; nesting at 64. Hostile input
+//!   gives an error, never a panic (property-tested).
+//! - Not built: a visible appearance (the signature widget is invisible, `/Rect [0 0 0 0]`).
 //! - Objects are read by a small tokenizer; strings, names and numbers of the objects that are
 //!   rewritten are copied as their source text, so nothing in them is re-encoded.
 
@@ -731,6 +735,46 @@ impl<'a> Pdf<'a> {
         }
     }
 
+    /// Refuses a document certified with "no changes allowed" (DocMDP `/P 1`): any further
+    /// revision, a signature included, breaks its certification (ISO 32000-1 §12.8.2.2).
+    fn check_docmdp(&self, catalog: &Obj) -> Result<(), PdfError> {
+        let Some(perms) = catalog.get(b"/Perms") else {
+            return Ok(());
+        };
+        let perms = self.resolve(perms)?;
+        let Some(sig) = perms.get(b"/DocMDP") else {
+            return Ok(());
+        };
+        let sig = self.resolve(sig)?;
+        let refs = match sig.get(b"/Reference") {
+            Some(r) => self.resolve(r)?,
+            None => return Ok(()),
+        };
+        let Obj::Array(refs) = refs else {
+            return Ok(());
+        };
+        for r in &refs {
+            let r = self.resolve(r)?;
+            if !r
+                .get(b"/TransformMethod")
+                .is_some_and(|m| m.is_name(b"/DocMDP"))
+            {
+                continue;
+            }
+            let p = match r.get(b"/TransformParams") {
+                Some(tp) => self.resolve(tp)?.get(b"/P").and_then(Obj::as_int),
+                None => None,
+            };
+            // /P defaults to 2 (form filling and signing allowed).
+            if p == Some(1) {
+                return Err(PdfError::Unsupported(
+                    "the document is certified with no changes allowed (DocMDP /P 1): another signature would break its certification".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The first page's object number.
     fn first_page(&self, catalog: &Obj) -> Result<u32, PdfError> {
         let mut node = match catalog.get(b"/Pages") {
@@ -890,6 +934,7 @@ pub fn prepare(
     if !matches!(catalog, Obj::Dict(_)) {
         return Err(malformed("the catalog is not a dictionary"));
     }
+    pdf.check_docmdp(&catalog)?;
     let page = pdf.first_page(&catalog)?;
     let (page_gen, mut page_dict) = pdf.object(page)?;
     let size = pdf
@@ -1116,14 +1161,21 @@ pub fn assemble(
 
 /// A small valid one-page PDF (classic xref), for tests and for trying the formats out.
 pub fn sample(text: &str) -> Vec<u8> {
+    sample_with(text, "", &[])
+}
+
+/// [`sample`] with `extra` entries in the catalog and, after the five objects, `more` objects
+/// (numbered from 6).
+fn sample_with(text: &str, extra: &str, more: &[&str]) -> Vec<u8> {
     let content = format!("BT /F1 18 Tf 72 720 Td ({text}) Tj ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+    let mut objects = vec![
+        format!("<< /Type /Catalog /Pages 2 0 R {extra}>>"),
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_owned(),
         format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
     ];
+    objects.extend(more.iter().map(|m| m.to_string()));
     let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
@@ -1180,6 +1232,21 @@ mod tests {
                 doc.truncate(cut.index(doc.len()));
             }
             let _ = prepare(&doc, &text(), 4096);
+        }
+    }
+
+    #[test]
+    fn certified_no_changes_is_refused_other_certifications_are_not() {
+        for (p, refused) in [("1", true), ("2", false), ("3", false)] {
+            let sig = format!(
+                "<< /Type /Sig /Filter /Adobe.PPKLite /Contents <00> /Reference [<< /Type /SigRef /TransformMethod /DocMDP /TransformParams << /Type /TransformParams /P {p} /V /1.2 >> >>] >>"
+            );
+            let doc = sample_with("x", "/Perms << /DocMDP 6 0 R >> ", &[&sig]);
+            let r = prepare(&doc, &text(), 4096);
+            assert_eq!(r.is_err(), refused, "P={p}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("DocMDP /P 1"), "{e}");
+            }
         }
     }
 
