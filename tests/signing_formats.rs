@@ -669,12 +669,22 @@ async fn pades_b_t_and_cades_t_carry_a_verified_time_stamp() {
     }
 
     // CAdES-T: the detached CMS with the same unsigned attribute; OpenSSL still verifies it.
+    let opts = Options {
+        timestamp: true,
+        ..Options::default()
+    };
     let doc = b"ket qua giai quyet";
     let (prepared, value) = prepare_signed(dir.path(), Format::Cms, "sign-rsa", doc, &opts);
     let req = signature_timestamp_request(&prepared, doc, &value).unwrap();
     let token = stamp(&tsa, &req, &trust).await;
     let cms = finish_timestamped(&prepared, doc, &value, &token, &trust).unwrap();
     assert!(openssl_cms_verifies(dir.path(), &cms, doc));
+    // The token is there, as the unsigned attribute id-aa-signatureTimeStampToken.
+    let oid = [
+        0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x0e,
+    ];
+    assert!(cms.windows(oid.len()).any(|w| w == oid));
+    assert!(cms.windows(token.len()).any(|w| w == token.as_slice()));
 
     // A token for another signature value (an earlier request) is refused.
     let (prepared2, value2) = prepare_signed(dir.path(), Format::Cms, "sign-rsa", b"other", &opts);
@@ -722,12 +732,17 @@ fn cli_sign_format_produces_what_the_tools_accept() {
     chain.extend(std::fs::read(cert("intermediate-ca.pem")).unwrap());
     std::fs::write(&signer, chain).unwrap();
     let sign = |format: &str, input: &Path, out: &Path| {
+        let reason: &[&str] = if format == "pdf" {
+            &["--reason", "Phê duyệt"]
+        } else {
+            &[]
+        };
         run(Command::new(gateway)
             .args(["sign", "--format", format, "--key"])
             .arg(cert("sign-rsa.key"))
             .arg("--cert")
             .arg(&signer)
-            .args(["--reason", "Phê duyệt"])
+            .args(reason)
             .arg("-o")
             .arg(out)
             .arg(input))
@@ -772,6 +787,18 @@ fn cli_sign_format_produces_what_the_tools_accept() {
     );
     let verdict = pyhanko_validate(d, &std::fs::read(d.join("signed.pdf")).unwrap());
     assert!(verdict.contains("exit=0"), "{verdict}");
+
+    // A reason for a CMS: refused (it has nowhere to go), exit 1, nothing written.
+    let out = run(Command::new(gateway)
+        .args(["sign", "--format", "cms", "--reason", "x", "--key"])
+        .arg(cert("sign-rsa.key"))
+        .arg("--cert")
+        .arg(&signer)
+        .arg("-o")
+        .arg(d.join("r.p7s"))
+        .arg(&doc));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!d.join("r.p7s").exists());
 
     // A file that is not a PDF: exit 1 and the step that refused it; nothing written.
     let out = sign("pdf", &doc, &d.join("not.pdf"));

@@ -71,7 +71,7 @@ pub struct SignArgs {
     /// With --format: the digest (sha256, sha384, sha512).
     #[arg(long, value_parser = parse_digest, default_value = "sha256", requires = "format")]
     pub digest: DigestAlgorithm,
-    /// With --format pdf: the signature's /Reason.
+    /// With --format pdf: the signature's /Reason (refused for cms and xml).
     #[arg(long, requires = "format")]
     pub reason: Option<String>,
     /// Write the result here instead of stdout.

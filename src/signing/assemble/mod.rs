@@ -288,6 +288,12 @@ pub fn prepare(
             what: "a signature time-stamp (XAdES-T is not built)".into(),
         });
     }
+    if (options.reason.is_some() || options.location.is_some()) && format != Format::Pdf {
+        return Err(AssembleError::Unsupported {
+            format,
+            what: "a reason or location (they go into a PDF signature dictionary)".into(),
+        });
+    }
     if options.xml_reference.is_some() && format != Format::Xml {
         return Err(AssembleError::Unsupported {
             format,
@@ -718,6 +724,12 @@ mod tests {
             ..Options::default()
         };
         let e = prepare(Format::Xml, b"<a/>", &rsa.leaf, &[], &ts).unwrap_err();
+        assert!(matches!(e, AssembleError::Unsupported { .. }), "{e}");
+        let reason = Options {
+            reason: Some("x".into()),
+            ..Options::default()
+        };
+        let e = prepare(Format::Cms, b"x", &rsa.leaf, &[], &reason).unwrap_err();
         assert!(matches!(e, AssembleError::Unsupported { .. }), "{e}");
     }
 
