@@ -10,6 +10,10 @@
 //! - The signed document goes to stdout (or `--out`); what was signed or verified, by which
 //!   certificate (subject, serial, SHA-256 fingerprint, days to expiry), goes to stderr, and
 //!   on failure exactly why (the gw-crypto error).
+//! - `--format cms|xml|pdf` makes the signed formats the gateway assembles around a remote
+//!   signature (`signing::assemble`): the same prepare/finish path, the local key standing in
+//!   for the signing service (it signs only the digest). Check the result with OpenSSL, xmlsec1
+//!   or pyHanko (README, "Signed formats").
 //! - Exit codes: 0 done, 1 the signature did not verify (or signing the document failed),
 //!   2 usage or configuration errors (unreadable files, unknown profile, keys that do not load).
 
@@ -23,7 +27,16 @@ use gw_crypto::keys::VerifyingKey;
 use gw_crypto::xmldsig::{self, SignOptions, SignerTrust, VerifyOptions};
 use openssl::x509::X509;
 
+use crate::signing::assemble::{self, DigestAlgorithm, Format};
 use crate::signing::{describe_certificate, KeyMaterial, Profiles};
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+fn parse_digest(s: &str) -> Result<DigestAlgorithm, String> {
+    s.parse()
+}
 
 /// Where keys come from.
 #[derive(Args, Debug, Clone)]
@@ -50,6 +63,17 @@ pub struct SignArgs {
     /// JSON: an RFC 7797 detached JWS (b64:false) instead of a compact one.
     #[arg(long)]
     pub detached: bool,
+    /// Make a signed format the way a remote signature is assembled (prepare, sign the digest
+    /// with the key, finish): `cms` (detached CMS, DER, for any file), `xml` (enveloped
+    /// XML-DSig), `pdf` (PAdES B-B, incremental update).
+    #[arg(long, value_parser = parse_format, conflicts_with = "detached")]
+    pub format: Option<Format>,
+    /// With --format: the digest (sha256, sha384, sha512).
+    #[arg(long, value_parser = parse_digest, default_value = "sha256", requires = "format")]
+    pub digest: DigestAlgorithm,
+    /// With --format pdf: the signature's /Reason (refused for cms and xml).
+    #[arg(long, requires = "format")]
+    pub reason: Option<String>,
     /// Write the result here instead of stdout.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -169,7 +193,9 @@ fn sign_inner(a: &SignArgs) -> Result<(), Failure> {
         .clone()
         .ok_or_else(|| Failure::Usage(format!("profile {} has no key to sign with", m.profile)))?;
     let doc = read(&a.file)?;
-    let (out, what) = if is_xml(&doc) {
+    let (out, what) = if let Some(format) = a.format {
+        assembled(format, &doc, &key, a)?
+    } else if is_xml(&doc) {
         if a.detached {
             return Err(Failure::Usage(
                 "--detached is for JSON; XML gets an enveloped signature".into(),
@@ -251,6 +277,65 @@ fn sign_inner(a: &SignArgs) -> Result<(), Failure> {
         print_cert("signer", c);
     }
     Ok(())
+}
+
+/// `--format`: the two phases of a remote signature, with the local key as the "service": it
+/// signs only the prehashed digest, exactly as SmartCA, MySign or a CSC service would.
+fn assembled(
+    format: Format,
+    doc: &[u8],
+    key: &gw_crypto::keys::SigningKey,
+    a: &SignArgs,
+) -> Result<(Vec<u8>, String), Failure> {
+    let cert = key
+        .certificate()
+        .ok_or_else(|| Failure::Usage("--format needs a certificate (--cert)".into()))?;
+    let options = assemble::Options {
+        digest: a.digest,
+        reason: a.reason.clone(),
+        ..assemble::Options::default()
+    };
+    let prepared = assemble::prepare(format, doc, cert, key.chain(), &options)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let value = sign_digest(key, prepared.digest_algorithm(), prepared.to_sign())
+        .map_err(|e| Failure::Failed(format!("signing the digest: {e}")))?;
+    let out =
+        assemble::finish(&prepared, doc, &value).map_err(|e| Failure::Failed(e.to_string()))?;
+    let what = match format {
+        Format::Cms => "detached CMS SignedData (DER, CAdES-B attributes)",
+        Format::Xml => "XML-DSig enveloped signature (exclusive C14N), assembled",
+        Format::Pdf => "PAdES B-B (incremental update, ETSI.CAdES.detached)",
+    };
+    Ok((
+        out,
+        format!(
+            "{what}; the key signed a {} digest of {} bytes",
+            prepared.digest_algorithm(),
+            prepared.to_sign().len()
+        ),
+    ))
+}
+
+/// A raw signature over a prehashed digest: RSA PKCS#1 v1.5 (DigestInfo) or ECDSA (DER).
+fn sign_digest(
+    key: &gw_crypto::keys::SigningKey,
+    alg: DigestAlgorithm,
+    digest: &[u8],
+) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    let md = match alg {
+        DigestAlgorithm::Sha256 => openssl::md::Md::sha256(),
+        DigestAlgorithm::Sha384 => openssl::md::Md::sha384(),
+        DigestAlgorithm::Sha512 => openssl::md::Md::sha512(),
+    };
+    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(key.private_key())?;
+    ctx.sign_init()?;
+    if key.kind() == gw_crypto::keys::KeyKind::Rsa {
+        ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
+    }
+    ctx.set_signature_md(md)?;
+    let mut out = Vec::new();
+    ctx.sign_to_vec(digest, &mut out)?;
+    Ok(out)
 }
 
 /// `gateway verify`.

@@ -55,6 +55,7 @@ use std::sync::Arc;
 
 use crate::config::{AdapterSection, Loaded, SourceSection};
 
+pub mod assemble;
 mod cpu;
 mod error;
 mod inbound;

@@ -10,6 +10,12 @@
 //!   or `id` attribute is `id`), with the transforms `enveloped-signature` then optionally one C14N;
 //! - `DigestMethod` SHA-256; `KeyInfo/X509Data/X509Certificate` (leaf first).
 //!
+//! A signature made elsewhere (a remote signing service that signs only a digest) is made in two
+//! halves: [`signed_info_enveloped`] gives the canonical `SignedInfo` octets to sign, and
+//! [`insert_signature_enveloped`] rebuilds the same `Signature` from the document, checks the
+//! returned value over those octets with the signer certificate's key, and inserts it. Nothing
+//! but the document, the signer and the options is needed between the halves.
+//!
 //! Verification invariants:
 //! - The document holds exactly one `Signature`, and it lies inside the element it signs (enveloped:
 //!   anywhere below the root for `URI=""`, below the `#id` element otherwise). A referenced Id carried
@@ -247,12 +253,83 @@ pub fn sign_enveloped(
 ) -> Result<String, DsigError> {
     let mut doc = parse_safe(xml)?;
     let sig_path = sign_in_place(&mut doc, key, opts)?;
+    splice(xml, &doc, &sig_path)
+}
+
+/// The signer of a signature made elsewhere (a remote signing service that signs only a
+/// digest): its algorithm and the certificates `KeyInfo` carries.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalSigner<'a> {
+    pub algorithm: SignatureAlgorithm,
+    /// The signer certificate; required by [`insert_signature_enveloped`] (the value is checked
+    /// against its key) and put into `KeyInfo` when [`SignOptions::include_certificate`] is set.
+    pub certificate: Option<&'a X509>,
+    /// Intermediates put after the leaf when [`SignOptions::include_chain`] is set.
+    pub chain: &'a [X509],
+}
+
+/// First half of an enveloped signature made elsewhere: the canonical `SignedInfo` octets the
+/// signer must sign (with SHA-256 and `signer.algorithm`). Deterministic: the same document,
+/// signer and options give the same octets, which is what lets
+/// [`insert_signature_enveloped`] rebuild the signature later (after a restart) from the
+/// document alone.
+pub fn signed_info_enveloped(
+    xml: &str,
+    signer: &ExternalSigner<'_>,
+    opts: &SignOptions,
+) -> Result<Vec<u8>, DsigError> {
+    let mut doc = parse_safe(xml)?;
+    let (_, si_octets) = build_signature(&mut doc, signer, opts)?;
+    Ok(si_octets)
+}
+
+/// Second half: rebuilds the `Signature` of [`signed_info_enveloped`] for the same document,
+/// checks that `signature_value` (RSA PKCS#1 v1.5, or ECDSA as raw `r || s`) verifies over its
+/// `SignedInfo` with the signer certificate's key, and returns the document with the signature
+/// inserted exactly as [`sign_enveloped`] would. A value that does not verify (another key,
+/// another digest, a changed document) is [`DsigError::SignatureMismatch`] and nothing is
+/// assembled.
+pub fn insert_signature_enveloped(
+    xml: &str,
+    signer: &ExternalSigner<'_>,
+    opts: &SignOptions,
+    signature_value: &[u8],
+) -> Result<String, DsigError> {
+    let cert = signer.certificate.ok_or(DsigError::MissingCertificate)?;
+    let vk = VerifyingKey::from_certificate("external", cert.clone())?;
+    if vk.kind != kind_for(signer.algorithm) {
+        return Err(DsigError::WrongKey(format!(
+            "{:?} key for {}",
+            vk.kind,
+            signer.algorithm.uri()
+        )));
+    }
+    let mut doc = parse_safe(xml)?;
+    let (sig_path, si_octets) = build_signature(&mut doc, signer, opts)?;
+    if !verify_octets(&vk.pkey, vk.kind, &si_octets, signature_value)? {
+        return Err(DsigError::SignatureMismatch);
+    }
+    let mut sv_path = sig_path.clone();
+    sv_path.push(1);
+    set_text(&mut doc, &sv_path, &B64.encode(signature_value));
+    splice(xml, &doc, &sig_path)
+}
+
+fn kind_for(alg: SignatureAlgorithm) -> KeyKind {
+    match alg {
+        SignatureAlgorithm::RsaSha256 => KeyKind::Rsa,
+        SignatureAlgorithm::EcdsaSha256 => KeyKind::EcP256,
+    }
+}
+
+/// The input text with the signature element of `doc` at `sig_path` inserted at its place.
+fn splice(xml: &str, doc: &Document, sig_path: &[usize]) -> Result<String, DsigError> {
     let target = &sig_path[..sig_path.len() - 1];
     let Some(end) = doc.source_end(target, xml.len()) else {
         return Ok(doc.to_xml());
     };
     // The signature's own text: exclusive C14N of its subtree declares exactly the namespaces it uses.
-    let sig_xml = canonicalize_subtree(&doc, &sig_path, Algorithm::Exclusive, &Options::default())?;
+    let sig_xml = canonicalize_subtree(doc, sig_path, Algorithm::Exclusive, &Options::default())?;
     let sig_xml = String::from_utf8(sig_xml).expect("canonical form of a str is UTF-8");
     let mut out = String::with_capacity(xml.len() + sig_xml.len() + 32);
     match end {
@@ -293,6 +370,26 @@ fn sign_in_place(
     key: &SigningKey,
     opts: &SignOptions,
 ) -> Result<NodePath, DsigError> {
+    let signer = ExternalSigner {
+        algorithm: SignatureAlgorithm::for_kind(key.kind()),
+        certificate: key.certificate(),
+        chain: key.chain(),
+    };
+    let (sig_path, si_octets) = build_signature(doc, &signer, opts)?;
+    let value = sign_octets(key, &si_octets)?;
+    let mut sv_path = sig_path.clone();
+    sv_path.push(1);
+    set_text(doc, &sv_path, &B64.encode(value));
+    Ok(sig_path)
+}
+
+/// Inserts the signature skeleton with its reference digest (an empty `SignatureValue`);
+/// returns the Signature element's path and the canonical `SignedInfo` octets to sign.
+fn build_signature(
+    doc: &mut Document,
+    signer: &ExternalSigner<'_>,
+    opts: &SignOptions,
+) -> Result<(NodePath, Vec<u8>), DsigError> {
     let (target, uri) = match &opts.reference {
         Reference::WholeDocument => (Vec::new(), String::new()),
         Reference::Id(id) => (
@@ -300,7 +397,7 @@ fn sign_in_place(
             format!("#{id}"),
         ),
     };
-    let alg = SignatureAlgorithm::for_kind(key.kind());
+    let alg = signer.algorithm;
     let prefixes: Vec<String> = if opts.c14n.is_exclusive() {
         opts.inclusive_prefixes.clone()
     } else {
@@ -338,13 +435,13 @@ fn sign_in_place(
     );
     let mut children = vec![signed_info, ds(opts, "SignatureValue")];
     if opts.include_certificate {
-        let cert = key.certificate().ok_or(DsigError::MissingCertificate)?;
+        let cert = signer.certificate.ok_or(DsigError::MissingCertificate)?;
         let mut certs = vec![with_text(
             ds(opts, "X509Certificate"),
             &B64.encode(cert.to_der()?),
         )];
         if opts.include_chain {
-            for c in key.chain() {
+            for c in signer.chain {
                 certs.push(with_text(
                     ds(opts, "X509Certificate"),
                     &B64.encode(c.to_der()?),
@@ -386,11 +483,7 @@ fn sign_in_place(
         exclude: None,
     };
     let si_octets = canonicalize_subtree(doc, &si_path, opts.c14n, &si_opts)?;
-    let value = sign_octets(key, &si_octets)?;
-    let mut sv_path = sig_path.clone();
-    sv_path.push(1);
-    set_text(doc, &sv_path, &B64.encode(value));
-    Ok(sig_path)
+    Ok((sig_path, si_octets))
 }
 
 fn set_text(doc: &mut Document, path: &[usize], text: &str) {
@@ -668,10 +761,7 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         Err(_) => Vec::new(),
     };
     let certs = leaf_first(certs);
-    let kind_needed = match algorithm {
-        SignatureAlgorithm::RsaSha256 => KeyKind::Rsa,
-        SignatureAlgorithm::EcdsaSha256 => KeyKind::EcP256,
-    };
+    let kind_needed = kind_for(algorithm);
     let si_opts = Options {
         inclusive_prefixes: &si_prefixes,
         exclude: None,
@@ -955,6 +1045,54 @@ mod tests {
         let other = [ec_key().verifying_key().unwrap()];
         assert!(matches!(
             verify_enveloped(&signed, &VerifyOptions::new(SignerTrust::Pinned(&other))),
+            Err(DsigError::WrongKey(_))
+        ));
+    }
+
+    /// The two halves of an externally made signature give what `sign_enveloped` gives, and a
+    /// value made over other octets, or by another key, is refused before anything is inserted.
+    #[test]
+    fn external_signature_in_two_halves() {
+        let t = trust();
+        let opts = VerifyOptions::new(SignerTrust::Chain(&t));
+        for key in [rsa_key(), ec_key()] {
+            let signer = ExternalSigner {
+                algorithm: SignatureAlgorithm::for_kind(key.kind()),
+                certificate: key.certificate(),
+                chain: key.chain(),
+            };
+            let so = SignOptions::default();
+            let si = signed_info_enveloped(DOSSIER, &signer, &so).unwrap();
+            // What a remote service does: sign the octets with the official's key.
+            let value = sign_octets(&key, &si).unwrap();
+            let signed = insert_signature_enveloped(DOSSIER, &signer, &so, &value).unwrap();
+            let v = verify_enveloped(&signed, &opts).unwrap();
+            assert_eq!(v.signer.as_ref(), key.certificate());
+            if key.kind() == KeyKind::Rsa {
+                // RSA PKCS#1 v1.5 is deterministic: byte for byte what sign_enveloped makes.
+                assert_eq!(signed, sign_enveloped(DOSSIER, &key, &so).unwrap());
+            }
+            let other = sign_octets(&key, b"other octets").unwrap();
+            assert!(matches!(
+                insert_signature_enveloped(DOSSIER, &signer, &so, &other),
+                Err(DsigError::SignatureMismatch)
+            ));
+            let changed = DOSSIER.replace("0001", "0002");
+            assert!(matches!(
+                insert_signature_enveloped(&changed, &signer, &so, &value),
+                Err(DsigError::SignatureMismatch)
+            ));
+        }
+        let rsa = rsa_key();
+        let ec = ec_key();
+        let wrong = ExternalSigner {
+            algorithm: SignatureAlgorithm::EcdsaSha256,
+            certificate: rsa.certificate(),
+            chain: &[],
+        };
+        let value = sign_octets(&ec, b"x").unwrap();
+        assert!(matches!(
+            insert_signature_enveloped(DOSSIER, &wrong, &SignOptions::default(), &value),
             Err(DsigError::WrongKey(_))
         ));
     }
