@@ -43,7 +43,10 @@ fn build_inspect_verify_and_refusals() {
         "--attach",
         p(&samples.join("attachments/cong-van-1234.txt")),
         "--attach",
-        &format!("phu-luc.bin={}", p(&samples.join("attachments/phu-luc.bin"))),
+        &format!(
+            "phu-luc.bin={}",
+            p(&samples.join("attachments/phu-luc.bin"))
+        ),
         "--key",
         p(&certs.join("sign-ec.key")),
         "--cert",
@@ -105,7 +108,11 @@ fn build_inspect_verify_and_refusals() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not signed"), "{}", text(&o));
     let o = gateway(&["edxml", "inspect", p(&unsigned)]);
-    assert!(text(&o).contains("01 received (axis word: inbox)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("01 received (axis word: inbox)"),
+        "{}",
+        text(&o)
+    );
 
     // Another root: untrusted.
     let o = gateway(&[
@@ -129,10 +136,23 @@ fn build_inspect_verify_and_refusals() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("has no attachment"), "{}", text(&o));
-    let o = gateway(&["edxml", "verify", "/nonexistent.edxml", "--trust", p(&certs.join("root-ca.pem"))]);
+    let o = gateway(&[
+        "edxml",
+        "verify",
+        "/nonexistent.edxml",
+        "--trust",
+        p(&certs.join("root-ca.pem")),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"header\": {}}").unwrap();
-    let o = gateway(&["edxml", "build", p(&bad), "--unsigned", "--out", p(&dir.path().join("y"))]);
+    let o = gateway(&[
+        "edxml",
+        "build",
+        p(&bad),
+        "--unsigned",
+        "--out",
+        p(&dir.path().join("y")),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

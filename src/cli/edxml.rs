@@ -129,7 +129,10 @@ fn build(a: &BuildArgs) -> Result<(), Failure> {
             }
         };
         if !path.is_file() {
-            return Err(usage(format!("--attach {spec}: {} is not a file", path.display())));
+            return Err(usage(format!(
+                "--attach {spec}: {} is not a file",
+                path.display()
+            )));
         }
         pairs.push((id, path));
     }
@@ -159,7 +162,8 @@ fn build(a: &BuildArgs) -> Result<(), Failure> {
             key.certificate().cloned(),
         )
     };
-    w.flush().map_err(|e| failed(format!("writing {}: {e}", a.out.display())))?;
+    w.flush()
+        .map_err(|e| failed(format!("writing {}: {e}", a.out.display())))?;
     println!(
         "built {} ({written} bytes): {}, {} attachment(s)",
         a.out.display(),
@@ -236,11 +240,15 @@ fn inspect(file: &Path) -> Result<(), Failure> {
             let si = &h.signer_info;
             field(
                 "signer info",
-                &[si.competence.as_deref(), si.position.as_deref(), Some(&si.full_name)]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                &[
+                    si.competence.as_deref(),
+                    si.position.as_deref(),
+                    Some(&si.full_name),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
             );
             if let Some(d) = &h.due_date {
                 field("due date", d);
@@ -272,11 +280,15 @@ fn inspect(file: &Path) -> Result<(), Failure> {
             if let Some(st) = &s.staff_info {
                 field(
                     "staff",
-                    &[st.department.as_deref(), st.staff.as_deref(), st.email.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    &[
+                        st.department.as_deref(),
+                        st.staff.as_deref(),
+                        st.email.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 );
             }
         }
@@ -301,7 +313,9 @@ fn inspect(file: &Path) -> Result<(), Failure> {
         }
     }
     if u.is_signed() {
-        println!("signature: present (not verified here: gateway edxml verify FILE --trust ANCHORS.pem)");
+        println!(
+            "signature: present (not verified here: gateway edxml verify FILE --trust ANCHORS.pem)"
+        );
         if let Some(c) = u.claimed_signer() {
             let i = describe_certificate(&c);
             println!("  claimed signer  {}", i.subject);
@@ -314,9 +328,10 @@ fn inspect(file: &Path) -> Result<(), Failure> {
 }
 
 fn verify(file: &Path, trust: &Path, intermediates: Option<&Path>) -> Result<(), Failure> {
-    let pem = std::fs::read(trust)
-        .map_err(|e| usage(format!("cannot read {}: {e}", trust.display())))?;
-    let mut store = TrustStore::from_pem(&pem).map_err(|e| usage(format!("{}: {e}", trust.display())))?;
+    let pem =
+        std::fs::read(trust).map_err(|e| usage(format!("cannot read {}: {e}", trust.display())))?;
+    let mut store =
+        TrustStore::from_pem(&pem).map_err(|e| usage(format!("{}: {e}", trust.display())))?;
     if let Some(p) = intermediates {
         let pem =
             std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;

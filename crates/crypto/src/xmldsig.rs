@@ -399,7 +399,12 @@ fn skeleton(
     if !certs.is_empty() {
         let certs = certs
             .iter()
-            .map(|c| Ok(with_text(ds(opts, "X509Certificate"), &B64.encode(c.to_der()?))))
+            .map(|c| {
+                Ok(with_text(
+                    ds(opts, "X509Certificate"),
+                    &B64.encode(c.to_der()?),
+                ))
+            })
             .collect::<Result<Vec<_>, DsigError>>()?;
         children.push(with_children(
             ds(opts, "KeyInfo"),
@@ -451,11 +456,11 @@ impl DetachedSignature {
             ));
         }
         let leaf = certs.first().ok_or(DsigError::MissingCertificate)?;
-        let algorithm = match crate::keys::VerifyingKey::from_certificate("leaf", leaf.clone())?.kind
-        {
-            KeyKind::Rsa => SignatureAlgorithm::RsaSha256,
-            KeyKind::EcP256 => SignatureAlgorithm::EcdsaSha256,
-        };
+        let algorithm =
+            match crate::keys::VerifyingKey::from_certificate("leaf", leaf.clone())?.kind {
+                KeyKind::Rsa => SignatureAlgorithm::RsaSha256,
+                KeyKind::EcP256 => SignatureAlgorithm::EcdsaSha256,
+            };
         let uri = match &opts.reference {
             Reference::WholeDocument => String::new(),
             Reference::Id(id) => format!("#{id}"),
@@ -925,7 +930,6 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         algorithm,
     })
 }
-
 
 /// The outcome of [`verify_streamed`].
 #[derive(Debug)]

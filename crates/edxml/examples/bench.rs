@@ -17,7 +17,9 @@ use gw_edxml::read::{read, Discard};
 use gw_edxml::write::{AttachmentSource, Outgoing};
 
 fn certs(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../certs-example").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../certs-example")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -83,7 +85,10 @@ fn throughput(label: &str, size: usize, budget: Duration) {
     let start = Instant::now();
     let mut m = 0u32;
     while start.elapsed() < budget || m < 3 {
-        let r = read(bytes.as_slice(), &mut Discard).unwrap().verify(&trust).unwrap();
+        let r = read(bytes.as_slice(), &mut Discard)
+            .unwrap()
+            .verify(&trust)
+            .unwrap();
         assert_eq!(r.attachments[0].size, size as u64);
         m += 1;
     }
@@ -102,14 +107,20 @@ fn child(mode: &str, dir: &Path) {
     match mode {
         "build" => {
             let src: PathBuf = dir.join("payload.bin");
-            let out = Outgoing::new(envelope(), vec![("payload.bin".into(), &src as &dyn AttachmentSource)])
-                .unwrap();
+            let out = Outgoing::new(
+                envelope(),
+                vec![("payload.bin".into(), &src as &dyn AttachmentSource)],
+            )
+            .unwrap();
             let mut w = BufWriter::new(std::fs::File::create(dir.join("big.edxml")).unwrap());
             out.sign_to(&key(), &mut w).unwrap();
             w.flush().unwrap();
         }
         "parse" => {
-            let r = BufReader::with_capacity(256 * 1024, std::fs::File::open(dir.join("big.edxml")).unwrap());
+            let r = BufReader::with_capacity(
+                256 * 1024,
+                std::fs::File::open(dir.join("big.edxml")).unwrap(),
+            );
             let got = read(r, &mut Discard).unwrap().verify(&trust()).unwrap();
             assert_eq!(got.attachments[0].size, 50 * 1024 * 1024);
         }
@@ -125,7 +136,11 @@ fn peak(mode: &str, dir: &Path) -> (u64, u64) {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8(out.stdout).unwrap();
     let mut it = s.split_whitespace().map(|v| v.parse::<u64>().unwrap());
     (it.next().unwrap(), it.next().unwrap())
@@ -153,7 +168,9 @@ fn main() {
             mib(base)
         );
     }
-    let size = std::fs::metadata(dir.join("big.edxml")).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(dir.join("big.edxml"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!("  (envelope file {:.1} MiB)", size as f64 / 1048576.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

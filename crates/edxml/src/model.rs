@@ -264,15 +264,24 @@ impl Envelope {
                 }
                 need(&h.code.code_number, "MessageHeader/Code/CodeNumber")?;
                 need(&h.code.code_notation, "MessageHeader/Code/CodeNotation")?;
-                need(&h.promulgation_info.place, "MessageHeader/PromulgationInfo/Place")?;
+                need(
+                    &h.promulgation_info.place,
+                    "MessageHeader/PromulgationInfo/Place",
+                )?;
                 need(
                     &h.promulgation_info.promulgation_date,
                     "MessageHeader/PromulgationInfo/PromulgationDate",
                 )?;
                 need(&h.document_type.kind, "MessageHeader/DocumentType/Type")?;
-                need(&h.document_type.type_name, "MessageHeader/DocumentType/TypeName")?;
+                need(
+                    &h.document_type.type_name,
+                    "MessageHeader/DocumentType/TypeName",
+                )?;
                 need(&h.subject, "MessageHeader/Subject")?;
-                need(&h.signer_info.full_name, "MessageHeader/SignerInfo/FullName")?;
+                need(
+                    &h.signer_info.full_name,
+                    "MessageHeader/SignerInfo/FullName",
+                )?;
             }
             Header::Status(s) => {
                 need(&s.from.organ_id, "Status/From/OrganId")?;

@@ -72,7 +72,11 @@ impl AttachmentSink for InMemory {
         Ok(())
     }
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if let Some(v) = self.current.as_ref().and_then(|c| self.attachments.get_mut(c)) {
+        if let Some(v) = self
+            .current
+            .as_ref()
+            .and_then(|c| self.attachments.get_mut(c))
+        {
             v.extend_from_slice(data);
         }
         Ok(())
@@ -504,11 +508,7 @@ fn model_of<'d>(
         .expect("found above");
     let last_in_header = header_el.child_elements().last().map(|(i, _)| i);
     for p in excluded {
-        if p.len() != 3
-            || p[0] != env_idx
-            || p[1] != header_idx
-            || Some(p[2]) != last_in_header
-        {
+        if p.len() != 3 || p[0] != env_idx || p[1] != header_idx || Some(p[2]) != last_in_header {
             return Err(EdxmlError::SignatureMisplaced);
         }
     }
@@ -650,7 +650,12 @@ fn model_of<'d>(
     for a in &attachments {
         only(
             a,
-            &[CONTENT_ID, ATTACHMENT_NAME, CONTENT_TYPE, CONTENT_TRANSFER_ENCODED],
+            &[
+                CONTENT_ID,
+                ATTACHMENT_NAME,
+                CONTENT_TYPE,
+                CONTENT_TRANSFER_ENCODED,
+            ],
             "AttachmentEncoded/Attachment",
         )?;
         one(a, CONTENT_TRANSFER_ENCODED, "AttachmentEncoded/Attachment")?;

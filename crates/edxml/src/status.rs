@@ -36,16 +36,66 @@ pub struct Row {
 
 /// The table.
 pub const TABLE: [Row; 10] = [
-    Row { status: Status::Received, code: Some("01"), word: Some("inbox"), meaning: "received" },
-    Row { status: Status::Rejected, code: Some("02"), word: Some("rejection"), meaning: "rejected" },
-    Row { status: Status::Accepted, code: Some("03"), word: Some("acceptance"), meaning: "accepted" },
-    Row { status: Status::Assigned, code: Some("04"), word: Some("assignment"), meaning: "assigned" },
-    Row { status: Status::Processing, code: Some("05"), word: Some("processing"), meaning: "in processing" },
-    Row { status: Status::Finished, code: Some("06"), word: Some("done"), meaning: "finished" },
-    Row { status: Status::Cancelled, code: Some("13"), word: Some("cancellation"), meaning: "cancelled" },
-    Row { status: Status::ChangeAccepted, code: Some("15"), word: None, meaning: "change accepted" },
-    Row { status: Status::ChangeRejected, code: Some("16"), word: None, meaning: "change rejected" },
-    Row { status: Status::Failed, code: None, word: Some("fail"), meaning: "delivery failed" },
+    Row {
+        status: Status::Received,
+        code: Some("01"),
+        word: Some("inbox"),
+        meaning: "received",
+    },
+    Row {
+        status: Status::Rejected,
+        code: Some("02"),
+        word: Some("rejection"),
+        meaning: "rejected",
+    },
+    Row {
+        status: Status::Accepted,
+        code: Some("03"),
+        word: Some("acceptance"),
+        meaning: "accepted",
+    },
+    Row {
+        status: Status::Assigned,
+        code: Some("04"),
+        word: Some("assignment"),
+        meaning: "assigned",
+    },
+    Row {
+        status: Status::Processing,
+        code: Some("05"),
+        word: Some("processing"),
+        meaning: "in processing",
+    },
+    Row {
+        status: Status::Finished,
+        code: Some("06"),
+        word: Some("done"),
+        meaning: "finished",
+    },
+    Row {
+        status: Status::Cancelled,
+        code: Some("13"),
+        word: Some("cancellation"),
+        meaning: "cancelled",
+    },
+    Row {
+        status: Status::ChangeAccepted,
+        code: Some("15"),
+        word: None,
+        meaning: "change accepted",
+    },
+    Row {
+        status: Status::ChangeRejected,
+        code: Some("16"),
+        word: None,
+        meaning: "change rejected",
+    },
+    Row {
+        status: Status::Failed,
+        code: None,
+        word: Some("fail"),
+        meaning: "delivery failed",
+    },
 ];
 
 impl Status {
@@ -67,10 +117,16 @@ impl Status {
         self.row().meaning
     }
     pub fn from_code(code: &str) -> Option<Status> {
-        TABLE.iter().find(|r| r.code == Some(code)).map(|r| r.status)
+        TABLE
+            .iter()
+            .find(|r| r.code == Some(code))
+            .map(|r| r.status)
     }
     pub fn from_word(word: &str) -> Option<Status> {
-        TABLE.iter().find(|r| r.word == Some(word)).map(|r| r.status)
+        TABLE
+            .iter()
+            .find(|r| r.word == Some(word))
+            .map(|r| r.status)
     }
 }
 
@@ -95,6 +151,9 @@ mod tests {
         assert_eq!(Status::from_code("07"), None);
         assert_eq!(Status::from_word("Done"), None);
         let codes: Vec<_> = TABLE.iter().filter_map(|r| r.code).collect();
-        assert_eq!(codes, ["01", "02", "03", "04", "05", "06", "13", "15", "16"]);
+        assert_eq!(
+            codes,
+            ["01", "02", "03", "04", "05", "06", "13", "15", "16"]
+        );
     }
 }

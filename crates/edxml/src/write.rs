@@ -115,7 +115,9 @@ impl<'a> Outgoing<'a> {
             include_chain: certs.len() > 1,
             ..SignOptions::default()
         };
-        Ok(PendingSignature(DetachedSignature::new(&digest, certs, &opts)?))
+        Ok(PendingSignature(DetachedSignature::new(
+            &digest, certs, &opts,
+        )?))
     }
 
     /// Signs with a local key (its certificate and chain in KeyInfo) and writes the signed
@@ -133,7 +135,9 @@ impl<'a> Outgoing<'a> {
     fn body(&self, signature: &str, w: &mut dyn Write) -> Result<(), EdxmlError> {
         let e = &self.envelope;
         let mut x = Xml::new();
-        x.raw(&format!("<{PREFIX}:{ROOT} xmlns:{PREFIX}=\"{EDXML_NS}\">\n"));
+        x.raw(&format!(
+            "<{PREFIX}:{ROOT} xmlns:{PREFIX}=\"{EDXML_NS}\">\n"
+        ));
         x.open(ENVELOPE);
         x.nl();
         x.open(HEADER);
@@ -182,7 +186,10 @@ impl<'a> Outgoing<'a> {
                 x.open(STATUS);
                 organ(&mut x, FROM, &s.from);
                 response_for(&mut x, &s.response_for);
-                let code = s.status.code().ok_or(EdxmlError::StatusWithoutCode(s.status))?;
+                let code = s
+                    .status
+                    .code()
+                    .ok_or(EdxmlError::StatusWithoutCode(s.status))?;
                 x.leaf(STATUS_CODE, code);
                 x.opt(DESCRIPTION, s.description.as_deref());
                 x.leaf(TIMESTAMP, &s.timestamp);
@@ -219,7 +226,8 @@ impl<'a> Outgoing<'a> {
         x.close(ENVELOPE);
         x.nl();
         x.open(ATTACHMENT_ENCODED);
-        w.write_all(x.take().as_bytes()).map_err(EdxmlError::Write)?;
+        w.write_all(x.take().as_bytes())
+            .map_err(EdxmlError::Write)?;
         for (m, src) in e.manifest.iter().zip(&self.sources) {
             x.nl();
             x.open(ATTACHMENT);
@@ -227,7 +235,8 @@ impl<'a> Outgoing<'a> {
             x.leaf(ATTACHMENT_NAME, &m.attachment_name);
             x.leaf(CONTENT_TYPE, &m.content_type);
             x.open(CONTENT_TRANSFER_ENCODED);
-            w.write_all(x.take().as_bytes()).map_err(EdxmlError::Write)?;
+            w.write_all(x.take().as_bytes())
+                .map_err(EdxmlError::Write)?;
             encode(&m.content_id, *src, w)?;
             x.close(CONTENT_TRANSFER_ENCODED);
             x.close(ATTACHMENT);
@@ -236,13 +245,18 @@ impl<'a> Outgoing<'a> {
         x.close(ATTACHMENT_ENCODED);
         x.nl();
         x.raw(&format!("</{PREFIX}:{ROOT}>"));
-        w.write_all(x.take().as_bytes()).map_err(EdxmlError::Write)?;
+        w.write_all(x.take().as_bytes())
+            .map_err(EdxmlError::Write)?;
         Ok(())
     }
 }
 
 /// Base64 of the source in lines of [`LINE`], read [`READ_CHUNK`] bytes at a time.
-fn encode(content_id: &str, src: &dyn AttachmentSource, w: &mut dyn Write) -> Result<(), EdxmlError> {
+fn encode(
+    content_id: &str,
+    src: &dyn AttachmentSource,
+    w: &mut dyn Write,
+) -> Result<(), EdxmlError> {
     let read_err = |source| EdxmlError::AttachmentRead {
         content_id: content_id.to_owned(),
         source,

@@ -109,7 +109,10 @@ fn every_status_code_builds_and_parses() {
             }
             None => {
                 let err = Outgoing::new(env, Vec::new()).err().unwrap();
-                assert!(matches!(err, EdxmlError::StatusWithoutCode(Status::Failed)), "{err}");
+                assert!(
+                    matches!(err, EdxmlError::StatusWithoutCode(Status::Failed)),
+                    "{err}"
+                );
             }
         }
     }
@@ -130,8 +133,9 @@ fn two_step_signing_with_a_value_from_elsewhere() {
     let certs = vec![k.certificate().unwrap().clone(), k.chain()[0].clone()];
     // The "remote" signer: plain OpenSSL over the SignedInfo octets.
     let remote = |octets: &[u8]| {
-        let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), k.private_key())
-            .unwrap();
+        let mut s =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), k.private_key())
+                .unwrap();
         s.update(octets).unwrap();
         s.sign_to_vec().unwrap()
     };
@@ -177,10 +181,17 @@ fn tampered_copies_are_refused() {
     let tampered = base64::engine::general_purpose::STANDARD.encode(&bin[..57]);
     assert!(text.contains(&line));
     let t = text.replace(&line, &tampered);
-    assert!(matches!(read_err(&t), EdxmlError::Signature(DsigError::DigestMismatch)));
+    assert!(matches!(
+        read_err(&t),
+        EdxmlError::Signature(DsigError::DigestMismatch)
+    ));
     let digest = text.find("<ds:DigestValue>").unwrap() + "<ds:DigestValue>".len();
     let mut t = text.clone();
-    let c = if &t[digest..digest + 1] == "A" { "B" } else { "A" };
+    let c = if &t[digest..digest + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     t.replace_range(digest..digest + 1, c);
     assert!(matches!(
         read_err(&t),
@@ -191,8 +202,9 @@ fn tampered_copies_are_refused() {
 #[test]
 fn untrusted_unsigned_and_misplaced_signatures_are_refused() {
     let text = signed_text();
-    let other = gw_crypto::keys::TrustStore::from_pem(&std::fs::read(example("server.pem")).unwrap())
-        .unwrap();
+    let other =
+        gw_crypto::keys::TrustStore::from_pem(&std::fs::read(example("server.pem")).unwrap())
+            .unwrap();
     let u = read(text.as_bytes(), &mut Discard).unwrap();
     assert!(matches!(
         u.verify(&other),
@@ -205,8 +217,15 @@ fn untrusted_unsigned_and_misplaced_signatures_are_refused() {
     assert!(matches!(read_err(&unsigned), EdxmlError::Unsigned));
     // The Signature moved into the body.
     let sig = &text[at..end];
-    let moved = unsigned.replace("<edXML:edXMLManifest>", &format!("<edXML:edXMLManifest>{sig}"));
-    assert!(matches!(read_err(&moved), EdxmlError::SignatureMisplaced), "{}", read_err(&moved));
+    let moved = unsigned.replace(
+        "<edXML:edXMLManifest>",
+        &format!("<edXML:edXMLManifest>{sig}"),
+    );
+    assert!(
+        matches!(read_err(&moved), EdxmlError::SignatureMisplaced),
+        "{}",
+        read_err(&moved)
+    );
     // Expired signer.
     let expired = gw_crypto::keys::load_pem(
         "x",
@@ -318,7 +337,10 @@ fn bad_inputs_name_the_element() {
     let sample_status = sample("status-received.json");
     let bytes = String::from_utf8(signed(&sample_status, &[], &key("sign-ec"))).unwrap();
     let e = read_err(&bytes.replace(">01<", ">07<"));
-    assert!(matches!(&e, EdxmlError::UnknownStatusCode(c) if c == "07"), "{e}");
+    assert!(
+        matches!(&e, EdxmlError::UnknownStatusCode(c) if c == "07"),
+        "{e}"
+    );
 }
 
 #[test]

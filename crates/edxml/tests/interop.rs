@@ -189,8 +189,14 @@ fn xmlsec1_signed_corpus_verifies_here_and_tampering_fails_here() {
         let Header::Document(h) = &r.envelope.header else {
             panic!("a document")
         };
-        assert_eq!(h.subject, "Quyết định phê duyệt kết quả & danh sách hồ sơ đất đai");
-        assert_eq!(h.content.as_deref(), Some("Điều 1. Phê duyệt <danh sách> kèm theo."));
+        assert_eq!(
+            h.subject,
+            "Quyết định phê duyệt kết quả & danh sách hồ sơ đất đai"
+        );
+        assert_eq!(
+            h.content.as_deref(),
+            Some("Điều 1. Phê duyệt <danh sách> kèm theo.")
+        );
         assert_eq!(h.to.len(), 2);
         assert_eq!(h.document_id.code, "567/QĐ-UBND");
         assert_eq!(h.to_places, ["Như Điều 3", "Lưu: VT"]);
@@ -207,7 +213,11 @@ fn xmlsec1_signed_corpus_verifies_here_and_tampering_fails_here() {
         let subject = text.replace("phê duyệt kết quả", "hủy bỏ kết quả");
         let first = text.find("<ContentTransferEncoded>\n").unwrap() + 25;
         let mut attachment = text.clone();
-        let c = if &attachment[first..first + 1] == "U" { "V" } else { "U" };
+        let c = if &attachment[first..first + 1] == "U" {
+            "V"
+        } else {
+            "U"
+        };
         attachment.replace_range(first..first + 1, c);
         for (what, t) in [("subject", subject), ("attachment", attachment)] {
             assert!(
@@ -217,7 +227,10 @@ fn xmlsec1_signed_corpus_verifies_here_and_tampering_fails_here() {
                 ),
                 "we accepted a changed {what} ({k})"
             );
-            assert!(xmlsec_verify(t.as_bytes()).is_err(), "xmlsec1 accepted a changed {what}");
+            assert!(
+                xmlsec_verify(t.as_bytes()).is_err(),
+                "xmlsec1 accepted a changed {what}"
+            );
         }
         // A status message, the DSig prefix declared on the root.
         let bytes = xmlsec_sign("status-ds-prefix-on-root.tmpl.xml", k);
@@ -238,7 +251,10 @@ fn xmlsec1_signed_corpus_verifies_here_and_tampering_fails_here() {
 /// The corpus templates themselves (unsigned) parse, and are refused as unsigned.
 #[test]
 fn corpus_templates_parse_and_are_unsigned_until_signed() {
-    for t in ["nested-namespaces.tmpl.xml", "status-ds-prefix-on-root.tmpl.xml"] {
+    for t in [
+        "nested-namespaces.tmpl.xml",
+        "status-ds-prefix-on-root.tmpl.xml",
+    ] {
         let text = std::fs::read(crate_dir().join("tests/data").join(t)).unwrap();
         let u = read(text.as_slice(), &mut Discard).unwrap_or_else(|e| panic!("{t}: {e}"));
         // The template has a Signature skeleton with empty values: refused, never accepted.

@@ -212,11 +212,9 @@ pub fn parse_stream<R: BufRead, H: StreamHandler>(
                 ))
             }
             Err(e) => {
-                return Err(XmlError::Malformed(format!(
-                    "{e} at byte {}",
-                    reader.error_position()
-                ))
-                .into())
+                return Err(
+                    XmlError::Malformed(format!("{e} at byte {}", reader.error_position())).into(),
+                )
             }
         };
         nodes += 1;
@@ -558,7 +556,10 @@ mod tests {
             &mut Vec::new(),
         );
         assert!(
-            matches!(got, Err(StreamError::Xml(XmlError::TooLarge { limit: 100 }))),
+            matches!(
+                got,
+                Err(StreamError::Xml(XmlError::TooLarge { limit: 100 }))
+            ),
             "{got:?}"
         );
     }

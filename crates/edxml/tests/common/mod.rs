@@ -28,7 +28,13 @@ fn read_file(p: PathBuf) -> Vec<u8> {
 pub fn key(name: &str) -> SigningKey {
     let mut cert = read_file(example(&format!("{name}.pem")));
     cert.extend(read_file(example("intermediate-ca.pem")));
-    load_pem(name, &read_file(example(&format!("{name}.key"))), Some(&cert), None).unwrap()
+    load_pem(
+        name,
+        &read_file(example(&format!("{name}.key"))),
+        Some(&cert),
+        None,
+    )
+    .unwrap()
 }
 
 /// Trust anchors: the example root only (the intermediate comes with the signature).
