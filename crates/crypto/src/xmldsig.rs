@@ -703,19 +703,19 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
     }
 
     // --- SignedInfo ---
-    let si_path = ds_child(&doc, &sig_path, "SignedInfo")?;
-    let cm_path = ds_child(&doc, &si_path, "CanonicalizationMethod")?;
-    let cm_uri = algorithm_of(&doc, &cm_path)?;
+    let si_path = ds_child(doc, &sig_path, "SignedInfo")?;
+    let cm_path = ds_child(doc, &si_path, "CanonicalizationMethod")?;
+    let cm_uri = algorithm_of(doc, &cm_path)?;
     let si_c14n = Algorithm::from_uri(&cm_uri)
         .ok_or_else(|| DsigError::Unsupported(format!("CanonicalizationMethod {cm_uri}")))?;
-    let si_prefixes = prefix_list(&doc, &cm_path);
-    let sm_uri = algorithm_of(&doc, &ds_child(&doc, &si_path, "SignatureMethod")?)?;
+    let si_prefixes = prefix_list(doc, &cm_path);
+    let sm_uri = algorithm_of(doc, &ds_child(doc, &si_path, "SignatureMethod")?)?;
     let algorithm = match sm_uri.as_str() {
         RSA_SHA256 => SignatureAlgorithm::RsaSha256,
         ECDSA_SHA256 => SignatureAlgorithm::EcdsaSha256,
         other => return Err(DsigError::Unsupported(format!("SignatureMethod {other}"))),
     };
-    let ref_path = ds_child(&doc, &si_path, "Reference").map_err(|e| match e {
+    let ref_path = ds_child(doc, &si_path, "Reference").map_err(|e| match e {
         DsigError::Malformed(m) if m.starts_with("more than one") => {
             DsigError::Unsupported("more than one Reference".into())
         }
@@ -739,10 +739,10 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
     };
 
     // Transforms: enveloped-signature, then at most one C14N.
-    let tr_path = ds_child(&doc, &ref_path, "Transforms").map_err(|_| {
+    let tr_path = ds_child(doc, &ref_path, "Transforms").map_err(|_| {
         DsigError::Unsupported("Reference without the enveloped-signature transform".into())
     })?;
-    let transforms: Vec<(NodePath, String)> = ds_children(&doc, &tr_path)
+    let transforms: Vec<(NodePath, String)> = ds_children(doc, &tr_path)
         .into_iter()
         .filter(|(_, c, ns)| c.local == "Transform" && ns == DSIG_NS)
         .map(|(i, c, _)| {
@@ -756,7 +756,7 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
         [(_, t), (p, c)] if t == ENVELOPED => (
             Algorithm::from_uri(c)
                 .ok_or_else(|| DsigError::Unsupported(format!("Transform {c}")))?,
-            prefix_list(&doc, p),
+            prefix_list(doc, p),
         ),
         _ => {
             let list: Vec<&str> = transforms.iter().map(|(_, t)| t.as_str()).collect();
@@ -765,17 +765,17 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
             )));
         }
     };
-    let dm = algorithm_of(&doc, &ds_child(&doc, &ref_path, "DigestMethod")?)?;
+    let dm = algorithm_of(doc, &ds_child(doc, &ref_path, "DigestMethod")?)?;
     if dm != SHA256 {
         return Err(DsigError::Unsupported(format!("DigestMethod {dm}")));
     }
     let digest_value = b64_decode(
-        &doc.element_at(&ds_child(&doc, &ref_path, "DigestValue")?)
+        &doc.element_at(&ds_child(doc, &ref_path, "DigestValue")?)
             .expect("resolved")
             .text(),
     )?;
     let signature_value = b64_decode(
-        &doc.element_at(&ds_child(&doc, &sig_path, "SignatureValue")?)
+        &doc.element_at(&ds_child(doc, &sig_path, "SignatureValue")?)
             .expect("resolved")
             .text(),
     )?;
@@ -802,9 +802,9 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
     }
 
     // --- Signer ---
-    let certs: Vec<X509> = match ds_child(&doc, &sig_path, "KeyInfo") {
-        Ok(ki) => match ds_child(&doc, &ki, "X509Data") {
-            Ok(xd) => ds_children(&doc, &xd)
+    let certs: Vec<X509> = match ds_child(doc, &sig_path, "KeyInfo") {
+        Ok(ki) => match ds_child(doc, &ki, "X509Data") {
+            Ok(xd) => ds_children(doc, &xd)
                 .into_iter()
                 .filter(|(_, c, ns)| c.local == "X509Certificate" && ns == DSIG_NS)
                 .map(|(_, c, _)| {
@@ -826,7 +826,7 @@ fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, 
         inclusive_prefixes: &si_prefixes,
         exclude: None,
     };
-    let si_octets = canonicalize_subtree(&doc, &si_path, si_c14n, &si_opts)?;
+    let si_octets = canonicalize_subtree(doc, &si_path, si_c14n, &si_opts)?;
 
     let (signer, key_id) = match opts.trust {
         SignerTrust::Chain(store) => {

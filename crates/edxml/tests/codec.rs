@@ -161,7 +161,7 @@ fn signed_text() -> String {
 fn read_err(text: &str) -> EdxmlError {
     match read(text.as_bytes(), &mut Discard) {
         Err(e) => e,
-        Ok(u) => u.verify(&trust()).err().expect("refused"),
+        Ok(u) => u.verify(&trust()).expect_err("refused"),
     }
 }
 
@@ -245,7 +245,8 @@ fn untrusted_unsigned_and_misplaced_signatures_are_refused() {
 #[test]
 fn bad_inputs_name_the_element() {
     let text = signed_text();
-    let cases: Vec<(String, Box<dyn Fn(&EdxmlError) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&EdxmlError) -> bool>;
+    let cases: Vec<(String, Check)> = vec![
         (
             text.replace(
                 "http://www.mic.gov.vn/TBT/QCVN_102_2016",

@@ -207,7 +207,7 @@ pub fn parse_stream<R: BufRead, H: StreamHandler>(
             Ok(ev) => ev,
             Err(quick_xml::Error::Io(e)) => {
                 return Err(read_error(
-                    std::sync::Arc::try_unwrap(e).unwrap_or_else(|a| std::io::Error::other(a)),
+                    std::sync::Arc::try_unwrap(e).unwrap_or_else(std::io::Error::other),
                     limits,
                 ))
             }
