@@ -1270,4 +1270,80 @@ mod tests {
             Err(DsigError::Certificate(KeyError::Untrusted(_)))
         ));
     }
+
+    /// verify_streamed: accepts what the stream digested with the Signature excluded; refuses
+    /// a digest that did not leave the Signature out, an `#id` reference, changed content; a
+    /// detached signature needs exclusive C14N.
+    #[test]
+    fn streamed_verification_and_detached_signing() {
+        use crate::xml::stream::{parse_stream, StreamHandler, Treatment};
+        struct Ex(bool);
+        impl StreamHandler for Ex {
+            type Error = std::convert::Infallible;
+            fn start(
+                &mut self,
+                _: &[&Element],
+                el: &Element,
+                ns: &str,
+            ) -> Result<Treatment, Self::Error> {
+                Ok(Treatment {
+                    exclude: self.0 && ns == DSIG_NS && el.local == "Signature",
+                    divert_text: false,
+                })
+            }
+            fn text(&mut self, _: &str) -> Result<(), Self::Error> {
+                Ok(())
+            }
+            fn end(&mut self, _: &Element) -> Result<(), Self::Error> {
+                Ok(())
+            }
+        }
+        let t = trust();
+        let opts = VerifyOptions::new(SignerTrust::Chain(&t));
+        let streamed = |xml: &str, exclude: bool| {
+            let mut out = Vec::new();
+            let s = parse_stream(
+                xml.as_bytes(),
+                Algorithm::Exclusive,
+                &crate::xml::DEFAULT_LIMITS,
+                &mut Ex(exclude),
+                &mut out,
+            )
+            .unwrap();
+            let digest = hash(MessageDigest::sha256(), &out).unwrap();
+            verify_streamed(
+                s.document,
+                &s.excluded,
+                Algorithm::Exclusive,
+                &digest,
+                &opts,
+            )
+        };
+        let whole = sign(&ec_key(), Algorithm::Exclusive, Reference::WholeDocument);
+        let v = streamed(&whole, true).unwrap();
+        assert_eq!(v.signer.as_ref(), ec_key().certificate());
+        assert!(matches!(
+            streamed(&whole, false),
+            Err(DsigError::Wrapping(_))
+        ));
+        let changed = whole.replace("xây dựng", "xây nhà");
+        assert!(matches!(
+            streamed(&changed, true),
+            Err(DsigError::DigestMismatch)
+        ));
+        let by_id = sign(&ec_key(), Algorithm::Exclusive, Reference::Id("nd1".into()));
+        assert!(matches!(
+            streamed(&by_id, true),
+            Err(DsigError::Unsupported(_))
+        ));
+        let inclusive = SignOptions {
+            c14n: Algorithm::Inclusive,
+            ..SignOptions::default()
+        };
+        let cert = rsa_key().certificate().unwrap().clone();
+        assert!(matches!(
+            DetachedSignature::new(&[0; 32], vec![cert], &inclusive),
+            Err(DsigError::Unsupported(_))
+        ));
+    }
 }
