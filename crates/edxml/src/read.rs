@@ -326,6 +326,14 @@ impl StreamHandler for Handler<'_> {
                 divert_text: false,
             });
         }
+        // A `Signature` is the XML-DSig one or nothing, so an ancestor named `Signature`
+        // below is the excluded one.
+        if el.local == SIGNATURE {
+            return Err(EdxmlError::UnknownNamespace {
+                element: el.qname(),
+                namespace: ns.to_owned(),
+            });
+        }
         // Inside the signature: XML-DSig's own namespaces (verified by gw-crypto).
         if ancestors.iter().any(|a| a.local == SIGNATURE) {
             return Ok(Treatment::default());

@@ -325,6 +325,13 @@ fn bad_inputs_name_the_element() {
             Box::new(|e| matches!(e, EdxmlError::UnexpectedElement { found, .. } if found == "edXML:Extra")),
         ),
         (
+            text.replace(
+                "</edXML:TraceHeaderList>",
+                "</edXML:TraceHeaderList><edXML:Signature><x:y xmlns:x=\"urn:x\"/></edXML:Signature>",
+            ),
+            Box::new(|e| matches!(e, EdxmlError::UnknownNamespace { element, .. } if element == "edXML:Signature")),
+        ),
+        (
             "<!DOCTYPE x [<!ENTITY e \"x\">]><x/>".to_owned(),
             Box::new(|e| matches!(e, EdxmlError::Xml(gw_crypto::xml::XmlError::DtdForbidden))),
         ),
