@@ -78,6 +78,12 @@ pub enum Command {
     /// Verify a signed file (XML-DSig, compact or detached JWS) with a profile, a pinned
     /// certificate or trust anchors; says by whom, or exactly why not. Exit 1 when it fails.
     Verify(crate::cli::sign::VerifyArgs),
+    /// edXML envelopes of the document axis (QCVN 102:2016): build (and sign) one from a JSON
+    /// description and files, inspect one, verify one's structure and signature (exit 1 if not).
+    Edxml {
+        #[command(subcommand)]
+        action: crate::cli::edxml::EdxmlAction,
+    },
     /// The portal's catalogue: `sync` compares it with the last run once and publishes only
     /// the changes (the `[catalogue]` section); prints added/changed/removed/unchanged.
     Catalogue {

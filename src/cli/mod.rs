@@ -14,6 +14,7 @@
 pub mod args;
 pub mod catalogue;
 pub mod dlq;
+pub mod edxml;
 pub mod evidence;
 pub mod gateway;
 pub mod health;
@@ -91,6 +92,7 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Sink(_) => lab_off("sink"),
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
+        Command::Edxml { action } => edxml::run(action),
         Command::Map { adapter, sample } => map::map(&adapter, &sample),
         Command::Health {
             config,

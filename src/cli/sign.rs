@@ -98,13 +98,13 @@ pub struct VerifyArgs {
 }
 
 /// A usage or configuration error (exit 2) or a failed operation (exit 1).
-enum Failure {
+pub(super) enum Failure {
     Usage(String),
     Failed(String),
 }
 
 impl Failure {
-    fn report(self, what: &str) -> ExitCode {
+    pub(super) fn report(self, what: &str) -> ExitCode {
         match self {
             Failure::Usage(m) => {
                 eprintln!("{what}: {m}");
@@ -122,8 +122,8 @@ fn read(p: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(p).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", p.display())))
 }
 
-/// The material of a profile, or of files given directly.
-fn material(k: &KeySource, trust: Option<&Path>) -> Result<Arc<KeyMaterial>, Failure> {
+/// The material of a profile, or of files given directly (also `gateway edxml build`).
+pub(super) fn material(k: &KeySource, trust: Option<&Path>) -> Result<Arc<KeyMaterial>, Failure> {
     match &k.profile {
         Some(name) => {
             let cfg = k.config.as_ref().ok_or_else(|| {

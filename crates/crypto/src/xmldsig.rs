@@ -403,60 +403,8 @@ fn build_signature(
     } else {
         Vec::new()
     };
-
-    let mut reference = ds(opts, "Reference");
-    reference.attrs.push(crate::xml::Attribute {
-        prefix: None,
-        local: "URI".to_owned(),
-        value: uri,
-    });
-    let transforms = with_children(
-        ds(opts, "Transforms"),
-        vec![
-            with_alg(ds(opts, "Transform"), ENVELOPED),
-            c14n_method(opts, "Transform", &prefixes),
-        ],
-    );
-    let reference = with_children(
-        reference,
-        vec![
-            transforms,
-            with_alg(ds(opts, "DigestMethod"), SHA256),
-            ds(opts, "DigestValue"),
-        ],
-    );
-    let signed_info = with_children(
-        ds(opts, "SignedInfo"),
-        vec![
-            c14n_method(opts, "CanonicalizationMethod", &prefixes),
-            with_alg(ds(opts, "SignatureMethod"), alg.uri()),
-            reference,
-        ],
-    );
-    let mut children = vec![signed_info, ds(opts, "SignatureValue")];
-    if opts.include_certificate {
-        let cert = signer.certificate.ok_or(DsigError::MissingCertificate)?;
-        let mut certs = vec![with_text(
-            ds(opts, "X509Certificate"),
-            &B64.encode(cert.to_der()?),
-        )];
-        if opts.include_chain {
-            for c in signer.chain {
-                certs.push(with_text(
-                    ds(opts, "X509Certificate"),
-                    &B64.encode(c.to_der()?),
-                ));
-            }
-        }
-        children.push(with_children(
-            ds(opts, "KeyInfo"),
-            vec![with_children(ds(opts, "X509Data"), certs)],
-        ));
-    }
-    let mut signature = with_children(ds(opts, "Signature"), children);
-    signature
-        .ns_decls
-        .push((opts.prefix.clone().unwrap_or_default(), DSIG_NS.to_owned()));
+    let certs = certificates_to_include(signer, opts)?;
+    let signature = skeleton(opts, alg, uri, &prefixes, &certs)?;
 
     let target_el = doc
         .element_at_mut(&target)
@@ -484,6 +432,195 @@ fn build_signature(
     };
     let si_octets = canonicalize_subtree(doc, &si_path, opts.c14n, &si_opts)?;
     Ok((sig_path, si_octets))
+}
+
+/// The certificates `KeyInfo` carries for `signer` under `opts` (leaf first), or none.
+fn certificates_to_include(
+    signer: &ExternalSigner<'_>,
+    opts: &SignOptions,
+) -> Result<Vec<X509>, DsigError> {
+    if !opts.include_certificate {
+        return Ok(Vec::new());
+    }
+    let mut certs = vec![signer
+        .certificate
+        .ok_or(DsigError::MissingCertificate)?
+        .clone()];
+    if opts.include_chain {
+        certs.extend(signer.chain.iter().cloned());
+    }
+    Ok(certs)
+}
+
+/// The `Signature` element with an empty `DigestValue` and `SignatureValue`: SignedInfo
+/// (C14N method, signature method, one Reference with enveloped-signature then C14N), then
+/// `KeyInfo/X509Data` when `certs` is not empty. Declares the DSig namespace on itself.
+fn skeleton(
+    opts: &SignOptions,
+    alg: SignatureAlgorithm,
+    uri: String,
+    prefixes: &[String],
+    certs: &[X509],
+) -> Result<Element, DsigError> {
+    let mut reference = ds(opts, "Reference");
+    reference.attrs.push(crate::xml::Attribute {
+        prefix: None,
+        local: "URI".to_owned(),
+        value: uri,
+    });
+    let transforms = with_children(
+        ds(opts, "Transforms"),
+        vec![
+            with_alg(ds(opts, "Transform"), ENVELOPED),
+            c14n_method(opts, "Transform", prefixes),
+        ],
+    );
+    let reference = with_children(
+        reference,
+        vec![
+            transforms,
+            with_alg(ds(opts, "DigestMethod"), SHA256),
+            ds(opts, "DigestValue"),
+        ],
+    );
+    let signed_info = with_children(
+        ds(opts, "SignedInfo"),
+        vec![
+            c14n_method(opts, "CanonicalizationMethod", prefixes),
+            with_alg(ds(opts, "SignatureMethod"), alg.uri()),
+            reference,
+        ],
+    );
+    let mut children = vec![signed_info, ds(opts, "SignatureValue")];
+    if !certs.is_empty() {
+        let certs = certs
+            .iter()
+            .map(|c| {
+                Ok(with_text(
+                    ds(opts, "X509Certificate"),
+                    &B64.encode(c.to_der()?),
+                ))
+            })
+            .collect::<Result<Vec<_>, DsigError>>()?;
+        children.push(with_children(
+            ds(opts, "KeyInfo"),
+            vec![with_children(ds(opts, "X509Data"), certs)],
+        ));
+    }
+    let mut signature = with_children(ds(opts, "Signature"), children);
+    signature
+        .ns_decls
+        .push((opts.prefix.clone().unwrap_or_default(), DSIG_NS.to_owned()));
+    Ok(signature)
+}
+
+/// An enveloped signature made in two steps, for documents whose reference digest the caller
+/// computes itself (a streamed document: see [`crate::xml::stream`]) and for signature values
+/// made elsewhere (a remote signing service where an official confirms: the SignedInfo octets,
+/// or their SHA-256, go out; the value comes back).
+///
+/// 1. [`DetachedSignature::new`] with the reference digest (SHA-256 of the canonical octets of
+///    the referenced content without the signature) and the signer's certificates;
+/// 2. [`DetachedSignature::signed_info`] are the octets to sign (canonical SignedInfo);
+/// 3. [`DetachedSignature::sign`] with a local key, or [`DetachedSignature::insert_value`] with a
+///    value from elsewhere (verified against the leaf certificate first): either gives the
+///    `Signature` element's text, to be placed where the reference expects it.
+///
+/// Only exclusive C14N: its output for SignedInfo does not depend on where the signature is
+/// placed, which is what lets SignedInfo be computed before the document is assembled.
+#[derive(Debug, Clone)]
+pub struct DetachedSignature {
+    /// A document whose root is the Signature element.
+    doc: Document,
+    algorithm: SignatureAlgorithm,
+    certs: Vec<X509>,
+    c14n: Algorithm,
+    prefixes: Vec<String>,
+}
+
+impl DetachedSignature {
+    /// `certs`: leaf first; the leaf's key decides the signature algorithm and must make the
+    /// signature value. Empty only with `algorithm` given and no `KeyInfo` wanted.
+    pub fn new(
+        reference_digest: &[u8],
+        certs: Vec<X509>,
+        opts: &SignOptions,
+    ) -> Result<Self, DsigError> {
+        if !opts.c14n.is_exclusive() {
+            return Err(DsigError::Unsupported(
+                "a detached signature needs exclusive C14N".into(),
+            ));
+        }
+        let leaf = certs.first().ok_or(DsigError::MissingCertificate)?;
+        let algorithm =
+            match crate::keys::VerifyingKey::from_certificate("leaf", leaf.clone())?.kind {
+                KeyKind::Rsa => SignatureAlgorithm::RsaSha256,
+                KeyKind::EcP256 => SignatureAlgorithm::EcdsaSha256,
+            };
+        let uri = match &opts.reference {
+            Reference::WholeDocument => String::new(),
+            Reference::Id(id) => format!("#{id}"),
+        };
+        let prefixes = opts.inclusive_prefixes.clone();
+        let included: &[X509] = if opts.include_certificate {
+            if opts.include_chain {
+                &certs
+            } else {
+                &certs[..1]
+            }
+        } else {
+            &[]
+        };
+        let mut sig = skeleton(opts, algorithm, uri, &prefixes, included)?;
+        // SignedInfo / Reference / DigestValue
+        if let Some(Node::Element(si)) = sig.children.get_mut(0) {
+            if let Some(Node::Element(r)) = si.children.get_mut(2) {
+                if let Some(Node::Element(dv)) = r.children.get_mut(2) {
+                    dv.children = vec![Node::Text(B64.encode(reference_digest))];
+                }
+            }
+        }
+        Ok(DetachedSignature {
+            doc: Document::assemble(Vec::new(), sig, Vec::new()),
+            algorithm,
+            certs,
+            c14n: opts.c14n,
+            prefixes,
+        })
+    }
+
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    /// The canonical SignedInfo: the octets the signature value is computed over.
+    pub fn signed_info(&self) -> Result<Vec<u8>, DsigError> {
+        let o = Options {
+            inclusive_prefixes: &self.prefixes,
+            exclude: None,
+        };
+        Ok(canonicalize_subtree(&self.doc, &[0], self.c14n, &o)?)
+    }
+
+    /// Signs SignedInfo with `key` (whose certificate must be the leaf given to [`Self::new`]).
+    pub fn sign(self, key: &SigningKey) -> Result<String, DsigError> {
+        let value = sign_octets(key, &self.signed_info()?)?;
+        self.insert_value(&value)
+    }
+
+    /// Inserts a signature value made elsewhere (RSA PKCS#1 v1.5, or ECDSA raw `r || s`), after
+    /// checking it against the leaf certificate: a wrong value is refused here, not by the
+    /// receiver. Returns the `Signature` element's text.
+    pub fn insert_value(mut self, value: &[u8]) -> Result<String, DsigError> {
+        let leaf = self.certs.first().ok_or(DsigError::MissingCertificate)?;
+        let vk = crate::keys::VerifyingKey::from_certificate("leaf", leaf.clone())?;
+        if !verify_octets(&vk.pkey, vk.kind, &self.signed_info()?, value)? {
+            return Err(DsigError::SignatureMismatch);
+        }
+        set_text(&mut self.doc, &[1], &B64.encode(value));
+        let xml = canonicalize_subtree(&self.doc, &[], Algorithm::Exclusive, &Options::default())?;
+        Ok(String::from_utf8(xml).expect("canonical form of a str is UTF-8"))
+    }
 }
 
 fn set_text(doc: &mut Document, path: &[usize], text: &str) {
@@ -626,8 +763,24 @@ pub fn verify_enveloped(xml: &str, opts: &VerifyOptions<'_>) -> Result<Verified,
     verify_document(doc, opts)
 }
 
-/// Verifies the single enveloped signature in a parsed document.
-pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verified, DsigError> {
+/// What [`check_signature`] established: SignedInfo verified by a trusted signer, and what the
+/// reference digest must be.
+struct Checked {
+    sig_path: NodePath,
+    target: NodePath,
+    reference: Reference,
+    signed_id: Option<String>,
+    ref_c14n: Algorithm,
+    ref_prefixes: Vec<String>,
+    digest_value: Vec<u8>,
+    signer: Option<X509>,
+    key_id: Option<String>,
+    algorithm: SignatureAlgorithm,
+}
+
+/// Everything but the reference digest: one Signature, its algorithms supported, the signed
+/// element found and enveloping it, the signer trusted, SignedInfo's value verified.
+fn check_signature(doc: &Document, opts: &VerifyOptions<'_>) -> Result<Checked, DsigError> {
     let sigs = doc.find_all(DSIG_NS, "Signature");
     let sig_path = match sigs.as_slice() {
         [] => return Err(DsigError::NoSignature),
@@ -646,19 +799,19 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     }
 
     // --- SignedInfo ---
-    let si_path = ds_child(&doc, &sig_path, "SignedInfo")?;
-    let cm_path = ds_child(&doc, &si_path, "CanonicalizationMethod")?;
-    let cm_uri = algorithm_of(&doc, &cm_path)?;
+    let si_path = ds_child(doc, &sig_path, "SignedInfo")?;
+    let cm_path = ds_child(doc, &si_path, "CanonicalizationMethod")?;
+    let cm_uri = algorithm_of(doc, &cm_path)?;
     let si_c14n = Algorithm::from_uri(&cm_uri)
         .ok_or_else(|| DsigError::Unsupported(format!("CanonicalizationMethod {cm_uri}")))?;
-    let si_prefixes = prefix_list(&doc, &cm_path);
-    let sm_uri = algorithm_of(&doc, &ds_child(&doc, &si_path, "SignatureMethod")?)?;
+    let si_prefixes = prefix_list(doc, &cm_path);
+    let sm_uri = algorithm_of(doc, &ds_child(doc, &si_path, "SignatureMethod")?)?;
     let algorithm = match sm_uri.as_str() {
         RSA_SHA256 => SignatureAlgorithm::RsaSha256,
         ECDSA_SHA256 => SignatureAlgorithm::EcdsaSha256,
         other => return Err(DsigError::Unsupported(format!("SignatureMethod {other}"))),
     };
-    let ref_path = ds_child(&doc, &si_path, "Reference").map_err(|e| match e {
+    let ref_path = ds_child(doc, &si_path, "Reference").map_err(|e| match e {
         DsigError::Malformed(m) if m.starts_with("more than one") => {
             DsigError::Unsupported("more than one Reference".into())
         }
@@ -682,10 +835,10 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     };
 
     // Transforms: enveloped-signature, then at most one C14N.
-    let tr_path = ds_child(&doc, &ref_path, "Transforms").map_err(|_| {
+    let tr_path = ds_child(doc, &ref_path, "Transforms").map_err(|_| {
         DsigError::Unsupported("Reference without the enveloped-signature transform".into())
     })?;
-    let transforms: Vec<(NodePath, String)> = ds_children(&doc, &tr_path)
+    let transforms: Vec<(NodePath, String)> = ds_children(doc, &tr_path)
         .into_iter()
         .filter(|(_, c, ns)| c.local == "Transform" && ns == DSIG_NS)
         .map(|(i, c, _)| {
@@ -699,7 +852,7 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         [(_, t), (p, c)] if t == ENVELOPED => (
             Algorithm::from_uri(c)
                 .ok_or_else(|| DsigError::Unsupported(format!("Transform {c}")))?,
-            prefix_list(&doc, p),
+            prefix_list(doc, p),
         ),
         _ => {
             let list: Vec<&str> = transforms.iter().map(|(_, t)| t.as_str()).collect();
@@ -708,17 +861,17 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
             )));
         }
     };
-    let dm = algorithm_of(&doc, &ds_child(&doc, &ref_path, "DigestMethod")?)?;
+    let dm = algorithm_of(doc, &ds_child(doc, &ref_path, "DigestMethod")?)?;
     if dm != SHA256 {
         return Err(DsigError::Unsupported(format!("DigestMethod {dm}")));
     }
     let digest_value = b64_decode(
-        &doc.element_at(&ds_child(&doc, &ref_path, "DigestValue")?)
+        &doc.element_at(&ds_child(doc, &ref_path, "DigestValue")?)
             .expect("resolved")
             .text(),
     )?;
     let signature_value = b64_decode(
-        &doc.element_at(&ds_child(&doc, &sig_path, "SignatureValue")?)
+        &doc.element_at(&ds_child(doc, &sig_path, "SignatureValue")?)
             .expect("resolved")
             .text(),
     )?;
@@ -745,9 +898,9 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
     }
 
     // --- Signer ---
-    let certs: Vec<X509> = match ds_child(&doc, &sig_path, "KeyInfo") {
-        Ok(ki) => match ds_child(&doc, &ki, "X509Data") {
-            Ok(xd) => ds_children(&doc, &xd)
+    let certs: Vec<X509> = match ds_child(doc, &sig_path, "KeyInfo") {
+        Ok(ki) => match ds_child(doc, &ki, "X509Data") {
+            Ok(xd) => ds_children(doc, &xd)
                 .into_iter()
                 .filter(|(_, c, ns)| c.local == "X509Certificate" && ns == DSIG_NS)
                 .map(|(_, c, _)| {
@@ -766,7 +919,7 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         inclusive_prefixes: &si_prefixes,
         exclude: None,
     };
-    let si_octets = canonicalize_subtree(&doc, &si_path, si_c14n, &si_opts)?;
+    let si_octets = canonicalize_subtree(doc, &si_path, si_c14n, &si_opts)?;
 
     let (signer, key_id) = match opts.trust {
         SignerTrust::Chain(store) => {
@@ -822,6 +975,34 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         }
     };
 
+    Ok(Checked {
+        sig_path,
+        target,
+        reference,
+        signed_id,
+        ref_c14n,
+        ref_prefixes,
+        digest_value,
+        signer,
+        key_id,
+        algorithm,
+    })
+}
+
+/// Verifies the single enveloped signature in a parsed document.
+pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verified, DsigError> {
+    let Checked {
+        sig_path,
+        target,
+        reference,
+        signed_id,
+        ref_c14n,
+        ref_prefixes,
+        digest_value,
+        signer,
+        key_id,
+        algorithm,
+    } = check_signature(&doc, opts)?;
     // --- Reference digest ---
     let ref_opts = Options {
         inclusive_prefixes: &ref_prefixes,
@@ -840,6 +1021,68 @@ pub fn verify_document(doc: Document, opts: &VerifyOptions<'_>) -> Result<Verifi
         signer,
         key_id,
         algorithm,
+    })
+}
+
+/// The outcome of [`verify_streamed`].
+#[derive(Debug)]
+pub struct StreamVerified {
+    /// The streamed tree (without diverted text) the signature was checked on.
+    pub document: Document,
+    /// Path of the Signature element in `document`.
+    pub signature_path: NodePath,
+    pub signer: Option<X509>,
+    pub key_id: Option<String>,
+    pub algorithm: SignatureAlgorithm,
+}
+
+/// Verifies a whole-document (`URI=""`) enveloped signature of a document parsed with
+/// [`crate::xml::stream::parse_stream`], whose canonical form (with `c14n`, without comments,
+/// no PrefixList, the Signature excluded) the caller digested with SHA-256 into `digest`.
+///
+/// The same checks as [`verify_document`] in the same order (SignedInfo and signer first),
+/// plus: the streamed exclusion was exactly the Signature element, and the reference's
+/// transform is the algorithm the stream used. Anything else (an `#id` reference, a PrefixList,
+/// another C14N) is refused with [`DsigError::Unsupported`]: the stream computed no digest for it.
+pub fn verify_streamed(
+    doc: Document,
+    excluded: &[NodePath],
+    c14n: Algorithm,
+    digest: &[u8],
+    opts: &VerifyOptions<'_>,
+) -> Result<StreamVerified, DsigError> {
+    let checked = check_signature(&doc, opts)?;
+    if checked.reference != Reference::WholeDocument {
+        return Err(DsigError::Unsupported(
+            "a streamed document is verified with a whole-document reference (URI=\"\") only"
+                .into(),
+        ));
+    }
+    if checked.ref_c14n.without_comments() != c14n.without_comments()
+        || !checked.ref_prefixes.is_empty()
+    {
+        return Err(DsigError::Unsupported(format!(
+            "reference transform {} with PrefixList {:?}; the stream canonicalized with {}",
+            checked.ref_c14n.uri(),
+            checked.ref_prefixes,
+            c14n.without_comments().uri()
+        )));
+    }
+    if excluded != [checked.sig_path.clone()] {
+        return Err(DsigError::Wrapping(format!(
+            "the streamed digest left out {excluded:?}, the Signature is at {:?}",
+            checked.sig_path
+        )));
+    }
+    if !ct_eq(digest, &checked.digest_value) {
+        return Err(DsigError::DigestMismatch);
+    }
+    Ok(StreamVerified {
+        document: doc,
+        signature_path: checked.sig_path,
+        signer: checked.signer,
+        key_id: checked.key_id,
+        algorithm: checked.algorithm,
     })
 }
 
@@ -1166,6 +1409,82 @@ mod tests {
                 &VerifyOptions::new(SignerTrust::Chain(&other_root))
             ),
             Err(DsigError::Certificate(KeyError::Untrusted(_)))
+        ));
+    }
+
+    /// verify_streamed: accepts what the stream digested with the Signature excluded; refuses
+    /// a digest that did not leave the Signature out, an `#id` reference, changed content; a
+    /// detached signature needs exclusive C14N.
+    #[test]
+    fn streamed_verification_and_detached_signing() {
+        use crate::xml::stream::{parse_stream, StreamHandler, Treatment};
+        struct Ex(bool);
+        impl StreamHandler for Ex {
+            type Error = std::convert::Infallible;
+            fn start(
+                &mut self,
+                _: &[&Element],
+                el: &Element,
+                ns: &str,
+            ) -> Result<Treatment, Self::Error> {
+                Ok(Treatment {
+                    exclude: self.0 && ns == DSIG_NS && el.local == "Signature",
+                    divert_text: false,
+                })
+            }
+            fn text(&mut self, _: &str) -> Result<(), Self::Error> {
+                Ok(())
+            }
+            fn end(&mut self, _: &Element) -> Result<(), Self::Error> {
+                Ok(())
+            }
+        }
+        let t = trust();
+        let opts = VerifyOptions::new(SignerTrust::Chain(&t));
+        let streamed = |xml: &str, exclude: bool| {
+            let mut out = Vec::new();
+            let s = parse_stream(
+                xml.as_bytes(),
+                Algorithm::Exclusive,
+                &crate::xml::DEFAULT_LIMITS,
+                &mut Ex(exclude),
+                &mut out,
+            )
+            .unwrap();
+            let digest = hash(MessageDigest::sha256(), &out).unwrap();
+            verify_streamed(
+                s.document,
+                &s.excluded,
+                Algorithm::Exclusive,
+                &digest,
+                &opts,
+            )
+        };
+        let whole = sign(&ec_key(), Algorithm::Exclusive, Reference::WholeDocument);
+        let v = streamed(&whole, true).unwrap();
+        assert_eq!(v.signer.as_ref(), ec_key().certificate());
+        assert!(matches!(
+            streamed(&whole, false),
+            Err(DsigError::Wrapping(_))
+        ));
+        let changed = whole.replace("xây dựng", "xây nhà");
+        assert!(matches!(
+            streamed(&changed, true),
+            Err(DsigError::DigestMismatch)
+        ));
+        let by_id = sign(&ec_key(), Algorithm::Exclusive, Reference::Id("nd1".into()));
+        assert!(matches!(
+            streamed(&by_id, true),
+            Err(DsigError::Unsupported(_))
+        ));
+        let inclusive = SignOptions {
+            c14n: Algorithm::Inclusive,
+            ..SignOptions::default()
+        };
+        let cert = rsa_key().certificate().unwrap().clone();
+        assert!(matches!(
+            DetachedSignature::new(&[0; 32], vec![cert], &inclusive),
+            Err(DsigError::Unsupported(_))
         ));
     }
 }

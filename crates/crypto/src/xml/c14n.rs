@@ -183,16 +183,16 @@ pub fn canonicalize_subtree(
     Ok(w.out)
 }
 
-struct Writer<'a> {
+pub(super) struct Writer<'a> {
     exclusive: bool,
     comments: bool,
     inclusive_prefixes: Vec<String>,
     exclude: Option<&'a [usize]>,
-    out: Vec<u8>,
+    pub(super) out: Vec<u8>,
 }
 
 impl<'a> Writer<'a> {
-    fn new(algorithm: Algorithm, opts: &Options<'a>) -> Self {
+    pub(super) fn new(algorithm: Algorithm, opts: &Options<'a>) -> Self {
         Writer {
             exclusive: algorithm.is_exclusive(),
             comments: algorithm.with_comments(),
@@ -212,7 +212,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn is_rendered_misc(&self, n: &Node) -> bool {
+    pub(super) fn is_rendered_misc(&self, n: &Node) -> bool {
         match n {
             Node::Comment(_) => self.comments,
             Node::Pi { .. } => true,
@@ -221,7 +221,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes a comment or PI; returns whether anything was written.
-    fn write_misc(&mut self, n: &Node) -> bool {
+    pub(super) fn write_misc(&mut self, n: &Node) -> bool {
         match n {
             Node::Comment(c) if self.comments => {
                 self.out.extend_from_slice(b"<!--");
@@ -252,14 +252,15 @@ impl<'a> Writer<'a> {
         self.out.extend_from_slice(el.local.as_bytes());
     }
 
-    fn element(
+    /// Writes `el`'s start tag; returns the namespaces rendered once it is open (what its
+    /// children inherit). Shared by the tree writer and the streaming one (`stream.rs`).
+    pub(super) fn start_tag<'r>(
         &mut self,
         el: &Element,
-        path: &mut Vec<usize>,
         scope: &NsScope,
-        rendered: &NsScope,
+        rendered: &'r NsScope,
         extra: &[Attribute],
-    ) {
+    ) -> Cow<'r, NsScope> {
         self.out.push(b'<');
         self.qname(el);
 
@@ -337,7 +338,18 @@ impl<'a> Writer<'a> {
             self.out.push(b'"');
         }
         self.out.push(b'>');
+        now_rendered
+    }
 
+    fn element(
+        &mut self,
+        el: &Element,
+        path: &mut Vec<usize>,
+        scope: &NsScope,
+        rendered: &NsScope,
+        extra: &[Attribute],
+    ) {
+        let now_rendered = self.start_tag(el, scope, rendered, extra);
         for (i, child) in el.children.iter().enumerate() {
             match child {
                 Node::Element(c) => {
@@ -358,13 +370,18 @@ impl<'a> Writer<'a> {
                 }
             }
         }
+        self.end_tag(el);
+    }
+
+    /// Writes `el`'s end tag.
+    pub(super) fn end_tag(&mut self, el: &Element) {
         self.out.extend_from_slice(b"</");
         self.qname(el);
         self.out.push(b'>');
     }
 }
 
-fn escape_text(s: &str, out: &mut Vec<u8>) {
+pub(super) fn escape_text(s: &str, out: &mut Vec<u8>) {
     for b in s.bytes() {
         match b {
             b'&' => out.extend_from_slice(b"&amp;"),

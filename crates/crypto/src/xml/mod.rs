@@ -24,10 +24,14 @@
 //!   [`NsScope`]) and its namespace scopes.
 //! - `parse.rs`: [`parse_safe`], [`parse_with_limits`], [`ParseLimits`].
 //! - `c14n.rs`: canonicalization, and [`Document::to_xml`].
+//! - `stream.rs`: [`stream::parse_stream`], one pass over a `BufRead` that builds the tree
+//!   (minus text the caller diverts, such as large base64 payloads) and writes the canonical
+//!   form on the fly, for documents too large to hold several times in memory.
 
 pub mod c14n;
 mod error;
 mod parse;
+pub mod stream;
 mod tree;
 
 pub use error::XmlError;

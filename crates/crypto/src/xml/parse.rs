@@ -230,7 +230,7 @@ pub fn parse_with_limits(input: &str, limits: &ParseLimits) -> Result<Document, 
     })
 }
 
-fn normalize_eol(s: &str) -> String {
+pub(super) fn normalize_eol(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\r', "\n")
 }
 
@@ -267,7 +267,7 @@ fn append_text(stack: &mut [(Element, Rc<NsScope>)], text: &str) -> Result<(), X
 }
 
 /// XML 1.0 (5th ed.) §2.3 `NameStartChar`, without `:` (Namespaces in XML §3 `NCName`).
-fn is_name_start_char(c: char) -> bool {
+pub(super) fn is_name_start_char(c: char) -> bool {
     matches!(c,
         'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
         | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
@@ -277,7 +277,7 @@ fn is_name_start_char(c: char) -> bool {
 }
 
 /// XML 1.0 §2.3 `NameChar`, without `:`.
-fn is_name_char(c: char) -> bool {
+pub(super) fn is_name_char(c: char) -> bool {
     is_name_start_char(c)
         || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
@@ -291,7 +291,7 @@ fn is_ncname(s: &str) -> bool {
 /// Refuses characters outside XML 1.0's `Char` production (§2.2): C0 controls other than tab,
 /// LF and CR, and U+FFFE/U+FFFF. The reader passes them through; written back out (by
 /// canonicalization) they would make a document no other XML processor accepts.
-fn check_chars(s: &str, what: &str) -> Result<(), XmlError> {
+pub(super) fn check_chars(s: &str, what: &str) -> Result<(), XmlError> {
     match s.chars().find(|&c| {
         (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
     }) {
@@ -314,7 +314,7 @@ fn split_qname(name: &str) -> Result<(Option<String>, String), XmlError> {
     }
 }
 
-fn build_element(
+pub(super) fn build_element(
     s: &quick_xml::events::BytesStart<'_>,
     parent_scope: &Rc<NsScope>,
     limits: &ParseLimits,

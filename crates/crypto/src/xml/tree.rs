@@ -164,6 +164,16 @@ pub(crate) fn initial_scope() -> NsScope {
 }
 
 impl Document {
+    /// A document built other than by parsing text (no source positions).
+    pub(crate) fn assemble(prolog: Vec<Node>, root: Element, epilog: Vec<Node>) -> Self {
+        Document {
+            prolog,
+            root,
+            epilog,
+            source: None,
+        }
+    }
+
     /// The element at `path`, if any.
     pub fn element_at(&self, path: &[usize]) -> Option<&Element> {
         let mut el = &self.root;
