@@ -165,6 +165,14 @@ async fn evidence_end_to_end() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(all.len(), 5);
+    // The dossier exported below is the chain's first record's: its segment up to the stamped
+    // head has links to check whatever order the lanes delivered in (a dossier recorded last
+    // would be the head itself, with no link to check).
+    let exported = all
+        .iter()
+        .min_by_key(|r| r.seq)
+        .map(|r| r.record.dossier.clone())
+        .unwrap();
     let captured = sink.captured();
     for r in &all {
         let rec = &r.record;
@@ -266,7 +274,7 @@ async fn evidence_end_to_end() {
         &[
             "evidence",
             "export",
-            "HS-2",
+            &exported,
             "--out",
             bundle.to_str().unwrap(),
         ],

@@ -359,6 +359,27 @@ pub fn b64_encode(b: &[u8]) -> String {
 }
 
 /// The service's words for one state: configured, or the service's default.
+/// A secret the service needs (`sp_password`, `client_secret`), read from its reference: missing
+/// or unreadable is a [`SettingsError`] naming `signers.NAME.FIELD`.
+pub fn required_secret(
+    name: &str,
+    field: &'static str,
+    reference: Option<&crate::config::SecretRef>,
+    base: &Path,
+) -> Result<crate::config::Secret, SettingsError> {
+    reference
+        .ok_or_else(|| SettingsError::Missing {
+            name: name.into(),
+            field,
+        })?
+        .resolve(base)
+        .map_err(|e| SettingsError::Secret {
+            name: name.into(),
+            field,
+            detail: e.to_string(),
+        })
+}
+
 pub fn words(configured: Option<&Vec<String>>, default: &[&str]) -> Vec<String> {
     configured
         .cloned()

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::SignerSection;
-use crate::connectors::officials::{words, Link, Roster, SettingsError};
+use crate::connectors::officials::{required_secret, words, Link, Roster, SettingsError};
 use crate::transport::lgsp::{ClientAuth, TokenCache, TokenEndpoint};
 use crate::transport::stack::{Options, Outbound};
 
@@ -35,16 +35,7 @@ pub(super) fn resolve(
         field,
     };
     let url = s.url.trim_end_matches('/').to_string();
-    let secret = s
-        .client_secret
-        .as_ref()
-        .ok_or(missing("client_secret"))?
-        .resolve(base)
-        .map_err(|e| SettingsError::Secret {
-            name: name.into(),
-            field: "client_secret",
-            detail: e.to_string(),
-        })?;
+    let secret = required_secret(name, "client_secret", s.client_secret.as_ref(), base)?;
     let endpoint = TokenEndpoint {
         url: s
             .token_url

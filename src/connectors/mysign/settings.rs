@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::{Secret, SignerSection};
-use crate::connectors::officials::{words, Link, Roster, SettingsError};
+use crate::connectors::officials::{required_secret, words, Link, Roster, SettingsError};
 
 pub(super) struct Settings {
     pub(super) name: String,
@@ -28,16 +28,7 @@ pub(super) fn resolve(
         name: name.into(),
         field,
     };
-    let client_secret = s
-        .client_secret
-        .as_ref()
-        .ok_or(missing("client_secret"))?
-        .resolve(base)
-        .map_err(|e| SettingsError::Secret {
-            name: name.into(),
-            field: "client_secret",
-            detail: e.to_string(),
-        })?;
+    let client_secret = required_secret(name, "client_secret", s.client_secret.as_ref(), base)?;
     let c = s.codes.clone().unwrap_or_default();
     Ok(Settings {
         name: name.into(),

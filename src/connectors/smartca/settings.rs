@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::{Secret, SignerSection};
-use crate::connectors::officials::{words, Link, Roster, SettingsError};
+use crate::connectors::officials::{required_secret, words, Link, Roster, SettingsError};
 
 /// Everything the connector is built from.
 pub(super) struct Settings {
@@ -30,16 +30,7 @@ pub(super) fn resolve(
         name: name.into(),
         field,
     };
-    let sp_password = s
-        .sp_password
-        .as_ref()
-        .ok_or(missing("sp_password"))?
-        .resolve(base)
-        .map_err(|e| SettingsError::Secret {
-            name: name.into(),
-            field: "sp_password",
-            detail: e.to_string(),
-        })?;
+    let sp_password = required_secret(name, "sp_password", s.sp_password.as_ref(), base)?;
     let c = s.codes.clone().unwrap_or_default();
     Ok(Settings {
         name: name.into(),
