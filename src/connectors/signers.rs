@@ -17,7 +17,10 @@ use crate::config::{Loaded, SignerSection};
 /// Why a signer cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("signers.{0}.service: unknown service `{1}` (smartca, mysign or csc)")]
+    #[error(
+        "signers.{0}.service: unknown service `{1}` ({list})",
+        list = crate::config::SIGNER_SERVICES.join(", ")
+    )]
     UnknownService(String, String),
     #[error(transparent)]
     Settings(#[from] SettingsError),
