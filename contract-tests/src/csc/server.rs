@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Router;
 
 use super::api::{authorize_ep, info_ep, list_ep, polling_ep, sign_hash_ep};
 use super::auth::token_ep;
@@ -38,7 +38,7 @@ impl Csc {
         let base = cfg.base_path.trim_end_matches('/').to_string();
         let shared = Arc::new(Shared {
             cfg,
-            core: Mutex::new(core),
+            core: Arc::new(Mutex::new(core)),
             tokens: Mutex::new(HashMap::new()),
             sads: Mutex::new(HashMap::new()),
             by_client_data: Mutex::new(HashMap::new()),
@@ -50,10 +50,9 @@ impl Csc {
             .route(&format!("{base}/credentials/authorize"), post(authorize_ep))
             .route(&format!("{base}/signatures/signHash"), post(sign_hash_ep))
             .route(&format!("{base}/signatures/signPolling"), post(polling_ep))
-            .route("/_sandbox/records", get(records_ep))
-            .route("/_sandbox/faults", get(get_faults_ep).post(set_faults_ep))
             .route("/_sandbox/expire-tokens", post(expire_ep))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(crate::officials::http::control_routes(shared.core.clone()));
         let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = l.local_addr()?;
         tokio::spawn(async move {
@@ -86,19 +85,6 @@ impl Csc {
     pub fn expire_tokens(&self) {
         self.shared.tokens.lock().unwrap().clear();
     }
-}
-
-async fn records_ep(State(sh): St) -> Json<SignRecords> {
-    Json(sh.core.lock().unwrap().records.clone())
-}
-
-async fn get_faults_ep(State(sh): St) -> Json<SignFaults> {
-    Json(sh.core.lock().unwrap().faults.clone())
-}
-
-async fn set_faults_ep(State(sh): St, Json(f): Json<SignFaults>) -> StatusCode {
-    sh.core.lock().unwrap().faults = f;
-    StatusCode::NO_CONTENT
 }
 
 async fn expire_ep(State(sh): St) -> StatusCode {

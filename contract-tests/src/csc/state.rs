@@ -7,11 +7,10 @@ use std::time::Instant;
 use axum::extract::State;
 
 use super::config::CscConfig;
-use crate::officials::Core;
 
 pub(super) struct Shared {
     pub(super) cfg: CscConfig,
-    pub(super) core: Mutex<Core>,
+    pub(super) core: crate::officials::http::SharedCore,
     /// token → expiry.
     pub(super) tokens: Mutex<HashMap<String, Instant>>,
     /// SAD → what it authorizes.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Router;
 
 use super::api::{certificates_ep, sign_hash_ep, status_ep};
 use super::auth::login_ep;
@@ -37,7 +37,7 @@ impl MySign {
         let core = Core::new(&cfg.officials, cfg.confirm_after, cfg.lifetime, cfg.seed)?;
         let shared = Arc::new(Shared {
             cfg,
-            core: Mutex::new(core),
+            core: Arc::new(Mutex::new(core)),
             tokens: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
@@ -45,10 +45,9 @@ impl MySign {
             .route("/vtss/service/certificates/info", post(certificates_ep))
             .route("/vtss/service/signHash", post(sign_hash_ep))
             .route("/vtss/service/requests/status", post(status_ep))
-            .route("/_sandbox/records", get(records_ep))
-            .route("/_sandbox/faults", get(get_faults_ep).post(set_faults_ep))
             .route("/_sandbox/expire-tokens", post(expire_ep))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(crate::officials::http::control_routes(shared.core.clone()));
         let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = l.local_addr()?;
         tokio::spawn(async move {
@@ -77,19 +76,6 @@ impl MySign {
     pub fn expire_tokens(&self) {
         self.shared.tokens.lock().unwrap().clear();
     }
-}
-
-async fn records_ep(State(sh): St) -> Json<SignRecords> {
-    Json(sh.core.lock().unwrap().records.clone())
-}
-
-async fn get_faults_ep(State(sh): St) -> Json<SignFaults> {
-    Json(sh.core.lock().unwrap().faults.clone())
-}
-
-async fn set_faults_ep(State(sh): St, Json(f): Json<SignFaults>) -> StatusCode {
-    sh.core.lock().unwrap().faults = f;
-    StatusCode::NO_CONTENT
 }
 
 async fn expire_ep(State(sh): St) -> StatusCode {

@@ -7,11 +7,10 @@ use std::time::Instant;
 use axum::extract::State;
 
 use super::config::MySignConfig;
-use crate::officials::Core;
 
 pub(super) struct Shared {
     pub(super) cfg: MySignConfig,
-    pub(super) core: Mutex<Core>,
+    pub(super) core: crate::officials::http::SharedCore,
     /// token → (user id, expiry).
     pub(super) tokens: Mutex<HashMap<String, (String, Instant)>>,
 }

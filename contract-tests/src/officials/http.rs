@@ -70,3 +70,31 @@ pub fn unavailable() -> Response {
         serde_json::json!({"error": "injected fault before the effect"}),
     )
 }
+
+/// A sandbox's state, shared between its handlers and [`control_routes`].
+pub type SharedCore = std::sync::Arc<std::sync::Mutex<super::Core>>;
+
+/// `GET /_sandbox/records`, `GET|POST /_sandbox/faults`: what every signing sandbox offers its
+/// tests, over the same [`super::Core`] its handlers use; merged into each sandbox's router.
+pub fn control_routes(core: SharedCore) -> axum::Router {
+    use axum::extract::State;
+    use axum::routing::get;
+    use axum::Json;
+    async fn records(State(c): State<SharedCore>) -> Json<super::SignRecords> {
+        Json(c.lock().unwrap().records.clone())
+    }
+    async fn faults(State(c): State<SharedCore>) -> Json<super::SignFaults> {
+        Json(c.lock().unwrap().faults.clone())
+    }
+    async fn set_faults(
+        State(c): State<SharedCore>,
+        Json(f): Json<super::SignFaults>,
+    ) -> StatusCode {
+        c.lock().unwrap().faults = f;
+        StatusCode::NO_CONTENT
+    }
+    axum::Router::new()
+        .route("/_sandbox/records", get(records))
+        .route("/_sandbox/faults", get(faults).post(set_faults))
+        .with_state(core)
+}

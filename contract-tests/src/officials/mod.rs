@@ -25,7 +25,8 @@
 //! - `phone.rs`: [`Phone`], one official's view of a request and its [`PhoneState`].
 //! - `faults.rs`: [`SignFaults`] and where each applies.
 //! - `records.rs`: [`SignRecords`].
-//! - `http.rs`: strict JSON reading shared by the sandboxes' handlers.
+//! - `http.rs`: strict JSON reading shared by the sandboxes' handlers, and their control
+//!   routes (records, faults).
 
 mod faults;
 pub(crate) mod http;

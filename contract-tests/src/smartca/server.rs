@@ -3,16 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Router;
 
 use super::api::{certificate_ep, sign_ep, status_ep};
 use super::config::SmartCaConfig;
 use crate::officials::{Core, OfficialError, SignFaults, SignRecords};
 
-pub(super) use super::state::{Shared, St};
+pub(super) use super::state::Shared;
 
 /// A running SmartCA sandbox.
 #[derive(Clone)]
@@ -36,15 +34,14 @@ impl SmartCa {
         let core = Core::new(&cfg.officials, cfg.confirm_after, cfg.lifetime, cfg.seed)?;
         let shared = Arc::new(Shared {
             cfg,
-            core: Mutex::new(core),
+            core: Arc::new(Mutex::new(core)),
         });
         let app = Router::new()
             .route("/v1/credentials/get_certificate", post(certificate_ep))
             .route("/v1/signatures/sign", post(sign_ep))
             .route("/v1/signatures/sign/{tran}/status", post(status_ep))
-            .route("/_sandbox/records", get(records_ep))
-            .route("/_sandbox/faults", get(get_faults_ep).post(set_faults_ep))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(crate::officials::http::control_routes(shared.core.clone()));
         let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = l.local_addr()?;
         tokio::spawn(async move {
@@ -72,19 +69,6 @@ impl SmartCa {
     pub fn faults(&self) -> SignFaults {
         self.shared.core.lock().unwrap().faults.clone()
     }
-}
-
-async fn records_ep(State(sh): St) -> Json<SignRecords> {
-    Json(sh.core.lock().unwrap().records.clone())
-}
-
-async fn get_faults_ep(State(sh): St) -> Json<SignFaults> {
-    Json(sh.core.lock().unwrap().faults.clone())
-}
-
-async fn set_faults_ep(State(sh): St, Json(f): Json<SignFaults>) -> StatusCode {
-    sh.core.lock().unwrap().faults = f;
-    StatusCode::NO_CONTENT
 }
 
 /// Run the sandbox with its defaults until Ctrl-C (`gateway sandbox smartca`).
