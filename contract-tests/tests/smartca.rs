@@ -335,3 +335,67 @@ async fn seeded_ids_repeat() {
     let (mut a, mut b) = (mk(), mk());
     assert_eq!(a.next_id("x"), b.next_id("x"));
 }
+
+/// The control routes every signing sandbox shares (`officials::http::control_routes`): faults
+/// set over HTTP take effect on the next call and read back as set; the records list what was
+/// received. The same router serves MySign and CSC, whose routes are checked to answer.
+#[tokio::test]
+async fn control_routes_set_faults_and_read_records() {
+    let s = start().await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/_sandbox/faults", s.base_url()))
+        .json(&json!({"fail_before": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let faults: SignFaults = client
+        .get(format!("{}/_sandbox/faults", s.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults.fail_before, 1);
+    let body = creds(json!({"user_id": "official-rsa", "transaction_id": "c1"}));
+    let (code, _) = post(&s, "/v1/credentials/get_certificate", body.clone()).await;
+    assert_eq!(
+        code, 503,
+        "the fault set over HTTP applies to the next call"
+    );
+    let (code, _) = post(&s, "/v1/credentials/get_certificate", body).await;
+    assert_eq!(code, 200, "and only to the next one");
+    let records: Value = client
+        .get(format!("{}/_sandbox/records", s.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = records["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/v1/credentials/get_certificate"),
+        "{records}"
+    );
+
+    let mysign = gw_contract_tests::mysign::MySign::start(0, Default::default())
+        .await
+        .unwrap();
+    let csc = gw_contract_tests::csc::Csc::start(0, Default::default())
+        .await
+        .unwrap();
+    for base in [mysign.addr, csc.addr].map(|a| format!("http://{a}")) {
+        for path in ["/_sandbox/records", "/_sandbox/faults"] {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{base}{path}");
+        }
+    }
+}
