@@ -131,6 +131,42 @@ async fn the_store_works_over_tls_and_refuses_what_it_must() {
         .expect("lead over TLS");
     assert!(lead.is_some(), "the only contender leads");
 
+    // The payment and signature stores open through the same backend choice and reach this
+    // server over TLS too (it rejects plain TCP); without the TLS they are refused.
+    let payments = gw_store::payments::open_tls(
+        &url("localhost", port, "postgres", "tls_pay", ""),
+        Some(tls("root-ca.pem")),
+    )
+    .await
+    .expect("payments::open_tls");
+    gw_store::payments::suite::all(payments.as_ref()).await;
+    let signatures = gw_store::signatures::open_tls(
+        &url("127.0.0.1", port, "postgres", "tls_sig", ""),
+        Some(tls("root-ca.pem")),
+    )
+    .await
+    .expect("signatures::open_tls");
+    signatures
+        .create(gw_store::signatures::suite::request(
+            "tls-1", "csc", 1_000_000,
+        ))
+        .await
+        .expect("a signature request over TLS");
+    assert!(signatures.get("tls-1").await.unwrap().is_some());
+    for e in [
+        gw_store::payments::open(&url("127.0.0.1", port, "postgres", "tls_pay", ""))
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        gw_store::signatures::open(&url("127.0.0.1", port, "postgres", "tls_sig", ""))
+            .await
+            .err()
+            .map(|e| e.to_string()),
+    ] {
+        let e = e.expect("plain TCP must be refused by this server");
+        assert!(e.contains("no encryption") || e.contains("pg_hba"), "{e}");
+    }
+
     // Plain TCP is rejected by this server: the successes above were TLS.
     let e = refusal(&url("127.0.0.1", port, "postgres", "tls_x", ""), None).await;
     assert!(e.contains("no encryption") || e.contains("pg_hba"), "{e}");
