@@ -986,7 +986,7 @@ fn commands_report_usage_and_config_errors_with_exit_2() {
 /// Average cost of one signature per scheme, and whether signing inline stalls the reactor.
 /// Run: `cargo test --release --test signing -- --ignored --nocapture signing_cost`.
 #[test]
-#[ignore = "a measurement, not a check"]
+#[ignore = "a benchmark that prints figures and asserts nothing (README, Benchmarks): run with --ignored"]
 fn signing_cost_per_scheme() {
     std::env::set_var("GW_TEST_P12_PASSWORD", "example");
     let body =
