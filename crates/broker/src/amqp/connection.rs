@@ -155,9 +155,15 @@ impl Inner {
         };
         match tokio::time::timeout(self.opts.connect_timeout, connect).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(BrokerError::ConnectFailed(
-                super::tls::explain(&e).unwrap_or_else(|| e.to_string()),
-            )),
+            Ok(Err(e)) => {
+                let words = super::tls::explain(&e).or_else(|| {
+                    let tls = self.opts.tls.as_ref()?;
+                    super::tls::explain_closed(&e, tls.config.identity.is_some())
+                });
+                Err(BrokerError::ConnectFailed(
+                    words.unwrap_or_else(|| e.to_string()),
+                ))
+            }
             Err(_) => Err(BrokerError::ConnectFailed(format!(
                 "no connection within {:?}",
                 self.opts.connect_timeout

@@ -118,6 +118,38 @@ impl AmqpTls {
     }
 }
 
+/// Plain words for a connection refused after a TLS handshake without a client certificate:
+/// under TLS 1.3 a broker that requires one sends its refusal after the client has finished the
+/// handshake, so the client often sees only the connection reset or closed, not the alert.
+/// `None` unless `e`'s causes hold such a reset and no client certificate was configured.
+pub(super) fn explain_closed(
+    e: &(dyn std::error::Error + 'static),
+    has_client_certificate: bool,
+) -> Option<String> {
+    use std::io::ErrorKind as K;
+    if has_client_certificate {
+        return None;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe
+            ) {
+                return Some(format!(
+                    "TLS to RabbitMQ refused: the broker closed the connection after the TLS \
+                     handshake, which is how a broker that asks for a client certificate \
+                     refuses a client without one (TLS 1.3): if it does, set \
+                     broker.client_cert and broker.client_key [{io}]"
+                ));
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Plain words for a TLS refusal found in `e`'s chain of causes, with the fix; `None` when
 /// there is no rustls error in it.
 pub(super) fn explain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
@@ -174,6 +206,27 @@ mod tests {
 
     fn certs() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs-example")
+    }
+
+    /// A reset after the handshake, without a client certificate configured, is explained as
+    /// the refusal it usually is (TLS 1.3 sends the broker's alert after the client finished);
+    /// with a client certificate, or for another I/O failure, nothing is guessed.
+    #[test]
+    fn a_reset_without_a_client_certificate_names_the_fix() {
+        use std::io::{Error, ErrorKind};
+        let reset = lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(
+            Error::from(ErrorKind::ConnectionReset),
+        )));
+        let words = explain_closed(&reset, false).expect("explained");
+        assert!(
+            words.contains("asks for a client certificate") && words.contains("broker.client_cert"),
+            "{words}"
+        );
+        assert_eq!(explain_closed(&reset, true), None);
+        let refused = lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(
+            Error::from(ErrorKind::ConnectionRefused),
+        )));
+        assert_eq!(explain_closed(&refused, false), None);
     }
 
     #[test]
