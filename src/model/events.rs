@@ -24,16 +24,26 @@ pub enum EventKind {
     DossierOnline,
     /// A fee was paid (from a payment provider's callback).
     PaymentSettled,
+    /// A source asks for a document to be signed by an official through a remote signing
+    /// service (taken by the edge, answered with a request id; never routed).
+    SignatureRequested,
+    /// A signing request ended with a signed, verified, assembled document.
+    SignatureCompleted,
+    /// A signing request ended without one (rejected, expired, refused, cancelled).
+    SignatureFailed,
 }
 
 impl EventKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::DossierUpserted,
         EventKind::DossierStatus,
         EventKind::DossierProgress,
         EventKind::DossierOnline,
         EventKind::PaymentSettled,
+        EventKind::SignatureRequested,
+        EventKind::SignatureCompleted,
+        EventKind::SignatureFailed,
     ];
 
     /// The wire name (an envelope's `kind`).
@@ -44,6 +54,9 @@ impl EventKind {
             EventKind::DossierProgress => "dossier.progress",
             EventKind::DossierOnline => "dossier.online",
             EventKind::PaymentSettled => "payment.settled",
+            EventKind::SignatureRequested => "signature.requested",
+            EventKind::SignatureCompleted => "signature.completed",
+            EventKind::SignatureFailed => "signature.failed",
         }
     }
 
@@ -83,5 +96,13 @@ mod tests {
         assert_eq!(EventKind::parse(""), None);
         assert!(EventKind::DossierStatus.is_snapshot());
         assert!(!EventKind::DossierProgress.is_snapshot());
+    }
+
+    /// The signature store queues its outcome events under its own constants: they are these
+    /// kinds, spelled once.
+    #[test]
+    fn the_signature_store_spells_its_events_as_these_kinds() {
+        assert!(EventKind::SignatureCompleted.is(gw_store::signatures::EVENT_COMPLETED));
+        assert!(EventKind::SignatureFailed.is(gw_store::signatures::EVENT_FAILED));
     }
 }
