@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::signer::{HashRequest, PollPolicy, SignerError, SignerId, Transaction};
+use super::signer::{HashRequest, PollPolicy, SignerError, SignerId, Transaction, VerifyAgainst};
 use crate::config::{OfficialSection, SignerSection};
 use crate::signing::remote::{
     check_digest, DigestAlgorithm, RemoteVerifier, RsaPadding, SignerCertificate, SignerPin,
@@ -136,6 +136,20 @@ impl Roster {
 
     pub fn verifier(&self) -> &RemoteVerifier {
         &self.verifier
+    }
+
+    /// What `id`'s signatures are verified against.
+    pub fn verify_against(&self, id: &SignerId) -> Result<VerifyAgainst<'_>, SignerError> {
+        Ok(VerifyAgainst {
+            verifier: &self.verifier,
+            pin: self.official(id)?.pin.clone(),
+            padding: self.padding,
+        })
+    }
+
+    /// The digest algorithms requests may use.
+    pub fn digests(&self) -> &[DigestAlgorithm] {
+        &self.digests
     }
 
     /// The configured official, or [`SignerError::UnknownSigner`].

@@ -31,7 +31,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::signing::remote::{DigestAlgorithm, RemoteError, SignatureValue, SignerCertificate};
+use crate::signing::remote::{
+    DigestAlgorithm, RemoteError, RemoteVerifier, RsaPadding, SignatureValue, SignerCertificate,
+    SignerPin,
+};
 use crate::transport::stack::TransportError;
 
 /// The three services the gateway speaks to.
@@ -236,6 +239,15 @@ impl SignerError {
     }
 }
 
+/// What a returned signature of one official is verified against: the service's trust
+/// anchors, the official's pin, how the service's RSA keys sign.
+#[derive(Debug, Clone)]
+pub struct VerifyAgainst<'a> {
+    pub verifier: &'a RemoteVerifier,
+    pub pin: SignerPin,
+    pub padding: RsaPadding,
+}
+
 /// One remote signing service, as the signing flow drives it.
 #[async_trait]
 pub trait RemoteSigner: Send + Sync + 'static {
@@ -245,6 +257,13 @@ pub trait RemoteSigner: Send + Sync + 'static {
     fn service(&self) -> SignerService;
 
     fn poll_policy(&self) -> PollPolicy;
+
+    /// What a signature of `signer` is verified against ([`SignerError::UnknownSigner`] for an
+    /// official the service's configuration does not have).
+    fn verify_against(&self, signer: &SignerId) -> Result<VerifyAgainst<'_>, SignerError>;
+
+    /// The digest algorithms the service's section allows (`signers.NAME.digests`).
+    fn digests(&self) -> &[DigestAlgorithm];
 
     /// The transaction the gateway itself names for `req` (derived from its request id), when
     /// the service lets the client choose it (SmartCA): then `status` can be asked before (or

@@ -55,6 +55,12 @@ impl Signers {
         Ok(Signers { by_name })
     }
 
+    /// Add (or replace) one signer under its name (tests, tools).
+    pub fn with(mut self, signer: Arc<dyn RemoteSigner>) -> Self {
+        self.by_name.insert(signer.name().to_owned(), signer);
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn RemoteSigner>> {
         self.by_name.get(name)
     }

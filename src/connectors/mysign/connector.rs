@@ -11,9 +11,9 @@ use crate::config::SignerSection;
 use crate::connectors::officials::{b64, SettingsError};
 use crate::connectors::signer::{
     HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId, SignerService,
-    Submitted, Transaction,
+    Submitted, Transaction, VerifyAgainst,
 };
-use crate::signing::remote::{RsaPadding, SignerCertificate};
+use crate::signing::remote::{DigestAlgorithm, RsaPadding, SignerCertificate};
 
 /// A MySign service.
 pub struct MySignSigner {
@@ -59,6 +59,14 @@ impl RemoteSigner for MySignSigner {
 
     fn poll_policy(&self) -> PollPolicy {
         self.s.link.policy
+    }
+
+    fn verify_against(&self, signer: &SignerId) -> Result<VerifyAgainst<'_>, SignerError> {
+        self.s.roster.verify_against(signer)
+    }
+
+    fn digests(&self) -> &[DigestAlgorithm] {
+        self.s.roster.digests()
     }
 
     fn transaction_for(&self, _req: &HashRequest) -> Option<Transaction> {

@@ -12,9 +12,9 @@ use crate::config::SignerSection;
 use crate::connectors::officials::{b64, SettingsError};
 use crate::connectors::signer::{
     HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId, SignerService,
-    Submitted, Transaction,
+    Submitted, Transaction, VerifyAgainst,
 };
-use crate::signing::remote::{SignerCertificate, SignerPin};
+use crate::signing::remote::{DigestAlgorithm, SignerCertificate, SignerPin};
 use crate::transport::stack::Auth;
 
 /// A SmartCA service.
@@ -67,6 +67,14 @@ impl RemoteSigner for SmartCaSigner {
 
     fn poll_policy(&self) -> PollPolicy {
         self.s.link.policy
+    }
+
+    fn verify_against(&self, signer: &SignerId) -> Result<VerifyAgainst<'_>, SignerError> {
+        self.s.roster.verify_against(signer)
+    }
+
+    fn digests(&self) -> &[DigestAlgorithm] {
+        self.s.roster.digests()
     }
 
     fn transaction_for(&self, req: &HashRequest) -> Option<Transaction> {
