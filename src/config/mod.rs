@@ -81,8 +81,8 @@ pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
 pub use signers::{
-    OfficialSection, OfficialsFile, OfficialsFileError, SignerCodes, SignerSection, SIGNER_DIGESTS,
-    SIGNER_SERVICES,
+    OfficialSection, OfficialsFile, OfficialsFileError, SignerCodes, SignerSection,
+    SIGNATURE_SOURCE, SIGNER_DIGESTS, SIGNER_SERVICES,
 };
 pub use signing::{KeyCertificate, SigningSection, SIGNING_SCHEMES};
 pub use sources::SourceSection;

@@ -68,6 +68,13 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     signing_of_adapters(c, p);
     verify_of_sources(c, p);
     signers::validate(&c.signers, base, p);
+    if !c.signers.is_empty() && c.sources.contains_key(signers::SIGNATURE_SOURCE) {
+        p(
+            format!("sources.{}", signers::SIGNATURE_SOURCE),
+            "the outcomes of signing requests are published under this source name".into(),
+            "rename the source, so signature outcomes cannot be posted from outside",
+        );
+    }
 }
 
 /// `ops.listen` is not `inbound.listen` (unless both ask for any free port, `:0`).
@@ -98,7 +105,8 @@ fn routes_with_references(c: &Config, p: &mut impl FnMut(String, String, &str)) 
 fn route_ends(at: &str, r: &RouteSection, c: &Config, p: &mut impl FnMut(String, String, &str)) {
     let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
         || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
-        || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from);
+        || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from)
+        || (!c.signers.is_empty() && r.from == signers::SIGNATURE_SOURCE);
     if !c.sources.contains_key(&r.from) && !job_source {
         p(
             format!("{at}.from"),

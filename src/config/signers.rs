@@ -21,6 +21,11 @@ use super::secrets::SecretRef;
 /// `crate::connectors::signers` has an arm for each, and its test walks this list).
 pub const SIGNER_SERVICES: &[&str] = &["smartca", "mysign", "csc"];
 
+/// The source name the outcomes of signing requests (`signature.completed`,
+/// `signature.failed`) are published under: routes take them `from = "signatures"`. No
+/// `[sources]` table may have it, so they cannot be posted from outside.
+pub const SIGNATURE_SOURCE: &str = "signatures";
+
 /// The digest algorithms a signer may be asked for.
 pub const SIGNER_DIGESTS: &[&str] = &["sha256", "sha384", "sha512"];
 
