@@ -24,6 +24,7 @@ pub mod model;
 pub mod ops;
 pub mod payments;
 pub mod runtime;
+pub mod signatures;
 pub mod signing;
 pub mod telemetry;
 pub mod transport;
