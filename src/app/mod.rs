@@ -13,6 +13,7 @@ pub mod backends;
 pub mod datalock;
 pub mod payments;
 pub mod service;
+pub mod signatures;
 
 pub use backends::store_tls;
 
@@ -277,7 +278,11 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let payments = payments::Wired::from_config(loaded, &engine)
         .await
         .map_err(|e| AppError::Config(e.to_string()))?;
+    let signatures = signatures::from_config(loaded)
+        .await
+        .map_err(|e| AppError::Config(e.to_string()))?;
     let inbound_state = Arc::new(InboundState {
+        signatures: signatures.clone(),
         payments: payments.as_ref().map(|p| p.http.payments.clone()),
         engine: engine.clone(),
         sources,
@@ -322,6 +327,15 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         consuming_tx,
     ));
     spawn_jobs(loaded, &engine, payments.as_ref(), &cancel, &mut tasks)?;
+    if let Some(service) = signatures {
+        let instance = &c.gateway.instance;
+        tasks.spawn(signatures::scheduled(
+            service,
+            &engine,
+            instance,
+            cancel.clone(),
+        ));
+    }
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {
         engine,

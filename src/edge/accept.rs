@@ -88,6 +88,9 @@ async fn accept_inner(
     }
     let ev = parse_event(src.adapter.as_deref(), &body)
         .map_err(|r| error(r.status, r.code, r.message))?;
+    if crate::model::events::EventKind::SignatureRequested.is(&ev.kind) {
+        return Ok(super::signatures::accept(st, src, source, &ev).await);
+    }
     check_routed(st, src, source, &ev)?;
     // The signature is remembered in the store just before the publish (after every other
     // check), so a replay is refused on any instance and after a restart; a publish that

@@ -25,14 +25,16 @@
 //! # Layout
 //! `accept` is the endpoint, step by step; [`auth`] the token, the signature and the replay
 //! memory; [`parse`] the untrusted bytes to an event (pure, fuzzed); [`answer`] the one error
-//! shape; `state` what the listener shares. The payment endpoints (`payments`) join this router
-//! when `[payments]` is on ([`with_payments`]).
+//! shape; `state` what the listener shares; `signatures` takes `signature.requested` events
+//! to the signing flow (answered with a request id, not routed). The payment endpoints
+//! (`payments`) join this router when `[payments]` is on ([`with_payments`]).
 
 mod accept;
 pub mod answer;
 pub mod auth;
 pub mod parse;
 pub mod payments;
+mod signatures;
 pub mod state;
 
 use std::sync::Arc;

@@ -33,4 +33,7 @@ pub struct InboundState {
     /// The payment service, when `[payments]` is on: dossier snapshots accepted here keep
     /// their fees as the dossier's known fees (orders are checked against them).
     pub payments: Option<Arc<crate::payments::Payments>>,
+    /// The signing flow, when `[signers.NAME]` are configured: `signature.requested` events
+    /// go to it.
+    pub signatures: Option<Arc<crate::signatures::SignatureService>>,
 }

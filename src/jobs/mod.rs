@@ -25,6 +25,7 @@ mod error;
 pub mod evidence;
 pub mod online;
 pub mod payments;
+pub mod signatures;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub const ONLINE_POLL: &str = "online-poll";
 pub const PAYMENTS: &str = "payments";
 pub const EVIDENCE_RETENTION: &str = "evidence-retention";
 pub const EVIDENCE_TIMESTAMP: &str = "evidence-timestamp";
+pub const SIGNATURES: &str = "signatures";
 
 /// One singleton job's leadership, held across its ticks.
 pub struct Singleton {
