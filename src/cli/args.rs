@@ -106,6 +106,12 @@ pub enum Command {
         #[arg(long)]
         provider: Option<String>,
     },
+    /// Remote-signing requests: `list` them, `show` one with its states and times (and
+    /// `--document FILE` its signed document), `cancel` one that has not finished.
+    Signing {
+        #[command(subcommand)]
+        action: crate::cli::signing::SigningAction,
+    },
     /// Run the recording HTTP sink sandbox standalone.
     #[cfg(feature = "lab")]
     Sink {

@@ -22,6 +22,7 @@ pub mod map;
 pub mod ops;
 pub mod payments;
 pub mod sign;
+pub mod signing;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -113,6 +114,7 @@ async fn run(cmd: Command) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Signing { action } => signing::run(action).await,
         Command::Trace { dossier, config } => {
             with_config(&config, |l| async move {
                 ops::trace(&l, &dossier).await.unwrap_or_else(failed)
