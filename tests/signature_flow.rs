@@ -846,8 +846,13 @@ async fn through_the_gateway(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let route = unique("sigflow");
     let mut text = config_text(backend, dir.path(), &route, &sink.url(), "");
+    std::env::set_var("GW_TEST_SIGFLOW_OPS", "sigflow-ops-viewer-token");
     text = text
         .replace("max_body_bytes = 4096", "max_body_bytes = 65536")
+        .replace(
+            "[ops]\nlisten = \"127.0.0.1:0\"\n",
+            "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"v\", role = \"viewer\", token = { env = \"GW_TEST_SIGFLOW_OPS\" } }]\n",
+        )
         .replace(
             "kinds = [\"dossier.*\"]\n\n[adapters.sink]",
             "kinds = [\"dossier.*\", \"signature.requested\"]\n\n[adapters.sink]",
@@ -937,6 +942,62 @@ async fn through_the_gateway(backend: Backend) {
     assert!(text.contains("document_base64"), "{text}");
     assert_eq!(sb.records().pushes.len(), 1, "one push, bad input none");
 
+    // The dossier's trail shows the request and its states with times.
+    let trail: Value = client
+        .get(format!(
+            "http://{}/api/v1/dossiers/000.00.01.H22-261206-0001/trail",
+            running.ops_addr
+        ))
+        .bearer_auth("sigflow-ops-viewer-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sig = &trail["signatures"][0];
+    assert_eq!(sig["request_id"], id.as_str(), "{trail}");
+    let states: Vec<&str> = sig["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "received",
+            "hash_computed",
+            "sending",
+            "sent",
+            "waiting",
+            "signed",
+            "verified",
+            "assembled",
+            "completed"
+        ]
+        .iter()
+        .filter(|s| **s != "waiting" || states.contains(&"waiting"))
+        .copied()
+        .collect::<Vec<_>>(),
+        "{trail}"
+    );
+    assert!(sig["states"][0]["at"].as_str().unwrap().contains('T'));
+    // The metrics count the outcome.
+    let metrics = client
+        .get(format!("http://{}/metrics", running.ops_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_signature_outcomes_total{service=\"smartca\",outcome=\"completed\",reason=\"none\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_signature_confirm_seconds_count{service=\"smartca\"} 1"));
+    assert!(!metrics.contains("official-rsa"));
     let gw = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .arg("signing")

@@ -289,7 +289,10 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         metrics,
         max_body_bytes: c.inbound.max_body_bytes,
     });
-    let ops_options = crate::ops::OpsOptions::from_config(loaded)?;
+    let mut ops_options = crate::ops::OpsOptions::from_config(loaded)?;
+    ops_options.signatures = signatures
+        .as_ref()
+        .map(|s| crate::ops::state::SignatureRequests(s.store.clone()));
     let inbound_l = bind(&c.inbound.listen).await?;
     let ops_l = bind(&c.ops.listen).await?;
     let inbound_addr = inbound_l.local_addr().expect("bound");

@@ -396,14 +396,55 @@ async fn trail(State(st): State<S>, Path(code): Path<String>) -> Response {
         .filter_map(|d| Envelope::decode(&d.letter.envelope).ok())
         .map(|e| trace_id(&e.traceparent).to_string())
         .collect();
+    let signatures = match signing_trail(&st, &code).await {
+        Ok(v) => v,
+        Err(e) => return store_error(e),
+    };
     Json(json!({
         "key": code,
         "routes": routes,
         "events": events,
+        "signatures": signatures,
         "dead_letters": dls.iter().map(dead_letter_summary).collect::<Vec<_>>(),
         "trace_ids": traces,
     }))
     .into_response()
+}
+
+/// The dossier's remote-signing requests, each with its states and times (no official's
+/// user id: it may be a citizen id).
+async fn signing_trail(st: &OpsState, code: &str) -> Result<Vec<Value>, gw_store::StoreError> {
+    let Some(crate::ops::state::SignatureRequests(store)) = &st.options.signatures else {
+        return Ok(Vec::new());
+    };
+    let requests = store
+        .list(gw_store::signatures::ListFilter {
+            dossier_code: Some(code.to_owned()),
+            limit: MAX_LIST,
+            ..Default::default()
+        })
+        .await?;
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let states: Vec<Value> = store
+            .trail(r.id())
+            .await?
+            .iter()
+            .map(|t| json!({"state": t.to.as_str(), "at": rfc3339(t.at_ms), "actor": t.actor, "detail": t.detail}))
+            .collect();
+        out.push(json!({
+            "request_id": r.id(),
+            "service": r.request.service,
+            "format": r.request.format,
+            "state": r.state.as_str(),
+            "reason_kind": r.failure_kind,
+            "reason": r.failure_reason,
+            "created": rfc3339(r.request.created_ms),
+            "deadline": rfc3339(r.request.deadline_ms),
+            "states": states,
+        }));
+    }
+    Ok(out)
 }
 
 fn dead_letter_summary(d: &DeadLetter) -> Value {

@@ -50,6 +50,19 @@ pub struct OpsOptions {
     pub tokens: Vec<OpsToken>,
     /// The instance name (for `/api/v1/status`).
     pub instance: String,
+    /// The remote-signing requests (when `[signers]` are configured): a dossier's trail shows
+    /// its signing requests and their states.
+    pub signatures: Option<SignatureRequests>,
+}
+
+/// The signature store as the ops API reads it.
+#[derive(Clone)]
+pub struct SignatureRequests(pub Arc<dyn gw_store::signatures::SignatureStore>);
+
+impl std::fmt::Debug for SignatureRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignatureRequests")
+    }
 }
 
 impl OpsOptions {
@@ -80,6 +93,7 @@ impl OpsOptions {
         Ok(OpsOptions {
             tokens,
             instance: loaded.config.gateway.instance.clone(),
+            signatures: None,
         })
     }
 }
