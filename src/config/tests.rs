@@ -585,3 +585,31 @@ fn signers_officials_file() {
     let ex = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml")).unwrap();
     assert_eq!(ex.config.signers.len(), 3);
 }
+
+/// Signature outcomes come from the source name `signatures`: a route may take them from it
+/// only when signers are configured, and no `[sources]` table may take that name.
+#[test]
+fn signature_outcomes_have_their_own_source_name() {
+    let route = r#"
+[adapters.back]
+connector = "http"
+url = "http://127.0.0.1:9/back"
+
+[[routes]]
+name = "signatures-back"
+from = "signatures"
+kinds = ["signature.*"]
+to = "back"
+"#;
+    assert_eq!(signer_problems(&format!("{SIGNER_OK}{route}")), "");
+    let without = signer_problems(route);
+    assert!(
+        without.contains("routes[0].from: no source named `signatures`"),
+        "{without}"
+    );
+    let clash = signer_problems(&format!(
+        "{SIGNER_OK}\n[sources.signatures]\nkinds = [\"dossier.*\"]\n"
+    ));
+    assert!(clash.contains("sources.signatures"), "{clash}");
+    assert!(clash.contains("rename the source"), "{clash}");
+}

@@ -20,6 +20,10 @@
 //! token is printed. `--keep-running` keeps the gateway and the dashboard up after the
 //! summary until Ctrl-C.
 //!
+//! Then the signing step (`demo_signing`): result documents of synced dossiers signed by a
+//! SmartCA sandbox official and routed back as `signature.completed`; with `--faults` some
+//! officials let their requests expire (counted and reported, not an error).
+//!
 //! The progress line shows the circuit's state and what waits (deferred deliveries); the
 //! summary the circuit's openings. The demo's timeout (`--timeout-secs`, 300 s) is well inside
 //! the demo route's retry budget (1 h), so a timeout means a stall, never a budget running out.
@@ -153,6 +157,22 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     world.watch(&args, &plan, &sending, started).await;
     let summary = Summary::measure(&world, &plan, &sending, started.elapsed()).await;
     summary.print(&world, &plan);
+    let codes: Vec<String> = plan
+        .newest
+        .keys()
+        .filter(|c| !plan.is_poison(c))
+        .cloned()
+        .collect();
+    let signing = world
+        .signing
+        .run(
+            world.running.inbound_addr,
+            &codes,
+            args.faults,
+            Duration::from_secs(60),
+        )
+        .await;
+    signing.print();
     if args.keep_running {
         println!(
             "running until Ctrl-C: the dashboard stays at the URL above, the gateway at http://{}/in/onestop",
@@ -161,7 +181,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         crate::app::wait_for_signal().await;
     }
     world.running.shutdown().await;
-    if summary.ok() {
+    if summary.ok() && signing.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -175,6 +195,8 @@ struct World {
     data_dir: PathBuf,
     /// This run's ops token (printed once, in the dashboard's URL).
     ops_token: String,
+    /// The signing step's SmartCA sandbox and return endpoint.
+    signing: super::demo_signing::SigningDemo,
     /// Removes the fresh data directory when the demo ends (none with `--data-dir`).
     _tmp: Option<TempDir>,
 }
@@ -217,6 +239,18 @@ impl World {
             &args.ops,
         );
         text.push_str(&ops_token_section());
+        let signing = super::demo_signing::SigningDemo::start()
+            .await
+            .map_err(|e| {
+                eprintln!("cannot start the signing sandboxes: {e}");
+                ExitCode::FAILURE
+            })?;
+        text.push_str(&signing.config());
+        text = text.replacen(
+            "[sources.onestop]\nkinds = [\"dossier.*\"]",
+            "[sources.onestop]\nkinds = [\"dossier.*\", \"signature.requested\"]",
+            1,
+        );
         let loaded = config::parse(&text, "<demo>", PathBuf::from(".")).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(2)
@@ -233,6 +267,7 @@ impl World {
             running,
             data_dir,
             ops_token,
+            signing,
             _tmp: tmp,
         })
     }

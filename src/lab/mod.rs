@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_signing;
 pub mod simulator;
 pub mod standalone;
 
