@@ -7,13 +7,15 @@
 //!   work and the write repeats the work (each step is safe to repeat) except the submit,
 //!   which the store's send guard makes at most once (resolved by asking the service).
 //! - A round does at most `batch` items of each kind (overdue, in-doubt, work, polls per
-//!   service, outbox), so its memory and its calls are bounded whatever the backlog.
+//!   service, outbox), at most `concurrency` at once, so its memory and its calls are bounded
+//!   whatever the backlog.
 //! - Transient failures (the service unreachable, a 5xx, a store error) leave the row where it
 //!   is for the next round; only a permanent one ends the request with `signature.failed`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use gw_store::signatures::{
     BlobKind, Change, NewRequest, RequestState, SendGuard, SignatureRequest, SignatureStore, Step,
     Transitioned, DEFAULT_BLOB_CAP,
@@ -40,6 +42,9 @@ pub struct ServiceSettings {
     pub instance: String,
     /// Items of each kind per round.
     pub batch: u32,
+    /// Requests worked on (or polled) at once within a round (a service's quota still
+    /// paces its calls).
+    pub concurrency: usize,
     /// How long a work or poll lease lasts.
     pub work_lease: Duration,
     /// How long a send may take before it is in doubt: longer than any signer's timeout.
@@ -56,6 +61,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             instance: "gateway".into(),
             batch: 100,
+            concurrency: 16,
             work_lease: Duration::from_secs(60),
             send_lease: Duration::from_secs(120),
             max_document_bytes: DEFAULT_BLOB_CAP,
@@ -118,6 +124,10 @@ fn assemble_digest(d: DigestAlgorithm) -> assemble::DigestAlgorithm {
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(DigestAlgorithm::Sha256.digest(b))
 }
+
+/// One request's step in a round, boxed so a round's futures have one type.
+type Pending<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A permanent end of a request: its `reason_kind` and words.
 struct Fail {
@@ -400,14 +410,19 @@ impl SignatureService {
             report.in_doubt += 1;
         }
         let lease = self.settings.work_lease.as_millis() as i64;
-        for r in self
+        let due = self
             .store
             .due_for_work(now_ms(), batch, &self.settings.instance, lease)
-            .await?
-        {
-            self.work(&r).await?;
-            report.worked += 1;
+            .await?;
+        report.worked = due.len();
+        // Requests are independent: their steps overlap (the calls to the services), bounded.
+        let steps: Vec<Pending<'_, ()>> = due.iter().map(|r| Box::pin(self.work(r)) as _).collect();
+        let mut steps =
+            futures::stream::iter(steps).buffer_unordered(self.settings.concurrency.max(1));
+        while let Some(done) = steps.next().await {
+            done?;
         }
+        drop(steps);
         let services: Vec<String> = self.signers.names().map(str::to_owned).collect();
         for service in services {
             let due = self
@@ -416,11 +431,21 @@ impl SignatureService {
                 .await?;
             report.polled += due.len();
             let mut waiting = Vec::new();
-            for r in due {
-                if let Some(next) = self.poll(&r).await? {
-                    waiting.push((r.request.request_id.clone(), next));
-                }
+            let polls: Vec<Pending<'_, Option<(String, i64)>>> = due
+                .iter()
+                .map(|r| {
+                    Box::pin(async move {
+                        let next = self.poll(r).await?;
+                        Ok(next.map(|n| (r.request.request_id.clone(), n)))
+                    }) as _
+                })
+                .collect();
+            let mut polls =
+                futures::stream::iter(polls).buffer_unordered(self.settings.concurrency.max(1));
+            while let Some(done) = polls.next().await {
+                waiting.extend(done?);
             }
+            drop(polls);
             if !waiting.is_empty() {
                 self.store
                     .note_polls(&self.settings.instance, &waiting, now_ms())
