@@ -546,6 +546,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
+    }
+
     async fn record(&self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gw_store::feeds::{self, suite, Appended, FeedStore, PageAnswer};
+use gw_store::feeds::{suite, Appended, FeedStore, PageAnswer};
 use gw_store::postgres::PgStore;
 use gw_store::sqlite::SqliteStore;
 use gw_store::Store;
@@ -61,13 +61,14 @@ async fn feed_store_invariants_on_sqlite() {
         })
     });
     suite::all(open.as_ref()).await;
-    // The URL form reaches the same file.
-    let store = feeds::open(&format!(
+    // The URL form reaches the same file, the feeds through the delivery store.
+    let store = gw_store::open(&format!(
         "sqlite:{}",
         dir.path().join("feed_seq.db").display()
     ))
     .await
-    .unwrap();
+    .unwrap()
+    .feeds();
     assert_eq!(store.stats("ioc").await.unwrap().head, 4);
 }
 

@@ -32,6 +32,8 @@
 //! 8. A payload above [`MAX_PAYLOAD_BYTES`] is refused ([`StoreError::TooLarge`]), nothing
 //!    written; a page holds at most [`MAX_PAGE`] entries whatever the caller asks.
 //!
+//! A store's feeds are reached through [`crate::Store::feeds`] (the same connections).
+//!
 //! Schema (version 10; its statements are `IF NOT EXISTS`):
 //! ```text
 //! feed_heads    subscription PK, last_seq (0: none yet), purged_through (entries up to it
@@ -165,22 +167,6 @@ pub trait FeedStore: Send + Sync + 'static {
     /// The agency asked for entries after `through`: it has everything up to it.
     async fn note_fetched(&self, subscription: &str, through: i64) -> Result<()>;
     async fn stats(&self, subscription: &str) -> Result<FeedStats>;
-}
-
-/// Open the feed store at a store URL (the same URL [`crate::open`] takes; runs migrations).
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn FeedStore>> {
-    open_tls(url, None).await
-}
-
-/// [`open`], with TLS to PostgreSQL when `tls` is given (as [`crate::open_tls`]).
-pub async fn open_tls(
-    url: &str,
-    tls: Option<crate::tls::PgTls>,
-) -> Result<std::sync::Arc<dyn FeedStore>> {
-    Ok(match crate::open::open_backend(url, tls).await? {
-        crate::open::Backend::Postgres(s) => std::sync::Arc::new(*s),
-        crate::open::Backend::Sqlite(s) => std::sync::Arc::new(s),
-    })
 }
 
 fn check_size(subscription: &str, e: &NewEntry) -> Result<()> {
