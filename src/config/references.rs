@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::agencies;
 use super::document::Config;
 use super::inbound::listen_is_loopback;
 use super::names::valid_name;
@@ -68,6 +69,7 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     signing_of_adapters(c, p);
     verify_of_sources(c, p);
     signers::validate(&c.signers, base, p);
+    agencies::validate(&c.subscriptions, p);
 }
 
 /// `ops.listen` is not `inbound.listen` (unless both ask for any free port, `:0`).
