@@ -18,8 +18,10 @@
 //!
 //! # Layout
 //! `subscription.rs`: [`Subscription`] (built from `[subscriptions.NAME]`), its filter and its
-//! projection. Imports: `model`, `config`.
+//! projection. Imports: `model`, `config`. [`feed`]: the pull feed's pages, signatures, queries,
+//! wakeups and metrics (imports `config`, `telemetry` too).
 
+pub mod feed;
 pub mod subscription;
 
 pub use subscription::{Delivery, Filter, Projected, Subscription, SubscriptionError};

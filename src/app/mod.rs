@@ -6,11 +6,12 @@
 //! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
 //!
 //! Files: `mod.rs` (start, run, shutdown), `datalock.rs` (one process per data directory),
-//! `payments.rs` (the payment wiring), `service.rs` (systemd: sd_notify readiness and
+//! `payments.rs` (the payment wiring), `feeds.rs` (the agencies' pull feeds), `service.rs` (systemd: sd_notify readiness and
 //! stopping, the watchdog, SIGHUP).
 
 pub mod backends;
 pub mod datalock;
+pub mod feeds;
 pub mod payments;
 pub mod service;
 
@@ -159,9 +160,12 @@ pub fn build_engine_with(
                     &c.circuit,
                     metrics.clone(),
                 ),
+                admit: None,
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let (feed_routes, feeds) = feeds::routes(loaded, &store, &metrics)?;
+    let routes = routes.into_iter().chain(feed_routes).collect();
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.
@@ -184,7 +188,8 @@ pub fn build_engine_with(
         c.broker.delivery_limit,
     )
     .with_claims(&c.gateway.instance, c.gateway.claim_lease.0)
-    .with_evidence(Arc::new(log)))
+    .with_evidence(Arc::new(log))
+    .with_feeds(feeds))
 }
 
 /// A running gateway.
@@ -294,6 +299,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let limits = c.inbound.limits();
     let inbound = edge::router(inbound_state, c.inbound.max_body_bytes);
     let inbound = edge::with_payments(inbound, payments.as_ref().map(|p| p.http.clone()));
+    let inbound = edge::with_feeds(inbound, feeds::http(loaded, &profiles, &engine, &cancel)?);
     tasks.spawn(crate::transport::serve::serve(
         inbound_l,
         inbound,
@@ -453,6 +459,7 @@ fn spawn_jobs(
         tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
     }
     crate::jobs::evidence::spawn(loaded, engine, cancel, tasks)?;
+    feeds::spawn_jobs(loaded, engine, cancel, tasks);
     Ok(())
 }
 

@@ -121,3 +121,10 @@ pub const AGENCY_CONCURRENCY: usize = 4;
 pub const AGENCY_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 /// A push's whole request timeout.
 pub const AGENCY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a pull feed keeps its entries (`subscriptions.NAME.pull.retention`).
+pub const FEED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Entries per pull feed page at most, and the default `limit` (`pull.max_limit`).
+pub const FEED_MAX_LIMIT: u32 = 100;
+/// The longest long-poll of a pull feed (`pull.max_wait`).
+pub const FEED_MAX_WAIT: Duration = Duration::from_secs(30);

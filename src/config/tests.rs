@@ -610,6 +610,12 @@ agency = "Sở Xây dựng"
 delivery = "pull"
 fields = ["code"]
 [subscriptions.so-xd.pull]
+token = { env = "SO_XD_FEED_TOKEN" }
+signing = "feeds"
+[signing.feeds]
+scheme = "jws-detached"
+key = "certs-example/sign-ec.key"
+certificate = "certs-example/sign-ec.pem"
 "#;
     let l = parse_str(ok).unwrap_or_else(|e| panic!("{e}"));
     let push = l.config.subscriptions["ioc"].push.as_ref().unwrap();
@@ -617,6 +623,12 @@ fields = ["code"]
     assert_eq!(push.retry.len(), 2);
     assert_eq!(push.concurrency, defaults::AGENCY_CONCURRENCY);
     assert_eq!(push.rfc9421.as_ref().unwrap().alg, "ecdsa-p256-sha256");
+    let pull = l.config.subscriptions["so-xd"].pull.as_ref().unwrap();
+    assert_eq!(pull.retention.0, defaults::FEED_RETENTION);
+    assert_eq!(
+        (pull.max_limit, pull.max_wait.0),
+        (defaults::FEED_MAX_LIMIT, defaults::FEED_MAX_WAIT)
+    );
     let e = parse_str(
         r#"
 [subscriptions.Bad]
@@ -646,6 +658,8 @@ agency = "A"
 delivery = "push"
 fields = ["code"]
 [subscriptions.pushless.pull]
+token = { env = "T" }
+signing = "feeds"
 "#,
     )
     .unwrap_err()
@@ -674,8 +688,69 @@ fields = ["code"]
     ] {
         assert!(e.contains(want), "missing `{want}` in:\n{e}");
     }
-    let e = parse_str("[subscriptions.x]\nagency = \"A\"\ndelivery = \"pull\"\nfields = [\"code\"]\ncolour = 1\n[subscriptions.x.pull]\n")
+    let e = parse_str("[subscriptions.x]\nagency = \"A\"\ndelivery = \"pull\"\nfields = [\"code\"]\ncolour = 1\n[subscriptions.x.pull]\ntoken = { env = \"T\" }\nsigning = \"s\"\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("subscriptions.x.colour: unknown key"), "{e}");
+}
+
+#[test]
+fn pull_feeds_are_checked_key_by_key() {
+    let e = parse_str(
+        r#"
+[subscriptions.feed-a]
+agency = "A"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-a.pull]
+token = { env = "A_TOKEN" }
+signing = "nowhere"
+retention = "0s"
+max_limit = 5000
+max_wait = "10m"
+[subscriptions.feed-b]
+agency = "B"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-b.pull]
+token = { env = "B_TOKEN" }
+signing = "rsa"
+[subscriptions.feed-c]
+agency = "C"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-c.pull]
+token = { env = "C_TOKEN" }
+signing = "keyless"
+[signing.rsa]
+scheme = "jws-detached"
+algorithm = "PS256"
+key = "certs-example/sign-rsa.key"
+certificate = "certs-example/sign-rsa.pem"
+[signing.keyless]
+scheme = "jws-detached"
+trusted_keys = [{ key_id = "x", certificate = "certs-example/sign-ec.pem" }]
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "subscriptions.feed-a.pull.retention: must be at least 1s",
+        "subscriptions.feed-a.pull.max_limit: 5000 is not from 1 to 1000",
+        "subscriptions.feed-a.pull.max_wait: is above 5m",
+        "subscriptions.feed-a.pull.signing: no signing profile named `nowhere`",
+        "subscriptions.feed-b.pull.signing: profile `rsa` signs PS256; feed pages are signed ES256",
+        "subscriptions.feed-c.pull.signing: profile `keyless` has no key to sign with",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let e = parse_str(
+        "[subscriptions.x]\nagency = \"A\"\ndelivery = \"pull\"\nfields = [\"code\"]\n[subscriptions.x.pull]\nsigning = \"s\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("token"),
+        "a pull table without a token is refused: {e}"
+    );
 }

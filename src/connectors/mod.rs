@@ -19,6 +19,7 @@ pub mod connector;
 pub mod csc;
 pub mod dvcqg;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod mysign;
 pub mod officials;

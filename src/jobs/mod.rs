@@ -23,6 +23,7 @@
 pub mod catalogue;
 mod error;
 pub mod evidence;
+pub mod feeds;
 pub mod online;
 pub mod payments;
 
@@ -61,6 +62,7 @@ pub const ONLINE_POLL: &str = "online-poll";
 pub const PAYMENTS: &str = "payments";
 pub const EVIDENCE_RETENTION: &str = "evidence-retention";
 pub const EVIDENCE_TIMESTAMP: &str = "evidence-timestamp";
+pub const FEED_RETENTION: &str = "feed-retention";
 
 /// One singleton job's leadership, held across its ticks.
 pub struct Singleton {
