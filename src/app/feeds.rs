@@ -17,7 +17,6 @@ use std::sync::Arc;
 use gw_store::Store;
 use tokio_util::sync::CancellationToken;
 
-use super::AppError;
 use crate::agencies::feed::{Bounds, Feeds, PageSigner};
 use crate::agencies::{Delivery, Subscription};
 use crate::config::Loaded;
@@ -28,21 +27,43 @@ use crate::runtime::retry::Policy;
 use crate::runtime::{Engine, Route};
 use crate::telemetry::metrics::Metrics;
 
+/// Why the pull feeds cannot be wired, by step (each names the key to fix).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedWireError {
+    #[error("{0}")]
+    Subscription(#[from] crate::agencies::SubscriptionError),
+    #[error("{at}.token: {problem}")]
+    Token {
+        at: String,
+        problem: crate::config::SecretProblem,
+    },
+    #[error(
+        "{at}.token: the same token as subscriptions.{other}.pull.token: give each agency its own"
+    )]
+    SharedToken { at: String, other: String },
+    #[error("{at}.signing: no signing profile named `{profile}`")]
+    NoProfile { at: String, profile: String },
+    #[error("{at}.signing: {problem}")]
+    Signer {
+        at: String,
+        problem: crate::agencies::feed::FeedError,
+    },
+}
+
 /// The routes of the pull subscriptions and what their writers share; `(vec![], None)` when no
 /// subscription is pulled. The feeds' metric families join `metrics`.
 pub fn routes(
     loaded: &Loaded,
     store: &Arc<dyn Store>,
     metrics: &Arc<Metrics>,
-) -> Result<(Vec<Arc<Route>>, Option<Arc<Feeds>>), AppError> {
+) -> Result<(Vec<Arc<Route>>, Option<Arc<Feeds>>), FeedWireError> {
     let c = &loaded.config;
     let subs: Vec<Arc<Subscription>> = c
         .subscriptions
         .iter()
         .filter(|(_, s)| s.pull.is_some())
         .map(|(n, s)| Subscription::from_section(n, s).map(Arc::new))
-        .collect::<Result<_, _>>()
-        .map_err(|e| AppError::Config(e.to_string()))?;
+        .collect::<Result<_, _>>()?;
     let subs: Vec<_> = subs
         .into_iter()
         .filter(|s| s.delivery == Delivery::Pull)
@@ -88,7 +109,7 @@ pub fn http(
     profiles: &crate::signing::Profiles,
     engine: &Arc<Engine>,
     cancel: &CancellationToken,
-) -> Result<Option<Arc<FeedsHttp>>, AppError> {
+) -> Result<Option<Arc<FeedsHttp>>, FeedWireError> {
     let Some(feeds) = &engine.feeds else {
         return Ok(None);
     };
@@ -103,20 +124,26 @@ pub fn http(
         let token = pull
             .token
             .resolve(&loaded.base)
-            .map_err(|e| AppError::Config(format!("{at}.token: {e}")))?;
+            .map_err(|problem| FeedWireError::Token {
+                at: at.clone(),
+                problem,
+            })?;
         if let Some(other) = tokens.insert(token.expose().to_string(), sub.name.clone()) {
-            return Err(AppError::Config(format!(
-                "{at}.token: the same token as subscriptions.{other}.pull.token: give each agency its own"
-            )));
+            return Err(FeedWireError::SharedToken { at, other });
         }
-        let material = profiles.material(&pull.signing).ok_or_else(|| {
-            AppError::Config(format!(
-                "{at}.signing: no signing profile named `{}`",
-                pull.signing
-            ))
+        let material =
+            profiles
+                .material(&pull.signing)
+                .ok_or_else(|| FeedWireError::NoProfile {
+                    at: at.clone(),
+                    profile: pull.signing.clone(),
+                })?;
+        let signer = PageSigner::new(&pull.signing, material.key.as_ref()).map_err(|problem| {
+            FeedWireError::Signer {
+                at: at.clone(),
+                problem,
+            }
         })?;
-        let signer = PageSigner::new(&pull.signing, material.key.as_ref())
-            .map_err(|e| AppError::Config(format!("{at}.signing: {e}")))?;
         pulls.insert(
             sub.name.clone(),
             PullFeed {

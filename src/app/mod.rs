@@ -61,6 +61,8 @@ pub enum AppError {
     Ops(#[from] crate::ops::state::OpsSetupError),
     #[error("configuration: {0}")]
     Timestamping(#[from] crate::evidence::tsa::TsaError),
+    #[error("configuration: {0}")]
+    Feeds(#[from] feeds::FeedWireError),
 }
 
 /// Open the broker and store a configuration names.
