@@ -657,6 +657,47 @@ async fn python_agency_client_pages_verifies_and_detects_tampering() {
     ]);
     assert_eq!(code, 1, "a page verifies with the province's key only");
 
+    // Operators read the same page from the store with the CLI (unsigned, nothing recorded).
+    let cfg = dir.path().join("gateway.toml");
+    let repo = std::env::current_dir().unwrap();
+    let text = feed_config(
+        Backend::RabbitPg,
+        dir.path(),
+        &route,
+        &sink.url(),
+        &sub,
+        &other,
+    )
+    .replace(
+        "\"certs-example/",
+        &format!("\"{}/certs-example/", repo.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("GW_TEST_AMQP_PASSWORD", "guest")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = cli(&["feed", &sub, "--after", "0", "--limit", "3"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out.trim().as_bytes(),
+        &page.body[..],
+        "the agency's page, byte for byte"
+    );
+    let (code, out) = cli(&["feed", &sub, "--since", "2020-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("cursor 0"), "{out}");
+    assert_eq!(cli(&["feed", "nosuch", "--after", "0"]).0, Some(2));
+
     // Retention: the client is told where to page from.
     let purged = feeds.purge(&sub, i64::MAX).await.unwrap();
     assert_eq!(purged.through, 5);

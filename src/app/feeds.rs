@@ -50,13 +50,16 @@ pub enum FeedWireError {
     },
 }
 
+/// The pull subscriptions' routes, and what their writers share (`None`: no pull subscription).
+pub type FeedRoutes = (Vec<Arc<Route>>, Option<Arc<Feeds>>);
+
 /// The routes of the pull subscriptions and what their writers share; `(vec![], None)` when no
 /// subscription is pulled. The feeds' metric families join `metrics`.
 pub fn routes(
     loaded: &Loaded,
     store: &Arc<dyn Store>,
     metrics: &Arc<Metrics>,
-) -> Result<(Vec<Arc<Route>>, Option<Arc<Feeds>>), FeedWireError> {
+) -> Result<FeedRoutes, FeedWireError> {
     let c = &loaded.config;
     let subs: Vec<Arc<Subscription>> = c
         .subscriptions
@@ -88,7 +91,7 @@ pub fn routes(
                 destination: name.clone(),
                 partitions: c.broker.partitions,
                 connector: Arc::new(FeedWriter::new(sub.clone(), feeds.clone())),
-                policy: Policy::from(c.retry.clone()),
+                policy: Policy::from(c.retry),
                 concurrency: crate::config::defaults::AGENCY_CONCURRENCY,
                 circuit: crate::runtime::circuit::Circuit::new(
                     &name,
