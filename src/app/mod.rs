@@ -9,6 +9,7 @@
 //! `payments.rs` (the payment wiring), `service.rs` (systemd: sd_notify readiness and
 //! stopping, the watchdog, SIGHUP).
 
+pub mod agencies;
 pub mod backends;
 pub mod datalock;
 pub mod payments;
@@ -60,6 +61,8 @@ pub enum AppError {
     Ops(#[from] crate::ops::state::OpsSetupError),
     #[error("configuration: {0}")]
     Timestamping(#[from] crate::evidence::tsa::TsaError),
+    #[error("configuration: {0}")]
+    AgencyPush(#[from] agencies::PushRoutesError),
 }
 
 /// Open the broker and store a configuration names.
@@ -159,9 +162,12 @@ pub fn build_engine_with(
                     &c.circuit,
                     metrics.clone(),
                 ),
+                admit: None,
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut routes = routes;
+    routes.extend(agencies::push_routes(loaded, &metrics)?);
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.

@@ -104,11 +104,7 @@ impl Engine {
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
         let mut routed = Vec::new();
         let msg = message_for(env);
-        for r in self
-            .routes
-            .iter()
-            .filter(|r| r.matches(&env.source, &env.kind))
-        {
+        for r in self.routes.iter().filter(|r| r.takes(env)) {
             self.broker
                 .publish(&r.queue_for_key(&env.key), msg.clone())
                 .await?;
