@@ -334,11 +334,19 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
         "D1's two entries, served at least once each"
     );
     for r in &served {
-        let rc: Value = serde_json::from_str(r.record.result_code.as_deref().unwrap()).unwrap();
-        assert_eq!(rc["legal_basis"], LEGAL_BASIS);
         assert_eq!(
-            rc["fields"],
-            json!(["code", "procedure", "status", "owner_name"])
+            r.record.operation,
+            format!(
+                "subscription={sub}; fields=code,procedure,status,owner_name; legal_basis={LEGAL_BASIS}"
+            )
+        );
+        let rc: Value = serde_json::from_str(r.record.result_code.as_deref().unwrap()).unwrap();
+        let cursor = rc["cursor"].as_i64().unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["cursor"] == cursor && e["dossier"] == "D1"),
+            "{rc}"
         );
         assert_eq!(r.record.adapter, sub);
         assert_eq!(r.record.http_status, Some(200));

@@ -9,6 +9,7 @@
 //! `payments.rs` (the payment wiring), `feeds.rs` (the agencies' pull feeds), `service.rs` (systemd: sd_notify readiness and
 //! stopping, the watchdog, SIGHUP).
 
+pub mod agencies;
 pub mod backends;
 pub mod datalock;
 pub mod feeds;
@@ -63,6 +64,8 @@ pub enum AppError {
     Timestamping(#[from] crate::evidence::tsa::TsaError),
     #[error("configuration: {0}")]
     Feeds(#[from] feeds::FeedWireError),
+    #[error("configuration: {0}")]
+    AgencyPush(#[from] agencies::PushRoutesError),
 }
 
 /// Open the broker and store a configuration names.
@@ -166,8 +169,10 @@ pub fn build_engine_with(
             })
         })
         .collect::<Vec<_>>();
+    let mut routes = routes;
+    routes.extend(agencies::push_routes(loaded, &metrics)?);
     let (feed_routes, feeds) = feeds::routes(loaded, &store, &metrics)?;
-    let routes = routes.into_iter().chain(feed_routes).collect();
+    routes.extend(feed_routes);
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+use super::adapters::TlsSection;
 use super::agencies_pull::{self, PullSection};
 use super::defaults;
 use super::duration::Dur;
@@ -106,6 +107,9 @@ pub struct PushSection {
     /// Whole request timeout. Default 30s.
     #[serde(default = "d_timeout")]
     pub timeout: Dur,
+    /// TLS settings: the agency's CA, a client certificate for mTLS.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
 }
 
 /// `rfc9421 = { key = { file = "…" }, keyid = "…", alg = "ecdsa-p256-sha256" }`.

@@ -15,6 +15,7 @@ use crate::config::AdapterSection;
 use crate::signing::SigningProfile;
 use crate::telemetry::metrics::Metrics;
 
+pub mod agency;
 pub mod connector;
 pub mod csc;
 pub mod dvcqg;

@@ -26,9 +26,10 @@
 //!
 //! # Invariants
 //! - **Evidence before data.** A page holding entries is served only after its disclosure is
-//!   recorded in the evidence log (one record per entry: the subscription, the event and its
-//!   dossier, the entry's digest, the fields it carries, the legal basis, the page's digest,
-//!   the signature's digest and the cursor range); if that fails the agency gets 503.
+//!   recorded in the evidence log (one record per entry: the event and its dossier, the entry's
+//!   digest; as operation `subscription=…; fields=…; legal_basis=…` like a push's; the page's
+//!   digest, the signature's digest, and as result the cursor and the page's range); if that
+//!   fails the agency gets 503.
 //! - Asking for `after=N` tells the gateway the agency has everything up to `N` (the lag
 //!   metric); that note is best effort and never blocks a page.
 //! - A long-poll is bounded by `max_wait` and ends at shutdown; it holds no store connection
@@ -286,16 +287,20 @@ async fn serve(s: &FeedsHttp, feed: &PullFeed, p: Page) -> Response {
     ok(body, &jws)
 }
 
-/// What a page disclosed of one entry, as the evidence record's result: the cursor, the page's
-/// range, the fields sent and the legal basis.
-pub fn disclosure(p: &Page, seq: i64, fields: &[String], legal_basis: Option<&str>) -> String {
-    json!({
-        "cursor": seq,
-        "page": [p.after, p.next],
-        "fields": fields,
-        "legal_basis": legal_basis,
-    })
-    .to_string()
+/// What a page disclosed of one entry, as the evidence record's operation, written as a push's
+/// is (`connectors::agency`): `subscription=NAME; fields=a,b; legal_basis=TEXT` (`-`: none).
+pub fn disclosure(subscription: &str, fields: &[String], legal_basis: Option<&str>) -> String {
+    format!(
+        "subscription={subscription}; fields={}; legal_basis={}",
+        fields.join(","),
+        legal_basis.unwrap_or("-")
+    )
+}
+
+/// Where the entry was in the feed, as the evidence record's result: its cursor and the page's
+/// range (`{"cursor": N, "page": [after, next]}`).
+pub fn placement(p: &Page, seq: i64) -> String {
+    json!({"cursor": seq, "page": [p.after, p.next]}).to_string()
 }
 
 /// One evidence record per entry of a served page, in one batch.
@@ -324,18 +329,17 @@ async fn record(
     for e in &p.entries {
         let x = Exchange {
             at_ms,
-            operation: Some("feed.page".into()),
+            operation: Some(disclosure(
+                &feed.name,
+                &e.entry.fields,
+                feed.legal_basis.as_deref(),
+            )),
             request_digest: e.entry.digest.clone(),
             response_digest: Some(page_digest.clone()),
             signature_digest: Some(sig_digest.clone()),
             cert_fingerprint: feed.certificate.clone(),
             status: Some(200),
-            result_code: Some(disclosure(
-                p,
-                e.seq,
-                &e.entry.fields,
-                feed.legal_basis.as_deref(),
-            )),
+            result_code: Some(placement(p, e.seq)),
             request_body: keep.then(|| Arc::new(e.entry.payload.clone())),
             response_body: page_body.clone(),
         };
