@@ -10,6 +10,7 @@
 //! `simulator` and the CLI's standalone sandboxes; only they use `gw-contract-tests`. The
 //! production build (`--no-default-features`) has neither.
 
+pub mod agencies;
 pub mod app;
 pub mod cli;
 pub mod config;

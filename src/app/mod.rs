@@ -6,11 +6,13 @@
 //! flush acks and close the broker. In-flight work gets `gateway.shutdown_grace`.
 //!
 //! Files: `mod.rs` (start, run, shutdown), `datalock.rs` (one process per data directory),
-//! `payments.rs` (the payment wiring), `service.rs` (systemd: sd_notify readiness and
+//! `payments.rs` (the payment wiring), `feeds.rs` (the agencies' pull feeds), `service.rs` (systemd: sd_notify readiness and
 //! stopping, the watchdog, SIGHUP).
 
+pub mod agencies;
 pub mod backends;
 pub mod datalock;
+pub mod feeds;
 pub mod payments;
 pub mod service;
 pub mod signatures;
@@ -61,6 +63,10 @@ pub enum AppError {
     Ops(#[from] crate::ops::state::OpsSetupError),
     #[error("configuration: {0}")]
     Timestamping(#[from] crate::evidence::tsa::TsaError),
+    #[error("configuration: {0}")]
+    Feeds(#[from] feeds::FeedWireError),
+    #[error("configuration: {0}")]
+    AgencyPush(#[from] agencies::PushRoutesError),
 }
 
 /// Open the broker and store a configuration names.
@@ -160,9 +166,14 @@ pub fn build_engine_with(
                     &c.circuit,
                     metrics.clone(),
                 ),
+                admit: None,
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut routes = routes;
+    routes.extend(agencies::push_routes(loaded, &metrics)?);
+    let (feed_routes, feeds) = feeds::routes(loaded, &store, &metrics)?;
+    routes.extend(feed_routes);
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
         .map_err(|e| AppError::Config(e.to_string()))?;
     // The evidence log's time-stamping families join this engine's `/metrics`.
@@ -185,7 +196,8 @@ pub fn build_engine_with(
         c.broker.delivery_limit,
     )
     .with_claims(&c.gateway.instance, c.gateway.claim_lease.0)
-    .with_evidence(Arc::new(log)))
+    .with_evidence(Arc::new(log))
+    .with_feeds(feeds))
 }
 
 /// A running gateway.
@@ -302,6 +314,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let limits = c.inbound.limits();
     let inbound = edge::router(inbound_state, c.inbound.max_body_bytes);
     let inbound = edge::with_payments(inbound, payments.as_ref().map(|p| p.http.clone()));
+    let inbound = edge::with_feeds(inbound, feeds::http(loaded, &profiles, &engine, &cancel)?);
     tasks.spawn(crate::transport::serve::serve(
         inbound_l,
         inbound,
@@ -470,6 +483,7 @@ fn spawn_jobs(
         tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
     }
     crate::jobs::evidence::spawn(loaded, engine, cancel, tasks)?;
+    feeds::spawn_jobs(loaded, engine, cancel, tasks);
     Ok(())
 }
 

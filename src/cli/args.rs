@@ -67,6 +67,23 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::cli::evidence::EvidenceAction,
     },
+    /// An agency's pull feed as the store holds it: the page for `--after N` (the bytes the
+    /// agency gets, unsigned), or with `--since TIME` the cursor to page from. Reads only.
+    Feed {
+        /// The pull subscription.
+        subscription: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The cursor after which to read (0: from the start).
+        #[arg(long, conflicts_with = "since")]
+        after: Option<u64>,
+        /// Entries at most (up to 1000).
+        #[arg(long, conflicts_with = "since")]
+        limit: Option<u32>,
+        /// An RFC 3339 time: print the cursor from which every entry since then follows.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Routes, queue depths and open dead letters.
     Status {
         #[arg(long, short, env = "GATEWAY_CONFIG")]

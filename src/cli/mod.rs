@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod dlq;
 pub mod edxml;
 pub mod evidence;
+pub mod feeds;
 pub mod gateway;
 pub mod health;
 pub mod map;
@@ -140,6 +141,18 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Evidence { action } => {
             let path = action.config().to_path_buf();
             with_config(&path, |l| async move { evidence::run(&l, action).await }).await
+        }
+        Command::Feed {
+            subscription,
+            config,
+            after,
+            limit,
+            since,
+        } => {
+            with_config(&config, |l| async move {
+                feeds::feed(&l, &subscription, after, limit, since.as_deref()).await
+            })
+            .await
         }
         Command::Status { config } => {
             with_config(&config, |l| async move {

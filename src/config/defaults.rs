@@ -102,3 +102,29 @@ pub const SIGNER_POLL_INTERVAL: Duration = Duration::from_secs(3);
 pub const SIGNER_POLL_MAX_INTERVAL: Duration = Duration::from_secs(30);
 /// How long an official has to confirm a signing request on the phone.
 pub const SIGNER_REQUEST_LIFETIME: Duration = Duration::from_secs(300);
+
+// Agency subscriptions ([subscriptions.NAME], src/config/agencies.rs).
+/// A push subscription's retry schedule: the wait before each retry (jitter is added), after
+/// which the delivery is dead-lettered (the Standard Webhooks / Svix schedule).
+pub const AGENCY_RETRY: &[Duration] = &[
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+/// A push subscription's deliveries in flight at once (distinct dossiers).
+pub const AGENCY_CONCURRENCY: usize = 4;
+/// A push subscription failing without a success for this long is disabled.
+pub const AGENCY_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+/// A push's whole request timeout.
+pub const AGENCY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a pull feed keeps its entries (`subscriptions.NAME.pull.retention`).
+pub const FEED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Entries per pull feed page at most, and the default `limit` (`pull.max_limit`).
+pub const FEED_MAX_LIMIT: u32 = 100;
+/// The longest long-poll of a pull feed (`pull.max_wait`).
+pub const FEED_MAX_WAIT: Duration = Duration::from_secs(30);

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::adapters::AdapterSection;
+use super::agencies::SubscriptionSection;
 use super::broker::BrokerSection;
 use super::catalogue::CatalogueSection;
 use super::circuit::CircuitSection;
@@ -84,6 +85,10 @@ pub struct Config {
     /// officials each signs for. Absent = none.
     #[serde(default)]
     pub signers: BTreeMap<String, SignerSection>,
+    /// Agency subscriptions by name: what each agency receives (kinds, procedures, units,
+    /// fields) and how (push or pull). Absent = none.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, SubscriptionSection>,
 }
 
 /// The text of the file at `path`, or the [`Step::Read`] problem.

@@ -18,7 +18,8 @@
 //!   payment events' source name) lives in `references.rs`, with the validation driver, which
 //!   runs every check in the order problems have always been reported. Every default is a
 //!   named constant in [`defaults`], stated once.
-//! - **Dependencies point one way.** This module uses no other part of the gateway: the
+//! - **Dependencies point one way.** This module uses no other part of the gateway (but the
+//!   canonical field table `crate::model::fields`, which `[subscriptions]` names): the
 //!   payments and evidence sections live here ([`payments`], [`evidence`]) and are re-exported
 //!   by `crate::payments` and `crate::evidence`; they, `crate::transport` and the rest build
 //!   their runtime objects from the sections. Inside it, no file imports this one.
@@ -41,6 +42,8 @@
 //!   cannot drift from this module.
 
 mod adapters;
+mod agencies;
+mod agencies_pull;
 mod broker;
 mod catalogue;
 mod circuit;
@@ -66,6 +69,11 @@ mod sources;
 mod store;
 
 pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS};
+pub use agencies::{
+    PushSection, Rfc9421Section, SecretRefs, SubscriptionSection, DELIVERIES,
+    PUSH_SIGNATURE_ALGORITHMS,
+};
+pub use agencies_pull::PullSection;
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;

@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::agencies;
 use super::document::Config;
 use super::inbound::listen_is_loopback;
 use super::names::valid_name;
@@ -75,6 +76,8 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
             "rename the source, so signature outcomes cannot be posted from outside",
         );
     }
+    agencies::validate(&c.subscriptions, p);
+    signing_of_feeds(c, p);
 }
 
 /// `ops.listen` is not `inbound.listen` (unless both ask for any free port, `:0`).
@@ -252,6 +255,38 @@ fn signing_of_adapters(c: &Config, p: &mut impl FnMut(String, String, &str)) {
                     "profile `{prof}` replaces the body by a JWS, which the portal cannot read"
                 ),
                 "use jws-detached or http-signature for this adapter",
+            );
+        }
+    }
+}
+
+/// `subscriptions.NAME.pull.signing`: the profile exists and has a key, and signs ES256 if it
+/// names an algorithm (the key itself must be P-256: checked when it is read, at start).
+fn signing_of_feeds(c: &Config, p: &mut impl FnMut(String, String, &str)) {
+    for (name, sub) in &c.subscriptions {
+        let Some(pull) = &sub.pull else { continue };
+        let at = format!("subscriptions.{name}.pull.signing");
+        let Some(s) = named_profile(c, &pull.signing, &at, p) else {
+            continue;
+        };
+        if !has_key(s) {
+            p(
+                at.clone(),
+                format!("profile `{}` has no key to sign with", pull.signing),
+                &format!(
+                    "set key + certificate (or pkcs12) in [signing.{}]",
+                    pull.signing
+                ),
+            );
+        }
+        if let Some(alg) = s.algorithm.as_deref().filter(|a| *a != "ES256") {
+            p(
+                at,
+                format!(
+                    "profile `{}` signs {alg}; feed pages are signed ES256",
+                    pull.signing
+                ),
+                "use a profile with a P-256 key and no algorithm (or ES256)",
             );
         }
     }

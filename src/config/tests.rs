@@ -613,3 +613,172 @@ to = "back"
     assert!(clash.contains("sources.signatures"), "{clash}");
     assert!(clash.contains("rename the source"), "{clash}");
 }
+
+#[test]
+fn subscriptions_are_checked_field_by_field() {
+    let ok = r#"
+[subscriptions.ioc]
+agency = "Trung tâm IOC tỉnh"
+delivery = "push"
+kinds = ["dossier.upserted", "dossier.status"]
+procedures = ["1.0012"]
+units = ["000.00.01.H12"]
+fields = ["code", "status", "procedure", "received_at", "due_at"]
+personal = ["citizen_id"]
+legal_basis = "Nghị định 107/2021/NĐ-CP, Điều 19"
+[subscriptions.ioc.push]
+url = "https://ioc.example/hook"
+secret = [{ env = "IOC_WEBHOOK_SECRET" }, { env = "IOC_WEBHOOK_SECRET_OLD" }]
+retry = ["5s", "5m"]
+rate_per_s = 10.0
+disable_after = "5d"
+rfc9421 = { key = { file = "province.pem" }, keyid = "province-2026" }
+[subscriptions.so-xd]
+agency = "Sở Xây dựng"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.so-xd.pull]
+token = { env = "SO_XD_FEED_TOKEN" }
+signing = "feeds"
+[signing.feeds]
+scheme = "jws-detached"
+key = "certs-example/sign-ec.key"
+certificate = "certs-example/sign-ec.pem"
+"#;
+    let l = parse_str(ok).unwrap_or_else(|e| panic!("{e}"));
+    let push = l.config.subscriptions["ioc"].push.as_ref().unwrap();
+    assert_eq!(push.secret.refs().len(), 2);
+    assert_eq!(push.retry.len(), 2);
+    assert_eq!(push.concurrency, defaults::AGENCY_CONCURRENCY);
+    assert_eq!(push.rfc9421.as_ref().unwrap().alg, "ecdsa-p256-sha256");
+    let pull = l.config.subscriptions["so-xd"].pull.as_ref().unwrap();
+    assert_eq!(pull.retention.0, defaults::FEED_RETENTION);
+    assert_eq!(
+        (pull.max_limit, pull.max_wait.0),
+        (defaults::FEED_MAX_LIMIT, defaults::FEED_MAX_WAIT)
+    );
+    let e = parse_str(
+        r#"
+[subscriptions.Bad]
+agency = ""
+delivery = "email"
+fields = ["code", "colour", "phone", "code"]
+personal = ["status"]
+[subscriptions.nobasis]
+agency = "A"
+delivery = "push"
+fields = ["code"]
+personal = ["citizen_id"]
+[subscriptions.nobasis.push]
+url = "ftp://x"
+secret = []
+concurrency = 0
+rate_per_s = -1.0
+retry = ["0s"]
+rfc9421 = { key = { env = "K" }, keyid = "", alg = "hmac-sha256" }
+[subscriptions.basis-only]
+agency = "A"
+delivery = "pull"
+fields = []
+legal_basis = "x"
+[subscriptions.pushless]
+agency = "A"
+delivery = "push"
+fields = ["code"]
+[subscriptions.pushless.pull]
+token = { env = "T" }
+signing = "feeds"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "subscriptions.Bad: `Bad` has characters",
+        "subscriptions.Bad.agency: is empty",
+        "subscriptions.Bad.delivery: unknown delivery `email`",
+        "subscriptions.Bad.fields: unknown field `colour`",
+        "subscriptions.Bad.fields: `phone` is personal data",
+        "subscriptions.Bad.fields: `code` is listed twice",
+        "subscriptions.Bad.personal: `status` is not personal data",
+        "subscriptions.nobasis.legal_basis: personal fields are named without a legal basis",
+        "subscriptions.nobasis.push.url: `ftp://x` is not an http(s) URL",
+        "subscriptions.nobasis.push.secret: names no secret",
+        "subscriptions.nobasis.push.concurrency: must be at least 1",
+        "subscriptions.nobasis.push.rate_per_s: -1 is not a positive rate",
+        "subscriptions.nobasis.push.retry: has a zero wait",
+        "subscriptions.nobasis.push.rfc9421.keyid: is empty",
+        "subscriptions.nobasis.push.rfc9421.alg: unknown algorithm `hmac-sha256`",
+        "subscriptions.basis-only.fields: names no field",
+        "subscriptions.basis-only.legal_basis: is set but `personal` names no field",
+        "subscriptions.basis-only.pull: delivery is pull but there is no pull table",
+        "subscriptions.pushless.push: delivery is push but there is no push table",
+        "subscriptions.pushless.pull: delivery is `push`",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let e = parse_str("[subscriptions.x]\nagency = \"A\"\ndelivery = \"pull\"\nfields = [\"code\"]\ncolour = 1\n[subscriptions.x.pull]\ntoken = { env = \"T\" }\nsigning = \"s\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("subscriptions.x.colour: unknown key"), "{e}");
+}
+
+#[test]
+fn pull_feeds_are_checked_key_by_key() {
+    let e = parse_str(
+        r#"
+[subscriptions.feed-a]
+agency = "A"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-a.pull]
+token = { env = "A_TOKEN" }
+signing = "nowhere"
+retention = "0s"
+max_limit = 5000
+max_wait = "10m"
+[subscriptions.feed-b]
+agency = "B"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-b.pull]
+token = { env = "B_TOKEN" }
+signing = "rsa"
+[subscriptions.feed-c]
+agency = "C"
+delivery = "pull"
+fields = ["code"]
+[subscriptions.feed-c.pull]
+token = { env = "C_TOKEN" }
+signing = "keyless"
+[signing.rsa]
+scheme = "jws-detached"
+algorithm = "PS256"
+key = "certs-example/sign-rsa.key"
+certificate = "certs-example/sign-rsa.pem"
+[signing.keyless]
+scheme = "jws-detached"
+trusted_keys = [{ key_id = "x", certificate = "certs-example/sign-ec.pem" }]
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "subscriptions.feed-a.pull.retention: must be at least 1s",
+        "subscriptions.feed-a.pull.max_limit: 5000 is not from 1 to 1000",
+        "subscriptions.feed-a.pull.max_wait: is above 5m",
+        "subscriptions.feed-a.pull.signing: no signing profile named `nowhere`",
+        "subscriptions.feed-b.pull.signing: profile `rsa` signs PS256; feed pages are signed ES256",
+        "subscriptions.feed-c.pull.signing: profile `keyless` has no key to sign with",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let e = parse_str(
+        "[subscriptions.x]\nagency = \"A\"\ndelivery = \"pull\"\nfields = [\"code\"]\n[subscriptions.x.pull]\nsigning = \"s\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("token"),
+        "a pull table without a token is refused: {e}"
+    );
+}

@@ -15,10 +15,12 @@ use crate::config::AdapterSection;
 use crate::signing::SigningProfile;
 use crate::telemetry::metrics::Metrics;
 
+pub mod agency;
 pub mod connector;
 pub mod csc;
 pub mod dvcqg;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod mysign;
 pub mod officials;

@@ -27,11 +27,14 @@
 //! memory; [`parse`] the untrusted bytes to an event (pure, fuzzed); [`answer`] the one error
 //! shape; `state` what the listener shares; `signatures` takes `signature.requested` events
 //! to the signing flow (answered with a request id, not routed). The payment endpoints
-//! (`payments`) join this router when `[payments]` is on ([`with_payments`]).
+//! (`payments`) join this router when `[payments]` is on ([`with_payments`]); the agencies'
+//! pull feeds ([`feeds`], `GET /feeds/{subscription}`) when a subscription is pulled
+//! ([`with_feeds`]).
 
 mod accept;
 pub mod answer;
 pub mod auth;
+pub mod feeds;
 pub mod parse;
 pub mod payments;
 mod signatures;
@@ -52,6 +55,15 @@ pub fn router(state: Arc<InboundState>, max_body_bytes: usize) -> Router {
         .route("/in/{source}", post(accept::accept))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Add the pull feeds' endpoint (`GET /feeds/{subscription}`, see [`feeds`]) when some
+/// subscription is pulled.
+pub fn with_feeds(router: Router, feeds: Option<Arc<feeds::FeedsHttp>>) -> Router {
+    match feeds {
+        Some(f) => router.merge(feeds::router(f)),
+        None => router,
+    }
 }
 
 /// Add the payment endpoints (`POST /payments/NAME/orders`, the providers' callbacks, see

@@ -127,6 +127,40 @@ fn result_code(body: &[u8]) -> Option<String> {
     None
 }
 
+/// Header a connector sets to name what one delivery was (an agency push: the subscription,
+/// the fields sent, the legal basis; percent-encoded UTF-8): recorded, decoded, as the
+/// exchange's operation.
+pub const DELIVERY_HEADER: &str = "x-gateway-delivery";
+
+/// The operation a request names in its [`DELIVERY_HEADER`] (at most 1000 bytes, decoded).
+fn delivery(req: &OutRequest) -> Option<String> {
+    let v = req
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(DELIVERY_HEADER))
+        .map(|(_, v)| v.as_bytes())?;
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            v[i],
+            v.get(i + 1).copied().and_then(hex),
+            v.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| s.len() <= 1000)
+}
+
 /// The DVCQG `service` of a JSON request body, if any (looked up without parsing the body).
 fn operation(body: &[u8]) -> Option<String> {
     const NEEDLE: &[u8] = b"\"service\":\"";
@@ -177,7 +211,7 @@ impl Capture {
         let response = response.as_deref();
         let x = Exchange {
             at_ms: now_ms(),
-            operation: operation(&request),
+            operation: delivery(req).or_else(|| operation(&request)),
             request_digest: gw_crypto::digest::sha256_hex(&request),
             response_digest: response.map(gw_crypto::digest::sha256_hex),
             signature_digest,

@@ -23,6 +23,7 @@
 pub mod catalogue;
 mod error;
 pub mod evidence;
+pub mod feeds;
 pub mod online;
 pub mod payments;
 pub mod signatures;
@@ -63,6 +64,7 @@ pub const PAYMENTS: &str = "payments";
 pub const EVIDENCE_RETENTION: &str = "evidence-retention";
 pub const EVIDENCE_TIMESTAMP: &str = "evidence-timestamp";
 pub const SIGNATURES: &str = "signatures";
+pub const FEED_RETENTION: &str = "feed-retention";
 
 /// One singleton job's leadership, held across its ticks.
 pub struct Singleton {

@@ -41,6 +41,9 @@ pub const SANDBOXES: &[(&str, &str, Run)] = &[
     ("csc", "CSC API v2 signing", |p| {
         Box::pin(gw_contract_tests::csc::run_standalone(p))
     }),
+    ("agency", "agency (signed push receiver)", |p| {
+        Box::pin(gw_contract_tests::agency::run_standalone(p))
+    }),
 ];
 
 /// `gateway sandbox PARTY --port N`.

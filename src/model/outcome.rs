@@ -126,6 +126,9 @@ pub enum Reason {
     /// Dead-lettered at once: handling it panicked (a bug), so the queue moves on and an
     /// operator sees it instead of a crash loop.
     Panic,
+    /// Dead-lettered without calling the agency: its subscription is disabled (after a 410
+    /// or failing longer than its `disable_after`); replayed once it is enabled again.
+    SubscriptionDisabled,
 }
 
 impl Reason {
@@ -151,6 +154,7 @@ impl Reason {
             Reason::ClaimBusy => "claim_busy",
             Reason::LookupFailed => "lookup_failed",
             Reason::Panic => "panic",
+            Reason::SubscriptionDisabled => "subscription_disabled",
         }
     }
 }

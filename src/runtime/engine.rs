@@ -39,6 +39,9 @@ pub struct Engine {
     pub instance: String,
     /// How long a delivery claim lasts without a heartbeat.
     pub claim_lease: Duration,
+    /// The agencies' pull feeds, when some subscription is pulled: what their writers (routes
+    /// of this engine), the feed endpoint and the feeds' jobs share.
+    pub feeds: Option<Arc<crate::agencies::feed::Feeds>>,
 }
 
 impl Engine {
@@ -67,7 +70,14 @@ impl Engine {
             evidence: None,
             instance: format!("gw-{}", std::process::id()),
             claim_lease: crate::config::defaults::CLAIM_LEASE,
+            feeds: None,
         }
+    }
+
+    /// The pull feeds whose writers are among this engine's routes (see [`Engine::feeds`]).
+    pub fn with_feeds(mut self, feeds: Option<Arc<crate::agencies::feed::Feeds>>) -> Self {
+        self.feeds = feeds;
+        self
     }
 
     /// Name this instance's claim holders and set the claims' lease (`[gateway] instance`,
@@ -104,11 +114,7 @@ impl Engine {
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
         let mut routed = Vec::new();
         let msg = message_for(env);
-        for r in self
-            .routes
-            .iter()
-            .filter(|r| r.matches(&env.source, &env.kind))
-        {
+        for r in self.routes.iter().filter(|r| r.takes(env)) {
             self.broker
                 .publish(&r.queue_for_key(&env.key), msg.clone())
                 .await?;

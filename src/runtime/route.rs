@@ -39,7 +39,13 @@ pub struct Route {
     pub concurrency: usize,
     /// The route's circuit breaker ([`super::circuit`]).
     pub circuit: Circuit,
+    /// When set, what the route takes instead of `source` and `kinds`: an agency
+    /// subscription's filter (any source; kinds, procedures, units), see [`Route::takes`].
+    pub admit: Option<Admit>,
 }
+
+/// A route's own test of the envelopes it takes (an agency subscription's filter).
+pub type Admit = Arc<dyn Fn(&Envelope) -> bool + Send + Sync>;
 
 impl Route {
     /// The queue of partition `p`.
@@ -55,7 +61,16 @@ impl Route {
         self.queue((stable_hash(key) % self.partitions as u64) as u16)
     }
     pub fn matches(&self, source: &str, kind: &str) -> bool {
-        self.source == source && crate::config::kinds_admit(&self.kinds, kind)
+        self.admit.is_none()
+            && self.source == source
+            && crate::config::kinds_admit(&self.kinds, kind)
+    }
+    /// Whether this route takes `env`: its [`Admit`] when it has one, else [`Route::matches`].
+    pub fn takes(&self, env: &Envelope) -> bool {
+        match &self.admit {
+            Some(admit) => admit(env),
+            None => self.matches(&env.source, &env.kind),
+        }
     }
 }
 

@@ -44,6 +44,10 @@
 //!    per request id, changed only through its transition table, with a send guard so that a
 //!    request never reaches an official's phone twice; see [`signatures`] for the full list.
 //!
+//! 10. **Pull feeds** ([`feeds`], migration 10): per subscription a gapless sequence of
+//!     minimised events, one entry per event, paged by cursor; retention purges a prefix and a
+//!     cursor into it is answered as gone, never as a shorter feed; see [`feeds`].
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!
@@ -58,7 +62,8 @@
 //! - `store.rs`: the [`Store`] trait and [`LeadGuard`].
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
-//!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9).
+//!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
+//!   [`feeds`]: the agencies' pull feeds on top of them (migration 10).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -71,6 +76,7 @@ mod evidence_records;
 mod evidence_sql;
 #[doc(hidden)]
 pub mod evidence_suite;
+pub mod feeds;
 mod open;
 pub mod payments;
 pub mod postgres;

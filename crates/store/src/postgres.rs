@@ -21,6 +21,7 @@
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
 //!                        `signatures/mod.rs`)
+//! feed_heads, feed_entries  agencies' pull feeds (version 10, see `feeds/mod.rs`)
 //! ```
 //!
 //! Counters (`attempts`, `latency_ms`) are `BIGINT` so every `u32` fits; statuses are `INTEGER`.
@@ -296,6 +297,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::payments::schema::PG_V7),
     (8, crate::replay::PG_V8),
     (9, crate::signatures::schema::PG_V9),
+    (10, crate::feeds::schema::PG_V10),
 ];
 
 const SCHEMA_V1: &str = "
@@ -842,6 +844,10 @@ fn dead_letter_row(r: &Row) -> Result<DeadLetter> {
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
     }
 
     async fn record(&self, batch: Batch) -> Result<()> {

@@ -19,6 +19,7 @@
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
 //!                        `signatures/mod.rs`)
+//! feed_heads, feed_entries  agencies' pull feeds (version 10, see `feeds/mod.rs`)
 //! ```
 //!
 //! Every table is `STRICT`, so a BLOB stays a BLOB and an integer stays an integer.
@@ -81,6 +82,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::payments::schema::SQLITE_V7),
     (8, crate::replay::SQLITE_V8),
     (9, crate::signatures::schema::SQLITE_V9),
+    (10, crate::feeds::schema::SQLITE_V10),
 ];
 
 const SCHEMA_V1: &str = "
@@ -542,6 +544,10 @@ fn settle(
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
     }
 
     async fn record(&self, batch: Batch) -> Result<()> {

@@ -19,6 +19,7 @@ use crate::claims::{Claim, ClaimRequest, InDoubtRow};
 use crate::clock::now_ms;
 use crate::error::Result;
 use crate::evidence_records::{ChainHead, StoredEvidence, TimeStampRow};
+use crate::feeds::FeedStore;
 use crate::records::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, OutcomeRecord, Settled, Versions,
 };
@@ -27,6 +28,9 @@ use crate::records::{
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
+
+    /// The pull feeds ([`crate::feeds`]) kept in this store, over the same connections.
+    fn feeds(self: Arc<Self>) -> Arc<dyn FeedStore>;
 
     /// Write a batch in one transaction (see invariants 1-3 and 6), accepted versions included.
     async fn record(&self, batch: Batch) -> Result<()>;

@@ -1,0 +1,27 @@
+//! Agencies: who is entitled to which events and which fields of them.
+//!
+//! # Invariants
+//! - **A subscription never receives a field it did not name.** What an agency is sent is
+//!   built by [`Subscription::project`] and only there: a fresh object holding exactly the
+//!   paths of the canonical fields the subscription names (`crate::model::fields::FIELDS`),
+//!   never the payload with fields removed. Personal fields (the one list in
+//!   `crate::model::fields`) are sent only when named in `personal`, which requires a legal
+//!   basis; the configuration refuses unknown names and personal names in `fields`, and
+//!   [`Subscription::from_section`] refuses them again (a subscription is never built from an
+//!   unchecked section).
+//! - **Filters fail closed.** A non-empty procedure or unit list takes only events whose
+//!   payload names a matching code; an event naming none is not taken.
+//! - **What was sent is identified.** Every projection carries the names of the fields it
+//!   actually holds, the legal basis, and the SHA-256 of the exact body bytes, so that the
+//!   evidence of a delivery says who received which data.
+//! - No personal value is ever logged here: errors name fields, never values.
+//!
+//! # Layout
+//! `subscription.rs`: [`Subscription`] (built from `[subscriptions.NAME]`), its filter and its
+//! projection. Imports: `model`, `config`. [`feed`]: the pull feed's pages, signatures, queries,
+//! wakeups and metrics (imports `config`, `telemetry` too).
+
+pub mod feed;
+pub mod subscription;
+
+pub use subscription::{Delivery, Filter, Projected, Subscription, SubscriptionError};
