@@ -49,6 +49,7 @@ const OFFICIALS: &[(&str, &str, &str)] = &[
     ("official-ec", "cred-ec", "5001"),
     ("official-rejects", "cred-rejects", "5000"),
     ("official-away", "cred-away", "5001"),
+    ("official-expired", "cred-expired", "5004"),
 ];
 
 /// The body of a `[signers.NAME]` table (without its header), officials included.
@@ -294,6 +295,24 @@ async fn bad_input_is_refused_before_anything_is_sent() {
             "{what}: names the official: {e}"
         );
     }
+    // An official whose certificate has expired: refused with the verifier's code, and the
+    // words name no official's user id.
+    sb.set_faults(SignFaults {
+        expired_certificate: true,
+        ..Default::default()
+    });
+    let e = svc
+        .accept(
+            "onestop",
+            "expired-cert",
+            &payload("smartca", "official-expired", "cms", &doc),
+        )
+        .await
+        .unwrap_err();
+    sb.set_faults(SignFaults::default());
+    assert_eq!(e.code(), "certificate_expired", "{e}");
+    assert!(!e.to_string().contains("official-expired"), "{e}");
+    assert!(e.to_string().contains("<official>"), "{e}");
     // A P-256 official cannot sign a SHA-512 digest even where the service allows it.
     let sb2 = smartca_sandbox().await;
     let mut text = section_text("smartca", &sb2.base_url(), "");

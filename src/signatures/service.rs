@@ -341,7 +341,7 @@ impl SignatureService {
             Err(SignerError::Certificate(e)) => {
                 return Err(PrepareError::Refused(AcceptError::Certificate {
                     code: e.code(),
-                    detail: e.to_string(),
+                    detail: scrub(&e, &official.0),
                 }))
             }
             Err(SignerError::UnknownSigner { service, .. }) => {
@@ -350,12 +350,12 @@ impl SignatureService {
                 }))
             }
             Err(e) if e.is_retryable() || e.may_have_arrived() => {
-                return Err(PrepareError::Later(e.to_string()))
+                return Err(PrepareError::Later(scrub(&e, &official.0)))
             }
             Err(e) => {
                 return Err(PrepareError::Refused(AcceptError::Certificate {
                     code: "certificate_unavailable",
-                    detail: e.to_string(),
+                    detail: scrub(&e, &official.0),
                 }))
             }
         };
@@ -527,7 +527,7 @@ impl SignatureService {
                 r,
                 Step::Failed {
                     kind: f.kind.into(),
-                    reason: f.reason,
+                    reason: scrub(f.reason, &r.request.signer_user_id),
                 },
                 format!("failed: {}", f.kind),
             )
@@ -670,7 +670,8 @@ impl SignatureService {
             Err(e) if e.may_have_arrived() => {
                 // The phone may have it: left `sending`; once the send lease runs out it is
                 // in doubt and resolved by asking the service, never by sending again.
-                warn!(request = %id, service = %r.request.service, error = %e, "the submit's answer was lost; resolved by asking the service");
+                let error = scrub(&e, &r.request.signer_user_id);
+                warn!(request = %id, service = %r.request.service, error, "the submit's answer was lost; resolved by asking the service");
             }
             Err(e) if e.is_retryable() => {
                 // Nothing reached the service: this holder releases its own send.
@@ -738,7 +739,10 @@ impl SignatureService {
                 self.change(
                     r,
                     Step::Rejected {
-                        reason: format!("the official refused: {why}"),
+                        reason: scrub(
+                            format!("the official refused: {why}"),
+                            &r.request.signer_user_id,
+                        ),
                     },
                     "rejected by the official".into(),
                 )
@@ -795,7 +799,8 @@ impl SignatureService {
             Ok(st) => self.apply_status(r, st).await,
             Err(e) if e.is_retryable() => {
                 let wait = signer.poll_policy().wait(r.polls.max(0) as u32 + 1);
-                warn!(request = %r.request.request_id, service = %r.request.service, error = %e, "poll failed; polled again later");
+                let error = scrub(&e, &r.request.signer_user_id);
+                warn!(request = %r.request.request_id, service = %r.request.service, error, "poll failed; polled again later");
                 Ok(Some(now_ms() + wait.as_millis() as i64))
             }
             Err(e) => {
@@ -920,7 +925,8 @@ impl SignatureService {
                     .await?;
             }
             Err(e) => {
-                warn!(request = %id, service = %r.request.service, error = %e, "cannot ask about the send in doubt; asked again next round");
+                let error = scrub(&e, &r.request.signer_user_id);
+                warn!(request = %id, service = %r.request.service, error, "cannot ask about the send in doubt; asked again next round");
             }
         }
         Ok(())
@@ -1037,6 +1043,17 @@ fn same_request(stored: &SignatureRequest, new: &NewRequest, key: &str) -> Resul
             request_id: s.request_id.clone(),
             what,
         }),
+    }
+}
+
+/// `text` without the official's user id (it may be a citizen id): services and the verifier
+/// name the official in their words; reasons and logs say `<official>` instead.
+fn scrub(text: impl std::fmt::Display, official: &str) -> String {
+    let text = text.to_string();
+    if official.is_empty() {
+        text
+    } else {
+        text.replace(official, "<official>")
     }
 }
 
