@@ -50,6 +50,10 @@ pub struct OpsOptions {
     pub tokens: Vec<OpsToken>,
     /// The instance name (for `/api/v1/status`).
     pub instance: String,
+    /// The agency subscriptions (for `/api/v1/subscriptions`).
+    pub subscriptions: Vec<crate::agencies::Subscription>,
+    /// Where the subscriptions' disabled states are kept (`[gateway] data_dir`).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl OpsOptions {
@@ -80,6 +84,9 @@ impl OpsOptions {
         Ok(OpsOptions {
             tokens,
             instance: loaded.config.gateway.instance.clone(),
+            // A subscription that cannot be built stops the engine's start with its reason.
+            subscriptions: crate::agencies::Subscription::all(&loaded.config).unwrap_or_default(),
+            data_dir: loaded.config.gateway.data_dir.clone(),
         })
     }
 }
