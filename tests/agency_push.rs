@@ -145,6 +145,12 @@ retry = ["100ms"]
             key = key_path.display()
         ),
     );
+    std::env::set_var("GW_T_OPS_VIEWER", "viewer-token-0123456789");
+    let text = text.replace(
+        "[ops]\nlisten = \"127.0.0.1:0\"\n",
+        "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"v\", role = \"viewer\", token = { env = \"GW_T_OPS_VIEWER\" } }]\n",
+    );
+    assert!(text.contains("GW_T_OPS_VIEWER"));
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
@@ -243,6 +249,27 @@ retry = ["100ms"]
     assert_eq!(
         push.record.request_digest, a.digest,
         "the digest of the exact bytes received"
+    );
+    // The ops API lists the subscriptions with their legal basis.
+    let api: serde_json::Value = client
+        .get(format!("http://{}/api/v1/subscriptions", running.ops_addr))
+        .bearer_auth("viewer-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = api["subscriptions"].as_array().unwrap();
+    let s = listed.iter().find(|s| s["name"] == n_ioc.as_str()).unwrap();
+    assert_eq!(s["legal_basis"], "Nghị định 107/2021/NĐ-CP, Điều 19");
+    assert_eq!(s["personal"], serde_json::json!(["citizen_id"]));
+    assert_eq!(s["disabled"], serde_json::Value::Null);
+    // Both pushes were queued to it (the second one's outcome may be being recorded still).
+    assert_eq!(s["counts"]["messages_in"], 2, "{s}");
+    assert!(
+        s["counts"]["outcomes"]["delivered"].as_u64() >= Some(1),
+        "{s}"
     );
     let m = running.engine.metrics.render();
     assert!(

@@ -55,6 +55,13 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Agency subscriptions: list them, enable a disabled one, replay what one missed.
+    Agencies {
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: AgenciesAction,
+    },
     /// A dossier's trail: every attempt and outcome on every route, as a table.
     Trace {
         /// The dossier code (the ordering key).
@@ -185,6 +192,25 @@ pub enum Command {
 pub struct LabOff {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgenciesAction {
+    /// Every subscription: agency, delivery, kinds, fields, legal basis, enabled or not.
+    List,
+    /// Enable a disabled push subscription (after a 410 or a long failure); says what it
+    /// missed and how to replay it.
+    Enable { subscription: String },
+    /// Send a push subscription again what was dead-lettered for it since a time.
+    Replay {
+        subscription: String,
+        /// RFC 3339 time (`2026-12-06T08:00:00+07:00`) or a duration ago (`2h`, `3d`).
+        #[arg(long)]
+        since: String,
+        /// Who is replaying (recorded).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

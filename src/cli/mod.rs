@@ -11,6 +11,7 @@
 //! - The lab commands exist only with the `lab` feature; without it they refuse with exit 2
 //!   (see [`args::LabOff`]).
 
+pub mod agencies;
 pub mod args;
 pub mod catalogue;
 pub mod dlq;
@@ -157,6 +158,12 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Status { config } => {
             with_config(&config, |l| async move {
                 ops::status(&l).await.unwrap_or_else(failed)
+            })
+            .await
+        }
+        Command::Agencies { config, action } => {
+            with_config(&config, |l| async move {
+                agencies::agencies(&l, action).await.unwrap_or_else(failed)
             })
             .await
         }

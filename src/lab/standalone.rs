@@ -91,7 +91,7 @@ mod tests {
         let names: Vec<&str> = super::SANDBOXES.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(
             crate::lab::or_list(&names),
-            "portal, vnpay, payplatform, paygov, momo, smartca, mysign or csc"
+            "portal, vnpay, payplatform, paygov, momo, smartca, mysign, csc or agency"
         );
     }
 }

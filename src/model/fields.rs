@@ -266,4 +266,20 @@ mod tests {
         assert_eq!(names.len(), FIELDS.len(), "names are unique");
         assert!(is_personal("citizen_id") && !is_personal("code") && !is_personal("nope"));
     }
+
+    /// The receivers' documentation names every field (so it cannot drift from the list).
+    #[test]
+    fn docs_for_agencies_name_every_field() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/agencies.md"),
+        )
+        .unwrap();
+        for f in FIELDS {
+            assert!(
+                doc.contains(&format!("`{}`", f.name)),
+                "docs/agencies.md lacks `{}`",
+                f.name
+            );
+        }
+    }
 }

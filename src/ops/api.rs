@@ -51,7 +51,38 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             post(replay),
         ),
         (Method::POST, "/api/v1/dead-letters/{id}/drop", post(drop_)),
+        (Method::GET, "/api/v1/subscriptions", get(subscriptions)),
     ]
+}
+
+/// Every agency subscription: what it takes, the fields it is sent, its legal basis, whether
+/// it is disabled, and its route's counts since start (push).
+async fn subscriptions(State(st): State<S>) -> Response {
+    let list: Vec<_> = st
+        .options
+        .subscriptions
+        .iter()
+        .map(|s| {
+            let route = format!("agency.{}", s.name);
+            let disabled = crate::connectors::agency::state::read_disabled(&st.options.data_dir, &s.name);
+            let counts = (s.delivery == crate::agencies::Delivery::Push)
+                .then(|| st.engine.metrics.route_counts(&route));
+            json!({
+                "name": s.name,
+                "agency": s.agency,
+                "delivery": s.delivery.as_str(),
+                "kinds": s.filter.kinds,
+                "procedures": s.filter.procedures,
+                "units": s.filter.units,
+                "fields": s.fields.iter().map(|f| f.name).collect::<Vec<_>>(),
+                "personal": s.personal.iter().map(|f| f.name).collect::<Vec<_>>(),
+                "legal_basis": s.legal_basis,
+                "disabled": disabled.map(|d| json!({"reason": d.reason, "since": rfc3339(d.since_ms)})),
+                "counts": counts,
+            })
+        })
+        .collect();
+    Json(json!({"subscriptions": list})).into_response()
 }
 
 /// (method, path) of every endpoint, including the OpenAPI file itself.

@@ -53,6 +53,10 @@ pub struct OpsOptions {
     /// The remote-signing requests (when `[signers]` are configured): a dossier's trail shows
     /// its signing requests and their states.
     pub signatures: Option<SignatureRequests>,
+    /// The agency subscriptions (for `/api/v1/subscriptions`).
+    pub subscriptions: Vec<crate::agencies::Subscription>,
+    /// Where the subscriptions' disabled states are kept (`[gateway] data_dir`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The signature store as the ops API reads it.
@@ -94,6 +98,9 @@ impl OpsOptions {
             tokens,
             instance: loaded.config.gateway.instance.clone(),
             signatures: None,
+            // A subscription that cannot be built stops the engine's start with its reason.
+            subscriptions: crate::agencies::Subscription::all(&loaded.config).unwrap_or_default(),
+            data_dir: loaded.config.gateway.data_dir.clone(),
         })
     }
 }
