@@ -7,6 +7,7 @@
 //! depends on it only through its `lab` feature (demo, bench, standalone sandboxes), never in
 //! the production build.
 
+pub mod axis;
 pub mod csc;
 pub mod momo;
 pub mod mysign;
