@@ -44,6 +44,10 @@
 //!    per request id, changed only through its transition table, with a send guard so that a
 //!    request never reaches an official's phone twice; see [`signatures`] for the full list.
 //!
+//! 10. **The document axis's receiving side** ([`axis`], migration 10): one take per received
+//!     item (the envelope id it is published under, kept across a crash), and each
+//!     document's append-only status history.
+//!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!
@@ -63,6 +67,7 @@
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
 
+pub mod axis;
 pub mod claims;
 mod clock;
 mod error;
