@@ -65,7 +65,9 @@ mod signing;
 mod sources;
 mod store;
 
-pub use adapters::{AdapterSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS};
+pub use adapters::{
+    AdapterSection, AxisSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS,
+};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;

@@ -15,6 +15,7 @@ use crate::config::AdapterSection;
 use crate::signing::SigningProfile;
 use crate::telemetry::metrics::Metrics;
 
+pub mod axis;
 pub mod connector;
 pub mod csc;
 pub mod dvcqg;
@@ -47,6 +48,7 @@ pub fn build(
             c.report_to(metrics.clone());
             Ok(Arc::new(c))
         }
+        "axis" => Ok(Arc::new(axis::AxisConnector::new(name, a, base, signing)?)),
         other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
     }
 }

@@ -41,6 +41,9 @@ pub const SANDBOXES: &[(&str, &str, Run)] = &[
     ("csc", "CSC API v2 signing", |p| {
         Box::pin(gw_contract_tests::csc::run_standalone(p))
     }),
+    ("axis", "document axis (edXML)", |p| {
+        Box::pin(gw_contract_tests::axis::run_standalone(p))
+    }),
 ];
 
 /// `gateway sandbox PARTY --port N`.
@@ -88,7 +91,7 @@ mod tests {
         let names: Vec<&str> = super::SANDBOXES.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(
             crate::lab::or_list(&names),
-            "portal, vnpay, payplatform, paygov, momo, smartca, mysign or csc"
+            "portal, vnpay, payplatform, paygov, momo, smartca, mysign, csc or axis"
         );
     }
 }

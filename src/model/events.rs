@@ -24,16 +24,25 @@ pub enum EventKind {
     DossierOnline,
     /// A fee was paid (from a payment provider's callback).
     PaymentSettled,
+    /// A document (an edXML description and its attachments) to send on the document axis.
+    DocumentSend,
+    /// A document received from the document axis, its signature verified.
+    DocumentReceived,
+    /// A document's status on the axis: from the one-stop system to the axis, or back.
+    DocumentStatus,
 }
 
 impl EventKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::DossierUpserted,
         EventKind::DossierStatus,
         EventKind::DossierProgress,
         EventKind::DossierOnline,
         EventKind::PaymentSettled,
+        EventKind::DocumentSend,
+        EventKind::DocumentReceived,
+        EventKind::DocumentStatus,
     ];
 
     /// The wire name (an envelope's `kind`).
@@ -44,6 +53,9 @@ impl EventKind {
             EventKind::DossierProgress => "dossier.progress",
             EventKind::DossierOnline => "dossier.online",
             EventKind::PaymentSettled => "payment.settled",
+            EventKind::DocumentSend => "document.send",
+            EventKind::DocumentReceived => "document.received",
+            EventKind::DocumentStatus => "document.status",
         }
     }
 
