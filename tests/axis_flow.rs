@@ -215,6 +215,8 @@ struct World {
     sink: Sink,
     running: app::Running,
     loaded: gateway::config::Loaded,
+    /// The configuration as a file (for the `gateway` binary).
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -222,7 +224,10 @@ async fn world(name: &str) -> World {
     let axis = Axis::start(0, AxisConfig::default()).await.unwrap();
     let sink = Sink::start(0, SinkFaults::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let loaded = load(&config(dir.path(), &unique(name), &axis, &sink));
+    let text = config(dir.path(), &unique(name), &axis, &sink);
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &text).unwrap();
+    let loaded = load(&text);
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
@@ -231,6 +236,7 @@ async fn world(name: &str) -> World {
         sink,
         running,
         loaded,
+        config: file,
         _dir: dir,
     }
 }
@@ -356,6 +362,33 @@ async fn a_received_document_is_published_acknowledged_and_its_statuses_follow()
             .iter()
             .any(|o| o.kind == "document.status" && o.destination == "axis"),
         "{trail:?}"
+    );
+    // `gateway edxml history` shows both.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["edxml", "history", &doc, "--config"])
+        .arg(&w.config)
+        .env("GW_TEST_AMQP_PASSWORD", "guest")
+        .env("GW_TEST_SOURCE_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains("inbox"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains("sent") && row.contains(" 01 ") && row.contains(&item),
+        "{row}"
+    );
+    assert!(text.contains("route trail:"), "{text}");
+    assert!(
+        text.contains("_out"),
+        "the status sent is in the trail: {text}"
     );
     w.running.shutdown().await;
 }
