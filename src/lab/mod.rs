@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_axis;
 pub mod simulator;
 pub mod standalone;
 
