@@ -8,6 +8,7 @@
 //! the production build.
 
 pub mod agency;
+pub mod axis;
 pub mod csc;
 pub mod momo;
 pub mod mysign;

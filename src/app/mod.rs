@@ -482,6 +482,14 @@ fn spawn_jobs(
         let lead = Singleton::for_engine(ONLINE_POLL, engine, instance);
         tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
     }
+    for job in crate::jobs::axis::AxisPoll::from_config(loaded)
+        .map_err(|e| AppError::Config(e.to_string()))?
+    {
+        let lead = Singleton::for_engine(crate::jobs::axis::AXIS_POLL, engine, instance).with_key(
+            format!("{}:{}", crate::jobs::axis::AXIS_POLL, job.adapter()),
+        );
+        tasks.spawn(job.run_periodic(engine.clone(), lead, cancel.clone()));
+    }
     crate::jobs::evidence::spawn(loaded, engine, cancel, tasks)?;
     feeds::spawn_jobs(loaded, engine, cancel, tasks);
     Ok(())

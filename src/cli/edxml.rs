@@ -12,6 +12,9 @@
 //!   status code, the signer the signature claims (not verified: `verify` does that).
 //! - `verify FILE --trust ANCHORS.pem [--intermediates PEM]`: structure, then signature and
 //!   signer chain.
+//! - `history DOCUMENT_ID --config FILE`: the document's status history on the axis, from the
+//!   store (the 01 the gateway acknowledged, every status message received), then its route
+//!   trail (the document and the statuses sent, as `gateway trace` prints it).
 //! - Exit codes: 0 done / valid, 1 refused (structure or signature, with the reason), 2 usage
 //!   (unreadable files, bad description, keys that do not load). The envelope is streamed:
 //!   memory stays a small multiple of the largest attachment.
@@ -37,6 +40,13 @@ pub enum EdxmlAction {
     Inspect {
         /// The edXML file.
         file: PathBuf,
+    },
+    /// A document's status history on the axis and its route trail (exit 1 if nothing known).
+    History {
+        /// The DocumentId (`OrganId,yyyy/MM/dd,Code`).
+        document_id: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
     },
     /// Verify an envelope's structure and signature against trust anchors (exit 1 if not).
     Verify {
@@ -69,8 +79,15 @@ pub struct BuildArgs {
     pub out: PathBuf,
 }
 
-pub fn run(action: EdxmlAction) -> ExitCode {
+pub async fn run(action: EdxmlAction) -> ExitCode {
     match action {
+        EdxmlAction::History {
+            document_id,
+            config,
+        } => match history(&document_id, &config).await {
+            Ok(code) => code,
+            Err(f) => f.report("edxml history"),
+        },
         EdxmlAction::Build(a) => match build(&a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(f) => f.report("edxml build"),
@@ -349,4 +366,43 @@ fn verify(file: &Path, trust: &Path, intermediates: Option<&Path>) -> Result<(),
     println!("  expires in      {} day(s)", i.days_to_expiry);
     println!("  attachments     {}", r.attachments.len());
     Ok(())
+}
+
+/// `edxml history`: the axis store's rows for the document, then its route trail.
+async fn history(document_id: &str, config: &Path) -> Result<ExitCode, Failure> {
+    let loaded = crate::config::load(config).map_err(usage)?;
+    let url = loaded.store_url().map_err(usage)?;
+    let tls = crate::app::store_tls(&loaded).map_err(usage)?;
+    let store = gw_store::axis::open_tls(&url, tls).await.map_err(failed)?;
+    let rows = store.history(document_id).await.map_err(failed)?;
+    println!("document {document_id}");
+    if rows.is_empty() {
+        println!("no status on the axis recorded");
+    } else {
+        println!(
+            "{:>3}  {:<24}  {:<9}  {:<4}  {:<12}  {:<12}  detail",
+            "seq", "at (UTC)", "direction", "code", "word", "axis id"
+        );
+        for r in &rows {
+            println!(
+                "{:>3}  {:<24}  {:<9}  {:<4}  {:<12}  {:<12}  {}",
+                r.seq,
+                crate::ops::api::rfc3339(r.at_ms),
+                r.direction,
+                r.code.as_deref().unwrap_or("-"),
+                r.word.as_deref().unwrap_or("-"),
+                r.axis_id,
+                r.detail
+            );
+        }
+    }
+    println!("route trail:");
+    let trail = super::ops::trace(&loaded, document_id)
+        .await
+        .map_err(failed)?;
+    Ok(if rows.is_empty() {
+        trail
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -95,7 +95,7 @@ async fn run(cmd: Command) -> ExitCode {
         Command::Sink(_) => lab_off("sink"),
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
-        Command::Edxml { action } => edxml::run(action),
+        Command::Edxml { action } => edxml::run(action).await,
         Command::Map { adapter, sample } => map::map(&adapter, &sample),
         Command::Health {
             config,

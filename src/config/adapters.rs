@@ -14,7 +14,7 @@ use super::secrets::SecretRef;
 /// Every connector kind an adapter's `connector` may name, the one list: the validator
 /// refuses any other with this list, and `crate::connectors::build` builds each one (its test
 /// walks this list, so a kind cannot be accepted here and unknown there).
-pub const CONNECTORS: &[&str] = &["http", "dvcqg"];
+pub const CONNECTORS: &[&str] = &["http", "dvcqg", "axis"];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AdapterSection {
@@ -41,6 +41,9 @@ pub struct AdapterSection {
     /// Settings of the `dvcqg` connector (the national public service portal).
     #[serde(default)]
     pub dvcqg: Option<DvcqgSection>,
+    /// Settings of the `axis` connector (the national document exchange axis, edXML).
+    #[serde(default)]
+    pub axis: Option<AxisSection>,
     /// Signing profile (a `[signing.NAME]` table) applied to every request. Default: unsigned.
     #[serde(default)]
     pub signing: Option<String>,
@@ -140,6 +143,89 @@ pub struct DvcqgSection {
     pub batch_in_flight: usize,
 }
 
+/// The national document exchange axis (edXML, CONTRACTS.md §5). `url` of the adapter is the
+/// axis's base URL; each operation is a POST to `url` + its path. The wire (paths, header
+/// names) is [open]: every name is a setting, defaulting to the sandbox's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AxisSection {
+    /// required: the province's `systemId` at the axis.
+    pub system_id: String,
+    /// required: the system's secret, by reference.
+    pub secret: SecretRef,
+    /// required: the province's `OrganId`; an envelope sent must come `From` it.
+    pub organ_id: String,
+    /// Path of `sendEdoc`. Default `/sendEdoc`.
+    #[serde(default = "d_axis_send")]
+    pub send_path: String,
+    /// Path of `getReceivedEdocList`. Default `/getReceivedEdocList`.
+    #[serde(default = "d_axis_list")]
+    pub list_path: String,
+    /// Path of `getEdoc`. Default `/getEdoc`.
+    #[serde(default = "d_axis_get")]
+    pub get_path: String,
+    /// Path of `updateStatus`. Default `/updateStatus`.
+    #[serde(default = "d_axis_status")]
+    pub status_path: String,
+    /// HTTP header carrying the system id. Default `systemId`.
+    #[serde(default = "d_axis_system_header")]
+    pub system_header: String,
+    /// HTTP header carrying the secret. Default `secret`.
+    #[serde(default = "d_axis_secret_header")]
+    pub secret_header: String,
+    /// HTTP header carrying the operation's JSON header. Default `edoc-header`.
+    #[serde(default = "d_axis_json_header")]
+    pub json_header: String,
+    /// `errorCode` values worth retrying; every other `FAIL` is a refusal of the content,
+    /// dead-lettered with the axis's description. Default none.
+    #[serde(default)]
+    pub retryable_codes: Vec<String>,
+    /// How often the axis is polled for documents and statuses addressed to the province;
+    /// `0s` = never (the `document.*` events come only from the one-stop system). Default 1m.
+    #[serde(default = "d_axis_poll")]
+    pub poll_interval: Dur,
+    /// The source name of the events the poll publishes (a route's `from`). Default `axis`.
+    #[serde(default = "d_axis_source")]
+    pub source_name: String,
+    /// The `[signing.NAME]` profile whose `trust_anchors` (and CRLs) verify received
+    /// envelopes. Default: the adapter's `signing` profile.
+    #[serde(default)]
+    pub trust: Option<String>,
+    /// Items asked for per list call. Default 50.
+    #[serde(default = "d_axis_page_size")]
+    pub page_size: u32,
+}
+
+fn d_axis_send() -> String {
+    defaults::AXIS_SEND_PATH.into()
+}
+fn d_axis_list() -> String {
+    defaults::AXIS_LIST_PATH.into()
+}
+fn d_axis_get() -> String {
+    defaults::AXIS_GET_PATH.into()
+}
+fn d_axis_status() -> String {
+    defaults::AXIS_STATUS_PATH.into()
+}
+fn d_axis_system_header() -> String {
+    defaults::AXIS_SYSTEM_HEADER.into()
+}
+fn d_axis_secret_header() -> String {
+    defaults::AXIS_SECRET_HEADER.into()
+}
+fn d_axis_json_header() -> String {
+    defaults::AXIS_JSON_HEADER.into()
+}
+fn d_axis_poll() -> Dur {
+    Dur(defaults::AXIS_POLL_INTERVAL)
+}
+fn d_axis_source() -> String {
+    defaults::AXIS_SOURCE.into()
+}
+fn d_axis_page_size() -> u32 {
+    defaults::AXIS_PAGE_SIZE
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct TlsSection {
     /// PEM file of the CA(s) that issue the party's server certificate.
@@ -211,6 +297,7 @@ pub(super) fn validate(
         }
         match a.connector.as_str() {
             "dvcqg" => validate_dvcqg(name, a.dvcqg.as_ref(), p),
+            "axis" => validate_axis(name, a.axis.as_ref(), p),
             kind if CONNECTORS.contains(&kind) => {}
             other => p(
                 format!("adapters.{name}.connector"),
@@ -319,6 +406,57 @@ fn validate_dvcqg_modes(at: &str, d: &DvcqgSection, p: &mut impl FnMut(String, S
             format!("{at}.batch_max_items"),
             "batches must hold at least 1 item and 1 KiB".into(),
             "raise batch_max_items / batch_max_bytes",
+        );
+    }
+}
+
+fn validate_axis(name: &str, x: Option<&AxisSection>, p: &mut impl FnMut(String, String, &str)) {
+    let at = format!("adapters.{name}.axis");
+    let Some(x) = x else {
+        p(
+            at,
+            "the axis connector needs its settings".into(),
+            "add an [adapters.NAME.axis] table with system_id, secret and organ_id",
+        );
+        return;
+    };
+    for (key, v) in [
+        ("system_id", &x.system_id),
+        ("organ_id", &x.organ_id),
+        ("system_header", &x.system_header),
+        ("secret_header", &x.secret_header),
+        ("json_header", &x.json_header),
+    ] {
+        if v.trim().is_empty() {
+            p(format!("{at}.{key}"), "must not be empty".into(), "set it");
+        }
+    }
+    for (key, v) in [
+        ("send_path", &x.send_path),
+        ("list_path", &x.list_path),
+        ("get_path", &x.get_path),
+        ("status_path", &x.status_path),
+    ] {
+        if !v.starts_with('/') {
+            p(
+                format!("{at}.{key}"),
+                format!("`{v}` is not a path"),
+                "write a path after the adapter's url, like /sendEdoc",
+            );
+        }
+    }
+    if !valid_name(&x.source_name) {
+        p(
+            format!("{at}.source_name"),
+            "the name has characters other than a-z, 0-9, - and _".into(),
+            "rename it",
+        );
+    }
+    if x.page_size == 0 {
+        p(
+            format!("{at}.page_size"),
+            "0 would list nothing".into(),
+            "write page_size = 1 or more",
         );
     }
 }

@@ -128,3 +128,21 @@ pub const FEED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const FEED_MAX_LIMIT: u32 = 100;
 /// The longest long-poll of a pull feed (`pull.max_wait`).
 pub const FEED_MAX_WAIT: Duration = Duration::from_secs(30);
+
+// The document axis ([adapters.NAME.axis], src/config/adapters.rs). Its wire is [open]
+// (CONTRACTS.md §5): these are the sandbox's names.
+/// The paths of the four operations, after the adapter's `url`.
+pub const AXIS_SEND_PATH: &str = "/sendEdoc";
+pub const AXIS_LIST_PATH: &str = "/getReceivedEdocList";
+pub const AXIS_GET_PATH: &str = "/getEdoc";
+pub const AXIS_STATUS_PATH: &str = "/updateStatus";
+/// The HTTP headers carrying the system id, the secret and the operation's JSON header.
+pub const AXIS_SYSTEM_HEADER: &str = "systemId";
+pub const AXIS_SECRET_HEADER: &str = "secret";
+pub const AXIS_JSON_HEADER: &str = "edoc-header";
+/// How often the axis is polled for received documents and statuses.
+pub const AXIS_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The source name of the events the poll publishes.
+pub const AXIS_SOURCE: &str = "axis";
+/// Items asked for per list call.
+pub const AXIS_PAGE_SIZE: u32 = 50;

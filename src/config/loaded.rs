@@ -191,6 +191,9 @@ impl Loaded {
                     v.push((format!("adapters.{name}.dvcqg.client_secret"), r));
                 }
             }
+            if let Some(x) = &a.axis {
+                v.push((format!("adapters.{name}.axis.secret"), &x.secret));
+            }
         }
         for (name, s) in &c.signing {
             if let Some(r) = &s.key_password {

@@ -67,6 +67,7 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     payments_with_references(c, p);
     signing::validate(&c.signing, base, p);
     signing_of_adapters(c, p);
+    axis_with_references(c, p);
     verify_of_sources(c, p);
     signers::validate(&c.signers, base, p);
     if !c.signers.is_empty() && c.sources.contains_key(signers::SIGNATURE_SOURCE) {
@@ -109,7 +110,11 @@ fn route_ends(at: &str, r: &RouteSection, c: &Config, p: &mut impl FnMut(String,
     let job_source = c.catalogue.as_ref().map(|j| &j.source_name) == Some(&r.from)
         || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
         || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from)
-        || (!c.signers.is_empty() && r.from == signers::SIGNATURE_SOURCE);
+        || (!c.signers.is_empty() && r.from == signers::SIGNATURE_SOURCE)
+        || c.adapters
+            .values()
+            .filter_map(|a| a.axis.as_ref())
+            .any(|x| x.source_name == r.from);
     if !c.sources.contains_key(&r.from) && !job_source {
         p(
             format!("{at}.from"),
@@ -237,6 +242,17 @@ fn signing_of_adapters(c: &Config, p: &mut impl FnMut(String, String, &str)) {
                 &format!("set key + certificate (or pkcs12) in [signing.{prof}]"),
             );
         }
+        // The axis signs its edXML envelopes with the profile's key, itself: XML-DSig only.
+        if a.connector == "axis" {
+            if scheme != "xmldsig-enveloped" {
+                p(
+                    at.clone(),
+                    format!("profile `{prof}` is {scheme}, but the axis takes edXML signed with XML-DSig"),
+                    "name an xmldsig-enveloped profile holding the province's key",
+                );
+            }
+            continue;
+        }
         // Both connectors send JSON and their parties read it as such.
         if scheme == "xmldsig-enveloped" {
             p(
@@ -287,6 +303,45 @@ fn signing_of_feeds(c: &Config, p: &mut impl FnMut(String, String, &str)) {
                     pull.signing
                 ),
                 "use a profile with a P-256 key and no algorithm (or ES256)",
+            );
+        }
+    }
+}
+
+/// `adapters.NAME.axis`: the adapter signs (its `signing` profile holds the province's key);
+/// the profile received envelopes are verified with (`trust`, else `signing`) has
+/// `trust_anchors`; the poll's source name is no `[sources]` table's.
+fn axis_with_references(c: &Config, p: &mut impl FnMut(String, String, &str)) {
+    for (name, a) in &c.adapters {
+        let Some(x) = a.axis.as_ref().filter(|_| a.connector == "axis") else {
+            continue;
+        };
+        if a.signing.is_none() {
+            p(
+                format!("adapters.{name}.signing"),
+                "the axis refuses unsigned envelopes".into(),
+                "name an xmldsig-enveloped [signing.NAME] profile with the province's key",
+            );
+        }
+        let (key, prof) = match (&x.trust, &a.signing) {
+            (Some(t), _) => (format!("adapters.{name}.axis.trust"), t),
+            (None, Some(s)) => (format!("adapters.{name}.signing"), s),
+            (None, None) => continue,
+        };
+        if let Some(s) = named_profile(c, prof, &key, p) {
+            if s.trust_anchors.is_none() {
+                p(
+                    key,
+                    format!("profile `{prof}` has no trust_anchors to verify received envelopes"),
+                    "set trust_anchors in that profile, or name another with axis.trust",
+                );
+            }
+        }
+        if c.sources.contains_key(&x.source_name) {
+            p(
+                format!("adapters.{name}.axis.source_name"),
+                format!("`{}` is also a [sources] table", x.source_name),
+                "give the axis poll its own source name, so its events cannot be posted from outside",
             );
         }
     }

@@ -782,3 +782,111 @@ trusted_keys = [{ key_id = "x", certificate = "certs-example/sign-ec.pem" }]
         "a pull table without a token is refused: {e}"
     );
 }
+
+/// The smallest valid axis adapter, with `extra` in its `[adapters.axis.axis]` table and
+/// `signing` as its profile line.
+fn axis_config(signing: &str, extra: &str) -> String {
+    format!(
+        r#"
+[signing.edxml]
+scheme = "xmldsig-enveloped"
+key = "certs-example/sign-rsa.key"
+certificate = "certs-example/sign-rsa.pem"
+trust_anchors = "certs-example/chain.pem"
+
+[signing.jws]
+scheme = "jws-detached"
+key = "certs-example/sign-ec.key"
+certificate = "certs-example/sign-ec.pem"
+
+[adapters.axis]
+connector = "axis"
+url = "https://127.0.0.1:8445/axis"
+{signing}
+
+[adapters.axis.axis]
+system_id = "000.00.00.H22"
+secret = {{ env = "GW_TEST_AXIS_SECRET" }}
+organ_id = "000.00.00.H22"
+{extra}
+
+[[routes]]
+name = "in"
+from = "axis"
+kinds = ["document.*"]
+to = "axis"
+"#
+    )
+}
+
+#[test]
+fn axis_adapter_loads_and_each_wrong_key_names_itself() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parse_here = |s: &str| parse(s, "test.toml", dir.to_path_buf());
+    let l = parse_here(&axis_config("signing = \"edxml\"", "")).unwrap();
+    let x = l.config.adapters["axis"].axis.clone().unwrap();
+    assert_eq!(x.send_path, defaults::AXIS_SEND_PATH);
+    assert_eq!(x.source_name, defaults::AXIS_SOURCE);
+    assert_eq!(x.poll_interval.0, defaults::AXIS_POLL_INTERVAL);
+    assert!(l
+        .secret_refs()
+        .iter()
+        .any(|(k, _)| k == "adapters.axis.axis.secret"));
+    for (extra, signing, key) in [
+        (
+            "send_path = \"sendEdoc\"",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.send_path",
+        ),
+        (
+            "json_header = \"\"",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.json_header",
+        ),
+        (
+            "page_size = 0",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.page_size",
+        ),
+        (
+            "source_name = \"A B\"",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.source_name",
+        ),
+        (
+            "",
+            "",
+            "adapters.axis.signing: the axis refuses unsigned envelopes",
+        ),
+        (
+            "",
+            "signing = \"jws\"",
+            "adapters.axis.signing: profile `jws` is jws-detached",
+        ),
+        (
+            "trust = \"jws\"",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.trust: profile `jws` has no trust_anchors",
+        ),
+        (
+            "trust = \"nope\"",
+            "signing = \"edxml\"",
+            "adapters.axis.axis.trust: no signing profile named `nope`",
+        ),
+    ] {
+        let e = parse_here(&axis_config(signing, extra))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{extra} / {signing}: {e}");
+    }
+    // Without its table.
+    let e = parse_here(
+        "[adapters.axis]\nconnector = \"axis\"\nurl = \"https://x/axis\"\nsigning = \"s\"\n[signing.s]\nscheme = \"none\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("adapters.axis.axis: the axis connector needs its settings"),
+        "{e}"
+    );
+}

@@ -16,4 +16,10 @@ pub enum ConnectorError {
         #[source]
         source: crate::connectors::dvcqg::settings::SettingsError,
     },
+    #[error("adapter {adapter}: {source}")]
+    Axis {
+        adapter: String,
+        #[source]
+        source: crate::connectors::axis::settings::SettingsError,
+    },
 }

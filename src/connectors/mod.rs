@@ -16,6 +16,7 @@ use crate::signing::SigningProfile;
 use crate::telemetry::metrics::Metrics;
 
 pub mod agency;
+pub mod axis;
 pub mod connector;
 pub mod csc;
 pub mod dvcqg;
@@ -49,6 +50,7 @@ pub fn build(
             c.report_to(metrics.clone());
             Ok(Arc::new(c))
         }
+        "axis" => Ok(Arc::new(axis::AxisConnector::new(name, a, base, signing)?)),
         other => Err(ConnectorError::UnknownKind(name.into(), other.into())),
     }
 }

@@ -173,6 +173,20 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         )
         .await;
     signing.print();
+    let axis_ok = match crate::lab::demo_axis::round_trip(
+        &world.axis,
+        &world.loaded,
+        &world.running.engine,
+        world.running.inbound_addr,
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            println!("  document axis FAILED: {e}");
+            false
+        }
+    };
     if args.keep_running {
         println!(
             "running until Ctrl-C: the dashboard stays at the URL above, the gateway at http://{}/in/onestop",
@@ -181,7 +195,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         crate::app::wait_for_signal().await;
     }
     world.running.shutdown().await;
-    if summary.ok() && signing.ok() {
+    if summary.ok() && signing.ok() && axis_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -191,6 +205,10 @@ pub async fn run(args: DemoArgs) -> ExitCode {
 /// What the demo runs in one process: the portal sandbox and the gateway.
 struct World {
     portal: Portal,
+    /// The document axis sandbox and the configuration the gateway runs (its poll is run by
+    /// the demo's axis step).
+    axis: gw_contract_tests::axis::Axis,
+    loaded: crate::config::Loaded,
     running: crate::app::Running,
     data_dir: PathBuf,
     /// This run's ops token (printed once, in the dashboard's URL).
@@ -251,6 +269,16 @@ impl World {
             "[sources.onestop]\nkinds = [\"dossier.*\", \"signature.requested\"]",
             1,
         );
+        let axis = crate::lab::demo_axis::start_axis().await.map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        })?;
+        text.push_str(
+            &crate::lab::demo_axis::axis_section(&axis, &data_dir).map_err(|e| {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            })?,
+        );
         let loaded = config::parse(&text, "<demo>", PathBuf::from(".")).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(2)
@@ -264,6 +292,8 @@ impl World {
         })?;
         Ok(World {
             portal,
+            axis,
+            loaded,
             running,
             data_dir,
             ops_token,

@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod demo;
 pub mod demo_signing;
+pub mod demo_axis;
 pub mod simulator;
 pub mod standalone;
 

@@ -44,6 +44,9 @@ pub const SANDBOXES: &[(&str, &str, Run)] = &[
     ("agency", "agency (signed push receiver)", |p| {
         Box::pin(gw_contract_tests::agency::run_standalone(p))
     }),
+    ("axis", "document axis (edXML)", |p| {
+        Box::pin(gw_contract_tests::axis::run_standalone(p))
+    }),
 ];
 
 /// `gateway sandbox PARTY --port N`.
@@ -91,7 +94,7 @@ mod tests {
         let names: Vec<&str> = super::SANDBOXES.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(
             crate::lab::or_list(&names),
-            "portal, vnpay, payplatform, paygov, momo, smartca, mysign, csc or agency"
+            "portal, vnpay, payplatform, paygov, momo, smartca, mysign, csc, agency or axis"
         );
     }
 }

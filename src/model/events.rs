@@ -31,11 +31,17 @@ pub enum EventKind {
     SignatureCompleted,
     /// A signing request ended without one (rejected, expired, refused, cancelled).
     SignatureFailed,
+    /// A document (an edXML description and its attachments) to send on the document axis.
+    DocumentSend,
+    /// A document received from the document axis, its signature verified.
+    DocumentReceived,
+    /// A document's status on the axis: from the one-stop system to the axis, or back.
+    DocumentStatus,
 }
 
 impl EventKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::DossierUpserted,
         EventKind::DossierStatus,
         EventKind::DossierProgress,
@@ -44,6 +50,9 @@ impl EventKind {
         EventKind::SignatureRequested,
         EventKind::SignatureCompleted,
         EventKind::SignatureFailed,
+        EventKind::DocumentSend,
+        EventKind::DocumentReceived,
+        EventKind::DocumentStatus,
     ];
 
     /// The wire name (an envelope's `kind`).
@@ -57,6 +66,9 @@ impl EventKind {
             EventKind::SignatureRequested => "signature.requested",
             EventKind::SignatureCompleted => "signature.completed",
             EventKind::SignatureFailed => "signature.failed",
+            EventKind::DocumentSend => "document.send",
+            EventKind::DocumentReceived => "document.received",
+            EventKind::DocumentStatus => "document.status",
         }
     }
 

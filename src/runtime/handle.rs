@@ -92,7 +92,12 @@ impl<'a> Turn<'a> {
     /// 1. Already settled? Only a copy that may have been seen before needs the look-up.
     async fn skip_if_settled(&self) -> Step<()> {
         let d = self.d;
-        if !(d.redelivered || self.failed_before > 0 || d.delivery_count > 1 || self.is_replay) {
+        if !(d.redelivered
+            || self.failed_before > 0
+            || d.delivery_count > 1
+            || self.is_replay
+            || self.may_be_duplicate)
+        {
             return Ok(());
         }
         let store = self.ctx.store.clone();

@@ -21,6 +21,10 @@ use crate::model::envelope::Envelope;
 pub const HDR_FIRST_MS: &str = "x-gw-first-ms";
 /// Header: the dead letter this message replays.
 pub const HDR_REPLAY_OF: &str = "x-gw-replay-of";
+/// Envelope header: this publish may repeat one whose copy was already delivered (a job that
+/// crashed between a confirmed publish and noting it publishes again under the same id): the
+/// ledger is asked first, as for a redelivery.
+pub const HDR_MAY_BE_DUPLICATE: &str = "x-gw-may-be-duplicate";
 /// Header: why the last attempt failed (for the trail; bounded reason label).
 pub const HDR_LAST_REASON: &str = "x-gw-last-reason";
 /// Header: how many of the message's redeliveries were circuit-breaker deferrals, not failed

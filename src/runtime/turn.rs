@@ -13,7 +13,9 @@ use gw_store::{ClaimRelease, Outcome};
 
 use super::context::{Ctx, Settlement};
 use super::records::{batch, Subject};
-use super::route::{Route, HDR_DEFERRED, HDR_FIRST_MS, HDR_LAST_REASON, HDR_REPLAY_OF};
+use super::route::{
+    Route, HDR_DEFERRED, HDR_FIRST_MS, HDR_LAST_REASON, HDR_MAY_BE_DUPLICATE, HDR_REPLAY_OF,
+};
 use crate::model::envelope::Envelope;
 use crate::model::outcome::Reason;
 use crate::model::time::now_ms;
@@ -27,6 +29,8 @@ pub(super) struct Turn<'a> {
     /// The ledger's id: the envelope id, or `<id>/replay/<dead letter>` for a replay.
     pub ledger_id: String,
     pub is_replay: bool,
+    /// Published again by a job that may have published it before ([`HDR_MAY_BE_DUPLICATE`]).
+    pub may_be_duplicate: bool,
     /// Unix ms of the first attempt (the elapsed retry budget counts from it).
     pub first_ms: i64,
     /// Redeliveries that were deferrals (circuit, busy claim, awaited snapshot), not attempts.
@@ -60,6 +64,7 @@ impl<'a> Turn<'a> {
             d,
             ledger_id,
             is_replay: replay_of.is_some(),
+            may_be_duplicate: env.headers.contains_key(HDR_MAY_BE_DUPLICATE),
             first_ms,
             deferred,
             failed_before: d.message.attempt.saturating_sub(deferred),

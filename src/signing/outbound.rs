@@ -206,6 +206,10 @@ impl SigningProfile for SchemeProfile {
         let this = self.clone();
         run_cpu(move || this.sign_now(req)).await?
     }
+
+    fn signing_key(&self) -> Option<&SigningKey> {
+        Some(&self.0.key)
+    }
 }
 
 fn unix_now() -> u64 {

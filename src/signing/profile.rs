@@ -19,6 +19,11 @@ pub trait SigningProfile: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Sign the request (add headers, wrap or change the body).
     async fn sign(&self, req: OutRequest) -> Result<OutRequest, SignError>;
+    /// The key this profile signs with, for a party whose documents are signed rather than
+    /// its requests (the document axis signs each edXML envelope). Default: none.
+    fn signing_key(&self) -> Option<&gw_crypto::keys::SigningKey> {
+        None
+    }
 }
 
 /// No signature: the request goes as it is.

@@ -47,6 +47,9 @@
 //! 10. **Pull feeds** ([`feeds`], migration 10): per subscription a gapless sequence of
 //!     minimised events, one entry per event, paged by cursor; retention purges a prefix and a
 //!     cursor into it is answered as gone, never as a shorter feed; see [`feeds`].
+//! 11. **The document axis's receiving side** ([`axis`], migration 11): one take per received
+//!     item (the envelope id it is published under, kept across a crash), and each
+//!     document's append-only status history.
 //!
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
@@ -68,6 +71,7 @@
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
 
+pub mod axis;
 pub mod claims;
 mod clock;
 mod error;

@@ -298,6 +298,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, crate::replay::PG_V8),
     (9, crate::signatures::schema::PG_V9),
     (10, crate::feeds::schema::PG_V10),
+    (11, crate::axis::schema::PG_V11),
 ];
 
 const SCHEMA_V1: &str = "

@@ -83,6 +83,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, crate::replay::SQLITE_V8),
     (9, crate::signatures::schema::SQLITE_V9),
     (10, crate::feeds::schema::SQLITE_V10),
+    (11, crate::axis::schema::SQLITE_V11),
 ];
 
 const SCHEMA_V1: &str = "

@@ -98,6 +98,7 @@ impl PushSettings {
             tls: push.tls.clone(),
             headers: Default::default(),
             dvcqg: None,
+            axis: None,
             signing: None,
             rate_limit: push
                 .rate_per_s
