@@ -47,6 +47,10 @@
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!
+//! 10. **Service-quality indicators** ([`indicators`], migration 10): a journal of facts applied
+//!     once per event id in the same transaction as the dossier's folded state and the
+//!     consumer's position; see [`indicators`] for the full list.
+//!
 //! # Files
 //! Each file imports only files listed before it; this one declares them and re-exports their
 //! public items (the paths callers use), and no file imports it back.
@@ -58,7 +62,8 @@
 //! - `store.rs`: the [`Store`] trait and [`LeadGuard`].
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
-//!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9).
+//!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
+//!   [`indicators`]: the indicators' journal and states on top of them (migration 10).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -71,6 +76,7 @@ mod evidence_records;
 mod evidence_sql;
 #[doc(hidden)]
 pub mod evidence_suite;
+pub mod indicators;
 mod open;
 pub mod payments;
 pub mod postgres;
