@@ -18,6 +18,7 @@ pub mod edxml;
 pub mod evidence;
 pub mod gateway;
 pub mod health;
+pub mod indicators;
 pub mod map;
 pub mod ops;
 pub mod payments;
@@ -99,6 +100,23 @@ async fn run(cmd: Command) -> ExitCode {
             addr,
             ready,
         } => health::health(addr.as_deref(), config.as_deref(), ready).await,
+        Command::Indicators {
+            action,
+            config,
+            period,
+            level,
+            format,
+            days,
+        } => {
+            let ask = indicators::Ask {
+                action,
+                period,
+                level,
+                format,
+                days,
+            };
+            with_config(&config, |loaded| indicators::run(loaded, ask)).await
+        }
         Command::Payments {
             action,
             config,

@@ -102,3 +102,11 @@ pub const SIGNER_POLL_INTERVAL: Duration = Duration::from_secs(3);
 pub const SIGNER_POLL_MAX_INTERVAL: Duration = Duration::from_secs(30);
 /// How long an official has to confirm a signing request on the phone.
 pub const SIGNER_REQUEST_LIFETIME: Duration = Duration::from_secs(300);
+
+// The service-quality index ([indicators], src/config/indicators.rs).
+/// The adapter whose delivered versions count as "synced to the portal" (indicator 1.4).
+pub const INDICATORS_SYNCED_TO: &str = "dvcqg";
+/// How often the indicator gauges of the current month are recomputed.
+pub const INDICATORS_REFRESH: Duration = Duration::from_secs(60);
+/// The at-risk list's horizon in working days when none is asked.
+pub const INDICATORS_AT_RISK_DAYS: u32 = 2;

@@ -17,6 +17,7 @@ use super::circuit::CircuitSection;
 use super::evidence::EvidenceSection;
 use super::gateway::GatewaySection;
 use super::inbound::InboundSection;
+use super::indicators::IndicatorsSection;
 use super::online::OnlineSection;
 use super::ops::OpsSection;
 use super::payments::PaymentsSection;
@@ -84,6 +85,10 @@ pub struct Config {
     /// officials each signs for. Absent = none.
     #[serde(default)]
     pub signers: BTreeMap<String, SignerSection>,
+    /// The live service-quality index of Decision 766 (`crate::indicators`): holidays,
+    /// statutory times, the portal adapter that says "synced". Absent = off.
+    #[serde(default)]
+    pub indicators: Option<IndicatorsSection>,
 }
 
 /// The text of the file at `path`, or the [`Step::Read`] problem.

@@ -51,6 +51,16 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             post(replay),
         ),
         (Method::POST, "/api/v1/dead-letters/{id}/drop", post(drop_)),
+        (
+            Method::GET,
+            "/api/v1/indicators",
+            get(super::indicators::report),
+        ),
+        (
+            Method::GET,
+            "/api/v1/indicators/at-risk",
+            get(super::indicators::at_risk),
+        ),
     ]
 }
 

@@ -28,6 +28,7 @@
 //! ([`crate::telemetry`]).
 
 pub mod api;
+pub mod indicators;
 pub mod state;
 
 pub use state::{Caller, OpsOptions, OpsState, OpsToken};

@@ -50,6 +50,8 @@ pub struct OpsOptions {
     pub tokens: Vec<OpsToken>,
     /// The instance name (for `/api/v1/status`).
     pub instance: String,
+    /// The service-quality index (`/api/v1/indicators`), when `[indicators]` is configured.
+    pub indicators: Option<Arc<crate::jobs::indicators::Wired>>,
 }
 
 impl OpsOptions {
@@ -80,6 +82,7 @@ impl OpsOptions {
         Ok(OpsOptions {
             tokens,
             instance: loaded.config.gateway.instance.clone(),
+            indicators: None,
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct Engine {
     pub instance: String,
     /// How long a delivery claim lasts without a heartbeat.
     pub claim_lease: Duration,
+    /// A queue that also gets every event the indicators read (see [`Engine::with_indicators`]).
+    pub indicators: Option<String>,
 }
 
 impl Engine {
@@ -67,7 +69,17 @@ impl Engine {
             evidence: None,
             instance: format!("gw-{}", std::process::id()),
             claim_lease: crate::config::defaults::CLAIM_LEASE,
+            indicators: None,
         }
+    }
+
+    /// Also publish every event of a kind the gateway knows (`EventKind`: the dossier kinds
+    /// and `payment.settled`) to `queue` (the gateway's is [`super::route::INDICATORS_QUEUE`]),
+    /// confirmed like the routes' copies: the service-quality index then misses no event that
+    /// was accepted.
+    pub fn with_indicators(mut self, queue: &str) -> Self {
+        self.indicators = Some(queue.to_string());
+        self
     }
 
     /// Name this instance's claim holders and set the claims' lease (`[gateway] instance`,
@@ -96,6 +108,13 @@ impl Engine {
                 delivery_limit: self.delivery_limit,
             })
             .collect();
+        let mut specs = specs;
+        if let Some(q) = &self.indicators {
+            specs.push(QueueSpec {
+                name: q.clone(),
+                delivery_limit: self.delivery_limit,
+            });
+        }
         self.broker.declare(&specs).await
     }
 
@@ -114,6 +133,11 @@ impl Engine {
                 .await?;
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
+        }
+        if let Some(q) = &self.indicators {
+            if crate::model::events::EventKind::parse(&env.kind).is_some() {
+                self.broker.publish(q, msg.clone()).await?;
+            }
         }
         if let Some(version) = env.version {
             // Note the newest queued version for coalescing. Not awaited: it only lets older
