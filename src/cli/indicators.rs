@@ -26,6 +26,12 @@ pub struct Ask {
     pub days: Option<u32>,
 }
 
+/// Prints the error and exits 1.
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::FAILURE
+}
+
 async fn open(loaded: &Loaded) -> Result<Wired, ExitCode> {
     let Some(section) = &loaded.config.indicators else {
         eprintln!("{}: no [indicators] section", loaded.origin);
@@ -96,7 +102,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => super::failed(e),
+                Err(e) => failed(e),
             }
         }
         "report" => {
@@ -127,7 +133,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
                     eprintln!("--period: {e}");
                     ExitCode::from(2)
                 }
-                Err(e) => super::failed(e),
+                Err(e) => failed(e),
             }
         }
         _ => {
@@ -143,7 +149,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => super::failed(e),
+                Err(e) => failed(e),
             }
         }
     }

@@ -35,7 +35,7 @@ impl Level {
         }
     }
 
-    fn key<'a>(self, d: &'a DossierState) -> &'a str {
+    fn key(self, d: &DossierState) -> &str {
         match self {
             Level::Province => "province",
             Level::Unit => &d.unit,

@@ -28,7 +28,6 @@
 //! ([`crate::telemetry`]).
 
 pub mod api;
-pub mod indicators;
 pub mod state;
 
 pub use state::{Caller, OpsOptions, OpsState, OpsToken};
