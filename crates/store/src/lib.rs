@@ -47,7 +47,7 @@
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!
-//! 10. **Service-quality indicators** ([`indicators`], migration 10): a journal of facts applied
+//! 10. **Service-quality indicators** ([`indicators`], migration 11): a journal of facts applied
 //!     once per event id in the same transaction as the dossier's folded state and the
 //!     consumer's position; see [`indicators`] for the full list.
 //!
@@ -63,7 +63,7 @@
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
 //!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
-//!   [`indicators`]: the indicators' journal and states on top of them (migration 10).
+//!   [`indicators`]: the indicators' journal and states on top of them (migration 11).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.

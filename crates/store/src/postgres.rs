@@ -296,7 +296,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::payments::schema::PG_V7),
     (8, crate::replay::PG_V8),
     (9, crate::signatures::schema::PG_V9),
-    (10, crate::indicators::schema::PG_V10),
+    (11, crate::indicators::schema::PG_V11),
 ];
 
 const SCHEMA_V1: &str = "

@@ -81,7 +81,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::payments::schema::SQLITE_V7),
     (8, crate::replay::SQLITE_V8),
     (9, crate::signatures::schema::SQLITE_V9),
-    (10, crate::indicators::schema::SQLITE_V10),
+    (11, crate::indicators::schema::SQLITE_V11),
 ];
 
 const SCHEMA_V1: &str = "

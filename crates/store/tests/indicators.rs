@@ -1,5 +1,5 @@
 //! The indicator store suite ([`gw_store::indicators::suite`]) on SQLite and PostgreSQL, plus
-//! migration 10 applied to a database left at version 9.
+//! migration 11 applied to a database left before it.
 //!
 //! PostgreSQL is at `GW_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); when it
 //! does not answer the tests print why and pass, unless `CI=true`: then they fail.
@@ -77,15 +77,15 @@ async fn indicator_store_invariants_on_postgres() {
     }
 }
 
-/// A file at version 9 (before the indicator tables) gains them at open, its data kept.
+/// A file from before the indicator tables gains them at open, its data kept.
 #[tokio::test]
-async fn migration_10_adds_the_indicator_tables_to_a_version_9_file() {
+async fn migration_11_adds_the_indicator_tables_to_an_older_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     drop(SqliteStore::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DELETE FROM schema_version WHERE version >= 10;
+        "DELETE FROM schema_version WHERE version >= 11;
          DROP TABLE indicator_journal;
          DROP TABLE indicator_dossiers;
          DROP TABLE indicator_position;",
@@ -125,5 +125,5 @@ async fn migration_10_adds_the_indicator_tables_to_a_version_9_file() {
         .unwrap()
         .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(max, 10);
+    assert_eq!(max, 11);
 }

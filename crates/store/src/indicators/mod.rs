@@ -1,6 +1,6 @@
 //! The service-quality indicators' persistence: a journal of the facts each dossier event told
 //! the indicators, the state folded per dossier, and the consumer's position, on SQLite and
-//! PostgreSQL (schema version 10). The fold itself (what a fact does to a state) is the
+//! PostgreSQL (schema version 11). The fold itself (what a fact does to a state) is the
 //! gateway's (`gateway::indicators::state`): this store keeps opaque JSON and the few columns
 //! it filters on.
 //!
@@ -24,7 +24,7 @@
 //!    the given destination has a delivered version of it (`delivered_versions`): the portal
 //!    accepted it.
 //!
-//! Schema (version 10):
+//! Schema (version 11; 10 is the pull feeds' on main):
 //! ```text
 //! indicator_journal   seq PK (grows), event_id UNIQUE, key, kind, fact (JSON), at_ms
 //!                     index (key, seq)

@@ -1,4 +1,4 @@
-//! The indicator tables of both backends (migration 10; see the table list in [`super`]).
+//! The indicator tables of both backends (migration 11; see the table list in [`super`]).
 //!
 //! # Invariants
 //!
@@ -6,7 +6,7 @@
 //!   `sqlite.rs` / `postgres.rs` (the one migration list per backend).
 //! - Every statement is `IF NOT EXISTS`, so re-running a version is harmless.
 
-pub(crate) const SQLITE_V10: &str = "
+pub(crate) const SQLITE_V11: &str = "
 CREATE TABLE IF NOT EXISTS indicator_journal (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS indicator_position (
 ) STRICT;
 ";
 
-pub(crate) const PG_V10: &str = "
+pub(crate) const PG_V11: &str = "
 CREATE TABLE IF NOT EXISTS indicator_journal (
     seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id     TEXT NOT NULL UNIQUE,
