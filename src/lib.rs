@@ -17,6 +17,7 @@ pub mod config;
 pub mod connectors;
 pub mod edge;
 pub mod evidence;
+pub mod indicators;
 pub mod jobs;
 #[cfg(feature = "lab")]
 pub mod lab;

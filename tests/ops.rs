@@ -29,7 +29,7 @@ fn ops_config(dir: &std::path::Path, route: &str, sink_url: &str, extra_retry: &
     text.replace(
         ops,
         "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [\n  { name = \"alice\", role = \"operator\", token = { env = \"GW_TEST_OPS_ALICE\" } },\n  { name = \"victor\", role = \"viewer\", token = { env = \"GW_TEST_OPS_VICTOR\" } },\n]\n",
-    )
+    ) + "\n[indicators]\nholidays = [\"2026-09-02\"]\n"
 }
 
 struct Gw {
@@ -1189,4 +1189,45 @@ async fn an_empty_token_stops_the_start_with_a_clear_error() {
         e.contains("sources.onestop.token: environment variable GW_TEST_SOURCE_BLANK is empty"),
         "{e}"
     );
+}
+
+/// The service-quality index's endpoints: any token reads them; a bad period, level or horizon
+/// is a 400 naming it; no token is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indicators_endpoints_answer_any_token_and_refuse_bad_parameters() {
+    let gw = Gw::start(Faults::default(), "").await;
+    let (s, v) = gw
+        .call(
+            Method::GET,
+            "/api/v1/indicators?period=2026-11&level=unit",
+            Some(VIEWER_TOKEN),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["period"], "2026-11");
+    assert_eq!(v["level"], "unit");
+    assert!(v["rows"].is_array(), "{v}");
+    for (query, code) in [
+        ("/api/v1/indicators?period=2026-13", "bad_period"),
+        ("/api/v1/indicators?level=county", "bad_level"),
+        ("/api/v1/indicators/at-risk?days=99", "bad_days"),
+        ("/api/v1/indicators/at-risk?days=soon", "bad_days"),
+    ] {
+        let (s, v) = gw.call(Method::GET, query, Some(VIEWER_TOKEN)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {v}");
+        assert_eq!(v["error"]["code"], code, "{query}: {v}");
+    }
+    let (s, v) = gw
+        .call(
+            Method::GET,
+            "/api/v1/indicators/at-risk?days=3",
+            Some(OPERATOR_TOKEN),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["days"], 3);
+    assert!(v["units"].is_object(), "{v}");
+    let (s, _) = gw.call(Method::GET, "/api/v1/indicators", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    gw.running.shutdown().await;
 }

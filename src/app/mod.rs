@@ -277,13 +277,11 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     let (broker, store) = open_backends(loaded).await?;
     let metrics = Arc::new(Metrics::new());
     let profiles = crate::signing::Profiles::load(loaded)?;
-    let engine = Arc::new(build_engine_with(
-        loaded,
-        broker,
-        store,
-        metrics.clone(),
-        &profiles,
-    )?);
+    let engine = build_engine_with(loaded, broker, store, metrics.clone(), &profiles)?;
+    let engine = Arc::new(match &loaded.config.indicators {
+        Some(_) => engine.with_indicators(crate::runtime::route::INDICATORS_QUEUE),
+        None => engine,
+    });
     engine.declare().await?;
     let c = &loaded.config;
     let sources = source_runtimes(loaded, &profiles)?;
@@ -305,6 +303,21 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
     ops_options.signatures = signatures
         .as_ref()
         .map(|s| crate::ops::state::SignatureRequests(s.store.clone()));
+    let indicators = match &loaded.config.indicators {
+        Some(section) => Some(Arc::new(
+            crate::jobs::indicators::Wired::open(
+                section,
+                &loaded
+                    .store_url()
+                    .map_err(|e| AppError::Config(e.to_string()))?,
+                store_tls(loaded)?,
+            )
+            .await
+            .map_err(|e| AppError::Config(e.to_string()))?,
+        )),
+        None => None,
+    };
+    ops_options.indicators = indicators.clone();
     let inbound_l = bind(&c.inbound.listen).await?;
     let ops_l = bind(&c.ops.listen).await?;
     let inbound_addr = inbound_l.local_addr().expect("bound");
@@ -351,6 +364,9 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             instance,
             cancel.clone(),
         ));
+    }
+    if let (Some(i), Some(section)) = (&indicators, &loaded.config.indicators) {
+        i.spawn(&engine, section.refresh.0, &cancel, &mut tasks);
     }
     info!(inbound = %inbound_addr, ops = %ops_addr, broker = engine.broker.kind(), store = engine.store.kind(), routes = engine.routes.len(), "gateway started");
     Ok(Running {

@@ -136,6 +136,28 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::cli::signing::SigningAction,
     },
+    /// The service-quality index of Decision 766 (`[indicators]`): `rebuild` folds the
+    /// indicator journal again (progress bar); `report` prints a period's figures
+    /// (`--period 2026-11`, `2026-Q4` or `2026`; `--level`; `--format json|csv`); `at-risk`
+    /// lists open dossiers due within `--days` working days, per unit.
+    Indicators {
+        /// `rebuild`, `report` or `at-risk`.
+        action: String,
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// `YYYY-MM`, `YYYY-Qn` or `YYYY` (default: the current month, so far).
+        #[arg(long)]
+        period: Option<String>,
+        /// `province`, `unit` or `procedure`.
+        #[arg(long, default_value = "unit")]
+        level: String,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// The at-risk horizon in working days (default `[indicators] at_risk_days`).
+        #[arg(long)]
+        days: Option<u32>,
+    },
     /// Run the recording HTTP sink sandbox standalone.
     #[cfg(feature = "lab")]
     Sink {

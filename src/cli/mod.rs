@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod feeds;
 pub mod gateway;
 pub mod health;
+pub mod indicators;
 pub mod map;
 pub mod ops;
 pub mod payments;
@@ -102,6 +103,23 @@ async fn run(cmd: Command) -> ExitCode {
             addr,
             ready,
         } => health::health(addr.as_deref(), config.as_deref(), ready).await,
+        Command::Indicators {
+            action,
+            config,
+            period,
+            level,
+            format,
+            days,
+        } => {
+            let ask = indicators::Ask {
+                action,
+                period,
+                level,
+                format,
+                days,
+            };
+            with_config(&config, |loaded| indicators::run(loaded, ask)).await
+        }
         Command::Payments {
             action,
             config,

@@ -146,3 +146,11 @@ pub const AXIS_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const AXIS_SOURCE: &str = "axis";
 /// Items asked for per list call.
 pub const AXIS_PAGE_SIZE: u32 = 50;
+
+// The service-quality index ([indicators], src/config/indicators.rs).
+/// The adapter whose delivered versions count as "synced to the portal" (indicator 1.4).
+pub const INDICATORS_SYNCED_TO: &str = "dvcqg";
+/// How often the indicator gauges of the current month are recomputed.
+pub const INDICATORS_REFRESH: Duration = Duration::from_secs(60);
+/// The at-risk list's horizon in working days when none is asked.
+pub const INDICATORS_AT_RISK_DAYS: u32 = 2;

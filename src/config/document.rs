@@ -18,6 +18,7 @@ use super::circuit::CircuitSection;
 use super::evidence::EvidenceSection;
 use super::gateway::GatewaySection;
 use super::inbound::InboundSection;
+use super::indicators::IndicatorsSection;
 use super::online::OnlineSection;
 use super::ops::OpsSection;
 use super::payments::PaymentsSection;
@@ -89,6 +90,10 @@ pub struct Config {
     /// fields) and how (push or pull). Absent = none.
     #[serde(default)]
     pub subscriptions: BTreeMap<String, SubscriptionSection>,
+    /// The live service-quality index of Decision 766 (`crate::indicators`): holidays,
+    /// statutory times, the portal adapter that says "synced". Absent = off.
+    #[serde(default)]
+    pub indicators: Option<IndicatorsSection>,
 }
 
 /// The text of the file at `path`, or the [`Step::Read`] problem.

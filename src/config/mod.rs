@@ -33,7 +33,7 @@
 //!   wrong types).
 //! - the sections, one file each: `gateway.rs`, `broker.rs`, `store.rs`, `inbound.rs`,
 //!   `ops.rs`, `retry.rs`, `circuit.rs`, `sources.rs`, `adapters.rs`, `routes.rs`,
-//!   `signing.rs`, `catalogue.rs`, `online.rs`, `payments.rs`, `evidence.rs` (a section may use
+//!   `signing.rs`, `catalogue.rs`, `online.rs`, `payments.rs`, `evidence.rs`, `indicators.rs` (a section may use
 //!   another: `ops` the listen-address check of `inbound`, `routes` the policy of `retry`).
 //! - leaves, used by any of the above: `problem.rs` ([`Problem`], [`Step`], [`ConfigError`]),
 //!   `names.rs` (valid names), `secrets.rs` (references, redaction, passwords in URLs),
@@ -53,6 +53,7 @@ mod duration;
 pub mod evidence;
 mod gateway;
 mod inbound;
+mod indicators;
 mod loaded;
 mod names;
 mod online;
@@ -83,6 +84,7 @@ pub use document::Config;
 pub use duration::{parse_duration, Dur, DurationError};
 pub use gateway::GatewaySection;
 pub use inbound::{listen_is_loopback, InboundSection};
+pub use indicators::IndicatorsSection;
 pub use loaded::{load, parse, Loaded};
 pub use online::OnlineSection;
 pub use ops::{OpsRole, OpsSection, OpsTokenSection, OtlpProtocol};

@@ -25,7 +25,7 @@ use super::problem::{Problem, Step};
 use super::routes::RouteSection;
 use super::signers;
 use super::signing::{has_key, SigningSection};
-use super::{adapters, broker, circuit, gateway, inbound, online, ops};
+use super::{adapters, broker, circuit, gateway, inbound, indicators, online, ops};
 use super::{payments, retry, routes, signing, sources, store};
 
 /// Check every section, each with its own validator, and every reference between sections;
@@ -79,6 +79,9 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     }
     agencies::validate(&c.subscriptions, p);
     signing_of_feeds(c, p);
+    if let Some(i) = &c.indicators {
+        indicators::validate(i, p);
+    }
 }
 
 /// `ops.listen` is not `inbound.listen` (unless both ask for any free port, `:0`).

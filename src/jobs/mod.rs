@@ -17,6 +17,9 @@
 //! 3. **One place per fact.** `gateway_job_runs_total{job,outcome}` (outcome `ran`,
 //!    `skipped_not_leader`, `failed`) and `gateway_job_leader{job}` (1 while this instance
 //!    leads) are set here only; `job` is the job's fixed name, never data.
+//! 5. The service-quality index's consumer ([`indicators`]) is not a singleton tick: it
+//!    consumes a queue of its own with a single active consumer (the broker picks the one
+//!    instance), so it needs no store leadership.
 //! 4. Leadership is released when the [`Singleton`] is dropped (the job's task ended, e.g. at
 //!    shutdown), so a standby takes over on its next tick.
 
@@ -25,6 +28,7 @@ pub mod catalogue;
 mod error;
 pub mod evidence;
 pub mod feeds;
+pub mod indicators;
 pub mod online;
 pub mod payments;
 pub mod signatures;

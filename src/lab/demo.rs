@@ -129,6 +129,9 @@ from = "onestop"
 kinds = ["dossier.*"]
 to = "dvcqg"
 concurrency = 32
+
+[indicators]
+holidays = ["2026-01-01", "2026-04-30", "2026-05-01", "2026-09-01", "2026-09-02"]
 "#,
         integration = portal.integration_url(),
         sharing = portal.sharing_url(),
@@ -187,6 +190,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             false
         }
     };
+    print_indicators(&world, &plan).await;
     if args.keep_running {
         println!(
             "running until Ctrl-C: the dashboard stays at the URL above, the gateway at http://{}/in/onestop",
@@ -217,6 +221,9 @@ struct World {
     signing: super::demo_signing::SigningDemo,
     /// Removes the fresh data directory when the demo ends (none with `--data-dir`).
     _tmp: Option<TempDir>,
+    /// The store's URL and the `[indicators]` rules (the service-quality index's summary).
+    store_url: String,
+    rules: crate::indicators::Rules,
 }
 
 impl World {
@@ -283,6 +290,14 @@ impl World {
             eprintln!("{e}");
             ExitCode::from(2)
         })?;
+        let store_url = loaded.store_url().map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })?;
+        let rules = crate::indicators::rules(loaded.config.indicators.as_ref()).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })?;
         let started = crate::app::start(&loaded, CancellationToken::new()).await;
         // Read once at start: nothing else in this process (or a child) needs to see it.
         std::env::remove_var(OPS_TOKEN_VAR);
@@ -299,6 +314,8 @@ impl World {
             ops_token,
             signing,
             _tmp: tmp,
+            store_url,
+            rules,
         })
     }
 
@@ -655,6 +672,134 @@ impl Summary {
             println!(
                 "  first missing: {:?}",
                 self.missing.iter().take(5).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The service-quality index after the run: the payment platform's notices for some
+/// fee-bearing dossiers (the demo stands in for the payment platform: `payment.settled`
+/// through the engine, as the payment service publishes it), then, once the index consumed
+/// every event, the province's indicators this month so far and the three communes with the
+/// lowest on-time rate.
+async fn print_indicators(world: &World, plan: &Plan) {
+    use crate::indicators::{history, Level};
+    let engine = &world.running.engine;
+    let mut paid = 0u64;
+    for (i, dossier) in plan.events.iter().enumerate() {
+        let fee_bearing = dossier
+            .iter()
+            .rev()
+            .find(|e| e.version.is_some())
+            .is_some_and(|e| {
+                e.payload["fees"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x["amount_vnd"].as_i64() > Some(0)))
+            });
+        if !fee_bearing || i % 5 > 1 {
+            continue;
+        }
+        let key = dossier[0].key.clone();
+        let notice = crate::model::envelope::Envelope::new(
+            crate::model::events::EventKind::PaymentSettled.as_str(),
+            key.clone(),
+            "payments",
+            serde_json::json!({"dossier_code": key, "status": "paid"}),
+        );
+        if engine.publish(&notice).await.is_ok() {
+            paid += 1;
+        }
+    }
+    let store = match gw_store::indicators::open(&world.store_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("service-quality index: the store cannot be read: {e}");
+            return;
+        }
+    };
+    let expected = plan.total_events + paid;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let applied = store
+            .position(history::CONSUMER)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |p| p.applied as u64);
+        if applied >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = crate::model::time::now_ms();
+    let month = crate::jobs::indicators::month_of(now);
+    let pct = |v: Option<f64>| v.map_or_else(|| "N/A".to_string(), |x| format!("{x:.2} %"));
+    println!();
+    println!("service-quality index (Decision 766), {month} so far");
+    match history::report(
+        store.as_ref(),
+        &world.rules,
+        &month,
+        Level::Province,
+        now,
+        "dvcqg",
+    )
+    .await
+    {
+        Ok(r) => {
+            if let Some(p) = r.rows.first() {
+                let i = &p.indicators;
+                println!(
+                    "  on time (2.1)            {} ({}/{}), {} points of 20",
+                    pct(i.on_time.percent),
+                    i.on_time.num,
+                    i.on_time.den,
+                    i.on_time_points
+                        .map_or_else(|| "N/A".into(), |x| format!("{x:.2}"))
+                );
+                println!("  online (3.3)             {}", pct(i.online.percent));
+                println!(
+                    "  paid online (3.6)        {}",
+                    pct(i.online_payment.percent)
+                );
+                println!(
+                    "  electronic result (4.1)  {}",
+                    pct(i.electronic_result.percent)
+                );
+                println!("  digitised (4.2)          {}", pct(i.digitised.percent));
+                println!("  synced (1.4)             {}", pct(i.synced.percent));
+                println!(
+                    "  processing time (2.2)    {} working days on average",
+                    i.avg_processing_days
+                        .map_or_else(|| "N/A".into(), |x| format!("{x:.2}"))
+                );
+            } else {
+                println!("  no dossier received this month yet");
+            }
+        }
+        Err(e) => println!("  cannot compute: {e}"),
+    }
+    if let Ok(r) = history::report(
+        store.as_ref(),
+        &world.rules,
+        &month,
+        Level::Unit,
+        now,
+        "dvcqg",
+    )
+    .await
+    {
+        let mut units: Vec<_> = r
+            .rows
+            .iter()
+            .filter_map(|row| row.indicators.on_time.percent.map(|p| (p, row)))
+            .collect();
+        units.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.key.cmp(&b.1.key)));
+        println!("  lowest on-time rate:");
+        for (p, row) in units.iter().take(3) {
+            println!(
+                "    {:<22} {:>7.2} % ({}/{})",
+                row.key, p, row.indicators.on_time.num, row.indicators.on_time.den
             );
         }
     }

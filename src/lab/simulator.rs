@@ -3,6 +3,12 @@
 //! with fees, attachments and progress steps. Every event a dossier produces is returned in the
 //! order the one-stop system would send it; versions grow by one per snapshot.
 //!
+//! The mix is what a commune's service-quality index sees: most dossiers submitted online
+//! (`channel`), some fee-free, a result file on most finished ones, and a processing pace per
+//! dossier so that some finish after their due date (three days after reception). No step is
+//! dated in the future: a dossier whose next step would be is still in progress. Each snapshot
+//! carries the step that brought its status (so its status has a time).
+//!
 //! The data is synthetic: names are drawn from common Vietnamese names, ID numbers and phone
 //! numbers are random digits of the right shape. It exists to exercise the gateway, never to
 //! look like a real person.
@@ -127,6 +133,15 @@ pub fn dossier_events(
         DossierStatus::ResultReturned,
     ];
     let snapshots = rng.random_range(1..=max_snapshots.clamp(1, lifecycle.len()));
+    // Hours between two steps: most dossiers move briskly, some are slow enough to be late.
+    let pace = *[2i64, 4, 6, 8, 20, 26].choose(rng).expect("non-empty");
+    let now = OffsetDateTime::now_utc();
+    let channel = match rng.random_range(0..100) {
+        0..=59 => Channel::Online,
+        60..=94 => Channel::InPerson,
+        _ => Channel::Post,
+    };
+    let with_result_file = rng.random_bool(0.8);
     let mut d = Dossier {
         code: code.clone(),
         version: 0,
@@ -147,7 +162,10 @@ pub fn dossier_events(
         fees: vec![Fee {
             code: "LP01".into(),
             name: "Lệ phí".into(),
-            amount_vnd: [8000, 15000, 50000, 100000].choose(rng).copied().unwrap(),
+            amount_vnd: [0, 8000, 15000, 50000, 100000]
+                .choose(rng)
+                .copied()
+                .unwrap(),
             category: None,
             paid: false,
         }],
@@ -159,10 +177,15 @@ pub fn dossier_events(
             deleted: false,
         }],
         progress: vec![],
+        channel: Some(channel),
+        results: vec![],
     };
     let mut events = Vec::new();
     for (i, status) in lifecycle.iter().take(snapshots).enumerate() {
-        let at = received + TDuration::hours(i as i64 * 4);
+        let at = received + TDuration::hours(i as i64 * pace);
+        if i > 0 && at > now {
+            break;
+        }
         d.version = i as i64 + 1;
         d.status = *status;
         // The version marker lets the sandbox's records tell versions apart.
@@ -173,6 +196,26 @@ pub fn dossier_events(
         if *status == DossierStatus::ResultReturned {
             d.returned_at = Some(fmt(at));
         }
+        if *status == DossierStatus::Processed && with_result_file {
+            d.results = vec![Attachment {
+                id: format!("KQ-{seq}-1"),
+                name: "Kết quả.pdf".into(),
+                component_code: Some("KQ01".into()),
+                url: format!("https://onestop.example/results/{seq}/1"),
+                deleted: false,
+            }];
+        }
+        let step = ProgressStep {
+            handler: format!("Cán bộ {}", GIVEN.choose(rng).unwrap()),
+            title: Some("Chuyên viên".into()),
+            department: "Bộ phận một cửa".into(),
+            content: format!("Chuyển trạng thái: {}", status.national_code()),
+            at: fmt(at),
+            status: *status,
+            started_at: Some(fmt(at - TDuration::hours(1))),
+            due_at: Some(d.due_at.clone()),
+        };
+        d.progress = if i > 0 { vec![step.clone()] } else { vec![] };
         events.push(Event {
             kind: "dossier.upserted",
             key: code.clone(),
@@ -180,16 +223,6 @@ pub fn dossier_events(
             payload: serde_json::to_value(&d).expect("serializes"),
         });
         if i > 0 {
-            let step = ProgressStep {
-                handler: format!("Cán bộ {}", GIVEN.choose(rng).unwrap()),
-                title: Some("Chuyên viên".into()),
-                department: "Bộ phận một cửa".into(),
-                content: format!("Chuyển trạng thái: {}", status.national_code()),
-                at: fmt(at),
-                status: *status,
-                started_at: Some(fmt(at - TDuration::hours(1))),
-                due_at: Some(d.due_at.clone()),
-            };
             events.push(Event {
                 kind: "dossier.progress",
                 key: code.clone(),

@@ -458,6 +458,8 @@ pub(crate) fn inbound(f: &DossierFields, v: &Value, origin: &str) -> Result<Doss
         fees,
         attachments,
         progress,
+        channel: None,
+        results: vec![],
     })
 }
 

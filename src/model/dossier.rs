@@ -91,6 +91,32 @@ impl DossierStatus {
     }
 }
 
+/// How the dossier was submitted (`KenhThucHien`: 1 in person, 2 online, 3 by public post).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    InPerson,
+    Online,
+    Post,
+}
+
+impl Channel {
+    /// The one table of national channel codes (`KenhThucHien`).
+    pub const TABLE: [(Channel, &'static str); 3] = [
+        (Channel::InPerson, "1"),
+        (Channel::Online, "2"),
+        (Channel::Post, "3"),
+    ];
+
+    pub fn national_code(self) -> &'static str {
+        Self::TABLE
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .expect("every channel is in the table")
+    }
+}
+
 /// Citizen or organisation (`LoaiDoiTuong` 1 / 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,6 +223,12 @@ pub struct Dossier {
     pub attachments: Vec<Attachment>,
     #[serde(default)]
     pub progress: Vec<ProgressStep>,
+    /// How it was submitted (`KenhThucHien`); absent when the source does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    /// The result's files (`DanhSachGiayToKetQua`), by reference like the attachments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<Attachment>,
 }
 
 #[cfg(test)]

@@ -125,6 +125,18 @@ pub const FIELDS: &[CanonicalField] = &[
     ),
     f("progress", &["progress"], false, "processing steps so far"),
     f(
+        "channel",
+        &["channel"],
+        false,
+        "how it was submitted (KenhThucHien: in_person, online, post)",
+    ),
+    f(
+        "results",
+        &["results"],
+        false,
+        "the result's files, by reference (DanhSachGiayToKetQua)",
+    ),
+    f(
         "step",
         &["step"],
         false,
@@ -233,6 +245,8 @@ mod tests {
             fees: vec![],
             attachments: vec![],
             progress: vec![],
+            channel: Some(crate::model::dossier::Channel::Online),
+            results: vec![],
         };
         let v = serde_json::to_value(&d).unwrap();
         let mut out = Vec::new();

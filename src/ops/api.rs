@@ -52,6 +52,12 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
         ),
         (Method::POST, "/api/v1/dead-letters/{id}/drop", post(drop_)),
         (Method::GET, "/api/v1/subscriptions", get(subscriptions)),
+        (Method::GET, "/api/v1/indicators", get(indicators)),
+        (
+            Method::GET,
+            "/api/v1/indicators/at-risk",
+            get(indicators_at_risk),
+        ),
     ]
 }
 
@@ -651,6 +657,113 @@ async fn drop_(
         ),
         Ok(gw_store::Settled::NotFound) => not_found(&id),
         Err(e) => store_error(e),
+    }
+}
+
+// The service-quality index (`crate::indicators`): read-only, any token; 404 `indicators_off`
+// without `[indicators]`; a bad period, level or horizon is a 400 naming it; the at-risk list
+// names dossiers by code with their unit and procedure, never citizen data.
+
+/// The longest at-risk horizon asked, in working days.
+pub const MAX_AT_RISK_DAYS: u32 = 60;
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    period: Option<String>,
+    level: Option<String>,
+}
+
+fn indicators_off() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "indicators_off",
+        "the service-quality index is off: add an [indicators] section",
+    )
+}
+
+/// `GET /api/v1/indicators?period=2026-11&level=unit`
+async fn indicators(State(st): State<S>, Query(q): Query<ReportQuery>) -> Response {
+    let Some(ix) = &st.options.indicators else {
+        return indicators_off();
+    };
+    let now = now_ms();
+    let period = q
+        .period
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| crate::jobs::indicators::month_of(now));
+    let level = match q.level.as_deref().map(crate::indicators::Level::parse) {
+        None => crate::indicators::Level::Province,
+        Some(Some(l)) => l,
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_level",
+                "level must be province, unit or procedure",
+            )
+        }
+    };
+    match crate::indicators::history::report(
+        ix.store.as_ref(),
+        &ix.rules,
+        &period,
+        level,
+        now,
+        &ix.synced_to,
+    )
+    .await
+    {
+        Ok(r) => Json(r).into_response(),
+        Err(crate::indicators::history::ReportError::Period(e)) => {
+            error(StatusCode::BAD_REQUEST, "bad_period", e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ops API: indicators not computed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the indicators could not be read; try again",
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AtRiskQuery {
+    days: Option<String>,
+}
+
+/// `GET /api/v1/indicators/at-risk?days=N`
+async fn indicators_at_risk(State(st): State<S>, Query(q): Query<AtRiskQuery>) -> Response {
+    let Some(ix) = &st.options.indicators else {
+        return indicators_off();
+    };
+    let days = match q.days.as_deref().map(str::parse::<u32>) {
+        None => ix.at_risk_days,
+        Some(Ok(d)) if d <= MAX_AT_RISK_DAYS => d,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_days",
+                format!("days must be a whole number of working days from 0 to {MAX_AT_RISK_DAYS}"),
+            )
+        }
+    };
+    let now = now_ms();
+    match crate::indicators::history::at_risk(ix.store.as_ref(), &ix.rules, now, days).await {
+        Ok(units) => Json(json!({
+            "days": days,
+            "as_of_ms": now,
+            "units": units,
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ops API: at-risk list not computed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the at-risk list could not be read; try again",
+            )
+        }
     }
 }
 

@@ -57,6 +57,8 @@ pub struct OpsOptions {
     pub subscriptions: Vec<crate::agencies::Subscription>,
     /// Where the subscriptions' disabled states are kept (`[gateway] data_dir`).
     pub data_dir: std::path::PathBuf,
+    /// The service-quality index (`/api/v1/indicators`), when `[indicators]` is configured.
+    pub indicators: Option<Arc<crate::jobs::indicators::Wired>>,
 }
 
 /// The signature store as the ops API reads it.
@@ -101,6 +103,7 @@ impl OpsOptions {
             // A subscription that cannot be built stops the engine's start with its reason.
             subscriptions: crate::agencies::Subscription::all(&loaded.config).unwrap_or_default(),
             data_dir: loaded.config.gateway.data_dir.clone(),
+            indicators: None,
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct Engine {
     /// The agencies' pull feeds, when some subscription is pulled: what their writers (routes
     /// of this engine), the feed endpoint and the feeds' jobs share.
     pub feeds: Option<Arc<crate::agencies::feed::Feeds>>,
+    /// A queue that also gets every event the indicators read (see [`Engine::with_indicators`]).
+    pub indicators: Option<String>,
 }
 
 impl Engine {
@@ -71,12 +73,22 @@ impl Engine {
             instance: format!("gw-{}", std::process::id()),
             claim_lease: crate::config::defaults::CLAIM_LEASE,
             feeds: None,
+            indicators: None,
         }
     }
 
     /// The pull feeds whose writers are among this engine's routes (see [`Engine::feeds`]).
     pub fn with_feeds(mut self, feeds: Option<Arc<crate::agencies::feed::Feeds>>) -> Self {
         self.feeds = feeds;
+        self
+    }
+
+    /// Also publish every event of a kind the gateway knows (`EventKind`: the dossier kinds
+    /// and `payment.settled`) to `queue` (the gateway's is [`super::route::INDICATORS_QUEUE`]),
+    /// confirmed like the routes' copies: the service-quality index then misses no event that
+    /// was accepted.
+    pub fn with_indicators(mut self, queue: &str) -> Self {
+        self.indicators = Some(queue.to_string());
         self
     }
 
@@ -106,6 +118,13 @@ impl Engine {
                 delivery_limit: self.delivery_limit,
             })
             .collect();
+        let mut specs = specs;
+        if let Some(q) = &self.indicators {
+            specs.push(QueueSpec {
+                name: q.clone(),
+                delivery_limit: self.delivery_limit,
+            });
+        }
         self.broker.declare(&specs).await
     }
 
@@ -120,6 +139,22 @@ impl Engine {
                 .await?;
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
+        }
+        if let Some(q) = &self.indicators {
+            use crate::model::events::EventKind as K;
+            // The kinds the index reads: the dossier kinds and settled payments.
+            if matches!(
+                K::parse(&env.kind),
+                Some(
+                    K::DossierUpserted
+                        | K::DossierStatus
+                        | K::DossierProgress
+                        | K::DossierOnline
+                        | K::PaymentSettled
+                )
+            ) {
+                self.broker.publish(q, msg.clone()).await?;
+            }
         }
         if let Some(version) = env.version {
             // Note the newest queued version for coalescing. Not awaited: it only lets older

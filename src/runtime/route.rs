@@ -78,6 +78,10 @@ impl Route {
     }
 }
 
+/// The service-quality index's own queue: a copy of every event the indicators read
+/// (`crate::jobs::indicators` consumes it), when `[indicators]` is configured.
+pub const INDICATORS_QUEUE: &str = "gw.indicators";
+
 pub fn route_queue(route: &str, partition: u16) -> String {
     format!("gw.route.{route}.p{partition}")
 }

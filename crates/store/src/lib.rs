@@ -54,6 +54,10 @@
 //! Orders: trails ([`Store::outcomes_by_key`], [`Store::attempts_by_key`]) are oldest first by
 //! `at_ms`, then insertion order; [`Store::dead_letters`] is oldest first by `dead_at_ms`, then id.
 //!
+//! 12. **Service-quality indicators** ([`indicators`], migration 12): a journal of facts applied
+//!     once per event id in the same transaction as the dossier's folded state and the
+//!     consumer's position; see [`indicators`] for the full list.
+//!
 //! # Files
 //! Each file imports only files listed before it; this one declares them and re-exports their
 //! public items (the paths callers use), and no file imports it back.
@@ -67,6 +71,7 @@
 //! - [`sqlite`] and [`postgres`]: the backends; [`payments`]: the payment store on top of them;
 //!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
 //!   [`feeds`]: the agencies' pull feeds on top of them (migration 10).
+//!   [`indicators`]: the indicators' journal and states on top of them (migration 12).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -81,6 +86,7 @@ mod evidence_sql;
 #[doc(hidden)]
 pub mod evidence_suite;
 pub mod feeds;
+pub mod indicators;
 mod open;
 pub mod payments;
 pub mod postgres;

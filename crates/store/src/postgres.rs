@@ -299,6 +299,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, crate::signatures::schema::PG_V9),
     (10, crate::feeds::schema::PG_V10),
     (11, crate::axis::schema::PG_V11),
+    (12, crate::indicators::schema::PG_V12),
 ];
 
 const SCHEMA_V1: &str = "

@@ -84,6 +84,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, crate::signatures::schema::SQLITE_V9),
     (10, crate::feeds::schema::SQLITE_V10),
     (11, crate::axis::schema::SQLITE_V11),
+    (12, crate::indicators::schema::SQLITE_V12),
 ];
 
 const SCHEMA_V1: &str = "

@@ -328,6 +328,8 @@ mod tests {
             }],
             attachments: vec![],
             progress: vec![],
+            channel: None,
+            results: vec![],
         }
     }
 

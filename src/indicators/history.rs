@@ -1,0 +1,300 @@
+//! The indicators over the store: one event applied live, the states rebuilt from the journal,
+//! and the reports read back.
+//!
+//! # Invariants
+//! - **What is replayed.** The ledger keeps no payloads (only outcomes, keys and versions), so
+//!   the indicators keep their own history: each dossier event's [`Fact`] is journalled
+//!   (`gw_store::indicators`, no personal data) in the same transaction as the state it
+//!   changes. [`rebuild`] folds the journal again, dossier by dossier in journal order, and
+//!   writes the states back, never over a state a live apply wrote meanwhile. Whether a
+//!   dossier is synced is not folded: it is read from the ledger (`delivered_versions` of the
+//!   portal adapter) when a report is made.
+//! - [`apply_envelope`] is idempotent per envelope id: a redelivered event is a
+//!   [`Applied::Duplicate`] and changes nothing.
+//! - A stored state that does not read back is an error naming the dossier, never a reset.
+
+use gw_store::indicators::{Applied, IndicatorStore, JournalEntry, StateRow};
+use serde::Serialize;
+
+use super::aggregate::{self, AtRisk, Indicators, Level};
+use super::formulas::{Period, Rules, Window};
+use super::state::{DossierState, Fact, FactError};
+use crate::model::envelope::Envelope;
+use crate::model::time::now_ms;
+
+/// The consumer name of the live path (its position row).
+pub const CONSUMER: &str = "indicators";
+
+/// Journal entries read per page while rebuilding.
+const REBUILD_PAGE: u32 = 5_000;
+
+/// Why applying, rebuilding or reporting failed, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum IndicatorError {
+    /// The event cannot be read (dead-lettered by the consumer).
+    #[error("{0}")]
+    Fact(#[from] FactError),
+    /// The store failed (the consumer retries).
+    #[error("the indicator store failed: {0}")]
+    Store(#[from] gw_store::StoreError),
+    /// A stored state or journalled fact does not read back.
+    #[error("stored indicator data of {code} does not read back: {detail}")]
+    Corrupt { code: String, detail: String },
+}
+
+/// What [`apply_envelope`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied,
+    Duplicate,
+    /// A kind (or settlement status) the indicators do not read.
+    Ignored,
+}
+
+/// The row a state is stored as.
+pub fn row_of(s: &DossierState, seq: i64) -> StateRow {
+    StateRow {
+        code: s.code.clone(),
+        unit: s.unit.clone(),
+        procedure: s.procedure.clone(),
+        received_ms: if s.was_received { s.received_ms } else { None },
+        end_ms: s.end_ms(),
+        state: serde_json::to_string(s).expect("a state serializes"),
+        last_seq: seq,
+        updated_ms: now_ms(),
+    }
+}
+
+fn read_state(code: &str, json: &str) -> Result<DossierState, String> {
+    serde_json::from_str(json).map_err(|e| format!("{code}: {e}"))
+}
+
+/// Apply one event: journal its fact, fold it into the dossier's state (one transaction).
+pub async fn apply_envelope(
+    store: &dyn IndicatorStore,
+    env: &Envelope,
+) -> Result<ApplyOutcome, IndicatorError> {
+    let Some(fact) = Fact::from_envelope(env)? else {
+        return Ok(ApplyOutcome::Ignored);
+    };
+    let entry = JournalEntry {
+        event_id: env.id.to_string(),
+        key: env.key.clone(),
+        kind: env.kind.clone(),
+        fact: serde_json::to_string(&fact).expect("a fact serializes"),
+        at_ms: env.created_ms,
+    };
+    let code = env.key.clone();
+    let fold = Box::new(move |stored: Option<String>, seq: i64| {
+        let mut s = match stored {
+            Some(json) => read_state(&code, &json)?,
+            None => DossierState::new(&code),
+        };
+        s.apply_fact(&fact);
+        Ok(row_of(&s, seq))
+    });
+    Ok(match store.apply(CONSUMER, entry, fold).await? {
+        Applied::Applied { .. } => ApplyOutcome::Applied,
+        Applied::Duplicate => ApplyOutcome::Duplicate,
+    })
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Rebuilt {
+    pub entries: u64,
+    pub dossiers: u64,
+    /// States written (a state a live apply changed meanwhile is kept, not counted).
+    pub written: u64,
+}
+
+/// Fold the whole journal again and write the states; `progress(entries done, total)` after
+/// each page.
+pub async fn rebuild(
+    store: &dyn IndicatorStore,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Rebuilt, IndicatorError> {
+    let total = store.journal_len().await?.max(0) as u64;
+    let mut done = Rebuilt::default();
+    let mut after: Option<(String, i64)> = None;
+    let mut current: Option<(DossierState, i64)> = None;
+    let mut rows = Vec::new();
+    loop {
+        let page = store.journal_page(after.clone(), REBUILD_PAGE).await?;
+        let Some((last_seq, last)) = page.last() else {
+            break;
+        };
+        after = Some((last.key.clone(), *last_seq));
+        for (seq, e) in page {
+            let fact: Fact =
+                serde_json::from_str(&e.fact).map_err(|err| IndicatorError::Corrupt {
+                    code: e.key.clone(),
+                    detail: format!("journal entry {seq}: {err}"),
+                })?;
+            match &mut current {
+                Some((s, at)) if s.code == e.key => {
+                    s.apply_fact(&fact);
+                    *at = seq;
+                }
+                _ => {
+                    if let Some((s, at)) = current.take() {
+                        rows.push(row_of(&s, at));
+                        done.dossiers += 1;
+                    }
+                    let mut s = DossierState::new(&e.key);
+                    s.apply_fact(&fact);
+                    current = Some((s, seq));
+                }
+            }
+            done.entries += 1;
+        }
+        if rows.len() >= REBUILD_PAGE as usize {
+            done.written += store.put_states(std::mem::take(&mut rows)).await?;
+        }
+        progress(done.entries, total.max(done.entries));
+    }
+    if let Some((s, at)) = current.take() {
+        rows.push(row_of(&s, at));
+        done.dossiers += 1;
+    }
+    if !rows.is_empty() {
+        done.written += store.put_states(rows).await?;
+    }
+    progress(done.entries, total.max(done.entries));
+    Ok(done)
+}
+
+/// The states that may count in `w`, each with whether `synced_to` accepted it.
+pub async fn load(
+    store: &dyn IndicatorStore,
+    w: Window,
+    synced_to: &str,
+) -> Result<Vec<(DossierState, bool)>, IndicatorError> {
+    store
+        .states(w.end_ms, w.start_ms, synced_to)
+        .await?
+        .into_iter()
+        .map(|s| {
+            read_state(&s.row.code, &s.row.state)
+                .map(|d| (d, s.synced))
+                .map_err(|detail| IndicatorError::Corrupt {
+                    code: s.row.code.clone(),
+                    detail,
+                })
+        })
+        .collect()
+}
+
+/// One key's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRow {
+    pub key: String,
+    #[serde(flatten)]
+    pub indicators: Indicators,
+}
+
+/// The indicators of a period at a level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub period: String,
+    pub level: Level,
+    /// The instant the figures are as of (unix ms): the period's end, or now while it runs.
+    pub as_of_ms: i64,
+    pub rows: Vec<ReportRow>,
+}
+
+/// Compute a report from the stored states.
+pub async fn report(
+    store: &dyn IndicatorStore,
+    rules: &Rules,
+    period: &str,
+    level: Level,
+    now: i64,
+    synced_to: &str,
+) -> Result<Report, ReportError> {
+    let p = Period::parse(period)?;
+    let w = p.window(now);
+    let states = load(store, w, synced_to).await?;
+    let tallies = aggregate::aggregate(states.iter().map(|(d, s)| (d, *s)), level, w, rules);
+    Ok(Report {
+        period: period.trim().to_string(),
+        level,
+        as_of_ms: w.end_ms,
+        rows: tallies
+            .into_iter()
+            .map(|(key, t)| ReportRow {
+                key,
+                indicators: t.indicators(),
+            })
+            .collect(),
+    })
+}
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Period(#[from] super::formulas::PeriodError),
+    #[error("{0}")]
+    Indicators(#[from] IndicatorError),
+}
+
+impl From<gw_store::StoreError> for ReportError {
+    fn from(e: gw_store::StoreError) -> Self {
+        ReportError::Indicators(e.into())
+    }
+}
+
+/// Open dossiers due within `days` working days, per unit.
+pub async fn at_risk(
+    store: &dyn IndicatorStore,
+    rules: &Rules,
+    now: i64,
+    days: u32,
+) -> Result<std::collections::BTreeMap<String, Vec<AtRisk>>, IndicatorError> {
+    let open = Window {
+        start_ms: i64::MAX,
+        end_ms: now,
+    };
+    let states = load(store, open, "").await?;
+    Ok(aggregate::at_risk(
+        states.iter().map(|(d, _)| d),
+        now,
+        days,
+        rules,
+    ))
+}
+
+/// A report as CSV: one line per key, percentages with 2 decimals, N/A for no denominator.
+pub fn to_csv(r: &Report) -> String {
+    let f = |v: Option<f64>| v.map_or_else(|| "N/A".to_string(), |x| format!("{x:.2}"));
+    let mut out = String::from(
+        "key,on_time_pct,on_time_points,on_time_num,on_time_den,unjudged,online_pct,\
+         online_payment_pct,electronic_result_pct,digitised_pct,synced_pct,\
+         avg_processing_days,processed\n",
+    );
+    for row in &r.rows {
+        let i = &row.indicators;
+        let key = if row.key.contains([',', '"', '\n']) {
+            format!("\"{}\"", row.key.replace('"', "\"\""))
+        } else {
+            row.key.clone()
+        };
+        out.push_str(&format!(
+            "{key},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            f(i.on_time.percent),
+            f(i.on_time_points),
+            i.on_time.num,
+            i.on_time.den,
+            i.unjudged,
+            f(i.online.percent),
+            f(i.online_payment.percent),
+            f(i.electronic_result.percent),
+            f(i.digitised.percent),
+            f(i.synced.percent),
+            f(i.avg_processing_days),
+            i.processed
+        ));
+    }
+    out
+}

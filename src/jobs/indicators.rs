@@ -1,0 +1,303 @@
+//! The service-quality index's consumer: the live path of `crate::indicators`.
+//!
+//! # Invariants
+//! - **Its own durable queue.** The engine publishes a confirmed copy of every event the
+//!   gateway knows to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]) besides the
+//!   routes' copies, so the index neither slows nor depends on any route.
+//! - **Ack after durable.** A delivery is acked only after its fact, the dossier's new state
+//!   and the consumer's position are committed ([`crate::indicators::history::apply_envelope`]);
+//!   a redelivery of an applied event is recognised by its envelope id and only acked.
+//! - **One at a time, in queue order**: the queue is FIFO with a single active consumer, and
+//!   deliveries are handled one after another (prefetch only saves round trips).
+//! - **Nothing dropped.** An event that cannot be read (not an envelope, a snapshot that is not
+//!   a dossier) goes to `gw.indicators.dlq` with its reason; a store failure retries the
+//!   delivery after [`STORE_RETRY`] (durable), the queue behind it waiting.
+//! - **Gauges are labelled by unit and indicator only**, recomputed every `refresh` for the
+//!   current month; never a dossier code or citizen data.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use gw_broker::Broker;
+use gw_store::indicators::IndicatorStore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::indicators::history::{self, ApplyOutcome, IndicatorError};
+use crate::indicators::{Level, Report, Rules};
+use crate::model::envelope::Envelope;
+use crate::model::time::now_ms;
+use crate::runtime::route::INDICATORS_QUEUE;
+use crate::telemetry::metrics::{esc, family};
+
+/// How long a delivery waits before a retry after the store failed.
+pub const STORE_RETRY: Duration = Duration::from_secs(2);
+
+/// Deliveries fetched ahead.
+const PREFETCH: u16 = 64;
+
+/// Counts of the consumer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub applied: std::sync::atomic::AtomicU64,
+    pub duplicate: std::sync::atomic::AtomicU64,
+    pub ignored: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+}
+
+/// What one delivery became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Applied(ApplyOutcome),
+    DeadLettered,
+    Retried,
+}
+
+/// Why the consumer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("the indicator queue: {0}")]
+    Broker(#[from] gw_broker::BrokerError),
+}
+
+/// Consume `queue` (the gateway's is [`INDICATORS_QUEUE`]) until `cancel`. The queue must be
+/// declared (the engine does it when built `with_indicators`).
+pub async fn consume(
+    broker: Arc<dyn Broker>,
+    queue: String,
+    store: Arc<dyn IndicatorStore>,
+    counts: Arc<Counts>,
+    cancel: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let mut consumer = broker.consume(&queue, PREFETCH).await?;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            n = consumer.next() => n,
+        };
+        let Some(delivery) = next else {
+            return Ok(());
+        };
+        let delivery = delivery?;
+        if !delivery.is_live() {
+            continue;
+        }
+        handle(store.as_ref(), delivery, &counts).await?;
+    }
+}
+
+/// Apply one delivery and settle it (see the invariants).
+pub async fn handle(
+    store: &dyn IndicatorStore,
+    delivery: gw_broker::Delivery,
+    counts: &Counts,
+) -> Result<Handled, ConsumeError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let env = match Envelope::decode(&delivery.message.body) {
+        Ok(e) => e,
+        Err(e) => {
+            counts.dead_lettered.fetch_add(1, Relaxed);
+            delivery.reject(&e.to_string()).await?;
+            return Ok(Handled::DeadLettered);
+        }
+    };
+    match history::apply_envelope(store, &env).await {
+        Ok(outcome) => {
+            let c = match outcome {
+                ApplyOutcome::Applied => &counts.applied,
+                ApplyOutcome::Duplicate => &counts.duplicate,
+                ApplyOutcome::Ignored => &counts.ignored,
+            };
+            c.fetch_add(1, Relaxed);
+            delivery.ack().await?;
+            Ok(Handled::Applied(outcome))
+        }
+        Err(IndicatorError::Fact(e)) => {
+            // The reason names the field, never its value's owner: facts hold no personal data.
+            warn!(kind = %env.kind, error = %e, "indicators: event dead-lettered");
+            counts.dead_lettered.fetch_add(1, Relaxed);
+            delivery.reject(&e.to_string()).await?;
+            Ok(Handled::DeadLettered)
+        }
+        Err(e) => {
+            warn!(error = %e, "indicators: store failed; the event is retried");
+            counts.retried.fetch_add(1, Relaxed);
+            let headers = delivery.message.headers.clone();
+            delivery.retry(headers, STORE_RETRY).await?;
+            Ok(Handled::Retried)
+        }
+    }
+}
+
+/// The month (`YYYY-MM`, Vietnam) of an instant.
+pub fn month_of(ms: i64) -> String {
+    let d = crate::indicators::calendar::vn_date(ms);
+    format!("{:04}-{:02}", d.year(), u8::from(d.month()))
+}
+
+/// The gauges of a unit-level report, as OpenMetrics text.
+pub fn render_gauges(report: Option<&Report>, counts: &Counts) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    family(
+        &mut out,
+        "gateway_indicator_events_total",
+        "counter",
+        "Events the service-quality index consumed, by result.",
+    );
+    for (result, c) in [
+        ("applied", &counts.applied),
+        ("duplicate", &counts.duplicate),
+        ("ignored", &counts.ignored),
+        ("dead_lettered", &counts.dead_lettered),
+        ("retried", &counts.retried),
+    ] {
+        out.push_str(&format!(
+            "gateway_indicator_events_total{{result=\"{result}\"}} {}\n",
+            c.load(Relaxed)
+        ));
+    }
+    let Some(r) = report else { return out };
+    family(
+        &mut out,
+        "gateway_indicator_percent",
+        "gauge",
+        "Decision 766 indicators of the current month so far, per unit (absent: N/A).",
+    );
+    for row in &r.rows {
+        let i = &row.indicators;
+        for (name, v) in [
+            ("on_time", i.on_time.percent),
+            ("online", i.online.percent),
+            ("online_payment", i.online_payment.percent),
+            ("electronic_result", i.electronic_result.percent),
+            ("digitised", i.digitised.percent),
+            ("synced", i.synced.percent),
+        ] {
+            if let Some(v) = v {
+                out.push_str(&format!(
+                    "gateway_indicator_percent{{unit=\"{}\",indicator=\"{name}\"}} {v}\n",
+                    esc(&row.key)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Recompute the unit gauges of the current month every `every` until `cancel`.
+pub async fn refresh_gauges(
+    store: Arc<dyn IndicatorStore>,
+    rules: Rules,
+    synced_to: String,
+    every: Duration,
+    cache: Arc<RwLock<Option<Report>>>,
+    cancel: CancellationToken,
+) {
+    let every = every.max(Duration::from_secs(1));
+    loop {
+        let now = now_ms();
+        match history::report(
+            store.as_ref(),
+            &rules,
+            &month_of(now),
+            Level::Unit,
+            now,
+            &synced_to,
+        )
+        .await
+        {
+            Ok(r) => *cache.write().unwrap_or_else(|p| p.into_inner()) = Some(r),
+            Err(e) => debug!(error = %e, "indicator gauges not refreshed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Everything the running gateway needs for the index: the consumer, the gauges' refresh
+/// and their renderer. `None` without an `[indicators]` section.
+pub struct Wired {
+    pub store: Arc<dyn IndicatorStore>,
+    pub rules: Rules,
+    pub synced_to: String,
+    pub at_risk_days: u32,
+    pub counts: Arc<Counts>,
+    pub gauges: Arc<RwLock<Option<Report>>>,
+}
+
+impl std::fmt::Debug for Wired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("indicators::Wired")
+            .field("synced_to", &self.synced_to)
+            .finish()
+    }
+}
+
+/// Why the index cannot be set up, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("indicators.holidays: {0}")]
+    Calendar(#[from] crate::indicators::calendar::CalendarError),
+    #[error("the indicator store: {0}")]
+    Store(#[from] gw_store::StoreError),
+}
+
+impl Wired {
+    /// The index of an `[indicators]` section over the store at `store_url`.
+    pub async fn open(
+        section: &crate::config::IndicatorsSection,
+        store_url: &str,
+        tls: Option<gw_store::PgTls>,
+    ) -> Result<Wired, WireError> {
+        Ok(Wired {
+            store: gw_store::indicators::open_tls(store_url, tls).await?,
+            rules: crate::indicators::rules(Some(section))?,
+            synced_to: section.synced_to.clone(),
+            at_risk_days: section.at_risk_days,
+            counts: Arc::default(),
+            gauges: Arc::default(),
+        })
+    }
+
+    /// Spawn the consumer and the refresh; register the gauges' renderer.
+    pub fn spawn(
+        &self,
+        engine: &crate::runtime::Engine,
+        refresh: Duration,
+        cancel: &CancellationToken,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let (gauges, counts) = (self.gauges.clone(), self.counts.clone());
+        engine.metrics.add_renderer(Arc::new(move || {
+            let g = gauges.read().unwrap_or_else(|p| p.into_inner());
+            render_gauges(g.as_ref(), &counts)
+        }));
+        let (broker, store, counts, c) = (
+            engine.broker.clone(),
+            self.store.clone(),
+            self.counts.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = consume(broker, INDICATORS_QUEUE.to_string(), store, counts, c).await {
+                warn!(error = %e, "the indicator consumer stopped");
+            }
+        });
+        tasks.spawn(refresh_gauges(
+            self.store.clone(),
+            self.rules.clone(),
+            self.synced_to.clone(),
+            refresh,
+            self.gauges.clone(),
+            cancel.clone(),
+        ));
+    }
+}
+
+/// A per-unit map of the at-risk list, for the API and the CLI.
+pub type AtRiskByUnit = BTreeMap<String, Vec<crate::indicators::AtRisk>>;
