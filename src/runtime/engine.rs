@@ -121,16 +121,19 @@ impl Engine {
     /// Publish an accepted envelope to every route that takes it. Returns the routes' names.
     /// `Ok` only when every publish was confirmed.
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
-        let mut routed = Vec::new();
         let msg = message_for(env);
-        for r in self
+        let targets: Vec<&Arc<Route>> = self
             .routes
             .iter()
             .filter(|r| r.matches(&env.source, &env.kind))
-        {
-            self.broker
-                .publish(&r.queue_for_key(&env.key), msg.clone())
-                .await?;
+            .collect();
+        // Every route's copy is published at once and the confirms awaited together (they are
+        // pipelined on the broker's channel), not one publish-and-confirm after another.
+        let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
+        futures::future::try_join_all(queues.iter().map(|q| self.broker.publish(q, msg.clone())))
+            .await?;
+        let mut routed = Vec::with_capacity(targets.len());
+        for r in targets {
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
         }
