@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gw_store::{Batch, Store, StoreError};
+use gw_store::{Batch, Claim, ClaimRequest, Store, StoreError, Versions, VersionsAsk};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::batcher::Batcher;
 use super::recorder::Recorder;
 use super::route::Route;
 use crate::telemetry::metrics::Metrics;
@@ -33,6 +34,10 @@ pub(super) struct Ctx {
     pub route: Arc<Route>,
     pub store: Arc<dyn Store>,
     pub recorder: Recorder,
+    /// The lanes' versions reads, merged ([`gw_store::Store::versions_many`]).
+    pub versions: Batcher<VersionsAsk, Versions>,
+    /// The lanes' claims, merged ([`gw_store::Store::claim_many`]).
+    pub claims: Batcher<ClaimRequest, Claim>,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
     pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,

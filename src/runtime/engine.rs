@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_broker::{dead_letter_queue, Broker, QueueSpec};
-use gw_store::{AcceptedVersion, Batch, Store};
+use gw_store::{AcceptedVersion, Batch, Claim, ClaimRequest, Store, Versions, VersionsAsk};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::batcher::Batcher;
 use super::context::Ctx;
 use super::dead_letter::drain_broker_dead_letters;
 use super::lane::consume_queue;
@@ -33,6 +34,8 @@ pub struct Engine {
     pub prefetch: u16,
     pub delivery_limit: u32,
     recorder: Recorder,
+    versions: Batcher<VersionsAsk, Versions>,
+    claims: Batcher<ClaimRequest, Claim>,
     /// The evidence log (absent: nothing recorded), see [`Engine::with_evidence`].
     pub evidence: Option<Arc<crate::evidence::EvidenceLog>>,
     /// Claim holders are `<instance>/<fresh id>`, see [`Engine::with_claims`].
@@ -56,6 +59,20 @@ impl Engine {
         delivery_limit: u32,
     ) -> Self {
         let recorder = Recorder::start(store.clone());
+        let versions = {
+            let store = store.clone();
+            Batcher::start(move |asks: Vec<VersionsAsk>| {
+                let store = store.clone();
+                Box::pin(async move { store.versions_many(&asks).await })
+            })
+        };
+        let claims = {
+            let store = store.clone();
+            Batcher::start(move |reqs: Vec<ClaimRequest>| {
+                let store = store.clone();
+                Box::pin(async move { store.claim_many(&reqs).await })
+            })
+        };
         let stats = recorder.stats.clone();
         metrics.add_renderer(Arc::new(move || stats.render()));
         for r in &routes {
@@ -69,6 +86,8 @@ impl Engine {
             prefetch,
             delivery_limit,
             recorder,
+            versions,
+            claims,
             evidence: None,
             instance: format!("gw-{}", std::process::id()),
             claim_lease: crate::config::defaults::CLAIM_LEASE,
@@ -131,12 +150,19 @@ impl Engine {
     /// Publish an accepted envelope to every route that takes it. Returns the routes' names.
     /// `Ok` only when every publish was confirmed.
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
-        let mut routed = Vec::new();
         let msg = message_for(env);
-        for r in self.routes.iter().filter(|r| r.takes(env)) {
-            self.broker
-                .publish(&r.queue_for_key(&env.key), msg.clone())
-                .await?;
+        let targets: Vec<&Arc<Route>> = self
+            .routes
+            .iter()
+            .filter(|r| r.takes(env))
+            .collect();
+        // Every route's copy is published at once and the confirms awaited together (they are
+        // pipelined on the broker's channel), not one publish-and-confirm after another.
+        let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
+        futures::future::try_join_all(queues.iter().map(|q| self.broker.publish(q, msg.clone())))
+            .await?;
+        let mut routed = Vec::with_capacity(targets.len());
+        for r in targets {
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
         }
@@ -213,6 +239,8 @@ impl Engine {
                     route: route.clone(),
                     store: self.store.clone(),
                     recorder: self.recorder.clone(),
+                    versions: self.versions.clone(),
+                    claims: self.claims.clone(),
                     metrics: self.metrics.clone(),
                     cancel: cancel.clone(),
                     evidence: self.evidence.clone(),

@@ -22,7 +22,9 @@
 use std::time::{Duration, Instant};
 
 use gw_broker::Delivery;
-use gw_store::{Claim, ClaimRelease, ClaimRequest, EvidenceRecord, InDoubt, Outcome, Versions};
+use gw_store::{
+    Claim, ClaimRelease, ClaimRequest, EvidenceRecord, InDoubt, Outcome, Versions, VersionsAsk,
+};
 use rand::Rng;
 use tracing::{debug, warn, Instrument};
 use uuid::Uuid;
@@ -134,16 +136,16 @@ impl<'a> Turn<'a> {
             return Ok(Versions::default());
         }
         let route = self.route();
-        let store = self.ctx.store.clone();
-        let (r, dest, key) = (
-            route.name.clone(),
-            route.destination.clone(),
-            self.env.key.clone(),
-        );
+        let ask = VersionsAsk {
+            route: route.name.clone(),
+            destination: route.destination.clone(),
+            key: self.env.key.clone(),
+        };
+        let versions = &self.ctx.versions;
         self.ctx
             .store_read(|| {
-                let (store, r, dest, key) = (store.clone(), r.clone(), dest.clone(), key.clone());
-                Box::pin(async move { store.versions(&r, &dest, &key).await })
+                let (versions, ask) = (versions.clone(), ask.clone());
+                Box::pin(async move { versions.ask(ask).await })
             })
             .await
             .ok_or(Settlement::Leave)
@@ -307,12 +309,12 @@ impl<'a> Turn<'a> {
             // doubt: then the exchange is in doubt anyway until recorded).
             sending: true,
         };
-        let store = self.ctx.store.clone();
+        let claims = &self.ctx.claims;
         let claim = self
             .ctx
             .store_read(|| {
-                let (store, req) = (store.clone(), req.clone());
-                Box::pin(async move { store.claim(&req).await })
+                let (claims, req) = (claims.clone(), req.clone());
+                Box::pin(async move { claims.ask(req).await })
             })
             .await
             .ok_or(Settlement::Leave)?;

@@ -36,7 +36,9 @@
 //! - **Stale deliveries are dropped.** A delivery buffered in a lane whose consumer channel died
 //!   meanwhile ([`gw_broker::Delivery::is_live`]) is not handled: the broker redelivers it,
 //!   possibly to another instance that became the queue's single active consumer.
-//! - Ledger writes from all lanes are merged into short transactions by one recorder task.
+//! - Ledger writes from all lanes are merged into short transactions by one recorder task;
+//!   the versions read and the claim before each send are merged likewise (`batcher`), each
+//!   lane still getting the answer its own request would have got.
 //!
 //! # Layout
 //! [`engine`] runs the routes and publishes accepted envelopes; `lane` dispatches a queue's
@@ -45,6 +47,7 @@
 //! writes them; [`replay`] sends a dead letter again; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
 //! breaker and retry policy.
 
+mod batcher;
 pub mod circuit;
 mod context;
 mod dead_letter;

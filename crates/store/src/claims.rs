@@ -270,6 +270,38 @@ fn sqlite_claim_tx(
     now: i64,
 ) -> std::result::Result<Claim, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let claim = sqlite_claim_in(&tx, req, now)?;
+    tx.commit()?;
+    Ok(claim)
+}
+
+/// [`sqlite_claim`] of many requests in one `BEGIN IMMEDIATE` transaction, one after another
+/// in the order given (a second request for a key sees the first's row, as it would alone).
+pub(crate) fn sqlite_claim_many(
+    conn: &mut rusqlite::Connection,
+    reqs: &[ClaimRequest],
+    now: i64,
+) -> std::result::Result<Vec<Claim>, Fail> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let claims = reqs
+            .iter()
+            .map(|r| sqlite_claim_in(&tx, r, now))
+            .collect::<std::result::Result<Vec<_>, Fail>>()?;
+        tx.commit()?;
+        Ok(claims)
+    })();
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
+/// One claim inside the caller's transaction (committed by the caller).
+fn sqlite_claim_in(
+    tx: &Transaction<'_>,
+    req: &ClaimRequest,
+    now: i64,
+) -> std::result::Result<Claim, Fail> {
     let held: Option<Held> = tx
         .prepare_cached(
             "SELECT holder, ledger_id, natural_key, version, expires_at_ms, sent_at_ms
@@ -295,13 +327,12 @@ fn sqlite_claim_tx(
         }
         if h.holder != req.holder {
             if let Some(sent) = h.sent_at_ms {
-                sqlite_note_doubt(&tx, req, h, sent, now)?;
+                sqlite_note_doubt(tx, req, h, sent, now)?;
             }
         }
     }
-    let known = sqlite_known(&tx, req)?;
+    let known = sqlite_known(tx, req)?;
     if let Some(refused) = decide(req, &known) {
-        tx.commit()?;
         return Ok(refused);
     }
     tx.prepare_cached(
@@ -323,7 +354,6 @@ fn sqlite_claim_tx(
         now + req.lease_ms,
         stamp(req, now)
     ])?;
-    tx.commit()?;
     Ok(Claim::Granted {
         in_doubt: known.own_doubt,
     })
@@ -495,20 +525,45 @@ const PG_KNOWN: &str = "SELECT
    ORDER BY sent_at_ms DESC LIMIT 1) d ON true";
 
 fn pg_known(k: &tokio_postgres::Row) -> Known {
-    let ledger_id: Option<String> = k.get(3);
+    pg_known_at(k, 0)
+}
+
+/// [`pg_known`] of a row whose columns of [`PG_KNOWN`] start at `at`.
+fn pg_known_at(k: &tokio_postgres::Row, at: usize) -> Known {
+    let ledger_id: Option<String> = k.get(at + 3);
     Known {
-        delivered: k.get(0),
-        done: k.get(1),
-        doubt_version: k.get(2),
+        delivered: k.get(at),
+        done: k.get(at + 1),
+        doubt_version: k.get(at + 2),
         own_doubt: ledger_id.map(|ledger_id| InDoubt {
             ledger_id,
-            natural_key: k.get(4),
-            version: k.get(5),
-            holder: k.get(6),
-            sent_at_ms: k.get(7),
+            natural_key: k.get(at + 4),
+            version: k.get(at + 5),
+            holder: k.get(at + 6),
+            sent_at_ms: k.get(at + 7),
         }),
     }
 }
+
+/// [`PG_KNOWN`] of many requests: the ordinal (1-based), then the same columns.
+const PG_KNOWN_MANY: &str = "SELECT r.i,
+   (SELECT version FROM delivered_versions WHERE destination = r.d AND key = r.k),
+   EXISTS (SELECT 1 FROM delivered_natural_keys WHERE destination = r.d AND natural_key = r.nk),
+   (SELECT MAX(version) FROM in_doubt
+      WHERE destination = r.d AND key = r.k AND resolution IS NULL),
+   x.ledger_id, x.natural_key, x.version, x.holder, x.sent_at_ms
+ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS r(d, k, nk, lid, i)
+ LEFT JOIN LATERAL (
+   SELECT ledger_id, natural_key, version, holder, sent_at_ms FROM in_doubt
+   WHERE destination = r.d AND resolution IS NULL
+     AND (ledger_id = r.lid OR (r.nk IS NOT NULL AND natural_key = r.nk))
+   ORDER BY sent_at_ms DESC LIMIT 1) x ON true
+ ORDER BY r.i";
+
+/// Drop rows a claim batch inserted for requests it refused.
+const PG_DROP_MANY: &str = "DELETE FROM claims c
+ USING UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
+ WHERE c.destination = r.d AND c.key = r.k AND c.holder = r.h";
 
 /// The common path is three round trips: `BEGIN`, the insert pipelined with the reads, `COMMIT`.
 /// A fresh insert holds the row's lock until commit, so reads issued after it on this
@@ -670,6 +725,144 @@ pub(crate) async fn pg_claim(
     })
 }
 
+/// Many claims in one transaction (the fast path of [`pg_claim`] for a batch): one multi-row
+/// `INSERT … ON CONFLICT DO NOTHING` in (destination, key) order, then, as a statement of its
+/// own (so its snapshot is taken after the inserts: invariant 2), the known facts of every
+/// request in one query; the rows of refused requests are deleted before the commit, so they
+/// are never seen. A request whose row exists already (another holder, a take-over, an own row)
+/// or whose (destination, key) came earlier in the batch goes through [`pg_claim`] alone, after
+/// the commit: the answers are those the requests would have got one after another.
+pub(crate) async fn pg_claim_many(
+    client: &mut deadpool_postgres::Object,
+    reqs: &[ClaimRequest],
+) -> Result<Vec<Claim>> {
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&reqs[a].destination, &reqs[a].key, a).cmp(&(&reqs[b].destination, &reqs[b].key, b))
+    });
+    let mut first = Vec::with_capacity(order.len());
+    let mut alone = Vec::new();
+    for (n, &i) in order.iter().enumerate() {
+        let dup = n > 0 && {
+            let p = &reqs[order[n - 1]];
+            p.destination == reqs[i].destination && p.key == reqs[i].key
+        };
+        if dup {
+            alone.push(i);
+        } else {
+            first.push(i);
+        }
+    }
+    let mut answers: Vec<Option<Claim>> = vec![None; reqs.len()];
+    if !first.is_empty() {
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let insert_sql = format!(
+            "INSERT INTO claims (destination, key, holder, ledger_id, natural_key, version,
+                                 expires_at_ms, sent_at_ms)
+             SELECT d, k, h, lid, nk, v, {PG_NOW} + lease, CASE WHEN s THEN {PG_NOW} END
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::bigint[], $7::bigint[], $8::bool[])
+                  AS r(d, k, h, lid, nk, v, lease, s)
+             ORDER BY d, k
+             ON CONFLICT (destination, key) DO NOTHING
+             RETURNING destination, key"
+        );
+        let (insert, known) = futures::try_join!(
+            tx.prepare_cached(&insert_sql),
+            tx.prepare_cached(PG_KNOWN_MANY)
+        )
+        .map_err(pg_err)?;
+        let pick = |f: fn(&ClaimRequest) -> &str| -> Vec<&str> {
+            first.iter().map(|&i| f(&reqs[i])).collect()
+        };
+        let destination = pick(|r| &r.destination);
+        let key = pick(|r| &r.key);
+        let holder = pick(|r| &r.holder);
+        let ledger_id = pick(|r| &r.ledger_id);
+        let natural_key: Vec<Option<&str>> = first
+            .iter()
+            .map(|&i| reqs[i].natural_key.as_deref())
+            .collect();
+        let version: Vec<Option<i64>> = first.iter().map(|&i| reqs[i].version).collect();
+        let lease: Vec<i64> = first.iter().map(|&i| reqs[i].lease_ms).collect();
+        let sending: Vec<bool> = first.iter().map(|&i| reqs[i].sending).collect();
+        let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &destination,
+            &key,
+            &holder,
+            &ledger_id,
+            &natural_key,
+            &version,
+            &lease,
+            &sending,
+        ];
+        let known_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&destination, &key, &natural_key, &ledger_id];
+        // Issued together (pipelined, run in this order): the read is a statement of its own,
+        // after the inserts.
+        let (inserted, known) = futures::join!(
+            tx.query(&insert, &insert_params),
+            tx.query(&known, &known_params)
+        );
+        let inserted: std::collections::HashSet<(String, String)> = inserted
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let known = known.map_err(pg_err)?;
+        let mut refused_own: Vec<usize> = Vec::new();
+        for row in &known {
+            let n = usize::try_from(row.get::<_, i64>(0) - 1)
+                .map_err(|_| StoreError::Malformed("claim batch: ordinal out of range".into()))?;
+            let Some(&i) = first.get(n) else {
+                return Err(StoreError::Malformed(
+                    "claim batch: ordinal out of range".into(),
+                ));
+            };
+            let req = &reqs[i];
+            if !inserted.contains(&(req.destination.clone(), req.key.clone())) {
+                alone.push(i);
+                continue;
+            }
+            let k = pg_known_at(row, 1);
+            match decide(&reqs[i], &k) {
+                Some(refused) => {
+                    refused_own.push(i);
+                    answers[i] = Some(refused);
+                }
+                None => {
+                    answers[i] = Some(Claim::Granted {
+                        in_doubt: k.own_doubt,
+                    })
+                }
+            }
+        }
+        if !refused_own.is_empty() {
+            // Nothing is held for them: drop the rows this batch inserted, in key order.
+            let drop_own = tx.prepare_cached(PG_DROP_MANY).await.map_err(pg_err)?;
+            let d: Vec<&str> = refused_own
+                .iter()
+                .map(|&i| reqs[i].destination.as_str())
+                .collect();
+            let k: Vec<&str> = refused_own.iter().map(|&i| reqs[i].key.as_str()).collect();
+            let h: Vec<&str> = refused_own
+                .iter()
+                .map(|&i| reqs[i].holder.as_str())
+                .collect();
+            tx.execute(&drop_own, &[&d, &k, &h]).await.map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+    }
+    alone.sort_unstable();
+    for i in alone {
+        answers[i] = Some(pg_claim(client, &reqs[i]).await?);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| StoreError::Malformed("claim batch: a request unanswered".into())))
+        .collect()
+}
+
 pub(crate) async fn pg_extend(
     client: &deadpool_postgres::Object,
     destination: &str,
@@ -699,12 +892,36 @@ pub(crate) async fn pg_release(
     tx: &deadpool_postgres::Transaction<'_>,
     releases: &[ClaimRelease],
 ) -> Result<()> {
-    let mut sorted: Vec<&ClaimRelease> = releases.iter().collect();
-    sorted.sort_by(|a, b| (&a.destination, &a.key).cmp(&(&b.destination, &b.key)));
+    // One statement for the lot: the rows are locked in (destination, key) order first, so
+    // concurrent batches lock in one order, then deleted.
     let delete = tx
-        .prepare_cached("DELETE FROM claims WHERE destination = $1 AND key = $2 AND holder = $3")
+        .prepare_cached(
+            "WITH locked AS (
+                 SELECT c.destination, c.key FROM claims c
+                 JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
+                   ON c.destination = r.d AND c.key = r.k AND c.holder = r.h
+                 ORDER BY c.destination, c.key
+                 FOR UPDATE OF c)
+             DELETE FROM claims c USING locked l
+             WHERE c.destination = l.destination AND c.key = l.key",
+        )
         .await
         .map_err(pg_err)?;
+    let pick = |f: fn(&ClaimRelease) -> &str| releases.iter().map(f).collect::<Vec<&str>>();
+    tx.execute(
+        &delete,
+        &[
+            &pick(|r| &r.destination),
+            &pick(|r| &r.key),
+            &pick(|r| &r.holder),
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    let settled: Vec<&ClaimRelease> = releases.iter().filter(|r| r.resolution.is_some()).collect();
+    if settled.is_empty() {
+        return Ok(());
+    }
     let settle = tx
         .prepare_cached(&format!(
             "UPDATE in_doubt SET resolution = $4, resolved_at_ms = {PG_NOW}
@@ -713,18 +930,13 @@ pub(crate) async fn pg_release(
         ))
         .await
         .map_err(pg_err)?;
-    for r in sorted {
-        tx.execute(&delete, &[&r.destination, &r.key, &r.holder])
-            .await
-            .map_err(pg_err)?;
-        if let Some(how) = &r.resolution {
-            tx.execute(
-                &settle,
-                &[&r.destination, &r.ledger_id, &r.natural_key, how],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
+    for r in settled {
+        tx.execute(
+            &settle,
+            &[&r.destination, &r.ledger_id, &r.natural_key, &r.resolution],
+        )
+        .await
+        .map_err(pg_err)?;
     }
     Ok(())
 }

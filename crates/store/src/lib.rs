@@ -107,7 +107,7 @@ pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 pub use open::{open, open_tls};
 pub use records::{
     AcceptedVersion, AttemptRecord, Batch, DeadLetter, DeadLetterFilter, DeadLetterState,
-    LedgerRow, NewDeadLetter, Outcome, OutcomeRecord, Settled, Versions,
+    LedgerRow, NewDeadLetter, Outcome, OutcomeRecord, Settled, Versions, VersionsAsk,
 };
 pub use signatures::SignatureStore;
 pub use store::{LeadGuard, Store};

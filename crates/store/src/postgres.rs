@@ -438,6 +438,12 @@ const RAISE_ACCEPTED: &str = "INSERT INTO accepted_versions (route, key, version
 const VERSIONS: &str = "SELECT \
      (SELECT version FROM delivered_versions WHERE destination = $1 AND key = $3), \
      (SELECT version FROM accepted_versions WHERE route = $2 AND key = $3)";
+/// [`VERSIONS`] of many keys, in the order asked: $1 routes, $2 destinations, $3 keys.
+const VERSIONS_MANY: &str = "SELECT \
+     (SELECT version FROM delivered_versions WHERE destination = a.d AND key = a.k), \
+     (SELECT version FROM accepted_versions WHERE route = a.r AND key = a.k) \
+     FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(r, d, k, i) \
+     ORDER BY a.i";
 const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
      status, reason, latency_ms, at_ms) \
      SELECT route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms \
@@ -1129,9 +1135,56 @@ impl Store for PgStore {
         })
     }
 
+    async fn versions_many(&self, asks: &[crate::records::VersionsAsk]) -> Result<Vec<Versions>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(VERSIONS_MANY).await.map_err(query)?;
+        let pick =
+            |f: fn(&crate::records::VersionsAsk) -> &str| asks.iter().map(f).collect::<Vec<&str>>();
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &pick(|a| &a.route),
+                    &pick(|a| &a.destination),
+                    &pick(|a| &a.key),
+                ],
+            )
+            .await
+            .map_err(query)?;
+        if rows.len() != asks.len() {
+            return Err(StoreError::Malformed(format!(
+                "versions of {asked} keys answered with {got} rows",
+                asked = asks.len(),
+                got = rows.len()
+            )));
+        }
+        rows.iter()
+            .map(|row| {
+                Ok(Versions {
+                    delivered: col(row, 0)?,
+                    accepted: col(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
     async fn claim(&self, req: &crate::claims::ClaimRequest) -> Result<crate::claims::Claim> {
         let mut client = self.client().await?;
         crate::claims::pg_claim(&mut client, req).await
+    }
+
+    async fn claim_many(
+        &self,
+        reqs: &[crate::claims::ClaimRequest],
+    ) -> Result<Vec<crate::claims::Claim>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        crate::claims::pg_claim_many(&mut client, reqs).await
     }
 
     async fn extend_claim(

@@ -189,6 +189,15 @@ pub struct Versions {
     pub accepted: Option<i64>,
 }
 
+/// One question of [`Store::versions_many`](crate::Store::versions_many): the versions of
+/// `key` delivered to `destination` and accepted for `route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionsAsk {
+    pub route: String,
+    pub destination: String,
+    pub key: String,
+}
+
 /// Everything recorded in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {

@@ -618,9 +618,44 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn versions_many(&self, asks: &[crate::records::VersionsAsk]) -> Result<Vec<Versions>> {
+        let asks = asks.to_vec();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT (SELECT version FROM delivered_versions
+                         WHERE destination = ?1 AND key = ?3),
+                        (SELECT version FROM accepted_versions
+                         WHERE route = ?2 AND key = ?3)",
+            )?;
+            let mut out = Vec::with_capacity(asks.len());
+            for a in &asks {
+                out.push(stmt.query_row([&a.destination, &a.route, &a.key], |r| {
+                    Ok(Versions {
+                        delivered: r.get(0)?,
+                        accepted: r.get(1)?,
+                    })
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn claim(&self, req: &crate::claims::ClaimRequest) -> Result<crate::claims::Claim> {
         let req = req.clone();
         self.call(move |conn| crate::claims::sqlite_claim(conn, &req, crate::clock::now_ms()))
+            .await
+    }
+
+    async fn claim_many(
+        &self,
+        reqs: &[crate::claims::ClaimRequest],
+    ) -> Result<Vec<crate::claims::Claim>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reqs = reqs.to_vec();
+        self.call(move |conn| crate::claims::sqlite_claim_many(conn, &reqs, crate::clock::now_ms()))
             .await
     }
 

@@ -22,6 +22,7 @@ use crate::evidence_records::{ChainHead, StoredEvidence, TimeStampRow};
 use crate::feeds::FeedStore;
 use crate::records::{
     AttemptRecord, Batch, DeadLetter, DeadLetterFilter, OutcomeRecord, Settled, Versions,
+    VersionsAsk,
 };
 
 #[async_trait]
@@ -52,6 +53,30 @@ pub trait Store: Send + Sync + 'static {
             delivered: self.delivered_version(destination, key).await?,
             accepted: None,
         })
+    }
+
+    /// [`Store::versions`] of many keys in one read (the runtime merges its lanes' reads):
+    /// the answers in the order asked. The default asks one by one; both stores override it.
+    async fn versions_many(&self, asks: &[VersionsAsk]) -> Result<Vec<Versions>> {
+        let mut out = Vec::with_capacity(asks.len());
+        for a in asks {
+            out.push(self.versions(&a.route, &a.destination, &a.key).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::claim`] of many requests (the runtime merges its lanes' claims): the answers
+    /// in the order asked, each the one that request would get if the requests were made one
+    /// after another in that order (two for one (destination, key): the second is
+    /// [`Claim::Busy`] behind the first). On `Err` some claims may have been granted: asking
+    /// again with the same holders grants them again (a holder's own claim). The default asks
+    /// one by one; both stores override it with one transaction.
+    async fn claim_many(&self, reqs: &[ClaimRequest]) -> Result<Vec<Claim>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.claim(r).await?);
+        }
+        Ok(out)
     }
 
     /// Hold (destination, key) for one exchange before sending it: a conditional write under a

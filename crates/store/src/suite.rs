@@ -62,6 +62,9 @@ macro_rules! store_suite {
             expired_claim_mid_send_is_in_doubt,
             claim_older_than_delivered_is_refused,
             claims_are_released_with_the_outcome,
+            versions_many_answers_as_one_by_one,
+            claims_in_a_batch_answer_as_one_by_one,
+            releases_in_a_batch_free_only_their_own_holders,
         );
         $crate::store_suite!(@evidence $run:
             evidence_records_chain_and_are_written_once,
@@ -1453,4 +1456,170 @@ pub async fn claims_are_released_with_the_outcome(store: Arc<dyn Store>) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].resolution.as_deref(), Some("already_there"));
     assert!(rows[0].resolved_at_ms.is_some());
+}
+
+/// [`Store::versions_many`] answers each question in the order asked, as [`Store::versions`]
+/// does alone (the same key twice, unknown keys, another route or destination).
+pub async fn versions_many_answers_as_one_by_one(store: Arc<dyn Store>) {
+    let mut o = outcome("r1", "e1", "D", 1);
+    o.version = Some(4);
+    record(
+        &store,
+        Batch {
+            outcomes: vec![o],
+            accepted: vec![accepted("r1", "D", 6), accepted("r2", "F", 3)],
+            ..Default::default()
+        },
+    )
+    .await;
+    let ask = |route: &str, destination: &str, key: &str| crate::records::VersionsAsk {
+        route: route.into(),
+        destination: destination.into(),
+        key: key.into(),
+    };
+    let asks = vec![
+        ask("r1", "national", "D"),
+        ask("r2", "national", "F"),
+        ask("r1", "national", "nothing"),
+        ask("r2", "national", "D"),
+        ask("r1", "national", "D"),
+        ask("r1", "elsewhere", "D"),
+    ];
+    let many = store.versions_many(&asks).await.unwrap();
+    let mut alone = Vec::new();
+    for a in &asks {
+        alone.push(
+            store
+                .versions(&a.route, &a.destination, &a.key)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(many, alone);
+    assert_eq!(
+        many,
+        vec![
+            both(Some(4), Some(6)),
+            both(None, Some(3)),
+            both(None, None),
+            both(Some(4), None),
+            both(Some(4), Some(6)),
+            both(None, Some(6)),
+        ]
+    );
+    assert!(store.versions_many(&[]).await.unwrap().is_empty());
+}
+
+/// [`Store::claim_many`] answers each request as it would be answered alone, in order: older
+/// than delivered, natural key done, busy behind a live holder, granted, and busy behind an
+/// earlier request of the same batch for the same key. A refused request holds nothing (the
+/// key is free for the next claim), a granted one holds its key.
+pub async fn claims_in_a_batch_answer_as_one_by_one(store: Arc<dyn Store>) {
+    use crate::claims::Claim;
+    let mut a5 = outcome("r1", "env-a5", "A", 1);
+    a5.version = Some(5);
+    a5.natural_key = Some("A@5".into());
+    let mut d1 = outcome("r1", "env-d1", "D", 1);
+    d1.natural_key = Some("D#step-1".into());
+    record(&store, batch(vec![a5, d1], vec![], vec![])).await;
+    let live = claim_req("B", "env-b0", Some(1), "x", 60_000);
+    assert_eq!(
+        store.claim(&live).await.unwrap(),
+        Claim::Granted { in_doubt: None }
+    );
+    let mut done = claim_req("D", "env-d2", None, "d", 60_000);
+    done.natural_key = Some("D#step-1".into());
+    let reqs = vec![
+        claim_req("C", "env-c1", Some(1), "c1", 60_000),
+        claim_req("A", "env-a3", Some(3), "a", 60_000),
+        claim_req("B", "env-b1", Some(2), "y", 60_000),
+        done,
+        claim_req("C", "env-c2", Some(2), "c2", 60_000),
+        claim_req("E", "env-e1", None, "e", 60_000),
+    ];
+    let answers = store.claim_many(&reqs).await.unwrap();
+    assert_eq!(answers.len(), reqs.len());
+    assert_eq!(answers[0], Claim::Granted { in_doubt: None });
+    assert_eq!(
+        answers[1],
+        Claim::Older {
+            newest: 5,
+            in_doubt: false
+        }
+    );
+    assert!(matches!(&answers[2], Claim::Busy { holder, .. } if holder == "x"));
+    assert_eq!(answers[3], Claim::Done);
+    assert!(matches!(&answers[4], Claim::Busy { holder, .. } if holder == "c1"));
+    assert_eq!(answers[5], Claim::Granted { in_doubt: None });
+    // The refused requests hold nothing: a newer version of A is granted at once.
+    assert_eq!(
+        store
+            .claim(&claim_req("A", "env-a6", Some(6), "a6", 60_000))
+            .await
+            .unwrap(),
+        Claim::Granted { in_doubt: None }
+    );
+    assert_eq!(
+        store
+            .claim(&claim_req("D", "env-d3", None, "d3", 60_000))
+            .await
+            .unwrap(),
+        Claim::Granted { in_doubt: None }
+    );
+    // The granted ones hold their keys; a holder asking again is granted again.
+    assert!(matches!(
+        store.claim(&claim_req("C", "env-c3", Some(3), "c3", 60_000)).await.unwrap(),
+        Claim::Busy { ref holder, .. } if holder == "c1"
+    ));
+    assert_eq!(
+        store.claim_many(&reqs[5..]).await.unwrap(),
+        vec![Claim::Granted { in_doubt: None }]
+    );
+    assert!(store.claim_many(&[]).await.unwrap().is_empty());
+}
+
+/// Many releases in one batch free the keys their holders hold, and only those: a stale
+/// holder's release leaves its successor's claim in place.
+pub async fn releases_in_a_batch_free_only_their_own_holders(store: Arc<dyn Store>) {
+    use crate::claims::Claim;
+    let keys = ["K1", "K2", "K3", "K4"];
+    let reqs: Vec<_> = keys
+        .iter()
+        .map(|k| claim_req(k, &format!("env-{k}"), Some(1), &format!("h-{k}"), 60_000))
+        .collect();
+    assert!(store
+        .claim_many(&reqs)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| *c == Claim::Granted { in_doubt: None }));
+    let releases = vec![
+        release("K3", "env-K3", None, "h-K3", None),
+        release("K1", "env-K1", None, "h-K1", None),
+        // Not K2's holder: K2 stays held.
+        release("K2", "env-K2", None, "stale", None),
+        release("K4", "env-K4", None, "h-K4", Some("not_there")),
+    ];
+    record(
+        &store,
+        Batch {
+            releases,
+            ..Default::default()
+        },
+    )
+    .await;
+    for k in ["K1", "K3", "K4"] {
+        assert_eq!(
+            store
+                .claim(&claim_req(k, "env-next", Some(2), "next", 60_000))
+                .await
+                .unwrap(),
+            Claim::Granted { in_doubt: None },
+            "{k} released"
+        );
+    }
+    assert!(matches!(
+        store.claim(&claim_req("K2", "env-next", Some(2), "next", 60_000)).await.unwrap(),
+        Claim::Busy { ref holder, .. } if holder == "h-K2"
+    ));
 }

@@ -237,8 +237,10 @@ impl Bench<'_> {
         backlogs
     }
 
-    /// The evidence log's cost: the same run with the log off, then in metadata mode.
-    pub(super) async fn evidence_phase(&mut self) {
+    /// The evidence log's cost: the same run with the log off, then in metadata mode. Returns
+    /// the cost (percent of the throughput with the log off) per backend measured.
+    pub(super) async fn evidence_phase(&mut self) -> Vec<(Backend, f64)> {
+        let mut costs = Vec::new();
         let (args, portal) = (self.args, &self.portal);
         println!();
         println!(
@@ -283,8 +285,10 @@ impl Bench<'_> {
                     b.label(),
                     goal(Some(cost < 10.0))
                 );
+                costs.push((b, cost));
             }
         }
+        costs
     }
 
     /// One and two `gateway run` instances on RabbitMQ + PostgreSQL.
