@@ -69,14 +69,14 @@ mod signing;
 mod sources;
 mod store;
 
+pub use adapters::{
+    AdapterSection, AxisSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS,
+};
 pub use agencies::{
     PushSection, Rfc9421Section, SecretRefs, SubscriptionSection, DELIVERIES,
     PUSH_SIGNATURE_ALGORITHMS,
 };
 pub use agencies_pull::PullSection;
-pub use adapters::{
-    AdapterSection, AxisSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS,
-};
 pub use broker::BrokerSection;
 pub use catalogue::CatalogueSection;
 pub use circuit::CircuitSection;

@@ -10,8 +10,8 @@
 
 pub mod bench;
 pub mod demo;
-pub mod demo_signing;
 pub mod demo_axis;
+pub mod demo_signing;
 pub mod simulator;
 pub mod standalone;
 

@@ -151,11 +151,7 @@ impl Engine {
     /// `Ok` only when every publish was confirmed.
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
         let msg = message_for(env);
-        let targets: Vec<&Arc<Route>> = self
-            .routes
-            .iter()
-            .filter(|r| r.takes(env))
-            .collect();
+        let targets: Vec<&Arc<Route>> = self.routes.iter().filter(|r| r.takes(env)).collect();
         // Every route's copy is published at once and the confirms awaited together (they are
         // pipelined on the broker's channel), not one publish-and-confirm after another.
         let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
