@@ -21,7 +21,7 @@ use gw_store::signatures::{
     Transitioned, DEFAULT_BLOB_CAP,
 };
 use gw_store::StoreError;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::metrics::SignatureMetrics;
 use super::request::{request_id, AcceptError, SignatureRequestBody};
@@ -301,7 +301,7 @@ impl SignatureService {
                 }
             }
         }
-        info!(request = %id, service = %body.signer, format = format.as_str(), state = state.as_str(), "signing request accepted");
+        debug!(request = %id, service = %body.signer, format = format.as_str(), state = state.as_str(), "signing request accepted");
         Ok(Accepted {
             request_id: id,
             state,

@@ -6,45 +6,14 @@
 //! does not answer the tests print why and pass, unless `CI=true`: then they fail.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use gw_store::feeds::{suite, Appended, FeedStore, PageAnswer};
 use gw_store::postgres::PgStore;
 use gw_store::sqlite::SqliteStore;
 use gw_store::Store;
-use tokio_postgres::NoTls;
 
-fn url() -> String {
-    std::env::var("GW_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// An admin connection, or `None` (after saying why) when PostgreSQL is not there.
-async fn admin() -> Option<tokio_postgres::Client> {
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&url(), NoTls),
-    )
-    .await;
-    let reason = match attempt {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            return Some(client);
-        }
-        Ok(Err(e)) => format!("cannot connect to {}: {e}", url()),
-        Err(_) => format!("no answer from {} within 5 s", url()),
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("PostgreSQL is required when CI=true: {reason}");
-    }
-    eprintln!("skipping: PostgreSQL is not available ({reason})");
-    None
-}
-
-fn tag() -> String {
-    let tag = uuid::Uuid::now_v7().simple().to_string();
-    tag[tag.len() - 8..].to_owned()
-}
+mod common;
+use common::{admin, tag, url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feed_store_invariants_on_sqlite() {
