@@ -5,7 +5,7 @@
 //! PostgreSQL is at `GW_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); when it
 //! does not answer the tests print why and pass, unless `CI=true`: then they fail.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gw_store::feeds::{suite, Appended, FeedStore, PageAnswer};
 use gw_store::postgres::PgStore;
@@ -13,7 +13,7 @@ use gw_store::sqlite::SqliteStore;
 use gw_store::Store;
 
 mod common;
-use common::{admin, tag, url};
+use common::url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feed_store_invariants_on_sqlite() {
@@ -43,31 +43,17 @@ async fn feed_store_invariants_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feed_store_invariants_on_postgres() {
-    let Some(admin) = admin().await else { return };
-    let tag = tag();
-    let schemas = Arc::new(Mutex::new(Vec::<String>::new()));
-    let made = schemas.clone();
-    let open: Box<suite::Opener> = Box::new(move |name: &str| {
-        let schema = format!("gwt_{tag}_{name}");
-        made.lock().unwrap().push(schema.clone());
-        Box::pin(async move {
-            let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
-            Arc::new(store) as Arc<dyn FeedStore>
-        })
-    });
-    let result = tokio::spawn(async move { suite::all(open.as_ref()).await }).await;
-    let mut names = schemas.lock().unwrap().clone();
-    names.sort();
-    names.dedup();
-    for schema in names {
-        admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await
-            .unwrap();
-    }
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::in_fresh_schemas("", |schema| async move {
+        let open: Box<suite::Opener> = Box::new(move |name: &str| {
+            let schema = schema(name);
+            Box::pin(async move {
+                let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+                Arc::new(store) as Arc<dyn FeedStore>
+            })
+        });
+        suite::all(open.as_ref()).await;
+    })
+    .await;
 }
 
 /// A file at version 9 (before the feed tables) with data in it gains them at open.

@@ -4,7 +4,7 @@
 //! PostgreSQL is at `GW_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); when it
 //! does not answer the tests print why and pass, unless `CI=true`: then they fail.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gw_store::postgres::PgStore;
 use gw_store::signatures::{self, suite, RequestState, SignatureStore};
@@ -45,31 +45,17 @@ async fn signature_store_invariants_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signature_store_invariants_on_postgres() {
-    let Some(admin) = admin().await else { return };
-    let tag = tag();
-    let schemas = Arc::new(Mutex::new(Vec::<String>::new()));
-    let made = schemas.clone();
-    let open: Box<suite::Opener> = Box::new(move |name: &str| {
-        let schema = format!("gwt_{tag}_sig_{name}");
-        made.lock().unwrap().push(schema.clone());
-        Box::pin(async move {
-            let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
-            Arc::new(store) as Arc<dyn SignatureStore>
-        })
-    });
-    let result = tokio::spawn(async move { suite::all(open.as_ref()).await }).await;
-    let mut names = schemas.lock().unwrap().clone();
-    names.sort();
-    names.dedup();
-    for schema in names {
-        admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await
-            .unwrap();
-    }
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::in_fresh_schemas("sig_", |schema| async move {
+        let open: Box<suite::Opener> = Box::new(move |name: &str| {
+            let schema = schema(name);
+            Box::pin(async move {
+                let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+                Arc::new(store) as Arc<dyn SignatureStore>
+            })
+        });
+        suite::all(open.as_ref()).await;
+    })
+    .await;
 }
 
 /// A file at version 8 (before the signature tables) with data in it gains them at open.
