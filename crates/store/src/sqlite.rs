@@ -87,6 +87,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, crate::indicators::schema::SQLITE_V12),
 ];
 
+/// The schema versions this build's SQLite migrations bring a database to, oldest first (tests
+/// compare a migrated database's `schema_version` with it instead of a hand-kept list).
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|(v, _)| *v).collect()
+}
+
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (
     route        TEXT    NOT NULL,

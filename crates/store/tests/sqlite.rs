@@ -47,7 +47,12 @@ async fn reopening_keeps_data_and_migrates_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, (1..=12).collect::<Vec<i64>>());
+    assert_eq!(versions, gw_store::sqlite::migration_versions());
+    assert_eq!(
+        gw_store::sqlite::migration_versions(),
+        gw_store::postgres::migration_versions(),
+        "both backends know the same migrations"
+    );
     // WAL is a property of the file: it must have stuck.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
