@@ -671,3 +671,44 @@ async fn in_doubt_without_a_look_up_is_sent_again_and_shown_unverified() {
     );
     running.shutdown().await;
 }
+
+/// A key outside ASCII (a decision number "QĐ-UBND") reaches an `http` receiver: the key headers
+/// arrive percent-encoded and decode back to the key, versions stay in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vietnamese_key_reaches_the_receiver_intact() {
+    let sink = Sink::start(0, Faults::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let route = unique("vikey");
+    let loaded = load(&config_text(
+        Backend::Embedded,
+        dir.path(),
+        &route,
+        &sink.url(),
+        "",
+    ));
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let client = reqwest::Client::new();
+    let key = "123/QĐ-UBND";
+    for v in 1..=2 {
+        assert_eq!(post_event(&client, running.inbound_addr, key, v).await, 202);
+    }
+    let m = running.engine.metrics.clone();
+    eventually(Duration::from_secs(30), "2 events delivered", || {
+        m.outcome_total("delivered") + m.outcome_total("superseded") >= 2
+    })
+    .await;
+    assert_eq!(sink.refused(), 0, "the sink refused a request");
+    let records = sink.records();
+    assert!(!records.is_empty());
+    assert!(records.iter().all(|r| r.key == key), "{records:?}");
+    assert!(
+        records.iter().all(|r| r.idempotency_key.starts_with(key)),
+        "{records:?}"
+    );
+    let check = sink.check(&BTreeMap::from([(key.to_string(), vec![1, 2])]));
+    assert!(check.missing.is_empty(), "missing: {:?}", check.missing);
+    assert_eq!(check.older_after_newer, 0);
+    running.shutdown().await;
+}

@@ -197,6 +197,15 @@ fn header(h: &HeaderMap, name: &str) -> String {
         .to_string()
 }
 
+/// A key header as the gateway sends it: percent-encoded UTF-8 (plain ASCII keys unchanged).
+/// A value that does not decode to UTF-8 counts as missing.
+fn key_header(h: &HeaderMap, name: &str) -> String {
+    percent_encoding::percent_decode_str(&header(h, name))
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .unwrap_or_default()
+}
+
 async fn deliver(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
@@ -209,7 +218,7 @@ async fn deliver(
     if faults.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
     }
-    let key = header(&headers, "x-gateway-key");
+    let key = key_header(&headers, "x-gateway-key");
     let refuse = |inner: &Arc<Mutex<Inner>>, r: Response| {
         inner.lock().unwrap().refused += 1;
         r
@@ -232,7 +241,7 @@ async fn deliver(
                 .into_response(),
         );
     }
-    let idem = header(&headers, "idempotency-key");
+    let idem = key_header(&headers, "idempotency-key");
     if idem.is_empty() || key.is_empty() {
         return refuse(
             &inner,
