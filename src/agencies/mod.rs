@@ -18,10 +18,12 @@
 //!
 //! # Layout
 //! `subscription.rs`: [`Subscription`] (built from `[subscriptions.NAME]`), its filter and its
-//! projection. Imports: `model`, `config`. [`feed`]: the pull feed's pages, signatures, queries,
+//! projection. Imports: `model`, `config`. [`schema`]: the JSON Schemas receivers validate
+//! against, generated from the field table and the model (imports `model`, `config`). [`feed`]: the pull feed's pages, signatures, queries,
 //! wakeups and metrics (imports `config`, `telemetry` too).
 
 pub mod feed;
+pub mod schema;
 pub mod subscription;
 
 pub use subscription::{Delivery, Filter, Projected, Subscription, SubscriptionError};

@@ -1,4 +1,5 @@
-//! `gateway agencies`: list subscriptions, enable a disabled one, replay what one missed.
+//! `gateway agencies`: list subscriptions, print one's JSON Schema, enable a disabled one,
+//! replay what one missed; `gateway schema KIND`: an event kind's schema.
 //!
 //! # Invariants
 //! - `enable` only removes the disabled state (`<data_dir>/agencies/NAME.disabled`); it never
@@ -10,7 +11,7 @@
 use std::process::ExitCode;
 
 use super::args::AgenciesAction;
-use crate::agencies::{Delivery, Subscription};
+use crate::agencies::{schema, Delivery, Subscription};
 use crate::app;
 use crate::config::Loaded;
 use crate::connectors::agency::state;
@@ -37,6 +38,21 @@ pub enum AgenciesError {
     Replay(#[from] crate::runtime::ReplayError),
     #[error("store: {0}")]
     Store(#[from] gw_store::StoreError),
+}
+
+/// `gateway schema KIND`: the kind's schema on stdout; exit 2 for a kind the gateway does not
+/// know.
+pub fn kind_schema(kind: &str) -> ExitCode {
+    match schema::kind_schema(kind) {
+        Ok(s) => {
+            print!("{}", schema::render(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gateway schema: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `--since`: RFC 3339, or a duration before now.
@@ -82,6 +98,14 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
                 }
             }
             println!("{} subscription(s)", subs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        AgenciesAction::Schema { subscription } => {
+            let s = Subscription::all(&l.config)?
+                .into_iter()
+                .find(|s| s.name == subscription)
+                .ok_or(AgenciesError::Unknown { name: subscription })?;
+            print!("{}", schema::render(&schema::subscription_schema(&s)));
             Ok(ExitCode::SUCCESS)
         }
         AgenciesAction::Enable { subscription } => {

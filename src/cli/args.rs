@@ -91,6 +91,12 @@ pub enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// The JSON Schema of what an agency can receive for an event kind (every field, personal
+    /// ones marked), generated from the code; docs/schemas/kinds/ holds copies.
+    Schema {
+        /// The event kind, e.g. `dossier.upserted`.
+        kind: String,
+    },
     /// Routes, queue depths and open dead letters.
     Status {
         #[arg(long, short, env = "GATEWAY_CONFIG")]
@@ -223,6 +229,9 @@ pub enum AgenciesAction {
     /// Enable a disabled push subscription (after a 410 or a long failure); says what it
     /// missed and how to replay it.
     Enable { subscription: String },
+    /// The JSON Schema of what a subscription is sent (only the fields it names, every
+    /// object closed), generated from the code; docs/schemas/subscriptions/ holds copies.
+    Schema { subscription: String },
     /// Send a push subscription again what was dead-lettered for it since a time.
     Replay {
         subscription: String,

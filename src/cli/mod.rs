@@ -179,6 +179,7 @@ async fn run(cmd: Command) -> ExitCode {
             })
             .await
         }
+        Command::Schema { kind } => agencies::kind_schema(&kind),
         Command::Agencies { config, action } => {
             with_config(&config, |l| async move {
                 agencies::agencies(&l, action).await.unwrap_or_else(failed)

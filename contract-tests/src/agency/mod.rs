@@ -161,6 +161,11 @@ impl AgencySandbox {
     pub fn set_faults(&self, f: Faults) {
         self.inner.lock().unwrap().faults = f;
     }
+
+    /// How many pushes it accepted (without copying the records: for benchmarks polling it).
+    pub fn accepted_count(&self) -> usize {
+        self.inner.lock().unwrap().records.accepted.len()
+    }
 }
 
 fn refuse(inner: &Arc<Mutex<Inner>>, status: StatusCode, error: &str, detail: String) -> Response {
