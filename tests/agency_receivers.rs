@@ -112,6 +112,28 @@ fn the_schema_commands_print_the_committed_copies() {
     ]);
     assert_ne!(code, Some(0));
     assert!(err.contains("no subscription named `nosuch`"), "{err}");
+    // `--config` after the subcommand, as the README writes it, is the same command.
+    let (code, after, err) = run(&[
+        "agencies",
+        "schema",
+        "ioc",
+        "--config",
+        "gateway.example.toml",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(after, committed("subscriptions/ioc.json"));
+    // Without `--config` (nor GATEWAY_CONFIG): a usage error, exit 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["agencies", "list"])
+        .env_remove("GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--config FILE is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// python3 with `jsonschema`, and a JDK. In CI their absence fails loudly (`.ci/run` installs

@@ -50,15 +50,17 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// Dead letters: list, show, replay, drop.
     Dlq {
-        #[arg(long, short, env = "GATEWAY_CONFIG")]
-        config: PathBuf,
+        /// Before or after the subcommand (`dlq --config F list` = `dlq list --config F`).
+        #[arg(long, short, env = "GATEWAY_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         action: DlqAction,
     },
     /// Agency subscriptions: list them, enable a disabled one, replay what one missed.
     Agencies {
-        #[arg(long, short, env = "GATEWAY_CONFIG")]
-        config: PathBuf,
+        /// Before or after the subcommand (`agencies --config F list` = `agencies list --config F`).
+        #[arg(long, short, env = "GATEWAY_CONFIG", global = true)]
+        config: Option<PathBuf>,
         #[command(subcommand)]
         action: AgenciesAction,
     },

@@ -55,6 +55,22 @@ fn load_or_exit(path: &Path) -> Result<Loaded, ExitCode> {
 }
 
 /// Loads the configuration, then runs `command` with it.
+/// [`with_config`] for a command whose `--config` is global to its subcommands (so optional to
+/// clap): without it and without `GATEWAY_CONFIG`, a usage error (exit 2).
+async fn with_global_config<F, Fut>(path: Option<&Path>, command: F) -> ExitCode
+where
+    F: FnOnce(Loaded) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    match path {
+        Some(path) => with_config(path, command).await,
+        None => {
+            eprintln!("--config FILE is required (or set GATEWAY_CONFIG)");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn with_config<F, Fut>(path: &Path, command: F) -> ExitCode
 where
     F: FnOnce(Loaded) -> Fut,
@@ -181,13 +197,13 @@ async fn run(cmd: Command) -> ExitCode {
         }
         Command::Schema { kind } => agencies::kind_schema(&kind),
         Command::Agencies { config, action } => {
-            with_config(&config, |l| async move {
+            with_global_config(config.as_deref(), |l| async move {
                 agencies::agencies(&l, action).await.unwrap_or_else(failed)
             })
             .await
         }
         Command::Dlq { config, action } => {
-            with_config(&config, |l| async move {
+            with_global_config(config.as_deref(), |l| async move {
                 dlq::dlq(&l, action).await.unwrap_or_else(failed)
             })
             .await
