@@ -110,6 +110,10 @@ async fn run(cmd: Command) -> ExitCode {
             level,
             format,
             days,
+            out,
+            font,
+            count,
+            min_dossiers,
         } => {
             let ask = indicators::Ask {
                 action,
@@ -117,6 +121,10 @@ async fn run(cmd: Command) -> ExitCode {
                 level,
                 format,
                 days,
+                out,
+                font,
+                count,
+                min_dossiers,
             };
             with_config(&config, |loaded| indicators::run(loaded, ask)).await
         }
