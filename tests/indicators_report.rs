@@ -13,7 +13,7 @@
 //!
 //! Needs `qpdf` and `pdftotext` (Debian: qpdf, poppler-utils) and a DejaVu font
 //! (fonts-dejavu-core) for the PDF part: skipped with the reason without them, failing when
-//! `CI=true`.
+//! `CI=true`. The October PDF is kept as `target/browser-artifacts/indicators-2026-10.pdf`.
 
 mod common;
 
@@ -362,6 +362,10 @@ async fn series_lowest_and_pdf_report_from_real_events() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     let text = pdf_text(&pdf);
+    // Kept beside the browser tests' screenshots, to look at.
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(&pdf, out.join("indicators-2026-10.pdf")).unwrap();
     for want in [
         "Báo cáo chỉ số phục vụ người dân, doanh nghiệp",
         "Toàn tỉnh",

@@ -179,7 +179,7 @@ mod tests {
                     {"THOIGIANGIAIQUYET": 15, "DONVITINH": "Ngày"}
                 ]},
                 // Decomposed diacritics (NFD) still read as working days.
-                {"KENH": "Tru\u{0323}c tuye\u{0302}\u{0301}n", "THOIGIAN": [
+                {"KENH": "Tru\u{031B}\u{0323}c tuye\u{0302}\u{0301}n", "THOIGIAN": [
                     {"THOIGIANGIAIQUYET": 2, "DONVITINH": "ngày làm việc"}]}
             ],
             "KETQUATHUCHIEN": [{"TENKETQUA": "  "}]

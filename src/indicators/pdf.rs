@@ -348,8 +348,8 @@ fn chart(
         }
     }
     let blue = (0.12, 0.35, 0.7);
-    for i in 0..values.len() {
-        let Some(v) = values[i] else { continue };
+    for (i, value) in values.iter().enumerate() {
+        let Some(v) = *value else { continue };
         let (cx, cy) = at(i, v);
         ops.push(Op::Fill {
             rect: (cx - 1.8, cy - 1.8, 3.6, 3.6),

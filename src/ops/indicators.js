@@ -158,7 +158,7 @@ function renderLowest() {
 // One line chart: 0–100 %, a point per month, N/A months left as gaps.
 function chart(key, pick) {
   const months = data.seriesProvince.months;
-  const w = 320, h = 170, left = 30, right = 8, top = 8, bottom = 22;
+  const w = 320, h = 170, left = 30, right = 20, top = 8, bottom = 22;
   const svg = svgEl("svg", { class: "line-chart", viewBox: `0 0 ${w} ${h}`, role: "img", "data-indicator": key });
   svg.append(svgEl("title", {}, t(key)));
   const x = (i) => left + (months.length > 1 ? (i * (w - left - right)) / (months.length - 1) : 0);
