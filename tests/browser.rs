@@ -506,3 +506,175 @@ async fn dashboard_in_a_real_browser() {
     let _ = trickle.await;
     running.shutdown().await;
 }
+
+/// A processed dossier's snapshot for the index (the page's data).
+fn processed(code: &str, unit: &str, done_day: u8) -> gateway::model::envelope::Envelope {
+    let payload = json!({
+        "code": code, "version": 1, "procedure_code": "1.001193",
+        "owner": {"name": "A", "kind": "citizen"}, "summary": "s",
+        "received_at": "2026-10-05T08:00:00+07:00", "due_at": "2026-10-08T17:00:00+07:00",
+        "finished_at": format!("2026-10-{done_day:02}T08:00:00+07:00"), "status": "processed",
+        "handling_unit": unit, "fees": [], "attachments": [], "progress": [], "results": [],
+    });
+    let mut e =
+        gateway::model::envelope::Envelope::new("dossier.upserted", code, "onestop", payload);
+    e.version = Some(1);
+    e
+}
+
+/// The service-quality index's page in a real browser: the table per commune and a chart of
+/// each indicator drawn from real events, in English and then Vietnamese (with diacritics),
+/// a unit's own line after clicking its row. Screenshot: target/browser-artifacts/indicators.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indicators_page_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("GW_BROWSER_IX_VIEWER", OPERATOR_TOKEN);
+    let text = config_text(Backend::Embedded, dir.path(), "ix-page", "http://127.0.0.1:9/", "")
+        .replace(
+            "[ops]\nlisten = \"127.0.0.1:0\"\n",
+            "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"victor\", role = \"viewer\", token = { env = \"GW_BROWSER_IX_VIEWER\" } }]\n",
+        )
+        + "\n[indicators]\n";
+    let running = app::start(&load(&text), CancellationToken::new())
+        .await
+        .unwrap();
+    // Xã An Phú: 2 on time; Phường Đông Hòa: 1 late (due 8 Oct, processed 12 Oct).
+    for e in [
+        processed("IXB-1", "Xã An Phú", 7),
+        processed("IXB-2", "Xã An Phú", 6),
+        processed("IXB-3", "Phường Đông Hòa", 12),
+    ] {
+        running.engine.publish(&e).await.unwrap();
+    }
+    let client = reqwest::Client::new();
+    let url = format!(
+        "http://{}/api/v1/indicators?period=2026-10&level=province",
+        running.ops_addr
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = client
+            .get(&url)
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["rows"][0]["on_time"]["den"] == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the index did not take the events: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let wd = WebDriver::start(
+        &chromium,
+        format!("http://127.0.0.1:{port}"),
+        profile.path(),
+    )
+    .await;
+    wd.goto(&format!(
+        "http://{}/indicators?period=2026-10&lang=en#token={OPERATOR_TOKEN}",
+        running.ops_addr
+    ))
+    .await;
+    wd.wait_until(
+        "the table",
+        Duration::from_secs(15),
+        "#units tbody",
+        "Xã An Phú",
+    )
+    .await;
+    let table = wd.text("#units tbody").await;
+    assert!(table.contains("Phường Đông Hòa"), "{table}");
+    assert!(
+        table.contains("Province") && table.contains("66.67"),
+        "{table}"
+    );
+    assert!(table.contains("100.00") && table.contains("N/A"), "{table}");
+    assert!(wd.text("h1").await.contains("Service-quality index"));
+    assert!(wd.text("#units thead").await.contains("On time (2.1)"));
+    let charts = wd
+        .js(
+            "return document.querySelectorAll('#charts svg.line-chart').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(charts, 6, "a chart per indicator");
+    assert!(
+        wd.exists("svg[data-indicator='on_time'] path.province")
+            .await
+    );
+    assert!(!wd.exists("path.unit").await, "no unit line before a click");
+    // The lowest list with the default minimum (10): nobody ranked yet, both named as too few.
+    assert!(wd.text("#lowest-hint").await.contains("at least 10"));
+
+    // A unit's own line beside the province.
+    wd.click("#units tbody tr[data-unit='Phường Đông Hòa']")
+        .await;
+    assert!(wd.exists("svg[data-indicator='on_time'] path.unit").await);
+    assert!(wd.text("#legend").await.contains("Phường Đông Hòa"));
+
+    // Vietnamese.
+    wd.click("#lang").await;
+    wd.wait_until(
+        "Vietnamese title",
+        Duration::from_secs(5),
+        "h1",
+        "Chỉ số phục vụ người dân, doanh nghiệp",
+    )
+    .await;
+    let head = wd.text("#units thead").await;
+    for want in [
+        "Đơn vị",
+        "Đúng hạn (2.1)",
+        "Trực tuyến (3.3)",
+        "Số hóa (4.2)",
+    ] {
+        assert!(head.contains(want), "{want} in {head}");
+    }
+    assert!(wd.text("#units tbody").await.contains("Toàn tỉnh"));
+    let titles = wd.text("#charts").await;
+    assert!(titles.contains("Thanh toán trực tuyến (3.6)"), "{titles}");
+    assert_eq!(
+        wd.js(
+            "return document.querySelectorAll('#charts svg.line-chart').length;",
+            json!([])
+        )
+        .await,
+        6
+    );
+    assert!(wd.exists("svg[data-indicator='on_time'] path.unit").await);
+    assert_eq!(wd.text("#lang").await, "English");
+    assert_eq!(
+        wd.js("return document.documentElement.lang;", json!([]))
+            .await,
+        "vi"
+    );
+    let png = wd.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("indicators.png"), &png).unwrap();
+    wd.quit().await;
+    running.shutdown().await;
+}

@@ -189,6 +189,16 @@ async fn catalogue_sync_delivers_only_changes_and_resends_after_a_crash() {
     // Now saved: quiet again.
     let s = job.run_once(&running.engine).await.expect("quiet run");
     assert_eq!((s.added, s.changed, s.removed), (0, 0, 0));
+    // What the service-quality index takes from it: every fetched procedure's terms, read back
+    // as the rules (2.001255: 1 working day directly and online, 2 by post; a paper result).
+    let rules = gateway::indicators::rules_of(&loaded).expect("the terms read back");
+    assert_eq!(rules.catalogue.len(), portal.catalogue().procedures.len());
+    let t = rules.catalogue["2.001255"];
+    assert_eq!(
+        (t.statutory_days, t.statutory_days_online, t.paper_result),
+        (Some(1), Some(1), true)
+    );
+    assert_eq!(rules.statutory_days("2.001255", true), Some(1));
     running.shutdown().await;
 }
 

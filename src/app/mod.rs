@@ -304,8 +304,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         .as_ref()
         .map(|s| crate::ops::state::SignatureRequests(s.store.clone()));
     let indicators = match &loaded.config.indicators {
-        Some(section) => Some(Arc::new(
-            crate::jobs::indicators::Wired::open(
+        Some(section) => {
+            let mut wired = crate::jobs::indicators::Wired::open(
                 section,
                 &loaded
                     .store_url()
@@ -313,8 +313,12 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
                 store_tls(loaded)?,
             )
             .await
-            .map_err(|e| AppError::Config(e.to_string()))?,
-        )),
+            .map_err(|e| AppError::Config(e.to_string()))?;
+            // The catalogue's statutory times and paper results, as the last sync wrote them.
+            wired.rules =
+                crate::indicators::rules_of(loaded).map_err(|e| AppError::Config(e.to_string()))?;
+            Some(Arc::new(wired))
+        }
         None => None,
     };
     ops_options.indicators = indicators.clone();

@@ -146,10 +146,11 @@ pub enum Command {
     },
     /// The service-quality index of Decision 766 (`[indicators]`): `rebuild` folds the
     /// indicator journal again (progress bar); `report` prints a period's figures
-    /// (`--period 2026-11`, `2026-Q4` or `2026`; `--level`; `--format json|csv`); `at-risk`
-    /// lists open dossiers due within `--days` working days, per unit.
+    /// (`--period 2026-11`, `2026-Q4` or `2026`; `--level`; `--format json|csv|pdf`, a PDF
+    /// to `--out FILE`); `at-risk` lists open dossiers due within `--days` working days, per
+    /// unit; `lowest` ranks the units by on-time rate (`--count`, `--min-dossiers`).
     Indicators {
-        /// `rebuild`, `report` or `at-risk`.
+        /// `rebuild`, `report`, `at-risk` or `lowest`.
         action: String,
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
@@ -165,6 +166,20 @@ pub enum Command {
         /// The at-risk horizon in working days (default `[indicators] at_risk_days`).
         #[arg(long)]
         days: Option<u32>,
+        /// Where `--format pdf` writes the report (required with it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The TrueType font the PDF embeds (a subset of): default DejaVu Sans from Debian's
+        /// fonts-dejavu-core.
+        #[arg(long, env = "GATEWAY_PDF_FONT")]
+        font: Option<PathBuf>,
+        /// `lowest`: how many units (default 3).
+        #[arg(long)]
+        count: Option<usize>,
+        /// `lowest`: the fewest dossiers in 2.1's denominator to be ranked (default
+        /// `[indicators] lowest_min_dossiers`).
+        #[arg(long)]
+        min_dossiers: Option<u64>,
     },
     /// Run the recording HTTP sink sandbox standalone.
     #[cfg(feature = "lab")]

@@ -126,6 +126,10 @@ async fn run(cmd: Command) -> ExitCode {
             level,
             format,
             days,
+            out,
+            font,
+            count,
+            min_dossiers,
         } => {
             let ask = indicators::Ask {
                 action,
@@ -133,6 +137,10 @@ async fn run(cmd: Command) -> ExitCode {
                 level,
                 format,
                 days,
+                out,
+                font,
+                count,
+                min_dossiers,
             };
             with_config(&config, |loaded| indicators::run(loaded, ask)).await
         }

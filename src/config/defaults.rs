@@ -154,3 +154,7 @@ pub const INDICATORS_SYNCED_TO: &str = "dvcqg";
 pub const INDICATORS_REFRESH: Duration = Duration::from_secs(60);
 /// The at-risk list's horizon in working days when none is asked.
 pub const INDICATORS_AT_RISK_DAYS: u32 = 2;
+/// The fewest dossiers (2.1's denominator) a unit needs to be ranked among the lowest.
+pub const INDICATORS_LOWEST_MIN_DOSSIERS: u64 = 10;
+/// How many units the lowest on-time list shows when none is asked.
+pub const INDICATORS_LOWEST_COUNT: usize = 3;

@@ -30,6 +30,11 @@ pub struct IndicatorsSection {
     /// The at-risk list's default horizon in working days. Default 2.
     #[serde(default = "d_at_risk_days")]
     pub at_risk_days: u32,
+    /// The fewest dossiers in 2.1's denominator a unit needs to be ranked in the "lowest
+    /// on-time rate" list (API, CLI, demo); fewer are listed apart as too few to judge.
+    /// Default 10.
+    #[serde(default = "d_lowest_min_dossiers")]
+    pub lowest_min_dossiers: u64,
 }
 
 fn d_synced_to() -> String {
@@ -40,6 +45,9 @@ fn d_refresh() -> Dur {
 }
 fn d_at_risk_days() -> u32 {
     defaults::INDICATORS_AT_RISK_DAYS
+}
+fn d_lowest_min_dossiers() -> u64 {
+    defaults::INDICATORS_LOWEST_MIN_DOSSIERS
 }
 
 /// Check `[indicators]` on its own: dates are dates, statutory times are positive.

@@ -70,7 +70,7 @@ impl Tally {
         self.online.count(formulas::online(d, w));
         self.online_payment.count(formulas::online_payment(d, w));
         self.electronic_result
-            .count(formulas::electronic_result(d, w));
+            .count(formulas::electronic_result(d, w, rules));
         self.digitised.count(formulas::digitised(d, w));
         self.synced.count(formulas::synced(d, synced, w));
         if let Some(days) = formulas::processing_time(d, w, &rules.calendar) {

@@ -13,16 +13,17 @@
 //!   open stops the clock at its start. Closed supplement time (the citizen's) is subtracted.
 //!   With `NgayHenTra`: on time iff judged instant − supplement time ≤ `NgayHenTra`. Without:
 //!   working days from reception to the judged day, less the supplements' working days, ≤ the
-//!   procedure's statutory working days; a procedure with no statutory time is *unjudged*
-//!   (counted apart, never guessed).
+//!   procedure's statutory working days (the catalogue's for the dossier's channel, else
+//!   `[indicators] statutory_days`: [`Rules::statutory_days`]); a procedure with no statutory
+//!   time is *unjudged* (counted apart, never guessed).
 //! - **Online (3.3)**, **synced (1.4)** and **digitised (4.2)**: over dossiers received in the
 //!   window. Online: `KenhThucHien = 2` or arrived from the portal (`dossier.online`). Synced:
 //!   the portal accepted a version of it. Digitised: a live component file and a result file.
 //! - **Online payment (3.6)**: over dossiers received in the window whose fees total more than
 //!   0 (fee-bearing, all-zero fees left out); paid online = a `payment.settled` (paid) arrived.
-//! - **Electronic result (4.1)**: over dossiers whose result was produced (processed or
-//!   returned) in the window; with a result file. Every procedure is taken to return a
-//!   result that could be paper (the catalogue's result form is not read yet).
+//! - **Electronic result (4.1)**: over dossiers of procedures that return a paper result
+//!   (the catalogue's `KETQUATHUCHIEN`; an unknown procedure is taken to return one) whose
+//!   result was produced (processed or returned) in the window; with a result file.
 //! - **Average processing time (2.2)**: over dossiers processed or returned in the window,
 //!   working days from reception to the end less supplement working days.
 //! - A ratio is a percentage rounded to 2 decimals; a zero denominator is `None` (N/A), never
@@ -34,6 +35,7 @@ use serde::Serialize;
 use time::{Date, Month};
 
 use super::calendar::{day_end_ms, day_start_ms, vn_date, Calendar};
+use super::catalogue::Terms;
 use super::state::DossierState;
 
 /// Why a period is refused.
@@ -136,8 +138,30 @@ impl Window {
 pub struct Rules {
     pub calendar: Calendar,
     /// Statutory processing time (working days) per procedure code, for dossiers without
-    /// `NgayHenTra`.
+    /// `NgayHenTra` whose procedure the catalogue gives no time for (`[indicators]`).
     pub statutory_days: BTreeMap<String, u32>,
+    /// What the national catalogue says of each procedure (first in line).
+    pub catalogue: Terms,
+}
+
+impl Rules {
+    /// The statutory working days of a procedure for a dossier submitted online or not: the
+    /// catalogue's time for that channel, else its other channel's, else the configuration's.
+    pub fn statutory_days(&self, procedure: &str, online: bool) -> Option<u32> {
+        let from_catalogue = self.catalogue.get(procedure).and_then(|t| {
+            if online {
+                t.statutory_days_online.or(t.statutory_days)
+            } else {
+                t.statutory_days.or(t.statutory_days_online)
+            }
+        });
+        from_catalogue.or_else(|| self.statutory_days.get(procedure).copied())
+    }
+
+    /// Whether a procedure returns a paper result (an unknown one is taken to).
+    pub fn paper_result(&self, procedure: &str) -> bool {
+        self.catalogue.get(procedure).is_none_or(|t| t.paper_result)
+    }
 }
 
 /// The verdict of 2.1 for one dossier.
@@ -193,10 +217,10 @@ pub fn on_time(d: &DossierState, w: Window, rules: &Rules) -> OnTime {
             }
         }
         None => {
-            let Some(allowed) = rules.statutory_days.get(&d.procedure) else {
+            let Some(allowed) = rules.statutory_days(&d.procedure, d.online) else {
                 return OnTime::Unjudged;
             };
-            if processing_days(d, judged, &closed, &rules.calendar) <= f64::from(*allowed) {
+            if processing_days(d, judged, &closed, &rules.calendar) <= f64::from(allowed) {
                 OnTime::OnTime
             } else {
                 OnTime::Late
@@ -230,10 +254,10 @@ pub fn online_payment(d: &DossierState, w: Window) -> Option<bool> {
     (received_in(d, w) && d.fee_total > 0).then_some(d.paid_online)
 }
 
-/// 4.1: `Some(has a result file)` for a dossier whose result was produced in the window.
-pub fn electronic_result(d: &DossierState, w: Window) -> Option<bool> {
-    d.finished_ms()
-        .is_some_and(|f| w.contains(f))
+/// 4.1: `Some(has a result file)` for a dossier of a procedure returning a paper result,
+/// whose result was produced in the window.
+pub fn electronic_result(d: &DossierState, w: Window, rules: &Rules) -> Option<bool> {
+    (rules.paper_result(&d.procedure) && d.finished_ms().is_some_and(|f| w.contains(f)))
         .then_some(d.has_result)
 }
 
@@ -320,6 +344,7 @@ mod tests {
         Rules {
             calendar: Calendar::new(&["2026-11-20"]).unwrap(),
             statutory_days: [("1.001193".to_string(), 3)].into(),
+            ..Default::default()
         }
     }
 
@@ -453,6 +478,76 @@ mod tests {
     }
 
     #[test]
+    fn the_catalogue_time_comes_first_per_channel_then_the_configuration() {
+        use crate::indicators::catalogue::ProcedureTerms;
+        // Received Mon 2 Nov 08:00, no NgayHenTra, processed Fri 6 Nov: 4 working days
+        // after reception (3, 4, 5, 6 Nov).
+        let mut d = base();
+        d.due_ms = None;
+        d.processed_ms = Some(ms("2026-11-06T16:00:00+07:00"));
+        // The configuration alone says 3 days: late.
+        assert_eq!(on_time(&d, nov(), &rules()), OnTime::Late);
+        // The catalogue says 4 working days directly, 3 online: on time directly...
+        let mut with = rules();
+        with.catalogue.insert(
+            "1.001193".into(),
+            ProcedureTerms {
+                statutory_days: Some(4),
+                statutory_days_online: Some(3),
+                paper_result: true,
+            },
+        );
+        assert_eq!(with.statutory_days("1.001193", false), Some(4));
+        assert_eq!(on_time(&d, nov(), &with), OnTime::OnTime);
+        // ...and late online, where the catalogue allows 3.
+        d.online = true;
+        assert_eq!(on_time(&d, nov(), &with), OnTime::Late);
+        // A channel the catalogue has no working-day time for takes the other channel's.
+        let only_direct = ProcedureTerms {
+            statutory_days: Some(4),
+            statutory_days_online: None,
+            paper_result: true,
+        };
+        with.catalogue.insert("1.001193".into(), only_direct);
+        assert_eq!(on_time(&d, nov(), &with), OnTime::OnTime);
+        // A catalogue entry without any working-day time falls back to the configuration (3).
+        with.catalogue
+            .insert("1.001193".into(), ProcedureTerms::default());
+        assert_eq!(with.statutory_days("1.001193", true), Some(3));
+        assert_eq!(on_time(&d, nov(), &with), OnTime::Late);
+        // Known to neither: unjudged.
+        d.procedure = "2.000001".into();
+        assert_eq!(on_time(&d, nov(), &with), OnTime::Unjudged);
+        // The catalogue alone is enough.
+        with.catalogue.insert("2.000001".into(), only_direct);
+        assert_eq!(on_time(&d, nov(), &with), OnTime::OnTime);
+    }
+
+    #[test]
+    fn electronic_result_counts_only_procedures_with_a_paper_result() {
+        use crate::indicators::catalogue::ProcedureTerms;
+        let mut d = base();
+        d.processed_ms = Some(ms("2026-11-04T08:00:00+07:00"));
+        d.has_result = true;
+        // Unknown to the catalogue: taken to return paper, counted.
+        assert_eq!(electronic_result(&d, nov(), &rules()), Some(true));
+        let mut with = rules();
+        with.catalogue.insert(
+            "1.001193".into(),
+            ProcedureTerms {
+                paper_result: false,
+                ..Default::default()
+            },
+        );
+        // No paper result: out of 4.1's denominator even with a result file.
+        assert_eq!(electronic_result(&d, nov(), &with), None);
+        with.catalogue.get_mut("1.001193").unwrap().paper_result = true;
+        assert_eq!(electronic_result(&d, nov(), &with), Some(true));
+        d.has_result = false;
+        assert_eq!(electronic_result(&d, nov(), &with), Some(false));
+    }
+
+    #[test]
     fn the_other_ratios() {
         let mut d = base();
         d.online = true;
@@ -468,12 +563,16 @@ mod tests {
             None,
             "all-zero fees are left out"
         );
-        assert_eq!(electronic_result(&d, nov()), None, "no result yet");
+        assert_eq!(
+            electronic_result(&d, nov(), &rules()),
+            None,
+            "no result yet"
+        );
         d.processed_ms = Some(ms("2026-11-04T08:00:00+07:00"));
-        assert_eq!(electronic_result(&d, nov()), Some(false));
+        assert_eq!(electronic_result(&d, nov(), &rules()), Some(false));
         assert_eq!(digitised(&d, nov()), Some(false));
         d.has_result = true;
-        assert_eq!(electronic_result(&d, nov()), Some(true));
+        assert_eq!(electronic_result(&d, nov(), &rules()), Some(true));
         assert_eq!(digitised(&d, nov()), Some(true));
         assert_eq!(synced(&d, true, nov()), Some(true));
         let oct = Period::parse("2026-10").unwrap().window(i64::MAX);

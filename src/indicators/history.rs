@@ -230,6 +230,145 @@ pub async fn report(
     })
 }
 
+/// The longest series asked, in months.
+pub const MAX_SERIES_MONTHS: u32 = 36;
+
+/// Each key's figures month by month.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub level: Level,
+    /// `YYYY-MM`, oldest first; the last one is seen so far when it still runs.
+    pub months: Vec<String>,
+    pub as_of_ms: i64,
+    pub rows: Vec<SeriesRow>,
+}
+
+/// One key's figures, one per month of [`Series::months`] (all N/A for a month without
+/// dossiers of that key).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesRow {
+    pub key: String,
+    pub points: Vec<Indicators>,
+}
+
+/// The `months` months ending with `to` (`YYYY-MM`), oldest first; `None` unless `to` is a
+/// month and `months` is from 1 to [`MAX_SERIES_MONTHS`].
+pub fn months_to(to: &str, months: u32) -> Option<Vec<(String, Period)>> {
+    let p = Period::parse(to).ok()?;
+    if p.first.month() != p.last.month() || p.first.year() != p.last.year() {
+        return None;
+    }
+    if !(1..=MAX_SERIES_MONTHS).contains(&months) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let (mut y, mut m) = (p.first.year(), u8::from(p.first.month()));
+    for _ in 0..months {
+        let name = format!("{y:04}-{m:02}");
+        out.push((name.clone(), Period::parse(&name).ok()?));
+        if m == 1 {
+            (y, m) = (y - 1, 12);
+        } else {
+            m -= 1;
+        }
+    }
+    out.reverse();
+    Some(out)
+}
+
+/// Why a series cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SeriesError {
+    #[error("`to` must be a month (YYYY-MM) and `months` from 1 to {MAX_SERIES_MONTHS}")]
+    Range,
+    #[error("{0}")]
+    Indicators(#[from] IndicatorError),
+}
+
+/// The indicators of `level` for each of the `months` months ending with `to`, read from the
+/// stored states once (each month is its own window over them).
+pub async fn series(
+    store: &dyn IndicatorStore,
+    rules: &Rules,
+    to: &str,
+    months: u32,
+    level: Level,
+    now: i64,
+    synced_to: &str,
+) -> Result<Series, SeriesError> {
+    let list = months_to(to, months).ok_or(SeriesError::Range)?;
+    let windows: Vec<Window> = list.iter().map(|(_, p)| p.window(now)).collect();
+    let span = Window {
+        start_ms: windows.first().map_or(0, |w| w.start_ms),
+        end_ms: windows.last().map_or(0, |w| w.end_ms),
+    };
+    let states = load(store, span, synced_to).await?;
+    let mut by_key: std::collections::BTreeMap<String, Vec<Indicators>> = Default::default();
+    let empty = aggregate::Tally::default().indicators();
+    for (i, w) in windows.iter().enumerate() {
+        let tallies = aggregate::aggregate(states.iter().map(|(d, s)| (d, *s)), level, *w, rules);
+        for (key, t) in tallies {
+            let points = by_key
+                .entry(key)
+                .or_insert_with(|| vec![empty.clone(); windows.len()]);
+            points[i] = t.indicators();
+        }
+    }
+    Ok(Series {
+        level,
+        months: list.into_iter().map(|(m, _)| m).collect(),
+        as_of_ms: span.end_ms,
+        rows: by_key
+            .into_iter()
+            .map(|(key, points)| SeriesRow { key, points })
+            .collect(),
+    })
+}
+
+/// The units with the lowest on-time rate (2.1) of a unit-level report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lowest {
+    pub period: String,
+    /// The smallest 2.1 denominator a unit needs to be ranked.
+    pub min_dossiers: u64,
+    /// Lowest first; ties by unit name.
+    pub units: Vec<ReportRow>,
+    /// Units with a 2.1 denominator, but under `min_dossiers`: not ranked (too few to judge).
+    pub too_few: Vec<String>,
+}
+
+/// Rank a unit-level report by on-time rate, lowest first, `count` at most; units with fewer
+/// than `min_dossiers` dossiers in 2.1's denominator are listed apart, never ranked (one late
+/// dossier of two is not a commune's standing). Units with no denominator (N/A) are neither.
+pub fn lowest(report: &Report, count: usize, min_dossiers: u64) -> Lowest {
+    let mut ranked: Vec<&ReportRow> = Vec::new();
+    let mut too_few = Vec::new();
+    for row in &report.rows {
+        let f = &row.indicators.on_time;
+        if f.percent.is_none() {
+            continue;
+        }
+        if f.den < min_dossiers {
+            too_few.push(row.key.clone());
+        } else {
+            ranked.push(row);
+        }
+    }
+    ranked.sort_by(|a, b| {
+        let (pa, pb) = (
+            a.indicators.on_time.percent.unwrap_or_default(),
+            b.indicators.on_time.percent.unwrap_or_default(),
+        );
+        pa.total_cmp(&pb).then_with(|| a.key.cmp(&b.key))
+    });
+    Lowest {
+        period: report.period.clone(),
+        min_dossiers,
+        units: ranked.into_iter().take(count).cloned().collect(),
+        too_few,
+    }
+}
+
 /// Why a report cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -297,4 +436,68 @@ pub fn to_csv(r: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicators::aggregate::Tally;
+    use crate::indicators::formulas::Ratio;
+
+    fn row(key: &str, num: u64, den: u64) -> ReportRow {
+        let t = Tally {
+            on_time: Ratio { num, den },
+            ..Default::default()
+        };
+        ReportRow {
+            key: key.into(),
+            indicators: t.indicators(),
+        }
+    }
+
+    #[test]
+    fn months_run_back_across_the_year() {
+        let m = months_to("2026-02", 4).unwrap();
+        let names: Vec<_> = m.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["2025-11", "2025-12", "2026-01", "2026-02"]);
+        assert!(
+            months_to("2026-Q1", 3).is_none(),
+            "a quarter is not a month"
+        );
+        assert!(months_to("2026", 3).is_none());
+        assert!(months_to("2026-02", 0).is_none());
+        assert!(months_to("2026-02", MAX_SERIES_MONTHS + 1).is_none());
+        assert_eq!(months_to("2026-02", 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lowest_ranks_only_units_with_enough_dossiers() {
+        let r = Report {
+            period: "2026-11".into(),
+            level: Level::Unit,
+            as_of_ms: 0,
+            rows: vec![
+                row("xã A", 9, 10),  // 90 %
+                row("xã B", 0, 2),   // 0 %, but two dossiers: not ranked
+                row("xã C", 7, 10),  // 70 %
+                row("xã D", 0, 0),   // N/A
+                row("xã E", 11, 12), // 91.67 %
+                row("xã F", 7, 10),  // 70 %, tie with C: by name
+            ],
+        };
+        let l = lowest(&r, 3, 10);
+        let keys: Vec<_> = l.units.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["xã C", "xã F", "xã A"]);
+        assert_eq!(l.too_few, ["xã B"]);
+        assert_eq!(l.min_dossiers, 10);
+        // With no minimum, the commune with two late dossiers comes first.
+        let l = lowest(&r, 1, 0);
+        assert_eq!(l.units[0].key, "xã B");
+        assert!(l.too_few.is_empty());
+        // The minimum is inclusive: 12 dossiers with a minimum of 12 are ranked.
+        let l = lowest(&r, 10, 12);
+        let keys: Vec<_> = l.units.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["xã E"]);
+        assert_eq!(l.too_few, ["xã A", "xã B", "xã C", "xã F"]);
+    }
 }

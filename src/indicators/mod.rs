@@ -20,13 +20,17 @@
 //!
 //! # Layout
 //! Imports go down this list: `calendar.rs` (working days), `state.rs` (facts and the fold),
+//! `catalogue.rs` (statutory times and paper results from the national catalogue),
 //! `formulas.rs` (one indicator per function, periods and windows), `aggregate.rs` (levels,
-//! the at-risk list), `history.rs` (the store: apply, rebuild, reports).
+//! the at-risk list), `history.rs` (the store: apply, rebuild, reports, series), `pdf.rs`
+//! (the report as PDF).
 
 pub mod aggregate;
 pub mod calendar;
+pub mod catalogue;
 pub mod formulas;
 pub mod history;
+pub mod pdf;
 pub mod state;
 
 pub use aggregate::{AtRisk, Indicators, Level};
@@ -43,7 +47,28 @@ pub fn rules(
     Ok(Rules {
         calendar: calendar::Calendar::new(&s.holidays)?,
         statutory_days: s.statutory_days.clone(),
+        catalogue: Default::default(),
     })
+}
+
+/// Why the rules of a configuration cannot be built, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("indicators.holidays: {0}")]
+    Calendar(#[from] calendar::CalendarError),
+    #[error("{0}")]
+    Catalogue(#[from] catalogue::TermsError),
+}
+
+/// The rules of a loaded configuration: its `[indicators]` section, and the national
+/// catalogue's terms as the `[catalogue]` sync last wrote them (none without `[catalogue]`).
+pub fn rules_of(loaded: &crate::config::Loaded) -> Result<Rules, RulesError> {
+    let mut r = rules(loaded.config.indicators.as_ref())?;
+    if let Some(c) = &loaded.config.catalogue {
+        r.catalogue =
+            catalogue::read_terms(&catalogue::terms_path(&loaded.data_dir(), &c.source_name))?;
+    }
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -211,6 +236,7 @@ mod tests {
             let rules = Rules {
                 calendar: calendar::Calendar::new(&["2026-11-20"]).unwrap(),
                 statutory_days: [("1.001000".to_string(), 3)].into(),
+                ..Default::default()
             };
             for (period, now) in [("2026-11", i64::MAX), ("2026-11", 1_794_000_000_000), ("2026-Q4", i64::MAX)] {
                 let w = Period::parse(period).unwrap().window(now);

@@ -19,6 +19,10 @@
 //! - A list that cannot be fetched, or a record without its code, fails the run before anything
 //!   is published: a half-read catalogue would look like removals.
 //! - Runs of one job never overlap (the periodic loop awaits each run).
+//! - Each complete fetch also writes what the service-quality index reads of every procedure
+//!   (statutory time, paper result: [`crate::indicators::catalogue`]) to
+//!   `<data_dir>/catalogue-<source_name>-terms.json`, atomically, before publishing: it is a
+//!   snapshot of the catalogue as fetched, not a record of what was published.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -194,6 +198,8 @@ pub struct CatalogueSync {
     portal: DvcqgConnector,
     source: String,
     state: PathBuf,
+    /// The procedures' terms for the indicators.
+    terms: PathBuf,
     interval: std::time::Duration,
 }
 
@@ -213,6 +219,7 @@ impl CatalogueSync {
             state: loaded
                 .data_dir()
                 .join(format!("catalogue-{}.json", c.source_name)),
+            terms: crate::indicators::catalogue::terms_path(&loaded.data_dir(), &c.source_name),
             interval: c.interval.0,
         })
     }
@@ -261,6 +268,12 @@ impl CatalogueSync {
                 by_code.insert(code, r);
             }
             lists.push((list, by_code));
+        }
+        if let Some((_, procedures)) = lists.iter().find(|(l, _)| l.noun == "procedure") {
+            write_state(
+                &self.terms,
+                &crate::indicators::catalogue::terms_of_all(procedures.iter()),
+            )?;
         }
         let mut summary = Summary::default();
         let mut new = Digests::default();

@@ -226,6 +226,8 @@ pub struct Wired {
     pub rules: Rules,
     pub synced_to: String,
     pub at_risk_days: u32,
+    /// `[indicators] lowest_min_dossiers`: the lowest-on-time list's minimum sample.
+    pub lowest_min_dossiers: u64,
     pub counts: Arc<Counts>,
     pub gauges: Arc<RwLock<Option<Report>>>,
 }
@@ -259,6 +261,7 @@ impl Wired {
             rules: crate::indicators::rules(Some(section))?,
             synced_to: section.synced_to.clone(),
             at_risk_days: section.at_risk_days,
+            lowest_min_dossiers: section.lowest_min_dossiers,
             counts: Arc::default(),
             gauges: Arc::default(),
         })

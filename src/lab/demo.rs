@@ -224,6 +224,8 @@ struct World {
     /// The store's URL and the `[indicators]` rules (the service-quality index's summary).
     store_url: String,
     rules: crate::indicators::Rules,
+    /// `[indicators] lowest_min_dossiers`: who may be ranked among the lowest communes.
+    lowest_min_dossiers: u64,
 }
 
 impl World {
@@ -294,7 +296,11 @@ impl World {
             eprintln!("{e}");
             ExitCode::from(2)
         })?;
-        let rules = crate::indicators::rules(loaded.config.indicators.as_ref()).map_err(|e| {
+        let lowest_min_dossiers = loaded.config.indicators.as_ref().map_or(
+            crate::config::defaults::INDICATORS_LOWEST_MIN_DOSSIERS,
+            |i| i.lowest_min_dossiers,
+        );
+        let rules = crate::indicators::rules_of(&loaded).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(2)
         })?;
@@ -316,6 +322,7 @@ impl World {
             _tmp: tmp,
             store_url,
             rules,
+            lowest_min_dossiers,
         })
     }
 
@@ -789,18 +796,25 @@ async fn print_indicators(world: &World, plan: &Plan) {
     )
     .await
     {
-        let mut units: Vec<_> = r
-            .rows
-            .iter()
-            .filter_map(|row| row.indicators.on_time.percent.map(|p| (p, row)))
-            .collect();
-        units.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.key.cmp(&b.1.key)));
-        println!("  lowest on-time rate:");
-        for (p, row) in units.iter().take(3) {
+        let lowest = history::lowest(&r, 3, world.lowest_min_dossiers);
+        println!(
+            "  lowest on-time rate (communes with at least {} dossiers):",
+            lowest.min_dossiers
+        );
+        for row in &lowest.units {
             println!(
                 "    {:<22} {:>7.2} % ({}/{})",
-                row.key, p, row.indicators.on_time.num, row.indicators.on_time.den
+                row.key,
+                row.indicators.on_time.percent.unwrap_or_default(),
+                row.indicators.on_time.num,
+                row.indicators.on_time.den
             );
+        }
+        if lowest.units.is_empty() {
+            println!("    none has enough dossiers yet");
+        }
+        if !lowest.too_few.is_empty() {
+            println!("    not ranked, too few dossiers: {}", lowest.too_few.len());
         }
     }
 }

@@ -58,6 +58,16 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             "/api/v1/indicators/at-risk",
             get(indicators_at_risk),
         ),
+        (
+            Method::GET,
+            "/api/v1/indicators/series",
+            get(indicators_series),
+        ),
+        (
+            Method::GET,
+            "/api/v1/indicators/lowest",
+            get(indicators_lowest),
+        ),
     ]
 }
 
@@ -762,6 +772,142 @@ async fn indicators_at_risk(State(st): State<S>, Query(q): Query<AtRiskQuery>) -
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the at-risk list could not be read; try again",
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesQuery {
+    to: Option<String>,
+    months: Option<String>,
+    level: Option<String>,
+}
+
+/// `GET /api/v1/indicators/series?to=2026-11&months=12&level=unit`: each key's indicators
+/// month by month (the dashboard's charts). Level province or unit (default province).
+async fn indicators_series(State(st): State<S>, Query(q): Query<SeriesQuery>) -> Response {
+    use crate::indicators::history::{self, SeriesError, MAX_SERIES_MONTHS};
+    let Some(ix) = &st.options.indicators else {
+        return indicators_off();
+    };
+    let now = now_ms();
+    let to =
+        q.to.filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| crate::jobs::indicators::month_of(now));
+    let months = match q.months.as_deref().map(str::parse::<u32>) {
+        None => 12,
+        Some(Ok(m)) if (1..=MAX_SERIES_MONTHS).contains(&m) => m,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_months",
+                format!("months must be a whole number from 1 to {MAX_SERIES_MONTHS}"),
+            )
+        }
+    };
+    let level = match q.level.as_deref().map(crate::indicators::Level::parse) {
+        None => crate::indicators::Level::Province,
+        Some(Some(l)) => l,
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_level",
+                "level must be province, unit or procedure",
+            )
+        }
+    };
+    match history::series(
+        ix.store.as_ref(),
+        &ix.rules,
+        &to,
+        months,
+        level,
+        now,
+        &ix.synced_to,
+    )
+    .await
+    {
+        Ok(s) => Json(s).into_response(),
+        Err(SeriesError::Range) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_period",
+            "to must be a month, YYYY-MM",
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "ops API: indicator series not computed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the indicators could not be read; try again",
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LowestQuery {
+    period: Option<String>,
+    count: Option<String>,
+    min_dossiers: Option<String>,
+}
+
+/// `GET /api/v1/indicators/lowest?period=2026-11&count=3&min_dossiers=10`: the units with the
+/// lowest on-time rate among those with at least `min_dossiers` (default `[indicators]
+/// lowest_min_dossiers`) in 2.1's denominator; the others are listed as `too_few`.
+async fn indicators_lowest(State(st): State<S>, Query(q): Query<LowestQuery>) -> Response {
+    use crate::config::defaults::INDICATORS_LOWEST_COUNT;
+    use crate::indicators::history;
+    let Some(ix) = &st.options.indicators else {
+        return indicators_off();
+    };
+    let count = match q.count.as_deref().map(str::parse::<usize>) {
+        None => INDICATORS_LOWEST_COUNT,
+        Some(Ok(c)) if (1..=1000).contains(&c) => c,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_count",
+                "count must be a whole number from 1 to 1000",
+            )
+        }
+    };
+    let min = match q.min_dossiers.as_deref().map(str::parse::<u64>) {
+        None => ix.lowest_min_dossiers,
+        Some(Ok(m)) => m,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_min_dossiers",
+                "min_dossiers must be a whole number",
+            )
+        }
+    };
+    let now = now_ms();
+    let period = q
+        .period
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| crate::jobs::indicators::month_of(now));
+    match history::report(
+        ix.store.as_ref(),
+        &ix.rules,
+        &period,
+        crate::indicators::Level::Unit,
+        now,
+        &ix.synced_to,
+    )
+    .await
+    {
+        Ok(r) => Json(history::lowest(&r, count, min)).into_response(),
+        Err(history::ReportError::Period(e)) => {
+            error(StatusCode::BAD_REQUEST, "bad_period", e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ops API: lowest units not computed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the indicators could not be read; try again",
             )
         }
     }

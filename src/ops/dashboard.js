@@ -23,6 +23,7 @@ const I18N = {
     r_delivered: "delivered", r_retry: "retry", r_dead_lettered: "dead-lettered", r_superseded: "superseded",
     e_attempt: "attempt", e_outcome: "outcome", e_in_doubt: "in doubt", viewer: "viewer", operator: "operator",
     circuit: "Circuit", c_closed: "closed", c_half_open: "probing", c_open: "open (deferring)",
+    indicators_page: "Service-quality index",
   },
   vi: {
     title: "Vận hành cổng tích hợp", token: "Mã truy cập", use_token: "Dùng mã", lang_button: "English",
@@ -41,6 +42,7 @@ const I18N = {
     r_delivered: "đã chuyển", r_retry: "thử lại", r_dead_lettered: "vào hàng lỗi", r_superseded: "bị thay thế",
     e_attempt: "lần gửi", e_outcome: "kết quả", e_in_doubt: "chưa rõ đã gửi", viewer: "người xem", operator: "người vận hành",
     circuit: "Ngắt mạch", c_closed: "bình thường", c_half_open: "đang thử lại", c_open: "đang ngắt (hoãn gửi)",
+    indicators_page: "Chỉ số phục vụ (766)",
   },
 };
 

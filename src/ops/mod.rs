@@ -17,7 +17,9 @@
 //! - The dashboard is static (HTML, JS and CSS compiled into the binary): no CDN, no external
 //!   request; it only talks to this listener with the token the user typed, or the one a
 //!   link carried in its fragment (`/#token=…`, never sent to the server; the page clears it
-//!   from the address bar).
+//!   from the address bar). The service-quality index has a page of its own at `/indicators`
+//!   (`indicators.{html,js,css}`, same rules): a table per commune and an inline-SVG chart of
+//!   each indicator over the last 12 months, in Vietnamese or English.
 //!
 //! Traces: every message has an `accept` span (the inbound request), a `deliver` span per
 //! attempt carrying its route, dossier code (`key`), envelope id, kind, attempt, and a `send`
@@ -51,6 +53,10 @@ pub const OPENAPI_YAML: &str = include_str!("openapi.yaml");
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("dashboard.css");
+// The service-quality index's page (`/indicators`): its own files, the dashboard's CSS.
+const INDICATORS_HTML: &str = include_str!("indicators.html");
+const INDICATORS_JS: &str = include_str!("indicators.js");
+const INDICATORS_CSS: &str = include_str!("indicators.css");
 
 pub fn router(engine: Arc<Engine>, options: OpsOptions) -> Router {
     let enabled = !options.tokens.is_empty();
@@ -81,7 +87,10 @@ pub fn router(engine: Arc<Engine>, options: OpsOptions) -> Router {
             .route("/api/v1/openapi.yaml", get(openapi))
             .route("/", get(dashboard_html))
             .route("/assets/dashboard.js", get(dashboard_js))
-            .route("/assets/dashboard.css", get(dashboard_css));
+            .route("/assets/dashboard.css", get(dashboard_css))
+            .route("/indicators", get(indicators_html))
+            .route("/assets/indicators.js", get(indicators_js))
+            .route("/assets/indicators.css", get(indicators_css));
     }
     r.with_state(state)
 }
@@ -157,6 +166,15 @@ async fn dashboard_js() -> Response {
 }
 async fn dashboard_css() -> Response {
     static_file("text/css; charset=utf-8", DASHBOARD_CSS)
+}
+async fn indicators_html() -> Response {
+    static_file("text/html; charset=utf-8", INDICATORS_HTML)
+}
+async fn indicators_js() -> Response {
+    static_file("text/javascript; charset=utf-8", INDICATORS_JS)
+}
+async fn indicators_css() -> Response {
+    static_file("text/css; charset=utf-8", INDICATORS_CSS)
 }
 
 async fn readyz(State(st): State<Arc<OpsState>>) -> impl IntoResponse {
