@@ -391,6 +391,7 @@ pub(crate) mod tests {
         let content = text(40);
         let shown: Vec<String> = content
             .lines()
+            .filter(|l| l.ends_with(" Tj"))
             .filter_map(|l| l.split_once('<').and_then(|(_, r)| r.split_once('>')))
             .map(|(hex, _)| {
                 hex.as_bytes()
