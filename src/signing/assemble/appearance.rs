@@ -173,13 +173,16 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     e.finish().expect("writing to memory")
 }
 
+/// Numbered PDF object bodies, in number order.
+pub type Objects = Vec<(u32, Vec<u8>)>;
+
 /// The objects of an appearance showing `lines`, numbered from `first`: returns the number of
-/// the form XObject (the widget's `/AP /N`) and every object's body, in number order.
+/// the form XObject (the widget's `/AP /N`) and every object's body.
 pub fn objects(
     visible: &Visible,
     lines: &[String],
     first: u32,
-) -> Result<(u32, Vec<(u32, Vec<u8>)>), AppearanceError> {
+) -> Result<(u32, Objects), AppearanceError> {
     let [x1, y1, x2, y2] = visible.checked_rect()?;
     let (width, height) = (x2 - x1, y2 - y1);
     let face = visible.font.face()?;
