@@ -19,7 +19,8 @@
 //!   element reference (XML), the PDF incremental update around its `/Contents` gap (a few
 //!   hundred bytes; the gap's zeros are not stored). It never holds the document: its JSON is a
 //!   few kilobytes whatever the document's size (measured with an RSA signer and one
-//!   intermediate: 3.1 KB for CMS, 4.1 KB for a PDF of 600 bytes or of 1 MB).
+//!   intermediate: 3.1 KB for CMS, 4.1 KB for a PDF of 600 bytes or of 1 MB); a visible
+//!   PDF signature adds its appearance and font subset (tens of KB at most).
 //! - [`finish`] takes the document again (the flow already keeps it) and refuses any other
 //!   document ([`AssembleError::DocumentChanged`]: SHA-256 and length are compared), so the
 //!   output always is the prepared document plus the signature.
@@ -48,6 +49,7 @@
 //! - `signer.rs`: the signer certificate, its key type, digest pairing, checking a value.
 //! - `cms.rs`: signed attributes and SignedData (typed ASN.1: `cms`, `x509-cert`, `der`).
 //! - `xml.rs`: enveloped XML-DSig through `gw_crypto::xmldsig`'s split entry point.
+//! - `appearance.rs`: a visible signature's appearance stream and embedded font subset.
 //! - `pdf.rs`: the PDF reader (cross-reference tables and streams, object streams) and the
 //!   incremental update writer.
 
