@@ -23,6 +23,8 @@ pub enum WireError {
     Store(String),
     #[error(transparent)]
     Signers(#[from] crate::connectors::signers::BuildError),
+    #[error(transparent)]
+    Formats(#[from] crate::signatures::FormatsError),
 }
 
 /// The signing service from the configuration; `None` without `[signers]`.
@@ -33,6 +35,7 @@ pub async fn from_config(
         return Ok(None);
     }
     let signers = Signers::load(loaded)?;
+    let formats = crate::signatures::Formats::from_config(loaded)?;
     let url = loaded
         .store_url()
         .map_err(|e| WireError::Store(e.to_string()))?;
@@ -40,15 +43,18 @@ pub async fn from_config(
     let store = gw_store::signatures::open_tls(&url, tls)
         .await
         .map_err(|e| WireError::Store(e.to_string()))?;
-    Ok(Some(Arc::new(SignatureService::new(
-        store,
-        signers,
-        ServiceSettings {
-            instance: loaded.config.gateway.instance.clone(),
-            max_document_bytes: loaded.config.inbound.max_body_bytes,
-            ..ServiceSettings::default()
-        },
-    ))))
+    Ok(Some(Arc::new(
+        SignatureService::new(
+            store,
+            signers,
+            ServiceSettings {
+                instance: loaded.config.gateway.instance.clone(),
+                max_document_bytes: loaded.config.inbound.max_body_bytes,
+                ..ServiceSettings::default()
+            },
+        )
+        .with_formats(formats),
+    )))
 }
 
 /// The job: rounds under the `signatures` leadership, outcomes through the engine.

@@ -25,6 +25,7 @@ use super::payments::PaymentsSection;
 use super::problem::{ConfigError, Problem, Step};
 use super::retry::RetrySection;
 use super::routes::RouteSection;
+use super::signatures::SignaturesSection;
 use super::signers::SignerSection;
 use super::signing::SigningSection;
 use super::sources::SourceSection;
@@ -86,6 +87,10 @@ pub struct Config {
     /// officials each signs for. Absent = none.
     #[serde(default)]
     pub signers: BTreeMap<String, SignerSection>,
+    /// The remote-signing flow's formats and documents: the time-stamp authority of B-T
+    /// requests, the servers documents may be fetched from by reference. Absent = neither.
+    #[serde(default)]
+    pub signatures: SignaturesSection,
     /// Agency subscriptions by name: what each agency receives (kinds, procedures, units,
     /// fields) and how (push or pull). Absent = none.
     #[serde(default)]

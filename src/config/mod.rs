@@ -64,6 +64,7 @@ mod references;
 mod retry;
 mod routes;
 mod secrets;
+mod signatures;
 mod signers;
 mod signing;
 mod sources;
@@ -92,6 +93,9 @@ pub use problem::{ConfigError, Problem, Step};
 pub use retry::{RetryOverride, RetrySection};
 pub use routes::{kind_matches, kinds_admit, RouteSection};
 pub use secrets::{Secret, SecretProblem, SecretRef, UrlPasswordError};
+pub use signatures::{
+    retry_delay, AppearanceSection, DocumentsSection, SignatureTsaSection, SignaturesSection,
+};
 pub use signers::{
     OfficialSection, OfficialsFile, OfficialsFileError, SignerCodes, SignerSection,
     SIGNATURE_SOURCE, SIGNER_DIGESTS, SIGNER_SERVICES,

@@ -23,6 +23,7 @@ use super::inbound::listen_is_loopback;
 use super::names::valid_name;
 use super::problem::{Problem, Step};
 use super::routes::RouteSection;
+use super::signatures;
 use super::signers;
 use super::signing::{has_key, SigningSection};
 use super::{adapters, broker, circuit, gateway, inbound, indicators, online, ops};
@@ -70,6 +71,7 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
     axis_with_references(c, p);
     verify_of_sources(c, p);
     signers::validate(&c.signers, base, p);
+    signatures::validate(&c.signatures, base, p);
     if !c.signers.is_empty() && c.sources.contains_key(signers::SIGNATURE_SOURCE) {
         p(
             format!("sources.{}", signers::SIGNATURE_SOURCE),

@@ -15,6 +15,9 @@
 //!   again answers the same `request_id` with `"new": false`. A refusal is the edge's error
 //!   shape with the flow's code (400, 409, 413, 422; 503 with `Retry-After` when the store
 //!   could not keep it): nothing is stored and nothing is sent to any phone.
+//! - A document by reference whose URL is under no base of `[signatures.documents]`, or a
+//!   B-T request without `[signatures.tsa]` (or for XML), is one of those refusals (422): the
+//!   flow decides it in `accept`, before anything is stored.
 //! - Replays of a signed request are harmless here (same id, no second request), so its
 //!   signature is not remembered as the routed events' are.
 

@@ -37,6 +37,17 @@
 //!   confirms, through a [`crate::payments::NoticeSink`]) under the source name
 //!   [`crate::config::SIGNATURE_SOURCE`] and marks it published only then (at least
 //!   once; the envelope id is the outbox event id, so consumers deduplicate).
+//! - **Formats and documents** ([`Formats`], `[signatures]`): a request may ask for level
+//!   `B-T` (PAdES B-T for PDF, CAdES-T for CMS; XML is refused at the edge): after the
+//!   signature verified, the time-stamp over the signature value is its own persisted state
+//!   (`verified → timestamped`, the token stored before the transition, so a restart after
+//!   the authority answered reuses it and never asks twice). A document may be given by
+//!   reference (`{"url", "sha256"}`): refused at the edge unless under an allowed base, fetched
+//!   in the `received` step, its hash checked. Both retry failures with backoff through the
+//!   store's deferral (attempts counted in the trail), then end with `timestamp_failed` /
+//!   `document_fetch_failed`. A PDF request may ask for a visible signature (`visible`: page
+//!   and rectangle; the font of `[signatures.appearance]`); it is part of what is prepared,
+//!   so the digest sent covers it.
 //! - Personal data: an official's user id may be a citizen id (SmartCA); it is stored, never
 //!   logged, never in a metric label or an outcome event.
 //!
@@ -44,11 +55,19 @@
 //! - `request.rs`: the `signature.requested` payload, its checks, the request id.
 //! - `service.rs`: accept, then one function per state, the round, the outbox drain.
 //! - `metrics.rs`: requests by state, time to confirmation, outcomes by reason.
+//! - `formats.rs`: the time-stamp authority and the document fetcher.
 
+mod formats;
 mod metrics;
 mod request;
 mod service;
 
+pub use formats::{
+    load_font, DocumentFetcher, FetchError, Formats, FormatsError, StampError, TimeStamper,
+};
 pub use metrics::SignatureMetrics;
-pub use request::{request_id, AcceptError, Refusal, SignatureRequestBody};
+pub use request::{
+    request_id, AcceptError, DocumentField, DocumentReference, Level, Refusal,
+    SignatureRequestBody, VisibleField,
+};
 pub use service::{Accepted, RoundReport, ServiceSettings, SignatureService};

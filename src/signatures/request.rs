@@ -16,8 +16,11 @@ use sha2::Digest;
 /// {"signer": "smartca", "official": "official-rsa", "format": "pdf",
 ///  "document": "<base64 of the bytes to sign>", "digest": "sha256",
 ///  "reason": "Ký kết quả hồ sơ", "deadline_ms": 1765000000000,
-///  "dossier_code": "000.00.01.H22-261206-0001"}
+///  "dossier_code": "000.00.01.H22-261206-0001", "level": "B-T"}
 /// ```
+///
+/// `document` may instead be a reference the gateway fetches:
+/// `{"url": "https://docs.example.vn/files/kq-0001.pdf", "sha256": "<64 hex digits>"}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureRequestBody {
@@ -27,8 +30,8 @@ pub struct SignatureRequestBody {
     pub official: String,
     /// required: `cms` (detached CMS), `xml` (enveloped XML-DSig) or `pdf` (PAdES B-B).
     pub format: String,
-    /// required: the document's bytes, standard base64.
-    pub document: String,
+    /// required: the document's bytes (standard base64), or a [`DocumentReference`].
+    pub document: DocumentField,
     /// The digest algorithm (`sha256`, `sha384`, `sha512`). Default: the first of the
     /// service's `digests`.
     #[serde(default)]
@@ -42,6 +45,81 @@ pub struct SignatureRequestBody {
     /// The dossier the document belongs to (shown in the dossier's trail).
     #[serde(default)]
     pub dossier_code: Option<String>,
+    /// `B-B` (the default) or `B-T` (a time-stamp over the signature: PAdES B-T, CAdES-T;
+    /// not for `xml`).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// PDF only: a visible signature (signer, time, reason) at `rect` of `page`.
+    #[serde(default)]
+    pub visible: Option<VisibleField>,
+}
+
+/// Where a visible signature goes: `{"page": 1, "rect": [x1, y1, x2, y2]}` (points, from the
+/// page's bottom left).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VisibleField {
+    /// 1-based. Default 1.
+    #[serde(default = "first_page")]
+    pub page: u32,
+    pub rect: [f64; 4],
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+/// The `document` of a request: its bytes, or where to fetch them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DocumentField {
+    /// Standard base64 of the bytes.
+    Inline(String),
+    Reference(DocumentReference),
+}
+
+/// A document the gateway fetches (`[signatures.documents]` lists the allowed bases).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentReference {
+    pub url: String,
+    /// SHA-256 of the bytes, 64 hex digits: the fetched document must have it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl DocumentReference {
+    /// The given SHA-256, lower-case, or `""` when none was given.
+    pub fn sha256_hex(&self) -> Result<String, AcceptError> {
+        match &self.sha256 {
+            None => Ok(String::new()),
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(h.to_ascii_lowercase())
+            }
+            Some(_) => Err(AcceptError::DocumentSha256),
+        }
+    }
+}
+
+/// The signature level asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Basic: the signature alone.
+    BB,
+    /// With a signature time-stamp from `[signatures.tsa]`.
+    BT,
+}
+
+impl Level {
+    pub fn parse(s: Option<&str>) -> Result<Level, AcceptError> {
+        match s.map(str::to_ascii_uppercase).as_deref() {
+            None | Some("B-B") => Ok(Level::BB),
+            Some("B-T") => Ok(Level::BT),
+            Some(_) => Err(AcceptError::UnknownLevel {
+                level: s.unwrap_or_default().chars().take(20).collect(),
+            }),
+        }
+    }
 }
 
 /// The HTTP class of a refusal.
@@ -88,6 +166,28 @@ pub enum AcceptError {
     DocumentTooLarge { size: usize, cap: usize },
     #[error("document: {detail}")]
     DocumentNotFormat { detail: String },
+    #[error("document.sha256: not 64 hexadecimal digits")]
+    DocumentSha256,
+    #[error("document.url: not under an allowed base (signatures.documents.allow)")]
+    DocumentUrlNotAllowed,
+    #[error(
+        "document: a reference, but this gateway fetches no documents ([signatures.documents])"
+    )]
+    DocumentsNotConfigured,
+    #[error("level: `{level}` is not B-B or B-T")]
+    UnknownLevel { level: String },
+    #[error("level: {format} has no B-T here (XAdES-T is not built); ask for B-B, or cms/pdf")]
+    LevelNotSupported { format: String },
+    #[error(
+        "level: B-T needs a time-stamp authority, and this gateway has none ([signatures.tsa])"
+    )]
+    TimeStampNotConfigured,
+    #[error("visible: only a PDF has a visible signature")]
+    VisibleNotSupported,
+    #[error("visible: this gateway has no font for visible signatures ([signatures.appearance])")]
+    VisibleNotConfigured,
+    #[error("visible: {detail}")]
+    Visible { detail: String },
     #[error("deadline_ms: {deadline_ms} is not in the future")]
     DeadlinePassed { deadline_ms: i64 },
     #[error("reason: {detail}")]
@@ -122,6 +222,15 @@ impl AcceptError {
             AcceptError::DocumentTooLarge { .. } => "document_too_large",
             AcceptError::DocumentNotFormat { .. } => "document_not_format",
             AcceptError::DeadlinePassed { .. } => "deadline_passed",
+            AcceptError::DocumentSha256 => "bad_document_sha256",
+            AcceptError::DocumentUrlNotAllowed => "document_url_not_allowed",
+            AcceptError::DocumentsNotConfigured => "documents_by_reference_not_configured",
+            AcceptError::UnknownLevel { .. } => "unknown_level",
+            AcceptError::LevelNotSupported { .. } => "level_not_supported",
+            AcceptError::TimeStampNotConfigured => "timestamp_not_configured",
+            AcceptError::VisibleNotSupported => "visible_not_supported",
+            AcceptError::VisibleNotConfigured => "visible_not_configured",
+            AcceptError::Visible { .. } => "bad_visible",
             AcceptError::Reason { .. } => "bad_reason",
             AcceptError::DossierCode { .. } => "bad_dossier_code",
             AcceptError::Certificate { code, .. } => code,
@@ -133,7 +242,9 @@ impl AcceptError {
 
     pub fn refusal(&self) -> Refusal {
         match self {
-            AcceptError::Shape { .. } | AcceptError::DocumentEncoding { .. } => Refusal::BadRequest,
+            AcceptError::Shape { .. }
+            | AcceptError::DocumentEncoding { .. }
+            | AcceptError::DocumentSha256 => Refusal::BadRequest,
             AcceptError::DocumentTooLarge { .. } => Refusal::TooLarge,
             AcceptError::KeyReused { .. } => Refusal::Conflict,
             AcceptError::Store { .. } => Refusal::Unavailable,
@@ -175,18 +286,23 @@ impl SignatureRequestBody {
         Ok(body)
     }
 
-    /// The document's bytes, at most `cap`.
+    /// The document's bytes, at most `cap` (an inline document; a reference has none yet).
     pub fn document_bytes(&self, cap: usize) -> Result<Vec<u8>, AcceptError> {
         use base64::Engine as _;
+        let DocumentField::Inline(document) = &self.document else {
+            return Err(AcceptError::Shape {
+                detail: "document: a reference has no bytes before it is fetched".into(),
+            });
+        };
         // Base64 is 4/3 of the bytes: refuse before decoding what is surely over the cap.
-        if self.document.len() / 4 * 3 > cap + 3 {
+        if document.len() / 4 * 3 > cap + 3 {
             return Err(AcceptError::DocumentTooLarge {
-                size: self.document.len() / 4 * 3,
+                size: document.len() / 4 * 3,
                 cap,
             });
         }
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(self.document.trim())
+            .decode(document.trim())
             .map_err(|e| AcceptError::DocumentEncoding {
                 detail: e.to_string(),
             })?;
@@ -248,11 +364,13 @@ mod tests {
             signer: "s".into(),
             official: "o".into(),
             format: "cms".into(),
-            document: d.into(),
+            document: DocumentField::Inline(d.into()),
             digest: None,
             reason: "r".into(),
             deadline_ms: None,
             dossier_code: None,
+            level: None,
+            visible: None,
         };
         assert_eq!(b("aGVsbG8=").document_bytes(5).unwrap(), b"hello");
         assert!(matches!(
@@ -267,5 +385,60 @@ mod tests {
             b("").document_bytes(100),
             Err(AcceptError::DocumentEmpty)
         ));
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn a_document_by_reference_and_a_level_are_read_strictly() {
+        let base =
+            serde_json::json!({"signer": "s", "official": "o", "format": "pdf", "reason": "r"});
+        let with = |doc: serde_json::Value, level: Option<&str>| {
+            let mut v = base.clone();
+            v["document"] = doc;
+            if let Some(l) = level {
+                v["level"] = serde_json::json!(l);
+            }
+            SignatureRequestBody::parse(&v)
+        };
+        let sha = "AB".repeat(32);
+        let b = with(
+            serde_json::json!({"url": "https://d.vn/f/a.pdf", "sha256": sha}),
+            Some("b-t"),
+        )
+        .unwrap();
+        let DocumentField::Reference(r) = &b.document else {
+            panic!("{b:?}")
+        };
+        assert_eq!(r.sha256_hex().unwrap(), "ab".repeat(32));
+        assert_eq!(Level::parse(b.level.as_deref()).unwrap(), Level::BT);
+        assert!(b.document_bytes(100).is_err(), "no bytes before the fetch");
+        // A typo in the reference is refused, not taken for inline bytes.
+        assert_eq!(
+            with(
+                serde_json::json!({"url": "https://d.vn/f/a.pdf", "sha": "x"}),
+                None
+            )
+            .unwrap_err()
+            .code(),
+            "bad_payload"
+        );
+        let short = with(
+            serde_json::json!({"url": "https://d.vn/a", "sha256": "abc"}),
+            None,
+        )
+        .unwrap();
+        let DocumentField::Reference(r) = &short.document else {
+            panic!()
+        };
+        assert_eq!(r.sha256_hex().unwrap_err().code(), "bad_document_sha256");
+        assert_eq!(Level::parse(None).unwrap(), Level::BB);
+        assert_eq!(
+            Level::parse(Some("B-LT")).unwrap_err().code(),
+            "unknown_level"
+        );
     }
 }

@@ -17,14 +17,17 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use gw_store::signatures::{
-    BlobKind, Change, NewRequest, RequestState, SendGuard, SignatureRequest, SignatureStore, Step,
-    Transitioned, DEFAULT_BLOB_CAP,
+    retries_in_state, BlobKind, Change, NewRequest, RequestState, SendGuard, SignatureRequest,
+    SignatureStore, Step, Transitioned, DEFAULT_BLOB_CAP,
 };
 use gw_store::StoreError;
 use tracing::{debug, info, warn};
 
+use super::formats::Formats;
 use super::metrics::SignatureMetrics;
-use super::request::{request_id, AcceptError, SignatureRequestBody};
+use super::request::{
+    request_id, AcceptError, DocumentField, Level, SignatureRequestBody, VisibleField,
+};
 use crate::connectors::signer::{
     HashRequest, RemoteSigner, SignStatus, SignerError, SignerId, Submitted, Transaction,
 };
@@ -101,16 +104,69 @@ pub struct SignatureService {
     signers: Signers,
     settings: ServiceSettings,
     pub metrics: Arc<SignatureMetrics>,
+    formats: Formats,
 }
 
-/// `format/digest`, as the store's `format` column keeps it (`pdf/sha256`).
-fn format_spec(f: Format, d: DigestAlgorithm) -> String {
-    format!("{}/{}", f.as_str(), d.as_str())
+/// How a request is to be signed, as the store's `format` column keeps it:
+/// `format/digest[/b-t][/visible=PAGE:x1,y1,x2,y2]` (`pdf/sha256`, `cms/sha256/b-t`,
+/// `pdf/sha256/b-t/visible=1:50,50,250,110`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spec {
+    format: Format,
+    digest: DigestAlgorithm,
+    level: Level,
+    visible: Option<VisibleField>,
 }
 
-fn parse_spec(s: &str) -> Option<(Format, DigestAlgorithm)> {
-    let (f, d) = s.split_once('/')?;
-    Some((f.parse().ok()?, DigestAlgorithm::parse(d)?))
+impl Spec {
+    fn column(&self) -> String {
+        let mut s = format!("{}/{}", self.format.as_str(), self.digest.as_str());
+        if self.level == Level::BT {
+            s.push_str("/b-t");
+        }
+        if let Some(v) = self.visible {
+            let [a, b, c, d] = v.rect;
+            s.push_str(&format!("/visible={}:{a},{b},{c},{d}", v.page));
+        }
+        s
+    }
+
+    fn parse(s: &str) -> Option<Spec> {
+        let mut parts = s.split('/');
+        let mut spec = Spec {
+            format: parts.next()?.parse().ok()?,
+            digest: DigestAlgorithm::parse(parts.next()?)?,
+            level: Level::BB,
+            visible: None,
+        };
+        for p in parts {
+            match p.split_once('=') {
+                None if p == "b-t" => spec.level = Level::BT,
+                Some(("visible", v)) => {
+                    let (page, rect) = v.split_once(':')?;
+                    let n: Vec<f64> = rect
+                        .split(',')
+                        .map(|x| x.parse().ok())
+                        .collect::<Option<_>>()?;
+                    spec.visible = Some(VisibleField {
+                        page: page.parse().ok()?,
+                        rect: n.try_into().ok()?,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        Some(spec)
+    }
+}
+
+/// A step to try again later (with backoff, through the store's deferral).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The time-stamp authority did not give a token.
+    TimeStamp,
+    /// The document server did not give the document.
+    Fetch,
 }
 
 fn assemble_digest(d: DigestAlgorithm) -> assemble::DigestAlgorithm {
@@ -170,7 +226,14 @@ impl SignatureService {
             signers,
             settings,
             metrics: Arc::default(),
+            formats: Formats::default(),
         }
+    }
+
+    /// With a time-stamp authority (B-T) and a document fetcher (documents by reference).
+    pub fn with_formats(mut self, formats: Formats) -> Self {
+        self.formats = formats;
+        self
     }
 
     pub fn settings(&self) -> &ServiceSettings {
@@ -223,7 +286,59 @@ impl SignatureService {
                         .join(", "),
                 })?,
         };
-        let document = body.document_bytes(self.settings.max_document_bytes)?;
+        let level = Level::parse(body.level.as_deref())?;
+        if level == Level::BT {
+            if format == Format::Xml {
+                return Err(AcceptError::LevelNotSupported {
+                    format: format.as_str().into(),
+                });
+            }
+            if self.formats.tsa.is_none() {
+                return Err(AcceptError::TimeStampNotConfigured);
+            }
+        }
+        if body.visible.is_some() {
+            if format != Format::Pdf {
+                return Err(AcceptError::VisibleNotSupported);
+            }
+            if let (Some(v), Some(font)) = (&body.visible, &self.formats.font) {
+                assemble::Visible {
+                    page: v.page,
+                    rect: v.rect,
+                    font: font.clone(),
+                }
+                .checked_rect()
+                .map_err(|e| AcceptError::Visible {
+                    detail: e.to_string(),
+                })?;
+            } else {
+                return Err(AcceptError::VisibleNotConfigured);
+            }
+        }
+        let spec = Spec {
+            format,
+            digest,
+            level,
+            visible: body.visible,
+        };
+        let (document, document_ref, document_sha256) = match &body.document {
+            DocumentField::Inline(_) => {
+                let d = body.document_bytes(self.settings.max_document_bytes)?;
+                let sha = sha256_hex(&d);
+                (Some(d), None, sha)
+            }
+            DocumentField::Reference(r) => {
+                let fetcher = self
+                    .formats
+                    .documents
+                    .as_ref()
+                    .ok_or(AcceptError::DocumentsNotConfigured)?;
+                if !fetcher.allows(&r.url) {
+                    return Err(AcceptError::DocumentUrlNotAllowed);
+                }
+                (None, Some(r.url.clone()), r.sha256_hex()?)
+            }
+        };
         let now = now_ms();
         let deadline_ms = match body.deadline_ms {
             Some(d) if d <= now => return Err(AcceptError::DeadlinePassed { deadline_ms: d }),
@@ -240,10 +355,10 @@ impl SignatureService {
             service: body.signer.clone(),
             signer_user_id: body.official.clone(),
             signer_credential: None,
-            format: format_spec(format, digest),
+            format: spec.column(),
             reason: body.reason.clone(),
-            document_ref: None,
-            document_sha256: sha256_hex(&document),
+            document_ref,
+            document_sha256,
             created_ms: now,
             deadline_ms,
         };
@@ -254,34 +369,33 @@ impl SignatureService {
                 new: false,
             });
         }
-        let ready = match self
-            .prepare(
-                signer.as_ref(),
-                &official,
-                format,
-                digest,
-                &document,
-                &body.reason,
-            )
-            .await
-        {
-            Ok(r) => Some(r),
-            Err(PrepareError::Refused(e)) => return Err(e),
-            Err(PrepareError::Later(why)) => {
-                warn!(service = %body.signer, error = %why, "the official's certificate cannot be fetched now; the request is prepared later");
-                None
-            }
+        // A document by reference is fetched and prepared by the round (`received`).
+        let ready = match &document {
+            None => None,
+            Some(document) => match self
+                .prepare(signer.as_ref(), &official, &spec, document, &body.reason)
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(PrepareError::Refused(e)) => return Err(e),
+                Err(PrepareError::Later(why)) => {
+                    warn!(service = %body.signer, error = %why, "the official's certificate cannot be fetched now; the request is prepared later");
+                    None
+                }
+            },
         };
-        self.store
-            .put_blob(
-                &id,
-                BlobKind::Document,
-                &document,
-                self.settings.max_document_bytes,
-                now,
-            )
-            .await
-            .map_err(store_err)?;
+        if let Some(document) = &document {
+            self.store
+                .put_blob(
+                    &id,
+                    BlobKind::Document,
+                    document,
+                    self.settings.max_document_bytes,
+                    now,
+                )
+                .await
+                .map_err(store_err)?;
+        }
         let created = self.store.create(new.clone()).await.map_err(store_err)?;
         if let gw_store::signatures::Created::Existing(existing) = &created {
             // Another instance accepted the same event in between.
@@ -331,11 +445,28 @@ impl SignatureService {
         &self,
         signer: &dyn RemoteSigner,
         official: &SignerId,
-        format: Format,
-        digest: DigestAlgorithm,
+        spec: &Spec,
         document: &[u8],
         reason: &str,
     ) -> Result<Ready, PrepareError> {
+        let Spec {
+            format,
+            digest,
+            level,
+            visible,
+        } = *spec;
+        let visible = match visible {
+            None => None,
+            Some(v) => Some(assemble::Visible {
+                page: v.page,
+                rect: v.rect,
+                font: self
+                    .formats
+                    .font
+                    .clone()
+                    .ok_or(PrepareError::Refused(AcceptError::VisibleNotConfigured))?,
+            }),
+        };
         let cert = match signer.certificate(official).await {
             Ok(c) => c,
             Err(SignerError::Certificate(e)) => {
@@ -376,6 +507,8 @@ impl SignatureService {
         let options = assemble::Options {
             digest: assemble_digest(digest),
             reason: (format == Format::Pdf).then(|| reason.to_owned()),
+            timestamp: level == Level::BT,
+            visible,
             ..assemble::Options::default()
         };
         let prepared = assemble::prepare(format, document, cert.x509(), cert.chain(), &options)
@@ -386,6 +519,9 @@ impl SignatureService {
                             detail: e.to_string(),
                         }
                     }
+                    assemble::AssembleError::Appearance(a) => AcceptError::Visible {
+                        detail: a.to_string(),
+                    },
                     other => AcceptError::AlgorithmMismatch {
                         detail: other.to_string(),
                     },
@@ -484,7 +620,8 @@ impl SignatureService {
             RequestState::Received => self.step_prepare(r).await,
             RequestState::HashComputed => self.step_send(r).await,
             RequestState::Signed => self.step_verify(r).await,
-            RequestState::Verified => self.step_assemble(r).await,
+            RequestState::Verified if wants_timestamp(r) => self.step_timestamp(r).await,
+            RequestState::Verified | RequestState::Timestamped => self.step_assemble(r).await,
             RequestState::Assembled => {
                 self.change(r, Step::Completed, "the signed document is ready".into())
                     .await?;
@@ -498,8 +635,76 @@ impl SignatureService {
                 self.fail(r, f).await?;
                 Ok(())
             }
+            Err(StepError::Retry(kind, detail)) => self.retry_later(r, kind, detail).await,
             Err(StepError::Store(e)) => Err(e),
         }
+    }
+
+    /// A step that failed for now: deferred with backoff, or failed once its attempts are
+    /// spent (counted in the trail, so a restart does not reset them).
+    async fn retry_later(
+        &self,
+        r: &SignatureRequest,
+        kind: Retry,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        let (what, fail_kind, attempts, initial, max) = match kind {
+            Retry::TimeStamp => {
+                let t = self.formats.tsa.as_ref().map(|t| &t.section);
+                (
+                    "time-stamp",
+                    "timestamp_failed",
+                    t.map_or(1, |t| t.attempts),
+                    t.map(|t| t.retry_initial),
+                    t.map(|t| t.retry_max_delay),
+                )
+            }
+            Retry::Fetch => {
+                let d = self.formats.documents.as_ref().map(|d| &d.section);
+                (
+                    "document fetch",
+                    "document_fetch_failed",
+                    d.map_or(1, |d| d.attempts),
+                    d.map(|d| d.retry_initial),
+                    d.map(|d| d.retry_max_delay),
+                )
+            }
+        };
+        let trail = self.store.trail(&r.request.request_id).await?;
+        let attempt = retries_in_state(&trail, r.state) as u32 + 1;
+        let (Some(initial), Some(max)) = (initial, max) else {
+            return self.fail(r, Fail::new(fail_kind, detail)).await;
+        };
+        if attempt >= attempts {
+            return self
+                .fail(
+                    r,
+                    Fail::new(fail_kind, format!("{detail} (after {attempt} attempts)")),
+                )
+                .await;
+        }
+        let now = now_ms();
+        let wait = crate::config::retry_delay(initial, max, attempt);
+        let until = now + wait.as_millis() as i64;
+        warn!(request = %r.request.request_id, service = %r.request.service, attempt, error = %detail, "{what} failed; retried later");
+        let t = self
+            .store
+            .defer(
+                &r.request.request_id,
+                r.state,
+                &self.settings.instance,
+                &format!(
+                    "{what} attempt {attempt} of {attempts} failed: {detail}; retried in {} ms",
+                    wait.as_millis()
+                ),
+                until,
+                now,
+            )
+            .await?;
+        if let Transitioned::Refused { why, .. } = t {
+            debug!(request = %r.request.request_id, why, "deferral not recorded");
+        }
+        Ok(())
     }
 
     async fn change(
@@ -552,7 +757,7 @@ impl SignatureService {
 
     async fn step_prepare(&self, r: &SignatureRequest) -> Result<(), StepError> {
         let signer = self.signer_of(r)?.clone();
-        let (format, digest) = parse_spec(&r.request.format).ok_or_else(|| {
+        let spec = Spec::parse(&r.request.format).ok_or_else(|| {
             StepError::Fail(Fail::new(
                 "bad_request",
                 format!("unknown format `{}`", r.request.format),
@@ -564,8 +769,7 @@ impl SignatureService {
             .prepare(
                 signer.as_ref(),
                 &official,
-                format,
-                digest,
+                &spec,
                 &document,
                 &r.request.reason,
             )
@@ -585,16 +789,87 @@ impl SignatureService {
         }
     }
 
+    /// The document to sign: stored, or (a reference not fetched yet) fetched and stored.
     async fn document(&self, r: &SignatureRequest) -> Result<Vec<u8>, StepError> {
-        self.store
+        if let Some(d) = self
+            .store
             .blob(&r.request.request_id, BlobKind::Document)
             .await?
-            .ok_or_else(|| {
-                StepError::Fail(Fail::new(
-                    "document_missing",
-                    "the document to sign is not stored",
-                ))
-            })
+        {
+            return Ok(d);
+        }
+        let Some(url) = &r.request.document_ref else {
+            return Err(StepError::Fail(Fail::new(
+                "document_missing",
+                "the document to sign is not stored",
+            )));
+        };
+        let Some(fetcher) = &self.formats.documents else {
+            return Err(StepError::Fail(Fail::new(
+                "document_fetch_failed",
+                "documents by reference are no longer configured ([signatures.documents])",
+            )));
+        };
+        let document = match fetcher.fetch(url, &r.request.document_sha256).await {
+            Ok(d) => d,
+            Err(e) if e.retryable() => return Err(StepError::Retry(Retry::Fetch, e.to_string())),
+            Err(e) => return Err(StepError::Fail(Fail::new(e.kind(), e.to_string()))),
+        };
+        // A crash after this put fetches nothing again: the stored bytes are used.
+        self.store
+            .put_blob(
+                &r.request.request_id,
+                BlobKind::Document,
+                &document,
+                fetcher.max_bytes.max(self.settings.max_document_bytes),
+                now_ms(),
+            )
+            .await?;
+        info!(request = %r.request.request_id, bytes = document.len(), "document fetched by reference");
+        Ok(document)
+    }
+
+    /// `verified` of a B-T request: the time-stamp over the signature value, verified and
+    /// stored before the state moves (a restart after the authority answered reuses it).
+    async fn step_timestamp(&self, r: &SignatureRequest) -> Result<(), StepError> {
+        let id = &r.request.request_id;
+        if let Some(token) = self.store.blob(id, BlobKind::TimeStamp).await? {
+            self.change(
+                r,
+                Step::Timestamped,
+                format!("time-stamp token ({} bytes) found stored", token.len()),
+            )
+            .await?;
+            return Ok(());
+        }
+        let Some(tsa) = &self.formats.tsa else {
+            return Err(StepError::Fail(Fail::new(
+                "timestamp_failed",
+                "no time-stamp authority is configured anymore ([signatures.tsa])",
+            )));
+        };
+        let prepared = stored_preparation(r)?;
+        let document = self.document(r).await?;
+        let signature = r.signature.clone().unwrap_or_default();
+        let req = assemble::signature_timestamp_request(&prepared, &document, &signature)
+            .map_err(|e| StepError::Fail(Fail::new("assemble", e.to_string())))?;
+        let token = tsa
+            .stamp(&req)
+            .await
+            .map_err(|e| StepError::Retry(Retry::TimeStamp, e.to_string()))?;
+        self.store
+            .put_blob(id, BlobKind::TimeStamp, &token, DEFAULT_BLOB_CAP, now_ms())
+            .await?;
+        self.change(
+            r,
+            Step::Timestamped,
+            format!(
+                "time-stamp token ({} bytes) verified and stored",
+                token.len()
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The hash request the service is asked with (the same for the submit and every poll).
@@ -850,17 +1125,31 @@ impl SignatureService {
 
     /// `verified`: the signed document built around the signature and stored.
     async fn step_assemble(&self, r: &SignatureRequest) -> Result<(), StepError> {
-        let prepared: Prepared = serde_json::from_slice(&r.prepared.clone().unwrap_or_default())
-            .map_err(|e| {
-                StepError::Fail(Fail::new(
-                    "assemble",
-                    format!("the stored preparation is unreadable: {e}"),
-                ))
-            })?;
+        let prepared = stored_preparation(r)?;
         let document = self.document(r).await?;
         let signature = r.signature.clone().unwrap_or_default();
-        let signed = assemble::finish(&prepared, &document, &signature)
-            .map_err(|e| StepError::Fail(Fail::new("assemble", e.to_string())))?;
+        let signed = if prepared.wants_timestamp() {
+            let token = self
+                .store
+                .blob(&r.request.request_id, BlobKind::TimeStamp)
+                .await?
+                .ok_or_else(|| {
+                    StepError::Fail(Fail::new(
+                        "timestamp_failed",
+                        "the time-stamp token is not stored",
+                    ))
+                })?;
+            let tsa = self.formats.tsa.as_ref().ok_or_else(|| {
+                StepError::Fail(Fail::new(
+                    "timestamp_failed",
+                    "no time-stamp authority is configured anymore ([signatures.tsa])",
+                ))
+            })?;
+            assemble::finish_timestamped(&prepared, &document, &signature, &token, tsa.trust())
+        } else {
+            assemble::finish(&prepared, &document, &signature)
+        }
+        .map_err(|e| StepError::Fail(Fail::new("assemble", e.to_string())))?;
         self.store
             .put_blob(
                 &r.request.request_id,
@@ -995,10 +1284,27 @@ impl SignatureService {
     }
 }
 
-/// A step's end: a permanent failure, or a store error (left for the next round).
+/// A step's end: a permanent failure, a failure to retry later, or a store error (left for
+/// the next round).
 enum StepError {
     Fail(Fail),
+    Retry(Retry, String),
     Store(StoreError),
+}
+
+/// The format assembler's state stored at `hash_computed`.
+fn stored_preparation(r: &SignatureRequest) -> Result<Prepared, StepError> {
+    serde_json::from_slice(&r.prepared.clone().unwrap_or_default()).map_err(|e| {
+        StepError::Fail(Fail::new(
+            "assemble",
+            format!("the stored preparation is unreadable: {e}"),
+        ))
+    })
+}
+
+/// The request asked for a time-stamp (level B-T).
+fn wants_timestamp(r: &SignatureRequest) -> bool {
+    Spec::parse(&r.request.format).is_some_and(|s| s.level == Level::BT)
 }
 
 impl From<StoreError> for StepError {
@@ -1025,14 +1331,14 @@ fn signer_error_kind(e: &SignerError) -> &'static str {
 /// naming what differs.
 fn same_request(stored: &SignatureRequest, new: &NewRequest, key: &str) -> Result<(), AcceptError> {
     let s = &stored.request;
-    let what = if s.document_sha256 != new.document_sha256 {
+    let what = if s.document_sha256 != new.document_sha256 || s.document_ref != new.document_ref {
         Some("document")
     } else if s.service != new.service {
         Some("signer service")
     } else if s.signer_user_id != new.signer_user_id {
         Some("official")
     } else if s.format != new.format {
-        Some("format or digest")
+        Some("format, digest, level or appearance")
     } else {
         None
     };

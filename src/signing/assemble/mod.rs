@@ -19,7 +19,8 @@
 //!   element reference (XML), the PDF incremental update around its `/Contents` gap (a few
 //!   hundred bytes; the gap's zeros are not stored). It never holds the document: its JSON is a
 //!   few kilobytes whatever the document's size (measured with an RSA signer and one
-//!   intermediate: 3.1 KB for CMS, 4.1 KB for a PDF of 600 bytes or of 1 MB).
+//!   intermediate: 3.1 KB for CMS, 4.1 KB for a PDF of 600 bytes or of 1 MB); a visible
+//!   PDF signature adds its appearance and font subset (tens of KB at most).
 //! - [`finish`] takes the document again (the flow already keeps it) and refuses any other
 //!   document ([`AssembleError::DocumentChanged`]: SHA-256 and length are compared), so the
 //!   output always is the prepared document plus the signature.
@@ -48,6 +49,7 @@
 //! - `signer.rs`: the signer certificate, its key type, digest pairing, checking a value.
 //! - `cms.rs`: signed attributes and SignedData (typed ASN.1: `cms`, `x509-cert`, `der`).
 //! - `xml.rs`: enveloped XML-DSig through `gw_crypto::xmldsig`'s split entry point.
+//! - `appearance.rs`: a visible signature's appearance stream and embedded font subset.
 //! - `pdf.rs`: the PDF reader (cross-reference tables and streams, object streams) and the
 //!   incremental update writer.
 
@@ -56,11 +58,13 @@ use gw_crypto::tsp::{self, TimeStampRequest, TspError};
 use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
+mod appearance;
 mod cms;
 mod pdf;
 mod signer;
 mod xml;
 
+pub use appearance::{AppearanceError, AppearanceFont, Visible, VIETNAMESE};
 pub use cms::CmsError;
 pub use pdf::{sample as sample_pdf, PdfError};
 pub use signer::{DigestAlgorithm, KeyType, Signer, SignerError};
@@ -121,6 +125,8 @@ pub struct Options {
     pub timestamp: bool,
     /// XML only: sign the element with this `Id` instead of the whole document.
     pub xml_reference: Option<String>,
+    /// PDF only: a visible signature (signer, time, reason) in a rectangle of a page.
+    pub visible: Option<Visible>,
 }
 
 impl Default for Options {
@@ -132,6 +138,7 @@ impl Default for Options {
             location: None,
             timestamp: false,
             xml_reference: None,
+            visible: None,
         }
     }
 }
@@ -151,6 +158,8 @@ pub enum AssembleError {
     Xml(#[source] XmlSignError),
     #[error("PDF: {0}")]
     Pdf(#[source] PdfError),
+    #[error("prepare: visible signature: {0}")]
+    Appearance(#[source] AppearanceError),
     #[error("finish: the stored preparation is unusable: {0}")]
     Stored(String),
     #[error("finish: this is not the document that was prepared (SHA-256 or length differs)")]
@@ -294,6 +303,12 @@ pub fn prepare(
             what: "a reason or location (they go into a PDF signature dictionary)".into(),
         });
     }
+    if options.visible.is_some() && format != Format::Pdf {
+        return Err(AssembleError::Unsupported {
+            format,
+            what: "a visible signature (it is a PDF widget)".into(),
+        });
+    }
     if options.xml_reference.is_some() && format != Format::Xml {
         return Err(AssembleError::Unsupported {
             format,
@@ -339,8 +354,17 @@ pub fn prepare(
                 location: options.location.as_deref(),
             };
             let estimate = cms_size_estimate(&signer, alg, options.timestamp)?;
-            let update = pdf::prepare(document, &text, estimate).map_err(|e| match e {
+            let lines = match &options.visible {
+                Some(v) => {
+                    v.checked_rect().map_err(AssembleError::Appearance)?;
+                    appearance_lines(&signer, signing_time, options.reason.as_deref())?
+                }
+                None => Vec::new(),
+            };
+            let shown = options.visible.as_ref().map(|v| (v, lines.as_slice()));
+            let update = pdf::prepare(document, &text, estimate, shown).map_err(|e| match e {
                 PdfError::NotPdf(reason) => AssembleError::NotFormat { format, reason },
+                PdfError::Appearance(a) => AssembleError::Appearance(a),
                 other => AssembleError::Pdf(other),
             })?;
             let ranges_digest = update
@@ -374,6 +398,46 @@ pub fn prepare(
         timestamp: options.timestamp,
         parts,
     })
+}
+
+/// The lines a visible signature shows: the signer's name (the certificate's common name, else
+/// its whole subject), the signing time in Vietnam's time zone (UTC+7), and the reason.
+fn appearance_lines(
+    signer: &Signer,
+    signing_time: i64,
+    reason: Option<&str>,
+) -> Result<Vec<String>, AssembleError> {
+    let subject = signer.leaf.subject_name();
+    let name = subject
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+        .unwrap_or_else(|| {
+            subject
+                .entries()
+                .filter_map(|e| e.data().to_string().ok())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    let t = time::OffsetDateTime::from_unix_timestamp(signing_time)
+        .map_err(|e| AssembleError::Stored(format!("signing time {signing_time}: {e}")))?
+        .to_offset(time::macros::offset!(+7));
+    let mut lines = vec![
+        format!("Người ký: {name}"),
+        format!(
+            "Thời gian: {:02}/{:02}/{:04} {:02}:{:02}:{:02} (UTC+7)",
+            t.day(),
+            u8::from(t.month()),
+            t.year(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+    ];
+    if let Some(r) = reason {
+        lines.push(format!("Lý do: {r}"));
+    }
+    Ok(lines)
 }
 
 /// The largest CMS a PDF's `/Contents` must hold: certificates, signed attributes, the

@@ -22,12 +22,16 @@
 //!   would break its certification. Other certifications allow a signature.
 //! - Decoded streams are capped at 64 MiB; section chains at 256; nesting at 64. Hostile input
 //!   gives an error, never a panic (property-tested).
-//! - Not built: a visible appearance (the signature widget is invisible, `/Rect [0 0 0 0]`).
+//! - The widget is invisible (`/Rect [0 0 0 0]`, first page) unless a visible signature is
+//!   asked for: then it has the given rectangle on the given page and an `/AP /N` appearance
+//!   (`appearance.rs`: the signer's name, the time and the reason in an embedded font subset),
+//!   written in the same update, before the signature dictionary, so the signature covers it.
 //! - Objects are read by a small tokenizer; strings, names and numbers of the objects that are
 //!   rewritten are copied as their source text, so nothing in them is re-encoded.
 
 use std::collections::BTreeMap;
 
+use super::appearance::{self, AppearanceError, Visible};
 use super::signer::DigestAlgorithm;
 
 /// Why a PDF could not be prepared or finished; one variant per kind of refusal.
@@ -47,6 +51,8 @@ pub enum PdfError {
     StoredUpdate(String),
     #[error("digest: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
+    #[error("visible signature: {0}")]
+    Appearance(#[from] AppearanceError),
 }
 
 fn malformed(what: impl Into<String>) -> PdfError {
@@ -800,6 +806,47 @@ impl<'a> Pdf<'a> {
         }
         Err(malformed("page tree deeper than 64"))
     }
+
+    /// Page `number` (1-based) in document order: the page tree walked depth first, bounded.
+    fn page_at(&self, catalog: &Obj, number: u32) -> Result<u32, PdfError> {
+        let root = match catalog.get(b"/Pages") {
+            Some(Obj::Ref(n, _)) => *n,
+            _ => return Err(malformed("catalog has no /Pages reference")),
+        };
+        let mut stack = vec![(root, 0usize)];
+        let (mut seen, mut visits) = (0u32, 0usize);
+        while let Some((node, depth)) = stack.pop() {
+            visits += 1;
+            if visits > 200_000 || depth > 64 {
+                return Err(malformed("page tree too large or too deep"));
+            }
+            let (_, dict) = self.object(node)?;
+            if dict.get(b"/Type").is_some_and(|t| t.is_name(b"/Page")) {
+                seen += 1;
+                if seen == number {
+                    return Ok(node);
+                }
+                continue;
+            }
+            let kids = self.resolve(
+                dict.get(b"/Kids")
+                    .ok_or_else(|| malformed(format!("page tree node {node} has no /Kids")))?,
+            )?;
+            let Obj::Array(items) = kids else {
+                return Err(malformed("/Kids is not an array"));
+            };
+            for k in items.iter().rev() {
+                match k {
+                    Obj::Ref(n, _) => stack.push((*n, depth + 1)),
+                    _ => return Err(malformed("a /Kids entry is not a reference")),
+                }
+            }
+        }
+        Err(PdfError::Appearance(AppearanceError::Page {
+            asked: number,
+            pages: seen,
+        }))
+    }
 }
 
 // ---------------------------------------------------------------- writing
@@ -922,11 +969,13 @@ fn runs(numbers: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
-/// Prepares the update for `document` with room for a CMS of `cms_capacity` bytes.
+/// Prepares the update for `document` with room for a CMS of `cms_capacity` bytes; with
+/// `visible`, the widget shows these lines where it says.
 pub fn prepare(
     document: &[u8],
     text: &SignatureText<'_>,
     cms_capacity: usize,
+    visible: Option<(&Visible, &[String])>,
 ) -> Result<Update, PdfError> {
     let pdf = Pdf::read(document)?;
     let root = pdf.root()?;
@@ -935,7 +984,10 @@ pub fn prepare(
         return Err(malformed("the catalog is not a dictionary"));
     }
     pdf.check_docmdp(&catalog)?;
-    let page = pdf.first_page(&catalog)?;
+    let page = match visible {
+        Some((v, _)) => pdf.page_at(&catalog, v.page)?,
+        None => pdf.first_page(&catalog)?,
+    };
     let (page_gen, mut page_dict) = pdf.object(page)?;
     let size = pdf
         .trailer
@@ -955,7 +1007,12 @@ pub fn prepare(
         .ok_or_else(|| malformed("/Size too large"))?;
     let widget = size;
     let sig = size + 1;
-    let new_size = size + 2;
+    // A visible signature's appearance objects come next, before the signature dictionary.
+    let shown = match visible {
+        Some((v, lines)) => Some((v.checked_rect()?, appearance::objects(v, lines, size + 2)?)),
+        None => None,
+    };
+    let new_size = size + 2 + shown.as_ref().map_or(0, |(_, (_, objs))| objs.len() as u32);
 
     // Objects of the update: number → (generation, body).
     let mut objects: BTreeMap<u32, (u16, Obj)> = BTreeMap::new();
@@ -1008,10 +1065,21 @@ pub fn prepare(
     w.set(b"/T", Obj::Atom(field_name.into_bytes()));
     w.set(b"/V", Obj::Ref(sig, 0));
     w.set(b"/F", name("132"));
-    w.set(
-        b"/Rect",
-        Obj::Array(vec![name("0"), name("0"), name("0"), name("0")]),
-    );
+    match &shown {
+        Some((rect, (xobject, _))) => {
+            w.set(
+                b"/Rect",
+                Obj::Array(rect.iter().map(|v| name(&format!("{v:.3}"))).collect()),
+            );
+            let mut ap = Obj::Dict(Vec::new());
+            ap.set(b"/N", Obj::Ref(*xobject, 0));
+            w.set(b"/AP", ap);
+        }
+        None => w.set(
+            b"/Rect",
+            Obj::Array(vec![name("0"), name("0"), name("0"), name("0")]),
+        ),
+    }
     w.set(b"/P", Obj::Ref(page, page_gen));
     objects.insert(widget, (0, w));
 
@@ -1026,6 +1094,12 @@ pub fn prepare(
         xref.insert(*n, (base + update.len(), *g));
         update.extend_from_slice(format!("{n} {g} obj\n").as_bytes());
         body.write(&mut update);
+        update.extend_from_slice(b"\nendobj\n");
+    }
+    for (n, body) in shown.iter().flat_map(|(_, (_, objs))| objs) {
+        xref.insert(*n, (base + update.len(), 0));
+        update.extend_from_slice(format!("{n} 0 obj\n").as_bytes());
+        update.extend_from_slice(body);
         update.extend_from_slice(b"\nendobj\n");
     }
     xref.insert(sig, (base + update.len(), 0));
@@ -1231,7 +1305,7 @@ mod tests {
             if truncate {
                 doc.truncate(cut.index(doc.len()));
             }
-            let _ = prepare(&doc, &text(), 4096);
+            let _ = prepare(&doc, &text(), 4096, None);
         }
     }
 
@@ -1242,7 +1316,7 @@ mod tests {
                 "<< /Type /Sig /Filter /Adobe.PPKLite /Contents <00> /Reference [<< /Type /SigRef /TransformMethod /DocMDP /TransformParams << /Type /TransformParams /P {p} /V /1.2 >> >>] >>"
             );
             let doc = sample_with("x", "/Perms << /DocMDP 6 0 R >> ", &[&sig]);
-            let r = prepare(&doc, &text(), 4096);
+            let r = prepare(&doc, &text(), 4096, None);
             assert_eq!(r.is_err(), refused, "P={p}");
             if let Err(e) = r {
                 assert!(e.to_string().contains("DocMDP /P 1"), "{e}");
@@ -1261,7 +1335,7 @@ mod tests {
             let mut d = doc[..at].to_vec();
             d.extend_from_slice(size);
             d.extend_from_slice(&doc[at + 7..]);
-            assert!(prepare(&d, &text(), 4096).is_err());
+            assert!(prepare(&d, &text(), 4096, None).is_err());
         }
     }
 }

@@ -54,6 +54,12 @@
 //!    allowed and anything above ~2 KiB is TOASTed (compressed, out of line); a few MiB per
 //!    row is read whole into memory, which the cap bounds. The prepared state
 //!    ([`Step::HashComputed`]) is capped at [`PREPARED_CAP`] (1 MiB).
+//! 9. **Deferred work.** A gateway step that failed for now (a time-stamp authority or a
+//!    document server down) is [`SignatureStore::defer`]red: the state stays, a trail row from
+//!    the state to itself says why, and the work lease is held until the retry time, so
+//!    [`SignatureStore::due_for_work`] returns it to no instance before then. The count of
+//!    such rows since the state was entered ([`retries_in_state`]) is the attempt count: it
+//!    survives a restart.
 //!
 //! Personal data: `signer_user_id` may be an official's citizen id (SmartCA uses it); it is
 //! stored but never put in the trail's detail, the outbox body, or any count this store gives.
@@ -117,6 +123,9 @@ pub enum RequestState {
     Signed,
     /// The signature verified over our digest with the pinned signer's certificate.
     Verified,
+    /// A time-stamp over the signature value was asked for (PAdES B-T, CAdES-T): the
+    /// authority's token is verified and stored ([`BlobKind::TimeStamp`]).
+    Timestamped,
     /// The signed document is assembled and stored.
     Assembled,
     /// The `signature.completed` event is queued.
@@ -147,7 +156,7 @@ pub enum Via {
 }
 
 impl RequestState {
-    pub const ALL: [RequestState; 13] = [
+    pub const ALL: [RequestState; 14] = [
         RequestState::Received,
         RequestState::HashComputed,
         RequestState::Sending,
@@ -155,6 +164,7 @@ impl RequestState {
         RequestState::Waiting,
         RequestState::Signed,
         RequestState::Verified,
+        RequestState::Timestamped,
         RequestState::Assembled,
         RequestState::Completed,
         RequestState::Rejected,
@@ -172,6 +182,7 @@ impl RequestState {
             RequestState::Waiting => "waiting",
             RequestState::Signed => "signed",
             RequestState::Verified => "verified",
+            RequestState::Timestamped => "timestamped",
             RequestState::Assembled => "assembled",
             RequestState::Completed => "completed",
             RequestState::Rejected => "rejected",
@@ -195,7 +206,8 @@ impl RequestState {
     /// sent          → waiting | signed | rejected | expired | failed
     /// waiting       → signed | rejected | expired | failed
     /// signed        → verified | failed
-    /// verified      → assembled | failed
+    /// verified      → timestamped | assembled | failed
+    /// timestamped   → assembled | failed
     /// assembled     → completed | failed
     /// any non-terminal → cancelled (cancel)
     /// completed, rejected, expired, failed, cancelled: terminal
@@ -218,7 +230,8 @@ impl RequestState {
             | (Sent, Waiting | Signed | Rejected | Expired | Failed)
             | (Waiting, Signed | Rejected | Expired | Failed)
             | (Signed, Verified | Failed)
-            | (Verified, Assembled | Failed)
+            | (Verified, Timestamped | Assembled | Failed)
+            | (Timestamped, Assembled | Failed)
             | (Assembled, Completed | Failed) => Some(Via::Transition),
             _ => None,
         }
@@ -251,7 +264,7 @@ impl RequestState {
         use RequestState::*;
         matches!(
             self,
-            Received | HashComputed | Signed | Verified | Assembled
+            Received | HashComputed | Signed | Verified | Timestamped | Assembled
         )
     }
 
@@ -383,6 +396,8 @@ pub enum Step {
         signature: Vec<u8>,
     },
     Verified,
+    /// The time-stamp token is stored (as [`BlobKind::TimeStamp`], before this change).
+    Timestamped,
     Assembled {
         location: String,
     },
@@ -406,6 +421,7 @@ impl Step {
             Step::Waiting { .. } => RequestState::Waiting,
             Step::Signed { .. } => RequestState::Signed,
             Step::Verified => RequestState::Verified,
+            Step::Timestamped => RequestState::Timestamped,
             Step::Assembled { .. } => RequestState::Assembled,
             Step::Completed => RequestState::Completed,
             Step::Rejected { .. } => RequestState::Rejected,
@@ -553,6 +569,8 @@ pub enum BlobKind {
     Document,
     /// The signed document the format assembler produced.
     Assembled,
+    /// The RFC 3161 time-stamp token over the signature value (B-T, CAdES-T), DER.
+    TimeStamp,
 }
 
 impl BlobKind {
@@ -560,6 +578,7 @@ impl BlobKind {
         match self {
             BlobKind::Document => "document",
             BlobKind::Assembled => "assembled",
+            BlobKind::TimeStamp => "timestamp",
         }
     }
 }
@@ -686,6 +705,18 @@ pub trait SignatureStore: Send + Sync + 'static {
         instance: &str,
         lease_ms: i64,
     ) -> Result<Vec<SignatureRequest>>;
+    /// A work step failed for now: stay in `from`, note why in the trail (a row from `from`
+    /// to `from`: [`retries_in_state`] counts them) and hold the work lease until `until_ms`,
+    /// so no instance retries before then (invariant 9).
+    async fn defer(
+        &self,
+        request_id: &str,
+        from: RequestState,
+        actor: &str,
+        detail: &str,
+        until_ms: i64,
+        at_ms: i64,
+    ) -> Result<Transitioned>;
     /// Expire up to `limit` overdue requests (invariant 6); their ids.
     async fn expire_overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<String>>;
 
@@ -716,6 +747,17 @@ pub trait SignatureStore: Send + Sync + 'static {
         at_ms: i64,
     ) -> Result<BlobStored>;
     async fn blob(&self, request_id: &str, kind: BlobKind) -> Result<Option<Vec<u8>>>;
+}
+
+/// The deferrals ([`SignatureStore::defer`]) noted since the request last entered `state`,
+/// from its trail: how many times the step of that state was retried.
+pub fn retries_in_state(trail: &[Transition], state: RequestState) -> usize {
+    trail
+        .iter()
+        .rev()
+        .take_while(|t| !(t.to == state && t.from != Some(state)))
+        .filter(|t| t.from == Some(state) && t.to == state)
+        .count()
 }
 
 /// Open the signature store at a store URL (the same URL [`crate::open`] takes; runs
@@ -1007,6 +1049,13 @@ pub(crate) enum Op {
     Expire {
         now_ms: i64,
     },
+    Defer {
+        from: RequestState,
+        actor: String,
+        detail: String,
+        until_ms: i64,
+        at_ms: i64,
+    },
 }
 
 /// A trail row to insert (its seq is the next one).
@@ -1220,7 +1269,7 @@ pub(crate) fn decide(cur: &SignatureRequest, op: &Op) -> Decision {
                 }
                 Step::Waiting { next_poll_ms } => next.next_poll_ms = Some(*next_poll_ms),
                 Step::Signed { signature } => next.signature = Some(signature.clone()),
-                Step::Verified | Step::Completed => {}
+                Step::Verified | Step::Timestamped | Step::Completed => {}
                 Step::Assembled { location } => next.assembled_location = Some(location.clone()),
                 Step::Rejected { reason } => {
                     next.failure_kind = Some("rejected".into());
@@ -1339,6 +1388,41 @@ pub(crate) fn decide(cur: &SignatureRequest, op: &Op) -> Decision {
             next.failure_reason = Some("the deadline passed without the official's answer".into());
             let detail = format!("deadline {} passed", cur.request.deadline_ms);
             apply_to(cur, next, Expired, "expiry", detail, *now_ms)
+        }
+        Op::Defer {
+            from,
+            actor,
+            detail,
+            until_ms,
+            at_ms,
+        } => {
+            if cur.state != *from || !from.is_work() {
+                return Decision::Refused(format!(
+                    "the request is {}, the deferral expects {} (a work state)",
+                    cur.state.as_str(),
+                    from.as_str()
+                ));
+            }
+            if cur
+                .lease_holder
+                .as_deref()
+                .is_some_and(|h| h != actor && cur.lease_until_ms.is_some_and(|u| u > *at_ms))
+            {
+                return Decision::Refused(format!(
+                    "the request is leased to {}",
+                    cur.lease_holder.as_deref().unwrap_or("?")
+                ));
+            }
+            // Same state, a trail row, and the work lease held until the retry: no change of
+            // `updated_ms` (it stays the time the state was entered).
+            let mut next = cur.clone();
+            next.lease_holder = Some(actor.clone());
+            next.lease_until_ms = Some(*until_ms);
+            Decision::Apply(Box::new(Write {
+                trail: entry(cur, cur.state, actor, detail.clone(), *at_ms),
+                next,
+                event: None,
+            }))
         }
     }
 }

@@ -432,6 +432,25 @@ impl SignatureStore for SqliteStore {
         Ok(out)
     }
 
+    async fn defer(
+        &self,
+        request_id: &str,
+        from: RequestState,
+        actor: &str,
+        detail: &str,
+        until_ms: i64,
+        at_ms: i64,
+    ) -> Result<Transitioned> {
+        let op = Op::Defer {
+            from,
+            actor: actor.to_owned(),
+            detail: detail.to_owned(),
+            until_ms,
+            at_ms,
+        };
+        Ok(self.op(request_id, op).await?.into())
+    }
+
     async fn expire_overdue(&self, now_ms: i64, limit: u32) -> Result<Vec<String>> {
         let cond = format!(
             "SELECT request_id FROM signature_requests

@@ -62,6 +62,7 @@ pub fn step_for(to: RequestState) -> Option<Step> {
             signature: vec![9; 256],
         },
         Verified => Step::Verified,
+        Timestamped => Step::Timestamped,
         Assembled => Step::Assembled {
             location: "blob:assembled".into(),
         },
@@ -115,6 +116,15 @@ pub async fn drive(s: &dyn SignatureStore, id: &str, service: &str, target: Requ
         Waiting => &[HashComputed, Sending, Sent, Waiting],
         Signed => &[HashComputed, Sending, Sent, Waiting, Signed],
         Verified => &[HashComputed, Sending, Sent, Waiting, Signed, Verified],
+        Timestamped => &[
+            HashComputed,
+            Sending,
+            Sent,
+            Waiting,
+            Signed,
+            Verified,
+            Timestamped,
+        ],
         Assembled => &[
             HashComputed,
             Sending,
@@ -174,6 +184,7 @@ pub async fn all(open: &Opener) {
     cancel_from_each_state(open).await;
     blobs_and_caps(open).await;
     listing_and_counts(open).await;
+    deferral(open).await;
 }
 
 /// The table itself: terminal states have no exits, nothing returns to `received`, every
@@ -575,7 +586,14 @@ async fn crash_at_each_state(open: &Opener) {
     ));
     assert_eq!(
         ids(s.due_for_work(now, 100, "gw-2", 5_000).await.unwrap()),
-        expect(&[Received, HashComputed, Signed, Verified, Assembled]),
+        expect(&[
+            Received,
+            HashComputed,
+            Signed,
+            Verified,
+            Timestamped,
+            Assembled
+        ]),
         "the gateway's own steps resume"
     );
     let published: BTreeSet<String> = s
@@ -1067,4 +1085,95 @@ async fn listing_and_counts(open: &Opener) {
     assert!(trail
         .windows(2)
         .all(|w| w[0].seq + 1 == w[1].seq && Some(w[0].to) == w[1].from));
+}
+
+/// Invariant 9: a deferred step keeps its state, holds the lease until the retry, counts its
+/// attempts in the trail (across a reopen), and is refused outside a work state.
+async fn deferral(open: &Opener) {
+    use RequestState::*;
+    {
+        let s = open("defer").await;
+        let s = s.as_ref();
+        drive(s, "F1", "smartca", Verified).await;
+        assert_eq!(
+            s.due_for_work(5_000, 10, "gw-1", 1_000)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        for (i, at) in [(1, 5_100), (2, 7_100)] {
+            let r = s
+                .defer(
+                    "F1",
+                    Verified,
+                    "gw-1",
+                    &format!("tsa down {i}"),
+                    at + 1_900,
+                    at,
+                )
+                .await
+                .unwrap();
+            let Transitioned::Applied(r) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(r.state, Verified);
+            assert_eq!(r.lease_until_ms, Some(at + 1_900));
+            assert!(
+                s.due_for_work(at + 1_899, 10, "gw-2", 1_000)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "not before the retry time"
+            );
+        }
+        // Another instance holding a live lease cannot defer it.
+        assert!(!s
+            .defer("F1", Verified, "gw-2", "x", 99_000, 8_000)
+            .await
+            .unwrap()
+            .is_applied());
+        // Not a work state, or not the state it is in: refused.
+        drive(s, "F2", "smartca", Waiting).await;
+        assert!(!s
+            .defer("F2", Waiting, "gw-1", "x", 99_000, 8_000)
+            .await
+            .unwrap()
+            .is_applied());
+        assert!(!s
+            .defer("F1", Timestamped, "gw-1", "x", 99_000, 8_000)
+            .await
+            .unwrap()
+            .is_applied());
+        assert_eq!(
+            s.get("F1").await.unwrap().unwrap().updated_ms,
+            2_005,
+            "state entered"
+        );
+    }
+    let s = open("defer").await;
+    let trail = s.trail("F1").await.unwrap();
+    assert_eq!(
+        retries_in_state(&trail, Verified),
+        2,
+        "counted across a reopen"
+    );
+    assert_eq!(retries_in_state(&trail, Signed), 0);
+    let r = s.due_for_work(9_001, 10, "gw-2", 1_000).await.unwrap();
+    assert_eq!(r.len(), 1, "due again after the retry time");
+    // A new state starts a new count.
+    assert!(s
+        .transition(change("F1", Verified, Step::Timestamped, 9_100))
+        .await
+        .unwrap()
+        .is_applied());
+    let trail = s.trail("F1").await.unwrap();
+    assert_eq!(retries_in_state(&trail, Timestamped), 0);
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|t| t.from == Some(Verified) && t.to == Verified)
+            .count(),
+        2
+    );
 }
