@@ -360,7 +360,7 @@ async fn evidence_end_to_end() {
     .unwrap();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
     assert!(ok, "restored: {out}");
-    // A forged token over a real link (not stamped).
+    // A forged token over a real link (in place of its token, if it has one).
     let hash: String = conn
         .query_row(
             "SELECT hash FROM evidence_batches WHERE chain = 'test' AND seq = ?1",
@@ -373,7 +373,7 @@ async fn evidence_end_to_end() {
     let forger = gw_crypto::keys::TrustStore::from_pem(&tsa.forged_cert_pem()).unwrap();
     let forged = gw_crypto::tsp::verify_response(&resp, &req, &forger).unwrap();
     conn.execute(
-        "INSERT INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES ('test', ?3, ?1, ?2, 0)",
+        "INSERT OR REPLACE INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES ('test', ?3, ?1, ?2, 0)",
         rusqlite::params![hash, forged.token_der, at],
     )
     .unwrap();
@@ -1365,7 +1365,7 @@ async fn batch_proof_exports_and_verifies_offline_on_a_mixed_chain() {
         &dir.path().join("data/store.db"),
         vec![record("mix", 1, "HB-1"), record("mix", 2, "HB-2")],
     );
-    let dossier = |n: u32| if n % 2 == 0 { "HB-1" } else { "HB-2" };
+    let dossier = |n: u32| if n == 4 || n == 6 { "HB-1" } else { "HB-2" };
     let batch = |ns: std::ops::RangeInclusive<u32>| gw_store::Batch {
         evidence: ns.map(|n| record("mix", n, dossier(n))).collect(),
         ..Default::default()

@@ -119,7 +119,7 @@ CREATE TABLE evidence_timestamps (
 
 /// Batch links and their leaves (see the module doc).
 pub(crate) const SQLITE_V15: &str = "
-CREATE TABLE evidence_batches (
+CREATE TABLE IF NOT EXISTS evidence_batches (
     chain      TEXT    NOT NULL,
     seq        INTEGER NOT NULL,
     id         TEXT    NOT NULL,
@@ -130,7 +130,7 @@ CREATE TABLE evidence_batches (
     hash       TEXT    NOT NULL,
     PRIMARY KEY (chain, seq)
 ) STRICT;
-CREATE TABLE evidence_leaves (
+CREATE TABLE IF NOT EXISTS evidence_leaves (
     chain            TEXT    NOT NULL,
     seq              INTEGER NOT NULL,
     leaf             INTEGER NOT NULL,
@@ -154,11 +154,11 @@ CREATE TABLE evidence_leaves (
     response_body    BLOB,
     PRIMARY KEY (chain, seq, leaf)
 ) STRICT;
-CREATE INDEX evidence_leaves_by_dossier ON evidence_leaves (dossier, at_ms);
+CREATE INDEX IF NOT EXISTS evidence_leaves_by_dossier ON evidence_leaves (dossier, at_ms);
 ";
 
 pub(crate) const PG_V15: &str = "
-CREATE TABLE evidence_batches (
+CREATE TABLE IF NOT EXISTS evidence_batches (
     chain      TEXT    NOT NULL,
     seq        BIGINT  NOT NULL,
     id         TEXT    NOT NULL,
@@ -169,7 +169,7 @@ CREATE TABLE evidence_batches (
     hash       TEXT    NOT NULL,
     PRIMARY KEY (chain, seq)
 );
-CREATE TABLE evidence_leaves (
+CREATE TABLE IF NOT EXISTS evidence_leaves (
     chain            TEXT    NOT NULL,
     seq              BIGINT  NOT NULL,
     leaf             INTEGER NOT NULL,
@@ -193,7 +193,7 @@ CREATE TABLE evidence_leaves (
     response_body    BYTEA,
     PRIMARY KEY (chain, seq, leaf)
 );
-CREATE INDEX evidence_leaves_by_dossier ON evidence_leaves (dossier, at_ms);
+CREATE INDEX IF NOT EXISTS evidence_leaves_by_dossier ON evidence_leaves (dossier, at_ms);
 ";
 
 /// A leaf's columns, then its link's, in the order [`COLS`] has them (the row readers take
