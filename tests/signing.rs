@@ -1393,7 +1393,7 @@ async fn a_signed_request_is_not_accepted_without_its_evidence_record() {
     // Evidence inserts fail, as on a full disk; everything else works.
     let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
     db.execute_batch(
-        "CREATE TRIGGER gw_test_full BEFORE INSERT ON evidence
+        "CREATE TRIGGER gw_test_full BEFORE INSERT ON evidence_leaves
          BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();
