@@ -1402,7 +1402,9 @@ async fn batch_proof_exports_and_verifies_offline_on_a_mixed_chain() {
     assert!(ok && out.contains("3 record(s)"), "{out}");
     let proof: gateway::evidence::proof::Proof =
         serde_json::from_slice(&std::fs::read(bundle.join("proof.json")).unwrap()).unwrap();
-    let places: Vec<(i64, Option<(u64, u64, usize)>)> = proof
+    // (seq, (leaf index, leaves, path length)) of each exchange.
+    type Place = (i64, Option<(u64, u64, usize)>);
+    let places: Vec<Place> = proof
         .exchanges
         .iter()
         .map(|x| {

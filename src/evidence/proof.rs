@@ -143,12 +143,12 @@ fn escaped(value: &str) -> String {
         .replace('\r', "\\r")
 }
 
-/// Check the bundle in `dir`; `check_token(token, sha256 of the last link)` checks a token
-/// (signature, trust, imprint).
-pub fn verify_bundle(
-    dir: &Path,
-    check_token: &dyn Fn(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<BundleReport, BundleError> {
+/// Checks a time-stamp token (signature, trust, imprint) over a digest: `(token, digest)`,
+/// why not as text.
+pub type TokenCheck<'a> = &'a dyn Fn(&[u8], &[u8]) -> Result<(), String>;
+
+/// Check the bundle in `dir`; `check_token(token, sha256 of the last link)` checks a token.
+pub fn verify_bundle(dir: &Path, check_token: TokenCheck<'_>) -> Result<BundleReport, BundleError> {
     let read = |name: &str| -> Result<Vec<u8>, BundleError> {
         let rel = Path::new(name);
         if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
