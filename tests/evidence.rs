@@ -165,9 +165,14 @@ async fn evidence_end_to_end() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(all.len(), 5);
-    // The dossier exported below is the chain's first record's: its segment up to the stamped
-    // head has links to check whatever order the lanes delivered in (a dossier recorded last
-    // would be the head itself, with no link to check).
+    // The records of one store batch are the leaves of one link: as many links as batches.
+    let links = all.last().unwrap().seq;
+    assert!((1..=5).contains(&links), "{links} links");
+    assert!(
+        all.iter().all(|r| r.batch.is_some()),
+        "written as batch links"
+    );
+    // The dossier exported below is the chain's first record's.
     let exported = all
         .iter()
         .min_by_key(|r| r.seq)
@@ -197,12 +202,15 @@ async fn evidence_end_to_end() {
     }
     // The head gets time-stamped in a batch.
     for _ in 0..200 {
-        if head_stamped(&store, "test", 5).await {
+        if head_stamped(&store, "test", links).await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(head_stamped(&store, "test", 5).await, "head time-stamped");
+    assert!(
+        head_stamped(&store, "test", links).await,
+        "head time-stamped"
+    );
 
     // Time-stamping fails: warned from the first failure, fail-closed after the grace, and
     // recovered by itself.
@@ -253,13 +261,20 @@ async fn evidence_end_to_end() {
         sink.records().len() >= 7
     })
     .await;
+    let mut head = 0;
     for _ in 0..200 {
-        if head_stamped(&store, "test", 7).await {
+        head = store.evidence_heads().await.unwrap()[0].seq;
+        if head >= links + 2 && head_stamped(&store, "test", head).await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(head_stamped(&store, "test", 7).await);
+    assert_eq!(
+        head,
+        links + 2,
+        "one link for each of the two later deliveries"
+    );
+    assert!(head_stamped(&store, "test", head).await);
     running.shutdown().await;
     drop(store);
 
@@ -282,10 +297,16 @@ async fn evidence_end_to_end() {
     );
     assert!(ok, "{out}");
     let (n, failed) = run_readme(&bundle);
-    assert!(n >= 2, "link checks and a time-stamp check");
+    assert!(n >= 3, "link checks, a time-stamp check, the proof check");
     assert!(failed.is_empty(), "failed: {failed:?}");
     let readme = std::fs::read_to_string(bundle.join("README.md")).unwrap();
     assert!(readme.contains("openssl ts -verify"), "{readme}");
+    assert!(readme.contains("python3 verify_evidence.py"), "{readme}");
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--bundle", bundle.to_str().unwrap()],
+        &cfg,
+    );
+    assert!(ok && out.contains("1 time-stamp(s) verify"), "{out}");
     let chain_dir = bundle.join("chains/test");
     let mut files: Vec<_> = std::fs::read_dir(&chain_dir)
         .unwrap()
@@ -311,33 +332,39 @@ async fn evidence_end_to_end() {
     // Tamper with the store: verify names the record; a forged time-stamp is caught too.
     let db = dir.path().join("data/store.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let id: String = conn
+    let at = links + 1;
+    let (id, code): (String, Option<String>) = conn
         .query_row(
-            "SELECT id FROM evidence WHERE chain = 'test' AND seq = 3",
-            [],
-            |r| r.get(0),
+            "SELECT id, result_code FROM evidence_leaves WHERE chain = 'test' AND seq = ?1 \
+             AND leaf = 0",
+            [at],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     conn.execute(
-        "UPDATE evidence SET result_code = 'forged' WHERE chain = 'test' AND seq = 3",
-        [],
+        "UPDATE evidence_leaves SET result_code = 'forged' WHERE chain = 'test' AND seq = ?1 \
+         AND leaf = 0",
+        [at],
     )
     .unwrap();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
     assert!(!ok, "{out}");
-    assert!(out.contains(&id) && out.contains("seq 3"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains(&format!("seq {at}")) && out.contains("Merkle root"),
+        "{out}"
+    );
     conn.execute(
-        "UPDATE evidence SET result_code = NULL WHERE chain = 'test' AND seq = 3",
-        [],
+        "UPDATE evidence_leaves SET result_code = ?2 WHERE chain = 'test' AND seq = ?1",
+        rusqlite::params![at, code],
     )
     .unwrap();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
     assert!(ok, "restored: {out}");
-    // A forged token over a real head (seq 4, not stamped yet).
+    // A forged token over a real link (in place of its token, if it has one).
     let hash: String = conn
         .query_row(
-            "SELECT hash FROM evidence WHERE chain = 'test' AND seq = 4",
-            [],
+            "SELECT hash FROM evidence_batches WHERE chain = 'test' AND seq = ?1",
+            [at],
             |r| r.get(0),
         )
         .unwrap();
@@ -346,8 +373,8 @@ async fn evidence_end_to_end() {
     let forger = gw_crypto::keys::TrustStore::from_pem(&tsa.forged_cert_pem()).unwrap();
     let forged = gw_crypto::tsp::verify_response(&resp, &req, &forger).unwrap();
     conn.execute(
-        "INSERT INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES ('test', 4, ?1, ?2, 0)",
-        rusqlite::params![hash, forged.token_der],
+        "INSERT OR REPLACE INTO evidence_timestamps (chain, seq, hash, token, at_ms) VALUES ('test', ?3, ?1, ?2, 0)",
+        rusqlite::params![hash, forged.token_der, at],
     )
     .unwrap();
     let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
@@ -632,7 +659,11 @@ async fn full_mode_bodies_export_and_retention() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].seq, 4);
+    assert_eq!(
+        rest[0].seq,
+        last["record"]["seq"].as_i64().unwrap() + 1,
+        "the next link after the archived ones"
+    );
     assert_eq!(
         rest[0].prev_hash, archived_head,
         "commits to the archived head"
@@ -724,10 +755,14 @@ fn reseal(line: &str, change: impl FnOnce(&mut gw_store::StoredEvidence)) -> Str
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let mut r: gw_store::StoredEvidence = serde_json::from_value(v["record"].clone()).unwrap();
     change(&mut r);
-    r.hash = gw_store::evidence::record_hash(&r.record, r.seq, &r.prev_hash);
+    // A one-leaf batch link (what the scenario writes): its root is the leaf's hash.
+    if let Some(b) = &mut r.batch {
+        b.root = gw_store::evidence::hex_lower(&gw_store::evidence_merkle::leaf_hash(&r.record));
+    }
+    r.hash = gw_store::evidence::link_hash(&r);
     serde_json::json!({
         "record": r,
-        "canonical": gw_store::evidence::canonical(&r.record, r.seq, &r.prev_hash),
+        "canonical": gw_store::evidence::link_text(&r),
     })
     .to_string()
 }
@@ -767,7 +802,7 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
         .map(|r| {
             serde_json::json!({
                 "record": r,
-                "canonical": gw_store::evidence::canonical(&r.record, r.seq, &r.prev_hash),
+                "canonical": gw_store::evidence::link_text(r),
             })
             .to_string()
         })
@@ -882,7 +917,7 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
                     l.replace("\"result_code\":\"0\"", "\"result_code\":\"99\"")
                 }),
             ),
-            vec![rec_id(2), "record modified".into(), "line 2".into()],
+            vec![rec_id(2), "Merkle root".into(), "line 2".into()],
         ),
         (
             "record 2 changed and its hash recomputed",
@@ -893,11 +928,8 @@ async fn archive_scenario(store: Arc<dyn Store>, cfg: &Path, data: &Path) {
             vec![rec_id(3), "does not commit to the previous record".into()],
         ),
         (
-            "the canonical text of record 2 changed",
-            set(
-                a.clone(),
-                edit(1, &|l| l.replace("result_code: 0", "result_code: 99")),
-            ),
+            "the canonical text of link 2 changed",
+            set(a.clone(), edit(1, &|l| l.replace("leaves: 1", "leaves: 7"))),
             vec![rec_id(2), "canonical text".into()],
         ),
         (
@@ -1074,7 +1106,7 @@ async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Pa
     );
     assert!(done.not_searched.is_empty() && done.unstamped.is_empty());
     let (n, failed) = run_readme(&out("c"));
-    assert_eq!(n, 5, "4 links and the time-stamp");
+    assert_eq!(n, 6, "4 links, the time-stamp and the proof");
     assert!(failed.is_empty(), "failed: {failed:?}");
     assert!(out("c").join("chains/gw-1/000000000005.tsr").exists());
     refused_after_a_byte_changes(&out("c"), "chains/gw-1/000000000002.txt");
@@ -1102,7 +1134,7 @@ async fn export_after_retention(store: &Arc<dyn Store>, archive: &Path, cfg: &Pa
         (6, 5, 6, 1)
     );
     let (n, failed) = run_readme(&out("d"));
-    assert_eq!(n, 6, "5 links and the time-stamp");
+    assert_eq!(n, 7, "5 links, the time-stamp and the proof");
     assert!(failed.is_empty(), "failed: {failed:?}");
     let readme = std::fs::read_to_string(out("d").join("README.md")).unwrap();
     assert!(
@@ -1206,4 +1238,272 @@ async fn archive_verifies_and_tampering_is_refused_postgres() {
     let (cfg, url) = archive_config(Backend::RabbitPg, dir.path());
     let store = gw_store::open(&url).await.unwrap();
     archive_scenario(store, &cfg, dir.path()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evidence per batch: a dossier's proof (leaf, Merkle path, links) checked offline.
+
+fn python_available() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("python3 is required in CI");
+        }
+        eprintln!("SKIPPED: no python3");
+    }
+    ok
+}
+
+/// `docs/examples/verify_evidence.py BUNDLE`: (accepted, output).
+fn python_verify(bundle: &Path) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/verify_evidence.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(bundle)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Write per-event records (the format before batch links) straight into an embedded store,
+/// as an older gateway did.
+fn write_old_records(db: &Path, records: Vec<gw_store::EvidenceRecord>) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let chain = records[0].chain.clone();
+    let (stored, (seq, hash)) =
+        gw_store::evidence::chain_after((0, gw_store::evidence::GENESIS.into()), records);
+    for s in stored {
+        let r = &s.record;
+        conn.execute(
+            "INSERT INTO evidence (chain, seq, id, exchange, at_ms, adapter, direction, route, \
+             envelope_id, dossier, operation, request_digest, response_digest, \
+             signature_digest, cert_fingerprint, http_status, result_code, mode, prev_hash, \
+             hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18, ?19, ?20)",
+            rusqlite::params![
+                r.chain,
+                s.seq,
+                r.id,
+                r.exchange,
+                r.at_ms,
+                r.adapter,
+                r.direction,
+                r.route,
+                r.envelope_id,
+                r.dossier,
+                r.operation,
+                r.request_digest,
+                r.response_digest,
+                r.signature_digest,
+                r.cert_fingerprint,
+                r.http_status,
+                r.result_code,
+                r.mode,
+                s.prev_hash,
+                s.hash
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO evidence_heads (chain, seq, hash) VALUES (?1, ?2, ?3)",
+        rusqlite::params![chain, seq, hash],
+    )
+    .unwrap();
+}
+
+/// Change `file` of the bundle with `change`, expect both checkers (the Python script and
+/// `gateway evidence verify --bundle`) to refuse it saying `why`, then restore it.
+fn refused_by_both(
+    bundle: &Path,
+    cfg: &Path,
+    file: &str,
+    change: &dyn Fn(&str) -> String,
+    why: &str,
+) {
+    let path = bundle.join(file);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let changed = change(&original);
+    assert_ne!(changed, original, "{file}: the change changes something");
+    std::fs::write(&path, &changed).unwrap();
+    let (ok, out) = python_verify(bundle);
+    assert!(
+        !ok && out.contains("REFUSED") && out.contains(why),
+        "python, {file}: {out}"
+    );
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--bundle", bundle.to_str().unwrap()],
+        cfg,
+    );
+    assert!(
+        !ok && out.contains("REFUSED") && out.contains(why),
+        "gateway, {file}: {out}"
+    );
+    std::fs::write(&path, &original).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_proof_exports_and_verifies_offline_on_a_mixed_chain() {
+    if !openssl_available() || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, url) = archive_config(Backend::Embedded, dir.path());
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let store = gw_store::open(&url).await.unwrap();
+    let record = gw_store::evidence_suite::record;
+    // Two per-event records from before batch links, then a batch of five (HB-1 at leaves 1
+    // and 3) and a batch of one.
+    write_old_records(
+        &dir.path().join("data/store.db"),
+        vec![record("mix", 1, "HB-1"), record("mix", 2, "HB-2")],
+    );
+    let dossier = |n: u32| if n == 4 || n == 6 { "HB-1" } else { "HB-2" };
+    let batch = |ns: std::ops::RangeInclusive<u32>| gw_store::Batch {
+        evidence: ns.map(|n| record("mix", n, dossier(n))).collect(),
+        ..Default::default()
+    };
+    store.record(batch(3..=7)).await.unwrap();
+    store.record(batch(8..=8)).await.unwrap();
+    // Recorded twice (a retried batch): no new link.
+    store.record(batch(3..=7)).await.unwrap();
+    let head = &store.evidence_heads().await.unwrap()[0];
+    assert_eq!(head.seq, 4, "2 per-event links, then one link per batch");
+    let tsa = Tsa::start(0).await.unwrap();
+    let section = tsa_section(&tsa);
+    let trust = gateway::evidence::tsa::trust(&section, Path::new("/")).unwrap();
+    let mut stamper =
+        gateway::evidence::tsa::Stamper::new(store.clone(), "mix", &section, trust).unwrap();
+    assert!(stamper.poll().await.unwrap(), "head time-stamped");
+    let (ok, out) = gateway_cmd(&["evidence", "verify"], &cfg);
+    assert!(
+        ok && out.contains("8 record(s)"),
+        "mixed chain verifies: {out}"
+    );
+
+    let bundle = dir.path().join("bundle");
+    let (ok, out) = gateway_cmd(
+        &[
+            "evidence",
+            "export",
+            "HB-1",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &cfg,
+    );
+    assert!(ok && out.contains("3 record(s)"), "{out}");
+    let proof: gateway::evidence::proof::Proof =
+        serde_json::from_slice(&std::fs::read(bundle.join("proof.json")).unwrap()).unwrap();
+    // (seq, (leaf index, leaves, path length)) of each exchange.
+    type Place = (i64, Option<(u64, u64, usize)>);
+    let places: Vec<Place> = proof
+        .exchanges
+        .iter()
+        .map(|x| {
+            (
+                x.seq,
+                x.leaf.as_ref().map(|l| (l.index, l.size, l.path.len())),
+            )
+        })
+        .collect();
+    // The per-event record is its own link; each leaf has a path of ceil(log2 5) or less.
+    assert_eq!(
+        places,
+        vec![(1, None), (3, Some((1, 5, 3))), (3, Some((3, 5, 3)))]
+    );
+    assert_eq!(
+        proof.chains[0].links.len(),
+        4,
+        "links 1..4 up to the stamped head"
+    );
+    let leaf = std::fs::read_to_string(bundle.join("leaves/mix/000000000003-1.txt")).unwrap();
+    assert!(leaf.contains("dossier: HB-1\n"), "{leaf}");
+    assert!(
+        !bundle.join("leaves/mix/000000000003-0.txt").exists(),
+        "other dossiers' leaves stay out"
+    );
+    let (n, failed) = run_readme(&bundle);
+    assert_eq!(n, 5, "3 link checks, the time-stamp and the proof");
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    let (ok, out) = python_verify(&bundle);
+    assert!(ok && out.contains("OK: 3 exchange(s)"), "{out}");
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--bundle", bundle.to_str().unwrap()],
+        &cfg,
+    );
+    assert!(
+        ok && out.contains("OK: 3 exchange(s)") && out.contains("1 time-stamp(s)"),
+        "{out}"
+    );
+
+    // A tampered leaf, path, link or record: refused by both checkers, with the reason.
+    let root = "do not lead to the root";
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "leaves/mix/000000000003-1.txt",
+        &|t| t.replace("http_status: 200", "http_status: 500"),
+        root,
+    );
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "proof.json",
+        &|t| {
+            let p = &proof.exchanges[1].leaf.as_ref().unwrap().path[0];
+            let forged: String = p.chars().rev().collect();
+            t.replace(p.as_str(), &forged)
+        },
+        root,
+    );
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "proof.json",
+        &|t| t.replacen("\"index\": 1", "\"index\": 2", 1),
+        root,
+    );
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "leaves/mix/000000000003-3.txt",
+        &|t| t.replace("dossier: HB-1", "dossier: HB-9"),
+        "is not of dossier HB-1",
+    );
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "chains/mix/000000000003.txt",
+        &|t| t.replace("leaves: 5", "leaves: 6"),
+        "000000000003.txt is not committed to by the next link",
+    );
+    refused_by_both(
+        &bundle,
+        &cfg,
+        "chains/mix/000000000001.txt",
+        &|t| t.replace("result_code: 0", "result_code: 1"),
+        "000000000001.txt is not committed to by the next link",
+    );
+    // The head itself: the time-stamp does not cover it any more (the gateway checks the
+    // token; the script leaves that to the README's openssl command, which fails too).
+    let head_file = bundle.join("chains/mix/000000000004.txt");
+    let original = std::fs::read_to_string(&head_file).unwrap();
+    std::fs::write(&head_file, original.replace("leaves: 1", "leaves: 2")).unwrap();
+    let (ok, out) = gateway_cmd(
+        &["evidence", "verify", "--bundle", bundle.to_str().unwrap()],
+        &cfg,
+    );
+    assert!(!ok && out.contains("time-stamp"), "{out}");
+    assert!(!run_readme(&bundle).1.is_empty());
+    std::fs::write(&head_file, original).unwrap();
+    let (ok, out) = python_verify(&bundle);
+    assert!(ok, "restored: {out}");
 }

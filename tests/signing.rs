@@ -1347,11 +1347,10 @@ mode = "metadata"
             Some(cert_sha256(cert).as_str()),
             "{dossier}: the certificate its signature verified with"
         );
-        // Committed to by the chain: the canonical text carries it.
-        assert!(
-            gw_store::evidence::canonical(r, records[0].seq, &records[0].prev_hash)
-                .contains(&format!("certificate_sha256: {}\n", cert_sha256(cert)))
-        );
+        // Committed to by the chain: the leaf text (a batch link's Merkle leaf) carries it.
+        assert!(records[0].batch.is_some(), "written as a batch link's leaf");
+        assert!(gw_store::evidence::leaf_text(r)
+            .contains(&format!("certificate_sha256: {}\n", cert_sha256(cert))));
     }
     assert_ne!(cert_sha256("sign-ec.pem"), cert_sha256("sign-rsa.pem"));
     assert!(
@@ -1394,7 +1393,7 @@ async fn a_signed_request_is_not_accepted_without_its_evidence_record() {
     // Evidence inserts fail, as on a full disk; everything else works.
     let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
     db.execute_batch(
-        "CREATE TRIGGER gw_test_full BEFORE INSERT ON evidence
+        "CREATE TRIGGER gw_test_full BEFORE INSERT ON evidence_leaves
          BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();

@@ -76,6 +76,11 @@ pub enum EvidenceAction {
         /// its time-stamps verify, and its last record is the live chain's anchor.
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
+        /// Check an exported bundle instead of the store: every exchange's leaf and Merkle path
+        /// lead to its link, the links chain, and the time-stamp token (with `[evidence.tsa]`)
+        /// covers the last link. The same checks as the bundle's `verify_evidence.py`.
+        #[arg(long, value_name = "DIR", conflicts_with = "archive")]
+        bundle: Option<PathBuf>,
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: PathBuf,
     },
@@ -166,6 +171,31 @@ pub async fn run(loaded: &Loaded, action: EvidenceAction) -> ExitCode {
 }
 
 async fn run_inner(loaded: &Loaded, action: EvidenceAction) -> Result<ExitCode, EvidenceCmdError> {
+    if let EvidenceAction::Verify {
+        bundle: Some(dir), ..
+    } = &action
+    {
+        let trust = tsa_trust(loaded)?;
+        let check = |token: &[u8], digest: &[u8]| match &trust {
+            None => Err(EvidenceCmdError::NoTrust.to_string()),
+            Some(t) => verify_token_at(token, digest, t, CertificateTime::GenTime)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        return Ok(match crate::evidence::proof::verify_bundle(dir, &check) {
+            Ok(r) => {
+                println!(
+                    "OK: {} exchange(s) of the dossier, {} chain link(s), {} time-stamp(s) verify",
+                    r.exchanges, r.links, r.tokens
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("REFUSED: {e}");
+                ExitCode::FAILURE
+            }
+        });
+    }
     let store = open_store(loaded).await?;
     match action {
         EvidenceAction::Verify { archive, .. } => {

@@ -1,15 +1,18 @@
 //! The retention archive's checker: `gateway evidence verify --archive DIR`.
 //!
 //! Retention ([`super::retention`]) writes, per chain and per run, `DIR/CHAIN-FROM-TO.jsonl`:
-//! one line per archived record (`{"record": …, "canonical": …}`, seq FROM to TO), then the
+//! one line per archived record (`{"record": …, "canonical": …}`, seq FROM to TO; the records
+//! of a batch link are one line per leaf, each with the link's text as `canonical`), then the
 //! chain's time-stamps up to TO (`{"timestamp": …}`). The live chain keeps the last archived
 //! record's hash as its anchor. This module checks that archive and live store are one chain:
 //!
 //! - the files of a chain, in seq order, follow each other without a gap or an overlap, the
 //!   first one starting at seq 1 (after [`GENESIS`]);
-//! - every record commits to the one before it (across files too), its hash recomputes from its
-//!   fields, and its stored canonical text is exactly the text that hashes to it (the text an
-//!   auditor hashes with `openssl dgst -sha256`);
+//! - every link commits to the one before it (across files too), its hash recomputes from its
+//!   fields, a batch link's leaves are all there and their Merkle root is the link's (the walk
+//!   of [`gw_store::evidence_merkle::Walker`], the same as the live chain's), and the stored
+//!   canonical text is exactly the text that hashes to it (the text an auditor hashes with
+//!   `openssl dgst -sha256`);
 //! - each file holds exactly the records its name says;
 //! - the last archived record is the live chain's anchor (seq and hash);
 //! - every archived time-stamp covers an archived record's hash, and its token verifies as the
@@ -22,7 +25,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use gw_store::evidence::{canonical, record_hash, Broken, GENESIS};
+use gw_store::evidence::{link_text, Broken, GENESIS};
+use gw_store::evidence_merkle::Walker;
 use gw_store::{ChainHead, Store, StoredEvidence, TimeStampRow};
 use serde::Deserialize;
 
@@ -240,8 +244,9 @@ fn check_chain<E: std::fmt::Display>(
                 what,
             },
         };
-    // The last verified record: (seq, hash), and where it is.
-    let (mut seq, mut prev) = (0i64, GENESIS.to_string());
+    // The last verified link: (seq, hash), and where it is.
+    let mut walker = Walker::new(0, GENESIS);
+    let mut seq = 0i64;
     let mut last_file: Option<&Path> = None;
     let mut last_id: Option<String> = None;
     // The hash of the record at the live anchor's seq, as archived.
@@ -277,8 +282,8 @@ fn check_chain<E: std::fmt::Display>(
         })?;
         // Hashes of this file's records (by seq - from) and of the record before it: what its
         // time-stamps may cover.
-        let before = (seq, prev.clone());
-        let mut hashes: Vec<String> = Vec::new();
+        let before = (seq, walker.last().1.to_string());
+        let mut hashes: BTreeMap<i64, String> = BTreeMap::new();
         let mut stamps: Vec<(usize, TimeStampRow)> = Vec::new();
         for (i, line) in BufReader::new(f).lines().enumerate() {
             let n = i + 1;
@@ -317,22 +322,9 @@ fn check_chain<E: std::fmt::Display>(
                     "belongs to chain {}, not {chain}",
                     r.record.chain
                 )))
-            } else if r.seq != seq + 1 {
-                Some(bad(format!(
-                    "expected seq {} next, found {} (records deleted, inserted or reordered)",
-                    seq + 1,
-                    r.seq
-                )))
-            } else if r.prev_hash != prev {
-                Some(bad(format!(
-                    "does not commit to the previous record (prev {}, expected {prev})",
-                    r.prev_hash
-                )))
-            } else if record_hash(&r.record, r.seq, &r.prev_hash) != r.hash {
-                Some(bad(
-                    "content does not match its hash (record modified)".into()
-                ))
-            } else if text != canonical(&r.record, r.seq, &r.prev_hash) {
+            } else if let Err(what) = walker.step(&r) {
+                Some(bad(what))
+            } else if text != link_text(&r) {
                 Some(bad(
                     "its canonical text is not that of the record (text modified)".into(),
                 ))
@@ -347,9 +339,15 @@ fn check_chain<E: std::fmt::Display>(
                 at_anchor = Some(r.hash.clone());
             }
             seq = r.seq;
-            prev = r.hash.clone();
             last_id = Some(r.record.id.clone());
-            hashes.push(r.hash);
+            hashes.insert(r.seq, r.hash);
+        }
+        // A batch link never spans two files: its leaves are all in this one.
+        if let Err(what) = walker.end() {
+            report
+                .problems
+                .push(broken(Some(path), None, last_id.as_deref(), seq, what));
+            return Ok(());
         }
         if seq != file.to {
             report.problems.push(broken(
@@ -369,8 +367,11 @@ fn check_chain<E: std::fmt::Display>(
             report.timestamps += 1;
             let covered = if ts.seq == before.0 {
                 Some(&before.1)
-            } else if ts.seq >= file.from && ts.seq <= file.to {
-                hashes.get((ts.seq - file.from) as usize)
+            } else {
+                hashes.get(&ts.seq)
+            };
+            let covered = if ts.seq == before.0 || (ts.seq >= file.from && ts.seq <= file.to) {
+                covered
             } else {
                 None
             };
@@ -497,10 +498,9 @@ pub fn dossier_records(dir: &Path, dossier: &str) -> Result<DossierArchive, Arch
                 .push(timestamp),
         })?;
     }
-    out.records
-        .sort_by(|a, b| (&a.record.chain, a.seq).cmp(&(&b.record.chain, b.seq)));
-    out.records
-        .dedup_by(|a, b| (&a.record.chain, a.seq) == (&b.record.chain, b.seq));
+    let place = |r: &StoredEvidence| (r.record.chain.clone(), r.seq, leaf_of(r));
+    out.records.sort_by_key(place);
+    out.records.dedup_by(|a, b| place(a) == place(b));
     for stamps in out.timestamps.values_mut() {
         stamps.sort_by_key(|t| t.seq);
         stamps.dedup_by_key(|t| t.seq);
@@ -530,7 +530,12 @@ pub fn chain_range(
             }
         })?;
     }
-    out.sort_by_key(|r| r.seq);
-    out.dedup_by_key(|r| r.seq);
+    out.sort_by_key(|r| (r.seq, leaf_of(r)));
+    out.dedup_by_key(|r| (r.seq, leaf_of(r)));
     Ok(out)
+}
+
+/// A record's leaf index in its batch link (0 for a per-event record).
+pub fn leaf_of(r: &StoredEvidence) -> u32 {
+    r.batch.as_ref().map_or(0, |b| b.leaf)
 }

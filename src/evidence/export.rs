@@ -4,9 +4,13 @@
 //! ```text
 //! README.md                      what it is and the commands that verify it (a `sh` block)
 //! records.json                   the dossier's records (metadata)
-//! chains/CHAIN/SEQ.txt           the chain segment: every record's canonical text, from the
-//!                                dossier's first record in CHAIN to the first time-stamped head
-//!                                at or after its last one (the current head if none is yet)
+//! proof.json                     per exchange: its link, leaf and Merkle path ([`super::proof`])
+//! verify_evidence.py             the offline checker of proof.json (hashlib only)
+//! chains/CHAIN/SEQ.txt           the chain segment: every link's text (a batch link's, or a
+//!                                per-event record's), from the dossier's first link in CHAIN to
+//!                                the first time-stamped head at or after its last one (the
+//!                                current head if none is yet)
+//! leaves/CHAIN/SEQ-LEAF.txt      the leaf text of each of the dossier's exchanges in a batch link
 //! chains/CHAIN/SEQ.tsr           the RFC 3161 token over that head
 //! bodies/ID.request|.response    bodies kept in full mode, decrypted
 //! certs/tsa-ca.pem               the authority's trust anchors (+ tsa-intermediates.pem)
@@ -21,8 +25,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use gw_store::evidence::canonical;
+use gw_store::evidence::{leaf_text, link_text};
+use gw_store::evidence_merkle::{leaf_hash, path, Hash};
 use gw_store::{Store, StoredEvidence};
+
+use super::proof::{ChainProof, ExchangeProof, LeafProof, Proof, PROOF_FORMAT};
 
 use super::archive::ArchiveError;
 use super::seal::{Key, SealError};
@@ -70,6 +77,17 @@ pub enum ExportError {
         seq: i64,
         place: &'static str,
     },
+    /// A batch link of the segment does not have all its leaves (no Merkle path can be made).
+    #[error(
+        "chain {chain}: batch link seq {seq} has {found} of its {leaves} leaves; \
+         `gateway evidence verify` shows what is wrong"
+    )]
+    BatchIncomplete {
+        chain: String,
+        seq: i64,
+        found: usize,
+        leaves: u32,
+    },
     /// The record the segment's time-stamp covers is missing.
     #[error(
         "chain {chain}: the time-stamped record seq {seq} is missing; \
@@ -99,6 +117,9 @@ pub struct Exported {
     /// are not looked at (the dossier may have records there).
     pub not_searched: Vec<(String, i64)>,
 }
+
+/// The offline checker copied into every bundle (its one source is under docs/examples/).
+pub const VERIFIER: &str = include_str!("../../docs/examples/verify_evidence.py");
 
 fn seq_name(seq: i64) -> String {
     format!("{seq:012}")
@@ -196,6 +217,12 @@ pub async fn export(
         not_searched,
     };
 
+    let mut proof = Proof {
+        format: PROOF_FORMAT.to_string(),
+        dossier: dossier.to_string(),
+        exchanges: vec![],
+        chains: vec![],
+    };
     // Per chain: the segment from the dossier's first record to a time-stamped head.
     let mut chains: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
     for r in &records {
@@ -239,6 +266,18 @@ pub async fn export(
             after = l.seq;
             segment.extend(page.into_iter().filter(|r| r.seq <= end));
         }
+        // The leaf hashes of each batch link of the segment (its leaves are all there: chain
+        // reads return whole links), then one item per link.
+        let mut leaves_of: std::collections::BTreeMap<i64, Vec<Hash>> = Default::default();
+        for r in &segment {
+            if r.batch.is_some() {
+                leaves_of
+                    .entry(r.seq)
+                    .or_default()
+                    .push(leaf_hash(&r.record));
+            }
+        }
+        segment.dedup_by_key(|r| r.seq);
         // The segment is whole: every link from the first record to the head is there.
         for (i, r) in segment.iter().enumerate() {
             let want = first + i as i64;
@@ -263,14 +302,13 @@ pub async fn export(
         }
         let _ = writeln!(
             commands,
-            "# Chain {chain}: each record's SHA-256 is the next record's prev line"
+            "# Chain {chain}: each link's SHA-256 is the next link's prev line"
         );
+        let mut links = Vec::new();
         for (i, r) in segment.iter().enumerate() {
             let name = seq_name(r.seq);
-            write(
-                &dir.join(format!("{name}.txt")),
-                canonical(&r.record, r.seq, &r.prev_hash).as_bytes(),
-            )?;
+            write(&dir.join(format!("{name}.txt")), link_text(r).as_bytes())?;
+            links.push(format!("chains/{chain}/{name}.txt"));
             done.chain_files += 1;
             if let Some(next) = segment.get(i + 1) {
                 let _ = writeln!(
@@ -280,9 +318,49 @@ pub async fn export(
                 );
             }
         }
+        // The dossier's exchanges in this chain: a batch leaf gets its text and Merkle path.
+        for r in records.iter().filter(|r| r.record.chain == chain) {
+            let link = format!("chains/{chain}/{}.txt", seq_name(r.seq));
+            let leaf = match &r.batch {
+                None => None,
+                Some(b) => {
+                    let hashes = leaves_of.get(&r.seq).map(Vec::as_slice).unwrap_or_default();
+                    if hashes.len() != b.leaves as usize {
+                        return Err(ExportError::BatchIncomplete {
+                            chain: chain.to_string(),
+                            seq: r.seq,
+                            found: hashes.len(),
+                            leaves: b.leaves,
+                        });
+                    }
+                    let leaves_dir = out.join("leaves").join(chain);
+                    mkdir(&leaves_dir)?;
+                    let file = format!("{}-{}.txt", seq_name(r.seq), b.leaf);
+                    write(&leaves_dir.join(&file), leaf_text(&r.record).as_bytes())?;
+                    Some(LeafProof {
+                        file: format!("leaves/{chain}/{file}"),
+                        index: u64::from(b.leaf),
+                        size: u64::from(b.leaves),
+                        path: path(hashes, b.leaf as usize)
+                            .iter()
+                            .map(|h| gw_store::evidence::hex_lower(h))
+                            .collect(),
+                    })
+                }
+            };
+            proof.exchanges.push(ExchangeProof {
+                chain: chain.to_string(),
+                seq: r.seq,
+                exchange: r.record.exchange.clone(),
+                link,
+                leaf,
+            });
+        }
+        let mut token = None;
         if let (Some(t), Some(head)) = (&stamp, segment.last()) {
             let name = seq_name(head.seq);
             write(&dir.join(format!("{name}.tsr")), &t.token)?;
+            token = Some(format!("chains/{chain}/{name}.tsr"));
             done.tokens += 1;
             let untrusted = if tsa_certs.len() > 1 {
                 " -untrusted certs/tsa-intermediates.pem"
@@ -295,13 +373,34 @@ pub async fn export(
                  openssl ts -verify -token_in -in chains/{chain}/{name}.tsr -data chains/{chain}/{name}.txt -CAfile certs/tsa-ca.pem{untrusted}"
             );
         }
+        proof.chains.push(ChainProof {
+            chain: chain.to_string(),
+            links,
+            token,
+        });
     }
+    write(
+        &out.join("proof.json"),
+        serde_json::to_string_pretty(&proof)
+            .expect("JSON")
+            .as_bytes(),
+    )?;
+    write(&out.join("verify_evidence.py"), VERIFIER.as_bytes())?;
+    let _ = writeln!(
+        commands,
+        "# Each exchange: its leaf and Merkle path lead to its link's root; the links chain\n\
+         python3 verify_evidence.py ."
+    );
 
     // Bodies, decrypted, each checked against the digest its record commits to.
     let bodies = out.join("bodies");
     for r in &records {
         let rec = &r.record;
-        let file = format!("chains/{}/{}.txt", rec.chain, seq_name(r.seq));
+        // The text that holds the digests: the leaf (batch link) or the record itself.
+        let file = match &r.batch {
+            Some(b) => format!("leaves/{}/{}-{}.txt", rec.chain, seq_name(r.seq), b.leaf),
+            None => format!("chains/{}/{}.txt", rec.chain, seq_name(r.seq)),
+        };
         for (sealed, suffix, field) in [
             (&rec.request_body, "request", "request_sha256"),
             (&rec.response_body, "response", "response_sha256"),
@@ -352,9 +451,14 @@ pub async fn export(
     let _ = writeln!(
         readme,
         "# Evidence of dossier {dossier}\n\n\
-         Exported by the integration gateway. Every exchange with an external party is a record;\n\
-         each record is a text file under `chains/CHAIN/` whose SHA-256 is the `prev` line of the\n\
-         next record, up to a chain head time-stamped by an RFC 3161 authority (`.tsr`).\n\
+         Exported by the integration gateway. Every exchange with an external party is recorded;\n\
+         the exchanges of one delivery batch are the Merkle leaves of one chain link. Each link is\n\
+         a text file under `chains/CHAIN/` whose SHA-256 is the `prev` line of the next link, up\n\
+         to a chain head time-stamped by an RFC 3161 authority (`.tsr`). Each of the dossier's\n\
+         exchanges is a leaf text under `leaves/CHAIN/` (or, recorded before batch links, a link\n\
+         itself); `proof.json` gives its Merkle audit path to its link's `root` line (leaf hash\n\
+         SHA-256(0x00 || leaf text), node hash SHA-256(0x01 || left || right), RFC 6962), which\n\
+         `verify_evidence.py` checks with Python's hashlib alone.\n\
          The dossier's own records are listed in `records.json` (by chain and seq); bodies kept in\n\
          full mode are under `bodies/` and match the `request_sha256` / `response_sha256` lines.\n\n\
          ## Verify with OpenSSL\n\n\

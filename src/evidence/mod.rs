@@ -15,6 +15,10 @@
 //!   JSON answer). In `full` mode the bodies are sealed with AES-256-GCM ([`seal`]).
 //! - The exchange key (`route/ledger id/attempt/n`) is unique in the store, so a batch recorded
 //!   twice or a redelivered message never produces a second record of the same exchange.
+//! - The store chains the records of one store batch (the recorder merges the lanes' delivery
+//!   batches into one transaction) as **one link per chain**, whose Merkle leaves are the
+//!   records ([`gw_store::evidence_merkle`]); [`export`] gives each of a dossier's exchanges its
+//!   leaf and audit path, which [`proof`] (and `docs/examples/verify_evidence.py`) checks.
 //!
 //! # Modes
 //! `metadata` (the default: digests only), `full` (bodies kept, encrypted at rest with
@@ -31,6 +35,7 @@ pub mod archive;
 pub mod capture;
 pub mod export;
 pub mod inbound;
+pub mod proof;
 pub mod redact;
 pub mod retention;
 pub mod seal;

@@ -1,7 +1,8 @@
 //! Retention: archive, then remove, the oldest records of each chain.
 //!
 //! For each chain, the records from its anchor up to the last one older than the cut-off (a
-//! prefix: it stops at the first newer record) are written to
+//! prefix of whole links: it stops at the first newer link, a batch link being as old as its
+//! newest leaf) are written to
 //! `ARCHIVE_DIR/CHAIN-FROM-TO.jsonl` (one stored record per line, with its canonical text, then
 //! the chain's time-stamps in that range), synced to disk and renamed into place, and only then removed from the live
 //! store, which keeps the last archived record's hash as the chain's anchor: the first record
@@ -10,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use gw_store::evidence::canonical;
+use gw_store::evidence::link_text;
 use gw_store::Store;
 
 use super::archive::ArchiveError;
@@ -66,7 +67,8 @@ pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64,
                 break;
             }
             for r in page {
-                if r.record.at_ms >= cutoff_ms {
+                // A batch link's leaves share its time: a link is archived whole or not.
+                if r.link_at_ms() >= cutoff_ms {
                     break 'walk;
                 }
                 after = r.seq;
@@ -93,7 +95,7 @@ pub async fn prune(store: &dyn Store, dir: &Path, cutoff_ms: i64) -> Result<u64,
         for r in &old {
             let line = serde_json::json!({
                 "record": r,
-                "canonical": canonical(&r.record, r.seq, &r.prev_hash),
+                "canonical": link_text(r),
             });
             writeln!(file, "{line}").map_err(RetentionError::WriteLine)?;
         }

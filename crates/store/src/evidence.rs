@@ -1,10 +1,13 @@
-//! The evidence log: one record per exchange with an external party, hash-chained.
+//! The evidence log: a record of every exchange with an external party, hash-chained.
 //!
 //! # Chain
 //!
 //! Records are appended to a *chain* (one per gateway instance or partition, named by the
-//! writer), so that writers of different chains never wait for each other. Record `n` of a chain
-//! commits to record `n - 1`:
+//! writer), so that writers of different chains never wait for each other. Since migration 15
+//! the records of one chain in one store batch form **one link** of the chain, a *batch link*
+//! whose Merkle leaves are the exchanges (see [`crate::evidence_merkle`] for the leaf, node and
+//! link hashing); links written before are *per-event* links (one record each), still read and
+//! verified, and both kinds chain into each other. Link `n` of a chain commits to link `n - 1`:
 //!
 //! ```text
 //! hash(n) = SHA-256(canonical(n))      canonical(n) contains "prev: " hex(hash(n - 1))
@@ -34,13 +37,17 @@
 //! `gw_store::evidence::EvidenceRecord` and the rest keep their paths); this file holds the
 //! verification, which reads a [`Store`].
 
+pub use crate::evidence_merkle::{
+    batch_text, leaf_text, link_hash, link_text, BATCH_TAG, LEAF_TAG,
+};
 pub use crate::evidence_records::{
-    canonical, hex_lower, record_hash, ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow,
-    CANONICAL_TAG, GENESIS,
+    canonical, chain_after, hex_lower, record_hash, BatchPlace, ChainHead, EvidenceRecord,
+    StoredEvidence, TimeStampRow, CANONICAL_TAG, GENESIS,
 };
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::evidence_merkle::Walker;
 use crate::store::Store;
 
 /// The first problem found in a chain.
@@ -96,49 +103,42 @@ pub async fn verify_chains<E: std::fmt::Display>(
     for head in store.evidence_heads().await? {
         report.chains += 1;
         let mut hashes = std::collections::HashMap::new();
-        let (mut seq, mut prev) = (head.anchor_seq, head.anchor_hash.clone());
+        let mut walker = Walker::new(head.anchor_seq, &head.anchor_hash);
         let mut broken = None;
+        let mut after = head.anchor_seq;
+        let mut last_id = None;
         'walk: loop {
-            let page = store.evidence_chain(&head.chain, seq, PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
+            let page = store.evidence_chain(&head.chain, after, PAGE).await?;
+            let Some(l) = page.last() else { break };
+            after = l.seq;
             for r in page {
                 report.records += 1;
-                let at = |what: String| Broken {
-                    chain: head.chain.clone(),
-                    record_id: Some(r.record.id.clone()),
-                    seq: r.seq,
-                    what,
-                };
-                if r.seq != seq + 1 {
-                    broken = Some(at(format!(
-                        "expected seq {} next, found {} (records deleted or reordered)",
-                        seq + 1,
-                        r.seq
-                    )));
+                if let Err(what) = walker.step(&r) {
+                    broken = Some(Broken {
+                        chain: head.chain.clone(),
+                        record_id: Some(r.record.id.clone()),
+                        seq: r.seq,
+                        what,
+                    });
                     break 'walk;
                 }
-                if r.prev_hash != prev {
-                    broken = Some(at(format!(
-                        "does not commit to the previous record (prev {} , expected {prev})",
-                        r.prev_hash
-                    )));
-                    break 'walk;
-                }
-                let again = record_hash(&r.record, r.seq, &r.prev_hash);
-                if again != r.hash {
-                    broken = Some(at(
-                        "content does not match its hash (record modified)".to_string()
-                    ));
-                    break 'walk;
-                }
+                last_id = Some(r.record.id.clone());
                 hashes.insert(r.seq, r.hash.clone());
-                seq = r.seq;
-                prev = r.hash;
             }
         }
-        if broken.is_none() && (seq, prev.as_str()) != (head.seq, head.hash.as_str()) {
+        if broken.is_none() {
+            if let Err(what) = walker.end() {
+                let (seq, _) = walker.last();
+                broken = Some(Broken {
+                    chain: head.chain.clone(),
+                    record_id: last_id,
+                    seq,
+                    what,
+                });
+            }
+        }
+        let (seq, prev) = walker.last();
+        if broken.is_none() && (seq, prev) != (head.seq, head.hash.as_str()) {
             broken = Some(Broken {
                 chain: head.chain.clone(),
                 record_id: None,

@@ -71,7 +71,36 @@ pub struct StoredEvidence {
     /// 1-based position in the chain.
     pub seq: i64,
     pub prev_hash: String,
+    /// This record's hash; for a leaf of a batch link, the link's hash.
     pub hash: String,
+    /// For an exchange recorded in a batch link (see `evidence_merkle.rs`): the link and the
+    /// leaf's place in it; `seq`, `prev_hash` and `hash` are then the link's. None for a
+    /// per-event record (the format before batch links, still read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchPlace>,
+}
+
+impl StoredEvidence {
+    /// When its chain link was made: the batch's (newest leaf) time, or the record's own.
+    /// Every leaf of a batch has the same, so a cut-off by time never splits a link.
+    pub fn link_at_ms(&self) -> i64 {
+        self.batch.as_ref().map_or(self.record.at_ms, |b| b.at_ms)
+    }
+}
+
+/// A batch link's fields and one leaf's place in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPlace {
+    /// The link's id (UUIDv7 text).
+    pub id: String,
+    /// The newest leaf's `at_ms`.
+    pub at_ms: i64,
+    /// How many leaves the link commits to.
+    pub leaves: u32,
+    /// This leaf's index (0-based).
+    pub leaf: u32,
+    /// The Merkle root over the leaves (hex).
+    pub root: String,
 }
 
 /// A chain's head and anchor.
@@ -100,7 +129,7 @@ pub struct TimeStampRow {
     pub at_ms: i64,
 }
 
-fn line(out: &mut String, name: &str, value: &str) {
+pub(crate) fn line(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str(": ");
     for c in value.chars() {
@@ -162,8 +191,10 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     s
 }
 
-/// Place `records` after `head` (seq, hash): returns the stored forms and the new head.
-pub(crate) fn chain_after(
+/// Place `records` after `head` (seq, hash), one per-event link each: returns the stored forms
+/// and the new head. The store writes batch links (`evidence_merkle::batch_after`); this stays
+/// for the tests that build chains of the older format.
+pub fn chain_after(
     head: (i64, String),
     records: impl IntoIterator<Item = EvidenceRecord>,
 ) -> (Vec<StoredEvidence>, (i64, String)) {
@@ -177,6 +208,7 @@ pub(crate) fn chain_after(
             seq,
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
             hash,
+            batch: None,
         });
     }
     (out, (seq, prev))

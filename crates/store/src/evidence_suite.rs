@@ -7,7 +7,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::evidence::{canonical, verify_chains, EvidenceRecord, TimeStampRow, GENESIS};
+use crate::evidence::{
+    batch_text, chain_after, link_hash, verify_chains, EvidenceRecord, StoredEvidence,
+    TimeStampRow, GENESIS,
+};
+use crate::evidence_merkle::{leaf_hash, root};
+use crate::evidence_records::hex_lower;
 use crate::records::Batch;
 use crate::store::Store;
 use crate::suite_support::{dead_letter, outcome};
@@ -94,24 +99,39 @@ pub async fn evidence_records_chain_and_are_written_once(store: Arc<dyn Store>) 
     again.id = "another-id".into();
     store.record(evidence(vec![again])).await.unwrap();
 
+    // One link per chain and batch: chain a's two records are the leaves of link 1.
     let heads = store.evidence_heads().await.unwrap();
     assert_eq!(
         heads
             .iter()
             .map(|h| (h.chain.as_str(), h.seq))
             .collect::<Vec<_>>(),
-        vec![("a", 2), ("b", 1)]
+        vec![("a", 1), ("b", 1)]
     );
     let a = store.evidence_chain("a", 0, 100).await.unwrap();
     assert_eq!(a.len(), 2);
-    assert_eq!(a[0].prev_hash, GENESIS);
-    assert_eq!(a[1].prev_hash, a[0].hash);
-    assert_eq!(heads[0].hash, a[1].hash);
-    // The hash is SHA-256 over the canonical text (what an auditor recomputes).
-    assert!(canonical(&a[1].record, 2, &a[0].hash).contains(&format!("prev: {}\n", a[0].hash)));
+    assert_eq!((a[0].seq, a[1].seq), (1, 1));
+    assert_eq!(
+        (a[0].prev_hash.as_str(), a[1].prev_hash.as_str()),
+        (GENESIS, GENESIS)
+    );
+    assert_eq!(a[0].hash, a[1].hash);
+    assert_eq!(heads[0].hash, a[0].hash);
+    let (p0, p1) = (a[0].batch.clone().unwrap(), a[1].batch.clone().unwrap());
+    assert_eq!((p0.leaf, p1.leaf, p0.leaves), (0, 1, 2));
+    // The link's hash is SHA-256 over its text (what an auditor recomputes), which holds the
+    // Merkle root over the leaves, in batch order.
+    let leaves = [
+        leaf_hash(&record("a", 1, "HS-1")),
+        leaf_hash(&record("a", 2, "HS-2")),
+    ];
+    assert_eq!(p0.root, hex_lower(&root(&leaves).unwrap()));
+    assert_eq!(link_hash(&a[1]), a[1].hash);
+    assert!(batch_text("a", 1, GENESIS, &p0).contains(&format!("root: {}\n", p0.root)));
     assert_eq!(a[0].record, record("a", 1, "HS-1"));
-    assert_eq!(store.evidence_chain("a", 1, 100).await.unwrap(), a[1..]);
-    assert_eq!(store.evidence_chain("a", 0, 1).await.unwrap(), a[..1]);
+    // A page never ends inside a link.
+    assert_eq!(store.evidence_chain("a", 0, 1).await.unwrap(), a);
+    assert!(store.evidence_chain("a", 1, 100).await.unwrap().is_empty());
 
     let hs1 = store.evidence_by_dossier("HS-1").await.unwrap();
     assert_eq!(
@@ -152,7 +172,7 @@ pub async fn evidence_records_chain_and_are_written_once(store: Arc<dyn Store>) 
         .await;
     assert!(failed.is_err());
     assert!(store.evidence_by_dossier("HS-9").await.unwrap().is_empty());
-    assert_eq!(store.evidence_heads().await.unwrap()[0].seq, 3);
+    assert_eq!(store.evidence_heads().await.unwrap()[0].seq, 2);
 
     let report = verify(&store).await;
     assert!(report.ok(), "{:?}", report.problems);
@@ -264,6 +284,7 @@ pub async fn evidence_retention_keeps_the_rest_verifiable(store: Arc<dyn Store>)
 /// Tamper with five chains through raw SQL, one kind of change each, and check that the verifier
 /// names the first broken record of each (and nothing in the untouched chain).
 pub async fn evidence_tampering_is_detected(store: Arc<dyn Store>, sql: Sql) {
+    // Per-event chains (the format before batch links), as an older gateway wrote them.
     for chain in [
         "clean",
         "modified",
@@ -272,7 +293,7 @@ pub async fn evidence_tampering_is_detected(store: Arc<dyn Store>, sql: Sql) {
         "reordered",
         "truncated",
     ] {
-        write_chain(&store, chain, 5).await;
+        write_old_chain(&sql, chain, 1..=5, (0, GENESIS.into())).await;
     }
     let ids: BTreeMap<&str, Vec<String>> = {
         let mut m = BTreeMap::new();
@@ -339,4 +360,204 @@ pub async fn evidence_tampering_is_detected(store: Arc<dyn Store>, sql: Sql) {
         .what
         .contains("head"));
     assert_eq!(report.problems.len(), 5, "{:?}", report.problems);
+}
+
+/// SQL text of a value: quoted text or NULL.
+fn lit(v: Option<&str>) -> String {
+    v.map_or("NULL".into(), |v| format!("'{}'", v.replace('\'', "''")))
+}
+
+/// Write per-event records `n` of `chain` after `head`, as a gateway before batch links did
+/// (raw SQL: the store only writes batch links now); returns the new head.
+async fn write_old_chain(
+    sql: &Sql,
+    chain: &str,
+    n: std::ops::RangeInclusive<u32>,
+    head: (i64, String),
+) -> (i64, String) {
+    let records: Vec<EvidenceRecord> = n.map(|i| record(chain, i, "HS-1")).collect();
+    let (stored, head) = chain_after(head, records);
+    for s in stored {
+        let r = &s.record;
+        sql(format!(
+            "INSERT INTO evidence (chain, seq, id, exchange, at_ms, adapter, direction, route, \
+             envelope_id, dossier, operation, request_digest, response_digest, signature_digest, \
+             cert_fingerprint, http_status, result_code, mode, prev_hash, hash) VALUES \
+             ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            lit(Some(&r.chain)),
+            s.seq,
+            lit(Some(&r.id)),
+            lit(Some(&r.exchange)),
+            r.at_ms,
+            lit(Some(&r.adapter)),
+            lit(Some(&r.direction)),
+            lit(Some(&r.route)),
+            lit(Some(&r.envelope_id)),
+            lit(Some(&r.dossier)),
+            lit(Some(&r.operation)),
+            lit(Some(&r.request_digest)),
+            lit(r.response_digest.as_deref()),
+            lit(r.signature_digest.as_deref()),
+            lit(r.cert_fingerprint.as_deref()),
+            r.http_status.map_or("NULL".into(), |s| s.to_string()),
+            lit(r.result_code.as_deref()),
+            lit(Some(&r.mode)),
+            lit(Some(&s.prev_hash)),
+            lit(Some(&s.hash)),
+        ))
+        .await;
+    }
+    sql(format!(
+        "INSERT INTO evidence_heads (chain, seq, hash) VALUES ({}, {}, {}) \
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        lit(Some(chain)),
+        head.0,
+        lit(Some(&head.1))
+    ))
+    .await;
+    head
+}
+
+/// Records `from..=to` of `chain` as one batch.
+async fn write_batch(store: &Arc<dyn Store>, chain: &str, from: u32, to: u32, dossier: &str) {
+    let records = (from..=to).map(|i| record(chain, i, dossier)).collect();
+    store.record(evidence(records)).await.unwrap();
+}
+
+/// Mixed chains: per-event records written before batch links, then batch links; they verify
+/// as one chain, read back in order, deduplicate across both formats and prune together.
+pub async fn evidence_mixed_chains_verify_and_prune(store: Arc<dyn Store>, sql: Sql) {
+    let head = write_old_chain(&sql, "mixed", 1..=2, (0, GENESIS.into())).await;
+    write_batch(&store, "mixed", 3, 5, "HS-M").await;
+    // A redelivered exchange of an old per-event record, and one of the batch: no new link.
+    store
+        .record(evidence(vec![
+            record("mixed", 1, "HS-1"),
+            record("mixed", 4, "HS-M"),
+        ]))
+        .await
+        .unwrap();
+    let heads = store.evidence_heads().await.unwrap();
+    assert_eq!(
+        heads[0].seq, 3,
+        "one link for the batch after the two old ones"
+    );
+    let all: Vec<StoredEvidence> = store.evidence_chain("mixed", 0, 100).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.seq, r.batch.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(1, false), (2, false), (3, true), (3, true), (3, true)]
+    );
+    assert_eq!(
+        all[2].prev_hash, head.1,
+        "the first batch link commits to the old head"
+    );
+    // Pages count links: two old links, then the whole batch.
+    assert_eq!(store.evidence_chain("mixed", 0, 2).await.unwrap(), all[..2]);
+    assert_eq!(store.evidence_chain("mixed", 2, 1).await.unwrap(), all[2..]);
+    let report = verify(&store).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 5);
+    let hs = store.evidence_by_dossier("HS-M").await.unwrap();
+    assert_eq!(
+        hs.iter()
+            .map(|r| r.batch.as_ref().map(|b| b.leaf))
+            .collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2)]
+    );
+    // Prune the old part, then the batch (its three leaves count as three records).
+    assert_eq!(store.evidence_prune("mixed", 2).await.unwrap(), 2);
+    let head = &store.evidence_heads().await.unwrap()[0];
+    assert_eq!(
+        (head.anchor_seq, head.anchor_hash.as_str()),
+        (2, all[1].hash.as_str())
+    );
+    assert!(verify(&store).await.ok());
+    write_batch(&store, "mixed", 6, 7, "HS-M").await;
+    assert!(verify(&store).await.ok());
+    assert_eq!(store.evidence_prune("mixed", 3).await.unwrap(), 3);
+    let rest = store.evidence_chain("mixed", 0, 100).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 4]);
+    assert_eq!(rest[0].prev_hash, all[2].hash);
+    let report = verify(&store).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 2);
+}
+
+/// Tamper with batch links and their leaves through raw SQL, one kind of change per chain:
+/// the verifier names the batch and why (and nothing in the untouched chain).
+pub async fn evidence_batch_tampering_is_detected(store: Arc<dyn Store>, sql: Sql) {
+    let chains = [
+        "clean", "leafmod", "leafdel", "leaflast", "leafins", "leafswap", "rootmod",
+    ];
+    for chain in chains {
+        write_batch(&store, chain, 1, 1, "HS-1").await;
+        write_batch(&store, chain, 2, 4, "HS-1").await;
+        write_batch(&store, chain, 5, 5, "HS-1").await;
+    }
+    assert!(verify(&store).await.ok());
+    let leaves = "evidence_leaves";
+    // A field of one leaf.
+    sql(format!(
+        "UPDATE {leaves} SET http_status = 500 WHERE chain = 'leafmod' AND seq = 2 AND leaf = 1"
+    ))
+    .await;
+    // A leaf removed from the middle, and the last leaf removed.
+    sql(format!(
+        "DELETE FROM {leaves} WHERE chain = 'leafdel' AND seq = 2 AND leaf = 1"
+    ))
+    .await;
+    sql(format!(
+        "DELETE FROM {leaves} WHERE chain = 'leaflast' AND seq = 2 AND leaf = 2"
+    ))
+    .await;
+    // A fourth leaf added (a copy of leaf 2 under another exchange key).
+    sql(format!(
+        "INSERT INTO {leaves} SELECT chain, seq, 3, id, 'forged-exchange', at_ms, adapter, \
+         direction, route, envelope_id, dossier, operation, request_digest, response_digest, \
+         signature_digest, cert_fingerprint, http_status, result_code, mode, request_body, \
+         response_body FROM {leaves} WHERE chain = 'leafins' AND seq = 2 AND leaf = 2"
+    ))
+    .await;
+    // Leaves 0 and 1 swap places.
+    sql(format!(
+        "UPDATE {leaves} SET leaf = 9 WHERE chain = 'leafswap' AND seq = 2 AND leaf = 0"
+    ))
+    .await;
+    sql(format!(
+        "UPDATE {leaves} SET leaf = 0 WHERE chain = 'leafswap' AND seq = 2 AND leaf = 1"
+    ))
+    .await;
+    sql(format!(
+        "UPDATE {leaves} SET leaf = 1 WHERE chain = 'leafswap' AND seq = 2 AND leaf = 9"
+    ))
+    .await;
+    // The root of a link replaced by another batch's.
+    sql(
+        "UPDATE evidence_batches SET root = (SELECT root FROM evidence_batches \
+         WHERE chain = 'clean' AND seq = 1) WHERE chain = 'rootmod' AND seq = 2"
+            .into(),
+    )
+    .await;
+
+    let report = verify(&store).await;
+    let found: BTreeMap<&str, (i64, String)> = report
+        .problems
+        .iter()
+        .map(|p| (p.chain.as_str(), (p.seq, p.what.clone())))
+        .collect();
+    assert_eq!(found.get("clean"), None, "{:?}", report.problems);
+    let says = |chain: &str, seq: i64, what: &str| {
+        let (s, w) = &found[chain];
+        assert_eq!(*s, seq, "{chain}: {w}");
+        assert!(w.contains(what), "{chain}: {w}");
+    };
+    says("leafmod", 2, "do not match its Merkle root");
+    says("leafdel", 2, "leaf 2 of batch seq 2 is out of place");
+    says("leaflast", 3, "batch seq 2 has 2 of the 3 leaves");
+    says("leafins", 2, "more leaves than the 3");
+    says("leafswap", 2, "do not match its Merkle root");
+    says("rootmod", 2, "content does not match its hash");
+    assert_eq!(report.problems.len(), 6, "{:?}", report.problems);
 }

@@ -31,8 +31,9 @@
 //!    whose holder died mid-send as *in doubt*; [`Batch::releases`] release claims in the same
 //!    transaction as their outcome. See [`claims`] for the full list.
 //!
-//! 7. **Evidence records** ([`evidence`], migration 4) are appended to their hash chain in the
-//!    same transaction as the rest of the batch, once per exchange key; see
+//! 7. **Evidence records** ([`evidence`], migrations 4 and 15) are appended to their hash chain
+//!    in the same transaction as the rest of the batch, once per exchange key, as one chain link
+//!    per chain and batch whose Merkle leaves are the exchanges ([`evidence_merkle`]); see
 //!    [`evidence::verify_chains`] for what verification detects.
 //!
 //! 8. **One leader per singleton job.** [`Store::try_lead`] hands a job's [`LeadGuard`] to one
@@ -65,6 +66,7 @@
 //! - `sql.rs`: SQL helpers shared by the backends.
 //! - [`tls`]: TLS to PostgreSQL ([`PgTls`], verify-full semantics, `sslmode`).
 //! - [`claims`] and `evidence_records.rs`: their topics' row types (and claims' SQL).
+//! - [`evidence_merkle`]: batch links, their Merkle leaves and the chain walk.
 //! - `records.rs`: the ledger's row types and the [`Batch`].
 //! - `store.rs`: the [`Store`] trait and [`LeadGuard`].
 //! - [`evidence`] (chain verification), [`replay`], `evidence_sql.rs` (the evidence tables).
@@ -81,6 +83,7 @@ pub mod claims;
 mod clock;
 mod error;
 pub mod evidence;
+pub mod evidence_merkle;
 mod evidence_records;
 mod evidence_sql;
 #[doc(hidden)]

@@ -16,7 +16,7 @@
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
-//!                        `evidence_sql.rs`); a chain's head row is locked (`FOR UPDATE`) while
+//!                        `evidence_sql.rs`; evidence_batches, evidence_leaves: version 15); a chain's head row is locked (`FOR UPDATE`) while
 //!                        its records are appended, so one chain never forks
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
@@ -300,6 +300,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::PG_V10),
     (11, crate::axis::schema::PG_V11),
     (12, crate::indicators::schema::PG_V12),
+    (15, crate::evidence_sql::PG_V15),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests

@@ -15,7 +15,7 @@
 //! dead_letters           PK id; envelope BLOB byte for byte; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
-//!                        `evidence_sql.rs`)
+//!                        `evidence_sql.rs`); evidence_batches, evidence_leaves (version 15)
 //! claims, in_doubt       delivery claims and exchanges in doubt (version 6, see `claims.rs`)
 //! signature_*            remote signing requests, trail, outbox, blobs (version 9, see
 //!                        `signatures/mod.rs`)
@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::SQLITE_V10),
     (11, crate::axis::schema::SQLITE_V11),
     (12, crate::indicators::schema::SQLITE_V12),
+    (15, crate::evidence_sql::SQLITE_V15),
 ];
 
 /// The schema versions this build's SQLite migrations bring a database to, oldest first (tests

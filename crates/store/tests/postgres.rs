@@ -229,6 +229,61 @@ async fn evidence_tampering_is_detected() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_mixed_chains_verify_and_prune() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("mixed_chain");
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO \"{schema}\""))
+            .await
+            .unwrap();
+        let client = Arc::new(client);
+        let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+            let client = client.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            })
+        });
+        gw_store::evidence_suite::evidence_mixed_chains_verify_and_prune(Arc::new(store), sql)
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_batch_tampering_is_detected() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("batch_tampe");
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO \"{schema}\""))
+            .await
+            .unwrap();
+        let client = Arc::new(client);
+        let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+            let client = client.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            })
+        });
+        gw_store::evidence_suite::evidence_batch_tampering_is_detected(Arc::new(store), sql).await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Leadership of singleton jobs (`Store::try_lead`, invariant 8).
 // ---------------------------------------------------------------------------------------------

@@ -179,6 +179,42 @@ async fn evidence_tampering_is_detected() {
     gw_store::evidence_suite::evidence_tampering_is_detected(store, sql).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_mixed_chains_verify_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+        let path = path.clone();
+        Box::pin(async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute_batch(&statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        })
+    });
+    gw_store::evidence_suite::evidence_mixed_chains_verify_and_prune(store, sql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_batch_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let sql: gw_store::evidence_suite::Sql = Arc::new(move |statement: String| {
+        let path = path.clone();
+        Box::pin(async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute_batch(&statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        })
+    });
+    gw_store::evidence_suite::evidence_batch_tampering_is_detected(store, sql).await;
+}
+
 /// SQLite serves one process (the gateway's data-directory lock), so every job leads, and
 /// keeps leading.
 #[tokio::test]
