@@ -5,7 +5,7 @@
 //!   gateway knows to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]) besides the
 //!   routes' copies, so the index neither slows nor depends on any route.
 //! - **Ack after durable, a batch at a time (group commit).** The consumer takes up to
-//!   [`Batching::max`] deliveries (the prefetch is the batch size; it waits at most
+//!   [`Batching::max`] deliveries (the prefetch is two batches; it waits at most
 //!   [`Batching::wait`] for a batch to fill once one delivery is in hand) and applies them in
 //!   **one** store transaction ([`crate::indicators::history::apply_envelopes`]): facts, the
 //!   dossiers' new states and the position. Only after the commit are they acked (the broker
@@ -45,7 +45,8 @@ pub const STORE_RETRY: Duration = Duration::from_secs(2);
 /// How the consumer groups deliveries into one store transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batching {
-    /// The most deliveries in one transaction (also the prefetch). 1 = one commit per event.
+    /// The most deliveries in one transaction (the prefetch is twice this). 1 = one commit
+    /// per event.
     pub max: u16,
     /// How long a batch may wait to fill once its first delivery is in hand.
     pub wait: Duration,
@@ -109,7 +110,10 @@ pub async fn consume_batched(
     cancel: CancellationToken,
 ) -> Result<(), ConsumeError> {
     let max = usize::from(batching.max.max(1));
-    let mut consumer = broker.consume(&queue, batching.max.max(1)).await?;
+    // Two batches' worth fetched ahead: the next batch arrives while this one commits (with
+    // one batch's worth, the broker would wait for this batch's acks before sending more).
+    let prefetch = batching.max.max(1).saturating_mul(2);
+    let mut consumer = broker.consume(&queue, prefetch).await?;
     let mut batch = Vec::with_capacity(max);
     loop {
         let next = tokio::select! {
