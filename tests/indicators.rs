@@ -239,3 +239,239 @@ async fn index_live_then_rebuilt_on_rabbitmq_and_postgres() {
         .await
         .unwrap();
 }
+
+/// Take `n` deliveries from `queue` (each within 20 s), leaving them unsettled.
+async fn take(
+    broker: &Arc<dyn gw_broker::Broker>,
+    queue: &str,
+    n: usize,
+) -> (Box<dyn gw_broker::Consumer>, Vec<gw_broker::Delivery>) {
+    let mut consumer = broker.consume(queue, n as u16).await.unwrap();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} deliveries came", out.len()))
+            .expect("the consumer is open")
+            .unwrap();
+        out.push(d);
+    }
+    (consumer, out)
+}
+
+/// One batch of deliveries through `handle_batch`: a duplicate within the batch is applied
+/// once, a poison event (not an envelope; a snapshot that is not a dossier) is dead-lettered
+/// alone while the rest is applied; a crash between the commit and the acks re-delivers a
+/// batch that changes nothing; a batch that meets an unreadable stored state falls back to
+/// one by one, so only that dossier's event waits for a retry.
+async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
+    use gateway::jobs::indicators::{handle_batch, Handled};
+    let broker = gw_broker::open(broker_url, "test").await.unwrap();
+    let ledger = gw_store::open(store_url).await.unwrap();
+    let ix = gw_store::indicators::open(store_url).await.unwrap();
+    let engine = Engine::new(
+        broker.clone(),
+        ledger,
+        vec![],
+        Arc::new(Metrics::new()),
+        64,
+        20,
+    )
+    .with_indicators(queue);
+    engine.declare().await.unwrap();
+
+    // Batch 1: 8 dossiers' events, a poison snapshot in the middle, the third event twice in
+    // a row, and a body that is not an envelope. Batch 2 is the next 6 dossiers'.
+    let all = events(14);
+    let cut = all
+        .iter()
+        .position(|e| e.key == gateway::lab::simulator::dossier_code("000.00.01.H22", 8))
+        .unwrap();
+    let (evs, more) = (all[..cut].to_vec(), all[cut..].to_vec());
+    let mut bad = Envelope::new(
+        "dossier.upserted",
+        "BAD-1",
+        "onestop",
+        serde_json::json!({"code": "BAD-1"}),
+    );
+    bad.version = Some(1);
+    let mid = evs.len() / 2;
+    let mut sent: Vec<Envelope> = Vec::new();
+    let mut expected = Vec::new();
+    for (i, e) in evs.iter().enumerate() {
+        if i == mid {
+            sent.push(bad.clone());
+            expected.push(Handled::DeadLettered);
+        }
+        sent.push(e.clone());
+        expected.push(Handled::Applied(ApplyOutcome::Applied));
+        if i == 2 {
+            sent.push(e.clone());
+            expected.push(Handled::Applied(ApplyOutcome::Duplicate));
+        }
+    }
+    expected.push(Handled::DeadLettered);
+    for e in &sent {
+        engine.publish(e).await.unwrap();
+    }
+    broker
+        .publish(
+            queue,
+            gw_broker::Message {
+                id: "not-an-envelope".into(),
+                key: "X".into(),
+                headers: Default::default(),
+                attempt: 0,
+                body: b"{not json".to_vec().into(),
+            },
+        )
+        .await
+        .unwrap();
+    let total = sent.len() + 1;
+    let counts = Counts::default();
+    let (consumer, deliveries) = take(&broker, queue, total).await;
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(handled, expected);
+    assert_eq!(
+        stored(ix.as_ref()).await,
+        batch(&evs),
+        "the rest of the batch applied"
+    );
+    let pos = ix.position(history::CONSUMER).await.unwrap().unwrap();
+    assert_eq!(pos.applied as usize, evs.len());
+    assert_eq!(pos.last_event, evs.last().unwrap().id.to_string());
+    drop(consumer);
+    let dlq = broker
+        .stats(&gw_broker::dead_letter_queue(queue))
+        .await
+        .unwrap();
+    assert_eq!(dlq.ready + dlq.unacked, 2, "each poison event kept, alone");
+
+    // Batch 2: committed, then the process dies before the acks.
+    assert!(!more.is_empty() && mid > 2);
+    for e in &more {
+        engine.publish(e).await.unwrap();
+    }
+    let (consumer, deliveries) = take(&broker, queue, more.len()).await;
+    let envs: Vec<Envelope> = deliveries
+        .iter()
+        .map(|d| Envelope::decode(&d.message.body).unwrap())
+        .collect();
+    let applied = history::apply_envelopes(ix.as_ref(), &envs).await.unwrap();
+    assert!(applied
+        .iter()
+        .all(|a| matches!(a, Ok(ApplyOutcome::Applied))));
+    let (states, pos) = (
+        stored(ix.as_ref()).await,
+        ix.position(history::CONSUMER).await.unwrap().unwrap(),
+    );
+    drop(deliveries);
+    drop(consumer);
+    broker.close().await;
+    drop(engine);
+
+    let broker = gw_broker::open(broker_url, "test").await.unwrap();
+    let (consumer, deliveries) = take(&broker, queue, more.len()).await;
+    assert!(
+        deliveries.iter().all(|d| d.redelivered),
+        "the batch comes again"
+    );
+    let counts = Counts::default();
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        vec![Handled::Applied(ApplyOutcome::Duplicate); more.len()]
+    );
+    assert_eq!(
+        stored(ix.as_ref()).await,
+        states,
+        "the redelivered batch changed nothing"
+    );
+    assert_eq!(states, batch(&all));
+    assert_eq!(ix.position(history::CONSUMER).await.unwrap().unwrap(), pos);
+    drop(consumer);
+
+    // Batch 3: one dossier's stored state no longer reads back. The batch fails as a whole,
+    // then its events go one by one: that dossier's event is retried, the others applied.
+    let known = batch(&all);
+    let damaged = known.keys().next().unwrap().clone();
+    let mut row = ix.state(&damaged).await.unwrap().unwrap();
+    row.state = "{not a state".into();
+    assert_eq!(ix.put_states(vec![row]).await.unwrap(), 1);
+    let other = known.keys().nth(1).unwrap().clone();
+    let note = |code: &str| {
+        Envelope::new(
+            "dossier.online",
+            code.to_string(),
+            "online",
+            serde_json::json!({"MaHoSo": code}),
+        )
+    };
+    let third = vec![note(&other), note(&damaged), note(&other)];
+    let engine = Engine::new(
+        broker.clone(),
+        gw_store::open(store_url).await.unwrap(),
+        vec![],
+        Arc::new(Metrics::new()),
+        64,
+        20,
+    )
+    .with_indicators(queue);
+    for e in &third {
+        engine.publish(e).await.unwrap();
+    }
+    let (consumer, deliveries) = take(&broker, queue, third.len()).await;
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        [
+            Handled::Applied(ApplyOutcome::Applied),
+            Handled::Retried,
+            Handled::Applied(ApplyOutcome::Applied)
+        ]
+    );
+    let mut expect = known[&other].clone();
+    expect.apply(&third[0]).unwrap();
+    expect.apply(&third[2]).unwrap();
+    let got: DossierState =
+        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    assert_eq!(got, expect);
+    drop(consumer);
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_batches_on_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let store = format!("sqlite:{}", dir.path().join("store.db").display());
+    batch_scenario(&broker, &store, gateway::runtime::route::INDICATORS_QUEUE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_batches_on_rabbitmq_and_postgres() {
+    if !common::services_available("index_batches_on_rabbitmq_and_postgres") {
+        return;
+    }
+    let schema = common::unique("gwt_ixb");
+    let queue = format!("gw.indicators.{schema}");
+    let store = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
+    batch_scenario("amqp://guest:guest@127.0.0.1:5672/%2f", &store, &queue).await;
+    let (client, conn) = tokio_postgres::connect(
+        "postgres://postgres@127.0.0.1:5432/test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}

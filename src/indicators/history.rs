@@ -10,10 +10,12 @@
 //!   dossier is synced is not folded: it is read from the ledger (`delivered_versions` of the
 //!   portal adapter) when a report is made.
 //! - [`apply_envelope`] is idempotent per envelope id: a redelivered event is a
-//!   [`Applied::Duplicate`] and changes nothing.
+//!   [`Applied::Duplicate`] and changes nothing. [`apply_envelopes`] does the same for a batch
+//!   in one store transaction, folding in memory each dossier's events of the batch in batch
+//!   order (the same fold, so a batch leaves exactly the states one-by-one would).
 //! - A stored state that does not read back is an error naming the dossier, never a reset.
 
-use gw_store::indicators::{Applied, IndicatorStore, JournalEntry, StateRow};
+use gw_store::indicators::{Applied, BatchInput, IndicatorStore, JournalEntry, StateRow};
 use serde::Serialize;
 
 use super::aggregate::{self, AtRisk, Indicators, Level};
@@ -97,6 +99,69 @@ pub async fn apply_envelope(
         Applied::Applied { .. } => ApplyOutcome::Applied,
         Applied::Duplicate => ApplyOutcome::Duplicate,
     })
+}
+
+/// Apply a batch of events in one store transaction: one answer per event, in order. An event
+/// that cannot be read is its own `Err` (nothing of it written) and does not hold the others
+/// back; a store failure fails the whole batch (nothing written).
+pub async fn apply_envelopes(
+    store: &dyn IndicatorStore,
+    envs: &[Envelope],
+) -> Result<Vec<Result<ApplyOutcome, FactError>>, IndicatorError> {
+    let mut out: Vec<Result<ApplyOutcome, FactError>> = Vec::with_capacity(envs.len());
+    let mut entries = Vec::new();
+    let mut facts = Vec::new();
+    let mut at = Vec::new();
+    for (i, env) in envs.iter().enumerate() {
+        match Fact::from_envelope(env) {
+            Ok(Some(fact)) => {
+                entries.push(JournalEntry {
+                    event_id: env.id.to_string(),
+                    key: env.key.clone(),
+                    kind: env.kind.clone(),
+                    fact: serde_json::to_string(&fact).expect("a fact serializes"),
+                    at_ms: env.created_ms,
+                });
+                facts.push(fact);
+                at.push(i);
+                out.push(Ok(ApplyOutcome::Duplicate)); // set below
+            }
+            Ok(None) => out.push(Ok(ApplyOutcome::Ignored)),
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    if entries.is_empty() {
+        return Ok(out);
+    }
+    let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+    let fold = Box::new(move |input: BatchInput| {
+        let mut states: std::collections::HashMap<&str, (DossierState, i64)> =
+            std::collections::HashMap::new();
+        for (i, seq) in input.applied {
+            let code = keys[i].as_str();
+            let (s, last) = match states.entry(code) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let s = match input.stored.get(code) {
+                        Some(json) => read_state(code, json)?,
+                        None => DossierState::new(code),
+                    };
+                    v.insert((s, seq))
+                }
+            };
+            s.apply_fact(&facts[i]);
+            *last = seq;
+        }
+        Ok(states.values().map(|(s, seq)| row_of(s, *seq)).collect())
+    });
+    let applied = store.apply_batch(CONSUMER, entries, fold).await?;
+    for (j, a) in applied.into_iter().enumerate() {
+        out[at[j]] = Ok(match a {
+            Applied::Applied { .. } => ApplyOutcome::Applied,
+            Applied::Duplicate => ApplyOutcome::Duplicate,
+        });
+    }
+    Ok(out)
 }
 
 /// What a rebuild did.

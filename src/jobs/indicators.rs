@@ -4,14 +4,22 @@
 //! - **Its own durable queue.** The engine publishes a confirmed copy of every event the
 //!   gateway knows to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]) besides the
 //!   routes' copies, so the index neither slows nor depends on any route.
-//! - **Ack after durable.** A delivery is acked only after its fact, the dossier's new state
-//!   and the consumer's position are committed ([`crate::indicators::history::apply_envelope`]);
-//!   a redelivery of an applied event is recognised by its envelope id and only acked.
-//! - **One at a time, in queue order**: the queue is FIFO with a single active consumer, and
-//!   deliveries are handled one after another (prefetch only saves round trips).
-//! - **Nothing dropped.** An event that cannot be read (not an envelope, a snapshot that is not
-//!   a dossier) goes to `gw.indicators.dlq` with its reason; a store failure retries the
-//!   delivery after [`STORE_RETRY`] (durable), the queue behind it waiting.
+//! - **Ack after durable, a batch at a time (group commit).** The consumer takes up to
+//!   [`Batching::max`] deliveries (the prefetch is two batches; it waits at most
+//!   [`Batching::wait`] for a batch to fill once one delivery is in hand) and applies them in
+//!   **one** store transaction ([`crate::indicators::history::apply_envelopes`]): facts, the
+//!   dossiers' new states and the position. Only after the commit are they acked (the broker
+//!   coalesces the acks into one `multiple` ack). A redelivery of an applied event (a crash
+//!   between commit and ack re-delivers the whole batch) is recognised by its envelope id and
+//!   only acked; an id repeated within a batch is applied once.
+//! - **In queue order**: the queue is FIFO with a single active consumer; a batch is folded
+//!   in delivery order and batches are handled one after another.
+//! - **Nothing dropped, a poison event alone.** An event that cannot be read (not an envelope,
+//!   a snapshot that is not a dossier) goes to `gw.indicators.dlq` with its reason, by itself:
+//!   the rest of its batch is applied. If the batch's transaction fails, its deliveries are
+//!   applied again one by one ([`handle`]), so a dossier whose stored state is unreadable (or
+//!   a store outage) holds back only its own events: each failing delivery is retried after
+//!   [`STORE_RETRY`] (durable).
 //! - **Gauges are labelled by unit and indicator only**, recomputed every `refresh` for the
 //!   current month; never a dossier code or citizen data.
 
@@ -34,8 +42,25 @@ use crate::telemetry::metrics::{esc, family};
 /// How long a delivery waits before a retry after the store failed.
 pub const STORE_RETRY: Duration = Duration::from_secs(2);
 
-/// Deliveries fetched ahead.
-const PREFETCH: u16 = 64;
+/// How the consumer groups deliveries into one store transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// The most deliveries in one transaction (the prefetch is twice this). 1 = one commit
+    /// per event.
+    pub max: u16,
+    /// How long a batch may wait to fill once its first delivery is in hand.
+    pub wait: Duration,
+}
+
+impl Default for Batching {
+    /// 64 deliveries or 5 ms (the broker's own ack coalescing window), whichever comes first.
+    fn default() -> Self {
+        Batching {
+            max: 64,
+            wait: Duration::from_millis(5),
+        }
+    }
+}
 
 /// Counts of the consumer, for `/metrics`.
 #[derive(Debug, Default)]
@@ -62,8 +87,9 @@ pub enum ConsumeError {
     Broker(#[from] gw_broker::BrokerError),
 }
 
-/// Consume `queue` (the gateway's is [`INDICATORS_QUEUE`]) until `cancel`. The queue must be
-/// declared (the engine does it when built `with_indicators`).
+/// Consume `queue` (the gateway's is [`INDICATORS_QUEUE`]) until `cancel`, in batches of the
+/// default [`Batching`]. The queue must be declared (the engine does it when built
+/// `with_indicators`).
 pub async fn consume(
     broker: Arc<dyn Broker>,
     queue: String,
@@ -71,7 +97,24 @@ pub async fn consume(
     counts: Arc<Counts>,
     cancel: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let mut consumer = broker.consume(&queue, PREFETCH).await?;
+    consume_batched(broker, queue, store, counts, Batching::default(), cancel).await
+}
+
+/// [`consume`] with the given batching.
+pub async fn consume_batched(
+    broker: Arc<dyn Broker>,
+    queue: String,
+    store: Arc<dyn IndicatorStore>,
+    counts: Arc<Counts>,
+    batching: Batching,
+    cancel: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let max = usize::from(batching.max.max(1));
+    // Two batches' worth fetched ahead: the next batch arrives while this one commits (with
+    // one batch's worth, the broker would wait for this batch's acks before sending more).
+    let prefetch = batching.max.max(1).saturating_mul(2);
+    let mut consumer = broker.consume(&queue, prefetch).await?;
+    let mut batch = Vec::with_capacity(max);
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -80,12 +123,91 @@ pub async fn consume(
         let Some(delivery) = next else {
             return Ok(());
         };
-        let delivery = delivery?;
-        if !delivery.is_live() {
-            continue;
+        batch.push(delivery?);
+        // Fill the batch from what is there, waiting at most `wait` (a closed consumer or
+        // cancellation ends the filling; what is in hand is still handled).
+        let until = tokio::time::Instant::now() + batching.wait;
+        let mut closed = false;
+        while batch.len() < max && !closed {
+            tokio::select! {
+                biased;
+                n = consumer.next() => match n {
+                    Some(d) => batch.push(d?),
+                    None => closed = true,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+                _ = cancel.cancelled() => break,
+            }
         }
-        handle(store.as_ref(), delivery, &counts).await?;
+        let live: Vec<_> = batch.drain(..).filter(|d| d.is_live()).collect();
+        handle_batch(store.as_ref(), live, &counts).await?;
+        if closed {
+            return Ok(());
+        }
     }
+}
+
+/// Apply a batch of deliveries in one store transaction and settle each (see the invariants);
+/// one answer per delivery, in order.
+pub async fn handle_batch(
+    store: &dyn IndicatorStore,
+    deliveries: Vec<gw_broker::Delivery>,
+    counts: &Counts,
+) -> Result<Vec<Handled>, ConsumeError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if deliveries.len() == 1 {
+        let d = deliveries.into_iter().next().expect("one delivery");
+        return Ok(vec![handle(store, d, counts).await?]);
+    }
+    let mut readable = Vec::with_capacity(deliveries.len());
+    let mut envs = Vec::with_capacity(deliveries.len());
+    let mut out = vec![Handled::DeadLettered; deliveries.len()];
+    let mut at = Vec::with_capacity(deliveries.len());
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match Envelope::decode(&delivery.message.body) {
+            Ok(env) => {
+                envs.push(env);
+                readable.push(delivery);
+                at.push(i);
+            }
+            Err(e) => {
+                counts.dead_lettered.fetch_add(1, Relaxed);
+                delivery.reject(&e.to_string()).await?;
+            }
+        }
+    }
+    let results = match history::apply_envelopes(store, &envs).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing of the batch was written: one by one, so that only what fails waits.
+            debug!(error = %e, "indicators: a batch failed; its events are applied one by one");
+            for (j, delivery) in readable.into_iter().enumerate() {
+                out[at[j]] = handle(store, delivery, counts).await?;
+            }
+            return Ok(out);
+        }
+    };
+    for ((j, delivery), result) in readable.into_iter().enumerate().zip(results) {
+        out[at[j]] = match result {
+            Ok(outcome) => {
+                let c = match outcome {
+                    ApplyOutcome::Applied => &counts.applied,
+                    ApplyOutcome::Duplicate => &counts.duplicate,
+                    ApplyOutcome::Ignored => &counts.ignored,
+                };
+                c.fetch_add(1, Relaxed);
+                delivery.ack().await?;
+                Handled::Applied(outcome)
+            }
+            Err(e) => {
+                warn!(kind = %envs[j].kind, error = %e, "indicators: event dead-lettered");
+                counts.dead_lettered.fetch_add(1, Relaxed);
+                delivery.reject(&e.to_string()).await?;
+                Handled::DeadLettered
+            }
+        };
+    }
+    Ok(out)
 }
 
 /// Apply one delivery and settle it (see the invariants).

@@ -45,6 +45,34 @@ async fn indicator_store_invariants_on_postgres() {
     }
 }
 
+#[tokio::test]
+async fn indicator_batches_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+    indicators::suite::batches(&store).await;
+}
+
+#[tokio::test]
+async fn indicator_batches_on_postgres() {
+    let Some(admin) = admin().await else { return };
+    let schema = format!("gwt_{}_ixbatch", tag());
+    let result = {
+        let schema = schema.clone();
+        tokio::spawn(async move {
+            let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
+            indicators::suite::batches(&store).await;
+        })
+        .await
+    };
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// A file from before the indicator tables gains them at open, its data kept.
 #[tokio::test]
 async fn migration_11_adds_the_indicator_tables_to_an_older_file() {

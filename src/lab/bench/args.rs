@@ -62,7 +62,8 @@ pub struct BenchArgs {
     pub smoke: bool,
     /// Which parts to run, comma-separated: raw (broker), sign, e2e (with latency), backlog
     /// (peak RSS), evidence (the log's cost), scale (one and two `gateway run` instances on
-    /// RabbitMQ + PostgreSQL; not in the default list). Ratios and goals are printed from what
+    /// RabbitMQ + PostgreSQL; not in the default list), index (the service-quality index's
+    /// added CPU per event; not in the default list). Ratios and goals are printed from what
     /// ran.
     #[arg(long, default_value = "raw,sign,e2e,backlog,evidence")]
     pub phases: String,
@@ -132,7 +133,9 @@ pub(super) fn amqp_with_password(url: &str) -> String {
 }
 
 /// The phases `--phases` may name, in the order they run.
-pub(super) const PHASES: [&str; 6] = ["raw", "sign", "e2e", "backlog", "evidence", "scale"];
+pub(super) const PHASES: [&str; 7] = [
+    "raw", "sign", "e2e", "backlog", "evidence", "scale", "index",
+];
 
 /// An argument the bench cannot run with (exit 2).
 #[derive(Debug, thiserror::Error)]

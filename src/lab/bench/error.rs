@@ -34,6 +34,13 @@ pub(super) enum BenchError {
     #[error(transparent)]
     Declare(BrokerError),
 
+    /// The index phase's store URL cannot be made from the generated configuration.
+    #[error("the index's store URL: {0}")]
+    IndexStoreUrl(#[source] crate::config::UrlPasswordError),
+    /// The index phase cannot open the index's store.
+    #[error("the index's store: {0}")]
+    IndexStore(#[source] gw_store::StoreError),
+
     // ---- the broker, through gw-broker ----
     /// The raw baseline cannot connect to RabbitMQ to declare its queue.
     #[error(transparent)]
@@ -77,6 +84,9 @@ pub(super) enum BenchError {
         target: u64,
         retried: u64,
     },
+    /// The index phase: the route or the index did not settle every event in time.
+    #[error("timed out: the route settled {route}, the index {index} of {target}")]
+    IndexNotSettled { route: u64, index: u64, target: u64 },
     /// The drain scenario's backlog did not settle in time.
     #[error("drain timed out after {secs} s: {settled} of {events} settled")]
     DrainTimedOut {

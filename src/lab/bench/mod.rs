@@ -36,6 +36,7 @@ use gw_contract_tests::portal::{Portal, PortalConfig};
 mod args;
 mod drain;
 mod error;
+mod index;
 mod measure;
 mod phases;
 mod raw;
@@ -96,6 +97,7 @@ pub async fn run(mut args: BenchArgs) -> ExitCode {
     let backlogs = bench.backlog_phase().await;
     let evidence_costs = bench.evidence_phase().await;
     bench.scale_phase().await;
+    bench.index_phase().await;
     let figures = report::Figures {
         raw,
         raw_sign,

@@ -20,7 +20,12 @@
 //! 4. **A rebuild never undoes live work.** [`IndicatorStore::put_states`] writes a rebuilt row
 //!    only if the stored row's `last_seq` is not newer than the rebuilt one's (a live apply
 //!    that ran during the rebuild wins).
-//! 5. **Synced is the ledger's word.** [`IndicatorStore::states`] says, per dossier, whether
+//! 5. **A batch is one transaction.** [`IndicatorStore::apply_batch`] journals every new
+//!    event id of a batch, folds them into their dossiers' states and moves the position by
+//!    their number, all committed together or not at all. An id journalled before, or
+//!    repeated earlier in the same batch, is a [`Applied::Duplicate`] and writes nothing, so a
+//!    batch re-delivered after its commit (a crash before the acks) changes nothing.
+//! 6. **Synced is the ledger's word.** [`IndicatorStore::states`] says, per dossier, whether
 //!    the given destination has a delivered version of it (`delivered_versions`): the portal
 //!    accepted it.
 //!
@@ -102,12 +107,69 @@ pub struct Position {
 pub type Fold =
     Box<dyn FnOnce(Option<String>, i64) -> std::result::Result<StateRow, String> + Send>;
 
+/// What a [`BatchFold`] is given: the stored state (JSON) of each dossier the batch's new
+/// entries touch (absent: a new dossier), and the entries to fold, in batch order, as
+/// (index into the batch, `seq` it was journalled as).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchInput {
+    pub stored: std::collections::HashMap<String, String>,
+    pub applied: Vec<(usize, i64)>,
+}
+
+/// The caller's fold of a batch: one new row per dossier touched (at most one per code), or
+/// why a stored state cannot be read (the whole batch is then rolled back).
+pub type BatchFold =
+    Box<dyn FnOnce(BatchInput) -> std::result::Result<Vec<StateRow>, String> + Send>;
+
+/// The indices of `entries` whose event id does not occur earlier in the batch.
+fn first_occurrences(entries: &[JournalEntry]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
+    (0..entries.len())
+        .filter(|&i| seen.insert(entries[i].event_id.as_str()))
+        .collect()
+}
+
+/// Check a batch fold's rows: each a dossier the batch touched, none twice.
+fn check_batch_rows(
+    entries: &[JournalEntry],
+    applied: &[(usize, i64)],
+    rows: &[StateRow],
+) -> std::result::Result<(), String> {
+    let touched: std::collections::HashSet<&str> = applied
+        .iter()
+        .map(|(i, _)| entries[*i].key.as_str())
+        .collect();
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    for r in rows {
+        if !touched.contains(r.code.as_str()) {
+            return Err(format!(
+                "a row for {}, which the batch does not touch",
+                r.code
+            ));
+        }
+        if !seen.insert(r.code.as_str()) {
+            return Err(format!("two rows for {}", r.code));
+        }
+    }
+    Ok(())
+}
+
 /// The indicator store (see the invariants above).
 #[async_trait]
 pub trait IndicatorStore: Send + Sync {
     /// Journal `entry`, fold it into its dossier's state and advance `consumer`'s position,
     /// in one transaction (invariants 1 and 2).
     async fn apply(&self, consumer: &str, entry: JournalEntry, fold: Fold) -> Result<Applied>;
+
+    /// [`IndicatorStore::apply`] for a batch, in one transaction (invariant 5): one answer
+    /// per entry, in order. `fold` runs once, only if the batch has a new event id; if it
+    /// fails nothing is written ([`StoreError::Malformed`]).
+    async fn apply_batch(
+        &self,
+        consumer: &str,
+        entries: Vec<JournalEntry>,
+        fold: BatchFold,
+    ) -> Result<Vec<Applied>>;
 
     /// Journal entries after `after` (a (key, seq) cursor; `None` = from the start), ordered
     /// by (key, seq), at most `limit` (≤ [`PAGE_MAX`]).
@@ -159,6 +221,10 @@ pub async fn open_tls(
 
 fn fold_failed(code: &str, why: String) -> StoreError {
     StoreError::Malformed(format!("indicator state of {code}: {why}"))
+}
+
+fn batch_fold_failed(why: String) -> String {
+    format!("indicator states of a batch: {why}")
 }
 
 mod postgres;

@@ -5,6 +5,9 @@
 //! - Every operation runs as one closure on the store's connection thread; `apply` is one
 //!   `BEGIN IMMEDIATE` transaction, so the write lock is taken before the state is read
 //!   (invariant 2 of [`super`]).
+//! - `apply_batch` is one `BEGIN IMMEDIATE` transaction too; its statements run once per row
+//!   (cached, in process: a row costs no round trip), and the journal's `ON CONFLICT DO
+//!   NOTHING` is the once-per-event-id check of each row.
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -88,8 +91,88 @@ fn apply(
     Ok(Applied::Applied { seq })
 }
 
+fn apply_batch(
+    conn: &mut Connection,
+    consumer: &str,
+    entries: &[JournalEntry],
+    fold: BatchFold,
+) -> std::result::Result<Vec<Applied>, Fail> {
+    let mut out = vec![Applied::Duplicate; entries.len()];
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut applied = Vec::new();
+    {
+        let mut journal = tx.prepare_cached(
+            "INSERT INTO indicator_journal (event_id, key, kind, fact, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (event_id) DO NOTHING",
+        )?;
+        for i in first_occurrences(entries) {
+            let e = &entries[i];
+            if journal.execute(params![e.event_id, e.key, e.kind, e.fact, e.at_ms])? == 1 {
+                let seq = tx.last_insert_rowid();
+                out[i] = Applied::Applied { seq };
+                applied.push((i, seq));
+            }
+        }
+    }
+    let Some(&(last, last_seq)) = applied.last() else {
+        return Ok(out); // all duplicates: nothing to write (the transaction rolls back)
+    };
+    let mut stored = std::collections::HashMap::new();
+    {
+        let mut read = tx.prepare_cached("SELECT state FROM indicator_dossiers WHERE code = ?1")?;
+        for (i, _) in &applied {
+            let key = &entries[*i].key;
+            if !stored.contains_key(key) {
+                if let Some(state) = read.query_row([key], |r| r.get(0)).optional()? {
+                    stored.insert(key.clone(), state);
+                }
+            }
+        }
+    }
+    let n = applied.len() as i64;
+    let rows = fold(BatchInput {
+        stored,
+        applied: applied.clone(),
+    })
+    .and_then(|rows| check_batch_rows(entries, &applied, &rows).map(|()| rows))
+    .map_err(|why| Fail::Malformed(batch_fold_failed(why)))?;
+    for row in &rows {
+        upsert(&tx, row, false)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO indicator_position (consumer, applied, last_event, last_seq, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (consumer) DO UPDATE SET applied = applied + excluded.applied,
+             last_event = excluded.last_event, last_seq = excluded.last_seq,
+             updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![
+        consumer,
+        n,
+        entries[last].event_id,
+        last_seq,
+        crate::clock::now_ms()
+    ])?;
+    tx.commit()?;
+    Ok(out)
+}
+
 #[async_trait]
 impl IndicatorStore for SqliteStore {
+    async fn apply_batch(
+        &self,
+        consumer: &str,
+        entries: Vec<JournalEntry>,
+        fold: BatchFold,
+    ) -> Result<Vec<Applied>> {
+        if entries.is_empty() {
+            return Ok(vec![]);
+        }
+        let consumer = consumer.to_string();
+        self.call(move |conn| apply_batch(conn, &consumer, &entries, fold))
+            .await
+    }
+
     async fn apply(&self, consumer: &str, entry: JournalEntry, fold: Fold) -> Result<Applied> {
         let consumer = consumer.to_string();
         self.call(move |conn| apply(conn, &consumer, &entry, fold))

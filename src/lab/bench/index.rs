@@ -1,0 +1,259 @@
+//! `gateway bench --phases index`: what the service-quality index (issue 19) adds to the
+//! gateway's CPU per event, in one run, against the issue's goal (under 5 %).
+//!
+//! # Invariants
+//! - Three runs per backend over the same kind of events (fresh dossiers' snapshots, ES256):
+//!   **route** (the end-to-end run of the e2e phase: the route consumes, translates, signs,
+//!   POSTs to the portal sandbox, records, acks), **route + index** (the same with the index's
+//!   consumer, `jobs::indicators::consume`, applying its copy of each event at the same time)
+//!   and **index** (the index's consumer alone). Events are preloaded before the consumers
+//!   start, in each run, so the publishes are in none of them.
+//! - The index's copy costs the gateway one more confirmed publish per accepted event (sent
+//!   with the routes' copies, confirms awaited together): measured on its own as one
+//!   confirmed publish per event to the index's queue (an upper bound: in the gateway it is
+//!   pipelined with the routes' copies).
+//! - CPU is this process's user + system time without the sandbox's thread, per event. The
+//!   added cost is the index alone plus the publish (the difference of the first two runs is
+//!   printed too: on a shared machine it is noisier). The gateway's own CPU per event is the
+//!   route run's, which leaves out the inbound side (HTTP, validation, publish): the share
+//!   printed is therefore an upper bound of the index's share.
+//! - Everything it creates (queues, schemas, data directories) goes with the run, as in the
+//!   e2e phase.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gw_broker::{Message, QueueSpec};
+use tokio_util::sync::CancellationToken;
+
+use super::args::*;
+use super::error::BenchError;
+use super::phases::Bench;
+use super::setup::*;
+use super::sys::*;
+use crate::jobs::indicators::{consume, Counts};
+
+/// The issue's goal: the index adds under this share of the gateway's CPU per event.
+const GOAL: f64 = 0.05;
+
+/// What one run measures.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Run {
+    Route,
+    RouteAndIndex,
+    Index,
+}
+
+/// One backend's figures, CPU µs per event.
+struct Figures {
+    route: f64,
+    route_and_index: f64,
+    index: f64,
+    publish: f64,
+}
+
+fn index_settled(c: &Counts) -> u64 {
+    c.applied.load(Relaxed)
+        + c.duplicate.load(Relaxed)
+        + c.ignored.load(Relaxed)
+        + c.dead_lettered.load(Relaxed)
+}
+
+/// One run of `what` over `args.events` fresh dossiers (numbered from `*first`): CPU µs per
+/// event of the gateway (this process without the sandbox's thread).
+async fn run(
+    args: &BenchArgs,
+    s: &Setup,
+    portal: &gw_contract_tests::portal::Portal,
+    sandbox_tid: Option<&str>,
+    first: &mut usize,
+    what: Run,
+) -> Result<f64, BenchError> {
+    let (engine, metrics) = open_engine(s).await?;
+    let loaded = crate::config::parse(&s.text, "<bench>", std::path::PathBuf::from("."))?;
+    let store_url = loaded.store_url().map_err(BenchError::IndexStoreUrl)?;
+    let queue = format!("gw.indicators.{}", s.route);
+    let mut queues = engine.routes[0].queues();
+    queues.push(queue.clone());
+    let result = async {
+        let store = gw_store::indicators::open(&store_url)
+            .await
+            .map_err(BenchError::IndexStore)?;
+        engine
+            .broker
+            .declare(&[QueueSpec {
+                name: queue.clone(),
+                delivery_limit: 20,
+            }])
+            .await
+            .map_err(BenchError::Declare)?;
+        let unit = portal.config().units[0].clone();
+        let msgs = messages(&engine, &unit, *first, args.events);
+        *first += args.events;
+        let copies: Vec<Message> = msgs.values().flatten().cloned().collect();
+        let index = what != Run::Route;
+        let route = what != Run::Index;
+        if index {
+            preload(&engine, BTreeMap::from([(queue.clone(), copies)])).await?;
+        }
+        if route {
+            preload(&engine, msgs).await?;
+        }
+        let cancel = CancellationToken::new();
+        let counts = Arc::new(Counts::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        let cpu0 = cpu_secs();
+        let sandbox0 = thread_cpu_secs(sandbox_tid);
+        if route {
+            let (e, c) = (engine.clone(), cancel.clone());
+            tasks.spawn(async move {
+                let _ = e.run(c).await;
+            });
+        }
+        if index {
+            let (b, st, n, c, q) = (
+                engine.broker.clone(),
+                store.clone(),
+                counts.clone(),
+                cancel.clone(),
+                queue.clone(),
+            );
+            tasks.spawn(async move {
+                if let Err(e) = consume(b, q, st, n, c).await {
+                    eprintln!("note: the index's consumer stopped: {e}");
+                }
+            });
+        }
+        let target = args.events as u64;
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        let done = || {
+            (!route || settled(&metrics) >= target) && (!index || index_settled(&counts) >= target)
+        };
+        while !done() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let cpu = cpu_secs() - cpu0 - (thread_cpu_secs(sandbox_tid) - sandbox0);
+        cancel.cancel();
+        while tokio::time::timeout(Duration::from_secs(10), tasks.join_next())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {}
+        if !done() {
+            return Err(BenchError::IndexNotSettled {
+                route: settled(&metrics),
+                index: index_settled(&counts),
+                target,
+            });
+        }
+        Ok(cpu * 1e6 / target as f64)
+    }
+    .await;
+    engine.broker.close().await;
+    drop(engine);
+    cleanup(args, s, &queues).await;
+    result
+}
+
+/// CPU µs per event of one confirmed publish to the index's queue (the copy the engine adds).
+async fn publish_cost(args: &BenchArgs, s: &Setup, first: &mut usize) -> Result<f64, BenchError> {
+    let (engine, _) = open_engine(s).await?;
+    let queue = format!("gw.indicators.{}", s.route);
+    let result = async {
+        engine
+            .broker
+            .declare(&[QueueSpec {
+                name: queue.clone(),
+                delivery_limit: 20,
+            }])
+            .await
+            .map_err(BenchError::Declare)?;
+        let msgs = messages(&engine, "000.00.01.H22", *first, args.events);
+        *first += args.events;
+        let cpu0 = cpu_secs();
+        for m in msgs.into_values().flatten() {
+            engine
+                .broker
+                .publish(&queue, m)
+                .await
+                .map_err(BenchError::Publish)?;
+        }
+        Ok((cpu_secs() - cpu0) * 1e6 / args.events.max(1) as f64)
+    }
+    .await;
+    engine.broker.close().await;
+    drop(engine);
+    cleanup(args, s, &[queue]).await;
+    result
+}
+
+impl Bench<'_> {
+    /// The index's added CPU per event, per backend (see the module's invariants).
+    pub(super) async fn index_phase(&mut self) {
+        let (args, portal) = (self.args, &self.portal);
+        if !args.phase("index") {
+            return;
+        }
+        println!();
+        println!(
+            "== service-quality index: its added CPU per event ({} events per run, ES256; CPU µs per event of this process without the sandbox's thread) ==",
+            args.events
+        );
+        println!(
+            "  {:<20} {:>9} {:>13} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            "backend", "route", "route+index", "difference", "index", "publish", "added", "share"
+        );
+        for &b in &self.backends.clone() {
+            let s = setup(args, b, Sig::Ecdsa, portal);
+            let mut first = 0usize;
+            let sandbox = self.sandbox_tid.clone();
+            let figures = async {
+                let sandbox = sandbox.as_deref();
+                let route = run(args, &s, portal, sandbox, &mut first, Run::Route).await?;
+                portal.clear_records();
+                let both = run(args, &s, portal, sandbox, &mut first, Run::RouteAndIndex).await?;
+                portal.clear_records();
+                let index = run(args, &s, portal, sandbox, &mut first, Run::Index).await?;
+                let publish = publish_cost(args, &s, &mut first).await?;
+                Ok::<_, BenchError>(Figures {
+                    route,
+                    route_and_index: both,
+                    index,
+                    publish,
+                })
+            };
+            match figures.await {
+                Ok(f) => {
+                    let added = f.index + f.publish;
+                    let share = added / f.route;
+                    println!(
+                        "  {:<20} {:>9.1} {:>13.1} {:>11.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}%  goal < {:.0} %: {}",
+                        b.label(),
+                        f.route,
+                        f.route_and_index,
+                        f.route_and_index - f.route,
+                        f.index,
+                        f.publish,
+                        added,
+                        share * 100.0,
+                        GOAL * 100.0,
+                        if share < GOAL { "met" } else { "not met" }
+                    );
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    println!("  {:<20} failed: {e}", b.label());
+                }
+            }
+            portal.clear_records();
+        }
+        println!(
+            "  route: the gateway's CPU per event (consume, translate, sign, POST, record, ack); index: the index's consumer alone \
+             (batches of 64, one transaction each); publish: one confirmed publish of the index's copy; added = index + publish; \
+             share = added ÷ route (the route leaves out the inbound side, so the share is an upper bound)"
+        );
+    }
+}
