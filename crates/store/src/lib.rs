@@ -57,6 +57,8 @@
 //! 12. **Service-quality indicators** ([`indicators`], migration 12): a journal of facts applied
 //!     once per event id in the same transaction as the dossier's folded state and the
 //!     consumer's position; see [`indicators`] for the full list.
+//! 13. **Push subscriptions' shared state** ([`subscriptions`], migration 13): disabled (why,
+//!     since when) and failing since, one row per subscription, the same for every instance.
 //!
 //! # Files
 //! Each file imports only files listed before it; this one declares them and re-exports their
@@ -72,6 +74,7 @@
 //!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
 //!   [`feeds`]: the agencies' pull feeds on top of them (migration 10).
 //!   [`indicators`]: the indicators' journal and states on top of them (migration 12).
+//!   [`subscriptions`]: the push subscriptions' shared state on top of them (migration 13).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -96,6 +99,7 @@ pub mod signatures;
 mod sql;
 pub mod sqlite;
 mod store;
+pub mod subscriptions;
 #[doc(hidden)]
 pub mod suite;
 mod suite_support;

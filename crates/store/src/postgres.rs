@@ -300,6 +300,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::PG_V10),
     (11, crate::axis::schema::PG_V11),
     (12, crate::indicators::schema::PG_V12),
+    (13, crate::subscriptions::schema::PG_V13),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests
@@ -861,6 +862,12 @@ impl Store for PgStore {
     }
 
     fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
+    }
+
+    fn subscription_states(
+        self: std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn crate::subscriptions::SubscriptionStates> {
         self
     }
 
