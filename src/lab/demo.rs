@@ -197,7 +197,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     };
     let agencies_ok = world
         .agencies
-        .check(world.running.inbound_addr, &plan.newest, &plan.steps)
+        .check(world.running.inbound_addr, &plan.events)
         .await;
     print_indicators(&world, &plan).await;
     let failed: Vec<&str> = [

@@ -24,6 +24,7 @@ use gw_contract_tests::agency::{AgencySandbox, Faults};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::lab::simulator::Event;
 use crate::model::fields::FIELDS;
 
 /// The variables the push secret and the feed token pass through (by reference).
@@ -34,7 +35,10 @@ pub const PUSH: &str = "ioc";
 pub const PULL: &str = "so-tnmt";
 /// The fields each agency names (its allow-list; none personal).
 const PUSH_FIELDS: &[&str] = &["code", "version", "status", "procedure", "unit", "due_at"];
-const PULL_FIELDS: &[&str] = &["code", "version", "status", "procedure", "step"];
+const PULL_FIELDS: &[&str] = &["code", "version", "status", "procedure", "unit"];
+/// The procedures the department takes (land: its own); progress steps name no procedure, so
+/// the filter (failing closed) does not take them.
+pub const PULL_PROCEDURES: &[&str] = &["1.003003", "1.004227"];
 const KEY_ID: &str = "province-feeds";
 /// How long the agencies may take to have their share after the portal's summary.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -110,6 +114,7 @@ concurrency = 16
 agency = "Sở Tài nguyên và Môi trường"
 delivery = "pull"
 kinds = ["dossier.*"]
+procedures = [{pull_procedures}]
 fields = [{pull_fields}]
 [subscriptions.{PULL}.pull]
 token = {{ env = "{FEED_TOKEN_VAR}" }}
@@ -120,18 +125,16 @@ signing = "feeds"
             url = self.push.url(),
             push_fields = list(PUSH_FIELDS),
             pull_fields = list(PULL_FIELDS),
+            pull_procedures = list(PULL_PROCEDURES),
         )
     }
 
-    /// Stop the fault phases, then check both shares against what was sent (`newest`: each
-    /// dossier's newest version; `steps`: its progress steps), print them, and say whether
-    /// both are complete.
-    pub async fn check(
-        &self,
-        inbound: std::net::SocketAddr,
-        newest: &BTreeMap<String, i64>,
-        steps: &BTreeMap<String, usize>,
-    ) -> bool {
+    /// Stop the fault phases, then check both shares against what was sent (`events`: every
+    /// dossier's events in order), print them, and say whether both are complete.
+    pub async fn check(&self, inbound: std::net::SocketAddr, events: &[Vec<Event>]) -> bool {
+        let newest = &newest_of(events, |_| true);
+        let land = &newest_of(events, |p| PULL_PROCEDURES.contains(&p));
+        let steps = &BTreeMap::new();
         self.faults.cancel();
         self.push.set_faults(Faults::default());
         let deadline = Instant::now() + CHECK_TIMEOUT;
@@ -150,7 +153,7 @@ signing = "feeds"
                     return false;
                 }
             };
-            let complete = share.missing(newest, steps) == 0;
+            let complete = share.missing(land, steps) == 0;
             if complete || Instant::now() > deadline {
                 break share;
             }
@@ -159,9 +162,20 @@ signing = "feeds"
         println!();
         println!("agencies (subscriptions: one pushed, one pulling its signed feed)");
         let push_ok = push.print(self.push.records().faulted);
-        let pull_ok = pull.print(newest, steps);
+        let pull_ok = pull.print(land, steps);
         push_ok && pull_ok
     }
+}
+
+/// Each dossier's newest version, of the dossiers whose newest snapshot names a procedure
+/// `takes` accepts.
+fn newest_of(events: &[Vec<Event>], takes: impl Fn(&str) -> bool) -> BTreeMap<String, i64> {
+    events
+        .iter()
+        .filter_map(|d| d.iter().rev().find(|e| e.version.is_some()))
+        .filter(|e| takes(e.payload["procedure_code"].as_str().unwrap_or_default()))
+        .map(|e| (e.key.clone(), e.version.unwrap_or_default()))
+        .collect()
 }
 
 /// 429 for 2 s, normal for 2 s, slow for 2 s, normal for 2 s, … until `stop` (at most 10 min).
