@@ -26,13 +26,16 @@ pub enum PushRoutesError {
     Settings(#[from] crate::connectors::agency::SettingsError),
 }
 
+/// The push subscriptions' routes and their live states, in the same order.
+pub type PushRoutes = (Vec<Arc<Route>>, Vec<Arc<SubscriptionState>>);
+
 /// The routes of every push subscription and their states (kept in `store`, shared by every
 /// instance), the states' metrics registered in `metrics`.
 pub fn push_routes(
     loaded: &Loaded,
     store: &Arc<dyn gw_store::Store>,
     metrics: &Arc<Metrics>,
-) -> Result<(Vec<Arc<Route>>, Vec<Arc<SubscriptionState>>), PushRoutesError> {
+) -> Result<PushRoutes, PushRoutesError> {
     let c = &loaded.config;
     let mut routes = Vec::new();
     let mut states = Vec::new();
