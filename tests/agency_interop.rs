@@ -85,7 +85,11 @@ rfc9421 = {{ key = {{ file = "{}" }}, keyid = "province-2026" }}
     let c = AgencyConnector::new(
         Arc::new(sub),
         settings,
-        Arc::new(SubscriptionState::new("ioc", dir.path())),
+        Arc::new(SubscriptionState::new(
+            "ioc",
+            Arc::new(gw_store::sqlite::SqliteStore::open(dir.path().join("store.db")).unwrap()),
+            dir.path(),
+        )),
     );
     let mut env = Envelope::new(
         "dossier.upserted",

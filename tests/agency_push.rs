@@ -427,7 +427,20 @@ concurrency = 4
         },
     )
     .await;
-    assert!(dir.path().join(format!("agencies/{n_d}.disabled")).exists());
+    // The state is the store's (shared by every instance), not a file.
+    let states = running.engine.store.clone().subscription_states();
+    assert_eq!(
+        states
+            .state(&n_d)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+            .unwrap()
+            .reason,
+        "gone"
+    );
+    assert!(!dir.path().join(format!("agencies/{n_d}.disabled")).exists());
     assert!(m.render().contains(&format!(
         "gateway_subscription_disabled{{subscription=\"{n_h}\"}} 0"
     )));
@@ -480,7 +493,10 @@ concurrency = 4
 
     // Enable, then replay what it missed: it receives every dossier's latest version.
     dead.set_faults(Faults::default());
-    let was = gateway::connectors::agency::state::enable(dir.path(), &n_d).unwrap();
+    let was = states
+        .enable(&n_d, gateway::model::time::now_ms())
+        .await
+        .unwrap();
     assert_eq!(was.unwrap().reason, "gone");
     let mut steps = 0;
     let count = gateway::app::agencies::replay_since(

@@ -27,3 +27,20 @@ pub mod schema;
 pub mod subscription;
 
 pub use subscription::{Delivery, Filter, Projected, Subscription, SubscriptionError};
+
+/// The route name (and destination adapter name) of a push subscription: `agency.<name>`. A
+/// configured route cannot take it (route names have no `.`).
+pub fn push_route_name(subscription: &str) -> String {
+    format!("agency.{subscription}")
+}
+
+/// A replay's `since`: an RFC 3339 time, or a duration before `now_ms` (`2h`, `3d`); `None`
+/// for anything else (never guessed).
+pub fn parse_since(text: &str, now_ms: i64) -> Option<i64> {
+    if let Ok(d) = crate::config::parse_duration(text) {
+        return Some(now_ms - d.as_millis() as i64);
+    }
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}

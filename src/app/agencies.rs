@@ -14,7 +14,7 @@ use crate::telemetry::metrics::Metrics;
 /// The route name (and destination adapter name) of a push subscription: `agency.<name>`. A
 /// configured route cannot take it (route names have no `.`).
 pub fn route_name(subscription: &str) -> String {
-    format!("agency.{subscription}")
+    crate::agencies::push_route_name(subscription)
 }
 
 /// Why the push subscriptions cannot be built.
@@ -26,11 +26,16 @@ pub enum PushRoutesError {
     Settings(#[from] crate::connectors::agency::SettingsError),
 }
 
-/// The routes of every push subscription, their states' metrics registered in `metrics`.
+/// The push subscriptions' routes and their live states, in the same order.
+pub type PushRoutes = (Vec<Arc<Route>>, Vec<Arc<SubscriptionState>>);
+
+/// The routes of every push subscription and their states (kept in `store`, shared by every
+/// instance), the states' metrics registered in `metrics`.
 pub fn push_routes(
     loaded: &Loaded,
+    store: &Arc<dyn gw_store::Store>,
     metrics: &Arc<Metrics>,
-) -> Result<Vec<Arc<Route>>, PushRoutesError> {
+) -> Result<PushRoutes, PushRoutesError> {
     let c = &loaded.config;
     let mut routes = Vec::new();
     let mut states = Vec::new();
@@ -40,7 +45,11 @@ pub fn push_routes(
         }
         let push = sub.push.clone().expect("a push subscription has its table");
         let settings = PushSettings::resolve(&sub, &loaded.base)?;
-        let state = Arc::new(SubscriptionState::new(&sub.name, &c.gateway.data_dir));
+        let state = Arc::new(SubscriptionState::new(
+            &sub.name,
+            store.clone().subscription_states(),
+            &c.gateway.data_dir,
+        ));
         states.push(state.clone());
         let sub = Arc::new(sub);
         let name = route_name(&sub.name);
@@ -70,56 +79,31 @@ pub fn push_routes(
         }));
     }
     if !states.is_empty() {
+        let rendered = states.clone();
         metrics.add_renderer(Arc::new(move || {
-            crate::connectors::agency::state::render(&states)
+            crate::connectors::agency::state::render(&rendered)
         }));
     }
-    Ok(routes)
+    Ok((routes, states))
 }
 
-/// What [`replay_since`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayCount {
-    /// Open dead letters of the subscription since the time.
-    pub found: usize,
-    /// Re-published to the subscription's queue.
-    pub replayed: usize,
-    /// Settled meanwhile by someone else.
-    pub already_settled: usize,
-}
+pub use crate::jobs::agency_replay::{replay_since, ReplayCount};
 
-/// Replay what a push subscription missed: every open dead letter of its route dead-lettered
-/// at or after `since_ms` (while it was disabled, or after its retries ran out), oldest first,
-/// so per dossier the versions go back in order (the runtime still supersedes older ones).
-/// `progress` is called after each.
-pub async fn replay_since(
-    broker: &dyn gw_broker::Broker,
-    store: &dyn gw_store::Store,
-    subscription: &str,
-    since_ms: i64,
-    who: &str,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<ReplayCount, crate::runtime::ReplayError> {
-    let mut letters = store
-        .dead_letters(&gw_store::DeadLetterFilter {
-            route: Some(route_name(subscription)),
-            key: None,
-            state: Some(gw_store::DeadLetterState::Open),
-            limit: 0,
-        })
-        .await?;
-    letters.retain(|d| d.letter.dead_at_ms >= since_ms);
-    letters.sort_by_key(|d| (d.letter.dead_at_ms, d.letter.id.clone()));
-    let mut count = ReplayCount {
-        found: letters.len(),
-        ..Default::default()
-    };
-    for (i, d) in letters.iter().enumerate() {
-        match crate::runtime::replay(broker, store, &d.letter.id, who).await? {
-            crate::runtime::ReplayResult::Replayed => count.replayed += 1,
-            _ => count.already_settled += 1,
+/// Re-read every push subscription's state from the store once a second until `cancel`, so
+/// the `gateway_subscription_disabled` gauge of an instance that delivers nothing follows
+/// what another instance (or `gateway agencies enable`) changed; it also adopts a legacy
+/// disabled file at start.
+pub async fn refresh_states(
+    states: Vec<Arc<SubscriptionState>>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        for s in &states {
+            s.disabled().await;
         }
-        progress(i + 1, letters.len());
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
     }
-    Ok(count)
 }

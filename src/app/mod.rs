@@ -171,7 +171,8 @@ pub fn build_engine_with(
         })
         .collect::<Vec<_>>();
     let mut routes = routes;
-    routes.extend(agencies::push_routes(loaded, &metrics)?);
+    let (push_routes, push_states) = agencies::push_routes(loaded, &store, &metrics)?;
+    routes.extend(push_routes);
     let (feed_routes, feeds) = feeds::routes(loaded, &store, &metrics)?;
     routes.extend(feed_routes);
     let mut log = crate::evidence::EvidenceLog::new(&c.evidence, &c.gateway.instance, &loaded.base)
@@ -197,7 +198,8 @@ pub fn build_engine_with(
     )
     .with_claims(&c.gateway.instance, c.gateway.claim_lease.0)
     .with_evidence(Arc::new(log))
-    .with_feeds(feeds))
+    .with_feeds(feeds)
+    .with_subscriptions(push_states))
 }
 
 /// A running gateway.
@@ -352,6 +354,12 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         cancel.clone(),
     ));
     tasks.spawn(cert_expiry(&profiles, &engine, cancel.clone()));
+    if !engine.subscriptions.is_empty() {
+        tasks.spawn(agencies::refresh_states(
+            engine.subscriptions.clone(),
+            cancel.clone(),
+        ));
+    }
     let (consuming_tx, consuming) = tokio::sync::oneshot::channel();
     tasks.spawn(route_runtime(
         engine.clone(),

@@ -2,8 +2,8 @@
 //! replay what one missed; `gateway schema KIND`: an event kind's schema.
 //!
 //! # Invariants
-//! - `enable` only removes the disabled state (`<data_dir>/agencies/NAME.disabled`); it never
-//!   replays by itself, it prints how many deliveries were dead-lettered since the disabling
+//! - `enable` only clears the disabled state in the store (`gw_store::subscriptions`, shared by
+//!   every instance on it: each sees it within a second); it never replays by itself, it prints how many deliveries were dead-lettered since the disabling
 //!   and the `replay` command that sends them.
 //! - `replay` re-publishes open dead letters of the subscription's route, oldest first, each
 //!   recorded with `--by` (idempotent: a letter already replayed is not sent twice).
@@ -14,7 +14,6 @@ use super::args::AgenciesAction;
 use crate::agencies::{schema, Delivery, Subscription};
 use crate::app;
 use crate::config::Loaded;
-use crate::connectors::agency::state;
 use crate::model::time::now_ms;
 
 /// Why an agencies command failed.
@@ -30,8 +29,6 @@ pub enum AgenciesError {
     NotPush { name: String },
     #[error("--since `{text}`: give an RFC 3339 time or a duration such as 2h or 3d")]
     Since { text: String },
-    #[error("cannot change the disabled state: {detail}")]
-    State { detail: String },
     #[error(transparent)]
     App(#[from] app::AppError),
     #[error(transparent)]
@@ -57,12 +54,8 @@ pub fn kind_schema(kind: &str) -> ExitCode {
 
 /// `--since`: RFC 3339, or a duration before now.
 pub fn parse_since(text: &str, now: i64) -> Result<i64, AgenciesError> {
-    if let Ok(d) = crate::config::parse_duration(text) {
-        return Ok(now - d.as_millis() as i64);
-    }
-    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| AgenciesError::Since { text: text.into() })
+    crate::agencies::parse_since(text, now)
+        .ok_or_else(|| AgenciesError::Since { text: text.into() })
 }
 
 fn push_subscription(l: &Loaded, name: &str) -> Result<Subscription, AgenciesError> {
@@ -81,12 +74,19 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
     match action {
         AgenciesAction::List => {
             let subs = Subscription::all(&l.config)?;
+            let (broker, store) = app::open_backends(l).await?;
+            let states = store.clone().subscription_states();
             for s in &subs {
-                let st = match (s.delivery, state::read_disabled(data_dir, &s.name)) {
-                    (Delivery::Push, Some(d)) => {
-                        format!("DISABLED ({}) since {}", d.reason, d.since_ms)
-                    }
-                    _ => "enabled".into(),
+                if s.delivery == Delivery::Push {
+                    adopt(states.as_ref(), data_dir, &s.name).await?;
+                }
+                let disabled = match s.delivery {
+                    Delivery::Push => states.state(&s.name).await?.and_then(|r| r.disabled),
+                    Delivery::Pull => None,
+                };
+                let st = match disabled {
+                    Some(d) => format!("DISABLED ({}) since {}", d.reason, d.since_ms),
+                    None => "enabled".into(),
                 };
                 println!("{}  {} [{}] {}", s.name, s.agency, s.delivery.as_str(), st);
                 println!("  kinds       {}", or_all(&s.filter.kinds));
@@ -98,6 +98,7 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
                 }
             }
             println!("{} subscription(s)", subs.len());
+            broker.close().await;
             Ok(ExitCode::SUCCESS)
         }
         AgenciesAction::Schema { subscription } => {
@@ -110,25 +111,23 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
         }
         AgenciesAction::Enable { subscription } => {
             push_subscription(l, &subscription)?;
-            let was = state::enable(data_dir, &subscription).map_err(|e| AgenciesError::State {
-                detail: e.to_string(),
-            })?;
+            let (broker, store) = app::open_backends(l).await?;
+            let states = store.clone().subscription_states();
+            adopt(states.as_ref(), data_dir, &subscription).await?;
+            let was = states.enable(&subscription, now_ms()).await?;
             let Some(was) = was else {
                 println!("{subscription} was not disabled");
+                broker.close().await;
                 return Ok(ExitCode::SUCCESS);
             };
-            let (_broker, store) = app::open_backends(l).await?;
-            let missed = store
-                .dead_letters(&gw_store::DeadLetterFilter {
-                    route: Some(app::agencies::route_name(&subscription)),
-                    key: None,
-                    state: Some(gw_store::DeadLetterState::Open),
-                    limit: 0,
-                })
-                .await?
-                .into_iter()
-                .filter(|d| d.letter.dead_at_ms >= was.since_ms)
-                .count();
+            let missed = crate::jobs::agency_replay::missed_since(
+                store.as_ref(),
+                &subscription,
+                was.since_ms,
+            )
+            .await?
+            .len();
+            broker.close().await;
             println!(
                 "{subscription} enabled (it was disabled: {}, since {}); {missed} delivery(ies) missed meanwhile",
                 was.reason, was.since_ms
@@ -156,11 +155,18 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
         } => {
             push_subscription(l, &subscription)?;
             let since_ms = parse_since(&since, now_ms())?;
-            if state::read_disabled(data_dir, &subscription).is_some() {
+            let (broker, store) = app::open_backends(l).await?;
+            let states = store.clone().subscription_states();
+            adopt(states.as_ref(), data_dir, &subscription).await?;
+            if states
+                .state(&subscription)
+                .await?
+                .is_some_and(|r| r.disabled.is_some())
+            {
                 eprintln!("{subscription} is disabled: enable it first (gateway agencies enable {subscription})");
+                broker.close().await;
                 return Ok(ExitCode::from(2));
             }
-            let (broker, store) = app::open_backends(l).await?;
             let count = app::agencies::replay_since(
                 broker.as_ref(),
                 store.as_ref(),
@@ -187,6 +193,17 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A legacy disabled file (before the state moved to the store) is adopted before the state
+/// is read or changed, so `enable` never leaves it to disable the subscription again later.
+async fn adopt(
+    states: &dyn gw_store::subscriptions::SubscriptionStates,
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<(), AgenciesError> {
+    crate::connectors::agency::state::adopt_legacy_file(states, data_dir, name).await?;
+    Ok(())
 }
 
 fn or_all(list: &[String]) -> String {

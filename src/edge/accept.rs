@@ -177,7 +177,8 @@ async fn read_body(st: &InboundState, body: axum::body::Body) -> Result<Bytes, R
         })
 }
 
-/// 422 unless the source may send this kind and some route takes it.
+/// 422 unless the source may send this kind and some route may take it: a configured route,
+/// or an agency subscription taking the kind (`Route::may_take`).
 #[allow(clippy::result_large_err)]
 fn check_routed(
     st: &InboundState,
@@ -192,7 +193,12 @@ fn check_routed(
             format!("source `{source}` may not send kind `{}`", ev.kind),
         ));
     }
-    if st.engine.routes_for(source, &ev.kind).is_empty() {
+    if !st
+        .engine
+        .routes
+        .iter()
+        .any(|r| r.may_take(source, &ev.kind))
+    {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no_route",

@@ -49,7 +49,7 @@ use gw_store::feeds::{Page, PageAnswer, Since};
 use gw_store::{Batch, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::answer::{error, unavailable};
 use crate::agencies::feed::{
@@ -281,7 +281,9 @@ async fn serve(s: &FeedsHttp, feed: &PullFeed, p: Page) -> Response {
                 RETRY_AFTER_SECS,
             );
         }
-        info!(subscription = %feed.name, after = p.after, next = p.next, entries = p.entries.len(), "feed page served");
+        // Debug: an agency paging its feed would write a line per page (the pages served are
+        // counted in `gateway_feed_pages_served_total`).
+        debug!(subscription = %feed.name, after = p.after, next = p.next, entries = p.entries.len(), "feed page served");
     }
     s.feeds.metrics.page_served(&feed.name, p.entries.len());
     ok(body, &jws)

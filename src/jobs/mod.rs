@@ -23,6 +23,7 @@
 //! 4. Leadership is released when the [`Singleton`] is dropped (the job's task ended, e.g. at
 //!    shutdown), so a standby takes over on its next tick.
 
+pub mod agency_replay;
 pub mod axis;
 pub mod catalogue;
 mod error;

@@ -24,6 +24,11 @@
 //! SmartCA sandbox official and routed back as `signature.completed`; with `--faults` some
 //! officials let their requests expire (counted and reported, not an error).
 //!
+//! Then the agencies step (`demo_agencies`): the province's operations centre is pushed its
+//! share (a field allow-list without personal data; with `--faults` it answers 429 and slowly
+//! part of the time) and a department pages its signed pull feed to the end; each share must
+//! be complete, in order per dossier, with no field the agency did not name.
+//!
 //! The progress line shows the circuit's state and what waits (deferred deliveries); the
 //! summary the circuit's openings. The demo's timeout (`--timeout-secs`, 300 s) is well inside
 //! the demo route's retry budget (1 h), so a timeout means a stall, never a budget running out.
@@ -190,7 +195,27 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             false
         }
     };
+    let agencies_ok = world
+        .agencies
+        .check(world.running.inbound_addr, &plan.events)
+        .await;
     print_indicators(&world, &plan).await;
+    let failed: Vec<&str> = [
+        ("portal", summary.ok()),
+        ("signing", signing.ok()),
+        ("document axis", axis_ok),
+        ("agencies", agencies_ok),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| *n)
+    .collect();
+    println!();
+    if failed.is_empty() {
+        println!("demo: OK (portal, signing, document axis, agencies)");
+    } else {
+        println!("demo: FAILED ({})", failed.join(", "));
+    }
     if args.keep_running {
         println!(
             "running until Ctrl-C: the dashboard stays at the URL above, the gateway at http://{}/in/onestop",
@@ -199,7 +224,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         crate::app::wait_for_signal().await;
     }
     world.running.shutdown().await;
-    if summary.ok() && signing.ok() && axis_ok {
+    if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -219,6 +244,8 @@ struct World {
     ops_token: String,
     /// The signing step's SmartCA sandbox and return endpoint.
     signing: super::demo_signing::SigningDemo,
+    /// The agencies step's push sandbox and feed token.
+    agencies: super::demo_agencies::AgenciesDemo,
     /// Removes the fresh data directory when the demo ends (none with `--data-dir`).
     _tmp: Option<TempDir>,
     /// The store's URL and the `[indicators]` rules (the service-quality index's summary).
@@ -278,6 +305,13 @@ impl World {
             "[sources.onestop]\nkinds = [\"dossier.*\", \"signature.requested\"]",
             1,
         );
+        let agencies = super::demo_agencies::AgenciesDemo::start(args.faults)
+            .await
+            .map_err(|e| {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            })?;
+        text.push_str(&agencies.config());
         let axis = crate::lab::demo_axis::start_axis().await.map_err(|e| {
             eprintln!("{e}");
             ExitCode::FAILURE
@@ -319,6 +353,7 @@ impl World {
             data_dir,
             ops_token,
             signing,
+            agencies,
             _tmp: tmp,
             store_url,
             rules,
@@ -353,12 +388,14 @@ impl World {
         );
     }
 
-    /// Deliveries settled so far (delivered, superseded or dead-lettered).
+    /// Deliveries to the portal settled so far (delivered, superseded or dead-lettered): the
+    /// portal's route only (the agencies' routes settle the same events too).
     fn settled(&self) -> u64 {
-        let m = &self.running.engine.metrics;
-        m.outcome_total("delivered")
-            + m.outcome_total("superseded")
-            + m.outcome_total("dead_lettered")
+        let c = self.running.engine.metrics.route_counts("dossier-sync");
+        ["delivered", "superseded", "dead_lettered"]
+            .iter()
+            .map(|o| c.outcomes.get(*o).copied().unwrap_or(0))
+            .sum()
     }
 
     /// Print a progress line every second until everything accepted is settled (or the

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_agencies;
 pub mod demo_axis;
 pub mod demo_signing;
 pub mod simulator;

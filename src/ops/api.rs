@@ -51,7 +51,26 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             post(replay),
         ),
         (Method::POST, "/api/v1/dead-letters/{id}/drop", post(drop_)),
-        (Method::GET, "/api/v1/subscriptions", get(subscriptions)),
+        (
+            Method::GET,
+            "/api/v1/subscriptions",
+            get(super::api_subscriptions::list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/subscriptions/{name}/enable",
+            post(super::api_subscriptions::enable),
+        ),
+        (
+            Method::POST,
+            "/api/v1/subscriptions/{name}/replay",
+            post(super::api_subscriptions::replay),
+        ),
+        (
+            Method::GET,
+            "/api/v1/subscriptions/{name}/replay",
+            get(super::api_subscriptions::replay_progress),
+        ),
         (Method::GET, "/api/v1/indicators", get(indicators)),
         (
             Method::GET,
@@ -71,36 +90,6 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
     ]
 }
 
-/// Every agency subscription: what it takes, the fields it is sent, its legal basis, whether
-/// it is disabled, and its route's counts since start (push).
-async fn subscriptions(State(st): State<S>) -> Response {
-    let list: Vec<_> = st
-        .options
-        .subscriptions
-        .iter()
-        .map(|s| {
-            let route = format!("agency.{}", s.name);
-            let disabled = crate::connectors::agency::state::read_disabled(&st.options.data_dir, &s.name);
-            let counts = (s.delivery == crate::agencies::Delivery::Push)
-                .then(|| st.engine.metrics.route_counts(&route));
-            json!({
-                "name": s.name,
-                "agency": s.agency,
-                "delivery": s.delivery.as_str(),
-                "kinds": s.filter.kinds,
-                "procedures": s.filter.procedures,
-                "units": s.filter.units,
-                "fields": s.fields.iter().map(|f| f.name).collect::<Vec<_>>(),
-                "personal": s.personal.iter().map(|f| f.name).collect::<Vec<_>>(),
-                "legal_basis": s.legal_basis,
-                "disabled": disabled.map(|d| json!({"reason": d.reason, "since": rfc3339(d.since_ms)})),
-                "counts": counts,
-            })
-        })
-        .collect();
-    Json(json!({"subscriptions": list})).into_response()
-}
-
 /// (method, path) of every endpoint, including the OpenAPI file itself.
 pub fn endpoints() -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = table()
@@ -111,13 +100,7 @@ pub fn endpoints() -> Vec<(String, String)> {
     v
 }
 
-pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
-}
+pub(super) use super::reply::error;
 
 fn store_error(e: gw_store::StoreError) -> Response {
     tracing::warn!(error = %e, "ops API: store read failed");
@@ -128,16 +111,7 @@ fn store_error(e: gw_store::StoreError) -> Response {
     )
 }
 
-/// RFC 3339 (UTC, milliseconds) of a unix-ms time.
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use super::reply::rfc3339;
 
 /// The request digest an outcome's detail carries (`digest sha256:HEX`).
 pub fn digest_of(detail: &str) -> Option<String> {
@@ -598,15 +572,7 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-fn require_operator(caller: &Caller) -> Option<Response> {
-    (caller.role != OpsRole::Operator).then(|| {
-        error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "replay and drop need an operator token",
-        )
-    })
-}
+use super::reply::require_operator;
 
 async fn replay(
     State(st): State<S>,

@@ -46,7 +46,24 @@ const I18N = {
   },
 };
 
+// The agency subscriptions' panel (its texts kept apart from the table above).
+Object.assign(I18N.en, {
+  subs: "Agency subscriptions", sub: "Subscription", agency: "Agency", delivery: "Delivery", sub_state: "State",
+  subs_hint: "Push: delivered and retried on this instance, lag of the oldest undelivered event. Pull: how far the agency's cursor is behind the feed.",
+  delivered: "Delivered", retried: "Retried", lag: "Lag", behind: "Cursor behind", enabled: "enabled", disabled: "disabled",
+  enable: "Enable", replay_day: "Replay last 24 h", enabled_ok: "Enabled for every instance.",
+  replay_started: "Replay started", no_subs: "No agency subscription.",
+});
+Object.assign(I18N.vi, {
+  subs: "Đăng ký nhận dữ liệu của cơ quan", sub: "Đăng ký", agency: "Cơ quan", delivery: "Hình thức", sub_state: "Trạng thái",
+  subs_hint: "Đẩy: số đã chuyển và thử lại trên máy chủ này, độ trễ của sự kiện cũ nhất chưa chuyển. Kéo: con trỏ của cơ quan còn cách đầu nguồn bao nhiêu.",
+  delivered: "Đã chuyển", retried: "Thử lại", lag: "Độ trễ", behind: "Con trỏ còn thiếu", enabled: "đang bật", disabled: "đã tắt",
+  enable: "Bật lại", replay_day: "Gửi lại 24 giờ qua", enabled_ok: "Đã bật lại cho mọi máy chủ.",
+  replay_started: "Đã bắt đầu gửi lại", no_subs: "Không có đăng ký nào.",
+});
+
 let lang = localStorage.getItem("gw-lang") === "vi" ? "vi" : "en";
+let lastSubscriptions = [];
 const flowHistory = new Map(); // route -> [{t, inn, out, fail, backlog}]
 let lastRoutes = null;
 let lastDeadLetters = [];
@@ -116,7 +133,7 @@ function applyLanguage() {
   for (const e of document.querySelectorAll("[data-i18n-placeholder]")) e.placeholder = t(e.dataset.i18nPlaceholder);
   $("#lang").textContent = t("lang_button");
   if (noticeKey) $("#notice").textContent = t(noticeKey);
-  renderStatus(); renderFlows(); renderDeadLetters(); renderTrail();
+  renderStatus(); renderFlows(); renderDeadLetters(); renderTrail(); renderSubscriptions();
 }
 
 function fmtTime(ms) {
@@ -176,6 +193,7 @@ async function poll() {
     lastRoutes = routes.routes;
     lastDeadLetters = dls.dead_letters.slice().reverse(); // newest first
     renderStatus(); renderFlows(); renderDeadLetters();
+    pollSubscriptions();
   } catch (e) {
     // notice() already says why
   }
@@ -327,6 +345,73 @@ function renderTrail() {
       e.digest ? el("div", { class: "meta" }, `${t("digest")} `, el("code", {}, e.digest)) : null,
     );
     list.append(li);
+  }
+}
+
+// ---- agency subscriptions ----
+
+async function pollSubscriptions() {
+  try {
+    lastSubscriptions = (await api("/api/v1/subscriptions")).subscriptions;
+    renderSubscriptions();
+  } catch (e) { /* notice says why */ }
+}
+
+async function subscriptionAction(name, action, button) {
+  button.disabled = true;
+  try {
+    const path = `/api/v1/subscriptions/${encodeURIComponent(name)}/${action}`;
+    if (action === "enable") {
+      await api(path, { method: "POST" });
+      noticeT("enabled_ok", false);
+    } else {
+      const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+      const r = await fetch(path, {
+        method: "POST", cache: "no-store", body: JSON.stringify({ since }),
+        headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json", Accept: "application/json" },
+      });
+      const body = await r.json();
+      if (r.ok) notice(`${t("replay_started")}: ${body.found}`, false);
+      else notice(t("failed") + ": " + (body.error ? body.error.message : r.status));
+    }
+    pollSubscriptions();
+  } catch (e) {
+    button.disabled = false;
+  }
+}
+
+function renderSubscriptions() {
+  const body = $("#subscriptions tbody");
+  if (!body) return;
+  body.textContent = "";
+  if (!lastSubscriptions.length) {
+    body.append(el("tr", {}, el("td", { colspan: 9, class: "hint" }, t("no_subs"))));
+    return;
+  }
+  const operator = lastStatus && lastStatus.caller.role === "operator";
+  for (const s of lastSubscriptions) {
+    const live = s.live || {};
+    const push = s.delivery === "push";
+    const action = el("span", {});
+    if (push && operator) {
+      const btn = s.disabled
+        ? el("button", { class: "enable", "data-sub": s.name }, t("enable"))
+        : el("button", { class: "replay", "data-sub": s.name }, t("replay_day"));
+      btn.addEventListener("click", () => subscriptionAction(s.name, s.disabled ? "enable" : "replay", btn));
+      action.append(btn);
+    }
+    body.append(el("tr", { "data-subscription": s.name },
+      el("td", {}, s.name),
+      el("td", {}, s.agency),
+      el("td", {}, s.delivery),
+      el("td", { class: s.disabled ? "bad" : "ok", title: s.disabled ? s.disabled.reason : "" },
+        s.disabled ? `${t("disabled")} (${s.disabled.reason})` : t("enabled")),
+      el("td", { class: "num" }, push ? (live.delivered ?? "–") : (live.entries_served ?? "–")),
+      el("td", { class: "num" + (live.retried ? " warn" : "") }, push ? (live.retried ?? "–") : "–"),
+      el("td", { class: "num" }, fmtAge(live.lag_seconds)),
+      el("td", { class: "num" + (live.cursor_behind ? " warn" : "") }, push ? "–" : (live.cursor_behind ?? "–")),
+      el("td", {}, action),
+    ));
   }
 }
 

@@ -30,6 +30,8 @@
 //! ([`crate::telemetry`]).
 
 pub mod api;
+pub mod api_subscriptions;
+mod reply;
 pub mod state;
 
 pub use state::{Caller, OpsOptions, OpsState, OpsToken};

@@ -47,6 +47,9 @@ pub struct Engine {
     pub feeds: Option<Arc<crate::agencies::feed::Feeds>>,
     /// A queue that also gets every event the indicators read (see [`Engine::with_indicators`]).
     pub indicators: Option<String>,
+    /// The push subscriptions' live states (their routes are among this engine's), for the
+    /// ops API: disabled, lag, counts, replay progress.
+    pub subscriptions: Vec<Arc<crate::connectors::agency::SubscriptionState>>,
 }
 
 impl Engine {
@@ -93,7 +96,17 @@ impl Engine {
             claim_lease: crate::config::defaults::CLAIM_LEASE,
             feeds: None,
             indicators: None,
+            subscriptions: Vec::new(),
         }
+    }
+
+    /// The push subscriptions' states (see [`Engine::subscriptions`]).
+    pub fn with_subscriptions(
+        mut self,
+        states: Vec<Arc<crate::connectors::agency::SubscriptionState>>,
+    ) -> Self {
+        self.subscriptions = states;
+        self
     }
 
     /// The pull feeds whose writers are among this engine's routes (see [`Engine::feeds`]).

@@ -69,6 +69,16 @@ impl Route {
             && self.source == source
             && crate::config::kinds_admit(&self.kinds, kind)
     }
+    /// Whether this route may take an event of `kind` from `source`, before its payload is
+    /// known: [`Route::matches`] for a configured route; for a route with an [`Admit`] (an
+    /// agency subscription, which takes from every source), whether its kinds admit `kind`
+    /// (its other filters read the payload). The edge answers 422 only when no route may.
+    pub fn may_take(&self, source: &str, kind: &str) -> bool {
+        match &self.admit {
+            Some(_) => crate::config::kinds_admit(&self.kinds, kind),
+            None => self.matches(source, kind),
+        }
+    }
     /// Whether this route takes `env`: its [`Admit`] when it has one, else [`Route::matches`].
     pub fn takes(&self, env: &Envelope) -> bool {
         match &self.admit {

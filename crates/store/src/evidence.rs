@@ -3,7 +3,7 @@
 //! # Chain
 //!
 //! Records are appended to a *chain* (one per gateway instance or partition, named by the
-//! writer), so that writers of different chains never wait for each other. Since migration 15
+//! writer), so that writers of different chains never wait for each other. Since migration 14
 //! the records of one chain in one store batch form **one link** of the chain, a *batch link*
 //! whose Merkle leaves are the exchanges (see [`crate::evidence_merkle`] for the leaf, node and
 //! link hashing); links written before are *per-event* links (one record each), still read and

@@ -1,8 +1,8 @@
-//! Evidence log tables (migrations 4 and 15) and their statements, for both stores.
+//! Evidence log tables (migrations 4 and 14) and their statements, for both stores.
 //!
 //! ```text
 //! evidence            PK (chain, seq); unique id; unique exchange; index (dossier, at_ms)
-//!                     per-event links (written before migration 15; read, verified, pruned)
+//!                     per-event links (written before migration 14; read, verified, pruned)
 //! evidence_batches    PK (chain, seq) → id, at_ms, leaves, root, prev_hash, hash: batch links
 //! evidence_leaves     PK (chain, seq, leaf); unique exchange; index (dossier, at_ms): the
 //!                     exchanges of each batch link (its Merkle leaves)
@@ -118,7 +118,7 @@ CREATE TABLE evidence_timestamps (
 ";
 
 /// Batch links and their leaves (see the module doc).
-pub(crate) const SQLITE_V15: &str = "
+pub(crate) const SQLITE_V14: &str = "
 CREATE TABLE IF NOT EXISTS evidence_batches (
     chain      TEXT    NOT NULL,
     seq        INTEGER NOT NULL,
@@ -157,7 +157,7 @@ CREATE TABLE IF NOT EXISTS evidence_leaves (
 CREATE INDEX IF NOT EXISTS evidence_leaves_by_dossier ON evidence_leaves (dossier, at_ms);
 ";
 
-pub(crate) const PG_V15: &str = "
+pub(crate) const PG_V14: &str = "
 CREATE TABLE IF NOT EXISTS evidence_batches (
     chain      TEXT    NOT NULL,
     seq        BIGINT  NOT NULL,

@@ -31,7 +31,7 @@
 //!    whose holder died mid-send as *in doubt*; [`Batch::releases`] release claims in the same
 //!    transaction as their outcome. See [`claims`] for the full list.
 //!
-//! 7. **Evidence records** ([`evidence`], migrations 4 and 15) are appended to their hash chain
+//! 7. **Evidence records** ([`evidence`], migrations 4 and 14) are appended to their hash chain
 //!    in the same transaction as the rest of the batch, once per exchange key, as one chain link
 //!    per chain and batch whose Merkle leaves are the exchanges ([`evidence_merkle`]); see
 //!    [`evidence::verify_chains`] for what verification detects.
@@ -58,6 +58,8 @@
 //! 12. **Service-quality indicators** ([`indicators`], migration 12): a journal of facts applied
 //!     once per event id in the same transaction as the dossier's folded state and the
 //!     consumer's position; see [`indicators`] for the full list.
+//! 13. **Push subscriptions' shared state** ([`subscriptions`], migration 13): disabled (why,
+//!     since when) and failing since, one row per subscription, the same for every instance.
 //!
 //! # Files
 //! Each file imports only files listed before it; this one declares them and re-exports their
@@ -74,6 +76,7 @@
 //!   [`signatures`]: the remote signing requests' state machines on top of them (migration 9);
 //!   [`feeds`]: the agencies' pull feeds on top of them (migration 10).
 //!   [`indicators`]: the indicators' journal and states on top of them (migration 12).
+//!   [`subscriptions`]: the push subscriptions' shared state on top of them (migration 13).
 //! - `open.rs`: [`open`] / [`open_tls`], the one place that picks a backend.
 //! - [`suite`] and [`evidence_suite`] (hidden): the checks both backends run, with their shared
 //!   builders in `suite_support.rs`.
@@ -99,6 +102,7 @@ pub mod signatures;
 mod sql;
 pub mod sqlite;
 mod store;
+pub mod subscriptions;
 #[doc(hidden)]
 pub mod suite;
 mod suite_support;

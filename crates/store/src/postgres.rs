@@ -300,7 +300,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::PG_V10),
     (11, crate::axis::schema::PG_V11),
     (12, crate::indicators::schema::PG_V12),
-    (15, crate::evidence_sql::PG_V15),
+    (13, crate::subscriptions::schema::PG_V13),
+    (14, crate::evidence_sql::PG_V14),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests
@@ -862,6 +863,12 @@ impl Store for PgStore {
     }
 
     fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
+    }
+
+    fn subscription_states(
+        self: std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn crate::subscriptions::SubscriptionStates> {
         self
     }
 

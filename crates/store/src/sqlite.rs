@@ -85,7 +85,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::SQLITE_V10),
     (11, crate::axis::schema::SQLITE_V11),
     (12, crate::indicators::schema::SQLITE_V12),
-    (15, crate::evidence_sql::SQLITE_V15),
+    (13, crate::subscriptions::schema::SQLITE_V13),
+    (14, crate::evidence_sql::SQLITE_V14),
 ];
 
 /// The schema versions this build's SQLite migrations bring a database to, oldest first (tests
@@ -556,6 +557,12 @@ impl Store for SqliteStore {
     }
 
     fn feeds(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::feeds::FeedStore> {
+        self
+    }
+
+    fn subscription_states(
+        self: std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn crate::subscriptions::SubscriptionStates> {
         self
     }
 

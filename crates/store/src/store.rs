@@ -33,6 +33,10 @@ pub trait Store: Send + Sync + 'static {
     /// The pull feeds ([`crate::feeds`]) kept in this store, over the same connections.
     fn feeds(self: Arc<Self>) -> Arc<dyn FeedStore>;
 
+    /// The push subscriptions' shared state ([`crate::subscriptions`]), over the same
+    /// connections.
+    fn subscription_states(self: Arc<Self>) -> Arc<dyn crate::subscriptions::SubscriptionStates>;
+
     /// Write a batch in one transaction (see invariants 1-3 and 6), accepted versions included.
     async fn record(&self, batch: Batch) -> Result<()>;
 

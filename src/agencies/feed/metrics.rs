@@ -6,8 +6,9 @@
 //! already in the feed, not appended again), `gateway_feed_pages_served_total`,
 //! `gateway_feed_entries_served_total`, `gateway_feed_entries_purged_total` (counters, this
 //! process); `gateway_feed_entries` (entries kept) and `gateway_feed_lag_seconds` (age of the
-//! oldest entry the agency has not fetched; 0 when it has everything), gauges read from the
-//! store by the feeds' job and aged at each scrape.
+//! oldest entry the agency has not fetched; 0 when it has everything) and
+//! `gateway_feed_cursor_behind` (entries between the agency's cursor and the head), gauges read
+//! from the store by the feeds' job and aged at each scrape.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,6 +28,8 @@ struct Counters {
     kept: AtomicI64,
     /// `at_ms` of the oldest unfetched entry; 0: none.
     oldest_unfetched_ms: AtomicI64,
+    /// Entries after the agency's cursor (and after what retention purged), up to the head.
+    behind: AtomicI64,
 }
 
 /// Counters of the pull subscriptions, fixed at start.
@@ -93,7 +96,18 @@ impl FeedMetrics {
             c.kept.store(s.entries, Ordering::Relaxed);
             c.oldest_unfetched_ms
                 .store(s.oldest_unfetched_ms.unwrap_or(0), Ordering::Relaxed);
+            c.behind.store(
+                (s.head - s.fetched_through.max(s.purged_through)).max(0),
+                Ordering::Relaxed,
+            );
         })
+    }
+
+    /// How many entries the agency's cursor of `sub` is behind the head (as last read).
+    pub fn behind(&self, sub: &str) -> i64 {
+        self.feeds
+            .get(sub)
+            .map_or(0, |c| c.behind.load(Ordering::Relaxed))
     }
 
     pub fn count(&self, sub: &str, what: Counted) -> u64 {
@@ -188,6 +202,20 @@ impl FeedMetrics {
                 self.lag_seconds(sub, now_ms)
             );
         }
+        family(
+            &mut out,
+            "gateway_feed_cursor_behind",
+            "gauge",
+            "Entries of a pull feed after the agency's cursor, up to the head (0: it has everything)",
+        );
+        for sub in self.feeds.keys() {
+            let _ = writeln!(
+                out,
+                "gateway_feed_cursor_behind{{subscription=\"{}\"}} {}",
+                esc(sub),
+                self.behind(sub)
+            );
+        }
         out
     }
 }
@@ -209,6 +237,7 @@ mod tests {
             &FeedStats {
                 head: 2,
                 entries: 2,
+                fetched_through: 1,
                 oldest_unfetched_ms: Some(1_000),
                 ..Default::default()
             },
@@ -227,6 +256,8 @@ mod tests {
             "gateway_feed_entries{subscription=\"ioc\"} 2",
             "gateway_feed_lag_seconds{subscription=\"ioc\"} 3.5",
             "gateway_feed_lag_seconds{subscription=\"so-tnmt\"} 0",
+            "gateway_feed_cursor_behind{subscription=\"ioc\"} 1",
+            "gateway_feed_cursor_behind{subscription=\"so-tnmt\"} 0",
         ] {
             assert!(t.contains(line), "{line} missing in\n{t}");
         }

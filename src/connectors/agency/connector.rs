@@ -111,8 +111,8 @@ impl AgencyConnector {
         }
     }
 
-    fn disable(&self, reason: &str) {
-        match self.state.disable(reason) {
+    async fn disable(&self, reason: &str) {
+        match self.state.disable(reason).await {
             Ok(true) => error!(
                 subscription = %self.sub.name,
                 reason,
@@ -147,19 +147,20 @@ impl Connector for AgencyConnector {
     }
 
     async fn deliver(&self, env: &Envelope, _prior: Option<i64>) -> Attempted {
-        if let Some(d) = self.state.disabled() {
+        if let Some(d) = self.state.disabled().await {
+            // Dead-lettered: nothing of this dossier waits for a delivery any more.
+            self.state.settled(&env.key);
             return self.refused_unsent(
                 Reason::SubscriptionDisabled,
                 format!("subscription disabled ({}) since {}", d.reason, d.since_ms),
             );
         }
         let now = now_ms();
-        self.state
-            .lag_ms
-            .store((now - env.created_ms).max(0), Ordering::Relaxed);
+        self.state.attempting(&env.key, env.created_ms);
         let req = match self.request(env, now / 1000) {
             // Not taken (a route never hands it one; kept total): nothing to send.
             None => {
+                self.state.settled(&env.key);
                 return Attempted {
                     answer: Answer::Http {
                         status: 204,
@@ -170,10 +171,11 @@ impl Connector for AgencyConnector {
                     latency: Duration::ZERO,
                     request_digest: String::new(),
                     health: Health::Silent,
-                }
+                };
             }
             Some(Err(e)) => {
-                return self.refused_unsent(Reason::RequestBuild, format!("signing failed: {e}"))
+                self.state.settled(&env.key);
+                return self.refused_unsent(Reason::RequestBuild, format!("signing failed: {e}"));
             }
             Some(Ok(r)) => r,
         };
@@ -182,21 +184,24 @@ impl Connector for AgencyConnector {
         let decision = classify(&answer, |_| None);
         match (&decision, answer.status()) {
             (Decision::Delivered, _) => {
-                self.state.succeeded();
+                self.state.succeeded().await;
                 self.state.delivered.fetch_add(1, Ordering::Relaxed);
+                self.state.settled(&env.key);
             }
             (_, Some(410)) => {
                 self.state.refused.fetch_add(1, Ordering::Relaxed);
-                self.disable("gone");
+                self.state.settled(&env.key);
+                self.disable("gone").await;
             }
             (d, _) => {
                 if matches!(d, Decision::Retry { .. }) {
                     self.state.retried.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.state.refused.fetch_add(1, Ordering::Relaxed);
+                    self.state.settled(&env.key);
                 }
-                if self.state.failed(now) >= self.settings.disable_after {
-                    self.disable("failing");
+                if self.state.failed(now).await >= self.settings.disable_after {
+                    self.disable("failing").await;
                 }
             }
         }

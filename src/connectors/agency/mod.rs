@@ -9,10 +9,11 @@
 //!   `CODE@version` when versioned); `webhook-timestamp` is the attempt's time; one `v1,`
 //!   signature per configured secret (several during a rotation).
 //! - **Never silent.** A 410, or failing without a success for longer than `disable_after`,
-//!   disables the subscription: a file under `<data_dir>/agencies/`, an error log line, the
-//!   `gateway_subscription_disabled` gauge. While disabled, deliveries are dead-lettered with
+//!   disables the subscription: a row of the store shared by every instance
+//!   (`gw_store::subscriptions`), an error log line, the `gateway_subscription_disabled`
+//!   gauge. While disabled, deliveries are dead-lettered with
 //!   reason `subscription_disabled` (no call is made); `gateway agencies enable` clears it and
-//!   `gateway agencies replay` sends what was dead-lettered meanwhile.
+//!   `gateway agencies replay` (or the ops API) sends what was dead-lettered meanwhile.
 //! - The connector decides nothing about retries: it returns an `Attempted` classified by
 //!   `model::outcome::classify` (429 + Retry-After honoured by the route's schedule).
 //!

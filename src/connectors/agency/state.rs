@@ -1,136 +1,265 @@
-//! Whether a subscription is disabled, since when it has been failing, and what it delivered.
+//! Whether a subscription is disabled, since when it has been failing, what it delivered, how
+//! far behind it is, and the progress of its last replay.
 //!
 //! # Invariants
-//! - Disabled is a file, `<data_dir>/agencies/<name>.disabled` (JSON [`Disabled`]), written
-//!   atomically: it survives a restart, and `gateway agencies enable` (another process)
-//!   removes it; a running gateway re-reads it at most once a second while enabled, and at
-//!   every delivery while disabled.
-//! - Counters are per subscription name only (a metric label), never a person's data.
+//! - **The store holds the state, shared by every instance.** Disabled (why, since when) and
+//!   failing since are rows of [`gw_store::subscriptions`] (migration 13): a restart does not
+//!   reset the `disable_after` clock, and `gateway agencies enable` or the ops API (another
+//!   process, another instance) enables it for all. A running gateway re-reads the row at most
+//!   once a second while enabled and at every delivery while disabled.
+//! - **Never enabled by accident.** A store that does not answer leaves the last state read in
+//!   place (and is logged); a legacy file `<data_dir>/agencies/<name>.disabled` (before the
+//!   state moved to the store) is adopted once, at the first read: written to the store as
+//!   disabled (a file that does not parse counts as disabled), then renamed `.adopted`.
+//! - **Lag is the oldest undelivered.** An attempted event stays pending (per dossier, its
+//!   oldest `created_ms`) until a delivery of that dossier succeeds or it is settled without
+//!   one (refused, dead-lettered while disabled); the lag is the age of the oldest pending one
+//!   (0 when none). At most [`MAX_PENDING`] dossiers are tracked.
+//! - Counters and gauges are per subscription name only (a metric label), never a person's
+//!   data.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use gw_store::subscriptions::SubscriptionStates;
+use serde::Deserialize;
+use tracing::{info, warn};
 
 use crate::model::time::now_ms;
 
-/// Why and since when a subscription is disabled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Disabled {
-    pub since_ms: i64,
-    /// `gone` (the agency answered 410) or `failing` (no success for `disable_after`).
-    pub reason: String,
-}
+pub use gw_store::subscriptions::Disabled;
 
-/// The file of a subscription's disabled state.
-pub fn disabled_path(data_dir: &Path, name: &str) -> PathBuf {
+/// The most dossiers whose oldest undelivered event is tracked for the lag.
+pub const MAX_PENDING: usize = 100_000;
+
+/// The legacy file of a subscription's disabled state (before migration 13).
+pub fn legacy_disabled_path(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("agencies").join(format!("{name}.disabled"))
 }
 
-/// Read a subscription's disabled state (`None`: enabled).
-pub fn read_disabled(data_dir: &Path, name: &str) -> Option<Disabled> {
-    let text = std::fs::read(disabled_path(data_dir, name)).ok()?;
-    // A file that does not parse still means disabled: never enable by accident.
-    Some(serde_json::from_slice(&text).unwrap_or(Disabled {
-        since_ms: 0,
-        reason: "unreadable".into(),
-    }))
+#[derive(Deserialize)]
+struct LegacyFile {
+    since_ms: i64,
+    reason: String,
 }
 
-/// Enable a subscription: remove its disabled file. Returns what it was, if it was disabled.
-pub fn enable(data_dir: &Path, name: &str) -> std::io::Result<Option<Disabled>> {
-    let was = read_disabled(data_dir, name);
-    match std::fs::remove_file(disabled_path(data_dir, name)) {
-        Ok(()) => Ok(was),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// Adopt a legacy disabled file into the store (once; the file is renamed `.adopted`).
+/// Returns whether a file was adopted.
+pub async fn adopt_legacy_file(
+    states: &dyn SubscriptionStates,
+    data_dir: &Path,
+    name: &str,
+) -> Result<bool, gw_store::StoreError> {
+    let path = legacy_disabled_path(data_dir, name);
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(false);
+    };
+    // A file that does not parse still means disabled: never enable by accident.
+    let f = serde_json::from_slice::<LegacyFile>(&text).unwrap_or(LegacyFile {
+        since_ms: now_ms(),
+        reason: "unreadable".into(),
+    });
+    states.disable(name, &f.reason, f.since_ms).await?;
+    if let Err(e) = std::fs::rename(&path, path.with_extension("disabled.adopted")) {
+        warn!(subscription = name, error = %e, "legacy disabled file adopted but not renamed");
     }
+    info!(
+        subscription = name,
+        reason = %f.reason,
+        "legacy disabled file adopted into the store"
+    );
+    Ok(true)
+}
+
+/// The progress of a subscription's replay (the last one started by this instance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayProgress {
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub since_ms: i64,
+    pub by: String,
+    pub started_ms: i64,
+    pub found: usize,
+    pub done: usize,
+    pub replayed: usize,
+    pub already_settled: usize,
+    /// Why it failed (`failed`).
+    pub error: Option<String>,
+}
+
+struct Cached {
+    read_at: Option<Instant>,
+    disabled: Option<Disabled>,
+    /// The stored row says failing (a success then clears it in the store).
+    failing: bool,
 }
 
 /// One subscription's live state, shared by its lanes.
 pub struct SubscriptionState {
     pub name: String,
-    data_dir: PathBuf,
-    cache: Mutex<(Option<Instant>, Option<Disabled>)>,
-    /// Unix ms of the first failure since the last success (0: not failing).
-    failing_since: AtomicI64,
+    states: Arc<dyn SubscriptionStates>,
+    /// A legacy file to adopt at the first read (taken then).
+    legacy: Mutex<Option<PathBuf>>,
+    cache: Mutex<Cached>,
     pub delivered: AtomicU64,
     pub retried: AtomicU64,
     pub refused: AtomicU64,
     pub disabled_total: AtomicU64,
-    /// Age in ms of the last event attempted (how far behind the agency is).
-    pub lag_ms: AtomicI64,
+    /// Per dossier key, the `created_ms` of its oldest attempted, undelivered event.
+    pending: Mutex<HashMap<String, i64>>,
+    /// The last replay started here.
+    pub replay: Mutex<Option<ReplayProgress>>,
 }
 
 impl SubscriptionState {
-    pub fn new(name: &str, data_dir: &Path) -> Self {
+    /// The state of subscription `name` kept in `states`; a legacy file under `data_dir` is
+    /// adopted at the first read.
+    pub fn new(name: &str, states: Arc<dyn SubscriptionStates>, data_dir: &Path) -> Self {
         SubscriptionState {
             name: name.into(),
-            data_dir: data_dir.to_path_buf(),
-            cache: Mutex::new((None, None)),
-            failing_since: AtomicI64::new(0),
+            states,
+            legacy: Mutex::new(Some(data_dir.to_path_buf())),
+            cache: Mutex::new(Cached {
+                read_at: None,
+                disabled: None,
+                failing: false,
+            }),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             disabled_total: AtomicU64::new(0),
-            lag_ms: AtomicI64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            replay: Mutex::new(None),
         }
     }
 
-    /// The disabled state: while enabled, re-read from its file at most once a second (a
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The disabled state: while enabled, re-read from the store at most once a second (a
     /// disabling by another instance is seen within a second); while disabled, at every call
     /// (an `enable` followed at once by a replay finds it enabled).
-    pub fn disabled(&self) -> Option<Disabled> {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.1.is_some() || c.0.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            *c = (
-                Some(Instant::now()),
-                read_disabled(&self.data_dir, &self.name),
-            );
+    pub async fn disabled(&self) -> Option<Disabled> {
+        let legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(dir) = legacy {
+            if let Err(e) = adopt_legacy_file(self.states.as_ref(), &dir, &self.name).await {
+                warn!(subscription = %self.name, error = %e, "legacy disabled file not adopted; tried again at the next read");
+                *self.legacy.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
+            }
         }
-        c.1.clone()
+        {
+            let c = self.cache();
+            let fresh = c
+                .read_at
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+            if c.disabled.is_none() && fresh {
+                return None;
+            }
+        }
+        match self.states.state(&self.name).await {
+            Ok(row) => {
+                let mut c = self.cache();
+                c.read_at = Some(Instant::now());
+                c.disabled = row.as_ref().and_then(|r| r.disabled.clone());
+                c.failing = row.is_some_and(|r| r.failing_since_ms.is_some());
+                c.disabled.clone()
+            }
+            Err(e) => {
+                warn!(subscription = %self.name, error = %e, "subscription state not read; the last one read holds");
+                self.cache().disabled.clone()
+            }
+        }
     }
 
-    /// Disable it (idempotent). Returns `true` when this call disabled it.
-    pub fn disable(&self, reason: &str) -> std::io::Result<bool> {
-        if read_disabled(&self.data_dir, &self.name).is_some() {
-            return Ok(false);
+    /// The disabled state as last read (for metrics; no store call).
+    pub fn cached_disabled(&self) -> Option<Disabled> {
+        self.cache().disabled.clone()
+    }
+
+    /// Disable it (idempotent across instances). Returns `true` when this call disabled it.
+    pub async fn disable(&self, reason: &str) -> Result<bool, gw_store::StoreError> {
+        let now = now_ms();
+        let did = self.states.disable(&self.name, reason, now).await?;
+        if did {
+            self.disabled_total.fetch_add(1, Ordering::Relaxed);
         }
-        let d = Disabled {
-            since_ms: now_ms(),
+        // Read back what is stored (the first reason when another instance was first).
+        let row = self.states.state(&self.name).await?;
+        let mut c = self.cache();
+        c.read_at = Some(Instant::now());
+        c.disabled = row.and_then(|r| r.disabled).or(Some(Disabled {
+            since_ms: now,
             reason: reason.into(),
-        };
-        let path = disabled_path(&self.data_dir, &self.name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        }));
+        Ok(did)
+    }
+
+    /// A success: not failing any more (a store write only when the row says failing).
+    pub async fn succeeded(&self) {
+        if !self.cache().failing {
+            return;
         }
-        let tmp = path.with_extension("disabled.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&d).expect("serializes"))?;
-        std::fs::rename(&tmp, &path)?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = (Some(Instant::now()), Some(d));
-        self.disabled_total.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        match self.states.succeeded(&self.name, now_ms()).await {
+            Ok(()) => self.cache().failing = false,
+            Err(e) => warn!(subscription = %self.name, error = %e, "success not recorded"),
+        }
     }
 
-    /// A success: not failing any more.
-    pub fn succeeded(&self) {
-        self.failing_since.store(0, Ordering::Relaxed);
+    /// A failure at `now`: how long it has been failing, counted from the first failure any
+    /// instance recorded (a store that does not answer: zero, so nothing is disabled on it).
+    pub async fn failed(&self, now: i64) -> Duration {
+        match self.states.failing(&self.name, now).await {
+            Ok(since) => {
+                self.cache().failing = true;
+                Duration::from_millis((now - since).max(0) as u64)
+            }
+            Err(e) => {
+                warn!(subscription = %self.name, error = %e, "failure not recorded");
+                Duration::ZERO
+            }
+        }
     }
 
-    /// A failure at `now`: how long it has been failing.
-    pub fn failed(&self, now: i64) -> Duration {
-        let _ = self
-            .failing_since
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        let since = self.failing_since.load(Ordering::Relaxed);
-        Duration::from_millis((now - since).max(0) as u64)
+    /// An event of dossier `key` created at `created_ms` is being attempted.
+    pub fn attempting(&self, key: &str, created_ms: i64) {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = p.get_mut(key) {
+            *at = (*at).min(created_ms);
+        } else if p.len() < MAX_PENDING {
+            p.insert(key.to_string(), created_ms);
+        }
+    }
+
+    /// Dossier `key` has nothing undelivered any more (delivered, or settled without it).
+    pub fn settled(&self, key: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// The age in ms at `now` of the oldest attempted, undelivered event (0: none).
+    pub fn lag_ms(&self, now: i64) -> i64 {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .min()
+            .map_or(0, |oldest| (now - oldest).max(0))
+    }
+
+    /// The store this state is kept in.
+    pub fn store(&self) -> &Arc<dyn SubscriptionStates> {
+        &self.states
     }
 }
 
 /// The families of every subscription's state, as OpenMetrics text.
-pub fn render(states: &[std::sync::Arc<SubscriptionState>]) -> String {
+pub fn render(states: &[Arc<SubscriptionState>]) -> String {
     use crate::telemetry::metrics::{esc, family};
     let mut out = String::new();
     type Read = fn(&SubscriptionState) -> u64;
@@ -152,7 +281,7 @@ pub fn render(states: &[std::sync::Arc<SubscriptionState>]) -> String {
         ),
         (
             "gateway_subscription_disablings",
-            "Times a subscription was disabled (410 or failing too long).",
+            "Times this instance disabled a subscription (410 or failing too long).",
             |s| s.disabled_total.load(Ordering::Relaxed),
         ),
     ];
@@ -170,26 +299,27 @@ pub fn render(states: &[std::sync::Arc<SubscriptionState>]) -> String {
         &mut out,
         "gateway_subscription_disabled",
         "gauge",
-        "1 while a subscription is disabled (nothing is pushed to it).",
+        "1 while a subscription is disabled (nothing is pushed to it), as last read from the store.",
     );
     for s in states {
         out.push_str(&format!(
             "gateway_subscription_disabled{{subscription=\"{}\"}} {}\n",
             esc(&s.name),
-            i32::from(s.disabled().is_some())
+            i32::from(s.cached_disabled().is_some())
         ));
     }
     family(
         &mut out,
         "gateway_subscription_lag_seconds",
         "gauge",
-        "Age of the last event attempted to the agency (how far behind it is).",
+        "Age of the oldest event attempted to the agency and not delivered yet (0: none).",
     );
+    let now = now_ms();
     for s in states {
         out.push_str(&format!(
             "gateway_subscription_lag_seconds{{subscription=\"{}\"}} {:.3}\n",
             esc(&s.name),
-            s.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            s.lag_ms(now) as f64 / 1000.0
         ));
     }
     out
@@ -199,38 +329,104 @@ pub fn render(states: &[std::sync::Arc<SubscriptionState>]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn disabled_survives_in_its_file_and_enable_clears_it() {
+    async fn sqlite(dir: &Path) -> Arc<dyn SubscriptionStates> {
+        let path = dir.join("store.db");
+        let s = tokio::task::spawn_blocking(move || gw_store::sqlite::SqliteStore::open(path))
+            .await
+            .unwrap()
+            .unwrap();
+        Arc::new(s)
+    }
+
+    #[tokio::test]
+    async fn disabled_is_shared_through_the_store_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SubscriptionState::new("ioc", dir.path());
-        assert_eq!(s.disabled(), None);
-        assert!(s.disable("gone").unwrap());
-        assert!(!s.disable("gone").unwrap(), "idempotent");
-        assert_eq!(s.disabled().unwrap().reason, "gone");
-        let again = SubscriptionState::new("ioc", dir.path());
-        assert_eq!(again.disabled().unwrap().reason, "gone", "after a restart");
-        assert_eq!(enable(dir.path(), "ioc").unwrap().unwrap().reason, "gone");
-        assert_eq!(enable(dir.path(), "ioc").unwrap(), None);
-        assert_eq!(SubscriptionState::new("ioc", dir.path()).disabled(), None);
-        std::fs::create_dir_all(dir.path().join("agencies")).unwrap();
-        std::fs::write(disabled_path(dir.path(), "x"), b"garbage").unwrap();
-        assert!(
-            read_disabled(dir.path(), "x").is_some(),
-            "unreadable stays disabled"
+        let store = sqlite(dir.path()).await;
+        let s = SubscriptionState::new("ioc", store.clone(), dir.path());
+        let other = SubscriptionState::new("ioc", store.clone(), dir.path());
+        assert_eq!(s.disabled().await, None);
+        assert_eq!(other.disabled().await, None);
+        assert!(s.disable("gone").await.unwrap());
+        assert!(!other.disable("failing").await.unwrap(), "idempotent");
+        assert_eq!(other.disabled().await.unwrap().reason, "gone", "first kept");
+        let again = SubscriptionState::new("ioc", store.clone(), dir.path());
+        assert_eq!(
+            again.disabled().await.unwrap().reason,
+            "gone",
+            "after a restart"
         );
-        let text = render(&[std::sync::Arc::new(s)]);
+        assert_eq!(
+            store.enable("ioc", 1).await.unwrap().unwrap().reason,
+            "gone"
+        );
+        assert_eq!(
+            s.disabled().await,
+            None,
+            "re-read at every call while disabled"
+        );
+        let text = render(&[Arc::new(s)]);
         assert!(
             text.contains("gateway_subscription_disablings_total{subscription=\"ioc\"} 1"),
             "{text}"
         );
+        assert!(
+            text.contains("gateway_subscription_disabled{subscription=\"ioc\"} 0"),
+            "{text}"
+        );
     }
 
-    #[test]
-    fn failing_since_the_first_failure_until_a_success() {
-        let s = SubscriptionState::new("a", Path::new("/nonexistent"));
-        assert_eq!(s.failed(1_000), Duration::ZERO);
-        assert_eq!(s.failed(61_000), Duration::from_secs(60));
-        s.succeeded();
-        assert_eq!(s.failed(100_000), Duration::ZERO);
+    #[tokio::test]
+    async fn a_legacy_file_is_adopted_once_and_an_unreadable_one_stays_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        std::fs::create_dir_all(dir.path().join("agencies")).unwrap();
+        std::fs::write(
+            legacy_disabled_path(dir.path(), "old"),
+            br#"{"since_ms":1234,"reason":"gone"}"#,
+        )
+        .unwrap();
+        std::fs::write(legacy_disabled_path(dir.path(), "bad"), b"garbage").unwrap();
+        let old = SubscriptionState::new("old", store.clone(), dir.path());
+        let d = old.disabled().await.unwrap();
+        assert_eq!((d.since_ms, d.reason.as_str()), (1234, "gone"));
+        assert!(!legacy_disabled_path(dir.path(), "old").exists(), "renamed");
+        assert!(dir.path().join("agencies/old.disabled.adopted").exists());
+        let bad = SubscriptionState::new("bad", store.clone(), dir.path());
+        assert_eq!(bad.disabled().await.unwrap().reason, "unreadable");
+        // Enabled in the store: the adopted file does not come back.
+        store.enable("old", 2).await.unwrap();
+        let restarted = SubscriptionState::new("old", store.clone(), dir.path());
+        assert_eq!(restarted.disabled().await, None);
+    }
+
+    #[tokio::test]
+    async fn failing_since_the_first_failure_across_instances_until_a_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        let a = SubscriptionState::new("a", store.clone(), dir.path());
+        let b = SubscriptionState::new("a", store.clone(), dir.path());
+        assert_eq!(a.failed(1_000).await, Duration::ZERO);
+        assert_eq!(b.failed(61_000).await, Duration::from_secs(60), "shared");
+        let restarted = SubscriptionState::new("a", store.clone(), dir.path());
+        restarted.disabled().await;
+        assert_eq!(restarted.failed(121_000).await, Duration::from_secs(120));
+        restarted.succeeded().await;
+        assert_eq!(a.failed(200_000).await, Duration::ZERO, "a new period");
+    }
+
+    #[tokio::test]
+    async fn the_lag_is_the_oldest_undelivered_dossier() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        let s = SubscriptionState::new("a", store, dir.path());
+        assert_eq!(s.lag_ms(10_000), 0, "nothing pending");
+        s.attempting("D-1", 4_000);
+        s.attempting("D-2", 7_000);
+        s.attempting("D-1", 6_000);
+        assert_eq!(s.lag_ms(10_000), 6_000, "D-1's oldest");
+        s.settled("D-1");
+        assert_eq!(s.lag_ms(10_000), 3_000);
+        s.settled("D-2");
+        assert_eq!(s.lag_ms(10_000), 0);
     }
 }
