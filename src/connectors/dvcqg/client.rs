@@ -56,6 +56,18 @@ impl Inner {
         url: &str,
         fields: serde_json::Map<String, Value>,
     ) -> Called {
+        self.call_items(service, url, &fields, None).await
+    }
+
+    /// [`Inner::call_full`] with a batch's `data` items by reference (written into the body
+    /// as they are, not copied into `fields`).
+    pub(super) async fn call_items(
+        &self,
+        service: &str,
+        url: &str,
+        fields: &serde_json::Map<String, Value>,
+        data: Option<&[&Value]>,
+    ) -> Called {
         let bearer = self.credentials.is_bearer();
         let mut renewed = false;
         loop {
@@ -72,7 +84,14 @@ impl Inner {
             } else {
                 Credential::Session(&token)
             };
-            let req = request::call(url, &self.settings.unit_code, service, credential, &fields);
+            let req = request::call(
+                url,
+                &self.settings.unit_code,
+                service,
+                credential,
+                fields,
+                data,
+            );
             let req = match self.signing.sign(req).await {
                 Ok(r) => r,
                 Err(e) => {

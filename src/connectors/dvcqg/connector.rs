@@ -97,6 +97,7 @@ impl DvcqgConnector {
         let (done, wait) = oneshot::channel();
         if self.batchers[&op]
             .send(Item {
+                bytes: super::request::json_len(&value),
                 value,
                 done,
                 capture: crate::evidence::capture::current(),

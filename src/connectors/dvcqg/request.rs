@@ -6,6 +6,9 @@
 //!   then the operation's fields; every request the `dstcode` header (the unit code).
 //! - With OAuth2 (LGSP) the token travels as `Authorization: Bearer`, never in the body.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::transport::exchange::OutRequest;
@@ -26,21 +29,38 @@ pub(super) enum Credential<'a> {
     Bearer(&'a str),
 }
 
-/// The call of `service` with `fields` at `url`, before signing.
+/// The call of `service` with `fields` at `url`, before signing; a batch's `data` array is
+/// given by reference: its items are written into the body as they are, never copied into a
+/// map first. The body is the same bytes as with `data` among the fields (keys in the order
+/// of a `serde_json::Map`: sorted).
 pub(super) fn call(
     url: &str,
     unit_code: &str,
     service: &str,
     credential: Credential<'_>,
     fields: &serde_json::Map<String, Value>,
+    data: Option<&[&Value]>,
 ) -> OutRequest {
-    let mut body = serde_json::Map::new();
-    if let Credential::Session(s) = credential {
-        body.insert("session".into(), Value::String(s.to_string()));
+    let (session, madonvi, service) = (
+        match credential {
+            Credential::Session(s) => Some(Value::String(s.to_string())),
+            Credential::Bearer(_) => None,
+        },
+        Value::String(unit_code.to_string()),
+        Value::String(service.into()),
+    );
+    let mut body: BTreeMap<&str, Field<'_>> = BTreeMap::new();
+    if let Some(s) = &session {
+        body.insert("session", Field::One(s));
     }
-    body.insert("madonvi".into(), Value::String(unit_code.to_string()));
-    body.insert("service".into(), Value::String(service.into()));
-    body.extend(fields.clone());
+    body.insert("madonvi", Field::One(&madonvi));
+    body.insert("service", Field::One(&service));
+    for (k, v) in fields {
+        body.insert(k, Field::One(v));
+    }
+    if let Some(items) = data {
+        body.insert("data", Field::Items(items));
+    }
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("dstcode".to_string(), unit_code.to_string()),
@@ -51,8 +71,41 @@ pub(super) fn call(
     OutRequest {
         url: url.to_string(),
         headers,
-        body: serde_json::to_vec(&Value::Object(body)).expect("JSON serializes"),
+        body: serde_json::to_vec(&body).expect("JSON serializes"),
     }
+}
+
+/// A body field, borrowed: one value, or a batch's items as an array.
+enum Field<'a> {
+    One(&'a Value),
+    Items(&'a [&'a Value]),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::One(v) => v.serialize(s),
+            Field::Items(items) => items.serialize(s),
+        }
+    }
+}
+
+/// The length of `v` written as compact JSON, counted without building the text.
+pub(super) fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
 }
 
 /// The session login (`service`, `username`, `password`).

@@ -50,6 +50,8 @@ impl Op {
 /// One delivery's item, waiting for its batch's answer.
 pub(super) struct Item {
     pub(super) value: Value,
+    /// Its length as compact JSON (counted once, when submitted), for the batch's byte bound.
+    pub(super) bytes: usize,
     pub(super) done: oneshot::Sender<Attempted>,
     /// The evidence capture of the delivery this item belongs to.
     pub(super) capture: Option<Capture>,
@@ -77,7 +79,7 @@ pub(super) async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receive
         // Under a quota, gather only once a call could go: what arrives meanwhile joins it.
         inner.client.until_free().await;
         let mut items = vec![first];
-        let mut bytes = items[0].value.to_string().len();
+        let mut bytes = items[0].bytes;
         let deadline = tokio::time::Instant::now() + inner.settings.linger;
         while items.len() < inner.settings.max_items {
             let next = match rx.try_recv() {
@@ -92,7 +94,7 @@ pub(super) async fn run_batcher(inner: Arc<Inner>, op: Op, mut rx: mpsc::Receive
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
             let Some(item) = next else { break };
-            let size = item.value.to_string().len();
+            let size = item.bytes;
             if bytes + size > inner.settings.max_bytes {
                 // Too big to join: it starts the next batch.
                 carry = Some(item);
@@ -126,10 +128,11 @@ async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
         };
     let mut pending = items;
     while !pending.is_empty() {
-        let values: Vec<Value> = pending.iter().map(|i| i.value.clone()).collect();
+        let values: Vec<&Value> = pending.iter().map(|i| &i.value).collect();
         // The batch's call is evidence for every envelope in it.
         let all = Capture::merge(pending.iter().filter_map(|i| i.capture.clone()));
-        let (attempted, code, parsed) = within(Some(all), sync(inner, op, values)).await;
+        let (attempted, code, parsed) = within(Some(all), sync(inner, op, &values)).await;
+        drop(values);
         healths.push_back(attempted.health);
         let item_refusal = matches!(
             attempted.answer,
@@ -149,11 +152,8 @@ async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
             if matches!(attempted.decision, Decision::Permanent { .. }) {
                 // Refused as a whole without saying for whom: send each alone.
                 for item in pending {
-                    let (alone, _, _) = within(
-                        item.capture.clone(),
-                        sync(inner, op, vec![item.value.clone()]),
-                    )
-                    .await;
+                    let (alone, _, _) =
+                        within(item.capture.clone(), sync(inner, op, &[&item.value])).await;
                     let _ = item.done.send(alone);
                 }
             } else {
@@ -174,11 +174,8 @@ async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
             let upsert_flip = matches!(op, Op::Upsert { .. })
                 && (is(&inner.settings.exists) || is(&inner.settings.not_found));
             if upsert_flip {
-                let (alone, _, _) = within(
-                    item.capture.clone(),
-                    sync(inner, op, vec![item.value.clone()]),
-                )
-                .await;
+                let (alone, _, _) =
+                    within(item.capture.clone(), sync(inner, op, &[&item.value])).await;
                 let _ = item.done.send(alone);
                 continue;
             }
@@ -214,7 +211,7 @@ async fn send_batch(inner: &Inner, op: Op, items: Vec<Item>) {
 /// flipped if the portal says the dossier exists / does not exist (a batch is not: its
 /// items are told apart by [`send_batch`]). Returns the attempt, the `error_code` and
 /// the parsed answer.
-async fn sync(inner: &Inner, op: Op, data: Vec<Value>) -> Called {
+async fn sync(inner: &Inner, op: Op, data: &[&Value]) -> Called {
     let mut updating = matches!(op, Op::Upsert { updating: true });
     let mut flipped = data.len() > 1;
     loop {
@@ -222,9 +219,9 @@ async fn sync(inner: &Inner, op: Op, data: Vec<Value>) -> Called {
         if let Op::Upsert { .. } = op {
             fields.insert("isUpdating".into(), Value::Bool(updating));
         }
-        fields.insert("data".into(), Value::Array(data.clone()));
+        // The items go into the body by reference: no copy of the batch per call.
         let (attempted, code, parsed) = inner
-            .call_full(op.service(), &inner.settings.url, fields)
+            .call_items(op.service(), &inner.settings.url, &fields, Some(data))
             .await;
         if let (Op::Upsert { .. }, Some(code), false) = (op, code.as_deref(), flipped) {
             let flip = (!updating && inner.settings.exists.iter().any(|c| c == code))
