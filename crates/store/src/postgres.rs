@@ -300,6 +300,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::PG_V10),
     (11, crate::axis::schema::PG_V11),
     (12, crate::indicators::schema::PG_V12),
+    (14, crate::signatures::schema::PG_V14),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests

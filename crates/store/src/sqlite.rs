@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, crate::feeds::schema::SQLITE_V10),
     (11, crate::axis::schema::SQLITE_V11),
     (12, crate::indicators::schema::SQLITE_V12),
+    (14, crate::signatures::schema::SQLITE_V14),
 ];
 
 /// The schema versions this build's SQLite migrations bring a database to, oldest first (tests
