@@ -36,7 +36,12 @@
 //!   same transaction; [`SignatureService::publish_outcomes`] publishes each (publisher
 //!   confirms, through a [`crate::payments::NoticeSink`]) under the source name
 //!   [`crate::config::SIGNATURE_SOURCE`] and marks it published only then (at least
-//!   once; the envelope id is the outbox event id, so consumers deduplicate).
+//!   once; the envelope id is the outbox event id, so consumers deduplicate). Events are
+//!   claimed for the publishing instance under a lease first, so two live instances never
+//!   publish one outcome twice; a dead one's claims run out and another takes them over.
+//! - **Cancels reach the service where its contract allows** ([`SignatureService::notify_cancels`]):
+//!   retried with backoff, the answer recorded (`not_supported_by_service` for the three
+//!   services today), never holding up other requests.
 //! - Personal data: an official's user id may be a citizen id (SmartCA); it is stored, never
 //!   logged, never in a metric label or an outcome event.
 //!
@@ -44,11 +49,16 @@
 //! - `request.rs`: the `signature.requested` payload, its checks, the request id.
 //! - `service.rs`: accept, then one function per state, the round, the outbox drain.
 //! - `metrics.rs`: requests by state, time to confirmation, outcomes by reason.
+//! - `cancels.rs`: telling the services of cancels, retried with backoff.
+//! - `sync_answer.rs`: a synchronous answer kept across a crash (CSC `operationMode: "S"`).
 
+mod cancels;
 mod metrics;
 mod request;
 mod service;
+mod sync_answer;
 
+pub use cancels::{cancel_backoff, CANCEL_RETRY_BASE, CANCEL_RETRY_CAP, MAX_CANCEL_ATTEMPTS};
 pub use metrics::SignatureMetrics;
 pub use request::{request_id, AcceptError, Refusal, SignatureRequestBody};
 pub use service::{Accepted, RoundReport, ServiceSettings, SignatureService};
