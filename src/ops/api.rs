@@ -58,6 +58,16 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             "/api/v1/indicators/at-risk",
             get(indicators_at_risk),
         ),
+        (
+            Method::GET,
+            "/api/v1/signing/pending",
+            get(super::signing::pending),
+        ),
+        (
+            Method::POST,
+            "/api/v1/signing/{id}/cancel",
+            post(super::signing::cancel),
+        ),
     ]
 }
 
@@ -109,7 +119,7 @@ pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
         .into_response()
 }
 
-fn store_error(e: gw_store::StoreError) -> Response {
+pub(super) fn store_error(e: gw_store::StoreError) -> Response {
     tracing::warn!(error = %e, "ops API: store read failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -588,7 +598,7 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-fn require_operator(caller: &Caller) -> Option<Response> {
+pub(super) fn require_operator(caller: &Caller) -> Option<Response> {
     (caller.role != OpsRole::Operator).then(|| {
         error(
             StatusCode::FORBIDDEN,

@@ -28,6 +28,7 @@
 //! ([`crate::telemetry`]).
 
 pub mod api;
+mod signing;
 pub mod state;
 
 pub use state::{Caller, OpsOptions, OpsState, OpsToken};
