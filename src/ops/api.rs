@@ -519,7 +519,11 @@ async fn signing_cancel(
         )
     };
     let Some(crate::ops::state::SignatureRequests(store)) = &st.options.signatures else {
-        return no_request(&id);
+        return error(
+            StatusCode::CONFLICT,
+            "signing_not_configured",
+            "this gateway has no remote signing service ([signers.NAME])",
+        );
     };
     match super::signing::cancel(store.as_ref(), &id, &caller.name, now_ms()).await {
         Ok(Cancel::Done(v)) => Json(v).into_response(),

@@ -5,7 +5,8 @@
 //! # Invariants
 //! - Counts and codes only: no official's user id (it may be a citizen id), no document, no
 //!   reason's words. Services are the configured names, states the store's words.
-//! - Without `[signers]` the view is empty (`"services": []`) and a cancel finds nothing.
+//! - Without `[signers]` the view is empty (`"services": []`) and a cancel is refused (409
+//!   `signing_not_configured`).
 //! - A cancel is recorded with the caller's name (`operator:<name>`, as the CLI records
 //!   `operator:<by>`); telling the service is the signing job's
 //!   (`SignatureService::notify_cancels`), so the answer says whether the service is still to
