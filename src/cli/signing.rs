@@ -187,6 +187,9 @@ async fn show(config: &Path, id: &str, document: Option<&Path>) -> Result<(), Fa
     if let Some(loc) = &r.assembled_location {
         println!("document  {loc}");
     }
+    if let Some(told) = &r.service_cancel {
+        println!("service told of the cancel: {told}");
+    }
     println!("states:");
     for t in &trail {
         println!(

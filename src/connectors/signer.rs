@@ -22,6 +22,11 @@
 //! - **Exactly one function decides what is retried**: [`SignerError::is_retryable`], with a
 //!   reason ([`SignerError::retry_reason`]). A connector never retries a submit itself; it
 //!   renews a login once (MySign, CSC) and never loops.
+//! - **Cancels only where the contract has them.** `shared/CONTRACTS.md` §4 marks no cancel
+//!   operation for SmartCA, MySign or CSC API v2 (CSC's `signatures/signHash` has none either),
+//!   so each connector's [`RemoteSigner::cancel`] answers [`CancelOutcome::NotSupported`] and
+//!   calls nothing: the flow records that, and the official's phone keeps the request until
+//!   the service expires it.
 //! - Connectors return what the service said, unverified: [`crate::signing::remote`] verifies
 //!   the signature and the certificate before anything is built on them.
 //! - Personal data: a signer is named by its configured user id; the description shown on the
@@ -123,6 +128,30 @@ pub enum SignStatus {
     Expired,
     /// The service does not know this transaction: the submit never arrived.
     NotFound,
+}
+
+/// What telling a service of a cancel did ([`RemoteSigner::cancel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The service withdrew the request from the official's phone.
+    Cancelled,
+    /// The service had already finished the transaction (signed, refused or expired there).
+    AlreadyFinal,
+    /// The service's contract has no cancel operation: the official may still see the request
+    /// until it expires there (whatever the official does, the gateway's request stays
+    /// cancelled and no outcome but `cancelled` goes out).
+    NotSupported,
+}
+
+impl CancelOutcome {
+    /// What the store records in `service_cancel`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::AlreadyFinal => "already_final",
+            CancelOutcome::NotSupported => "not_supported_by_service",
+        }
+    }
 }
 
 /// How the flow polls one service.
@@ -280,6 +309,16 @@ pub trait RemoteSigner: Send + Sync + 'static {
 
     /// Where a submitted request stands.
     async fn status(&self, tx: &Transaction, req: &HashRequest) -> Result<SignStatus, SignerError>;
+
+    /// Tell the service that the gateway cancelled a request it may have put on the official's
+    /// phone (`tx` when the service gave one). Only where the service's contract has such an
+    /// operation; otherwise [`CancelOutcome::NotSupported`] without any call. Retried by the
+    /// flow while [`SignerError::is_retryable`].
+    async fn cancel(
+        &self,
+        tx: Option<&Transaction>,
+        req: &HashRequest,
+    ) -> Result<CancelOutcome, SignerError>;
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub async fn tick(
     let mut total = RoundReport::default();
     for _ in 0..MAX_ROUNDS_PER_TICK {
         let r = service.round(sink).await?;
-        let full = [r.expired, r.in_doubt, r.worked, r.published]
+        let full = [r.expired, r.in_doubt, r.worked, r.published, r.cancels]
             .into_iter()
             .any(|n| n >= batch);
         total.expired += r.expired;
@@ -39,6 +39,7 @@ pub async fn tick(
         total.worked += r.worked;
         total.polled += r.polled;
         total.published += r.published;
+        total.cancels += r.cancels;
         if !full {
             break;
         }

@@ -87,6 +87,12 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             "/api/v1/indicators/lowest",
             get(indicators_lowest),
         ),
+        (Method::GET, "/api/v1/signing/pending", get(signing_pending)),
+        (
+            Method::POST,
+            "/api/v1/signing/{id}/cancel",
+            post(signing_cancel),
+        ),
     ]
 }
 
@@ -466,6 +472,53 @@ async fn signing_trail(st: &OpsState, code: &str) -> Result<Vec<Value>, gw_store
         }));
     }
     Ok(out)
+}
+
+/// Remote-signing requests not yet finished, per service and state ([`super::signing`]).
+async fn signing_pending(State(st): State<S>) -> Response {
+    let Some(crate::ops::state::SignatureRequests(store)) = &st.options.signatures else {
+        return Json(json!({"services": []})).into_response();
+    };
+    match super::signing::pending(store.as_ref(), rfc3339).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// An operator cancels a remote-signing request ([`super::signing`]).
+async fn signing_cancel(
+    State(st): State<S>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    use super::signing::Cancel;
+    if let Some(r) = require_operator(&caller) {
+        return r;
+    }
+    let no_request = |id: &str| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no signing request `{id}`"),
+        )
+    };
+    let Some(crate::ops::state::SignatureRequests(store)) = &st.options.signatures else {
+        return error(
+            StatusCode::CONFLICT,
+            "signing_not_configured",
+            "this gateway has no remote signing service ([signers.NAME])",
+        );
+    };
+    match super::signing::cancel(store.as_ref(), &id, &caller.name, now_ms()).await {
+        Ok(Cancel::Done(v)) => Json(v).into_response(),
+        Ok(Cancel::Final(state)) => error(
+            StatusCode::CONFLICT,
+            "already_final",
+            format!("signing request `{id}` is {state}: a finished request cannot be cancelled"),
+        ),
+        Ok(Cancel::NotFound) => no_request(&id),
+        Err(e) => store_error(e),
+    }
 }
 
 fn dead_letter_summary(d: &DeadLetter) -> Value {

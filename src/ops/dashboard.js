@@ -24,6 +24,10 @@ const I18N = {
     e_attempt: "attempt", e_outcome: "outcome", e_in_doubt: "in doubt", viewer: "viewer", operator: "operator",
     circuit: "Circuit", c_closed: "closed", c_half_open: "probing", c_open: "open (deferring)",
     indicators_page: "Service-quality index",
+    signing: "Signing requests pending per service",
+    signing_hint: "Requests waiting for an official's confirmation, and every state not yet finished.",
+    sig_service: "Signer service", sig_pending: "Pending", sig_waiting: "Waiting for the official",
+    sig_oldest: "Oldest since", sig_states: "By state", no_signing: "No signing request pending.",
   },
   vi: {
     title: "Vận hành cổng tích hợp", token: "Mã truy cập", use_token: "Dùng mã", lang_button: "English",
@@ -43,6 +47,10 @@ const I18N = {
     e_attempt: "lần gửi", e_outcome: "kết quả", e_in_doubt: "chưa rõ đã gửi", viewer: "người xem", operator: "người vận hành",
     circuit: "Ngắt mạch", c_closed: "bình thường", c_half_open: "đang thử lại", c_open: "đang ngắt (hoãn gửi)",
     indicators_page: "Chỉ số phục vụ (766)",
+    signing: "Yêu cầu ký số đang chờ theo dịch vụ",
+    signing_hint: "Các yêu cầu đang chờ cán bộ xác nhận, và mọi trạng thái chưa kết thúc.",
+    sig_service: "Dịch vụ ký số", sig_pending: "Đang xử lý", sig_waiting: "Chờ cán bộ xác nhận",
+    sig_oldest: "Cũ nhất từ", sig_states: "Theo trạng thái", no_signing: "Không có yêu cầu ký số đang chờ.",
   },
 };
 
@@ -69,6 +77,7 @@ let lastRoutes = null;
 let lastDeadLetters = [];
 let lastTrail = null;
 let lastStatus = null;
+let lastSigning = [];
 let pollTimer = null;
 
 const t = (k) => (I18N[lang][k] ?? I18N.en[k] ?? k);
@@ -133,7 +142,7 @@ function applyLanguage() {
   for (const e of document.querySelectorAll("[data-i18n-placeholder]")) e.placeholder = t(e.dataset.i18nPlaceholder);
   $("#lang").textContent = t("lang_button");
   if (noticeKey) $("#notice").textContent = t(noticeKey);
-  renderStatus(); renderFlows(); renderDeadLetters(); renderTrail(); renderSubscriptions();
+  renderStatus(); renderFlows(); renderDeadLetters(); renderTrail(); renderSubscriptions(); renderSigning();
 }
 
 function fmtTime(ms) {
@@ -192,7 +201,9 @@ async function poll() {
     }
     lastRoutes = routes.routes;
     lastDeadLetters = dls.dead_letters.slice().reverse(); // newest first
-    renderStatus(); renderFlows(); renderDeadLetters();
+    // The signing view is optional (a gateway without [signers] answers an empty list).
+    lastSigning = await api("/api/v1/signing/pending").then((s) => s.services).catch(() => []);
+    renderStatus(); renderFlows(); renderDeadLetters(); renderSigning();
     pollSubscriptions();
   } catch (e) {
     // notice() already says why
@@ -271,6 +282,25 @@ function renderFlows() {
       el("td", { class: "num" }, fmtAge(r.age)),
       el("td", { class: "num" + (r.dead_letters_open ? " bad" : "") }, r.dead_letters_open + (r.dead_letters_open_capped ? "+" : "")),
       el("td", {}, spark(h)),
+    ));
+  }
+}
+
+function renderSigning() {
+  const body = $("#signing tbody");
+  body.textContent = "";
+  if (!lastSigning.length) {
+    body.append(el("tr", {}, el("td", { colspan: 5, class: "hint" }, t("no_signing"))));
+    return;
+  }
+  for (const s of lastSigning) {
+    const states = Object.entries(s.states || {}).map(([k, n]) => `${k} ${n}`).join(" · ");
+    body.append(el("tr", { "data-service": s.service },
+      el("td", {}, s.service),
+      el("td", { class: "num" }, s.pending),
+      el("td", { class: "num" }, s.waiting_for_official),
+      el("td", {}, fmtTime(Date.parse(s.oldest_created))),
+      el("td", { class: "states" }, states),
     ));
   }
 }

@@ -32,6 +32,7 @@
 pub mod api;
 pub mod api_subscriptions;
 mod reply;
+mod signing;
 pub mod state;
 
 pub use state::{Caller, OpsOptions, OpsState, OpsToken};

@@ -6,7 +6,11 @@
 //!   to the service returning the official's signature;
 //! - `gateway_signature_outcomes_total{service,outcome,reason}` (counter): published outcomes
 //!   (`completed`, `rejected`, `expired`, `failed`, `cancelled`) by reason kind
-//!   (`bad_signature`, `in_doubt`, …; `none` for completed).
+//!   (`bad_signature`, `in_doubt`, …; `none` for completed): expiries and refusals by reason;
+//! - `gateway_signature_polls_total{service}` (counter): status calls made to the service
+//!   (what its quota is spent on);
+//! - `gateway_signature_cancel_notices_total{service,reason}` (counter): cancels the service
+//!   was told of, by what it answered (`cancelled`, `not_supported_by_service`, `gave_up`, …).
 //!
 //! # Invariants
 //! - Labels are configured service names and fixed codes only: never an official's user id
@@ -33,6 +37,8 @@ struct Inner {
     by_state: Vec<StateCount>,
     confirm: BTreeMap<String, Histogram>,
     outcomes: BTreeMap<(String, String, String), u64>,
+    polls: BTreeMap<String, u64>,
+    cancel_notices: BTreeMap<(String, String), u64>,
 }
 
 /// The flow's counters (see the module doc).
@@ -68,6 +74,25 @@ impl SignatureMetrics {
             .outcomes
             .entry((service.into(), outcome.into(), reason.into()))
             .or_default() += 1;
+    }
+
+    pub fn count_polls(&self, service: &str, n: u64) {
+        if n > 0 {
+            *self.lock().polls.entry(service.into()).or_default() += n;
+        }
+    }
+
+    pub fn count_cancel_notice(&self, service: &str, reason: &str) {
+        *self
+            .lock()
+            .cancel_notices
+            .entry((service.into(), reason.into()))
+            .or_default() += 1;
+    }
+
+    /// Status calls counted for `service`.
+    pub fn polls(&self, service: &str) -> u64 {
+        self.lock().polls.get(service).copied().unwrap_or(0)
     }
 
     /// Outcomes counted for `service` and `outcome`, every reason.
@@ -145,6 +170,33 @@ impl SignatureMetrics {
                 esc(r)
             );
         }
+        family(
+            &mut out,
+            "gateway_signature_polls_total",
+            "counter",
+            "Status calls made to remote signing services.",
+        );
+        for (s, n) in &m.polls {
+            let _ = writeln!(
+                out,
+                "gateway_signature_polls_total{{service=\"{}\"}} {n}",
+                esc(s)
+            );
+        }
+        family(
+            &mut out,
+            "gateway_signature_cancel_notices_total",
+            "counter",
+            "Cancels the remote signing service was told of, by its answer.",
+        );
+        for ((s, r), n) in &m.cancel_notices {
+            let _ = writeln!(
+                out,
+                "gateway_signature_cancel_notices_total{{service=\"{}\",reason=\"{}\"}} {n}",
+                esc(s),
+                esc(r)
+            );
+        }
         out
     }
 }
@@ -168,5 +220,12 @@ mod tests {
         assert!(text.contains("gateway_signature_confirm_seconds_count{service=\"smartca\"} 2"));
         assert!(text.contains("reason=\"bad_signature\"} 1"));
         assert_eq!(m.outcomes("smartca", "failed"), 1);
+        m.count_polls("smartca", 3);
+        m.count_polls("smartca", 0);
+        m.count_cancel_notice("smartca", "not_supported_by_service");
+        let text = m.render();
+        assert!(text.contains("gateway_signature_polls_total{service=\"smartca\"} 3"));
+        assert!(text.contains("gateway_signature_cancel_notices_total{service=\"smartca\",reason=\"not_supported_by_service\"} 1"));
+        assert_eq!(m.polls("smartca"), 3);
     }
 }

@@ -36,7 +36,9 @@
 //!   same transaction; [`SignatureService::publish_outcomes`] publishes each (publisher
 //!   confirms, through a [`crate::payments::NoticeSink`]) under the source name
 //!   [`crate::config::SIGNATURE_SOURCE`] and marks it published only then (at least
-//!   once; the envelope id is the outbox event id, so consumers deduplicate).
+//!   once; the envelope id is the outbox event id, so consumers deduplicate). Events are
+//!   claimed for the publishing instance under a lease first, so two live instances never
+//!   publish one outcome twice; a dead one's claims run out and another takes them over.
 //! - **Formats and documents** ([`Formats`], `[signatures]`): a request may ask for level
 //!   `B-T` (PAdES B-T for PDF, CAdES-T for CMS; XML is refused at the edge): after the
 //!   signature verified, the time-stamp over the signature value is its own persisted state
@@ -48,6 +50,9 @@
 //!   `document_fetch_failed`. A PDF request may ask for a visible signature (`visible`: page
 //!   and rectangle; the font of `[signatures.appearance]`); it is part of what is prepared,
 //!   so the digest sent covers it.
+//! - **Cancels reach the service where its contract allows** ([`SignatureService::notify_cancels`]):
+//!   retried with backoff, the answer recorded (`not_supported_by_service` for the three
+//!   services today), never holding up other requests.
 //! - Personal data: an official's user id may be a citizen id (SmartCA); it is stored, never
 //!   logged, never in a metric label or an outcome event.
 //!
@@ -56,15 +61,20 @@
 //! - `service.rs`: accept, then one function per state, the round, the outbox drain.
 //! - `metrics.rs`: requests by state, time to confirmation, outcomes by reason.
 //! - `formats.rs`: the time-stamp authority and the document fetcher.
+//! - `cancels.rs`: telling the services of cancels, retried with backoff.
+//! - `sync_answer.rs`: a synchronous answer kept across a crash (CSC `operationMode: "S"`).
 
+mod cancels;
 mod formats;
 mod metrics;
 mod request;
 mod service;
+mod sync_answer;
 
 pub use formats::{
     load_font, DocumentFetcher, FetchError, Formats, FormatsError, StampError, TimeStamper,
 };
+pub use cancels::{cancel_backoff, CANCEL_RETRY_BASE, CANCEL_RETRY_CAP, MAX_CANCEL_ATTEMPTS};
 pub use metrics::SignatureMetrics;
 pub use request::{
     request_id, AcceptError, DocumentField, DocumentReference, Level, Refusal,

@@ -54,6 +54,9 @@ pub struct ServiceSettings {
     pub send_lease: Duration,
     /// The largest document accepted.
     pub max_document_bytes: usize,
+    /// How long this instance's claim on outbox events lasts (longer than a publish and its
+    /// confirm): while it lives no other instance publishes them.
+    pub outbox_lease: Duration,
     /// Signed documents up to this size go inline in `signature.completed`
     /// (`document_base64`); larger ones by reference only.
     pub inline_document_bytes: usize,
@@ -68,6 +71,7 @@ impl Default for ServiceSettings {
             work_lease: Duration::from_secs(60),
             send_lease: Duration::from_secs(120),
             max_document_bytes: DEFAULT_BLOB_CAP,
+            outbox_lease: Duration::from_secs(60),
             inline_document_bytes: 4 * 1024 * 1024,
         }
     }
@@ -90,6 +94,8 @@ pub struct RoundReport {
     pub worked: usize,
     pub polled: usize,
     pub published: usize,
+    /// Cancels the services were told of (or attempted).
+    pub cancels: usize,
 }
 
 impl RoundReport {
@@ -101,7 +107,7 @@ impl RoundReport {
 /// The remote-signing flow.
 pub struct SignatureService {
     pub store: Arc<dyn SignatureStore>,
-    signers: Signers,
+    pub(super) signers: Signers,
     settings: ServiceSettings,
     pub metrics: Arc<SignatureMetrics>,
     formats: Formats,
@@ -566,6 +572,7 @@ impl SignatureService {
                 .due_for_poll(&service, now_ms(), batch, &self.settings.instance, lease)
                 .await?;
             report.polled += due.len();
+            self.metrics.count_polls(&service, due.len() as u64);
             let mut waiting = Vec::new();
             let polls: Vec<Pending<'_, Option<(String, i64)>>> = due
                 .iter()
@@ -588,6 +595,7 @@ impl SignatureService {
                     .await?;
             }
         }
+        report.cancels = self.notify_cancels(batch).await?;
         report.published = self.publish_outcomes(sink, batch).await?;
         self.metrics
             .set_by_state(self.store.counts_by_state().await?);
@@ -924,9 +932,20 @@ impl SignatureService {
                     .await?;
             }
             Ok(answered) => {
-                // Answered at once (CSC synchronous mode): recorded as sent under a
-                // transaction of our own, then the answer applied.
-                let tx = format!("sync:{}", permit.idempotency_key);
+                // Answered at once (CSC synchronous mode): the answer kept first, then
+                // recorded as sent under a transaction of our own, then the answer applied.
+                // A crash after the record finds the answer again (`poll`), never asks CSC
+                // about a transaction CSC never named.
+                self.store
+                    .put_blob(
+                        id,
+                        BlobKind::SyncAnswer,
+                        &super::sync_answer::encode(&answered),
+                        super::sync_answer::CAP,
+                        now_ms(),
+                    )
+                    .await?;
+                let tx = format!("{}{}", super::sync_answer::PREFIX, permit.idempotency_key);
                 let sent = self
                     .store
                     .record_sent(id, &tx, now_ms(), &self.settings.instance, now_ms())
@@ -1070,6 +1089,9 @@ impl SignatureService {
             Err(_) => return Ok(None),
         };
         let tx = Transaction(r.transaction_id.clone().unwrap_or_default());
+        if tx.0.starts_with(super::sync_answer::PREFIX) {
+            return self.resume_sync(r).await;
+        }
         match signer.status(&tx, &hr).await {
             Ok(st) => self.apply_status(r, st).await,
             Err(e) if e.is_retryable() => {
@@ -1081,6 +1103,35 @@ impl SignatureService {
             Err(e) => {
                 self.fail(r, Fail::new(signer_error_kind(&e), e.to_string()))
                     .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// `sent` under the gateway's own `sync:` transaction (a synchronous answer, CSC): the
+    /// kept answer applied; never a poll at the service, which never named that transaction.
+    async fn resume_sync(&self, r: &SignatureRequest) -> Result<Option<i64>, StoreError> {
+        let kept = self
+            .store
+            .blob(&r.request.request_id, BlobKind::SyncAnswer)
+            .await?;
+        match kept.as_deref().and_then(super::sync_answer::decode) {
+            Some(status) => {
+                info!(request = %r.request.request_id, service = %r.request.service, "a synchronous answer found again after a restart: applied");
+                self.apply_status(r, status).await
+            }
+            None => {
+                self.fail(
+                    r,
+                    Fail::new(
+                        "sync_answer_lost",
+                        format!(
+                            "signer service `{}` answered the synchronous signing request, but the answer was not kept (the gateway stopped in between); not asked again, so the official is not asked twice",
+                            r.request.service
+                        ),
+                    ),
+                )
+                .await?;
                 Ok(None)
             }
         }
@@ -1221,15 +1272,25 @@ impl SignatureService {
         Ok(())
     }
 
-    /// Publish up to `max` queued outcomes; how many went out. A failed publish stops the
-    /// drain and keeps the rest queued.
+    /// Publish up to `max` queued outcomes; how many went out. The events are claimed for
+    /// this instance first ([`SignatureStore::claim_unpublished`], `outbox_lease`), so a second
+    /// instance draining at the same time publishes none of them. A failed publish stops the
+    /// drain, keeps the rest queued and gives their claims back.
     pub async fn publish_outcomes(
         &self,
         sink: &dyn NoticeSink,
         max: u32,
     ) -> Result<usize, StoreError> {
         let mut sent = 0;
-        for ev in self.store.unpublished(max).await? {
+        let lease = self.settings.outbox_lease.as_millis() as i64;
+        let claimed = self
+            .store
+            .claim_unpublished(&self.settings.instance, now_ms(), lease, max)
+            .await?;
+        let mut left: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
+        left.reverse();
+        for ev in claimed {
+            left.pop();
             let mut payload: serde_json::Value = match serde_json::from_str(&ev.body) {
                 Ok(v) => v,
                 Err(e) => {
@@ -1266,6 +1327,11 @@ impl SignatureService {
             }
             if let Err(e) = sink.publish(&env).await {
                 warn!(request = %ev.request_id, error = %e, "signature outcome not published; kept for the next round");
+                // Another instance may take them at once rather than after the lease.
+                left.push(ev.id.clone());
+                self.store
+                    .release_claims(&self.settings.instance, &left)
+                    .await?;
                 break;
             }
             self.store.mark_published(&ev.id, now_ms()).await?;
@@ -1282,6 +1348,12 @@ impl SignatureService {
         }
         Ok(sent)
     }
+}
+
+/// The hash request a stored request was (or would be) sent with; `None` when its stored
+/// digest is unusable.
+pub(super) fn hash_request_of(r: &SignatureRequest) -> Option<HashRequest> {
+    SignatureService::hash_request(r).ok()
 }
 
 /// A step's end: a permanent failure, a failure to retry later, or a store error (left for

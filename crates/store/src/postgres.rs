@@ -302,6 +302,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, crate::indicators::schema::PG_V12),
     (13, crate::subscriptions::schema::PG_V13),
     (14, crate::evidence_sql::PG_V14),
+    (15, crate::signatures::schema::PG_V15),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests

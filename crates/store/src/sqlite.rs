@@ -87,6 +87,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, crate::indicators::schema::SQLITE_V12),
     (13, crate::subscriptions::schema::SQLITE_V13),
     (14, crate::evidence_sql::SQLITE_V14),
+    (15, crate::signatures::schema::SQLITE_V15),
 ];
 
 /// The schema versions this build's SQLite migrations bring a database to, oldest first (tests

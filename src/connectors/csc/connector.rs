@@ -9,8 +9,8 @@ use super::{client, request, response, session};
 use crate::config::SignerSection;
 use crate::connectors::officials::{b64, OfficialEntry, SettingsError};
 use crate::connectors::signer::{
-    HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId, SignerService,
-    Submitted, Transaction, VerifyAgainst,
+    CancelOutcome, HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId,
+    SignerService, Submitted, Transaction, VerifyAgainst,
 };
 use crate::signing::remote::{DigestAlgorithm, RsaPadding, SignerCertificate};
 
@@ -152,6 +152,15 @@ impl RemoteSigner for CscSigner {
         )
         .await?;
         response::outcome(&self.s, "signatures/signPolling", &r)
+    }
+
+    /// CSC API v2 has no cancel operation in `shared/CONTRACTS.md` §4: nothing is called.
+    async fn cancel(
+        &self,
+        _tx: Option<&Transaction>,
+        _req: &HashRequest,
+    ) -> Result<CancelOutcome, SignerError> {
+        Ok(CancelOutcome::NotSupported)
     }
 }
 

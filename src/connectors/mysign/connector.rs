@@ -10,8 +10,8 @@ use super::{client, request, response};
 use crate::config::SignerSection;
 use crate::connectors::officials::{b64, SettingsError};
 use crate::connectors::signer::{
-    HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId, SignerService,
-    Submitted, Transaction, VerifyAgainst,
+    CancelOutcome, HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId,
+    SignerService, Submitted, Transaction, VerifyAgainst,
 };
 use crate::signing::remote::{DigestAlgorithm, RsaPadding, SignerCertificate};
 
@@ -136,6 +136,15 @@ impl RemoteSigner for MySignSigner {
         )
         .await?;
         response::status(&self.s, &reply)
+    }
+
+    /// Viettel MySign has no cancel operation in `shared/CONTRACTS.md` §4: nothing is called.
+    async fn cancel(
+        &self,
+        _tx: Option<&Transaction>,
+        _req: &HashRequest,
+    ) -> Result<CancelOutcome, SignerError> {
+        Ok(CancelOutcome::NotSupported)
     }
 }
 

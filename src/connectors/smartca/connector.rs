@@ -11,8 +11,8 @@ use super::{request, response};
 use crate::config::SignerSection;
 use crate::connectors::officials::{b64, SettingsError};
 use crate::connectors::signer::{
-    HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId, SignerService,
-    Submitted, Transaction, VerifyAgainst,
+    CancelOutcome, HashRequest, PollPolicy, RemoteSigner, SignStatus, SignerError, SignerId,
+    SignerService, Submitted, Transaction, VerifyAgainst,
 };
 use crate::signing::remote::{DigestAlgorithm, SignerCertificate, SignerPin};
 use crate::transport::stack::Auth;
@@ -184,5 +184,14 @@ impl RemoteSigner for SmartCaSigner {
             .post("status", &request::status_path(&tx.0), &body)
             .await?;
         response::status(&self.s, &reply)
+    }
+
+    /// VNPT SmartCA has no cancel operation in `shared/CONTRACTS.md` §4: nothing is called.
+    async fn cancel(
+        &self,
+        _tx: Option<&Transaction>,
+        _req: &HashRequest,
+    ) -> Result<CancelOutcome, SignerError> {
+        Ok(CancelOutcome::NotSupported)
     }
 }

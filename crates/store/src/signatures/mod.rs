@@ -45,7 +45,9 @@
 //!    non-terminal state. A request cancelled (or expired) while it may be on the official's
 //!    phone (`sending`, `sent`, `waiting`) gets `service_cancel = "pending"` so the flow tells
 //!    the service where it can ([`SignatureStore::cancels_to_notify`],
-//!    [`SignatureStore::mark_cancel_notified`]).
+//!    [`SignatureStore::mark_cancel_notified`]); a failed attempt is counted and the next one
+//!    scheduled ([`SignatureStore::cancels_due`], [`SignatureStore::note_cancel_attempt`],
+//!    migration 15).
 //! 8. **Blobs.** The document bytes and the assembled result live in `signature_blobs`, keyed
 //!    by (request id, [`BlobKind`]), capped by the caller's `cap` ([`DEFAULT_BLOB_CAP`],
 //!    16 MiB); above it [`SignatureStore::put_blob`] fails with [`StoreError::TooLarge`] and
@@ -60,11 +62,18 @@
 //!    [`SignatureStore::due_for_work`] returns it to no instance before then. The count of
 //!    such rows since the state was entered ([`retries_in_state`]) is the attempt count: it
 //!    survives a restart.
+//! 10. **One publisher per outcome while both live.** [`SignatureStore::claim_unpublished`]
+//!    stamps the events it returns with the claiming instance and a lease (migration 15), under
+//!    a row lock (PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite `BEGIN IMMEDIATE`): an event
+//!    claimed by a live instance is not returned to another, so two instances draining the
+//!    outbox publish each event once; a dead claimer's lease runs out and another instance
+//!    takes its events over (at least once survives, the envelope id still lets consumers
+//!    dedupe). The lease must outlast a publish (its confirm timeout).
 //!
 //! Personal data: `signer_user_id` may be an official's citizen id (SmartCA uses it); it is
 //! stored but never put in the trail's detail, the outbox body, or any count this store gives.
 //!
-//! Schema (version 9; its statements are `IF NOT EXISTS`):
+//! Schema (versions 9 and 14; the statements of 9 are `IF NOT EXISTS`):
 //! ```text
 //! signature_requests     request_id PK, idempotency_key UNIQUE, source, dossier_code?,
 //!                        dossier_key?, service, signer_user_id, signer_credential?, format,
@@ -73,18 +82,20 @@
 //!                        send_holder?, send_started_ms?, send_lease_until_ms?, sends, resends,
 //!                        polls, next_poll_ms?, last_poll_ms?, lease_holder?, lease_until_ms?,
 //!                        signature?, assembled_location?, failure_kind?, failure_reason?,
-//!                        cancelled_by?, service_cancel?, updated_ms
+//!                        cancelled_by?, service_cancel?, updated_ms,
+//!                        cancel_attempts (14, default 0), cancel_next_ms? (14)
 //!                        indexes (service, state, next_poll_ms), (state, deadline_ms),
 //!                        (state, send_lease_until_ms), (dossier_code), (service_cancel)
 //! signature_transitions  (request_id, seq) PK, from_state?, to_state, actor, detail, at_ms
-//! signature_outbox       id PK, request_id, kind, body (JSON), created_ms, published_ms?
+//! signature_outbox       id PK, request_id, kind, body (JSON), created_ms, published_ms?,
+//!                        claimed_by?, claimed_until_ms? (14)
 //! signature_blobs        (request_id, kind) PK, bytes, size, sha256 (hex), stored_ms
 //! ```
 //!
 //! # Files
 //! - this file: the types, the [`SignatureStore`] trait, the transition table and [`decide`],
 //!   the one function that computes every change (both backends only load, lock and write).
-//! - `schema.rs`: migration 9 for both backends.
+//! - `schema.rs`: migrations 9 and 14 for both backends.
 //! - `sqlite.rs`, `postgres.rs`: the trait on [`crate::sqlite::SqliteStore`] and
 //!   [`crate::postgres::PgStore`].
 //! - [`suite`] (hidden): the checks both backends run (`tests/signatures.rs`).
@@ -543,6 +554,14 @@ pub struct OutboxEvent {
     pub created_ms: i64,
 }
 
+/// A cancel the service is still to be told of ([`SignatureStore::cancels_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelDue {
+    pub request_id: String,
+    /// Failed attempts so far ([`SignatureStore::note_cancel_attempt`]).
+    pub attempts: u32,
+}
+
 /// The body of `signature.completed` / `signature.failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeBody {
@@ -571,6 +590,9 @@ pub enum BlobKind {
     Assembled,
     /// The RFC 3161 time-stamp token over the signature value (B-T, CAdES-T), DER.
     TimeStamp,
+    /// A synchronous service's answer, kept before the request is recorded as sent
+    /// (migration-free: a kind of blob).
+    SyncAnswer,
 }
 
 impl BlobKind {
@@ -579,6 +601,7 @@ impl BlobKind {
             BlobKind::Document => "document",
             BlobKind::Assembled => "assembled",
             BlobKind::TimeStamp => "timestamp",
+            BlobKind::SyncAnswer => "sync_answer",
         }
     }
 }
@@ -723,6 +746,19 @@ pub trait SignatureStore: Send + Sync + 'static {
     /// Up to `limit` unpublished events, oldest first.
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>>;
     async fn mark_published(&self, id: &str, at_ms: i64) -> Result<()>;
+    /// Claim up to `limit` unpublished events for `instance` until `now_ms + lease_ms`, oldest
+    /// first (invariant 9): an event another instance holds a live claim on is skipped; this
+    /// instance's own claims and claims whose lease ran out are taken.
+    async fn claim_unpublished(
+        &self,
+        instance: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>>;
+    /// Give back `instance`'s claims on these events (not published: another instance need not
+    /// wait for the lease); how many were released.
+    async fn release_claims(&self, instance: &str, ids: &[String]) -> Result<u64>;
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<SignatureRequest>>;
     /// Cancel from any non-terminal state (invariant 7).
@@ -731,6 +767,11 @@ pub trait SignatureStore: Send + Sync + 'static {
     async fn cancels_to_notify(&self, limit: u32) -> Result<Vec<SignatureRequest>>;
     /// Record what the service said (`cancelled`, `unsupported`, `already_final` …).
     async fn mark_cancel_notified(&self, request_id: &str, outcome: &str) -> Result<()>;
+    /// Up to `limit` requests whose service is still to be told of a cancel and whose next
+    /// attempt is due at `now_ms` (invariant 7), oldest first, with the attempts made so far.
+    async fn cancels_due(&self, now_ms: i64, limit: u32) -> Result<Vec<CancelDue>>;
+    /// A failed attempt at telling the service: counted, the next one not before `next_ms`.
+    async fn note_cancel_attempt(&self, request_id: &str, next_ms: i64) -> Result<()>;
 
     /// Per service and state, every service and state that has rows.
     async fn counts_by_state(&self) -> Result<Vec<StateCount>>;

@@ -515,6 +515,56 @@ impl SignatureStore for PgStore {
         Ok(())
     }
 
+    async fn claim_unpublished(
+        &self,
+        instance: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>> {
+        let client = self.client().await?;
+        // SKIP LOCKED: a row another instance is claiming right now is left to it; the
+        // re-check of the WHERE clause on a row claimed meanwhile keeps it out too.
+        let rows = client
+            .query(
+                "UPDATE signature_outbox SET claimed_by = $1, claimed_until_ms = $2 + $3
+                 WHERE id IN (
+                     SELECT id FROM signature_outbox
+                     WHERE published_ms IS NULL
+                       AND (claimed_until_ms IS NULL OR claimed_until_ms <= $2 OR claimed_by = $1)
+                     ORDER BY created_ms, id LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id, request_id, kind, body, created_ms",
+                &[&instance, &now_ms, &lease_ms, &i64::from(limit)],
+            )
+            .await
+            .map_err(query)?;
+        let mut out: Vec<OutboxEvent> = rows
+            .iter()
+            .map(|r| OutboxEvent {
+                id: r.get(0),
+                request_id: r.get(1),
+                kind: r.get(2),
+                body: r.get(3),
+                created_ms: r.get(4),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(out)
+    }
+
+    async fn release_claims(&self, instance: &str, ids: &[String]) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE signature_outbox SET claimed_by = NULL, claimed_until_ms = NULL
+                 WHERE id = ANY($1) AND claimed_by = $2 AND published_ms IS NULL",
+                &[&ids, &instance],
+            )
+            .await
+            .map_err(query)
+    }
+
     async fn list(&self, f: ListFilter) -> Result<Vec<SignatureRequest>> {
         let mut conds = Vec::new();
         let mut params: Vec<Param> = Vec::new();
@@ -573,6 +623,41 @@ impl SignatureStore for PgStore {
                 "UPDATE signature_requests SET service_cancel = $2
                  WHERE request_id = $1 AND service_cancel = 'pending'",
                 &[&request_id, &outcome],
+            )
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    async fn cancels_due(&self, now_ms: i64, limit: u32) -> Result<Vec<CancelDue>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT request_id, cancel_attempts FROM signature_requests
+                 WHERE service_cancel = 'pending'
+                   AND (cancel_next_ms IS NULL OR cancel_next_ms <= $1)
+                 ORDER BY updated_ms, request_id LIMIT $2",
+                &[&now_ms, &i64::from(limit)],
+            )
+            .await
+            .map_err(query)?;
+        Ok(rows
+            .iter()
+            .map(|r| CancelDue {
+                request_id: r.get(0),
+                attempts: r.get::<_, i64>(1).clamp(0, i64::from(u32::MAX)) as u32,
+            })
+            .collect())
+    }
+
+    async fn note_cancel_attempt(&self, request_id: &str, next_ms: i64) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE signature_requests
+                 SET cancel_attempts = cancel_attempts + 1, cancel_next_ms = $2
+                 WHERE request_id = $1 AND service_cancel = 'pending'",
+                &[&request_id, &next_ms],
             )
             .await
             .map_err(query)?;

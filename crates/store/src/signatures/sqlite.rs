@@ -510,6 +510,68 @@ impl SignatureStore for SqliteStore {
         .await
     }
 
+    async fn claim_unpublished(
+        &self,
+        instance: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>> {
+        let instance = instance.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let events = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, request_id, kind, body, created_ms FROM signature_outbox
+                     WHERE published_ms IS NULL
+                       AND (claimed_until_ms IS NULL OR claimed_until_ms <= ?2 OR claimed_by = ?1)
+                     ORDER BY created_ms, id LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![instance, now_ms, limit], |r| {
+                    Ok(OutboxEvent {
+                        id: r.get(0)?,
+                        request_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        body: r.get(3)?,
+                        created_ms: r.get(4)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE signature_outbox SET claimed_by = ?2, claimed_until_ms = ?3 WHERE id = ?1",
+                )?;
+                for e in &events {
+                    stmt.execute(params![e.id, instance, now_ms.saturating_add(lease_ms)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn release_claims(&self, instance: &str, ids: &[String]) -> Result<u64> {
+        let (instance, ids) = (instance.to_owned(), ids.to_vec());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut released = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE signature_outbox SET claimed_by = NULL, claimed_until_ms = NULL
+                     WHERE id = ?1 AND claimed_by = ?2 AND published_ms IS NULL",
+                )?;
+                for id in &ids {
+                    released += stmt.execute(params![id, instance])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
     async fn list(&self, f: ListFilter) -> Result<Vec<SignatureRequest>> {
         let mut conds = Vec::new();
         let mut args: Vec<Sql> = Vec::new();
@@ -569,6 +631,39 @@ impl SignatureStore for SqliteStore {
                 "UPDATE signature_requests SET service_cancel = ?2
                  WHERE request_id = ?1 AND service_cancel = 'pending'",
                 params![id, outcome],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancels_due(&self, now_ms: i64, limit: u32) -> Result<Vec<CancelDue>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT request_id, cancel_attempts FROM signature_requests
+                 WHERE service_cancel = 'pending'
+                   AND (cancel_next_ms IS NULL OR cancel_next_ms <= ?1)
+                 ORDER BY updated_ms, request_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, limit], |r| {
+                Ok(CancelDue {
+                    request_id: r.get(0)?,
+                    attempts: r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn note_cancel_attempt(&self, request_id: &str, next_ms: i64) -> Result<()> {
+        let id = request_id.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE signature_requests
+                 SET cancel_attempts = cancel_attempts + 1, cancel_next_ms = ?2
+                 WHERE request_id = ?1 AND service_cancel = 'pending'",
+                params![id, next_ms],
             )?;
             Ok(())
         })

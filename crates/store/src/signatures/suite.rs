@@ -181,7 +181,9 @@ pub async fn all(open: &Opener) {
     poll_leases_between_instances(open).await;
     expiry(open).await;
     outbox_at_least_once(open).await;
+    outbox_claims_between_instances(open).await;
     cancel_from_each_state(open).await;
+    cancel_attempts_are_scheduled(open).await;
     blobs_and_caps(open).await;
     listing_and_counts(open).await;
     deferral(open).await;
@@ -824,6 +826,130 @@ async fn outbox_at_least_once(open: &Opener) {
     );
     s.mark_published(&events[1].id, 50_000).await.unwrap();
     assert!(s.unpublished(10).await.unwrap().is_empty());
+}
+
+/// Invariant 9: two instances claiming at once get disjoint events; a live claim keeps
+/// others off, an expired one is taken over, a released one at once; published ones never
+/// come back.
+async fn outbox_claims_between_instances(open: &Opener) {
+    let a = open("claims").await;
+    let b = open("claims").await;
+    for i in 0..6 {
+        drive(
+            a.as_ref(),
+            &format!("C{i}"),
+            "smartca",
+            RequestState::Completed,
+        )
+        .await;
+    }
+    let (ca, cb) = tokio::join!(
+        a.claim_unpublished("gw-a", 10_000, 1_000, 4),
+        b.claim_unpublished("gw-b", 10_000, 1_000, 4)
+    );
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    let ids_a: BTreeSet<&str> = ca.iter().map(|e| e.id.as_str()).collect();
+    let ids_b: BTreeSet<&str> = cb.iter().map(|e| e.id.as_str()).collect();
+    assert!(ids_a.is_disjoint(&ids_b), "{ids_a:?} / {ids_b:?}");
+    assert_eq!(ids_a.len() + ids_b.len(), 6, "every event claimed once");
+    // Live claims keep everyone else off; the holder gets its own back.
+    assert!(b
+        .claim_unpublished("gw-c", 10_500, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again: BTreeSet<String> = a
+        .claim_unpublished("gw-a", 10_500, 1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        again,
+        ids_a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
+    );
+    // gw-a publishes its events; gw-b dies holding its own (lease until 11,000).
+    for e in &ca {
+        a.mark_published(&e.id, 10_600).await.unwrap();
+    }
+    assert!(a
+        .claim_unpublished("gw-a", 10_900, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let taken: BTreeSet<String> = a
+        .claim_unpublished("gw-a", 11_000, 1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        taken,
+        ids_b.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        "a dead claimer's events are taken over once its lease ran out"
+    );
+    // Released: claimable at once by another instance; someone else's claim is not released.
+    let taken: Vec<String> = taken.into_iter().collect();
+    assert_eq!(b.release_claims("gw-b", &taken).await.unwrap(), 0);
+    assert_eq!(
+        a.release_claims("gw-a", &taken).await.unwrap(),
+        taken.len() as u64
+    );
+    assert_eq!(
+        b.claim_unpublished("gw-b", 11_001, 1_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        taken.len()
+    );
+    assert!(a.unpublished(10).await.unwrap().len() == taken.len());
+}
+
+/// Invariant 7's retries: a failed attempt is counted and scheduled; the request is due again
+/// only then, and not at all once the service's answer is recorded.
+async fn cancel_attempts_are_scheduled(open: &Opener) {
+    let s = open("cancel_retry").await;
+    let s = s.as_ref();
+    drive(s, "R-waiting", "smartca", RequestState::Waiting).await;
+    drive(s, "R-sent", "csc", RequestState::Sent).await;
+    drive(s, "R-received", "csc", RequestState::Received).await;
+    for id in ["R-waiting", "R-sent", "R-received"] {
+        assert!(s
+            .cancel(id, "operator:lan", 20_000)
+            .await
+            .unwrap()
+            .is_applied());
+    }
+    let due = s.cancels_due(20_000, 10).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|d| d.request_id.as_str())
+            .collect::<BTreeSet<_>>(),
+        ["R-sent", "R-waiting"].into(),
+        "only requests that may be on a phone"
+    );
+    assert!(due.iter().all(|d| d.attempts == 0));
+    s.note_cancel_attempt("R-waiting", 25_000).await.unwrap();
+    let due = s.cancels_due(24_999, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].request_id, "R-sent");
+    let due = s.cancels_due(25_000, 10).await.unwrap();
+    let w = due.iter().find(|d| d.request_id == "R-waiting").unwrap();
+    assert_eq!(w.attempts, 1);
+    assert_eq!(
+        s.cancels_due(25_000, 1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+    s.mark_cancel_notified("R-waiting", "cancelled")
+        .await
+        .unwrap();
+    s.note_cancel_attempt("R-waiting", 99_000).await.unwrap();
+    let due = s.cancels_due(100_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "a recorded answer is final");
+    assert_eq!(due[0].request_id, "R-sent");
 }
 
 /// Invariant 7.
