@@ -63,12 +63,12 @@
 //!    such rows since the state was entered ([`retries_in_state`]) is the attempt count: it
 //!    survives a restart.
 //! 10. **One publisher per outcome while both live.** [`SignatureStore::claim_unpublished`]
-//!    stamps the events it returns with the claiming instance and a lease (migration 15), under
-//!    a row lock (PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite `BEGIN IMMEDIATE`): an event
-//!    claimed by a live instance is not returned to another, so two instances draining the
-//!    outbox publish each event once; a dead claimer's lease runs out and another instance
-//!    takes its events over (at least once survives, the envelope id still lets consumers
-//!    dedupe). The lease must outlast a publish (its confirm timeout).
+//!     stamps the events it returns with the claiming instance and a lease (migration 15), under
+//!     a row lock (PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite `BEGIN IMMEDIATE`): an event
+//!     claimed by a live instance is not returned to another, so two instances draining the
+//!     outbox publish each event once; a dead claimer's lease runs out and another instance
+//!     takes its events over (at least once survives, the envelope id still lets consumers
+//!     dedupe). The lease must outlast a publish (its confirm timeout).
 //!
 //! Personal data: `signer_user_id` may be an official's citizen id (SmartCA uses it); it is
 //! stored but never put in the trail's detail, the outbox body, or any count this store gives.
