@@ -71,10 +71,10 @@ mod request;
 mod service;
 mod sync_answer;
 
+pub use cancels::{cancel_backoff, CANCEL_RETRY_BASE, CANCEL_RETRY_CAP, MAX_CANCEL_ATTEMPTS};
 pub use formats::{
     load_font, DocumentFetcher, FetchError, Formats, FormatsError, StampError, TimeStamper,
 };
-pub use cancels::{cancel_backoff, CANCEL_RETRY_BASE, CANCEL_RETRY_CAP, MAX_CANCEL_ATTEMPTS};
 pub use metrics::SignatureMetrics;
 pub use request::{
     request_id, AcceptError, DocumentField, DocumentReference, Level, Refusal,
