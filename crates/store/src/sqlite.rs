@@ -323,7 +323,9 @@ fn migrate(conn: &mut Connection) -> std::result::Result<(), Fail> {
         )));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        tx.execute_batch(sql)
+        let sql = add_columns_if_missing(&tx, sql)
+            .map_err(|e| Fail::Migrate(format!("migration {version}: {e}")))?;
+        tx.execute_batch(&sql)
             .map_err(|e| Fail::Migrate(format!("migration {version}: {e}")))?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)",
@@ -332,6 +334,39 @@ fn migrate(conn: &mut Connection) -> std::result::Result<(), Fail> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// SQLite has no `ADD COLUMN IF NOT EXISTS`. A migration line of the form
+/// `ALTER TABLE t ADD COLUMN IF NOT EXISTS c …;` (one statement on one line) is run as
+/// `ALTER TABLE t ADD COLUMN c …;` when `t` has no column `c`, and left out when it has one, so
+/// that a migration run again over a file that already has its columns (a file whose version
+/// rows were lost, or rewound by a test to look older) is a no-op, as on PostgreSQL. Other lines
+/// pass through unchanged.
+fn add_columns_if_missing(tx: &Connection, sql: &str) -> rusqlite::Result<String> {
+    const MARK: &str = " ADD COLUMN IF NOT EXISTS ";
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let trimmed = line.trim_start();
+        let Some((head, rest)) = trimmed
+            .strip_prefix("ALTER TABLE ")
+            .and_then(|r| r.split_once(MARK))
+        else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let table = head.trim();
+        let column = rest.split_whitespace().next().unwrap_or_default();
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            out.push_str(&format!("ALTER TABLE {table} ADD COLUMN {rest}\n"));
+        }
+    }
+    Ok(out)
 }
 
 impl FromSql for Outcome {

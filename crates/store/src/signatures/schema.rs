@@ -162,12 +162,12 @@ CREATE TABLE IF NOT EXISTS signature_blobs (
 /// Migration 15: a lease on outbox rows (two instances never publish one outcome twice while
 /// both live; a dead claimer's lease runs out and another takes over), and the retry schedule
 /// of telling a service about a cancel (`cancel_attempts`, `cancel_next_ms`). SQLite has no
-/// `ADD COLUMN IF NOT EXISTS`; the version table keeps it from running twice.
+/// `ADD COLUMN IF NOT EXISTS`: the SQLite store runs those lines only for a missing column.
 pub(crate) const SQLITE_V15: &str = "
-ALTER TABLE signature_outbox ADD COLUMN claimed_by TEXT;
-ALTER TABLE signature_outbox ADD COLUMN claimed_until_ms INTEGER;
-ALTER TABLE signature_requests ADD COLUMN cancel_attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE signature_requests ADD COLUMN cancel_next_ms INTEGER;
+ALTER TABLE signature_outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT;
+ALTER TABLE signature_outbox ADD COLUMN IF NOT EXISTS claimed_until_ms INTEGER;
+ALTER TABLE signature_requests ADD COLUMN IF NOT EXISTS cancel_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE signature_requests ADD COLUMN IF NOT EXISTS cancel_next_ms INTEGER;
 ";
 
 pub(crate) const PG_V15: &str = "
