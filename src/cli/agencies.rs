@@ -3,8 +3,10 @@
 //!
 //! # Invariants
 //! - `enable` only clears the disabled state in the store (`gw_store::subscriptions`, shared by
-//!   every instance on it: each sees it within a second); it never replays by itself, it prints how many deliveries were dead-lettered since the disabling
-//!   and the `replay` command that sends them.
+//!   every instance on it: each sees it within a second) and publishes the one
+//!   `subscription.enabled` event (through an engine of the configuration, to the routes that
+//!   take it); it never replays by itself, it prints how many deliveries were dead-lettered
+//!   since the disabling and the `replay` command that sends them.
 //! - `replay` re-publishes open dead letters of the subscription's route, oldest first, each
 //!   recorded with `--by` (idempotent: a letter already replayed is not sent twice).
 
@@ -114,7 +116,27 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
             let (broker, store) = app::open_backends(l).await?;
             let states = store.clone().subscription_states();
             adopt(states.as_ref(), data_dir, &subscription).await?;
-            let was = states.enable(&subscription, now_ms()).await?;
+            // Through an engine of this configuration, so that the enabling is published as
+            // the `subscription.enabled` event to the routes that take it, like the running
+            // gateway's.
+            let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::new());
+            let engine = std::sync::Arc::new(app::build_engine(
+                l,
+                broker.clone(),
+                store.clone(),
+                metrics,
+            )?);
+            engine.declare().await.map_err(app::AppError::from)?;
+            app::agencies::tell_changes(&engine);
+            let state = engine
+                .subscriptions
+                .iter()
+                .find(|s| s.name == subscription)
+                .cloned()
+                .ok_or_else(|| AgenciesError::Unknown {
+                    name: subscription.clone(),
+                })?;
+            let was = state.enable().await?;
             let Some(was) = was else {
                 println!("{subscription} was not disabled");
                 broker.close().await;
