@@ -193,6 +193,7 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();
@@ -377,6 +378,7 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts again");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let after = get(&client, inbound, &sub, Some(FEED_TOKEN), "after=0").await;
@@ -546,6 +548,7 @@ async fn feed_refusals_retention_and_long_poll() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();
@@ -715,6 +718,7 @@ async fn python_agency_client_pages_verifies_and_detects_tampering() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();

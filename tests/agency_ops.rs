@@ -132,6 +132,7 @@ async fn the_edge_accepts_a_kind_only_a_subscription_takes() {
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     // No [[routes]] takes dossier.upserted; the subscription does: accepted and pushed.
     let (s, body) = post(
@@ -205,6 +206,7 @@ async fn two_instances_share_the_disabled_state_and_the_api_enables_and_replays(
     )
     .await
     .unwrap();
+    let _queues_a = Queues::of(&a);
     let b = app::start(
         &load(&config(
             dir_b.path(),
@@ -217,6 +219,7 @@ async fn two_instances_share_the_disabled_state_and_the_api_enables_and_replays(
     )
     .await
     .unwrap();
+    let _queues_b = Queues::of(&b);
     let since = gateway::model::time::now_ms() - 60_000;
     let client = reqwest::Client::new();
     for k in ["SH-1", "SH-2", "SH-3"] {
@@ -590,7 +593,7 @@ async fn disable_and_enable_publish_one_event_each(backend: Backend) {
     let a = app::start(&load(&text(dir_a.path())), CancellationToken::new())
         .await
         .unwrap();
-    let queues = Queues::of(&a.engine);
+    let queues = Queues::of(&a);
     // RabbitMQ + PostgreSQL: a second instance on the same broker and store meets the 410s too.
     let b = match backend {
         Backend::RabbitPg => Some(
