@@ -665,6 +665,17 @@ async fn disable_and_enable_publish_one_event_each(backend: Backend) {
         // Embedded: `gateway agencies enable` while the gateway is stopped (the embedded queue
         // serves one process); the event waits in the route's queue for the next start.
         None => {
+            // `gateway agencies list` beside the running gateway (which locks the embedded
+            // queue): the configuration, and the disabled state read from the store.
+            let (ok, out) = agencies_list(&file);
+            assert!(ok, "{out}");
+            assert!(
+                out.contains(&format!(
+                    "{name}  Trung tâm IOC tỉnh [push] DISABLED (gone) since"
+                )),
+                "{out}"
+            );
+            assert!(out.contains("1 subscription(s)"), "{out}");
             a.shutdown().await;
             for expected in ["enabled (it was disabled: gone", "was not disabled"] {
                 let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -707,4 +718,58 @@ async fn disable_and_enable_publish_one_event_each_on_rabbitmq_and_postgres() {
         return;
     }
     disable_and_enable_publish_one_event_each(Backend::RabbitPg).await;
+}
+
+/// `gateway agencies list --config FILE`: (exit 0, stdout and stderr).
+fn agencies_list(file: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["agencies", "list", "--config"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A store that cannot be opened: `list` still shows the configuration, says the state is
+/// unknown and why, and where a running gateway shows it.
+#[test]
+fn agencies_list_without_its_store_lists_the_configuration_and_says_so() {
+    std::env::set_var("GW_TEST_SOURCE_TOKEN", TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let text = events_config(
+        Backend::Embedded,
+        dir.path(),
+        "agl",
+        "http://127.0.0.1:9/",
+        "aglops",
+        "http://127.0.0.1:9/",
+        "ioc",
+        "http://127.0.0.1:9/hook",
+    )
+    .replace(
+        "[store]\n",
+        "[store]\nurl = \"postgres://postgres@127.0.0.1:1/nowhere\"\n",
+    );
+    assert!(text.contains("127.0.0.1:1/nowhere"), "{text}");
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &text).unwrap();
+    let (ok, out) = agencies_list(&file);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ioc  Trung tâm IOC tỉnh [push] state unknown"),
+        "{out}"
+    );
+    assert!(out.contains("fields      code, version, status"), "{out}");
+    assert!(
+        out.contains("the disabled state is not shown:")
+            && out.contains("GET /api/v1/subscriptions"),
+        "{out}"
+    );
 }
