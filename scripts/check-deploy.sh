@@ -14,7 +14,9 @@
 #     installed); the compose file against the Compose Specification's schema (and with
 #     `docker compose config` when the compose plugin is installed); the configurations the
 #     compose file and the Kubernetes base ship, with the packaged `gateway check-config`;
-#  4. Kubernetes: the PrometheusRule is what deploy/prometheus/alerts.yml generates; base and
+#  4. Prometheus: where promtool is installed, the alert rules checked and their unit tests
+#     (deploy/prometheus/alerts_test.yml) run;
+#  5. Kubernetes: the PrometheusRule is what deploy/prometheus/alerts.yml generates; base and
 #     production overlay rendered and validated (kubernetes-validate, the CRD schemas, the
 #     gateway's own rules).
 #
@@ -168,6 +170,13 @@ for cfg in deploy/compose/gateway.toml deploy/k8s/base/gateway.toml; do
 done
 
 # ------------------------------------------------------------------ 4. Kubernetes
+if command -v promtool >/dev/null; then
+  say "Prometheus rules: promtool check rules, and the rules' unit tests (alerts_test.yml)"
+  promtool check rules deploy/prometheus/alerts.yml
+  promtool test rules deploy/prometheus/alerts_test.yml
+else
+  say "promtool not installed (apt-get install prometheus): the rules' unit tests skipped (optional)"
+fi
 say "Kubernetes: PrometheusRule from alerts.yml; base and production overlay"
 python3 scripts/deploy_check.py prometheusrule
 python3 scripts/deploy_check.py k8s deploy/k8s/base deploy/k8s/overlays/production

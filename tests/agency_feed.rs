@@ -193,6 +193,7 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();
@@ -227,6 +228,8 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
             .to_string()
     };
     assert_eq!(header(&again), header(&first), "the same signing input");
+    // Fetched twice so far: two links, each holding the page.
+    one_link_per_page(&running, &sub, &first, 2, dir.path()).await;
     let second = get(&client, inbound, &sub, Some(FEED_TOKEN), "after=3").await;
     assert_eq!(second.cursors(), vec![4]);
     let end = get(&client, inbound, &sub, Some(FEED_TOKEN), "after=4").await;
@@ -375,6 +378,7 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts again");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let after = get(&client, inbound, &sub, Some(FEED_TOKEN), "after=0").await;
@@ -385,6 +389,128 @@ async fn cursor_semantics_across_pages_and_a_restart(backend: Backend) {
     let next = get(&client, inbound, &sub, Some(FEED_TOKEN), "after=5").await;
     assert_eq!(next.cursors(), vec![6]);
     running.shutdown().await;
+}
+
+/// The evidence records of the page `got` served, fetched `fetches` times: each fetch is one
+/// chain link whose leaves are the page's entries and nothing else (one link per page); one
+/// of its dossiers' export bundle verifies offline (`proof::verify_bundle`, what
+/// `gateway evidence verify --bundle` runs, and `docs/examples/verify_evidence.py`).
+async fn one_link_per_page(
+    running: &app::Running,
+    sub: &str,
+    got: &Got,
+    fetches: usize,
+    dir: &Path,
+) {
+    let page = got.json();
+    let entries = page["entries"].as_array().unwrap().clone();
+    let range = json!([page["after"], page["next"]]);
+    let store = running.engine.store.clone();
+    let mut dossiers: Vec<String> = entries
+        .iter()
+        .map(|e| e["dossier"].as_str().unwrap().to_string())
+        .collect();
+    dossiers.sort();
+    dossiers.dedup();
+    let mut records = Vec::new();
+    for d in &dossiers {
+        for r in store.evidence_by_dossier(d).await.unwrap() {
+            let placed: Option<Value> = r
+                .record
+                .result_code
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
+            if r.record.route == format!("feed.{sub}") && placed.is_some_and(|p| p["page"] == range)
+            {
+                records.push(r);
+            }
+        }
+    }
+    // Each fetch of the page is one link: the page's entries are its leaves, nothing else.
+    let mut links: std::collections::BTreeMap<i64, Vec<&gw_store::StoredEvidence>> =
+        Default::default();
+    for r in &records {
+        links.entry(r.seq).or_default().push(r);
+    }
+    assert_eq!(links.len(), fetches, "one link per fetch of the page");
+    for (seq, leaves) in &links {
+        assert_eq!(
+            leaves.len(),
+            entries.len(),
+            "link {seq}: one leaf per entry"
+        );
+        let mut at: Vec<u32> = leaves
+            .iter()
+            .map(|r| {
+                let b = r.batch.as_ref().expect("a batch link");
+                assert_eq!(
+                    b.leaves as usize,
+                    entries.len(),
+                    "link {seq} holds the page only"
+                );
+                b.leaf
+            })
+            .collect();
+        at.sort();
+        assert_eq!(at, (0..entries.len() as u32).collect::<Vec<_>>());
+        for e in &entries {
+            let cursor = e["cursor"].as_i64().unwrap();
+            let leaf = leaves
+                .iter()
+                .find(|r| {
+                    serde_json::from_str::<Value>(r.record.result_code.as_deref().unwrap()).unwrap()
+                        ["cursor"]
+                        == cursor
+                })
+                .unwrap_or_else(|| panic!("entry {cursor} has its leaf in link {seq}"));
+            assert_eq!(leaf.record.request_digest, e["digest"].as_str().unwrap());
+            assert_eq!(leaf.record.dossier, e["dossier"].as_str().unwrap());
+        }
+        let chain = store
+            .evidence_chain(&leaves[0].record.chain, seq - 1, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            chain.iter().filter(|r| r.seq == *seq).count(),
+            entries.len(),
+            "no other exchange shares the page's link"
+        );
+    }
+    let seq = *links.keys().next().unwrap();
+
+    // One dossier's proof, exported and checked offline.
+    let bundle = dir.join(format!("bundle-{}", uuid::Uuid::now_v7()));
+    let dossier = &dossiers[0];
+    gateway::evidence::export::export(store.as_ref(), dossier, &bundle, None, &[], None)
+        .await
+        .expect("the dossier exports");
+    let report = gateway::evidence::proof::verify_bundle(&bundle, &|_, _| Ok(()))
+        .expect("the bundle verifies");
+    assert!(report.exchanges >= 1, "{report:?}");
+    let proof: gateway::evidence::proof::Proof =
+        serde_json::from_slice(&std::fs::read(bundle.join("proof.json")).unwrap()).unwrap();
+    let leaf = proof
+        .exchanges
+        .iter()
+        .find(|x| x.seq == seq)
+        .and_then(|x| x.leaf.as_ref())
+        .expect("the page's leaf of this dossier is in the proof");
+    assert_eq!(leaf.size, entries.len() as u64);
+    let python = std::process::Command::new("python3")
+        .arg("docs/examples/verify_evidence.py")
+        .arg(&bundle)
+        .output();
+    match python {
+        Ok(out) => assert!(
+            out.status.success(),
+            "verify_evidence.py: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("python3 is required in CI: {e}")
+        }
+        Err(e) => eprintln!("SKIPPED verify_evidence.py: no python3 ({e})"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -422,6 +548,7 @@ async fn feed_refusals_retention_and_long_poll() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();
@@ -591,6 +718,7 @@ async fn python_agency_client_pages_verifies_and_detects_tampering() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let inbound = running.inbound_addr;
     let feeds = running.engine.store.clone().feeds();
     let client = reqwest::Client::new();

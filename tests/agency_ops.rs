@@ -132,6 +132,7 @@ async fn the_edge_accepts_a_kind_only_a_subscription_takes() {
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     // No [[routes]] takes dossier.upserted; the subscription does: accepted and pushed.
     let (s, body) = post(
@@ -205,6 +206,7 @@ async fn two_instances_share_the_disabled_state_and_the_api_enables_and_replays(
     )
     .await
     .unwrap();
+    let _queues_a = Queues::of(&a);
     let b = app::start(
         &load(&config(
             dir_b.path(),
@@ -217,6 +219,7 @@ async fn two_instances_share_the_disabled_state_and_the_api_enables_and_replays(
     )
     .await
     .unwrap();
+    let _queues_b = Queues::of(&b);
     let since = gateway::model::time::now_ms() - 60_000;
     let client = reqwest::Client::new();
     for k in ["SH-1", "SH-2", "SH-3"] {
@@ -471,4 +474,302 @@ async fn two_instances_share_the_disabled_state_and_the_api_enables_and_replays(
     assert_eq!(s, 404);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disabling and enabling are operational events: `subscription.disabled` and
+// `subscription.enabled`, from the gateway's source, once each, to the routes taking them.
+
+/// `backend`'s gateway (data in `dir`, ops tokens) with the push subscription `name` to
+/// `agency`, its plain route `route` to `plain`, and the route `ops_route` taking the
+/// gateway's operational events to `ops_sink`.
+#[allow(clippy::too_many_arguments)]
+fn events_config(
+    backend: Backend,
+    dir: &std::path::Path,
+    route: &str,
+    plain: &str,
+    ops_route: &str,
+    ops_sink: &str,
+    name: &str,
+    agency: &str,
+) -> String {
+    std::env::set_var("GW_T_AGOPS_OPERATOR", OPERATOR);
+    std::env::set_var("GW_T_AGOPS_SECRET", SECRET);
+    let text = config_text(backend, dir, route, plain, "");
+    let ops = "[ops]\nlisten = \"127.0.0.1:0\"\n";
+    assert!(text.contains(ops));
+    let text = text.replace(
+        ops,
+        "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [\n  { name = \"olga\", role = \"operator\", token = { env = \"GW_T_AGOPS_OPERATOR\" } },\n]\n",
+    );
+    format!(
+        r#"{text}
+[adapters.opsink]
+connector = "http"
+url = "{ops_sink}"
+timeout = "2s"
+
+[[routes]]
+name = "{ops_route}"
+from = "{source}"
+kinds = ["subscription.*"]
+to = "opsink"
+{sub}"#,
+        source = gateway::config::OPS_SOURCE,
+        sub = push_subscription(name, agency, r#"["dossier.*"]"#),
+    )
+}
+
+/// What the operational events' sink received: (kind, body) in arrival order.
+fn ops_events(s: &gw_contract_tests::sink::Sink) -> Vec<(String, Value)> {
+    s.captured()
+        .iter()
+        .map(|c| {
+            (
+                c.header("x-gateway-kind").unwrap_or_default().to_string(),
+                serde_json::from_slice(&c.body).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Wait until `sink` has `n` events, then a little longer (a second copy would show), and
+/// return them.
+async fn settled_events(
+    sink: &gw_contract_tests::sink::Sink,
+    n: usize,
+    what: &str,
+) -> Vec<(String, Value)> {
+    eventually(Duration::from_secs(30), what, || {
+        ops_events(sink).len() >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ops_events(sink)
+}
+
+/// The body of an operational event names the subscription, the state, the reason and since
+/// when, and nothing of the dossiers' people.
+fn assert_event(body: &Value, name: &str, state: &str) {
+    assert_eq!(body["subscription"], name, "{body}");
+    assert_eq!(body["state"], state, "{body}");
+    assert_eq!(body["reason"], "gone", "{body}");
+    assert!(body["since_ms"].as_i64().unwrap() > 0, "{body}");
+    assert!(body["since"].as_str().unwrap().ends_with('Z'), "{body}");
+    assert_eq!(body["enabled_ms"].is_i64(), state == "enabled", "{body}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("001203004567") && !text.contains("Nguyễn"),
+        "no personal data: {text}"
+    );
+}
+
+async fn disable_and_enable_publish_one_event_each(backend: Backend) {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let agency = AgencySandbox::start(0, &[SECRET], vec![]).await.unwrap();
+    agency.set_faults(Faults {
+        mode: "410".into(),
+        ..Default::default()
+    });
+    let (route, ops_route, name) = (unique("agev"), unique("agevops"), unique("evsub"));
+    let plain = sink().await;
+    let ops_sink = sink().await;
+    ops_sink.set_capture(true);
+    let text = |dir: &std::path::Path| {
+        events_config(
+            backend,
+            dir,
+            &route,
+            &plain.url(),
+            &ops_route,
+            &ops_sink.url(),
+            &name,
+            &agency.url(),
+        )
+    };
+    let file = dir_a.path().join("gateway.toml");
+    std::fs::write(&file, text(dir_a.path())).unwrap();
+    let a = app::start(&load(&text(dir_a.path())), CancellationToken::new())
+        .await
+        .unwrap();
+    let queues = Queues::of(&a);
+    // RabbitMQ + PostgreSQL: a second instance on the same broker and store meets the 410s too.
+    let b = match backend {
+        Backend::RabbitPg => Some(
+            app::start(&load(&text(dir_b.path())), CancellationToken::new())
+                .await
+                .unwrap(),
+        ),
+        Backend::Embedded => None,
+    };
+    let client = reqwest::Client::new();
+    // Several deliveries meet the 410 at once (concurrency 4, two instances): one disabling.
+    for k in ["EV-1", "EV-2", "EV-3", "EV-4", "EV-5", "EV-6"] {
+        let inbound = match (&b, k.ends_with(['2', '4', '6'])) {
+            (Some(b), true) => b.inbound_addr,
+            _ => a.inbound_addr,
+        };
+        let (s, body) = post(&client, inbound, "dossier.upserted", k, 1).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let events = settled_events(&ops_sink, 1, "the subscription.disabled event").await;
+    assert_eq!(
+        events.len(),
+        1,
+        "exactly one event for one disabling: {events:?}"
+    );
+    assert_eq!(events[0].0, "subscription.disabled");
+    assert_event(&events[0].1, &name, "disabled");
+    let rec = &ops_sink.records()[0];
+    assert_eq!(rec.key, name, "keyed by the subscription");
+    assert_eq!(disabled_gauge(&a.engine.metrics.render(), &name), Some(1));
+    agency.set_faults(Faults::default());
+
+    match b {
+        // Enabled through the ops API of the other instance.
+        Some(b) => {
+            let (s, body) = api(
+                &client,
+                b.ops_addr,
+                reqwest::Method::POST,
+                &format!("/api/v1/subscriptions/{name}/enable"),
+                OPERATOR,
+                None,
+            )
+            .await;
+            assert_eq!(s, 200, "{body}");
+            // Enabling what is enabled tells nothing.
+            let (s, _) = api(
+                &client,
+                a.ops_addr,
+                reqwest::Method::POST,
+                &format!("/api/v1/subscriptions/{name}/enable"),
+                OPERATOR,
+                None,
+            )
+            .await;
+            assert_eq!(s, 409);
+            let events = settled_events(&ops_sink, 2, "the subscription.enabled event").await;
+            assert_eq!(
+                events.len(),
+                2,
+                "one more event for one enabling: {events:?}"
+            );
+            assert_eq!(events[1].0, "subscription.enabled");
+            assert_event(&events[1].1, &name, "enabled");
+            assert_eq!(events[1].1["since_ms"], events[0].1["since_ms"]);
+            b.shutdown().await;
+            a.shutdown().await;
+        }
+        // Embedded: `gateway agencies enable` while the gateway is stopped (the embedded queue
+        // serves one process); the event waits in the route's queue for the next start.
+        None => {
+            // `gateway agencies list` beside the running gateway (which locks the embedded
+            // queue): the configuration, and the disabled state read from the store.
+            let (ok, out) = agencies_list(&file);
+            assert!(ok, "{out}");
+            assert!(
+                out.contains(&format!(
+                    "{name}  Trung tâm IOC tỉnh [push] DISABLED (gone) since"
+                )),
+                "{out}"
+            );
+            assert!(out.contains("1 subscription(s)"), "{out}");
+            a.shutdown().await;
+            for expected in ["enabled (it was disabled: gone", "was not disabled"] {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+                    .args(["agencies", "enable", &name, "--config"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success() && stdout.contains(expected),
+                    "{stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let again = app::start(&load(&text(dir_a.path())), CancellationToken::new())
+                .await
+                .unwrap();
+            let events = settled_events(&ops_sink, 2, "the subscription.enabled event").await;
+            assert_eq!(
+                events.len(),
+                2,
+                "one more event for one enabling: {events:?}"
+            );
+            assert_eq!(events[1].0, "subscription.enabled");
+            assert_event(&events[1].1, &name, "enabled");
+            again.shutdown().await;
+        }
+    }
+    drop(queues);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disable_and_enable_publish_one_event_each_on_the_embedded_defaults() {
+    disable_and_enable_publish_one_event_each(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disable_and_enable_publish_one_event_each_on_rabbitmq_and_postgres() {
+    if !services_available("disable_and_enable_publish_one_event_each_on_rabbitmq_and_postgres") {
+        return;
+    }
+    disable_and_enable_publish_one_event_each(Backend::RabbitPg).await;
+}
+
+/// `gateway agencies list --config FILE`: (exit 0, stdout and stderr).
+fn agencies_list(file: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["agencies", "list", "--config"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A store that cannot be opened: `list` still shows the configuration, says the state is
+/// unknown and why, and where a running gateway shows it.
+#[test]
+fn agencies_list_without_its_store_lists_the_configuration_and_says_so() {
+    std::env::set_var("GW_TEST_SOURCE_TOKEN", TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let text = events_config(
+        Backend::Embedded,
+        dir.path(),
+        "agl",
+        "http://127.0.0.1:9/",
+        "aglops",
+        "http://127.0.0.1:9/",
+        "ioc",
+        "http://127.0.0.1:9/hook",
+    )
+    .replace(
+        "[store]\n",
+        "[store]\nurl = \"postgres://postgres@127.0.0.1:1/nowhere\"\n",
+    );
+    assert!(text.contains("127.0.0.1:1/nowhere"), "{text}");
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, &text).unwrap();
+    let (ok, out) = agencies_list(&file);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ioc  Trung tâm IOC tỉnh [push] state unknown"),
+        "{out}"
+    );
+    assert!(out.contains("fields      code, version, status"), "{out}");
+    assert!(
+        out.contains("the disabled state is not shown:")
+            && out.contains("GET /api/v1/subscriptions"),
+        "{out}"
+    );
 }

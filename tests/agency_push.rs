@@ -154,6 +154,7 @@ retry = ["100ms"]
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     post(
         &client,
@@ -347,6 +348,7 @@ concurrency = 4
     );
     let loaded = load(&text);
     let running = app::start(&loaded, CancellationToken::new()).await.unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let keys = ["ORD-A", "ORD-B", "ORD-C"];
     for v in 1..=5 {
@@ -385,6 +387,7 @@ concurrency = 4
     // A restart: new versions after it still come in order after the old ones.
     running.shutdown().await;
     let running = app::start(&loaded, CancellationToken::new()).await.unwrap();
+    let _queues_running = Queues::of(&running);
     for v in 6..=7 {
         for k in keys {
             post(&client, running.inbound_addr, k, v, "1.001234", "u").await;

@@ -291,6 +291,7 @@ signing = "feeds"
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     for (code, v) in [("RC-1", 1), ("RC-2", 1), ("RC-1", 2)] {
         post(&client, running.inbound_addr, dossier(code, v)).await;

@@ -50,6 +50,7 @@ async fn opens_defers_probes_and_closes(backend: Backend) {
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let keys: Vec<String> = (0..MESSAGES).map(|i| format!("CB-{i:02}")).collect();
     for k in &keys {

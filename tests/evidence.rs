@@ -143,6 +143,7 @@ async fn evidence_end_to_end() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let store = running.engine.store.clone();
     let client = reqwest::Client::new();
     for d in 0..5 {
@@ -521,6 +522,7 @@ async fn full_mode_bodies_export_and_retention() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     for d in 0..3 {
         assert_eq!(
@@ -645,6 +647,7 @@ async fn full_mode_bodies_export_and_retention() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway restarts");
+    let _queues_running = Queues::of(&running);
     assert_eq!(
         post_event(&client, running.inbound_addr, "HF-9", 1).await,
         202

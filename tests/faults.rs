@@ -651,6 +651,7 @@ async fn faults_rabbitmq_stop_start() {
         &sink_adapter(&sink.url()),
     );
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let spread = Duration::from_secs(12 * n as u64);
     let sender = tokio::spawn(stream(
@@ -724,6 +725,7 @@ async fn faults_postgres_restart() {
         &sink_adapter(&sink.url()),
     );
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let spread = Duration::from_secs(12 * n as u64);
     let sender = tokio::spawn(stream(
@@ -782,6 +784,7 @@ async fn faults_portal_sandbox() {
         &portal_adapter(&portal, &portal.integration_url(), &portal.sharing_url()),
     );
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let spread = Duration::from_secs(12 * n as u64);
     let sender = tokio::spawn(stream(
@@ -864,6 +867,7 @@ async fn faults_tcp_proxy() {
         ),
     );
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let spread = Duration::from_secs(15 * n as u64);
     let sender = tokio::spawn(stream(
@@ -970,6 +974,7 @@ async fn poison(backend: Backend) {
         &sink_adapter(&sink.url()),
     );
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let spread = Duration::from_secs(6 * n as u64);
     let sender = tokio::spawn(stream(
@@ -1148,6 +1153,7 @@ async fn faults_disk_full_embedded() {
     let data = fs.path().join("data");
     let text = config("", "", &data, &route, "sink", &sink_adapter(&sink.url()));
     let running = start_gateway(&text).await;
+    let _queues = Queues::of(&running);
     let log: Log = Arc::default();
     let target = target_of(&running);
     // A first part with room.

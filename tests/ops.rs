@@ -925,6 +925,7 @@ async fn deploy_alerts_and_dashboard_use_real_metric_names() {
         "GatewayDeliveryErrorRate",
         "GatewayCertificateExpiresSoon",
         "GatewayOrphanedRetries",
+        "GatewaySubscriptionDisabled",
     ] {
         assert!(alert_names.contains(needed), "alert {needed}");
     }

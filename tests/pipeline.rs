@@ -29,6 +29,7 @@ async fn flow_in_order_with_supersede(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let mut expected = BTreeMap::new();
     for d in 0..20 {
@@ -120,6 +121,7 @@ async fn poison_dead_lettered_while_others_flow(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     assert_eq!(
         post_event(&client, running.inbound_addr, "POISON-400", 1).await,
@@ -260,6 +262,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_nothing_is_queued() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let url = format!("http://{}/in/onestop", running.inbound_addr);
     let send = |url: String, token: Option<&'static str>, ct: &'static str, body: Vec<u8>| {
@@ -479,6 +482,7 @@ async fn graceful_shutdown_then_restart_loses_nothing() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let mut expected = BTreeMap::new();
     for d in 0..200 {
@@ -499,6 +503,7 @@ async fn graceful_shutdown_then_restart_loses_nothing() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway restarts");
+    let _queues_running = Queues::of(&running);
     eventually(
         Duration::from_secs(60),
         "all 200 delivered after restart",
@@ -638,6 +643,7 @@ async fn in_doubt_without_a_look_up_is_sent_again_and_shown_unverified() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     assert_eq!(
         post_event(&client, running.inbound_addr, "H22-DOUBT", 1).await,
@@ -689,6 +695,7 @@ async fn a_vietnamese_key_reaches_the_receiver_intact() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let key = "123/QĐ-UBND";
     for v in 1..=2 {

@@ -243,6 +243,7 @@ async fn happy_path(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 60, 6).await;
     wait_synced(&portal, &newest, &steps, Duration::from_secs(90)).await;
     assert_clean(&portal);
@@ -292,6 +293,7 @@ async fn every_fault_kind_is_survived() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     // Each fault kind, scripted for the next calls, then rates of everything at once.
     portal.set_faults(Faults {
         hold_ms: 3000,
@@ -377,6 +379,7 @@ async fn outage_then_recovery(backend: Backend) {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let (newest, steps, events) = send_dossiers(running.inbound_addr, 0, 80, 6).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls_during = portal.records().requests;
@@ -450,6 +453,7 @@ async fn refused_content_is_dead_lettered_with_the_portals_message_and_neighbour
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let mut rng = rand::rng();
     // A national procedure code the portal's catalogue does not know: the portal refuses it.
     let mut bad = simulator::dossier_events(&mut rng, "000.00.01.H22", 9000, 1).remove(0);
@@ -522,6 +526,7 @@ async fn oauth2_tokens_through_the_integration_platform() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 30, 4).await;
     wait_synced(&portal, &newest, &steps, Duration::from_secs(60)).await;
     assert_eq!(
@@ -787,6 +792,7 @@ async fn credentials_stay_out_of_the_evidence(oauth2: bool) {
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     let (newest, steps, _) = send_dossiers(running.inbound_addr, 0, 3, 2).await;
     wait_synced(&portal, &newest, &steps, Duration::from_secs(60)).await;
     let codes: Vec<String> = newest.keys().cloned().collect();
@@ -963,6 +969,7 @@ async fn exchanges_in_doubt_are_resolved_with_the_portals_look_up() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     for e in [&a1, &b1, &c1] {
         assert_eq!(post(&client, running.inbound_addr, e).await, 202);
     }
@@ -1011,6 +1018,7 @@ async fn exchanges_in_doubt_are_resolved_with_the_portals_look_up() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway restarts");
+    let _queues_running = Queues::of(&running);
     for e in [&a2, &b2, &c_step] {
         assert_eq!(post(&client, running.inbound_addr, e).await, 202);
     }
@@ -1116,6 +1124,7 @@ async fn a_failed_look_up_is_retried_never_sent_blindly() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues_running = Queues::of(&running);
     assert_eq!(post(&client, running.inbound_addr, &v1).await, 202);
     wait_for("v1 at the portal", Duration::from_secs(30), || {
         portal.dossier_versions(&v1.key).len() == 1
@@ -1141,6 +1150,7 @@ async fn a_failed_look_up_is_retried_never_sent_blindly() {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway restarts");
+    let _queues_running = Queues::of(&running);
     assert_eq!(post(&client, running.inbound_addr, &v2).await, 202);
     let store = running.engine.store.clone();
     let deadline = Instant::now() + Duration::from_secs(30);

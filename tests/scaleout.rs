@@ -110,6 +110,7 @@ async fn two_instances_one_active_consumer_per_partition_and_take_over() {
     )
     .await
     .expect("instance a starts");
+    let _queues_a = Queues::of(&a);
     let b = app::start(
         &load(&instance_config(
             dir_b.path(),
@@ -121,6 +122,7 @@ async fn two_instances_one_active_consumer_per_partition_and_take_over() {
     )
     .await
     .expect("instance b starts");
+    let _queues_b = Queues::of(&b);
 
     // RabbitMQ: each partition queue has two consumers, exactly one of them active.
     if let Some(per) = census(&route) {
@@ -240,12 +242,14 @@ async fn a_singleton_job_runs_on_one_instance_and_moves_on_step_down() {
     )
     .await
     .unwrap();
+    let _queues_a = Queues::of(&a);
     let b = app::start(
         &load(&instance_config(dir_b.path(), &route, &sink.url(), "gw-b")),
         CancellationToken::new(),
     )
     .await
     .unwrap();
+    let _queues_b = Queues::of(&b);
     let job = gateway::jobs::CATALOGUE_SYNC;
     let lease = Duration::from_secs(3);
     // The same job on both instances, ticking every 100 ms; each counts its own runs.
@@ -328,6 +332,7 @@ async fn a_second_start_on_one_data_directory_is_refused() {
     let first = app::start(&loaded, CancellationToken::new())
         .await
         .expect("the first start");
+    let _queues_first = Queues::of(&first);
     let err = match app::start(&loaded, CancellationToken::new()).await {
         Err(e) => e,
         Ok(_) => panic!("a second gateway started on the same data directory"),
@@ -346,5 +351,6 @@ async fn a_second_start_on_one_data_directory_is_refused() {
     let again = app::start(&loaded, CancellationToken::new())
         .await
         .expect("a start after the first stopped");
+    let _queues_again = Queues::of(&again);
     again.shutdown().await;
 }

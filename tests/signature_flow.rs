@@ -1073,7 +1073,8 @@ async fn through_the_gateway_on_rabbitmq_and_postgresql() {
 }
 
 /// Two instances on one PostgreSQL schema run rounds at once over the same requests: the
-/// store's leases and send guard keep every request to one push, and all complete.
+/// store's leases and send guard keep every request to one push, all complete, and the outbox
+/// lease publishes each outcome exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_postgresql_send_each_request_once() {
     if !common::services_available("two_instances_on_postgresql_send_each_request_once") {
@@ -1137,17 +1138,22 @@ async fn two_instances_on_postgresql_send_each_request_once() {
         assert_eq!(r.sends, 1, "{id}: one send permit");
     }
     assert_eq!(sb.records().pushes.len(), 20, "each request pushed once");
-    // Both instances drain the outbox here (in a gateway only the job's leader does): an
-    // event may go out twice (at least once), but it is the same event, under one envelope
-    // id, so consumers deduplicate; never two different outcomes of one request.
+    // Both instances drain the outbox here at once (in a gateway only the job's leader
+    // does): the outbox lease (migration 15) gives each event to one of them, so every
+    // request's outcome is published exactly once, not merely under one envelope id.
     let events = drain(&broker).await;
+    assert_eq!(
+        events.len(),
+        ids.len(),
+        "one outcome event per request, no copy"
+    );
     for id in &ids {
-        let ids: std::collections::BTreeSet<&str> = events
+        let mine: Vec<&Value> = events
             .iter()
             .filter(|e| e["payload"]["request_id"] == id.as_str())
-            .map(|e| e["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids.len(), 1, "{id}: one outcome event");
+        assert_eq!(mine.len(), 1, "{id}: its outcome published exactly once");
+        assert_eq!(mine[0]["kind"], "signature.completed", "{id}");
     }
 }
 

@@ -188,6 +188,7 @@ async fn one_trace_in_broker_out(
     let running = app::start(&load(&text), CancellationToken::new())
         .await
         .unwrap();
+    let _queues_running = Queues::of(&running);
     let client = reqwest::Client::new();
     let traces = [
         (ok_key.clone(), format!("{:032x}", rand_u128())),

@@ -68,7 +68,9 @@ impl Payload {
             | EventKind::SignatureFailed
             | EventKind::DocumentSend
             | EventKind::DocumentReceived
-            | EventKind::DocumentStatus => Payload::Other,
+            | EventKind::DocumentStatus
+            | EventKind::SubscriptionDisabled
+            | EventKind::SubscriptionEnabled => Payload::Other,
         }
     }
 

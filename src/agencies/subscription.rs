@@ -6,7 +6,8 @@
 //!   and its `personal` ones, which exist only with a legal basis); a property test checks it
 //!   on arbitrary payloads.
 //! - `project` returns `None` for an event the subscription does not take: no projection of
-//!   an event outside the filter is ever built.
+//!   an event outside the filter is ever built. No subscription takes the gateway's own
+//!   operational events (`subscription.disabled` / `.enabled` of some agency's subscription).
 //! - The body sent is `{"id", "type", "key", "version", "subscription", "created_ms", "data"}`
 //!   serialized once ([`Projected::body`]); its digest is of those bytes.
 
@@ -68,9 +69,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether the filter takes `env`.
+    /// Whether the filter takes `env`. Never the gateway's own operational events (source
+    /// [`crate::config::OPS_SOURCE`]: one agency's subscription disabled or enabled): they
+    /// go to the routes that take them, not to the agencies.
     pub fn takes(&self, env: &Envelope) -> bool {
-        crate::config::kinds_admit(&self.kinds, &env.kind)
+        env.source != crate::config::OPS_SOURCE
+            && crate::config::kinds_admit(&self.kinds, &env.kind)
             && codes_admit(&self.procedures, code_at(&env.payload, "procedure"))
             && codes_admit(&self.units, code_at(&env.payload, "unit"))
     }
@@ -418,6 +422,26 @@ secret = { env = "IOC_WEBHOOK_SECRET" }
         assert_eq!(p.data, serde_json::json!({}));
         assert!(p.fields.is_empty());
         assert_eq!(p.legal_basis, None);
+    }
+
+    #[test]
+    fn never_takes_the_gateways_operational_events() {
+        let all = Subscription::from_section(
+            "all",
+            &section(
+                "agency = \"A\"\ndelivery = \"push\"\nfields = [\"code\"]\n[push]\nurl = \"https://a\"\nsecret = { env = \"S\" }\n",
+            ),
+        )
+        .expect("valid");
+        let ops = Envelope::new(
+            crate::model::events::EventKind::SubscriptionDisabled.as_str(),
+            "ioc",
+            crate::config::OPS_SOURCE,
+            serde_json::json!({"subscription": "ioc", "reason": "gone"}),
+        );
+        assert!(!all.matches(&ops), "another agency's state is not sent");
+        let from_source = Envelope::new("subscription.disabled", "x", "onestop", Value::Null);
+        assert!(all.matches(&from_source), "every kind from a source");
     }
 
     #[test]

@@ -1,15 +1,88 @@
 //! Wiring of agency push subscriptions: each becomes a route of its own (its own durable
 //! queues, lanes, claims, retry schedule and dead letters) whose destination is its
 //! `connectors::agency` connector, so a slow or dead agency never delays another.
+//!
+//! A subscription disabled or enabled is an operational event ([`tell_changes`],
+//! [`publish_change`]): `subscription.disabled` / `subscription.enabled` from source
+//! [`crate::config::OPS_SOURCE`], published through the route runtime (with the broker's
+//! confirm) to the routes that take it (`from = "gateway"`), told once across instances by the
+//! instance whose store transition it was. Not published (no route takes it, or the broker
+//! failed) is logged; the stored state, the log line and the `gateway_subscription_disabled`
+//! gauge (and its alert) stand either way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use tracing::{error, info, warn};
 
 use crate::agencies::{Delivery, Subscription};
 use crate::config::Loaded;
-use crate::connectors::agency::{AgencyConnector, PushSettings, SubscriptionState};
+use crate::connectors::agency::{
+    AgencyConnector, PushSettings, StateChange, StateEvents, SubscriptionState,
+};
 use crate::runtime::retry::Policy;
-use crate::runtime::Route;
+use crate::runtime::{Engine, Route};
 use crate::telemetry::metrics::Metrics;
+
+/// Why an operational event was not published, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeEventError {
+    /// No route takes the event's kind from the gateway's source.
+    #[error("no route takes {kind} from source {source_name}: add a [[routes]] from = \"{source_name}\" to receive it")]
+    NoRoute { kind: String, source_name: String },
+    /// The broker refused or did not confirm the publish.
+    #[error("broker: {0}")]
+    Broker(#[from] gw_broker::BrokerError),
+}
+
+/// Publish `subscription`'s `change` to the routes that take it; their names.
+pub async fn publish_change(
+    engine: &Engine,
+    subscription: &str,
+    change: &StateChange,
+) -> Result<Vec<String>, ChangeEventError> {
+    let env = change.envelope(subscription);
+    let routes = engine.publish(&env).await?;
+    if routes.is_empty() {
+        return Err(ChangeEventError::NoRoute {
+            kind: env.kind,
+            source_name: env.source,
+        });
+    }
+    Ok(routes)
+}
+
+/// Tells the push subscriptions' changes through an engine (weakly held: the engine holds
+/// the states).
+struct EngineEvents(Weak<Engine>);
+
+#[async_trait]
+impl StateEvents for EngineEvents {
+    async fn changed(&self, subscription: &str, change: &StateChange) {
+        let Some(engine) = self.0.upgrade() else {
+            return;
+        };
+        let kind = change.kind();
+        match publish_change(&engine, subscription, change).await {
+            Ok(routes) => {
+                info!(subscription, event = %kind, routes = ?routes, "operational event published")
+            }
+            Err(e @ ChangeEventError::NoRoute { .. }) => {
+                warn!(subscription, event = %kind, error = %e, "operational event not published")
+            }
+            Err(e) => {
+                error!(subscription, event = %kind, error = %e, "operational event not published")
+            }
+        }
+    }
+}
+
+/// Publish every push subscription's state changes made by this process through `engine`.
+pub fn tell_changes(engine: &Arc<Engine>) {
+    for s in &engine.subscriptions {
+        s.set_events(Arc::new(EngineEvents(Arc::downgrade(engine))));
+    }
+}
 
 /// The route name (and destination adapter name) of a push subscription: `agency.<name>`. A
 /// configured route cannot take it (route names have no `.`).
@@ -78,12 +151,12 @@ pub fn push_routes(
             admit: Some(Arc::new(move |env| admit_sub.matches(env))),
         }));
     }
-    if !states.is_empty() {
-        let rendered = states.clone();
-        metrics.add_renderer(Arc::new(move || {
-            crate::connectors::agency::state::render(&rendered)
-        }));
-    }
+    // Rendered with no subscription too (the families' HELP and TYPE, no sample): the alert
+    // rules name them whatever the configuration.
+    let rendered = states.clone();
+    metrics.add_renderer(Arc::new(move || {
+        crate::connectors::agency::state::render(&rendered)
+    }));
     Ok((routes, states))
 }
 

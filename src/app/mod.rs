@@ -285,6 +285,7 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
         None => engine,
     });
     engine.declare().await?;
+    agencies::tell_changes(&engine);
     let c = &loaded.config;
     let sources = source_runtimes(loaded, &profiles)?;
     let payments = payments::Wired::from_config(loaded, &engine)

@@ -2,18 +2,26 @@
 //! replay what one missed; `gateway schema KIND`: an event kind's schema.
 //!
 //! # Invariants
+//! - `list` reads the configuration and, for the push subscriptions' disabled state, the store
+//!   alone (never the broker, so it runs beside a gateway on the embedded queue, which locks
+//!   it), read only; a store it cannot open is said, and the configuration still listed.
 //! - `enable` only clears the disabled state in the store (`gw_store::subscriptions`, shared by
-//!   every instance on it: each sees it within a second); it never replays by itself, it prints how many deliveries were dead-lettered since the disabling
-//!   and the `replay` command that sends them.
+//!   every instance on it: each sees it within a second) and publishes the one
+//!   `subscription.enabled` event (through an engine of the configuration, to the routes that
+//!   take it); it never replays by itself, it prints how many deliveries were dead-lettered
+//!   since the disabling and the `replay` command that sends them.
 //! - `replay` re-publishes open dead letters of the subscription's route, oldest first, each
 //!   recorded with `--by` (idempotent: a letter already replayed is not sent twice).
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use super::args::AgenciesAction;
 use crate::agencies::{schema, Delivery, Subscription};
 use crate::app;
 use crate::config::Loaded;
+use crate::connectors::agency::state::legacy_disabled_path;
+use crate::connectors::agency::Disabled;
 use crate::model::time::now_ms;
 
 /// Why an agencies command failed.
@@ -74,19 +82,23 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
     match action {
         AgenciesAction::List => {
             let subs = Subscription::all(&l.config)?;
-            let (broker, store) = app::open_backends(l).await?;
-            let states = store.clone().subscription_states();
+            let states = if subs.iter().any(|s| s.delivery == Delivery::Push) {
+                disabled_states(l).await
+            } else {
+                Ok(BTreeMap::new())
+            };
             for s in &subs {
-                if s.delivery == Delivery::Push {
-                    adopt(states.as_ref(), data_dir, &s.name).await?;
-                }
-                let disabled = match s.delivery {
-                    Delivery::Push => states.state(&s.name).await?.and_then(|r| r.disabled),
-                    Delivery::Pull => None,
-                };
-                let st = match disabled {
-                    Some(d) => format!("DISABLED ({}) since {}", d.reason, d.since_ms),
-                    None => "enabled".into(),
+                let st = match (s.delivery, &states) {
+                    (Delivery::Pull, _) => "enabled".to_string(),
+                    (Delivery::Push, Err(_)) => "state unknown".to_string(),
+                    (Delivery::Push, Ok(known)) => match known.get(&s.name) {
+                        Some(d) => format!("DISABLED ({}) since {}", d.reason, d.since_ms),
+                        None if legacy_disabled_path(data_dir, &s.name).exists() => {
+                            "DISABLED (legacy file, adopted into the store at the next start)"
+                                .to_string()
+                        }
+                        None => "enabled".to_string(),
+                    },
                 };
                 println!("{}  {} [{}] {}", s.name, s.agency, s.delivery.as_str(), st);
                 println!("  kinds       {}", or_all(&s.filter.kinds));
@@ -98,7 +110,11 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
                 }
             }
             println!("{} subscription(s)", subs.len());
-            broker.close().await;
+            if let Err(e) = &states {
+                println!(
+                    "the disabled state is not shown: {e}; a running gateway shows it at GET /api/v1/subscriptions on its ops listener"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AgenciesAction::Schema { subscription } => {
@@ -114,7 +130,27 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
             let (broker, store) = app::open_backends(l).await?;
             let states = store.clone().subscription_states();
             adopt(states.as_ref(), data_dir, &subscription).await?;
-            let was = states.enable(&subscription, now_ms()).await?;
+            // Through an engine of this configuration, so that the enabling is published as
+            // the `subscription.enabled` event to the routes that take it, like the running
+            // gateway's.
+            let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::new());
+            let engine = std::sync::Arc::new(app::build_engine(
+                l,
+                broker.clone(),
+                store.clone(),
+                metrics,
+            )?);
+            engine.declare().await.map_err(app::AppError::from)?;
+            app::agencies::tell_changes(&engine);
+            let state = engine
+                .subscriptions
+                .iter()
+                .find(|s| s.name == subscription)
+                .cloned()
+                .ok_or_else(|| AgenciesError::Unknown {
+                    name: subscription.clone(),
+                })?;
+            let was = state.enable().await?;
             let Some(was) = was else {
                 println!("{subscription} was not disabled");
                 broker.close().await;
@@ -193,6 +229,18 @@ pub async fn agencies(l: &Loaded, action: AgenciesAction) -> Result<ExitCode, Ag
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The disabled push subscriptions, as the store holds them (by name). Only the store is opened
+/// (never the broker: the embedded queue is locked by a running gateway; the SQLite store is
+/// not, and PostgreSQL never is), read only: nothing is adopted or changed.
+async fn disabled_states(l: &Loaded) -> Result<BTreeMap<String, Disabled>, AgenciesError> {
+    let store = app::open_store(l).await?;
+    let rows = store.subscription_states().states().await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.subscription, r.disabled?)))
+        .collect())
 }
 
 /// A legacy disabled file (before the state moved to the store) is adopted before the state

@@ -20,6 +20,11 @@ use super::routes::kind_matches;
 use super::secrets::SecretRef;
 use crate::model::fields;
 
+/// The source name of the gateway's operational events about subscriptions
+/// (`subscription.disabled`, `subscription.enabled`): a route takes them `from` it. No
+/// `[sources]` entry may take this name, so nobody can post such an event from outside.
+pub const OPS_SOURCE: &str = "gateway";
+
 /// The ways an agency receives its share: the one list.
 pub const DELIVERIES: &[&str] = &["push", "pull"];
 

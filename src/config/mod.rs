@@ -74,7 +74,7 @@ pub use adapters::{
     AdapterSection, AxisSection, DvcqgSection, RateLimitSection, TlsSection, CONNECTORS,
 };
 pub use agencies::{
-    PushSection, Rfc9421Section, SecretRefs, SubscriptionSection, DELIVERIES,
+    PushSection, Rfc9421Section, SecretRefs, SubscriptionSection, DELIVERIES, OPS_SOURCE,
     PUSH_SIGNATURE_ALGORITHMS,
 };
 pub use agencies_pull::PullSection;

@@ -79,6 +79,13 @@ pub(super) fn validate(c: &Config, base: &Path, problems: &mut Vec<Problem>, ori
             "rename the source, so signature outcomes cannot be posted from outside",
         );
     }
+    if c.sources.contains_key(agencies::OPS_SOURCE) {
+        p(
+            format!("sources.{}", agencies::OPS_SOURCE),
+            "the gateway's operational events (a subscription disabled or enabled) are published under this source name".into(),
+            "rename the source, so operational events cannot be posted from outside",
+        );
+    }
     agencies::validate(&c.subscriptions, p);
     signing_of_feeds(c, p);
     if let Some(i) = &c.indicators {
@@ -116,6 +123,7 @@ fn route_ends(at: &str, r: &RouteSection, c: &Config, p: &mut impl FnMut(String,
         || c.online.as_ref().map(|j| &j.source_name) == Some(&r.from)
         || c.payments.as_ref().map(|j| &j.source_name) == Some(&r.from)
         || (!c.signers.is_empty() && r.from == signers::SIGNATURE_SOURCE)
+        || r.from == agencies::OPS_SOURCE
         || c.adapters
             .values()
             .filter_map(|a| a.axis.as_ref())

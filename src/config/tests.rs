@@ -614,6 +614,32 @@ to = "back"
     assert!(clash.contains("rename the source"), "{clash}");
 }
 
+/// The gateway's operational events come from the source name `gateway`: a route may take
+/// them from it, and no `[sources]` table may take that name.
+#[test]
+fn operational_events_have_their_own_source_name() {
+    let route = r#"
+[adapters.ops]
+connector = "http"
+url = "http://127.0.0.1:9/ops"
+
+[[routes]]
+name = "ops-events"
+from = "gateway"
+kinds = ["subscription.*"]
+to = "ops"
+"#;
+    assert_eq!(OPS_SOURCE, "gateway");
+    parse_str(route).unwrap_or_else(|e| panic!("a route from the gateway's source:\n{e}"));
+    let clash = parse_str(&format!(
+        "{route}\n[sources.gateway]\nkinds = [\"dossier.*\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(clash.contains("sources.gateway"), "{clash}");
+    assert!(clash.contains("rename the source"), "{clash}");
+}
+
 #[test]
 fn subscriptions_are_checked_field_by_field() {
     let ok = r#"

@@ -26,10 +26,15 @@
 //!
 //! # Invariants
 //! - **Evidence before data.** A page holding entries is served only after its disclosure is
-//!   recorded in the evidence log (one record per entry: the event and its dossier, the entry's
-//!   digest; as operation `subscription=…; fields=…; legal_basis=…` like a push's; the page's
-//!   digest, the signature's digest, and as result the cursor and the page's range); if that
-//!   fails the agency gets 503.
+//!   recorded in the evidence log; if that fails the agency gets 503.
+//! - **One chain link per page.** The page is recorded as one store batch of its own, which
+//!   the store makes one link of the evidence chain ([`gw_store::evidence_merkle`]): a batch
+//!   link whose RFC 6962 Merkle leaves are the page's entries, in page order. Each leaf names
+//!   the event and its dossier, the entry's digest (its request digest), the operation
+//!   `subscription=…; fields=…; legal_basis=…` like a push's, the page's digest, the
+//!   signature's digest, and as result the entry's cursor and the page's range. One dossier's
+//!   export then carries its leaves with their audit paths, not the other dossiers' entries
+//!   (`gateway evidence verify --bundle`, `docs/examples/verify_evidence.py`).
 //! - Asking for `after=N` tells the gateway the agency has everything up to `N` (the lag
 //!   metric); that note is best effort and never blocks a page.
 //! - A long-poll is bounded by `max_wait` and ends at shutdown; it holds no store connection
@@ -305,7 +310,8 @@ pub fn placement(p: &Page, seq: i64) -> String {
     json!({"cursor": seq, "page": [p.after, p.next]}).to_string()
 }
 
-/// One evidence record per entry of a served page, in one batch.
+/// The evidence of a served page: one leaf per entry, recorded as one batch of its own (one
+/// chain link for the page; nothing else is merged into it).
 async fn record(
     s: &FeedsHttp,
     feed: &PullFeed,

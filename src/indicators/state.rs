@@ -143,7 +143,9 @@ impl Fact {
             | EventKind::SignatureFailed
             | EventKind::DocumentSend
             | EventKind::DocumentReceived
-            | EventKind::DocumentStatus => Ok(None),
+            | EventKind::DocumentStatus
+            | EventKind::SubscriptionDisabled
+            | EventKind::SubscriptionEnabled => Ok(None),
         }
     }
 }

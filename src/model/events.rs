@@ -37,11 +37,16 @@ pub enum EventKind {
     DocumentReceived,
     /// A document's status on the axis: from the one-stop system to the axis, or back.
     DocumentStatus,
+    /// Operational: an agency push subscription was disabled (410, or failing longer than
+    /// its `disable_after`); published by the gateway itself, source `config::OPS_SOURCE`.
+    SubscriptionDisabled,
+    /// Operational: a disabled agency push subscription was enabled again.
+    SubscriptionEnabled,
 }
 
 impl EventKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::DossierUpserted,
         EventKind::DossierStatus,
         EventKind::DossierProgress,
@@ -53,6 +58,8 @@ impl EventKind {
         EventKind::DocumentSend,
         EventKind::DocumentReceived,
         EventKind::DocumentStatus,
+        EventKind::SubscriptionDisabled,
+        EventKind::SubscriptionEnabled,
     ];
 
     /// The wire name (an envelope's `kind`).
@@ -69,6 +76,8 @@ impl EventKind {
             EventKind::DocumentSend => "document.send",
             EventKind::DocumentReceived => "document.received",
             EventKind::DocumentStatus => "document.status",
+            EventKind::SubscriptionDisabled => "subscription.disabled",
+            EventKind::SubscriptionEnabled => "subscription.enabled",
         }
     }
 

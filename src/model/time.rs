@@ -26,6 +26,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds as RFC 3339 UTC (`2026-12-06T01:00:00Z`); empty when out of range.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +45,10 @@ mod tests {
     fn vietnam_is_utc_plus_seven() {
         assert_eq!(VIETNAM.whole_seconds(), 7 * 3600);
         assert!(now_ms() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn rfc3339_is_utc() {
+        assert_eq!(rfc3339(1_796_083_200_000), "2026-12-01T00:00:00Z");
     }
 }

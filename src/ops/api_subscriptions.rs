@@ -5,7 +5,8 @@
 //! - **Role-checked like the dead-letter replay.** Enable and replay need an operator token
 //!   (a viewer gets 403 and nothing changes); the token's name is recorded as who replayed.
 //! - **The disabled state is the store's** (`gw_store::subscriptions`): the list reads it there
-//!   and `enable` clears it there, so every instance on the store sees the same.
+//!   and `enable` clears it there, so every instance on the store sees the same; the instance
+//!   that cleared it publishes the one `subscription.enabled` event.
 //! - **A replay runs in the background**: `POST …/replay` lists what was missed since the time
 //!   and answers 202 with that count; `GET …/replay` reads its progress on this instance
 //!   (`running`, `done`, `failed`). Refused (409) while the subscription is disabled or a
@@ -149,11 +150,10 @@ pub(super) async fn enable(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match state.store().enable(&name, now_ms()).await {
+    // Through the state: it tells the change (the `subscription.enabled` event).
+    match state.enable().await {
         Ok(Some(was)) => {
             tracing::info!(subscription = %name, by = %caller.name, reason = %was.reason, "subscription enabled through the ops API");
-            // This instance sees it at its next delivery (read at every one while disabled).
-            state.disabled().await;
             let missed = crate::jobs::agency_replay::missed_since(
                 st.engine.store.as_ref(),
                 &name,

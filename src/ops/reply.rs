@@ -23,13 +23,7 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 
 /// RFC 3339 (UTC, milliseconds) of a unix-ms time.
 pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    crate::model::time::rfc3339(ms)
 }
 
 /// 403 unless the caller is an operator.

@@ -176,3 +176,78 @@ pub fn spawn_gateway(config: &Path, log: &str) -> (std::process::Child, String) 
     std::thread::spawn(move || for _ in lines {});
     (child, inbound)
 }
+
+/// The RabbitMQ URL of the test configurations (`config_text`, `Backend::RabbitPg`).
+pub const RABBIT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Deletes the RabbitMQ queues of a running gateway's routes (every partition and its
+/// dead-letter queue) when dropped, pass or fail. Tests name their routes uniquely, so without
+/// it every run leaves its queues behind (RabbitMQ here wedged under hundreds of leftover
+/// quorum queues). On the embedded queue there is nothing to do (it lives in the test's
+/// directory). Take it right after `app::start`: `let _queues = Queues::of(&running);`. When
+/// dropped it first cancels that gateway (a no-op after its `shutdown`), so a gateway the test
+/// left running does not declare the queues again once they are gone.
+pub struct Queues {
+    names: Vec<String>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Queues {
+    pub fn of(running: &gateway::app::Running) -> Queues {
+        let engine = &running.engine;
+        let names = if engine.broker.kind() == "rabbitmq" {
+            engine.routes.iter().flat_map(|r| r.queues()).collect()
+        } else {
+            Vec::new()
+        };
+        Queues {
+            names,
+            cancel: running.cancel.clone(),
+        }
+    }
+
+    /// The queues it will delete.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut self.names);
+        if queues.is_empty() {
+            return;
+        }
+        self.cancel.cancel();
+        // A fresh runtime on its own thread: the test's runtime may be shutting down, and a
+        // drop inside it may not block on it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use gw_broker::amqp::{AmqpBroker, AmqpOptions};
+                // The cancelled gateway's consumers stop first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                use gw_broker::Broker as _;
+                let Ok(Ok(b)) = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    AmqpBroker::connect(RABBIT_URL, AmqpOptions::default()),
+                )
+                .await
+                else {
+                    eprintln!("test queues not deleted: RabbitMQ does not answer");
+                    return;
+                };
+                for q in queues {
+                    if let Err(e) = b.delete_queue(&q).await {
+                        eprintln!("test queue {q} not deleted: {e}");
+                    }
+                }
+                b.close().await;
+            });
+        })
+        .join();
+    }
+}

@@ -11,7 +11,8 @@
 //! - **Never silent.** A 410, or failing without a success for longer than `disable_after`,
 //!   disables the subscription: a row of the store shared by every instance
 //!   (`gw_store::subscriptions`), an error log line, the `gateway_subscription_disabled`
-//!   gauge. While disabled, deliveries are dead-lettered with
+//!   gauge (and its alert), and one `subscription.disabled` operational event (told by the
+//!   state, [`state::StateEvents`]; enabling tells `subscription.enabled`). While disabled, deliveries are dead-lettered with
 //!   reason `subscription_disabled` (no call is made); `gateway agencies enable` clears it and
 //!   `gateway agencies replay` (or the ops API) sends what was dead-lettered meanwhile.
 //! - The connector decides nothing about retries: it returns an `Attempted` classified by
@@ -29,4 +30,4 @@ pub mod webhook;
 
 pub use connector::AgencyConnector;
 pub use settings::{PushSettings, SettingsError};
-pub use state::{Disabled, SubscriptionState};
+pub use state::{Disabled, StateChange, StateEvents, SubscriptionState};

@@ -17,6 +17,12 @@
 //!   (0 when none). At most [`MAX_PENDING`] dossiers are tracked.
 //! - Counters and gauges are per subscription name only (a metric label), never a person's
 //!   data.
+//! - **Every change is told once.** The store's transitions answer exactly one caller across
+//!   every instance (`disable` that disabled it, `enable` that cleared it); that caller, and
+//!   only it, hands a [`StateChange`] to the [`StateEvents`] set on the state (the running
+//!   gateway publishes it as an operational event, `subscription.disabled` /
+//!   `subscription.enabled`, see `app::agencies`). The event names the subscription, the
+//!   reason and since when; it carries nothing of a person.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +30,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use gw_store::subscriptions::SubscriptionStates;
 use serde::Deserialize;
+use serde_json::json;
 use tracing::{info, warn};
 
-use crate::model::time::now_ms;
+use crate::model::envelope::Envelope;
+use crate::model::events::EventKind;
+use crate::model::time::{now_ms, rfc3339};
 
 pub use gw_store::subscriptions::Disabled;
 
@@ -74,6 +84,63 @@ pub async fn adopt_legacy_file(
     Ok(true)
 }
 
+/// A change of a subscription's disabled state that this process made (see the module's
+/// invariants: told once across every instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// It was disabled: why and since when.
+    Disabled(Disabled),
+    /// It was enabled at `at_ms`; `was` is the disabling that ended.
+    Enabled { was: Disabled, at_ms: i64 },
+}
+
+impl StateChange {
+    /// The event kind that tells it.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            StateChange::Disabled(_) => EventKind::SubscriptionDisabled,
+            StateChange::Enabled { .. } => EventKind::SubscriptionEnabled,
+        }
+    }
+
+    /// The operational event of `subscription`'s change: source [`crate::config::OPS_SOURCE`],
+    /// key the subscription's name (its events keep their order), payload
+    /// `{subscription, state, reason, since_ms, since[, enabled_ms, enabled]}` (times also as
+    /// RFC 3339 UTC). Nothing of a person: the reason is the gateway's word (`gone`,
+    /// `failing`, …), never an agency's answer.
+    pub fn envelope(&self, subscription: &str) -> Envelope {
+        let (state, was, enabled) = match self {
+            StateChange::Disabled(d) => ("disabled", d, None),
+            StateChange::Enabled { was, at_ms } => ("enabled", was, Some(*at_ms)),
+        };
+        let mut payload = json!({
+            "subscription": subscription,
+            "state": state,
+            "reason": was.reason,
+            "since_ms": was.since_ms,
+            "since": rfc3339(was.since_ms),
+        });
+        if let Some(at) = enabled {
+            payload["enabled_ms"] = json!(at);
+            payload["enabled"] = json!(rfc3339(at));
+        }
+        Envelope::new(
+            self.kind().as_str(),
+            subscription,
+            crate::config::OPS_SOURCE,
+            payload,
+        )
+    }
+}
+
+/// Where a state's changes are told (the running gateway publishes them to the broker).
+#[async_trait]
+pub trait StateEvents: Send + Sync + 'static {
+    /// `subscription` changed; failures are the teller's to log (the state is already
+    /// stored).
+    async fn changed(&self, subscription: &str, change: &StateChange);
+}
+
 /// The progress of a subscription's replay (the last one started by this instance).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayProgress {
@@ -112,6 +179,8 @@ pub struct SubscriptionState {
     pending: Mutex<HashMap<String, i64>>,
     /// The last replay started here.
     pub replay: Mutex<Option<ReplayProgress>>,
+    /// Where this state's changes are told; none: only logged (set once, at wiring).
+    events: std::sync::OnceLock<Arc<dyn StateEvents>>,
 }
 
 impl SubscriptionState {
@@ -133,6 +202,18 @@ impl SubscriptionState {
             disabled_total: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             replay: Mutex::new(None),
+            events: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tell this state's changes to `events` (once; a second call is ignored).
+    pub fn set_events(&self, events: Arc<dyn StateEvents>) {
+        let _ = self.events.set(events);
+    }
+
+    async fn tell(&self, change: StateChange) {
+        if let Some(e) = self.events.get() {
+            e.changed(&self.name, &change).await;
         }
     }
 
@@ -187,15 +268,49 @@ impl SubscriptionState {
         if did {
             self.disabled_total.fetch_add(1, Ordering::Relaxed);
         }
-        // Read back what is stored (the first reason when another instance was first).
-        let row = self.states.state(&self.name).await?;
-        let mut c = self.cache();
-        c.read_at = Some(Instant::now());
-        c.disabled = row.and_then(|r| r.disabled).or(Some(Disabled {
-            since_ms: now,
-            reason: reason.into(),
-        }));
+        // Read back what is stored (the first reason when another instance was first); a
+        // failed read still tells the change this call made.
+        let row = self.states.state(&self.name).await;
+        let stored = row
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref())
+            .and_then(|r| r.disabled.clone())
+            .unwrap_or(Disabled {
+                since_ms: now,
+                reason: reason.into(),
+            });
+        {
+            let mut c = self.cache();
+            c.read_at = Some(Instant::now());
+            c.disabled = Some(stored.clone());
+        }
+        if did {
+            self.tell(StateChange::Disabled(stored)).await;
+        }
+        row?;
         Ok(did)
+    }
+
+    /// Enable it (for every instance; the failure clock restarts). Returns the disabling that
+    /// ended, `None` when it was not disabled (then nothing is told).
+    pub async fn enable(&self) -> Result<Option<Disabled>, gw_store::StoreError> {
+        let at_ms = now_ms();
+        let was = self.states.enable(&self.name, at_ms).await?;
+        {
+            let mut c = self.cache();
+            c.read_at = Some(Instant::now());
+            c.disabled = None;
+            c.failing = false;
+        }
+        if let Some(was) = &was {
+            self.tell(StateChange::Enabled {
+                was: was.clone(),
+                at_ms,
+            })
+            .await;
+        }
+        Ok(was)
     }
 
     /// A success: not failing any more (a store write only when the row says failing).
