@@ -112,6 +112,7 @@ shutdown_grace = "2s"
 [broker]
 {broker}
 prefetch = 256
+agencies_fanout = "{run}"
 
 [store]
 {store}

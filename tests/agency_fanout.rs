@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use common::*;
 use gateway::app;
 use gateway::model::envelope::Envelope;
-use gateway::runtime::fanout::FANOUT_ROUTE;
 use gateway::runtime::{message_for, Engine};
 use gw_broker::{Broker, BrokerError, Consumer, Message, QueueSpec, QueueStats};
 use gw_contract_tests::agency::{AgencySandbox, Faults, Records};
@@ -190,7 +189,7 @@ async fn publish(engine: &Engine, env: &Envelope, plain: &str, taken: bool) {
     routes.sort();
     let mut want = vec![plain.to_string()];
     if taken {
-        want.push(FANOUT_ROUTE.to_string());
+        want.push(engine.fanout.as_ref().expect("a fan-out").name.clone());
         want.sort();
     }
     assert_eq!(routes, want, "{}@{:?}", env.key, env.version);
@@ -299,7 +298,11 @@ signing = "feeds"
     }
     // Taken by no subscription: the configured route only, nothing on the fan-out.
     publish(&engine, &event("FAN-NONE", 1, "2.000001"), &route, false).await;
-    let fanout_queues = format!("gw.route.{FANOUT_ROUTE}.");
+    let fanout_queues = format!("gw.route.agencies.{route}.");
+    assert_eq!(
+        engine.fanout.as_ref().unwrap().name,
+        format!("agencies.{route}")
+    );
     assert_eq!(
         flaky.published(&fanout_queues),
         12,

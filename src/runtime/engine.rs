@@ -111,13 +111,16 @@ impl Engine {
 
     /// Put the agencies' fan-out ([`super::fanout`]) between the edge and the routes of the
     /// agency subscriptions (the routes with an admit test), if there are any: a route of its
-    /// own, partitioned like them, retried by `policy`. Without subscriptions, nothing changes.
+    /// own, `agencies.<name>` (`[broker] agencies_fanout`), partitioned like them, retried by
+    /// `policy`. Without subscriptions, nothing changes.
     pub fn with_agency_fanout(
         mut self,
+        name: &str,
         policy: super::retry::Policy,
         circuit: &crate::config::CircuitSection,
     ) -> Self {
         let Some(fanout) = super::fanout::Fanout::new(
+            super::fanout::fanout_route(name),
             self.broker.clone(),
             self.recorder.clone(),
             &self.routes,
@@ -133,7 +136,7 @@ impl Engine {
             .map(|r| r.partitions)
             .max()
             .unwrap_or(1);
-        let name = super::fanout::FANOUT_ROUTE;
+        let name = fanout.name.as_str();
         let route = super::fanout::route(
             fanout.clone(),
             partitions,
@@ -250,7 +253,7 @@ impl Engine {
             // The fan-out reads no versions: the subscriptions' are noted where it copies.
             let accepted: Vec<AcceptedVersion> = routed
                 .iter()
-                .filter(|r| r.as_str() != super::fanout::FANOUT_ROUTE)
+                .filter(|r| !self.fanout.as_ref().is_some_and(|f| f.name == **r))
                 .map(|r| AcceptedVersion {
                     route: r.clone(),
                     key: env.key.clone(),

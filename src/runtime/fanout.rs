@@ -4,7 +4,7 @@
 //!
 //! The edge ([`super::Engine::publish`]) publishes an event that at least one subscription
 //! takes to the fan-out's own partitioned work queues, `gw.route.agencies.fanout.p<N>`
-//! ([`FANOUT_ROUTE`], declared like every route queue: quorum, single active consumer,
+//! ([`fanout_route`] of `[broker] agencies_fanout`; declared like every route queue: quorum, single active consumer,
 //! delivery limit and dead-letter queue). The fan-out is a route of the runtime like any other
 //! (ledger, retries, dead letters, lanes per key, on every backend); its connector,
 //! [`Fanout`], evaluates each subscription's filter and publishes one copy into the queue of
@@ -62,9 +62,12 @@ use crate::model::envelope::Envelope;
 use crate::model::outcome::{Answer, Decision, Health, Reason, TransportFailure};
 use crate::telemetry::metrics::Metrics;
 
-/// The fan-out's route (and destination) name; its queues are `gw.route.agencies.fanout.p<N>`.
-/// A configured route cannot take it (route names have no `.`).
-pub const FANOUT_ROUTE: &str = "agencies.fanout";
+/// The fan-out's route (and destination) name for `[broker] agencies_fanout = name`:
+/// `agencies.<name>` (default `agencies.fanout`), its queues `gw.route.agencies.<name>.p<N>`. A
+/// configured route cannot take it (route names have no `.`).
+pub fn fanout_route(name: &str) -> String {
+    format!("agencies.{name}")
+}
 
 /// What the fan-out did: events read, and copies handed to each subscription.
 #[derive(Debug, Default)]
@@ -125,6 +128,8 @@ struct Target {
 
 /// The fan-out's connector: hands each taking subscription its copy.
 pub struct Fanout {
+    /// The fan-out's route name ([`fanout_route`]).
+    pub name: String,
     broker: Arc<dyn Broker>,
     recorder: Recorder,
     targets: Vec<Target>,
@@ -136,6 +141,7 @@ impl Fanout {
     /// The fan-out over `targets` (the routes of the agency subscriptions: those with an
     /// [`super::route::Admit`]); `None` when there is none.
     pub(super) fn new(
+        name: String,
         broker: Arc<dyn Broker>,
         recorder: Recorder,
         targets: &[Arc<Route>],
@@ -143,7 +149,7 @@ impl Fanout {
     ) -> Option<Self> {
         let targets: Vec<Target> = targets
             .iter()
-            .filter(|r| r.admit.is_some() && r.name != FANOUT_ROUTE)
+            .filter(|r| r.admit.is_some() && r.name != name)
             .map(|r| Target {
                 route: r.clone(),
                 subscription: r
@@ -167,6 +173,7 @@ impl Fanout {
         let rendered = stats.clone();
         metrics.add_renderer(Arc::new(move || rendered.render()));
         Some(Fanout {
+            name,
             broker,
             recorder,
             targets,
@@ -294,7 +301,7 @@ pub(super) struct FanoutConnector(pub Arc<Fanout>);
 #[async_trait]
 impl Connector for FanoutConnector {
     fn adapter(&self) -> &str {
-        FANOUT_ROUTE
+        &self.0.name
     }
 
     async fn deliver(&self, env: &Envelope, _prior: Option<i64>) -> Attempted {
@@ -328,10 +335,10 @@ pub(super) fn route(
     let kinds = fanout.kinds();
     let admit = fanout.clone();
     Route {
-        name: FANOUT_ROUTE.to_string(),
+        name: fanout.name.clone(),
         source: String::new(),
         kinds,
-        destination: FANOUT_ROUTE.to_string(),
+        destination: fanout.name.clone(),
         partitions,
         connector: Arc::new(FanoutConnector(fanout)),
         policy,
