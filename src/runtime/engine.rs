@@ -253,7 +253,7 @@ impl Engine {
             // The fan-out reads no versions: the subscriptions' are noted where it copies.
             let accepted: Vec<AcceptedVersion> = routed
                 .iter()
-                .filter(|r| !self.fanout.as_ref().is_some_and(|f| f.name == **r))
+                .filter(|r| self.fanout.as_ref().is_none_or(|f| f.name != **r))
                 .map(|r| AcceptedVersion {
                     route: r.clone(),
                     key: env.key.clone(),
