@@ -1,6 +1,8 @@
 //! Wiring of agency push subscriptions: each becomes a route of its own (its own durable
 //! queues, lanes, claims, retry schedule and dead letters) whose destination is its
-//! `connectors::agency` connector, so a slow or dead agency never delays another.
+//! `connectors::agency` connector, so a slow or dead agency never delays another. The edge
+//! does not publish to these queues: the agencies' fan-out (`runtime::fanout`) reads each event
+//! once and hands each subscription that takes it its copy.
 //!
 //! A subscription disabled or enabled is an operational event ([`tell_changes`],
 //! [`publish_change`]): `subscription.disabled` / `subscription.enabled` from source

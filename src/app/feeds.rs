@@ -6,7 +6,9 @@
 //! # Invariants
 //! - Built once at start; no pull subscription, no feed route, no endpoint, no job.
 //! - Every engine of a configuration has the feed routes (the CLI's too), so whatever it
-//!   publishes reaches the feeds; only a running gateway consumes them.
+//!   publishes reaches the feeds, through the agencies' fan-out (`runtime::fanout`, which
+//!   appends nothing itself: it publishes each feed route's copy); only a running gateway
+//!   consumes them.
 //! - A pull subscription's token and signing key are read at start: a token that cannot be
 //!   read, a profile without a P-256 key, or two feeds with one token stop the start with the
 //!   key to fix.

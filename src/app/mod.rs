@@ -196,6 +196,7 @@ pub fn build_engine_with(
         c.broker.prefetch,
         c.broker.delivery_limit,
     )
+    .with_agency_fanout(&c.broker.agencies_fanout, Policy::from(c.retry), &c.circuit)
     .with_claims(&c.gateway.instance, c.gateway.claim_lease.0)
     .with_evidence(Arc::new(log))
     .with_feeds(feeds)

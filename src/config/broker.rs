@@ -35,6 +35,11 @@ pub struct BrokerSection {
     /// Key of `client_cert` (PEM).
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// The agencies' fan-out's name: its route is `agencies.<name>`, its queues
+    /// `gw.route.agencies.<name>.p<N>`. Every instance of one gateway shares it; two gateways
+    /// on one broker (vhost) need distinct ones. Default `fanout`.
+    #[serde(default = "d_agencies_fanout")]
+    pub agencies_fanout: String,
 }
 
 impl Default for BrokerSection {
@@ -48,6 +53,7 @@ impl Default for BrokerSection {
             ca: None,
             client_cert: None,
             client_key: None,
+            agencies_fanout: d_agencies_fanout(),
         }
     }
 }
@@ -61,9 +67,19 @@ fn d_partitions() -> u16 {
 fn d_delivery_limit() -> u32 {
     defaults::DELIVERY_LIMIT
 }
+fn d_agencies_fanout() -> String {
+    defaults::AGENCIES_FANOUT.to_string()
+}
 
-/// Check `broker.url` (its form; no password in it).
+/// Check `broker.url` (its form; no password in it) and `broker.agencies_fanout` (a name).
 pub(super) fn validate_url(b: &BrokerSection, p: &mut impl FnMut(String, String, &str)) {
+    if !super::names::valid_name(&b.agencies_fanout) {
+        p(
+            "broker.agencies_fanout".into(),
+            format!("`{}` is not a name", b.agencies_fanout),
+            "use lower-case letters, digits, `-` and `_`",
+        );
+    }
     if let Some(url) = &b.url {
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
             p(

@@ -117,6 +117,11 @@ pub const AGENCY_RETRY: &[Duration] = &[
 ];
 /// A push subscription's deliveries in flight at once (distinct dossiers).
 pub const AGENCY_CONCURRENCY: usize = 4;
+/// Lanes per queue of the agencies' fan-out (`crate::runtime::fanout`): how many dossiers of
+/// one partition have their copies published at once.
+pub const AGENCY_FANOUT_CONCURRENCY: usize = 16;
+/// `[broker] agencies_fanout`: the agencies' fan-out route is `agencies.fanout`.
+pub const AGENCIES_FANOUT: &str = "fanout";
 /// A push subscription failing without a success for this long is disabled.
 pub const AGENCY_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 /// A push's whole request timeout.

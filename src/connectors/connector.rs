@@ -61,6 +61,23 @@ pub trait Connector: Send + Sync + 'static {
     /// Translate, sign, send, read the answer and classify it. `prior` is the version of this
     /// key the destination already has (from the ledger), when the envelope is versioned.
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted;
+    /// [`Connector::deliver`], told whether this delivery may have been attempted before (a
+    /// retry, a redelivery, a replay). The default ignores it; the agencies' fan-out marks the
+    /// copies it publishes again so that their routes look them up in the ledger.
+    async fn deliver_seen(
+        &self,
+        env: &Envelope,
+        prior: Option<i64>,
+        _seen_before: bool,
+    ) -> Attempted {
+        self.deliver(env, prior).await
+    }
+    /// Whether the runtime reads the destination's versions of a versioned envelope's key
+    /// (to supersede and coalesce) before handing it here. The default: yes. The agencies'
+    /// fan-out says no: the versions that count are each subscription's, read by its route.
+    fn reads_versions(&self) -> bool {
+        true
+    }
     /// Does an envelope of this kind act on the destination's copy of its key (a progress
     /// step acts on a dossier the portal must already have)? Then the route runtime holds it
     /// back while a snapshot of its key is on its way, and dead-letters it with its dossier.

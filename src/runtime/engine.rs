@@ -4,8 +4,13 @@
 //! # Invariants
 //! - `publish` returns `Ok` only when every route that takes the envelope has its copy
 //!   confirmed by the broker: the edge answers 202 after that, never before.
+//! - With agency subscriptions, the edge publishes an event at most once for all of them: to
+//!   the agencies' fan-out ([`super::fanout`]) when some subscription takes it, never to a
+//!   subscription's own queue (the fan-out hands out those copies). Configured routes get
+//!   their copies from the edge as before.
 //! - The newest accepted version of a key is noted for coalescing without being awaited:
-//!   missing it costs a redundant send, never a loss.
+//!   missing it costs a redundant send, never a loss. The edge notes it for the configured
+//!   routes; the fan-out for the subscriptions it copied to.
 //! - `run` returns only after every lane finished its in-flight delivery.
 
 use std::sync::Arc;
@@ -50,6 +55,9 @@ pub struct Engine {
     /// The push subscriptions' live states (their routes are among this engine's), for the
     /// ops API: disabled, lag, counts, replay progress.
     pub subscriptions: Vec<Arc<crate::connectors::agency::SubscriptionState>>,
+    /// The agencies' fan-out, when some route is an agency subscription (see
+    /// [`Engine::with_agency_fanout`]); its route is among [`Engine::routes`].
+    pub fanout: Option<Arc<super::fanout::Fanout>>,
 }
 
 impl Engine {
@@ -97,7 +105,49 @@ impl Engine {
             feeds: None,
             indicators: None,
             subscriptions: Vec::new(),
+            fanout: None,
         }
+    }
+
+    /// Put the agencies' fan-out ([`super::fanout`]) between the edge and the routes of the
+    /// agency subscriptions (the routes with an admit test), if there are any: a route of its
+    /// own, `agencies.<name>` (`[broker] agencies_fanout`), partitioned like them, retried by
+    /// `policy`. Without subscriptions, nothing changes.
+    pub fn with_agency_fanout(
+        mut self,
+        name: &str,
+        policy: super::retry::Policy,
+        circuit: &crate::config::CircuitSection,
+    ) -> Self {
+        let Some(fanout) = super::fanout::Fanout::new(
+            super::fanout::fanout_route(name),
+            self.broker.clone(),
+            self.recorder.clone(),
+            &self.routes,
+            self.metrics.clone(),
+        ) else {
+            return self;
+        };
+        let fanout = Arc::new(fanout);
+        let partitions = self
+            .routes
+            .iter()
+            .filter(|r| fanout.feeds(&r.name))
+            .map(|r| r.partitions)
+            .max()
+            .unwrap_or(1);
+        let name = fanout.name.as_str();
+        let route = super::fanout::route(
+            fanout.clone(),
+            partitions,
+            policy,
+            super::circuit::Circuit::new(name, name, circuit, self.metrics.clone()),
+            crate::config::defaults::AGENCY_FANOUT_CONCURRENCY,
+        );
+        self.metrics.register_route(name, name);
+        self.routes.push(Arc::new(route));
+        self.fanout = Some(fanout);
+        self
     }
 
     /// The push subscriptions' states (see [`Engine::subscriptions`]).
@@ -164,7 +214,13 @@ impl Engine {
     /// `Ok` only when every publish was confirmed.
     pub async fn publish(&self, env: &Envelope) -> Result<Vec<String>, gw_broker::BrokerError> {
         let msg = message_for(env);
-        let targets: Vec<&Arc<Route>> = self.routes.iter().filter(|r| r.takes(env)).collect();
+        // A subscription fed by the fan-out gets its copy from there, not from the edge.
+        let fed = |route: &str| self.fanout.as_ref().is_some_and(|f| f.feeds(route));
+        let targets: Vec<&Arc<Route>> = self
+            .routes
+            .iter()
+            .filter(|r| !fed(&r.name) && r.takes(env))
+            .collect();
         // Every route's copy is published at once and the confirms awaited together (they are
         // pipelined on the broker's channel), not one publish-and-confirm after another.
         let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
@@ -194,8 +250,10 @@ impl Engine {
         if let Some(version) = env.version {
             // Note the newest queued version for coalescing. Not awaited: it only lets older
             // queued snapshots be skipped; missing it costs a redundant send, never a loss.
-            let accepted = routed
+            // The fan-out reads no versions: the subscriptions' are noted where it copies.
+            let accepted: Vec<AcceptedVersion> = routed
                 .iter()
+                .filter(|r| self.fanout.as_ref().is_none_or(|f| f.name != **r))
                 .map(|r| AcceptedVersion {
                     route: r.clone(),
                     key: env.key.clone(),

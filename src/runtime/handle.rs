@@ -93,13 +93,7 @@ impl<'a> Turn<'a> {
 
     /// 1. Already settled? Only a copy that may have been seen before needs the look-up.
     async fn skip_if_settled(&self) -> Step<()> {
-        let d = self.d;
-        if !(d.redelivered
-            || self.failed_before > 0
-            || d.delivery_count > 1
-            || self.is_replay
-            || self.may_be_duplicate)
-        {
+        if !self.may_have_been_seen() {
             return Ok(());
         }
         let store = self.ctx.store.clone();
@@ -132,10 +126,12 @@ impl<'a> Turn<'a> {
     /// The versions of this key the ledger knows for the route (read only when they matter:
     /// a versioned envelope, or one that acts on the destination's snapshot).
     async fn versions(&self) -> Step<Versions> {
-        if self.env.version.is_none() && !self.acts_on_snapshot {
+        let route = self.route();
+        if (self.env.version.is_none() && !self.acts_on_snapshot)
+            || !route.connector.reads_versions()
+        {
             return Ok(Versions::default());
         }
-        let route = self.route();
         let ask = VersionsAsk {
             route: route.name.clone(),
             destination: route.destination.clone(),
@@ -301,8 +297,16 @@ impl<'a> Turn<'a> {
             destination: route.destination.clone(),
             key: self.env.key.clone(),
             ledger_id: self.ledger_id.clone(),
-            natural_key: self.env.natural_key(),
-            version: self.env.version,
+            // A route whose connector reads no versions (the agencies' fan-out) claims the
+            // key for order only: the checks that count are made by the routes it feeds.
+            natural_key: self
+                .env
+                .natural_key()
+                .filter(|_| route.connector.reads_versions()),
+            version: self
+                .env
+                .version
+                .filter(|_| route.connector.reads_versions()),
             holder: holder.clone(),
             lease_ms,
             // Stamped with the grant: the send follows at once (after a look-up, when in
@@ -478,7 +482,7 @@ impl<'a> Turn<'a> {
             capture,
             route
                 .connector
-                .deliver(&self.env, prior)
+                .deliver_seen(&self.env, prior, self.may_have_been_seen())
                 .instrument(send_span.clone()),
         );
         // Heartbeat: keep the claim while the send lasts (a third of the lease at a time).

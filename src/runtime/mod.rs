@@ -44,7 +44,8 @@
 //! [`engine`] runs the routes and publishes accepted envelopes; `lane` dispatches a queue's
 //! deliveries by key and settles them with the broker (`context`: what a lane shares); `handle`
 //! takes one delivery (a `turn`) through its steps; `records` builds its ledger records, `dead_letter` its dead letters, [`recorder`]
-//! writes them; [`replay`] sends a dead letter again; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
+//! writes them; [`fanout`] is the agencies' fan-out route (one read of an event for every
+//! subscription); [`replay`] sends a dead letter again; [`route`] names queues and headers; [`circuit`] and [`retry`] are the route's
 //! breaker and retry policy.
 
 mod batcher;
@@ -52,6 +53,7 @@ pub mod circuit;
 mod context;
 mod dead_letter;
 pub mod engine;
+pub mod fanout;
 mod handle;
 mod lane;
 pub mod recorder;

@@ -73,6 +73,18 @@ impl<'a> Turn<'a> {
         }
     }
 
+    /// Whether this delivery may have been handled before (redelivered by the broker, a
+    /// retry, a replay, or published again by a job that may have published it before): only
+    /// then is the ledger asked whether it was settled.
+    pub(super) fn may_have_been_seen(&self) -> bool {
+        let d = self.d;
+        d.redelivered
+            || self.failed_before > 0
+            || d.delivery_count > 1
+            || self.is_replay
+            || self.may_be_duplicate
+    }
+
     pub(super) fn route(&self) -> &'a Route {
         &self.ctx.route
     }

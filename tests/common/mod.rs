@@ -66,6 +66,8 @@ shutdown_grace = "5s"
 [broker]
 {broker}
 prefetch = 64
+# The agencies' fan-out queues are per gateway: one per test.
+agencies_fanout = "{route}"
 
 [store]
 {store}
