@@ -355,14 +355,26 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         engine.publish(e).await.unwrap();
     }
     let (consumer, deliveries) = take(&broker, queue, more.len()).await;
-    let envs: Vec<Envelope> = deliveries
+    // The engine queued each event's fact alone (not the envelope), read back as the same
+    // event the envelope makes.
+    use gateway::indicators::live;
+    let facts: Vec<live::FactEvent> = deliveries
         .iter()
-        .map(|d| Envelope::decode(&d.message.body).unwrap())
+        .map(|d| {
+            assert_eq!(
+                d.message.headers.get(live::BODY_HEADER).map(String::as_str),
+                Some(live::FACT_BODY)
+            );
+            live::read(&d.message).unwrap().unwrap()
+        })
         .collect();
-    let applied = history::apply_envelopes(ix.as_ref(), &envs).await.unwrap();
-    assert!(applied
+    let made: Vec<live::FactEvent> = more
         .iter()
-        .all(|a| matches!(a, Ok(ApplyOutcome::Applied))));
+        .map(|e| live::FactEvent::of(e).unwrap().unwrap())
+        .collect();
+    assert_eq!(facts, made);
+    let applied = history::apply_events(ix.as_ref(), facts).await.unwrap();
+    assert_eq!(applied, vec![ApplyOutcome::Applied; more.len()]);
     let (states, pos) = (
         stored(ix.as_ref()).await,
         ix.position(history::CONSUMER).await.unwrap().unwrap(),
