@@ -227,6 +227,7 @@ async fn index_live_then_rebuilt_on_rabbitmq_and_postgres() {
     let queue = format!("gw.indicators.{schema}");
     let store = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
     scenario("amqp://guest:guest@127.0.0.1:5672/%2f", &store, &queue).await;
+    delete_queue(&queue).await;
     let (client, conn) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/test",
         tokio_postgres::NoTls,
@@ -475,6 +476,7 @@ async fn index_batches_on_rabbitmq_and_postgres() {
     let queue = format!("gw.indicators.{schema}");
     let store = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
     batch_scenario("amqp://guest:guest@127.0.0.1:5672/%2f", &store, &queue).await;
+    delete_queue(&queue).await;
     let (client, conn) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/test",
         tokio_postgres::NoTls,
@@ -486,4 +488,18 @@ async fn index_batches_on_rabbitmq_and_postgres() {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await
         .unwrap();
+}
+
+/// Remove a RabbitMQ test queue and its dead-letter queue (leftover queues wedge the broker).
+async fn delete_queue(queue: &str) {
+    use gw_broker::amqp::{AmqpBroker, AmqpOptions};
+    use gw_broker::Broker as _;
+    let b = AmqpBroker::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        AmqpOptions::default(),
+    )
+    .await
+    .expect("RabbitMQ answers");
+    b.delete_queue(queue).await.expect("the test queue deleted");
+    b.close().await;
 }
