@@ -6,7 +6,7 @@
 //! - **History**: every dossier's events applied through the live path's group commit
 //!   (`history::apply_envelopes`, `--load-batch` events per transaction), without a broker.
 //! - **Live path**, per batch size: `--live` events of new dossiers published by the engine
-//!   (`Engine::with_indicators`, no routes: only the index's confirmed copy, the one publish
+//!   (`Engine::with_indicators`, no routes: only the index's confirmed fact message, the one publish
 //!   the index adds to each event), then consumed by the gateway's consumer
 //!   (`jobs::indicators::consume_batched`, prefetch = batch size, 5 ms wait) until all are
 //!   applied and acked. CPU is this process's (user + system, from `/proc/self/stat`); the
@@ -345,7 +345,7 @@ async fn main() {
     .with_indicators(&queue);
     engine.declare().await.expect("the queue is declared");
     println!(
-        "  live path   {live} events of new dossiers per batch size, on top of the history: the engine's confirmed copy to the index's queue (publish), then the consumer (consume: fetch, decode, one transaction per batch, acks)"
+        "  live path   {live} events of new dossiers per batch size, on top of the history: the engine's confirmed fact message to the index's queue (publish: making the fact, encoding, publish, confirm), then the consumer (consume: fetch, decode, one transaction per batch, acks)"
     );
     println!(
         "  {:>7} {:>14} {:>14} {:>14} {:>12} {:>11} {:>11}",

@@ -202,6 +202,98 @@ async fn catalogue_sync_delivers_only_changes_and_resends_after_a_crash() {
     running.shutdown().await;
 }
 
+/// The running gateway's index reads the catalogue's terms again when an operator asks: the
+/// terms the sync wrote after the start are in force after `POST …/catalogue/reload`; a terms
+/// file that does not read back is a 422 naming it, and the terms in force stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_running_index_reloads_the_catalogue_terms_on_an_operator_call() {
+    const OPERATOR: &str = "catalogue-operator-0123456789abcdef";
+    std::env::set_var("GW_TEST_CATALOGUE_OPS", OPERATOR);
+    let portal = Portal::start(0, PortalConfig::default()).await.unwrap();
+    let sink = Sink::start(0, SinkFaults::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ops = "[ops]\nlisten = \"127.0.0.1:0\"\n";
+    let text = config(dir.path(), &portal, &sink);
+    assert!(text.contains(ops));
+    let text = text.replace(
+        ops,
+        "[ops]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"alice\", role = \"operator\", token = { env = \"GW_TEST_CATALOGUE_OPS\" } }]\n",
+    ) + "\n[indicators]\n";
+    let loaded = load(&text);
+    let running = app::start(&loaded, CancellationToken::new())
+        .await
+        .expect("gateway starts");
+    let client = reqwest::Client::new();
+    let reload = || async {
+        let r = client
+            .post(format!(
+                "http://{}/api/v1/indicators/catalogue/reload",
+                running.ops_addr
+            ))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .expect("ops answers");
+        let status = r.status();
+        (status, r.json::<Value>().await.expect("JSON"))
+    };
+    // Started before any sync: no terms in force. The sync writes them; the reload takes them.
+    let (s, v) = reload().await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["procedures"].as_u64(), v["changed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let job = CatalogueSync::from_config(&loaded).unwrap().unwrap();
+    job.run_once(&running.engine).await.expect("sync");
+    let np = portal.catalogue().procedures.len() as u64;
+    let (s, v) = reload().await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["result"], "reloaded");
+    assert_eq!(
+        (v["procedures"].as_u64(), v["changed"].as_u64()),
+        (Some(np), Some(np))
+    );
+    assert_eq!(v["by"], "alice");
+    // The portal changes one procedure's statutory time (2.001255: 1 working day → 7): in force
+    // after the next sync and reload, exactly that one changed.
+    assert!(portal.update_procedure("2.001255", |p| {
+        for way in p["CACHTHUCTHUCHIEN"].as_array_mut().unwrap() {
+            for t in way["THOIGIAN"].as_array_mut().unwrap() {
+                t["THOIGIANGIAIQUYET"] = json!(7);
+            }
+        }
+    }));
+    job.run_once(&running.engine).await.expect("sync");
+    let (s, v) = reload().await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["changed"].as_u64(), Some(1), "{v}");
+    let path = gateway::indicators::catalogue::terms_path(&loaded.data_dir(), "catalogue");
+    let terms = gateway::indicators::catalogue::read_terms(&path).unwrap();
+    assert_eq!(terms["2.001255"].statutory_days, Some(7));
+    // A broken terms file: 422 naming the file; the terms in force are kept (a good file
+    // read afterwards differs from them in nothing).
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"{\"2.001255\": ").unwrap();
+    let (s, v) = reload().await;
+    assert_eq!(s, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "terms_unreadable", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("terms in force are kept"),
+        "{msg}"
+    );
+    std::fs::write(&path, good).unwrap();
+    let (s, v) = reload().await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["procedures"].as_u64(), v["changed"].as_u64()),
+        (Some(np), Some(0)),
+        "the broken file changed nothing in force: {v}"
+    );
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn catalogue_fetch_failure_publishes_nothing_and_keeps_the_digests() {
     let portal = Portal::start(0, PortalConfig::default()).await.unwrap();

@@ -227,6 +227,7 @@ async fn index_live_then_rebuilt_on_rabbitmq_and_postgres() {
     let queue = format!("gw.indicators.{schema}");
     let store = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
     scenario("amqp://guest:guest@127.0.0.1:5672/%2f", &store, &queue).await;
+    delete_queue(&queue).await;
     let (client, conn) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/test",
         tokio_postgres::NoTls,
@@ -355,14 +356,26 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         engine.publish(e).await.unwrap();
     }
     let (consumer, deliveries) = take(&broker, queue, more.len()).await;
-    let envs: Vec<Envelope> = deliveries
+    // The engine queued each event's fact alone (not the envelope), read back as the same
+    // event the envelope makes.
+    use gateway::indicators::live;
+    let facts: Vec<live::FactEvent> = deliveries
         .iter()
-        .map(|d| Envelope::decode(&d.message.body).unwrap())
+        .map(|d| {
+            assert_eq!(
+                d.message.headers.get(live::BODY_HEADER).map(String::as_str),
+                Some(live::FACT_BODY)
+            );
+            live::read(&d.message).unwrap().unwrap()
+        })
         .collect();
-    let applied = history::apply_envelopes(ix.as_ref(), &envs).await.unwrap();
-    assert!(applied
+    let made: Vec<live::FactEvent> = more
         .iter()
-        .all(|a| matches!(a, Ok(ApplyOutcome::Applied))));
+        .map(|e| live::FactEvent::of(e).unwrap().unwrap())
+        .collect();
+    assert_eq!(facts, made);
+    let applied = history::apply_events(ix.as_ref(), facts).await.unwrap();
+    assert_eq!(applied, vec![ApplyOutcome::Applied; more.len()]);
     let (states, pos) = (
         stored(ix.as_ref()).await,
         ix.position(history::CONSUMER).await.unwrap().unwrap(),
@@ -463,6 +476,7 @@ async fn index_batches_on_rabbitmq_and_postgres() {
     let queue = format!("gw.indicators.{schema}");
     let store = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
     batch_scenario("amqp://guest:guest@127.0.0.1:5672/%2f", &store, &queue).await;
+    delete_queue(&queue).await;
     let (client, conn) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/test",
         tokio_postgres::NoTls,
@@ -474,4 +488,18 @@ async fn index_batches_on_rabbitmq_and_postgres() {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await
         .unwrap();
+}
+
+/// Remove a RabbitMQ test queue and its dead-letter queue (leftover queues wedge the broker).
+async fn delete_queue(queue: &str) {
+    use gw_broker::amqp::{AmqpBroker, AmqpOptions};
+    use gw_broker::Broker as _;
+    let b = AmqpBroker::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        AmqpOptions::default(),
+    )
+    .await
+    .expect("RabbitMQ answers");
+    b.delete_queue(queue).await.expect("the test queue deleted");
+    b.close().await;
 }

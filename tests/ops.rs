@@ -1241,3 +1241,19 @@ async fn indicators_endpoints_answer_any_token_and_refuse_bad_parameters() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     gw.running.shutdown().await;
 }
+
+/// The catalogue reload is operator-only, and without `[catalogue]` there is nothing to reload
+/// (a 409 naming it, not a silent success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_catalogue_reload_is_for_operators_and_needs_a_catalogue() {
+    let gw = Gw::start(Faults::default(), "").await;
+    let path = "/api/v1/indicators/catalogue/reload";
+    let (s, v) = gw.call(Method::POST, path, Some(VIEWER_TOKEN)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _) = gw.call(Method::POST, path, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = gw.call(Method::POST, path, Some(OPERATOR_TOKEN)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "catalogue_not_configured", "{v}");
+    gw.running.shutdown().await;
+}

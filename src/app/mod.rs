@@ -319,8 +319,8 @@ pub async fn start(loaded: &Loaded, cancel: CancellationToken) -> Result<Running
             .await
             .map_err(|e| AppError::Config(e.to_string()))?;
             // The catalogue's statutory times and paper results, as the last sync wrote them.
-            wired.rules =
-                crate::indicators::rules_of(loaded).map_err(|e| AppError::Config(e.to_string()))?;
+            wired.rules = crate::indicators::live_rules_of(loaded)
+                .map_err(|e| AppError::Config(e.to_string()))?;
             Some(Arc::new(wired))
         }
         None => None,

@@ -57,7 +57,7 @@ async fn open(loaded: &Loaded) -> Result<Wired, ExitCode> {
         eprintln!("{e}");
         ExitCode::FAILURE
     })?;
-    wired.rules = crate::indicators::rules_of(loaded).map_err(|e| {
+    wired.rules = crate::indicators::live_rules_of(loaded).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })?;
@@ -169,7 +169,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
             let min = ask.min_dossiers.unwrap_or(ix.lowest_min_dossiers);
             match history::report(
                 ix.store.as_ref(),
-                &ix.rules,
+                &ix.rules.get(),
                 &period,
                 Level::Unit,
                 now,
@@ -198,7 +198,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
             let period = ask.period.unwrap_or_else(|| month_of(now));
             match history::report(
                 ix.store.as_ref(),
-                &ix.rules,
+                &ix.rules.get(),
                 &period,
                 level,
                 now,
@@ -226,7 +226,7 @@ pub async fn run(loaded: Loaded, ask: Ask) -> ExitCode {
         }
         _ => {
             let days = ask.days.unwrap_or(ix.at_risk_days);
-            match history::at_risk(ix.store.as_ref(), &ix.rules, now_ms(), days).await {
+            match history::at_risk(ix.store.as_ref(), &ix.rules.get(), now_ms(), days).await {
                 Ok(units) => {
                     println!(
                         "{}",
@@ -265,7 +265,7 @@ async fn pdf_report(
     font: &[u8],
 ) -> Result<Vec<u8>, PdfReportError> {
     let p = crate::indicators::Period::parse(period).map_err(|_| PdfReportError::Period)?;
-    let (store, rules, to) = (ix.store.as_ref(), &ix.rules, &ix.synced_to);
+    let (store, rules, to) = (ix.store.as_ref(), &ix.rules.get(), &ix.synced_to);
     let units = history::report(store, rules, period, Level::Unit, now, to).await?;
     let province = history::report(store, rules, period, Level::Province, now, to).await?;
     let last_month = format!("{:04}-{:02}", p.last.year(), u8::from(p.last.month()));

@@ -14,8 +14,10 @@
 //!   A paper result is a non-empty `KETQUATHUCHIEN` naming at least one result document.
 //! - **One file, written whole.** The catalogue sync ([`crate::jobs::catalogue`]) writes the
 //!   terms of every procedure it fetched to [`terms_path`] at each run (atomically); the
-//!   gateway, the CLI and the demo read it when they build the rules. An absent file is an
-//!   empty catalogue; a file that does not read back is an error, never an empty catalogue.
+//!   gateway, the CLI and the demo read it when they build the rules, and the running gateway
+//!   reads it again when an operator asks (`POST /api/v1/indicators/catalogue/reload`,
+//!   [`super::LiveRules::reload`]). An absent file is an empty catalogue; a file that does not
+//!   read back is an error, never an empty catalogue (at a reload, the terms in force stay).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,10 +9,12 @@
 //!   writes the states back, never over a state a live apply wrote meanwhile. Whether a
 //!   dossier is synced is not folded: it is read from the ledger (`delivered_versions` of the
 //!   portal adapter) when a report is made.
-//! - [`apply_envelope`] is idempotent per envelope id: a redelivered event is a
-//!   [`Applied::Duplicate`] and changes nothing. [`apply_envelopes`] does the same for a batch
-//!   in one store transaction, folding in memory each dossier's events of the batch in batch
-//!   order (the same fold, so a batch leaves exactly the states one-by-one would).
+//! - [`apply_event`] (and [`apply_envelope`]) is idempotent per envelope id: a redelivered
+//!   event is a [`Applied::Duplicate`] and changes nothing. [`apply_events`] (and
+//!   [`apply_envelopes`]) does the same for a batch in one store transaction, folding in memory
+//!   each dossier's events of the batch in batch order (the same fold, so a batch leaves exactly
+//!   the states one-by-one would). An envelope becomes its event through
+//!   [`FactEvent::of`] only, whether the engine made it (live) or it is applied here.
 //! - A stored state that does not read back is an error naming the dossier, never a reset.
 
 use gw_store::indicators::{Applied, BatchInput, IndicatorStore, JournalEntry, StateRow};
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 use super::aggregate::{self, AtRisk, Indicators, Level};
 use super::formulas::{Period, Rules, Window};
+use super::live::FactEvent;
 use super::state::{DossierState, Fact, FactError};
 use crate::model::envelope::Envelope;
 use crate::model::time::now_ms;
@@ -71,22 +74,43 @@ fn read_state(code: &str, json: &str) -> Result<DossierState, String> {
     serde_json::from_str(json).map_err(|e| format!("{code}: {e}"))
 }
 
+fn entry_of(ev: &FactEvent) -> JournalEntry {
+    JournalEntry {
+        event_id: ev.id.clone(),
+        key: ev.key.clone(),
+        kind: ev.kind.clone(),
+        fact: serde_json::to_string(&ev.fact).expect("a fact serializes"),
+        at_ms: ev.at_ms,
+    }
+}
+
+fn outcome(a: Applied) -> ApplyOutcome {
+    match a {
+        Applied::Applied { .. } => ApplyOutcome::Applied,
+        Applied::Duplicate => ApplyOutcome::Duplicate,
+    }
+}
+
 /// Apply one event: journal its fact, fold it into the dossier's state (one transaction).
 pub async fn apply_envelope(
     store: &dyn IndicatorStore,
     env: &Envelope,
 ) -> Result<ApplyOutcome, IndicatorError> {
-    let Some(fact) = Fact::from_envelope(env)? else {
-        return Ok(ApplyOutcome::Ignored);
-    };
-    let entry = JournalEntry {
-        event_id: env.id.to_string(),
-        key: env.key.clone(),
-        kind: env.kind.clone(),
-        fact: serde_json::to_string(&fact).expect("a fact serializes"),
-        at_ms: env.created_ms,
-    };
-    let code = env.key.clone();
+    match FactEvent::of(env)? {
+        Some(ev) => apply_event(store, ev).await,
+        None => Ok(ApplyOutcome::Ignored),
+    }
+}
+
+/// Apply one event of the index's queue (see [`apply_envelope`]).
+pub async fn apply_event(
+    store: &dyn IndicatorStore,
+    ev: FactEvent,
+) -> Result<ApplyOutcome, IndicatorError> {
+    let entry = entry_of(&ev);
+    let FactEvent {
+        key: code, fact, ..
+    } = ev;
     let fold = Box::new(move |stored: Option<String>, seq: i64| {
         let mut s = match stored {
             Some(json) => read_state(&code, &json)?,
@@ -95,34 +119,34 @@ pub async fn apply_envelope(
         s.apply_fact(&fact);
         Ok(row_of(&s, seq))
     });
-    Ok(match store.apply(CONSUMER, entry, fold).await? {
-        Applied::Applied { .. } => ApplyOutcome::Applied,
-        Applied::Duplicate => ApplyOutcome::Duplicate,
-    })
+    Ok(outcome(store.apply(CONSUMER, entry, fold).await?))
 }
 
-/// Apply a batch of events in one store transaction: one answer per event, in order. An event
-/// that cannot be read is its own `Err` (nothing of it written) and does not hold the others
-/// back; a store failure fails the whole batch (nothing written).
+/// Apply a batch of envelopes in one store transaction: one answer per envelope, in order. An
+/// envelope that cannot be read is its own `Err` (nothing of it written) and does not hold the
+/// others back; a store failure fails the whole batch (nothing written).
 pub async fn apply_envelopes(
     store: &dyn IndicatorStore,
     envs: &[Envelope],
 ) -> Result<Vec<Result<ApplyOutcome, FactError>>, IndicatorError> {
-    let mut out: Vec<Result<ApplyOutcome, FactError>> = Vec::with_capacity(envs.len());
-    let mut entries = Vec::new();
-    let mut facts = Vec::new();
+    let events: Vec<Result<Option<FactEvent>, FactError>> =
+        envs.iter().map(FactEvent::of).collect();
+    apply_read(store, events).await
+}
+
+/// [`apply_envelopes`] over events already read (the consumer's path): `Ok(None)` is an event
+/// the index does not read ([`ApplyOutcome::Ignored`]), an `Err` is returned as it is.
+pub async fn apply_read<E>(
+    store: &dyn IndicatorStore,
+    events: Vec<Result<Option<FactEvent>, E>>,
+) -> Result<Vec<Result<ApplyOutcome, E>>, IndicatorError> {
+    let mut out: Vec<Result<ApplyOutcome, E>> = Vec::with_capacity(events.len());
+    let mut batch = Vec::new();
     let mut at = Vec::new();
-    for (i, env) in envs.iter().enumerate() {
-        match Fact::from_envelope(env) {
-            Ok(Some(fact)) => {
-                entries.push(JournalEntry {
-                    event_id: env.id.to_string(),
-                    key: env.key.clone(),
-                    kind: env.kind.clone(),
-                    fact: serde_json::to_string(&fact).expect("a fact serializes"),
-                    at_ms: env.created_ms,
-                });
-                facts.push(fact);
+    for (i, ev) in events.into_iter().enumerate() {
+        match ev {
+            Ok(Some(ev)) => {
+                batch.push(ev);
                 at.push(i);
                 out.push(Ok(ApplyOutcome::Duplicate)); // set below
             }
@@ -130,15 +154,30 @@ pub async fn apply_envelopes(
             Err(e) => out.push(Err(e)),
         }
     }
-    if entries.is_empty() {
+    if batch.is_empty() {
         return Ok(out);
     }
-    let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+    for (j, a) in apply_events(store, batch).await?.into_iter().enumerate() {
+        out[at[j]] = Ok(a);
+    }
+    Ok(out)
+}
+
+/// Apply events in one store transaction (journal, states, position), folding in memory each
+/// dossier's events of the batch in batch order; one outcome per event, in order.
+pub async fn apply_events(
+    store: &dyn IndicatorStore,
+    events: Vec<FactEvent>,
+) -> Result<Vec<ApplyOutcome>, IndicatorError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<JournalEntry> = events.iter().map(entry_of).collect();
     let fold = Box::new(move |input: BatchInput| {
         let mut states: std::collections::HashMap<&str, (DossierState, i64)> =
             std::collections::HashMap::new();
         for (i, seq) in input.applied {
-            let code = keys[i].as_str();
+            let code = events[i].key.as_str();
             let (s, last) = match states.entry(code) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
@@ -149,19 +188,17 @@ pub async fn apply_envelopes(
                     v.insert((s, seq))
                 }
             };
-            s.apply_fact(&facts[i]);
+            s.apply_fact(&events[i].fact);
             *last = seq;
         }
         Ok(states.values().map(|(s, seq)| row_of(s, *seq)).collect())
     });
-    let applied = store.apply_batch(CONSUMER, entries, fold).await?;
-    for (j, a) in applied.into_iter().enumerate() {
-        out[at[j]] = Ok(match a {
-            Applied::Applied { .. } => ApplyOutcome::Applied,
-            Applied::Duplicate => ApplyOutcome::Duplicate,
-        });
-    }
-    Ok(out)
+    Ok(store
+        .apply_batch(CONSUMER, entries, fold)
+        .await?
+        .into_iter()
+        .map(outcome)
+        .collect())
 }
 
 /// What a rebuild did.

@@ -20,7 +20,7 @@
 //!
 //! # Layout
 //! Imports go down this list: `calendar.rs` (working days), `state.rs` (facts and the fold),
-//! `catalogue.rs` (statutory times and paper results from the national catalogue),
+//! `live.rs` (the fact message the engine publishes and the consumer reads), `catalogue.rs` (statutory times and paper results from the national catalogue),
 //! `formulas.rs` (one indicator per function, periods and windows), `aggregate.rs` (levels,
 //! the at-risk list), `history.rs` (the store: apply, rebuild, reports, series), `pdf.rs`
 //! (the report as PDF).
@@ -30,12 +30,14 @@ pub mod calendar;
 pub mod catalogue;
 pub mod formulas;
 pub mod history;
+pub mod live;
 pub mod pdf;
 pub mod state;
 
 pub use aggregate::{AtRisk, Indicators, Level};
 pub use formulas::{Period, Rules};
 pub use history::{ApplyOutcome, IndicatorError, Report};
+pub use live::FactEvent;
 
 /// The rules of a configuration's `[indicators]` section (weekends only when absent).
 pub fn rules(
@@ -63,12 +65,87 @@ pub enum RulesError {
 /// The rules of a loaded configuration: its `[indicators]` section, and the national
 /// catalogue's terms as the `[catalogue]` sync last wrote them (none without `[catalogue]`).
 pub fn rules_of(loaded: &crate::config::Loaded) -> Result<Rules, RulesError> {
+    Ok(live_rules_of(loaded)?.get().as_ref().clone())
+}
+
+/// [`rules_of`], swappable: the running gateway's rules, whose catalogue terms can be read
+/// again without a restart ([`LiveRules::reload`]).
+pub fn live_rules_of(loaded: &crate::config::Loaded) -> Result<LiveRules, RulesError> {
+    let terms = loaded
+        .config
+        .catalogue
+        .as_ref()
+        .map(|c| catalogue::terms_path(&loaded.data_dir(), &c.source_name));
     let mut r = rules(loaded.config.indicators.as_ref())?;
-    if let Some(c) = &loaded.config.catalogue {
-        r.catalogue =
-            catalogue::read_terms(&catalogue::terms_path(&loaded.data_dir(), &c.source_name))?;
+    if let Some(path) = &terms {
+        r.catalogue = catalogue::read_terms(path)?;
     }
-    Ok(r)
+    Ok(LiveRules::new(r, terms))
+}
+
+/// The rules in force, shared by the gauges' refresh, the ops API and the page. Readers take
+/// the whole [`Rules`] at once ([`LiveRules::get`]): a reload swaps it whole, so one report
+/// never mixes old and new terms.
+#[derive(Debug, Clone, Default)]
+pub struct LiveRules {
+    current: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Rules>>>,
+    /// The catalogue's terms file (`None` without `[catalogue]`: nothing to reload).
+    terms: Option<std::path::PathBuf>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Procedures the catalogue now gives terms for.
+    pub procedures: usize,
+    /// How many of them differ from the terms before (added, changed or gone).
+    pub changed: usize,
+}
+
+/// Why the catalogue's terms were not reloaded (the terms in force are kept).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no [catalogue] section: the index has no catalogue terms to reload")]
+    NoCatalogue,
+    #[error("{0}; the terms in force are kept")]
+    Terms(#[from] catalogue::TermsError),
+}
+
+impl LiveRules {
+    /// `rules` in force; `terms` is where [`LiveRules::reload`] reads the catalogue again.
+    pub fn new(rules: Rules, terms: Option<std::path::PathBuf>) -> Self {
+        LiveRules {
+            current: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(rules))),
+            terms,
+        }
+    }
+
+    /// The rules in force now.
+    pub fn get(&self) -> std::sync::Arc<Rules> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Read the catalogue's terms file again and put its terms in force; on any error the
+    /// terms in force stay (a file being rewritten or broken never empties the catalogue).
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let path = self.terms.as_ref().ok_or(ReloadError::NoCatalogue)?;
+        let terms = catalogue::read_terms(path)?;
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let old = &current.catalogue;
+        let changed = terms.iter().filter(|(k, v)| old.get(*k) != Some(v)).count()
+            + old.keys().filter(|k| !terms.contains_key(*k)).count();
+        let mut next = Rules::clone(current.as_ref());
+        next.catalogue = terms;
+        let procedures = next.catalogue.len();
+        *current = std::sync::Arc::new(next);
+        Ok(Reloaded {
+            procedures,
+            changed,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +275,95 @@ mod tests {
         };
         env.created_ms = 1_793_000_000_000 + i64::from(day) * 3_600_000;
         env
+    }
+
+    /// A dossier of 1.001193 received on Monday 2 November 2026, processed on Friday the 6th
+    /// (4 working days later), without `NgayHenTra`: judged by the statutory time alone.
+    fn undated_processed() -> DossierState {
+        let ms = |s: &str| state::parse_ms("t", s).unwrap();
+        let mut d = DossierState::new("H-9");
+        d.apply_fact(&state::Fact::Snapshot(state::SnapshotFact {
+            version: 1,
+            status: DossierStatus::Processed,
+            at_ms: ms("2026-11-06T10:00:00+07:00"),
+            unit: "xã A".into(),
+            procedure: "1.001193".into(),
+            received_ms: Some(ms("2026-11-02T08:00:00+07:00")),
+            due_ms: None,
+            online: false,
+            fee_total: 0,
+            has_components: false,
+            has_result: false,
+            finished_ms: Some(ms("2026-11-06T10:00:00+07:00")),
+            returned_ms: None,
+        }));
+        d
+    }
+
+    fn write_terms(path: &std::path::Path, days: u32) {
+        let terms: catalogue::Terms = [(
+            "1.001193".to_string(),
+            catalogue::ProcedureTerms {
+                statutory_days: Some(days),
+                statutory_days_online: None,
+                paper_result: true,
+            },
+        )]
+        .into();
+        std::fs::write(path, serde_json::to_vec(&terms).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_reload_puts_a_changed_statutory_time_in_force_and_a_bad_file_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalogue-catalogue-terms.json");
+        write_terms(&path, 3);
+        let live = LiveRules::new(
+            Rules {
+                catalogue: catalogue::read_terms(&path).unwrap(),
+                ..Default::default()
+            },
+            Some(path.clone()),
+        );
+        let d = undated_processed();
+        let w = Period::parse("2026-11").unwrap().window(i64::MAX);
+        let verdict = |l: &LiveRules| formulas::on_time(&d, w, &l.get());
+        assert_eq!(verdict(&live), formulas::OnTime::Late, "4 working days > 3");
+        // The sync writes 5 days: in force after the reload, not before.
+        write_terms(&path, 5);
+        assert_eq!(
+            verdict(&live),
+            formulas::OnTime::Late,
+            "read at reload only"
+        );
+        let r = live.reload().unwrap();
+        assert_eq!((r.procedures, r.changed), (1, 1));
+        assert_eq!(
+            verdict(&live),
+            formulas::OnTime::OnTime,
+            "4 working days <= 5"
+        );
+        assert_eq!(live.get().statutory_days("1.001193", false), Some(5));
+        // A file that does not read back: an error naming it, the 5 days stay.
+        std::fs::write(&path, b"{\"1.001193\": {\"statutory_days\": \"soon\"").unwrap();
+        let e = live.reload().unwrap_err();
+        assert!(matches!(
+            e,
+            ReloadError::Terms(catalogue::TermsError::Malformed { .. })
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("terms in force are kept"),
+            "{text}"
+        );
+        assert_eq!(verdict(&live), formulas::OnTime::OnTime);
+        assert_eq!(live.get().statutory_days("1.001193", false), Some(5));
+        // Reloading the same terms again changes nothing.
+        write_terms(&path, 5);
+        assert_eq!(live.reload().unwrap().changed, 0);
+        // Without [catalogue] there is nothing to reload.
+        let e = LiveRules::new(Rules::default(), None).reload().unwrap_err();
+        assert!(matches!(e, ReloadError::NoCatalogue), "{e}");
     }
 
     proptest! {

@@ -4,7 +4,10 @@
 //! - An event becomes a [`Fact`] first ([`Fact::from_envelope`]): the few things the
 //!   indicators use (statuses and their times, unit and procedure codes, dates, channel, fee
 //!   total, whether files exist). A fact holds **no personal data** (no owner, no summary, no
-//!   file names or links), so facts may be journalled and replayed freely.
+//!   file names or links), so facts may be journalled and replayed freely. Only those fields
+//!   are decoded from the payload (borrowed views, typed as the canonical model types them;
+//!   the dossier's other required fields must be present but are not read), so making a fact
+//!   is cheap enough for the engine's publish path ([`super::live`]).
 //! - [`DossierState::apply_fact`] is deterministic and depends only on the state and the fact:
 //!   folding the same facts in the same order gives the same state, whether one at a time with
 //!   the state stored and read back in between (live) or all at once (rebuild).
@@ -24,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::model::envelope::Envelope;
 use crate::model::events::EventKind;
-use crate::model::{Channel, Dossier, DossierStatus};
+use crate::model::{Channel, DossierStatus};
 
 /// Why an event cannot be read as a fact.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,9 +108,11 @@ impl Fact {
         };
         match kind {
             EventKind::DossierUpserted | EventKind::DossierStatus => {
-                let d = Dossier::deserialize(&env.payload).map_err(|e| FactError::NotADossier {
-                    kind: env.kind.clone(),
-                    detail: e.to_string(),
+                let d = SnapshotView::deserialize(&env.payload).map_err(|e| {
+                    FactError::NotADossier {
+                        kind: env.kind.clone(),
+                        detail: e.to_string(),
+                    }
                 })?;
                 if d.code != env.key {
                     return Err(FactError::KeyMismatch {
@@ -122,10 +127,8 @@ impl Fact {
             }
             EventKind::DossierProgress => {
                 let p =
-                    crate::model::progress::Progress::deserialize(&env.payload).map_err(|e| {
-                        FactError::NotAStep {
-                            detail: e.to_string(),
-                        }
+                    ProgressView::deserialize(&env.payload).map_err(|e| FactError::NotAStep {
+                        detail: e.to_string(),
                     })?;
                 let at_ms = opt_ms("step.at", Some(&p.step.at))?.unwrap_or(env.created_ms);
                 Ok(Some(Fact::Step {
@@ -150,7 +153,82 @@ impl Fact {
     }
 }
 
-fn snapshot_fact(d: &Dossier, version: i64, created_ms: i64) -> Result<SnapshotFact, FactError> {
+// What the index reads of a payload, borrowed from the envelope's already-parsed JSON: only
+// the fields it uses are decoded (no owner, summary, names or links are copied), each typed as
+// the canonical model types it ([`crate::model::Dossier`], [`crate::model::progress::Progress`]); the
+// dossier's other required fields must be present (`IgnoredAny`), so what is not a canonical
+// dossier's shape is still refused by name. The edge validated the whole payload already.
+
+/// The fields of a [`crate::model::Dossier`] the index reads.
+#[derive(Deserialize)]
+struct SnapshotView<'a> {
+    #[serde(borrow)]
+    code: std::borrow::Cow<'a, str>,
+    version: i64,
+    #[serde(borrow)]
+    procedure_code: std::borrow::Cow<'a, str>,
+    #[allow(dead_code)]
+    owner: serde::de::IgnoredAny,
+    #[allow(dead_code)]
+    summary: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    received_at: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    due_at: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    returned_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finished_at: Option<std::borrow::Cow<'a, str>>,
+    status: DossierStatus,
+    #[serde(borrow)]
+    handling_unit: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    fees: Vec<FeeView>,
+    #[serde(default, borrow)]
+    attachments: Vec<FileView<'a>>,
+    #[serde(default, borrow)]
+    progress: Vec<StepView<'a>>,
+    #[serde(default)]
+    channel: Option<Channel>,
+    #[serde(default, borrow)]
+    results: Vec<FileView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FeeView {
+    amount_vnd: i64,
+}
+
+/// An attachment or a result file: whether it is live and what component it fulfils.
+#[derive(Deserialize)]
+struct FileView<'a> {
+    #[serde(default, borrow)]
+    component_code: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct StepView<'a> {
+    #[serde(borrow)]
+    at: std::borrow::Cow<'a, str>,
+    status: DossierStatus,
+}
+
+/// The fields of a `dossier.progress` payload (`{code, step}`) the index reads.
+#[derive(Deserialize)]
+struct ProgressView<'a> {
+    #[allow(dead_code)]
+    code: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    step: StepView<'a>,
+}
+
+fn snapshot_fact(
+    d: &SnapshotView<'_>,
+    version: i64,
+    created_ms: i64,
+) -> Result<SnapshotFact, FactError> {
     let finished_ms = opt_ms("finished_at", d.finished_at.as_deref())?;
     let returned_ms = opt_ms("returned_at", d.returned_at.as_deref())?;
     let step_ms = d
@@ -171,8 +249,8 @@ fn snapshot_fact(d: &Dossier, version: i64, created_ms: i64) -> Result<SnapshotF
         version,
         status: d.status,
         at_ms,
-        unit: d.handling_unit.clone(),
-        procedure: d.procedure_code.clone(),
+        unit: d.handling_unit.to_string(),
+        procedure: d.procedure_code.to_string(),
         received_ms: opt_ms("received_at", Some(&d.received_at))?,
         due_ms: opt_ms("due_at", Some(&d.due_at))?,
         online: d.channel == Some(Channel::Online),
@@ -336,9 +414,9 @@ impl DossierState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::model::{Fee, Owner, OwnerKind, Personal};
+    use crate::model::{Dossier, Fee, Owner, OwnerKind, Personal};
 
     pub(crate) fn dossier(status: DossierStatus, version: i64) -> Dossier {
         Dossier {

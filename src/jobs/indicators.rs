@@ -1,21 +1,24 @@
 //! The service-quality index's consumer: the live path of `crate::indicators`.
 //!
 //! # Invariants
-//! - **Its own durable queue.** The engine publishes a confirmed copy of every event the
-//!   gateway knows to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]) besides the
-//!   routes' copies, so the index neither slows nor depends on any route.
+//! - **Its own durable queue.** The engine publishes the fact of every event the index reads
+//!   to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]), confirmed in the same
+//!   round as the routes' copies, so the index neither slows nor depends on any route. The
+//!   message is the fact alone ([`crate::indicators::live`]), not the envelope; a whole
+//!   envelope (an older gateway's, or one whose fact could not be made) is read too.
 //! - **Ack after durable, a batch at a time (group commit).** The consumer takes up to
 //!   [`Batching::max`] deliveries (the prefetch is two batches; it waits at most
 //!   [`Batching::wait`] for a batch to fill once one delivery is in hand) and applies them in
-//!   **one** store transaction ([`crate::indicators::history::apply_envelopes`]): facts, the
+//!   **one** store transaction ([`crate::indicators::history::apply_events`]): facts, the
 //!   dossiers' new states and the position. Only after the commit are they acked (the broker
 //!   coalesces the acks into one `multiple` ack). A redelivery of an applied event (a crash
 //!   between commit and ack re-delivers the whole batch) is recognised by its envelope id and
 //!   only acked; an id repeated within a batch is applied once.
 //! - **In queue order**: the queue is FIFO with a single active consumer; a batch is folded
 //!   in delivery order and batches are handled one after another.
-//! - **Nothing dropped, a poison event alone.** An event that cannot be read (not an envelope,
-//!   a snapshot that is not a dossier) goes to `gw.indicators.dlq` with its reason, by itself:
+//! - **Nothing dropped, a poison event alone.** An event that cannot be read (a fact message or
+//!   an envelope that does not decode, a snapshot that is not a dossier) goes to
+//!   `gw.indicators.dlq` with its reason, by itself:
 //!   the rest of its batch is applied. If the batch's transaction fails, its deliveries are
 //!   applied again one by one ([`handle`]), so a dossier whose stored state is unreadable (or
 //!   a store outage) holds back only its own events: each failing delivery is retried after
@@ -32,9 +35,9 @@ use gw_store::indicators::IndicatorStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::indicators::history::{self, ApplyOutcome, IndicatorError};
-use crate::indicators::{Level, Report, Rules};
-use crate::model::envelope::Envelope;
+use crate::indicators::history::{self, ApplyOutcome};
+use crate::indicators::live;
+use crate::indicators::{Level, LiveRules, Report};
 use crate::model::time::now_ms;
 use crate::runtime::route::INDICATORS_QUEUE;
 use crate::telemetry::metrics::{esc, family};
@@ -154,78 +157,39 @@ pub async fn handle_batch(
     deliveries: Vec<gw_broker::Delivery>,
     counts: &Counts,
 ) -> Result<Vec<Handled>, ConsumeError> {
-    use std::sync::atomic::Ordering::Relaxed;
     if deliveries.len() == 1 {
         let d = deliveries.into_iter().next().expect("one delivery");
         return Ok(vec![handle(store, d, counts).await?]);
     }
-    let mut readable = Vec::with_capacity(deliveries.len());
-    let mut envs = Vec::with_capacity(deliveries.len());
-    let mut out = vec![Handled::DeadLettered; deliveries.len()];
-    let mut at = Vec::with_capacity(deliveries.len());
-    for (i, delivery) in deliveries.into_iter().enumerate() {
-        match Envelope::decode(&delivery.message.body) {
-            Ok(env) => {
-                envs.push(env);
-                readable.push(delivery);
-                at.push(i);
-            }
-            Err(e) => {
-                counts.dead_lettered.fetch_add(1, Relaxed);
-                delivery.reject(&e.to_string()).await?;
-            }
-        }
-    }
-    let results = match history::apply_envelopes(store, &envs).await {
+    let events: Vec<_> = deliveries.iter().map(|d| live::read(&d.message)).collect();
+    let results = match history::apply_read(store, events).await {
         Ok(r) => r,
         Err(e) => {
             // Nothing of the batch was written: one by one, so that only what fails waits.
             debug!(error = %e, "indicators: a batch failed; its events are applied one by one");
-            for (j, delivery) in readable.into_iter().enumerate() {
-                out[at[j]] = handle(store, delivery, counts).await?;
+            let mut out = Vec::with_capacity(deliveries.len());
+            for delivery in deliveries {
+                out.push(handle(store, delivery, counts).await?);
             }
             return Ok(out);
         }
     };
-    for ((j, delivery), result) in readable.into_iter().enumerate().zip(results) {
-        out[at[j]] = match result {
-            Ok(outcome) => {
-                let c = match outcome {
-                    ApplyOutcome::Applied => &counts.applied,
-                    ApplyOutcome::Duplicate => &counts.duplicate,
-                    ApplyOutcome::Ignored => &counts.ignored,
-                };
-                c.fetch_add(1, Relaxed);
-                delivery.ack().await?;
-                Handled::Applied(outcome)
-            }
-            Err(e) => {
-                warn!(kind = %envs[j].kind, error = %e, "indicators: event dead-lettered");
-                counts.dead_lettered.fetch_add(1, Relaxed);
-                delivery.reject(&e.to_string()).await?;
-                Handled::DeadLettered
-            }
-        };
+    let mut out = Vec::with_capacity(deliveries.len());
+    for (delivery, result) in deliveries.into_iter().zip(results) {
+        out.push(settle(delivery, result, counts).await?);
     }
     Ok(out)
 }
 
-/// Apply one delivery and settle it (see the invariants).
-pub async fn handle(
-    store: &dyn IndicatorStore,
+/// Settle a delivery the store did not fail: ack what was applied (or was a duplicate, or is
+/// ignored), dead-letter with its reason what cannot be read.
+async fn settle(
     delivery: gw_broker::Delivery,
+    result: Result<ApplyOutcome, live::ReadError>,
     counts: &Counts,
 ) -> Result<Handled, ConsumeError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let env = match Envelope::decode(&delivery.message.body) {
-        Ok(e) => e,
-        Err(e) => {
-            counts.dead_lettered.fetch_add(1, Relaxed);
-            delivery.reject(&e.to_string()).await?;
-            return Ok(Handled::DeadLettered);
-        }
-    };
-    match history::apply_envelope(store, &env).await {
+    match result {
         Ok(outcome) => {
             let c = match outcome {
                 ApplyOutcome::Applied => &counts.applied,
@@ -236,21 +200,44 @@ pub async fn handle(
             delivery.ack().await?;
             Ok(Handled::Applied(outcome))
         }
-        Err(IndicatorError::Fact(e)) => {
-            // The reason names the field, never its value's owner: facts hold no personal data.
-            warn!(kind = %env.kind, error = %e, "indicators: event dead-lettered");
+        Err(e) => {
+            // A fact's reason names the field, never its value's owner (facts hold no personal
+            // data); an envelope that does not decode is not quoted (its payload might).
+            match &e {
+                live::ReadError::Envelope(_) => {
+                    warn!("indicators: a message that is no envelope dead-lettered")
+                }
+                _ => warn!(error = %e, "indicators: event dead-lettered"),
+            }
             counts.dead_lettered.fetch_add(1, Relaxed);
             delivery.reject(&e.to_string()).await?;
             Ok(Handled::DeadLettered)
         }
-        Err(e) => {
-            warn!(error = %e, "indicators: store failed; the event is retried");
-            counts.retried.fetch_add(1, Relaxed);
-            let headers = delivery.message.headers.clone();
-            delivery.retry(headers, STORE_RETRY).await?;
-            Ok(Handled::Retried)
-        }
     }
+}
+
+/// Apply one delivery and settle it (see the invariants).
+pub async fn handle(
+    store: &dyn IndicatorStore,
+    delivery: gw_broker::Delivery,
+    counts: &Counts,
+) -> Result<Handled, ConsumeError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let applied = match live::read(&delivery.message) {
+        Err(e) => Err(e),
+        Ok(None) => Ok(ApplyOutcome::Ignored),
+        Ok(Some(ev)) => match history::apply_event(store, ev).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                warn!(error = %e, "indicators: store failed; the event is retried");
+                counts.retried.fetch_add(1, Relaxed);
+                let headers = delivery.message.headers.clone();
+                delivery.retry(headers, STORE_RETRY).await?;
+                return Ok(Handled::Retried);
+            }
+        },
+    };
+    settle(delivery, applied, counts).await
 }
 
 /// The month (`YYYY-MM`, Vietnam) of an instant.
@@ -312,7 +299,7 @@ pub fn render_gauges(report: Option<&Report>, counts: &Counts) -> String {
 /// Recompute the unit gauges of the current month every `every` until `cancel`.
 pub async fn refresh_gauges(
     store: Arc<dyn IndicatorStore>,
-    rules: Rules,
+    rules: LiveRules,
     synced_to: String,
     every: Duration,
     cache: Arc<RwLock<Option<Report>>>,
@@ -323,7 +310,7 @@ pub async fn refresh_gauges(
         let now = now_ms();
         match history::report(
             store.as_ref(),
-            &rules,
+            &rules.get(),
             &month_of(now),
             Level::Unit,
             now,
@@ -345,7 +332,9 @@ pub async fn refresh_gauges(
 /// and their renderer. `None` without an `[indicators]` section.
 pub struct Wired {
     pub store: Arc<dyn IndicatorStore>,
-    pub rules: Rules,
+    /// The rules in force; the catalogue's terms can be read again while running
+    /// (`POST /api/v1/indicators/catalogue/reload`).
+    pub rules: LiveRules,
     pub synced_to: String,
     pub at_risk_days: u32,
     /// `[indicators] lowest_min_dossiers`: the lowest-on-time list's minimum sample.
@@ -380,7 +369,7 @@ impl Wired {
     ) -> Result<Wired, WireError> {
         Ok(Wired {
             store: gw_store::indicators::open_tls(store_url, tls).await?,
-            rules: crate::indicators::rules(Some(section))?,
+            rules: LiveRules::new(crate::indicators::rules(Some(section))?, None),
             synced_to: section.synced_to.clone(),
             at_risk_days: section.at_risk_days,
             lowest_min_dossiers: section.lowest_min_dossiers,

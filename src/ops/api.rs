@@ -87,6 +87,11 @@ pub fn table() -> Vec<(Method, &'static str, MethodRouter<S>)> {
             "/api/v1/indicators/lowest",
             get(indicators_lowest),
         ),
+        (
+            Method::POST,
+            "/api/v1/indicators/catalogue/reload",
+            post(indicators_catalogue_reload),
+        ),
         (Method::GET, "/api/v1/signing/pending", get(signing_pending)),
         (
             Method::POST,
@@ -689,7 +694,8 @@ async fn drop_(
     }
 }
 
-// The service-quality index (`crate::indicators`): read-only, any token; 404 `indicators_off`
+// The service-quality index (`crate::indicators`): read-only, any token (but the catalogue
+// reload, operator-only); 404 `indicators_off`
 // without `[indicators]`; a bad period, level or horizon is a 400 naming it; the at-risk list
 // names dossiers by code with their unit and procedure, never citizen data.
 
@@ -733,7 +739,7 @@ async fn indicators(State(st): State<S>, Query(q): Query<ReportQuery>) -> Respon
     };
     match crate::indicators::history::report(
         ix.store.as_ref(),
-        &ix.rules,
+        &ix.rules.get(),
         &period,
         level,
         now,
@@ -751,6 +757,46 @@ async fn indicators(State(st): State<S>, Query(q): Query<ReportQuery>) -> Respon
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the indicators could not be read; try again",
+            )
+        }
+    }
+}
+
+/// `POST /api/v1/indicators/catalogue/reload` (operator): the catalogue's terms read again
+/// ([`crate::indicators::LiveRules::reload`]); a bad file keeps the terms in force.
+async fn indicators_catalogue_reload(
+    State(st): State<S>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if let Some(r) = require_operator(&caller) {
+        return r;
+    }
+    let Some(ix) = &st.options.indicators else {
+        return indicators_off();
+    };
+    match ix.rules.reload() {
+        Ok(r) => {
+            tracing::info!(procedures = r.procedures, changed = r.changed, by = %caller.name,
+                "the index's catalogue terms reloaded through the ops API");
+            Json(json!({
+                "result": "reloaded",
+                "procedures": r.procedures,
+                "changed": r.changed,
+                "by": caller.name,
+            }))
+            .into_response()
+        }
+        Err(e @ crate::indicators::ReloadError::NoCatalogue) => error(
+            StatusCode::CONFLICT,
+            "catalogue_not_configured",
+            e.to_string(),
+        ),
+        Err(e @ crate::indicators::ReloadError::Terms(_)) => {
+            tracing::warn!(error = %e, by = %caller.name, "the index's catalogue terms not reloaded");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "terms_unreadable",
+                e.to_string(),
             )
         }
     }
@@ -778,7 +824,7 @@ async fn indicators_at_risk(State(st): State<S>, Query(q): Query<AtRiskQuery>) -
         }
     };
     let now = now_ms();
-    match crate::indicators::history::at_risk(ix.store.as_ref(), &ix.rules, now, days).await {
+    match crate::indicators::history::at_risk(ix.store.as_ref(), &ix.rules.get(), now, days).await {
         Ok(units) => Json(json!({
             "days": days,
             "as_of_ms": now,
@@ -838,7 +884,7 @@ async fn indicators_series(State(st): State<S>, Query(q): Query<SeriesQuery>) ->
     };
     match history::series(
         ix.store.as_ref(),
-        &ix.rules,
+        &ix.rules.get(),
         &to,
         months,
         level,
@@ -909,7 +955,7 @@ async fn indicators_lowest(State(st): State<S>, Query(q): Query<LowestQuery>) ->
         .unwrap_or_else(|| crate::jobs::indicators::month_of(now));
     match history::report(
         ix.store.as_ref(),
-        &ix.rules,
+        &ix.rules.get(),
         &period,
         crate::indicators::Level::Unit,
         now,

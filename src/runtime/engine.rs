@@ -3,7 +3,8 @@
 //!
 //! # Invariants
 //! - `publish` returns `Ok` only when every route that takes the envelope has its copy
-//!   confirmed by the broker: the edge answers 202 after that, never before.
+//!   confirmed by the broker (and the index's queue its message, with `[indicators]`): the
+//!   edge answers 202 after that, never before.
 //! - With agency subscriptions, the edge publishes an event at most once for all of them: to
 //!   the agencies' fan-out ([`super::fanout`]) when some subscription takes it, never to a
 //!   subscription's own queue (the fan-out hands out those copies). Configured routes get
@@ -165,10 +166,11 @@ impl Engine {
         self
     }
 
-    /// Also publish every event of a kind the gateway knows (`EventKind`: the dossier kinds
-    /// and `payment.settled`) to `queue` (the gateway's is [`super::route::INDICATORS_QUEUE`]),
-    /// confirmed like the routes' copies: the service-quality index then misses no event that
-    /// was accepted.
+    /// Also publish the index's message of every event it reads (the dossier kinds and paid
+    /// `payment.settled`; [`crate::indicators::live::message`]: the fact alone, made from the
+    /// envelope already parsed) to `queue` (the gateway's is [`super::route::INDICATORS_QUEUE`]),
+    /// confirmed in the same round as the routes' copies: the service-quality index then
+    /// misses no event that was accepted.
     pub fn with_indicators(mut self, queue: &str) -> Self {
         self.indicators = Some(queue.to_string());
         self
@@ -221,31 +223,21 @@ impl Engine {
             .iter()
             .filter(|r| !fed(&r.name) && r.takes(env))
             .collect();
-        // Every route's copy is published at once and the confirms awaited together (they are
-        // pipelined on the broker's channel), not one publish-and-confirm after another.
+        // Every route's copy, and the index's message, is published at once and the confirms
+        // awaited together (they are pipelined on the broker's channel), not one
+        // publish-and-confirm after another.
         let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
-        futures::future::try_join_all(queues.iter().map(|q| self.broker.publish(q, msg.clone())))
-            .await?;
+        let index = self
+            .indicators
+            .as_ref()
+            .and_then(|q| crate::indicators::live::message(env).map(|m| (q, m)));
+        let copies = queues.iter().map(|q| (q.as_str(), msg.clone()));
+        let all = copies.chain(index.map(|(q, m)| (q.as_str(), m)));
+        futures::future::try_join_all(all.map(|(q, m)| self.broker.publish(q, m))).await?;
         let mut routed = Vec::with_capacity(targets.len());
         for r in targets {
             self.metrics.inc_in(&r.name);
             routed.push(r.name.clone());
-        }
-        if let Some(q) = &self.indicators {
-            use crate::model::events::EventKind as K;
-            // The kinds the index reads: the dossier kinds and settled payments.
-            if matches!(
-                K::parse(&env.kind),
-                Some(
-                    K::DossierUpserted
-                        | K::DossierStatus
-                        | K::DossierProgress
-                        | K::DossierOnline
-                        | K::PaymentSettled
-                )
-            ) {
-                self.broker.publish(q, msg.clone()).await?;
-            }
         }
         if let Some(version) = env.version {
             // Note the newest queued version for coalescing. Not awaited: it only lets older

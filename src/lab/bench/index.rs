@@ -8,10 +8,10 @@
 //!   consumer, `jobs::indicators::consume`, applying its copy of each event at the same time)
 //!   and **index** (the index's consumer alone). Events are preloaded before the consumers
 //!   start, in each run, so the publishes are in none of them.
-//! - The index's copy costs the gateway one more confirmed publish per accepted event (sent
-//!   with the routes' copies, confirms awaited together): measured on its own as one
-//!   confirmed publish per event to the index's queue (an upper bound: in the gateway it is
-//!   pipelined with the routes' copies).
+//! - The index's message (the event's fact alone, `crate::indicators::live`) costs the
+//!   gateway one more publish per accepted event, sent with the routes' copies and confirmed in
+//!   the same round: measured as the difference of `Engine::publish`'s CPU per event with and
+//!   without the index, over the same number of fresh events (publish then consume).
 //! - CPU is this process's user + system time without the sandbox's thread, per event. The
 //!   added cost is the index alone plus the publish (the difference of the first two runs is
 //!   printed too: on a shared machine it is noisier). The gateway's own CPU per event is the
@@ -34,6 +34,7 @@ use super::phases::Bench;
 use super::setup::*;
 use super::sys::*;
 use crate::jobs::indicators::{consume, Counts};
+use crate::model::envelope::Envelope;
 
 /// The issue's goal: the index adds under this share of the gateway's CPU per event.
 const GOAL: f64 = 0.05;
@@ -92,7 +93,13 @@ async fn run(
         let unit = portal.config().units[0].clone();
         let msgs = messages(&engine, &unit, *first, args.events);
         *first += args.events;
-        let copies: Vec<Message> = msgs.values().flatten().cloned().collect();
+        // The index's messages of the same events, as the engine makes them.
+        let copies: Vec<Message> = msgs
+            .values()
+            .flatten()
+            .filter_map(|m| Envelope::decode(&m.body).ok())
+            .filter_map(|e| crate::indicators::live::message(&e))
+            .collect();
         let index = what != Run::Route;
         let route = what != Run::Index;
         if index {
@@ -158,35 +165,47 @@ async fn run(
     result
 }
 
-/// CPU µs per event of one confirmed publish to the index's queue (the copy the engine adds).
+/// CPU µs per event that the index's message adds to `Engine::publish` (the routes' copies
+/// and the index's message confirmed in one round): the same number of fresh events
+/// published through the engine without the index, then with it; the difference per event.
 async fn publish_cost(args: &BenchArgs, s: &Setup, first: &mut usize) -> Result<f64, BenchError> {
-    let (engine, _) = open_engine(s).await?;
-    let queue = format!("gw.indicators.{}", s.route);
+    let loaded = crate::config::parse(&s.text, "<bench>", std::path::PathBuf::from("."))?;
+    let (broker, store) = crate::app::open_backends(&loaded)
+        .await
+        .map_err(BenchError::Backends)?;
+    let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
+    let mut engine = crate::app::build_engine(&loaded, broker, store, metrics)
+        .map_err(BenchError::Engine)?
+        .with_indicators(&format!("gw.indicators.{}", s.route));
+    let mut queues = engine.routes[0].queues();
+    queues.extend(engine.indicators.clone());
     let result = async {
-        engine
-            .broker
-            .declare(&[QueueSpec {
-                name: queue.clone(),
-                delivery_limit: 20,
-            }])
-            .await
-            .map_err(BenchError::Declare)?;
-        let msgs = messages(&engine, "000.00.01.H22", *first, args.events);
-        *first += args.events;
-        let cpu0 = cpu_secs();
-        for m in msgs.into_values().flatten() {
-            engine
-                .broker
-                .publish(&queue, m)
-                .await
-                .map_err(BenchError::Publish)?;
+        engine.declare().await.map_err(BenchError::Declare)?;
+        let index = engine.indicators.take();
+        // Without the index, then with it (the one field of the engine that the index sets).
+        let mut cpu = [0.0; 2];
+        for (i, slot) in cpu.iter_mut().enumerate() {
+            if i == 1 {
+                engine.indicators.clone_from(&index);
+            }
+            let envs: Vec<Envelope> = messages(&engine, "000.00.01.H22", *first, args.events)
+                .into_values()
+                .flatten()
+                .filter_map(|m| Envelope::decode(&m.body).ok())
+                .collect();
+            *first += args.events;
+            let cpu0 = cpu_secs();
+            for env in &envs {
+                engine.publish(env).await.map_err(BenchError::Publish)?;
+            }
+            *slot = (cpu_secs() - cpu0) * 1e6 / envs.len().max(1) as f64;
         }
-        Ok((cpu_secs() - cpu0) * 1e6 / args.events.max(1) as f64)
+        Ok((cpu[1] - cpu[0]).max(0.0))
     }
     .await;
     engine.broker.close().await;
     drop(engine);
-    cleanup(args, s, &[queue]).await;
+    cleanup(args, s, &queues).await;
     result
 }
 
@@ -252,7 +271,7 @@ impl Bench<'_> {
         }
         println!(
             "  route: the gateway's CPU per event (consume, translate, sign, POST, record, ack); index: the index's consumer alone \
-             (batches of 64, one transaction each); publish: one confirmed publish of the index's copy; added = index + publish; \
+             (batches of 64, one transaction each); publish: what the index's fact message adds to Engine::publish (confirmed in the routes' round); added = index + publish; \
              share = added ÷ route (the route leaves out the inbound side, so the share is an upper bound)"
         );
     }
