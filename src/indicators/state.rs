@@ -105,10 +105,12 @@ impl Fact {
         };
         match kind {
             EventKind::DossierUpserted | EventKind::DossierStatus => {
-                let d = Dossier::deserialize(&env.payload).map_err(|e| FactError::NotADossier {
-                    kind: env.kind.clone(),
-                    detail: e.to_string(),
-                })?;
+                let d = env
+                    .payload_as::<Dossier>()
+                    .map_err(|e| FactError::NotADossier {
+                        kind: env.kind.clone(),
+                        detail: e.to_string(),
+                    })?;
                 if d.code != env.key {
                     return Err(FactError::KeyMismatch {
                         kind: env.kind.clone(),
@@ -121,11 +123,10 @@ impl Fact {
                 )?)))
             }
             EventKind::DossierProgress => {
-                let p =
-                    crate::model::progress::Progress::deserialize(&env.payload).map_err(|e| {
-                        FactError::NotAStep {
-                            detail: e.to_string(),
-                        }
+                let p = env
+                    .payload_as::<crate::model::progress::Progress>()
+                    .map_err(|e| FactError::NotAStep {
+                        detail: e.to_string(),
                     })?;
                 let at_ms = opt_ms("step.at", Some(&p.step.at))?.unwrap_or(env.created_ms);
                 Ok(Some(Fact::Step {
@@ -135,7 +136,8 @@ impl Fact {
             }
             EventKind::DossierOnline => Ok(Some(Fact::Online)),
             EventKind::PaymentSettled => {
-                let paid = env.payload.get("status").and_then(|s| s.as_str()) == Some("paid");
+                let paid =
+                    env.payload_value().get("status").and_then(|s| s.as_str()) == Some("paid");
                 Ok(paid.then_some(Fact::PaidOnline))
             }
             EventKind::SignatureRequested
