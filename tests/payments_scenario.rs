@@ -290,8 +290,9 @@ async fn run_seed(seed: u64, store_url: Option<String>) -> (usize, usize) {
     for _ in 0..n {
         let d = c.next().await.unwrap().unwrap();
         let env = gateway::model::envelope::Envelope::decode(&d.message.body).unwrap();
-        if env.payload["status"] == "paid" {
-            delivered_paid.insert(env.payload["reference"].as_str().unwrap().to_string());
+        let payload = env.payload_value();
+        if payload["status"] == "paid" {
+            delivered_paid.insert(payload["reference"].as_str().unwrap().to_string());
         }
         d.ack().await.unwrap();
     }

@@ -180,7 +180,7 @@ impl Harness {
             let d = c.next().await.unwrap().unwrap();
             let env = gateway::model::envelope::Envelope::decode(&d.message.body).unwrap();
             assert_eq!(env.kind, SETTLED_KIND);
-            out.push(env.payload);
+            out.push(env.payload_value());
             d.ack().await.unwrap();
         }
         out

@@ -220,7 +220,7 @@ async fn a_cancel_the_service_cannot_take_is_recorded_as_not_supported() {
     }
     let outcomes = sink.got.lock().unwrap();
     assert_eq!(outcomes.len(), 1);
-    assert_eq!(outcomes[0].payload["outcome"], "cancelled");
+    assert_eq!(outcomes[0].payload_value()["outcome"], "cancelled");
 }
 
 /// A signer whose cancel fails `fail_first` times with a timeout, then succeeds: no service

@@ -73,10 +73,17 @@ impl Filter {
     /// [`crate::config::OPS_SOURCE`]: one agency's subscription disabled or enabled): they
     /// go to the routes that take them, not to the agencies.
     pub fn takes(&self, env: &Envelope) -> bool {
-        env.source != crate::config::OPS_SOURCE
-            && crate::config::kinds_admit(&self.kinds, &env.kind)
-            && codes_admit(&self.procedures, code_at(&env.payload, "procedure"))
-            && codes_admit(&self.units, code_at(&env.payload, "unit"))
+        if env.source == crate::config::OPS_SOURCE
+            || !crate::config::kinds_admit(&self.kinds, &env.kind)
+        {
+            return false;
+        }
+        if self.procedures.is_empty() && self.units.is_empty() {
+            return true;
+        }
+        let payload = env.payload_value();
+        codes_admit(&self.procedures, code_at(&payload, "procedure"))
+            && codes_admit(&self.units, code_at(&payload, "unit"))
     }
 }
 
@@ -235,11 +242,12 @@ impl Subscription {
         }
         let mut data = Value::Object(Map::new());
         let mut sent = Vec::new();
+        let payload = env.payload_value();
         for f in fields::FIELDS {
             if !(self.fields.contains(&f) || self.personal.contains(&f)) {
                 continue;
             }
-            match get_path(&env.payload, f.path) {
+            match get_path(&payload, f.path) {
                 Some(v) if !v.is_null() => {
                     set_path(&mut data, f.path, v.clone());
                     sent.push(f.name);

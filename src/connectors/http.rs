@@ -56,7 +56,7 @@ impl HttpConnector {
 
     /// The request this connector sends for `env` (before signing).
     pub fn request(&self, env: &Envelope) -> OutRequest {
-        let body = serde_json::to_vec(&env.payload).expect("JSON values serialize");
+        let body = env.payload_bytes().to_vec();
         let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             (

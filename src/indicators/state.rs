@@ -108,12 +108,13 @@ impl Fact {
         };
         match kind {
             EventKind::DossierUpserted | EventKind::DossierStatus => {
-                let d = SnapshotView::deserialize(&env.payload).map_err(|e| {
-                    FactError::NotADossier {
-                        kind: env.kind.clone(),
-                        detail: e.to_string(),
-                    }
-                })?;
+                let d =
+                    serde_json::from_str::<SnapshotView<'_>>(env.payload.get()).map_err(|e| {
+                        FactError::NotADossier {
+                            kind: env.kind.clone(),
+                            detail: e.to_string(),
+                        }
+                    })?;
                 if d.code != env.key {
                     return Err(FactError::KeyMismatch {
                         kind: env.kind.clone(),
@@ -127,8 +128,10 @@ impl Fact {
             }
             EventKind::DossierProgress => {
                 let p =
-                    ProgressView::deserialize(&env.payload).map_err(|e| FactError::NotAStep {
-                        detail: e.to_string(),
+                    serde_json::from_str::<ProgressView<'_>>(env.payload.get()).map_err(|e| {
+                        FactError::NotAStep {
+                            detail: e.to_string(),
+                        }
                     })?;
                 let at_ms = opt_ms("step.at", Some(&p.step.at))?.unwrap_or(env.created_ms);
                 Ok(Some(Fact::Step {
@@ -138,7 +141,8 @@ impl Fact {
             }
             EventKind::DossierOnline => Ok(Some(Fact::Online)),
             EventKind::PaymentSettled => {
-                let paid = env.payload.get("status").and_then(|s| s.as_str()) == Some("paid");
+                let paid =
+                    env.payload_value().get("status").and_then(|s| s.as_str()) == Some("paid");
                 Ok(paid.then_some(Fact::PaidOnline))
             }
             EventKind::SignatureRequested

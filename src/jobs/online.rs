@@ -159,12 +159,13 @@ impl OnlinePoll {
                 summary.skipped += 1;
                 continue;
             }
-            let mut env = Envelope::new(KIND, code.clone(), c.source_name.clone(), item);
-            env.version = c
+            let version = c
                 .version_field
                 .as_ref()
-                .and_then(|f| env.payload.get(f))
+                .and_then(|f| item.get(f))
                 .and_then(version_of);
+            let mut env = Envelope::new(KIND, code.clone(), c.source_name.clone(), item);
+            env.version = version;
             let routed = engine
                 .publish(&env)
                 .await

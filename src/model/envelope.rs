@@ -12,18 +12,25 @@
 //!   in a message header.
 //! - The wire form is JSON ([`Envelope::encode`] / [`Envelope::decode`]); decoding a malformed
 //!   body is an error, never a default.
+//! - The payload is kept as the JSON text it came in ([`RawValue`]): decoding an envelope
+//!   checks that it is JSON but builds nothing of it, encoding copies the text, and each stage
+//!   reads it once into the type it needs ([`Envelope::payload_as`]) instead of going through
+//!   a `serde_json::Value` tree and back. [`Envelope::new`] renders a `Value` payload once
+//!   (compact, keys sorted: the same text the wire form had when the payload was a `Value`).
 
 use std::collections::BTreeMap;
 
 use rand::RngCore;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::Digest;
 use uuid::Uuid;
 
 use super::time::now_ms;
 
 /// One message inside the gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: Uuid,
     /// What happened, e.g. `dossier.upserted`, `dossier.progress`, `payment.settled`.
@@ -42,8 +49,27 @@ pub struct Envelope {
     pub traceparent: String,
     /// Accepted at, unix milliseconds.
     pub created_ms: i64,
-    /// The payload (canonical model JSON, or a source's event body).
-    pub payload: serde_json::Value,
+    /// The payload (canonical model JSON, or a source's event body), as JSON text.
+    pub payload: Box<RawValue>,
+}
+
+impl PartialEq for Envelope {
+    fn eq(&self, o: &Self) -> bool {
+        self.id == o.id
+            && self.kind == o.kind
+            && self.key == o.key
+            && self.source == o.source
+            && self.version == o.version
+            && self.headers == o.headers
+            && self.traceparent == o.traceparent
+            && self.created_ms == o.created_ms
+            && self.payload.get() == o.payload.get()
+    }
+}
+
+/// A payload's JSON text.
+pub fn raw_payload(payload: &serde_json::Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(payload).expect("a JSON value always serializes")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +95,30 @@ impl Envelope {
             headers: BTreeMap::new(),
             traceparent: new_traceparent(),
             created_ms: now_ms(),
-            payload,
+            payload: raw_payload(&payload),
         }
+    }
+
+    /// The payload read into `T` (one parse of its text).
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.payload.get())
+    }
+
+    /// The payload as a JSON tree, for the paths that look into arbitrary payloads (filters,
+    /// projections); `Null` if it cannot be read, which a decoded envelope's payload always
+    /// can (the decode checked it).
+    pub fn payload_value(&self) -> serde_json::Value {
+        self.payload_as().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The payload's JSON text, as bytes.
+    pub fn payload_bytes(&self) -> &[u8] {
+        self.payload.get().as_bytes()
+    }
+
+    /// Replace the payload.
+    pub fn set_payload(&mut self, payload: &serde_json::Value) {
+        self.payload = raw_payload(payload);
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -92,7 +140,10 @@ impl Envelope {
             return Some(format!("{}@{}", self.key, v));
         }
         if super::events::EventKind::DossierProgress.is(&self.kind) {
-            let step = self.payload.get("step")?;
+            let payload = self
+                .payload_as::<serde_json::Map<String, serde_json::Value>>()
+                .ok()?;
+            let step = payload.get("step")?;
             let at: String = step
                 .get("at")
                 .and_then(serde_json::Value::as_str)
@@ -174,8 +225,11 @@ mod tests {
             serde_json::json!({"a": "Nguyễn"}),
         );
         e.version = Some(3);
-        let back = Envelope::decode(&e.encode()).unwrap();
+        let bytes = e.encode();
+        let back = Envelope::decode(&bytes).unwrap();
         assert_eq!(back, e);
+        assert_eq!(back.encode(), bytes, "the payload's text is kept as is");
+        assert_eq!(back.payload_value(), serde_json::json!({"a": "Nguyễn"}));
         assert_eq!(e.id.get_version_num(), 7);
         assert_eq!(e.natural_key().unwrap(), "000.00.01.H22-241124-0001@3");
     }

@@ -4,8 +4,8 @@
 //! # Invariants
 //! - **Record, then ack.** [`Ctx::settle`] answers [`Settlement::Ack`] only once the batch is
 //!   durable; a store outage delays the ack ([`Ctx::record_patiently`]), never loses an
-//!   outcome. Only a shutdown gives up, and then the delivery is left unsettled
-//!   ([`Settlement::Leave`]): the broker gives it back.
+//!   outcome. Only a shutdown (or a recorder that stopped) gives up, and then the delivery is
+//!   left unsettled ([`Settlement::Leave`]): the broker gives it back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::batcher::Batcher;
-use super::recorder::Recorder;
+use super::recorder::{Recorder, Unrecorded};
 use super::route::Route;
 use crate::telemetry::metrics::Metrics;
 
@@ -49,13 +49,20 @@ pub(super) struct Ctx {
 impl Ctx {
     /// Record with patience: a store outage delays the ack, never loses the outcome. Gives up
     /// only on shutdown (the delivery then stays unacked and comes back).
+    /// The batch is not copied: a failed write hands it back for the next try. A recorder
+    /// that stopped while holding it gives up at once (the delivery stays unacked).
     pub async fn record_patiently(&self, batch: Batch) -> bool {
         let mut wait = Duration::from_millis(50);
+        let mut batch = batch;
         loop {
-            match self.recorder.record(batch.clone()).await {
+            match self.recorder.record(batch).await {
                 Ok(()) => return true,
-                Err(e) => {
-                    warn!(route = %self.route.name, error = %e, "ledger write failed; will retry");
+                Err(Unrecorded { error, batch: back }) => {
+                    warn!(route = %self.route.name, error = %error, "ledger write failed; will retry");
+                    let Some(back) = back else {
+                        return false;
+                    };
+                    batch = back;
                     if self.cancel.is_cancelled() {
                         return false;
                     }

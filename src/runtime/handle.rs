@@ -50,10 +50,11 @@ pub(super) async fn handle(ctx: &Ctx, d: &Delivery) -> Settlement {
     // The span continues the envelope's W3C trace: its trace id, and the span that accepted
     // the message as parent. From here the envelope's traceparent names this span, so the
     // `send` span (and the `traceparent` sent downstream) are its children.
-    let parent_span = span_id(&env.traceparent).to_string();
+    // The span's fields are evaluated only when a subscriber wants the span: made before the
+    // traceparent moves on, it borrows the parent's id instead of copying it.
     let deliver_span = new_span_id();
+    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), span_id = %deliver_span, parent_span_id = %span_id(&env.traceparent), attempt = d.message.attempt);
     env.traceparent = with_span(&env.traceparent, &deliver_span);
-    let span = tracing::info_span!("deliver", route = %route.name, key = %env.key, envelope = %env.id, kind = %env.kind, trace_id = %trace_id(&env.traceparent), span_id = %deliver_span, parent_span_id = %parent_span, attempt = d.message.attempt);
     let mut turn = Turn::new(ctx, d, env);
     async move {
         match turn.run().await {
@@ -300,8 +301,8 @@ impl<'a> Turn<'a> {
             // A route whose connector reads no versions (the agencies' fan-out) claims the
             // key for order only: the checks that count are made by the routes it feeds.
             natural_key: self
-                .env
-                .natural_key()
+                .natural_key
+                .clone()
                 .filter(|_| route.connector.reads_versions()),
             version: self
                 .env
@@ -472,10 +473,9 @@ impl<'a> Turn<'a> {
         let ctx = self.ctx;
         let route = self.route();
         let claim_release = self.subject().release(&held.holder, resolution);
-        let deliver_span = span_id(&self.env.traceparent).to_string();
         let send_span_id = new_span_id();
+        let send_span = tracing::info_span!("send", route = %route.name, destination = %route.destination, key = %self.env.key, envelope = %self.env.id, trace_id = %trace_id(&self.env.traceparent), span_id = %send_span_id, parent_span_id = %span_id(&self.env.traceparent), http_status = tracing::field::Empty, outcome = tracing::field::Empty);
         self.env.traceparent = with_span(&self.env.traceparent, &send_span_id);
-        let send_span = tracing::info_span!("send", route = %route.name, destination = %route.destination, key = %self.env.key, envelope = %self.env.id, trace_id = %trace_id(&self.env.traceparent), span_id = %send_span_id, parent_span_id = %deliver_span, http_status = tracing::field::Empty, outcome = tracing::field::Empty);
         let evidence_log = ctx.evidence.as_deref();
         let capture = evidence_log.and_then(|e| e.capture_for(&route.destination));
         let send = crate::evidence::capture::capture(

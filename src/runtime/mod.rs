@@ -64,7 +64,7 @@ pub mod route;
 mod turn;
 
 pub use engine::Engine;
-pub use recorder::{RecordError, Recorder, RecorderStats};
+pub use recorder::{RecordError, Recorder, RecorderStats, Unrecorded};
 pub use replay::{replay, ReplayError, ReplayResult};
 pub use route::{
     message_for, route_queue, stable_hash, Route, HDR_DEFERRED, HDR_FIRST_MS, HDR_LAST_REASON,

@@ -6,6 +6,10 @@
 //! - Requests waiting together are merged into one transaction (at most [`MAX_MERGE`]); when a
 //!   merged write fails, each request is written alone, so one bad batch never fails its
 //!   neighbours.
+//! - No batch is copied: the requests' records are moved into the merged batch in arrival
+//!   order, the store borrows it ([`Store::record_shared`]), and after a failed merged write
+//!   it is split back into the requests by their counts. A failed write hands its batch back
+//!   ([`Unrecorded`]), so a caller that tries again needs no copy either.
 //! - What it did is counted ([`RecorderStats`]) and rendered as metrics at scrape time.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,9 +33,20 @@ pub enum RecordError {
     Store(String),
 }
 
+/// A write that did not happen: why, and the batch handed back (`None` only when the
+/// recorder stopped while holding it).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Unrecorded {
+    pub error: RecordError,
+    pub batch: Option<Batch>,
+}
+
+type Done = oneshot::Sender<Result<(), Unrecorded>>;
+
 struct RecordReq {
     batch: Batch,
-    done: oneshot::Sender<Result<(), RecordError>>,
+    done: Done,
 }
 
 /// Merges ledger writes of all lanes into short transactions.
@@ -49,14 +64,19 @@ impl Recorder {
         Recorder { tx, stats }
     }
 
-    /// Record a batch; resolves when it is durable.
-    pub async fn record(&self, batch: Batch) -> Result<(), RecordError> {
+    /// Record a batch; resolves when it is durable. On failure the batch comes back.
+    pub async fn record(&self, batch: Batch) -> Result<(), Unrecorded> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(RecordReq { batch, done })
-            .await
-            .map_err(|_| RecordError::Stopped)?;
-        wait.await.map_err(|_| RecordError::Stopped)?
+        if let Err(refused) = self.tx.send(RecordReq { batch, done }).await {
+            return Err(Unrecorded {
+                error: RecordError::Stopped,
+                batch: Some(refused.0.batch),
+            });
+        }
+        wait.await.unwrap_or(Err(Unrecorded {
+            error: RecordError::Stopped,
+            batch: None,
+        }))
     }
 }
 
@@ -98,20 +118,76 @@ impl RecorderStats {
     }
 }
 
-/// All batches of `reqs` as one.
-fn merge(reqs: &[RecordReq]) -> Batch {
-    let mut merged = Batch::default();
-    for r in reqs {
-        merged.outcomes.extend(r.batch.outcomes.iter().cloned());
-        merged.attempts.extend(r.batch.attempts.iter().cloned());
-        merged
-            .dead_letters
-            .extend(r.batch.dead_letters.iter().cloned());
-        merged.accepted.extend(r.batch.accepted.iter().cloned());
-        merged.evidence.extend(r.batch.evidence.iter().cloned());
-        merged.releases.extend(r.batch.releases.iter().cloned());
+/// How many records of each kind one request put into a merged batch.
+#[derive(Clone, Copy)]
+struct Counts([usize; 6]);
+
+impl Counts {
+    fn of(b: &Batch) -> Self {
+        Counts([
+            b.outcomes.len(),
+            b.attempts.len(),
+            b.dead_letters.len(),
+            b.accepted.len(),
+            b.evidence.len(),
+            b.releases.len(),
+        ])
     }
-    merged
+}
+
+/// The requests' batches moved into one, in arrival order; their counts and answers beside.
+fn merge(reqs: Vec<RecordReq>) -> (Batch, Vec<(Counts, Done)>) {
+    let mut merged = Batch::default();
+    let mut parts = Vec::with_capacity(reqs.len());
+    for RecordReq { mut batch, done } in reqs {
+        parts.push((Counts::of(&batch), done));
+        merged.outcomes.append(&mut batch.outcomes);
+        merged.attempts.append(&mut batch.attempts);
+        merged.dead_letters.append(&mut batch.dead_letters);
+        merged.accepted.append(&mut batch.accepted);
+        merged.evidence.append(&mut batch.evidence);
+        merged.releases.append(&mut batch.releases);
+    }
+    (merged, parts)
+}
+
+/// Undo [`merge`]: the batch of each request, in order, by its counts.
+fn split(mut merged: Batch, counts: &[Counts]) -> Vec<Batch> {
+    fn tail<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
+        v.split_off(v.len().saturating_sub(n))
+    }
+    let mut out: Vec<Batch> = counts
+        .iter()
+        .rev()
+        .map(|Counts([o, a, d, acc, e, r])| Batch {
+            outcomes: tail(&mut merged.outcomes, *o),
+            attempts: tail(&mut merged.attempts, *a),
+            dead_letters: tail(&mut merged.dead_letters, *d),
+            accepted: tail(&mut merged.accepted, *acc),
+            evidence: tail(&mut merged.evidence, *e),
+            releases: tail(&mut merged.releases, *r),
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// The batch back from the store after a failed write (the store dropped its reference when
+/// its call returned; a copy only if it still holds one).
+fn take_back(shared: Arc<Batch>) -> Batch {
+    Arc::try_unwrap(shared).unwrap_or_else(|still| (*still).clone())
+}
+
+/// Write one request's batch alone; on failure the batch goes back with the error.
+async fn write_alone(store: &dyn Store, batch: Batch) -> Result<(), Unrecorded> {
+    let shared = Arc::new(batch);
+    store
+        .record_shared(shared.clone())
+        .await
+        .map_err(|e| Unrecorded {
+            error: RecordError::Store(e.to_string()),
+            batch: Some(take_back(shared)),
+        })
 }
 
 async fn recorder_loop(
@@ -127,10 +203,11 @@ async fn recorder_loop(
                 Err(_) => break,
             }
         }
-        let merged = merge(&reqs);
-        let started = std::time::Instant::now();
         let merged_count = reqs.len() as u64;
-        let result = store.record(merged).await;
+        let (merged, parts) = merge(reqs);
+        let merged = Arc::new(merged);
+        let started = std::time::Instant::now();
+        let result = store.record_shared(merged.clone()).await;
         stats.writes.fetch_add(1, Relaxed);
         stats.merged.fetch_add(merged_count, Relaxed);
         stats
@@ -138,26 +215,86 @@ async fn recorder_loop(
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         match result {
             Ok(()) => {
-                for r in reqs {
-                    let _ = r.done.send(Ok(()));
-                }
-            }
-            Err(e) if reqs.len() > 1 => {
-                // One bad batch must not fail its neighbours: write them one by one.
-                debug!(error = %e, n = reqs.len(), "merged ledger write failed; writing one by one");
-                for r in reqs {
-                    let res = store
-                        .record(r.batch)
-                        .await
-                        .map_err(|e| RecordError::Store(e.to_string()));
-                    let _ = r.done.send(res);
+                drop(merged);
+                for (_, done) in parts {
+                    let _ = done.send(Ok(()));
                 }
             }
             Err(e) => {
-                for r in reqs {
-                    let _ = r.done.send(Err(RecordError::Store(e.to_string())));
+                let counts: Vec<Counts> = parts.iter().map(|(c, _)| *c).collect();
+                let batches = split(take_back(merged), &counts);
+                if parts.len() > 1 {
+                    // One bad batch must not fail its neighbours: write them one by one.
+                    debug!(error = %e, n = parts.len(), "merged ledger write failed; writing one by one");
+                    for ((_, done), batch) in parts.into_iter().zip(batches) {
+                        let _ = done.send(write_alone(store.as_ref(), batch).await);
+                    }
+                } else {
+                    for ((_, done), batch) in parts.into_iter().zip(batches) {
+                        let _ = done.send(Err(Unrecorded {
+                            error: RecordError::Store(e.to_string()),
+                            batch: Some(batch),
+                        }));
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_store::{AcceptedVersion, ClaimRelease};
+
+    fn accepted(key: &str, version: i64) -> AcceptedVersion {
+        AcceptedVersion {
+            route: "r".into(),
+            key: key.into(),
+            version,
+        }
+    }
+
+    fn release(key: &str) -> ClaimRelease {
+        ClaimRelease {
+            destination: "d".into(),
+            key: key.into(),
+            holder: "h".into(),
+            ledger_id: key.into(),
+            natural_key: None,
+            resolution: None,
+        }
+    }
+
+    #[test]
+    fn split_gives_each_request_its_own_records_back_in_order() {
+        let a = Batch {
+            accepted: vec![accepted("a", 1), accepted("a", 2)],
+            releases: vec![release("a")],
+            ..Default::default()
+        };
+        let b = Batch::default();
+        let c = Batch {
+            accepted: vec![accepted("c", 7)],
+            releases: vec![release("c1"), release("c2")],
+            ..Default::default()
+        };
+        let originals = vec![a.clone(), b.clone(), c.clone()];
+        let reqs: Vec<RecordReq> = originals
+            .iter()
+            .cloned()
+            .map(|batch| RecordReq {
+                batch,
+                done: oneshot::channel().0,
+            })
+            .collect();
+        let (merged, parts) = merge(reqs);
+        let keys: Vec<&str> = merged.accepted.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["a", "a", "c"], "arrival order kept");
+        assert_eq!(merged.releases.len(), 3);
+        let counts: Vec<Counts> = parts.iter().map(|(c, _)| *c).collect();
+        let back = split(merged, &counts);
+        assert_eq!(back.len(), 3);
+        assert_eq!(back, originals);
     }
 }

@@ -36,12 +36,13 @@ pub(super) struct Subject<'a> {
 }
 
 impl<'a> Subject<'a> {
-    /// A delivery whose envelope was read.
+    /// A delivery whose envelope was read; `natural_key` is the envelope's
+    /// ([`Envelope::natural_key`], computed once per delivery by its turn).
     pub fn of_envelope(
         route: &'a Route,
         (queue, body): (&'a str, &'a [u8]),
         env: &'a Envelope,
-        ledger_id: &'a str,
+        (ledger_id, natural_key): (&'a str, Option<String>),
     ) -> Self {
         Subject {
             route,
@@ -51,7 +52,7 @@ impl<'a> Subject<'a> {
             envelope_id: env.id.to_string(),
             key: &env.key,
             kind: &env.kind,
-            natural_key: env.natural_key(),
+            natural_key,
             version: env.version,
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! # Invariants
 //! - The ledger id, the first attempt's time, the deferrals and the failed attempts are read
-//!   from the delivery's headers once, here; no step reads them again.
+//!   from the delivery's headers once, here; no step reads them again. The envelope's natural
+//!   key is computed once, here, too (for a progress step it reads the payload).
 //! - A deferral ([`Turn::defer`]) is not an attempt: it keeps the retry budget; a retry
 //!   ([`Turn::retry_later`]) is, and names its reason for the trail.
 
@@ -28,6 +29,8 @@ pub(super) struct Turn<'a> {
     pub env: Envelope,
     /// The ledger's id: the envelope id, or `<id>/replay/<dead letter>` for a replay.
     pub ledger_id: String,
+    /// [`Envelope::natural_key`] of `env`.
+    pub natural_key: Option<String>,
     pub is_replay: bool,
     /// Published again by a job that may have published it before ([`HDR_MAY_BE_DUPLICATE`]).
     pub may_be_duplicate: bool,
@@ -63,6 +66,7 @@ impl<'a> Turn<'a> {
             ctx,
             d,
             ledger_id,
+            natural_key: env.natural_key(),
             is_replay: replay_of.is_some(),
             may_be_duplicate: env.headers.contains_key(HDR_MAY_BE_DUPLICATE),
             first_ms,
@@ -95,7 +99,7 @@ impl<'a> Turn<'a> {
             &self.ctx.route,
             (&self.d.queue, &self.d.message.body),
             &self.env,
-            &self.ledger_id,
+            (&self.ledger_id, self.natural_key.clone()),
         )
     }
 

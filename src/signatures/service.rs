@@ -1335,8 +1335,9 @@ impl SignatureService {
                 break;
             }
             self.store.mark_published(&ev.id, now_ms()).await?;
+            let payload = env.payload_value();
             let label = |k: &str| {
-                env.payload
+                payload
                     .get(k)
                     .and_then(|v| v.as_str())
                     .unwrap_or("none")

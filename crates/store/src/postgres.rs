@@ -873,7 +873,7 @@ impl Store for PgStore {
         self
     }
 
-    async fn record(&self, batch: Batch) -> Result<()> {
+    async fn record_shared(&self, batch: std::sync::Arc<Batch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -884,7 +884,7 @@ impl Store for PgStore {
         // trip for the lot instead of one or two per statement; they still run in order, and
         // the first error aborts the transaction).
         let tx = &txn;
-        let batch = &batch;
+        let batch: &Batch = &batch;
         let mut parts: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
         if !batch.outcomes.is_empty() {
             parts.push(Box::pin(async move {

@@ -602,7 +602,7 @@ impl Store for SqliteStore {
         self
     }
 
-    async fn record(&self, batch: Batch) -> Result<()> {
+    async fn record_shared(&self, batch: std::sync::Arc<Batch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -38,7 +38,14 @@ pub trait Store: Send + Sync + 'static {
     fn subscription_states(self: Arc<Self>) -> Arc<dyn crate::subscriptions::SubscriptionStates>;
 
     /// Write a batch in one transaction (see invariants 1-3 and 6), accepted versions included.
-    async fn record(&self, batch: Batch) -> Result<()>;
+    async fn record(&self, batch: Batch) -> Result<()> {
+        self.record_shared(Arc::new(batch)).await
+    }
+
+    /// [`Store::record`] of a shared batch: the caller keeps its reference, so after a failure
+    /// it still has the batch (the runtime's recorder splits a failed merged batch back into
+    /// its requests without having copied them first).
+    async fn record_shared(&self, batch: Arc<Batch>) -> Result<()>;
 
     /// The final outcome already recorded for (route, envelope id), if any.
     async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>>;

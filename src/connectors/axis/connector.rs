@@ -55,8 +55,9 @@ impl AxisConnector {
 
     /// Build and sign the envelope of a `document.send` payload (on the blocking pool).
     pub async fn build_envelope(&self, env: &Envelope) -> Result<Vec<u8>, String> {
-        let (description, atts) = document_to_send(&env.payload, &self.client.settings.organ_id)
-            .map_err(|e| e.to_string())?;
+        let (description, atts) =
+            document_to_send(&env.payload_value(), &self.client.settings.organ_id)
+                .map_err(|e| e.to_string())?;
         let signing = self.signing.clone();
         tokio::task::spawn_blocking(move || {
             let key = signing
@@ -124,7 +125,7 @@ impl Connector for AxisConnector {
                 Ok(xml) => self.exchange(self.client.send_request(xml, EDOC)).await,
                 Err(e) => refused(e),
             },
-            Some(EventKind::DocumentStatus) => match status_to_send(&env.payload) {
+            Some(EventKind::DocumentStatus) => match status_to_send(&env.payload_value()) {
                 Ok((axis_id, st)) => {
                     let word = st.word().expect("status_to_send keeps worded statuses");
                     self.exchange(self.client.update_request(&axis_id, word))

@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -133,7 +132,7 @@ impl Connector for DvcqgConnector {
     async fn deliver(&self, env: &Envelope, prior: Option<i64>) -> Attempted {
         match EventKind::parse(&env.kind) {
             Some(EventKind::DossierUpserted) => {
-                let dossier = match Dossier::deserialize(&env.payload) {
+                let dossier = match env.payload_as::<Dossier>() {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };
@@ -158,7 +157,7 @@ impl Connector for DvcqgConnector {
                 Err(e) => refused(e),
             },
             Some(EventKind::DossierStatus) => {
-                let dossier = match Dossier::deserialize(&env.payload) {
+                let dossier = match env.payload_as::<Dossier>() {
                     Ok(d) => d,
                     Err(e) => return refused(TranslateError::Canonical(e.to_string())),
                 };

@@ -8,7 +8,6 @@
 //! - An exchange in doubt is `already_there` only when every field we would send equals the
 //!   portal's; when the answer cannot tell (no progress list), the step is `unverified`.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::Inner;
@@ -94,7 +93,7 @@ pub(super) async fn sharing_call(
 pub(super) async fn resolve_in_doubt(inner: &Inner, env: &Envelope) -> InDoubtCheck {
     let (ours, progress) = match EventKind::parse(&env.kind) {
         Some(kind @ (EventKind::DossierUpserted | EventKind::DossierStatus)) => {
-            let dossier = match Dossier::deserialize(&env.payload) {
+            let dossier = match env.payload_as::<Dossier>() {
                 Ok(d) => d,
                 // It cannot be sent either: let the send refuse it.
                 Err(_) => return InDoubtCheck::NotThere,
