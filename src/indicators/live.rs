@@ -158,7 +158,9 @@ mod tests {
         let other = Envelope::new("document.send", "D-1", "edoc", serde_json::json!({}));
         assert!(message(&other).is_none());
         let mut bad = snapshot();
-        bad.payload["received_at"] = "yesterday".into();
+        let mut payload = bad.payload_value();
+        payload["received_at"] = "yesterday".into();
+        bad.set_payload(&payload);
         let msg = message(&bad).unwrap();
         assert!(!msg.headers.contains_key(BODY_HEADER));
         let e = read(&msg).unwrap_err();
