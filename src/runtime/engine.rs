@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gw_broker::{dead_letter_queue, Broker, QueueSpec};
-use gw_store::{AcceptedVersion, Batch, Claim, ClaimRequest, Store, Versions, VersionsAsk};
+use gw_store::{AcceptedVersion, Claim, ClaimRequest, Store, Versions, VersionsAsk};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 use super::batcher::Batcher;
 use super::context::Ctx;
@@ -252,18 +251,7 @@ impl Engine {
                     version,
                 })
                 .collect();
-            let recorder = self.recorder.clone();
-            tokio::spawn(async move {
-                if let Err(e) = recorder
-                    .record(Batch {
-                        accepted,
-                        ..Default::default()
-                    })
-                    .await
-                {
-                    debug!(error = %e, "noting the accepted version failed");
-                }
-            });
+            self.recorder.note_accepted(accepted);
         }
         Ok(routed)
     }

@@ -52,8 +52,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use gw_broker::Broker;
-use gw_store::{AcceptedVersion, Batch};
-use tracing::debug;
+use gw_store::AcceptedVersion;
 
 use super::recorder::Recorder;
 use super::route::{message_for, Route, HDR_MAY_BE_DUPLICATE};
@@ -266,20 +265,7 @@ impl Fanout {
                     version,
                 })
                 .collect::<Vec<_>>();
-            if !accepted.is_empty() {
-                let recorder = self.recorder.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = recorder
-                        .record(Batch {
-                            accepted,
-                            ..Default::default()
-                        })
-                        .await
-                    {
-                        debug!(error = %e, "noting the accepted version failed");
-                    }
-                });
-            }
+            self.recorder.note_accepted(accepted);
         }
         Attempted {
             answer: Answer::Http {

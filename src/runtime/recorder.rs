@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use gw_store::{Batch, Store};
+use gw_store::{AcceptedVersion, Batch, Store};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
@@ -77,6 +77,25 @@ impl Recorder {
             error: RecordError::Stopped,
             batch: None,
         }))
+    }
+
+    /// Note the newest accepted versions of keys for coalescing, without waiting for the
+    /// write: it only lets older queued snapshots be skipped, so missing it costs a redundant
+    /// send, never a loss (a failure is logged at debug).
+    pub fn note_accepted(&self, accepted: Vec<AcceptedVersion>) {
+        if accepted.is_empty() {
+            return;
+        }
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            let batch = Batch {
+                accepted,
+                ..Default::default()
+            };
+            if let Err(e) = recorder.record(batch).await {
+                debug!(error = %e, "noting the accepted version failed");
+            }
+        });
     }
 }
 
