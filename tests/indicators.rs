@@ -25,15 +25,20 @@ use tokio_util::sync::CancellationToken;
 
 /// The events of `n` simulated dossiers, plus online submissions and payments for some.
 fn events(n: usize) -> Vec<Envelope> {
+    events_of("000.00.01.H22", n)
+}
+
+/// [`events`] of dossiers received by `unit`.
+fn events_of(unit: &str, n: usize) -> Vec<Envelope> {
     let mut rng = rand::rng();
     let mut out = Vec::new();
     for seq in 0..n {
-        for e in gateway::lab::simulator::dossier_events(&mut rng, "000.00.01.H22", seq, 6) {
+        for e in gateway::lab::simulator::dossier_events(&mut rng, unit, seq, 6) {
             let mut env = Envelope::new(e.kind, e.key.clone(), "onestop", e.payload);
             env.version = e.version;
             out.push(env);
         }
-        let code = gateway::lab::simulator::dossier_code("000.00.01.H22", seq);
+        let code = gateway::lab::simulator::dossier_code(unit, seq);
         if seq % 3 == 0 {
             out.push(Envelope::new(
                 "payment.settled",
@@ -242,6 +247,26 @@ async fn index_live_then_rebuilt_on_rabbitmq_and_postgres() {
 }
 
 /// Take `n` deliveries from `queue` (each within 20 s), leaving them unsettled.
+/// Deliveries from `queue` until they carry `facts` facts in all.
+async fn take_facts(
+    broker: &Arc<dyn gw_broker::Broker>,
+    queue: &str,
+    facts: usize,
+) -> (Box<dyn gw_broker::Consumer>, Vec<gw_broker::Delivery>) {
+    let mut consumer = broker.consume(queue, 512).await.unwrap();
+    let (mut out, mut n) = (Vec::new(), 0);
+    while n < facts {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("{n} of {facts} facts came"))
+            .expect("the consumer is open")
+            .unwrap();
+        n += gateway::indicators::live::read(&d.message).unwrap().len();
+        out.push(d);
+    }
+    (consumer, out)
+}
+
 async fn take(
     broker: &Arc<dyn gw_broker::Broker>,
     queue: &str,
@@ -356,8 +381,8 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         engine.publish(e).await.unwrap();
     }
     let (consumer, deliveries) = take(&broker, queue, more.len()).await;
-    // The engine queued each event's fact alone (not the envelope), read back as the same
-    // event the envelope makes.
+    // The engine queued each event's fact alone (not the envelope; published one at a time,
+    // each goes in a message of its own), read back as the same event the envelope makes.
     use gateway::indicators::live;
     let facts: Vec<live::FactEvent> = deliveries
         .iter()
@@ -366,7 +391,9 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
                 d.message.headers.get(live::BODY_HEADER).map(String::as_str),
                 Some(live::FACT_BODY)
             );
-            live::read(&d.message).unwrap().unwrap()
+            let mut facts = live::read(&d.message).unwrap();
+            assert_eq!(facts.len(), 1);
+            facts.pop().unwrap()
         })
         .collect();
     let made: Vec<live::FactEvent> = more
@@ -406,6 +433,74 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
     );
     assert_eq!(states, batch(&all));
     assert_eq!(ix.position(history::CONSUMER).await.unwrap().unwrap(), pos);
+    drop(consumer);
+
+    // Batch 4: events accepted at once (as concurrent requests are): their facts share
+    // messages, in the order accepted, and are applied once each, in one transaction; the
+    // same groups delivered again are recognised fact by fact and change nothing.
+    use std::sync::atomic::Ordering::Relaxed;
+    let fourth = events_of("000.00.02.H22", 12);
+    let engine = Engine::new(
+        broker.clone(),
+        gw_store::open(store_url).await.unwrap(),
+        vec![],
+        Arc::new(Metrics::new()),
+        64,
+        20,
+    )
+    .with_indicators(queue);
+    futures::future::try_join_all(fourth.iter().map(|e| engine.publish(e)))
+        .await
+        .unwrap();
+    let (consumer, deliveries) = take_facts(&broker, queue, fourth.len()).await;
+    assert!(
+        deliveries.len() * 4 <= fourth.len(),
+        "{} messages for {} facts",
+        deliveries.len(),
+        fourth.len()
+    );
+    let read: Vec<String> = deliveries
+        .iter()
+        .flat_map(|d| live::read(&d.message).unwrap())
+        .map(|f| f.id)
+        .collect();
+    let accepted: Vec<String> = fourth.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(read, accepted, "each fact once, in the order accepted");
+    let again: Vec<gw_broker::Message> = deliveries.iter().map(|d| d.message.clone()).collect();
+    let counts = Counts::default();
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert!(
+        handled
+            .iter()
+            .all(|h| *h == Handled::Applied(ApplyOutcome::Applied)),
+        "{handled:?}"
+    );
+    assert_eq!(counts.applied.load(Relaxed), fourth.len() as u64);
+    let want = batch(&fourth);
+    for (code, state) in &want {
+        let got: DossierState =
+            serde_json::from_str(&ix.state(code).await.unwrap().unwrap().state).unwrap();
+        assert_eq!(&got, state, "{code}");
+    }
+    drop(consumer);
+    for m in &again {
+        broker.publish(queue, m.clone()).await.unwrap();
+    }
+    let (consumer, deliveries) = take(&broker, queue, again.len()).await;
+    let counts = Counts::default();
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        vec![Handled::Applied(ApplyOutcome::Duplicate); again.len()]
+    );
+    assert_eq!(
+        (counts.applied.load(Relaxed), counts.duplicate.load(Relaxed)),
+        (0, fourth.len() as u64)
+    );
     drop(consumer);
 
     // Batch 3: one dossier's stored state no longer reads back. The batch fails as a whole,

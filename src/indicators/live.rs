@@ -13,9 +13,13 @@
 //!   read (another kind, a settlement that is not paid) is not published at all. An envelope
 //!   whose fact cannot be made is published **whole** ([`message`]), as before this format:
 //!   the consumer then fails to read it again and dead-letters it with the reason, alone.
-//! - **Told apart by a header.** A fact message carries [`BODY_HEADER`] = [`FACT_BODY`];
-//!   anything else on the queue is read as an envelope (messages queued by an older gateway
-//!   are still applied after an upgrade).
+//! - **Facts travel in groups under load.** The engine's [`super::publisher`] puts the facts
+//!   submitted together in one message ([`group_message`], [`FACTS_BODY`]: a JSON array, in
+//!   submission order); [`read`] gives a message's facts in that order. Each fact keeps its
+//!   envelope id, so applying a group twice applies each fact once.
+//! - **Told apart by a header.** A fact message carries [`BODY_HEADER`] = [`FACT_BODY`] (one
+//!   fact) or [`FACTS_BODY`] (a group); anything else on the queue is read as an envelope
+//!   (messages queued by an older gateway are still applied after an upgrade).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +33,8 @@ use crate::model::envelope::Envelope;
 pub const BODY_HEADER: &str = "gw-index-body";
 /// [`BODY_HEADER`]'s value for a [`FactEvent`] (JSON), version 1.
 pub const FACT_BODY: &str = "fact/1";
+/// [`BODY_HEADER`]'s value for a group of [`FactEvent`]s (a JSON array), version 1.
+pub const FACTS_BODY: &str = "facts/1";
 
 /// One event as the index keeps it: its identity and its fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,16 +100,48 @@ pub fn message(env: &Envelope) -> Option<Message> {
     })
 }
 
-/// Read a message of the index's queue: a fact message, or a whole envelope (its fact made
-/// here). `Ok(None)`: an envelope the index does not read.
-pub fn read(msg: &Message) -> Result<Option<FactEvent>, ReadError> {
-    if msg.headers.get(BODY_HEADER).map(String::as_str) == Some(FACT_BODY) {
-        return serde_json::from_slice(&msg.body)
-            .map(Some)
-            .map_err(|e| ReadError::FactMessage(e.to_string()));
+/// The message of a group of facts (at least one), in this order: a lone fact as
+/// [`FACT_BODY`] under its envelope's id, several as [`FACTS_BODY`] under a fresh id (the
+/// group's first traceparent goes with it).
+pub fn group_message(facts: &[&FactEvent], traceparent: &str) -> Message {
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_string(), traceparent.to_string());
+    let (id, format, body) = match facts {
+        [one] => (one.id.clone(), FACT_BODY, one.encode()),
+        _ => (
+            format!("facts-{}", uuid::Uuid::now_v7()),
+            FACTS_BODY,
+            serde_json::to_vec(facts).expect("fact events serialize"),
+        ),
+    };
+    headers.insert(BODY_HEADER.to_string(), format.to_string());
+    Message {
+        id,
+        key: facts.first().map(|f| f.key.clone()).unwrap_or_default(),
+        headers,
+        attempt: 0,
+        body: body.into(),
     }
-    let env = Envelope::decode(&msg.body)?;
-    Ok(FactEvent::of(&env)?)
+}
+
+/// Read a message of the index's queue: its facts in order (one for a fact message, several
+/// for a group), or a whole envelope's (its fact made here; none for an envelope the index
+/// does not read).
+pub fn read(msg: &Message) -> Result<Vec<FactEvent>, ReadError> {
+    match msg.headers.get(BODY_HEADER).map(String::as_str) {
+        Some(FACT_BODY) => serde_json::from_slice(&msg.body)
+            .map(|f| vec![f])
+            .map_err(|e| ReadError::FactMessage(e.to_string())),
+        Some(FACTS_BODY) => match serde_json::from_slice::<Vec<FactEvent>>(&msg.body) {
+            Ok(facts) if !facts.is_empty() => Ok(facts),
+            Ok(_) => Err(ReadError::FactMessage("an empty group of facts".into())),
+            Err(e) => Err(ReadError::FactMessage(e.to_string())),
+        },
+        _ => {
+            let env = Envelope::decode(&msg.body)?;
+            Ok(FactEvent::of(&env)?.into_iter().collect())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,7 +172,7 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(msg.body.len() < env.encode().len(), "{text}");
-        let ev = read(&msg).unwrap().unwrap();
+        let ev = read(&msg).unwrap().pop().unwrap();
         assert_eq!(Some(ev.clone()), FactEvent::of(&env).unwrap());
         assert_eq!((ev.id.as_str(), ev.key.as_str()), (msg.id.as_str(), "H-1"));
         // A whole envelope (queued by an older gateway) reads as the same event.
@@ -143,7 +181,7 @@ mod tests {
             headers: BTreeMap::new(),
             ..msg
         };
-        assert_eq!(read(&whole).unwrap(), Some(ev));
+        assert_eq!(read(&whole).unwrap(), vec![ev]);
     }
 
     #[test]
@@ -172,5 +210,48 @@ mod tests {
         let mut garbled = message(&snapshot()).unwrap();
         garbled.body = b"{\"id\":1}".to_vec().into();
         assert!(matches!(read(&garbled), Err(ReadError::FactMessage(_))));
+    }
+
+    #[test]
+    fn a_group_reads_back_in_order_and_a_lone_fact_keeps_its_own_form() {
+        let envs: Vec<Envelope> = (0..3)
+            .map(|i| {
+                let mut d = crate::indicators::state::tests::dossier(DossierStatus::Received, 3);
+                d.code = format!("H-{i}");
+                let mut e = Envelope::new(
+                    "dossier.upserted",
+                    &d.code,
+                    "onestop",
+                    serde_json::to_value(&d).unwrap(),
+                );
+                e.version = Some(3);
+                e
+            })
+            .collect();
+        let facts: Vec<FactEvent> = envs
+            .iter()
+            .map(|e| FactEvent::of(e).unwrap().unwrap())
+            .collect();
+        let refs: Vec<&FactEvent> = facts.iter().collect();
+        let group = group_message(&refs, "00-abc-01");
+        assert_eq!(group.headers.get(BODY_HEADER).unwrap(), FACTS_BODY);
+        assert_eq!(group.headers.get("traceparent").unwrap(), "00-abc-01");
+        assert_eq!(read(&group).unwrap(), facts);
+        // One fact: the single form, under the envelope's id, the same as `message` makes.
+        let lone = group_message(&refs[..1], &envs[0].traceparent);
+        assert_eq!(lone.id, envs[0].id.to_string());
+        assert_eq!(lone.body, message(&envs[0]).unwrap().body);
+        assert_eq!(read(&lone).unwrap(), facts[..1]);
+        // A group that is not one, or is empty, is refused by name.
+        for body in [&b"[{\"id\":1}]"[..], b"[]", b"{}"] {
+            let bad = Message {
+                body: body.to_vec().into(),
+                ..group.clone()
+            };
+            assert!(
+                matches!(read(&bad), Err(ReadError::FactMessage(_))),
+                "{body:?}"
+            );
+        }
     }
 }

@@ -20,7 +20,8 @@
 //!
 //! # Layout
 //! Imports go down this list: `calendar.rs` (working days), `state.rs` (facts and the fold),
-//! `live.rs` (the fact message the engine publishes and the consumer reads), `catalogue.rs` (statutory times and paper results from the national catalogue),
+//! `live.rs` (the fact message the engine publishes and the consumer reads), `publisher.rs` (the
+//! engine's facts grouped into messages under load), `catalogue.rs` (statutory times and paper results from the national catalogue),
 //! `formulas.rs` (one indicator per function, periods and windows), `aggregate.rs` (levels,
 //! the at-risk list), `history.rs` (the store: apply, rebuild, reports, series), `pdf.rs`
 //! (the report as PDF).
@@ -32,6 +33,7 @@ pub mod formulas;
 pub mod history;
 pub mod live;
 pub mod pdf;
+pub mod publisher;
 pub mod state;
 
 pub use aggregate::{AtRisk, Indicators, Level};

@@ -4,7 +4,8 @@
 //! - **Its own durable queue.** The engine publishes the fact of every event the index reads
 //!   to `gw.indicators` ([`crate::runtime::route::INDICATORS_QUEUE`]), confirmed in the same
 //!   round as the routes' copies, so the index neither slows nor depends on any route. The
-//!   message is the fact alone ([`crate::indicators::live`]), not the envelope; a whole
+//!   message is the fact alone ([`crate::indicators::live`]), not the envelope, and under load
+//!   one message carries the facts of many events ([`crate::indicators::publisher`]); a whole
 //!   envelope (an older gateway's, or one whose fact could not be made) is read too.
 //! - **Ack after durable, a batch at a time (group commit).** The consumer takes up to
 //!   [`Batching::max`] deliveries (the prefetch is two batches; it waits at most
@@ -151,19 +152,42 @@ pub async fn consume_batched(
 }
 
 /// Apply a batch of deliveries in one store transaction and settle each (see the invariants);
-/// one answer per delivery, in order.
+/// one answer per delivery, in order. A delivery may carry several facts (a group,
+/// [`live::FACTS_BODY`]): they are applied in the same transaction, in order.
 pub async fn handle_batch(
     store: &dyn IndicatorStore,
     deliveries: Vec<gw_broker::Delivery>,
     counts: &Counts,
 ) -> Result<Vec<Handled>, ConsumeError> {
-    if deliveries.len() == 1 {
-        let d = deliveries.into_iter().next().expect("one delivery");
-        return Ok(vec![handle(store, d, counts).await?]);
+    let reads: Vec<_> = deliveries.iter().map(|d| live::read(&d.message)).collect();
+    if let ([_], [Ok(facts)]) = (&deliveries[..], &reads[..]) {
+        if facts.len() <= 1 {
+            let d = deliveries.into_iter().next().expect("one delivery");
+            return Ok(vec![handle(store, d, counts).await?]);
+        }
     }
-    let events: Vec<_> = deliveries.iter().map(|d| live::read(&d.message)).collect();
-    let results = match history::apply_read(store, events).await {
-        Ok(r) => r,
+    // Every fact of the batch in delivery order, each with the delivery it came in.
+    let mut events = Vec::new();
+    let mut owner = Vec::new();
+    let mut results: Vec<Result<Vec<ApplyOutcome>, live::ReadError>> = reads
+        .into_iter()
+        .enumerate()
+        .map(|(i, read)| {
+            read.map(|facts| {
+                owner.extend(std::iter::repeat_n(i, facts.len()));
+                events.extend(facts);
+                Vec::new()
+            })
+        })
+        .collect();
+    match history::apply_events(store, events).await {
+        Ok(applied) => {
+            for (j, a) in applied.into_iter().enumerate() {
+                if let Ok(outcomes) = &mut results[owner[j]] {
+                    outcomes.push(a);
+                }
+            }
+        }
         Err(e) => {
             // Nothing of the batch was written: one by one, so that only what fails waits.
             debug!(error = %e, "indicators: a batch failed; its events are applied one by one");
@@ -173,7 +197,7 @@ pub async fn handle_batch(
             }
             return Ok(out);
         }
-    };
+    }
     let mut out = Vec::with_capacity(deliveries.len());
     for (delivery, result) in deliveries.into_iter().zip(results) {
         out.push(settle(delivery, result, counts).await?);
@@ -182,23 +206,34 @@ pub async fn handle_batch(
 }
 
 /// Settle a delivery the store did not fail: ack what was applied (or was a duplicate, or is
-/// ignored), dead-letter with its reason what cannot be read.
+/// ignored), dead-letter with its reason what cannot be read. Each fact is counted; the
+/// answer sums up the delivery: applied if any of its facts was, else duplicate if any was,
+/// else ignored (an envelope the index does not read carries none).
 async fn settle(
     delivery: gw_broker::Delivery,
-    result: Result<ApplyOutcome, live::ReadError>,
+    result: Result<Vec<ApplyOutcome>, live::ReadError>,
     counts: &Counts,
 ) -> Result<Handled, ConsumeError> {
     use std::sync::atomic::Ordering::Relaxed;
     match result {
-        Ok(outcome) => {
-            let c = match outcome {
-                ApplyOutcome::Applied => &counts.applied,
-                ApplyOutcome::Duplicate => &counts.duplicate,
-                ApplyOutcome::Ignored => &counts.ignored,
-            };
-            c.fetch_add(1, Relaxed);
+        Ok(outcomes) => {
+            for outcome in &outcomes {
+                let c = match outcome {
+                    ApplyOutcome::Applied => &counts.applied,
+                    ApplyOutcome::Duplicate => &counts.duplicate,
+                    ApplyOutcome::Ignored => &counts.ignored,
+                };
+                c.fetch_add(1, Relaxed);
+            }
+            let summary = [ApplyOutcome::Applied, ApplyOutcome::Duplicate]
+                .into_iter()
+                .find(|o| outcomes.contains(o))
+                .unwrap_or(ApplyOutcome::Ignored);
+            if outcomes.is_empty() {
+                counts.ignored.fetch_add(1, Relaxed);
+            }
             delivery.ack().await?;
-            Ok(Handled::Applied(outcome))
+            Ok(Handled::Applied(summary))
         }
         Err(e) => {
             // A fact's reason names the field, never its value's owner (facts hold no personal
@@ -216,7 +251,9 @@ async fn settle(
     }
 }
 
-/// Apply one delivery and settle it (see the invariants).
+/// Apply one delivery's facts one at a time and settle it (see the invariants). If the store
+/// fails on one, the whole delivery is retried later: the facts already applied are then
+/// recognised by their envelope ids and only counted as duplicates.
 pub async fn handle(
     store: &dyn IndicatorStore,
     delivery: gw_broker::Delivery,
@@ -225,17 +262,22 @@ pub async fn handle(
     use std::sync::atomic::Ordering::Relaxed;
     let applied = match live::read(&delivery.message) {
         Err(e) => Err(e),
-        Ok(None) => Ok(ApplyOutcome::Ignored),
-        Ok(Some(ev)) => match history::apply_event(store, ev).await {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => {
-                warn!(error = %e, "indicators: store failed; the event is retried");
-                counts.retried.fetch_add(1, Relaxed);
-                let headers = delivery.message.headers.clone();
-                delivery.retry(headers, STORE_RETRY).await?;
-                return Ok(Handled::Retried);
+        Ok(facts) => {
+            let mut outcomes = Vec::with_capacity(facts.len());
+            for ev in facts {
+                match history::apply_event(store, ev).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => {
+                        warn!(error = %e, "indicators: store failed; the event is retried");
+                        counts.retried.fetch_add(1, Relaxed);
+                        let headers = delivery.message.headers.clone();
+                        delivery.retry(headers, STORE_RETRY).await?;
+                        return Ok(Handled::Retried);
+                    }
+                }
             }
-        },
+            Ok(outcomes)
+        }
     };
     settle(delivery, applied, counts).await
 }

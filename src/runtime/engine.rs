@@ -50,8 +50,9 @@ pub struct Engine {
     /// The agencies' pull feeds, when some subscription is pulled: what their writers (routes
     /// of this engine), the feed endpoint and the feeds' jobs share.
     pub feeds: Option<Arc<crate::agencies::feed::Feeds>>,
-    /// A queue that also gets every event the indicators read (see [`Engine::with_indicators`]).
-    pub indicators: Option<String>,
+    /// What publishes the fact of every event the indicators read to their queue (see
+    /// [`Engine::with_indicators`]).
+    pub indicators: Option<Arc<crate::indicators::publisher::FactPublisher>>,
     /// The push subscriptions' live states (their routes are among this engine's), for the
     /// ops API: disabled, lag, counts, replay progress.
     pub subscriptions: Vec<Arc<crate::connectors::agency::SubscriptionState>>,
@@ -165,13 +166,16 @@ impl Engine {
         self
     }
 
-    /// Also publish the index's message of every event it reads (the dossier kinds and paid
-    /// `payment.settled`; [`crate::indicators::live::message`]: the fact alone, made from the
-    /// envelope already parsed) to `queue` (the gateway's is [`super::route::INDICATORS_QUEUE`]),
-    /// confirmed in the same round as the routes' copies: the service-quality index then
-    /// misses no event that was accepted.
+    /// Also publish the fact of every event the index reads (the dossier kinds and paid
+    /// `payment.settled`, made from the envelope already parsed) to `queue` (the gateway's is
+    /// [`super::route::INDICATORS_QUEUE`]), grouped with the facts of the events accepted at
+    /// the same time ([`crate::indicators::publisher`]) and confirmed in the same round as the
+    /// routes' copies: the service-quality index then misses no event that was accepted.
+    /// Starts the publisher's task: call within a Tokio runtime.
     pub fn with_indicators(mut self, queue: &str) -> Self {
-        self.indicators = Some(queue.to_string());
+        self.indicators = Some(Arc::new(
+            crate::indicators::publisher::FactPublisher::start(self.broker.clone(), queue),
+        ));
         self
     }
 
@@ -202,9 +206,9 @@ impl Engine {
             })
             .collect();
         let mut specs = specs;
-        if let Some(q) = &self.indicators {
+        if let Some(p) = &self.indicators {
             specs.push(QueueSpec {
-                name: q.clone(),
+                name: p.queue().to_string(),
                 delivery_limit: self.delivery_limit,
             });
         }
@@ -226,13 +230,14 @@ impl Engine {
         // awaited together (they are pipelined on the broker's channel), not one
         // publish-and-confirm after another.
         let queues: Vec<String> = targets.iter().map(|r| r.queue_for_key(&env.key)).collect();
-        let index = self
-            .indicators
-            .as_ref()
-            .and_then(|q| crate::indicators::live::message(env).map(|m| (q, m)));
-        let copies = queues.iter().map(|q| (q.as_str(), msg.clone()));
-        let all = copies.chain(index.map(|(q, m)| (q.as_str(), m)));
-        futures::future::try_join_all(all.map(|(q, m)| self.broker.publish(q, m))).await?;
+        let copies = queues.iter().map(|q| self.broker.publish(q, msg.clone()));
+        let index = async {
+            match &self.indicators {
+                Some(p) => p.publish(env).await,
+                None => Ok(()),
+            }
+        };
+        futures::try_join!(futures::future::try_join_all(copies), index)?;
         let mut routed = Vec::with_capacity(targets.len());
         for r in targets {
             self.metrics.inc_in(&r.name);

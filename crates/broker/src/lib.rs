@@ -103,7 +103,7 @@ pub struct QueueStats {
 }
 
 /// Every way a broker operation fails.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot connect to the broker: {0}")]
     ConnectFailed(String),

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Scale phase: partitions (queues) of the benchmarked route, shared by the instances.
     #[arg(long, default_value_t = 4)]
     pub scale_partitions: u16,
+    /// Index phase: accepted events published at once (requests the edge answers at the same
+    /// time); the index's facts of events published together share a message.
+    #[arg(long, default_value_t = 32)]
+    pub index_in_flight: usize,
 }
 
 impl BenchArgs {
@@ -142,6 +146,8 @@ pub(super) const PHASES: [&str; 7] = [
 pub(super) enum ArgError {
     #[error("--phases: a comma-separated list of {list}, not {bad:?}", list = PHASES.join(", "))]
     Phase { bad: String },
+    #[error("--index-in-flight: 1 or more")]
+    IndexInFlight,
     #[error("--concurrency: 1 or more")]
     Concurrency,
     #[error("--scale-partitions: 1 or more")]
@@ -192,6 +198,9 @@ impl BenchArgs {
         }
         if self.scale_partitions == 0 {
             return Err(ArgError::ScalePartitions);
+        }
+        if self.index_in_flight == 0 {
+            return Err(ArgError::IndexInFlight);
         }
         let sigs = match self.signing.as_str() {
             "all" => vec![Sig::Ecdsa, Sig::Rsa],

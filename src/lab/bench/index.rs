@@ -8,10 +8,13 @@
 //!   consumer, `jobs::indicators::consume`, applying its copy of each event at the same time)
 //!   and **index** (the index's consumer alone). Events are preloaded before the consumers
 //!   start, in each run, so the publishes are in none of them.
-//! - The index's message (the event's fact alone, `crate::indicators::live`) costs the
-//!   gateway one more publish per accepted event, sent with the routes' copies and confirmed in
-//!   the same round: measured as the difference of `Engine::publish`'s CPU per event with and
-//!   without the index, over the same number of fresh events (publish then consume).
+//! - The index's message (the event's fact alone, `crate::indicators::live`, grouped with the
+//!   facts of the events accepted at the same time: `crate::indicators::publisher`) is sent
+//!   with the routes' copies and confirmed in the same round: its cost is measured as the
+//!   difference of `Engine::publish`'s CPU per event with and without the index, over the
+//!   same number of fresh events, `--index-in-flight` published at once (as the edge does
+//!   when that many requests are answered together); the index's queue of the consumer runs
+//!   is filled the same way, so it holds the groups the live path makes.
 //! - CPU is this process's user + system time without the sandbox's thread, per event. The
 //!   added cost is the index alone plus the publish (the difference of the first two runs is
 //!   printed too: on a shared machine it is noisier). The gateway's own CPU per event is the
@@ -20,12 +23,12 @@
 //! - Everything it creates (queues, schemas, data directories) goes with the run, as in the
 //!   e2e phase.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_broker::{Message, QueueSpec};
+use futures::{StreamExt, TryStreamExt};
+use gw_broker::QueueSpec;
 use tokio_util::sync::CancellationToken;
 
 use super::args::*;
@@ -33,6 +36,7 @@ use super::error::BenchError;
 use super::phases::Bench;
 use super::setup::*;
 use super::sys::*;
+use crate::indicators::publisher::FactPublisher;
 use crate::jobs::indicators::{consume, Counts};
 use crate::model::envelope::Envelope;
 
@@ -93,17 +97,22 @@ async fn run(
         let unit = portal.config().units[0].clone();
         let msgs = messages(&engine, &unit, *first, args.events);
         *first += args.events;
-        // The index's messages of the same events, as the engine makes them.
-        let copies: Vec<Message> = msgs
-            .values()
-            .flatten()
-            .filter_map(|m| Envelope::decode(&m.body).ok())
-            .filter_map(|e| crate::indicators::live::message(&e))
-            .collect();
         let index = what != Run::Route;
         let route = what != Run::Index;
         if index {
-            preload(&engine, BTreeMap::from([(queue.clone(), copies)])).await?;
+            // The index's messages of the same events, as the engine makes them with
+            // `--index-in-flight` events accepted at once (their facts grouped).
+            let envs: Vec<Envelope> = msgs
+                .values()
+                .flatten()
+                .filter_map(|m| Envelope::decode(&m.body).ok())
+                .collect();
+            let publisher = FactPublisher::start(engine.broker.clone(), &queue);
+            futures::stream::iter(envs.iter().map(|e| publisher.publish(e)))
+                .buffered(args.index_in_flight)
+                .try_collect::<()>()
+                .await
+                .map_err(BenchError::Publish)?;
         }
         if route {
             preload(&engine, msgs).await?;
@@ -178,7 +187,7 @@ async fn publish_cost(args: &BenchArgs, s: &Setup, first: &mut usize) -> Result<
         .map_err(BenchError::Engine)?
         .with_indicators(&format!("gw.indicators.{}", s.route));
     let mut queues = engine.routes[0].queues();
-    queues.extend(engine.indicators.clone());
+    queues.extend(engine.indicators.as_ref().map(|p| p.queue().to_string()));
     let result = async {
         engine.declare().await.map_err(BenchError::Declare)?;
         let index = engine.indicators.take();
@@ -195,9 +204,11 @@ async fn publish_cost(args: &BenchArgs, s: &Setup, first: &mut usize) -> Result<
                 .collect();
             *first += args.events;
             let cpu0 = cpu_secs();
-            for env in &envs {
-                engine.publish(env).await.map_err(BenchError::Publish)?;
-            }
+            futures::stream::iter(envs.iter().map(|e| engine.publish(e)))
+                .buffered(args.index_in_flight)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(BenchError::Publish)?;
             *slot = (cpu_secs() - cpu0) * 1e6 / envs.len().max(1) as f64;
         }
         Ok((cpu[1] - cpu[0]).max(0.0))
@@ -271,8 +282,10 @@ impl Bench<'_> {
         }
         println!(
             "  route: the gateway's CPU per event (consume, translate, sign, POST, record, ack); index: the index's consumer alone \
-             (batches of 64, one transaction each); publish: what the index's fact message adds to Engine::publish (confirmed in the routes' round); added = index + publish; \
-             share = added ÷ route (the route leaves out the inbound side, so the share is an upper bound)"
+             (batches of 64, one transaction each, of the groups of facts the live path makes); publish: what the index's facts add to Engine::publish \
+             ({} events published at once, --index-in-flight: their facts share messages; confirmed in the routes' round); added = index + publish; \
+             share = added ÷ route (the route leaves out the inbound side, so the share is an upper bound)",
+            args.index_in_flight
         );
     }
 }
