@@ -218,6 +218,8 @@ struct World {
     /// The configuration as a file (for the `gateway` binary).
     config: PathBuf,
     _dir: tempfile::TempDir,
+    /// Deletes the gateway's RabbitMQ queues when the scenario ends.
+    _queues: Queues,
 }
 
 async fn world(name: &str) -> World {
@@ -231,6 +233,7 @@ async fn world(name: &str) -> World {
     let running = app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let queues = Queues::of(&running);
     World {
         axis,
         sink,
@@ -238,6 +241,7 @@ async fn world(name: &str) -> World {
         loaded,
         config: file,
         _dir: dir,
+        _queues: queues,
     }
 }
 

@@ -43,11 +43,10 @@ async fn crash_scenario(backend: Backend, kills: usize) {
     let dir = tempfile::tempdir().unwrap();
     let route = unique("crash");
     let cfg = dir.path().join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        config_text(backend, &dir.path().join("data"), &route, &sink.url(), ""),
-    )
-    .unwrap();
+    let text = config_text(backend, &dir.path().join("data"), &route, &sink.url(), "");
+    std::fs::write(&cfg, &text).unwrap();
+    // The gateways run as child processes: their queues are named from the configuration.
+    let _queues = Queues::of_config(&load(&text));
 
     let accepted: Arc<Mutex<BTreeMap<String, Vec<i64>>>> = Arc::default();
     let client = reqwest::Client::builder()

@@ -247,6 +247,19 @@ async fn index_live_then_rebuilt_on_rabbitmq_and_postgres() {
 }
 
 /// Take `n` deliveries from `queue` (each within 20 s), leaving them unsettled.
+/// An engine without routes that publishes the index's facts to `queue`.
+async fn index_engine(broker: &Arc<dyn gw_broker::Broker>, store_url: &str, queue: &str) -> Engine {
+    Engine::new(
+        broker.clone(),
+        gw_store::open(store_url).await.unwrap(),
+        vec![],
+        Arc::new(Metrics::new()),
+        64,
+        20,
+    )
+    .with_indicators(queue)
+}
+
 /// Deliveries from `queue` until they carry `facts` facts in all.
 async fn take_facts(
     broker: &Arc<dyn gw_broker::Broker>,
@@ -440,15 +453,7 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
     // same groups delivered again are recognised fact by fact and change nothing.
     use std::sync::atomic::Ordering::Relaxed;
     let fourth = events_of("000.00.02.H22", 12);
-    let engine = Engine::new(
-        broker.clone(),
-        gw_store::open(store_url).await.unwrap(),
-        vec![],
-        Arc::new(Metrics::new()),
-        64,
-        20,
-    )
-    .with_indicators(queue);
+    let engine = index_engine(&broker, store_url, queue).await;
     futures::future::try_join_all(fourth.iter().map(|e| engine.publish(e)))
         .await
         .unwrap();
@@ -520,15 +525,7 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         )
     };
     let third = vec![note(&other), note(&damaged), note(&other)];
-    let engine = Engine::new(
-        broker.clone(),
-        gw_store::open(store_url).await.unwrap(),
-        vec![],
-        Arc::new(Metrics::new()),
-        64,
-        20,
-    )
-    .with_indicators(queue);
+    let engine = index_engine(&broker, store_url, queue).await;
     for e in &third {
         engine.publish(e).await.unwrap();
     }

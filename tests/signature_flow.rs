@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{config_text, eventually, load, unique, Backend, TOKEN};
+use common::{config_text, eventually, load, unique, Backend, Queues, TOKEN};
 use gateway::config::SignerSection;
 use gateway::connectors::signer::{HashRequest, RemoteSigner, SignerId, Submitted};
 use gateway::connectors::signers::{build, Signers};
@@ -886,6 +886,7 @@ async fn through_the_gateway(backend: Backend) {
     let running = gateway::app::start(&loaded, CancellationToken::new())
         .await
         .expect("gateway starts");
+    let _queues = Queues::of(&running);
     let client = reqwest::Client::new();
     let post = |key: &str, p: Value| {
         let client = client.clone();

@@ -208,6 +208,28 @@ impl Queues {
         }
     }
 
+    /// The queues (and their dead-letter queues) of the `[[routes]]` of `loaded`, for a
+    /// gateway the test runs as a child process (`gateway run`): nothing to cancel here, the
+    /// test stops its children before the guard drops.
+    pub fn of_config(loaded: &gateway::config::Loaded) -> Queues {
+        let broker = &loaded.config.broker;
+        let names = match &broker.url {
+            Some(url) if url.starts_with("amqp") => loaded
+                .config
+                .routes
+                .iter()
+                .flat_map(|r| {
+                    (0..broker.partitions).map(|p| gateway::runtime::route::route_queue(&r.name, p))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Queues {
+            names,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
     /// The queues it will delete.
     pub fn names(&self) -> &[String] {
         &self.names
