@@ -5,13 +5,15 @@
 //! - **Confirmed before the event is accepted.** [`FactPublisher::publish`] resolves `Ok`
 //!   only once the broker confirmed the message that holds the event's fact. The engine awaits
 //!   it beside the routes' copies, so an accepted event's fact is never missing from the queue.
-//! - **Grouped by load, never by a timer.** One task sends: it takes every fact waiting (at
-//!   most [`MAX_GROUP`]), publishes them as one message ([`super::live::FACTS_BODY`]) and
-//!   awaits its confirm; facts submitted meanwhile make the next message. A fact that comes
-//!   alone goes at once in a message of its own ([`super::live::FACT_BODY`]); under load one
-//!   message and one confirm carry many, on both sides of the queue.
-//! - **In submission order.** One sender, one message in flight: facts reach the queue in the
-//!   order they were submitted, within a message and across messages.
+//! - **Grouped by load, never by a timer.** One message is in flight at a time. A fact that
+//!   finds none in flight is sent at once by its caller, alone ([`super::live::FACT_BODY`]);
+//!   facts submitted while one is in flight wait for the publisher's task, which sends all
+//!   that wait (at most [`MAX_GROUP`]) as one message ([`super::live::FACTS_BODY`]) when the
+//!   flight ends. Under load one message and one confirm carry many, on both sides of the
+//!   queue; alone, a fact pays no hand-off to another task.
+//! - **In causal order.** A fact whose publish resolved is in the queue before any fact
+//!   submitted after that: the consumer folds one caller's events in the order it published
+//!   them. Facts waiting together keep their submission order within their message.
 //! - **A failed publish fails every fact it carried.** Each caller gets the broker's error
 //!   and its event is not accepted (the edge answers so and the sender retries it).
 //! - **What cannot be grouped goes alone.** An envelope whose fact cannot be made is published
@@ -41,6 +43,8 @@ pub struct FactPublisher {
     queue: String,
     broker: Arc<dyn Broker>,
     tx: mpsc::UnboundedSender<Pending>,
+    /// Held while a message is in flight (by a caller sending its fact alone, or the task).
+    flight: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for FactPublisher {
@@ -56,11 +60,18 @@ impl FactPublisher {
     /// Must be called within a Tokio runtime.
     pub fn start(broker: Arc<dyn Broker>, queue: &str) -> FactPublisher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_loop(broker.clone(), queue.to_string(), rx));
+        let flight = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(send_loop(
+            broker.clone(),
+            queue.to_string(),
+            rx,
+            flight.clone(),
+        ));
         FactPublisher {
             queue: queue.to_string(),
             broker,
             tx,
+            flight,
         }
     }
 
@@ -82,6 +93,12 @@ impl FactPublisher {
                 return self.broker.publish(&self.queue, whole).await;
             }
         };
+        // Nothing in flight: send it now, from here (a caller that goes away takes only its
+        // own fact with it).
+        if let Ok(_flight) = self.flight.try_lock() {
+            let msg = live::group_message(&[&fact], &env.traceparent);
+            return self.broker.publish(&self.queue, msg).await;
+        }
         let (done, answer) = oneshot::channel();
         let pending = Pending {
             fact,
@@ -93,14 +110,23 @@ impl FactPublisher {
     }
 }
 
-/// The sending task: one message per group of waiting facts, one in flight.
+/// The sending task: one message per group of waiting facts, once nothing is in flight.
 async fn send_loop(
     broker: Arc<dyn Broker>,
     queue: String,
     mut rx: mpsc::UnboundedReceiver<Pending>,
+    flight: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut group: Vec<Pending> = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    while rx.recv_many(&mut group, 1).await > 0 {
+        let _flight = flight.lock().await;
+        // Everything that came while the flight ended goes too.
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
         let msg = {
             let facts: Vec<&FactEvent> = group.iter().map(|p| &p.fact).collect();
             live::group_message(&facts, &group[0].traceparent)
@@ -152,13 +178,14 @@ mod tests {
     }
 
     /// Facts published at once travel in fewer messages than facts, every fact arrives
-    /// exactly once and in submission order; one published alone travels alone.
+    /// exactly once and in submission order; one published alone travels alone, after them.
     #[tokio::test]
     async fn concurrent_facts_share_messages_in_order_and_a_lone_one_goes_alone() {
         let (_dir, broker) = embedded().await;
         let publisher = FactPublisher::start(broker.clone(), "gw.indicators");
         let envs: Vec<Envelope> = (0..300).map(|i| snapshot(&format!("H-{i:03}"))).collect();
-        // Submitted in this order (each publish enqueues before its first await).
+        // Submitted in this order: the first finds nothing in flight and goes alone, the
+        // others wait for it and go together, in order.
         let all = futures::future::join_all(envs.iter().map(|e| publisher.publish(e))).await;
         assert!(all.iter().all(Result::is_ok), "{all:?}");
         let lone = snapshot("H-LONE");
