@@ -20,6 +20,7 @@
 //!   whole in a message of its own ([`super::live::message`]), so that the consumer
 //!   dead-letters it by itself; an event the index does not read is not published.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use gw_broker::{Broker, BrokerError};
@@ -45,6 +46,50 @@ pub struct FactPublisher {
     tx: mpsc::UnboundedSender<Pending>,
     /// Held while a message is in flight (by a caller sending its fact alone, or the task).
     flight: Arc<tokio::sync::Mutex<()>>,
+    /// What was confirmed: facts, and the messages that carried them.
+    pub counts: Arc<Counts>,
+}
+
+/// Facts and messages the broker confirmed (for `/metrics`: their ratio is how many facts
+/// share a message).
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub facts: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+impl Counts {
+    fn confirmed(&self, facts: usize) {
+        self.facts.fetch_add(facts as u64, Relaxed);
+        self.messages.fetch_add(1, Relaxed);
+    }
+
+    /// The two counters as OpenMetrics text.
+    pub fn render(&self) -> String {
+        use crate::telemetry::metrics::family;
+        let mut out = String::new();
+        family(
+            &mut out,
+            "gateway_indicator_facts_published_total",
+            "counter",
+            "Facts of accepted events published to the service-quality index's queue (confirmed).",
+        );
+        out.push_str(&format!(
+            "gateway_indicator_facts_published_total {}\n",
+            self.facts.load(Relaxed)
+        ));
+        family(
+            &mut out,
+            "gateway_indicator_fact_messages_total",
+            "counter",
+            "Messages that carried them: facts of events accepted at the same time share one.",
+        );
+        out.push_str(&format!(
+            "gateway_indicator_fact_messages_total {}\n",
+            self.messages.load(Relaxed)
+        ));
+        out
+    }
 }
 
 impl std::fmt::Debug for FactPublisher {
@@ -61,17 +106,20 @@ impl FactPublisher {
     pub fn start(broker: Arc<dyn Broker>, queue: &str) -> FactPublisher {
         let (tx, rx) = mpsc::unbounded_channel();
         let flight = Arc::new(tokio::sync::Mutex::new(()));
+        let counts = Arc::new(Counts::default());
         tokio::spawn(send_loop(
             broker.clone(),
             queue.to_string(),
             rx,
             flight.clone(),
+            counts.clone(),
         ));
         FactPublisher {
             queue: queue.to_string(),
             broker,
             tx,
             flight,
+            counts,
         }
     }
 
@@ -97,7 +145,9 @@ impl FactPublisher {
         // own fact with it).
         if let Ok(_flight) = self.flight.try_lock() {
             let msg = live::group_message(&[&fact], &env.traceparent);
-            return self.broker.publish(&self.queue, msg).await;
+            self.broker.publish(&self.queue, msg).await?;
+            self.counts.confirmed(1);
+            return Ok(());
         }
         let (done, answer) = oneshot::channel();
         let pending = Pending {
@@ -116,6 +166,7 @@ async fn send_loop(
     queue: String,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     flight: Arc<tokio::sync::Mutex<()>>,
+    counts: Arc<Counts>,
 ) {
     let mut group: Vec<Pending> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, 1).await > 0 {
@@ -132,6 +183,9 @@ async fn send_loop(
             live::group_message(&facts, &group[0].traceparent)
         };
         let result = broker.publish(&queue, msg).await;
+        if result.is_ok() {
+            counts.confirmed(group.len());
+        }
         for p in group.drain(..) {
             // A caller that gave up (its request was dropped) is not waiting any more.
             let _ = p.done.send(result.clone());
@@ -212,6 +266,16 @@ mod tests {
         );
         assert_eq!(keys[300], "H-LONE");
         assert!(messages < 300 / 2, "{messages} messages for 301 facts");
+        assert_eq!(publisher.counts.facts.load(Relaxed), 301);
+        assert_eq!(publisher.counts.messages.load(Relaxed), messages);
+        let text = publisher.counts.render();
+        assert!(
+            text.contains("gateway_indicator_facts_published_total 301\n")
+                && text.contains(&format!(
+                    "gateway_indicator_fact_messages_total {messages}\n"
+                )),
+            "{text}"
+        );
         assert!(
             tokio::time::timeout(std::time::Duration::from_millis(300), consumer.next())
                 .await
@@ -229,6 +293,7 @@ mod tests {
         let envs: Vec<Envelope> = (0..5).map(|i| snapshot(&format!("H-{i}"))).collect();
         let all = futures::future::join_all(envs.iter().map(|e| publisher.publish(e))).await;
         assert!(all.iter().all(Result::is_err), "{all:?}");
+        assert_eq!(publisher.counts.facts.load(Relaxed), 0, "nothing confirmed");
         broker
             .declare(&[QueueSpec {
                 name: "gw.nowhere".into(),

@@ -173,9 +173,11 @@ impl Engine {
     /// routes' copies: the service-quality index then misses no event that was accepted.
     /// Starts the publisher's task: call within a Tokio runtime.
     pub fn with_indicators(mut self, queue: &str) -> Self {
-        self.indicators = Some(Arc::new(
-            crate::indicators::publisher::FactPublisher::start(self.broker.clone(), queue),
-        ));
+        let publisher =
+            crate::indicators::publisher::FactPublisher::start(self.broker.clone(), queue);
+        let counts = publisher.counts.clone();
+        self.metrics.add_renderer(Arc::new(move || counts.render()));
+        self.indicators = Some(Arc::new(publisher));
         self
     }
 
