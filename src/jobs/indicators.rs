@@ -159,12 +159,12 @@ pub async fn handle_batch(
     deliveries: Vec<gw_broker::Delivery>,
     counts: &Counts,
 ) -> Result<Vec<Handled>, ConsumeError> {
-    let reads: Vec<_> = deliveries.iter().map(|d| live::read(&d.message)).collect();
-    if let ([_], [Ok(facts)]) = (&deliveries[..], &reads[..]) {
-        if facts.len() <= 1 {
-            let d = deliveries.into_iter().next().expect("one delivery");
-            return Ok(vec![handle(store, d, counts).await?]);
-        }
+    let mut reads: Vec<_> = deliveries.iter().map(|d| live::read(&d.message)).collect();
+    // One delivery of at most one fact: no batch to fall back from.
+    if matches!(&reads[..], [Ok(facts)] if facts.len() <= 1) {
+        let delivery = deliveries.into_iter().next().expect("one delivery");
+        let read = reads.pop().expect("its read");
+        return Ok(vec![handle_read(store, delivery, read, counts).await?]);
     }
     // Every fact of the batch in delivery order, each with the delivery it came in.
     let mut events = Vec::new();
@@ -259,8 +259,19 @@ pub async fn handle(
     delivery: gw_broker::Delivery,
     counts: &Counts,
 ) -> Result<Handled, ConsumeError> {
+    let read = live::read(&delivery.message);
+    handle_read(store, delivery, read, counts).await
+}
+
+/// [`handle`] of a delivery already read.
+async fn handle_read(
+    store: &dyn IndicatorStore,
+    delivery: gw_broker::Delivery,
+    read: Result<Vec<live::FactEvent>, live::ReadError>,
+    counts: &Counts,
+) -> Result<Handled, ConsumeError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let applied = match live::read(&delivery.message) {
+    let applied = match read {
         Err(e) => Err(e),
         Ok(facts) => {
             let mut outcomes = Vec::with_capacity(facts.len());
