@@ -548,6 +548,66 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
     assert_eq!(got, expect);
     drop(consumer);
+
+    // A group that meets the same damaged state: the batch fails, the group is applied alone,
+    // its first fact goes in and the group is retried whole (beside the retried event above).
+    // Once the state is repaired, the retried group applies only what had not gone in:
+    // nothing lost, nothing applied twice.
+    let grouped = [note(&other), note(&damaged)];
+    let facts: Vec<live::FactEvent> = grouped
+        .iter()
+        .map(|e| live::FactEvent::of(e).unwrap().unwrap())
+        .collect();
+    let refs: Vec<&live::FactEvent> = facts.iter().collect();
+    let group = live::group_message(&refs, &grouped[0].traceparent);
+    let group_id = group.id.clone();
+    broker.publish(queue, group).await.unwrap();
+    // The group's two facts and the event retried above.
+    let (consumer, deliveries) = take_facts(&broker, queue, 3).await;
+    assert!(deliveries.iter().any(|d| d.message.id == group_id));
+    let counts = Counts::default();
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(handled, [Handled::Retried, Handled::Retried]);
+    expect.apply(&grouped[0]).unwrap();
+    let got: DossierState =
+        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    assert_eq!(
+        got, expect,
+        "the group's first fact applied before the failure"
+    );
+    drop(consumer);
+    let mut row = ix.state(&damaged).await.unwrap().unwrap();
+    row.state = serde_json::to_string(&known[&damaged]).unwrap();
+    assert_eq!(ix.put_states(vec![row]).await.unwrap(), 1);
+    let (consumer, deliveries) = take_facts(&broker, queue, 3).await;
+    let counts = Counts::default();
+    let handled = handle_batch(ix.as_ref(), deliveries, &counts)
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        [
+            Handled::Applied(ApplyOutcome::Applied),
+            Handled::Applied(ApplyOutcome::Applied)
+        ]
+    );
+    assert_eq!(
+        (counts.applied.load(Relaxed), counts.duplicate.load(Relaxed)),
+        (2, 1),
+        "the damaged dossier's two events applied, the group's first fact recognised"
+    );
+    let got: DossierState =
+        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    assert_eq!(got, expect, "nothing applied twice");
+    let mut repaired = known[&damaged].clone();
+    repaired.apply(&third[1]).unwrap();
+    repaired.apply(&grouped[1]).unwrap();
+    let got: DossierState =
+        serde_json::from_str(&ix.state(&damaged).await.unwrap().unwrap().state).unwrap();
+    assert_eq!(got, repaired, "nothing lost");
+    drop(consumer);
     broker.close().await;
 }
 
