@@ -71,6 +71,11 @@ fn batch(events: &[Envelope]) -> BTreeMap<String, DossierState> {
     out
 }
 
+/// The stored state of one dossier.
+async fn state_of(store: &dyn IndicatorStore, code: &str) -> DossierState {
+    serde_json::from_str(&store.state(code).await.unwrap().unwrap().state).unwrap()
+}
+
 async fn stored(store: &dyn IndicatorStore) -> BTreeMap<String, DossierState> {
     store
         .states(i64::MAX, i64::MIN, "")
@@ -485,8 +490,7 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
     assert_eq!(counts.applied.load(Relaxed), fourth.len() as u64);
     let want = batch(&fourth);
     for (code, state) in &want {
-        let got: DossierState =
-            serde_json::from_str(&ix.state(code).await.unwrap().unwrap().state).unwrap();
+        let got = state_of(ix.as_ref(), code).await;
         assert_eq!(&got, state, "{code}");
     }
     drop(consumer);
@@ -544,8 +548,7 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
     let mut expect = known[&other].clone();
     expect.apply(&third[0]).unwrap();
     expect.apply(&third[2]).unwrap();
-    let got: DossierState =
-        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    let got = state_of(ix.as_ref(), &other).await;
     assert_eq!(got, expect);
     drop(consumer);
 
@@ -571,8 +574,7 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         .unwrap();
     assert_eq!(handled, [Handled::Retried, Handled::Retried]);
     expect.apply(&grouped[0]).unwrap();
-    let got: DossierState =
-        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    let got = state_of(ix.as_ref(), &other).await;
     assert_eq!(
         got, expect,
         "the group's first fact applied before the failure"
@@ -598,14 +600,12 @@ async fn batch_scenario(broker_url: &str, store_url: &str, queue: &str) {
         (2, 1),
         "the damaged dossier's two events applied, the group's first fact recognised"
     );
-    let got: DossierState =
-        serde_json::from_str(&ix.state(&other).await.unwrap().unwrap().state).unwrap();
+    let got = state_of(ix.as_ref(), &other).await;
     assert_eq!(got, expect, "nothing applied twice");
     let mut repaired = known[&damaged].clone();
     repaired.apply(&third[1]).unwrap();
     repaired.apply(&grouped[1]).unwrap();
-    let got: DossierState =
-        serde_json::from_str(&ix.state(&damaged).await.unwrap().unwrap().state).unwrap();
+    let got = state_of(ix.as_ref(), &damaged).await;
     assert_eq!(got, repaired, "nothing lost");
     drop(consumer);
     broker.close().await;
