@@ -35,6 +35,8 @@ pub(super) fn prepare(
     // EXCLUSIVE before the first WAL access: no shared-memory index, one process only.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.busy_timeout(Duration::from_millis(500))?;
+    // Every statement stays prepared (rusqlite's default cache of 16 is the whole set's size).
+    conn.set_prepared_statement_cache_capacity(64);
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OpenError::Refused(format!(
