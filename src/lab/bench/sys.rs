@@ -65,10 +65,36 @@ pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.clamp(1, sorted.len()) - 1]
 }
 
+/// The median of some runs' figures (the mean of the middle two of an even count); `None`
+/// when there are none.
+pub(super) fn median(figures: &[f64]) -> Option<f64> {
+    let mut v = figures.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 pub(super) fn goal(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "MET",
         Some(false) => "NOT MET",
         None => "n/a",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_no_runs() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[7.0]), Some(7.0));
+        assert_eq!(median(&[9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }
