@@ -900,22 +900,27 @@ pub(crate) async fn pg_release(
     tx: &deadpool_postgres::Transaction<'_>,
     releases: &[ClaimRelease],
 ) -> Result<()> {
-    // One statement for the lot: the rows are locked in (destination, key) order first, so
-    // concurrent batches lock in one order, then deleted.
+    // One statement for the lot. Each row is found by its primary key and locked, in
+    // (destination, key) order (the arrays are sorted here), so concurrent batches lock in one
+    // order; the locked rows are then deleted by their tuple ids. Not a join: the planner
+    // hash-joined the batch with a scan of the whole table, dead rows included, which grew with
+    // every claim released until a vacuum (measured: 2 ms a call, the first statement of
+    // PostgreSQL's time in the bench).
     let delete = tx
         .prepare_cached(
             "WITH locked AS (
-                 SELECT c.destination, c.key FROM claims c
-                 JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
-                   ON c.destination = r.d AND c.key = r.k AND c.holder = r.h
-                 ORDER BY c.destination, c.key
-                 FOR UPDATE OF c)
-             DELETE FROM claims c USING locked l
-             WHERE c.destination = l.destination AND c.key = l.key",
+                 SELECT l.t FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
+                 CROSS JOIN LATERAL (
+                     SELECT c.ctid AS t FROM claims c
+                     WHERE c.destination = r.d AND c.key = r.k AND c.holder = r.h
+                     FOR UPDATE) l)
+             DELETE FROM claims WHERE ctid = ANY (ARRAY(SELECT t FROM locked))",
         )
         .await
         .map_err(pg_err)?;
-    let pick = |f: fn(&ClaimRelease) -> &str| releases.iter().map(f).collect::<Vec<&str>>();
+    let mut order: Vec<&ClaimRelease> = releases.iter().collect();
+    order.sort_by(|a, b| (&a.destination, &a.key).cmp(&(&b.destination, &b.key)));
+    let pick = |f: fn(&ClaimRelease) -> &str| order.iter().map(|r| f(r)).collect::<Vec<&str>>();
     tx.execute(
         &delete,
         &[
