@@ -38,11 +38,12 @@ pub struct BenchArgs {
     /// Directory of the example keys (sign-rsa.*, sign-ec.*).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example"))]
     pub certs: PathBuf,
-    /// Evidence log cost: runs with the log off and in metadata mode, alternating, this many
-    /// times each; the cost is taken from each mode's median rate (one pair of runs moved by
-    /// ±15 points on this shared machine).
+    /// Where the bench compares two modes (the evidence log off and in metadata mode; the
+    /// engine's publish without and with the index), it runs them alternating this many times
+    /// each and compares their medians (one pair of runs moved the evidence cost by ±15 points
+    /// on this shared machine).
     #[arg(long, default_value_t = 3)]
-    pub evidence_rounds: usize,
+    pub rounds: usize,
     /// Give up on one end-to-end run after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
@@ -176,7 +177,7 @@ impl BenchArgs {
         }
         self.sign_secs = 0.2;
         self.latency_secs = 0.5;
-        self.evidence_rounds = 1;
+        self.rounds = 1;
         // The drain's time varies with the breaker's cool-downs and retry timers, and a
         // delivery whose settle was lost comes back only when its 60 s lease expires: the smoke
         // drain gets room for that (it checks what arrives, not how fast).

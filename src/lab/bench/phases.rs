@@ -238,12 +238,12 @@ impl Bench<'_> {
     }
 
     /// The evidence log's cost: the same run with the log off and in metadata mode,
-    /// alternating, `--evidence-rounds` times each. Returns the cost (percent of the median
+    /// alternating, `--rounds` times each. Returns the cost (percent of the median
     /// throughput with the log off) per backend measured, from the two modes' median rates.
     pub(super) async fn evidence_phase(&mut self) -> Vec<(Backend, f64)> {
         let mut costs = Vec::new();
         let (args, portal) = (self.args, &self.portal);
-        let rounds = args.evidence_rounds.max(1);
+        let rounds = args.rounds.max(1);
         println!();
         println!(
             "== evidence log cost (ES256; {} events per run; off and metadata alternating, {rounds} run(s) each; the table above ran in metadata mode, the default) ==",
