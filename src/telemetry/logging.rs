@@ -6,14 +6,19 @@
 //!   message is escaped ([`escape_controls`]); JSON escapes every string itself. A value from
 //!   outside (a reference, a kind, a party's error message) never starts a new line nor drives
 //!   the terminal.
-//! - The level filter is `GATEWAY_LOG` (default `info`); the OTLP layer has its own filter, so
-//!   spans are exported whatever the log level.
+//! - The level filter is `GATEWAY_LOG` (default [`DEFAULT_FILTER`]); the OTLP layer has its own
+//!   filter, so spans are exported whatever the log level.
+
+/// `info`, but the PostgreSQL client's server notices (it logs every one at `info`, such as
+/// "schema … already exists, skipping" twice for each store opened) only from `warn`.
+pub const DEFAULT_FILTER: &str = "info,tokio_postgres=warn";
 
 pub fn init_logging(json: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
-    let filter = EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("GATEWAY_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
         // JSON escapes every string itself.
@@ -100,5 +105,21 @@ mod log_tests {
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains(r"GW1\n2026"), "{text}");
         assert!(text.contains("reference=GW1"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::DEFAULT_FILTER;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::EnvFilter;
+
+    /// `EnvFilter::new` drops a directive it cannot read without a word: the default must read
+    /// whole, at `info` overall.
+    #[test]
+    fn the_default_filter_reads_whole_at_info() {
+        let f = EnvFilter::try_new(DEFAULT_FILTER).expect("the default filter reads");
+        assert_eq!(f.max_level_hint(), Some(LevelFilter::INFO));
+        assert!(f.to_string().contains("tokio_postgres=warn"), "{f}");
     }
 }
