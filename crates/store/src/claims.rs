@@ -553,7 +553,7 @@ fn pg_known_at(k: &tokio_postgres::Row, at: usize) -> Known {
 /// call, which it did while the tables were young (measured: 5 ms a call at 1,300 natural keys,
 /// 58 % of PostgreSQL's time in the bench); a scalar subquery is always an index probe per
 /// request.
-const PG_KNOWN_MANY: &str = "SELECT r.i,
+pub const PG_KNOWN_MANY: &str = "SELECT r.i,
    (SELECT version FROM delivered_versions WHERE destination = r.d AND key = r.k),
    COALESCE((SELECT true FROM delivered_natural_keys
               WHERE destination = r.d AND natural_key = r.nk LIMIT 1), false),
@@ -896,6 +896,16 @@ pub(crate) async fn pg_extend(
 
 /// Inside the record transaction. Sorted by (destination, key) so concurrent batches lock in
 /// one order.
+/// Release many claims (destinations, keys, holders; sorted by destination and key): see
+/// [`pg_release`].
+pub const PG_RELEASE_MANY: &str = "WITH locked AS (
+     SELECT l.t FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
+     CROSS JOIN LATERAL (
+         SELECT c.ctid AS t FROM claims c
+         WHERE c.destination = r.d AND c.key = r.k AND c.holder = r.h
+         FOR UPDATE) l)
+ DELETE FROM claims WHERE ctid = ANY (ARRAY(SELECT t FROM locked))";
+
 pub(crate) async fn pg_release(
     tx: &deadpool_postgres::Transaction<'_>,
     releases: &[ClaimRelease],
@@ -906,18 +916,7 @@ pub(crate) async fn pg_release(
     // hash-joined the batch with a scan of the whole table, dead rows included, which grew with
     // every claim released until a vacuum (measured: 2 ms a call, the first statement of
     // PostgreSQL's time in the bench).
-    let delete = tx
-        .prepare_cached(
-            "WITH locked AS (
-                 SELECT l.t FROM UNNEST($1::text[], $2::text[], $3::text[]) AS r(d, k, h)
-                 CROSS JOIN LATERAL (
-                     SELECT c.ctid AS t FROM claims c
-                     WHERE c.destination = r.d AND c.key = r.k AND c.holder = r.h
-                     FOR UPDATE) l)
-             DELETE FROM claims WHERE ctid = ANY (ARRAY(SELECT t FROM locked))",
-        )
-        .await
-        .map_err(pg_err)?;
+    let delete = tx.prepare_cached(PG_RELEASE_MANY).await.map_err(pg_err)?;
     let mut order: Vec<&ClaimRelease> = releases.iter().collect();
     order.sort_by(|a, b| (&a.destination, &a.key).cmp(&(&b.destination, &b.key)));
     let pick = |f: fn(&ClaimRelease) -> &str| order.iter().map(|r| f(r)).collect::<Vec<&str>>();

@@ -537,6 +537,13 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     })
 }
 
+/// Which of a batch's exchanges are stored already. One index probe per exchange (see
+/// `PG_KNOWN_MANY` in `claims`): `exchange = ANY($1)` was planned as a scan of the whole table
+/// while it was small enough, comparing every row with every exchange of the batch.
+pub const PG_KNOWN_EXCHANGES: &str = "SELECT x FROM UNNEST($1::text[]) AS x
+ WHERE (SELECT true FROM evidence_leaves WHERE exchange = x LIMIT 1)
+    OR (SELECT true FROM evidence WHERE exchange = x LIMIT 1)";
+
 pub(crate) async fn pg_append(
     tx: &deadpool_postgres::Transaction<'_>,
     records: &[EvidenceRecord],
@@ -560,14 +567,7 @@ pub(crate) async fn pg_append(
          $21::bytea[])"
     );
     let (known_stmt, head_stmt, insert, insert_batches, move_head) = futures::try_join!(
-        tx.prepare_cached(
-            // One index probe per exchange of the batch (see `PG_KNOWN_MANY` in `claims`):
-            // `exchange = ANY($1)` was planned as a scan of the whole table while it was small
-            // enough, comparing every row with every exchange of the batch.
-            "SELECT x FROM UNNEST($1::text[]) AS x
-             WHERE (SELECT true FROM evidence_leaves WHERE exchange = x LIMIT 1)
-                OR (SELECT true FROM evidence WHERE exchange = x LIMIT 1)"
-        ),
+        tx.prepare_cached(PG_KNOWN_EXCHANGES),
         // `DO UPDATE` (a no-op write) rather than `DO NOTHING`, so the row is locked and
         // returned whether it is new or not.
         tx.prepare_cached(

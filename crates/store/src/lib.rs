@@ -109,6 +109,13 @@ mod suite_support;
 pub mod tls;
 
 pub use claims::{Claim, ClaimRelease, ClaimRequest, InDoubt, InDoubtRow};
+
+/// The PostgreSQL statements of the hot path whose plans a test checks on grown tables
+/// (`tests/postgres.rs`: each must stay an index probe per request).
+pub mod pg_statements {
+    pub use crate::claims::{PG_KNOWN_MANY, PG_RELEASE_MANY};
+    pub use crate::evidence_sql::PG_KNOWN_EXCHANGES;
+}
 pub use error::{Result, StoreError};
 pub use evidence::{ChainHead, EvidenceRecord, StoredEvidence, TimeStampRow};
 pub use open::{open, open_tls};
