@@ -303,6 +303,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, crate::subscriptions::schema::PG_V13),
     (14, crate::evidence_sql::PG_V14),
     (15, crate::signatures::schema::PG_V15),
+    (16, SCHEMA_V16),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests
@@ -402,6 +403,14 @@ CREATE TABLE accepted_versions (
     at_ms        BIGINT  NOT NULL,
     PRIMARY KEY (route, key)
 );
+";
+
+/// The attempts' `seq` loses its primary-key index: no query looks a row up by `seq` (the
+/// trail reads by key, through `attempts_by_key`, and a re-recorded batch is matched by
+/// `attempts_once`), yet every recorded attempt paid an insert into it. `seq` stays (an
+/// identity column, still the trail's tie-break within one millisecond).
+const SCHEMA_V16: &str = "
+ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_pkey;
 ";
 
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \

@@ -473,3 +473,58 @@ async fn hot_statements_probe_indexes_on_grown_tables() {
     })
     .await;
 }
+
+/// Every attempt recorded pays an insert into each index of `attempts`: it keeps the two a
+/// query uses (the trail by key, the match of a batch recorded again) and not the primary key
+/// of `seq`, which migration 16 drops from databases made before it. The trail, ordered by
+/// time then `seq`, still reads through its index.
+#[tokio::test]
+async fn attempts_keep_only_the_indexes_a_query_uses() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("attempt_indexes");
+    in_schema(&admin, &schema, |schema| async move {
+        PgStore::connect_with_schema(&url(), &schema)
+            .await
+            .expect("connect");
+        let (db, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let mut indexes: Vec<String> = db
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'attempts'",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        indexes.sort();
+        assert_eq!(indexes, ["attempts_by_key", "attempts_once"]);
+        db.batch_execute(&format!(
+            "SET search_path TO \"{schema}\";
+             INSERT INTO attempts (route, envelope_id, key, attempt, result, status, reason,
+                                   latency_ms, at_ms)
+               SELECT 'r', 'e-' || g, 'D-' || (g % 100), 1, 'delivered', 200, 'accepted', 1, g
+               FROM generate_series(1, 1000) g;
+             ANALYZE attempts;"
+        ))
+        .await
+        .expect("fill attempts");
+        let plan: Vec<String> = db
+            .simple_query("EXPLAIN SELECT * FROM attempts WHERE key = 'D-7' ORDER BY at_ms, seq")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("attempts_by_key"),
+            "the trail's plan:\n{plan}"
+        );
+    })
+    .await;
+}
