@@ -10,6 +10,7 @@
 pub mod agency;
 pub mod axis;
 pub mod csc;
+pub mod examples;
 pub mod momo;
 pub mod mysign;
 pub mod officials;

@@ -55,10 +55,7 @@ impl Drop for Tsa {
     }
 }
 
-/// The `certs-example` folder of the workspace.
-pub fn certs_example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-example")
-}
+pub use crate::examples::certs_example;
 
 /// Why the sandbox could not start or sign a reply; one variant per step.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 //!   acknowledged) and is read from the store's history.
 //! - Every wait is bounded (30 s); a failure is a message, never a hang.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -24,9 +24,9 @@ use crate::runtime::Engine;
 /// The variable the axis secret passes through (by reference, like any secret).
 const SECRET_VAR: &str = "GATEWAY_DEMO_AXIS_SECRET";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+/// The edXML sample the result documents start from, built in (the demo runs wherever the
+/// binary is).
+const SAMPLE_DOCUMENT: &str = include_str!("../../crates/edxml/samples/document.json");
 
 /// Start the axis sandbox (defaults: the province is system `000.00.00.H22`).
 pub async fn start_axis() -> Result<Axis, String> {
@@ -40,7 +40,7 @@ pub async fn start_axis() -> Result<Axis, String> {
 /// back: the demo reads them from the store.)
 pub fn axis_section(axis: &Axis, data_dir: &Path) -> Result<String, String> {
     std::env::set_var(SECRET_VAR, &axis.config().systems[0].secret);
-    let certs = repo().join("certs-example");
+    let certs = gw_contract_tests::examples::certs_example();
     // The province's certificate, then the intermediate: KeyInfo carries both, so the axis
     // chains the signer to its root.
     let mut pem = Vec::new();
@@ -90,10 +90,8 @@ to = "axis"
 
 /// The result document of a dossier: the sample description with a result's subject.
 fn result_document(dossier: &str) -> Result<Envelope, String> {
-    let p: &Path = &repo().join("crates/edxml/samples/document.json");
-    let mut env: Envelope =
-        serde_json::from_slice(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut env: Envelope = serde_json::from_str(SAMPLE_DOCUMENT)
+        .map_err(|e| format!("the built-in sample document: {e}"))?;
     if let Header::Document(h) = &mut env.header {
         h.subject =
             format!("Kết quả giải quyết hồ sơ {dossier}: cấp giấy chứng nhận quyền sử dụng đất");

@@ -34,10 +34,7 @@ pub struct AxisConfig {
     pub responder_cert: PathBuf,
 }
 
-/// The `certs-example` folder of the workspace.
-pub fn certs_example() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../certs-example")
-}
+pub use crate::examples::certs_example;
 
 /// The province's system in the default settings.
 pub const PROVINCE_SYSTEM: &str = "000.00.00.H22";

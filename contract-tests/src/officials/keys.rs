@@ -1,7 +1,7 @@
 //! The example officials: who they are at the service (user id, credential id), which
 //! certificate of `certs-example/officials/` they hold, and how they behave on the phone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use openssl::md::Md;
 use openssl::pkey::{Id, PKey, Private};
@@ -11,10 +11,7 @@ use openssl::sign::RsaPssSaltlen;
 use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
-/// The `certs-example` folder of the workspace.
-pub fn certs_example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-example")
-}
+pub use crate::examples::certs_example;
 
 /// How an official answers a request on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,9 +35,10 @@ pub struct BenchArgs {
     /// PostgreSQL URL (a `?schema=` is added per run).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub pg_url: String,
-    /// Directory of the example keys (sign-rsa.*, sign-ec.*).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example"))]
-    pub certs: PathBuf,
+    /// Directory of the signing keys (sign-rsa.*, sign-ec.*). Default: the example keys built
+    /// into the binary (`certs-example/`).
+    #[arg(long)]
+    pub certs: Option<PathBuf>,
     /// Where the bench compares two modes (the evidence log off and in metadata mode; the
     /// engine's publish without and with the index), it runs them alternating this many times
     /// each and compares their medians (one pair of runs moved the evidence cost by ±15 points
@@ -87,6 +88,13 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The signing keys' folder: `--certs`, or the built-in example keys.
+    pub(super) fn certs(&self) -> PathBuf {
+        self.certs
+            .clone()
+            .unwrap_or_else(gw_contract_tests::examples::certs_example)
+    }
+
     pub(super) fn phase(&self, name: &str) -> bool {
         self.phases.split(',').any(|p| p.trim() == name)
     }

@@ -92,7 +92,7 @@ pub(super) async fn raw_sign_phase(args: &BenchArgs) -> BTreeMap<&'static str, f
         &[]
     };
     for &(sig, label) in sign_phase {
-        match load_key(&args.certs, sig.key()) {
+        match load_key(&args.certs(), sig.key()) {
             Ok(k) => {
                 let secs = args.sign_secs;
                 let r = tokio::task::spawn_blocking(move || raw_sign_rate(&k, secs))

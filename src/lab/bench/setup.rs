@@ -88,7 +88,8 @@ pub(super) fn setup(args: &BenchArgs, backend: Backend, sig: Sig, portal: &Porta
             format!("url = \"{}?schema={route}\"\n", args.pg_url),
         ),
     };
-    let certs = args.certs.display();
+    let certs = args.certs();
+    let certs = certs.display();
     let cfg = portal.config();
     let text = format!(
         r#"
