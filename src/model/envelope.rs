@@ -137,7 +137,7 @@ impl Envelope {
     /// the idempotency key).
     pub fn natural_key(&self) -> Option<String> {
         if let Some(v) = self.version {
-            return Some(format!("{}@{}", self.key, v));
+            return Some(gw_store::natural_keys::of_version(&self.key, v));
         }
         if super::events::EventKind::DossierProgress.is(&self.kind) {
             let payload = self

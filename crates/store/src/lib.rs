@@ -9,7 +9,9 @@
 //!    (route, envelope id) twice keeps the first final outcome (idempotent).
 //! 2. **Natural-key idempotency.** When an outcome carries a natural key (e.g. dossier code +
 //!    version), [`Store::natural_key_done`] answers `true` for it afterwards, whatever the
-//!    envelope id was (two envelopes carrying the same effect are delivered once).
+//!    envelope id was (two envelopes carrying the same effect are delivered once). A version's
+//!    key (`KEY@v`) is answered from the delivered version, not stored twice
+//!    ([`natural_keys`]).
 //! 3. **Versions only move forward.** The version stored for (destination, key) is the maximum
 //!    of every delivered version; a lower one never overwrites a higher one.
 //!    Likewise the **accepted version** stored for (route, key) is the maximum of every
@@ -93,6 +95,7 @@ mod evidence_sql;
 pub mod evidence_suite;
 pub mod feeds;
 pub mod indicators;
+pub mod natural_keys;
 mod open;
 pub mod payments;
 pub mod postgres;

@@ -453,6 +453,13 @@ const RAISE_ACCEPTED: &str = "INSERT INTO accepted_versions (route, key, version
      FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS t(route, key, version) \
      ON CONFLICT (route, key) DO UPDATE SET version = excluded.version, at_ms = excluded.at_ms \
      WHERE excluded.version > accepted_versions.version";
+/// A delivered natural key: its row, or for a version's key ($3 key, $4 version) the version
+/// delivered ([`crate::natural_keys`]).
+const NATURAL_KEY_DONE: &str = "SELECT \
+     COALESCE((SELECT true FROM delivered_natural_keys \
+               WHERE destination = $1 AND natural_key = $2 LIMIT 1), false) \
+     OR COALESCE((SELECT version >= $4 FROM delivered_versions \
+                  WHERE destination = $1 AND key = $3), false)";
 const VERSIONS: &str = "SELECT \
      (SELECT version FROM delivered_versions WHERE destination = $1 AND key = $3), \
      (SELECT version FROM accepted_versions WHERE route = $2 AND key = $3)";
@@ -934,7 +941,9 @@ impl Store for PgStore {
                     .iter()
                     .filter(|o| o.outcome == Outcome::Delivered)
             };
+            // A version's own key is said by `delivered_versions` (raised below).
             let effects: Vec<(&OutcomeRecord, &str)> = delivered()
+                .filter(|o| !crate::natural_keys::implied_by_version(o))
                 .filter_map(|o| o.natural_key.as_deref().map(|nk| (o, nk)))
                 .collect();
             if !effects.is_empty() {
@@ -1117,14 +1126,12 @@ impl Store for PgStore {
     async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM delivered_natural_keys \
-                 WHERE destination = $1 AND natural_key = $2)",
-            )
+            .prepare_cached(NATURAL_KEY_DONE)
             .await
             .map_err(query)?;
+        let (key, version) = crate::natural_keys::version_of(natural_key).unzip();
         let row = client
-            .query_one(&stmt, &[&destination, &natural_key])
+            .query_one(&stmt, &[&destination, &natural_key, &key, &version])
             .await
             .map_err(query)?;
         col(&row, 0)

@@ -487,7 +487,12 @@ fn record_batch(conn: &mut Connection, batch: &Batch) -> std::result::Result<(),
             if o.outcome != Outcome::Delivered {
                 continue;
             }
-            if let Some(nk) = &o.natural_key {
+            // A version's own key is said by `delivered_versions` (raised below).
+            if let Some(nk) = o
+                .natural_key
+                .as_ref()
+                .filter(|_| !crate::natural_keys::implied_by_version(o))
+            {
                 natural.execute(params![o.destination, nk, o.route, o.envelope_id, o.at_ms])?;
             }
             if let Some(v) = o.version {
@@ -637,12 +642,18 @@ impl Store for SqliteStore {
     async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool> {
         let (destination, natural_key) = (destination.to_owned(), natural_key.to_owned());
         self.call(move |conn| {
+            let (key, version) = crate::natural_keys::version_of(&natural_key).unzip();
+            // Its row, or for a version's key the version delivered (`crate::natural_keys`).
             Ok(conn
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM delivered_natural_keys
-                                    WHERE destination = ?1 AND natural_key = ?2)",
+                                    WHERE destination = ?1 AND natural_key = ?2)
+                         OR COALESCE((SELECT version >= ?4 FROM delivered_versions
+                                      WHERE destination = ?1 AND key = ?3), 0)",
                 )?
-                .query_row([destination, natural_key], |r| r.get(0))?)
+                .query_row(params![destination, natural_key, key, version], |r| {
+                    r.get(0)
+                })?)
         })
         .await
     }

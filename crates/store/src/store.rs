@@ -50,7 +50,8 @@ pub trait Store: Send + Sync + 'static {
     /// The final outcome already recorded for (route, envelope id), if any.
     async fn outcome(&self, route: &str, envelope_id: &str) -> Result<Option<OutcomeRecord>>;
 
-    /// Whether an effect with this natural key was already delivered to `destination`.
+    /// Whether an effect with this natural key was already delivered to `destination`; for a
+    /// version's key (`KEY@v`), whether version v or a newer one was ([`crate::natural_keys`]).
     async fn natural_key_done(&self, destination: &str, natural_key: &str) -> Result<bool>;
 
     /// The highest version delivered to `destination` for `key`.

@@ -43,6 +43,7 @@ macro_rules! store_suite {
             empty_batch_is_a_no_op,
             first_outcome_wins,
             natural_key_idempotency,
+            a_version_key_is_answered_by_the_delivered_version,
             versions_only_move_forward,
             batch_is_atomic,
             recording_a_batch_twice_is_a_no_op,
@@ -275,6 +276,81 @@ pub async fn natural_key_idempotency(store: Arc<dyn Store>) {
     again.natural_key = Some("D@1".into());
     record(&store, batch(vec![again], vec![], vec![])).await;
     assert!(store.natural_key_done("national", "D@1").await.unwrap());
+}
+
+/// A version's natural key (`KEY@v`, [`crate::natural_keys`]) is delivered once that version or
+/// a newer one is: the delivered version says it; only delivered outcomes count; a step's key
+/// (no version) is stored and answered as before; a claim for a version already there is
+/// refused as older.
+pub async fn a_version_key_is_answered_by_the_delivered_version(store: Arc<dyn Store>) {
+    use crate::natural_keys::of_version;
+    let versioned = |env: &str, v: i64, what: Outcome| {
+        let mut o = outcome("r1", env, "V", v);
+        o.version = Some(v);
+        o.natural_key = Some(of_version("V", v));
+        o.outcome = what;
+        o
+    };
+    let done = |nk: String| {
+        let store = store.clone();
+        async move { store.natural_key_done("national", &nk).await.unwrap() }
+    };
+    record(
+        &store,
+        batch(
+            vec![
+                versioned("env-3", 3, Outcome::Delivered),
+                versioned("env-5", 5, Outcome::DeadLettered),
+            ],
+            vec![],
+            vec![],
+        ),
+    )
+    .await;
+    assert!(done(of_version("V", 3)).await);
+    assert!(done(of_version("V", 2)).await, "a newer version carries it");
+    assert!(!done(of_version("V", 4)).await);
+    assert!(
+        !done(of_version("V", 5)).await,
+        "dead-lettered: not delivered"
+    );
+    assert!(!store.natural_key_done("other", "V@3").await.unwrap());
+    assert!(!done(of_version("W", 1)).await);
+    // Not a version's key as the store spells it: only its own row counts.
+    assert!(!done("V@03".into()).await);
+    let mut odd = outcome("r1", "env-odd", "V", 10);
+    odd.version = Some(3);
+    odd.natural_key = Some("V@03".into());
+    let mut step = outcome("r1", "env-step", "V", 11);
+    step.natural_key = Some("V#step-1-abc".into());
+    record(&store, batch(vec![odd, step], vec![], vec![])).await;
+    assert!(done("V@03".into()).await);
+    assert!(done("V#step-1-abc".into()).await);
+    assert!(!done("V#step-2-abc".into()).await);
+    // The claim for a version the destination has is refused; a newer one is granted.
+    let mut again = crate::claims::ClaimRequest {
+        destination: "national".into(),
+        key: "V".into(),
+        ledger_id: "env-3-replay".into(),
+        natural_key: Some(of_version("V", 3)),
+        version: Some(3),
+        holder: "h".into(),
+        lease_ms: 30_000,
+        sending: true,
+    };
+    assert_eq!(
+        store.claim(&again).await.unwrap(),
+        crate::claims::Claim::Older {
+            newest: 3,
+            in_doubt: false
+        }
+    );
+    again.version = Some(4);
+    again.natural_key = Some(of_version("V", 4));
+    assert_eq!(
+        store.claim(&again).await.unwrap(),
+        crate::claims::Claim::Granted { in_doubt: None }
+    );
 }
 
 /// max(old, new) for delivered outcomes carrying a version; nothing else moves it.
@@ -1355,18 +1431,16 @@ pub async fn claim_older_than_delivered_is_refused(store: Arc<dyn Store>) {
     for v in [2, 3] {
         let req = claim_req("K", &format!("env-{v}b"), Some(v), "h", 30_000);
         let got = store.claim(&req).await.unwrap();
-        if v == 3 {
-            // Its natural key is delivered.
-            assert_eq!(got, crate::claims::Claim::Done);
-        } else {
-            assert_eq!(
-                got,
-                crate::claims::Claim::Older {
-                    newest: 3,
-                    in_doubt: false
-                }
-            );
-        }
+        // Version 3's natural key is said by the delivered version (`crate::natural_keys`):
+        // refused by the version check, the same way as the older version 2.
+        assert_eq!(
+            got,
+            crate::claims::Claim::Older {
+                newest: 3,
+                in_doubt: false
+            },
+            "version {v}"
+        );
     }
     let mut same = claim_req("K", "env-3c", Some(3), "h", 30_000);
     same.natural_key = None;

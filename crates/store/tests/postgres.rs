@@ -528,3 +528,44 @@ async fn attempts_keep_only_the_indexes_a_query_uses() {
     })
     .await;
 }
+
+/// A delivered version's natural key (`KEY@v`) is said by `delivered_versions` and not written
+/// again to `delivered_natural_keys` (one row, two index entries and a WAL confirm less per
+/// delivered snapshot); a progress step's key still is.
+#[tokio::test]
+async fn a_delivered_version_writes_no_natural_key_row() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("version_keys");
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema)
+            .await
+            .expect("connect");
+        let mut snapshot = gw_store::suite::outcome("r", "env-1", "D", 1);
+        snapshot.version = Some(2);
+        snapshot.natural_key = Some(gw_store::natural_keys::of_version("D", 2));
+        let mut step = gw_store::suite::outcome("r", "env-2", "D", 2);
+        step.natural_key = Some("D#step-1-abc".into());
+        store
+            .record(gw_store::Batch {
+                outcomes: vec![snapshot, step],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (db, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let rows: Vec<String> = db
+            .query(
+                &format!("SELECT natural_key FROM \"{schema}\".delivered_natural_keys"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rows, ["D#step-1-abc"]);
+        assert!(store.natural_key_done("national", "D@2").await.unwrap());
+    })
+    .await;
+}
