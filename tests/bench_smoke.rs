@@ -3,6 +3,32 @@
 
 use std::process::Command;
 
+/// `--latency-rate` publishes the latency run at that fixed rate, says so, and keeps the
+/// figure out of the goal lines (they name half the peak).
+#[test]
+fn a_fixed_latency_rate_is_used_and_kept_out_of_the_goals() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["bench", "--smoke", "--phases", "e2e", "--latency-rate", "40"])
+        .output()
+        .expect("run gateway bench --smoke --latency-rate 40");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("at a fixed 40 events/s (--latency-rate)"),
+        "{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("embedded (SQLite)"))
+        .unwrap_or_else(|| panic!("no embedded row in:\n{stdout}"));
+    assert!(row.contains(" 40/s "), "the run's rate: {row}");
+    let goal = stdout
+        .lines()
+        .find(|l| l.contains("p99 publish → outcome at half the peak"))
+        .unwrap_or_else(|| panic!("no p99 goal line in:\n{stdout}"));
+    assert!(goal.contains("n/a"), "{goal}");
+}
+
 #[test]
 fn bench_smoke_prints_the_tables() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))

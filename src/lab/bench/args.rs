@@ -29,6 +29,11 @@ pub struct BenchArgs {
     /// Seconds of publishing at half the peak rate for the latency figures.
     #[arg(long, default_value_t = 5.0)]
     pub latency_secs: f64,
+    /// Publish the latency run at this fixed rate (events a second) instead of half the
+    /// measured peak: the latency at a province's own load, away from saturation. The goal
+    /// lines name half the peak, so they show n/a for a run at a fixed rate.
+    #[arg(long)]
+    pub latency_rate: Option<f64>,
     /// RabbitMQ URL (user, no password); the password from GW_BENCH_AMQP_PASSWORD, default guest.
     #[arg(long, default_value = "amqp://guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
@@ -93,6 +98,11 @@ impl BenchArgs {
         self.certs
             .clone()
             .unwrap_or_else(gw_contract_tests::examples::certs_example)
+    }
+
+    /// The latency run's rate: `--latency-rate`, or half the peak `rate` measured just before.
+    pub(super) fn latency_rate(&self, rate: f64) -> f64 {
+        self.latency_rate.unwrap_or(rate / 2.0).max(1.0)
     }
 
     pub(super) fn phase(&self, name: &str) -> bool {

@@ -86,7 +86,7 @@ pub(super) async fn e2e(
         let rate = args.events as f64 / secs;
         let calls = portal.calls("DongBoHoSoMC").max(1);
         // Latency at half the peak: publish one at a time at that rate.
-        let lat_rate = (rate / 2.0).max(1.0);
+        let lat_rate = args.latency_rate(rate);
         let lat_n = ((lat_rate * args.latency_secs) as usize).max(10);
         let lat = latency(
             &engine,

@@ -116,9 +116,11 @@ impl Bench<'_> {
             "== gateway end to end ({} events preloaded per run; dvcqg connector → portal sandbox, plain HTTP keep-alive on loopback) ==",
             args.events
         );
-        println!(
-            "  latency: publish confirmed → outcome in the ledger (ack follows), at half the peak rate;"
-        );
+        let at = match args.latency_rate {
+            Some(r) => format!("at a fixed {r} events/s (--latency-rate)"),
+            None => "at half the peak rate".into(),
+        };
+        println!("  latency: publish confirmed → outcome in the ledger (ack follows), {at};");
         println!(
             "  ev/call: events per portal sync call (the connector batches; one signature per call)"
         );

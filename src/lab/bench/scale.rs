@@ -183,7 +183,7 @@ async fn measure(
     let rate = args.events as f64 / t0.elapsed().as_secs_f64();
 
     // Latency at half that rate, paired by envelope id with the ledger.
-    let lat_rate = (rate / 2.0).max(1.0);
+    let lat_rate = args.latency_rate(rate);
     let lat_n = ((lat_rate * args.latency_secs) as usize).max(10);
     let one_by_one: Vec<(String, gw_broker::Message)> = messages(engine, &unit, args.events, lat_n)
         .into_iter()
