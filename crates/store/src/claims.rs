@@ -32,11 +32,9 @@
 //! 5. Lease clocks: PostgreSQL uses the database server's clock (`clock_timestamp()`), so
 //!    instances with skewed clocks agree; SQLite (one machine) the local clock.
 //!
-//! Claims need no fsync of their own. SQLite: they commit with `synchronous=NORMAL` (WAL: a
+//! SQLite claims need no fsync of their own: they commit with `synchronous=NORMAL` (WAL: a
 //! process crash loses nothing committed) and the next ledger write's fsync covers them; a
 //! power cut may lose the last claims (see [`sqlite_claim`]). Heartbeats likewise.
-//! PostgreSQL: claim transactions commit with `synchronous_commit` off ([`PG_CLAIM_COMMIT`]):
-//! a gateway crash loses nothing, a crash of the database server may lose the last claims.
 //!
 //! The statements are `IF NOT EXISTS` (like migration 5), so a file taken back to an older
 //! version for a migration test re-runs them harmlessly.
@@ -579,21 +577,11 @@ const PG_DROP_MANY: &str = "DELETE FROM claims c
 /// A fresh insert holds the row's lock until commit, so reads issued after it on this
 /// transaction see every holder that released before (invariant 2). When the row exists, it is
 /// locked (`FOR UPDATE`) and the reads are made again after the lock.
-/// PostgreSQL: a claim transaction commits without waiting for its WAL flush (like SQLite's
-/// `synchronous=NORMAL`, see [`sqlite_claim`]). Its rows are visible to every other
-/// transaction at commit, so the claims' exclusion does not change; the database server writes
-/// the WAL within a few `wal_writer_delay`s, and the next ledger commit (synchronous) flushes
-/// it first, since WAL is written in order. A crash of the gateway loses nothing; a crash of the
-/// database server can lose the last claims (and take-overs) committed before it, and with
-/// them the in-doubt note of an exchange in flight at that moment.
-const PG_CLAIM_COMMIT: &str = "SET LOCAL synchronous_commit TO OFF";
-
 pub(crate) async fn pg_claim(
     client: &mut deadpool_postgres::Object,
     req: &ClaimRequest,
 ) -> Result<Claim> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    tx.batch_execute(PG_CLAIM_COMMIT).await.map_err(pg_err)?;
     let insert = tx
         .prepare_cached(&format!(
             "INSERT INTO claims (destination, key, holder, ledger_id, natural_key, version,
@@ -787,8 +775,7 @@ pub(crate) async fn pg_claim_many(
              ON CONFLICT (destination, key) DO NOTHING
              RETURNING destination, key"
         );
-        let ((), insert, known) = futures::try_join!(
-            tx.batch_execute(PG_CLAIM_COMMIT),
+        let (insert, known) = futures::try_join!(
             tx.prepare_cached(&insert_sql),
             tx.prepare_cached(PG_KNOWN_MANY)
         )
