@@ -8,7 +8,14 @@ use std::process::Command;
 #[test]
 fn a_fixed_latency_rate_is_used_and_kept_out_of_the_goals() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["bench", "--smoke", "--phases", "e2e", "--latency-rate", "40"])
+        .args([
+            "bench",
+            "--smoke",
+            "--phases",
+            "e2e",
+            "--latency-rate",
+            "40",
+        ])
         .output()
         .expect("run gateway bench --smoke --latency-rate 40");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,18 +1,20 @@
 //! PostgreSQL store: for several gateway instances sharing the work.
 //!
-//! # Schema (version 6, `schema_version` records what was applied)
+//! # Schema (`schema_version` records what was applied)
 //!
 //! The same tables and semantics as the SQLite store (see [`crate::sqlite`]):
 //!
 //! ```text
 //! schema_version         (version PK, applied_at_ms)
 //! ledger                 PK (route, envelope_id); seq identity; index (key, at_ms, seq)
-//! delivered_natural_keys PK (destination, natural_key)
+//! delivered_natural_keys PK (destination, natural_key); not for a version's own key
+//!                        (`natural_keys.rs`: delivered_versions says it)
 //! delivered_versions     PK (destination, key) → version, only ever raised
 //! accepted_versions      PK (route, key) → version, only ever raised; at_ms = store clock at
 //!                        the last raise (version 3)
-//! attempts               seq identity PK; index (key, at_ms, seq);
-//!                        unique (route, envelope_id, attempt, at_ms) (version 2)
+//! attempts               seq identity (no index: version 16); one unique index
+//!                        (key, route, envelope_id, attempt, at_ms) (version 17) for the trail
+//!                        and for recording a batch again
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
@@ -304,6 +306,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, crate::evidence_sql::PG_V14),
     (15, crate::signatures::schema::PG_V15),
     (16, SCHEMA_V16),
+    (17, SCHEMA_V17),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests
@@ -413,6 +416,17 @@ const SCHEMA_V16: &str = "
 ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_pkey;
 ";
 
+/// One index on `attempts` instead of two: (key, route, envelope id, attempt, at_ms), unique.
+/// The trail reads by its key prefix and sorts a dossier's few rows by (at_ms, seq); the
+/// uniqueness is `attempts_once`'s, since an envelope id has one key. Every attempt recorded
+/// paid an insert into both before. Idempotent, like every migration.
+const SCHEMA_V17: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS attempts_by_key_once
+    ON attempts (key, route, envelope_id, attempt, at_ms);
+DROP INDEX IF EXISTS attempts_by_key;
+DROP INDEX IF EXISTS attempts_once;
+";
+
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
                            outcome, attempts, status, detail, at_ms";
 const ATTEMPT_COLS: &str =
@@ -477,7 +491,7 @@ const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, at
           WITH ORDINALITY AS t(route, envelope_id, key, attempt, result, status, reason, \
                                latency_ms, at_ms, ord) \
      ORDER BY ord \
-     ON CONFLICT (route, envelope_id, attempt, at_ms) DO NOTHING";
+     ON CONFLICT (key, route, envelope_id, attempt, at_ms) DO NOTHING";
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, envelope_id, key, \
      kind, envelope, reason, attempts, last_status, last_answer, first_attempt_ms, dead_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
