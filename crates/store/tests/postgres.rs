@@ -39,6 +39,41 @@ async fn admin() -> Option<tokio_postgres::Client> {
     None
 }
 
+/// A plain client of the test server (for what the store does not expose: tables, plans).
+async fn client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The first column of a query's rows.
+async fn column<T: tokio_postgres::types::FromSqlOwned>(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
+    db.query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The text of an `EXPLAIN`, one line per plan node.
+async fn plan_of(db: &tokio_postgres::Client, explain: &str) -> String {
+    db.simple_query(explain)
+        .await
+        .unwrap_or_else(|e| panic!("{explain}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn fresh_schema(name: &str) -> String {
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let mut schema = format!("gwt_{}_{}", &tag[tag.len() - 8..], name);
@@ -108,18 +143,13 @@ async fn concurrent_connects_migrate_once() {
             })
             .await
             .unwrap();
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let versions: Vec<i64> = client
-            .query(
-                &format!("SELECT version FROM \"{schema}\".schema_version ORDER BY version"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let client = client().await;
+        let versions: Vec<i64> = column(
+            &client,
+            &format!("SELECT version FROM \"{schema}\".schema_version ORDER BY version"),
+            &[],
+        )
+        .await;
         assert_eq!(versions, gw_store::postgres::migration_versions());
         let rows: i64 = client
             .query_one(&format!("SELECT COUNT(*) FROM \"{schema}\".ledger"), &[])
@@ -141,8 +171,7 @@ async fn the_pool_reconnects_after_the_server_drops_connections() {
             .await
             .unwrap();
         assert!(store.ready().await);
-        let (killer, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let killer = client().await;
         let killed = killer
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
@@ -208,8 +237,7 @@ async fn evidence_tampering_is_detected() {
     let schema = fresh_schema("tamper");
     in_schema(&admin, &schema, |schema| async move {
         let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = client().await;
         client
             .batch_execute(&format!("SET search_path TO \"{schema}\""))
             .await
@@ -235,8 +263,7 @@ async fn evidence_mixed_chains_verify_and_prune() {
     let schema = fresh_schema("mixed_chain");
     in_schema(&admin, &schema, |schema| async move {
         let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = client().await;
         client
             .batch_execute(&format!("SET search_path TO \"{schema}\""))
             .await
@@ -263,8 +290,7 @@ async fn evidence_batch_tampering_is_detected() {
     let schema = fresh_schema("batch_tampe");
     in_schema(&admin, &schema, |schema| async move {
         let store = PgStore::connect_with_schema(&url(), &schema).await.unwrap();
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = client().await;
         client
             .batch_execute(&format!("SET search_path TO \"{schema}\""))
             .await
@@ -315,18 +341,8 @@ async fn one_leader_per_job_and_the_other_takes_over_after_a_step_down() {
         let other_job = b.try_lead("online-poll", "gw-b", lease).await.unwrap();
         assert!(other_job.is_some(), "jobs are independent");
         // Operators see the leader.
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let names: Vec<String> = client
-            .query(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'gw-lead catalogue %'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let client = client().await;
+        let names: Vec<String> = column(&client, "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'gw-lead catalogue %'", &[]).await;
         assert!(
             names.iter().any(|n| n.ends_with(" gw-a") && n.contains("until=")),
             "{names:?}"
@@ -361,8 +377,7 @@ async fn a_killed_leader_connection_loses_leadership() {
         let lease = Duration::from_secs(6);
         let job = format!("reconcile-{schema}");
         let lead_a = a.try_lead(&job, "gw-a", lease).await.unwrap().unwrap();
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = client().await;
         let killed: i64 = client
             .query_one(
                 "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -404,8 +419,7 @@ async fn hot_statements_probe_indexes_on_grown_tables() {
         PgStore::connect_with_schema(&url(), &schema)
             .await
             .expect("connect");
-        let (db, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let db = client().await;
         db.batch_execute(&format!(
             "SET search_path TO \"{schema}\";
              INSERT INTO delivered_natural_keys (destination, natural_key, route, envelope_id, at_ms)
@@ -443,17 +457,7 @@ async fn hot_statements_probe_indexes_on_grown_tables() {
         ];
         for (what, prepare, explain) in cases {
             db.batch_execute(&prepare).await.expect(what);
-            let plan: Vec<String> = db
-                .simple_query(explain)
-                .await
-                .expect(what)
-                .into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect();
-            let plan = plan.join("\n");
+            let plan = plan_of(&db, explain).await;
             assert!(plan.contains("Index"), "{what}: no index in\n{plan}");
             // The grown tables (the empty legacy `evidence` and `in_doubt` may be scanned).
             let grown = [
@@ -486,8 +490,7 @@ async fn attempts_keep_only_the_indexes_a_query_uses() {
         PgStore::connect_with_schema(&url(), &schema)
             .await
             .expect("connect");
-        let (db, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let db = client().await;
         let mut indexes: Vec<String> = db
             .query(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'attempts'",
@@ -510,17 +513,11 @@ async fn attempts_keep_only_the_indexes_a_query_uses() {
         ))
         .await
         .expect("fill attempts");
-        let plan: Vec<String> = db
-            .simple_query("EXPLAIN SELECT * FROM attempts WHERE key = 'D-7' ORDER BY at_ms, seq")
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                _ => None,
-            })
-            .collect();
-        let plan = plan.join("\n");
+        let plan = plan_of(
+            &db,
+            "EXPLAIN SELECT * FROM attempts WHERE key = 'D-7' ORDER BY at_ms, seq",
+        )
+        .await;
         assert!(
             plan.contains("Index") && plan.contains("attempts_by_key_once"),
             "the trail's plan:\n{plan}"
@@ -552,18 +549,13 @@ async fn a_delivered_version_writes_no_natural_key_row() {
             })
             .await
             .unwrap();
-        let (db, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let rows: Vec<String> = db
-            .query(
-                &format!("SELECT natural_key FROM \"{schema}\".delivered_natural_keys"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let db = client().await;
+        let rows: Vec<String> = column(
+            &db,
+            &format!("SELECT natural_key FROM \"{schema}\".delivered_natural_keys"),
+            &[],
+        )
+        .await;
         assert_eq!(rows, ["D#step-1-abc"]);
         assert!(store.natural_key_done("national", "D@2").await.unwrap());
     })
