@@ -12,9 +12,9 @@
 //! delivered_versions     PK (destination, key) → version, only ever raised
 //! accepted_versions      PK (route, key) → version, only ever raised; at_ms = store clock at
 //!                        the last raise (version 3)
-//! attempts               seq identity (no index: version 16); one unique index
-//!                        (key, route, envelope_id, attempt, at_ms) (version 17) for the trail
-//!                        and for recording a batch again
+//! attempts               seq identity (no index: version 16); index (key, at_ms, seq);
+//!                        unique (route, envelope_id, attempt, at_ms) (version 2), the only
+//!                        unique index: the insert names no conflict target
 //! dead_letters           PK id; envelope BYTEA; state open|replayed|dropped
 //!                        indexes (route, state, dead_at_ms), (key, dead_at_ms), (state, dead_at_ms)
 //! evidence, evidence_heads, evidence_timestamps   the evidence log (version 4, see
@@ -306,7 +306,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, crate::evidence_sql::PG_V14),
     (15, crate::signatures::schema::PG_V15),
     (16, SCHEMA_V16),
-    (17, SCHEMA_V17),
 ];
 
 /// The schema versions this build's PostgreSQL migrations bring a database to, oldest first (tests
@@ -416,17 +415,6 @@ const SCHEMA_V16: &str = "
 ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_pkey;
 ";
 
-/// One index on `attempts` instead of two: (key, route, envelope id, attempt, at_ms), unique.
-/// The trail reads by its key prefix and sorts a dossier's few rows by (at_ms, seq); the
-/// uniqueness is `attempts_once`'s, since an envelope id has one key. Every attempt recorded
-/// paid an insert into both before. Idempotent, like every migration.
-const SCHEMA_V17: &str = "
-CREATE UNIQUE INDEX IF NOT EXISTS attempts_by_key_once
-    ON attempts (key, route, envelope_id, attempt, at_ms);
-DROP INDEX IF EXISTS attempts_by_key;
-DROP INDEX IF EXISTS attempts_once;
-";
-
 const LEDGER_COLS: &str = "route, destination, envelope_id, key, kind, natural_key, version, \
                            outcome, attempts, status, detail, at_ms";
 const ATTEMPT_COLS: &str =
@@ -483,6 +471,10 @@ const VERSIONS_MANY: &str = "SELECT \
      (SELECT version FROM accepted_versions WHERE route = a.r AND key = a.k) \
      FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(r, d, k, i) \
      ORDER BY a.i";
+// No conflict target: the one unique index of `attempts` decides, whatever its columns, so that
+// a later migration may merge the trail's index and this one into a single unique index
+// (key, route, envelope id, attempt, at_ms) without breaking the inserts of instances still
+// running this code during a rolling upgrade (a test records under both layouts).
 const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, attempt, result, \
      status, reason, latency_ms, at_ms) \
      SELECT route, envelope_id, key, attempt, result, status, reason, latency_ms, at_ms \
@@ -491,7 +483,7 @@ const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (route, envelope_id, key, at
           WITH ORDINALITY AS t(route, envelope_id, key, attempt, result, status, reason, \
                                latency_ms, at_ms, ord) \
      ORDER BY ord \
-     ON CONFLICT (key, route, envelope_id, attempt, at_ms) DO NOTHING";
+     ON CONFLICT DO NOTHING";
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters (id, route, queue, envelope_id, key, \
      kind, envelope, reason, attempts, last_status, last_answer, first_attempt_ms, dead_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \

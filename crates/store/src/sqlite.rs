@@ -89,7 +89,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, crate::evidence_sql::SQLITE_V14),
     (15, crate::signatures::schema::SQLITE_V15),
     (16, SCHEMA_V16),
-    (17, SCHEMA_V17),
 ];
 
 /// The schema versions this build's SQLite migrations bring a database to, oldest first (tests
@@ -101,11 +100,6 @@ pub fn migration_versions() -> Vec<i64> {
 /// PostgreSQL's migration 16 drops an index SQLite never had (here the attempts' `seq` is the
 /// rowid): the number is kept so that both stores count the same migrations.
 const SCHEMA_V16: &str = "-- nothing to change on SQLite\n";
-
-/// PostgreSQL's migration 17 merges the attempts' two indexes; SQLite keeps its own (its
-/// attempts are written one row at a time, where the second index costs little): the number
-/// is kept so that both stores count the same migrations.
-const SCHEMA_V17: &str = "-- nothing to change on SQLite\n";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE ledger (

@@ -478,10 +478,9 @@ async fn hot_statements_probe_indexes_on_grown_tables() {
     .await;
 }
 
-/// Every attempt recorded pays an insert into each index of `attempts`: one index serves both
-/// the trail by key and the match of a batch recorded again (migration 17), and the primary key
-/// of `seq`, which no query used, is gone (migration 16). The trail, ordered by time then
-/// `seq`, still reads through the index.
+/// Every attempt recorded pays an insert into each index of `attempts`: the primary key of
+/// `seq`, which no query used, is gone (migration 16); the trail's index and the re-record match
+/// stay, and the trail reads through its index.
 #[tokio::test]
 async fn attempts_keep_only_the_indexes_a_query_uses() {
     let Some(admin) = admin().await else { return };
@@ -491,18 +490,14 @@ async fn attempts_keep_only_the_indexes_a_query_uses() {
             .await
             .expect("connect");
         let db = client().await;
-        let mut indexes: Vec<String> = db
-            .query(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'attempts'",
-                &[&schema],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let mut indexes: Vec<String> = column(
+            &db,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'attempts'",
+            &[&schema],
+        )
+        .await;
         indexes.sort();
-        assert_eq!(indexes, ["attempts_by_key_once"]);
+        assert_eq!(indexes, ["attempts_by_key", "attempts_once"]);
         db.batch_execute(&format!(
             "SET search_path TO \"{schema}\";
              INSERT INTO attempts (route, envelope_id, key, attempt, result, status, reason,
@@ -519,9 +514,65 @@ async fn attempts_keep_only_the_indexes_a_query_uses() {
         )
         .await;
         assert!(
-            plan.contains("Index") && plan.contains("attempts_by_key_once"),
+            plan.contains("attempts_by_key"),
             "the trail's plan:\n{plan}"
         );
+    })
+    .await;
+}
+
+/// The attempts' insert names no conflict target, so recording a batch again stays a no-op
+/// whatever unique index the table has: today's (route, envelope id, attempt, at_ms), or the
+/// single (key, route, envelope id, attempt, at_ms) index a later migration may put in place of
+/// the two. (An insert naming today's columns would fail on that layout, and stop any instance
+/// still running it during a rolling upgrade.)
+#[tokio::test]
+async fn recording_attempts_again_is_a_no_op_under_either_index_layout() {
+    let Some(admin) = admin().await else { return };
+    let schema = fresh_schema("attempt_layouts");
+    in_schema(&admin, &schema, |schema| async move {
+        let store = PgStore::connect_with_schema(&url(), &schema)
+            .await
+            .expect("connect");
+        let db = client().await;
+        let attempt = |env: &str| gw_store::AttemptRecord {
+            route: "r".into(),
+            envelope_id: env.into(),
+            key: "D".into(),
+            attempt: 1,
+            result: "delivered".into(),
+            status: Some(200),
+            reason: "accepted".into(),
+            latency_ms: 3,
+            at_ms: 7,
+        };
+        let count = format!("SELECT COUNT(*) FROM \"{schema}\".attempts");
+        for layout in ["today's", "merged"] {
+            if layout == "merged" {
+                db.batch_execute(&format!(
+                    "SET search_path TO \"{schema}\";
+                     CREATE UNIQUE INDEX attempts_by_key_once
+                         ON attempts (key, route, envelope_id, attempt, at_ms);
+                     DROP INDEX attempts_by_key;
+                     DROP INDEX attempts_once;"
+                ))
+                .await
+                .expect("the merged layout");
+            }
+            let env = format!("env-{layout}");
+            let before = column::<i64>(&db, &count, &[]).await[0];
+            for _ in 0..2 {
+                store
+                    .record(gw_store::Batch {
+                        attempts: vec![attempt(&env)],
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("{layout} layout: {e}"));
+            }
+            let after = column::<i64>(&db, &count, &[]).await[0];
+            assert_eq!(after, before + 1, "{layout} layout: one row");
+        }
     })
     .await;
 }
