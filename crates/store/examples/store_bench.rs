@@ -30,7 +30,7 @@ async fn bench(store: &Arc<dyn Store>, batch_size: usize, total: usize, run: usi
                 let mut o =
                     gw_store::suite::outcome("bench", &format!("env-{run}-{i}"), &key, i as i64);
                 o.version = Some(i as i64);
-                o.natural_key = Some(format!("{key}@{i}"));
+                o.natural_key = Some(gw_store::natural_keys::of_version(&key, i as i64));
                 o
             })
             .collect::<Vec<_>>();

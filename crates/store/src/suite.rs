@@ -328,16 +328,7 @@ pub async fn a_version_key_is_answered_by_the_delivered_version(store: Arc<dyn S
     assert!(done("V#step-1-abc".into()).await);
     assert!(!done("V#step-2-abc".into()).await);
     // The claim for a version the destination has is refused; a newer one is granted.
-    let mut again = crate::claims::ClaimRequest {
-        destination: "national".into(),
-        key: "V".into(),
-        ledger_id: "env-3-replay".into(),
-        natural_key: Some(of_version("V", 3)),
-        version: Some(3),
-        holder: "h".into(),
-        lease_ms: 30_000,
-        sending: true,
-    };
+    let again = claim_req("V", "env-3-replay", Some(3), "h", 30_000);
     assert_eq!(
         store.claim(&again).await.unwrap(),
         crate::claims::Claim::Older {
@@ -345,10 +336,9 @@ pub async fn a_version_key_is_answered_by_the_delivered_version(store: Arc<dyn S
             in_doubt: false
         }
     );
-    again.version = Some(4);
-    again.natural_key = Some(of_version("V", 4));
+    let newer = claim_req("V", "env-4", Some(4), "h", 30_000);
     assert_eq!(
-        store.claim(&again).await.unwrap(),
+        store.claim(&newer).await.unwrap(),
         crate::claims::Claim::Granted { in_doubt: None }
     );
 }
@@ -1238,7 +1228,7 @@ fn claim_req(
         destination: "national".into(),
         key: key.into(),
         ledger_id: ledger_id.into(),
-        natural_key: version.map(|v| format!("{key}@{v}")),
+        natural_key: version.map(|v| crate::natural_keys::of_version(key, v)),
         version,
         holder: holder.into(),
         lease_ms,
